@@ -1,0 +1,201 @@
+/* Lamina — layers.
+ *
+ * A layer plugin implements LmnLayerVTable.  The core creates an LmnLayer per config group,
+ * calls build() once with the per-sample shapes of its inputs (no batch dimension); build
+ * declares parameters, buffers and saved tensors and returns the per-sample output shape.  The
+ * core then allocates everything; forward() and backward() only run ops on ready tensors, so a
+ * training step allocates nothing.
+ *
+ * Tensors seen in forward/backward have the batch dimension in front: [N, per-sample shape].
+ * A loss layer (LMN_LAYER_FLAG_LOSS) outputs one scalar, the mean over the batch, and its
+ * backward starts the chain (the gradient of the loss with respect to itself is 1).
+ */
+#pragma once
+
+#include <lamina/backend.h>
+#include <lamina/ops.h>
+#include <lamina/params.h>
+
+G_BEGIN_DECLS
+
+typedef struct _LmnLayer LmnLayer;
+
+/** LmnTensorInfo: what build() knows of an input or output: per-sample shape and dtype. */
+typedef struct {
+    LmnShape shape;
+    LmnDType dtype;
+} LmnTensorInfo;
+
+/** LmnLayerFlags: properties of a layer type. */
+typedef enum {
+    LMN_LAYER_FLAG_NONE = 0,
+    LMN_LAYER_FLAG_LOSS = 1 << 0,     /* output is the scalar batch mean; last input = target */
+    LMN_LAYER_FLAG_IN_PLACE = 1 << 1, /* reserved: may share its output with its input */
+} LmnLayerFlags;
+
+/** LmnParamRole: how the training loop treats a parameter (L1/L2 penalties skip biases). */
+typedef enum {
+    LMN_PARAM_ROLE_WEIGHT = 0,
+    LMN_PARAM_ROLE_BIAS = 1,
+} LmnParamRole;
+
+/**
+ * LmnLayerIO:
+ * @inputs: the inputs, [N, ...]
+ * @output: the output, [N, ...] (a one-element tensor for loss layers)
+ * @output_grad: backward only: dL/d(output); NULL for loss layers
+ * @input_grads: backward only: where to write dL/d(input i), overwriting; an entry is NULL when
+ *   that gradient is not needed (data inputs, labels)
+ * @batch: N
+ * @training: TRUE in training, FALSE in evaluation (dropout off, running statistics used)
+ * @step: optimizer steps done so far (seeds per-step randomness such as dropout masks)
+ * @seed: the run's seed
+ */
+typedef struct {
+    guint32 struct_size;
+    guint n_inputs;
+    LmnTensor *const *inputs;
+    LmnTensor *output;
+    LmnTensor *output_grad;
+    LmnTensor *const *input_grads;
+    gint64 batch;
+    gboolean training;
+    guint64 step;
+    guint64 seed;
+    gpointer reserved[4];
+} LmnLayerIO;
+
+/**
+ * LmnLayerVTable:
+ * @min_inputs, @max_inputs: accepted input count (a loss layer counts its target)
+ * @build: validate the inputs (set a LMN_CONFIG_ERROR_GRAPH error naming the problem), declare
+ *   parameters/buffers/saved tensors, and set @output's per-sample shape and dtype
+ * @forward: compute io->output (and saved tensors for backward)
+ * @backward: compute parameter gradients (overwrite) and the non-NULL input gradients
+ */
+typedef struct {
+    guint32 struct_size;
+    guint32 flags;
+    guint min_inputs;
+    guint max_inputs;
+    gboolean (*build)(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                      LmnTensorInfo *output, GError **error);
+    void (*forward)(LmnLayer *layer, const LmnLayerIO *io);
+    void (*backward)(LmnLayer *layer, const LmnLayerIO *io);
+} LmnLayerVTable;
+
+/* ---- used by layer plugins ---- */
+
+/** lmn_layer_get_name: Returns: (transfer none): the layer's name in the model ("fc1"). */
+const char *lmn_layer_get_name(const LmnLayer *layer);
+/** lmn_layer_get_params: Returns: (transfer none): the validated hyperparameters. */
+const LmnParams *lmn_layer_get_params(const LmnLayer *layer);
+/** lmn_layer_get_index: Returns: the layer's position in the model (seeds its random stream). */
+guint lmn_layer_get_index(const LmnLayer *layer);
+
+/**
+ * lmn_layer_add_param:
+ * @name: PyTorch's name ("weight", "bias") — the checkpoint path is /model/LAYER/NAME
+ * @shape: PyTorch's shape (dense weight [out, in])
+ * @role: weight or bias
+ * @default_init: initializer name used unless the config sets NAME_init, e.g. "he_uniform"
+ * @default_init_args: (nullable): "key=value, key=value" overrides of the initializer's defaults
+ * @fan_in, @fan_out: the fans the initializer sees (a bias uses its weight's fans)
+ * Declares a trainable parameter during build().
+ * Returns: the parameter's index within the layer
+ */
+guint lmn_layer_add_param(LmnLayer *layer, const char *name, const LmnShape *shape,
+                          LmnParamRole role, const char *default_init,
+                          const char *default_init_args, double fan_in, double fan_out);
+/**
+ * lmn_layer_add_buffer:
+ * Declares a non-trainable persistent tensor (running statistics) filled with @initial_value,
+ * saved in checkpoints under /model/LAYER/NAME.  Returns: its index.
+ */
+guint lmn_layer_add_buffer(LmnLayer *layer, const char *name, const LmnShape *shape,
+                           float initial_value);
+/**
+ * lmn_layer_add_saved:
+ * Declares a per-batch tensor of per-sample shape @shape kept from forward to backward
+ * (probabilities, masks, pre-activations); the core prepends the batch dimension.  When
+ * @per_batch is FALSE the shape is used as is (a scalar scratch, say).  Returns: its index.
+ */
+guint lmn_layer_add_saved(LmnLayer *layer, const char *name, const LmnShape *shape,
+                          LmnDType dtype, gboolean per_batch);
+
+/** lmn_layer_get_param: Returns: (transfer none): parameter @index's value tensor. */
+LmnTensor *lmn_layer_get_param(LmnLayer *layer, guint index);
+/** lmn_layer_get_grad: Returns: (transfer none): parameter @index's gradient tensor. */
+LmnTensor *lmn_layer_get_grad(LmnLayer *layer, guint index);
+/** lmn_layer_get_buffer: Returns: (transfer none): buffer @index. */
+LmnTensor *lmn_layer_get_buffer(LmnLayer *layer, guint index);
+/** lmn_layer_get_saved: Returns: (transfer none): saved tensor @index for the current batch. */
+LmnTensor *lmn_layer_get_saved(LmnLayer *layer, guint index);
+/** lmn_layer_set_private: attaches plugin data, freed with @destroy when the layer goes. */
+void lmn_layer_set_private(LmnLayer *layer, gpointer data, GDestroyNotify destroy);
+/** lmn_layer_get_private: Returns: (transfer none): the data set by lmn_layer_set_private. */
+gpointer lmn_layer_get_private(const LmnLayer *layer);
+
+/* ---- used by the core, tools and tests (gradient checks) ---- */
+
+/**
+ * lmn_layer_new:
+ * Creates and builds a standalone layer of registered type @type with validated @params, for the
+ * per-sample @inputs, and allocates its parameters and buffers on @backend (values are not
+ * initialised; see lmn_layer_init_params).  The graph uses this for each node; gradient checks
+ * use it directly.
+ * Returns: (transfer full): the layer or NULL with @error
+ */
+LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *name, guint index,
+                        const LmnParams *params, LmnBackend *backend, guint n_inputs,
+                        const LmnTensorInfo *inputs, GError **error);
+/** lmn_layer_free: frees the layer, its tensors and private data. */
+void lmn_layer_free(LmnLayer *layer);
+/** lmn_layer_get_vtable: Returns: (transfer none): the layer type's vtable. */
+const LmnLayerVTable *lmn_layer_get_vtable(const LmnLayer *layer);
+/** lmn_layer_get_type_name: Returns: (transfer none): the registered type, e.g. "dense". */
+const char *lmn_layer_get_type_name(const LmnLayer *layer);
+/** lmn_layer_get_output_info: Returns: (transfer none): per-sample output shape and dtype. */
+const LmnTensorInfo *lmn_layer_get_output_info(const LmnLayer *layer);
+/** lmn_layer_is_loss: Returns: whether the layer is a loss. */
+gboolean lmn_layer_is_loss(const LmnLayer *layer);
+/** lmn_layer_get_n_params: Returns: number of trainable parameters. */
+guint lmn_layer_get_n_params(const LmnLayer *layer);
+/** lmn_layer_get_param_name: Returns: (transfer none): parameter @index's name. */
+const char *lmn_layer_get_param_name(const LmnLayer *layer, guint index);
+/** lmn_layer_get_param_role: Returns: parameter @index's role. */
+LmnParamRole lmn_layer_get_param_role(const LmnLayer *layer, guint index);
+/** lmn_layer_get_n_buffers: Returns: number of buffers. */
+guint lmn_layer_get_n_buffers(const LmnLayer *layer);
+/** lmn_layer_get_buffer_name: Returns: (transfer none): buffer @index's name. */
+const char *lmn_layer_get_buffer_name(const LmnLayer *layer, guint index);
+/**
+ * lmn_layer_bind_param:
+ * Makes parameter @index use @value and @grad (views into the model's flat parameter and
+ * gradient tensors, so one optimizer launch covers every parameter).  Takes references.
+ */
+void lmn_layer_bind_param(LmnLayer *layer, guint index, LmnTensor *value, LmnTensor *grad);
+/**
+ * lmn_layer_init_params:
+ * @init_keys, @init_values: (nullable): the config's initializer keys for this layer, NULL-
+ *   terminated: "NAME_init" (an initializer name) and "NAME_init.KEY" (its hyperparameters)
+ * @where: location for messages ("model.ini [layer fc1]")
+ * Fills parameters with their initializers (the config's choice, else the layer's defaults) from
+ * Philox stream LMN_STREAM(LMN_STREAM_INIT, @first_param_index + i) of @seed, and buffers with
+ * their initial values.  An init key naming no parameter of the layer is an error.
+ */
+gboolean lmn_layer_init_params(LmnLayer *layer, LmnRegistry *registry, guint64 seed,
+                               guint first_param_index, const char *const *init_keys,
+                               const char *const *init_values, const char *where,
+                               GError **error);
+/**
+ * lmn_layer_prepare_batch:
+ * Allocates the saved tensors for batch size @batch (reuses them when it does not grow).
+ */
+gboolean lmn_layer_prepare_batch(LmnLayer *layer, gint64 batch, GError **error);
+/** lmn_layer_forward: runs the plugin's forward. */
+void lmn_layer_forward(LmnLayer *layer, const LmnLayerIO *io);
+/** lmn_layer_backward: runs the plugin's backward. */
+void lmn_layer_backward(LmnLayer *layer, const LmnLayerIO *io);
+
+G_END_DECLS

@@ -1,0 +1,85 @@
+/* Lamina — optimizers.
+ *
+ * An optimizer plugin declares its hyperparameters (PyTorch's names), its per-parameter state
+ * slots (PyTorch's names: "momentum_buffer", "exp_avg", ...), and an element-wise update kernel
+ * over (param, grad, slot 0, slot 1, ...).  Once per step the core calls prepare(), which turns
+ * hyperparameters, the scheduled learning rate and the step number into the kernel's scalar
+ * block (bias corrections and the like are computed there, in double).  The core keeps all
+ * parameters, gradients and each slot in flat tensors, so one launch updates the whole model.
+ *
+ * Hyperparameters arrive as data every step, so schedules never rebuild anything.
+ */
+#pragma once
+
+#include <lamina/kernel.h>
+#include <lamina/params.h>
+
+G_BEGIN_DECLS
+
+/**
+ * LmnOptimizerVTable:
+ * @slots: NULL-terminated state slot names; each slot has the shape of its parameter
+ * @update: the element-wise kernel; buffers: param (rw), grad (r), then one per slot (rw)
+ * @n_host_state: doubles of optimizer-wide state kept on the host between steps and saved in
+ *   checkpoints (e.g. NAdam's running product of momentum factors); may be 0
+ * @host_state_names: NULL-terminated names of those doubles (checkpoint attributes)
+ * @prepare: fills @scalars (kernel->n_scalars floats) for step @step (1 for the first update)
+ *   with learning rate @lr; may update @host_state
+ * @slot_initial_value: (optional) initial value of slot @slot; NULL means 0 for every slot
+ */
+typedef struct {
+    guint32 struct_size;
+    const char *const *slots;
+    const LmnKernelDesc *update;
+    guint n_host_state;
+    const char *const *host_state_names;
+    void (*prepare)(const LmnParams *hyper, double lr, gint64 step, double *host_state,
+                    float *scalars);
+    double (*slot_initial_value)(const LmnParams *hyper, guint slot);
+} LmnOptimizerVTable;
+
+/* ---- the core's optimizer object (used by the training loop, tools and tests) ---- */
+
+typedef struct _LmnOptimizer LmnOptimizer;
+typedef struct _LmnRegistry LmnRegistry;
+typedef struct _LmnTensor LmnTensor;
+
+/**
+ * lmn_optimizer_new:
+ * @type: a registered optimizer name
+ * @hyper: hyperparameters validated against the feature's schema (must contain "lr")
+ * @params: the flat parameter tensor, @grads: the flat gradient tensor (same shape)
+ * Allocates every state slot like @params, filled with its initial value.
+ * Returns: (transfer full): the optimizer, or NULL with @error
+ */
+LmnOptimizer *lmn_optimizer_new(LmnRegistry *registry, const char *type, const LmnParams *hyper,
+                                LmnTensor *params, LmnTensor *grads, GError **error);
+/** lmn_optimizer_free: frees the optimizer and its state tensors. */
+void lmn_optimizer_free(LmnOptimizer *opt);
+/** lmn_optimizer_step: one update with learning rate @lr: step += 1, prepare, one launch. */
+void lmn_optimizer_step(LmnOptimizer *opt, double lr);
+/** lmn_optimizer_get_step: Returns: updates done so far. */
+gint64 lmn_optimizer_get_step(const LmnOptimizer *opt);
+/** lmn_optimizer_set_step: sets the update count (checkpoint resume). */
+void lmn_optimizer_set_step(LmnOptimizer *opt, gint64 step);
+/** lmn_optimizer_get_type_name: Returns: (transfer none): the feature name. */
+const char *lmn_optimizer_get_type_name(const LmnOptimizer *opt);
+/** lmn_optimizer_get_plugin_version: Returns: (transfer none): the providing plugin's version. */
+const char *lmn_optimizer_get_plugin_version(const LmnOptimizer *opt);
+/** lmn_optimizer_get_hyper: Returns: (transfer none): the hyperparameters. */
+const LmnParams *lmn_optimizer_get_hyper(const LmnOptimizer *opt);
+/** lmn_optimizer_get_n_slots: Returns: number of state slots. */
+guint lmn_optimizer_get_n_slots(const LmnOptimizer *opt);
+/** lmn_optimizer_get_slot_name: Returns: (transfer none): slot @index's name. */
+const char *lmn_optimizer_get_slot_name(const LmnOptimizer *opt, guint index);
+/** lmn_optimizer_get_slot: Returns: (transfer none): slot @index, flat like the parameters. */
+LmnTensor *lmn_optimizer_get_slot(LmnOptimizer *opt, guint index);
+/**
+ * lmn_optimizer_get_host_state:
+ * @n_out: (out): number of doubles; @names_out: (out) (transfer none): their names
+ * Returns: (transfer none): the host state, writable (checkpoint resume writes it)
+ */
+double *lmn_optimizer_get_host_state(LmnOptimizer *opt, guint *n_out,
+                                     const char *const **names_out);
+
+G_END_DECLS

@@ -1,0 +1,96 @@
+/* Lamina — the plugin registry.
+ *
+ * A registry scans plugin directories, loads each lamina-*.so, checks its descriptor and keeps
+ * its features by kind and name.  Directories are searched in this order, and for a feature
+ * name the first one found wins (later ones are reported as DUPLICATE, naming both files):
+ *   1. directories added with lmn_registry_add_dir() (the CLI's --plugin-path), in order;
+ *   2. LAMINA_PLUGIN_PATH, a ':'-separated list of directories;
+ *   3. $XDG_DATA_HOME/lamina/plugins;
+ *   4. the system directory: LAMINA_PLUGIN_SYSTEM_PATH if set (':'-separated), else the build
+ *      tree's plugin directories when running from a build tree, else <libdir>/lamina-1/plugins.
+ * A plugin that fails to load is recorded with its reason and skipped; the rest keeps working.
+ * Plugins are never unloaded.
+ */
+#pragma once
+
+#include <lamina/error.h>
+#include <lamina/plugin.h>
+
+G_BEGIN_DECLS
+
+typedef struct _LmnRegistry LmnRegistry;
+
+/** LmnFeature: a loaded feature, owned by its registry. */
+typedef struct {
+    const LmnFeatureDesc *desc; /* the plugin's static descriptor entry */
+    const LmnPluginDesc *plugin;
+    char *path; /* the file it came from */
+    gpointer reserved[2];
+} LmnFeature;
+
+/** LmnPluginFailure: a file the registry could not use, and why. */
+typedef struct {
+    char *path;
+    GError *error; /* LMN_PLUGIN_ERROR */
+} LmnPluginFailure;
+
+/** lmn_registry_new: Returns: (transfer full): an empty registry (nothing scanned yet). */
+LmnRegistry *lmn_registry_new(void);
+/** lmn_registry_free: frees the registry (loaded modules stay resident). */
+void lmn_registry_free(LmnRegistry *registry);
+/** lmn_registry_add_dir: adds a highest-priority directory (after earlier added ones). */
+void lmn_registry_add_dir(LmnRegistry *registry, const char *dir);
+/**
+ * lmn_registry_set_use_environment:
+ * Whether scan() consults LAMINA_PLUGIN_PATH, XDG_DATA_HOME and the system directory (default
+ * TRUE).  Tests turn it off to see only their own directories.
+ */
+void lmn_registry_set_use_environment(LmnRegistry *registry, gboolean use);
+/**
+ * lmn_registry_scan:
+ * Loads every plugin on the search path.  Per-file failures are recorded, not returned.
+ * Returns: FALSE only when nothing can be scanned at all (never in practice); kept for symmetry
+ */
+gboolean lmn_registry_scan(LmnRegistry *registry, GError **error);
+/**
+ * lmn_registry_load_file:
+ * Loads one plugin file explicitly (a failure is both recorded and returned).
+ * Returns: FALSE with a LMN_PLUGIN_ERROR
+ */
+gboolean lmn_registry_load_file(LmnRegistry *registry, const char *path, GError **error);
+/**
+ * lmn_registry_lookup:
+ * Finds feature @name of @kind, running its plugin's init on first use.
+ * Returns: (transfer none): the feature, or NULL with LMN_PLUGIN_ERROR_NOT_FOUND (listing the
+ *   known names of that kind and a "did you mean"), a recorded load failure of a file that
+ *   looked like it provides @name, or the plugin's init error
+ */
+const LmnFeature *lmn_registry_lookup(LmnRegistry *registry, LmnFeatureKind kind,
+                                      const char *name, GError **error);
+/**
+ * lmn_registry_list:
+ * Returns: (transfer container): the features of @kind sorted by name (LmnFeature *)
+ */
+GPtrArray *lmn_registry_list(LmnRegistry *registry, LmnFeatureKind kind);
+/**
+ * lmn_registry_list_failures:
+ * Returns: (transfer none): the files that failed, with reasons (LmnPluginFailure *)
+ */
+GPtrArray *lmn_registry_list_failures(LmnRegistry *registry);
+/**
+ * lmn_registry_get_search_path:
+ * Returns: (transfer none): the directories scan() used, in order
+ */
+const GPtrArray *lmn_registry_get_search_path(LmnRegistry *registry);
+
+/**
+ * lmn_registry_validate_params:
+ * Validates user keys for @feature against its schema (lmn_params_new_from_strings with the
+ * feature's schema and @where in messages).
+ * Returns: (transfer full): the params or NULL with a LMN_CONFIG_ERROR
+ */
+LmnParams *lmn_registry_validate_params(const LmnFeature *feature, const char *const *keys,
+                                        const char *const *values, const char *where,
+                                        GError **error);
+
+G_END_DECLS

@@ -144,4 +144,6 @@ char *lmn_param_spec_describe(const LmnParamSpec *schema);
  */
 const char *lmn_suggest(const char *word, const char *const *candidates);
 
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LmnParams, lmn_params_unref)
+
 G_END_DECLS

@@ -60,7 +60,9 @@ gboolean lmn_registry_scan(LmnRegistry *registry, GError **error);
 gboolean lmn_registry_load_file(LmnRegistry *registry, const char *path, GError **error);
 /**
  * lmn_registry_lookup:
- * Finds feature @name of @kind, running its plugin's init on first use.
+ * Finds feature @name of @kind, running its plugin's init on first use (once per process).
+ * Like lmn_registry_list() and lmn_registry_list_failures(), it scans first when the registry has
+ * neither scanned nor loaded a file yet.
  * Returns: (transfer none): the feature, or NULL with LMN_PLUGIN_ERROR_NOT_FOUND (listing the
  *   known names of that kind and a "did you mean"), a recorded load failure of a file that
  *   looked like it provides @name, or the plugin's init error
@@ -92,5 +94,7 @@ const GPtrArray *lmn_registry_get_search_path(LmnRegistry *registry);
 LmnParams *lmn_registry_validate_params(const LmnFeature *feature, const char *const *keys,
                                         const char *const *values, const char *where,
                                         GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LmnRegistry, lmn_registry_free)
 
 G_END_DECLS

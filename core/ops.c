@@ -1,0 +1,193 @@
+/* Lamina — op dispatch.
+ *
+ * The hot path: every op checks, in O(1), that its tensors share one backend and that the sizes
+ * agree, then calls the backend's vtable member.  Required members were checked once when the
+ * backend was opened (backend.c), so nothing here tests for NULL.  No allocation, no locking.
+ */
+#include "backend-private.h"
+
+#include <lamina/ops.h>
+
+#define NUMEL(t) lmn_shape_numel(&(t)->shape)
+#define SAME_BACKEND(a, b) ((a)->backend == (b)->backend)
+
+void lmn_op_fill(LmnTensor *t, float value)
+{
+    g_return_if_fail(t != NULL && t->backend != NULL);
+    LmnBackend *be = t->backend;
+    be->vtable->fill(be->context, t, value);
+}
+
+void lmn_op_copy(LmnTensor *dst, const LmnTensor *src)
+{
+    g_return_if_fail(dst != NULL && src != NULL && dst->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(dst, src));
+    g_return_if_fail(lmn_tensor_nbytes(dst) == lmn_tensor_nbytes(src));
+    LmnBackend *be = dst->backend;
+    be->vtable->copy(be->context, dst, src);
+}
+
+/* Whether @t holds the @batch matrices of @rows x @cols that @offset and @stride address. */
+static inline gboolean gemm_operand_fits(const LmnTensor *t, gint64 offset, gint64 stride,
+                                         gint64 batch, gint64 rows, gint64 cols)
+{
+    if (offset < 0 || stride < 0 || t->dtype != LMN_DTYPE_F32)
+        return FALSE;
+    if (rows == 0 || cols == 0)
+        return TRUE;
+    return offset + (batch - 1) * stride + rows * cols <= NUMEL(t);
+}
+
+void lmn_op_gemm(const LmnGemm *g)
+{
+    g_return_if_fail(g != NULL && g->a != NULL && g->b != NULL && g->c != NULL);
+    g_return_if_fail(g->c->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(g->a, g->c) && SAME_BACKEND(g->b, g->c));
+    g_return_if_fail(g->m >= 0 && g->n >= 0 && g->k >= 0 && g->batch >= 0);
+    gint64 batch = g->batch > 1 ? g->batch : 1;
+    g_return_if_fail(gemm_operand_fits(g->a, g->a_offset, g->stride_a, batch, g->m, g->k));
+    g_return_if_fail(gemm_operand_fits(g->b, g->b_offset, g->stride_b, batch, g->k, g->n));
+    g_return_if_fail(gemm_operand_fits(g->c, g->c_offset, g->stride_c, batch, g->m, g->n));
+    LmnBackend *be = g->c->backend;
+    be->vtable->gemm(be->context, g);
+}
+
+void lmn_op_bias_add(LmnTensor *y, const LmnTensor *bias, gint64 outer, gint64 channels,
+                     gint64 inner)
+{
+    g_return_if_fail(y != NULL && bias != NULL && y->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(y, bias));
+    g_return_if_fail(y->dtype == LMN_DTYPE_F32 && bias->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(outer >= 0 && channels >= 0 && inner >= 0);
+    g_return_if_fail(NUMEL(y) == outer * channels * inner && NUMEL(bias) == channels);
+    LmnBackend *be = y->backend;
+    be->vtable->bias_add(be->context, y, bias, outer, channels, inner);
+}
+
+void lmn_op_bias_grad(LmnTensor *db, const LmnTensor *dy, gint64 outer, gint64 channels,
+                      gint64 inner, float beta)
+{
+    g_return_if_fail(db != NULL && dy != NULL && db->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(db, dy));
+    g_return_if_fail(db->dtype == LMN_DTYPE_F32 && dy->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(outer >= 0 && channels >= 0 && inner >= 0);
+    g_return_if_fail(NUMEL(dy) == outer * channels * inner && NUMEL(db) == channels);
+    LmnBackend *be = db->backend;
+    be->vtable->bias_grad(be->context, db, dy, outer, channels, inner, beta);
+}
+
+void lmn_op_unary(LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha)
+{
+    g_return_if_fail(x != NULL && y != NULL && y->backend != NULL);
+    g_return_if_fail((guint) op < LMN_UNARY_COUNT);
+    g_return_if_fail(SAME_BACKEND(x, y));
+    g_return_if_fail(x->dtype == LMN_DTYPE_F32 && y->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(x) == NUMEL(y));
+    LmnBackend *be = y->backend;
+    be->vtable->unary(be->context, op, x, y, alpha);
+}
+
+void lmn_op_unary_backward(LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y,
+                           const LmnTensor *dy, LmnTensor *dx, float alpha)
+{
+    g_return_if_fail(x != NULL && y != NULL && dy != NULL && dx != NULL);
+    g_return_if_fail(dx->backend != NULL);
+    g_return_if_fail((guint) op < LMN_UNARY_COUNT);
+    g_return_if_fail(SAME_BACKEND(x, dx) && SAME_BACKEND(y, dx) && SAME_BACKEND(dy, dx));
+    g_return_if_fail(x->dtype == LMN_DTYPE_F32 && y->dtype == LMN_DTYPE_F32 &&
+                     dy->dtype == LMN_DTYPE_F32 && dx->dtype == LMN_DTYPE_F32);
+    gint64 n = NUMEL(dx);
+    g_return_if_fail(NUMEL(x) == n && NUMEL(y) == n && NUMEL(dy) == n);
+    LmnBackend *be = dx->backend;
+    be->vtable->unary_backward(be->context, op, x, y, dy, dx, alpha);
+}
+
+void lmn_op_binary(LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b, LmnTensor *out)
+{
+    g_return_if_fail(a != NULL && b != NULL && out != NULL && out->backend != NULL);
+    g_return_if_fail((guint) op < LMN_BINARY_COUNT);
+    g_return_if_fail(SAME_BACKEND(a, out) && SAME_BACKEND(b, out));
+    g_return_if_fail(a->dtype == LMN_DTYPE_F32 && b->dtype == LMN_DTYPE_F32 &&
+                     out->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(a) == NUMEL(out) && NUMEL(b) == NUMEL(out));
+    LmnBackend *be = out->backend;
+    be->vtable->binary(be->context, op, a, b, out);
+}
+
+void lmn_op_axpby(float alpha, const LmnTensor *x, float beta, LmnTensor *y)
+{
+    g_return_if_fail(x != NULL && y != NULL && y->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(x, y));
+    g_return_if_fail(x->dtype == LMN_DTYPE_F32 && y->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(x) == NUMEL(y));
+    LmnBackend *be = y->backend;
+    be->vtable->axpby(be->context, alpha, x, beta, y);
+}
+
+void lmn_op_reduce(LmnReduceOp op, const LmnTensor *x, LmnTensor *out, float alpha, float beta)
+{
+    g_return_if_fail(x != NULL && out != NULL && out->backend != NULL);
+    g_return_if_fail((guint) op < LMN_REDUCE_COUNT);
+    g_return_if_fail(SAME_BACKEND(x, out));
+    g_return_if_fail(x->dtype == LMN_DTYPE_F32 && out->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(out) == 1);
+    LmnBackend *be = out->backend;
+    be->vtable->reduce(be->context, op, x, out, alpha, beta);
+}
+
+/* Rows of a [N, K] logits tensor: its first dimension (a 1-D tensor is one row). */
+static inline gint64 logit_rows(const LmnTensor *logits)
+{
+    return logits->shape.ndim >= 2 ? logits->shape.dims[0] : 1;
+}
+
+void lmn_op_softmax_xent(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *probs,
+                         LmnTensor *loss, float smoothing)
+{
+    g_return_if_fail(logits != NULL && labels != NULL && probs != NULL && loss != NULL);
+    g_return_if_fail(logits->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(labels, logits) && SAME_BACKEND(probs, logits) &&
+                     SAME_BACKEND(loss, logits));
+    g_return_if_fail(logits->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32 &&
+                     probs->dtype == LMN_DTYPE_F32 && loss->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(labels) == logit_rows(logits) && NUMEL(probs) == NUMEL(logits));
+    g_return_if_fail(NUMEL(loss) == 1);
+    LmnBackend *be = logits->backend;
+    be->vtable->softmax_xent(be->context, logits, labels, probs, loss, smoothing);
+}
+
+void lmn_op_softmax_xent_backward(const LmnTensor *probs, const LmnTensor *labels, LmnTensor *dx,
+                                  float scale, float smoothing)
+{
+    g_return_if_fail(probs != NULL && labels != NULL && dx != NULL && dx->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(probs, dx) && SAME_BACKEND(labels, dx));
+    g_return_if_fail(probs->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32 &&
+                     dx->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(labels) == logit_rows(probs) && NUMEL(dx) == NUMEL(probs));
+    LmnBackend *be = dx->backend;
+    be->vtable->softmax_xent_backward(be->context, probs, labels, dx, scale, smoothing);
+}
+
+void lmn_op_count_correct(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *out)
+{
+    g_return_if_fail(logits != NULL && labels != NULL && out != NULL && out->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(logits, out) && SAME_BACKEND(labels, out));
+    g_return_if_fail(logits->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32);
+    g_return_if_fail(NUMEL(labels) == logit_rows(logits) && NUMEL(out) == 1);
+    LmnBackend *be = out->backend;
+    be->vtable->count_correct(be->context, logits, labels, out);
+}
+
+void lmn_op_kernel(const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
+                   const float *scalars)
+{
+    g_return_if_fail(kernel != NULL && kernel->cpu != NULL);
+    g_return_if_fail(kernel->n_buffers >= 1 && kernel->n_buffers <= LMN_KERNEL_MAX_BUFFERS);
+    g_return_if_fail(kernel->n_scalars <= LMN_KERNEL_MAX_SCALARS);
+    g_return_if_fail(buffers != NULL && buffers[0] != NULL && buffers[0]->backend != NULL);
+    g_return_if_fail(scalars != NULL || kernel->n_scalars == 0);
+    LmnBackend *be = buffers[0]->backend;
+    for (guint i = 1; i < kernel->n_buffers; i++)
+        g_return_if_fail(buffers[i] != NULL && buffers[i]->backend == be);
+    be->vtable->kernel(be->context, kernel, n, buffers, scalars);
+}

@@ -46,6 +46,7 @@ typedef enum {
  * C = alpha * op(A) * op(B) + beta * C, with op(X) = X or X^T, all row-major and packed:
  * op(A) is [m, k], op(B) is [k, n], C is [m, n].  @batch > 1 repeats it with the element strides
  * given (0 stride broadcasts an operand).  Offsets address sub-matrices of larger tensors.
+ * beta == 0 overwrites C without reading it (NaN or garbage in C is ignored, as in BLAS).
  */
 typedef struct {
     guint32 struct_size;
@@ -76,7 +77,8 @@ void lmn_op_bias_add(LmnTensor *y, const LmnTensor *bias, gint64 outer, gint64 c
                      gint64 inner);
 /**
  * lmn_op_bias_grad:
- * db[c] = beta * db[c] + sum over o, i of dy[o, c, i].
+ * db[c] = beta * db[c] + sum over o, i of dy[o, c, i]; beta == 0 overwrites db without
+ * reading it, as in BLAS.
  */
 void lmn_op_bias_grad(LmnTensor *db, const LmnTensor *dy, gint64 outer, gint64 channels,
                       gint64 inner, float beta);
@@ -91,12 +93,16 @@ void lmn_op_unary_backward(LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y
                            const LmnTensor *dy, LmnTensor *dx, float alpha);
 /** lmn_op_binary: out = a OP b element-wise (equal element counts). @out may alias an input. */
 void lmn_op_binary(LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b, LmnTensor *out);
-/** lmn_op_axpby: y = alpha * x + beta * y element-wise. */
+/**
+ * lmn_op_axpby: y = alpha * x + beta * y element-wise; beta == 0 overwrites y without reading it
+ * (as in BLAS).  @x may be @y.
+ */
 void lmn_op_axpby(float alpha, const LmnTensor *x, float beta, LmnTensor *y);
 /**
  * lmn_op_reduce:
- * out[0] = beta * out[0] + alpha * reduce(x), @out a one-element f32 tensor.  Sums accumulate in
- * double so the result does not depend on thread count.
+ * out[0] = beta * out[0] + alpha * reduce(x), @out a one-element f32 tensor (beta == 0 overwrites
+ * it without reading it).  Sums accumulate in double so the result does not depend on thread
+ * count.
  */
 void lmn_op_reduce(LmnReduceOp op, const LmnTensor *x, LmnTensor *out, float alpha, float beta);
 /**
@@ -118,6 +124,7 @@ void lmn_op_softmax_xent_backward(const LmnTensor *probs, const LmnTensor *label
 /**
  * lmn_op_count_correct:
  * out[0] += number of rows of @logits [N, K] whose argmax (first maximum) equals the i32 label.
+ * @out is a one-element f32 or i32 tensor.
  */
 void lmn_op_count_correct(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *out);
 /**

@@ -1,0 +1,246 @@
+/* Lamina CPU backend — the plugin descriptor, the vtable, memory and device description.
+ *
+ * The reference backend every other backend is tested against.  Memory is 64-byte aligned host
+ * memory (so host_pointer lets the core skip copies), GEMM is OpenBLAS, everything else is in
+ * cpu-ops.c on one thread pool.  Work runs synchronously, so there are never deferred errors.
+ */
+#include "cpu-ops.h"
+
+#include <lamina/lamina.h>
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CPU_ALIGNMENT 64
+#define CPU_MAX_THREADS 1024
+
+static const LmnParamSpec cpu_params[] = {
+    {
+        .name = "threads",
+        .type = LMN_PARAM_INT,
+        .default_value = "0",
+        .min = 0,
+        .max = CPU_MAX_THREADS,
+        .doc = "threads for element-wise ops and BLAS; 0 = one per core",
+    },
+    {NULL},
+};
+
+/* "OpenBLAS 0.3.21" from openblas_get_config()'s "OpenBLAS 0.3.21 DYNAMIC_ARCH ...". */
+static char *blas_name(void)
+{
+#ifdef LMN_HAVE_OPENBLAS
+    const char *config = openblas_get_config();
+    if (config != NULL) {
+        g_auto(GStrv) words = g_strsplit(config, " ", 3);
+        if (words[0] != NULL && words[1] != NULL)
+            return g_strdup_printf("%s %s", words[0], words[1]);
+    }
+    return g_strdup("OpenBLAS");
+#else
+    return g_strdup("CBLAS");
+#endif
+}
+
+/* The "model name" line of /proc/cpuinfo, or a generic name elsewhere. */
+static char *cpu_model_name(void)
+{
+    g_autofree char *text = NULL;
+    if (g_file_get_contents("/proc/cpuinfo", &text, NULL, NULL)) {
+        g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+        for (guint i = 0; lines[i] != NULL; i++) {
+            if (g_str_has_prefix(lines[i], "model name")) {
+                const char *colon = strchr(lines[i], ':');
+                if (colon != NULL)
+                    return g_strstrip(g_strdup(colon + 1));
+            }
+        }
+    }
+    return g_strdup("CPU");
+}
+
+static guint64 physical_memory(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page_size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page_size > 0 ? (guint64) pages * (guint64) page_size : 0;
+}
+
+static gboolean device_matches(const char *device, const char *model)
+{
+    if (device == NULL || *device == '\0' || g_str_equal(device, "0") ||
+        g_ascii_strcasecmp(device, "cpu") == 0)
+        return TRUE;
+    g_autofree char *d = g_ascii_strdown(device, -1);
+    g_autofree char *m = g_ascii_strdown(model, -1);
+    return strstr(m, d) != NULL;
+}
+
+static gpointer cpu_open(const LmnParams *params, const char *device, GError **error)
+{
+    g_autofree char *model = cpu_model_name();
+    if (!device_matches(device, model)) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE,
+                    "no device '%s': the cpu backend has one device, 0 (\"%s\")", device, model);
+        return NULL;
+    }
+    gint64 threads = params != NULL ? lmn_params_get_int(params, "threads") : 0;
+    if (threads <= 0)
+        threads = g_get_num_processors();
+    threads = CLAMP(threads, 1, CPU_MAX_THREADS);
+
+    LmnCpuContext *c = g_new0(LmnCpuContext, 1);
+    c->n_threads = (guint) threads;
+    c->pool = lmn_cpu_pool_new(c->n_threads, error);
+    if (c->pool == NULL) {
+        g_free(c);
+        return NULL;
+    }
+    g_mutex_init(&c->exec_lock);
+#ifdef LMN_HAVE_OPENBLAS
+    /* One thread budget for both BLAS and the pool; an explicit OPENBLAS_NUM_THREADS wins. */
+    if (g_getenv("OPENBLAS_NUM_THREADS") == NULL)
+        openblas_set_num_threads((int) c->n_threads);
+#endif
+    g_autofree char *blas = blas_name();
+    c->description =
+        g_strdup_printf("cpu: %u thread%s, %s", c->n_threads, c->n_threads == 1 ? "" : "s", blas);
+    return c;
+}
+
+static void cpu_close(gpointer ctx)
+{
+    LmnCpuContext *c = ctx;
+    lmn_cpu_pool_free(c->pool);
+    g_mutex_clear(&c->exec_lock);
+    g_free(c->description);
+    g_free(c);
+}
+
+static const char *cpu_describe(gpointer ctx)
+{
+    LmnCpuContext *c = ctx;
+    return c->description;
+}
+
+static gpointer cpu_alloc(gpointer ctx, gsize nbytes, GError **error)
+{
+    /* Rounded up to whole cache lines, and never 0 bytes, so every tensor has its own address. */
+    gsize size = (MAX(nbytes, 1) + CPU_ALIGNMENT - 1) & ~(gsize) (CPU_ALIGNMENT - 1);
+    if (size < nbytes) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                    "cannot allocate %" G_GSIZE_FORMAT " bytes of host memory", nbytes);
+        return NULL;
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, CPU_ALIGNMENT, size) != 0) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                    "cannot allocate %" G_GSIZE_FORMAT " bytes of host memory", nbytes);
+        return NULL;
+    }
+    /* Zeroed so that a layer reading memory it never wrote fails the same way on every run. */
+    memset(p, 0, size);
+    return p;
+}
+
+static void cpu_free(gpointer ctx, gpointer buffer)
+{
+    free(buffer);
+}
+
+static gboolean cpu_write(gpointer ctx, gpointer buffer, gsize offset, const void *src,
+                          gsize nbytes, GError **error)
+{
+    memcpy((char *) buffer + offset, src, nbytes);
+    return TRUE;
+}
+
+static gboolean cpu_read(gpointer ctx, gpointer buffer, gsize offset, void *dst, gsize nbytes,
+                         GError **error)
+{
+    memcpy(dst, (const char *) buffer + offset, nbytes);
+    return TRUE;
+}
+
+static gboolean cpu_synchronize(gpointer ctx, GError **error)
+{
+    /* Every op has finished when it returns: nothing is pending and nothing can be deferred. */
+    return TRUE;
+}
+
+static gpointer cpu_host_pointer(gpointer ctx, gpointer buffer)
+{
+    return buffer;
+}
+
+static GPtrArray *cpu_list_devices(const LmnParams *params, gint *auto_index, GError **error)
+{
+    GPtrArray *devices = g_ptr_array_new_with_free_func(lmn_device_info_free);
+    LmnDeviceInfo *d = g_new0(LmnDeviceInfo, 1);
+    d->struct_size = sizeof(LmnDeviceInfo);
+    d->name = cpu_model_name();
+    d->driver = blas_name();
+    d->type = LMN_DEVICE_CPU;
+    d->memory_bytes = physical_memory();
+    guint cores = g_get_num_processors();
+    d->details = g_strdup_printf("%u logical core%s", cores, cores == 1 ? "" : "s");
+    g_ptr_array_add(devices, d);
+    if (auto_index != NULL)
+        *auto_index = 0;
+    return devices;
+}
+
+static const LmnBackendVTable cpu_vtable = {
+    .struct_size = sizeof(LmnBackendVTable),
+    .open = cpu_open,
+    .close = cpu_close,
+    .describe = cpu_describe,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .write = cpu_write,
+    .read = cpu_read,
+    .synchronize = cpu_synchronize,
+    .fill = lmn_cpu_fill,
+    .copy = lmn_cpu_copy,
+    .gemm = lmn_cpu_gemm,
+    .bias_add = lmn_cpu_bias_add,
+    .bias_grad = lmn_cpu_bias_grad,
+    .unary = lmn_cpu_unary,
+    .unary_backward = lmn_cpu_unary_backward,
+    .binary = lmn_cpu_binary,
+    .axpby = lmn_cpu_axpby,
+    .reduce = lmn_cpu_reduce,
+    .softmax_xent = lmn_cpu_softmax_xent,
+    .softmax_xent_backward = lmn_cpu_softmax_xent_backward,
+    .count_correct = lmn_cpu_count_correct,
+    .kernel = lmn_cpu_kernel,
+    .host_pointer = cpu_host_pointer,
+    .list_devices = cpu_list_devices,
+};
+
+static const LmnFeatureDesc cpu_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_BACKEND,
+        .name = "cpu",
+        .description = "Reference CPU backend: OpenBLAS GEMM, vectorised loops, one thread pool",
+        .params = cpu_params,
+        .vtable = &cpu_vtable,
+    },
+};
+
+static const LmnPluginDesc cpu_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.cpu",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "The CPU compute backend",
+    .n_features = G_N_ELEMENTS(cpu_features),
+    .features = cpu_features,
+};
+
+LMN_PLUGIN_DEFINE(cpu_plugin)

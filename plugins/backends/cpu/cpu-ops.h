@@ -1,0 +1,53 @@
+/* Lamina CPU backend — the context shared by the vtable (cpu-backend.c) and the kernels
+ * (cpu-ops.c).  Private to the plugin.
+ */
+#pragma once
+
+#include "cpu-pool.h"
+
+#include <lamina/backend.h>
+
+G_BEGIN_DECLS
+
+/* Loops shorter than this run on the calling thread: waking workers costs more than it saves. */
+#define LMN_CPU_PARALLEL_MIN 32768
+/* The smallest piece of an element loop handed to one thread once a loop is split. */
+#define LMN_CPU_GRAIN 16384
+/* Blocked reductions use at most this many partial sums, so they need no allocation. */
+#define LMN_CPU_MAX_PARTIALS 4096
+
+typedef struct {
+    LmnCpuPool *pool;
+    guint n_threads;
+    char *description;
+    /* Serialises ops from different threads: the pool runs one loop at a time, the partial sums
+     * below are shared, and BLAS must never run beside pool work (they would fight for cores). */
+    GMutex exec_lock;
+    double partials[LMN_CPU_MAX_PARTIALS];
+} LmnCpuContext;
+
+void lmn_cpu_fill(gpointer ctx, LmnTensor *t, float value);
+void lmn_cpu_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
+void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g);
+void lmn_cpu_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
+                      gint64 channels, gint64 inner);
+void lmn_cpu_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,
+                       gint64 channels, gint64 inner, float beta);
+void lmn_cpu_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha);
+void lmn_cpu_unary_backward(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y,
+                            const LmnTensor *dy, LmnTensor *dx, float alpha);
+void lmn_cpu_binary(gpointer ctx, LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b,
+                    LmnTensor *out);
+void lmn_cpu_axpby(gpointer ctx, float alpha, const LmnTensor *x, float beta, LmnTensor *y);
+void lmn_cpu_reduce(gpointer ctx, LmnReduceOp op, const LmnTensor *x, LmnTensor *out, float alpha,
+                    float beta);
+void lmn_cpu_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                          LmnTensor *probs, LmnTensor *loss, float smoothing);
+void lmn_cpu_softmax_xent_backward(gpointer ctx, const LmnTensor *probs, const LmnTensor *labels,
+                                   LmnTensor *dx, float scale, float smoothing);
+void lmn_cpu_count_correct(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                           LmnTensor *out);
+void lmn_cpu_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
+                    const float *scalars);
+
+G_END_DECLS

@@ -1,0 +1,1220 @@
+/* Tests of the CPU backend's op set, tensors and the backend wrapper.
+ *
+ * Every op is compared with a naive double-precision reference written here, on random inputs of
+ * several shapes: odd sizes, and sizes large enough that the backend splits the loop across its
+ * thread pool.  The backend is opened with 3 threads so the pool is used even on small machines.
+ * Gradients are also checked against central finite differences of the double reference.
+ */
+#include <lamina/lamina.h>
+
+#include <math.h>
+#include <string.h>
+
+/* Sizes above the CPU backend's parallel threshold (32768 elements) use the pool. */
+#define BIG 100003
+
+static LmnRegistry *registry;
+static LmnBackend *backend;   /* threads = 3 */
+static LmnBackend *backend_1; /* threads = 1, for thread-count independence */
+static GRand *rng;
+
+/* ---- helpers ---- */
+
+static const LmnFeature *cpu_feature(void)
+{
+    g_autoptr(GError) error = NULL;
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "cpu", &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(f);
+    return f;
+}
+
+static LmnBackend *open_cpu(const char *threads)
+{
+    g_autoptr(GError) error = NULL;
+    const char *keys[] = {"threads", NULL};
+    const char *values[] = {threads, NULL};
+    LmnParams *params =
+        lmn_registry_validate_params(cpu_feature(), keys, values, "test-cpu-ops", &error);
+    g_assert_no_error(error);
+    LmnBackend *b = lmn_backend_new(registry, "cpu", params, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_nonnull(b);
+    lmn_params_unref(params);
+    return b;
+}
+
+static float *random_floats(gsize n, double lo, double hi)
+{
+    float *v = g_new(float, MAX(n, 1));
+    for (gsize i = 0; i < n; i++)
+        v[i] = (float) g_rand_double_range(rng, lo, hi);
+    return v;
+}
+
+static LmnTensor *tensor_on(LmnBackend *be, gint64 n, const float *data)
+{
+    g_autoptr(GError) error = NULL;
+    LmnShape shape = lmn_shape_make(1, n);
+    LmnTensor *t = lmn_tensor_new(be, LMN_DTYPE_F32, &shape, &error);
+    g_assert_no_error(error);
+    if (data != NULL) {
+        lmn_tensor_write(t, data, (gsize) n * sizeof(float), &error);
+        g_assert_no_error(error);
+    }
+    return t;
+}
+
+static LmnTensor *tensor_f32(gint64 n, const float *data)
+{
+    return tensor_on(backend, n, data);
+}
+
+static LmnTensor *tensor_2d(gint64 rows, gint64 cols, const float *data)
+{
+    g_autoptr(GError) error = NULL;
+    LmnShape shape = lmn_shape_make(2, rows, cols);
+    LmnTensor *t = lmn_tensor_new(backend, LMN_DTYPE_F32, &shape, &error);
+    g_assert_no_error(error);
+    lmn_tensor_write(t, data, (gsize) (rows * cols) * sizeof(float), &error);
+    g_assert_no_error(error);
+    return t;
+}
+
+static LmnTensor *tensor_i32(gint64 n, const gint32 *data)
+{
+    g_autoptr(GError) error = NULL;
+    LmnShape shape = lmn_shape_make(1, n);
+    LmnTensor *t = lmn_tensor_new(backend, LMN_DTYPE_I32, &shape, &error);
+    g_assert_no_error(error);
+    if (data != NULL) {
+        lmn_tensor_write(t, data, (gsize) n * sizeof(gint32), &error);
+        g_assert_no_error(error);
+    }
+    return t;
+}
+
+static float *read_all(LmnTensor *t)
+{
+    g_autoptr(GError) error = NULL;
+    gsize n = (gsize) lmn_tensor_numel(t);
+    float *v = g_new(float, MAX(n, 1));
+    g_assert_true(lmn_tensor_read(t, v, n * sizeof(float), &error));
+    g_assert_no_error(error);
+    return v;
+}
+
+static float read_scalar(LmnTensor *t)
+{
+    g_autofree float *v = read_all(t);
+    return v[0];
+}
+
+/* Asserts |got - want| <= atol + rtol * |want| element-wise, naming the first failure. */
+static void assert_close(const char *what, const float *got, const double *want, gsize n,
+                         double rtol, double atol)
+{
+    for (gsize i = 0; i < n; i++) {
+        double err = fabs((double) got[i] - want[i]);
+        if (!(err <= atol + rtol * fabs(want[i])))
+            g_error("%s: element %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT
+                    ": got %.9g, want %.9g (error %.3g)",
+                    what, i, n, got[i], want[i], err);
+    }
+}
+
+/* ---- tensors and the backend object ---- */
+
+static void test_shapes(void)
+{
+    g_assert_cmpuint(lmn_dtype_size(LMN_DTYPE_F32), ==, 4);
+    g_assert_cmpuint(lmn_dtype_size(LMN_DTYPE_I32), ==, 4);
+    g_assert_cmpstr(lmn_dtype_name(LMN_DTYPE_F32), ==, "f32");
+    g_assert_cmpstr(lmn_dtype_name(LMN_DTYPE_I32), ==, "i32");
+
+    LmnShape s = lmn_shape_make(4, (gint64) 128, (gint64) 1, (gint64) 28, (gint64) 28);
+    g_assert_cmpuint(s.ndim, ==, 4);
+    g_assert_cmpint(lmn_shape_numel(&s), ==, 128 * 28 * 28);
+    g_autofree char *str = lmn_shape_to_string(&s);
+    g_assert_cmpstr(str, ==, "[128, 1, 28, 28]");
+
+    LmnShape scalar = lmn_shape_make(0);
+    g_assert_cmpint(lmn_shape_numel(&scalar), ==, 1);
+    g_autofree char *sstr = lmn_shape_to_string(&scalar);
+    g_assert_cmpstr(sstr, ==, "[]");
+
+    LmnShape flat = lmn_shape_make(1, (gint64) 784);
+    LmnShape batched = lmn_shape_prepend(&flat, 32);
+    LmnShape want = lmn_shape_make(2, (gint64) 32, (gint64) 784);
+    g_assert_true(lmn_shape_equal(&batched, &want));
+    g_assert_false(lmn_shape_equal(&batched, &flat));
+    LmnShape other = lmn_shape_make(2, (gint64) 32, (gint64) 783);
+    g_assert_false(lmn_shape_equal(&batched, &other));
+
+    /* Prepending to a full shape keeps LMN_MAX_DIMS dims. */
+    LmnShape full = lmn_shape_make(5, (gint64) 1, (gint64) 2, (gint64) 3, (gint64) 4, (gint64) 5);
+    LmnShape clamped = lmn_shape_prepend(&full, 9);
+    g_assert_cmpuint(clamped.ndim, ==, LMN_MAX_DIMS);
+    g_assert_cmpint(clamped.dims[0], ==, 9);
+    g_assert_cmpint(clamped.dims[1], ==, 1);
+}
+
+static void test_tensor_round_trip(void)
+{
+    g_autoptr(GError) error = NULL;
+    const gint64 n = 1000;
+    g_autofree float *data = random_floats(n, -1, 1);
+    LmnShape shape = lmn_shape_make(2, (gint64) 10, (gint64) 100);
+    LmnTensor *t = lmn_tensor_new(backend, LMN_DTYPE_F32, &shape, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_shape_equal(&t->shape, &shape));
+    g_assert_cmpint(lmn_tensor_numel(t), ==, n);
+    g_assert_cmpuint(lmn_tensor_nbytes(t), ==, n * 4);
+    g_assert_true(t->backend == backend);
+    g_assert_true(lmn_tensor_write(t, data, n * sizeof(float), &error));
+    g_assert_no_error(error);
+
+    g_autofree float *back = read_all(t);
+    g_assert_cmpmem(back, n * sizeof(float), data, n * sizeof(float));
+
+    /* A partial read and write touch only the leading elements. */
+    float head[3];
+    g_assert_true(lmn_tensor_read(t, head, sizeof head, &error));
+    g_assert_cmpmem(head, sizeof head, data, sizeof head);
+    const float ones[2] = {1.0f, 1.0f};
+    g_assert_true(lmn_tensor_write(t, ones, sizeof ones, &error));
+    g_autofree float *back2 = read_all(t);
+    g_assert_cmpfloat(back2[0], ==, 1.0f);
+    g_assert_cmpfloat(back2[1], ==, 1.0f);
+    g_assert_cmpfloat(back2[2], ==, data[2]);
+
+    /* host memory: the core's fast path sees the same bytes */
+    float *host = lmn_backend_host_pointer(t);
+    g_assert_nonnull(host);
+    g_assert_true(((guintptr) host % 64) == 0);
+    g_assert_cmpfloat(host[5], ==, data[5]);
+
+    /* A tensor of zero elements is valid. */
+    LmnShape empty = lmn_shape_make(2, (gint64) 0, (gint64) 10);
+    LmnTensor *e = lmn_tensor_new(backend, LMN_DTYPE_F32, &empty, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(lmn_tensor_nbytes(e), ==, 0);
+    g_assert_true(lmn_tensor_read(e, NULL, 0, &error));
+    lmn_tensor_unref(e);
+
+    lmn_tensor_unref(t);
+}
+
+static void test_tensor_views(void)
+{
+    g_autoptr(GError) error = NULL;
+    const gint64 n = 120;
+    g_autofree float *data = random_floats(n, -1, 1);
+    LmnTensor *base = tensor_f32(n, data);
+
+    LmnShape vshape = lmn_shape_make(2, (gint64) 4, (gint64) 10);
+    LmnTensor *view = lmn_tensor_new_view(base, 30, &vshape);
+    g_assert_nonnull(view);
+    g_assert_true(view->base == base);
+    g_assert_cmpint(lmn_tensor_numel(view), ==, 40);
+    g_autofree float *vread = read_all(view);
+    g_assert_cmpmem(vread, 40 * sizeof(float), data + 30, 40 * sizeof(float));
+    g_assert_true((float *) lmn_backend_host_pointer(view) ==
+                  (float *) lmn_backend_host_pointer(base) + 30);
+
+    /* A view of a view points at the owner with the offsets added. */
+    LmnShape v2shape = lmn_shape_make(1, (gint64) 5);
+    LmnTensor *view2 = lmn_tensor_new_view(view, 12, &v2shape);
+    g_assert_true(view2->base == base);
+    g_autofree float *v2read = read_all(view2);
+    g_assert_cmpmem(v2read, 5 * sizeof(float), data + 42, 5 * sizeof(float));
+
+    /* Writes and ops through a view land in the base. */
+    const float w[5] = {1, 2, 3, 4, 5};
+    g_assert_true(lmn_tensor_write(view2, w, sizeof w, &error));
+    lmn_op_fill(view, -7.0f);
+    g_autofree float *all = read_all(base);
+    for (gint64 i = 0; i < n; i++) {
+        float want = (i >= 30 && i < 70) ? -7.0f : data[i];
+        g_assert_cmpfloat(all[i], ==, want);
+    }
+
+    /* The views keep the memory alive after the owner's last direct reference goes. */
+    lmn_tensor_unref(base);
+    lmn_op_fill(view2, 3.0f);
+    g_autofree float *after = read_all(view2);
+    g_assert_cmpfloat(after[4], ==, 3.0f);
+    LmnTensor *extra = lmn_tensor_ref(view);
+    lmn_tensor_unref(extra);
+    lmn_tensor_unref(view2);
+    lmn_tensor_unref(view);
+}
+
+static void test_backend_object(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_assert_cmpstr(lmn_backend_get_name(backend), ==, "cpu");
+    const char *desc = lmn_backend_describe(backend);
+    g_assert_true(g_str_has_prefix(desc, "cpu: 3 threads, "));
+    g_assert_true(g_str_has_prefix(lmn_backend_describe(backend_1), "cpu: 1 thread, "));
+    g_assert_true(lmn_backend_synchronize(backend, &error));
+    g_assert_no_error(error);
+
+    const LmnBackendVTable *vt = lmn_backend_get_vtable(backend);
+    g_assert_true(vt == cpu_feature()->desc->vtable);
+    g_assert_nonnull(lmn_backend_get_context(backend));
+
+    g_assert_true(LMN_VTABLE_HAS(vt, list_devices));
+    gint auto_index = -5;
+    GPtrArray *devices = vt->list_devices(NULL, &auto_index, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(devices->len, ==, 1);
+    g_assert_cmpint(auto_index, ==, 0);
+    const LmnDeviceInfo *d = devices->pdata[0];
+    g_assert_cmpuint(d->struct_size, ==, sizeof(LmnDeviceInfo));
+    g_assert_cmpint(d->type, ==, LMN_DEVICE_CPU);
+    g_assert_true(d->name != NULL && d->name[0] != '\0');
+    g_assert_cmpuint(d->memory_bytes, >, 0);
+    g_ptr_array_unref(devices);
+
+    LmnBackend *ref = lmn_backend_ref(backend);
+    g_assert_true(ref == backend);
+    lmn_backend_unref(ref);
+
+    /* NULL params: the schema's defaults (threads = 0: one per core). */
+    LmnBackend *defaults = lmn_backend_new(registry, "cpu", NULL, "cpu", &error);
+    g_assert_no_error(error);
+    g_autofree char *want = g_strdup_printf("cpu: %u thread", g_get_num_processors());
+    g_assert_true(g_str_has_prefix(lmn_backend_describe(defaults), want));
+    lmn_backend_unref(defaults);
+}
+
+/* ---- fill, copy ---- */
+
+static void test_fill_copy(void)
+{
+    const gint64 sizes[] = {1, 7, 4096, BIG};
+    for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        gint64 n = sizes[s];
+        g_autofree float *data = random_floats(n, -3, 3);
+        LmnTensor *a = tensor_f32(n, data);
+        LmnTensor *b = tensor_f32(n, NULL);
+        lmn_op_fill(b, 2.5f);
+        g_autofree float *bv = read_all(b);
+        for (gint64 i = 0; i < n; i++)
+            g_assert_cmpfloat(bv[i], ==, 2.5f);
+        lmn_op_copy(b, a);
+        g_autofree float *cv = read_all(b);
+        g_assert_cmpmem(cv, n * sizeof(float), data, n * sizeof(float));
+
+        LmnTensor *ints = tensor_i32(n, NULL);
+        lmn_op_fill(ints, -3.0f);
+        g_autofree gint32 *iv = g_new(gint32, n);
+        g_assert_true(lmn_tensor_read(ints, iv, n * sizeof(gint32), NULL));
+        for (gint64 i = 0; i < n; i++)
+            g_assert_cmpint(iv[i], ==, -3);
+        lmn_tensor_unref(ints);
+        lmn_tensor_unref(a);
+        lmn_tensor_unref(b);
+    }
+
+    /* Copy between overlapping views of one buffer behaves like memmove. */
+    const gint64 n = 1000;
+    g_autofree float *data = random_floats(n, -1, 1);
+    LmnTensor *base = tensor_f32(n, data);
+    LmnShape vs = lmn_shape_make(1, (gint64) 600);
+    LmnTensor *lo = lmn_tensor_new_view(base, 0, &vs);
+    LmnTensor *hi = lmn_tensor_new_view(base, 300, &vs);
+    lmn_op_copy(hi, lo);
+    g_autofree float *got = read_all(base);
+    for (gint64 i = 0; i < n; i++) {
+        float want = i < 300 ? data[i] : (i < 900 ? data[i - 300] : data[i]);
+        g_assert_cmpfloat(got[i], ==, want);
+    }
+    lmn_tensor_unref(lo);
+    lmn_tensor_unref(hi);
+    lmn_tensor_unref(base);
+}
+
+/* ---- GEMM ---- */
+
+typedef struct {
+    gint64 m, n, k;
+} Dims;
+
+/* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] in double; beta == 0 ignores C (BLAS). */
+static void gemm_reference(const LmnGemm *g, const float *a, const float *b, const float *c0,
+                           double *c_out, double *c_abs)
+{
+    gint64 batch = MAX(g->batch, 1);
+    for (gint64 bi = 0; bi < batch; bi++) {
+        const float *A = a + g->a_offset + bi * g->stride_a;
+        const float *B = b + g->b_offset + bi * g->stride_b;
+        gint64 coff = g->c_offset + bi * g->stride_c;
+        for (gint64 i = 0; i < g->m; i++)
+            for (gint64 j = 0; j < g->n; j++) {
+                double s = 0, sa = 0;
+                for (gint64 p = 0; p < g->k; p++) {
+                    double av = g->trans_a ? A[p * g->m + i] : A[i * g->k + p];
+                    double bv = g->trans_b ? B[j * g->k + p] : B[p * g->n + j];
+                    s += av * bv;
+                    sa += fabs(av * bv);
+                }
+                double old = g->beta == 0.0f ? 0.0 : (double) g->beta * c0[coff + i * g->n + j];
+                c_out[coff + i * g->n + j] = g->alpha * s + old;
+                c_abs[coff + i * g->n + j] = fabs(g->alpha) * sa + fabs(old);
+            }
+    }
+}
+
+/* Runs @g (with a, b, c filled in here) on tensors of the given sizes and compares all of C,
+ * including the elements outside the addressed matrices, which must not change. */
+static void check_gemm(LmnGemm g, gint64 a_size, gint64 b_size, gint64 c_size, gboolean nan_c)
+{
+    g_autofree float *a = random_floats(a_size, -1, 1);
+    g_autofree float *b = random_floats(b_size, -1, 1);
+    g_autofree float *c0 = random_floats(c_size, -1, 1);
+    if (nan_c)
+        for (gint64 i = 0; i < c_size; i++)
+            c0[i] = NAN;
+    LmnTensor *ta = tensor_f32(a_size, a);
+    LmnTensor *tb = tensor_f32(b_size, b);
+    LmnTensor *tc = tensor_f32(c_size, c0);
+    g_autofree double *want = g_new(double, c_size);
+    g_autofree double *mag = g_new0(double, c_size);
+    for (gint64 i = 0; i < c_size; i++)
+        want[i] = c0[i];
+    g.struct_size = sizeof(LmnGemm);
+    g.a = ta;
+    g.b = tb;
+    g.c = tc;
+    gemm_reference(&g, a, b, c0, want, mag);
+    lmn_op_gemm(&g);
+    g_autofree float *got = read_all(tc);
+    for (gint64 i = 0; i < c_size; i++) {
+        if (isnan(want[i])) { /* untouched NaN padding stays NaN */
+            g_assert_true(isnan(got[i]));
+            continue;
+        }
+        double err = fabs(got[i] - want[i]);
+        if (!(err <= 1e-5 * mag[i] + 1e-6))
+            g_error("gemm ta=%d tb=%d m=%" G_GINT64_FORMAT " n=%" G_GINT64_FORMAT
+                    " k=%" G_GINT64_FORMAT " batch=%" G_GINT64_FORMAT
+                    " alpha=%g beta=%g: C[%" G_GINT64_FORMAT "] = %.8g, want %.8g",
+                    g.trans_a, g.trans_b, g.m, g.n, g.k, g.batch, g.alpha, g.beta, i, got[i],
+                    want[i]);
+    }
+    lmn_tensor_unref(ta);
+    lmn_tensor_unref(tb);
+    lmn_tensor_unref(tc);
+}
+
+static void test_gemm(void)
+{
+    const Dims dims[] = {{1, 1, 1},  {3, 5, 7},     {17, 33, 65}, {64, 1, 128},
+                         {1, 70, 3}, {130, 97, 31}, {5, 4, 0}};
+    const float ab[][2] = {{1.0f, 0.0f}, {0.5f, 1.0f}, {-1.5f, 0.25f}};
+    for (gsize d = 0; d < G_N_ELEMENTS(dims); d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (gsize s = 0; s < G_N_ELEMENTS(ab); s++) {
+                    LmnGemm g = {.trans_a = ta,
+                                 .trans_b = tb,
+                                 .m = dims[d].m,
+                                 .n = dims[d].n,
+                                 .k = dims[d].k,
+                                 .alpha = ab[s][0],
+                                 .beta = ab[s][1]};
+                    gint64 mk = g.m * g.k, kn = g.k * g.n, mn = g.m * g.n;
+                    check_gemm(g, MAX(mk, 1), MAX(kn, 1), mn, FALSE);
+                    /* beta = 0 must ignore NaN garbage in C. */
+                    g.beta = 0.0f;
+                    check_gemm(g, MAX(mk, 1), MAX(kn, 1), mn, TRUE);
+                    /* Offsets into larger tensors; the elements around C stay as they were. */
+                    g.a_offset = 3;
+                    g.b_offset = 11;
+                    g.c_offset = 5;
+                    g.beta = ab[s][1];
+                    check_gemm(g, mk + 3 + 2, kn + 11, mn + 5 + 7, FALSE);
+                }
+}
+
+static void test_gemm_batched(void)
+{
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            /* Strides larger than the matrices leave gaps that must stay untouched. */
+            LmnGemm g = {.trans_a = ta,
+                         .trans_b = tb,
+                         .m = 6,
+                         .n = 9,
+                         .k = 13,
+                         .alpha = 0.75f,
+                         .beta = 0.5f,
+                         .batch = 4,
+                         .a_offset = 2,
+                         .b_offset = 1,
+                         .c_offset = 3};
+            g.stride_a = g.m * g.k + 5;
+            g.stride_b = g.k * g.n + 2;
+            g.stride_c = g.m * g.n + 4;
+            check_gemm(g, 2 + 4 * g.stride_a, 1 + 4 * g.stride_b, 3 + 4 * g.stride_c, FALSE);
+            /* stride 0 broadcasts one B over the batch (a shared weight). */
+            g.stride_b = 0;
+            check_gemm(g, 2 + 4 * g.stride_a, 1 + g.k * g.n, 3 + 4 * g.stride_c, FALSE);
+            /* beta = 0 on a NaN-filled batched C. */
+            g.beta = 0.0f;
+            g.stride_c = g.m * g.n;
+            check_gemm(g, 2 + 4 * g.stride_a, 1 + g.k * g.n, 3 + 4 * g.stride_c, TRUE);
+        }
+}
+
+/* ---- bias ---- */
+
+static void test_bias(void)
+{
+    const gint64 shapes[][3] = {{1, 1, 1}, {7, 5, 1},     {512, 300, 1},
+                                {3, 4, 9}, {8, 16, 1000}, {2, 3, 20000}};
+    for (gsize s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const gint64 O = shapes[s][0], C = shapes[s][1], I = shapes[s][2];
+        const gint64 n = O * C * I;
+        g_autofree float *y = random_floats(n, -2, 2);
+        g_autofree float *bias = random_floats(C, -2, 2);
+        g_autofree float *db0 = random_floats(C, -2, 2);
+        LmnTensor *ty = tensor_f32(n, y);
+        LmnTensor *tbias = tensor_f32(C, bias);
+
+        lmn_op_bias_add(ty, tbias, O, C, I);
+        g_autofree double *want = g_new(double, n);
+        for (gint64 o = 0; o < O; o++)
+            for (gint64 c = 0; c < C; c++)
+                for (gint64 i = 0; i < I; i++) {
+                    gint64 e = (o * C + c) * I + i;
+                    want[e] = (double) y[e] + bias[c];
+                }
+        g_autofree float *got = read_all(ty);
+        assert_close("bias_add", got, want, n, 1e-6, 1e-6);
+
+        /* bias_grad: beta = 0.5 accumulates, beta = 0 ignores NaN garbage */
+        const float betas[] = {0.5f, 0.0f};
+        for (gsize bi = 0; bi < 2; bi++) {
+            float beta = betas[bi];
+            g_autofree float *db_init = g_memdup2(db0, C * sizeof(float));
+            if (beta == 0.0f)
+                for (gint64 c = 0; c < C; c++)
+                    db_init[c] = NAN;
+            LmnTensor *tdb = tensor_f32(C, db_init);
+            LmnTensor *tdy = tensor_f32(n, y);
+            lmn_op_bias_grad(tdb, tdy, O, C, I, beta);
+            g_autofree double *wdb = g_new0(double, C);
+            g_autofree double *mag = g_new0(double, C);
+            for (gint64 o = 0; o < O; o++)
+                for (gint64 c = 0; c < C; c++)
+                    for (gint64 i = 0; i < I; i++) {
+                        wdb[c] += y[(o * C + c) * I + i];
+                        mag[c] += fabs(y[(o * C + c) * I + i]);
+                    }
+            g_autofree float *gdb = read_all(tdb);
+            for (gint64 c = 0; c < C; c++) {
+                double w = wdb[c] + (beta == 0.0f ? 0.0 : beta * (double) db0[c]);
+                g_assert_cmpfloat_with_epsilon(gdb[c], w, 1e-6 * fabs(w) + 1e-9 * mag[c] + 1e-6);
+            }
+            lmn_tensor_unref(tdb);
+            lmn_tensor_unref(tdy);
+        }
+        lmn_tensor_unref(ty);
+        lmn_tensor_unref(tbias);
+    }
+}
+
+/* ---- unary ---- */
+
+static const struct {
+    LmnUnaryOp op;
+    const char *name;
+    float alpha;
+    gboolean kink_at_0; /* derivative undefined at 0: finite differences avoid it */
+} unary_cases[] = {
+    {LMN_UNARY_IDENTITY, "identity", 0.0f, FALSE},
+    {LMN_UNARY_RELU, "relu", 0.0f, TRUE},
+    {LMN_UNARY_SIGMOID, "sigmoid", 0.0f, FALSE},
+    {LMN_UNARY_TANH, "tanh", 0.0f, FALSE},
+    {LMN_UNARY_LEAKY_RELU, "leaky_relu", 0.01f, TRUE},
+    {LMN_UNARY_LEAKY_RELU, "leaky_relu(0.3)", 0.3f, TRUE},
+    {LMN_UNARY_ELU, "elu", 1.0f, FALSE},
+    {LMN_UNARY_ELU, "elu(0.5)", 0.5f, TRUE},
+    {LMN_UNARY_SOFTPLUS, "softplus", 1.0f, FALSE},
+    {LMN_UNARY_SOFTPLUS, "softplus(beta=2)", 2.0f, FALSE},
+    {LMN_UNARY_GELU, "gelu", 0.0f, FALSE},
+};
+
+static double unary_ref(LmnUnaryOp op, double x, double a)
+{
+    switch (op) {
+    case LMN_UNARY_IDENTITY:
+        return x;
+    case LMN_UNARY_RELU:
+        return x > 0 ? x : 0;
+    case LMN_UNARY_SIGMOID:
+        return 1.0 / (1.0 + exp(-x));
+    case LMN_UNARY_TANH:
+        return tanh(x);
+    case LMN_UNARY_LEAKY_RELU:
+        return x > 0 ? x : a * x;
+    case LMN_UNARY_ELU:
+        return x > 0 ? x : a * (exp(x) - 1.0);
+    case LMN_UNARY_SOFTPLUS:
+        return a * x > 20.0 ? x : log1p(exp(a * x)) / a;
+    case LMN_UNARY_GELU:
+        return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    default:
+        g_assert_not_reached();
+    }
+}
+
+/* Inputs: random values in [-6, 6] plus points that matter (0, the softplus threshold, large). */
+static float *unary_inputs(gsize n)
+{
+    float *x = random_floats(n, -6, 6);
+    const float special[] = {0.0f,  -0.0f, 1e-3f, -1e-3f, 9.99f, 10.01f,
+                             19.9f, 20.1f, 30.0f, -30.0f, 88.0f, -88.0f};
+    for (gsize i = 0; i < G_N_ELEMENTS(special) && i < n; i++)
+        x[i * 7 % n] = special[i];
+    return x;
+}
+
+static void test_unary_forward(void)
+{
+    const gsize sizes[] = {1, 13, 1000, BIG};
+    for (gsize c = 0; c < G_N_ELEMENTS(unary_cases); c++)
+        for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+            gsize n = sizes[s];
+            g_autofree float *x = unary_inputs(n);
+            g_autofree double *want = g_new(double, n);
+            for (gsize i = 0; i < n; i++)
+                want[i] = unary_ref(unary_cases[c].op, x[i], unary_cases[c].alpha);
+            LmnTensor *tx = tensor_f32(n, x);
+            LmnTensor *ty = tensor_f32(n, NULL);
+            lmn_op_unary(unary_cases[c].op, tx, ty, unary_cases[c].alpha);
+            g_autofree float *got = read_all(ty);
+            assert_close(unary_cases[c].name, got, want, n, 2e-6, 1e-6);
+            /* in place: y == x */
+            lmn_op_unary(unary_cases[c].op, tx, tx, unary_cases[c].alpha);
+            g_autofree float *inplace = read_all(tx);
+            g_assert_cmpmem(inplace, n * sizeof(float), got, n * sizeof(float));
+            lmn_tensor_unref(tx);
+            lmn_tensor_unref(ty);
+        }
+}
+
+static double unary_derivative_ref(LmnUnaryOp op, double x, double a)
+{
+    switch (op) {
+    case LMN_UNARY_IDENTITY:
+        return 1;
+    case LMN_UNARY_RELU:
+        return x > 0 ? 1 : 0;
+    case LMN_UNARY_SIGMOID: {
+        double s = 1.0 / (1.0 + exp(-x));
+        return s * (1 - s);
+    }
+    case LMN_UNARY_TANH:
+        return 1 - tanh(x) * tanh(x);
+    case LMN_UNARY_LEAKY_RELU:
+        return x > 0 ? 1 : a;
+    case LMN_UNARY_ELU:
+        return x > 0 ? 1 : a * exp(x);
+    case LMN_UNARY_SOFTPLUS:
+        return a * x > 20.0 ? 1 : 1.0 / (1.0 + exp(-a * x));
+    case LMN_UNARY_GELU:
+        return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * G_PI);
+    default:
+        g_assert_not_reached();
+    }
+}
+
+static void test_unary_backward(void)
+{
+    const gsize sizes[] = {1, 13, 1000, BIG};
+    for (gsize c = 0; c < G_N_ELEMENTS(unary_cases); c++)
+        for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+            const LmnUnaryOp op = unary_cases[c].op;
+            const double a = unary_cases[c].alpha;
+            gsize n = sizes[s];
+            g_autofree float *x = unary_inputs(n);
+            g_autofree float *dy = random_floats(n, -2, 2);
+            LmnTensor *tx = tensor_f32(n, x);
+            LmnTensor *ty = tensor_f32(n, NULL);
+            LmnTensor *tdy = tensor_f32(n, dy);
+            LmnTensor *tdx = tensor_f32(n, NULL);
+            lmn_op_unary(op, tx, ty, unary_cases[c].alpha);
+            lmn_op_unary_backward(op, tx, ty, tdy, tdx, unary_cases[c].alpha);
+            g_autofree float *got = read_all(tdx);
+
+            g_autofree double *want = g_new(double, n);
+            for (gsize i = 0; i < n; i++)
+                want[i] = dy[i] * unary_derivative_ref(op, x[i], a);
+            g_autofree char *what = g_strdup_printf("%s backward", unary_cases[c].name);
+            assert_close(what, got, want, n, 1e-5, 1e-6);
+
+            /* Central finite differences of the double forward, away from kinks. */
+            const double h = 1e-6;
+            for (gsize i = 0; i < n; i++) {
+                double xi = x[i];
+                if (unary_cases[c].kink_at_0 && fabs(xi) < 1e-3)
+                    continue;
+                if (op == LMN_UNARY_SOFTPLUS && fabs(a * xi - 20.0) < 1e-3)
+                    continue;
+                double fd = (unary_ref(op, xi + h, a) - unary_ref(op, xi - h, a)) / (2 * h);
+                double w = dy[i] * fd;
+                if (!(fabs(got[i] - w) <= 1e-4 * fabs(w) + 1e-5))
+                    g_error("%s: finite differences at x = %.9g: backward %.9g, want %.9g", what,
+                            xi, got[i], w);
+            }
+
+            /* dx may be dy */
+            lmn_op_unary_backward(op, tx, ty, tdy, tdy, unary_cases[c].alpha);
+            g_autofree float *inplace = read_all(tdy);
+            g_assert_cmpmem(inplace, n * sizeof(float), got, n * sizeof(float));
+
+            lmn_tensor_unref(tx);
+            lmn_tensor_unref(ty);
+            lmn_tensor_unref(tdy);
+            lmn_tensor_unref(tdx);
+        }
+
+    /* ReLU's derivative at exactly 0 is 0, as in PyTorch. */
+    const float x0[2] = {0.0f, -0.0f}, one[2] = {1.0f, 1.0f};
+    LmnTensor *tx = tensor_f32(2, x0), *ty = tensor_f32(2, NULL), *tdy = tensor_f32(2, one);
+    LmnTensor *tdx = tensor_f32(2, NULL);
+    lmn_op_unary(LMN_UNARY_RELU, tx, ty, 0.0f);
+    lmn_op_unary_backward(LMN_UNARY_RELU, tx, ty, tdy, tdx, 0.0f);
+    g_autofree float *g0 = read_all(tdx);
+    g_assert_cmpfloat(g0[0], ==, 0.0f);
+    g_assert_cmpfloat(g0[1], ==, 0.0f);
+    lmn_tensor_unref(tx);
+    lmn_tensor_unref(ty);
+    lmn_tensor_unref(tdy);
+    lmn_tensor_unref(tdx);
+}
+
+/* ---- binary, axpby ---- */
+
+static void test_binary_axpby(void)
+{
+    const gsize sizes[] = {1, 31, BIG};
+    for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        gsize n = sizes[s];
+        g_autofree float *a = random_floats(n, -3, 3);
+        g_autofree float *b = random_floats(n, -3, 3);
+        g_autofree double *want = g_new(double, n);
+        for (int op = 0; op < LMN_BINARY_COUNT; op++) {
+            for (gsize i = 0; i < n; i++)
+                want[i] = op == LMN_BINARY_ADD   ? (double) a[i] + b[i]
+                          : op == LMN_BINARY_SUB ? (double) a[i] - b[i]
+                                                 : (double) a[i] * b[i];
+            LmnTensor *ta = tensor_f32(n, a), *tb = tensor_f32(n, b), *to = tensor_f32(n, NULL);
+            lmn_op_binary(op, ta, tb, to);
+            g_autofree float *got = read_all(to);
+            assert_close("binary", got, want, n, 1e-7, 0);
+            /* out == a, then out == b */
+            lmn_op_binary(op, ta, tb, ta);
+            g_autofree float *ga = read_all(ta);
+            assert_close("binary out=a", ga, want, n, 1e-7, 0);
+            lmn_tensor_write(ta, a, n * sizeof(float), NULL);
+            lmn_op_binary(op, ta, tb, tb);
+            g_autofree float *gb = read_all(tb);
+            assert_close("binary out=b", gb, want, n, 1e-7, 0);
+            lmn_tensor_unref(ta);
+            lmn_tensor_unref(tb);
+            lmn_tensor_unref(to);
+        }
+
+        const float coef[][2] = {{0.5f, -1.25f}, {2.0f, 1.0f}, {-0.3f, 0.0f}};
+        for (gsize cidx = 0; cidx < G_N_ELEMENTS(coef); cidx++) {
+            float alpha = coef[cidx][0], beta = coef[cidx][1];
+            g_autofree float *y0 = g_memdup2(b, n * sizeof(float));
+            if (beta == 0.0f)
+                for (gsize i = 0; i < n; i++)
+                    y0[i] = NAN; /* beta = 0 ignores garbage, as in BLAS */
+            for (gsize i = 0; i < n; i++)
+                want[i] = (double) alpha * a[i] + (beta == 0.0f ? 0.0 : (double) beta * y0[i]);
+            LmnTensor *tx = tensor_f32(n, a), *ty = tensor_f32(n, y0);
+            lmn_op_axpby(alpha, tx, beta, ty);
+            g_autofree float *got = read_all(ty);
+            assert_close("axpby", got, want, n, 1e-6, 1e-6);
+            /* x == y: y = (alpha + beta) y */
+            lmn_op_axpby(alpha, tx, beta, tx);
+            g_autofree float *self = read_all(tx);
+            for (gsize i = 0; i < n; i++)
+                want[i] = ((double) alpha + beta) * a[i];
+            assert_close("axpby x=y", self, want, n, 1e-6, 1e-6);
+            lmn_tensor_unref(tx);
+            lmn_tensor_unref(ty);
+        }
+    }
+}
+
+/* ---- reductions ---- */
+
+static void test_reduce(void)
+{
+    const gsize sizes[] = {1, 9, 4097, BIG, 3000017};
+    for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        gsize n = sizes[s];
+        g_autofree float *x = random_floats(n, -1, 2);
+        double sum = 0, sumsq = 0, mag = 0;
+        for (gsize i = 0; i < n; i++) {
+            sum += x[i];
+            sumsq += (double) x[i] * x[i];
+            mag += fabs(x[i]);
+        }
+        LmnTensor *tx = tensor_f32(n, x);
+        const float start = 1.5f;
+        LmnTensor *out = tensor_f32(1, &start);
+        /* beta accumulation: out = 0.5 * out + 2 * sum */
+        lmn_op_reduce(LMN_REDUCE_SUM, tx, out, 2.0f, 0.5f);
+        double w = 0.5 * 1.5 + 2.0 * sum;
+        g_assert_cmpfloat_with_epsilon(read_scalar(out), w, 2e-7 * fabs(w) + 1e-12 * mag);
+        lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, tx, out, 1.0f, 1.0f);
+        w = (double) (float) w + sumsq;
+        g_assert_cmpfloat_with_epsilon(read_scalar(out), w, 2e-7 * fabs(w));
+        /* beta = 0 ignores NaN in out */
+        lmn_op_fill(out, NAN);
+        lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, tx, out, -1.0f, 0.0f);
+        g_assert_cmpfloat_with_epsilon(read_scalar(out), -sumsq, 2e-7 * sumsq);
+
+        /* The sum does not depend on the thread count: 1 and 3 threads agree bit for bit. */
+        LmnTensor *tx1 = tensor_on(backend_1, n, x);
+        LmnTensor *out1 = tensor_on(backend_1, 1, NULL);
+        lmn_op_reduce(LMN_REDUCE_SUM, tx, out, 1.0f, 0.0f);
+        lmn_op_reduce(LMN_REDUCE_SUM, tx1, out1, 1.0f, 0.0f);
+        float r3 = read_scalar(out), r1 = read_scalar(out1);
+        g_assert_cmpmem(&r3, sizeof r3, &r1, sizeof r1);
+        lmn_tensor_unref(tx1);
+        lmn_tensor_unref(out1);
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(out);
+    }
+}
+
+/* ---- softmax cross-entropy ---- */
+
+/* Reference: probabilities and mean loss in double with a log-sum-exp. */
+static double xent_reference(const float *x, const gint32 *y, gsize N, gsize K, double s,
+                             double *probs)
+{
+    double total = 0;
+    for (gsize r = 0; r < N; r++) {
+        const float *row = x + r * K;
+        double m = row[0];
+        for (gsize q = 1; q < K; q++)
+            m = MAX(m, row[q]);
+        double z = 0;
+        for (gsize q = 0; q < K; q++)
+            z += exp(row[q] - m);
+        double lse = m + log(z);
+        for (gsize q = 0; q < K; q++) {
+            double logp = row[q] - lse;
+            if (probs != NULL)
+                probs[r * K + q] = exp(logp);
+            double target = (1 - s) * ((gint32) q == y[r]) + s / K;
+            total -= target * logp;
+        }
+    }
+    return total / N;
+}
+
+static void test_softmax_xent(void)
+{
+    const gsize shapes[][2] = {{1, 1}, {4, 10}, {129, 7}, {300, 1000}, {5000, 10}};
+    const float smoothings[] = {0.0f, 0.1f};
+    for (gsize sh = 0; sh < G_N_ELEMENTS(shapes); sh++)
+        for (gsize si = 0; si < G_N_ELEMENTS(smoothings); si++) {
+            gsize N = shapes[sh][0], K = shapes[sh][1];
+            float sm = smoothings[si];
+            g_autofree float *x = random_floats(N * K, -5, 5);
+            g_autofree gint32 *y = g_new(gint32, N);
+            for (gsize r = 0; r < N; r++)
+                y[r] = g_rand_int_range(rng, 0, (gint32) K);
+            if (K >= 4) { /* huge logits: a naive exp overflows */
+                x[0] = 1000.0f;
+                x[1] = 999.0f;
+                x[2] = -1000.0f;
+                y[0] = 1;
+            }
+            g_autofree double *wp = g_new(double, N *K);
+            double wl = xent_reference(x, y, N, K, sm, wp);
+
+            LmnTensor *tx = tensor_2d(N, K, x), *tp = tensor_2d(N, K, x);
+            LmnTensor *ty = tensor_i32(N, y), *tl = tensor_f32(1, NULL);
+            lmn_op_softmax_xent(tx, ty, tp, tl, sm);
+            g_autofree float *probs = read_all(tp);
+            assert_close("softmax probs", probs, wp, N * K, 1e-5, 1e-7);
+            float loss = read_scalar(tl);
+            g_assert_true(isfinite(loss));
+            g_assert_cmpfloat_with_epsilon(loss, wl, 1e-5 * fabs(wl) + 1e-6);
+
+            /* backward: dx = scale (p - target), checked against the formula and against
+             * finite differences of the double reference loss (scale = 1/N: the mean) */
+            LmnTensor *tdx = tensor_2d(N, K, x);
+            float scale = 1.0f / N;
+            lmn_op_softmax_xent_backward(tp, ty, tdx, scale, sm);
+            g_autofree float *dx = read_all(tdx);
+            g_autofree double *wdx = g_new(double, N *K);
+            for (gsize r = 0; r < N; r++)
+                for (gsize q = 0; q < K; q++)
+                    wdx[r * K + q] =
+                        scale * (probs[r * K + q] - ((1 - sm) * ((gint32) q == y[r]) + sm / K));
+            assert_close("softmax_xent backward", dx, wdx, N * K, 1e-5, 1e-7);
+            if (N * K <= 1000) {
+                const double h = 1e-3;
+                for (gsize e = 0; e < N * K; e++) {
+                    float keep = x[e];
+                    x[e] = keep + (float) h;
+                    double up = xent_reference(x, y, N, K, sm, NULL);
+                    x[e] = keep - (float) h;
+                    double down = xent_reference(x, y, N, K, sm, NULL);
+                    x[e] = keep;
+                    double fd =
+                        (up - down) / ((double) (keep + (float) h) - (double) (keep - (float) h));
+                    if (!(fabs(dx[e] - fd) <= 1e-4 * fabs(fd) + 1e-5))
+                        g_error("softmax_xent backward element %" G_GSIZE_FORMAT
+                                ": %.9g, finite differences %.9g",
+                                e, dx[e], fd);
+                }
+            }
+            /* dx may be probs */
+            lmn_op_softmax_xent_backward(tp, ty, tp, scale, sm);
+            g_autofree float *inplace = read_all(tp);
+            g_assert_cmpmem(inplace, N * K * sizeof(float), dx, N * K * sizeof(float));
+
+            lmn_tensor_unref(tx);
+            lmn_tensor_unref(tp);
+            lmn_tensor_unref(ty);
+            lmn_tensor_unref(tl);
+            lmn_tensor_unref(tdx);
+        }
+}
+
+static void test_count_correct(void)
+{
+    /* Ties: the first maximum wins. */
+    const float x[] = {
+        1,  1,  1, /* all tied: argmax 0 */
+        0,  2,  2, /* tie of 1 and 2: argmax 1 */
+        3,  1,  3, /* tie of 0 and 2: argmax 0 */
+        -1, -2, -0.5f,
+    };
+    const gint32 y[] = {0, 2, 0, 2};
+    LmnTensor *tx = tensor_2d(4, 3, x), *ty = tensor_i32(4, y);
+    const float start = 10.0f;
+    LmnTensor *out = tensor_f32(1, &start);
+    lmn_op_count_correct(tx, ty, out);
+    g_assert_cmpfloat(read_scalar(out), ==, 13.0f); /* rows 0, 2, 3 */
+    lmn_op_count_correct(tx, ty, out);
+    g_assert_cmpfloat(read_scalar(out), ==, 16.0f); /* accumulates */
+    LmnTensor *iout = tensor_i32(1, NULL);
+    lmn_op_fill(iout, 0.0f);
+    lmn_op_count_correct(tx, ty, iout);
+    gint32 icount = -1;
+    g_assert_true(lmn_tensor_read(iout, &icount, sizeof icount, NULL));
+    g_assert_cmpint(icount, ==, 3);
+    lmn_tensor_unref(tx);
+    lmn_tensor_unref(ty);
+    lmn_tensor_unref(out);
+    lmn_tensor_unref(iout);
+
+    /* Large random batches (the pool splits them) against a naive argmax. */
+    const gsize shapes[][2] = {{1000, 10}, {20000, 7}};
+    for (gsize s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        gsize N = shapes[s][0], K = shapes[s][1];
+        g_autofree float *lx = random_floats(N * K, -1, 1);
+        g_autofree gint32 *ly = g_new(gint32, N);
+        gsize want = 0;
+        for (gsize r = 0; r < N; r++) {
+            /* quantised values make ties common */
+            for (gsize q = 0; q < K; q++)
+                lx[r * K + q] = roundf(lx[r * K + q] * 2.0f);
+            ly[r] = g_rand_int_range(rng, 0, (gint32) K);
+            gsize best = 0;
+            for (gsize q = 1; q < K; q++)
+                if (lx[r * K + q] > lx[r * K + best])
+                    best = q;
+            want += (gint32) best == ly[r];
+        }
+        LmnTensor *lt = tensor_2d(N, K, lx), *lyt = tensor_i32(N, ly);
+        LmnTensor *lo = tensor_f32(1, NULL);
+        lmn_op_count_correct(lt, lyt, lo);
+        g_assert_cmpfloat(read_scalar(lo), ==, (float) want);
+        lmn_tensor_unref(lt);
+        lmn_tensor_unref(lyt);
+        lmn_tensor_unref(lo);
+    }
+}
+
+/* ---- plugin kernels ---- */
+
+/* y = a * x + b: buffers {x, y}, scalars {a, b}. */
+static void axpb_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
+{
+    const float *x = buffers[0];
+    float *y = buffers[1];
+    for (gsize i = begin; i < end; i++)
+        y[i] = scalars[0] * x[i] + scalars[1];
+}
+
+/* Records which threads ran which sub-ranges, to check how the backend splits a launch. */
+G_LOCK_DEFINE_STATIC(calls);
+static GPtrArray *call_threads;
+static gsize call_indices;
+
+static void recording_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
+{
+    float *y = buffers[0];
+    for (gsize i = begin; i < end; i++)
+        y[i] += 1.0f;
+    G_LOCK(calls);
+    g_ptr_array_add(call_threads, g_thread_self());
+    call_indices += end - begin;
+    G_UNLOCK(calls);
+}
+
+static const guint8 recording_access[] = {LMN_KERNEL_READ_WRITE};
+static const LmnKernelDesc recording_kernel = {
+    .struct_size = sizeof(LmnKernelDesc),
+    .name = "test.recording",
+    .cpu = recording_cpu,
+    .n_buffers = 1,
+    .access = recording_access,
+};
+
+static guint distinct_threads(void)
+{
+    guint n = 0;
+    for (guint i = 0; i < call_threads->len; i++) {
+        gboolean seen = FALSE;
+        for (guint j = 0; j < i; j++)
+            seen = seen || call_threads->pdata[j] == call_threads->pdata[i];
+        n += !seen;
+    }
+    return n;
+}
+
+static void test_kernel_split(void)
+{
+    /* Small launches are one call on the caller's thread; large ones are split across the
+     * 3-thread pool, one contiguous chunk per thread, each index run exactly once. */
+    const gsize sizes[] = {100, 30000, BIG};
+    const guint want_calls[] = {1, 1, 3};
+    for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        LmnTensor *t = tensor_f32(sizes[s], NULL);
+        lmn_op_fill(t, 0.0f);
+        call_threads = g_ptr_array_new();
+        call_indices = 0;
+        LmnTensor *bufs[1] = {t};
+        lmn_op_kernel(&recording_kernel, sizes[s], bufs, NULL);
+        g_assert_cmpuint(call_indices, ==, sizes[s]);
+        g_assert_cmpuint(call_threads->len, ==, want_calls[s]);
+        g_assert_cmpuint(distinct_threads(), ==, want_calls[s]);
+        g_assert_true(g_ptr_array_find(call_threads, g_thread_self(), NULL));
+        g_autofree float *v = read_all(t);
+        for (gsize i = 0; i < sizes[s]; i++)
+            g_assert_cmpfloat(v[i], ==, 1.0f);
+        g_ptr_array_unref(call_threads);
+        lmn_tensor_unref(t);
+    }
+}
+
+static const guint8 axpb_access[] = {LMN_KERNEL_READ, LMN_KERNEL_WRITE};
+static const LmnKernelDesc axpb_kernel = {
+    .struct_size = sizeof(LmnKernelDesc),
+    .name = "test.axpb",
+    .cpu = axpb_cpu,
+    .n_buffers = 2,
+    .access = axpb_access,
+    .n_scalars = 2,
+};
+
+static void test_kernel(void)
+{
+    const gsize sizes[] = {1, 100, BIG, 1000000};
+    for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        gsize n = sizes[s];
+        g_autofree float *x = random_floats(n, -4, 4);
+        g_autofree double *want = g_new(double, n);
+        const float scalars[2] = {1.5f, -0.25f};
+        for (gsize i = 0; i < n; i++)
+            want[i] = 1.5 * x[i] - 0.25;
+        LmnTensor *tx = tensor_f32(n, x), *ty = tensor_f32(n, NULL);
+        LmnTensor *bufs[2] = {tx, ty};
+        lmn_op_kernel(&axpb_kernel, n, bufs, scalars);
+        g_autofree float *got = read_all(ty);
+        assert_close("kernel", got, want, n, 1e-6, 1e-6);
+        /* In place, twice: an index visited twice (or never) would show. */
+        LmnTensor *same[2] = {tx, tx};
+        lmn_op_kernel(&axpb_kernel, n, same, scalars);
+        lmn_op_kernel(&axpb_kernel, n, same, scalars);
+        g_autofree float *twice = read_all(tx);
+        for (gsize i = 0; i < n; i++)
+            want[i] = 1.5 * (double) got[i] - 0.25;
+        assert_close("kernel in place", twice, want, n, 1e-6, 1e-6);
+        /* A partial range leaves the rest alone. */
+        lmn_op_fill(ty, 9.0f);
+        lmn_op_kernel(&axpb_kernel, n / 2, bufs, scalars);
+        g_autofree float *part = read_all(ty);
+        g_assert_cmpfloat(part[n - 1], ==, 9.0f);
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(ty);
+    }
+}
+
+/* ---- errors ---- */
+
+static void test_errors(void)
+{
+    g_autoptr(GError) error = NULL;
+    LmnBackend *b = lmn_backend_new(registry, "cpuu", NULL, NULL, &error);
+    g_assert_null(b);
+    g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_NOT_FOUND);
+    g_assert_nonnull(strstr(error->message, "cpuu"));
+    g_clear_error(&error);
+
+    /* `threads` out of range or not an integer: a config error naming the key and place */
+    const char *bad[] = {"-1", "5000", "two"};
+    for (gsize i = 0; i < G_N_ELEMENTS(bad); i++) {
+        const char *keys[] = {"threads", NULL};
+        const char *values[] = {bad[i], NULL};
+        LmnParams *p =
+            lmn_registry_validate_params(cpu_feature(), keys, values, "test.ini [backend]", &error);
+        g_assert_null(p);
+        g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID);
+        g_assert_nonnull(strstr(error->message, "threads"));
+        g_assert_nonnull(strstr(error->message, "test.ini"));
+        g_clear_error(&error);
+    }
+
+    /* An unknown device */
+    b = lmn_backend_new(registry, "cpu", NULL, "no-such-device-xyz", &error);
+    g_assert_null(b);
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE);
+    g_assert_nonnull(strstr(error->message, "no-such-device-xyz"));
+    g_assert_nonnull(strstr(error->message, "cpu"));
+    g_clear_error(&error);
+}
+
+/* The fake backends of test-backends-plugin.c exercise the core paths the CPU backend does not:
+ * no host memory, deferred errors, and a vtable missing a required op. */
+static void test_fake_backends(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *plugin = g_build_filename(TEST_PLUGIN_DIR, "lamina-test-backends.so", NULL);
+    gboolean loaded = lmn_registry_load_file(registry, plugin, &error);
+    g_assert_no_error(error);
+    g_assert_true(loaded);
+
+    /* A backend lacking a required op is refused, naming the member, whether the registry
+     * catches it when loading the file or lmn_backend_new() does when opening it. */
+    g_autofree char *incomplete =
+        g_build_filename(TEST_PLUGIN_DIR, "lamina-test-incomplete.so", NULL);
+    loaded = lmn_registry_load_file(registry, incomplete, &error);
+    if (!loaded) {
+        g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR);
+        g_assert_nonnull(strstr(error->message, "gemm"));
+        g_assert_nonnull(strstr(error->message, "lamina-test-incomplete.so"));
+        g_clear_error(&error);
+    }
+    LmnBackend *b = lmn_backend_new(registry, "test_incomplete", NULL, NULL, &error);
+    g_assert_null(b);
+    g_assert_nonnull(error);
+    g_assert_true(error->domain == LMN_PLUGIN_ERROR);
+    if (loaded) {
+        g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR);
+        g_assert_nonnull(strstr(error->message, "gemm"));
+        g_assert_nonnull(strstr(error->message, "test_incomplete"));
+    }
+    g_clear_error(&error);
+
+    /* No host_pointer: reads and writes go through the vtable. */
+    b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(lmn_backend_describe(b), ==, "fake: a test backend");
+    const float data[6] = {1, 2, 3, 4, 5, 6};
+    LmnTensor *t = tensor_on(b, 6, data);
+    g_assert_null(lmn_backend_host_pointer(t));
+    LmnShape vs = lmn_shape_make(1, (gint64) 3);
+    LmnTensor *v = lmn_tensor_new_view(t, 2, &vs);
+    float got[3];
+    g_assert_true(lmn_tensor_read(v, got, sizeof got, &error));
+    g_assert_no_error(error);
+    g_assert_cmpmem(got, sizeof got, data + 2, sizeof got);
+    lmn_op_fill(v, 8.0f);
+    float all[6];
+    g_assert_true(lmn_tensor_read(t, all, sizeof all, &error));
+    const float want[6] = {1, 2, 8, 8, 8, 6};
+    g_assert_cmpmem(all, sizeof all, want, sizeof want);
+    lmn_tensor_unref(v);
+    lmn_tensor_unref(t);
+    lmn_backend_unref(b);
+
+    /* A deferred failure surfaces at the next read, and keeps surfacing. */
+    b = lmn_backend_new(registry, "test_fake", NULL, "fail", &error);
+    g_assert_no_error(error);
+    t = tensor_on(b, 6, NULL);
+    g_assert_false(lmn_tensor_read(t, all, sizeof all, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_DEVICE_LOST);
+    g_assert_nonnull(strstr(error->message, "call 1"));
+    g_clear_error(&error);
+    g_assert_false(lmn_backend_synchronize(b, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_DEVICE_LOST);
+    g_assert_nonnull(strstr(error->message, "call 1")); /* the first error, kept */
+    g_clear_error(&error);
+    lmn_tensor_unref(t);
+    lmn_backend_unref(b);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    registry = lmn_registry_new();
+    const char *build_root = g_getenv("LMN_BUILD_ROOT");
+    if (build_root != NULL) {
+        /* Only the CPU backend: other plugins' state must not affect these tests. */
+        g_autofree char *dir = g_build_filename(build_root, "plugins", "backends", "cpu", NULL);
+        lmn_registry_set_use_environment(registry, FALSE);
+        lmn_registry_add_dir(registry, dir);
+    }
+    g_autoptr(GError) error = NULL;
+    lmn_registry_scan(registry, &error);
+    g_assert_no_error(error);
+    backend = open_cpu("3");
+    backend_1 = open_cpu("1");
+    rng = g_rand_new_with_seed(20240607);
+
+    g_test_add_func("/ops/cpu/shape", test_shapes);
+    g_test_add_func("/ops/cpu/tensor/round-trip", test_tensor_round_trip);
+    g_test_add_func("/ops/cpu/tensor/views", test_tensor_views);
+    g_test_add_func("/ops/cpu/backend/object", test_backend_object);
+    g_test_add_func("/ops/cpu/fill-copy", test_fill_copy);
+    g_test_add_func("/ops/cpu/gemm/transposes", test_gemm);
+    g_test_add_func("/ops/cpu/gemm/batched", test_gemm_batched);
+    g_test_add_func("/ops/cpu/bias", test_bias);
+    g_test_add_func("/ops/cpu/unary/forward", test_unary_forward);
+    g_test_add_func("/ops/cpu/unary/backward", test_unary_backward);
+    g_test_add_func("/ops/cpu/binary-axpby", test_binary_axpby);
+    g_test_add_func("/ops/cpu/reduce", test_reduce);
+    g_test_add_func("/ops/cpu/softmax-xent", test_softmax_xent);
+    g_test_add_func("/ops/cpu/count-correct", test_count_correct);
+    g_test_add_func("/ops/cpu/kernel", test_kernel);
+    g_test_add_func("/ops/cpu/kernel/split", test_kernel_split);
+    g_test_add_func("/ops/cpu/errors", test_errors);
+    g_test_add_func("/ops/backend/fake", test_fake_backends);
+
+    int rc = g_test_run();
+    lmn_backend_unref(backend);
+    lmn_backend_unref(backend_1);
+    lmn_registry_free(registry);
+    g_rand_free(rng);
+    return rc;
+}

@@ -26,6 +26,9 @@ G_BEGIN_DECLS
  * @prepare: fills @scalars (kernel->n_scalars floats) for step @step (1 for the first update)
  *   with learning rate @lr; may update @host_state
  * @slot_initial_value: (optional) initial value of slot @slot; NULL means 0 for every slot
+ * @validate: (optional) checks relations between hyperparameters that a per-key schema cannot
+ *   express (SGD: nesterov needs momentum > 0 and dampening = 0); sets a
+ *   LMN_CONFIG_ERROR_INVALID error naming the keys.  Called before training starts.
  */
 typedef struct {
     guint32 struct_size;
@@ -36,6 +39,7 @@ typedef struct {
     void (*prepare)(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                     float *scalars);
     double (*slot_initial_value)(const LmnParams *hyper, guint slot);
+    gboolean (*validate)(const LmnParams *hyper, GError **error);
 } LmnOptimizerVTable;
 
 /* ---- the core's optimizer object (used by the training loop, tools and tests) ---- */

@@ -70,6 +70,11 @@ typedef struct {
 
 /** lmn_schedule_common_specs: Returns: (transfer none): the schema of the common keys. */
 const LmnParamSpec *lmn_schedule_common_specs(void);
+/**
+ * lmn_schedule_common_from_params:
+ * Reads the common keys from @params, a set validated against lmn_schedule_common_specs().
+ */
+void lmn_schedule_common_from_params(const LmnParams *params, LmnScheduleCommon *common);
 
 /**
  * lmn_schedule_new:

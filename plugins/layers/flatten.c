@@ -1,0 +1,62 @@
+/* Lamina — flatten: [N, d1, d2, ...] -> [N, d1 * d2 * ...], as torch.nn.Flatten().
+ *
+ * Row-major storage makes this a relabelling of the same bytes.  The layer API hands a layer its
+ * output tensor rather than letting it return a view of its input, so forward and backward are
+ * plain copies (one pass, no arithmetic).
+ */
+#include <lamina/lamina.h>
+
+static gboolean flatten_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                              LmnTensorInfo *output, GError **error)
+{
+    output->shape = lmn_shape_make(1, lmn_shape_numel(&inputs[0].shape));
+    output->dtype = inputs[0].dtype;
+    return TRUE;
+}
+
+static void flatten_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    lmn_op_copy(io->output, io->inputs[0]);
+}
+
+static void flatten_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    if (io->input_grads[0] != NULL) {
+        lmn_op_copy(io->input_grads[0], io->output_grad);
+    }
+}
+
+static const LmnLayerVTable flatten_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_NONE,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .build = flatten_build,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+};
+
+static const LmnFeatureDesc flatten_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "flatten",
+        .description = "flattens each sample to 1-D: [N, C, H, W] -> [N, C*H*W] (nn.Flatten)",
+        .params = NULL,
+        .vtable = &flatten_vtable,
+    },
+};
+
+static const LmnPluginDesc flatten_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.flatten",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "Flatten layer",
+    .n_features = G_N_ELEMENTS(flatten_features),
+    .features = flatten_features,
+};
+
+LMN_PLUGIN_DEFINE(flatten_plugin)

@@ -1,0 +1,169 @@
+/* Lamina — loss layers: softmax_cross_entropy and mse.
+ *
+ * A loss layer's last input is its target; it outputs one f32 scalar, the mean over the batch
+ * (PyTorch's reduction = 'mean', so learning rates transfer), and its backward starts the chain
+ * with d(loss)/d(loss) = 1: there is no output_grad.
+ */
+#include <lamina/lamina.h>
+
+/* ---- softmax_cross_entropy ---- */
+
+enum { XENT_SAVED_PROBS = 0 };
+
+static gboolean xent_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                           LmnTensorInfo *output, GError **error)
+{
+    const char *name = lmn_layer_get_name(layer);
+    const LmnShape *logits = &inputs[0].shape;
+    if (logits->ndim != 1 || inputs[0].dtype != LMN_DTYPE_F32) {
+        g_autofree char *s = lmn_shape_to_string(logits);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (softmax_cross_entropy): its first input must be f32 logits of "
+                    "per-sample shape [classes], got %s %s; add a flatten or dense layer before it",
+                    name, lmn_dtype_name(inputs[0].dtype), s);
+        return FALSE;
+    }
+    if (inputs[1].shape.ndim != 0 || inputs[1].dtype != LMN_DTYPE_I32) {
+        g_autofree char *s = lmn_shape_to_string(&inputs[1].shape);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (softmax_cross_entropy): its target must be one integer class "
+                    "label per sample (i32, per-sample shape []), got %s %s",
+                    name, lmn_dtype_name(inputs[1].dtype), s);
+        return FALSE;
+    }
+    lmn_layer_add_saved(layer, "probs", logits, LMN_DTYPE_F32, TRUE);
+    output->shape = lmn_shape_make(0);
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+static float xent_smoothing(LmnLayer *layer)
+{
+    return (float) lmn_params_get_float(lmn_layer_get_params(layer), "label_smoothing");
+}
+
+static void xent_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    lmn_op_softmax_xent(io->inputs[0], io->inputs[1], lmn_layer_get_saved(layer, XENT_SAVED_PROBS),
+                        io->output, xent_smoothing(layer));
+}
+
+static void xent_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    if (io->input_grads[0] != NULL) {
+        lmn_op_softmax_xent_backward(lmn_layer_get_saved(layer, XENT_SAVED_PROBS), io->inputs[1],
+                                     io->input_grads[0], (float) (1.0 / (double) io->batch),
+                                     xent_smoothing(layer));
+    }
+}
+
+static const LmnParamSpec xent_params[] = {
+    {.name = "label_smoothing", .type = LMN_PARAM_FLOAT, .default_value = "0.0", .min = 0.0,
+     .max = 1.0, .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+     .doc = "target = (1 - s) * onehot + s / classes, as nn.CrossEntropyLoss(label_smoothing)"},
+    {NULL},
+};
+
+static const LmnLayerVTable xent_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_LOSS,
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .build = xent_build,
+    .forward = xent_forward,
+    .backward = xent_backward,
+};
+
+/* ---- mse ---- */
+
+enum { MSE_SAVED_DIFF = 0 };
+
+static gboolean mse_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                          LmnTensorInfo *output, GError **error)
+{
+    if (inputs[0].dtype != LMN_DTYPE_F32 || inputs[1].dtype != LMN_DTYPE_F32 ||
+        !lmn_shape_equal(&inputs[0].shape, &inputs[1].shape)) {
+        g_autofree char *p = lmn_shape_to_string(&inputs[0].shape);
+        g_autofree char *t = lmn_shape_to_string(&inputs[1].shape);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (mse): prediction (%s %s) and target (%s %s) must both be f32 "
+                    "with the same per-sample shape",
+                    lmn_layer_get_name(layer), lmn_dtype_name(inputs[0].dtype), p,
+                    lmn_dtype_name(inputs[1].dtype), t);
+        return FALSE;
+    }
+    /* x - t, kept from forward: backward is a scaled copy of it. */
+    lmn_layer_add_saved(layer, "diff", &inputs[0].shape, LMN_DTYPE_F32, TRUE);
+    output->shape = lmn_shape_make(0);
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+static void mse_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    LmnTensor *diff = lmn_layer_get_saved(layer, MSE_SAVED_DIFF);
+    lmn_op_binary(LMN_BINARY_SUB, io->inputs[0], io->inputs[1], diff);
+    /* Zeroed first: beta = 0 must not meet whatever the output buffer held (0 * NaN). */
+    lmn_op_fill(io->output, 0.0f);
+    lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, diff, io->output,
+                  (float) (1.0 / (double) lmn_tensor_numel(diff)), 0.0f);
+}
+
+static void mse_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    LmnTensor *diff = lmn_layer_get_saved(layer, MSE_SAVED_DIFF);
+    /* d/dx mean((x - t)^2) = 2 (x - t) / numel; the target's gradient is its negative. */
+    float scale = (float) (2.0 / (double) lmn_tensor_numel(diff));
+    for (guint i = 0; i < 2; i++) {
+        LmnTensor *g = io->input_grads[i];
+        if (g != NULL) {
+            lmn_op_fill(g, 0.0f);
+            lmn_op_axpby(i == 0 ? scale : -scale, diff, 1.0f, g);
+        }
+    }
+}
+
+static const LmnLayerVTable mse_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_LOSS,
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .build = mse_build,
+    .forward = mse_forward,
+    .backward = mse_backward,
+};
+
+static const LmnFeatureDesc loss_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "softmax_cross_entropy",
+        .description = "softmax of logits [classes] and cross-entropy against an integer label, "
+                       "mean over the batch (nn.CrossEntropyLoss); inputs: logits, label",
+        .params = xent_params,
+        .vtable = &xent_vtable,
+    },
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "mse",
+        .description = "mean squared error over all elements (nn.MSELoss, reduction 'mean'); "
+                       "inputs: prediction, target of the same shape",
+        .params = NULL,
+        .vtable = &mse_vtable,
+    },
+};
+
+static const LmnPluginDesc losses_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.losses",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "Loss layers: softmax cross-entropy, mean squared error",
+    .n_features = G_N_ELEMENTS(loss_features),
+    .features = loss_features,
+};
+
+LMN_PLUGIN_DEFINE(losses_plugin)

@@ -82,7 +82,8 @@ gboolean lmn_convert_idx(const char *images, const char *labels, const char *out
 
 /**
  * lmn_split_spec:
- * Splits "FILE:/split" into its parts.
+ * Splits "FILE:/split" into its parts.  The split keeps its leading '/' (it is the group's
+ * path in the file, "/train"); trailing '/' are dropped.
  * Returns: FALSE with LMN_DATA_ERROR_OPEN when there is no ":/"
  */
 gboolean lmn_split_spec(const char *spec, char **file_out, char **split_out, GError **error);

@@ -1,0 +1,89 @@
+/* Lamina — `lamina convert`: other data formats to Lamina's HDF5 dataset layout. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char usage_line[] =
+    "usage: lamina convert idx IMAGES LABELS --output FILE:/split [--overwrite]";
+
+/* The formats `convert` understands, for the usage error of an unknown one. */
+static const char *const formats[] = {"idx", NULL};
+
+static int usage_error(const char *format, ...) G_GNUC_PRINTF(1, 2);
+
+static int usage_error(const char *format, ...)
+{
+    va_list ap;
+    va_start(ap, format);
+    g_autofree char *msg = g_strdup_vprintf(format, ap);
+    va_end(ap);
+    fprintf(stderr, "lamina convert: %s\n%s\n(see lamina convert --help)\n", msg, usage_line);
+    return 2;
+}
+
+int lmn_cli_convert(int argc, char **argv)
+{
+    g_autofree char *output = NULL;
+    gboolean overwrite = FALSE;
+    GOptionEntry entries[] = {
+        {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+         "the split to write, as FILE:/split (FILE is created or the split is added to it)",
+         "FILE:/split"},
+        {"overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite,
+         "replace the split when FILE already has one of that name", NULL},
+        {NULL},
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("FORMAT INPUT... --output FILE:/split");
+    g_option_context_set_summary(
+        ctx, "Converts a data set to Lamina's HDF5 layout: x [N, sample shape...] and y [N].\n\n"
+             "Formats:\n"
+             "  idx IMAGES LABELS   MNIST-style IDX files (idx3 unsigned-byte images and idx1\n"
+             "                      labels), plain or gzip-compressed; x is stored as uint8\n"
+             "                      [N, 1, rows, cols] with scale = 1/255, y as uint8 [N].\n\n"
+             "The file is written under a temporary name and renamed, so a failure never\n"
+             "damages an existing file; its other splits are kept.");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) error = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+        return usage_error("%s", error->message);
+    }
+
+    if (argc < 2) {
+        return usage_error("missing the input format (supported: idx)");
+    }
+    const char *format = argv[1];
+    if (!g_strv_contains(formats, format)) {
+        const char *hint = lmn_suggest(format, formats);
+        return usage_error("unknown input format '%s'%s%s%s; supported: idx (CSV and NumPy .npy "
+                           "are planned)",
+                           format, hint ? " (did you mean '" : "", hint ? hint : "",
+                           hint ? "'?)" : "");
+    }
+    if (argc != 4) {
+        return usage_error("idx takes two files, IMAGES and LABELS (got %d)", argc - 2);
+    }
+    if (output == NULL) {
+        return usage_error("--output FILE:/split is required");
+    }
+
+    g_autofree char *file = NULL;
+    g_autofree char *split = NULL;
+    if (!lmn_split_spec(output, &file, &split, &error)) {
+        return usage_error("--output: %s", error->message);
+    }
+
+    if (!lmn_convert_idx(argv[2], argv[3], output, overwrite, &error)) {
+        return lmn_cli_fail("convert", error);
+    }
+    /* Read the result back: it proves the file opens, and gives the numbers to report. */
+    LmnDataset *ds = lmn_dataset_open(output, &error);
+    if (ds == NULL) {
+        return lmn_cli_fail("convert", error);
+    }
+    g_autofree char *shape = lmn_shape_to_string(lmn_dataset_get_sample_shape(ds));
+    printf("wrote %" G_GINT64_FORMAT " samples %s to %s\n", lmn_dataset_get_length(ds), shape,
+           output);
+    lmn_dataset_free(ds);
+    return 0;
+}

@@ -1,0 +1,671 @@
+/* Lamina — config files: parsing with GKeyFile, validation against core and plugin schemas. */
+#include <lamina/config.h>
+
+#include <lamina/lamina.h>
+#include <math.h>
+#include <string.h>
+
+struct _LmnConfig {
+    char *name;
+    GKeyFile *kf;
+    gboolean validated;
+    LmnShape input_shape;
+    GPtrArray *layers; /* LmnLayerConfig * */
+    char *opt_type;
+    LmnParams *opt_params;
+    char *sched_type;
+    LmnParams *sched_params;
+    LmnScheduleCommon sched_common;
+    LmnTrainConfig train;
+};
+
+/* The core's own groups.  Their schemas are LmnParamSpec arrays like any plugin's, so the same
+ * validation, messages and `describe` output apply. */
+static const LmnParamSpec model_specs[] = {
+    {"input", LMN_PARAM_FLOAT_LIST, NULL, 1, 1e12, NULL, LMN_PARAM_FLAG_REQUIRED,
+     "per-sample input shape, e.g. \"1, 28, 28\""},
+    {NULL},
+};
+
+
+static const LmnParamSpec train_specs[] = {
+    {"epochs", LMN_PARAM_INT, "10", 1, 1e9, NULL, 0, "passes over the training data"},
+    {"batch_size", LMN_PARAM_INT, "32", 1, 1 << 24, NULL, 0, "samples per optimizer step"},
+    {"seed", LMN_PARAM_INT, "1", 0, 9.2e18, NULL, 0,
+     "seed of every random stream (initialisation, shuffling, dropout)"},
+    {"shuffle", LMN_PARAM_BOOL, "true", 0, 0, NULL, 0, "reshuffle the training data each epoch"},
+    {"max_steps", LMN_PARAM_INT, "0", 0, 9.2e18, NULL, 0,
+     "stop after this many optimizer steps; 0 = no limit"},
+    {"backend", LMN_PARAM_STRING, "auto", 0, 0, NULL, 0,
+     "compute backend: auto (a GPU if one works, else cpu), cpu, vulkan, or a plugin's"},
+    {"device", LMN_PARAM_STRING, "", 0, 0, NULL, 0,
+     "device index or name substring for GPU backends; empty = the backend's choice"},
+    {"checkpoint_every", LMN_PARAM_INT, "0", 0, 1e9, NULL, 0,
+     "write OUTPUT/epoch-N.h5 every this many epochs; 0 = only final.h5"},
+    {NULL},
+};
+
+static const LmnParamSpec data_specs[] = {
+    {"train", LMN_PARAM_STRING, NULL, 0, 0, NULL, LMN_PARAM_FLAG_REQUIRED,
+     "training split, FILE:/split"},
+    {"test", LMN_PARAM_STRING, "", 0, 0, NULL, 0, "test split evaluated after training"},
+    {"validation", LMN_PARAM_STRING, "", 0, 0, NULL, 0,
+     "validation split evaluated each epoch (instead of validation_split)"},
+    {"validation_split", LMN_PARAM_FLOAT, "0", 0, 1, NULL, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+     "fraction of train held out for validation, chosen from the seed"},
+    {NULL},
+};
+
+static const char *const core_groups[] = {"model", "optimizer", "schedule", "train", "data", NULL};
+
+static void layer_config_free(gpointer p)
+{
+    LmnLayerConfig *lc = p;
+    g_free(lc->name);
+    g_free(lc->type);
+    g_strfreev(lc->inputs);
+    if (lc->params)
+        lmn_params_unref(lc->params);
+    g_strfreev(lc->init_keys);
+    g_strfreev(lc->init_values);
+    g_free(lc->where);
+    g_free(lc);
+}
+
+static void clear_validated(LmnConfig *cfg)
+{
+    g_ptr_array_set_size(cfg->layers, 0);
+    g_clear_pointer(&cfg->opt_type, g_free);
+    g_clear_pointer(&cfg->opt_params, lmn_params_unref);
+    g_clear_pointer(&cfg->sched_type, g_free);
+    g_clear_pointer(&cfg->sched_params, lmn_params_unref);
+    g_clear_pointer(&cfg->train.backend, g_free);
+    g_clear_pointer(&cfg->train.device, g_free);
+    g_clear_pointer(&cfg->train.train_data, g_free);
+    g_clear_pointer(&cfg->train.test_data, g_free);
+    g_clear_pointer(&cfg->train.validation_data, g_free);
+    cfg->validated = FALSE;
+}
+
+static LmnConfig *config_new_take(GKeyFile *kf, const char *name)
+{
+    LmnConfig *cfg = g_new0(LmnConfig, 1);
+    cfg->name = g_strdup(name);
+    cfg->kf = kf;
+    cfg->layers = g_ptr_array_new_with_free_func(layer_config_free);
+    return cfg;
+}
+
+LmnConfig *lmn_config_new_from_file(const char *path, GError **error)
+{
+    g_return_val_if_fail(path != NULL, NULL);
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    g_autoptr(GError) local = NULL;
+    if (!g_file_get_contents(path, &text, &len, &local)) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
+                    "%s: cannot read the config: %s", path, local->message);
+        return NULL;
+    }
+    return lmn_config_new_from_data(text, (gssize) len, path, error);
+}
+
+LmnConfig *lmn_config_new_from_data(const char *text, gssize length, const char *name,
+                                    GError **error)
+{
+    g_return_val_if_fail(text != NULL, NULL);
+    GKeyFile *kf = g_key_file_new();
+    g_autoptr(GError) local = NULL;
+    if (length < 0)
+        length = (gssize) strlen(text);
+    if (!g_key_file_load_from_data(kf, text, (gsize) length, G_KEY_FILE_KEEP_COMMENTS, &local)) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
+                    "%s: not a valid config file: %s (groups are [name] lines, values are "
+                    "key = value lines, comments stand on their own lines starting with #)",
+                    name, local->message);
+        g_key_file_free(kf);
+        return NULL;
+    }
+    return config_new_take(kf, name);
+}
+
+void lmn_config_free(LmnConfig *cfg)
+{
+    if (!cfg)
+        return;
+    clear_validated(cfg);
+    g_ptr_array_unref(cfg->layers);
+    g_key_file_free(cfg->kf);
+    g_free(cfg->name);
+    g_free(cfg);
+}
+
+const char *lmn_config_get_name(const LmnConfig *cfg)
+{
+    return cfg->name;
+}
+
+/* Maps a user-facing group name ("optimizer", "fc1") to the key-file group. */
+static char *resolve_group(LmnConfig *cfg, const char *group, GError **error)
+{
+    if (g_strv_contains(core_groups, group))
+        return g_strdup(group);
+    g_autofree char *layer_group = g_strdup_printf("layer %s", group);
+    if (g_key_file_has_group(cfg->kf, layer_group))
+        return g_steal_pointer(&layer_group);
+
+    /* Unknown: suggest among core groups and layer names. */
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; core_groups[i]; i++)
+        g_ptr_array_add(names, g_strdup(core_groups[i]));
+    gsize n_groups = 0;
+    g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, &n_groups);
+    for (gsize i = 0; i < n_groups; i++)
+        if (g_str_has_prefix(groups[i], "layer "))
+            g_ptr_array_add(names, g_strdup(groups[i] + 6));
+    g_ptr_array_add(names, NULL);
+    const char *hint = lmn_suggest(group, (const char *const *) names->pdata);
+    g_autofree char *known = g_strjoinv(", ", (char **) names->pdata);
+    g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                "%s: no group or layer named '%s'%s%s%s; known: %s", cfg->name, group,
+                hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "", known);
+    return NULL;
+}
+
+gboolean lmn_config_set_value(LmnConfig *cfg, const char *group, const char *key,
+                              const char *value, GError **error)
+{
+    g_return_val_if_fail(cfg && group && key && value, FALSE);
+    g_autofree char *kgroup = resolve_group(cfg, group, error);
+    if (!kgroup)
+        return FALSE;
+    g_key_file_set_value(cfg->kf, kgroup, key, value);
+    clear_validated(cfg);
+    return TRUE;
+}
+
+gboolean lmn_config_set(LmnConfig *cfg, const char *assignment, GError **error)
+{
+    g_return_val_if_fail(cfg && assignment, FALSE);
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq || dot == assignment || dot + 1 == eq) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "--set '%s': expected GROUP.KEY=VALUE, e.g. optimizer.lr=0.01 or "
+                    "fc1.units=128",
+                    assignment);
+        return FALSE;
+    }
+    g_autofree char *group = g_strndup(assignment, (gsize) (dot - assignment));
+    g_autofree char *key = g_strndup(dot + 1, (gsize) (eq - dot - 1));
+    g_strstrip(group);
+    g_strstrip(key);
+    g_autofree char *value = g_strstrip(g_strdup(eq + 1));
+    return lmn_config_set_value(cfg, group, key, value, error);
+}
+
+gboolean lmn_config_replace_optimizer(LmnConfig *cfg, LmnRegistry *registry, const char *name,
+                                      GError **error)
+{
+    g_return_val_if_fail(cfg && registry && name, FALSE);
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_OPTIMIZER, name, error);
+    if (!f)
+        return FALSE;
+    if (g_key_file_has_group(cfg->kf, "optimizer")) {
+        g_auto(GStrv) keys = g_key_file_get_keys(cfg->kf, "optimizer", NULL, NULL);
+        for (guint i = 0; keys && keys[i]; i++) {
+            if (g_str_equal(keys[i], "type"))
+                continue;
+            if (!lmn_param_spec_find(f->desc->params, keys[i])) {
+                g_printerr("notice: --optimizer %s: dropping optimizer.%s, which %s does not "
+                           "take\n",
+                           name, keys[i], name);
+                g_key_file_remove_key(cfg->kf, "optimizer", keys[i], NULL);
+            }
+        }
+    }
+    g_key_file_set_value(cfg->kf, "optimizer", "type", name);
+    clear_validated(cfg);
+    return TRUE;
+}
+
+char *lmn_config_to_data(const LmnConfig *cfg)
+{
+    return g_key_file_to_data(cfg->kf, NULL, NULL);
+}
+
+/* Collects a group's keys and raw values, leaving out @skip keys. */
+static void group_entries(GKeyFile *kf, const char *group, const char *const *skip,
+                          GPtrArray *keys, GPtrArray *values)
+{
+    g_auto(GStrv) all = g_key_file_get_keys(kf, group, NULL, NULL);
+    for (guint i = 0; all && all[i]; i++) {
+        if (skip && g_strv_contains(skip, all[i]))
+            continue;
+        g_ptr_array_add(keys, g_strdup(all[i]));
+        g_ptr_array_add(values, g_key_file_get_value(kf, group, all[i], NULL));
+    }
+    g_ptr_array_add(keys, NULL);
+    g_ptr_array_add(values, NULL);
+}
+
+static LmnParams *validate_group(LmnConfig *cfg, const char *group, const LmnParamSpec *schema,
+                                 const char *const *skip, GError **error)
+{
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
+    group_entries(cfg->kf, group, skip, keys, values);
+    g_autofree char *where = g_strdup_printf("%s [%s]", cfg->name, group);
+    return lmn_params_new_from_strings(schema, (const char *const *) keys->pdata,
+                                       (const char *const *) values->pdata, where, error);
+}
+
+static char *get_string_or_null(const LmnParams *p, const char *key)
+{
+    const char *s = lmn_params_get_string(p, key);
+    return (s && *s) ? g_strdup(s) : NULL;
+}
+
+/* Checks that a config value names a feature; adds the place to the registry's message. */
+static const LmnFeature *lookup_feature(LmnConfig *cfg, LmnRegistry *registry,
+                                        LmnFeatureKind kind, const char *name, const char *group,
+                                        GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    const LmnFeature *f = lmn_registry_lookup(registry, kind, name, &local);
+    if (!f) {
+        g_set_error(error, local->domain, local->code, "%s [%s] type: %s", cfg->name, group,
+                    local->message);
+        return NULL;
+    }
+    return f;
+}
+
+static gboolean is_init_key(const char *key)
+{
+    const char *p = strstr(key, "_init");
+    while (p) {
+        if (p != key && (p[5] == '\0' || p[5] == '.'))
+            return TRUE;
+        p = strstr(p + 1, "_init");
+    }
+    return FALSE;
+}
+
+static gboolean valid_layer_name(const char *name)
+{
+    if (!*name)
+        return FALSE;
+    for (const char *p = name; *p; p++)
+        if (!g_ascii_isalnum(*p) && *p != '_' && *p != '-' && *p != '.')
+            return FALSE;
+    return TRUE;
+}
+
+static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char *group,
+                               const char *prev_name, GError **error)
+{
+    const char *name = group + strlen("layer ");
+    g_autofree char *where = g_strdup_printf("%s [%s]", cfg->name, group);
+    if (!valid_layer_name(name) || g_str_equal(name, "input") || g_str_equal(name, "labels")) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s: '%s' is not a usable layer name (use letters, digits, '_', '-', '.'; "
+                    "'input' and 'labels' are reserved for the data)",
+                    where, name);
+        return FALSE;
+    }
+    for (guint i = 0; i < cfg->layers->len; i++) {
+        const LmnLayerConfig *o = g_ptr_array_index(cfg->layers, i);
+        if (g_str_equal(o->name, name)) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: a layer named '%s' is already defined", where, name);
+            return FALSE;
+        }
+    }
+    g_autofree char *type = g_key_file_get_value(cfg->kf, group, "type", NULL);
+    if (!type || !*type) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                    "%s: missing key 'type' (the layer type, e.g. dense; `lamina plugins` lists "
+                    "them)",
+                    where);
+        return FALSE;
+    }
+    g_strstrip(type);
+    const LmnFeature *f = lookup_feature(cfg, registry, LMN_FEATURE_LAYER, type, group, error);
+    if (!f)
+        return FALSE;
+
+    LmnLayerConfig *lc = g_new0(LmnLayerConfig, 1);
+    lc->name = g_strdup(name);
+    lc->type = g_strdup(type);
+    lc->where = g_steal_pointer(&where);
+    g_ptr_array_add(cfg->layers, lc);
+
+    /* Inputs: explicit list, else the previous layer (or the data for the first layer); a loss
+     * takes the labels as its last input unless told otherwise. */
+    gboolean is_loss = FALSE;
+    const LmnLayerVTable *vt = f->desc->vtable;
+    is_loss = (vt->flags & LMN_LAYER_FLAG_LOSS) != 0;
+    g_autofree char *input_text = g_key_file_get_value(cfg->kf, group, "input", NULL);
+    if (input_text) {
+        g_auto(GStrv) parts = g_strsplit(input_text, ",", -1);
+        g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+        for (guint i = 0; parts[i]; i++) {
+            g_strstrip(parts[i]);
+            if (!*parts[i]) {
+                g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                            "%s input: empty name in '%s' (expected comma-separated layer names)",
+                            lc->where, input_text);
+                return FALSE;
+            }
+            g_strv_builder_add(b, parts[i]);
+        }
+        if (is_loss && g_strv_length(parts) == vt->min_inputs - 1)
+            g_strv_builder_add(b, "labels");
+        lc->inputs = g_strv_builder_end(b);
+    } else {
+        g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+        g_strv_builder_add(b, prev_name ? prev_name : "input");
+        if (is_loss)
+            g_strv_builder_add(b, "labels");
+        lc->inputs = g_strv_builder_end(b);
+    }
+    /* Inputs must name the data or an earlier layer: this keeps the graph acyclic. */
+    for (guint i = 0; lc->inputs[i]; i++) {
+        const char *in = lc->inputs[i];
+        if (g_str_equal(in, "input") || g_str_equal(in, "labels"))
+            continue;
+        gboolean found = FALSE;
+        for (guint j = 0; j + 1 < cfg->layers->len && !found; j++)
+            found = g_str_equal(((LmnLayerConfig *) g_ptr_array_index(cfg->layers, j))->name, in);
+        if (!found) {
+            gboolean later = FALSE;
+            g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, NULL);
+            g_autofree char *want = g_strdup_printf("layer %s", in);
+            later = g_strv_contains((const char *const *) groups, want);
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s input: '%s' %s (a layer's inputs must be 'input', 'labels' or layers "
+                        "defined above it)",
+                        lc->where, in, later ? "is defined below this layer" : "is not a layer");
+            return FALSE;
+        }
+    }
+
+    /* Initializer keys go to the layer's parameters' initializers; the rest to the schema. */
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GStrvBuilder) ik = g_strv_builder_new();
+    g_autoptr(GStrvBuilder) iv = g_strv_builder_new();
+    g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, group, NULL, NULL);
+    for (guint i = 0; all && all[i]; i++) {
+        if (g_str_equal(all[i], "type") || g_str_equal(all[i], "input"))
+            continue;
+        g_autofree char *v = g_key_file_get_value(cfg->kf, group, all[i], NULL);
+        g_strstrip(v);
+        if (is_init_key(all[i])) {
+            g_strv_builder_add(ik, all[i]);
+            g_strv_builder_add(iv, v);
+        } else {
+            g_ptr_array_add(keys, g_strdup(all[i]));
+            g_ptr_array_add(values, g_steal_pointer(&v));
+        }
+    }
+    g_ptr_array_add(keys, NULL);
+    g_ptr_array_add(values, NULL);
+    lc->init_keys = g_strv_builder_end(ik);
+    lc->init_values = g_strv_builder_end(iv);
+    lc->params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
+                                              (const char *const *) values->pdata, lc->where,
+                                              error);
+    return lc->params != NULL;
+}
+
+gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **error)
+{
+    g_return_val_if_fail(cfg && registry, FALSE);
+    clear_validated(cfg);
+
+    gsize n_groups = 0;
+    g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, &n_groups);
+    for (gsize i = 0; i < n_groups; i++) {
+        if (g_strv_contains(core_groups, groups[i]) || g_str_has_prefix(groups[i], "layer "))
+            continue;
+        static const char *const candidates[] = {"model",  "optimizer", "schedule", "train",
+                                                 "data",   "layer",     NULL};
+        const char *hint = lmn_suggest(groups[i], candidates);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                    "%s: unknown group [%s]%s%s%s; known groups: [model], [layer NAME], "
+                    "[optimizer], [schedule], [train], [data]",
+                    cfg->name, groups[i], hint ? " (did you mean [" : "", hint ? hint : "",
+                    hint ? "]?)" : "");
+        return FALSE;
+    }
+
+    if (!g_key_file_has_group(cfg->kf, "model")) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                    "%s: missing group [model] (it gives the per-sample input shape, e.g. "
+                    "input = 1, 28, 28)",
+                    cfg->name);
+        return FALSE;
+    }
+    g_autoptr(LmnParams) model = validate_group(cfg, "model", model_specs, NULL, error);
+    if (!model)
+        goto fail;
+    gsize n_dims = 0;
+    const double *dims = lmn_params_get_float_list(model, "input", &n_dims);
+    if (n_dims == 0 || n_dims >= LMN_MAX_DIMS) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s [model] input: %zu dimensions given, expected 1 to %d (the batch "
+                    "dimension is not part of it)",
+                    cfg->name, n_dims, LMN_MAX_DIMS - 1);
+        goto fail;
+    }
+    cfg->input_shape.ndim = (guint) n_dims;
+    for (gsize i = 0; i < n_dims; i++) {
+        if (dims[i] != floor(dims[i])) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "%s [model] input: dimension %g is not a whole number", cfg->name,
+                        dims[i]);
+            goto fail;
+        }
+        cfg->input_shape.dims[i] = (gint64) dims[i];
+    }
+
+    const char *prev = NULL;
+    for (gsize i = 0; i < n_groups; i++) {
+        if (!g_str_has_prefix(groups[i], "layer "))
+            continue;
+        if (!validate_layer(cfg, registry, groups[i], prev, error))
+            goto fail;
+        prev = ((LmnLayerConfig *) g_ptr_array_index(cfg->layers, cfg->layers->len - 1))->name;
+    }
+    if (cfg->layers->len == 0) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                    "%s: no [layer NAME] groups: a model needs layers ending in a loss", cfg->name);
+        goto fail;
+    }
+
+    /* [optimizer] */
+    if (!g_key_file_has_group(cfg->kf, "optimizer")) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                    "%s: missing group [optimizer] (e.g. type = sgd and lr = 0.01)", cfg->name);
+        goto fail;
+    }
+    {
+        g_autofree char *type = g_key_file_get_value(cfg->kf, "optimizer", "type", NULL);
+        if (!type) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                        "%s [optimizer]: missing key 'type' (`lamina plugins` lists the "
+                        "optimizers)",
+                        cfg->name);
+            goto fail;
+        }
+        g_strstrip(type);
+        const LmnFeature *f =
+            lookup_feature(cfg, registry, LMN_FEATURE_OPTIMIZER, type, "optimizer", error);
+        if (!f)
+            goto fail;
+        static const char *const skip[] = {"type", NULL};
+        g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
+        group_entries(cfg->kf, "optimizer", skip, keys, values);
+        g_autofree char *where = g_strdup_printf("%s [optimizer]", cfg->name);
+        cfg->opt_params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
+                                                       (const char *const *) values->pdata,
+                                                       where, error);
+        if (!cfg->opt_params)
+            goto fail;
+        const LmnOptimizerVTable *ovt = f->desc->vtable;
+        g_autoptr(GError) local = NULL;
+        if (LMN_VTABLE_HAS(ovt, validate) && !ovt->validate(cfg->opt_params, &local)) {
+            g_set_error(error, local->domain, local->code, "%s: %s", where, local->message);
+            goto fail;
+        }
+        cfg->opt_type = g_steal_pointer(&type);
+    }
+
+    /* [schedule]: optional, constant by default; common keys validated by the core. */
+    {
+        g_autofree char *type = NULL;
+        if (g_key_file_has_group(cfg->kf, "schedule"))
+            type = g_key_file_get_value(cfg->kf, "schedule", "type", NULL);
+        if (type)
+            g_strstrip(type);
+        else
+            type = g_strdup("constant");
+        const LmnFeature *f =
+            lookup_feature(cfg, registry, LMN_FEATURE_SCHEDULE, type, "schedule", error);
+        if (!f)
+            goto fail;
+        const LmnParamSpec *common = lmn_schedule_common_specs();
+        g_autoptr(GPtrArray) pk = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) pv = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) ck = g_ptr_array_new_with_free_func(g_free);
+        g_autoptr(GPtrArray) cv = g_ptr_array_new_with_free_func(g_free);
+        if (g_key_file_has_group(cfg->kf, "schedule")) {
+            g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, "schedule", NULL, NULL);
+            for (guint i = 0; all && all[i]; i++) {
+                if (g_str_equal(all[i], "type"))
+                    continue;
+                gboolean is_common = lmn_param_spec_find(common, all[i]) != NULL;
+                g_ptr_array_add(is_common ? ck : pk, g_strdup(all[i]));
+                g_ptr_array_add(is_common ? cv : pv,
+                                g_key_file_get_value(cfg->kf, "schedule", all[i], NULL));
+            }
+        }
+        g_ptr_array_add(pk, NULL);
+        g_ptr_array_add(pv, NULL);
+        g_ptr_array_add(ck, NULL);
+        g_ptr_array_add(cv, NULL);
+        g_autofree char *where = g_strdup_printf("%s [schedule]", cfg->name);
+        g_autoptr(LmnParams) cp = lmn_params_new_from_strings(
+            common, (const char *const *) ck->pdata, (const char *const *) cv->pdata, where,
+            error);
+        if (!cp)
+            goto fail;
+        cfg->sched_params = lmn_registry_validate_params(f, (const char *const *) pk->pdata,
+                                                         (const char *const *) pv->pdata,
+                                                         where, error);
+        if (!cfg->sched_params)
+            goto fail;
+        lmn_schedule_common_from_params(cp, &cfg->sched_common);
+        cfg->sched_type = g_steal_pointer(&type);
+    }
+
+    /* [train] and [data] */
+    {
+        g_autoptr(LmnParams) tp = validate_group(cfg, "train", train_specs, NULL, error);
+        if (!tp)
+            goto fail;
+        if (!g_key_file_has_group(cfg->kf, "data")) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                        "%s: missing group [data] (e.g. train = fashion-mnist.h5:/train)",
+                        cfg->name);
+            goto fail;
+        }
+        g_autoptr(LmnParams) dp = validate_group(cfg, "data", data_specs, NULL, error);
+        if (!dp)
+            goto fail;
+        LmnTrainConfig *t = &cfg->train;
+        t->epochs = lmn_params_get_int(tp, "epochs");
+        t->batch_size = lmn_params_get_int(tp, "batch_size");
+        t->seed = (guint64) lmn_params_get_int(tp, "seed");
+        t->shuffle = lmn_params_get_bool(tp, "shuffle");
+        t->max_steps = lmn_params_get_int(tp, "max_steps");
+        t->backend = g_strdup(lmn_params_get_string(tp, "backend"));
+        t->device = get_string_or_null(tp, "device");
+        t->checkpoint_every = lmn_params_get_int(tp, "checkpoint_every");
+        t->train_data = g_strdup(lmn_params_get_string(dp, "train"));
+        t->test_data = get_string_or_null(dp, "test");
+        t->validation_data = get_string_or_null(dp, "validation");
+        t->validation_split = lmn_params_get_float(dp, "validation_split");
+        if (t->validation_data && t->validation_split > 0) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "%s [data]: both validation and validation_split are set; use one",
+                        cfg->name);
+            goto fail;
+        }
+    }
+    cfg->validated = TRUE;
+    return TRUE;
+fail:
+    clear_validated(cfg);
+    return FALSE;
+}
+
+#define CHECK_VALIDATED(cfg, val) g_return_val_if_fail((cfg)->validated, val)
+
+const LmnShape *lmn_config_get_input_shape(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return &cfg->input_shape;
+}
+
+guint lmn_config_get_n_layers(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, 0);
+    return cfg->layers->len;
+}
+
+const LmnLayerConfig *lmn_config_get_layer(const LmnConfig *cfg, guint index)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    g_return_val_if_fail(index < cfg->layers->len, NULL);
+    return g_ptr_array_index(cfg->layers, index);
+}
+
+const char *lmn_config_get_optimizer_type(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return cfg->opt_type;
+}
+
+const LmnParams *lmn_config_get_optimizer_params(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return cfg->opt_params;
+}
+
+const char *lmn_config_get_schedule_type(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return cfg->sched_type;
+}
+
+const LmnParams *lmn_config_get_schedule_params(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return cfg->sched_params;
+}
+
+const LmnScheduleCommon *lmn_config_get_schedule_common(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return &cfg->sched_common;
+}
+
+const LmnTrainConfig *lmn_config_get_train(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return &cfg->train;
+}

@@ -1,0 +1,433 @@
+/* Lamina — the model graph: nodes, activation and gradient buffers, flat parameters. */
+#include <lamina/lamina.h>
+#include <string.h>
+
+/* Parameters start on 64-byte boundaries inside the flat tensors, so a device backend can bind
+ * each one as an aligned range and vector loads never straddle two parameters. */
+#define PARAM_ALIGN_ELEMS 16
+
+enum { NODE_INPUT = 0, NODE_LABELS = 1, NODE_FIRST_LAYER = 2 };
+
+typedef struct {
+    LmnLayer *layer; /* NULL for the data nodes */
+    guint n_inputs;
+    guint *inputs;   /* node indices */
+    LmnTensorInfo info;
+    guint n_consumers;
+    gboolean needs_grad;
+    LmnTensor *out_full;  /* [max_batch, ...] */
+    LmnTensor *grad_full; /* [max_batch, ...] or NULL */
+    LmnTensor *out;       /* views for the current batch */
+    LmnTensor *grad;
+    /* Per input: where the layer writes that input's gradient.  It is the input node's own
+     * gradient when this layer is its only consumer, else a private buffer summed into it. */
+    LmnTensor **edge_full;
+    LmnTensor **edge;
+    gboolean grad_written; /* during backward: has any consumer written ->grad yet */
+} Node;
+
+struct _LmnModel {
+    LmnBackend *backend;
+    LmnShape input_shape;
+    LmnTensorInfo target;
+    GArray *nodes; /* Node */
+    guint loss_node;
+    LmnTensor *params;
+    LmnTensor *grads;
+    gint64 n_parameters;
+    gint64 max_batch;
+    gint64 batch;
+    LmnRegistry *registry;
+    const LmnConfig *cfg;
+};
+
+static Node *node_at(const LmnModel *m, guint i)
+{
+    return &g_array_index(m->nodes, Node, i);
+}
+
+static void clear_batch_views(LmnModel *m)
+{
+    for (guint i = 0; i < m->nodes->len; i++) {
+        Node *n = node_at(m, i);
+        g_clear_pointer(&n->out, lmn_tensor_unref);
+        g_clear_pointer(&n->grad, lmn_tensor_unref);
+        for (guint j = 0; j < n->n_inputs; j++)
+            if (n->edge)
+                g_clear_pointer(&n->edge[j], lmn_tensor_unref);
+    }
+    m->batch = 0;
+}
+
+void lmn_model_free(LmnModel *model)
+{
+    if (!model)
+        return;
+    clear_batch_views(model);
+    for (guint i = 0; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        if (n->layer)
+            lmn_layer_free(n->layer);
+        g_free(n->inputs);
+        g_clear_pointer(&n->out_full, lmn_tensor_unref);
+        g_clear_pointer(&n->grad_full, lmn_tensor_unref);
+        for (guint j = 0; j < n->n_inputs; j++)
+            if (n->edge_full)
+                g_clear_pointer(&n->edge_full[j], lmn_tensor_unref);
+        g_free(n->edge_full);
+        g_free(n->edge);
+    }
+    g_array_unref(model->nodes);
+    g_clear_pointer(&model->params, lmn_tensor_unref);
+    g_clear_pointer(&model->grads, lmn_tensor_unref);
+    lmn_backend_unref(model->backend);
+    g_free(model);
+}
+
+static guint find_node(const LmnModel *m, const LmnConfig *cfg, const char *name)
+{
+    if (g_str_equal(name, "input"))
+        return NODE_INPUT;
+    if (g_str_equal(name, "labels"))
+        return NODE_LABELS;
+    for (guint i = 0; i < lmn_config_get_n_layers(cfg); i++)
+        if (g_str_equal(lmn_config_get_layer(cfg, i)->name, name))
+            return NODE_FIRST_LAYER + i;
+    g_assert_not_reached(); /* lmn_config_validate resolved every input */
+}
+
+static gint64 align_up(gint64 v)
+{
+    return (v + PARAM_ALIGN_ELEMS - 1) / PARAM_ALIGN_ELEMS * PARAM_ALIGN_ELEMS;
+}
+
+LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
+                        const LmnTensorInfo *target, GError **error)
+{
+    g_return_val_if_fail(cfg && registry && backend && target, NULL);
+    LmnModel *m = g_new0(LmnModel, 1);
+    m->backend = lmn_backend_ref(backend);
+    m->input_shape = *lmn_config_get_input_shape(cfg);
+    m->target = *target;
+    m->registry = registry;
+    m->cfg = cfg;
+    m->nodes = g_array_new(FALSE, TRUE, sizeof(Node));
+    guint n_layers = lmn_config_get_n_layers(cfg);
+    g_array_set_size(m->nodes, NODE_FIRST_LAYER + n_layers);
+    node_at(m, NODE_INPUT)->info = (LmnTensorInfo){m->input_shape, LMN_DTYPE_F32};
+    node_at(m, NODE_LABELS)->info = *target;
+
+    for (guint i = 0; i < n_layers; i++) {
+        const LmnLayerConfig *lc = lmn_config_get_layer(cfg, i);
+        Node *n = node_at(m, NODE_FIRST_LAYER + i);
+        n->n_inputs = g_strv_length(lc->inputs);
+        n->inputs = g_new0(guint, n->n_inputs);
+        LmnTensorInfo infos[16];
+        if (n->n_inputs > G_N_ELEMENTS(infos)) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: %u inputs; at most %zu are supported", lc->where, n->n_inputs,
+                        G_N_ELEMENTS(infos));
+            goto fail;
+        }
+        for (guint j = 0; j < n->n_inputs; j++) {
+            n->inputs[j] = find_node(m, cfg, lc->inputs[j]);
+            infos[j] = node_at(m, n->inputs[j])->info;
+            node_at(m, n->inputs[j])->n_consumers++;
+        }
+        g_autoptr(GError) local = NULL;
+        n->layer = lmn_layer_new(registry, lc->type, lc->name, i, lc->params, backend,
+                                 n->n_inputs, infos, &local);
+        if (!n->layer) {
+            g_set_error(error, local->domain, local->code, "%s: %s", lc->where, local->message);
+            goto fail;
+        }
+        n->info = *lmn_layer_get_output_info(n->layer);
+        gboolean is_loss = lmn_layer_is_loss(n->layer);
+        gboolean is_last = i + 1 == n_layers;
+        if (is_loss != is_last) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        is_loss ? "%s: a loss must be the last layer (one loss per model)"
+                                : "%s: the last layer must be a loss (e.g. type = "
+                                  "softmax_cross_entropy)",
+                        lc->where);
+            goto fail;
+        }
+    }
+    m->loss_node = NODE_FIRST_LAYER + n_layers - 1;
+
+    /* Every layer but the loss must feed something, or its parameters would never learn. */
+    for (guint i = NODE_FIRST_LAYER; i < m->loss_node; i++) {
+        Node *n = node_at(m, i);
+        if (n->n_consumers == 0) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: the output of this layer is not used by any later layer",
+                        lmn_config_get_layer(cfg, i - NODE_FIRST_LAYER)->where);
+            goto fail;
+        }
+        n->needs_grad = TRUE;
+    }
+
+    /* One flat tensor for all parameters, one for their gradients. */
+    gint64 total = 0;
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+        LmnLayer *l = node_at(m, i)->layer;
+        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
+            gint64 numel = lmn_tensor_numel(lmn_layer_get_param(l, p));
+            m->n_parameters += numel;
+            total += align_up(numel);
+        }
+    }
+    LmnShape flat = lmn_shape_make(1, MAX(total, (gint64) PARAM_ALIGN_ELEMS));
+    m->params = lmn_tensor_new(backend, LMN_DTYPE_F32, &flat, error);
+    if (!m->params)
+        goto fail;
+    m->grads = lmn_tensor_new(backend, LMN_DTYPE_F32, &flat, error);
+    if (!m->grads)
+        goto fail;
+    lmn_op_fill(m->params, 0.0f);
+    lmn_op_fill(m->grads, 0.0f);
+    gint64 off = 0;
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+        LmnLayer *l = node_at(m, i)->layer;
+        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
+            /* A copy: binding releases the layer's own tensor, and its shape with it. */
+            LmnShape shape = lmn_layer_get_param(l, p)->shape;
+            g_autoptr(LmnTensor) v = lmn_tensor_new_view(m->params, off, &shape);
+            g_autoptr(LmnTensor) g = lmn_tensor_new_view(m->grads, off, &shape);
+            lmn_layer_bind_param(l, p, v, g);
+            off += align_up(lmn_shape_numel(&shape));
+        }
+    }
+    return m;
+fail:
+    lmn_model_free(m);
+    return NULL;
+}
+
+gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error)
+{
+    guint first = 0;
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        LmnLayer *l = node_at(model, i)->layer;
+        const LmnLayerConfig *lc = lmn_config_get_layer(model->cfg, i - NODE_FIRST_LAYER);
+        if (!lmn_layer_init_params(l, model->registry, seed, first,
+                                   (const char *const *) lc->init_keys,
+                                   (const char *const *) lc->init_values, lc->where, error))
+            return FALSE;
+        first += lmn_layer_get_n_params(l);
+    }
+    return TRUE;
+}
+
+static LmnTensor *alloc_batched(LmnBackend *b, const LmnTensorInfo *info, gint64 batch,
+                                GError **error)
+{
+    LmnShape s = lmn_shape_prepend(&info->shape, batch);
+    return lmn_tensor_new(b, info->dtype, &s, error);
+}
+
+gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
+{
+    g_return_val_if_fail(max_batch > 0, FALSE);
+    if (max_batch <= model->max_batch)
+        return TRUE;
+    clear_batch_views(model);
+    for (guint i = 0; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        g_clear_pointer(&n->out_full, lmn_tensor_unref);
+        g_clear_pointer(&n->grad_full, lmn_tensor_unref);
+        if (i == model->loss_node) {
+            LmnShape one = lmn_shape_make(0);
+            n->out_full = lmn_tensor_new(model->backend, LMN_DTYPE_F32, &one, error);
+        } else {
+            n->out_full = alloc_batched(model->backend, &n->info, max_batch, error);
+        }
+        if (!n->out_full)
+            return FALSE;
+        if (n->needs_grad) {
+            n->grad_full = alloc_batched(model->backend, &n->info, max_batch, error);
+            if (!n->grad_full)
+                return FALSE;
+        }
+    }
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        if (!n->edge_full) {
+            n->edge_full = g_new0(LmnTensor *, n->n_inputs);
+            n->edge = g_new0(LmnTensor *, n->n_inputs);
+        }
+        for (guint j = 0; j < n->n_inputs; j++) {
+            Node *src = node_at(model, n->inputs[j]);
+            g_clear_pointer(&n->edge_full[j], lmn_tensor_unref);
+            if (!src->needs_grad)
+                continue;
+            if (src->n_consumers == 1) {
+                n->edge_full[j] = lmn_tensor_ref(src->grad_full);
+            } else {
+                n->edge_full[j] = alloc_batched(model->backend, &src->info, max_batch, error);
+                if (!n->edge_full[j])
+                    return FALSE;
+            }
+        }
+        if (!lmn_layer_prepare_batch(n->layer, max_batch, error))
+            return FALSE;
+    }
+    model->max_batch = max_batch;
+    return TRUE;
+}
+
+static LmnTensor *batch_view(LmnTensor *full, gint64 batch)
+{
+    LmnShape s = full->shape;
+    s.dims[0] = batch;
+    return lmn_tensor_new_view(full, 0, &s);
+}
+
+void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTensor **y_out)
+{
+    g_return_if_fail(batch > 0 && batch <= model->max_batch);
+    if (batch != model->batch) {
+        clear_batch_views(model);
+        for (guint i = 0; i < model->nodes->len; i++) {
+            Node *n = node_at(model, i);
+            n->out = i == model->loss_node ? lmn_tensor_ref(n->out_full)
+                                            : batch_view(n->out_full, batch);
+            if (n->grad_full)
+                n->grad = batch_view(n->grad_full, batch);
+        }
+        for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+            Node *n = node_at(model, i);
+            /* Within the prepared maximum this only makes views: it cannot fail. */
+            gboolean ok = lmn_layer_prepare_batch(n->layer, batch, NULL);
+            g_assert(ok);
+            for (guint j = 0; j < n->n_inputs; j++)
+                if (n->edge_full[j])
+                    n->edge[j] = n->edge_full[j] == node_at(model, n->inputs[j])->grad_full
+                                     ? lmn_tensor_ref(node_at(model, n->inputs[j])->grad)
+                                     : batch_view(n->edge_full[j], batch);
+        }
+        model->batch = batch;
+    }
+    if (x_out)
+        *x_out = node_at(model, NODE_INPUT)->out;
+    if (y_out)
+        *y_out = node_at(model, NODE_LABELS)->out;
+}
+
+static void fill_io(LmnModel *model, Node *n, LmnTensor **ins, LmnLayerIO *io, gboolean training,
+                    guint64 step, guint64 seed)
+{
+    for (guint j = 0; j < n->n_inputs; j++)
+        ins[j] = node_at(model, n->inputs[j])->out;
+    memset(io, 0, sizeof(*io));
+    io->struct_size = sizeof(*io);
+    io->n_inputs = n->n_inputs;
+    io->inputs = ins;
+    io->output = n->out;
+    io->batch = model->batch;
+    io->training = training;
+    io->step = step;
+    io->seed = seed;
+}
+
+void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed)
+{
+    g_return_if_fail(model->batch > 0);
+    LmnTensor *ins[16];
+    LmnLayerIO io;
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        fill_io(model, n, ins, &io, training, step, seed);
+        lmn_layer_forward(n->layer, &io);
+    }
+}
+
+void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
+{
+    g_return_if_fail(model->batch > 0);
+    LmnTensor *ins[16];
+    LmnLayerIO io;
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++)
+        node_at(model, i)->grad_written = FALSE;
+    for (guint i = model->nodes->len; i-- > NODE_FIRST_LAYER;) {
+        Node *n = node_at(model, i);
+        fill_io(model, n, ins, &io, TRUE, step, seed);
+        io.output_grad = i == model->loss_node ? NULL : n->grad;
+        io.input_grads = n->edge;
+        lmn_layer_backward(n->layer, &io);
+        for (guint j = 0; j < n->n_inputs; j++) {
+            Node *src = node_at(model, n->inputs[j]);
+            if (!n->edge[j] || src->n_consumers == 1)
+                continue;
+            /* Fan-out: the first consumer (in backward order) copies, later ones add. */
+            if (!src->grad_written)
+                lmn_op_copy(src->grad, n->edge[j]);
+            else
+                lmn_op_axpby(1.0f, n->edge[j], 1.0f, src->grad);
+            src->grad_written = TRUE;
+        }
+    }
+}
+
+LmnTensor *lmn_model_get_loss(LmnModel *model)
+{
+    return node_at(model, model->loss_node)->out;
+}
+
+LmnTensor *lmn_model_get_prediction(LmnModel *model)
+{
+    Node *loss = node_at(model, model->loss_node);
+    return node_at(model, loss->inputs[0])->out;
+}
+
+LmnTensor *lmn_model_get_params(LmnModel *model)
+{
+    return model->params;
+}
+
+LmnTensor *lmn_model_get_grads(LmnModel *model)
+{
+    return model->grads;
+}
+
+guint lmn_model_get_n_layers(const LmnModel *model)
+{
+    return model->nodes->len - NODE_FIRST_LAYER;
+}
+
+LmnLayer *lmn_model_get_layer(LmnModel *model, guint index)
+{
+    g_return_val_if_fail(index + NODE_FIRST_LAYER < model->nodes->len, NULL);
+    return node_at(model, NODE_FIRST_LAYER + index)->layer;
+}
+
+const LmnShape *lmn_model_get_input_shape(const LmnModel *model)
+{
+    return &model->input_shape;
+}
+
+const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model)
+{
+    return &model->target;
+}
+
+gint64 lmn_model_get_n_classes(const LmnModel *model)
+{
+    if (model->target.dtype != LMN_DTYPE_I32)
+        return -1;
+    const Node *loss = &g_array_index(model->nodes, Node, model->loss_node);
+    const LmnTensorInfo *pred = &g_array_index(model->nodes, Node, loss->inputs[0]).info;
+    if (pred->shape.ndim == 0)
+        return -1;
+    return pred->shape.dims[pred->shape.ndim - 1];
+}
+
+gint64 lmn_model_get_n_parameters(const LmnModel *model)
+{
+    return model->n_parameters;
+}
+
+LmnBackend *lmn_model_get_backend(const LmnModel *model)
+{
+    return model->backend;
+}

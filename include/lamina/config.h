@@ -1,0 +1,122 @@
+/* Lamina — model and training configuration.
+ *
+ * A config is an INI file parsed with GKeyFile (see DESIGN §5 and the README): [model],
+ * [layer NAME] groups in file order, [optimizer], [schedule], [train], [data].  Loading only
+ * parses; lmn_config_validate() checks every group and key against the core's schemas and each
+ * plugin's schema, and only then are the typed accessors meaningful.  Messages name the file,
+ * the group and the key, say what was expected, and suggest the closest known name.
+ */
+#pragma once
+
+#include <lamina/layer.h>
+#include <lamina/params.h>
+#include <lamina/registry.h>
+#include <lamina/schedule.h>
+
+G_BEGIN_DECLS
+
+typedef struct _LmnConfig LmnConfig;
+
+/**
+ * LmnLayerConfig:
+ * One validated [layer NAME] group.
+ * @inputs: NULL-terminated input node names ("input" = the data, "labels" = the targets)
+ * @init_keys, @init_values: the NAME_init and NAME_init.KEY keys, NULL-terminated
+ * @where: "FILE [layer NAME]" for messages
+ */
+typedef struct {
+    char *name;
+    char *type;
+    char **inputs;
+    LmnParams *params;
+    char **init_keys;
+    char **init_values;
+    char *where;
+} LmnLayerConfig;
+
+/**
+ * LmnTrainConfig:
+ * The validated [train] and [data] groups.
+ */
+typedef struct {
+    gint64 epochs;
+    gint64 batch_size;
+    guint64 seed;
+    gboolean shuffle;
+    gint64 max_steps;
+    char *backend; /* "auto", "cpu", "vulkan", or any backend plugin */
+    char *device;  /* NULL = the backend's default */
+    gint64 checkpoint_every; /* epochs; 0 = only the final checkpoint */
+    char *train_data;
+    char *test_data;       /* NULL when absent */
+    char *validation_data; /* NULL when absent */
+    double validation_split;
+} LmnTrainConfig;
+
+/**
+ * lmn_config_new_from_file:
+ * Returns: (transfer full): the parsed (not yet validated) config, or NULL with
+ *   LMN_CONFIG_ERROR_PARSE naming the file (and GKeyFile's line information)
+ */
+LmnConfig *lmn_config_new_from_file(const char *path, GError **error);
+/**
+ * lmn_config_new_from_data:
+ * @name: what messages call it (a path, or "checkpoint.h5:/config")
+ */
+LmnConfig *lmn_config_new_from_data(const char *text, gssize length, const char *name,
+                                    GError **error);
+/** lmn_config_free: frees the config. */
+void lmn_config_free(LmnConfig *cfg);
+/** lmn_config_get_name: Returns: (transfer none): the file name used in messages. */
+const char *lmn_config_get_name(const LmnConfig *cfg);
+
+/**
+ * lmn_config_set:
+ * @assignment: "GROUP.KEY=VALUE"; GROUP is model, optimizer, schedule, train, data, or a layer's
+ *   name
+ * Applies a command-line override (validated later with everything else).
+ * Returns: FALSE with LMN_CONFIG_ERROR_INVALID for a malformed assignment or an unknown layer
+ */
+gboolean lmn_config_set(LmnConfig *cfg, const char *assignment, GError **error);
+/** lmn_config_set_value: sets GROUP.KEY directly (group as in lmn_config_set). */
+gboolean lmn_config_set_value(LmnConfig *cfg, const char *group, const char *key,
+                              const char *value, GError **error);
+/**
+ * lmn_config_replace_optimizer:
+ * Sets the optimizer type to @name and drops the keys @name's schema does not declare, printing
+ * one notice line per dropped key to stderr (so `--optimizer adam` works on an SGD config).
+ * Returns: FALSE with LMN_PLUGIN_ERROR_NOT_FOUND when @name is not a registered optimizer
+ */
+gboolean lmn_config_replace_optimizer(LmnConfig *cfg, LmnRegistry *registry, const char *name,
+                                      GError **error);
+/**
+ * lmn_config_validate:
+ * Validates every group and key against the core and plugin schemas.
+ * Returns: FALSE with a LMN_CONFIG_ERROR or LMN_PLUGIN_ERROR naming file, group and key
+ */
+gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **error);
+/** lmn_config_to_data: Returns: (transfer full): the config as INI text (for checkpoints). */
+char *lmn_config_to_data(const LmnConfig *cfg);
+
+/* ---- after a successful lmn_config_validate ---- */
+
+/** lmn_config_get_input_shape: Returns: (transfer none): the per-sample input shape. */
+const LmnShape *lmn_config_get_input_shape(const LmnConfig *cfg);
+/** lmn_config_get_n_layers: Returns: number of layers. */
+guint lmn_config_get_n_layers(const LmnConfig *cfg);
+/** lmn_config_get_layer: Returns: (transfer none): layer @index in file order. */
+const LmnLayerConfig *lmn_config_get_layer(const LmnConfig *cfg, guint index);
+/** lmn_config_get_optimizer_type: Returns: (transfer none): the optimizer's name. */
+const char *lmn_config_get_optimizer_type(const LmnConfig *cfg);
+/** lmn_config_get_optimizer_params: Returns: (transfer none): its validated hyperparameters. */
+const LmnParams *lmn_config_get_optimizer_params(const LmnConfig *cfg);
+/** lmn_config_get_schedule_type: Returns: (transfer none): the schedule ("constant" if none). */
+const char *lmn_config_get_schedule_type(const LmnConfig *cfg);
+/** lmn_config_get_schedule_params: Returns: (transfer none): its validated keys. */
+const LmnParams *lmn_config_get_schedule_params(const LmnConfig *cfg);
+/** lmn_config_get_schedule_common: Returns: (transfer none): unit and warm-up. */
+const LmnScheduleCommon *lmn_config_get_schedule_common(const LmnConfig *cfg);
+/** lmn_config_get_train: Returns: (transfer none): the [train] and [data] settings. */
+const LmnTrainConfig *lmn_config_get_train(const LmnConfig *cfg);
+
+G_END_DECLS

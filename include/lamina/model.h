@@ -1,0 +1,75 @@
+/* Lamina — the model: a DAG of named layers.
+ *
+ * Nodes are the data input ("input"), the targets ("labels") and one per layer, in file order; a
+ * layer may only take inputs defined before it, which makes every model a DAG by construction.
+ * Forward runs in file order, backward in reverse; a node's output that feeds several layers gets
+ * the sum of their gradients.  All parameters live in one flat tensor (and their gradients in
+ * another), so an optimizer updates the whole model with one launch.  Activations and gradients
+ * are allocated by lmn_model_prepare() for the largest batch and reused: a training step
+ * allocates nothing.
+ */
+#pragma once
+
+#include <lamina/config.h>
+#include <lamina/layer.h>
+
+G_BEGIN_DECLS
+
+typedef struct _LmnModel LmnModel;
+
+/**
+ * lmn_model_new:
+ * @cfg: a validated config
+ * @target: per-sample shape and dtype of the targets (i32 [] for class labels)
+ * Builds every layer on @backend.  Parameters are allocated but not initialised.
+ * Returns: (transfer full): the model, or NULL with LMN_CONFIG_ERROR_GRAPH or a layer's error
+ */
+LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
+                        const LmnTensorInfo *target, GError **error);
+/** lmn_model_free: frees the model and its tensors. */
+void lmn_model_free(LmnModel *model);
+/** lmn_model_init_params: initialises every parameter and buffer from @seed (see layer.h). */
+gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error);
+/** lmn_model_prepare: allocates activations for batches of up to @max_batch samples. */
+gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error);
+/**
+ * lmn_model_set_batch:
+ * Makes the next forward/backward use @batch (<= the prepared maximum) samples.
+ * Returns: (transfer none): via @x_out and @y_out the input and target tensors to fill
+ */
+void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTensor **y_out);
+/** lmn_model_forward: runs every layer forward. */
+void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed);
+/** lmn_model_backward: runs every layer backward, filling the flat gradient tensor. */
+void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
+/** lmn_model_get_loss: Returns: (transfer none): the loss (one f32 element) of the last forward. */
+LmnTensor *lmn_model_get_loss(LmnModel *model);
+/**
+ * lmn_model_get_prediction:
+ * Returns: (transfer none): the loss layer's first input for the current batch (the logits)
+ */
+LmnTensor *lmn_model_get_prediction(LmnModel *model);
+/** lmn_model_get_params: Returns: (transfer none): the flat parameter tensor. */
+LmnTensor *lmn_model_get_params(LmnModel *model);
+/** lmn_model_get_grads: Returns: (transfer none): the flat gradient tensor. */
+LmnTensor *lmn_model_get_grads(LmnModel *model);
+/** lmn_model_get_n_layers: Returns: number of layers. */
+guint lmn_model_get_n_layers(const LmnModel *model);
+/** lmn_model_get_layer: Returns: (transfer none): layer @index. */
+LmnLayer *lmn_model_get_layer(LmnModel *model, guint index);
+/** lmn_model_get_input_shape: Returns: (transfer none): the per-sample input shape. */
+const LmnShape *lmn_model_get_input_shape(const LmnModel *model);
+/** lmn_model_get_target_info: Returns: (transfer none): the per-sample target info. */
+const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model);
+/**
+ * lmn_model_get_n_classes:
+ * Returns: the class count (the prediction's last dimension) when targets are class labels,
+ *   else -1
+ */
+gint64 lmn_model_get_n_classes(const LmnModel *model);
+/** lmn_model_get_n_parameters: Returns: the number of trainable scalars. */
+gint64 lmn_model_get_n_parameters(const LmnModel *model);
+/** lmn_model_get_backend: Returns: (transfer none): the backend. */
+LmnBackend *lmn_model_get_backend(const LmnModel *model);
+
+G_END_DECLS

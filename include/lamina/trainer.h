@@ -1,0 +1,70 @@
+/* Lamina — the training loop and evaluation. */
+#pragma once
+
+#include <lamina/checkpoint.h>
+#include <lamina/config.h>
+#include <lamina/dataset.h>
+#include <lamina/model.h>
+
+G_BEGIN_DECLS
+
+typedef struct _LmnTrainer LmnTrainer;
+
+/**
+ * LmnTrainerOptions:
+ * @output_dir: where final.h5, periodic checkpoints and metrics.csv go (created)
+ * @init_checkpoint: (nullable): weights to start from (--init)
+ * @resume_checkpoint: (nullable): full state to continue from (--resume)
+ * @reset_optimizer: with --resume, start the optimizer fresh even if its type changed
+ * @progress: draw a progress bar (the CLI sets it when stdout is a terminal)
+ * @quiet: print nothing per epoch
+ */
+typedef struct {
+    const char *output_dir;
+    const char *init_checkpoint;
+    const char *resume_checkpoint;
+    gboolean reset_optimizer;
+    gboolean progress;
+    gboolean quiet;
+} LmnTrainerOptions;
+
+/**
+ * lmn_backend_new_for_config:
+ * Opens the backend named by @name: "auto" tries the GPU backends (a one-line notice on stderr
+ * when none works) and falls back to "cpu"; any other name must open or it is an error.
+ */
+LmnBackend *lmn_backend_new_for_config(LmnRegistry *registry, const char *name,
+                                       const char *device, GError **error);
+
+/**
+ * lmn_trainer_new:
+ * @cfg: a validated config (the trainer borrows it)
+ * Opens the data, the backend, builds and initialises the model and the optimizer.
+ * Returns: (transfer full): the trainer, or NULL with @error
+ */
+LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
+                            const LmnTrainerOptions *options, GError **error);
+/** lmn_trainer_free: frees the trainer. */
+void lmn_trainer_free(LmnTrainer *trainer);
+/**
+ * lmn_trainer_run:
+ * Trains for the configured epochs (or max_steps), writing metrics.csv and checkpoints.
+ * Returns: FALSE with LMN_TRAIN_ERROR_NON_FINITE when the loss stops being finite (the last good
+ *   checkpoint is kept), or another error
+ */
+gboolean lmn_trainer_run(LmnTrainer *trainer, GError **error);
+/** lmn_trainer_get_model: Returns: (transfer none): the model. */
+LmnModel *lmn_trainer_get_model(LmnTrainer *trainer);
+/** lmn_trainer_get_state: Returns: (transfer none): the counters. */
+const LmnTrainState *lmn_trainer_get_state(LmnTrainer *trainer);
+/** lmn_trainer_request_stop: asks the loop to save and stop after the current step (SIGINT). */
+void lmn_trainer_request_stop(LmnTrainer *trainer);
+
+/**
+ * lmn_evaluate:
+ * Mean loss and accuracy (NAN without class labels) of @model over @ds in batches of @batch.
+ */
+gboolean lmn_evaluate(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
+                      double *accuracy_out, GError **error);
+
+G_END_DECLS

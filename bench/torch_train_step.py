@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+"""PyTorch side of bench/run.sh: times forward + backward + optimizer step of the same model on
+one synthetic batch.  Prints "samples_per_s=...".
+
+  torch_train_step.py MODEL --batch N --steps N --warmup N --threads N --optimizer sgd|adam --lr LR
+"""
+import argparse
+import time
+
+import torch
+
+
+def mlp():
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(784, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 10))
+
+
+MODELS = {"mlp": (mlp, (1, 28, 28), 10)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=sorted(MODELS))
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--optimizer", default="sgd")
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    make, shape, classes = MODELS[a.model]
+    model = make()
+    if a.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.rand((a.batch,) + shape)
+    y = torch.randint(0, classes, (a.batch,))
+    for s in range(a.warmup + a.steps):
+        if s == a.warmup:
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    secs = time.perf_counter() - t0
+    print(f"samples_per_s={a.steps * a.batch / secs:.1f} steps={a.steps} batch={a.batch} "
+          f"seconds={secs:.3f} final_loss={loss.item():.4f} torch={torch.__version__} "
+          f"threads={torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+/* Lamina — the `lamina` command: shared declarations of its sub-commands.
+ *
+ * Each sub-command lives in cli/cmd-NAME.c, parses its own options with GOptionContext and
+ * returns the process exit status: 0 on success, 1 on a runtime failure (after printing the
+ * GError message to stderr as "lamina NAME: MESSAGE"), 2 on a usage error.
+ */
+#pragma once
+
+#include <lamina/lamina.h>
+
+G_BEGIN_DECLS
+
+/** lmn_cli_plugins: `lamina plugins [describe NAME] [--plugin-path DIR]...` */
+int lmn_cli_plugins(int argc, char **argv);
+/** lmn_cli_convert: `lamina convert idx IMAGES LABELS --output FILE:/split [--overwrite]` */
+int lmn_cli_convert(int argc, char **argv);
+/** lmn_cli_train: `lamina train CONFIG [--output DIR] [options]` */
+int lmn_cli_train(int argc, char **argv);
+/** lmn_cli_eval: `lamina eval CKPT --data FILE:/split [--json]` */
+int lmn_cli_eval(int argc, char **argv);
+
+/**
+ * lmn_cli_open_registry:
+ * @plugin_dirs: (nullable): the --plugin-path directories, NULL-terminated
+ * Creates a registry with those directories first, scans the search path, and logs nothing:
+ * failures are listed by `lamina plugins` and reported when a failing plugin is asked for.
+ * Returns: (transfer full): the registry
+ */
+LmnRegistry *lmn_cli_open_registry(char **plugin_dirs);
+
+/** lmn_cli_fail: prints "lamina CMD: MESSAGE" for @error to stderr. Returns: 1 */
+int lmn_cli_fail(const char *cmd, const GError *error);
+
+G_END_DECLS

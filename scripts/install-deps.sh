@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Lamina needs to build, test and run its demo.
+#   scripts/install-deps.sh          build + test + demo dependencies
+#   scripts/install-deps.sh --bench  also PyTorch and h5py for bench/ and fixture scripts
+# Packages already installed are left alone; nothing is installed when everything is present.
+set -euo pipefail
+
+packages=(
+  gcc meson ninja-build pkg-config
+  libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
+  dataset-fashion-mnist
+)
+if [ "${1:-}" = "--bench" ]; then
+  packages+=(python3-torch python3-h5py python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing Debian packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds Lamina with warnings as errors, and runs every test suite.
+#   scripts/test.sh [BUILD_DIR] [extra meson setup options...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+build=${1:-build}
+shift || true
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" -Dwerror=true "$@"
+fi
+ninja -C "$build"
+meson test -C "$build" --print-errorlogs --num-processes 2 --timeout-multiplier "${LMN_TIMEOUT_MULTIPLIER:-1}"

@@ -1,0 +1,220 @@
+/* Config parsing and validation: the graph's defaults, overrides, and the messages for every
+ * kind of mistake a user makes in a config file. */
+#include <lamina/lamina.h>
+#include <string.h>
+
+static LmnRegistry *registry;
+
+static const char *base = "[model]\n"
+                          "input = 1, 4, 4\n"
+                          "[layer flat]\n"
+                          "type = flatten\n"
+                          "[layer fc1]\n"
+                          "type = dense\n"
+                          "units = 8\n"
+                          "weight_init = xavier_uniform\n"
+                          "weight_init.gain = 2.0\n"
+                          "[layer act]\n"
+                          "type = relu\n"
+                          "[layer fc2]\n"
+                          "type = dense\n"
+                          "units = 3\n"
+                          "[layer loss]\n"
+                          "type = softmax_cross_entropy\n"
+                          "[optimizer]\n"
+                          "type = sgd\n"
+                          "lr = 0.1\n"
+                          "momentum = 0.9\n"
+                          "[train]\n"
+                          "epochs = 2\n"
+                          "[data]\n"
+                          "train = d.h5:/train\n";
+
+static LmnConfig *load(const char *text)
+{
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_data(text, -1, "model.ini", &error);
+    g_assert_no_error(error);
+    return cfg;
+}
+
+/* Validates @text and expects a failure of @domain/@code whose message has every fragment. */
+static void expect_invalid(const char *text, GQuark domain, int code, const char *const *frags)
+{
+    LmnConfig *cfg = load(text);
+    g_autoptr(GError) error = NULL;
+    g_assert_false(lmn_config_validate(cfg, registry, &error));
+    g_assert_error(error, domain, code);
+    for (guint i = 0; frags[i]; i++)
+        if (!strstr(error->message, frags[i]))
+            g_error("expected '%s' in: %s", frags[i], error->message);
+    lmn_config_free(cfg);
+}
+
+static char *replace(const char *text, const char *old, const char *new_text)
+{
+    const char *p = strstr(text, old);
+    g_assert_nonnull(p);
+    return g_strdup_printf("%.*s%s%s", (int) (p - text), text, new_text, p + strlen(old));
+}
+
+static void test_valid_defaults(void)
+{
+    LmnConfig *cfg = load(base);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    g_assert_no_error(error);
+    g_assert_cmpuint(lmn_config_get_n_layers(cfg), ==, 5);
+    const LmnShape *in = lmn_config_get_input_shape(cfg);
+    g_assert_cmpuint(in->ndim, ==, 3);
+    g_assert_cmpint(in->dims[2], ==, 4);
+    /* Default chaining: each layer takes the previous one; the first takes the data. */
+    const LmnLayerConfig *flat = lmn_config_get_layer(cfg, 0);
+    g_assert_cmpstr(flat->inputs[0], ==, "input");
+    g_assert_cmpstr(lmn_config_get_layer(cfg, 2)->inputs[0], ==, "fc1");
+    /* The loss takes the labels as its last input. */
+    const LmnLayerConfig *loss = lmn_config_get_layer(cfg, 4);
+    g_assert_cmpstr(loss->inputs[0], ==, "fc2");
+    g_assert_cmpstr(loss->inputs[1], ==, "labels");
+    /* Initializer keys are kept apart from the layer's own schema. */
+    const LmnLayerConfig *fc1 = lmn_config_get_layer(cfg, 1);
+    g_assert_cmpuint(g_strv_length(fc1->init_keys), ==, 2);
+    g_assert_cmpint(lmn_params_get_int(fc1->params, "units"), ==, 8);
+    g_assert_cmpstr(lmn_config_get_optimizer_type(cfg), ==, "sgd");
+    g_assert_cmpfloat(lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "momentum"), ==,
+                      0.9);
+    g_assert_cmpstr(lmn_config_get_schedule_type(cfg), ==, "constant");
+    const LmnTrainConfig *tc = lmn_config_get_train(cfg);
+    g_assert_cmpint(tc->epochs, ==, 2);
+    g_assert_cmpint(tc->batch_size, ==, 32);
+    g_assert_cmpstr(tc->backend, ==, "auto");
+    g_assert_null(tc->test_data);
+    lmn_config_free(cfg);
+}
+
+static void test_explicit_inputs(void)
+{
+    g_autofree char *text = replace(base, "[layer act]\ntype = relu\n",
+                                    "[layer act]\ntype = relu\ninput = fc1\n");
+    LmnConfig *cfg = load(text);
+    g_assert_true(lmn_config_validate(cfg, registry, NULL));
+    g_assert_cmpstr(lmn_config_get_layer(cfg, 2)->inputs[0], ==, "fc1");
+    lmn_config_free(cfg);
+
+    g_autofree char *later = replace(base, "[layer act]\ntype = relu\n",
+                                     "[layer act]\ntype = relu\ninput = fc2\n");
+    expect_invalid(later, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                   (const char *const[]){"[layer act]", "'fc2'", "defined below", NULL});
+    g_autofree char *missing = replace(base, "[layer act]\ntype = relu\n",
+                                       "[layer act]\ntype = relu\ninput = fc7\n");
+    expect_invalid(missing, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                   (const char *const[]){"'fc7'", "is not a layer", NULL});
+}
+
+static void test_overrides(void)
+{
+    LmnConfig *cfg = load(base);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_config_set(cfg, "fc1.units = 16", &error));
+    g_assert_true(lmn_config_set(cfg, "optimizer.lr=0.5", &error));
+    g_assert_true(lmn_config_set(cfg, "train.seed=9", &error));
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    g_assert_cmpint(lmn_params_get_int(lmn_config_get_layer(cfg, 1)->params, "units"), ==, 16);
+    g_assert_cmpfloat(lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "lr"), ==, 0.5);
+    g_assert_cmpuint(lmn_config_get_train(cfg)->seed, ==, 9);
+
+    /* Malformed assignments and unknown groups are refused at once. */
+    g_assert_false(lmn_config_set(cfg, "lr=0.1", &error));
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID);
+    g_assert_nonnull(strstr(error->message, "GROUP.KEY=VALUE"));
+    g_clear_error(&error);
+    g_assert_false(lmn_config_set(cfg, "optimiser.lr=0.1", &error));
+    g_assert_nonnull(strstr(error->message, "did you mean 'optimizer'"));
+    g_clear_error(&error);
+
+    /* The written-back config round-trips with the overrides. */
+    g_autofree char *text = lmn_config_to_data(cfg);
+    LmnConfig *again = load(text);
+    g_assert_true(lmn_config_validate(again, registry, NULL));
+    g_assert_cmpint(lmn_params_get_int(lmn_config_get_layer(again, 1)->params, "units"), ==, 16);
+    lmn_config_free(again);
+    lmn_config_free(cfg);
+}
+
+static void test_replace_optimizer(void)
+{
+    g_autofree char *text = replace(base, "momentum = 0.9\n", "momentum = 0.9\nnesterov = true\n");
+    LmnConfig *cfg = load(text);
+    g_autoptr(GError) error = NULL;
+    /* Replacing with the same optimizer keeps every key it declares. */
+    g_assert_true(lmn_config_replace_optimizer(cfg, registry, "sgd", &error));
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    g_assert_true(lmn_params_get_bool(lmn_config_get_optimizer_params(cfg), "nesterov"));
+    g_assert_false(lmn_config_replace_optimizer(cfg, registry, "sgdd", &error));
+    g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_NOT_FOUND);
+    g_assert_nonnull(strstr(error->message, "sgd"));
+    lmn_config_free(cfg);
+}
+
+static void test_errors(void)
+{
+    g_autoptr(GError) perr = NULL;
+    g_assert_null(lmn_config_new_from_data("[model\ninput = 3\n", -1, "model.ini", &perr));
+    g_assert_error(perr, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE);
+    g_assert_nonnull(strstr(perr->message, "model.ini"));
+    g_autofree char *no_model = replace(base, "[model]\ninput = 1, 4, 4\n", "");
+    expect_invalid(no_model, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                   (const char *const[]){"model.ini", "[model]", NULL});
+    g_autofree char *bad_group = g_strconcat(base, "[trian]\nepochs = 3\n", NULL);
+    expect_invalid(bad_group, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"[trian]", "did you mean [train]", NULL});
+    g_autofree char *bad_key = replace(base, "epochs = 2\n", "epochs = 2\nepoch = 3\n");
+    expect_invalid(bad_key, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"[train]", "epoch", "epochs", NULL});
+    g_autofree char *bad_value = replace(base, "epochs = 2\n", "epochs = two\n");
+    expect_invalid(bad_value, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[train]", "epochs", "two", NULL});
+    g_autofree char *bad_type = replace(base, "type = relu\n", "type = relu6\n");
+    expect_invalid(bad_type, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_NOT_FOUND,
+                   (const char *const[]){"[layer act]", "relu6", "relu", NULL});
+    g_autofree char *bad_units = replace(base, "units = 3\n", "units = 0\n");
+    expect_invalid(bad_units, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[layer fc2]", "units", NULL});
+    g_autofree char *bad_opt = replace(base, "momentum = 0.9\n", "momentun = 0.9\n");
+    expect_invalid(bad_opt, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"[optimizer]", "momentun", "momentum", NULL});
+    g_autofree char *nesterov = replace(base, "momentum = 0.9\n", "nesterov = true\n");
+    expect_invalid(nesterov, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[optimizer]", "nesterov", "momentum", NULL});
+    g_autofree char *reserved = replace(base, "[layer act]", "[layer input]");
+    expect_invalid(reserved, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"reserved", NULL});
+    g_autofree char *no_data = replace(base, "[data]\ntrain = d.h5:/train\n", "");
+    expect_invalid(no_data, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                   (const char *const[]){"[data]", NULL});
+    g_autofree char *dims = replace(base, "input = 1, 4, 4", "input = 1, 4.5");
+    expect_invalid(dims, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[model]", "4.5", NULL});
+    g_autofree char *sched = g_strconcat(base, "[schedule]\ntype = step\ngamma = 0.5\n", NULL);
+    expect_invalid(sched, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                   (const char *const[]){"[schedule]", "step_size", NULL});
+    g_autofree char *unit = g_strconcat(base, "[schedule]\ntype = constant\nunit = epochs\n",
+                                        NULL);
+    expect_invalid(unit, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[schedule]", "unit", NULL});
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    registry = lmn_registry_new();
+    lmn_registry_scan(registry, NULL);
+    g_test_add_func("/config/valid-defaults", test_valid_defaults);
+    g_test_add_func("/config/explicit-inputs", test_explicit_inputs);
+    g_test_add_func("/config/overrides", test_overrides);
+    g_test_add_func("/config/replace-optimizer", test_replace_optimizer);
+    g_test_add_func("/config/errors", test_errors);
+    int rc = g_test_run();
+    lmn_registry_free(registry);
+    return rc;
+}

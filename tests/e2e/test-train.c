@@ -1,0 +1,340 @@
+/* End-to-end tests of the `lamina` command: training, checkpoints, evaluation, --init, and the
+ * messages users see for bad input.  The data is synthetic and written here with the HDF5 C API,
+ * so the expected results are known: four well-separated Gaussian blobs in 2-D that a small MLP
+ * must classify almost perfectly. */
+#include <glib/gstdio.h>
+#include <hdf5.h>
+#include <lamina/lamina.h>
+#include <math.h>
+#include <string.h>
+
+static const char *lamina_exe(void)
+{
+    const char *p = g_getenv("LMN_TEST_LAMINA");
+    g_assert_nonnull(p);
+    return p;
+}
+
+typedef struct {
+    char *dir;
+    char *data; /* DIR/blobs.h5 */
+} Fixture;
+
+/* Blob k has centre (3 cos(k pi/2), 3 sin(k pi/2)) and unit variance: the Bayes error is about
+ * 1.7 %, so a trained classifier must reach well over 90 %. */
+static void write_blobs(const char *path, const char *split, int n, guint64 seed)
+{
+    hid_t f = g_file_test(path, G_FILE_TEST_EXISTS)
+                  ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT)
+                  : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    float *x = g_new(float, 2 * n);
+    gint32 *y = g_new(gint32, n);
+    LmnRandom r;
+    lmn_random_init(&r, seed, 7);
+    for (int i = 0; i < n; i++) {
+        int k = (int) lmn_random_below(&r, 4);
+        y[i] = k;
+        x[2 * i] = (float) (3 * cos(k * G_PI / 2) + lmn_random_normal(&r));
+        x[2 * i + 1] = (float) (3 * sin(k * G_PI / 2) + lmn_random_normal(&r));
+    }
+    hsize_t xd[2] = {(hsize_t) n, 2}, yd[1] = {(hsize_t) n};
+    hid_t xs = H5Screate_simple(2, xd, NULL), ys = H5Screate_simple(1, yd, NULL);
+    hid_t xds = H5Dcreate2(g, "x", H5T_IEEE_F32LE, xs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t yds = H5Dcreate2(g, "y", H5T_STD_I32LE, ys, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(H5Dwrite(xds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), >=, 0);
+    g_assert_cmpint(H5Dwrite(yds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), >=, 0);
+    H5Dclose(xds);
+    H5Dclose(yds);
+    H5Sclose(xs);
+    H5Sclose(ys);
+    H5Gclose(g);
+    H5Fclose(f);
+    g_free(x);
+    g_free(y);
+}
+
+static const char *config_template = "[model]\n"
+                                     "input = 2\n"
+                                     "[layer fc1]\n"
+                                     "type = dense\n"
+                                     "units = 32\n"
+                                     "[layer act1]\n"
+                                     "type = tanh\n"
+                                     "[layer fc2]\n"
+                                     "type = dense\n"
+                                     "units = 4\n"
+                                     "[layer loss]\n"
+                                     "type = softmax_cross_entropy\n"
+                                     "[optimizer]\n"
+                                     "type = sgd\n"
+                                     "lr = 0.1\n"
+                                     "momentum = 0.9\n"
+                                     "[train]\n"
+                                     "epochs = 4\n"
+                                     "batch_size = 32\n"
+                                     "seed = 3\n"
+                                     "backend = cpu\n"
+                                     "[data]\n"
+                                     "train = %s:/train\n"
+                                     "test = %s:/test\n";
+
+static void fixture_setup(Fixture *fx, gconstpointer unused)
+{
+    fx->dir = g_dir_make_tmp("lamina-e2e-XXXXXX", NULL);
+    g_assert_nonnull(fx->dir);
+    fx->data = g_build_filename(fx->dir, "blobs.h5", NULL);
+    write_blobs(fx->data, "/train", 2000, 1);
+    write_blobs(fx->data, "/test", 500, 2);
+}
+
+static void remove_tree(const char *path)
+{
+    if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
+        GDir *d = g_dir_open(path, 0, NULL);
+        const char *name;
+        while (d && (name = g_dir_read_name(d))) {
+            g_autofree char *child = g_build_filename(path, name, NULL);
+            remove_tree(child);
+        }
+        if (d)
+            g_dir_close(d);
+        g_rmdir(path);
+    } else {
+        g_unlink(path);
+    }
+}
+
+static void fixture_teardown(Fixture *fx, gconstpointer unused)
+{
+    remove_tree(fx->dir);
+    g_free(fx->dir);
+    g_free(fx->data);
+}
+
+static char *write_config(Fixture *fx, const char *name, const char *extra)
+{
+    g_autofree char *text = g_strdup_printf(config_template, fx->data, fx->data);
+    g_autofree char *full = g_strconcat(text, extra ? extra : "", NULL);
+    char *path = g_build_filename(fx->dir, name, NULL);
+    g_assert_true(g_file_set_contents(path, full, -1, NULL));
+    return path;
+}
+
+/* Runs lamina with @args (NULL-terminated); returns the exit status. */
+static int run_lamina(char **out, char **err, const char *first, ...)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_ptr_array_add(argv, (gpointer) lamina_exe());
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *))
+        g_ptr_array_add(argv, (gpointer) a);
+    va_end(ap);
+    g_ptr_array_add(argv, NULL);
+    int status = 0;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *o = NULL, *e = NULL;
+    gboolean ok = g_spawn_sync(NULL, (char **) argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &o,
+                               &e, &status, &error);
+    g_assert_no_error(error);
+    g_assert_true(ok);
+    if (g_test_verbose())
+        g_printerr("$ lamina %s\n%s%s", first, o, e);
+    if (out)
+        *out = g_steal_pointer(&o);
+    if (err)
+        *err = g_steal_pointer(&e);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static double json_number(const char *json, const char *key)
+{
+    g_autofree char *pat = g_strdup_printf("\"%s\": ", key);
+    const char *p = strstr(json, pat);
+    g_assert_nonnull(p);
+    return g_ascii_strtod(p + strlen(pat), NULL);
+}
+
+static void test_train_eval(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *cfg = write_config(fx, "blobs.ini", NULL);
+    g_autofree char *outdir = g_build_filename(fx->dir, "run", NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    int rc = run_lamina(&out, &err, "train", cfg, "--output", outdir, NULL);
+    g_assert_cmpint(rc, ==, 0);
+    g_assert_nonnull(strstr(out, "epoch 4/4"));
+    g_assert_nonnull(strstr(out, "samples/s"));
+
+    /* metrics.csv: a header and one row per epoch. */
+    g_autofree char *csv_path = g_build_filename(outdir, "metrics.csv", NULL);
+    g_autofree char *csv = NULL;
+    g_assert_true(g_file_get_contents(csv_path, &csv, NULL, NULL));
+    g_auto(GStrv) lines = g_strsplit(g_strstrip(csv), "\n", -1);
+    g_assert_cmpuint(g_strv_length(lines), ==, 5);
+    g_assert_true(g_str_has_prefix(lines[0], "epoch,step,lr,train_loss,train_accuracy"));
+    g_assert_true(g_str_has_prefix(lines[4], "4,252,"));
+
+    g_autofree char *ckpt = g_build_filename(outdir, "final.h5", NULL);
+    g_autofree char *spec = g_strdup_printf("%s:/test", fx->data);
+    g_autofree char *json = NULL;
+    rc = run_lamina(&json, NULL, "eval", ckpt, "--data", spec, "--json", "--backend", "cpu",
+                    NULL);
+    g_assert_cmpint(rc, ==, 0);
+    double acc = json_number(json, "accuracy"), loss = json_number(json, "loss");
+    g_assert_cmpfloat(acc, >, 0.93);
+    g_assert_cmpfloat(loss, <, 0.25);
+
+    /* The checkpoint holds PyTorch-shaped weights and the config. */
+    hid_t f = H5Fopen(ckpt, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    hid_t ds = H5Dopen2(f, "/model/fc1/weight", H5P_DEFAULT);
+    g_assert_cmpint(ds, >=, 0);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t dims[2];
+    g_assert_cmpint(H5Sget_simple_extent_dims(sp, dims, NULL), ==, 2);
+    g_assert_cmpuint(dims[0], ==, 32);
+    g_assert_cmpuint(dims[1], ==, 2);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    g_assert_cmpint(H5Lexists(f, "/optimizer/state/fc2/bias/momentum_buffer", H5P_DEFAULT), >,
+                    0);
+    g_assert_cmpint(H5Lexists(f, "/config", H5P_DEFAULT), >, 0);
+    H5Fclose(f);
+}
+
+/* --init from the trained weights: evaluating right away gives the same loss as the source. */
+static void test_init_and_max_steps(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *cfg = write_config(fx, "blobs.ini", NULL);
+    g_autofree char *run1 = g_build_filename(fx->dir, "run1", NULL);
+    g_autofree char *run2 = g_build_filename(fx->dir, "run2", NULL);
+    g_assert_cmpint(run_lamina(NULL, NULL, "train", cfg, "--output", run1, "--quiet", NULL), ==,
+                    0);
+    g_autofree char *ckpt1 = g_build_filename(run1, "final.h5", NULL);
+    /* lr 0 for 3 steps: weights stay those of --init. */
+    g_assert_cmpint(run_lamina(NULL, NULL, "train", cfg, "--output", run2, "--init", ckpt1,
+                               "--lr", "0", "--max-steps", "3", "--quiet", NULL),
+                    ==, 0);
+    g_autofree char *ckpt2 = g_build_filename(run2, "final.h5", NULL);
+    g_autofree char *spec = g_strdup_printf("%s:/test", fx->data);
+    g_autofree char *j1 = NULL, *j2 = NULL;
+    g_assert_cmpint(run_lamina(&j1, NULL, "eval", ckpt1, "--data", spec, "--json", NULL), ==, 0);
+    g_assert_cmpint(run_lamina(&j2, NULL, "eval", ckpt2, "--data", spec, "--json", NULL), ==, 0);
+    g_assert_cmpfloat(json_number(j1, "loss"), ==, json_number(j2, "loss"));
+
+    /* max_steps = 3 stops after three optimizer steps. */
+    hid_t f = H5Fopen(ckpt2, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "/train", H5P_DEFAULT);
+    hid_t a = H5Aopen(g, "step", H5P_DEFAULT);
+    gint64 step = 0;
+    H5Aread(a, H5T_NATIVE_INT64, &step);
+    g_assert_cmpint(step, ==, 3);
+    H5Aclose(a);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+/* Weights written by another tool (h5py from a PyTorch state_dict) load with --init. */
+static void test_init_foreign_weights(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *fixture =
+        g_build_filename(g_getenv("LMN_TEST_FIXTURES"), "h5py-blobs-weights.h5", NULL);
+    g_autofree char *cfg = write_config(fx, "blobs.ini", NULL);
+    g_autofree char *run = g_build_filename(fx->dir, "run", NULL);
+    g_autofree char *err = NULL;
+    int rc = run_lamina(NULL, &err, "train", cfg, "--output", run, "--init", fixture, "--lr", "0",
+                        "--max-steps", "1", "--quiet", NULL);
+    g_assert_cmpint(rc, ==, 0);
+    g_autofree char *ckpt = g_build_filename(run, "final.h5", NULL);
+    hid_t f = H5Fopen(ckpt, H5F_ACC_RDONLY, H5P_DEFAULT);
+    float w[2];
+    hid_t ds = H5Dopen2(f, "/model/fc2/bias", H5P_DEFAULT);
+    float bias[4];
+    H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, bias);
+    H5Dclose(ds);
+    H5Fclose(f);
+    /* The fixture script sets fc2.bias to [0.5, -0.25, 0.125, 1.0]. */
+    g_assert_cmpfloat(bias[0], ==, 0.5f);
+    g_assert_cmpfloat(bias[1], ==, -0.25f);
+    g_assert_cmpfloat(bias[2], ==, 0.125f);
+    g_assert_cmpfloat(bias[3], ==, 1.0f);
+    (void) w;
+}
+
+static void expect_failure(Fixture *fx, const char *extra, const char *const *fragments)
+{
+    g_autofree char *cfg = write_config(fx, "bad.ini", extra);
+    g_autofree char *run = g_build_filename(fx->dir, "bad-run", NULL);
+    g_autofree char *err = NULL;
+    int rc = run_lamina(NULL, &err, "train", cfg, "--output", run, NULL);
+    g_assert_cmpint(rc, ==, 1);
+    for (guint i = 0; fragments[i]; i++) {
+        if (!strstr(err, fragments[i]))
+            g_error("expected '%s' in: %s", fragments[i], err);
+    }
+}
+
+static void test_bad_configs(Fixture *fx, gconstpointer unused)
+{
+    expect_failure(fx, "[layer extra]\ntype = dense\nunits = 3\n",
+                   (const char *const[]){"must be the last layer", "[layer loss]", NULL});
+    expect_failure(fx, "[optimiser]\nlr = 1\n",
+                   (const char *const[]){"unknown group [optimiser]", "did you mean [optimizer]",
+                                         NULL});
+    g_autofree char *cfg = write_config(fx, "blobs.ini", NULL);
+    g_autofree char *run = g_build_filename(fx->dir, "r", NULL);
+    g_autofree char *err = NULL;
+    g_assert_cmpint(run_lamina(NULL, &err, "train", cfg, "--output", run, "--set",
+                               "optimizer.momentun=0.5", NULL),
+                    ==, 1);
+    g_assert_nonnull(strstr(err, "momentun"));
+    g_assert_nonnull(strstr(err, "momentum"));
+    g_assert_nonnull(strstr(err, "[optimizer]"));
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_lamina(NULL, &err, "train", cfg, "--output", run, "--set", "fc9.units=3",
+                               NULL),
+                    ==, 1);
+    g_assert_nonnull(strstr(err, "fc9"));
+    g_assert_nonnull(strstr(err, "fc1"));
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(
+        run_lamina(NULL, &err, "train", cfg, "--output", run, "--optimizer", "sgdd", NULL), ==, 1);
+    g_assert_nonnull(strstr(err, "sgdd"));
+    g_assert_nonnull(strstr(err, "sgd"));
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_lamina(NULL, &err, "train", cfg, "--output", run, "--set",
+                               "fc1.units=-4", NULL),
+                    ==, 1);
+    g_assert_nonnull(strstr(err, "units"));
+    g_assert_nonnull(strstr(err, "[layer fc1]"));
+    /* A model whose input does not match the data names both shapes. */
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(
+        run_lamina(NULL, &err, "train", cfg, "--output", run, "--set", "model.input=3", NULL), ==,
+        1);
+    g_assert_nonnull(strstr(err, "blobs.h5"));
+}
+
+static void test_unknown_command(void)
+{
+    g_autofree char *err = NULL;
+    g_assert_cmpint(run_lamina(NULL, &err, "trian", NULL), ==, 2);
+    g_assert_nonnull(strstr(err, "did you mean 'train'"));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add("/e2e/train/blobs-train-eval", Fixture, NULL, fixture_setup, test_train_eval,
+               fixture_teardown);
+    g_test_add("/e2e/train/init-and-max-steps", Fixture, NULL, fixture_setup,
+               test_init_and_max_steps, fixture_teardown);
+    g_test_add("/e2e/train/init-foreign-weights", Fixture, NULL, fixture_setup,
+               test_init_foreign_weights, fixture_teardown);
+    g_test_add("/e2e/train/bad-configs", Fixture, NULL, fixture_setup, test_bad_configs,
+               fixture_teardown);
+    g_test_add_func("/e2e/cli/unknown-command", test_unknown_command);
+    return g_test_run();
+}

@@ -23,4 +23,10 @@ struct _LmnBackend {
     GError *deferred_error; /* the first deferred failure; sticky once set */
 };
 
+/**
+ * lmn_backend_record_unsupported:
+ * Records (once) a deferred LMN_BACKEND_ERROR_UNSUPPORTED naming @op: the backend predates it.
+ */
+void lmn_backend_record_unsupported(LmnBackend *backend, const char *op);
+
 G_END_DECLS

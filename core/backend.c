@@ -176,6 +176,18 @@ gboolean lmn_backend_synchronize(LmnBackend *backend, GError **error)
     return ok;
 }
 
+void lmn_backend_record_unsupported(LmnBackend *backend, const char *op)
+{
+    g_mutex_lock(&backend->error_lock);
+    if (backend->deferred_error == NULL)
+        backend->deferred_error =
+            g_error_new(LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                        "backend '%s' (%s) does not implement the op '%s' this model needs; use "
+                        "another backend or a newer version of this one",
+                        backend->name, backend->path, op);
+    g_mutex_unlock(&backend->error_lock);
+}
+
 const LmnBackendVTable *lmn_backend_get_vtable(LmnBackend *backend)
 {
     g_return_val_if_fail(backend != NULL, NULL);

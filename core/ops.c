@@ -7,6 +7,7 @@
 #include "backend-private.h"
 
 #include <lamina/ops.h>
+#include <lamina/plugin.h>
 
 #define NUMEL(t) lmn_shape_numel(&(t)->shape)
 #define SAME_BACKEND(a, b) ((a)->backend == (b)->backend)
@@ -190,4 +191,170 @@ void lmn_op_kernel(const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffe
     for (guint i = 1; i < kernel->n_buffers; i++)
         g_return_if_fail(buffers[i] != NULL && buffers[i]->backend == be);
     be->vtable->kernel(be->context, kernel, n, buffers, scalars);
+}
+
+/* ---- ABI 1.1 ops: optional vtable members ---- */
+
+/* Dispatches to an optional member, or records that the backend lacks it. */
+#define DISPATCH_OPTIONAL(be, member, ...)                                                         \
+    do {                                                                                           \
+        if (LMN_VTABLE_HAS((be)->vtable, member))                                                 \
+            (be)->vtable->member((be)->context, __VA_ARGS__);                                      \
+        else                                                                                       \
+            lmn_backend_record_unsupported((be), #member);                                         \
+    } while (0)
+
+static gboolean geom_ok(const LmnConv2dGeom *g)
+{
+    return g != NULL && g->batch > 0 && g->channels > 0 && g->height > 0 && g->width > 0 &&
+           g->kernel_h > 0 && g->kernel_w > 0 && g->stride_h > 0 && g->stride_w > 0 &&
+           g->pad_h >= 0 && g->pad_w >= 0 && g->dilation_h > 0 && g->dilation_w > 0 &&
+           g->out_h > 0 && g->out_w > 0;
+}
+
+void lmn_op_im2col(const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g)
+{
+    g_return_if_fail(x != NULL && cols != NULL && SAME_BACKEND(x, cols) && geom_ok(g));
+    g_return_if_fail(NUMEL(x) == g->batch * g->channels * g->height * g->width);
+    g_return_if_fail(NUMEL(cols) ==
+                     g->batch * g->channels * g->kernel_h * g->kernel_w * g->out_h * g->out_w);
+    DISPATCH_OPTIONAL(cols->backend, im2col, x, cols, g);
+}
+
+void lmn_op_col2im(const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g)
+{
+    g_return_if_fail(cols != NULL && dx != NULL && SAME_BACKEND(cols, dx) && geom_ok(g));
+    g_return_if_fail(NUMEL(dx) == g->batch * g->channels * g->height * g->width);
+    g_return_if_fail(NUMEL(cols) ==
+                     g->batch * g->channels * g->kernel_h * g->kernel_w * g->out_h * g->out_w);
+    DISPATCH_OPTIONAL(dx->backend, col2im, cols, dx, g);
+}
+
+void lmn_op_pool2d(LmnPoolMode mode, const LmnTensor *x, LmnTensor *y, LmnTensor *argmax,
+                   const LmnConv2dGeom *g)
+{
+    g_return_if_fail(x != NULL && y != NULL && SAME_BACKEND(x, y) && geom_ok(g));
+    g_return_if_fail(mode != LMN_POOL_MAX || argmax != NULL);
+    g_return_if_fail(NUMEL(y) == g->batch * g->channels * g->out_h * g->out_w);
+    DISPATCH_OPTIONAL(y->backend, pool2d, mode, x, y, argmax, g);
+}
+
+void lmn_op_pool2d_backward(LmnPoolMode mode, const LmnTensor *dy, const LmnTensor *argmax,
+                            LmnTensor *dx, const LmnConv2dGeom *g)
+{
+    g_return_if_fail(dy != NULL && dx != NULL && SAME_BACKEND(dy, dx) && geom_ok(g));
+    g_return_if_fail(mode != LMN_POOL_MAX || argmax != NULL);
+    DISPATCH_OPTIONAL(dx->backend, pool2d_backward, mode, dy, argmax, dx, g);
+}
+
+void lmn_op_batchnorm_stats(const LmnTensor *x, LmnTensor *mean, LmnTensor *var, gint64 outer,
+                            gint64 channels, gint64 inner)
+{
+    g_return_if_fail(x != NULL && mean != NULL && var != NULL && SAME_BACKEND(x, mean));
+    g_return_if_fail(NUMEL(x) == outer * channels * inner && NUMEL(mean) == channels &&
+                     NUMEL(var) == channels);
+    DISPATCH_OPTIONAL(x->backend, batchnorm_stats, x, mean, var, outer, channels, inner);
+}
+
+void lmn_op_batchnorm_forward(const LmnTensor *x, const LmnTensor *mean, const LmnTensor *var,
+                              const LmnTensor *weight, const LmnTensor *bias, LmnTensor *y,
+                              float eps, gint64 outer, gint64 channels, gint64 inner)
+{
+    g_return_if_fail(x != NULL && mean != NULL && var != NULL && y != NULL);
+    g_return_if_fail(NUMEL(x) == outer * channels * inner && NUMEL(y) == NUMEL(x));
+    DISPATCH_OPTIONAL(y->backend, batchnorm_forward, x, mean, var, weight, bias, y, eps, outer,
+                      channels, inner);
+}
+
+void lmn_op_batchnorm_backward(const LmnTensor *x, const LmnTensor *dy, const LmnTensor *mean,
+                               const LmnTensor *var, const LmnTensor *weight, LmnTensor *dx,
+                               LmnTensor *dweight, LmnTensor *dbias, float eps, gint64 outer,
+                               gint64 channels, gint64 inner)
+{
+    g_return_if_fail(x != NULL && dy != NULL && mean != NULL && var != NULL && dx != NULL);
+    g_return_if_fail(NUMEL(x) == outer * channels * inner && NUMEL(dx) == NUMEL(x));
+    DISPATCH_OPTIONAL(dx->backend, batchnorm_backward, x, dy, mean, var, weight, dx, dweight,
+                      dbias, eps, outer, channels, inner);
+}
+
+void lmn_op_dropout(const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p, guint64 seed,
+                    guint64 stream)
+{
+    g_return_if_fail(x != NULL && y != NULL && mask != NULL && SAME_BACKEND(x, y));
+    g_return_if_fail(p >= 0.0f && p < 1.0f);
+    g_return_if_fail(NUMEL(x) == NUMEL(y) && NUMEL(mask) == NUMEL(x));
+    DISPATCH_OPTIONAL(y->backend, dropout, x, y, mask, p, seed, stream);
+}
+
+void lmn_op_random_normal(LmnTensor *t, float mean, float std, guint64 seed, guint64 stream)
+{
+    g_return_if_fail(t != NULL && t->dtype == LMN_DTYPE_F32);
+    DISPATCH_OPTIONAL(t->backend, random_normal, t, mean, std, seed, stream);
+}
+
+void lmn_op_clamp(LmnTensor *t, float lo, float hi)
+{
+    g_return_if_fail(t != NULL && t->dtype == LMN_DTYPE_F32 && lo <= hi);
+    DISPATCH_OPTIONAL(t->backend, clamp, t, lo, hi);
+}
+
+void lmn_op_softmax(const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols)
+{
+    g_return_if_fail(x != NULL && y != NULL && SAME_BACKEND(x, y));
+    g_return_if_fail(NUMEL(x) == rows * cols && NUMEL(y) == rows * cols);
+    DISPATCH_OPTIONAL(y->backend, softmax, x, y, rows, cols);
+}
+
+void lmn_op_softmax_backward(const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx, gint64 rows,
+                             gint64 cols)
+{
+    g_return_if_fail(y != NULL && dy != NULL && dx != NULL && SAME_BACKEND(y, dx));
+    g_return_if_fail(NUMEL(y) == rows * cols && NUMEL(dx) == rows * cols);
+    DISPATCH_OPTIONAL(dx->backend, softmax_backward, y, dy, dx, rows, cols);
+}
+
+void lmn_op_copy_block(LmnTensor *dst, gint64 dst_offset, gint64 dst_stride, const LmnTensor *src,
+                       gint64 src_offset, gint64 src_stride, gint64 rows, gint64 cols,
+                       float beta)
+{
+    g_return_if_fail(dst != NULL && src != NULL && SAME_BACKEND(dst, src));
+    g_return_if_fail(rows >= 0 && cols >= 0 && dst_offset >= 0 && src_offset >= 0);
+    if (rows == 0 || cols == 0)
+        return;
+    g_return_if_fail(dst_offset + (rows - 1) * dst_stride + cols <= NUMEL(dst));
+    g_return_if_fail(src_offset + (rows - 1) * src_stride + cols <= NUMEL(src));
+    DISPATCH_OPTIONAL(dst->backend, copy_block, dst, dst_offset, dst_stride, src, src_offset,
+                      src_stride, rows, cols, beta);
+}
+
+void lmn_op_gather_rows(const LmnTensor *table, const LmnTensor *indices, LmnTensor *out,
+                        gint64 n, gint64 dim)
+{
+    g_return_if_fail(table != NULL && indices != NULL && out != NULL && SAME_BACKEND(table, out));
+    g_return_if_fail(NUMEL(indices) >= n && NUMEL(out) == n * dim && NUMEL(table) % dim == 0);
+    DISPATCH_OPTIONAL(out->backend, gather_rows, table, indices, out, n, dim);
+}
+
+void lmn_op_scatter_add_rows(LmnTensor *table_grad, const LmnTensor *indices,
+                             const LmnTensor *src, gint64 n, gint64 dim)
+{
+    g_return_if_fail(table_grad != NULL && indices != NULL && src != NULL);
+    g_return_if_fail(NUMEL(indices) >= n && NUMEL(src) == n * dim &&
+                     NUMEL(table_grad) % dim == 0);
+    DISPATCH_OPTIONAL(table_grad->backend, scatter_add_rows, table_grad, indices, src, n, dim);
+}
+
+void lmn_op_bce_logits(const LmnTensor *x, const LmnTensor *target, LmnTensor *loss)
+{
+    g_return_if_fail(x != NULL && target != NULL && loss != NULL && SAME_BACKEND(x, loss));
+    g_return_if_fail(NUMEL(x) == NUMEL(target) && NUMEL(loss) == 1);
+    DISPATCH_OPTIONAL(loss->backend, bce_logits, x, target, loss);
+}
+
+void lmn_op_bce_logits_backward(const LmnTensor *x, const LmnTensor *target, LmnTensor *dx,
+                                float scale)
+{
+    g_return_if_fail(x != NULL && target != NULL && dx != NULL && SAME_BACKEND(x, dx));
+    g_return_if_fail(NUMEL(x) == NUMEL(target) && NUMEL(dx) == NUMEL(x));
+    DISPATCH_OPTIONAL(dx->backend, bce_logits_backward, x, target, dx, scale);
 }

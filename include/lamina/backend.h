@@ -84,6 +84,45 @@ typedef struct {
      * g_ptr_array_new_with_free_func(lmn_device_info_free). @auto_index: the one `auto` picks,
      * or -1. */
     GPtrArray *(*list_devices)(const LmnParams *params, gint *auto_index, GError **error);
+
+    /* ABI 1.1 ops (see ops.h).  Optional for the loader, so backends built against 1.0 still
+     * load; a model that uses a missing one fails with LMN_BACKEND_ERROR_UNSUPPORTED. */
+    void (*im2col)(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);
+    void (*col2im)(gpointer ctx, const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g);
+    void (*pool2d)(gpointer ctx, LmnPoolMode mode, const LmnTensor *x, LmnTensor *y,
+                   LmnTensor *argmax, const LmnConv2dGeom *g);
+    void (*pool2d_backward)(gpointer ctx, LmnPoolMode mode, const LmnTensor *dy,
+                            const LmnTensor *argmax, LmnTensor *dx, const LmnConv2dGeom *g);
+    void (*batchnorm_stats)(gpointer ctx, const LmnTensor *x, LmnTensor *mean, LmnTensor *var,
+                            gint64 outer, gint64 channels, gint64 inner);
+    void (*batchnorm_forward)(gpointer ctx, const LmnTensor *x, const LmnTensor *mean,
+                              const LmnTensor *var, const LmnTensor *weight,
+                              const LmnTensor *bias, LmnTensor *y, float eps, gint64 outer,
+                              gint64 channels, gint64 inner);
+    void (*batchnorm_backward)(gpointer ctx, const LmnTensor *x, const LmnTensor *dy,
+                               const LmnTensor *mean, const LmnTensor *var,
+                               const LmnTensor *weight, LmnTensor *dx, LmnTensor *dweight,
+                               LmnTensor *dbias, float eps, gint64 outer, gint64 channels,
+                               gint64 inner);
+    void (*dropout)(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p,
+                    guint64 seed, guint64 stream);
+    void (*random_normal)(gpointer ctx, LmnTensor *t, float mean, float std, guint64 seed,
+                          guint64 stream);
+    void (*clamp)(gpointer ctx, LmnTensor *t, float lo, float hi);
+    void (*softmax)(gpointer ctx, const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols);
+    void (*softmax_backward)(gpointer ctx, const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx,
+                             gint64 rows, gint64 cols);
+    void (*copy_block)(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                       const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                       gint64 cols, float beta);
+    void (*gather_rows)(gpointer ctx, const LmnTensor *table, const LmnTensor *indices,
+                        LmnTensor *out, gint64 n, gint64 dim);
+    void (*scatter_add_rows)(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
+                             const LmnTensor *src, gint64 n, gint64 dim);
+    void (*bce_logits)(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
+                       LmnTensor *loss);
+    void (*bce_logits_backward)(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
+                                LmnTensor *dx, float scale);
 } LmnBackendVTable;
 
 /**

@@ -23,6 +23,10 @@ typedef enum {
     LMN_UNARY_ELU = 5,        /* alpha */
     LMN_UNARY_SOFTPLUS = 6,   /* alpha = beta; threshold 20 as in PyTorch */
     LMN_UNARY_GELU = 7,       /* exact erf form */
+    /* ABI 1.1 */
+    LMN_UNARY_SIGN = 8,   /* -1, 0, 1; derivative 0 (L1 penalties) */
+    LMN_UNARY_ABS = 9,    /* derivative sign(x) */
+    LMN_UNARY_SQUARE = 10, /* derivative 2x */
     LMN_UNARY_COUNT
 } LmnUnaryOp;
 
@@ -38,6 +42,7 @@ typedef enum {
 typedef enum {
     LMN_REDUCE_SUM = 0,
     LMN_REDUCE_SUM_SQUARES = 1,
+    LMN_REDUCE_SUM_ABS = 2, /* ABI 1.1: L1 norms */
     LMN_REDUCE_COUNT
 } LmnReduceOp;
 
@@ -135,5 +140,135 @@ void lmn_op_count_correct(const LmnTensor *logits, const LmnTensor *labels, LmnT
  */
 void lmn_op_kernel(const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
                    const float *scalars);
+
+/* ---- ABI 1.1: ops for convolutional, normalisation, stochastic and sequence layers and for
+ * the training loop's regularisers.  Backends built against ABI 1.0 lack them; the core then
+ * records LMN_BACKEND_ERROR_UNSUPPORTED naming the op, reported at the next synchronisation. */
+
+/**
+ * LmnConv2dGeom:
+ * Geometry shared by im2col/col2im and pooling: input [batch, channels, height, width], kernel,
+ * stride, zero padding and dilation per axis, and the output size, which the caller computes as
+ * PyTorch does: out = floor((in + 2 pad - dilation (k - 1) - 1) / stride) + 1.
+ */
+typedef struct {
+    guint32 struct_size;
+    gint64 batch, channels, height, width;
+    gint64 kernel_h, kernel_w;
+    gint64 stride_h, stride_w;
+    gint64 pad_h, pad_w;
+    gint64 dilation_h, dilation_w;
+    gint64 out_h, out_w;
+    gpointer reserved[4];
+} LmnConv2dGeom;
+
+/**
+ * lmn_op_im2col:
+ * cols [batch, channels * kernel_h * kernel_w, out_h * out_w] from x [batch, channels, height,
+ * width]; row (c, i, j) holds x[c, oh * stride - pad + i * dilation, ...], 0 outside the image.
+ * A convolution is then one batched GEMM with the weight [out_ch, channels * kh * kw].
+ */
+void lmn_op_im2col(const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);
+/** lmn_op_col2im: the adjoint of im2col: dx (overwritten) = sum of cols entries per pixel. */
+void lmn_op_col2im(const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g);
+
+/** LmnPoolMode: pooling functions.  Append only. */
+typedef enum {
+    LMN_POOL_MAX = 0,
+    LMN_POOL_AVG = 1, /* divides by the kernel area including padding (PyTorch's default) */
+} LmnPoolMode;
+
+/**
+ * lmn_op_pool2d:
+ * y [batch, channels, out_h, out_w] from x by @mode over each window.  For LMN_POOL_MAX,
+ * @argmax (i32, like y) receives the flat index h * width + w of each maximum (first one wins;
+ * padding never wins); it may be NULL for AVG.  Dilation applies as in PyTorch's MaxPool2d.
+ */
+void lmn_op_pool2d(LmnPoolMode mode, const LmnTensor *x, LmnTensor *y, LmnTensor *argmax,
+                   const LmnConv2dGeom *g);
+/** lmn_op_pool2d_backward: dx (overwritten) from dy, routed through @argmax for MAX. */
+void lmn_op_pool2d_backward(LmnPoolMode mode, const LmnTensor *dy, const LmnTensor *argmax,
+                            LmnTensor *dx, const LmnConv2dGeom *g);
+
+/**
+ * lmn_op_batchnorm_stats:
+ * Per channel of x viewed as [outer, channels, inner]: mean and biased variance (divided by
+ * outer * inner), accumulated in double.
+ */
+void lmn_op_batchnorm_stats(const LmnTensor *x, LmnTensor *mean, LmnTensor *var, gint64 outer,
+                            gint64 channels, gint64 inner);
+/**
+ * lmn_op_batchnorm_forward:
+ * y = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c]; @weight and @bias may be NULL
+ * (1 and 0).  Used with batch statistics in training and running statistics in evaluation.
+ */
+void lmn_op_batchnorm_forward(const LmnTensor *x, const LmnTensor *mean, const LmnTensor *var,
+                              const LmnTensor *weight, const LmnTensor *bias, LmnTensor *y,
+                              float eps, gint64 outer, gint64 channels, gint64 inner);
+/**
+ * lmn_op_batchnorm_backward:
+ * The training-mode gradient (statistics computed from the batch itself): dx overwritten, and
+ * dweight, dbias (overwritten; either may be NULL when not affine).
+ */
+void lmn_op_batchnorm_backward(const LmnTensor *x, const LmnTensor *dy, const LmnTensor *mean,
+                               const LmnTensor *var, const LmnTensor *weight, LmnTensor *dx,
+                               LmnTensor *dweight, LmnTensor *dbias, float eps, gint64 outer,
+                               gint64 channels, gint64 inner);
+
+/**
+ * lmn_op_dropout:
+ * mask[i] = u(i) >= p ? 1 / (1 - p) : 0 and y = x * mask, where u(i) is the uniform draw of
+ * element i of Philox stream (@seed, @stream): with w = philox4x32(key = seed,
+ * ctr = {i / 4 (64-bit, low word first), stream (low word first)})[i % 4], u = (w >> 8) * 2^-24.
+ * Every backend produces the same mask.  Backward is y = dy * mask (lmn_op_binary MUL).
+ */
+void lmn_op_dropout(const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p, guint64 seed,
+                    guint64 stream);
+/**
+ * lmn_op_random_normal:
+ * t[i] = mean + std * z(i), with z(i) from the Philox block at counter i (as for dropout):
+ * u1 = ((w0 >> 8) + 1) * 2^-24, u2 = (w1 >> 8) * 2^-24, z = sqrt(-2 ln u1) cos(2 pi u2).
+ * Gradient noise and stochastic initialisation on the device use it.
+ */
+void lmn_op_random_normal(LmnTensor *t, float mean, float std, guint64 seed, guint64 stream);
+/** lmn_op_clamp: t = min(max(t, lo), hi) element-wise (gradient clipping by value). */
+void lmn_op_clamp(LmnTensor *t, float lo, float hi);
+
+/** lmn_op_softmax: y = softmax of each row of x viewed as [rows, cols] (stable). */
+void lmn_op_softmax(const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols);
+/** lmn_op_softmax_backward: dx = y * (dy - sum(dy * y)) row-wise. */
+void lmn_op_softmax_backward(const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx, gint64 rows,
+                             gint64 cols);
+
+/**
+ * lmn_op_copy_block:
+ * dst[dst_offset + r * dst_stride + c] = src[src_offset + r * src_stride + c]
+ *                                        + beta * dst[...]  for r < rows, c < cols
+ * (element offsets and strides).  Concatenation, splitting and sequence slicing use it.
+ */
+void lmn_op_copy_block(LmnTensor *dst, gint64 dst_offset, gint64 dst_stride, const LmnTensor *src,
+                       gint64 src_offset, gint64 src_stride, gint64 rows, gint64 cols,
+                       float beta);
+
+/**
+ * lmn_op_gather_rows:
+ * out[i, :] = table[idx[i], :] for i < n, table [V, dim]; @indices is f32 (integral values) or
+ * i32.  Indices are validated by the layer; out-of-range rows produce zeros.
+ */
+void lmn_op_gather_rows(const LmnTensor *table, const LmnTensor *indices, LmnTensor *out,
+                        gint64 n, gint64 dim);
+/** lmn_op_scatter_add_rows: table_grad[idx[i], :] += src[i, :] (the adjoint of gather_rows). */
+void lmn_op_scatter_add_rows(LmnTensor *table_grad, const LmnTensor *indices,
+                             const LmnTensor *src, gint64 n, gint64 dim);
+
+/**
+ * lmn_op_bce_logits:
+ * loss[0] = mean over all elements of max(x, 0) - x t + log(1 + exp(-|x|)) (PyTorch's
+ * BCEWithLogitsLoss, reduction mean).
+ */
+void lmn_op_bce_logits(const LmnTensor *x, const LmnTensor *target, LmnTensor *loss);
+/** lmn_op_bce_logits_backward: dx = scale * (sigmoid(x) - t). */
+void lmn_op_bce_logits_backward(const LmnTensor *x, const LmnTensor *target, LmnTensor *dx,
+                                float scale);
 
 G_END_DECLS

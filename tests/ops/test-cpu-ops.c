@@ -546,6 +546,9 @@ static const struct {
     {LMN_UNARY_SOFTPLUS, "softplus", 1.0f, FALSE},
     {LMN_UNARY_SOFTPLUS, "softplus(beta=2)", 2.0f, FALSE},
     {LMN_UNARY_GELU, "gelu", 0.0f, FALSE},
+    {LMN_UNARY_SIGN, "sign", 0.0f, TRUE},
+    {LMN_UNARY_ABS, "abs", 0.0f, TRUE},
+    {LMN_UNARY_SQUARE, "square", 0.0f, FALSE},
 };
 
 static double unary_ref(LmnUnaryOp op, double x, double a)
@@ -567,6 +570,12 @@ static double unary_ref(LmnUnaryOp op, double x, double a)
         return a * x > 20.0 ? x : log1p(exp(a * x)) / a;
     case LMN_UNARY_GELU:
         return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    case LMN_UNARY_SIGN:
+        return x > 0 ? 1 : (x < 0 ? -1 : 0);
+    case LMN_UNARY_ABS:
+        return fabs(x);
+    case LMN_UNARY_SQUARE:
+        return x * x;
     default:
         g_assert_not_reached();
     }
@@ -628,6 +637,12 @@ static double unary_derivative_ref(LmnUnaryOp op, double x, double a)
         return a * x > 20.0 ? 1 : 1.0 / (1.0 + exp(-a * x));
     case LMN_UNARY_GELU:
         return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * G_PI);
+    case LMN_UNARY_SIGN:
+        return 0;
+    case LMN_UNARY_ABS:
+        return x > 0 ? 1 : (x < 0 ? -1 : 0); /* 0 at 0, as in PyTorch */
+    case LMN_UNARY_SQUARE:
+        return 2 * x;
     default:
         g_assert_not_reached();
     }
@@ -783,6 +798,12 @@ static void test_reduce(void)
         lmn_op_fill(out, NAN);
         lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, tx, out, -1.0f, 0.0f);
         g_assert_cmpfloat_with_epsilon(read_scalar(out), -sumsq, 2e-7 * sumsq);
+        /* SUM_ABS: the L1 norm */
+        lmn_op_reduce(LMN_REDUCE_SUM_ABS, tx, out, 0.5f, 0.0f);
+        g_assert_cmpfloat_with_epsilon(read_scalar(out), 0.5 * mag, 2e-7 * mag);
+        lmn_op_reduce(LMN_REDUCE_SUM_ABS, tx, out, 1.0f, -1.0f);
+        w = -(double) (float) (0.5 * mag) + mag;
+        g_assert_cmpfloat_with_epsilon(read_scalar(out), w, 2e-7 * mag);
 
         /* The sum does not depend on the thread count: 1 and 3 threads agree bit for bit. */
         LmnTensor *tx1 = tensor_on(backend_1, n, x);
@@ -1103,6 +1124,1072 @@ static void test_errors(void)
     g_clear_error(&error);
 }
 
+/* ==== ABI 1.1 ops ==== */
+
+static LmnTensor *tensor_i32_on(LmnBackend *be, gint64 n, const gint32 *data)
+{
+    g_autoptr(GError) error = NULL;
+    LmnShape shape = lmn_shape_make(1, n);
+    LmnTensor *t = lmn_tensor_new(be, LMN_DTYPE_I32, &shape, &error);
+    g_assert_no_error(error);
+    if (data != NULL) {
+        lmn_tensor_write(t, data, (gsize) n * sizeof(gint32), &error);
+        g_assert_no_error(error);
+    }
+    return t;
+}
+
+static gint32 *read_all_i32(LmnTensor *t)
+{
+    g_autoptr(GError) error = NULL;
+    gsize n = (gsize) lmn_tensor_numel(t);
+    gint32 *v = g_new(gint32, MAX(n, 1));
+    g_assert_true(lmn_tensor_read(t, v, n * sizeof(gint32), &error));
+    g_assert_no_error(error);
+    return v;
+}
+
+static double dot_fd(const float *a, const double *b, gsize n)
+{
+    double s = 0;
+    for (gsize i = 0; i < n; i++)
+        s += (double) a[i] * b[i];
+    return s;
+}
+
+/* ---- convolution geometry: im2col, col2im ---- */
+
+/* {batch, channels, height, width, kh, kw, sh, sw, ph, pw, dh, dw} */
+typedef struct {
+    gint64 v[12];
+} GeomCase;
+
+static LmnConv2dGeom make_geom(const GeomCase *gc)
+{
+    const gint64 *v = gc->v;
+    LmnConv2dGeom g = {
+        .struct_size = sizeof(LmnConv2dGeom),
+        .batch = v[0],
+        .channels = v[1],
+        .height = v[2],
+        .width = v[3],
+        .kernel_h = v[4],
+        .kernel_w = v[5],
+        .stride_h = v[6],
+        .stride_w = v[7],
+        .pad_h = v[8],
+        .pad_w = v[9],
+        .dilation_h = v[10],
+        .dilation_w = v[11],
+    };
+    /* PyTorch's output size */
+    g.out_h = (g.height + 2 * g.pad_h - g.dilation_h * (g.kernel_h - 1) - 1) / g.stride_h + 1;
+    g.out_w = (g.width + 2 * g.pad_w - g.dilation_w * (g.kernel_w - 1) - 1) / g.stride_w + 1;
+    g_assert_cmpint(g.out_h, >, 0);
+    g_assert_cmpint(g.out_w, >, 0);
+    return g;
+}
+
+static gint64 geom_x_size(const LmnConv2dGeom *g)
+{
+    return g->batch * g->channels * g->height * g->width;
+}
+
+static gint64 geom_cols_size(const LmnConv2dGeom *g)
+{
+    return g->batch * g->channels * g->kernel_h * g->kernel_w * g->out_h * g->out_w;
+}
+
+static gint64 geom_y_size(const LmnConv2dGeom *g)
+{
+    return g->batch * g->channels * g->out_h * g->out_w;
+}
+
+/* The input pixel (b, c, ih, iw) that cols entry (b, (c, i, j), (oh, ow)) holds, or -1 for
+ * padding; written straight from the definition in ops.h. */
+static gint64 im2col_source(const LmnConv2dGeom *g, gint64 b, gint64 c, gint64 i, gint64 j,
+                            gint64 oh, gint64 ow)
+{
+    gint64 ih = oh * g->stride_h - g->pad_h + i * g->dilation_h;
+    gint64 iw = ow * g->stride_w - g->pad_w + j * g->dilation_w;
+    if (ih < 0 || ih >= g->height || iw < 0 || iw >= g->width)
+        return -1;
+    return ((b * g->channels + c) * g->height + ih) * g->width + iw;
+}
+
+/* Calls @f(cols index, x index or -1) for every cols entry. */
+#define FOR_EACH_COL(g, CI, XI, BODY)                                                              \
+    for (gint64 b_ = 0; b_ < (g)->batch; b_++)                                                     \
+        for (gint64 c_ = 0; c_ < (g)->channels; c_++)                                              \
+            for (gint64 i_ = 0; i_ < (g)->kernel_h; i_++)                                          \
+                for (gint64 j_ = 0; j_ < (g)->kernel_w; j_++)                                      \
+                    for (gint64 oh_ = 0; oh_ < (g)->out_h; oh_++)                                  \
+                        for (gint64 ow_ = 0; ow_ < (g)->out_w; ow_++) {                            \
+                            gint64 CI = ((((b_ * (g)->channels + c_) * (g)->kernel_h + i_) *       \
+                                              (g)->kernel_w +                                      \
+                                          j_) *                                                    \
+                                             (g)->out_h +                                          \
+                                         oh_) *                                                    \
+                                            (g)->out_w +                                           \
+                                        ow_;                                                       \
+                            gint64 XI = im2col_source((g), b_, c_, i_, j_, oh_, ow_);              \
+                            BODY;                                                                  \
+                        }
+
+static const GeomCase conv_geoms[] = {
+    {{2, 3, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1}},    /* same padding */
+    {{1, 2, 8, 7, 3, 2, 2, 2, 1, 0, 1, 1}},    /* stride 2, non-square kernel */
+    {{3, 2, 9, 10, 3, 3, 2, 1, 2, 2, 2, 2}},   /* padding 2, dilation 2 */
+    {{2, 4, 5, 5, 1, 1, 1, 1, 0, 0, 1, 1}},    /* 1x1 */
+    {{1, 1, 6, 11, 5, 3, 3, 2, 2, 1, 1, 2}},   /* mixed strides and dilations */
+    {{2, 3, 4, 4, 5, 5, 1, 1, 2, 2, 1, 1}},    /* kernel larger than the image */
+    {{1, 2, 13, 6, 2, 4, 2, 3, 1, 2, 3, 1}},   /* odd everything */
+    {{4, 16, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1}}, /* big enough for the pool */
+};
+
+static void test_im2col_col2im(void)
+{
+    for (gsize gi = 0; gi < G_N_ELEMENTS(conv_geoms); gi++) {
+        LmnConv2dGeom g = make_geom(&conv_geoms[gi]);
+        const gint64 nx = geom_x_size(&g), nc = geom_cols_size(&g);
+        g_autofree float *x = random_floats(nx, -1, 1);
+        g_autofree float *cin = random_floats(nc, -1, 1);
+        LmnTensor *tx = tensor_f32(nx, x), *tcols = tensor_f32(nc, NULL);
+        /* NaN garbage: im2col must overwrite every entry, padding included. */
+        lmn_op_fill(tcols, NAN);
+        lmn_op_im2col(tx, tcols, &g);
+        g_autofree float *cols = read_all(tcols);
+        FOR_EACH_COL(&g, ci, xi, {
+            float want = xi < 0 ? 0.0f : x[xi];
+            if (cols[ci] != want)
+                g_error("im2col geometry %" G_GSIZE_FORMAT ": cols[%" G_GINT64_FORMAT
+                        "] = %g, want %g",
+                        gi, ci, cols[ci], want);
+        });
+
+        /* col2im against the scatter-add definition, dx overwritten (NaN garbage first) */
+        g_autofree double *want = g_new0(double, nx);
+        FOR_EACH_COL(&g, ci, xi, {
+            if (xi >= 0)
+                want[xi] += cin[ci];
+        });
+        LmnTensor *tc = tensor_f32(nc, cin), *tdx = tensor_f32(nx, NULL);
+        lmn_op_fill(tdx, NAN);
+        lmn_op_col2im(tc, tdx, &g);
+        g_autofree float *dx = read_all(tdx);
+        g_autofree char *what = g_strdup_printf("col2im geometry %" G_GSIZE_FORMAT, gi);
+        assert_close(what, dx, want, nx, 1e-5, 1e-6);
+
+        /* The adjoint identity <im2col(x), c> == <x, col2im(c)>. */
+        double lhs = 0, rhs = 0, mag = 0;
+        for (gint64 i = 0; i < nc; i++) {
+            lhs += (double) cols[i] * cin[i];
+            mag += fabs((double) cols[i] * cin[i]);
+        }
+        for (gint64 i = 0; i < nx; i++)
+            rhs += (double) x[i] * dx[i];
+        g_assert_cmpfloat_with_epsilon(lhs, rhs, 1e-6 * mag + 1e-9);
+
+        /* Thread count does not change the result. */
+        LmnTensor *tc1 = tensor_on(backend_1, nc, cin), *tdx1 = tensor_on(backend_1, nx, NULL);
+        lmn_op_col2im(tc1, tdx1, &g);
+        g_autofree float *dx1 = read_all(tdx1);
+        g_assert_cmpmem(dx1, nx * sizeof(float), dx, nx * sizeof(float));
+        lmn_tensor_unref(tc1);
+        lmn_tensor_unref(tdx1);
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(tcols);
+        lmn_tensor_unref(tc);
+        lmn_tensor_unref(tdx);
+    }
+}
+
+/* A convolution as im2col + one batched GEMM (weight broadcast with stride 0), against a naive
+ * direct convolution in double. */
+static void test_conv_via_im2col(void)
+{
+    const gint64 out_channels[] = {5, 1, 7, 4};
+    const gsize geoms[] = {0, 2, 4, 6};
+    for (gsize t = 0; t < G_N_ELEMENTS(geoms); t++) {
+        LmnConv2dGeom g = make_geom(&conv_geoms[geoms[t]]);
+        const gint64 OC = out_channels[t];
+        const gint64 K = g.channels * g.kernel_h * g.kernel_w, P = g.out_h * g.out_w;
+        const gint64 nx = geom_x_size(&g), nc = geom_cols_size(&g), ny = g.batch * OC * P;
+        g_autofree float *x = random_floats(nx, -1, 1);
+        g_autofree float *w = random_floats(OC * K, -1, 1);
+        LmnTensor *tx = tensor_f32(nx, x), *tw = tensor_f32(OC * K, w);
+        LmnTensor *tcols = tensor_f32(nc, NULL), *ty = tensor_f32(ny, NULL);
+        lmn_op_im2col(tx, tcols, &g);
+        LmnGemm gemm = {.struct_size = sizeof(LmnGemm),
+                        .m = OC,
+                        .n = P,
+                        .k = K,
+                        .alpha = 1.0f,
+                        .beta = 0.0f,
+                        .a = tw,
+                        .b = tcols,
+                        .c = ty,
+                        .batch = g.batch,
+                        .stride_a = 0,
+                        .stride_b = K * P,
+                        .stride_c = OC * P};
+        lmn_op_gemm(&gemm);
+        g_autofree float *y = read_all(ty);
+        g_autofree double *want = g_new0(double, ny);
+        for (gint64 b = 0; b < g.batch; b++)
+            for (gint64 o = 0; o < OC; o++)
+                for (gint64 oh = 0; oh < g.out_h; oh++)
+                    for (gint64 ow = 0; ow < g.out_w; ow++) {
+                        double s = 0;
+                        for (gint64 c = 0; c < g.channels; c++)
+                            for (gint64 i = 0; i < g.kernel_h; i++)
+                                for (gint64 j = 0; j < g.kernel_w; j++) {
+                                    gint64 ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
+                                    gint64 iw = ow * g.stride_w - g.pad_w + j * g.dilation_w;
+                                    if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width)
+                                        continue;
+                                    s += (double) w[(o * g.channels + c) * g.kernel_h * g.kernel_w +
+                                                    i * g.kernel_w + j] *
+                                         x[((b * g.channels + c) * g.height + ih) * g.width + iw];
+                                }
+                        want[(b * OC + o) * P + oh * g.out_w + ow] = s;
+                    }
+        assert_close("conv via im2col", y, want, ny, 1e-5, 1e-5);
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(tw);
+        lmn_tensor_unref(tcols);
+        lmn_tensor_unref(ty);
+    }
+}
+
+/* ---- pooling ---- */
+
+/* Naive pooling in double; for MAX, @arg receives the first maximum's flat index in its plane. */
+static void pool_reference(LmnPoolMode mode, const LmnConv2dGeom *g, const float *x, double *y,
+                           gint32 *arg)
+{
+    const gint64 HW = g->height * g->width;
+    for (gint64 p = 0; p < g->batch * g->channels; p++)
+        for (gint64 oh = 0; oh < g->out_h; oh++)
+            for (gint64 ow = 0; ow < g->out_w; ow++) {
+                double best = -INFINITY, sum = 0;
+                gint64 best_i = -1;
+                for (gint64 i = 0; i < g->kernel_h; i++)
+                    for (gint64 j = 0; j < g->kernel_w; j++) {
+                        gint64 ih = oh * g->stride_h - g->pad_h + i * g->dilation_h;
+                        gint64 iw = ow * g->stride_w - g->pad_w + j * g->dilation_w;
+                        if (ih < 0 || ih >= g->height || iw < 0 || iw >= g->width)
+                            continue; /* padding: 0 for AVG, never the maximum */
+                        double v = x[p * HW + ih * g->width + iw];
+                        sum += v;
+                        if (best_i < 0 || v > best) {
+                            best = v;
+                            best_i = ih * g->width + iw;
+                        }
+                    }
+                gint64 o = (p * g->out_h + oh) * g->out_w + ow;
+                if (mode == LMN_POOL_MAX) {
+                    y[o] = best;
+                    arg[o] = (gint32) best_i;
+                } else {
+                    y[o] = sum / (double) (g->kernel_h * g->kernel_w);
+                }
+            }
+}
+
+static const GeomCase pool_geoms[] = {
+    {{2, 3, 7, 9, 3, 3, 2, 2, 1, 1, 1, 1}},
+    {{1, 2, 8, 8, 2, 2, 2, 2, 0, 0, 1, 1}},
+    {{2, 2, 9, 11, 3, 2, 1, 2, 1, 1, 1, 1}},
+    {{3, 5, 10, 7, 3, 3, 3, 3, 1, 1, 1, 1}},
+    {{1, 3, 6, 5, 2, 3, 1, 1, 1, 1, 1, 1}},
+    {{8, 16, 32, 32, 2, 2, 2, 2, 0, 0, 1, 1}}, /* big enough for the pool */
+};
+
+/* MAX only: PyTorch's MaxPool2d dilation */
+static const GeomCase pool_dilated_geoms[] = {
+    {{2, 2, 9, 11, 3, 2, 1, 2, 1, 1, 2, 2}},
+    {{1, 3, 12, 10, 3, 3, 2, 1, 1, 0, 2, 3}},
+};
+
+static void check_pool(LmnPoolMode mode, const GeomCase *gc)
+{
+    LmnConv2dGeom g = make_geom(gc);
+    const gint64 nx = geom_x_size(&g), ny = geom_y_size(&g);
+    const gint64 HW = g.height * g.width, OHW = g.out_h * g.out_w;
+    g_autofree float *x = random_floats(nx, -3, 3);
+    g_autofree float *dy = random_floats(ny, -1, 1);
+    g_autofree double *want = g_new(double, ny);
+    g_autofree gint32 *want_arg = g_new(gint32, ny);
+    pool_reference(mode, &g, x, want, want_arg);
+    LmnTensor *tx = tensor_f32(nx, x), *ty = tensor_f32(ny, NULL);
+    LmnTensor *targ = mode == LMN_POOL_MAX ? tensor_i32(ny, NULL) : NULL;
+    lmn_op_pool2d(mode, tx, ty, targ, &g);
+    g_autofree float *y = read_all(ty);
+    const char *name = mode == LMN_POOL_MAX ? "max pool" : "avg pool";
+    assert_close(name, y, want, ny, 1e-6, 1e-6);
+
+    LmnTensor *tdy = tensor_f32(ny, dy), *tdx = tensor_f32(nx, NULL);
+    lmn_op_fill(tdx, NAN); /* overwritten, not accumulated */
+    lmn_op_pool2d_backward(mode, tdy, targ, tdx, &g);
+    g_autofree float *dx = read_all(tdx);
+    g_autofree double *want_dx = g_new0(double, nx);
+    if (mode == LMN_POOL_MAX) {
+        g_autofree gint32 *arg = read_all_i32(targ);
+        g_assert_cmpmem(arg, ny * sizeof(gint32), want_arg, ny * sizeof(gint32));
+        /* Routing: each dy goes to its window's maximum, summed where windows overlap. */
+        for (gint64 o = 0; o < ny; o++)
+            want_dx[(o / OHW) * HW + want_arg[o]] += dy[o];
+        assert_close("max pool backward", dx, want_dx, nx, 1e-6, 1e-6);
+    } else {
+        for (gint64 p = 0; p < g.batch * g.channels; p++)
+            for (gint64 oh = 0; oh < g.out_h; oh++)
+                for (gint64 ow = 0; ow < g.out_w; ow++)
+                    for (gint64 i = 0; i < g.kernel_h; i++)
+                        for (gint64 j = 0; j < g.kernel_w; j++) {
+                            gint64 ih = oh * g.stride_h - g.pad_h + i * g.dilation_h;
+                            gint64 iw = ow * g.stride_w - g.pad_w + j * g.dilation_w;
+                            if (ih >= 0 && ih < g.height && iw >= 0 && iw < g.width)
+                                want_dx[p * HW + ih * g.width + iw] +=
+                                    dy[(p * g.out_h + oh) * g.out_w + ow] /
+                                    (double) (g.kernel_h * g.kernel_w);
+                        }
+        assert_close("avg pool backward", dx, want_dx, nx, 1e-5, 1e-6);
+    }
+
+    /* Central finite differences of L = <dy, pool(x)> on small cases (MAX away from ties). */
+    if (nx <= 2000) {
+        g_autofree double *yp = g_new(double, ny);
+        g_autofree double *ym = g_new(double, ny);
+        g_autofree gint32 *scratch = g_new(gint32, ny);
+        const double h = 1e-3;
+        for (gint64 i = 0; i < nx; i++) {
+            const float xi = x[i];
+            x[i] = (float) (xi + h);
+            pool_reference(mode, &g, x, yp, scratch);
+            x[i] = (float) (xi - h);
+            pool_reference(mode, &g, x, ym, scratch);
+            const double hp = (double) (float) (xi + h) - xi, hm = xi - (double) (float) (xi - h);
+            x[i] = xi;
+            double lp = 0, lm = 0;
+            for (gint64 o = 0; o < ny; o++) {
+                lp += dy[o] * yp[o];
+                lm += dy[o] * ym[o];
+            }
+            const double fd = (lp - lm) / (hp + hm);
+            if (!(fabs(dx[i] - fd) <= 1e-3 * fabs(fd) + 1e-4))
+                g_error("%s backward: finite differences at x[%" G_GINT64_FORMAT
+                        "]: backward %.7g, want %.7g",
+                        name, i, dx[i], fd);
+        }
+    }
+
+    /* Thread count does not change the result. */
+    LmnTensor *tdy1 = tensor_on(backend_1, ny, dy), *tdx1 = tensor_on(backend_1, nx, NULL);
+    LmnTensor *targ1 = mode == LMN_POOL_MAX ? tensor_i32_on(backend_1, ny, want_arg) : NULL;
+    lmn_op_pool2d_backward(mode, tdy1, targ1, tdx1, &g);
+    g_autofree float *dx1 = read_all(tdx1);
+    g_assert_cmpmem(dx1, nx * sizeof(float), dx, nx * sizeof(float));
+    g_clear_pointer(&targ1, lmn_tensor_unref);
+    lmn_tensor_unref(tdy1);
+    lmn_tensor_unref(tdx1);
+    g_clear_pointer(&targ, lmn_tensor_unref);
+    lmn_tensor_unref(tx);
+    lmn_tensor_unref(ty);
+    lmn_tensor_unref(tdy);
+    lmn_tensor_unref(tdx);
+}
+
+static void test_pool(void)
+{
+    for (gsize gi = 0; gi < G_N_ELEMENTS(pool_geoms); gi++) {
+        check_pool(LMN_POOL_MAX, &pool_geoms[gi]);
+        check_pool(LMN_POOL_AVG, &pool_geoms[gi]);
+    }
+    for (gsize gi = 0; gi < G_N_ELEMENTS(pool_dilated_geoms); gi++)
+        check_pool(LMN_POOL_MAX, &pool_dilated_geoms[gi]);
+
+    /* Ties: the first maximum in window order wins, and padding never wins even over negative
+     * values (a window at the corner of an all -5 image). */
+    const GeomCase tie = {{1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1}};
+    LmnConv2dGeom g = make_geom(&tie);
+    float x[16];
+    for (int i = 0; i < 16; i++)
+        x[i] = -5.0f;
+    LmnTensor *tx = tensor_f32(16, x), *ty = tensor_f32(16, NULL), *targ = tensor_i32(16, NULL);
+    lmn_op_pool2d(LMN_POOL_MAX, tx, ty, targ, &g);
+    g_autofree float *y = read_all(ty);
+    g_autofree gint32 *arg = read_all_i32(targ);
+    for (int oh = 0; oh < 4; oh++)
+        for (int ow = 0; ow < 4; ow++) {
+            g_assert_cmpfloat(y[oh * 4 + ow], ==, -5.0f);
+            g_assert_cmpint(arg[oh * 4 + ow], ==, MAX(oh - 1, 0) * 4 + MAX(ow - 1, 0));
+        }
+    /* AVG counts the padding in the divisor (PyTorch's count_include_pad): corner = 4 / 9. */
+    lmn_op_fill(tx, 1.0f);
+    lmn_op_pool2d(LMN_POOL_AVG, tx, ty, NULL, &g);
+    g_autofree float *avg = read_all(ty);
+    g_assert_cmpfloat_with_epsilon(avg[0], 4.0 / 9.0, 1e-7);
+    g_assert_cmpfloat_with_epsilon(avg[1], 6.0 / 9.0, 1e-7);
+    g_assert_cmpfloat_with_epsilon(avg[5], 1.0, 1e-7);
+    lmn_tensor_unref(tx);
+    lmn_tensor_unref(ty);
+    lmn_tensor_unref(targ);
+}
+
+/* ---- batch normalisation ---- */
+
+/* Batch statistics and y = BN(x) in double, x [outer, C, inner]. */
+static void bn_reference(const double *x, const double *w, const double *b, gint64 O, gint64 C,
+                         gint64 I, double eps, double *mean, double *var, double *y)
+{
+    const double M = (double) (O * I);
+    for (gint64 c = 0; c < C; c++) {
+        double s = 0, v = 0;
+        for (gint64 o = 0; o < O; o++)
+            for (gint64 i = 0; i < I; i++)
+                s += x[(o * C + c) * I + i];
+        const double m = s / M;
+        for (gint64 o = 0; o < O; o++)
+            for (gint64 i = 0; i < I; i++) {
+                double d = x[(o * C + c) * I + i] - m;
+                v += d * d;
+            }
+        mean[c] = m;
+        var[c] = v / M;
+        if (y != NULL)
+            for (gint64 o = 0; o < O; o++)
+                for (gint64 i = 0; i < I; i++) {
+                    gint64 e = (o * C + c) * I + i;
+                    y[e] = (x[e] - m) / sqrt(var[c] + eps) * (w ? w[c] : 1.0) + (b ? b[c] : 0.0);
+                }
+    }
+}
+
+static double *to_double(const float *v, gsize n)
+{
+    double *d = g_new(double, MAX(n, 1));
+    for (gsize i = 0; i < n; i++)
+        d[i] = v[i];
+    return d;
+}
+
+static void test_batchnorm(void)
+{
+    const gint64 shapes[][3] = {{7, 3, 5},    {16, 5, 1},    {5, 130, 1}, {3, 2, 1},
+                                {4, 3, 3000}, {300, 200, 1}, {2, 1, 17}};
+    const float eps = 1e-5f;
+    for (gsize s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const gint64 O = shapes[s][0], C = shapes[s][1], I = shapes[s][2], n = O * C * I;
+        /* An offset mean: a one-pass E[x^2] - E[x]^2 in float would lose the variance. */
+        g_autofree float *x = random_floats(n, 2.0, 4.0);
+        g_autofree float *dy = random_floats(n, -1, 1);
+        g_autofree float *w = random_floats(C, 0.5, 1.5);
+        g_autofree float *bias = random_floats(C, -1, 1);
+        g_autofree double *xd = to_double(x, n), *wd = to_double(w, C), *bd = to_double(bias, C);
+        g_autofree double *mean = g_new(double, C), *var = g_new(double, C);
+        g_autofree double *y = g_new(double, n);
+        bn_reference(xd, wd, bd, O, C, I, eps, mean, var, y);
+
+        LmnTensor *tx = tensor_f32(n, x), *tdy = tensor_f32(n, dy);
+        LmnTensor *tw = tensor_f32(C, w), *tb = tensor_f32(C, bias);
+        LmnTensor *tm = tensor_f32(C, NULL), *tv = tensor_f32(C, NULL), *ty = tensor_f32(n, NULL);
+        lmn_op_batchnorm_stats(tx, tm, tv, O, C, I);
+        g_autofree float *gm = read_all(tm), *gv = read_all(tv);
+        assert_close("batchnorm mean", gm, mean, C, 1e-6, 1e-7);
+        assert_close("batchnorm var", gv, var, C, 1e-5, 1e-8);
+
+        lmn_op_batchnorm_forward(tx, tm, tv, tw, tb, ty, eps, O, C, I);
+        g_autofree float *gy = read_all(ty);
+        assert_close("batchnorm forward", gy, y, n, 1e-4, 1e-4);
+        /* without affine parameters (weight 1, bias 0), in place */
+        g_autofree double *y0 = g_new(double, n);
+        bn_reference(xd, NULL, NULL, O, C, I, eps, mean, var, y0);
+        LmnTensor *tx2 = tensor_f32(n, x);
+        lmn_op_batchnorm_forward(tx2, tm, tv, NULL, NULL, tx2, eps, O, C, I);
+        g_autofree float *gy0 = read_all(tx2);
+        assert_close("batchnorm forward, not affine", gy0, y0, n, 1e-4, 1e-4);
+
+        /* Backward against the analytic training-mode gradient in double. */
+        LmnTensor *tdx = tensor_f32(n, NULL), *tdw = tensor_f32(C, NULL),
+                  *tdb = tensor_f32(C, NULL);
+        lmn_op_fill(tdw, NAN);
+        lmn_op_fill(tdb, NAN);
+        lmn_op_batchnorm_backward(tx, tdy, tm, tv, tw, tdx, tdw, tdb, eps, O, C, I);
+        g_autofree float *gdx = read_all(tdx), *gdw = read_all(tdw), *gdb = read_all(tdb);
+        g_autofree double *wdx = g_new(double, n);
+        g_autofree double *wdw = g_new0(double, C), *wdb = g_new0(double, C);
+        const double M = (double) (O * I);
+        for (gint64 c = 0; c < C; c++) {
+            const double inv = 1.0 / sqrt(var[c] + eps);
+            double sdy = 0, sdyx = 0;
+            for (gint64 o = 0; o < O; o++)
+                for (gint64 i = 0; i < I; i++) {
+                    gint64 e = (o * C + c) * I + i;
+                    sdy += dy[e];
+                    sdyx += dy[e] * (xd[e] - mean[c]) * inv;
+                }
+            wdw[c] = sdyx;
+            wdb[c] = sdy;
+            for (gint64 o = 0; o < O; o++)
+                for (gint64 i = 0; i < I; i++) {
+                    gint64 e = (o * C + c) * I + i;
+                    double xhat = (xd[e] - mean[c]) * inv;
+                    wdx[e] = wd[c] * inv * (dy[e] - sdy / M - xhat * sdyx / M);
+                }
+        }
+        assert_close("batchnorm dx", gdx, wdx, n, 1e-3, 1e-4);
+        assert_close("batchnorm dweight", gdw, wdw, C, 1e-4, 1e-4);
+        assert_close("batchnorm dbias", gdb, wdb, C, 1e-5, 1e-5);
+
+        /* ... and against central finite differences of L = <dy, BN(x)> with batch statistics,
+         * all in double (small shapes: each step recomputes the statistics). */
+        if (n <= 200) {
+            g_autofree double *yp = g_new(double, n), *ym = g_new(double, n);
+            g_autofree double *mm = g_new(double, C), *vv = g_new(double, C);
+            const double h = 1e-5;
+            for (gint64 e = 0; e < n; e++) {
+                const double xe = xd[e];
+                xd[e] = xe + h;
+                bn_reference(xd, wd, bd, O, C, I, eps, mm, vv, yp);
+                xd[e] = xe - h;
+                bn_reference(xd, wd, bd, O, C, I, eps, mm, vv, ym);
+                xd[e] = xe;
+                const double fd = (dot_fd(dy, yp, n) - dot_fd(dy, ym, n)) / (2 * h);
+                if (!(fabs(gdx[e] - fd) <= 1e-3 * fabs(fd) + 2e-4))
+                    g_error("batchnorm dx [%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT
+                            ",%" G_GINT64_FORMAT "]: finite differences at %" G_GINT64_FORMAT
+                            ": backward %.7g, want %.7g",
+                            O, C, I, e, gdx[e], fd);
+            }
+            for (gint64 c = 0; c < C; c++) {
+                const double wc = wd[c], bc = bd[c];
+                wd[c] = wc + h;
+                bn_reference(xd, wd, bd, O, C, I, eps, mm, vv, yp);
+                wd[c] = wc - h;
+                bn_reference(xd, wd, bd, O, C, I, eps, mm, vv, ym);
+                wd[c] = wc;
+                double fd = (dot_fd(dy, yp, n) - dot_fd(dy, ym, n)) / (2 * h);
+                g_assert_cmpfloat_with_epsilon(gdw[c], fd, 1e-4 * fabs(fd) + 1e-4);
+                bd[c] = bc + h;
+                bn_reference(xd, wd, bd, O, C, I, eps, mm, vv, yp);
+                bd[c] = bc - h;
+                bn_reference(xd, wd, bd, O, C, I, eps, mm, vv, ym);
+                bd[c] = bc;
+                fd = (dot_fd(dy, yp, n) - dot_fd(dy, ym, n)) / (2 * h);
+                g_assert_cmpfloat_with_epsilon(gdb[c], fd, 1e-4 * fabs(fd) + 1e-4);
+            }
+        }
+
+        /* NULL weight (1) and NULL gradients; dx may be dy; 1 thread gives the same bits. */
+        LmnTensor *tx1 = tensor_on(backend_1, n, x), *tdy1 = tensor_on(backend_1, n, dy);
+        LmnTensor *tm1 = tensor_on(backend_1, C, gm), *tv1 = tensor_on(backend_1, C, gv);
+        LmnTensor *tw1 = tensor_on(backend_1, C, w), *tdx1 = tensor_on(backend_1, n, NULL);
+        lmn_op_batchnorm_backward(tx1, tdy1, tm1, tv1, tw1, tdx1, NULL, NULL, eps, O, C, I);
+        g_autofree float *gdx1 = read_all(tdx1);
+        g_assert_cmpmem(gdx1, n * sizeof(float), gdx, n * sizeof(float));
+        lmn_op_batchnorm_backward(tx1, tdy1, tm1, tv1, NULL, tdy1, NULL, NULL, eps, O, C, I);
+        g_autofree float *gdx_nw = read_all(tdy1);
+        for (gint64 e = 0; e < n; e++)
+            wdx[e] /= wd[(e / I) % C];
+        assert_close("batchnorm dx, no weight, dx = dy", gdx_nw, wdx, n, 1e-3, 1e-4);
+        lmn_tensor_unref(tx1);
+        lmn_tensor_unref(tdy1);
+        lmn_tensor_unref(tm1);
+        lmn_tensor_unref(tv1);
+        lmn_tensor_unref(tw1);
+        lmn_tensor_unref(tdx1);
+
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(tx2);
+        lmn_tensor_unref(tdy);
+        lmn_tensor_unref(tw);
+        lmn_tensor_unref(tb);
+        lmn_tensor_unref(tm);
+        lmn_tensor_unref(tv);
+        lmn_tensor_unref(ty);
+        lmn_tensor_unref(tdx);
+        lmn_tensor_unref(tdw);
+        lmn_tensor_unref(tdb);
+    }
+}
+
+/* ---- dropout, random_normal ---- */
+
+/* Word i % 4 of Philox block i / 4 of (seed, stream), restated from ops.h. */
+static guint32 philox_word(guint64 seed, guint64 stream, guint64 i, guint word)
+{
+    const guint32 key[2] = {(guint32) (seed & 0xffffffffu), (guint32) (seed >> 32)};
+    const guint32 ctr[4] = {(guint32) (i & 0xffffffffu), (guint32) (i >> 32),
+                            (guint32) (stream & 0xffffffffu), (guint32) (stream >> 32)};
+    guint32 out[4];
+    lmn_philox4x32(key, ctr, out);
+    return out[word];
+}
+
+static void test_dropout(void)
+{
+    const guint64 seed = G_GUINT64_CONSTANT(0x123456789abcdef0);
+    const guint64 stream = LMN_STREAM(LMN_STREAM_LAYER, 3);
+    const float ps[] = {0.0f, 0.1f, 0.5f, 0.9f};
+    const gsize sizes[] = {37, BIG};
+    for (gsize si = 0; si < G_N_ELEMENTS(sizes); si++)
+        for (gsize pi = 0; pi < G_N_ELEMENTS(ps); pi++) {
+            const gsize n = sizes[si];
+            const float p = ps[pi];
+            const float keep = 1.0f / (1.0f - p);
+            g_autofree float *x = random_floats(n, -2, 2);
+            LmnTensor *tx = tensor_f32(n, x), *ty = tensor_f32(n, NULL), *tm = tensor_f32(n, NULL);
+            lmn_op_dropout(tx, ty, tm, p, seed, stream);
+            g_autofree float *y = read_all(ty), *m = read_all(tm);
+            gsize kept = 0;
+            for (gsize i = 0; i < n; i++) {
+                g_assert_true(m[i] == 0.0f || m[i] == keep);
+                g_assert_cmpfloat(y[i], ==, x[i] * m[i]);
+                kept += m[i] != 0.0f;
+            }
+            if (n == BIG) {
+                const double sigma = sqrt(p * (1.0 - p) / (double) n);
+                const double frac = (double) kept / (double) n;
+                if (!(fabs(frac - (1.0 - p)) <= 5 * sigma + 1e-12))
+                    g_error("dropout p=%g: kept %.5f, want %.5f +- 5 * %.5f", p, frac, 1.0 - p,
+                            sigma);
+            }
+            /* The mask, recomputed from lmn_philox4x32 for a few hundred indices (the first
+             * ones, so every word of a block, and random ones up to the end). */
+            for (gsize t = 0; t < MIN(n, 300); t++) {
+                const gsize i = t < 64 ? t : (gsize) g_rand_int_range(rng, 0, (gint32) n);
+                const guint32 wrd = philox_word(seed, stream, i / 4, i % 4);
+                const float u = (float) (wrd >> 8) * (1.0f / 16777216.0f);
+                g_assert_cmpfloat(m[i], ==, u >= p ? keep : 0.0f);
+            }
+            /* One thread gives the same mask. */
+            LmnTensor *tx1 = tensor_on(backend_1, n, x), *ty1 = tensor_on(backend_1, n, NULL);
+            LmnTensor *tm1 = tensor_on(backend_1, n, NULL);
+            lmn_op_dropout(tx1, ty1, tm1, p, seed, stream);
+            g_autofree float *m1 = read_all(tm1), *y1 = read_all(ty1);
+            g_assert_cmpmem(m1, n * sizeof(float), m, n * sizeof(float));
+            g_assert_cmpmem(y1, n * sizeof(float), y, n * sizeof(float));
+            /* Another stream (and another seed) gives another mask; in place y == x works. */
+            if (p > 0.0f) {
+                lmn_op_dropout(tx1, tx1, tm1, p, seed, stream + 1);
+                g_autofree float *m2 = read_all(tm1), *y2 = read_all(tx1);
+                gsize diff = 0;
+                for (gsize i = 0; i < n; i++) {
+                    diff += m2[i] != m[i];
+                    g_assert_cmpfloat(y2[i], ==, x[i] * m2[i]);
+                }
+                g_assert_cmpuint(diff, >, n == BIG ? n / 20 : 0);
+                lmn_op_dropout(tx, ty, tm1, p, seed + 1, stream);
+                g_autofree float *m3 = read_all(tm1);
+                g_assert_true(memcmp(m3, m, n * sizeof(float)) != 0);
+            }
+            lmn_tensor_unref(tx1);
+            lmn_tensor_unref(ty1);
+            lmn_tensor_unref(tm1);
+            lmn_tensor_unref(tx);
+            lmn_tensor_unref(ty);
+            lmn_tensor_unref(tm);
+        }
+}
+
+static void test_random_normal(void)
+{
+    const guint64 seed = 42, stream = LMN_STREAM(LMN_STREAM_NOISE, 7);
+    const float mean = 0.5f, std = 2.0f;
+    const gsize n = BIG;
+    LmnTensor *t = tensor_f32(n, NULL);
+    lmn_op_random_normal(t, mean, std, seed, stream);
+    g_autofree float *v = read_all(t);
+    g_autofree double *want = g_new(double, n);
+    double s = 0, ss = 0;
+    for (gsize i = 0; i < n; i++) {
+        const double u1 = ((double) (philox_word(seed, stream, i, 0) >> 8) + 1.0) / 16777216.0;
+        const double u2 = (double) (philox_word(seed, stream, i, 1) >> 8) / 16777216.0;
+        want[i] = mean + std * sqrt(-2.0 * log(u1)) * cos(2.0 * G_PI * u2);
+        s += v[i];
+        ss += (double) v[i] * v[i];
+    }
+    assert_close("random_normal recipe", v, want, n, 1e-6, 1e-6);
+    const double m = s / n, var = ss / n - m * m;
+    g_assert_cmpfloat(fabs(m - mean), <=, 5 * std / sqrt((double) n));
+    g_assert_cmpfloat(fabs(var - std * std), <=, 5 * std * std * sqrt(2.0 / n));
+
+    LmnTensor *t1 = tensor_on(backend_1, n, NULL);
+    lmn_op_random_normal(t1, mean, std, seed, stream);
+    g_autofree float *v1 = read_all(t1);
+    g_assert_cmpmem(v1, n * sizeof(float), v, n * sizeof(float));
+    lmn_op_random_normal(t1, mean, std, seed, stream + 1);
+    g_autofree float *v2 = read_all(t1);
+    gsize same = 0;
+    for (gsize i = 0; i < n; i++)
+        same += v2[i] == v[i];
+    g_assert_cmpuint(same, <, n / 1000);
+    lmn_tensor_unref(t);
+    lmn_tensor_unref(t1);
+}
+
+/* ---- clamp ---- */
+
+static void test_clamp(void)
+{
+    const gsize sizes[] = {5, BIG};
+    for (gsize s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        const gsize n = sizes[s];
+        g_autofree float *x = random_floats(n, -3, 3);
+        x[0] = NAN;
+        x[1] = -1.0f;
+        x[2] = 0.5f;
+        x[3] = INFINITY;
+        LmnTensor *t = tensor_f32(n, x);
+        lmn_op_clamp(t, -1.0f, 0.5f);
+        g_autofree float *v = read_all(t);
+        g_assert_true(isnan(v[0])); /* NaN propagates, as in torch.clamp */
+        for (gsize i = 1; i < n; i++)
+            g_assert_cmpfloat(v[i], ==, x[i] < -1.0f ? -1.0f : (x[i] > 0.5f ? 0.5f : x[i]));
+        lmn_tensor_unref(t);
+    }
+}
+
+/* ---- softmax ---- */
+
+static void softmax_reference(const double *x, double *y, gint64 rows, gint64 cols)
+{
+    for (gint64 r = 0; r < rows; r++) {
+        double m = -INFINITY, s = 0;
+        for (gint64 q = 0; q < cols; q++)
+            m = MAX(m, x[r * cols + q]);
+        for (gint64 q = 0; q < cols; q++)
+            s += exp(x[r * cols + q] - m);
+        for (gint64 q = 0; q < cols; q++)
+            y[r * cols + q] = exp(x[r * cols + q] - m) / s;
+    }
+}
+
+static void test_softmax(void)
+{
+    const gint64 shapes[][2] = {{1, 1}, {7, 13}, {300, 400}, {5, 1000}, {3, 4}};
+    for (gsize s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const gint64 R = shapes[s][0], K = shapes[s][1], n = R * K;
+        g_autofree float *x = random_floats(n, -5, 5);
+        if (n == 12) { /* stability: logits of +-1000 */
+            const float big[12] = {1000, 999,   -1000, 0,    -1000, -1000,
+                                   -999, -1000, 1000,  1000, 1000,  1000};
+            memcpy(x, big, sizeof big);
+        }
+        g_autofree float *dy = random_floats(n, -1, 1);
+        g_autofree double *xd = to_double(x, n), *y = g_new(double, n);
+        softmax_reference(xd, y, R, K);
+        LmnTensor *tx = tensor_f32(n, x), *ty = tensor_f32(n, NULL);
+        lmn_op_softmax(tx, ty, R, K);
+        g_autofree float *gy = read_all(ty);
+        assert_close("softmax", gy, y, n, 1e-5, 1e-7);
+        for (gint64 r = 0; r < R; r++) {
+            double sum = 0;
+            for (gint64 q = 0; q < K; q++) {
+                g_assert_true(isfinite(gy[r * K + q]));
+                sum += gy[r * K + q];
+            }
+            g_assert_cmpfloat_with_epsilon(sum, 1.0, 1e-5);
+        }
+        /* backward: analytic in double, then finite differences on the small shapes */
+        LmnTensor *tdy = tensor_f32(n, dy), *tdx = tensor_f32(n, NULL);
+        lmn_op_softmax_backward(ty, tdy, tdx, R, K);
+        g_autofree float *gdx = read_all(tdx);
+        g_autofree double *wdx = g_new(double, n);
+        for (gint64 r = 0; r < R; r++) {
+            double dot = 0;
+            for (gint64 q = 0; q < K; q++)
+                dot += dy[r * K + q] * y[r * K + q];
+            for (gint64 q = 0; q < K; q++)
+                wdx[r * K + q] = y[r * K + q] * (dy[r * K + q] - dot);
+        }
+        assert_close("softmax backward", gdx, wdx, n, 1e-4, 1e-6);
+        if (n <= 100) {
+            g_autofree double *yp = g_new(double, n), *ym = g_new(double, n);
+            const double h = 1e-6;
+            for (gint64 e = 0; e < n; e++) {
+                const double xe = xd[e];
+                xd[e] = xe + h;
+                softmax_reference(xd, yp, R, K);
+                xd[e] = xe - h;
+                softmax_reference(xd, ym, R, K);
+                xd[e] = xe;
+                const double fd = (dot_fd(dy, yp, n) - dot_fd(dy, ym, n)) / (2 * h);
+                g_assert_cmpfloat_with_epsilon(gdx[e], fd, 1e-4 * fabs(fd) + 1e-6);
+            }
+        }
+        /* in place: y == x, and dx == dy */
+        lmn_op_softmax(tx, tx, R, K);
+        g_autofree float *inplace = read_all(tx);
+        g_assert_cmpmem(inplace, n * sizeof(float), gy, n * sizeof(float));
+        lmn_op_softmax_backward(ty, tdy, tdy, R, K);
+        g_autofree float *inplace_dx = read_all(tdy);
+        g_assert_cmpmem(inplace_dx, n * sizeof(float), gdx, n * sizeof(float));
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(ty);
+        lmn_tensor_unref(tdy);
+        lmn_tensor_unref(tdx);
+    }
+}
+
+/* ---- copy_block ---- */
+
+static void test_copy_block(void)
+{
+    /* {rows, cols, dst_offset, dst_stride, src_offset, src_stride} */
+    const gint64 cases[][6] = {
+        {7, 9, 3, 13, 5, 11}, {1, 1, 0, 1, 0, 1}, {4, 6, 2, 6, 0, 6}, {400, 300, 17, 310, 1, 301}};
+    const float betas[] = {0.0f, 1.0f, 0.5f};
+    for (gsize ci = 0; ci < G_N_ELEMENTS(cases); ci++)
+        for (gsize bi = 0; bi < G_N_ELEMENTS(betas); bi++) {
+            const gint64 R = cases[ci][0], K = cases[ci][1], doff = cases[ci][2];
+            const gint64 dstr = cases[ci][3], soff = cases[ci][4], sstr = cases[ci][5];
+            const float beta = betas[bi];
+            const gint64 nd = doff + (R - 1) * dstr + K + 5, ns = soff + (R - 1) * sstr + K + 3;
+            g_autofree float *d0 = random_floats(nd, -1, 1);
+            g_autofree float *src = random_floats(ns, -1, 1);
+            /* beta == 0 must not read dst: NaN inside the block must not leak through. */
+            if (beta == 0.0f)
+                for (gint64 r = 0; r < R; r++)
+                    d0[doff + r * dstr] = NAN;
+            LmnTensor *td = tensor_f32(nd, d0), *ts = tensor_f32(ns, src);
+            lmn_op_copy_block(td, doff, dstr, ts, soff, sstr, R, K, beta);
+            g_autofree float *got = read_all(td);
+            g_autofree double *want = to_double(d0, nd);
+            for (gint64 r = 0; r < R; r++)
+                for (gint64 q = 0; q < K; q++) {
+                    gint64 e = doff + r * dstr + q;
+                    want[e] = src[soff + r * sstr + q] + (beta == 0.0f ? 0.0 : beta * d0[e]);
+                }
+            /* Outside the block nothing changes (NaN padding compares as NaN). */
+            for (gint64 e = 0; e < nd; e++) {
+                if (isnan(want[e])) {
+                    g_assert_true(isnan(got[e]));
+                    continue;
+                }
+                g_assert_cmpfloat_with_epsilon(got[e], want[e], 1e-6);
+            }
+            lmn_tensor_unref(td);
+            lmn_tensor_unref(ts);
+        }
+    /* Within one tensor: a row-block moved down by one row (overlapping source and target). */
+    float v[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+    LmnTensor *t = tensor_f32(12, v);
+    lmn_op_copy_block(t, 4, 4, t, 0, 4, 2, 4, 0.0f);
+    g_autofree float *got = read_all(t);
+    const float want[12] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+    (void) want;
+    /* Rows are copied in order, so row 2 receives the already-copied row 1. */
+    g_assert_cmpmem(got, sizeof v, want, sizeof v);
+    lmn_tensor_unref(t);
+}
+
+/* ---- gather, scatter-add ---- */
+
+static void check_gather_scatter(gboolean int_indices, gint64 V, gint64 dim, gint64 n,
+                                 const gint32 *idx)
+{
+    g_autofree float *table = random_floats(V * dim, -1, 1);
+    g_autofree float *src = random_floats(n * dim, -1, 1);
+    g_autofree float *g0 = random_floats(V * dim, -1, 1);
+    g_autofree float *fidx = g_new(float, n);
+    for (gint64 i = 0; i < n; i++)
+        fidx[i] = (float) idx[i];
+    LmnTensor *tidx = int_indices ? tensor_i32(n, idx) : tensor_f32(n, fidx);
+    LmnTensor *ttab = tensor_f32(V * dim, table), *tout = tensor_f32(n * dim, NULL);
+    lmn_op_fill(tout, NAN);
+    lmn_op_gather_rows(ttab, tidx, tout, n, dim);
+    g_autofree float *out = read_all(tout);
+    for (gint64 i = 0; i < n; i++)
+        for (gint64 q = 0; q < dim; q++) {
+            const gboolean in = idx[i] >= 0 && idx[i] < V;
+            g_assert_cmpfloat(out[i * dim + q], ==, in ? table[idx[i] * dim + q] : 0.0f);
+        }
+
+    LmnTensor *tg = tensor_f32(V * dim, g0), *tsrc = tensor_f32(n * dim, src);
+    lmn_op_scatter_add_rows(tg, tidx, tsrc, n, dim);
+    g_autofree float *grad = read_all(tg);
+    g_autofree double *want = to_double(g0, V * dim);
+    for (gint64 i = 0; i < n; i++)
+        if (idx[i] >= 0 && idx[i] < V) /* out of range: skipped */
+            for (gint64 q = 0; q < dim; q++)
+                want[idx[i] * dim + q] += src[i * dim + q];
+    assert_close("scatter_add_rows", grad, want, V * dim, 1e-5, 1e-5);
+
+    /* The adjoint identity <gather(T), S> == <T, scatter(S)> from a zero gradient. */
+    lmn_op_fill(tg, 0.0f);
+    lmn_op_scatter_add_rows(tg, tidx, tsrc, n, dim);
+    g_autofree float *scattered = read_all(tg);
+    double lhs = 0, rhs = 0, mag = 0;
+    for (gint64 e = 0; e < n * dim; e++) {
+        lhs += (double) out[e] * src[e];
+        mag += fabs((double) out[e] * src[e]);
+    }
+    for (gint64 e = 0; e < V * dim; e++)
+        rhs += (double) table[e] * scattered[e];
+    g_assert_cmpfloat_with_epsilon(lhs, rhs, 1e-5 * mag + 1e-9);
+
+    /* Deterministic: one thread gives the same bits. */
+    LmnTensor *tidx1 =
+        int_indices ? tensor_i32_on(backend_1, n, idx) : tensor_on(backend_1, n, fidx);
+    LmnTensor *tg1 = tensor_on(backend_1, V * dim, NULL),
+              *tsrc1 = tensor_on(backend_1, n * dim, src);
+    lmn_op_scatter_add_rows(tg1, tidx1, tsrc1, n, dim);
+    g_autofree float *grad1 = read_all(tg1);
+    g_assert_cmpmem(grad1, V * dim * sizeof(float), scattered, V * dim * sizeof(float));
+    lmn_tensor_unref(tidx1);
+    lmn_tensor_unref(tg1);
+    lmn_tensor_unref(tsrc1);
+    lmn_tensor_unref(tidx);
+    lmn_tensor_unref(ttab);
+    lmn_tensor_unref(tout);
+    lmn_tensor_unref(tg);
+    lmn_tensor_unref(tsrc);
+}
+
+static void test_gather_scatter(void)
+{
+    /* Duplicates accumulate; -1, V and 100 are out of range. */
+    const gint32 small[] = {3, 0, 3, 10, -1, 11, 7, 3, 100, 0, 5, 5, 5, 2, 9, 1, 4, 6, 8, 3};
+    for (int k = 0; k < 2; k++)
+        check_gather_scatter(k == 1, 11, 7, G_N_ELEMENTS(small), small);
+    /* Large: many duplicates per row, split across the pool. */
+    const gint64 n = 5003, V = 50, dim = 64;
+    g_autofree gint32 *idx = g_new(gint32, n);
+    for (gint64 i = 0; i < n; i++)
+        idx[i] = g_rand_int_range(rng, -2, (gint32) V + 2);
+    for (int k = 0; k < 2; k++)
+        check_gather_scatter(k == 1, V, dim, n, idx);
+
+    /* The duplicate sum, exactly: three 1s into one row. */
+    const gint32 dup[3] = {1, 1, 1};
+    const float ones[6] = {1, 1, 1, 1, 1, 1};
+    LmnTensor *tidx = tensor_i32(3, dup), *tg = tensor_f32(6, NULL), *ts = tensor_f32(6, ones);
+    lmn_op_fill(tg, 0.0f);
+    lmn_op_scatter_add_rows(tg, tidx, ts, 3, 2);
+    g_autofree float *g = read_all(tg);
+    const float want[6] = {0, 0, 3, 3, 0, 0};
+    g_assert_cmpmem(g, sizeof want, want, sizeof want);
+    lmn_tensor_unref(tidx);
+    lmn_tensor_unref(tg);
+    lmn_tensor_unref(ts);
+}
+
+/* ---- binary cross-entropy with logits ---- */
+
+static double bce_element(double x, double t)
+{
+    /* the textbook form, in double: accurate enough for the |x| <= 8 of the finite differences
+     * (1 - sigmoid(x) cancels for large x, which is why the op uses the stable form) */
+    const double s = 1.0 / (1.0 + exp(-x));
+    return -(t * log(s) + (1 - t) * log1p(-s));
+}
+
+static void test_bce_logits(void)
+{
+    const gsize sizes[] = {1, 13, BIG};
+    for (gsize si = 0; si < G_N_ELEMENTS(sizes); si++) {
+        const gsize n = sizes[si];
+        g_autofree float *x = random_floats(n, -8, 8);
+        g_autofree float *t = random_floats(n, 0, 1);
+        if (n > 4) { /* extremes: the stable form must stay finite */
+            x[0] = 100.0f;
+            x[1] = -100.0f;
+            x[2] = 0.0f;
+            t[0] = 0.0f;
+            t[1] = 1.0f;
+        }
+        double sum = 0;
+        for (gsize i = 0; i < n; i++) {
+            const double xi = x[i];
+            sum += MAX(xi, 0.0) - xi * t[i] + log1p(exp(-fabs(xi)));
+        }
+        LmnTensor *tx = tensor_f32(n, x), *tt = tensor_f32(n, t), *tl = tensor_f32(1, NULL);
+        lmn_op_bce_logits(tx, tt, tl);
+        const double want = sum / (double) n;
+        g_assert_cmpfloat_with_epsilon(read_scalar(tl), want, 1e-6 * fabs(want) + 1e-7);
+
+        const float scale = 1.0f / (float) n;
+        LmnTensor *tdx = tensor_f32(n, NULL);
+        lmn_op_bce_logits_backward(tx, tt, tdx, scale);
+        g_autofree float *dx = read_all(tdx);
+        g_autofree double *wdx = g_new(double, n);
+        for (gsize i = 0; i < n; i++)
+            wdx[i] = scale * (1.0 / (1.0 + exp(-(double) x[i])) - t[i]);
+        assert_close("bce backward", dx, wdx, n, 1e-5, 1e-9);
+        /* finite differences of the mean loss in double */
+        for (gsize i = 0; i < MIN(n, 200); i++) {
+            const double xi = x[i], h = 1e-6;
+            if (fabs(xi) > 10)
+                continue;
+            const double fd =
+                (bce_element(xi + h, t[i]) - bce_element(xi - h, t[i])) / (2 * h) / (double) n;
+            g_assert_cmpfloat_with_epsilon(dx[i], fd, 1e-4 * fabs(fd) + 1e-7 / (double) n);
+        }
+        /* thread count independence of the mean */
+        LmnTensor *tx1 = tensor_on(backend_1, n, x), *tt1 = tensor_on(backend_1, n, t);
+        LmnTensor *tl1 = tensor_on(backend_1, 1, NULL);
+        lmn_op_bce_logits(tx1, tt1, tl1);
+        float l3 = read_scalar(tl), l1 = read_scalar(tl1);
+        g_assert_cmpmem(&l3, sizeof l3, &l1, sizeof l1);
+        lmn_tensor_unref(tx1);
+        lmn_tensor_unref(tt1);
+        lmn_tensor_unref(tl1);
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(tt);
+        lmn_tensor_unref(tl);
+        lmn_tensor_unref(tdx);
+    }
+}
+
+/* ---- a backend without the 1.1 ops ---- */
+
+static void test_unsupported_op(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *plugin = g_build_filename(TEST_PLUGIN_DIR, "lamina-test-backends.so", NULL);
+    if (lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "test_fake", NULL) == NULL) {
+        g_assert_true(lmn_registry_load_file(registry, plugin, &error));
+        g_assert_no_error(error);
+    }
+
+    /* clamp: recorded, reported at synchronisation naming the op and the backend, and kept */
+    LmnBackend *b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_backend_synchronize(b, &error));
+    LmnTensor *t = tensor_on(b, 8, NULL);
+    lmn_op_clamp(t, 0.0f, 1.0f);
+    g_assert_false(lmn_backend_synchronize(b, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(error->message, "'clamp'"));
+    g_assert_nonnull(strstr(error->message, "test_fake"));
+    g_clear_error(&error);
+    lmn_op_softmax(t, t, 2, 4);
+    g_assert_false(lmn_backend_synchronize(b, &error));
+    g_assert_nonnull(strstr(error->message, "'clamp'")); /* the first error */
+    g_clear_error(&error);
+    lmn_tensor_unref(t);
+    lmn_backend_unref(b);
+
+    /* im2col on a fresh backend: also surfaces at the next read */
+    b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);
+    g_assert_no_error(error);
+    const GeomCase gc = {{1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1}};
+    LmnConv2dGeom g = make_geom(&gc);
+    LmnTensor *x = tensor_on(b, geom_x_size(&g), NULL);
+    LmnTensor *cols = tensor_on(b, geom_cols_size(&g), NULL);
+    lmn_op_im2col(x, cols, &g);
+    float v[16];
+    g_assert_false(lmn_tensor_read(x, v, sizeof v, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(error->message, "'im2col'"));
+    g_clear_error(&error);
+    lmn_tensor_unref(x);
+    lmn_tensor_unref(cols);
+    lmn_backend_unref(b);
+}
+
 /* The fake backends of test-backends-plugin.c exercise the core paths the CPU backend does not:
  * no host memory, deferred errors, and a vtable missing a required op. */
 static void test_fake_backends(void)
@@ -1210,6 +2297,18 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/cpu/kernel/split", test_kernel_split);
     g_test_add_func("/ops/cpu/errors", test_errors);
     g_test_add_func("/ops/backend/fake", test_fake_backends);
+    g_test_add_func("/ops/cpu/im2col-col2im", test_im2col_col2im);
+    g_test_add_func("/ops/cpu/conv-via-im2col", test_conv_via_im2col);
+    g_test_add_func("/ops/cpu/pool2d", test_pool);
+    g_test_add_func("/ops/cpu/batchnorm", test_batchnorm);
+    g_test_add_func("/ops/cpu/dropout", test_dropout);
+    g_test_add_func("/ops/cpu/random-normal", test_random_normal);
+    g_test_add_func("/ops/cpu/clamp", test_clamp);
+    g_test_add_func("/ops/cpu/softmax", test_softmax);
+    g_test_add_func("/ops/cpu/copy-block", test_copy_block);
+    g_test_add_func("/ops/cpu/gather-scatter", test_gather_scatter);
+    g_test_add_func("/ops/cpu/bce-logits", test_bce_logits);
+    g_test_add_func("/ops/backend/unsupported-op", test_unsupported_op);
 
     int rc = g_test_run();
     lmn_backend_unref(backend);

@@ -1,6 +1,7 @@
 /* Tests of `lamina plugins`, run as a user would, against the registry tests' plugins (built in
  * this directory: good ones, broken ones and a duplicate). */
 #include <glib.h>
+#include <lamina/version.h>
 
 #include <string.h>
 #include <sys/wait.h>
@@ -87,7 +88,9 @@ static void test_list(void)
     /* Then the files that failed, with their reasons. */
     const char *failed = strstr(run.out, "Plugin files that failed");
     g_assert_nonnull(failed);
-    g_autofree char *abi_line = g_strdup_printf("%s: plugin ABI 0.0, this Lamina 1.0", abi_old);
+    g_autofree char *abi_line = g_strdup_printf("%s: plugin ABI %d.%d, this Lamina %d.%d", abi_old,
+                                                LMN_ABI_MAJOR - 1, LMN_ABI_MINOR, LMN_ABI_MAJOR,
+                                                LMN_ABI_MINOR);
     assert_has(failed, abi_line);
     assert_has(failed, "lamina-noentry.so: not a Lamina plugin");
     assert_has(failed, "field 'name' is NULL");

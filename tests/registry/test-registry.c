@@ -223,14 +223,18 @@ static void test_no_entry(void)
 
 static void test_abi_old_major(void)
 {
-    const char *const needles[] = {"plugin ABI 0.0, this Lamina 1.0",
-                                   "rebuild the plugin against this Lamina's headers", NULL};
+    g_autofree char *abi = g_strdup_printf("plugin ABI %d.%d, this Lamina %d.%d",
+                                           LMN_ABI_MAJOR - 1, LMN_ABI_MINOR, LMN_ABI_MAJOR,
+                                           LMN_ABI_MINOR);
+    const char *const needles[] = {abi, "rebuild the plugin against this Lamina's headers", NULL};
     g_free(check_bad_plugin("lamina-abi-old.so", LMN_PLUGIN_ERROR_ABI_MISMATCH, needles));
 }
 
 static void test_abi_newer_minor(void)
 {
-    const char *const needles[] = {"plugin ABI 1.1, this Lamina 1.0", NULL};
+    g_autofree char *abi = g_strdup_printf("plugin ABI %d.%d, this Lamina %d.%d", LMN_ABI_MAJOR,
+                                           LMN_ABI_MINOR + 1, LMN_ABI_MAJOR, LMN_ABI_MINOR);
+    const char *const needles[] = {abi, NULL};
     g_free(check_bad_plugin("lamina-abi-newer-minor.so", LMN_PLUGIN_ERROR_ABI_MISMATCH, needles));
 }
 
@@ -325,7 +329,10 @@ static void test_lookup_reports_failed_file(void)
     g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_ABI_MISMATCH);
     assert_has(error->message, "optimizer 'adam' is not available");
     assert_has(error->message, bad);
-    assert_has(error->message, "plugin ABI 0.0, this Lamina 1.0");
+    g_autofree char *abi = g_strdup_printf("plugin ABI %d.%d, this Lamina %d.%d",
+                                           LMN_ABI_MAJOR - 1, LMN_ABI_MINOR, LMN_ABI_MAJOR,
+                                           LMN_ABI_MINOR);
+    assert_has(error->message, abi);
     assert_has(error->message, "known optimizers: test_sgd");
 
     /* A name the file's name does not suggest gets the plain answer. */

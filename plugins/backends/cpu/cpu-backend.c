@@ -218,6 +218,23 @@ static const LmnBackendVTable cpu_vtable = {
     .kernel = lmn_cpu_kernel,
     .host_pointer = cpu_host_pointer,
     .list_devices = cpu_list_devices,
+    .im2col = lmn_cpu_im2col,
+    .col2im = lmn_cpu_col2im,
+    .pool2d = lmn_cpu_pool2d,
+    .pool2d_backward = lmn_cpu_pool2d_backward,
+    .batchnorm_stats = lmn_cpu_batchnorm_stats,
+    .batchnorm_forward = lmn_cpu_batchnorm_forward,
+    .batchnorm_backward = lmn_cpu_batchnorm_backward,
+    .dropout = lmn_cpu_dropout,
+    .random_normal = lmn_cpu_random_normal,
+    .clamp = lmn_cpu_clamp,
+    .softmax = lmn_cpu_softmax,
+    .softmax_backward = lmn_cpu_softmax_backward,
+    .copy_block = lmn_cpu_copy_block,
+    .gather_rows = lmn_cpu_gather_rows,
+    .scatter_add_rows = lmn_cpu_scatter_add_rows,
+    .bce_logits = lmn_cpu_bce_logits,
+    .bce_logits_backward = lmn_cpu_bce_logits_backward,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

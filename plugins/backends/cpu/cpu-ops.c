@@ -8,6 +8,8 @@
  */
 #include "cpu-ops.h"
 
+#include <lamina/random.h>
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -226,24 +228,31 @@ static void bias_grad_columns(gsize begin, gsize end, gpointer data)
     }
 }
 
-/* Sums @n floats in double with eight interleaved accumulators (a fixed order, so the result is
- * reproducible, and independent lanes, so it vectorises). */
-static inline double sum_f64(const float *restrict x, gsize n, gboolean squares)
+/* Sums @n floats (LMN_REDUCE_SUM), their squares or their absolute values in double with eight
+ * interleaved accumulators (a fixed order, so the result is reproducible, and independent lanes,
+ * so it vectorises). */
+static inline double sum_f64(const float *restrict x, gsize n, LmnReduceOp op)
 {
     double acc[8] = {0};
     gsize i = 0;
-    if (squares) {
+    if (op == LMN_REDUCE_SUM_SQUARES) {
         for (; i + 8 <= n; i += 8)
             for (gsize q = 0; q < 8; q++)
                 acc[q] += (double) x[i + q] * (double) x[i + q];
+    } else if (op == LMN_REDUCE_SUM_ABS) {
+        for (; i + 8 <= n; i += 8)
+            for (gsize q = 0; q < 8; q++)
+                acc[q] += fabs((double) x[i + q]);
     } else {
         for (; i + 8 <= n; i += 8)
             for (gsize q = 0; q < 8; q++)
                 acc[q] += (double) x[i + q];
     }
     double tail = 0.0;
-    for (; i < n; i++)
-        tail += squares ? (double) x[i] * (double) x[i] : (double) x[i];
+    for (; i < n; i++) {
+        const double v = x[i];
+        tail += op == LMN_REDUCE_SUM_SQUARES ? v * v : (op == LMN_REDUCE_SUM_ABS ? fabs(v) : v);
+    }
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
@@ -254,7 +263,7 @@ static void bias_grad_channels(gsize begin, gsize end, gpointer data)
     for (gsize ch = begin; ch < end; ch++) {
         double s = 0.0;
         for (gsize o = 0; o < j->outer; o++)
-            s += sum_f64(j->dy + (o * j->channels + ch) * j->inner, j->inner, FALSE);
+            s += sum_f64(j->dy + (o * j->channels + ch) * j->inner, j->inner, LMN_REDUCE_SUM);
         double old = j->beta == 0.0f ? 0.0 : (double) j->beta * j->db[ch];
         j->db[ch] = (float) (old + s);
     }
@@ -334,6 +343,19 @@ static void unary_range(gsize begin, gsize end, gpointer data)
         for (gsize i = begin; i < end; i++)
             y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float) M_SQRT1_2));
         break;
+    case LMN_UNARY_SIGN:
+        /* NaN stays NaN, as in torch.sign. */
+        for (gsize i = begin; i < end; i++)
+            y[i] = x[i] > 0.0f ? 1.0f : (x[i] < 0.0f ? -1.0f : x[i] * 0.0f);
+        break;
+    case LMN_UNARY_ABS:
+        for (gsize i = begin; i < end; i++)
+            y[i] = fabsf(x[i]);
+        break;
+    case LMN_UNARY_SQUARE:
+        for (gsize i = begin; i < end; i++)
+            y[i] = x[i] * x[i];
+        break;
     case LMN_UNARY_COUNT:
         break;
     }
@@ -394,6 +416,20 @@ static void unary_backward_range(gsize begin, gsize end, gpointer data)
             const float pdf = INV_SQRT_2PI * expf(-0.5f * x[i] * x[i]);
             dx[i] = dy[i] * (cdf + x[i] * pdf);
         }
+        break;
+    case LMN_UNARY_SIGN:
+        /* Piecewise constant: the gradient is 0 everywhere (PyTorch's choice at 0 too). */
+        for (gsize i = begin; i < end; i++)
+            dx[i] = 0.0f;
+        break;
+    case LMN_UNARY_ABS:
+        /* sign(x), 0 at 0 as in PyTorch. */
+        for (gsize i = begin; i < end; i++)
+            dx[i] = x[i] > 0.0f ? dy[i] : (x[i] < 0.0f ? -dy[i] : 0.0f);
+        break;
+    case LMN_UNARY_SQUARE:
+        for (gsize i = begin; i < end; i++)
+            dx[i] = 2.0f * x[i] * dy[i];
         break;
     case LMN_UNARY_COUNT:
         break;
@@ -493,7 +529,7 @@ typedef struct {
     const float *x;
     gsize n;
     gsize block;
-    gboolean squares;
+    LmnReduceOp op;
     double *partials;
 } ReduceJob;
 
@@ -503,7 +539,7 @@ static void reduce_blocks(gsize begin, gsize end, gpointer data)
     for (gsize b = begin; b < end; b++) {
         gsize start = b * j->block;
         gsize len = MIN(j->block, j->n - start);
-        j->partials[b] = sum_f64(j->x + start, len, j->squares);
+        j->partials[b] = sum_f64(j->x + start, len, j->op);
     }
 }
 
@@ -520,11 +556,8 @@ void lmn_cpu_reduce(gpointer ctx, LmnReduceOp op, const LmnTensor *x, LmnTensor 
 {
     LmnCpuContext *c = ctx;
     const gsize n = numel(x);
-    ReduceJob j = {.x = fptr(x),
-                   .n = n,
-                   .block = block_size(n, 4096),
-                   .squares = op == LMN_REDUCE_SUM_SQUARES,
-                   .partials = c->partials};
+    ReduceJob j = {
+        .x = fptr(x), .n = n, .block = block_size(n, 4096), .op = op, .partials = c->partials};
     const gsize n_blocks = (n + j.block - 1) / j.block;
     EXEC_BEGIN(c);
     run(c, n_blocks, j.block, reduce_blocks, &j);
@@ -569,7 +602,7 @@ static double softmax_row(const float *restrict x, float *restrict p, gsize k, g
     const double lse = (double) m + log(sum);
     double loss = lse;
     if (s != 0.0f)
-        loss -= (double) s / (double) k * sum_f64(x, k, FALSE);
+        loss -= (double) s / (double) k * sum_f64(x, k, LMN_REDUCE_SUM);
     /* Labels are validated by the data layer; an out-of-range one must still not read outside
      * the row, so it simply contributes no one-hot term. */
     if (label >= 0 && (gsize) label < k)
@@ -725,5 +758,948 @@ void lmn_cpu_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTenso
     KernelJob j = {kernel->cpu, ptrs, scalar_copy};
     EXEC_BEGIN(c);
     run(c, n, 1, kernel_range, &j);
+    EXEC_END(c);
+}
+
+/* ==== ABI 1.1 ==== */
+
+/* ---- im2col, col2im ---- */
+
+/* The range [lo, hi) of output columns ow whose input column ow * stride + off lies in
+ * [0, width); off = j * dilation - pad may be negative. */
+static inline void valid_range(gint64 off, gint64 stride, gint64 width, gint64 out_w, gint64 *lo,
+                               gint64 *hi)
+{
+    /* ow * stride + off >= 0  <=>  ow >= ceil(-off / stride) */
+    gint64 l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    /* ow * stride + off <= width - 1  <=>  ow <= floor((width - 1 - off) / stride) */
+    gint64 h = width - 1 - off < 0 ? 0 : (width - 1 - off) / stride + 1;
+    l = MIN(l, out_w);
+    h = CLAMP(h, l, out_w);
+    *lo = l;
+    *hi = h;
+}
+
+typedef struct {
+    const float *x;
+    float *out;
+    const LmnConv2dGeom *g;
+} ConvJob;
+
+/* Units are (batch, channel) planes: plane u of x feeds exactly the kernel_h * kernel_w rows
+ * of cols at u * kernel_h * kernel_w (cols is [batch, channels * kh * kw, oh * ow]), so planes
+ * are independent in both directions. */
+static void im2col_planes(gsize begin, gsize end, gpointer data)
+{
+    const ConvJob *j = data;
+    const LmnConv2dGeom *g = j->g;
+    const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
+    const gint64 sw = g->stride_w;
+    for (gsize u = begin; u < end; u++) {
+        const float *xp = j->x + u * (gsize) (H * W);
+        float *cp = j->out + u * (gsize) (g->kernel_h * g->kernel_w * OH * OW);
+        for (gint64 ki = 0; ki < g->kernel_h; ki++)
+            for (gint64 kj = 0; kj < g->kernel_w; kj++) {
+                float *row = cp + (ki * g->kernel_w + kj) * OH * OW;
+                const gint64 off = kj * g->dilation_w - g->pad_w;
+                gint64 lo, hi;
+                valid_range(off, sw, W, OW, &lo, &hi);
+                for (gint64 oh = 0; oh < OH; oh++) {
+                    float *restrict r = row + oh * OW;
+                    const gint64 ih = oh * g->stride_h - g->pad_h + ki * g->dilation_h;
+                    if (ih < 0 || ih >= H) {
+                        memset(r, 0, (gsize) OW * sizeof(float));
+                        continue;
+                    }
+                    const float *restrict xr = xp + ih * W + off;
+                    for (gint64 ow = 0; ow < lo; ow++)
+                        r[ow] = 0.0f;
+                    if (sw == 1)
+                        memcpy(r + lo, xr + lo, (gsize) (hi - lo) * sizeof(float));
+                    else
+                        for (gint64 ow = lo; ow < hi; ow++)
+                            r[ow] = xr[ow * sw];
+                    for (gint64 ow = hi; ow < OW; ow++)
+                        r[ow] = 0.0f;
+                }
+            }
+    }
+}
+
+void lmn_cpu_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g)
+{
+    LmnCpuContext *c = ctx;
+    ConvJob j = {.x = fptr(x), .out = fptr(cols), .g = g};
+    EXEC_BEGIN(c);
+    run(c, (gsize) (g->batch * g->channels),
+        (gsize) (g->kernel_h * g->kernel_w * g->out_h * g->out_w), im2col_planes, &j);
+    EXEC_END(c);
+}
+
+/* Each plane of dx is summed from its own rows of cols in a fixed order (kernel position, then
+ * output pixel), so the result does not depend on the thread count. */
+static void col2im_planes(gsize begin, gsize end, gpointer data)
+{
+    const ConvJob *j = data;
+    const LmnConv2dGeom *g = j->g;
+    const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
+    const gint64 sw = g->stride_w;
+    for (gsize u = begin; u < end; u++) {
+        float *dp = j->out + u * (gsize) (H * W);
+        const float *cp = j->x + u * (gsize) (g->kernel_h * g->kernel_w * OH * OW);
+        memset(dp, 0, (gsize) (H * W) * sizeof(float));
+        for (gint64 ki = 0; ki < g->kernel_h; ki++)
+            for (gint64 kj = 0; kj < g->kernel_w; kj++) {
+                const float *row = cp + (ki * g->kernel_w + kj) * OH * OW;
+                const gint64 off = kj * g->dilation_w - g->pad_w;
+                gint64 lo, hi;
+                valid_range(off, sw, W, OW, &lo, &hi);
+                for (gint64 oh = 0; oh < OH; oh++) {
+                    const gint64 ih = oh * g->stride_h - g->pad_h + ki * g->dilation_h;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    const float *restrict r = row + oh * OW;
+                    float *restrict dr = dp + ih * W + off;
+                    for (gint64 ow = lo; ow < hi; ow++)
+                        dr[ow * sw] += r[ow];
+                }
+            }
+    }
+}
+
+void lmn_cpu_col2im(gpointer ctx, const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g)
+{
+    LmnCpuContext *c = ctx;
+    ConvJob j = {.x = fptr(cols), .out = fptr(dx), .g = g};
+    EXEC_BEGIN(c);
+    run(c, (gsize) (g->batch * g->channels),
+        (gsize) (g->kernel_h * g->kernel_w * g->out_h * g->out_w), col2im_planes, &j);
+    EXEC_END(c);
+}
+
+/* ---- pooling ---- */
+
+typedef struct {
+    LmnPoolMode mode;
+    const float *x; /* x, or dy for the backward */
+    float *y;       /* y, or dx for the backward */
+    gint32 *argmax;
+    const gint32 *argmax_in;
+    const LmnConv2dGeom *g;
+} PoolJob;
+
+/* The window of output (oh, ow) as the kernel rows [*i0, *i1) and columns [*j0, *j1) that fall
+ * inside the image, and its top-left corner (h0, w0) in (possibly padded) input coordinates. */
+static inline void pool_window(const LmnConv2dGeom *g, gint64 oh, gint64 ow, gint64 *h0, gint64 *w0,
+                               gint64 *i0, gint64 *i1, gint64 *j0, gint64 *j1)
+{
+    *h0 = oh * g->stride_h - g->pad_h;
+    *w0 = ow * g->stride_w - g->pad_w;
+    valid_range(*h0, g->dilation_h, g->height, g->kernel_h, i0, i1);
+    valid_range(*w0, g->dilation_w, g->width, g->kernel_w, j0, j1);
+}
+
+/* Units are (batch, channel) planes; each output reads only its own input plane. */
+static void pool_planes(gsize begin, gsize end, gpointer data)
+{
+    const PoolJob *j = data;
+    const LmnConv2dGeom *g = j->g;
+    const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
+    const gint64 dh = g->dilation_h, dw = g->dilation_w;
+    const float area = (float) (g->kernel_h * g->kernel_w);
+    for (gsize u = begin; u < end; u++) {
+        const float *xp = j->x + u * (gsize) (H * W);
+        float *yp = j->y + u * (gsize) (OH * OW);
+        gint32 *ap = j->argmax != NULL ? j->argmax + u * (gsize) (OH * OW) : NULL;
+        for (gint64 oh = 0; oh < OH; oh++)
+            for (gint64 ow = 0; ow < OW; ow++) {
+                gint64 h0, w0, i0, i1, j0, j1;
+                pool_window(g, oh, ow, &h0, &w0, &i0, &i1, &j0, &j1);
+                if (j->mode == LMN_POOL_MAX) {
+                    /* Padding never wins; the first maximum in row-major window order wins;
+                     * a NaN wins over numbers (it propagates, as in PyTorch) and the first
+                     * NaN is kept.  A window entirely in the padding (impossible with
+                     * PyTorch's pad <= kernel / 2) gives 0 and argmax -1. */
+                    float best = 0.0f;
+                    gint64 arg = -1;
+                    for (gint64 ki = i0; ki < i1; ki++) {
+                        const gint64 row = (h0 + ki * dh) * W;
+                        for (gint64 kj = j0; kj < j1; kj++) {
+                            const gint64 at = row + w0 + kj * dw;
+                            const float v = xp[at];
+                            if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
+                                best = v;
+                                arg = at;
+                            }
+                        }
+                    }
+                    yp[oh * OW + ow] = best;
+                    if (ap != NULL)
+                        ap[oh * OW + ow] = (gint32) arg;
+                } else {
+                    float s = 0.0f;
+                    for (gint64 ki = i0; ki < i1; ki++) {
+                        const float *xr = xp + (h0 + ki * dh) * W + w0;
+                        for (gint64 kj = j0; kj < j1; kj++)
+                            s += xr[kj * dw];
+                    }
+                    yp[oh * OW + ow] = s / area;
+                }
+            }
+    }
+}
+
+void lmn_cpu_pool2d(gpointer ctx, LmnPoolMode mode, const LmnTensor *x, LmnTensor *y,
+                    LmnTensor *argmax, const LmnConv2dGeom *g)
+{
+    LmnCpuContext *c = ctx;
+    PoolJob j = {.mode = mode,
+                 .x = fptr(x),
+                 .y = fptr(y),
+                 .argmax = mode == LMN_POOL_MAX && argmax != NULL ? iptr(argmax) : NULL,
+                 .g = g};
+    EXEC_BEGIN(c);
+    run(c, (gsize) (g->batch * g->channels),
+        (gsize) (g->out_h * g->out_w * g->kernel_h * g->kernel_w), pool_planes, &j);
+    EXEC_END(c);
+}
+
+/* Each dx plane is cleared and then accumulated from its own dy plane in output order. */
+static void pool_backward_planes(gsize begin, gsize end, gpointer data)
+{
+    const PoolJob *j = data;
+    const LmnConv2dGeom *g = j->g;
+    const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
+    const gint64 dh = g->dilation_h, dw = g->dilation_w;
+    const float area = (float) (g->kernel_h * g->kernel_w);
+    for (gsize u = begin; u < end; u++) {
+        const float *dyp = j->x + u * (gsize) (OH * OW);
+        float *dxp = j->y + u * (gsize) (H * W);
+        memset(dxp, 0, (gsize) (H * W) * sizeof(float));
+        if (j->mode == LMN_POOL_MAX) {
+            const gint32 *ap = j->argmax_in + u * (gsize) (OH * OW);
+            for (gint64 o = 0; o < OH * OW; o++)
+                if (ap[o] >= 0 && ap[o] < H * W)
+                    dxp[ap[o]] += dyp[o];
+            continue;
+        }
+        for (gint64 oh = 0; oh < OH; oh++)
+            for (gint64 ow = 0; ow < OW; ow++) {
+                gint64 h0, w0, i0, i1, j0, j1;
+                pool_window(g, oh, ow, &h0, &w0, &i0, &i1, &j0, &j1);
+                const float d = dyp[oh * OW + ow] / area;
+                for (gint64 ki = i0; ki < i1; ki++) {
+                    float *dr = dxp + (h0 + ki * dh) * W + w0;
+                    for (gint64 kj = j0; kj < j1; kj++)
+                        dr[kj * dw] += d;
+                }
+            }
+    }
+}
+
+void lmn_cpu_pool2d_backward(gpointer ctx, LmnPoolMode mode, const LmnTensor *dy,
+                             const LmnTensor *argmax, LmnTensor *dx, const LmnConv2dGeom *g)
+{
+    LmnCpuContext *c = ctx;
+    PoolJob j = {.mode = mode,
+                 .x = fptr(dy),
+                 .y = fptr(dx),
+                 .argmax_in = mode == LMN_POOL_MAX ? iptr(argmax) : NULL,
+                 .g = g};
+    EXEC_BEGIN(c);
+    run(c, (gsize) (g->batch * g->channels),
+        (gsize) (g->out_h * g->out_w * (mode == LMN_POOL_MAX ? 1 : g->kernel_h * g->kernel_w)),
+        pool_backward_planes, &j);
+    EXEC_END(c);
+}
+
+/* ---- batch normalisation ---- */
+
+/* Channels handled together when x is [outer, channels] (inner == 1): the rows are walked once
+ * per tile with one accumulator per channel, so memory is read contiguously. */
+#define BN_TILE 64
+
+typedef struct {
+    const float *x;
+    const float *dy;
+    const float *mean;
+    const float *var;
+    const float *weight;
+    const float *bias;
+    float *y; /* y, or dx */
+    float *out_mean, *out_var, *dweight, *dbias;
+    float eps;
+    gsize outer, channels, inner;
+} BnJob;
+
+static inline float bn_invstd(float var, float eps)
+{
+    return (float) (1.0 / sqrt((double) var + (double) eps));
+}
+
+/* Sum of (x - m)^2 in double with four interleaved accumulators (a fixed order). */
+static inline double sum_sqdev_f64(const float *restrict x, gsize n, double m)
+{
+    double acc[4] = {0};
+    gsize i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (gsize q = 0; q < 4; q++) {
+            const double d = (double) x[i + q] - m;
+            acc[q] += d * d;
+        }
+    double tail = 0.0;
+    for (; i < n; i++) {
+        const double d = (double) x[i] - m;
+        tail += d * d;
+    }
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
+}
+
+/* Two passes (mean, then squared deviations from it) in double: one-pass E[x^2] - E[x]^2 loses
+ * the variance to cancellation when |mean| >> std. */
+static void bn_stats_channels(gsize begin, gsize end, gpointer data)
+{
+    const BnJob *j = data;
+    const double count = (double) (j->outer * j->inner);
+    for (gsize ch = begin; ch < end; ch++) {
+        double s = 0.0;
+        for (gsize o = 0; o < j->outer; o++)
+            s += sum_f64(j->x + (o * j->channels + ch) * j->inner, j->inner, LMN_REDUCE_SUM);
+        const double m = s / count;
+        double v = 0.0;
+        for (gsize o = 0; o < j->outer; o++)
+            v += sum_sqdev_f64(j->x + (o * j->channels + ch) * j->inner, j->inner, m);
+        j->out_mean[ch] = (float) m;
+        j->out_var[ch] = (float) (v / count);
+    }
+}
+
+static void bn_stats_columns(gsize begin, gsize end, gpointer data)
+{
+    const BnJob *j = data;
+    const gsize C = j->channels;
+    const double count = (double) j->outer;
+    for (gsize t = begin; t < end; t += BN_TILE) {
+        const gsize w = MIN(BN_TILE, end - t);
+        double s[BN_TILE] = {0}, v[BN_TILE] = {0};
+        for (gsize o = 0; o < j->outer; o++) {
+            const float *restrict x = j->x + o * C + t;
+            for (gsize q = 0; q < w; q++)
+                s[q] += x[q];
+        }
+        for (gsize q = 0; q < w; q++)
+            s[q] /= count;
+        for (gsize o = 0; o < j->outer; o++) {
+            const float *restrict x = j->x + o * C + t;
+            for (gsize q = 0; q < w; q++) {
+                const double d = (double) x[q] - s[q];
+                v[q] += d * d;
+            }
+        }
+        for (gsize q = 0; q < w; q++) {
+            j->out_mean[t + q] = (float) s[q];
+            j->out_var[t + q] = (float) (v[q] / count);
+        }
+    }
+}
+
+void lmn_cpu_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, LmnTensor *var,
+                             gint64 outer, gint64 channels, gint64 inner)
+{
+    LmnCpuContext *c = ctx;
+    BnJob j = {.x = fptr(x),
+               .out_mean = fptr(mean),
+               .out_var = fptr(var),
+               .outer = (gsize) outer,
+               .channels = (gsize) channels,
+               .inner = (gsize) inner};
+    if (outer * inner == 0) {
+        /* No samples: the statistics are undefined; NaN says so instead of a plausible 0. */
+        for (gsize ch = 0; ch < j.channels; ch++)
+            j.out_mean[ch] = j.out_var[ch] = NAN;
+        return;
+    }
+    EXEC_BEGIN(c);
+    run(c, j.channels, 2 * j.outer * j.inner, inner == 1 ? bn_stats_columns : bn_stats_channels,
+        &j);
+    EXEC_END(c);
+}
+
+/* y = (x - mean) * (weight * invstd) + bias: subtracting the mean first keeps the precision
+ * that the folded form x * scale + shift would lose when |mean| >> std. */
+static void bn_forward_planes(gsize begin, gsize end, gpointer data)
+{
+    const BnJob *j = data;
+    const gsize inner = j->inner;
+    for (gsize r = begin; r < end; r++) {
+        const gsize ch = r % j->channels;
+        const float m = j->mean[ch];
+        const float k = bn_invstd(j->var[ch], j->eps) * (j->weight ? j->weight[ch] : 1.0f);
+        const float b = j->bias ? j->bias[ch] : 0.0f;
+        const float *x = j->x + r * inner;
+        float *y = j->y + r * inner; /* may be x */
+        for (gsize i = 0; i < inner; i++)
+            y[i] = (x[i] - m) * k + b;
+    }
+}
+
+static void bn_forward_rows(gsize begin, gsize end, gpointer data)
+{
+    const BnJob *j = data;
+    const gsize C = j->channels;
+    for (gsize t = 0; t < C; t += BN_TILE) {
+        const gsize w = MIN(BN_TILE, C - t);
+        float m[BN_TILE], k[BN_TILE], b[BN_TILE];
+        for (gsize q = 0; q < w; q++) {
+            m[q] = j->mean[t + q];
+            k[q] = bn_invstd(j->var[t + q], j->eps) * (j->weight ? j->weight[t + q] : 1.0f);
+            b[q] = j->bias ? j->bias[t + q] : 0.0f;
+        }
+        for (gsize o = begin; o < end; o++) {
+            const float *x = j->x + o * C + t;
+            float *y = j->y + o * C + t;
+            for (gsize q = 0; q < w; q++)
+                y[q] = (x[q] - m[q]) * k[q] + b[q];
+        }
+    }
+}
+
+void lmn_cpu_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor *mean,
+                               const LmnTensor *var, const LmnTensor *weight, const LmnTensor *bias,
+                               LmnTensor *y, float eps, gint64 outer, gint64 channels, gint64 inner)
+{
+    LmnCpuContext *c = ctx;
+    BnJob j = {.x = fptr(x),
+               .mean = fptr(mean),
+               .var = fptr(var),
+               .weight = weight != NULL ? fptr(weight) : NULL,
+               .bias = bias != NULL ? fptr(bias) : NULL,
+               .y = fptr(y),
+               .eps = eps,
+               .outer = (gsize) outer,
+               .channels = (gsize) channels,
+               .inner = (gsize) inner};
+    EXEC_BEGIN(c);
+    if (inner == 1)
+        run(c, j.outer, j.channels, bn_forward_rows, &j);
+    else
+        run(c, j.outer * j.channels, j.inner, bn_forward_planes, &j);
+    EXEC_END(c);
+}
+
+/* With xhat = (x - mean) * invstd and M = outer * inner samples per channel:
+ * dx = weight * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M),
+ * dweight = sum(dy * xhat), dbias = sum(dy); the sums in double, one channel per unit. */
+static void bn_backward_channels(gsize begin, gsize end, gpointer data)
+{
+    const BnJob *j = data;
+    const gsize inner = j->inner, C = j->channels;
+    const double count = (double) (j->outer * inner);
+    for (gsize ch = begin; ch < end; ch++) {
+        const float m = j->mean[ch];
+        const float invstd = bn_invstd(j->var[ch], j->eps);
+        double sdy = 0.0, sdyx = 0.0;
+        for (gsize o = 0; o < j->outer; o++) {
+            const float *restrict x = j->x + (o * C + ch) * inner;
+            const float *restrict dy = j->dy + (o * C + ch) * inner;
+            double a[4] = {0}, b[4] = {0};
+            gsize i = 0;
+            for (; i + 4 <= inner; i += 4)
+                for (gsize q = 0; q < 4; q++) {
+                    a[q] += dy[i + q];
+                    b[q] += (double) dy[i + q] * ((double) x[i + q] - m);
+                }
+            for (; i < inner; i++) {
+                a[0] += dy[i];
+                b[0] += (double) dy[i] * ((double) x[i] - m);
+            }
+            sdy += (a[0] + a[1]) + (a[2] + a[3]);
+            sdyx += (b[0] + b[1]) + (b[2] + b[3]);
+        }
+        sdyx *= invstd; /* sum(dy * xhat) */
+        const float k = invstd * (j->weight ? j->weight[ch] : 1.0f);
+        const float mdy = (float) (sdy / count), mdyx = (float) (sdyx / count);
+        for (gsize o = 0; o < j->outer; o++) {
+            const float *x = j->x + (o * C + ch) * inner;
+            const float *dy = j->dy + (o * C + ch) * inner;
+            float *dx = j->y + (o * C + ch) * inner; /* may be dy */
+            for (gsize i = 0; i < inner; i++) {
+                const float xhat = (x[i] - m) * invstd;
+                dx[i] = k * (dy[i] - mdy - xhat * mdyx);
+            }
+        }
+        if (j->dweight != NULL)
+            j->dweight[ch] = (float) sdyx;
+        if (j->dbias != NULL)
+            j->dbias[ch] = (float) sdy;
+    }
+}
+
+static void bn_backward_columns(gsize begin, gsize end, gpointer data)
+{
+    const BnJob *j = data;
+    const gsize C = j->channels;
+    const double count = (double) j->outer;
+    for (gsize t = begin; t < end; t += BN_TILE) {
+        const gsize w = MIN(BN_TILE, end - t);
+        double sdy[BN_TILE] = {0}, sdyx[BN_TILE] = {0};
+        float m[BN_TILE], invstd[BN_TILE], k[BN_TILE], mdy[BN_TILE], mdyx[BN_TILE];
+        for (gsize q = 0; q < w; q++) {
+            m[q] = j->mean[t + q];
+            invstd[q] = bn_invstd(j->var[t + q], j->eps);
+        }
+        for (gsize o = 0; o < j->outer; o++) {
+            const float *restrict x = j->x + o * C + t;
+            const float *restrict dy = j->dy + o * C + t;
+            for (gsize q = 0; q < w; q++) {
+                sdy[q] += dy[q];
+                sdyx[q] += (double) dy[q] * ((double) x[q] - m[q]);
+            }
+        }
+        for (gsize q = 0; q < w; q++) {
+            sdyx[q] *= invstd[q];
+            k[q] = invstd[q] * (j->weight ? j->weight[t + q] : 1.0f);
+            mdy[q] = (float) (sdy[q] / count);
+            mdyx[q] = (float) (sdyx[q] / count);
+        }
+        for (gsize o = 0; o < j->outer; o++) {
+            const float *x = j->x + o * C + t;
+            const float *dy = j->dy + o * C + t;
+            float *dx = j->y + o * C + t;
+            for (gsize q = 0; q < w; q++) {
+                const float xhat = (x[q] - m[q]) * invstd[q];
+                dx[q] = k[q] * (dy[q] - mdy[q] - xhat * mdyx[q]);
+            }
+        }
+        for (gsize q = 0; q < w; q++) {
+            if (j->dweight != NULL)
+                j->dweight[t + q] = (float) sdyx[q];
+            if (j->dbias != NULL)
+                j->dbias[t + q] = (float) sdy[q];
+        }
+    }
+}
+
+void lmn_cpu_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy,
+                                const LmnTensor *mean, const LmnTensor *var,
+                                const LmnTensor *weight, LmnTensor *dx, LmnTensor *dweight,
+                                LmnTensor *dbias, float eps, gint64 outer, gint64 channels,
+                                gint64 inner)
+{
+    LmnCpuContext *c = ctx;
+    BnJob j = {.x = fptr(x),
+               .dy = fptr(dy),
+               .mean = fptr(mean),
+               .var = fptr(var),
+               .weight = weight != NULL ? fptr(weight) : NULL,
+               .y = fptr(dx),
+               .dweight = dweight != NULL ? fptr(dweight) : NULL,
+               .dbias = dbias != NULL ? fptr(dbias) : NULL,
+               .eps = eps,
+               .outer = (gsize) outer,
+               .channels = (gsize) channels,
+               .inner = (gsize) inner};
+    if (outer * inner == 0) {
+        for (gsize ch = 0; ch < j.channels; ch++) {
+            if (j.dweight != NULL)
+                j.dweight[ch] = 0.0f;
+            if (j.dbias != NULL)
+                j.dbias[ch] = 0.0f;
+        }
+        return;
+    }
+    EXEC_BEGIN(c);
+    run(c, j.channels, 3 * j.outer * j.inner,
+        inner == 1 ? bn_backward_columns : bn_backward_channels, &j);
+    EXEC_END(c);
+}
+
+/* ---- random: dropout, normal ---- */
+
+#define TWO_POW_M24 (1.0f / 16777216.0f)
+
+typedef struct {
+    const float *x;
+    float *y;
+    float *mask;
+    float p, keep_scale;
+    float mean, std;
+    guint32 key[2];
+    guint32 stream[2];
+} RandomJob;
+
+/* One Philox block: counter = {block (low, high), stream (low, high)}, key = seed. */
+static inline void philox_block(const RandomJob *j, guint64 block, guint32 out[4])
+{
+    const guint32 ctr[4] = {(guint32) block, (guint32) (block >> 32), j->stream[0], j->stream[1]};
+    lmn_philox4x32(j->key, ctr, out);
+}
+
+/* Element i uses word i % 4 of block i / 4, whatever range a thread was given. */
+static void dropout_range(gsize begin, gsize end, gpointer data)
+{
+    const RandomJob *j = data;
+    guint32 w[4];
+    for (gsize blk = begin / 4; blk * 4 < end; blk++) {
+        philox_block(j, blk, w);
+        const gsize i0 = MAX(blk * 4, begin), i1 = MIN(blk * 4 + 4, end);
+        for (gsize i = i0; i < i1; i++) {
+            const float u = (float) (w[i % 4] >> 8) * TWO_POW_M24;
+            const float m = u >= j->p ? j->keep_scale : 0.0f;
+            j->mask[i] = m;
+            j->y[i] = j->x[i] * m; /* y may be x */
+        }
+    }
+}
+
+void lmn_cpu_dropout(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p,
+                     guint64 seed, guint64 stream)
+{
+    LmnCpuContext *c = ctx;
+    RandomJob j = {.x = fptr(x),
+                   .y = fptr(y),
+                   .mask = fptr(mask),
+                   .p = p,
+                   .keep_scale = 1.0f / (1.0f - p),
+                   .key = {(guint32) seed, (guint32) (seed >> 32)},
+                   .stream = {(guint32) stream, (guint32) (stream >> 32)}};
+    EXEC_BEGIN(c);
+    /* Philox costs about as much as 8 plain element operations. */
+    run(c, numel(y), 8, dropout_range, &j);
+    EXEC_END(c);
+}
+
+/* Box–Muller on the first two words of block i: u1 in (0, 1], so the log is finite.  Evaluated
+ * in double and rounded once, the most accurate value of the recipe. */
+static void normal_range(gsize begin, gsize end, gpointer data)
+{
+    const RandomJob *j = data;
+    guint32 w[4];
+    for (gsize i = begin; i < end; i++) {
+        philox_block(j, i, w);
+        const double u1 = ((double) (w[0] >> 8) + 1.0) * (1.0 / 16777216.0);
+        const double u2 = (double) (w[1] >> 8) * (1.0 / 16777216.0);
+        const double z = sqrt(-2.0 * log(u1)) * cos(2.0 * G_PI * u2);
+        j->y[i] = (float) ((double) j->mean + (double) j->std * z);
+    }
+}
+
+void lmn_cpu_random_normal(gpointer ctx, LmnTensor *t, float mean, float std, guint64 seed,
+                           guint64 stream)
+{
+    LmnCpuContext *c = ctx;
+    RandomJob j = {.y = fptr(t),
+                   .mean = mean,
+                   .std = std,
+                   .key = {(guint32) seed, (guint32) (seed >> 32)},
+                   .stream = {(guint32) stream, (guint32) (stream >> 32)}};
+    EXEC_BEGIN(c);
+    run(c, numel(t), 16, normal_range, &j);
+    EXEC_END(c);
+}
+
+/* ---- clamp ---- */
+
+typedef struct {
+    float *t;
+    float lo, hi;
+} ClampJob;
+
+static void clamp_range(gsize begin, gsize end, gpointer data)
+{
+    const ClampJob *j = data;
+    float *t = j->t;
+    const float lo = j->lo, hi = j->hi;
+    /* Comparisons rather than fminf/fmaxf, so NaN propagates as in torch.clamp. */
+    for (gsize i = begin; i < end; i++)
+        t[i] = t[i] < lo ? lo : (t[i] > hi ? hi : t[i]);
+}
+
+void lmn_cpu_clamp(gpointer ctx, LmnTensor *t, float lo, float hi)
+{
+    LmnCpuContext *c = ctx;
+    ClampJob j = {.t = fptr(t), .lo = lo, .hi = hi};
+    EXEC_BEGIN(c);
+    run(c, numel(t), 1, clamp_range, &j);
+    EXEC_END(c);
+}
+
+/* ---- softmax ---- */
+
+typedef struct {
+    const float *x; /* x, or y for the backward */
+    const float *dy;
+    float *out;
+    gsize cols;
+} SoftmaxJob;
+
+static void softmax_rows(gsize begin, gsize end, gpointer data)
+{
+    const SoftmaxJob *j = data;
+    const gsize k = j->cols;
+    for (gsize r = begin; r < end; r++) {
+        const float *x = j->x + r * k;
+        float *y = j->out + r * k; /* may be x: x[q] is read before y[q] is written */
+        float m = x[0];
+        for (gsize q = 1; q < k; q++)
+            m = x[q] > m ? x[q] : m;
+        double sum = 0.0;
+        for (gsize q = 0; q < k; q++) {
+            const float e = expf(x[q] - m);
+            y[q] = e;
+            sum += e;
+        }
+        const float inv = (float) (1.0 / sum);
+        for (gsize q = 0; q < k; q++)
+            y[q] *= inv;
+    }
+}
+
+void lmn_cpu_softmax(gpointer ctx, const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols)
+{
+    LmnCpuContext *c = ctx;
+    SoftmaxJob j = {.x = fptr(x), .out = fptr(y), .cols = (gsize) cols};
+    if (cols == 0)
+        return;
+    EXEC_BEGIN(c);
+    run(c, (gsize) rows, 4 * j.cols, softmax_rows, &j);
+    EXEC_END(c);
+}
+
+static void softmax_backward_rows(gsize begin, gsize end, gpointer data)
+{
+    const SoftmaxJob *j = data;
+    const gsize k = j->cols;
+    for (gsize r = begin; r < end; r++) {
+        const float *y = j->x + r * k;
+        const float *dy = j->dy + r * k;
+        float *dx = j->out + r * k; /* may be dy: the dot product is taken first */
+        double dot = 0.0;
+        for (gsize q = 0; q < k; q++)
+            dot += (double) dy[q] * (double) y[q];
+        const float d = (float) dot;
+        for (gsize q = 0; q < k; q++)
+            dx[q] = y[q] * (dy[q] - d);
+    }
+}
+
+void lmn_cpu_softmax_backward(gpointer ctx, const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx,
+                              gint64 rows, gint64 cols)
+{
+    LmnCpuContext *c = ctx;
+    SoftmaxJob j = {.x = fptr(y), .dy = fptr(dy), .out = fptr(dx), .cols = (gsize) cols};
+    if (cols == 0)
+        return;
+    EXEC_BEGIN(c);
+    run(c, (gsize) rows, 2 * j.cols, softmax_backward_rows, &j);
+    EXEC_END(c);
+}
+
+/* ---- copy_block ---- */
+
+typedef struct {
+    float *dst;
+    const float *src;
+    gint64 dst_stride, src_stride;
+    gsize cols;
+    float beta;
+} BlockJob;
+
+static void copy_block_rows(gsize begin, gsize end, gpointer data)
+{
+    const BlockJob *j = data;
+    for (gsize r = begin; r < end; r++) {
+        float *d = j->dst + (gint64) r * j->dst_stride;
+        const float *s = j->src + (gint64) r * j->src_stride;
+        if (j->beta == 0.0f) {
+            /* beta == 0 never reads dst (BLAS convention); memmove for a self-copy. */
+            memmove(d, s, j->cols * sizeof(float));
+        } else {
+            for (gsize q = 0; q < j->cols; q++)
+                d[q] = s[q] + j->beta * d[q];
+        }
+    }
+}
+
+void lmn_cpu_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                        const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                        gint64 cols, float beta)
+{
+    LmnCpuContext *c = ctx;
+    BlockJob j = {.dst = fptr(dst) + dst_offset,
+                  .src = fptr(src) + src_offset,
+                  .dst_stride = dst_stride,
+                  .src_stride = src_stride,
+                  .cols = (gsize) cols,
+                  .beta = beta};
+    if (rows <= 0 || cols <= 0)
+        return;
+    EXEC_BEGIN(c);
+    if (dst->buffer == src->buffer)
+        copy_block_rows(0, (gsize) rows, &j); /* rows may overlap: keep the sequential order */
+    else
+        run(c, (gsize) rows, j.cols, copy_block_rows, &j);
+    EXEC_END(c);
+}
+
+/* ---- gather, scatter-add ---- */
+
+typedef struct {
+    const float *table;
+    float *out;
+    const float *src;
+    const float *idx_f;
+    const gint32 *idx_i;
+    gsize n, dim, rows; /* rows: V, the table's row count */
+} RowsJob;
+
+/* The row index @i names, or -1 when it is outside [0, rows) (or a non-finite float). */
+static inline gint64 row_index(const RowsJob *j, gsize i)
+{
+    if (j->idx_i != NULL) {
+        const gint32 v = j->idx_i[i];
+        return v >= 0 && (gsize) v < j->rows ? v : -1;
+    }
+    const float v = j->idx_f[i];
+    return v >= 0.0f && v < (float) j->rows ? (gint64) v : -1;
+}
+
+static void gather_range(gsize begin, gsize end, gpointer data)
+{
+    const RowsJob *j = data;
+    for (gsize i = begin; i < end; i++) {
+        const gint64 r = row_index(j, i);
+        float *o = j->out + i * j->dim;
+        if (r < 0)
+            memset(o, 0, j->dim * sizeof(float));
+        else
+            memcpy(o, j->table + (gsize) r * j->dim, j->dim * sizeof(float));
+    }
+}
+
+void lmn_cpu_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *indices,
+                         LmnTensor *out, gint64 n, gint64 dim)
+{
+    LmnCpuContext *c = ctx;
+    if (n <= 0 || dim <= 0)
+        return;
+    const gboolean is_int = indices->dtype == LMN_DTYPE_I32;
+    RowsJob j = {.table = fptr(table),
+                 .out = fptr(out),
+                 .idx_f = is_int ? NULL : fptr(indices),
+                 .idx_i = is_int ? iptr(indices) : NULL,
+                 .n = (gsize) n,
+                 .dim = (gsize) dim,
+                 .rows = numel(table) / (gsize) dim};
+    EXEC_BEGIN(c);
+    run(c, j.n, j.dim, gather_range, &j);
+    EXEC_END(c);
+}
+
+/* Partitioned by destination row: each thread owns rows [begin, end) of the table and scans
+ * all indices in order, so every row receives its additions in index order, as a sequential
+ * loop would give, whatever the thread count. */
+static void scatter_range(gsize begin, gsize end, gpointer data)
+{
+    const RowsJob *j = data;
+    for (gsize i = 0; i < j->n; i++) {
+        const gint64 r = row_index(j, i);
+        if (r < 0 || (gsize) r < begin || (gsize) r >= end)
+            continue;
+        float *restrict t = j->out + (gsize) r * j->dim;
+        const float *restrict s = j->src + i * j->dim;
+        for (gsize q = 0; q < j->dim; q++)
+            t[q] += s[q];
+    }
+}
+
+void lmn_cpu_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
+                              const LmnTensor *src, gint64 n, gint64 dim)
+{
+    LmnCpuContext *c = ctx;
+    if (n <= 0 || dim <= 0)
+        return;
+    const gboolean is_int = indices->dtype == LMN_DTYPE_I32;
+    RowsJob j = {.out = fptr(table_grad),
+                 .src = fptr(src),
+                 .idx_f = is_int ? NULL : fptr(indices),
+                 .idx_i = is_int ? iptr(indices) : NULL,
+                 .n = (gsize) n,
+                 .dim = (gsize) dim,
+                 .rows = numel(table_grad) / (gsize) dim};
+    if (j.rows == 0)
+        return;
+    EXEC_BEGIN(c);
+    /* Per table row: on average n / rows source rows of dim elements. */
+    run(c, j.rows, MAX(j.n * j.dim / j.rows, 1), scatter_range, &j);
+    EXEC_END(c);
+}
+
+/* ---- binary cross-entropy with logits ---- */
+
+typedef struct {
+    const float *x;
+    const float *t;
+    float *dx;
+    gsize n, block;
+    float scale;
+    double *partials;
+} BceJob;
+
+/* max(x, 0) - x t + log(1 + exp(-|x|)): never exponentiates a positive number. */
+static void bce_blocks(gsize begin, gsize end, gpointer data)
+{
+    const BceJob *j = data;
+    for (gsize b = begin; b < end; b++) {
+        const gsize i0 = b * j->block, i1 = MIN(j->n, i0 + j->block);
+        double s = 0.0;
+        for (gsize i = i0; i < i1; i++) {
+            const double x = j->x[i], t = j->t[i];
+            s += (x > 0.0 ? x : 0.0) - x * t + log1p(exp(-fabs(x)));
+        }
+        j->partials[b] = s;
+    }
+}
+
+void lmn_cpu_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *target, LmnTensor *loss)
+{
+    LmnCpuContext *c = ctx;
+    const gsize n = numel(x);
+    float *lo = fptr(loss);
+    if (n == 0) {
+        lo[0] = NAN; /* the mean of nothing, as PyTorch reports it */
+        return;
+    }
+    BceJob j = {.x = fptr(x),
+                .t = fptr(target),
+                .n = n,
+                .block = block_size(n, 256),
+                .partials = c->partials};
+    const gsize n_blocks = (n + j.block - 1) / j.block;
+    EXEC_BEGIN(c);
+    run(c, n_blocks, 8 * j.block, bce_blocks, &j);
+    lo[0] = (float) (sum_partials(c->partials, n_blocks) / (double) n);
+    EXEC_END(c);
+}
+
+static void bce_backward_range(gsize begin, gsize end, gpointer data)
+{
+    const BceJob *j = data;
+    for (gsize i = begin; i < end; i++) {
+        const float x = j->x[i];
+        /* sigmoid without overflow: exp of a non-positive number only */
+        const float e = expf(-fabsf(x));
+        const float s = x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+        j->dx[i] = j->scale * (s - j->t[i]); /* dx may be x or t */
+    }
+}
+
+void lmn_cpu_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
+                                 LmnTensor *dx, float scale)
+{
+    LmnCpuContext *c = ctx;
+    BceJob j = {.x = fptr(x), .t = fptr(target), .dx = fptr(dx), .scale = scale};
+    EXEC_BEGIN(c);
+    run(c, numel(dx), 4, bce_backward_range, &j);
     EXEC_END(c);
 }

@@ -50,4 +50,41 @@ void lmn_cpu_count_correct(gpointer ctx, const LmnTensor *logits, const LmnTenso
 void lmn_cpu_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
                     const float *scalars);
 
+/* ABI 1.1 */
+void lmn_cpu_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);
+void lmn_cpu_col2im(gpointer ctx, const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g);
+void lmn_cpu_pool2d(gpointer ctx, LmnPoolMode mode, const LmnTensor *x, LmnTensor *y,
+                    LmnTensor *argmax, const LmnConv2dGeom *g);
+void lmn_cpu_pool2d_backward(gpointer ctx, LmnPoolMode mode, const LmnTensor *dy,
+                             const LmnTensor *argmax, LmnTensor *dx, const LmnConv2dGeom *g);
+void lmn_cpu_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, LmnTensor *var,
+                             gint64 outer, gint64 channels, gint64 inner);
+void lmn_cpu_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor *mean,
+                               const LmnTensor *var, const LmnTensor *weight, const LmnTensor *bias,
+                               LmnTensor *y, float eps, gint64 outer, gint64 channels,
+                               gint64 inner);
+void lmn_cpu_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy,
+                                const LmnTensor *mean, const LmnTensor *var,
+                                const LmnTensor *weight, LmnTensor *dx, LmnTensor *dweight,
+                                LmnTensor *dbias, float eps, gint64 outer, gint64 channels,
+                                gint64 inner);
+void lmn_cpu_dropout(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p,
+                     guint64 seed, guint64 stream);
+void lmn_cpu_random_normal(gpointer ctx, LmnTensor *t, float mean, float std, guint64 seed,
+                           guint64 stream);
+void lmn_cpu_clamp(gpointer ctx, LmnTensor *t, float lo, float hi);
+void lmn_cpu_softmax(gpointer ctx, const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols);
+void lmn_cpu_softmax_backward(gpointer ctx, const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx,
+                              gint64 rows, gint64 cols);
+void lmn_cpu_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                        const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                        gint64 cols, float beta);
+void lmn_cpu_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *indices,
+                         LmnTensor *out, gint64 n, gint64 dim);
+void lmn_cpu_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
+                              const LmnTensor *src, gint64 n, gint64 dim);
+void lmn_cpu_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *target, LmnTensor *loss);
+void lmn_cpu_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
+                                 LmnTensor *dx, float scale);
+
 G_END_DECLS

@@ -232,8 +232,8 @@ guint lmn_layer_add_buffer(LmnLayer *layer, const char *name, const LmnShape *sh
     return index;
 }
 
-guint lmn_layer_add_saved(LmnLayer *layer, const char *name, const LmnShape *shape,
-                          LmnDType dtype, gboolean per_batch)
+guint lmn_layer_add_saved(LmnLayer *layer, const char *name, const LmnShape *shape, LmnDType dtype,
+                          gboolean per_batch)
 {
     g_return_val_if_fail(layer != NULL, 0);
     g_return_val_if_fail(layer->building, 0);
@@ -375,8 +375,7 @@ static gboolean check_output(const LmnLayer *layer, GError **error)
     if ((layer->vtable->flags & LMN_LAYER_FLAG_LOSS) != 0 &&
         (lmn_shape_numel(&out->shape) != 1 || out->dtype != LMN_DTYPE_F32)) {
         g_set_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR,
-                    "%s: a loss layer must output one f32 scalar; a bug in the layer plugin",
-                    who);
+                    "%s: a loss layer must output one f32 scalar; a bug in the layer plugin", who);
         return FALSE;
     }
     return TRUE;
@@ -440,8 +439,8 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
     if (vt == NULL || !LMN_VTABLE_HAS(vt, build) || !LMN_VTABLE_HAS(vt, forward) ||
         !LMN_VTABLE_HAS(vt, backward)) {
         g_set_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR,
-                    "layer '%s': layer type '%s' from %s lacks build, forward or backward",
-                    name, type, feature->path);
+                    "layer '%s': layer type '%s' from %s lacks build, forward or backward", name,
+                    type, feature->path);
         return NULL;
     }
 
@@ -662,8 +661,8 @@ static void set_unknown_init_key(const LmnLayer *layer, const char *where, const
     }
     g_ptr_array_add(names, NULL);
     const char *hint = lmn_suggest(param, (const char *const *) names->pdata);
-    g_autofree char *dym = hint != NULL ? g_strdup_printf(" (did you mean '%s_init'?)", hint)
-                                        : g_strdup("");
+    g_autofree char *dym =
+        hint != NULL ? g_strdup_printf(" (did you mean '%s_init'?)", hint) : g_strdup("");
     g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
                 "%s: key '%s' names no parameter '%s' of %s%s; its parameters are: %s "
                 "(initializer keys are PARAM_init and PARAM_init.KEY)",
@@ -761,8 +760,8 @@ static gboolean str_array_contains(GPtrArray *a, const char *s)
 }
 
 /* Looks up the initializer of parameter @i and validates its keys. */
-static gboolean resolve_init(const LmnLayer *layer, LmnRegistry *registry, guint i,
-                             InitChoice *c, const char *where, GError **error)
+static gboolean resolve_init(const LmnLayer *layer, LmnRegistry *registry, guint i, InitChoice *c,
+                             const char *where, GError **error)
 {
     const LayerParam *lp = &g_array_index(layer->param_list, LayerParam, i);
     const char *init_name = c->config_init != NULL ? c->config_init : lp->default_init;
@@ -774,8 +773,8 @@ static gboolean resolve_init(const LmnLayer *layer, LmnRegistry *registry, guint
             g_prefix_error(error, "%s: ", init_where);
         } else {
             g_autofree char *who = layer_describe(layer);
-            g_prefix_error(error, "%s: default initializer '%s' of %s's '%s': ", where,
-                           init_name, who, lp->name);
+            g_prefix_error(error, "%s: default initializer '%s' of %s's '%s': ", where, init_name,
+                           who, lp->name);
         }
         return FALSE;
     }
@@ -813,9 +812,9 @@ static gboolean resolve_init(const LmnLayer *layer, LmnRegistry *registry, guint
     }
     g_ptr_array_add(keys, NULL);
     g_ptr_array_add(values, NULL);
-    c->init_params = lmn_registry_validate_params(c->feature, (const char *const *) keys->pdata,
-                                                  (const char *const *) values->pdata,
-                                                  init_where, error);
+    c->init_params =
+        lmn_registry_validate_params(c->feature, (const char *const *) keys->pdata,
+                                     (const char *const *) values->pdata, init_where, error);
     return c->init_params != NULL;
 }
 
@@ -855,8 +854,7 @@ static gboolean fill_param(LmnLayer *layer, guint i, const InitChoice *c, guint6
 
 gboolean lmn_layer_init_params(LmnLayer *layer, LmnRegistry *registry, guint64 seed,
                                guint first_param_index, const char *const *init_keys,
-                               const char *const *init_values, const char *where,
-                               GError **error)
+                               const char *const *init_values, const char *where, GError **error)
 {
     g_return_val_if_fail(layer != NULL, FALSE);
     g_return_val_if_fail(registry != NULL, FALSE);
@@ -909,8 +907,8 @@ gboolean lmn_layer_prepare_batch(LmnLayer *layer, gint64 batch, GError **error)
             LmnShape full = lmn_shape_prepend(&ls->shape, batch);
             LmnTensor *t = lmn_tensor_new(layer->backend, ls->dtype, &full, error);
             if (t == NULL) {
-                g_prefix_error(error, "layer '%s': saved tensor '%s' for batch %" G_GINT64_FORMAT
-                               ": ",
+                g_prefix_error(error,
+                               "layer '%s': saved tensor '%s' for batch %" G_GINT64_FORMAT ": ",
                                layer->name, ls->name, batch);
                 return FALSE;
             }

@@ -47,4 +47,22 @@ typedef struct {
  */
 void lmn_shape_fans(const LmnShape *shape, double *fan_in, double *fan_out);
 
+/**
+ * lmn_init_calculate_gain:
+ * @nonlinearity: "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+ *   "conv_transpose2d", "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu" or "selu"
+ * @param: the negative slope for "leaky_relu" (NAN = PyTorch's default of 0.01); ignored for the
+ *   others
+ * @error: set with LMN_CONFIG_ERROR_INVALID for an unknown @nonlinearity (the message lists the
+ *   accepted names)
+ *
+ * torch.nn.init.calculate_gain: the factor that keeps activations' variance through a layer
+ * followed by @nonlinearity (1 for linear/conv/sigmoid, 5/3 for tanh, sqrt(2) for relu,
+ * sqrt(2 / (1 + slope^2)) for leaky_relu, 3/4 for selu).  Initializers and plugins share it so
+ * every scheme computes gains the same way.
+ *
+ * Returns: the gain, or -1 with @error set
+ */
+double lmn_init_calculate_gain(const char *nonlinearity, double param, GError **error);
+
 G_END_DECLS

@@ -1,5 +1,6 @@
 /* Lamina — the built-in parameter initializers, with torch.nn.init's names, defaults and
- * formulas (zeros_, constant_, uniform_, normal_, xavier_*_, kaiming_*_ as he_*), so a PyTorch
+ * formulas (zeros_, constant_, uniform_, normal_, xavier_*_, kaiming_*_ as he_*, orthogonal_,
+ * sparse_, trunc_normal_ as truncated_normal), plus LeCun's and Kumar's schemes, so a PyTorch
  * user's choices carry over.  Draws come from the parameter's own Philox stream, in element
  * order, so a parameter's values do not depend on the backend or on other parameters.
  */
@@ -27,21 +28,6 @@ static gboolean init_check_fan(const char *name, const char *which, double fan,
                 "initializer needs a positive fan (use another initializer, e.g. 'normal')",
                 name, which, shape, fan);
     return FALSE;
-}
-
-/* torch.nn.init.calculate_gain.  For leaky_relu, @slope is the negative slope. */
-static double init_gain(const char *nonlinearity, double slope)
-{
-    if (strcmp(nonlinearity, "tanh") == 0)
-        return 5.0 / 3.0;
-    if (strcmp(nonlinearity, "relu") == 0)
-        return sqrt(2.0);
-    if (strcmp(nonlinearity, "leaky_relu") == 0)
-        return sqrt(2.0 / (1.0 + slope * slope));
-    if (strcmp(nonlinearity, "selu") == 0)
-        return 3.0 / 4.0;
-    /* linear, conv*, conv_transpose*, sigmoid */
-    return 1.0;
 }
 
 static void init_fill_uniform(const LmnInitTarget *target, float *data, double low, double high)
@@ -224,8 +210,10 @@ static double he_std(const char *name, const LmnParams *params, const LmnInitTar
     double fan = fan_in ? target->fan_in : target->fan_out;
     if (!init_check_fan(name, mode, fan, target, error))
         return -1.0;
-    double gain =
-        init_gain(lmn_params_get_string(params, "nonlinearity"), lmn_params_get_float(params, "a"));
+    double gain = lmn_init_calculate_gain(lmn_params_get_string(params, "nonlinearity"),
+                                          lmn_params_get_float(params, "a"), error);
+    if (gain < 0.0)
+        return -1.0;
     return gain / sqrt(fan);
 }
 
@@ -250,6 +238,372 @@ static gboolean he_normal_fill(const LmnParams *params, const LmnInitTarget *tar
     return TRUE;
 }
 
+/* ---- LeCun ---- */
+
+/* LeCun et al. 1998 ("Efficient BackProp"): variance 1 / fan_in, the gain-1 case of He's rule. */
+static gboolean lecun_uniform_fill(const LmnParams *params, const LmnInitTarget *target,
+                                   float *data, GError **error)
+{
+    if (!init_check_fan("lecun_uniform", "fan_in", target->fan_in, target, error))
+        return FALSE;
+    double bound = sqrt(3.0 / target->fan_in);
+    init_fill_uniform(target, data, -bound, bound);
+    return TRUE;
+}
+
+static gboolean lecun_normal_fill(const LmnParams *params, const LmnInitTarget *target, float *data,
+                                  GError **error)
+{
+    if (!init_check_fan("lecun_normal", "fan_in", target->fan_in, target, error))
+        return FALSE;
+    init_fill_normal(target, data, 0.0, sqrt(1.0 / target->fan_in));
+    return TRUE;
+}
+
+/* ---- matrix view of a weight: [rows = shape[0], cols = numel / rows], as torch.nn.init ---- */
+
+static gboolean init_matrix_dims(const char *name, const LmnInitTarget *target, gint64 *rows,
+                                 gint64 *cols, GError **error)
+{
+    if (target->shape == NULL || target->shape->ndim < 2 || target->numel == 0) {
+        g_autofree char *shape = init_shape_text(target);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "initializer '%s': the parameter of shape %s is not a non-empty matrix; it "
+                    "needs 2 or more dimensions, as in PyTorch (use it for weights, not biases)",
+                    name, shape);
+        return FALSE;
+    }
+    *rows = target->shape->dims[0];
+    *cols = target->numel / *rows;
+    return TRUE;
+}
+
+/* ---- orthogonal (Saxe et al. 2014; torch.nn.init.orthogonal_) ---- */
+
+/*
+ * Reduced QR of a [m, n] matrix a (m >= n, row-major doubles) by Householder reflections; on
+ * return q [m, n] has orthonormal columns and rdiag holds R's diagonal.  Householder rather than
+ * Gram-Schmidt: Q stays orthogonal to rounding level whatever a's conditioning.
+ */
+static void householder_qr(double *a, gint64 m, gint64 n, double *q, double *rdiag)
+{
+    /* a's column k below the diagonal becomes the reflector v_k (v_k[k] kept in vk0[k]). */
+    g_autofree double *vk0 = g_new(double, n);
+    for (gint64 k = 0; k < n; k++) {
+        double norm = 0.0;
+        for (gint64 i = k; i < m; i++)
+            norm += a[i * n + k] * a[i * n + k];
+        norm = sqrt(norm);
+        double akk = a[k * n + k];
+        /* The sign opposite to a_kk avoids cancellation in v = x - alpha e1. */
+        double alpha = akk > 0.0 ? -norm : norm;
+        rdiag[k] = alpha;
+        vk0[k] = akk - alpha;
+        double vnorm2 = vk0[k] * vk0[k];
+        for (gint64 i = k + 1; i < m; i++)
+            vnorm2 += a[i * n + k] * a[i * n + k];
+        if (vnorm2 == 0.0) {
+            vk0[k] = 0.0; /* the column is already reduced: H = I */
+            continue;
+        }
+        /* Apply H = I - 2 v v^T / (v^T v) to the remaining columns. */
+        for (gint64 j = k + 1; j < n; j++) {
+            double dot = vk0[k] * a[k * n + j];
+            for (gint64 i = k + 1; i < m; i++)
+                dot += a[i * n + k] * a[i * n + j];
+            double f = 2.0 * dot / vnorm2;
+            a[k * n + j] -= f * vk0[k];
+            for (gint64 i = k + 1; i < m; i++)
+                a[i * n + j] -= f * a[i * n + k];
+        }
+    }
+    /* Q = H_0 H_1 ... H_{n-1} applied to the first n columns of the identity, last first. */
+    for (gint64 i = 0; i < m; i++)
+        for (gint64 j = 0; j < n; j++)
+            q[i * n + j] = i == j ? 1.0 : 0.0;
+    for (gint64 k = n - 1; k >= 0; k--) {
+        double vnorm2 = vk0[k] * vk0[k];
+        for (gint64 i = k + 1; i < m; i++)
+            vnorm2 += a[i * n + k] * a[i * n + k];
+        if (vnorm2 == 0.0)
+            continue;
+        for (gint64 j = 0; j < n; j++) {
+            double dot = vk0[k] * q[k * n + j];
+            for (gint64 i = k + 1; i < m; i++)
+                dot += a[i * n + k] * q[i * n + j];
+            double f = 2.0 * dot / vnorm2;
+            q[k * n + j] -= f * vk0[k];
+            for (gint64 i = k + 1; i < m; i++)
+                q[i * n + j] -= f * a[i * n + k];
+        }
+    }
+}
+
+static gboolean orthogonal_fill(const LmnParams *params, const LmnInitTarget *target, float *data,
+                                GError **error)
+{
+    gint64 rows, cols;
+    if (!init_matrix_dims("orthogonal", target, &rows, &cols, error))
+        return FALSE;
+    double gain = lmn_params_get_float(params, "gain");
+    /* torch: a normal [rows, cols] matrix, transposed to be tall, Q of its QR with the signs of
+     * diag(R) (which makes the result Haar-distributed), transposed back, times gain. */
+    gboolean wide = rows < cols;
+    gint64 m = wide ? cols : rows, n = wide ? rows : cols;
+    g_autofree double *a = g_new(double, m *n);
+    for (gint64 r = 0; r < rows; r++) {
+        for (gint64 c = 0; c < cols; c++) {
+            double z = lmn_random_normal(target->random);
+            if (wide)
+                a[c * n + r] = z;
+            else
+                a[r * n + c] = z;
+        }
+    }
+    g_autofree double *q = g_new(double, m *n);
+    g_autofree double *rdiag = g_new(double, n);
+    householder_qr(a, m, n, q, rdiag);
+    for (gint64 r = 0; r < rows; r++) {
+        for (gint64 c = 0; c < cols; c++) {
+            gint64 i = wide ? c : r, j = wide ? r : c;
+            /* torch.sign: a zero diagonal (probability 0) zeroes the column, as there. */
+            double sign = rdiag[j] > 0.0 ? 1.0 : rdiag[j] < 0.0 ? -1.0 : 0.0;
+            data[r * cols + c] = (float) (gain * sign * q[i * n + j]);
+        }
+    }
+    return TRUE;
+}
+
+static const LmnParamSpec orthogonal_specs[] = {
+    {.name = "gain",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "1",
+     .min = 0,
+     .max = INFINITY,
+     .doc = "scaling factor: W^T W = gain^2 I (tall) or W W^T = gain^2 I (wide)"},
+    {NULL},
+};
+
+/* ---- sparse (torch.nn.init.sparse_; Martens 2010) ---- */
+
+/* Picks @count distinct indices of [0, n) into the first @count entries of @perm (partial
+ * Fisher-Yates); @perm must hold 0..n-1 in any order. */
+static void init_choose(LmnRandom *random, gint64 *perm, gint64 n, gint64 count)
+{
+    for (gint64 i = 0; i < count; i++) {
+        gint64 j = i + (gint64) lmn_random_below(random, (guint64) (n - i));
+        gint64 t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static gboolean sparse_fill(const LmnParams *params, const LmnInitTarget *target, float *data,
+                            GError **error)
+{
+    gint64 rows, cols;
+    if (!init_matrix_dims("sparse", target, &rows, &cols, error))
+        return FALSE;
+    double std = lmn_params_get_float(params, "std");
+    gint64 k = lmn_params_get_int(params, "k");
+    init_fill_normal(target, data, 0.0, std);
+
+    if (k > 0) {
+        /* Martens: each unit (row = output) keeps exactly k incoming weights, the rest are 0. */
+        if (k > cols) {
+            g_autofree char *shape = init_shape_text(target);
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "initializer 'sparse': k = %" G_GINT64_FORMAT " non-zero incoming "
+                        "weights per unit, but the parameter of shape %s has only %" G_GINT64_FORMAT
+                        " inputs per unit",
+                        k, shape, cols);
+            return FALSE;
+        }
+        g_autofree gint64 *perm = g_new(gint64, cols);
+        g_autofree gboolean *keep = g_new(gboolean, cols);
+        for (gint64 r = 0; r < rows; r++) {
+            for (gint64 c = 0; c < cols; c++) {
+                perm[c] = c;
+                keep[c] = FALSE;
+            }
+            init_choose(target->random, perm, cols, k);
+            for (gint64 i = 0; i < k; i++)
+                keep[perm[i]] = TRUE;
+            for (gint64 c = 0; c < cols; c++) {
+                if (!keep[c])
+                    data[r * cols + c] = 0.0f;
+            }
+        }
+        return TRUE;
+    }
+
+    /* torch: num_zeros = ceil(sparsity * rows) zeros in every column, at random rows. */
+    gint64 zeros = (gint64) ceil(lmn_params_get_float(params, "sparsity") * (double) rows);
+    zeros = MIN(zeros, rows);
+    g_autofree gint64 *perm = g_new(gint64, rows);
+    for (gint64 c = 0; c < cols; c++) {
+        for (gint64 r = 0; r < rows; r++)
+            perm[r] = r;
+        init_choose(target->random, perm, rows, zeros);
+        for (gint64 i = 0; i < zeros; i++)
+            data[perm[i] * cols + c] = 0.0f;
+    }
+    return TRUE;
+}
+
+static const LmnParamSpec sparse_specs[] = {
+    {.name = "sparsity",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.1",
+     .min = 0,
+     .max = 1,
+     .doc = "torch.nn.init.sparse_: fraction of zeros in each column, ceil(sparsity * rows) "
+            "(used when k = 0)"},
+    {.name = "k",
+     .type = LMN_PARAM_INT,
+     .default_value = "0",
+     .min = 0,
+     .max = (double) G_MAXINT32,
+     .doc = "Martens (2010): when > 0, exactly k non-zero incoming weights per unit (row), "
+            "and sparsity is ignored (Martens used k = 15, std = 1)"},
+    {.name = "std",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.01",
+     .min = 0,
+     .max = INFINITY,
+     .doc = "standard deviation of the non-zero weights, N(0, std^2)"},
+    {NULL},
+};
+
+/* ---- Kumar 2017 ---- */
+
+/*
+ * Kumar, "On weight initialization in deep neural networks" (2017): for an activation g
+ * differentiable at 0, activations keep their variance when
+ *     Var(w) = 1 / (fan_in * g'(0)^2 * (1 + g(0)^2)).
+ * relu is not differentiable at 0; the paper's analysis gives 2 / fan_in (He's value).
+ * Weights are drawn from N(0, Var(w)).
+ */
+static const struct {
+    const char *name;
+    double g0, dg0; /* g(0), g'(0) */
+} kumar_activations[] = {
+    {"linear", 0.0, 1.0},     {"tanh", 0.0, 1.0}, {"sigmoid", 0.5, 0.25},
+    {"softplus", G_LN2, 0.5}, {"elu", 0.0, 1.0}, /* alpha = 1: both one-sided derivatives are 1 */
+    {"gelu", 0.0, 0.5},
+};
+
+static const char *const kumar_nonlinearities[] = {
+    "tanh", "sigmoid", "relu", "linear", "softplus", "elu", "gelu", NULL,
+};
+
+static gboolean kumar_fill(const LmnParams *params, const LmnInitTarget *target, float *data,
+                           GError **error)
+{
+    if (!init_check_fan("kumar", "fan_in", target->fan_in, target, error))
+        return FALSE;
+    const char *nl = lmn_params_get_string(params, "nonlinearity");
+    double var = 2.0 / target->fan_in; /* relu */
+    for (gsize i = 0; i < G_N_ELEMENTS(kumar_activations); i++) {
+        if (strcmp(nl, kumar_activations[i].name) == 0) {
+            double g0 = kumar_activations[i].g0, dg0 = kumar_activations[i].dg0;
+            var = 1.0 / (target->fan_in * dg0 * dg0 * (1.0 + g0 * g0));
+        }
+    }
+    init_fill_normal(target, data, 0.0, sqrt(var));
+    return TRUE;
+}
+
+static const LmnParamSpec kumar_specs[] = {
+    {.name = "nonlinearity",
+     .type = LMN_PARAM_ENUM,
+     .default_value = "tanh",
+     .enum_values = kumar_nonlinearities,
+     .doc = "the activation g after this layer: Var(w) = 1 / (fan_in g'(0)^2 (1 + g(0)^2)); "
+            "relu: 2 / fan_in"},
+    {NULL},
+};
+
+/* ---- truncated normal (torch.nn.init.trunc_normal_) ---- */
+
+/* P(a <= X <= b) for X ~ N(mean, std^2). */
+static double normal_mass(double mean, double std, double a, double b)
+{
+    double za = (a - mean) / (std * G_SQRT2), zb = (b - mean) / (std * G_SQRT2);
+    /* erfc on the far side keeps precision in the tails. */
+    if (za > 0.0)
+        return 0.5 * (erfc(za) - erfc(zb));
+    if (zb < 0.0)
+        return 0.5 * (erfc(-zb) - erfc(-za));
+    return 0.5 * (erf(zb) - erf(za));
+}
+
+/* Below this acceptance rate, rejection would need more than ~10^4 draws per element. */
+#define TRUNC_MIN_MASS 1e-4
+
+static gboolean truncated_normal_fill(const LmnParams *params, const LmnInitTarget *target,
+                                      float *data, GError **error)
+{
+    double mean = lmn_params_get_float(params, "mean");
+    double std = lmn_params_get_float(params, "std");
+    double a = lmn_params_get_float(params, "a");
+    double b = lmn_params_get_float(params, "b");
+    if (!(a < b)) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "initializer 'truncated_normal': the lower cutoff a = %g must be below the "
+                    "upper cutoff b = %g",
+                    a, b);
+        return FALSE;
+    }
+    double mass = normal_mass(mean, std, a, b);
+    if (mass < TRUNC_MIN_MASS) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "initializer 'truncated_normal': [a, b] = [%g, %g] holds only %.3g of "
+                    "N(%g, %g^2), too little to sample by rejection; choose a and b within a few "
+                    "std of the mean",
+                    a, b, mass, mean, std);
+        return FALSE;
+    }
+    for (gint64 i = 0; i < target->numel; i++) {
+        float v;
+        do {
+            /* Tested after rounding to float, so every stored value lies in [a, b]. */
+            v = (float) (mean + std * lmn_random_normal(target->random));
+        } while (!((double) v >= a && (double) v <= b));
+        data[i] = v;
+    }
+    return TRUE;
+}
+
+static const LmnParamSpec truncated_normal_specs[] = {
+    {.name = "mean",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0",
+     .min = 1,
+     .max = 0,
+     .doc = "mean of the normal before truncation"},
+    {.name = "std",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "1",
+     .min = 0,
+     .max = INFINITY,
+     .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+     .doc = "standard deviation of the normal before truncation"},
+    {.name = "a",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "-2",
+     .min = 1,
+     .max = 0,
+     .doc = "lower cutoff (an absolute value, as in torch.nn.init.trunc_normal_)"},
+    {.name = "b",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "2",
+     .min = 1,
+     .max = 0,
+     .doc = "upper cutoff (an absolute value)"},
+    {NULL},
+};
+
 /* ---- the descriptor ---- */
 
 #define INIT_VTABLE(fn)                                                                            \
@@ -265,6 +619,12 @@ static const LmnInitializerVTable xavier_uniform_vt = INIT_VTABLE(xavier_uniform
 static const LmnInitializerVTable xavier_normal_vt = INIT_VTABLE(xavier_normal_fill);
 static const LmnInitializerVTable he_uniform_vt = INIT_VTABLE(he_uniform_fill);
 static const LmnInitializerVTable he_normal_vt = INIT_VTABLE(he_normal_fill);
+static const LmnInitializerVTable lecun_uniform_vt = INIT_VTABLE(lecun_uniform_fill);
+static const LmnInitializerVTable lecun_normal_vt = INIT_VTABLE(lecun_normal_fill);
+static const LmnInitializerVTable orthogonal_vt = INIT_VTABLE(orthogonal_fill);
+static const LmnInitializerVTable sparse_vt = INIT_VTABLE(sparse_fill);
+static const LmnInitializerVTable kumar_vt = INIT_VTABLE(kumar_fill);
+static const LmnInitializerVTable truncated_normal_vt = INIT_VTABLE(truncated_normal_fill);
 
 #define INIT_FEATURE(feature_name, desc, specs, vt)                                                \
     {                                                                                              \
@@ -290,6 +650,25 @@ static const LmnFeatureDesc init_features[] = {
     INIT_FEATURE("he_normal",
                  "N(0, std^2), std = gain / sqrt(fan) (He et al. 2015; torch kaiming_normal_)",
                  he_specs, he_normal_vt),
+    INIT_FEATURE("lecun_uniform", "U(-b, b), b = sqrt(3 / fan_in) (LeCun et al. 1998)", NULL,
+                 lecun_uniform_vt),
+    INIT_FEATURE("lecun_normal", "N(0, 1 / fan_in) (LeCun et al. 1998)", NULL, lecun_normal_vt),
+    INIT_FEATURE("orthogonal",
+                 "gain times a random orthogonal matrix of the weight flattened to [rows, cols] "
+                 "(Saxe et al. 2014; torch.nn.init.orthogonal_)",
+                 orthogonal_specs, orthogonal_vt),
+    INIT_FEATURE("sparse",
+                 "N(0, std^2) with ceil(sparsity * rows) zeros per column "
+                 "(torch.nn.init.sparse_), or k non-zeros per row (Martens 2010)",
+                 sparse_specs, sparse_vt),
+    INIT_FEATURE("kumar",
+                 "N(0, 1 / (fan_in g'(0)^2 (1 + g(0)^2))) for the activation g "
+                 "(Kumar 2017); relu: 2 / fan_in",
+                 kumar_specs, kumar_vt),
+    INIT_FEATURE("truncated_normal",
+                 "N(mean, std^2) restricted to [a, b] by rejection "
+                 "(torch.nn.init.trunc_normal_)",
+                 truncated_normal_specs, truncated_normal_vt),
 };
 
 static const LmnPluginDesc init_plugin = {

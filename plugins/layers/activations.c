@@ -34,10 +34,10 @@ static gboolean activation_setup(LmnLayer *layer, const LmnTensorInfo *inputs,
 }
 
 #define DEFINE_BUILD(fn, op, alpha_key)                                                            \
-    static gboolean fn(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,              \
-                       LmnTensorInfo *output, GError **error)                                     \
+    static gboolean fn(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,               \
+                       LmnTensorInfo *output, GError **error)                                      \
     {                                                                                              \
-        return activation_setup(layer, inputs, output, op, alpha_key, error);                     \
+        return activation_setup(layer, inputs, output, op, alpha_key, error);                      \
     }
 
 DEFINE_BUILD(relu_build, LMN_UNARY_RELU, NULL)
@@ -58,8 +58,8 @@ static void activation_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Activation *a = lmn_layer_get_private(layer);
     if (io->input_grads[0] != NULL) {
-        lmn_op_unary_backward(a->op, io->inputs[0], io->output, io->output_grad,
-                              io->input_grads[0], a->alpha);
+        lmn_op_unary_backward(a->op, io->inputs[0], io->output, io->output_grad, io->input_grads[0],
+                              a->alpha);
     }
 }
 
@@ -83,19 +83,31 @@ ACTIVATION_VTABLE(softplus_vtable, softplus_build)
 ACTIVATION_VTABLE(gelu_vtable, gelu_build)
 
 static const LmnParamSpec leaky_relu_params[] = {
-    {.name = "negative_slope", .type = LMN_PARAM_FLOAT, .default_value = "0.01", .min = 0.0,
-     .max = 1e6, .doc = "slope for negative inputs (nn.LeakyReLU's negative_slope)"},
+    {.name = "negative_slope",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.01",
+     .min = 0.0,
+     .max = 1e6,
+     .doc = "slope for negative inputs (nn.LeakyReLU's negative_slope)"},
     {NULL},
 };
 
 static const LmnParamSpec elu_params[] = {
-    {.name = "alpha", .type = LMN_PARAM_FLOAT, .default_value = "1.0", .min = 0.0, .max = 1e6,
+    {.name = "alpha",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "1.0",
+     .min = 0.0,
+     .max = 1e6,
      .doc = "alpha * (exp(x) - 1) for negative inputs (nn.ELU's alpha)"},
     {NULL},
 };
 
 static const LmnParamSpec softplus_params[] = {
-    {.name = "beta", .type = LMN_PARAM_FLOAT, .default_value = "1.0", .min = 0.0, .max = 1e6,
+    {.name = "beta",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "1.0",
+     .min = 0.0,
+     .max = 1e6,
      .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
      .doc = "log(1 + exp(beta * x)) / beta; linear above beta * x > 20 (nn.Softplus)"},
     {NULL},

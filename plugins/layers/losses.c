@@ -1,4 +1,4 @@
-/* Lamina — loss layers: softmax_cross_entropy and mse.
+/* Lamina — loss layers: softmax_cross_entropy, mse and binary_cross_entropy_with_logits.
  *
  * A loss layer's last input is its target; it outputs one f32 scalar, the mean over the batch
  * (PyTorch's reduction = 'mean', so learning rates transfer), and its backward starts the chain
@@ -58,8 +58,12 @@ static void xent_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec xent_params[] = {
-    {.name = "label_smoothing", .type = LMN_PARAM_FLOAT, .default_value = "0.0", .min = 0.0,
-     .max = 1.0, .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+    {.name = "label_smoothing",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.0",
+     .min = 0.0,
+     .max = 1.0,
+     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
      .doc = "target = (1 - s) * onehot + s / classes, as nn.CrossEntropyLoss(label_smoothing)"},
     {NULL},
 };
@@ -133,6 +137,56 @@ static const LmnLayerVTable mse_vtable = {
     .backward = mse_backward,
 };
 
+/* ---- binary_cross_entropy_with_logits ---- */
+
+static gboolean bce_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                          LmnTensorInfo *output, GError **error)
+{
+    if (inputs[0].dtype != LMN_DTYPE_F32 || inputs[1].dtype != LMN_DTYPE_F32 ||
+        !lmn_shape_equal(&inputs[0].shape, &inputs[1].shape)) {
+        g_autofree char *p = lmn_shape_to_string(&inputs[0].shape);
+        g_autofree char *t = lmn_shape_to_string(&inputs[1].shape);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (binary_cross_entropy_with_logits): logits (%s %s) and target "
+                    "(%s %s) must both be f32 with the same per-sample shape; the target holds "
+                    "probabilities in [0, 1]",
+                    lmn_layer_get_name(layer), lmn_dtype_name(inputs[0].dtype), p,
+                    lmn_dtype_name(inputs[1].dtype), t);
+        return FALSE;
+    }
+    output->shape = lmn_shape_make(0);
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+static void bce_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    lmn_op_bce_logits(io->inputs[0], io->inputs[1], io->output);
+}
+
+static void bce_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    /* The mean runs over every element (PyTorch's reduction = 'mean'), not only the batch. */
+    float scale = (float) (1.0 / (double) lmn_tensor_numel(io->inputs[0]));
+    if (io->input_grads[0] != NULL) {
+        lmn_op_bce_logits_backward(io->inputs[0], io->inputs[1], io->input_grads[0], scale);
+    }
+    if (io->input_grads[1] != NULL) {
+        /* d/dt (max(x, 0) - x t + log(1 + exp(-|x|))) = -x, as PyTorch's target gradient. */
+        lmn_op_axpby(-scale, io->inputs[0], 0.0f, io->input_grads[1]);
+    }
+}
+
+static const LmnLayerVTable bce_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_LOSS,
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .build = bce_build,
+    .forward = bce_forward,
+    .backward = bce_backward,
+};
+
 static const LmnFeatureDesc loss_features[] = {
     {
         .struct_size = sizeof(LmnFeatureDesc),
@@ -152,6 +206,16 @@ static const LmnFeatureDesc loss_features[] = {
         .params = NULL,
         .vtable = &mse_vtable,
     },
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "binary_cross_entropy_with_logits",
+        .description = "sigmoid and binary cross-entropy in one stable step, mean over all "
+                       "elements (nn.BCEWithLogitsLoss); inputs: logits, f32 target of the same "
+                       "shape",
+        .params = NULL,
+        .vtable = &bce_vtable,
+    },
 };
 
 static const LmnPluginDesc losses_plugin = {
@@ -161,7 +225,8 @@ static const LmnPluginDesc losses_plugin = {
     .name = "lamina.losses",
     .version = LMN_VERSION_STRING,
     .license = "MIT",
-    .description = "Loss layers: softmax cross-entropy, mean squared error",
+    .description = "Loss layers: softmax cross-entropy, mean squared error, binary "
+                   "cross-entropy with logits",
     .n_features = G_N_ELEMENTS(loss_features),
     .features = loss_features,
 };

@@ -93,14 +93,20 @@ static const LmnLayerVTable accumulating_vtable = {
 };
 
 static const LmnFeatureDesc broken_features[] = {
-    {.struct_size = sizeof(LmnFeatureDesc), .kind = LMN_FEATURE_LAYER,
-     .name = "test_broken_input", .description = "y = 2x with a backward of 3 dy (test only)",
+    {.struct_size = sizeof(LmnFeatureDesc),
+     .kind = LMN_FEATURE_LAYER,
+     .name = "test_broken_input",
+     .description = "y = 2x with a backward of 3 dy (test only)",
      .vtable = &broken_input_vtable},
-    {.struct_size = sizeof(LmnFeatureDesc), .kind = LMN_FEATURE_LAYER,
-     .name = "test_broken_param", .description = "y = x + b with db doubled (test only)",
+    {.struct_size = sizeof(LmnFeatureDesc),
+     .kind = LMN_FEATURE_LAYER,
+     .name = "test_broken_param",
+     .description = "y = x + b with db doubled (test only)",
      .vtable = &broken_param_vtable},
-    {.struct_size = sizeof(LmnFeatureDesc), .kind = LMN_FEATURE_LAYER,
-     .name = "test_accumulating", .description = "y = x + b with db accumulated (test only)",
+    {.struct_size = sizeof(LmnFeatureDesc),
+     .kind = LMN_FEATURE_LAYER,
+     .name = "test_accumulating",
+     .description = "y = x + b with db accumulated (test only)",
      .vtable = &accumulating_vtable},
 };
 

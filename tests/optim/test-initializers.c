@@ -1,6 +1,7 @@
 /* Tests of the initializers plugin against torch.nn.init's closed forms: bounds, and sample
- * mean and variance within 5-sigma bounds computed from the sample size; gains; PyTorch's fan
- * rule; reproducibility per stream; and the errors for impossible settings.
+ * mean and variance within 5-sigma bounds computed from the sample size; gains (values printed by
+ * torch.nn.init.calculate_gain); PyTorch's fan rule; orthogonality; exact sparsity counts;
+ * truncation bounds; reproducibility per stream; and the errors for impossible settings.
  */
 #include <lamina/lamina.h>
 
@@ -321,6 +322,316 @@ static void test_errors(void)
                  LMN_CONFIG_ERROR_UNKNOWN_KEY, unk_n);
 }
 
+/* ---- LeCun, orthogonal, sparse, Kumar, truncated normal, calculate_gain ---- */
+
+static void test_lecun(void)
+{
+    g_autoptr(GError) error = NULL;
+    float *x;
+    g_assert_true(run_init("lecun_uniform", NULL, weight_shape(), 11, &x, &error));
+    g_assert_no_error(error);
+    assert_uniform(x, NUMEL, -sqrt(3.0 / 125.0), sqrt(3.0 / 125.0));
+    g_free(x);
+    g_assert_true(run_init("lecun_normal", NULL, weight_shape(), 12, &x, &error));
+    g_assert_no_error(error);
+    assert_normal(x, NUMEL, 0.0, sqrt(1.0 / 125.0));
+    g_free(x);
+    /* The receptive field counts: [16, 8, 3, 3] has fan_in 72. */
+    LmnShape conv = lmn_shape_make(4, (gint64) 16, (gint64) 8, (gint64) 3, (gint64) 3);
+    g_assert_true(run_init("lecun_normal", NULL, &conv, 13, &x, &error));
+    assert_normal(x, lmn_shape_numel(&conv), 0.0, sqrt(1.0 / 72.0));
+    g_free(x);
+}
+
+/*
+ * For W viewed as [rows, cols]: W^T W = gain^2 I when tall (rows >= cols), W W^T = gain^2 I when
+ * wide, computed in double from the float values (float rounding of entries of size
+ * 1/sqrt(rows) leaves an error around 1e-7, far inside 1e-5).
+ */
+static void assert_orthogonal(const float *w, gint64 rows, gint64 cols, double gain)
+{
+    gboolean wide = rows < cols;
+    gint64 n = wide ? rows : cols, len = wide ? cols : rows;
+    double worst = 0.0;
+    for (gint64 i = 0; i < n; i++) {
+        for (gint64 j = i; j < n; j++) {
+            double dot = 0.0;
+            for (gint64 k = 0; k < len; k++) {
+                double a = wide ? w[i * cols + k] : w[k * cols + i];
+                double b = wide ? w[j * cols + k] : w[k * cols + j];
+                dot += a * b;
+            }
+            double expected = i == j ? gain * gain : 0.0;
+            worst = MAX(worst, fabs(dot - expected));
+        }
+    }
+    g_assert_cmpfloat(worst, <=, 1e-5 * MAX(gain * gain, 1.0));
+}
+
+static void test_orthogonal(void)
+{
+    static const struct {
+        guint ndim;
+        gint64 dims[4];
+        const char *gain;
+    } cases[] = {
+        {2, {64, 16}, NULL},      {2, {16, 64}, NULL}, {2, {50, 50}, "2"},
+        {2, {1, 40}, NULL},       {2, {40, 1}, "0.5"}, {4, {8, 3, 3, 3}, "1.4142135623730951"},
+        {4, {40, 2, 2, 2}, NULL},
+    };
+    for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
+        LmnShape shape = {.ndim = cases[c].ndim};
+        memcpy(shape.dims, cases[c].dims, sizeof cases[c].dims);
+        g_autofree char *kv0 = cases[c].gain ? g_strdup_printf("gain=%s", cases[c].gain) : NULL;
+        const char *kv[] = {kv0, NULL};
+        g_autoptr(GError) error = NULL;
+        float *w;
+        g_assert_true(run_init("orthogonal", kv, &shape, 20 + c, &w, &error));
+        g_assert_no_error(error);
+        gint64 rows = shape.dims[0], cols = lmn_shape_numel(&shape) / rows;
+        assert_orthogonal(w, rows, cols, cases[c].gain ? g_ascii_strtod(cases[c].gain, NULL) : 1);
+        g_free(w);
+    }
+
+    /* Haar-distributed: over many 4x4 draws each entry has mean 0 and variance 1/4. */
+    LmnShape small = lmn_shape_make(2, (gint64) 4, (gint64) 4);
+    const gsize draws = 2000;
+    g_autofree float *all = g_new(float, draws * 16);
+    for (gsize d = 0; d < draws; d++) {
+        g_autoptr(GError) error = NULL;
+        float *w;
+        g_assert_true(run_init("orthogonal", NULL, &small, 1000 + d, &w, &error));
+        memcpy(all + d * 16, w, 16 * sizeof(float));
+        g_free(w);
+    }
+    /* E[q^2] = 1/n, E[q^4] = 3 / (n (n + 2)) for a uniform unit vector's coordinate. */
+    Stats s = stats_of(all, draws * 16);
+    double var = 0.25, mu4 = 3.0 / 24.0;
+    g_assert_cmpfloat(fabs(s.mean), <=, 5.0 * sqrt(var / (draws * 16.0)) * 2.0);
+    g_assert_cmpfloat(fabs(s.var - var), <=, 5.0 * sqrt((mu4 - var * var) / draws));
+}
+
+static gint64 count_zeros(const float *x, gint64 start, gint64 stride, gint64 n)
+{
+    gint64 z = 0;
+    for (gint64 i = 0; i < n; i++)
+        z += x[start + i * stride] == 0.0f;
+    return z;
+}
+
+static void test_sparse(void)
+{
+    /* torch: ceil(sparsity * rows) zeros per column, exactly (the normal draws are never 0). */
+    static const struct {
+        const char *sparsity;
+        gint64 zeros; /* math.ceil(sparsity * 160) as Python computes it */
+    } cases[] = {{"0.1", 16}, {"0.3", 48}, {"0.7", 112}, {"0", 0}, {"1", 160}, {"0.001", 1}};
+    for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
+        g_autofree char *kv0 = g_strdup_printf("sparsity=%s", cases[c].sparsity);
+        const char *kv[] = {kv0, NULL};
+        g_autoptr(GError) error = NULL;
+        float *x;
+        g_assert_true(run_init("sparse", kv, weight_shape(), 30 + c, &x, &error));
+        g_assert_no_error(error);
+        for (gint64 col = 0; col < 125; col++)
+            g_assert_cmpint(count_zeros(x, col, 125, 160), ==, cases[c].zeros);
+        g_free(x);
+    }
+
+    /* The non-zeros are N(0, std^2): default std 0.01, and another std. */
+    const char *kv_std[] = {"sparsity=0.5", "std=2", NULL};
+    g_autoptr(GError) error = NULL;
+    float *x;
+    g_assert_true(run_init("sparse", kv_std, weight_shape(), 40, &x, &error));
+    g_autofree float *nz = g_new(float, NUMEL);
+    gsize n = 0;
+    for (gsize i = 0; i < NUMEL; i++) {
+        if (x[i] != 0.0f)
+            nz[n++] = x[i];
+    }
+    g_assert_cmpuint(n, ==, NUMEL / 2);
+    assert_normal(nz, n, 0.0, 2.0);
+    g_free(x);
+    g_assert_true(run_init("sparse", NULL, weight_shape(), 41, &x, &error));
+    n = 0;
+    for (gsize i = 0; i < NUMEL; i++) {
+        if (x[i] != 0.0f)
+            nz[n++] = x[i];
+    }
+    g_assert_cmpuint(n, ==, NUMEL - 16 * 125);
+    assert_normal(nz, n, 0.0, 0.01);
+    g_free(x);
+
+    /* Martens: exactly k non-zero incoming weights per unit (row). */
+    const char *kv_k[] = {"k=15", "std=1", NULL};
+    g_assert_true(run_init("sparse", kv_k, weight_shape(), 42, &x, &error));
+    g_assert_no_error(error);
+    n = 0;
+    for (gint64 row = 0; row < 160; row++)
+        g_assert_cmpint(count_zeros(x, row * 125, 1, 125), ==, 125 - 15);
+    for (gsize i = 0; i < NUMEL; i++) {
+        if (x[i] != 0.0f)
+            nz[n++] = x[i];
+    }
+    assert_normal(nz, n, 0.0, 1.0);
+    g_free(x);
+    /* ... and the chosen inputs differ between units. */
+    const char *kv_k1[] = {"k=1", NULL};
+    g_assert_true(run_init("sparse", kv_k1, weight_shape(), 43, &x, &error));
+    gint64 first_col_hits = count_zeros(x, 0, 125, 160);
+    g_assert_cmpint(first_col_hits, >, 140); /* about 160 * 124/125 */
+    g_assert_cmpint(first_col_hits, <, 160 - 0 + 1);
+    g_free(x);
+}
+
+/* Kumar 2017: Var(w) = 1 / (fan_in g'(0)^2 (1 + g(0)^2)), relu 2 / fan_in; fan_in = 125. */
+static void test_kumar(void)
+{
+    static const struct {
+        const char *nl;
+        double var;
+    } cases[] = {
+        {NULL, 1.0 / 125},     {"tanh", 1.0 / 125},
+        {"linear", 1.0 / 125}, {"sigmoid", 1.0 / (125 * 0.0625 * 1.25)}, /* 12.8 / fan_in */
+        {"relu", 2.0 / 125},   {"softplus", 1.0 / (125 * 0.25 * (1.0 + G_LN2 * G_LN2))},
+        {"elu", 1.0 / 125},    {"gelu", 4.0 / 125},
+    };
+    for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
+        g_autofree char *kv0 = cases[c].nl ? g_strdup_printf("nonlinearity=%s", cases[c].nl) : NULL;
+        const char *kv[] = {kv0, NULL};
+        g_autoptr(GError) error = NULL;
+        float *x;
+        g_assert_true(run_init("kumar", kv, weight_shape(), 50 + c, &x, &error));
+        g_assert_no_error(error);
+        assert_normal(x, NUMEL, 0.0, sqrt(cases[c].var));
+        g_free(x);
+    }
+}
+
+static double std_normal_pdf(double z)
+{
+    return exp(-0.5 * z * z) / sqrt(2.0 * G_PI);
+}
+
+/* Every value in [a, b]; mean and variance of the truncated normal within 5 sigma. */
+static void assert_truncated(const float *x, gsize n, double mu, double sigma, double a, double b)
+{
+    double al = (a - mu) / sigma, be = (b - mu) / sigma;
+    double z = 0.5 * (erf(be / G_SQRT2) - erf(al / G_SQRT2));
+    double pa = std_normal_pdf(al), pb = std_normal_pdf(be);
+    double mean = mu + sigma * (pa - pb) / z;
+    double var =
+        sigma * sigma * (1.0 + (al * pa - be * pb) / z - ((pa - pb) / z) * ((pa - pb) / z));
+    Stats s = stats_of(x, n);
+    g_assert_cmpfloat(s.min, >=, a);
+    g_assert_cmpfloat(s.max, <=, b);
+    g_assert_cmpfloat(fabs(s.mean - mean), <=, 5.0 * sqrt(var / n));
+    /* The fourth central moment of a truncated normal is below 3 var^2: a conservative bound. */
+    g_assert_cmpfloat(fabs(s.var - var), <=, 5.0 * sqrt(2.0 * var * var / n));
+}
+
+static void test_truncated_normal(void)
+{
+    g_autoptr(GError) error = NULL;
+    float *x;
+    g_assert_true(run_init("truncated_normal", NULL, weight_shape(), 60, &x, &error));
+    g_assert_no_error(error);
+    assert_truncated(x, NUMEL, 0.0, 1.0, -2.0, 2.0); /* torch's defaults */
+    /* values get near both cutoffs (P(|z| in [1.99, 2]) ~ 0.1% of 20000 draws, both sides) */
+    Stats s = stats_of(x, NUMEL);
+    g_assert_cmpfloat(s.min, <, -1.98);
+    g_assert_cmpfloat(s.max, >, 1.98);
+    g_free(x);
+
+    const char *kv[] = {"mean=0.5", "std=2", "a=-1", "b=0.3", NULL};
+    g_assert_true(run_init("truncated_normal", kv, weight_shape(), 61, &x, &error));
+    g_assert_no_error(error);
+    assert_truncated(x, NUMEL, 0.5, 2.0, -1.0, 0.3);
+    g_free(x);
+
+    const char *kv2[] = {"std=0.02", "a=-0.04", "b=0.04", NULL};
+    g_assert_true(run_init("truncated_normal", kv2, weight_shape(), 62, &x, &error));
+    assert_truncated(x, NUMEL, 0.0, 0.02, -0.04, 0.04);
+    g_free(x);
+}
+
+static void test_calculate_gain(void)
+{
+    /* Printed by torch 1.13's torch.nn.init.calculate_gain. */
+    static const struct {
+        const char *name;
+        double param;
+        double gain;
+    } cases[] = {
+        {"linear", NAN, 1},
+        {"conv1d", NAN, 1},
+        {"conv2d", NAN, 1},
+        {"conv3d", NAN, 1},
+        {"conv_transpose1d", NAN, 1},
+        {"conv_transpose2d", NAN, 1},
+        {"conv_transpose3d", NAN, 1},
+        {"sigmoid", NAN, 1},
+        {"tanh", NAN, 1.6666666666666667},
+        {"relu", NAN, 1.4142135623730951},
+        {"selu", NAN, 0.75},
+        {"leaky_relu", NAN, 1.4141428569978354}, /* param None: slope 0.01 */
+        {"leaky_relu", 0.2, 1.3867504905630728},
+        {"leaky_relu", 0.0, 1.4142135623730951},
+        {"leaky_relu", 3.0, 0.4472135954999579},
+        {"tanh", 7.0, 1.6666666666666667}, /* param ignored */
+    };
+    for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
+        g_autoptr(GError) error = NULL;
+        double g = lmn_init_calculate_gain(cases[c].name, cases[c].param, &error);
+        g_assert_no_error(error);
+        g_assert_cmpfloat_with_epsilon(g, cases[c].gain, 1e-15);
+    }
+    g_autoptr(GError) error = NULL;
+    g_assert_cmpfloat(lmn_init_calculate_gain("swish", NAN, &error), ==, -1.0);
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID);
+    g_assert_nonnull(strstr(error->message, "'swish'"));
+    g_assert_nonnull(strstr(error->message, "leaky_relu"));
+}
+
+static void test_new_errors(void)
+{
+    LmnShape vec = lmn_shape_make(1, (gint64) 10);
+    LmnShape empty_in = lmn_shape_make(2, (gint64) 4, (gint64) 0);
+    const char *orth_n[] = {"orthogonal", "[10]", "2 or more", NULL};
+    assert_fails("orthogonal", NULL, &vec, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, orth_n);
+    const char *sparse_n[] = {"sparse", "[10]", NULL};
+    assert_fails("sparse", NULL, &vec, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, sparse_n);
+    const char *k_kv[] = {"k=126", NULL};
+    const char *k_n[] = {"sparse", "k = 126", "[160, 125]", "125", NULL};
+    assert_fails("sparse", k_kv, weight_shape(), LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, k_n);
+    const char *sp_kv[] = {"sparsity=1.5", NULL};
+    const char *sp_n[] = {"sparsity", NULL};
+    assert_fails("sparse", sp_kv, weight_shape(), LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, sp_n);
+    const char *lu_n[] = {"lecun_uniform", "fan_in", "[4, 0]", NULL};
+    assert_fails("lecun_uniform", NULL, &empty_in, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                 lu_n);
+    const char *ln_n[] = {"lecun_normal", "fan_in", NULL};
+    assert_fails("lecun_normal", NULL, &empty_in, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, ln_n);
+    const char *ku_n[] = {"kumar", "fan_in", NULL};
+    assert_fails("kumar", NULL, &empty_in, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, ku_n);
+    const char *ku_kv[] = {"nonlinearity=selu", NULL};
+    const char *kun_n[] = {"nonlinearity", NULL};
+    assert_fails("kumar", ku_kv, weight_shape(), LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID, kun_n);
+    const char *ab_kv[] = {"a=1", "b=1", NULL};
+    const char *ab_n[] = {"truncated_normal", "a = 1", "b = 1", NULL};
+    assert_fails("truncated_normal", ab_kv, weight_shape(), LMN_CONFIG_ERROR,
+                 LMN_CONFIG_ERROR_INVALID, ab_n);
+    /* [10, 11] holds 1e-23 of N(0, 1): rejection would never finish; refused instead */
+    const char *far_kv[] = {"a=10", "b=11", NULL};
+    const char *far_n[] = {"truncated_normal", "[a, b] = [10, 11]", NULL};
+    assert_fails("truncated_normal", far_kv, weight_shape(), LMN_CONFIG_ERROR,
+                 LMN_CONFIG_ERROR_INVALID, far_n);
+    const char *std0_kv[] = {"std=0", NULL};
+    const char *std0_n[] = {"std", NULL};
+    assert_fails("truncated_normal", std0_kv, weight_shape(), LMN_CONFIG_ERROR,
+                 LMN_CONFIG_ERROR_INVALID, std0_n);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -336,6 +647,13 @@ int main(int argc, char **argv)
     g_test_add_func("/optim/initializers/he", test_he);
     g_test_add_func("/optim/initializers/reproducible", test_reproducible);
     g_test_add_func("/optim/initializers/errors", test_errors);
+    g_test_add_func("/optim/initializers/lecun", test_lecun);
+    g_test_add_func("/optim/initializers/orthogonal", test_orthogonal);
+    g_test_add_func("/optim/initializers/sparse", test_sparse);
+    g_test_add_func("/optim/initializers/kumar", test_kumar);
+    g_test_add_func("/optim/initializers/truncated-normal", test_truncated_normal);
+    g_test_add_func("/optim/initializers/calculate-gain", test_calculate_gain);
+    g_test_add_func("/optim/initializers/new-errors", test_new_errors);
     int rc = g_test_run();
     lmn_registry_free(registry);
     return rc;

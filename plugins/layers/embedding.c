@@ -1,0 +1,127 @@
+/* Lamina — embedding: a lookup table of num_embeddings vectors of embedding_dim values, as
+ * torch.nn.Embedding.
+ *
+ * Input: per-sample indices of any shape S (typically [T], a sequence) as f32 holding integral
+ * values (what datasets deliver) or i32; output: S + [embedding_dim].  The weight
+ * [num_embeddings, embedding_dim] starts as N(0, 1), PyTorch's default, and is saved under
+ * PyTorch's name, so a checkpoint loads into nn.Embedding.
+ *
+ * Backward zero-fills the weight gradient and scatter-adds the output gradient into the rows
+ * that were read (an index appearing twice accumulates twice).  Indices are not differentiable:
+ * an f32 index input gets a zero gradient.  The ops treat an index outside
+ * [0, num_embeddings) as a zero row that receives no gradient; forward cannot report errors, so
+ * such indices are the data's responsibility (the dataset checks are the place to catch them).
+ */
+#include <lamina/lamina.h>
+
+enum { PARAM_WEIGHT = 0 };
+
+typedef struct {
+    gint64 indices_per_sample;
+    gint64 dim;
+} Embedding;
+
+static gboolean embedding_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                                LmnTensorInfo *output, GError **error)
+{
+    const LmnParams *p = lmn_layer_get_params(layer);
+    const LmnShape *s = &inputs[0].shape;
+    if (s->ndim > LMN_MAX_DIMS - 2) {
+        g_autofree char *shape = lmn_shape_to_string(s);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (embedding): its input has per-sample shape %s; with the batch "
+                    "and embedding dimensions the output would exceed %d dimensions",
+                    lmn_layer_get_name(layer), shape, LMN_MAX_DIMS);
+        return FALSE;
+    }
+    Embedding *e = g_new0(Embedding, 1);
+    e->indices_per_sample = lmn_shape_numel(s);
+    e->dim = lmn_params_get_int(p, "embedding_dim");
+    lmn_layer_set_private(layer, e, g_free);
+
+    LmnShape w = lmn_shape_make(2, lmn_params_get_int(p, "num_embeddings"), e->dim);
+    double fan_in, fan_out;
+    lmn_shape_fans(&w, &fan_in, &fan_out);
+    /* torch.nn.Embedding.reset_parameters: normal_(weight) = N(0, 1). */
+    lmn_layer_add_param(layer, "weight", &w, LMN_PARAM_ROLE_WEIGHT, "normal", "mean=0, std=1",
+                        fan_in, fan_out);
+
+    output->shape = *s;
+    output->shape.dims[output->shape.ndim++] = e->dim;
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+static void embedding_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Embedding *e = lmn_layer_get_private(layer);
+    lmn_op_gather_rows(lmn_layer_get_param(layer, PARAM_WEIGHT), io->inputs[0], io->output,
+                       io->batch * e->indices_per_sample, e->dim);
+}
+
+static void embedding_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Embedding *e = lmn_layer_get_private(layer);
+    LmnTensor *dw = lmn_layer_get_grad(layer, PARAM_WEIGHT);
+    /* Gradients are overwritten, not accumulated across steps: start from zero. */
+    lmn_op_fill(dw, 0.0f);
+    lmn_op_scatter_add_rows(dw, io->inputs[0], io->output_grad, io->batch * e->indices_per_sample,
+                            e->dim);
+    if (io->input_grads[0] != NULL) {
+        lmn_op_fill(io->input_grads[0], 0.0f);
+    }
+}
+
+static const LmnParamSpec embedding_params[] = {
+    {.name = "num_embeddings",
+     .type = LMN_PARAM_INT,
+     .default_value = NULL,
+     .min = 1,
+     .max = (double) G_MAXINT32,
+     .flags = LMN_PARAM_FLAG_REQUIRED,
+     .doc = "size of the table: indices run from 0 to num_embeddings - 1"},
+    {.name = "embedding_dim",
+     .type = LMN_PARAM_INT,
+     .default_value = NULL,
+     .min = 1,
+     .max = (double) G_MAXINT32,
+     .flags = LMN_PARAM_FLAG_REQUIRED,
+     .doc = "length of each embedding vector"},
+    {NULL},
+};
+
+static const LmnLayerVTable embedding_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_NONE,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .build = embedding_build,
+    .forward = embedding_forward,
+    .backward = embedding_backward,
+};
+
+static const LmnFeatureDesc embedding_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "embedding",
+        .description = "looks up a learned vector per integer index: [T] -> [T, embedding_dim] "
+                       "(nn.Embedding)",
+        .params = embedding_params,
+        .vtable = &embedding_vtable,
+    },
+};
+
+static const LmnPluginDesc embedding_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.embedding",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "Embedding (lookup table) layer",
+    .n_features = G_N_ELEMENTS(embedding_features),
+    .features = embedding_features,
+};
+
+LMN_PLUGIN_DEFINE(embedding_plugin)

@@ -1,0 +1,129 @@
+/* Lamina — reshape: [N, per-sample dims...] -> [N, shape...], as x.reshape(N, *shape).
+ *
+ * `shape` lists the per-sample dimensions (the batch dimension stays in front and is not
+ * listed); one entry may be -1 and is then inferred from the element count, as in PyTorch.
+ * Row-major storage makes this a relabelling of the same bytes; the layer API hands a layer its
+ * output tensor rather than letting it return a view, so forward and backward are plain copies.
+ */
+#include <math.h>
+
+#include <lamina/lamina.h>
+
+static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                              LmnTensorInfo *output, GError **error)
+{
+    const char *name = lmn_layer_get_name(layer);
+    gsize n = 0;
+    const double *dims = lmn_params_get_float_list(lmn_layer_get_params(layer), "shape", &n);
+    g_autofree char *in_text = lmn_shape_to_string(&inputs[0].shape);
+    if (n == 0 || n > LMN_MAX_DIMS - 1) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (reshape): shape has %" G_GSIZE_FORMAT " dimensions; give 1 to "
+                    "%d per-sample dimensions (the batch dimension is not listed)",
+                    name, n, LMN_MAX_DIMS - 1);
+        return FALSE;
+    }
+    LmnShape out = {.ndim = (guint) n};
+    gint64 known = 1;
+    gint infer = -1;
+    for (gsize i = 0; i < n; i++) {
+        double d = dims[i];
+        if (d == -1.0 && infer < 0) {
+            infer = (gint) i;
+            out.dims[i] = 1;
+            continue;
+        }
+        if (d != floor(d) || d < 1.0 || d > (double) G_MAXINT32) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "layer '%s' (reshape): shape entry %" G_GSIZE_FORMAT " is %g; entries "
+                        "are positive integers, and at most one may be -1 (inferred)",
+                        name, i, d);
+            return FALSE;
+        }
+        out.dims[i] = (gint64) d;
+        known *= out.dims[i];
+    }
+    gint64 numel = lmn_shape_numel(&inputs[0].shape);
+    if (infer >= 0) {
+        if (numel % known != 0) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "layer '%s' (reshape): the input %s has %" G_GINT64_FORMAT " elements "
+                        "per sample, not a multiple of %" G_GINT64_FORMAT " (the product of the "
+                        "given dimensions), so the -1 entry cannot be inferred",
+                        name, in_text, numel, known);
+            return FALSE;
+        }
+        out.dims[infer] = numel / known;
+    }
+    gint64 out_numel = lmn_shape_numel(&out);
+    if (out_numel != numel) {
+        g_autofree char *out_text = lmn_shape_to_string(&out);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (reshape): cannot reshape the input %s (%" G_GINT64_FORMAT
+                    " elements per sample) to %s (%" G_GINT64_FORMAT " elements)",
+                    name, in_text, numel, out_text, out_numel);
+        return FALSE;
+    }
+    output->shape = out;
+    output->dtype = inputs[0].dtype;
+    return TRUE;
+}
+
+static void reshape_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    lmn_op_copy(io->output, io->inputs[0]);
+}
+
+static void reshape_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    if (io->input_grads[0] != NULL) {
+        lmn_op_copy(io->input_grads[0], io->output_grad);
+    }
+}
+
+static const LmnParamSpec reshape_params[] = {
+    {.name = "shape",
+     .type = LMN_PARAM_FLOAT_LIST,
+     .default_value = NULL,
+     .min = -1,
+     .max = (double) G_MAXINT32,
+     .flags = LMN_PARAM_FLAG_REQUIRED,
+     .doc = "per-sample output dimensions, e.g. \"1, 28, 28\"; one may be -1 (inferred)"},
+    {NULL},
+};
+
+static const LmnLayerVTable reshape_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_NONE,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .build = reshape_build,
+    .forward = reshape_forward,
+    .backward = reshape_backward,
+};
+
+static const LmnFeatureDesc shape_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "reshape",
+        .description = "gives each sample another shape with the same element count "
+                       "(x.reshape(N, *shape))",
+        .params = reshape_params,
+        .vtable = &reshape_vtable,
+    },
+};
+
+static const LmnPluginDesc shape_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.shape",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "Shape layers: reshape",
+    .n_features = G_N_ELEMENTS(shape_features),
+    .features = shape_features,
+};
+
+LMN_PLUGIN_DEFINE(shape_plugin)

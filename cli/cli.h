@@ -18,6 +18,10 @@ int lmn_cli_convert(int argc, char **argv);
 int lmn_cli_train(int argc, char **argv);
 /** lmn_cli_eval: `lamina eval CKPT --data FILE:/split [--json]` */
 int lmn_cli_eval(int argc, char **argv);
+/** lmn_cli_inspect: `lamina inspect CKPT [--no-config]` */
+int lmn_cli_inspect(int argc, char **argv);
+/** lmn_cli_gradcheck: `lamina gradcheck LAYER [--set KEY=VALUE]... [--input SHAPE]...` */
+int lmn_cli_gradcheck(int argc, char **argv);
 
 /**
  * lmn_cli_open_registry:

@@ -14,6 +14,9 @@ static const Command commands[] = {
     {"train", lmn_cli_train, "train a model from a config: lamina train CONFIG [--output DIR]"},
     {"eval", lmn_cli_eval, "evaluate a checkpoint: lamina eval CKPT --data FILE:/split [--json]"},
     {"convert", lmn_cli_convert, "convert data to Lamina's HDF5 layout: lamina convert idx ..."},
+    {"gradcheck", lmn_cli_gradcheck,
+     "check a layer's gradients by finite differences: lamina gradcheck LAYER [--set K=V]"},
+    {"inspect", lmn_cli_inspect, "show what a checkpoint holds: lamina inspect CKPT"},
     {"plugins", lmn_cli_plugins, "list plugins, or describe one: lamina plugins [describe NAME]"},
 };
 

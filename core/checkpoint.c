@@ -124,17 +124,75 @@ static gboolean write_optimizer(hid_t file, LmnModel *model, LmnOptimizer *opt,
     return TRUE;
 }
 
-static gboolean write_train(hid_t file, LmnSchedule *sched, const LmnTrainState *st,
-                            const LmnH5Errors *errs, GError **error)
+static const char *const monitor_names[] = {"val_loss", "val_accuracy", NULL};
+
+/* Visits the best-weights copies: each parameter's slice of @st->best_params (at the parameter's
+ * offset in the model's flat tensor) and each buffer's slice of @st->best_buffers (buffers back
+ * to back in layer order), with the /train/best path it is stored under. */
+typedef gboolean (*BestVisit)(LmnTensor *view, const char *h5path, const char *what,
+                              gpointer data, GError **error);
+
+static gboolean visit_best(LmnModel *model, const LmnTrainState *st, BestVisit visit,
+                           gpointer data, GError **error)
+{
+    LmnTensor *flat = lmn_model_get_params(model);
+    gint64 buf_off = 0;
+    for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
+        LmnLayer *l = lmn_model_get_layer(model, i);
+        guint np = lmn_layer_get_n_params(l), nb = lmn_layer_get_n_buffers(l);
+        for (guint k = 0; k < np + nb; k++) {
+            gboolean is_param = k < np;
+            LmnTensor *t = is_param ? lmn_layer_get_param(l, k) : lmn_layer_get_buffer(l, k - np);
+            const char *name = is_param ? lmn_layer_get_param_name(l, k)
+                                        : lmn_layer_get_buffer_name(l, k - np);
+            g_autoptr(LmnTensor) view = NULL;
+            if (is_param) {
+                view = lmn_tensor_new_view(st->best_params, flat_offset(flat, t), &t->shape);
+            } else {
+                view = lmn_tensor_new_view(st->best_buffers, buf_off, &t->shape);
+                buf_off += lmn_tensor_numel(t);
+            }
+            g_autofree char *h5path =
+                g_strdup_printf("/train/best/%s/%s", lmn_layer_get_name(l), name);
+            g_autofree char *what = g_strdup_printf("best-epoch copy of layer '%s' %s '%s'",
+                                                    lmn_layer_get_name(l),
+                                                    is_param ? "parameter" : "buffer", name);
+            if (!visit(view, h5path, what, data, error))
+                return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+typedef struct {
+    hid_t file;
+    const LmnH5Errors *errs;
+} WriteCtx;
+
+static gboolean write_best_one(LmnTensor *view, const char *h5path, const char *what,
+                               gpointer data, GError **error)
+{
+    (void) what;
+    WriteCtx *ctx = data;
+    return write_tensor(ctx->file, h5path, view, ctx->errs, error);
+}
+
+static gboolean write_train(hid_t file, LmnModel *model, LmnSchedule *sched,
+                            const LmnTrainState *st, const LmnH5Errors *errs, GError **error)
 {
     g_auto(LmnH5Id) g = lmn_h5_group_create(file, "/train", errs, error);
     if (g < 0)
         return FALSE;
+    guint monitor = (guint) st->monitor < G_N_ELEMENTS(monitor_names) - 1 ? st->monitor : 0;
     if (!lmn_h5_attr_write_int64(g, "epoch", st->epoch, errs, error) ||
         !lmn_h5_attr_write_int64(g, "step", st->step, errs, error) ||
         !lmn_h5_attr_write_int64(g, "seed", (gint64) st->seed, errs, error) ||
         !lmn_h5_attr_write_double(g, "best_metric", st->best_metric, errs, error) ||
-        !lmn_h5_attr_write_int64(g, "best_epoch", st->best_epoch, errs, error))
+        !lmn_h5_attr_write_int64(g, "best_epoch", st->best_epoch, errs, error) ||
+        !lmn_h5_attr_write_int64(g, "epoch_samples", st->epoch_samples, errs, error) ||
+        !lmn_h5_attr_write_int64(g, "wait", st->wait, errs, error) ||
+        !lmn_h5_attr_write_int64(g, "stopped_early", st->stopped_early ? 1 : 0, errs, error) ||
+        !lmn_h5_attr_write_string(g, "monitor", monitor_names[monitor], errs, error))
         return FALSE;
     if (sched) {
         guint n = 0;
@@ -143,6 +201,11 @@ static gboolean write_train(hid_t file, LmnSchedule *sched, const LmnTrainState 
                                       error))
             return FALSE;
         if (n > 0 && !lmn_h5_attr_write_doubles(g, "schedule_state", state, n, errs, error))
+            return FALSE;
+    }
+    if (st->has_best_weights && st->best_params) {
+        WriteCtx ctx = {file, errs};
+        if (!visit_best(model, st, write_best_one, &ctx, error))
             return FALSE;
     }
     return TRUE;
@@ -171,7 +234,7 @@ gboolean lmn_checkpoint_save(const char *path, const char *config_text, LmnModel
         return FALSE;
     if (opt && !write_optimizer(file, model, opt, &errs, error))
         return FALSE;
-    if (state && !write_train(file, sched, state, &errs, error))
+    if (state && !write_train(file, model, sched, state, &errs, error))
         return FALSE;
     return lmn_h5_atomic_file_commit(af, error);
 }
@@ -350,6 +413,34 @@ gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError *
     return apply_pending(pending, error);
 }
 
+typedef struct {
+    hid_t file;
+    const char *path;
+    GArray *pending;
+    GPtrArray *views;
+} ReadCtx;
+
+static gboolean read_best_one(LmnTensor *view, const char *h5path, const char *what,
+                              gpointer data, GError **error)
+{
+    ReadCtx *ctx = data;
+    float *values = read_exact(ctx->file, ctx->path, h5path, &view->shape, what, error);
+    if (!values)
+        return FALSE;
+    g_ptr_array_add(ctx->views, lmn_tensor_ref(view));
+    PendingWrite w = {view, values};
+    g_array_append_val(ctx->pending, w);
+    return TRUE;
+}
+
+/* Reads an optional integer attribute of /train (absent in checkpoints of older versions). */
+static gboolean read_optional_int(hid_t g, const char *name, gint64 fallback, gint64 *out,
+                                  const LmnH5Errors *errs, GError **error)
+{
+    *out = fallback;
+    return !lmn_h5_attr_exists(g, name) || lmn_h5_attr_read_int64(g, name, out, errs, error);
+}
+
 gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOptimizer *opt,
                                       LmnSchedule *sched, LmnTrainState *state,
                                       gboolean reset_optimizer, GError **error)
@@ -362,14 +453,32 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
     g_auto(LmnH5Id) tg = lmn_h5_group_open(file, "/train", &errs, error);
     if (tg < 0)
         return FALSE;
-    gint64 epoch, step, seed, best_epoch;
+    gint64 epoch, step, seed, best_epoch, epoch_samples, wait, stopped_early;
     double best;
     if (!lmn_h5_attr_read_int64(tg, "epoch", &epoch, &errs, error) ||
         !lmn_h5_attr_read_int64(tg, "step", &step, &errs, error) ||
         !lmn_h5_attr_read_int64(tg, "seed", &seed, &errs, error) ||
         !lmn_h5_attr_read_double(tg, "best_metric", &best, &errs, error) ||
-        !lmn_h5_attr_read_int64(tg, "best_epoch", &best_epoch, &errs, error))
+        !lmn_h5_attr_read_int64(tg, "best_epoch", &best_epoch, &errs, error) ||
+        !read_optional_int(tg, "epoch_samples", -1, &epoch_samples, &errs, error) ||
+        !read_optional_int(tg, "wait", 0, &wait, &errs, error) ||
+        !read_optional_int(tg, "stopped_early", 0, &stopped_early, &errs, error))
         return FALSE;
+    LmnMonitor monitor = LMN_MONITOR_VAL_LOSS;
+    if (lmn_h5_attr_exists(tg, "monitor")) {
+        g_autofree char *m = lmn_h5_attr_read_string(tg, "monitor", &errs, error);
+        if (!m)
+            return FALSE;
+        if (g_str_equal(m, "val_accuracy"))
+            monitor = LMN_MONITOR_VAL_ACCURACY;
+    }
+    if (epoch < 0 || step < 0 || epoch_samples < -1) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                    "%s:/train: negative counters (epoch %" G_GINT64_FORMAT
+                    ", step %" G_GINT64_FORMAT "); the file is damaged",
+                    path, epoch, step);
+        return FALSE;
+    }
 
     g_auto(LmnH5Id) og = lmn_h5_group_open(file, "/optimizer", &errs, error);
     if (og < 0)
@@ -386,24 +495,26 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
                     lmn_optimizer_get_type_name(opt));
         return FALSE;
     }
-    if (same && !reset_optimizer) {
-        gint64 opt_step = 0;
+    /* Everything is read and checked before anything is written, so a failure leaves the
+     * optimizer, the schedule and @state as they were. */
+    g_autoptr(GArray) pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
+    g_array_set_clear_func(pending, pending_clear);
+    g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func((GDestroyNotify) lmn_tensor_unref);
+    gint64 opt_step = 0;
+    guint n_host = 0;
+    const char *const *names = NULL;
+    double *host = lmn_optimizer_get_host_state(opt, &n_host, &names);
+    g_autofree double *host_new = g_new0(double, MAX(n_host, 1));
+    gboolean load_opt = same && !reset_optimizer;
+    if (load_opt) {
         if (!lmn_h5_attr_read_int64(og, "step", &opt_step, &errs, error))
             return FALSE;
-        guint n_host = 0;
-        const char *const *names = NULL;
-        double *host = lmn_optimizer_get_host_state(opt, &n_host, &names);
-        g_autofree double *host_new = g_new0(double, MAX(n_host, 1));
         for (guint i = 0; i < n_host; i++) {
             g_autofree char *an = g_strdup_printf("host_state.%s", names[i]);
             if (!lmn_h5_attr_read_double(og, an, &host_new[i], &errs, error))
                 return FALSE;
         }
         /* Slots are stored per parameter; the model's layout says where each one goes. */
-        g_autoptr(GArray) pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
-        g_array_set_clear_func(pending, pending_clear);
-        g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func(
-            (GDestroyNotify) lmn_tensor_unref);
         LmnTensor *flat = lmn_model_get_params(model);
         for (guint s = 0; s < lmn_optimizer_get_n_slots(opt); s++) {
             LmnTensor *slot = lmn_optimizer_get_slot(opt, s);
@@ -429,28 +540,326 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
                 }
             }
         }
-        if (!apply_pending(pending, error))
+    }
+    gboolean has_best = state->best_params && lmn_h5_path_exists(file, "/train/best");
+    if (has_best) {
+        ReadCtx ctx = {file, path, pending, views};
+        if (!visit_best(model, state, read_best_one, &ctx, error))
             return FALSE;
+    }
+    g_autofree double *sched_new = NULL;
+    guint n_sched = 0;
+    double *sched_state = sched ? lmn_schedule_get_state(sched, &n_sched) : NULL;
+    /* A run resumed with another schedule type starts that schedule's state fresh. */
+    if (n_sched > 0 && lmn_h5_attr_exists(tg, "schedule")) {
+        g_autofree char *sname = lmn_h5_attr_read_string(tg, "schedule", &errs, error);
+        if (!sname)
+            return FALSE;
+        if (!g_str_equal(sname, lmn_schedule_get_type_name(sched)))
+            n_sched = 0;
+    }
+    if (n_sched > 0) {
+        gsize got = 0;
+        sched_new = lmn_h5_attr_read_doubles(tg, "schedule_state", &got, &errs, error);
+        if (!sched_new)
+            return FALSE;
+        if (got != n_sched) {
+            g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH,
+                        "%s:/train schedule_state has %zu values but schedule '%s' keeps %u; "
+                        "the checkpoint was written with another schedule",
+                        path, got, lmn_schedule_get_type_name(sched), n_sched);
+            return FALSE;
+        }
+    }
+    if (!apply_pending(pending, error))
+        return FALSE;
+    if (load_opt) {
         lmn_optimizer_set_step(opt, opt_step);
         memcpy(host, host_new, n_host * sizeof(double));
     }
-    if (sched) {
-        guint n = 0;
-        double *st = lmn_schedule_get_state(sched, &n);
-        if (n > 0) {
-            gsize got = 0;
-            g_autofree double *vals =
-                lmn_h5_attr_read_doubles(tg, "schedule_state", &got, &errs, error);
-            if (!vals)
-                return FALSE;
-            if (got == n)
-                memcpy(st, vals, n * sizeof(double));
-        }
-    }
+    if (n_sched > 0)
+        memcpy(sched_state, sched_new, n_sched * sizeof(double));
     state->epoch = epoch;
     state->step = step;
     state->seed = (guint64) seed;
     state->best_metric = best;
     state->best_epoch = best_epoch;
+    state->epoch_samples = epoch_samples;
+    state->wait = wait;
+    state->stopped_early = stopped_early != 0;
+    state->monitor = monitor;
+    state->has_best_weights = has_best;
     return TRUE;
+}
+
+/* ---- lmn_checkpoint_describe ---- */
+
+static herr_t collect_name(hid_t loc, const char *name, const H5L_info_t *info, void *data)
+{
+    (void) loc;
+    (void) info;
+    g_ptr_array_add(data, g_strdup(name));
+    return 0;
+}
+
+/* Link names directly under @group, in name order (empty when it does not exist). */
+static GPtrArray *list_links(hid_t file, const char *group)
+{
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+    if (!lmn_h5_path_exists(file, group))
+        return names;
+    g_auto(LmnH5Id) g = H5Gopen2(file, group, H5P_DEFAULT);
+    if (g < 0 || H5Iget_type(g) != H5I_GROUP)
+        return names;
+    hsize_t idx = 0;
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_name, names);
+    return names;
+}
+
+static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    (void) loc;
+    (void) info;
+    g_ptr_array_add(data, g_strdup(name));
+    return 0;
+}
+
+/* Writes the shortest "%g" text of @v that reads back as @v into @buf. */
+static const char *shortest_double(char *buf, double v)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        char fmt[8];
+        g_snprintf(fmt, sizeof fmt, "%%.%dg", prec);
+        g_ascii_formatd(buf, G_ASCII_DTOSTR_BUF_SIZE, fmt, v);
+        if (g_ascii_strtod(buf, NULL) == v || isnan(v))
+            break;
+    }
+    return buf;
+}
+
+/* An attribute's value as text: integers exactly, floats as the shortest text that reads back
+ * as the same double, strings as they are. */
+static char *attr_text(hid_t obj, const char *name, const LmnH5Errors *errs)
+{
+    g_auto(LmnH5Id) a = H5Aopen(obj, name, H5P_DEFAULT);
+    g_auto(LmnH5Id) type = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    H5T_class_t cls = type >= 0 ? H5Tget_class(type) : H5T_NO_CLASS;
+    g_autoptr(GError) local = NULL;
+    if (cls == H5T_STRING) {
+        char *s = lmn_h5_attr_read_string(obj, name, errs, &local);
+        return s ? s : g_strdup("?");
+    }
+    if (cls == H5T_INTEGER) {
+        gint64 v = 0;
+        if (lmn_h5_attr_read_int64(obj, name, &v, errs, &local))
+            return g_strdup_printf("%" G_GINT64_FORMAT, v);
+    }
+    gsize n = 0;
+    g_autofree double *v = lmn_h5_attr_read_doubles(obj, name, &n, errs, NULL);
+    if (!v)
+        return g_strdup("?");
+    GString *out = g_string_new(n == 1 ? "" : "[");
+    for (gsize i = 0; i < n; i++) {
+        char buf[G_ASCII_DTOSTR_BUF_SIZE];
+        g_string_append_printf(out, "%s%s", i ? ", " : "", shortest_double(buf, v[i]));
+    }
+    if (n != 1)
+        g_string_append_c(out, ']');
+    return g_string_free(out, FALSE);
+}
+
+/* Appends "  name = value" for every attribute of @path but those in @skip. */
+static void describe_attrs(GString *out, hid_t file, const char *path, const char *const *skip,
+                           const LmnH5Errors *errs)
+{
+    g_auto(LmnH5Id) obj = H5Oopen(file, path, H5P_DEFAULT);
+    if (obj < 0)
+        return;
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    hsize_t idx = 0;
+    H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, names);
+    for (guint i = 0; i < names->len; i++) {
+        const char *n = g_ptr_array_index(names, i);
+        if (skip && g_strv_contains(skip, n))
+            continue;
+        g_autofree char *v = attr_text(obj, n, errs);
+        g_string_append_printf(out, "    %s = %s\n", n, v);
+    }
+}
+
+static gboolean dataset_shape(hid_t file, const char *path, LmnShape *shape)
+{
+    g_auto(LmnH5Id) ds = H5Dopen2(file, path, H5P_DEFAULT);
+    if (ds < 0)
+        return FALSE;
+    g_auto(LmnH5Id) space = H5Dget_space(ds);
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd < 0 || nd > LMN_MAX_DIMS)
+        return FALSE;
+    hsize_t dims[LMN_MAX_DIMS];
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    shape->ndim = (guint) nd;
+    for (int i = 0; i < nd; i++)
+        shape->dims[i] = (gint64) dims[i];
+    return TRUE;
+}
+
+/* Appends one layer's tensors; returns the number of scalars in them. */
+static gint64 describe_layer(GString *out, hid_t file, const char *layer, const char *type,
+                             GPtrArray *slots)
+{
+    g_autofree char *group = g_strdup_printf("/model/%s", layer);
+    g_autoptr(GPtrArray) names = list_links(file, group);
+    g_string_append_printf(out, "  %s%s%s%s\n", layer, type ? " (" : "", type ? type : "",
+                           type ? ")" : "");
+    gint64 total = 0;
+    for (guint i = 0; i < names->len; i++) {
+        const char *n = g_ptr_array_index(names, i);
+        g_autofree char *path = g_strdup_printf("%s/%s", group, n);
+        LmnShape shape;
+        if (!dataset_shape(file, path, &shape)) {
+            g_string_append_printf(out, "    %-14s (not a readable dataset)\n", n);
+            continue;
+        }
+        g_autofree char *s = lmn_shape_to_string(&shape);
+        gint64 numel = lmn_shape_numel(&shape);
+        total += numel;
+        /* With optimizer slots saved, a tensor without them is a buffer (running stats). */
+        g_autofree char *state = g_strdup_printf("/optimizer/state/%s/%s", layer, n);
+        gboolean buffer = slots->len > 0 && !lmn_h5_path_exists(file, state);
+        g_string_append_printf(out, "    %-14s %-18s %10" G_GINT64_FORMAT "%s\n", n, s, numel,
+                               buffer ? "  (buffer)" : "");
+    }
+    return total;
+}
+
+char *lmn_checkpoint_describe(const char *path, GError **error)
+{
+    g_return_val_if_fail(path != NULL, NULL);
+    LmnH5Errors errs = lmn_h5_errors_checkpoint(path);
+    g_auto(LmnH5Id) file = open_checkpoint(path, FALSE, error);
+    if (file < 0)
+        return NULL;
+    g_auto(LmnH5Id) root = H5Gopen2(file, "/", H5P_DEFAULT);
+    gboolean lamina = lmn_h5_attr_exists(root, "format");
+    if (!lamina && !lmn_h5_path_exists(file, "/model")) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                    "%s: neither a Lamina checkpoint (no 'format' attribute on /) nor a weights "
+                    "file (no /model group)",
+                    path);
+        return NULL;
+    }
+    GString *out = g_string_new(NULL);
+    g_string_append_printf(out, "checkpoint %s\n", path);
+    if (lamina) {
+        g_autofree char *format = attr_text(root, "format", &errs);
+        g_autofree char *version = attr_text(root, "format_version", &errs);
+        g_autofree char *by = lmn_h5_attr_exists(root, "lamina_version")
+                                  ? attr_text(root, "lamina_version", &errs)
+                                  : g_strdup("?");
+        g_string_append_printf(out, "format: %s version %s (written by Lamina %s)\n", format,
+                               version, by);
+    } else {
+        g_string_append(out, "format: none (a weights file written by another tool; only "
+                             "/model is read, with --init)\n");
+    }
+
+    /* The config gives layer order and types; layers only in /model follow by name. */
+    g_autofree char *config = NULL;
+    if (lamina && lmn_h5_path_exists(file, "/config")) {
+        g_autoptr(GError) local = NULL;
+        config = lmn_checkpoint_read_config(path, &local);
+    }
+    g_autoptr(GPtrArray) slots = list_links(file, "/optimizer/state");
+    if (slots->len > 0) {
+        /* Slot names: those of the first parameter that has any. */
+        g_autofree char *l0 = g_strdup(g_ptr_array_index(slots, 0));
+        g_autofree char *lp = g_strdup_printf("/optimizer/state/%s", l0);
+        g_autoptr(GPtrArray) params = list_links(file, lp);
+        g_ptr_array_set_size(slots, 0);
+        if (params->len > 0) {
+            g_autofree char *pp =
+                g_strdup_printf("%s/%s", lp, (char *) g_ptr_array_index(params, 0));
+            g_autoptr(GPtrArray) s = list_links(file, pp);
+            for (guint i = 0; i < s->len; i++)
+                g_ptr_array_add(slots, g_strdup(g_ptr_array_index(s, i)));
+        }
+    }
+    g_autoptr(GPtrArray) layers = list_links(file, "/model");
+    g_autoptr(GHashTable) shown = g_hash_table_new(g_str_hash, g_str_equal);
+    GString *body = g_string_new(NULL);
+    gint64 total = 0;
+    guint n_layers = 0;
+    if (config) {
+        g_autoptr(GKeyFile) kf = g_key_file_new();
+        if (g_key_file_load_from_data(kf, config, (gsize) -1, G_KEY_FILE_NONE, NULL)) {
+            g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+            for (guint i = 0; groups[i]; i++) {
+                if (!g_str_has_prefix(groups[i], "layer "))
+                    continue;
+                const char *name = groups[i] + 6;
+                g_autofree char *type = g_key_file_get_value(kf, groups[i], "type", NULL);
+                if (type)
+                    g_strstrip(type);
+                total += describe_layer(body, file, name, type, slots);
+                n_layers++;
+                for (guint j = 0; j < layers->len; j++)
+                    if (g_str_equal(g_ptr_array_index(layers, j), name))
+                        g_hash_table_add(shown, g_ptr_array_index(layers, j));
+            }
+        }
+    }
+    for (guint j = 0; j < layers->len; j++) {
+        const char *name = g_ptr_array_index(layers, j);
+        if (g_hash_table_contains(shown, name))
+            continue;
+        total += describe_layer(body, file, name, NULL, slots);
+        n_layers++;
+    }
+    g_string_append_printf(out, "model: %u layers, %" G_GINT64_FORMAT " values\n", n_layers,
+                           total);
+    g_string_append(out, body->str);
+    g_string_free(body, TRUE);
+
+    if (lmn_h5_path_exists(file, "/optimizer")) {
+        g_auto(LmnH5Id) og = H5Gopen2(file, "/optimizer", H5P_DEFAULT);
+        g_autofree char *type =
+            lmn_h5_attr_exists(og, "type") ? attr_text(og, "type", &errs) : g_strdup("?");
+        g_autofree char *ver = lmn_h5_attr_exists(og, "plugin_version")
+                                   ? attr_text(og, "plugin_version", &errs)
+                                   : g_strdup("?");
+        g_autofree char *step =
+            lmn_h5_attr_exists(og, "step") ? attr_text(og, "step", &errs) : g_strdup("?");
+        g_string_append_printf(out, "optimizer: %s (plugin version %s), step %s\n", type, ver,
+                               step);
+        g_string_append(out, "  hyperparameters:\n");
+        static const char *const skip[] = {"type", "plugin_version", "step", NULL};
+        describe_attrs(out, file, "/optimizer", skip, &errs);
+        g_string_append(out, "  slots:");
+        if (slots->len == 0)
+            g_string_append(out, " none");
+        for (guint i = 0; i < slots->len; i++)
+            g_string_append_printf(out, " %s", (char *) g_ptr_array_index(slots, i));
+        g_string_append_c(out, '\n');
+    } else {
+        g_string_append(out, "optimizer: none saved\n");
+    }
+    if (lmn_h5_path_exists(file, "/train")) {
+        g_string_append(out, "training:\n");
+        describe_attrs(out, file, "/train", NULL, &errs);
+        if (lmn_h5_path_exists(file, "/train/best"))
+            g_string_append(out, "    (the best epoch's weights are saved in /train/best)\n");
+    } else {
+        g_string_append(out, "training: no counters saved\n");
+    }
+    if (config) {
+        g_string_append(out, "config:\n");
+        g_auto(GStrv) lines = g_strsplit(config, "\n", -1);
+        guint n = g_strv_length(lines);
+        while (n > 0 && !*lines[n - 1])
+            n--;
+        for (guint i = 0; i < n; i++)
+            g_string_append_printf(out, "%s%s\n", *lines[i] ? "  " : "", lines[i]);
+    }
+    return g_string_free(out, FALSE);
 }

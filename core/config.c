@@ -28,6 +28,8 @@ static const LmnParamSpec model_specs[] = {
 };
 
 
+static const char *const monitor_values[] = {"val_loss", "val_accuracy", NULL};
+
 static const LmnParamSpec train_specs[] = {
     {"epochs", LMN_PARAM_INT, "10", 1, 1e9, NULL, 0, "passes over the training data"},
     {"batch_size", LMN_PARAM_INT, "32", 1, 1 << 24, NULL, 0, "samples per optimizer step"},
@@ -42,6 +44,39 @@ static const LmnParamSpec train_specs[] = {
      "device index or name substring for GPU backends; empty = the backend's choice"},
     {"checkpoint_every", LMN_PARAM_INT, "0", 0, 1e9, NULL, 0,
      "write OUTPUT/epoch-N.h5 every this many epochs; 0 = only final.h5"},
+    {"clip_norm", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "rescale all gradients when their global L2 norm exceeds this, as "
+     "torch.nn.utils.clip_grad_norm_; 0 = off"},
+    {"clip_value", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "clamp every gradient element to [-clip_value, clip_value]; 0 = off"},
+    {"grad_noise", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "sigma_0 of Gaussian gradient noise N(0, sigma_t^2), sigma_t = sigma_0 / (1 + step)^gamma; "
+     "0 = off"},
+    {"grad_noise_gamma", LMN_PARAM_FLOAT, "0.55", 0, INFINITY, NULL, 0,
+     "decay exponent gamma of the gradient noise"},
+    {"l1", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "L1 penalty l1 * sum |w| on weights (a [layer] group's l1 overrides it)"},
+    {"l2", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "L2 penalty l2/2 * sum w^2 on weights, gradient l2 * w (a [layer] group's l2 overrides it)"},
+    {"penalize_bias", LMN_PARAM_BOOL, "false", 0, 0, NULL, 0,
+     "apply l1/l2 to biases too, not only to weights"},
+    {"early_stopping_patience", LMN_PARAM_INT, "0", 0, 1e9, NULL, 0,
+     "stop after this many epochs without improvement of the monitored metric; 0 = off"},
+    {"early_stopping_min_delta", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "smallest change of the monitored metric that counts as an improvement"},
+    {"monitor", LMN_PARAM_ENUM, "val_loss", 0, 0, monitor_values, 0,
+     "validation metric for early stopping and OUTPUT/best.h5"},
+    {"restore_best", LMN_PARAM_BOOL, "true", 0, 0, NULL, 0,
+     "when early stopping ends the run, final.h5 gets the best epoch's weights"},
+    {NULL},
+};
+
+/* Keys of a [layer NAME] group that belong to the core, not to the layer's plugin. */
+static const LmnParamSpec layer_core_specs[] = {
+    {"l1", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "L1 penalty of this layer's weights (overrides [train] l1)"},
+    {"l2", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "L2 penalty of this layer's weights (overrides [train] l2)"},
     {NULL},
 };
 
@@ -397,9 +432,16 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
     g_autoptr(GStrvBuilder) ik = g_strv_builder_new();
     g_autoptr(GStrvBuilder) iv = g_strv_builder_new();
     g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, group, NULL, NULL);
+    g_autoptr(GPtrArray) core_keys = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) core_values = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; all && all[i]; i++) {
         if (g_str_equal(all[i], "type") || g_str_equal(all[i], "input"))
             continue;
+        if (lmn_param_spec_find(layer_core_specs, all[i])) {
+            g_ptr_array_add(core_keys, g_strdup(all[i]));
+            g_ptr_array_add(core_values, g_key_file_get_value(cfg->kf, group, all[i], NULL));
+            continue;
+        }
         g_autofree char *v = g_key_file_get_value(cfg->kf, group, all[i], NULL);
         g_strstrip(v);
         if (is_init_key(all[i])) {
@@ -414,6 +456,22 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
     g_ptr_array_add(values, NULL);
     lc->init_keys = g_strv_builder_end(ik);
     lc->init_values = g_strv_builder_end(iv);
+    /* Penalty overrides: NAN until [train] supplies the defaults for the keys not given. */
+    lc->l1 = lc->l2 = NAN;
+    g_ptr_array_add(core_keys, NULL);
+    g_ptr_array_add(core_values, NULL);
+    g_autoptr(LmnParams) core = lmn_params_new_from_strings(
+        layer_core_specs, (const char *const *) core_keys->pdata,
+        (const char *const *) core_values->pdata, lc->where, error);
+    if (!core)
+        return FALSE;
+    for (guint i = 0; i + 1 < core_keys->len; i++) {
+        const char *k = g_ptr_array_index(core_keys, i);
+        if (g_str_equal(k, "l1"))
+            lc->l1 = lmn_params_get_float(core, "l1");
+        else
+            lc->l2 = lmn_params_get_float(core, "l2");
+    }
     lc->params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
                                               (const char *const *) values->pdata, lc->where,
                                               error);
@@ -604,6 +662,34 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
                         "%s [data]: both validation and validation_split are set; use one",
                         cfg->name);
             goto fail;
+        }
+        t->clip_norm = lmn_params_get_float(tp, "clip_norm");
+        t->clip_value = lmn_params_get_float(tp, "clip_value");
+        t->grad_noise = lmn_params_get_float(tp, "grad_noise");
+        t->grad_noise_gamma = lmn_params_get_float(tp, "grad_noise_gamma");
+        t->l1 = lmn_params_get_float(tp, "l1");
+        t->l2 = lmn_params_get_float(tp, "l2");
+        t->penalize_bias = lmn_params_get_bool(tp, "penalize_bias");
+        t->early_stopping_patience = lmn_params_get_int(tp, "early_stopping_patience");
+        t->early_stopping_min_delta = lmn_params_get_float(tp, "early_stopping_min_delta");
+        t->monitor = g_str_equal(lmn_params_get_string(tp, "monitor"), "val_accuracy")
+                         ? LMN_MONITOR_VAL_ACCURACY
+                         : LMN_MONITOR_VAL_LOSS;
+        t->restore_best = lmn_params_get_bool(tp, "restore_best");
+        if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "%s [train] early_stopping_patience: early stopping watches a validation "
+                        "metric, but there is no validation data; set [data] validation = "
+                        "FILE:/split or validation_split = 0.1",
+                        cfg->name);
+            goto fail;
+        }
+        for (guint i = 0; i < cfg->layers->len; i++) {
+            LmnLayerConfig *lc = g_ptr_array_index(cfg->layers, i);
+            if (isnan(lc->l1))
+                lc->l1 = t->l1;
+            if (isnan(lc->l2))
+                lc->l2 = t->l2;
         }
     }
     cfg->validated = TRUE;

@@ -27,7 +27,38 @@ struct _LmnTrainer {
     LmnTensor *loss_acc;
     LmnTensor *correct_acc;
     gint stop_requested;
+    /* Gradient processing (see LmnTrainConfig): one entry per parameter, in model order. */
+    GArray *slots;       /* ParamSlot */
+    LmnTensor *scratch;  /* flat like the parameters: noise, sign(w); NULL when unused */
+    LmnTensor *penalty;  /* one f32: this step's penalty, added to the reported loss */
+    LmnTensor *norm_sq;  /* one f32: the squared global gradient norm (clip_norm) */
+    gboolean has_penalty;
+    /* Early stopping with restore_best: the best epoch's weights, on the backend. */
+    LmnTensor *best_params;
+    LmnTensor *best_buffers;
+    FILE *metrics;
 };
+
+/* A parameter as the training loop's gradient processing sees it.  The tensors are views into
+ * the model's flat tensors (and the scratch), so only real elements are touched: the padding
+ * between parameters keeps a zero gradient, which keeps clip_norm's norm exact. */
+typedef struct {
+    LmnTensor *w;       /* borrowed from the layer */
+    LmnTensor *g;       /* borrowed from the layer */
+    LmnTensor *scratch; /* owned view of the scratch at the parameter's offset, or NULL */
+    float l1, l2;
+} ParamSlot;
+
+static void param_slot_clear(gpointer p)
+{
+    ParamSlot *ps = p;
+    g_clear_pointer(&ps->scratch, lmn_tensor_unref);
+}
+
+static const char *monitor_name(LmnMonitor m)
+{
+    return m == LMN_MONITOR_VAL_ACCURACY ? "val_accuracy" : "val_loss";
+}
 
 /* GPU backends `auto` tries, in order, before falling back to the CPU. */
 static const char *const auto_backends[] = {"vulkan", NULL};
@@ -53,6 +84,15 @@ void lmn_trainer_free(LmnTrainer *t)
 {
     if (!t)
         return;
+    if (t->metrics)
+        fclose(t->metrics);
+    if (t->slots)
+        g_array_unref(t->slots);
+    g_clear_pointer(&t->scratch, lmn_tensor_unref);
+    g_clear_pointer(&t->penalty, lmn_tensor_unref);
+    g_clear_pointer(&t->norm_sq, lmn_tensor_unref);
+    g_clear_pointer(&t->best_params, lmn_tensor_unref);
+    g_clear_pointer(&t->best_buffers, lmn_tensor_unref);
     lmn_schedule_free(t->sched);
     lmn_optimizer_free(t->opt);
     g_clear_pointer(&t->loss_acc, lmn_tensor_unref);
@@ -126,6 +166,122 @@ static LmnTensorInfo target_info_of(const LmnDataset *ds)
     return info;
 }
 
+/* With early stopping and restore_best, the best epoch's weights are kept on the backend. */
+static gboolean setup_best_weights(LmnTrainer *t, GError **error)
+{
+    const LmnTrainConfig *tc = t->tc;
+    if (!(tc->early_stopping_patience > 0 && tc->restore_best && t->val))
+        return TRUE;
+    LmnTensor *flat = lmn_model_get_params(t->model);
+    t->best_params = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &flat->shape, error);
+    if (!t->best_params)
+        return FALSE;
+    lmn_op_fill(t->best_params, 0.0f);
+    gint64 n_buf = 0;
+    for (guint i = 0; i < lmn_model_get_n_layers(t->model); i++) {
+        LmnLayer *l = lmn_model_get_layer(t->model, i);
+        for (guint b = 0; b < lmn_layer_get_n_buffers(l); b++)
+            n_buf += lmn_tensor_numel(lmn_layer_get_buffer(l, b));
+    }
+    if (n_buf > 0) {
+        LmnShape s = lmn_shape_make(1, n_buf);
+        t->best_buffers = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &s, error);
+        if (!t->best_buffers)
+            return FALSE;
+    }
+    t->state.best_params = t->best_params;
+    t->state.best_buffers = t->best_buffers;
+    return TRUE;
+}
+
+static gboolean resume(LmnTrainer *t, GError **error)
+{
+    const char *path = t->opts.resume_checkpoint;
+    if (!lmn_checkpoint_load_training(path, t->model, t->opt, t->sched, &t->state,
+                                      t->opts.reset_optimizer, error))
+        return FALSE;
+    /* Data order, dropout masks and gradient noise are streams of the seed: another seed would
+     * not continue the same run. */
+    if (t->state.seed != t->tc->seed) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s [train] seed: %" G_GUINT64_FORMAT " differs from the seed %"
+                    G_GUINT64_FORMAT " that %s was trained with; a resumed run must keep its "
+                    "seed (data order and random streams depend on it)",
+                    lmn_config_get_name(t->cfg), t->tc->seed, t->state.seed, path);
+        return FALSE;
+    }
+    if (t->state.monitor != t->tc->monitor) {
+        g_printerr("notice: %s tracked %s; the best value so far is forgotten and %s is "
+                   "tracked from now on\n",
+                   path, monitor_name(t->state.monitor), monitor_name(t->tc->monitor));
+        t->state.monitor = t->tc->monitor;
+        t->state.best_metric = NAN;
+        t->state.best_epoch = -1;
+        t->state.wait = 0;
+        t->state.has_best_weights = FALSE;
+    }
+    if (t->best_params && t->state.best_epoch >= 0 && !t->state.has_best_weights) {
+        /* Without the old best weights nothing could be restored: start the comparison over. */
+        g_printerr("notice: %s holds no copy of the best epoch's weights (early stopping or "
+                   "restore_best was off); the best epoch is tracked again from here\n",
+                   path);
+        t->state.best_metric = NAN;
+        t->state.best_epoch = -1;
+        t->state.wait = 0;
+    }
+    t->state.stopped_early = FALSE;
+    return TRUE;
+}
+
+/* Per-parameter views and scratch for penalties and noise. */
+static gboolean setup_gradient_processing(LmnTrainer *t, GError **error)
+{
+    const LmnTrainConfig *tc = t->tc;
+    LmnTensor *flat = lmn_model_get_params(t->model);
+    gboolean need_scratch = tc->grad_noise > 0;
+    t->slots = g_array_new(FALSE, TRUE, sizeof(ParamSlot));
+    g_array_set_clear_func(t->slots, param_slot_clear);
+    for (guint i = 0; i < lmn_model_get_n_layers(t->model); i++) {
+        LmnLayer *l = lmn_model_get_layer(t->model, i);
+        const LmnLayerConfig *lc = lmn_config_get_layer(t->cfg, i);
+        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
+            gboolean penalize =
+                lmn_layer_get_param_role(l, p) == LMN_PARAM_ROLE_WEIGHT || tc->penalize_bias;
+            ParamSlot ps = {
+                .w = lmn_layer_get_param(l, p),
+                .g = lmn_layer_get_grad(l, p),
+                .l1 = penalize ? (float) lc->l1 : 0.0f,
+                .l2 = penalize ? (float) lc->l2 : 0.0f,
+            };
+            need_scratch = need_scratch || ps.l1 > 0;
+            t->has_penalty = t->has_penalty || ps.l1 > 0 || ps.l2 > 0;
+            g_array_append_val(t->slots, ps);
+        }
+    }
+    LmnShape one = lmn_shape_make(0);
+    if (need_scratch) {
+        t->scratch = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &flat->shape, error);
+        if (!t->scratch)
+            return FALSE;
+        for (guint i = 0; i < t->slots->len; i++) {
+            ParamSlot *ps = &g_array_index(t->slots, ParamSlot, i);
+            gint64 off = (gint64) ((ps->w->offset - flat->offset) / sizeof(float));
+            ps->scratch = lmn_tensor_new_view(t->scratch, off, &ps->w->shape);
+        }
+    }
+    if (t->has_penalty) {
+        t->penalty = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
+        if (!t->penalty)
+            return FALSE;
+    }
+    if (tc->clip_norm > 0) {
+        t->norm_sq = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
+        if (!t->norm_sq)
+            return FALSE;
+    }
+    return TRUE;
+}
+
 LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
                             const LmnTrainerOptions *options, GError **error)
 {
@@ -138,6 +294,7 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
     t->tc = lmn_config_get_train(cfg);
     t->config_text = lmn_config_to_data(cfg);
     t->state = (LmnTrainState){0, 0, t->tc->seed, NAN, -1};
+    t->state.monitor = t->tc->monitor;
 
     if (!open_data(t, error))
         goto fail;
@@ -151,6 +308,13 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
     if (!check_data(t, t->train, error) || !check_data(t, t->val, error) ||
         !check_data(t, t->test, error))
         goto fail;
+    if (t->tc->monitor == LMN_MONITOR_VAL_ACCURACY && target.dtype != LMN_DTYPE_I32) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s [train] monitor: val_accuracy needs class labels, but %s has float "
+                    "targets; use monitor = val_loss",
+                    lmn_config_get_name(cfg), t->tc->train_data);
+        goto fail;
+    }
 
     if (!lmn_model_init_params(t->model, t->tc->seed, error))
         goto fail;
@@ -171,10 +335,11 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
                                 lmn_config_get_schedule_common(cfg), base_lr, error);
     if (!t->sched)
         goto fail;
-    if (options->resume_checkpoint &&
-        !lmn_checkpoint_load_training(options->resume_checkpoint, t->model, t->opt, t->sched,
-                                      &t->state,
-                                      options->reset_optimizer, error))
+    if (!setup_best_weights(t, error))
+        goto fail;
+    if (options->resume_checkpoint && !resume(t, error))
+        goto fail;
+    if (!setup_gradient_processing(t, error))
         goto fail;
 
     gint64 batch = t->tc->batch_size;
@@ -319,8 +484,12 @@ static gboolean save_checkpoint(LmnTrainer *t, const char *name, GError **error)
                                error);
 }
 
+/* Opened at the first row, so a run that fails before finishing anything leaves an earlier
+ * run's metrics.csv in the output directory as it was. */
 static FILE *open_metrics(LmnTrainer *t, GError **error)
 {
+    if (t->metrics)
+        return t->metrics;
     g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
     gboolean append = t->opts.resume_checkpoint && g_file_test(path, G_FILE_TEST_EXISTS);
     FILE *f = fopen(path, append ? "a" : "w");
@@ -332,6 +501,7 @@ static FILE *open_metrics(LmnTrainer *t, GError **error)
     }
     if (!append)
         fprintf(f, "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
+    t->metrics = f;
     return f;
 }
 
@@ -343,22 +513,143 @@ static void csv_value(FILE *f, double v)
         fprintf(f, ",%.6g", v);
 }
 
+/* Penalties, noise and clipping between backward and the optimizer (order documented in
+ * LmnTrainConfig).  @m is the batch size, for the loss accumulator. */
+static gboolean process_gradients(LmnTrainer *t, gint64 m, GError **error)
+{
+    const LmnTrainConfig *tc = t->tc;
+    guint64 step = (guint64) t->state.step;
+    if (t->has_penalty) {
+        /* L2 is l2/2 ||w||^2 in the loss, so its gradient is l2 w (torch's weight_decay for
+         * SGD); L1 is l1 ||w||_1 with the subgradient l1 sign(w), 0 at w = 0. */
+        float beta = 0.0f;
+        for (guint i = 0; i < t->slots->len; i++) {
+            ParamSlot *ps = &g_array_index(t->slots, ParamSlot, i);
+            if (ps->l2 > 0) {
+                lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, ps->w, t->penalty, 0.5f * ps->l2, beta);
+                beta = 1.0f;
+                lmn_op_axpby(ps->l2, ps->w, 1.0f, ps->g);
+            }
+            if (ps->l1 > 0) {
+                lmn_op_reduce(LMN_REDUCE_SUM_ABS, ps->w, t->penalty, ps->l1, beta);
+                beta = 1.0f;
+                lmn_op_unary(LMN_UNARY_SIGN, ps->w, ps->scratch, 0.0f);
+                lmn_op_axpby(ps->l1, ps->scratch, 1.0f, ps->g);
+            }
+        }
+        lmn_op_axpby((float) m, t->penalty, 1.0f, t->loss_acc);
+    }
+    if (tc->grad_noise > 0) {
+        /* Neelakantan et al. (2015): sigma_t = sigma_0 / (1 + t)^gamma, t = steps done. */
+        double sigma = tc->grad_noise / pow(1.0 + (double) step, tc->grad_noise_gamma);
+        lmn_op_random_normal(t->scratch, 0.0f, (float) sigma, t->state.seed,
+                             LMN_STREAM(LMN_STREAM_NOISE, step));
+        for (guint i = 0; i < t->slots->len; i++) {
+            ParamSlot *ps = &g_array_index(t->slots, ParamSlot, i);
+            lmn_op_axpby(1.0f, ps->scratch, 1.0f, ps->g);
+        }
+    }
+    LmnTensor *grads = lmn_model_get_grads(t->model);
+    if (tc->clip_norm > 0) {
+        /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied if < 1. */
+        double norm_sq = 0;
+        lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, grads, t->norm_sq, 1.0f, 0.0f);
+        if (!read_scalar(t->norm_sq, &norm_sq, error))
+            return FALSE;
+        double coef = tc->clip_norm / (sqrt(norm_sq) + 1e-6);
+        if (coef < 1.0)
+            lmn_op_axpby((float) coef, grads, 0.0f, grads);
+    }
+    if (tc->clip_value > 0)
+        lmn_op_clamp(grads, (float) -tc->clip_value, (float) tc->clip_value);
+    return TRUE;
+}
+
+static gboolean non_finite_error(LmnTrainer *t, gint64 epoch, gint64 step, double loss,
+                                 GError **error)
+{
+    g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
+                "epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT ": the training loss is "
+                "%g; stopped before applying it (checkpoints already in %s are kept). Lower the "
+                "learning rate, clip gradients (clip_norm), or check the data for extreme values",
+                epoch + 1, step, loss, t->output_dir);
+    return FALSE;
+}
+
+/* Copies the model's weights into the best-weights tensors, or back with @restore. */
+static void copy_best(LmnTrainer *t, gboolean restore)
+{
+    LmnTensor *flat = lmn_model_get_params(t->model);
+    if (restore)
+        lmn_op_copy(flat, t->best_params);
+    else
+        lmn_op_copy(t->best_params, flat);
+    gint64 off = 0;
+    for (guint i = 0; t->best_buffers && i < lmn_model_get_n_layers(t->model); i++) {
+        LmnLayer *l = lmn_model_get_layer(t->model, i);
+        for (guint b = 0; b < lmn_layer_get_n_buffers(l); b++) {
+            LmnTensor *buf = lmn_layer_get_buffer(l, b);
+            g_autoptr(LmnTensor) view = lmn_tensor_new_view(t->best_buffers, off, &buf->shape);
+            if (restore)
+                lmn_op_copy(buf, view);
+            else
+                lmn_op_copy(view, buf);
+            off += lmn_tensor_numel(buf);
+        }
+    }
+}
+
+/* After a complete epoch with validation: tracks the best metric, keeps the best weights, and
+ * decides on early stopping (Keras' EarlyStopping rule: an improvement must beat the best by
+ * more than min_delta).  Returns whether the metric improved. */
+static gboolean track_best(LmnTrainer *t, gint64 epoch, double val_loss, double val_acc)
+{
+    const LmnTrainConfig *tc = t->tc;
+    gboolean higher = tc->monitor == LMN_MONITOR_VAL_ACCURACY;
+    double metric = higher ? val_acc : val_loss;
+    double best = t->state.best_metric;
+    double d = tc->early_stopping_min_delta;
+    gboolean improved = isnan(best) || (higher ? metric > best + d : metric < best - d);
+    if (isnan(metric))
+        improved = FALSE;
+    if (improved) {
+        t->state.best_metric = metric;
+        t->state.best_epoch = epoch + 1;
+        t->state.wait = 0;
+        if (t->best_params) {
+            copy_best(t, FALSE);
+            t->state.has_best_weights = TRUE;
+        }
+    } else {
+        t->state.wait++;
+    }
+    return improved;
+}
+
 gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
 {
     const LmnTrainConfig *tc = t->tc;
     gint64 n = lmn_dataset_get_length(t->train);
     gint64 batch = tc->batch_size;
     gint64 steps_per_epoch = (n + batch - 1) / batch;
-    FILE *metrics = open_metrics(t, error);
-    if (!metrics)
-        return FALSE;
     gboolean ok = TRUE;
     gboolean stop = FALSE;
-    if (!t->opts.quiet)
+    gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
+    if (!t->opts.quiet) {
         printf("training %" G_GINT64_FORMAT " parameters on %s: %" G_GINT64_FORMAT
                " samples%s, batch %" G_GINT64_FORMAT ", optimizer %s\n",
                lmn_model_get_n_parameters(t->model), lmn_backend_describe(t->backend), n,
                t->val ? " (plus validation)" : "", batch, lmn_config_get_optimizer_type(t->cfg));
+        if (t->opts.resume_checkpoint)
+            printf("resuming from %s at epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT "\n",
+                   t->opts.resume_checkpoint, t->state.epoch + 1, t->state.step);
+        fflush(stdout);
+    }
+    /* A checkpoint from before epoch_samples was saved: derive it from the step count. */
+    if (t->state.epoch_samples < 0) {
+        gint64 done = t->state.step - t->state.epoch * steps_per_epoch;
+        t->state.epoch_samples = done > 0 && done < steps_per_epoch ? done * batch : 0;
+    }
 
     while (ok && !stop && t->state.epoch < tc->epochs) {
         gint64 epoch = t->state.epoch;
@@ -366,7 +657,7 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
             t->order[i] = (guint32) i;
         if (tc->shuffle) {
             LmnRandom r;
-            lmn_random_init(&r, tc->seed, LMN_STREAM(LMN_STREAM_SHUFFLE, epoch));
+            lmn_random_init(&r, t->state.seed, LMN_STREAM(LMN_STREAM_SHUFFLE, epoch));
             lmn_random_shuffle(&r, t->order, (gsize) n);
         }
         lmn_op_fill(t->loss_acc, 0);
@@ -374,40 +665,48 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
         gint64 seen = 0;
         double lr = 0;
         gint64 t0 = g_get_monotonic_time();
+        gint64 data_us = 0;
         gint64 last_draw = 0;
-        gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
 
-        /* A checkpoint taken mid-epoch (max_steps, an interrupt) resumes at the next batch of
+        /* A checkpoint taken mid-epoch (max_steps, an interrupt) resumes at the next sample of
          * the same permutation. */
-        gint64 first = 0;
-        gint64 done_in_epoch = t->state.step - epoch * steps_per_epoch;
-        if (done_in_epoch > 0 && done_in_epoch < steps_per_epoch)
-            first = done_in_epoch * batch;
+        gint64 first = t->state.epoch_samples > 0 && t->state.epoch_samples < n
+                           ? t->state.epoch_samples
+                           : 0;
         gboolean reached_end = TRUE;
         for (gint64 start = first; start < n; start += batch) {
-            if (tc->max_steps > 0 && t->state.step >= tc->max_steps) {
-                stop = TRUE;
-                reached_end = FALSE;
-                break;
-            }
-            if (g_atomic_int_get(&t->stop_requested)) {
+            if ((tc->max_steps > 0 && t->state.step >= tc->max_steps) ||
+                g_atomic_int_get(&t->stop_requested)) {
                 stop = TRUE;
                 reached_end = FALSE;
                 break;
             }
             gint64 m = MIN(batch, n - start);
+            gint64 d0 = g_get_monotonic_time();
             if (!load_batch(t->model, t->train, t->order + start, m, t->x_host, t->y_host,
                             error)) {
                 ok = FALSE;
                 break;
             }
+            data_us += g_get_monotonic_time() - d0;
             guint64 step = (guint64) t->state.step;
-            lmn_model_forward(t->model, TRUE, step, tc->seed);
-            lmn_model_backward(t->model, step, tc->seed);
+            lmn_model_forward(t->model, TRUE, step, t->state.seed);
+            /* With the CPU backend the loss is in host memory: checking every step is free. */
+            const float *loss_host = lmn_backend_host_pointer(lmn_model_get_loss(t->model));
+            if (loss_host && !isfinite(*loss_host)) {
+                ok = non_finite_error(t, epoch, t->state.step + 1, *loss_host, error);
+                break;
+            }
+            lmn_model_backward(t->model, step, t->state.seed);
+            lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
+            if (!process_gradients(t, m, error)) {
+                ok = FALSE;
+                break;
+            }
             lr = lmn_schedule_get_lr(t->sched, t->state.step, epoch, steps_per_epoch);
             lmn_optimizer_step(t->opt, lr);
             t->state.step++;
-            lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
+            t->state.epoch_samples = start + m;
             if (labels) {
                 LmnTensor *y;
                 lmn_model_set_batch(t->model, m, NULL, &y);
@@ -428,9 +727,7 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
                 }
             }
         }
-        if (!ok)
-            break;
-        if (seen == 0)
+        if (!ok || seen == 0)
             break;
         double loss_sum = 0, correct = 0;
         if (!read_scalar(t->loss_acc, &loss_sum, error) ||
@@ -439,14 +736,16 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
             ok = FALSE;
             break;
         }
-        double secs = (double) (g_get_monotonic_time() - t0) / 1e6;
+        gint64 elapsed_us = g_get_monotonic_time() - t0;
+        double secs = (double) elapsed_us / 1e6;
         double train_loss = loss_sum / (double) seen;
         double train_acc = labels ? correct / (double) seen : NAN;
         if (!isfinite(train_loss)) {
             g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
                         "epoch %" G_GINT64_FORMAT ": the training loss is %g; stopped without "
                         "saving this epoch (checkpoints already in %s are kept). Lower the "
-                        "learning rate or check the data for extreme values",
+                        "learning rate, clip gradients (clip_norm), or check the data for "
+                        "extreme values",
                         epoch + 1, train_loss, t->output_dir);
             ok = FALSE;
             break;
@@ -456,16 +755,27 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
             ok = FALSE;
             break;
         }
-        if (t->val) {
-            lmn_schedule_observe(t->sched, val_loss);
-            if (isnan(t->state.best_metric) || val_loss < t->state.best_metric) {
-                t->state.best_metric = val_loss;
-                t->state.best_epoch = epoch + 1;
+        /* Only a complete epoch counts for the schedule and early stopping, so a run stopped
+         * mid-epoch and resumed makes the same decisions as one that was not. */
+        gboolean improved = FALSE;
+        if (reached_end) {
+            if (t->val) {
+                lmn_schedule_observe(t->sched, val_loss);
+                improved = track_best(t, epoch, val_loss, val_acc);
+            }
+            t->state.epoch++;
+            t->state.epoch_samples = 0;
+            if (t->val && tc->early_stopping_patience > 0 &&
+                t->state.wait >= tc->early_stopping_patience) {
+                t->state.stopped_early = TRUE;
+                stop = TRUE;
             }
         }
-        gboolean epoch_done = reached_end;
-        if (epoch_done)
-            t->state.epoch++;
+        FILE *metrics = open_metrics(t, error);
+        if (!metrics) {
+            ok = FALSE;
+            break;
+        }
         fprintf(metrics, "%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT, epoch + 1, t->state.step);
         csv_value(metrics, lr);
         csv_value(metrics, train_loss);
@@ -486,11 +796,20 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
                 printf("  val_loss %.4f", val_loss);
                 if (labels)
                     printf("  val_acc %.2f%%", 100 * val_acc);
+                if (improved)
+                    printf(" *");
             }
-            printf("  lr %.4g  %.0f samples/s  %.1fs\n", lr, (double) seen / secs, secs);
+            /* The share of the epoch spent reading and decoding batches: a high value means
+             * the data pipeline, not the model, limits the speed. */
+            printf("  lr %.4g  %.0f samples/s  data %.0f%%  %.1fs\n", lr, (double) seen / secs,
+                   elapsed_us > 0 ? 100.0 * (double) data_us / (double) elapsed_us : 0.0, secs);
             fflush(stdout);
         }
-        if (epoch_done && tc->checkpoint_every > 0 &&
+        if (improved && !save_checkpoint(t, "best.h5", error)) {
+            ok = FALSE;
+            break;
+        }
+        if (reached_end && tc->checkpoint_every > 0 &&
             t->state.epoch % tc->checkpoint_every == 0) {
             g_autofree char *name = g_strdup_printf("epoch-%" G_GINT64_FORMAT ".h5",
                                                     t->state.epoch);
@@ -500,7 +819,10 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
             }
         }
     }
-    fclose(metrics);
+    if (t->metrics) {
+        fclose(t->metrics);
+        t->metrics = NULL;
+    }
     if (!ok)
         return FALSE;
     if (g_atomic_int_get(&t->stop_requested)) {
@@ -512,6 +834,14 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
                     t->state.step, t->output_dir);
         return FALSE;
     }
+    if (t->state.stopped_early && !t->opts.quiet)
+        printf("early stopping: %s has not improved by more than %g for %" G_GINT64_FORMAT
+               " epochs; best %.6g at epoch %" G_GINT64_FORMAT "%s\n",
+               monitor_name(tc->monitor), tc->early_stopping_min_delta, t->state.wait,
+               t->state.best_metric, t->state.best_epoch,
+               t->state.has_best_weights && tc->restore_best ? " (its weights restored)" : "");
+    if (t->state.stopped_early && tc->restore_best && t->state.has_best_weights)
+        copy_best(t, TRUE);
     if (!save_checkpoint(t, "final.h5", error))
         return FALSE;
     if (t->test) {

@@ -5,7 +5,16 @@
  *   /model/<layer>/<param>     float32, PyTorch names and shapes (also buffers)
  *   /optimizer                 attrs type, plugin_version, every hyperparameter, step, host state
  *   /optimizer/state/<layer>/<param>/<slot>
- *   /train                     attrs epoch, step, seed, best_metric, best_epoch, schedule state
+ *   /train                     attrs epoch, step, seed, best_metric, best_epoch, schedule state,
+ *                              epoch_samples, wait, stopped_early, monitor
+ *   /train/best/<layer>/<name> (only with early stopping and restore_best) the best epoch's
+ *                              parameters and buffers, to restore them after a resumed run
+ *
+ * Exact resume needs no random-number state: every random stream is a pure function of (seed,
+ * stream) — the shuffle permutation of epoch E is Philox stream LMN_STREAM(SHUFFLE, E), the
+ * gradient noise of step S is LMN_STREAM(NOISE, S), dropout masks depend on (seed, step) — so
+ * epoch, step and epoch_samples (the samples of the current permutation already trained) place a
+ * resumed run exactly where the interrupted one stopped.
  *
  * Files are written atomically (temporary file in the same directory, flush, fsync, rename), so
  * a failing write never damages an existing checkpoint.  Readers accept any HDF5 file with the
@@ -29,6 +38,17 @@ typedef struct {
     guint64 seed;
     double best_metric; /* NAN when none yet */
     gint64 best_epoch;  /* -1 when none yet */
+    /* appended */
+    gint64 epoch_samples;   /* samples of epoch `epoch` already trained (0 at an epoch boundary) */
+    gint64 wait;            /* completed epochs since the monitored metric last improved */
+    gboolean stopped_early; /* early stopping ended the run */
+    LmnMonitor monitor;     /* the metric best_metric measures */
+    /* (nullable, borrowed) backend copies of the best epoch's weights, saved to and loaded from
+     * /train/best when has_best_weights: @best_params is laid out like the model's flat
+     * parameter tensor, @best_buffers holds every buffer back to back in layer order */
+    LmnTensor *best_params;
+    LmnTensor *best_buffers;
+    gboolean has_best_weights;
 } LmnTrainState;
 
 /**
@@ -57,9 +77,23 @@ gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError *
  * Loads optimizer state (slots laid out like @model's parameters), schedule state and counters
  * for --resume.  A different optimizer type
  * is LMN_CHECKPOINT_ERROR_OPTIMIZER unless @reset_optimizer (then the optimizer starts fresh).
+ * When @state->best_params is set (the caller allocated it like the flat parameters, and
+ * best_buffers for the buffers) and the file has /train/best, the best weights are loaded into
+ * them and has_best_weights is set; otherwise has_best_weights is cleared.
  */
 gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOptimizer *opt,
                                       LmnSchedule *sched, LmnTrainState *state,
                                       gboolean reset_optimizer, GError **error);
+
+/**
+ * lmn_checkpoint_describe:
+ * Summarises a checkpoint for people (`lamina inspect`): format and version, the model's layers
+ * (in config order) with each parameter's shape and count, the optimizer's type,
+ * hyperparameters, step and slots, the training counters, and the config text.  Works without
+ * plugins, and on weight files written by other tools (/model only).
+ * Returns: (transfer full): the text, or NULL with LMN_CHECKPOINT_ERROR_OPEN (missing, not HDF5,
+ *   truncated) or _FORMAT (neither a Lamina checkpoint nor a /model group)
+ */
+char *lmn_checkpoint_describe(const char *path, GError **error);
 
 G_END_DECLS

@@ -32,7 +32,17 @@ typedef struct {
     char **init_keys;
     char **init_values;
     char *where;
+    /* appended: the effective L1/L2 penalty coefficients of this layer's weights (its `l1`/`l2`
+     * keys, else [train] l1/l2); core keys like type and input, never passed to the plugin */
+    double l1;
+    double l2;
 } LmnLayerConfig;
+
+/** LmnMonitor: the validation metric early stopping and best.h5 follow.  Stored: explicit. */
+typedef enum {
+    LMN_MONITOR_VAL_LOSS = 0,     /* lower is better */
+    LMN_MONITOR_VAL_ACCURACY = 1, /* higher is better (needs class labels) */
+} LmnMonitor;
 
 /**
  * LmnTrainConfig:
@@ -51,6 +61,20 @@ typedef struct {
     char *test_data;       /* NULL when absent */
     char *validation_data; /* NULL when absent */
     double validation_split;
+    /* appended: gradient processing, applied each step in this order after backward:
+     * penalties, noise, clip_norm, clip_value (so the update never sees a gradient outside the
+     * clip bounds) */
+    double clip_norm;        /* 0 = off; torch.nn.utils.clip_grad_norm_ (eps 1e-6) */
+    double clip_value;       /* 0 = off; clamp to [-clip_value, clip_value] */
+    double grad_noise;       /* sigma_0; 0 = off; sigma_t = sigma_0 / (1 + t)^gamma */
+    double grad_noise_gamma; /* default 0.55 */
+    double l1;               /* default L1 coefficient of every layer (LmnLayerConfig.l1) */
+    double l2;               /* default L2 coefficient: loss += l2/2 ||w||^2, grad += l2 w */
+    gboolean penalize_bias;  /* penalise LMN_PARAM_ROLE_BIAS parameters too */
+    gint64 early_stopping_patience; /* epochs without improvement before stopping; 0 = off */
+    double early_stopping_min_delta; /* an improvement must exceed this */
+    LmnMonitor monitor;
+    gboolean restore_best; /* on an early stop, go back to the best epoch's weights */
 } LmnTrainConfig;
 
 /**

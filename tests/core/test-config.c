@@ -204,6 +204,49 @@ static void test_errors(void)
                    (const char *const[]){"[schedule]", "unit", NULL});
 }
 
+/* [train] regulariser keys: defaults, per-layer l1/l2 overrides (core keys the layer's plugin
+ * never sees), and --set on them. */
+static void test_regularizer_keys(void)
+{
+    g_autofree char *text = replace(base, "[layer act]", "l2 = 0.25\n[layer act]");
+    g_autofree char *text2 = replace(text, "epochs = 2\n", "epochs = 2\nl1 = 0.01\nl2 = 0.5\n");
+    LmnConfig *cfg = load(text2);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_config_set(cfg, "fc2.l1=0.125", &error));
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    g_assert_no_error(error);
+    const LmnTrainConfig *tc = lmn_config_get_train(cfg);
+    g_assert_cmpfloat(tc->clip_norm, ==, 0);
+    g_assert_cmpfloat(tc->clip_value, ==, 0);
+    g_assert_cmpfloat(tc->grad_noise, ==, 0);
+    g_assert_cmpfloat(tc->grad_noise_gamma, ==, 0.55);
+    g_assert_false(tc->penalize_bias);
+    g_assert_cmpint(tc->early_stopping_patience, ==, 0);
+    g_assert_cmpint(tc->monitor, ==, LMN_MONITOR_VAL_LOSS);
+    g_assert_true(tc->restore_best);
+    const LmnLayerConfig *fc1 = lmn_config_get_layer(cfg, 1);
+    const LmnLayerConfig *fc2 = lmn_config_get_layer(cfg, 3);
+    g_assert_cmpfloat(fc1->l2, ==, 0.25); /* its own */
+    g_assert_cmpfloat(fc1->l1, ==, 0.01); /* [train]'s */
+    g_assert_cmpfloat(fc2->l2, ==, 0.5);
+    g_assert_cmpfloat(fc2->l1, ==, 0.125); /* --set */
+    /* The plugin's schema never saw l2: its params have no such key. */
+    g_assert_null(lmn_params_get_text(fc1->params, "l2"));
+    lmn_config_free(cfg);
+
+    g_autofree char *bad = replace(base, "[layer act]", "l1 = minus one\n[layer act]");
+    expect_invalid(bad, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini [layer fc1]", "l1", NULL});
+    g_autofree char *es =
+        replace(base, "epochs = 2\n", "epochs = 2\nearly_stopping_patience = 3\n");
+    expect_invalid(es, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini [train] early_stopping_patience",
+                                         "validation_split", NULL});
+    g_autofree char *mon = replace(base, "epochs = 2\n", "epochs = 2\nmonitor = accuracy\n");
+    expect_invalid(mon, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[train]", "monitor", "val_accuracy", NULL});
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -214,6 +257,7 @@ int main(int argc, char **argv)
     g_test_add_func("/config/overrides", test_overrides);
     g_test_add_func("/config/replace-optimizer", test_replace_optimizer);
     g_test_add_func("/config/errors", test_errors);
+    g_test_add_func("/config/regularizer-keys", test_regularizer_keys);
     int rc = g_test_run();
     lmn_registry_free(registry);
     return rc;

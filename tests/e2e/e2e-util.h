@@ -1,0 +1,48 @@
+/* Helpers shared by the end-to-end tests: synthetic data, temporary directories, running the
+ * `lamina` command, and reading checkpoints back with the HDF5 C API. */
+#pragma once
+
+#include <glib.h>
+#include <hdf5.h>
+
+G_BEGIN_DECLS
+
+/**
+ * e2e_write_blobs:
+ * Adds split @split of @n samples to @path (created if missing): four unit-variance Gaussian
+ * blobs in 2-D centred at (3 cos(k pi/2), 3 sin(k pi/2)), y = k as int32.  With
+ * @random_labels the labels are drawn independently of x (an unlearnable split).
+ */
+void e2e_write_blobs(const char *path, const char *split, int n, guint64 seed,
+                     gboolean random_labels);
+/** e2e_remove_tree: deletes a file or a directory tree. */
+void e2e_remove_tree(const char *path);
+/** e2e_lamina_exe: Returns: the `lamina` under test ($LMN_TEST_LAMINA). */
+const char *e2e_lamina_exe(void);
+/**
+ * e2e_run_lamina:
+ * Runs `lamina` with the NULL-terminated arguments; @out and @err (nullable) receive its output.
+ * Returns: the exit status, or -1 when it did not exit normally
+ */
+int e2e_run_lamina(char **out, char **err, const char *first, ...) G_GNUC_NULL_TERMINATED;
+/** e2e_read_floats: Returns: (transfer full): dataset @name of @file as floats, or NULL. */
+float *e2e_read_floats(const char *file, const char *name, gsize *n_out);
+/** e2e_read_attr_int: Returns: integer attribute @attr of object @obj in @file. */
+gint64 e2e_read_attr_int(const char *file, const char *obj, const char *attr);
+/** e2e_read_attr_double: Returns: float attribute @attr of object @obj in @file. */
+double e2e_read_attr_double(const char *file, const char *obj, const char *attr);
+/**
+ * e2e_list_datasets:
+ * Returns: (transfer full): the sorted paths of every dataset under @group of @file
+ */
+GPtrArray *e2e_list_datasets(const char *file, const char *group);
+/**
+ * e2e_assert_same_floats:
+ * Asserts that every dataset under @group has the same shape and bytes in both files
+ * (memcmp of the float arrays) and that there is at least one.
+ */
+void e2e_assert_same_floats(const char *a, const char *b, const char *group);
+/** e2e_csv_rows: Returns: (transfer full): the data rows of a metrics.csv, split at commas. */
+GPtrArray *e2e_csv_rows(const char *path);
+
+G_END_DECLS

@@ -79,9 +79,14 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
         lmn_op_fill(ones, 1.0f);
         LmnGemm g = {
             .struct_size = sizeof(LmnGemm),
-            .m = io->batch, .n = d->units, .k = 1,
-            .alpha = 1.0f, .beta = 0.0f,
-            .a = ones, .b = lmn_layer_get_param(layer, PARAM_BIAS), .c = io->output,
+            .m = io->batch,
+            .n = d->units,
+            .k = 1,
+            .alpha = 1.0f,
+            .beta = 0.0f,
+            .a = ones,
+            .b = lmn_layer_get_param(layer, PARAM_BIAS),
+            .c = io->output,
         };
         lmn_op_gemm(&g);
         beta = 1.0f;
@@ -89,9 +94,14 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
     LmnGemm g = {
         .struct_size = sizeof(LmnGemm),
         .trans_b = TRUE,
-        .m = io->batch, .n = d->units, .k = d->in,
-        .alpha = 1.0f, .beta = beta,
-        .a = io->inputs[0], .b = lmn_layer_get_param(layer, PARAM_WEIGHT), .c = io->output,
+        .m = io->batch,
+        .n = d->units,
+        .k = d->in,
+        .alpha = 1.0f,
+        .beta = beta,
+        .a = io->inputs[0],
+        .b = lmn_layer_get_param(layer, PARAM_WEIGHT),
+        .c = io->output,
     };
     lmn_op_gemm(&g);
 }
@@ -103,9 +113,14 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
     LmnGemm gw = {
         .struct_size = sizeof(LmnGemm),
         .trans_a = TRUE,
-        .m = d->units, .n = d->in, .k = io->batch,
-        .alpha = 1.0f, .beta = 0.0f,
-        .a = io->output_grad, .b = io->inputs[0], .c = lmn_layer_get_grad(layer, PARAM_WEIGHT),
+        .m = d->units,
+        .n = d->in,
+        .k = io->batch,
+        .alpha = 1.0f,
+        .beta = 0.0f,
+        .a = io->output_grad,
+        .b = io->inputs[0],
+        .c = lmn_layer_get_grad(layer, PARAM_WEIGHT),
     };
     lmn_op_gemm(&gw);
     if (d->bias) {
@@ -116,9 +131,13 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
         /* dx [N, in] = dy [N, units] W [units, in] */
         LmnGemm gx = {
             .struct_size = sizeof(LmnGemm),
-            .m = io->batch, .n = d->in, .k = d->units,
-            .alpha = 1.0f, .beta = 0.0f,
-            .a = io->output_grad, .b = lmn_layer_get_param(layer, PARAM_WEIGHT),
+            .m = io->batch,
+            .n = d->in,
+            .k = d->units,
+            .alpha = 1.0f,
+            .beta = 0.0f,
+            .a = io->output_grad,
+            .b = lmn_layer_get_param(layer, PARAM_WEIGHT),
             .c = io->input_grads[0],
         };
         lmn_op_gemm(&gx);
@@ -126,10 +145,18 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec dense_params[] = {
-    {.name = "units", .type = LMN_PARAM_INT, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
+    {.name = "units",
+     .type = LMN_PARAM_INT,
+     .default_value = NULL,
+     .min = 1,
+     .max = (double) G_MAXINT32,
+     .flags = LMN_PARAM_FLAG_REQUIRED,
      .doc = "number of output features (out_features)"},
-    {.name = "bias", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1, .max = 0,
+    {.name = "bias",
+     .type = LMN_PARAM_BOOL,
+     .default_value = "true",
+     .min = 1,
+     .max = 0,
      .doc = "add a learnable bias"},
     {NULL},
 };

@@ -18,7 +18,19 @@ def mlp():
         torch.nn.Linear(256, 10))
 
 
+def lenet5():
+    # The same network as bench/lenet5.ini and examples/lenet5-fashion-mnist.ini.
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 6, 5, padding=2), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(6, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16 * 5 * 5, 120), torch.nn.ReLU(),
+        torch.nn.Linear(120, 84), torch.nn.ReLU(),
+        torch.nn.Linear(84, 10))
+
+
 MODELS = {"mlp": (mlp, (1, 28, 28), 10)}
+MODELS["lenet5"] = (lenet5, (1, 28, 28), 10)
 
 
 def main():

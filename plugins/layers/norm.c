@@ -1,0 +1,218 @@
+/* Lamina — batch normalisation, as torch.nn.BatchNorm1d / BatchNorm2d.
+ *
+ * The input is per sample [C] (after a dense layer), [C, L] or [C, H, W] (after a convolution);
+ * statistics are per channel over the batch and every other position, so the ops see it as
+ * [N, C, inner].  Parameters weight (1) and bias (0) and buffers running_mean (0) and running_var
+ * (1) carry PyTorch's names, shapes and initial values, so a checkpoint loads into nn.BatchNorm2d
+ * by name.
+ *
+ * Training (and evaluation without running statistics, as PyTorch does): normalise with the
+ * batch's mean and biased variance, then update the running statistics exactly like PyTorch,
+ *     running_mean = (1 - m) running_mean + m mean
+ *     running_var  = (1 - m) running_var  + m var n / (n - 1),   n = N * inner
+ * (the unbiased variance; with n = 1, where PyTorch refuses to train, the biased one).
+ * Evaluation with running statistics normalises with them; its backward (frozen statistics, used
+ * by gradient checks and fine-tuning) is then the per-channel affine map's.
+ *
+ * The "work" tensor, as large as the input, is scratch for the two backward cases that need one:
+ * a training-mode backward whose input gradient is not wanted (the op always writes dx), and the
+ * evaluation-mode weight gradient sum(dy * x_hat) when there is no input gradient to borrow.
+ */
+#include <math.h>
+
+#include <lamina/lamina.h>
+
+enum { PARAM_WEIGHT = 0, PARAM_BIAS = 1 };
+enum { BUFFER_MEAN = 0, BUFFER_VAR = 1 };
+enum { SAVED_MEAN = 0, SAVED_VAR = 1, SAVED_WORK = 2 };
+
+typedef struct {
+    gint64 channels;
+    gint64 inner;
+    float eps;
+    float momentum;
+    gboolean affine;
+    gboolean track;
+} BatchNorm;
+
+static gboolean batchnorm_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                                LmnTensorInfo *output, GError **error)
+{
+    const LmnParams *p = lmn_layer_get_params(layer);
+    const LmnShape *s = &inputs[0].shape;
+    if (s->ndim < 1 || s->ndim > 3) {
+        g_autofree char *shape = lmn_shape_to_string(s);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (batch_norm): its input has per-sample shape %s, but batch_norm "
+                    "takes [channels], [channels, length] or [channels, height, width]",
+                    lmn_layer_get_name(layer), shape);
+        return FALSE;
+    }
+    if (inputs[0].dtype != LMN_DTYPE_F32) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (batch_norm): its input is %s, but batch_norm takes f32 values",
+                    lmn_layer_get_name(layer), lmn_dtype_name(inputs[0].dtype));
+        return FALSE;
+    }
+    BatchNorm *bn = g_new0(BatchNorm, 1);
+    bn->channels = s->dims[0];
+    bn->inner = lmn_shape_numel(s) / bn->channels;
+    bn->eps = (float) lmn_params_get_float(p, "eps");
+    bn->momentum = (float) lmn_params_get_float(p, "momentum");
+    bn->affine = lmn_params_get_bool(p, "affine");
+    bn->track = lmn_params_get_bool(p, "track_running_stats");
+    lmn_layer_set_private(layer, bn, g_free);
+
+    LmnShape c = lmn_shape_make(1, bn->channels);
+    if (bn->affine) {
+        /* The fans are irrelevant to constant initializers; pass the channel count. */
+        double fan = (double) bn->channels;
+        lmn_layer_add_param(layer, "weight", &c, LMN_PARAM_ROLE_WEIGHT, "constant", "value=1",
+                            fan, fan);
+        lmn_layer_add_param(layer, "bias", &c, LMN_PARAM_ROLE_BIAS, "zeros", NULL, fan, fan);
+    }
+    if (bn->track) {
+        lmn_layer_add_buffer(layer, "running_mean", &c, 0.0f);
+        lmn_layer_add_buffer(layer, "running_var", &c, 1.0f);
+    }
+    lmn_layer_add_saved(layer, "mean", &c, LMN_DTYPE_F32, FALSE);
+    lmn_layer_add_saved(layer, "var", &c, LMN_DTYPE_F32, FALSE);
+    lmn_layer_add_saved(layer, "work", s, LMN_DTYPE_F32, TRUE);
+
+    output->shape = *s;
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+/* Whether this pass normalises with the batch's own statistics. */
+static gboolean batchnorm_uses_batch_stats(const BatchNorm *bn, const LmnLayerIO *io)
+{
+    return io->training || !bn->track;
+}
+
+static void batchnorm_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const BatchNorm *bn = lmn_layer_get_private(layer);
+    LmnTensor *weight = bn->affine ? lmn_layer_get_param(layer, PARAM_WEIGHT) : NULL;
+    LmnTensor *bias = bn->affine ? lmn_layer_get_param(layer, PARAM_BIAS) : NULL;
+    if (!batchnorm_uses_batch_stats(bn, io)) {
+        lmn_op_batchnorm_forward(io->inputs[0], lmn_layer_get_buffer(layer, BUFFER_MEAN),
+                                 lmn_layer_get_buffer(layer, BUFFER_VAR), weight, bias,
+                                 io->output, bn->eps, io->batch, bn->channels, bn->inner);
+        return;
+    }
+    LmnTensor *mean = lmn_layer_get_saved(layer, SAVED_MEAN);
+    LmnTensor *var = lmn_layer_get_saved(layer, SAVED_VAR);
+    lmn_op_batchnorm_stats(io->inputs[0], mean, var, io->batch, bn->channels, bn->inner);
+    lmn_op_batchnorm_forward(io->inputs[0], mean, var, weight, bias, io->output, bn->eps,
+                             io->batch, bn->channels, bn->inner);
+    if (io->training && bn->track) {
+        double n = (double) io->batch * (double) bn->inner;
+        double unbiased = n > 1.0 ? n / (n - 1.0) : 1.0;
+        float m = bn->momentum;
+        lmn_op_axpby(m, mean, 1.0f - m, lmn_layer_get_buffer(layer, BUFFER_MEAN));
+        lmn_op_axpby((float) (m * unbiased), var, 1.0f - m,
+                     lmn_layer_get_buffer(layer, BUFFER_VAR));
+    }
+}
+
+/*
+ * Backward with frozen running statistics: y = x_hat w + b with x_hat = (x - rm) / sqrt(rv + eps)
+ * independent of the batch, so dx = dy w / sqrt(rv + eps), dw = sum(dy x_hat), db = sum(dy).
+ */
+static void batchnorm_backward_frozen(LmnLayer *layer, const LmnLayerIO *io, const BatchNorm *bn)
+{
+    LmnTensor *rm = lmn_layer_get_buffer(layer, BUFFER_MEAN);
+    LmnTensor *rv = lmn_layer_get_buffer(layer, BUFFER_VAR);
+    LmnTensor *dx = io->input_grads[0];
+    if (bn->affine) {
+        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad, io->batch,
+                         bn->channels, bn->inner, 0.0f);
+        /* dx is overwritten below, so it can hold dy * x_hat until then. */
+        LmnTensor *work = dx != NULL ? dx : lmn_layer_get_saved(layer, SAVED_WORK);
+        lmn_op_batchnorm_forward(io->inputs[0], rm, rv, NULL, NULL, work, bn->eps, io->batch,
+                                 bn->channels, bn->inner);
+        lmn_op_binary(LMN_BINARY_MUL, work, io->output_grad, work);
+        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_WEIGHT), work, io->batch, bn->channels,
+                         bn->inner, 0.0f);
+    }
+    if (dx != NULL) {
+        /* (dy - 0) / sqrt(rv + eps) * w: the forward op with a zero mean is exactly dx. */
+        LmnTensor *zero = lmn_layer_get_saved(layer, SAVED_MEAN);
+        lmn_op_fill(zero, 0.0f);
+        lmn_op_batchnorm_forward(io->output_grad, zero, rv,
+                                 bn->affine ? lmn_layer_get_param(layer, PARAM_WEIGHT) : NULL,
+                                 NULL, dx, bn->eps, io->batch, bn->channels, bn->inner);
+    }
+}
+
+static void batchnorm_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const BatchNorm *bn = lmn_layer_get_private(layer);
+    if (!bn->affine && io->input_grads[0] == NULL) {
+        return;
+    }
+    if (!batchnorm_uses_batch_stats(bn, io)) {
+        batchnorm_backward_frozen(layer, io, bn);
+        return;
+    }
+    LmnTensor *dx =
+        io->input_grads[0] != NULL ? io->input_grads[0] : lmn_layer_get_saved(layer, SAVED_WORK);
+    lmn_op_batchnorm_backward(io->inputs[0], io->output_grad,
+                              lmn_layer_get_saved(layer, SAVED_MEAN),
+                              lmn_layer_get_saved(layer, SAVED_VAR),
+                              bn->affine ? lmn_layer_get_param(layer, PARAM_WEIGHT) : NULL, dx,
+                              bn->affine ? lmn_layer_get_grad(layer, PARAM_WEIGHT) : NULL,
+                              bn->affine ? lmn_layer_get_grad(layer, PARAM_BIAS) : NULL, bn->eps,
+                              io->batch, bn->channels, bn->inner);
+}
+
+static const LmnParamSpec batchnorm_params[] = {
+    {.name = "eps", .type = LMN_PARAM_FLOAT, .default_value = "1e-05", .min = 0, .max = INFINITY,
+     .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+     .doc = "added to the variance before the square root"},
+    {.name = "momentum", .type = LMN_PARAM_FLOAT, .default_value = "0.1", .min = 0, .max = 1,
+     .doc = "weight of the batch statistics in the running averages (PyTorch's convention)"},
+    {.name = "affine", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1, .max = 0,
+     .doc = "learn a per-channel scale (weight) and shift (bias)"},
+    {.name = "track_running_stats", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1,
+     .max = 0,
+     .doc = "keep running mean/variance for evaluation (else evaluation uses batch statistics)"},
+    {NULL},
+};
+
+static const LmnLayerVTable batchnorm_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_NONE,
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .build = batchnorm_build,
+    .forward = batchnorm_forward,
+    .backward = batchnorm_backward,
+};
+
+static const LmnFeatureDesc norm_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "batch_norm",
+        .description = "batch normalisation over the batch and spatial positions of each channel "
+                       "(torch.nn.BatchNorm1d/2d)",
+        .params = batchnorm_params,
+        .vtable = &batchnorm_vtable,
+    },
+};
+
+static const LmnPluginDesc norm_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.norm",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "Normalisation layers",
+    .n_features = G_N_ELEMENTS(norm_features),
+    .features = norm_features,
+};
+
+LMN_PLUGIN_DEFINE(norm_plugin)

@@ -10,4 +10,7 @@ if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" -Dwerror=true "$@"
 fi
 ninja -C "$build"
-meson test -C "$build" --print-errorlogs --num-processes 2 --timeout-multiplier "${LMN_TIMEOUT_MULTIPLIER:-1}"
+# LMN_TEST_ARGS passes extra options to meson test (e.g. "--no-suite slow").
+# shellcheck disable=SC2086
+meson test -C "$build" --print-errorlogs --num-processes 2 \
+  --timeout-multiplier "${LMN_TIMEOUT_MULTIPLIER:-1}" ${LMN_TEST_ARGS:-}

@@ -1,0 +1,199 @@
+/* Lamina — NAdam with torch.optim.NAdam's parameters and update rule (PyTorch 1.13,
+ * _single_tensor_nadam), operation for operation in float32:
+ *
+ *     d = grad;  if weight_decay != 0:  d = d + weight_decay * param
+ *     mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay))      (and mu_{t+1} likewise)
+ *     mu_product = mu_product * mu_t                            (host state, see below)
+ *     m = m * beta1;  m = m + (1 - beta1) * d
+ *     v = v * beta2;  v = v + ((1 - beta2) * d) * d
+ *     denom = sqrt(v / (1 - beta2^t)) + eps
+ *     param = param + ((-lr * (1 - mu_t) / (1 - mu_product)) * d) / denom
+ *     param = param + ((-lr * mu_{t+1} / (1 - mu_product * mu_t * mu_{t+1})) * m) / denom
+ *
+ * torch keeps mu_product in a float32 tensor, so prepare() rounds it to float after each
+ * multiplication exactly as that tensor is rounded; the host state "mu_product" holds it (torch's
+ * state["mu_product"]).  Step 1 starts from a product of 1 whatever the stored value, so a fresh
+ * optimizer needs no initial host state.  torch 1.13's NAdam has no maximize option.
+ */
+#include <lamina/lamina.h>
+
+#include <math.h>
+
+enum {
+    NADAM_GRAD_COEF, /* -lr * (1 - mu_t) / (1 - mu_product) */
+    NADAM_AVG_COEF,  /* -lr * mu_{t+1} / (1 - mu_product_next) */
+    NADAM_BC2,       /* 1 - beta2^t */
+    NADAM_EPS,
+    NADAM_BETA1,
+    NADAM_ONE_MINUS_BETA1,
+    NADAM_BETA2,
+    NADAM_ONE_MINUS_BETA2,
+    NADAM_WEIGHT_DECAY,
+    NADAM_USE_DECAY, /* 1 when weight_decay != 0 */
+    NADAM_N_SCALARS
+};
+
+enum { NADAM_HOST_MU_PRODUCT, NADAM_N_HOST_STATE };
+
+static inline __attribute__((always_inline)) void
+nadam_loop(gsize begin, gsize end, float *restrict param, const float *restrict grad,
+           float *restrict exp_avg, float *restrict exp_avg_sq, const float *scalars,
+           const gboolean decay)
+{
+    const float grad_coef = scalars[NADAM_GRAD_COEF];
+    const float avg_coef = scalars[NADAM_AVG_COEF];
+    const float bc2 = scalars[NADAM_BC2];
+    const float eps = scalars[NADAM_EPS];
+    const float beta1 = scalars[NADAM_BETA1];
+    const float omb1 = scalars[NADAM_ONE_MINUS_BETA1];
+    const float beta2 = scalars[NADAM_BETA2];
+    const float omb2 = scalars[NADAM_ONE_MINUS_BETA2];
+    const float wd = scalars[NADAM_WEIGHT_DECAY];
+
+    for (gsize i = begin; i < end; i++) {
+        float d = grad[i];
+        if (decay)
+            d = d + wd * param[i];
+        float m = exp_avg[i] * beta1;
+        m = m + omb1 * d;
+        exp_avg[i] = m;
+        float v = exp_avg_sq[i] * beta2;
+        v = v + (omb2 * d) * d;
+        exp_avg_sq[i] = v;
+        float denom = sqrtf(v / bc2) + eps;
+        float p = param[i] + (grad_coef * d) / denom;
+        param[i] = p + (avg_coef * m) / denom;
+    }
+}
+
+static void nadam_update_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
+{
+    if (scalars[NADAM_USE_DECAY] != 0.0f)
+        nadam_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], scalars, TRUE);
+    else
+        nadam_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], scalars, FALSE);
+}
+
+static void nadam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
+                          float *scalars)
+{
+    double beta1 = lmn_params_get_float(hyper, "beta1");
+    double beta2 = lmn_params_get_float(hyper, "beta2");
+    double weight_decay = lmn_params_get_float(hyper, "weight_decay");
+    double momentum_decay = lmn_params_get_float(hyper, "momentum_decay");
+    double t = (double) step;
+
+    double mu = beta1 * (1.0 - 0.5 * pow(0.96, t * momentum_decay));
+    double mu_next = beta1 * (1.0 - 0.5 * pow(0.96, (t + 1.0) * momentum_decay));
+    /* float32 tensor arithmetic, as torch's state["mu_product"] */
+    float product = step <= 1 ? 1.0f : (float) host_state[NADAM_HOST_MU_PRODUCT];
+    product = product * (float) mu;
+    float product_next = (product * (float) mu) * (float) mu_next;
+    host_state[NADAM_HOST_MU_PRODUCT] = product;
+
+    scalars[NADAM_GRAD_COEF] = (float) (-lr * (1.0 - mu) / (1.0 - (double) product));
+    scalars[NADAM_AVG_COEF] = (float) (-lr * mu_next / (1.0 - (double) product_next));
+    scalars[NADAM_BC2] = (float) (1.0 - pow(beta2, t));
+    scalars[NADAM_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[NADAM_BETA1] = (float) beta1;
+    scalars[NADAM_ONE_MINUS_BETA1] = (float) (1.0 - beta1);
+    scalars[NADAM_BETA2] = (float) beta2;
+    scalars[NADAM_ONE_MINUS_BETA2] = (float) (1.0 - beta2);
+    scalars[NADAM_WEIGHT_DECAY] = (float) weight_decay;
+    scalars[NADAM_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+}
+
+static const guint8 nadam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
+                                      LMN_KERNEL_READ_WRITE};
+
+static const LmnKernelDesc nadam_kernel = {
+    .struct_size = sizeof(LmnKernelDesc),
+    .name = "nadam.update",
+    .cpu = nadam_update_cpu,
+    .n_buffers = G_N_ELEMENTS(nadam_access),
+    .access = nadam_access,
+    .n_scalars = NADAM_N_SCALARS,
+    .spirv = NULL,
+};
+
+static const char *const nadam_slots[] = {"exp_avg", "exp_avg_sq", NULL};
+static const char *const nadam_host_state_names[] = {"mu_product", NULL};
+
+static const LmnOptimizerVTable nadam_vtable = {
+    .struct_size = sizeof(LmnOptimizerVTable),
+    .slots = nadam_slots,
+    .update = &nadam_kernel,
+    .n_host_state = NADAM_N_HOST_STATE,
+    .host_state_names = nadam_host_state_names,
+    .prepare = nadam_prepare,
+    .slot_initial_value = NULL,
+    /* torch.optim.NAdam checks each value on its own; the schema does that. */
+    .validate = NULL,
+};
+
+static const LmnParamSpec nadam_specs[] = {
+    {.name = "lr",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.002",
+     .min = 0,
+     .max = INFINITY,
+     .doc = "learning rate"},
+    {.name = "beta1",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.9",
+     .min = 0,
+     .max = 1,
+     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+     .doc = "decay of the running average of the gradient (torch betas[0])"},
+    {.name = "beta2",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.999",
+     .min = 0,
+     .max = 1,
+     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+     .doc = "decay of the running average of the squared gradient (torch betas[1])"},
+    {.name = "eps",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "1e-8",
+     .min = 0,
+     .max = INFINITY,
+     .doc = "added to the denominator for numerical stability"},
+    {.name = "weight_decay",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0",
+     .min = 0,
+     .max = INFINITY,
+     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
+    {.name = "momentum_decay",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.004",
+     .min = 0,
+     .max = INFINITY,
+     .doc = "momentum decay psi of the schedule mu_t = beta1 (1 - 0.5 * 0.96^(t psi))"},
+    {NULL},
+};
+
+static const LmnFeatureDesc nadam_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_OPTIMIZER,
+        .name = "nadam",
+        .description = "Adam with Nesterov momentum (torch.optim.NAdam)",
+        .params = nadam_specs,
+        .vtable = &nadam_vtable,
+    },
+};
+
+static const LmnPluginDesc nadam_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.nadam",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "NAdam (torch.optim.NAdam)",
+    .n_features = G_N_ELEMENTS(nadam_features),
+    .features = nadam_features,
+};
+
+LMN_PLUGIN_DEFINE(nadam_plugin)

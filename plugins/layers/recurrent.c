@@ -1,0 +1,427 @@
+/* Lamina — recurrent layers: rnn (tanh), lstm and gru, as torch.nn.RNN/LSTM/GRU with
+ * batch_first=True, one layer, one direction, zero initial state.
+ *
+ * Input per sample [T, F]; output [H] (the last step's hidden state) or, with
+ * return_sequences, [T, H].  Parameters carry PyTorch's names and shapes (weight_ih [G*H, F],
+ * weight_hh [G*H, H], bias_ih, bias_hh [G*H]; gate order lstm i, f, g, o and gru r, z, n), so a
+ * checkpoint's tensors load into PyTorch's weight_ih_l0 etc. unchanged.
+ *
+ * Forward: one GEMM projects the inputs of all steps (X [N*T, F] W_ih^T); then per step one
+ * GEMM h_{t-1} W_hh^T and one plugin kernel for the gate math (recurrent-kernels.c).  Backward
+ * is backpropagation through time: per step, from the last, one kernel for the gate gradients,
+ * one GEMM for dL/dh_{t-1} and one accumulating dW_hh; after the loop one GEMM each for dW_ih
+ * and dx over all steps.
+ *
+ * Layout.  Tensors arrive batch-major [N, T, ...], so one time step of them is strided.  Rather
+ * than gathering and scattering steps with copy_block, the saved states (hidden and cell states,
+ * gates) are kept time-major [T, N, ...]: step t is then a packed [N, H] block at offset
+ * t * N * H, which a GEMM addresses directly (a_offset / b_offset) with no copy and no view.
+ * The tensors that meet the batch-major input (the projections and their gradients) stay
+ * batch-major, and the kernels, which index freely, read and write them with the step's stride.
+ * The core allocates saved tensors as [N, per-sample shape]; a time-major tensor is declared
+ * with per-sample shape [T, ...] and used as [T, N, ...] memory of the same size.
+ */
+#include <math.h>
+
+#include <lamina/lamina.h>
+
+#include "recurrent-kernels.h"
+
+typedef enum {
+    CELL_RNN = 0,
+    CELL_LSTM = 1,
+    CELL_GRU = 2,
+} CellKind;
+
+enum { PARAM_WEIGHT_IH = 0, PARAM_WEIGHT_HH = 1, PARAM_BIAS_IH = 2, PARAM_BIAS_HH = 3 };
+
+typedef struct {
+    const char *name;
+    gint64 gates;       /* G */
+    gint64 saved_gates; /* per (t, n): saved gate values in units of H (0: none) */
+    gboolean cell_state;
+    const LmnKernelDesc *forward;
+    const LmnKernelDesc *backward;
+} CellInfo;
+
+static const CellInfo cells[] = {
+    [CELL_RNN] = {"rnn", 1, 0, FALSE, &recurrent_rnn_forward_kernel,
+                  &recurrent_rnn_backward_kernel},
+    [CELL_LSTM] = {"lstm", 4, 4, TRUE, &recurrent_lstm_forward_kernel,
+                   &recurrent_lstm_backward_kernel},
+    /* gru keeps W_hn h + b_hn as a fourth saved value: r multiplies it, so backward needs it. */
+    [CELL_GRU] = {"gru", 3, 4, FALSE, &recurrent_gru_forward_kernel,
+                  &recurrent_gru_backward_kernel},
+};
+
+/* Saved tensors; -1 where a cell has none. */
+typedef struct {
+    int proj;  /* [N, T, G*H] batch-major: projections, then gate-gradients (see below) */
+    int step;  /* [N, G*H]: the current step's recurrent term, then its gradient */
+    int hs;    /* [T, N, H] time-major hidden states */
+    int cs;    /* [T, N, H] time-major cell states (lstm) */
+    int gates; /* [T, N, W] time-major activated gates (lstm, gru) */
+    int dh;    /* [N, H] backward: gradient reaching h_t from later steps */
+    int dc;    /* [N, H] backward: gradient reaching c_t from later steps (lstm) */
+} SavedSlots;
+
+typedef struct {
+    CellKind kind;
+    const CellInfo *cell;
+    gint64 steps, features, hidden;
+    gboolean bias;
+    gboolean sequences;
+    SavedSlots saved;
+} Recurrent;
+
+static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorInfo *inputs,
+                                LmnTensorInfo *output, GError **error)
+{
+    const CellInfo *cell = &cells[kind];
+    const LmnParams *p = lmn_layer_get_params(layer);
+    const LmnShape *s = &inputs[0].shape;
+    if (s->ndim != 2) {
+        g_autofree char *shape = lmn_shape_to_string(s);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (%s): its input has per-sample shape %s, but recurrent layers "
+                    "take a sequence [steps, features] (e.g. [model] input = 50, 2)",
+                    lmn_layer_get_name(layer), cell->name, shape);
+        return FALSE;
+    }
+    if (inputs[0].dtype != LMN_DTYPE_F32) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (%s): its input is %s, but recurrent layers take f32 values",
+                    lmn_layer_get_name(layer), cell->name, lmn_dtype_name(inputs[0].dtype));
+        return FALSE;
+    }
+    gint64 hidden = lmn_params_get_int(p, "hidden_size");
+    /* The kernels receive sizes as float scalars, exact below 2^24. */
+    if (s->dims[0] >= RNN_MAX_SCALAR_INT || hidden * cell->gates >= RNN_MAX_SCALAR_INT) {
+        g_autofree char *shape = lmn_shape_to_string(s);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (%s): input %s with hidden_size %" G_GINT64_FORMAT
+                    " is too large (steps and gates * hidden_size must stay below %d)",
+                    lmn_layer_get_name(layer), cell->name, shape, hidden, RNN_MAX_SCALAR_INT);
+        return FALSE;
+    }
+
+    Recurrent *r = g_new0(Recurrent, 1);
+    r->kind = kind;
+    r->cell = cell;
+    r->steps = s->dims[0];
+    r->features = s->dims[1];
+    r->hidden = hidden;
+    r->bias = lmn_params_get_bool(p, "bias");
+    r->sequences = lmn_params_get_bool(p, "return_sequences");
+    lmn_layer_set_private(layer, r, g_free);
+
+    /*
+     * torch.nn.RNNBase.reset_parameters: every parameter from U(-1/sqrt(H), 1/sqrt(H)).  The
+     * bound depends on H only, so it is passed to the plain uniform initializer; fans are those
+     * of the weight matrices (G*H outputs) for whoever picks a fan-based initializer instead.
+     */
+    const gint64 gh = cell->gates * hidden;
+    double k = 1.0 / sqrt((double) hidden);
+    char lo[G_ASCII_DTOSTR_BUF_SIZE], hi[G_ASCII_DTOSTR_BUF_SIZE];
+    g_ascii_dtostr(lo, sizeof lo, -k);
+    g_ascii_dtostr(hi, sizeof hi, k);
+    g_autofree char *args = g_strdup_printf("a=%s, b=%s", lo, hi);
+    LmnShape w_ih = lmn_shape_make(2, gh, r->features);
+    LmnShape w_hh = lmn_shape_make(2, gh, hidden);
+    LmnShape b = lmn_shape_make(1, gh);
+    lmn_layer_add_param(layer, "weight_ih", &w_ih, LMN_PARAM_ROLE_WEIGHT, "uniform", args,
+                        (double) r->features, (double) gh);
+    lmn_layer_add_param(layer, "weight_hh", &w_hh, LMN_PARAM_ROLE_WEIGHT, "uniform", args,
+                        (double) hidden, (double) gh);
+    if (r->bias) {
+        lmn_layer_add_param(layer, "bias_ih", &b, LMN_PARAM_ROLE_BIAS, "uniform", args,
+                            (double) r->features, (double) gh);
+        lmn_layer_add_param(layer, "bias_hh", &b, LMN_PARAM_ROLE_BIAS, "uniform", args,
+                            (double) hidden, (double) gh);
+    }
+
+    /*
+     * proj holds X W_ih^T + b_ih during forward, which nothing needs afterwards (the gates are
+     * saved activated), so backward reuses it for the gate-gradients over all steps; likewise
+     * step.  Per-sample shapes, with the batch dimension prepended by the core.
+     */
+    LmnShape proj = lmn_shape_make(2, r->steps, gh);
+    LmnShape step = lmn_shape_make(1, gh);
+    LmnShape states = lmn_shape_make(2, r->steps, hidden);
+    LmnShape one = lmn_shape_make(1, hidden);
+    r->saved.proj = (int) lmn_layer_add_saved(layer, "proj", &proj, LMN_DTYPE_F32, TRUE);
+    r->saved.step = (int) lmn_layer_add_saved(layer, "step", &step, LMN_DTYPE_F32, TRUE);
+    r->saved.hs = (int) lmn_layer_add_saved(layer, "h", &states, LMN_DTYPE_F32, TRUE);
+    r->saved.dh = (int) lmn_layer_add_saved(layer, "dh", &one, LMN_DTYPE_F32, TRUE);
+    r->saved.cs = r->saved.dc = r->saved.gates = -1;
+    if (cell->cell_state) {
+        r->saved.cs = (int) lmn_layer_add_saved(layer, "c", &states, LMN_DTYPE_F32, TRUE);
+        r->saved.dc = (int) lmn_layer_add_saved(layer, "dc", &one, LMN_DTYPE_F32, TRUE);
+    }
+    if (cell->saved_gates > 0) {
+        LmnShape g = lmn_shape_make(2, r->steps, cell->saved_gates * hidden);
+        r->saved.gates = (int) lmn_layer_add_saved(layer, "gates", &g, LMN_DTYPE_F32, TRUE);
+    }
+
+    output->shape = r->sequences ? lmn_shape_make(2, r->steps, hidden) : lmn_shape_make(1, hidden);
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+static gboolean rnn_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                          LmnTensorInfo *output, GError **error)
+{
+    return recurrent_build(layer, CELL_RNN, inputs, output, error);
+}
+
+static gboolean lstm_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                           LmnTensorInfo *output, GError **error)
+{
+    return recurrent_build(layer, CELL_LSTM, inputs, output, error);
+}
+
+static gboolean gru_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                          LmnTensorInfo *output, GError **error)
+{
+    return recurrent_build(layer, CELL_GRU, inputs, output, error);
+}
+
+static LmnTensor *saved(LmnLayer *layer, int index)
+{
+    return index >= 0 ? lmn_layer_get_saved(layer, (guint) index) : NULL;
+}
+
+static void set_scalars(const Recurrent *r, gint64 batch, gint64 t, float *s)
+{
+    s[RNN_SCALAR_BATCH] = (float) batch;
+    s[RNN_SCALAR_STEPS] = (float) r->steps;
+    s[RNN_SCALAR_HIDDEN] = (float) r->hidden;
+    s[RNN_SCALAR_T] = (float) t;
+    s[RNN_SCALAR_SEQUENCES] = r->sequences ? 1.0f : 0.0f;
+}
+
+static void recurrent_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Recurrent *r = lmn_layer_get_private(layer);
+    const gint64 N = io->batch, T = r->steps, H = r->hidden, GH = r->cell->gates * H;
+    /* The batch size travels through a float scalar as well (see recurrent_build). */
+    g_return_if_fail(N < RNN_MAX_SCALAR_INT);
+    LmnTensor *proj = saved(layer, r->saved.proj), *step = saved(layer, r->saved.step);
+    LmnTensor *hs = saved(layer, r->saved.hs), *cs = saved(layer, r->saved.cs);
+    LmnTensor *gates = saved(layer, r->saved.gates);
+    LmnTensor *w_hh = lmn_layer_get_param(layer, PARAM_WEIGHT_HH);
+    LmnTensor *b_hh = r->bias ? lmn_layer_get_param(layer, PARAM_BIAS_HH) : NULL;
+
+    /* proj [N*T, GH] = X [N*T, F] W_ih^T + b_ih, for every step at once. */
+    LmnGemm gp = {
+        .struct_size = sizeof(LmnGemm),
+        .trans_b = TRUE,
+        .m = N * T, .n = GH, .k = r->features,
+        .alpha = 1.0f, .beta = 0.0f,
+        .a = io->inputs[0], .b = lmn_layer_get_param(layer, PARAM_WEIGHT_IH), .c = proj,
+    };
+    lmn_op_gemm(&gp);
+    if (r->bias) {
+        lmn_op_bias_add(proj, lmn_layer_get_param(layer, PARAM_BIAS_IH), N * T, GH, 1);
+    }
+
+    for (gint64 t = 0; t < T; t++) {
+        /* step [N, GH] = h_{t-1} W_hh^T + b_hh; h_{-1} = 0. */
+        if (t == 0) {
+            lmn_op_fill(step, 0.0f);
+        } else {
+            LmnGemm gs = {
+                .struct_size = sizeof(LmnGemm),
+                .trans_b = TRUE,
+                .m = N, .n = GH, .k = H,
+                .alpha = 1.0f, .beta = 0.0f,
+                .a = hs, .b = w_hh, .c = step,
+                .a_offset = (t - 1) * N * H,
+            };
+            lmn_op_gemm(&gs);
+        }
+        if (b_hh != NULL) {
+            lmn_op_bias_add(step, b_hh, N, GH, 1);
+        }
+        float sc[RNN_N_SCALARS];
+        set_scalars(r, N, t, sc);
+        switch (r->kind) {
+        case CELL_RNN: {
+            LmnTensor *b[] = {proj, step, hs, io->output};
+            lmn_op_kernel(r->cell->forward, (gsize) (N * H), b, sc);
+            break;
+        }
+        case CELL_LSTM: {
+            LmnTensor *b[] = {proj, step, gates, cs, hs, io->output};
+            lmn_op_kernel(r->cell->forward, (gsize) (N * H), b, sc);
+            break;
+        }
+        case CELL_GRU: {
+            LmnTensor *b[] = {proj, step, gates, hs, io->output};
+            lmn_op_kernel(r->cell->forward, (gsize) (N * H), b, sc);
+            break;
+        }
+        }
+    }
+}
+
+static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Recurrent *r = lmn_layer_get_private(layer);
+    const gint64 N = io->batch, T = r->steps, H = r->hidden, GH = r->cell->gates * H;
+    g_return_if_fail(N < RNN_MAX_SCALAR_INT);
+    const gboolean gru = r->kind == CELL_GRU;
+    LmnTensor *proj = saved(layer, r->saved.proj), *step = saved(layer, r->saved.step);
+    LmnTensor *hs = saved(layer, r->saved.hs), *cs = saved(layer, r->saved.cs);
+    LmnTensor *gates = saved(layer, r->saved.gates);
+    LmnTensor *dh = saved(layer, r->saved.dh), *dc = saved(layer, r->saved.dc);
+    LmnTensor *w_hh = lmn_layer_get_param(layer, PARAM_WEIGHT_HH);
+    LmnTensor *dw_hh = lmn_layer_get_grad(layer, PARAM_WEIGHT_HH);
+    LmnTensor *db_hh = r->bias ? lmn_layer_get_grad(layer, PARAM_BIAS_HH) : NULL;
+
+    /* Nothing flows into the last step from later ones; h_{-1} = 0 gives W_hh no term at t = 0,
+     * so with T = 1 its gradient is exactly zero. */
+    lmn_op_fill(dh, 0.0f);
+    if (dc != NULL) {
+        lmn_op_fill(dc, 0.0f);
+    }
+    lmn_op_fill(dw_hh, 0.0f);
+
+    for (gint64 t = T - 1; t >= 0; t--) {
+        /* proj[:, t, :] = gradients of the gate pre-activations; step = those of the recurrent
+         * term (they differ for gru's n gate); dh, dc updated towards step t-1. */
+        float sc[RNN_N_SCALARS];
+        set_scalars(r, N, t, sc);
+        switch (r->kind) {
+        case CELL_RNN: {
+            LmnTensor *b[] = {io->output_grad, dh, hs, proj, step};
+            lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
+            break;
+        }
+        case CELL_LSTM: {
+            LmnTensor *b[] = {io->output_grad, dh, dc, gates, cs, proj, step};
+            lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
+            break;
+        }
+        case CELL_GRU: {
+            LmnTensor *b[] = {io->output_grad, dh, gates, hs, proj, step};
+            lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
+            break;
+        }
+        }
+        if (db_hh != NULL) {
+            lmn_op_bias_grad(db_hh, step, N, GH, 1, t == T - 1 ? 0.0f : 1.0f);
+        }
+        if (t == 0) {
+            break;
+        }
+        /* dW_hh [GH, H] += step^T [GH, N] h_{t-1} [N, H] */
+        LmnGemm gw = {
+            .struct_size = sizeof(LmnGemm),
+            .trans_a = TRUE,
+            .m = GH, .n = H, .k = N,
+            .alpha = 1.0f, .beta = 1.0f,
+            .a = step, .b = hs, .c = dw_hh,
+            .b_offset = (t - 1) * N * H,
+        };
+        lmn_op_gemm(&gw);
+        /* dh_{t-1} [N, H] = step [N, GH] W_hh [GH, H], plus gru's direct path z * dh_t, which
+         * its kernel left in dh. */
+        LmnGemm gh = {
+            .struct_size = sizeof(LmnGemm),
+            .m = N, .n = H, .k = GH,
+            .alpha = 1.0f, .beta = gru ? 1.0f : 0.0f,
+            .a = step, .b = w_hh, .c = dh,
+        };
+        lmn_op_gemm(&gh);
+    }
+
+    /* Over all steps at once: dW_ih [GH, F] = proj^T [GH, N*T] X [N*T, F], db_ih, dX. */
+    LmnGemm gw = {
+        .struct_size = sizeof(LmnGemm),
+        .trans_a = TRUE,
+        .m = GH, .n = r->features, .k = N * T,
+        .alpha = 1.0f, .beta = 0.0f,
+        .a = proj, .b = io->inputs[0], .c = lmn_layer_get_grad(layer, PARAM_WEIGHT_IH),
+    };
+    lmn_op_gemm(&gw);
+    if (r->bias) {
+        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS_IH), proj, N * T, GH, 1, 0.0f);
+    }
+    if (io->input_grads[0] != NULL) {
+        LmnGemm gx = {
+            .struct_size = sizeof(LmnGemm),
+            .m = N * T, .n = r->features, .k = GH,
+            .alpha = 1.0f, .beta = 0.0f,
+            .a = proj, .b = lmn_layer_get_param(layer, PARAM_WEIGHT_IH), .c = io->input_grads[0],
+        };
+        lmn_op_gemm(&gx);
+    }
+}
+
+static const LmnParamSpec recurrent_params[] = {
+    {.name = "hidden_size", .type = LMN_PARAM_INT, .default_value = NULL, .min = 1,
+     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
+     .doc = "number of features of the hidden state (H)"},
+    {.name = "bias", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1, .max = 0,
+     .doc = "learnable biases bias_ih and bias_hh"},
+    {.name = "return_sequences", .type = LMN_PARAM_BOOL, .default_value = "false", .min = 1,
+     .max = 0,
+     .doc = "output every step's hidden state [steps, H] instead of the last one's [H]"},
+    {NULL},
+};
+
+#define RECURRENT_VTABLE(build_func)                                                               \
+    {                                                                                              \
+        .struct_size = sizeof(LmnLayerVTable), .flags = LMN_LAYER_FLAG_NONE, .min_inputs = 1,      \
+        .max_inputs = 1, .build = build_func, .forward = recurrent_forward,                        \
+        .backward = recurrent_backward,                                                            \
+    }
+
+static const LmnLayerVTable rnn_vtable = RECURRENT_VTABLE(rnn_build);
+static const LmnLayerVTable lstm_vtable = RECURRENT_VTABLE(lstm_build);
+static const LmnLayerVTable gru_vtable = RECURRENT_VTABLE(gru_build);
+
+static const LmnFeatureDesc recurrent_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "rnn",
+        .description = "Elman recurrent layer h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) "
+                       "over [steps, features] inputs (torch.nn.RNN, batch_first)",
+        .params = recurrent_params,
+        .vtable = &rnn_vtable,
+    },
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "lstm",
+        .description = "long short-term memory layer over [steps, features] inputs, gates "
+                       "i, f, g, o (torch.nn.LSTM, batch_first)",
+        .params = recurrent_params,
+        .vtable = &lstm_vtable,
+    },
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_LAYER,
+        .name = "gru",
+        .description = "gated recurrent unit layer over [steps, features] inputs, gates r, z, n "
+                       "(torch.nn.GRU, batch_first)",
+        .params = recurrent_params,
+        .vtable = &gru_vtable,
+    },
+};
+
+static const LmnPluginDesc recurrent_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.recurrent",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "Recurrent layers (rnn, lstm, gru) with backpropagation through time",
+    .n_features = G_N_ELEMENTS(recurrent_features),
+    .features = recurrent_features,
+};
+
+LMN_PLUGIN_DEFINE(recurrent_plugin)

@@ -5,10 +5,12 @@
 #include <string.h>
 
 static const char usage_line[] =
-    "usage: lamina convert idx IMAGES LABELS --output FILE:/split [--overwrite]";
+    "usage: lamina convert idx IMAGES LABELS --output FILE:/split [--overwrite]\n"
+    "       lamina convert csv FILE.csv --label-column N|NAME [--header] --output FILE:/split\n"
+    "       lamina convert npy X.npy Y.npy --output FILE:/split [--normalize]";
 
 /* The formats `convert` understands, for the usage error of an unknown one. */
-static const char *const formats[] = {"idx", NULL};
+static const char *const formats[] = {"idx", "csv", "npy", NULL};
 
 static int usage_error(const char *format, ...) G_GNUC_PRINTF(1, 2);
 
@@ -26,7 +28,19 @@ int lmn_cli_convert(int argc, char **argv)
 {
     g_autofree char *output = NULL;
     gboolean overwrite = FALSE;
+    gboolean header = FALSE;
+    gboolean normalize = FALSE;
+    g_autofree char *label_column = NULL;
     GOptionEntry entries[] = {
+        {"label-column", 0, 0, G_OPTION_ARG_STRING, &label_column,
+         "csv: the label's column, a 0-based index (negative from the end) or a header name",
+         "N|NAME"},
+        {"header", 0, 0, G_OPTION_ARG_NONE, &header, "csv: the first line names the columns",
+         NULL},
+        {"normalize", 0, 0, G_OPTION_ARG_NONE, &normalize,
+         "csv, npy: store the per-feature mean/std as x's mean and std attributes, so reading "
+         "normalises",
+         NULL},
         {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
          "the split to write, as FILE:/split (FILE is created or the split is added to it)",
          "FILE:/split"},
@@ -40,7 +54,14 @@ int lmn_cli_convert(int argc, char **argv)
              "Formats:\n"
              "  idx IMAGES LABELS   MNIST-style IDX files (idx3 unsigned-byte images and idx1\n"
              "                      labels), plain or gzip-compressed; x is stored as uint8\n"
-             "                      [N, 1, rows, cols] with scale = 1/255, y as uint8 [N].\n\n"
+             "                      [N, 1, rows, cols] with scale = 1/255, y as uint8 [N].\n"
+             "  csv FILE            numbers separated by commas, one sample per line; the\n"
+             "                      --label-column holds integer labels, the rest become\n"
+             "                      float32 x [N, F], y int32 [N].\n"
+             "  npy X Y             NumPy .npy arrays (float32/64, uint8, int32/64, C order).\n\n"
+             "csv and npy store the per-feature (per-channel) mean and std of x as the\n"
+             "attributes stats_mean and stats_std, which reading does not apply; with\n"
+             "--normalize they are also stored as mean and std, which reading applies.\n\n"
              "The file is written under a temporary name and renamed, so a failure never\n"
              "damages an existing file; its other splits are kept.");
     g_option_context_add_main_entries(ctx, entries, NULL);
@@ -50,18 +71,26 @@ int lmn_cli_convert(int argc, char **argv)
     }
 
     if (argc < 2) {
-        return usage_error("missing the input format (supported: idx)");
+        return usage_error("missing the input format (supported: idx, csv, npy)");
     }
     const char *format = argv[1];
     if (!g_strv_contains(formats, format)) {
         const char *hint = lmn_suggest(format, formats);
-        return usage_error("unknown input format '%s'%s%s%s; supported: idx (CSV and NumPy .npy "
-                           "are planned)",
+        return usage_error("unknown input format '%s'%s%s%s; supported: idx, csv, npy",
                            format, hint ? " (did you mean '" : "", hint ? hint : "",
                            hint ? "'?)" : "");
     }
-    if (argc != 4) {
-        return usage_error("idx takes two files, IMAGES and LABELS (got %d)", argc - 2);
+    gboolean is_csv = strcmp(format, "csv") == 0;
+    if (is_csv && argc != 3) {
+        return usage_error("csv takes one file (got %d)", argc - 2);
+    }
+    if (!is_csv && argc != 4) {
+        return usage_error("%s takes two files, %s (got %d)", format,
+                           strcmp(format, "idx") == 0 ? "IMAGES and LABELS" : "X.npy and Y.npy",
+                           argc - 2);
+    }
+    if (is_csv && label_column == NULL) {
+        return usage_error("csv needs --label-column N|NAME");
     }
     if (output == NULL) {
         return usage_error("--output FILE:/split is required");
@@ -73,7 +102,15 @@ int lmn_cli_convert(int argc, char **argv)
         return usage_error("--output: %s", error->message);
     }
 
-    if (!lmn_convert_idx(argv[2], argv[3], output, overwrite, &error)) {
+    gboolean ok;
+    if (is_csv) {
+        ok = lmn_convert_csv(argv[2], label_column, header, output, overwrite, normalize, &error);
+    } else if (strcmp(format, "npy") == 0) {
+        ok = lmn_convert_npy(argv[2], argv[3], output, overwrite, normalize, &error);
+    } else {
+        ok = lmn_convert_idx(argv[2], argv[3], output, overwrite, &error);
+    }
+    if (!ok) {
         return lmn_cli_fail("convert", error);
     }
     /* Read the result back: it proves the file opens, and gives the numbers to report. */

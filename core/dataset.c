@@ -4,21 +4,40 @@
 #include <math.h>
 #include <string.h>
 
-#include "h5-util.h"
+#include "dataset-private.h"
 
-struct _LmnDataset {
-    char *spec;
-    gint64 length;
-    LmnShape sample_shape;
-    gint64 sample_numel;
-    float *x; /* length * sample_numel decoded values, one allocation */
-    gboolean class_labels;
-    LmnShape target_shape; /* [] for class labels */
-    gint64 target_numel;   /* 1 for class labels */
-    gint32 *labels;        /* class labels, or NULL */
-    float *targets;        /* float targets, or NULL */
-    gint64 max_label;
-};
+/* Default memory budget for decoded x when neither the caller nor LAMINA_DATA_BUDGET sets one. */
+#define DEFAULT_BUDGET_MB 2048.0
+
+static void source_unref(LmnDatasetSource *src)
+{
+    if (src == NULL || !g_atomic_int_dec_and_test(&src->ref_count)) {
+        return;
+    }
+    lmn_h5_close(src->x);
+    lmn_h5_close(src->h5);
+    g_mutex_clear(&src->lock);
+    g_free(src->file);
+    g_free(src->split);
+    g_free(src);
+}
+
+static void decode_clear(LmnDecode *d)
+{
+    g_clear_pointer(&d->mean, g_free);
+    g_clear_pointer(&d->std, g_free);
+    g_clear_pointer(&d->a, g_free);
+    g_clear_pointer(&d->b, g_free);
+}
+
+static void decode_copy(LmnDecode *dst, const LmnDecode *src)
+{
+    *dst = *src;
+    dst->mean = src->mean ? g_memdup2(src->mean, src->n_mean * sizeof(double)) : NULL;
+    dst->std = src->std ? g_memdup2(src->std, src->n_std * sizeof(double)) : NULL;
+    dst->a = src->a ? g_memdup2(src->a, (gsize) MAX(src->channels, 1) * sizeof(double)) : NULL;
+    dst->b = src->b ? g_memdup2(src->b, (gsize) MAX(src->channels, 1) * sizeof(double)) : NULL;
+}
 
 gboolean lmn_split_spec(const char *spec, char **file_out, char **split_out, GError **error)
 {
@@ -87,6 +106,9 @@ void lmn_dataset_free(LmnDataset *ds)
     g_free(ds->x);
     g_free(ds->labels);
     g_free(ds->targets);
+    g_free(ds->rows);
+    decode_clear(&ds->decode);
+    source_unref(ds->source);
     g_free(ds);
 }
 
@@ -243,24 +265,109 @@ static gboolean read_channel_attr(const Reader *rd, hid_t x, const char *name, g
     return TRUE;
 }
 
-/* Scans @n floats for NaN/Inf; names the sample and element of the first. */
+/* Scans @n floats for NaN/Inf; names the sample (counting from @first_sample) and element of the
+ * first. */
 static gboolean check_finite(const Reader *rd, const char *name, const float *v, gint64 n,
-                             gint64 row_numel, const char *what, GError **error)
+                             gint64 row_numel, gint64 first_sample, const char *what,
+                             GError **error)
 {
     for (gint64 i = 0; i < n; i++) {
         if (!isfinite(v[i])) {
             fail(error, rd, LMN_DATA_ERROR_VALUE, name,
                  "sample %" G_GINT64_FORMAT " holds %s (element %" G_GINT64_FORMAT
                  " of the sample)%s; %s must be finite",
-                 i / row_numel, isnan(v[i]) ? "NaN" : (v[i] > 0 ? "+Inf" : "-Inf"), i % row_numel,
-                 what, name);
+                 first_sample + i / row_numel, isnan(v[i]) ? "NaN" : (v[i] > 0 ? "+Inf" : "-Inf"),
+                 i % row_numel, what, name);
             return FALSE;
         }
     }
     return TRUE;
 }
 
-static gboolean read_x(const Reader *rd, hid_t group, LmnDataset *ds, gint64 *n_out, GError **error)
+/* Decodes @rows samples of raw stored values (uint8 or float32) into @out (may alias @raw for
+ * float data), after checking float input is finite; @first_sample names samples in messages. */
+static gboolean decode_rows(const Reader *rd, const LmnDataset *ds, const void *raw, gint64 rows,
+                            gint64 first_sample, float *out, GError **error)
+{
+    const LmnDecode *d = &ds->decode;
+    gint64 numel = ds->sample_numel;
+    gint64 count = rows * numel;
+    gint64 per_channel = MAX(d->per_channel, 1);
+    if (d->is_u8) {
+        const guint8 *in = raw;
+        if (d->mean == NULL && d->std == NULL) {
+            for (gint64 i = 0; i < count; i++) {
+                out[i] = (float) (in[i] * d->scale);
+            }
+        } else {
+            for (gint64 i = 0; i < count; i++) {
+                gint64 c = (i % numel) / per_channel;
+                out[i] = (float) (in[i] * d->a[c] + d->b[c]);
+            }
+        }
+    } else {
+        const float *in = raw;
+        /* Check the stored values, before decoding could hide where a NaN came from. */
+        if (!check_finite(rd, "x", in, count, numel, first_sample, "", error)) {
+            return FALSE;
+        }
+        if (d->has_scale || d->mean != NULL || d->std != NULL) {
+            for (gint64 i = 0; i < count; i++) {
+                gint64 c = (i % numel) / per_channel;
+                double m = d->mean != NULL ? d->mean[d->n_mean == 1 ? 0 : c] : 0.0;
+                double s = d->std != NULL ? d->std[d->n_std == 1 ? 0 : c] : 1.0;
+                out[i] = (float) ((in[i] * d->scale - m) / s);
+            }
+        } else if (out != in) {
+            memcpy(out, in, (gsize) count * sizeof(float));
+        }
+    }
+    /* A huge scale or a tiny std can still overflow float32. */
+    if ((d->has_scale || d->mean != NULL || d->std != NULL) &&
+        !check_finite(rd, "x", out, count, numel, first_sample,
+                      " after applying scale, mean and std", error)) {
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* The memory budget in bytes: @budget_mb when >= 0, else LAMINA_DATA_BUDGET (MB), else the
+ * default. */
+static double budget_bytes(double budget_mb)
+{
+    if (budget_mb < 0) {
+        const char *env = g_getenv("LAMINA_DATA_BUDGET");
+        char *end = NULL;
+        double v = env != NULL ? g_ascii_strtod(env, &end) : -1.0;
+        if (env != NULL && (end == env || *end != '\0' || !(v >= 0))) {
+            g_warning("LAMINA_DATA_BUDGET='%s' is not a number of megabytes; using %g MB", env,
+                      DEFAULT_BUDGET_MB);
+            v = -1.0;
+        }
+        budget_mb = v >= 0 ? v : DEFAULT_BUDGET_MB;
+    }
+    return budget_mb * 1024.0 * 1024.0;
+}
+
+/* Rows per stored chunk of x; for a contiguous dataset, about 1 MiB of rows. */
+static gint64 chunk_rows_of(hid_t x, gint64 n, gint64 row_bytes)
+{
+    g_auto(LmnH5Id) dcpl = H5Dget_create_plist(x);
+    hsize_t chunk[LMN_MAX_DIMS + 1];
+    gint64 rows = 0;
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED &&
+        H5Pget_chunk(dcpl, LMN_MAX_DIMS + 1, chunk) > 0) {
+        rows = (gint64) chunk[0];
+    }
+    H5Eclear2(H5E_DEFAULT);
+    if (rows <= 0) {
+        rows = MAX(1, (1 << 20) / MAX(row_bytes, 1));
+    }
+    return MAX(1, MIN(rows, MAX(n, 1)));
+}
+
+static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, double budget_mb,
+                       gint64 target_bytes, gint64 *n_out, GError **error)
 {
     g_auto(LmnH5Id) x = open_member(rd, group, "x", "the inputs", error);
     if (x < 0) {
@@ -290,7 +397,7 @@ static gboolean read_x(const Reader *rd, hid_t group, LmnDataset *ds, gint64 *n_
         ds->sample_shape.dims[i - 1] = (gint64) dims[i];
         guint64 numel = 0;
         if (!g_uint64_checked_mul(&numel, (guint64) ds->sample_numel, (guint64) dims[i]) ||
-            numel > (guint64) G_MAXINT64) {
+            numel > (guint64) G_MAXINT32) {
             fail(error, rd, LMN_DATA_ERROR_SHAPE, "x", "has an impossibly large sample shape");
             return FALSE;
         }
@@ -305,96 +412,125 @@ static gboolean read_x(const Reader *rd, hid_t group, LmnDataset *ds, gint64 *n_
     guint64 total_u = 0;
     gsize bytes = 0;
     if (!g_uint64_checked_mul(&total_u, (guint64) n, (guint64) ds->sample_numel) ||
-        total_u > G_MAXSIZE || !g_size_checked_mul(&bytes, (gsize) total_u, sizeof(float)) ||
-        (ds->x = g_try_malloc(MAX(bytes, 1))) == NULL) {
-        fail(error, rd, LMN_DATA_ERROR_OPEN, "x",
-             "not enough memory to load %" G_GINT64_FORMAT " samples of %" G_GINT64_FORMAT
-             " values",
-             n, ds->sample_numel);
+        total_u > G_MAXSIZE || !g_size_checked_mul(&bytes, (gsize) total_u, sizeof(float))) {
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, "x",
+             "%" G_GINT64_FORMAT " samples of %" G_GINT64_FORMAT " values are too many", n,
+             ds->sample_numel);
         return FALSE;
     }
-    gint64 total = (gint64) total_u;
 
     /* Decoding parameters: x = (raw * scale - mean[c]) / std[c]. */
-    double scale = 1.0;
-    gboolean has_scale = lmn_h5_attr_exists(x, "scale");
-    if (has_scale) {
+    LmnDecode *d = &ds->decode;
+    d->is_u8 = is_u8;
+    d->scale = 1.0;
+    d->has_scale = lmn_h5_attr_exists(x, "scale");
+    if (d->has_scale) {
         g_autofree char *file_label = g_strdup(rd->file);
         LmnH5Errors errs = lmn_h5_errors_data(file_label);
-        if (!lmn_h5_attr_read_double(x, "scale", &scale, &errs, error)) {
+        if (!lmn_h5_attr_read_double(x, "scale", &d->scale, &errs, error)) {
             return FALSE;
         }
-        if (!isfinite(scale) || scale == 0.0) {
+        if (!isfinite(d->scale) || d->scale == 0.0) {
             fail(error, rd, LMN_DATA_ERROR_VALUE, "x",
-                 "the attribute 'scale' is %g; it must be finite and non-zero", scale);
+                 "the attribute 'scale' is %g; it must be finite and non-zero", d->scale);
             return FALSE;
         }
     }
     gint64 channels = ds->sample_shape.ndim > 0 ? ds->sample_shape.dims[0] : 1;
-    g_autofree double *mean = NULL;
-    g_autofree double *std = NULL;
-    gsize n_mean = 0, n_std = 0;
-    if (!read_channel_attr(rd, x, "mean", channels, &mean, &n_mean, error) ||
-        !read_channel_attr(rd, x, "std", channels, &std, &n_std, error)) {
+    if (!read_channel_attr(rd, x, "mean", channels, &d->mean, &d->n_mean, error) ||
+        !read_channel_attr(rd, x, "std", channels, &d->std, &d->n_std, error)) {
         return FALSE;
     }
-    gint64 per_channel = channels > 0 ? ds->sample_numel / channels : 0;
+    d->channels = MAX(channels, 1);
+    d->per_channel = channels > 0 ? ds->sample_numel / channels : 0;
+    d->a = g_new(double, d->channels);
+    d->b = g_new(double, d->channels);
+    for (gint64 c = 0; c < d->channels; c++) {
+        double m = d->mean != NULL ? d->mean[d->n_mean == 1 ? 0 : c] : 0.0;
+        double s = d->std != NULL ? d->std[d->n_std == 1 ? 0 : c] : 1.0;
+        d->a[c] = d->scale / s;
+        d->b[c] = -m / s;
+    }
+    gint64 row_bytes = ds->sample_numel * (is_u8 ? 1 : (gint64) sizeof(float));
+    ds->chunk_rows = chunk_rows_of(x, n, row_bytes);
+    *n_out = n;
 
+    ds->budget_bytes = budget_bytes(budget_mb);
+    if ((double) bytes + (double) target_bytes > ds->budget_bytes) {
+        /* Streaming: keep the file open; rows are read on demand. */
+        LmnDatasetSource *src = g_new0(LmnDatasetSource, 1);
+        src->ref_count = 1;
+        src->file = g_strdup(rd->file);
+        src->split = g_strdup(rd->split);
+        g_mutex_init(&src->lock);
+        src->h5 = H5Iinc_ref(h5) >= 0 ? h5 : H5I_INVALID_HID;
+        src->x = x;
+        x = H5I_INVALID_HID;
+        src->ndim = ndim;
+        memcpy(src->dims, dims, sizeof dims);
+        ds->source = src;
+        return TRUE;
+    }
+
+    if ((ds->x = g_try_malloc(MAX(bytes, 1))) == NULL) {
+        fail(error, rd, LMN_DATA_ERROR_OPEN, "x",
+             "not enough memory to load %" G_GINT64_FORMAT " samples of %" G_GINT64_FORMAT
+             " values; set LAMINA_DATA_BUDGET (MB) below the free memory to stream them",
+             n, ds->sample_numel);
+        return FALSE;
+    }
     if (is_u8) {
         /* Decode block by block so the raw bytes never need a second full-size buffer. */
         gint64 block = MAX(1, (4 << 20) / MAX(ds->sample_numel, 1));
         g_autofree guint8 *raw = g_malloc(MAX((gsize) (MIN(block, n) * ds->sample_numel), 1));
-        /* Per-channel affine map in double: value = raw * a[c] + b[c]. */
-        g_autofree double *a = g_new(double, MAX(channels, 1));
-        g_autofree double *b = g_new(double, MAX(channels, 1));
-        for (gint64 c = 0; c < MAX(channels, 1); c++) {
-            double m = mean != NULL ? mean[n_mean == 1 ? 0 : c] : 0.0;
-            double s = std != NULL ? std[n_std == 1 ? 0 : c] : 1.0;
-            a[c] = scale / s;
-            b[c] = -m / s;
-        }
         for (gint64 row0 = 0; row0 < n; row0 += block) {
             gint64 rows = MIN(block, n - row0);
-            if (!read_rows(rd, x, "x", H5T_NATIVE_UINT8, ndim, dims, row0, rows, raw, error)) {
+            if (!read_rows(rd, x, "x", H5T_NATIVE_UINT8, ndim, dims, row0, rows, raw, error) ||
+                !decode_rows(rd, ds, raw, rows, row0, ds->x + row0 * ds->sample_numel, error)) {
                 return FALSE;
-            }
-            float *out = ds->x + row0 * ds->sample_numel;
-            gint64 count = rows * ds->sample_numel;
-            if (mean == NULL && std == NULL) {
-                for (gint64 i = 0; i < count; i++) {
-                    out[i] = (float) (raw[i] * scale);
-                }
-            } else {
-                for (gint64 i = 0; i < count; i++) {
-                    gint64 c = (i % ds->sample_numel) / MAX(per_channel, 1);
-                    out[i] = (float) (raw[i] * a[c] + b[c]);
-                }
             }
         }
     } else {
         if (n > 0 && !read_rows(rd, x, "x", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->x, error)) {
             return FALSE;
         }
-        /* Check the stored values, before decoding could hide where a NaN came from. */
-        if (!check_finite(rd, "x", ds->x, total, MAX(ds->sample_numel, 1), "", error)) {
+        if (!decode_rows(rd, ds, ds->x, n, 0, ds->x, error)) {
             return FALSE;
         }
-        if (has_scale || mean != NULL || std != NULL) {
-            for (gint64 i = 0; i < total; i++) {
-                gint64 c = (i % ds->sample_numel) / MAX(per_channel, 1);
-                double m = mean != NULL ? mean[n_mean == 1 ? 0 : c] : 0.0;
-                double s = std != NULL ? std[n_std == 1 ? 0 : c] : 1.0;
-                ds->x[i] = (float) ((ds->x[i] * scale - m) / s);
-            }
-        }
     }
-    /* A huge scale or a tiny std can still overflow float32. */
-    if ((has_scale || mean != NULL || std != NULL) &&
-        !check_finite(rd, "x", ds->x, total, MAX(ds->sample_numel, 1),
-                      " after applying scale, mean and std", error)) {
+    return TRUE;
+}
+
+gboolean lmn_dataset_read_range(const LmnDataset *ds, gint64 first, gint64 n, float *out,
+                                float *scratch, GError **error)
+{
+    g_return_val_if_fail(ds != NULL && ds->source != NULL && first >= 0 && n > 0, FALSE);
+    g_return_val_if_fail(first + n <= ds->length, FALSE);
+    LmnDatasetSource *src = ds->source;
+    Reader rd = {.file = src->file, .split = src->split, .errs = lmn_h5_errors_data(src->file)};
+    gint64 row0 = lmn_dataset_file_row(ds, first);
+    gint64 span = lmn_dataset_file_row(ds, first + n - 1) - row0 + 1;
+    gint64 numel = ds->sample_numel;
+    /* Raw bytes go to the end of @scratch (uint8 is a quarter of the size), decoded floats to
+     * its start: decoding walks forwards, and float data decodes in place. */
+    void *raw = ds->decode.is_u8 ? (void *) ((guint8 *) (scratch + span * numel) - span * numel)
+                                 : (void *) scratch;
+    g_mutex_lock(&src->lock);
+    lmn_h5_init();
+    gboolean ok = read_rows(&rd, src->x, "x", ds->decode.is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
+                            src->ndim, src->dims, row0, span, raw, error);
+    g_mutex_unlock(&src->lock);
+    if (!ok || !decode_rows(&rd, ds, raw, span, row0, scratch, error)) {
         return FALSE;
     }
-    *n_out = n;
+    if (ds->rows == NULL) {
+        memcpy(out, scratch, (gsize) (n * numel) * sizeof(float));
+        return TRUE;
+    }
+    for (gint64 i = 0; i < n; i++) {
+        memcpy(out + i * numel, scratch + (lmn_dataset_file_row(ds, first + i) - row0) * numel,
+               (gsize) numel * sizeof(float));
+    }
     return TRUE;
 }
 
@@ -488,7 +624,7 @@ static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x
             !read_rows(rd, y, "y", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->targets, error)) {
             return FALSE;
         }
-        return check_finite(rd, "y", ds->targets, total, MAX(ds->target_numel, 1), "", error);
+        return check_finite(rd, "y", ds->targets, total, MAX(ds->target_numel, 1), 0, "", error);
     }
     g_autofree char *tname = lmn_h5_type_name(type);
     fail(error, rd, LMN_DATA_ERROR_DTYPE, "y",
@@ -499,6 +635,11 @@ static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x
 }
 
 LmnDataset *lmn_dataset_open(const char *spec, GError **error)
+{
+    return lmn_dataset_open_with_budget(spec, -1.0, error);
+}
+
+LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GError **error)
 {
     g_return_val_if_fail(spec != NULL, NULL);
     g_autofree char *file = NULL;
@@ -536,7 +677,7 @@ LmnDataset *lmn_dataset_open(const char *spec, GError **error)
             return NULL;
         }
     }
-    if (!read_x(&rd, group, ds, &n, error) || !read_y(&rd, group, ds, n, error)) {
+    if (!read_x(&rd, h5, group, ds, budget_mb, 0, &n, error) || !read_y(&rd, group, ds, n, error)) {
         return NULL;
     }
     if (n == 0) {
@@ -589,16 +730,16 @@ gboolean lmn_dataset_check_model(const LmnDataset *ds, const LmnShape *input_sha
     return TRUE;
 }
 
-void lmn_dataset_gather(const LmnDataset *ds, const guint32 *indices, gsize n, float *x_out,
-                        void *y_out)
+gboolean lmn_dataset_read(const LmnDataset *ds, const guint32 *indices, gsize n, float *x_out,
+                          void *y_out, GError **error)
 {
-    g_return_if_fail(ds != NULL && (indices != NULL || n == 0));
+    g_return_val_if_fail(ds != NULL && (indices != NULL || n == 0), FALSE);
     gsize row = (gsize) ds->sample_numel;
     gsize trow = (gsize) ds->target_numel;
     for (gsize i = 0; i < n; i++) {
         guint32 k = indices[i];
-        g_return_if_fail((gint64) k < ds->length);
-        if (x_out != NULL) {
+        g_return_val_if_fail((gint64) k < ds->length, FALSE);
+        if (x_out != NULL && ds->source == NULL) {
             memcpy(x_out + i * row, ds->x + (gsize) k * row, row * sizeof(float));
         }
         if (y_out == NULL) {
@@ -611,6 +752,52 @@ void lmn_dataset_gather(const LmnDataset *ds, const guint32 *indices, gsize n, f
                    trow * sizeof(float));
         }
     }
+    if (x_out == NULL || ds->source == NULL || n == 0) {
+        return TRUE;
+    }
+    /* Streaming: one hyperslab read per run of consecutive samples in consecutive file rows
+     * (a sequential evaluation pass reads each batch at once). */
+    g_autofree float *scratch = NULL;
+    gsize scratch_rows = 0;
+    for (gsize i = 0; i < n;) {
+        gsize len = 1;
+        while (i + len < n && indices[i + len] == indices[i] + len &&
+               lmn_dataset_file_row(ds, indices[i] + (gint64) len) ==
+                   lmn_dataset_file_row(ds, indices[i]) + (gint64) len) {
+            len++;
+        }
+        if (len > scratch_rows) {
+            g_free(scratch);
+            scratch = g_new(float, len * row);
+            scratch_rows = len;
+        }
+        if (!lmn_dataset_read_range(ds, indices[i], (gint64) len, x_out + i * row, scratch,
+                                    error)) {
+            return FALSE;
+        }
+        i += len;
+    }
+    return TRUE;
+}
+
+void lmn_dataset_gather(const LmnDataset *ds, const guint32 *indices, gsize n, float *x_out,
+                        void *y_out)
+{
+    g_autoptr(GError) error = NULL;
+    if (!lmn_dataset_read(ds, indices, n, x_out, y_out, &error) && error != NULL) {
+        /* Only a streaming read can fail here; callers that can report errors use
+         * lmn_dataset_read. */
+        g_warning("%s; the batch is filled with zeros", error->message);
+        if (x_out != NULL) {
+            memset(x_out, 0, n * (gsize) ds->sample_numel * sizeof(float));
+        }
+    }
+}
+
+gboolean lmn_dataset_is_streaming(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, FALSE);
+    return ds->source != NULL;
 }
 
 static int compare_u32(const void *a, const void *b)
@@ -627,6 +814,49 @@ static void recompute_max_label(LmnDataset *ds)
             ds->max_label = MAX(ds->max_label, ds->labels[i]);
         }
     }
+}
+
+/* lmn_dataset_split for a streaming dataset: both parts read the same file through row maps;
+ * only labels and targets move. */
+static LmnDataset *split_streaming(LmnDataset *ds, LmnDataset *out, const guint32 *held,
+                                   gint64 n_hold, const guint32 *kept, gint64 n_keep)
+{
+    out->length = n_hold;
+    out->sample_shape = ds->sample_shape;
+    out->sample_numel = ds->sample_numel;
+    out->class_labels = ds->class_labels;
+    out->target_shape = ds->target_shape;
+    out->target_numel = ds->target_numel;
+    g_atomic_int_inc(&ds->source->ref_count);
+    out->source = ds->source;
+    if (ds->class_labels) {
+        out->labels = g_new(gint32, n_hold);
+    } else {
+        out->targets = g_new(float, MAX(n_hold * ds->target_numel, 1));
+    }
+    lmn_dataset_read(ds, held, (gsize) n_hold, NULL,
+                     ds->class_labels ? (void *) out->labels : (void *) out->targets, NULL);
+    out->rows = g_new(guint32, n_hold);
+    for (gint64 i = 0; i < n_hold; i++) {
+        out->rows[i] = (guint32) lmn_dataset_file_row(ds, held[i]);
+    }
+    guint32 *rows = g_new(guint32, MAX(n_keep, 1));
+    gsize trow = (gsize) ds->target_numel;
+    for (gint64 j = 0; j < n_keep; j++) {
+        gsize k = kept[j];
+        rows[j] = (guint32) lmn_dataset_file_row(ds, (gint64) k);
+        if (ds->class_labels) {
+            ds->labels[j] = ds->labels[k];
+        } else {
+            memmove(ds->targets + (gsize) j * trow, ds->targets + k * trow, trow * sizeof(float));
+        }
+    }
+    g_free(ds->rows);
+    ds->rows = rows;
+    ds->length = n_keep;
+    recompute_max_label(ds);
+    recompute_max_label(out);
+    return out;
 }
 
 LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GError **error)
@@ -660,6 +890,12 @@ LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GEr
 
     LmnDataset *out = g_new0(LmnDataset, 1);
     out->spec = g_strdup(ds->spec);
+    decode_copy(&out->decode, &ds->decode);
+    out->chunk_rows = ds->chunk_rows;
+    out->budget_bytes = ds->budget_bytes;
+    if (ds->source != NULL) {
+        return split_streaming(ds, out, held, n_hold, kept, n - n_hold);
+    }
     out->length = n_hold;
     out->sample_shape = ds->sample_shape;
     out->sample_numel = ds->sample_numel;

@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <lamina/augment.h>
 #include <lamina/error.h>
 #include <lamina/random.h>
 #include <lamina/tensor.h>
@@ -21,13 +22,28 @@ typedef struct _LmnDataset LmnDataset;
 /**
  * lmn_dataset_open:
  * @spec: "FILE:/split" (FILE may contain ':'; the last ":/" separates the split)
- * Opens and validates a split and reads it into memory (decoded to float32, labels to int32).
+ * Opens and validates a split.  Same as lmn_dataset_open_with_budget(@spec, -1, @error): x is
+ * decoded into memory when it fits the memory budget, else streamed from the file.
  * Errors (LMN_DATA_ERROR) name the file, the dataset path and the problem: missing file, not
  * HDF5, missing group or dataset, x/y length mismatch, unsupported dtype, NaN/Inf in float data,
  * negative labels.
  * Returns: (transfer full): the dataset, or NULL with @error
  */
 LmnDataset *lmn_dataset_open(const char *spec, GError **error);
+/**
+ * lmn_dataset_open_with_budget:
+ * @budget_mb: memory budget in MiB for decoded x (float32); negative: the LAMINA_DATA_BUDGET
+ *   environment variable (MiB, e.g. "512" or "0.5"), else 2048
+ * Opens and validates a split.  When the decoded x fits the budget it is read into memory
+ * (labels to int32); otherwise the dataset *streams*: x stays in the file and is read by hyperslab
+ * and decoded on demand (lmn_dataset_read, LmnBatchReader), while labels and targets are still
+ * held in memory.  In streaming mode NaN/Inf in x is found when the sample is read (reads fail
+ * with LMN_DATA_ERROR_VALUE naming the sample) rather than at open.
+ * Returns: (transfer full): the dataset, or NULL with @error (as lmn_dataset_open)
+ */
+LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GError **error);
+/** lmn_dataset_is_streaming: Returns: TRUE when x is read from the file on demand. */
+gboolean lmn_dataset_is_streaming(const LmnDataset *ds);
 /** lmn_dataset_free: frees the dataset. */
 void lmn_dataset_free(LmnDataset *ds);
 /** lmn_dataset_get_spec: Returns: (transfer none): the "FILE:/split" it was opened from. */
@@ -55,17 +71,121 @@ gboolean lmn_dataset_check_model(const LmnDataset *ds, const LmnShape *input_sha
 /**
  * lmn_dataset_gather:
  * Copies samples @indices[0..n) into @x_out (n * sample numel floats) and @y_out (n int32 labels,
- * or n * target numel floats).
+ * or n * target numel floats); either may be NULL.  A streaming read that fails (a damaged
+ * chunk, NaN in the file) logs a warning and fills @x_out with zeros: use lmn_dataset_read to get
+ * the error instead.
  */
 void lmn_dataset_gather(const LmnDataset *ds, const guint32 *indices, gsize n, float *x_out,
                         void *y_out);
 /**
+ * lmn_dataset_read:
+ * As lmn_dataset_gather, reporting failures of streaming reads.  Consecutive indices in
+ * consecutive file rows are read with one hyperslab, so sequential passes are efficient; random
+ * single samples from a compressed file cost a chunk decompression each (use LmnBatchReader).
+ * Returns: FALSE with LMN_DATA_ERROR_OPEN (unreadable chunk) or _VALUE (NaN/Inf) naming the
+ *   file, dataset and sample
+ */
+gboolean lmn_dataset_read(const LmnDataset *ds, const guint32 *indices, gsize n, float *x_out,
+                          void *y_out, GError **error);
+/**
  * lmn_dataset_split:
  * Holds out round(@fraction * N) samples, chosen by a Philox permutation of @seed's
  * LMN_STREAM_SPLIT stream, as a new dataset; @ds keeps the rest (order preserved in both).
+ * A streaming dataset's parts both stream from the same file.
  * Returns: (transfer full): the held-out part, or NULL with @error when a part would be empty
  */
 LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GError **error);
+
+/**
+ * LmnBatchReader:
+ * Delivers one epoch of mini-batches of a dataset: in a deterministic order, optionally
+ * augmented, decoded ahead of time by a prefetch thread.
+ *
+ * Order for (seed, epoch), drawn from Philox stream LMN_STREAM(LMN_STREAM_SHUFFLE, epoch):
+ * - in-memory datasets: a full Fisher–Yates permutation of 0..N-1 (lmn_random_shuffle of the
+ *   identity), the same order the training loop has always used;
+ * - streaming datasets: the file's chunks in a random order (a permutation of chunk indices),
+ *   then a shuffle buffer of K samples: samples enter in chunk order, and each output is a
+ *   uniformly chosen buffered sample, replaced by the next incoming one (the remaining K drain in
+ *   random order at the end).  Every sample appears exactly once; a sample entering the stream at
+ *   position p leaves at a position >= p - K, after a geometric wait of mean K; with K at least
+ *   a few chunks, neighbouring samples of the file are spread across many batches.  K is a
+ *   quarter of the memory budget (at least 4 batches), and the reader holds at most K samples
+ *   plus one chunk decoded at a time.
+ * Without shuffling the order is 0..N-1.  The order is computed from indices alone, so
+ * prefetching, thread timing and where reading resumed never change it.
+ *
+ * Augmentation (when @augment enables it) is applied per sample with the stream
+ * LMN_STREAM(LMN_STREAM_AUGMENT, epoch) at the sample's index (augment.h).
+ */
+typedef struct _LmnBatchReader LmnBatchReader;
+
+/**
+ * LmnBatchReaderOptions:
+ * @batch_size: samples per batch (the last batch of an epoch may be smaller)
+ * @seed: the training seed
+ * @shuffle: shuffle each epoch (else file order)
+ * @augment: (nullable): augmentation, or NULL for none; copied
+ * @prefetch: decode batches in a background thread (@depth batches ahead, default 2 when 0)
+ * @depth: prefetch depth in batches (0 = 2)
+ */
+typedef struct {
+    gint64 batch_size;
+    guint64 seed;
+    gboolean shuffle;
+    const LmnAugmentConfig *augment;
+    gboolean prefetch;
+    gint64 depth;
+    gpointer reserved[4];
+} LmnBatchReaderOptions;
+
+/**
+ * lmn_batch_reader_new:
+ * @ds: the dataset (borrowed; it must outlive the reader and not be split while it is used)
+ * Creates a reader positioned at (epoch 0, batch 0).  For PCA colour jitter the RGB covariance is
+ * computed here, once (over the whole set in memory mode, over the first 64 MiB of samples when
+ * streaming).
+ * Returns: (transfer full): the reader, or NULL with LMN_DATA_ERROR_SHAPE when the augmentation
+ *   does not fit the samples' shape (or a read error while computing the PCA)
+ */
+LmnBatchReader *lmn_batch_reader_new(LmnDataset *ds, const LmnBatchReaderOptions *options,
+                                     GError **error);
+/** lmn_batch_reader_free: stops the prefetch thread and frees the reader. */
+void lmn_batch_reader_free(LmnBatchReader *reader);
+/** lmn_batch_reader_get_batches_per_epoch: Returns: ceil(N / batch size). */
+gint64 lmn_batch_reader_get_batches_per_epoch(const LmnBatchReader *reader);
+/**
+ * lmn_batch_reader_seek:
+ * Positions the reader at batch @batch_index (0 .. batches per epoch) of @epoch, for the start of
+ * an epoch or an exact resume: the batches that follow are the same as those an uninterrupted
+ * reader would have delivered from that point.
+ */
+void lmn_batch_reader_seek(LmnBatchReader *reader, gint64 epoch, gint64 batch_index);
+/**
+ * lmn_batch_reader_get_position:
+ * @epoch_out, @batch_index_out: (out) (optional): the epoch and the index of the next batch
+ */
+void lmn_batch_reader_get_position(const LmnBatchReader *reader, gint64 *epoch_out,
+                                   gint64 *batch_index_out);
+/**
+ * lmn_batch_reader_next:
+ * @x_out: batch size * sample numel floats
+ * @y_out: (nullable): batch size int32 labels, or batch size * target numel floats
+ * @indices_out: (nullable): batch size dataset indices of the delivered samples
+ * Delivers the next batch of the current epoch.  At the end of the epoch it returns 0; call
+ * lmn_batch_reader_seek(reader, epoch + 1, 0) to go on.
+ * Returns: the number of samples delivered, 0 at the end of the epoch, or -1 with @error (a
+ *   streaming read failed: LMN_DATA_ERROR naming the file and sample)
+ */
+gint64 lmn_batch_reader_next(LmnBatchReader *reader, float *x_out, void *y_out,
+                             guint32 *indices_out, GError **error);
+/**
+ * lmn_batch_reader_get_wait_seconds:
+ * Returns: the total time lmn_batch_reader_next has spent waiting for data (with prefetching,
+ *   the time the consumer was blocked; without, the time spent reading and decoding)
+ */
+double lmn_batch_reader_get_wait_seconds(const LmnBatchReader *reader);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LmnBatchReader, lmn_batch_reader_free)
 
 /**
  * lmn_convert_idx:
@@ -79,6 +199,41 @@ LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GEr
  */
 gboolean lmn_convert_idx(const char *images, const char *labels, const char *output,
                          gboolean overwrite, GError **error);
+
+/**
+ * lmn_convert_csv:
+ * @csv: a comma-separated file of numbers, one sample per line (blank lines skipped)
+ * @label_column: the label's column: a 0-based index (negative counts from the end) or, with
+ *   @header, its name in the header
+ * @header: the first non-blank line names the columns
+ * @output, @overwrite: as lmn_convert_idx
+ * @normalize: also store the statistics as x's mean/std attributes, which lmn_dataset_open
+ *   applies ((x - mean) / std; a constant feature gets std 1)
+ * Writes x as float32 [N, F] (every column but the label) and y as int32 [N], chunked and
+ * compressed.  Per-feature mean and population std, computed in double, are always stored as the
+ * attributes stats_mean and stats_std of x: informational names that lmn_dataset_open does not
+ * apply, so data is never normalised twice.
+ * Returns: FALSE with LMN_DATA_ERROR_FORMAT naming the file, line and column (a ragged row, a
+ *   non-numeric cell, a label that is not an integer >= 0), _OPEN or _WRITE
+ */
+gboolean lmn_convert_csv(const char *csv, const char *label_column, gboolean header,
+                         const char *output, gboolean overwrite, gboolean normalize,
+                         GError **error);
+
+/**
+ * lmn_convert_npy:
+ * @x_npy: a .npy array [N, sample shape...]: float32, float64, uint8, int32 or int64,
+ *   little-endian, C order (format versions 1.0 to 3.0)
+ * @y_npy: a .npy array of N integer labels ([N] or [N, 1]), or float targets [N, K...]
+ * @output, @overwrite, @normalize: as lmn_convert_csv
+ * Writes x as uint8 (from uint8) or float32, y as int32 labels or float32 targets, chunked and
+ * compressed, with stats_mean / stats_std per channel (dimension 1 of x) as lmn_convert_csv.
+ * Returns: FALSE with LMN_DATA_ERROR_FORMAT (bad magic, malformed header, Fortran order,
+ *   truncated data, N mismatch), _DTYPE (unsupported dtype), _VALUE (NaN/Inf, negative label),
+ *   _OPEN or _WRITE, naming the file
+ */
+gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *output,
+                         gboolean overwrite, gboolean normalize, GError **error);
 
 /**
  * lmn_split_spec:

@@ -1152,11 +1152,16 @@ static void test_cli_convert(Fixture *f, gconstpointer data)
     }
     {
         /* Usage errors (2): an unknown format lists the supported ones; no output file. */
-        char *argv[] = {lamina, "convert", "csv", "a.csv", "--output", spec, NULL};
+        char *argv[] = {lamina, "convert", "parquet", "a.pq", "--output", spec, NULL};
         g_autofree char *sout = NULL, *serr = NULL;
         g_assert_cmpint(run(argv, &sout, &serr), ==, 2);
-        g_assert_nonnull(strstr(serr, "'csv'"));
-        g_assert_nonnull(strstr(serr, "idx"));
+        g_assert_nonnull(strstr(serr, "'parquet'"));
+        g_assert_nonnull(strstr(serr, "idx, csv, npy"));
+        /* csv needs its label column. */
+        char *argv3[] = {lamina, "convert", "csv", "a.csv", "--output", spec, NULL};
+        g_autofree char *sout3 = NULL, *serr3 = NULL;
+        g_assert_cmpint(run(argv3, &sout3, &serr3), ==, 2);
+        g_assert_nonnull(strstr(serr3, "--label-column"));
         char *argv2[] = {lamina, "convert", "idx", s.images_path, s.labels_path, NULL};
         g_autofree char *sout2 = NULL, *serr2 = NULL;
         g_assert_cmpint(run(argv2, &sout2, &serr2), ==, 2);

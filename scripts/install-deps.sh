@@ -2,6 +2,7 @@
 # Installs the Debian 12 packages Lamina needs to build, test and run its demo.
 #   scripts/install-deps.sh          build + test + demo dependencies
 #   scripts/install-deps.sh --bench  also PyTorch and h5py for bench/ and fixture scripts
+#   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime for scripts/fuzz.sh
 # Packages already installed are left alone; nothing is installed when everything is present.
 set -euo pipefail
 
@@ -11,6 +12,9 @@ packages=(
   libvulkan-dev mesa-vulkan-drivers glslang-tools spirv-tools vulkan-validationlayers vulkan-tools
   dataset-fashion-mnist
 )
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 if [ "${1:-}" = "--bench" ]; then
   packages+=(python3-torch python3-h5py python3-numpy)
 fi

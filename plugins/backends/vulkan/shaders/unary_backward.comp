@@ -1,0 +1,59 @@
+#version 450
+// dx = dy * f'(x) (or of the saved output y); op codes match ops.h.  dx may alias dy.
+layout(local_size_x_id = 0) in;
+layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Y { float y[]; };
+layout(std430, set = 0, binding = 2) readonly buffer DY { float dy[]; };
+layout(std430, set = 0, binding = 3) buffer DX { float dx[]; };
+layout(push_constant) uniform P {
+    uint n; uint off_x; uint off_y; uint off_dy; uint off_dx; uint op; float alpha;
+} p;
+
+float erf_approx(float v)
+{
+    float a = abs(v);
+    float r;
+    if (a < 2.0) {
+        float t = a, s = a, a2 = a * a;
+        for (int k = 1; k < 40; k++) {
+            t *= -a2 / float(k);
+            s += t / float(2 * k + 1);
+        }
+        r = s * 1.1283791670955126;
+    } else {
+        float f = a;
+        for (int k = 30; k >= 1; k--)
+            f = a + (float(k) * 0.5) / f;
+        r = 1.0 - exp(-a * a) / (f * 1.7724538509055159);
+    }
+    return v < 0.0 ? -r : r;
+}
+
+float g(float xv, float yv, float d, uint op, float a)
+{
+    switch (op) {
+    case 0: return d;
+    case 1: return xv > 0.0 ? d : 0.0;
+    case 2: return d * yv * (1.0 - yv);
+    case 3: return d * (1.0 - yv * yv);
+    case 4: return xv > 0.0 ? d : a * d;
+    case 5: return xv > 0.0 ? d : d * a * exp(xv);
+    case 6: { float bx = a * xv; float z = exp(bx); return bx > 20.0 ? d : d * z / (z + 1.0); }
+    case 7: {
+        float cdf = 0.5 * (1.0 + erf_approx(xv * 0.70710678118654752));
+        float pdf = 0.3989422804014327 * exp(-0.5 * xv * xv);
+        return d * (cdf + xv * pdf);
+    }
+    case 8: return 0.0;
+    case 9: return xv > 0.0 ? d : (xv < 0.0 ? -d : 0.0);
+    case 10: return 2.0 * xv * d;
+    }
+    return d;
+}
+
+void main()
+{
+    uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    for (uint i = gl_GlobalInvocationID.x; i < p.n; i += stride)
+        dx[p.off_dx + i] = g(x[p.off_x + i], y[p.off_y + i], dy[p.off_dy + i], p.op, p.alpha);
+}

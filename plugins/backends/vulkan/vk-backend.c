@@ -1,0 +1,179 @@
+/* Lamina Vulkan backend — the plugin descriptor, the vtable, and buffer transfers.
+ *
+ * Opening selects a device (vk-device.c), sets up memory (vk-memory.c) and recording
+ * (vk-exec.c).  Ops are recorded, not run (vk-ops.c); read, write and synchronize submit what is
+ * recorded and wait on one fence, and report the first deferred failure.
+ */
+#include "vk-private.h"
+
+#include <string.h>
+
+static const LmnParamSpec vk_params[] = {
+    {
+        .name = "validation",
+        .type = LMN_PARAM_BOOL,
+        .default_value = "false",
+        .doc = "enable VK_LAYER_KHRONOS_validation when installed; validation errors fail the "
+               "next synchronisation",
+    },
+    {NULL},
+};
+
+static void vk_close(gpointer ctx)
+{
+    LmnVkContext *c = ctx;
+    if (c->device != VK_NULL_HANDLE) {
+        lmn_vk_wait_idle(c);
+        c->fn.vkDeviceWaitIdle(c->device);
+        lmn_vk_exec_cleanup(c);
+        lmn_vk_memory_cleanup(c);
+        c->fn.vkDestroyDevice(c->device, NULL);
+    }
+    lmn_vk_close_instance(c);
+    if (c->error != NULL)
+        g_error_free(c->error);
+    g_free(c->first_validation_message);
+    g_free(c->description);
+    g_mutex_clear(&c->lock);
+    g_mutex_clear(&c->validation_lock);
+    g_free(c);
+}
+
+static gpointer vk_open(const LmnParams *params, const char *device, GError **error)
+{
+    LmnVkContext *c = g_new0(LmnVkContext, 1);
+    g_mutex_init(&c->lock);
+    g_mutex_init(&c->validation_lock);
+    gboolean validation = params != NULL && lmn_params_get_bool(params, "validation");
+    const char *selector = device;
+    if (selector == NULL || *selector == '\0')
+        selector = g_getenv("LAMINA_VK_DEVICE");
+    if (!lmn_vk_load_instance(c, validation, error) || !lmn_vk_open_device(c, selector, error) ||
+        !lmn_vk_memory_init(c, error) || !lmn_vk_exec_init(c, error)) {
+        vk_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+static const char *vk_describe(gpointer ctx)
+{
+    LmnVkContext *c = ctx;
+    return c->description;
+}
+
+static gpointer vk_alloc(gpointer ctx, gsize nbytes, GError **error)
+{
+    LmnVkContext *c = ctx;
+    g_mutex_lock(&c->lock);
+    LmnVkBuffer *b = lmn_vk_buffer_alloc(c, nbytes, error);
+    g_mutex_unlock(&c->lock);
+    return b;
+}
+
+static void vk_free(gpointer ctx, gpointer buffer)
+{
+    LmnVkContext *c = ctx;
+    g_mutex_lock(&c->lock);
+    lmn_vk_buffer_free_deferred(c, buffer);
+    g_mutex_unlock(&c->lock);
+}
+
+static gboolean vk_write(gpointer ctx, gpointer buffer, gsize offset, const void *src, gsize nbytes,
+                         GError **error)
+{
+    LmnVkContext *c = ctx;
+    g_mutex_lock(&c->lock);
+    /* Recorded ops must see the old contents: run them first. */
+    lmn_vk_wait_idle(c);
+    memcpy((char *) lmn_vk_buffer_map(buffer) + offset, src, nbytes);
+    g_mutex_unlock(&c->lock);
+    return TRUE;
+}
+
+static gboolean vk_read(gpointer ctx, gpointer buffer, gsize offset, void *dst, gsize nbytes,
+                        GError **error)
+{
+    LmnVkContext *c = ctx;
+    g_mutex_lock(&c->lock);
+    gboolean ok = lmn_vk_flush(c, error);
+    if (ok)
+        memcpy(dst, (const char *) lmn_vk_buffer_map(buffer) + offset, nbytes);
+    g_mutex_unlock(&c->lock);
+    return ok;
+}
+
+static gboolean vk_synchronize(gpointer ctx, GError **error)
+{
+    LmnVkContext *c = ctx;
+    g_mutex_lock(&c->lock);
+    gboolean ok = lmn_vk_flush(c, error);
+    g_mutex_unlock(&c->lock);
+    return ok;
+}
+
+static const LmnBackendVTable vk_vtable = {
+    .struct_size = sizeof(LmnBackendVTable),
+    .open = vk_open,
+    .close = vk_close,
+    .describe = vk_describe,
+    .alloc = vk_alloc,
+    .free = vk_free,
+    .write = vk_write,
+    .read = vk_read,
+    .synchronize = vk_synchronize,
+    .fill = lmn_vk_fill,
+    .copy = lmn_vk_copy,
+    .gemm = lmn_vk_gemm,
+    .bias_add = lmn_vk_bias_add,
+    .bias_grad = lmn_vk_bias_grad,
+    .unary = lmn_vk_unary,
+    .unary_backward = lmn_vk_unary_backward,
+    .binary = lmn_vk_binary,
+    .axpby = lmn_vk_axpby,
+    .reduce = lmn_vk_reduce,
+    .softmax_xent = lmn_vk_softmax_xent,
+    .softmax_xent_backward = lmn_vk_softmax_xent_backward,
+    .count_correct = lmn_vk_count_correct,
+    .kernel = lmn_vk_kernel,
+    /* Device memory is not host memory to the core: tensors go through read/write. */
+    .host_pointer = NULL,
+    .list_devices = lmn_vk_list_devices,
+    /* ABI 1.1.  Not yet on Vulkan (NULL: the core reports UNSUPPORTED naming the op): im2col,
+     * col2im, pool2d(+backward), batchnorm_*. */
+    .dropout = lmn_vk_dropout,
+    .random_normal = lmn_vk_random_normal,
+    .clamp = lmn_vk_clamp,
+    .softmax = lmn_vk_softmax,
+    .softmax_backward = lmn_vk_softmax_backward,
+    .copy_block = lmn_vk_copy_block,
+    .gather_rows = lmn_vk_gather_rows,
+    .scatter_add_rows = lmn_vk_scatter_add_rows,
+    .bce_logits = lmn_vk_bce_logits,
+    .bce_logits_backward = lmn_vk_bce_logits_backward,
+};
+
+static const LmnFeatureDesc vk_features[] = {
+    {
+        .struct_size = sizeof(LmnFeatureDesc),
+        .kind = LMN_FEATURE_BACKEND,
+        .name = "vulkan",
+        .description = "Vulkan compute backend (GPUs; lavapipe only when asked for)",
+        .params = vk_params,
+        .vtable = &vk_vtable,
+    },
+};
+
+static const LmnPluginDesc vk_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.vulkan",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "The Vulkan compute backend",
+    .n_features = G_N_ELEMENTS(vk_features),
+    .features = vk_features,
+};
+
+LMN_PLUGIN_DEFINE(vk_plugin)

@@ -1,0 +1,486 @@
+/* Lamina Vulkan backend — pipelines, command recording, barriers and submission.
+ *
+ * Ops append dispatches to one command buffer; nothing is submitted until a read, a write, a
+ * synchronisation or a full batch needs it, and each of those waits on one fence.  A barrier is
+ * recorded only when a dispatch touches a range that a dispatch since the last barrier wrote (or
+ * writes one that it read): element-wise chains on separate tensors run back to back.
+ * Pipelines are created lazily through a VkPipelineCache persisted under
+ * $XDG_CACHE_HOME/lamina, named by device UUID and driver version so a driver update starts
+ * afresh (the cache header is validated by the driver too).
+ */
+#include "vk-private.h"
+
+#include "vk-shader-binary.h"
+#include "vk-shader-bce.h"
+#include "vk-shader-bias_add.h"
+#include "vk-shader-bias_grad.h"
+#include "vk-shader-copy.h"
+#include "vk-shader-fill.h"
+#include "vk-shader-gemm.h"
+#include "vk-shader-gemm_reg.h"
+#include "vk-shader-random.h"
+#include "vk-shader-reduce.h"
+#include "vk-shader-rows.h"
+#include "vk-shader-softmax.h"
+#include "vk-shader-softmax_xent.h"
+#include "vk-shader-softmax_xent_backward.h"
+#include "vk-shader-unary.h"
+#include "vk-shader-unary_backward.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+/* Dispatches per batch before a submission, bounding descriptor-pool growth. */
+#define MAX_BATCH 4096
+#define SETS_PER_POOL 512
+
+static void submit_and_wait(LmnVkContext *c);
+
+typedef struct {
+    VkBuffer buffer;
+    VkDeviceSize lo, hi;
+    gboolean write;
+} Range;
+
+static const struct {
+    const guint32 *code;
+    gsize size;
+    const char *name;
+} shaders[LMN_VK_SHADER_COUNT] = {
+#define SHADER(ID, name) [ID] = {vk_spv_##name, sizeof vk_spv_##name, #name}
+    SHADER(LMN_VK_SHADER_FILL, fill),
+    SHADER(LMN_VK_SHADER_COPY, copy),
+    SHADER(LMN_VK_SHADER_UNARY, unary),
+    SHADER(LMN_VK_SHADER_UNARY_BACKWARD, unary_backward),
+    SHADER(LMN_VK_SHADER_BINARY, binary),
+    SHADER(LMN_VK_SHADER_BIAS_ADD, bias_add),
+    SHADER(LMN_VK_SHADER_BIAS_GRAD, bias_grad),
+    SHADER(LMN_VK_SHADER_REDUCE, reduce),
+    SHADER(LMN_VK_SHADER_SOFTMAX_XENT, softmax_xent),
+    SHADER(LMN_VK_SHADER_SOFTMAX_XENT_BACKWARD, softmax_xent_backward),
+    SHADER(LMN_VK_SHADER_GEMM, gemm),
+    SHADER(LMN_VK_SHADER_RANDOM, random),
+    SHADER(LMN_VK_SHADER_SOFTMAX, softmax),
+    SHADER(LMN_VK_SHADER_BCE, bce),
+    SHADER(LMN_VK_SHADER_ROWS, rows),
+    SHADER(LMN_VK_SHADER_GEMM_REG, gemm_reg),
+#undef SHADER
+};
+
+void lmn_vk_set_error(LmnVkContext *c, GQuark domain, gint code, const char *format, ...)
+{
+    if (c->error != NULL)
+        return; /* the first failure is the one reported */
+    va_list args;
+    va_start(args, format);
+    c->error = g_error_new_valist(domain, code, format, args);
+    va_end(args);
+}
+
+static void record_result(LmnVkContext *c, VkResult r, const char *what)
+{
+    if (r == VK_ERROR_DEVICE_LOST)
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_DEVICE_LOST,
+                         "Vulkan device '%s' lost during %s", c->desc.props.deviceName, what);
+    else if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                         "out of memory on Vulkan device '%s' during %s", c->desc.props.deviceName,
+                         what);
+    else
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                         "%s failed on Vulkan device '%s' (VkResult %d)", what,
+                         c->desc.props.deviceName, (int) r);
+}
+
+static char *cache_path(LmnVkContext *c)
+{
+    GString *uuid = g_string_new(NULL);
+    for (guint i = 0; i < VK_UUID_SIZE; i++)
+        g_string_append_printf(uuid, "%02x", c->desc.uuid[i]);
+    char *name =
+        g_strdup_printf("vulkan-pipelines-%s-%08x.bin", uuid->str, c->desc.props.driverVersion);
+    char *path = g_build_filename(g_get_user_cache_dir(), "lamina", name, NULL);
+    g_string_free(uuid, TRUE);
+    g_free(name);
+    return path;
+}
+
+static void save_pipeline_cache(LmnVkContext *c)
+{
+    gsize size = 0;
+    if (c->pipeline_cache == VK_NULL_HANDLE ||
+        c->fn.vkGetPipelineCacheData(c->device, c->pipeline_cache, &size, NULL) != VK_SUCCESS ||
+        size == 0)
+        return;
+    g_autofree char *data = g_malloc(size);
+    if (c->fn.vkGetPipelineCacheData(c->device, c->pipeline_cache, &size, data) != VK_SUCCESS)
+        return;
+    g_autofree char *dir = g_path_get_dirname(c->pipeline_cache_path);
+    /* A cache that cannot be written only costs compile time on the next run. */
+    if (g_mkdir_with_parents(dir, 0700) == 0)
+        g_file_set_contents(c->pipeline_cache_path, data, (gssize) size, NULL);
+}
+
+gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
+{
+    VkDescriptorSetLayoutBinding b[LMN_VK_MAX_BINDINGS];
+    for (guint i = 0; i < LMN_VK_MAX_BINDINGS; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){
+            .binding = i,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+    VkDescriptorSetLayoutCreateInfo li = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = LMN_VK_MAX_BINDINGS,
+        .pBindings = b,
+    };
+    VkPushConstantRange pc = {VK_SHADER_STAGE_COMPUTE_BIT, 0, LMN_VK_PUSH_BYTES};
+    VkPipelineLayoutCreateInfo pli = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &c->set_layout,
+        .pushConstantRangeCount = 1,
+        .pPushConstantRanges = &pc,
+    };
+    VkCommandPoolCreateInfo cpi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = c->queue_family,
+    };
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    VkResult r = c->fn.vkCreateDescriptorSetLayout(c->device, &li, NULL, &c->set_layout);
+    if (r == VK_SUCCESS)
+        r = c->fn.vkCreatePipelineLayout(c->device, &pli, NULL, &c->pipeline_layout);
+    if (r == VK_SUCCESS)
+        r = c->fn.vkCreateCommandPool(c->device, &cpi, NULL, &c->command_pool);
+    if (r == VK_SUCCESS) {
+        VkCommandBufferAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+            .commandPool = c->command_pool,
+            .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+            .commandBufferCount = 1,
+        };
+        r = c->fn.vkAllocateCommandBuffers(c->device, &ai, &c->cmd);
+    }
+    if (r == VK_SUCCESS)
+        r = c->fn.vkCreateFence(c->device, &fi, NULL, &c->fence);
+    if (r != VK_SUCCESS) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                    "cannot set up command recording on '%s' (VkResult %d)",
+                    c->desc.props.deviceName, (int) r);
+        return FALSE;
+    }
+
+    c->pipeline_cache_path = cache_path(c);
+    g_autofree char *blob = NULL;
+    gsize blob_size = 0;
+    if (!g_file_get_contents(c->pipeline_cache_path, &blob, &blob_size, NULL))
+        blob_size = 0;
+    VkPipelineCacheCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+        .initialDataSize = blob_size,
+        .pInitialData = blob_size > 0 ? blob : NULL,
+    };
+    if (c->fn.vkCreatePipelineCache(c->device, &pci, NULL, &c->pipeline_cache) != VK_SUCCESS) {
+        /* A stale or corrupt file: start with an empty cache. */
+        pci.initialDataSize = 0;
+        pci.pInitialData = NULL;
+        if (c->fn.vkCreatePipelineCache(c->device, &pci, NULL, &c->pipeline_cache) != VK_SUCCESS)
+            c->pipeline_cache = VK_NULL_HANDLE;
+    }
+    c->kernel_pipelines = g_hash_table_new(NULL, NULL);
+    c->warned_kernels = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    c->descriptor_pools = g_ptr_array_new();
+    c->pending_ranges = g_array_new(FALSE, FALSE, sizeof(Range));
+    return TRUE;
+}
+
+void lmn_vk_exec_cleanup(LmnVkContext *c)
+{
+    if (c->device == VK_NULL_HANDLE)
+        return;
+    save_pipeline_cache(c);
+    for (guint i = 0; i < LMN_VK_SHADER_COUNT; i++)
+        if (c->builtin[i] != VK_NULL_HANDLE)
+            c->fn.vkDestroyPipeline(c->device, c->builtin[i], NULL);
+    if (c->kernel_pipelines != NULL) {
+        GHashTableIter it;
+        gpointer key, value;
+        g_hash_table_iter_init(&it, c->kernel_pipelines);
+        while (g_hash_table_iter_next(&it, &key, &value))
+            if (value != NULL)
+                c->fn.vkDestroyPipeline(c->device, (VkPipeline) value, NULL);
+        g_hash_table_unref(c->kernel_pipelines);
+    }
+    if (c->warned_kernels != NULL)
+        g_hash_table_unref(c->warned_kernels);
+    if (c->descriptor_pools != NULL) {
+        for (guint i = 0; i < c->descriptor_pools->len; i++)
+            c->fn.vkDestroyDescriptorPool(c->device,
+                                          (VkDescriptorPool) c->descriptor_pools->pdata[i], NULL);
+        g_ptr_array_unref(c->descriptor_pools);
+    }
+    if (c->pending_ranges != NULL)
+        g_array_unref(c->pending_ranges);
+    if (c->pipeline_cache != VK_NULL_HANDLE)
+        c->fn.vkDestroyPipelineCache(c->device, c->pipeline_cache, NULL);
+    if (c->fence != VK_NULL_HANDLE)
+        c->fn.vkDestroyFence(c->device, c->fence, NULL);
+    if (c->command_pool != VK_NULL_HANDLE)
+        c->fn.vkDestroyCommandPool(c->device, c->command_pool, NULL);
+    if (c->pipeline_layout != VK_NULL_HANDLE)
+        c->fn.vkDestroyPipelineLayout(c->device, c->pipeline_layout, NULL);
+    if (c->set_layout != VK_NULL_HANDLE)
+        c->fn.vkDestroyDescriptorSetLayout(c->device, c->set_layout, NULL);
+    g_free(c->pipeline_cache_path);
+}
+
+static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size, const char *entry,
+                                guint32 local_size, const char *name)
+{
+    VkShaderModuleCreateInfo mi = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = size,
+        .pCode = code,
+    };
+    VkShaderModule module;
+    VkResult r = c->fn.vkCreateShaderModule(c->device, &mi, NULL, &module);
+    if (r != VK_SUCCESS) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                         "cannot create the shader module of '%s' (VkResult %d)", name, (int) r);
+        return VK_NULL_HANDLE;
+    }
+    VkSpecializationMapEntry entry_map = {0, 0, sizeof(guint32)};
+    VkSpecializationInfo spec = {1, &entry_map, sizeof(guint32), &local_size};
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = module,
+                .pName = entry,
+                .pSpecializationInfo = &spec,
+            },
+        .layout = c->pipeline_layout,
+    };
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    r = c->fn.vkCreateComputePipelines(c->device, c->pipeline_cache, 1, &ci, NULL, &pipeline);
+    c->fn.vkDestroyShaderModule(c->device, module, NULL);
+    if (r != VK_SUCCESS) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                         "cannot create the compute pipeline of '%s' (VkResult %d)", name, (int) r);
+        return VK_NULL_HANDLE;
+    }
+    return pipeline;
+}
+
+VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader)
+{
+    if (c->builtin[shader] == VK_NULL_HANDLE)
+        c->builtin[shader] =
+            make_pipeline(c, shaders[shader].code, shaders[shader].size, "main",
+                          shader == LMN_VK_SHADER_GEMM       ? LMN_VK_GEMM_TILE
+                          : shader == LMN_VK_SHADER_GEMM_REG ? LMN_VK_GEMM_REG_LOCAL
+                                                             : LMN_VK_LOCAL_SIZE,
+                          shaders[shader].name);
+    return c->builtin[shader];
+}
+
+VkPipeline lmn_vk_kernel_pipeline(LmnVkContext *c, const LmnKernelDesc *kernel)
+{
+    gpointer value = NULL;
+    if (g_hash_table_lookup_extended(c->kernel_pipelines, kernel, NULL, &value))
+        return (VkPipeline) value;
+    const LmnKernelSpirv *s = kernel->spirv;
+    VkPipeline p =
+        make_pipeline(c, s->code, s->code_size, s->entry_point != NULL ? s->entry_point : "main",
+                      LMN_VK_LOCAL_SIZE, kernel->name);
+    g_hash_table_insert(c->kernel_pipelines, (gpointer) kernel, (gpointer) p);
+    return p;
+}
+
+static VkDescriptorSet allocate_set(LmnVkContext *c)
+{
+    for (;;) {
+        if (c->pool_index >= c->descriptor_pools->len) {
+            VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                                         SETS_PER_POOL * LMN_VK_MAX_BINDINGS};
+            VkDescriptorPoolCreateInfo pi = {
+                .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+                .maxSets = SETS_PER_POOL,
+                .poolSizeCount = 1,
+                .pPoolSizes = &size,
+            };
+            VkDescriptorPool pool;
+            VkResult r = c->fn.vkCreateDescriptorPool(c->device, &pi, NULL, &pool);
+            if (r != VK_SUCCESS) {
+                record_result(c, r, "descriptor pool creation");
+                return VK_NULL_HANDLE;
+            }
+            g_ptr_array_add(c->descriptor_pools, (gpointer) pool);
+        }
+        VkDescriptorSetAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = (VkDescriptorPool) c->descriptor_pools->pdata[c->pool_index],
+            .descriptorSetCount = 1,
+            .pSetLayouts = &c->set_layout,
+        };
+        VkDescriptorSet set;
+        if (c->fn.vkAllocateDescriptorSets(c->device, &ai, &set) == VK_SUCCESS)
+            return set;
+        c->pool_index++; /* this pool is full: the next one (created on demand) */
+    }
+}
+
+static gboolean overlaps(const Range *a, VkBuffer buffer, VkDeviceSize lo, VkDeviceSize hi)
+{
+    return a->buffer == buffer && a->lo < hi && lo < a->hi;
+}
+
+/* Whether a dispatch with @bindings must wait for the dispatches since the last barrier. */
+static gboolean needs_barrier(LmnVkContext *c, const LmnVkBinding *bindings, guint n)
+{
+    for (guint i = 0; i < n; i++) {
+        VkDeviceSize lo = bindings[i].offset, hi = lo + bindings[i].range;
+        for (guint j = 0; j < c->pending_ranges->len; j++) {
+            const Range *p = &g_array_index(c->pending_ranges, Range, j);
+            if ((p->write || bindings[i].write) && overlaps(p, bindings[i].buffer, lo, hi))
+                return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *bindings,
+                     guint n_bindings, const void *push, gsize push_size, guint32 gx, guint32 gy,
+                     guint32 gz)
+{
+    if (c->error != NULL || pipeline == VK_NULL_HANDLE || gx == 0 || gy == 0 || gz == 0)
+        return;
+    if (c->n_recorded >= MAX_BATCH) {
+        submit_and_wait(c);
+        if (c->error != NULL)
+            return;
+    }
+    if (!c->recording) {
+        VkCommandBufferBeginInfo bi = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+        };
+        VkResult r = c->fn.vkBeginCommandBuffer(c->cmd, &bi);
+        if (r != VK_SUCCESS) {
+            record_result(c, r, "vkBeginCommandBuffer");
+            return;
+        }
+        c->recording = TRUE;
+    }
+    VkDescriptorSet set = allocate_set(c);
+    if (set == VK_NULL_HANDLE)
+        return;
+    VkDescriptorBufferInfo infos[LMN_VK_MAX_BINDINGS];
+    VkWriteDescriptorSet writes[LMN_VK_MAX_BINDINGS];
+    for (guint i = 0; i < LMN_VK_MAX_BINDINGS; i++) {
+        if (i < n_bindings)
+            infos[i] =
+                (VkDescriptorBufferInfo){bindings[i].buffer, bindings[i].offset, bindings[i].range};
+        else
+            infos[i] = (VkDescriptorBufferInfo){lmn_vk_buffer_handle(c->dummy), c->dummy->offset,
+                                                c->dummy->size};
+        writes[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = i,
+            .descriptorCount = 1,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = &infos[i],
+        };
+    }
+    c->fn.vkUpdateDescriptorSets(c->device, LMN_VK_MAX_BINDINGS, writes, 0, NULL);
+
+    if (needs_barrier(c, bindings, n_bindings)) {
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
+            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+        };
+        c->fn.vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0,
+                                   NULL);
+        g_array_set_size(c->pending_ranges, 0);
+    }
+    for (guint i = 0; i < n_bindings; i++) {
+        Range r = {bindings[i].buffer, bindings[i].offset, bindings[i].offset + bindings[i].range,
+                   bindings[i].write};
+        g_array_append_val(c->pending_ranges, r);
+    }
+    guint8 block[LMN_VK_PUSH_BYTES] = {0};
+    memcpy(block, push, MIN(push_size, sizeof block));
+    c->fn.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+    c->fn.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipeline_layout, 0, 1,
+                                  &set, 0, NULL);
+    c->fn.vkCmdPushConstants(c->cmd, c->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                             LMN_VK_PUSH_BYTES, block);
+    c->fn.vkCmdDispatch(c->cmd, gx, gy, gz);
+    c->n_recorded++;
+}
+
+/* Submits the recorded batch and waits for it; failures become the deferred error. */
+static void submit_and_wait(LmnVkContext *c)
+{
+    if (!c->recording)
+        return;
+    c->recording = FALSE;
+    VkResult r = c->fn.vkEndCommandBuffer(c->cmd);
+    if (r == VK_SUCCESS) {
+        VkSubmitInfo si = {
+            .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+            .commandBufferCount = 1,
+            .pCommandBuffers = &c->cmd,
+        };
+        r = c->fn.vkQueueSubmit(c->queue, 1, &si, c->fence);
+        if (r == VK_SUCCESS) {
+            r = c->fn.vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, UINT64_MAX);
+            c->fn.vkResetFences(c->device, 1, &c->fence);
+        }
+    }
+    if (r != VK_SUCCESS)
+        record_result(c, r, "command submission");
+    c->fn.vkResetCommandBuffer(c->cmd, 0);
+    for (guint i = 0; i < c->descriptor_pools->len; i++)
+        c->fn.vkResetDescriptorPool(c->device, (VkDescriptorPool) c->descriptor_pools->pdata[i], 0);
+    c->pool_index = 0;
+    c->n_recorded = 0;
+    g_array_set_size(c->pending_ranges, 0);
+    lmn_vk_memory_collect(c);
+}
+
+void lmn_vk_wait_idle(LmnVkContext *c)
+{
+    submit_and_wait(c);
+}
+
+gboolean lmn_vk_flush(LmnVkContext *c, GError **error)
+{
+    submit_and_wait(c);
+    gint n_validation = g_atomic_int_get(&c->validation_errors);
+    if (n_validation > 0) {
+        /* Reported once: the count restarts so a later failure is a new one. */
+        g_atomic_int_add(&c->validation_errors, -n_validation);
+        g_mutex_lock(&c->validation_lock);
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                         "%d Vulkan validation error%s, the first: %s", n_validation,
+                         n_validation == 1 ? "" : "s",
+                         c->first_validation_message ? c->first_validation_message : "?");
+        g_clear_pointer(&c->first_validation_message, g_free);
+        g_mutex_unlock(&c->validation_lock);
+    }
+    if (c->error != NULL) {
+        g_propagate_error(error, c->error);
+        c->error = NULL;
+        return FALSE;
+    }
+    return TRUE;
+}

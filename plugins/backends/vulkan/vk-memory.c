@@ -1,0 +1,231 @@
+/* Lamina Vulkan backend — device memory.
+ *
+ * Tensors never get their own VkDeviceMemory: allocations are spans of large blocks (first fit,
+ * freed spans merge with their neighbours), so a model with hundreds of tensors uses a handful of
+ * allocations.  A block is one VkBuffer no larger than maxStorageBufferRange, so any span of it
+ * can be bound whole; a tensor larger than that gets a dedicated block and its ops dispatch in
+ * chunks.  Memory is host-visible and coherent and stays mapped, so uploads and readbacks are
+ * copies after a fence wait.  Buffers freed while recorded work may still read them are released
+ * only after the next synchronisation.
+ */
+#include "vk-private.h"
+
+#include <string.h>
+
+#define BLOCK_SIZE_MAX (64u << 20)
+
+typedef struct {
+    VkDeviceSize offset, size;
+} Span;
+
+struct _LmnVkBlock {
+    VkBuffer buffer;
+    VkDeviceMemory memory;
+    void *mapped;
+    VkDeviceSize size;
+    GArray *free_spans; /* Span, sorted by offset; NULL for a dedicated block */
+    guint n_live;
+};
+
+static LmnVkBlock *block_new(LmnVkContext *c, VkDeviceSize size, gboolean dedicated, GError **error)
+{
+    LmnVkBlock *b = g_new0(LmnVkBlock, 1);
+    b->size = size;
+    VkBufferCreateInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    VkResult r = c->fn.vkCreateBuffer(c->device, &bi, NULL, &b->buffer);
+    if (r == VK_SUCCESS) {
+        VkMemoryRequirements req;
+        c->fn.vkGetBufferMemoryRequirements(c->device, b->buffer, &req);
+        VkMemoryAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+            .allocationSize = req.size,
+            .memoryTypeIndex = c->memory_type,
+        };
+        if (!(req.memoryTypeBits & (1u << c->memory_type)))
+            r = VK_ERROR_FEATURE_NOT_PRESENT;
+        else
+            r = c->fn.vkAllocateMemory(c->device, &ai, NULL, &b->memory);
+        if (r == VK_SUCCESS)
+            r = c->fn.vkBindBufferMemory(c->device, b->buffer, b->memory, 0);
+        if (r == VK_SUCCESS)
+            r = c->fn.vkMapMemory(c->device, b->memory, 0, VK_WHOLE_SIZE, 0, &b->mapped);
+    }
+    if (r != VK_SUCCESS) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                    "cannot allocate %" G_GUINT64_FORMAT " bytes of Vulkan memory on '%s' "
+                    "(VkResult %d)",
+                    (guint64) size, c->desc.props.deviceName, (int) r);
+        if (b->memory != VK_NULL_HANDLE)
+            c->fn.vkFreeMemory(c->device, b->memory, NULL);
+        if (b->buffer != VK_NULL_HANDLE)
+            c->fn.vkDestroyBuffer(c->device, b->buffer, NULL);
+        g_free(b);
+        return NULL;
+    }
+    if (!dedicated) {
+        b->free_spans = g_array_new(FALSE, FALSE, sizeof(Span));
+        Span all = {0, size};
+        g_array_append_val(b->free_spans, all);
+    }
+    return b;
+}
+
+static void block_free(LmnVkContext *c, LmnVkBlock *b)
+{
+    c->fn.vkDestroyBuffer(c->device, b->buffer, NULL);
+    c->fn.vkFreeMemory(c->device, b->memory, NULL); /* unmaps implicitly */
+    if (b->free_spans != NULL)
+        g_array_unref(b->free_spans);
+    g_free(b);
+}
+
+static gboolean block_take(LmnVkBlock *b, VkDeviceSize size, VkDeviceSize *offset)
+{
+    for (guint i = 0; i < b->free_spans->len; i++) {
+        Span *s = &g_array_index(b->free_spans, Span, i);
+        if (s->size >= size) {
+            *offset = s->offset;
+            s->offset += size;
+            s->size -= size;
+            if (s->size == 0)
+                g_array_remove_index(b->free_spans, i);
+            b->n_live++;
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+static void block_give(LmnVkBlock *b, VkDeviceSize offset, VkDeviceSize size)
+{
+    GArray *spans = b->free_spans;
+    guint i = 0;
+    while (i < spans->len && g_array_index(spans, Span, i).offset < offset)
+        i++;
+    Span s = {offset, size};
+    g_array_insert_val(spans, i, s);
+    /* Merge with the next span, then with the previous one. */
+    if (i + 1 < spans->len) {
+        Span *cur = &g_array_index(spans, Span, i), *next = &g_array_index(spans, Span, i + 1);
+        if (cur->offset + cur->size == next->offset) {
+            cur->size += next->size;
+            g_array_remove_index(spans, i + 1);
+        }
+    }
+    if (i > 0) {
+        Span *prev = &g_array_index(spans, Span, i - 1), *cur = &g_array_index(spans, Span, i);
+        if (prev->offset + prev->size == cur->offset) {
+            prev->size += cur->size;
+            g_array_remove_index(spans, i);
+        }
+    }
+    b->n_live--;
+}
+
+static VkDeviceSize block_size(LmnVkContext *c)
+{
+    VkDeviceSize s = MIN((VkDeviceSize) BLOCK_SIZE_MAX, c->max_range);
+    return s / c->alignment * c->alignment;
+}
+
+LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error)
+{
+    /* Never 0 bytes, and whole alignment units so every span starts aligned for binding. */
+    VkDeviceSize size = (MAX(nbytes, 4) + c->alignment - 1) / c->alignment * c->alignment;
+    LmnVkBuffer *buf = g_new0(LmnVkBuffer, 1);
+    buf->size = size;
+    if (size > block_size(c)) {
+        buf->block = block_new(c, size, TRUE, error);
+        if (buf->block == NULL) {
+            g_free(buf);
+            return NULL;
+        }
+        buf->block->n_live = 1;
+        g_ptr_array_add(c->blocks, buf->block);
+    } else {
+        for (guint i = 0; i < c->blocks->len && buf->block == NULL; i++) {
+            LmnVkBlock *b = c->blocks->pdata[i];
+            if (b->free_spans != NULL && block_take(b, size, &buf->offset))
+                buf->block = b;
+        }
+        if (buf->block == NULL) {
+            LmnVkBlock *b = block_new(c, block_size(c), FALSE, error);
+            if (b == NULL) {
+                g_free(buf);
+                return NULL;
+            }
+            g_ptr_array_add(c->blocks, b);
+            block_take(b, size, &buf->offset);
+            buf->block = b;
+        }
+    }
+    /* Zeroed, as on the CPU backend, so reading never-written memory is reproducible. */
+    memset((char *) buf->block->mapped + buf->offset, 0, size);
+    return buf;
+}
+
+void lmn_vk_buffer_release(LmnVkContext *c, LmnVkBuffer *buf)
+{
+    LmnVkBlock *b = buf->block;
+    if (b->free_spans == NULL) {
+        g_ptr_array_remove_fast(c->blocks, b);
+        block_free(c, b);
+    } else {
+        block_give(b, buf->offset, buf->size);
+    }
+    g_free(buf);
+}
+
+void lmn_vk_buffer_free_deferred(LmnVkContext *c, LmnVkBuffer *buf)
+{
+    if (c->recording)
+        g_ptr_array_add(c->pending_frees, buf);
+    else
+        lmn_vk_buffer_release(c, buf);
+}
+
+void lmn_vk_memory_collect(LmnVkContext *c)
+{
+    for (guint i = 0; i < c->pending_frees->len; i++)
+        lmn_vk_buffer_release(c, c->pending_frees->pdata[i]);
+    g_ptr_array_set_size(c->pending_frees, 0);
+}
+
+VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b)
+{
+    return b->block->buffer;
+}
+
+void *lmn_vk_buffer_map(const LmnVkBuffer *b)
+{
+    return (char *) b->block->mapped + b->offset;
+}
+
+gboolean lmn_vk_memory_init(LmnVkContext *c, GError **error)
+{
+    c->blocks = g_ptr_array_new();
+    c->pending_frees = g_ptr_array_new();
+    c->dummy = lmn_vk_buffer_alloc(c, 16, error);
+    return c->dummy != NULL;
+}
+
+void lmn_vk_memory_cleanup(LmnVkContext *c)
+{
+    if (c->blocks == NULL)
+        return;
+    lmn_vk_memory_collect(c);
+    if (c->dummy != NULL)
+        lmn_vk_buffer_release(c, c->dummy);
+    /* Blocks still holding live spans belong to tensors the core failed to free; release all. */
+    for (guint i = 0; i < c->blocks->len; i++)
+        block_free(c, c->blocks->pdata[i]);
+    g_ptr_array_unref(c->blocks);
+    g_ptr_array_unref(c->pending_frees);
+    c->blocks = NULL;
+}

@@ -1,0 +1,773 @@
+/* Lamina Vulkan backend — the op set (ops.h) as compute dispatches.
+ *
+ * Every tensor is bound at its span's offset rounded down to minStorageBufferOffsetAlignment,
+ * with the remaining element offset passed as a push constant, so views at any element offset
+ * work.  Element-wise ops dispatch in chunks whenever a range would exceed maxStorageBufferRange
+ * (LAMINA_VK_MAX_STORAGE_RANGE lowers it, which is how lavapipe tests the chunked path).
+ * Reductions are deterministic: fixed blocks per workgroup, a shared-memory tree inside each,
+ * then one workgroup summing the partials in order.  They accumulate in float, so results differ
+ * from the CPU backend's double sums by rounding only.
+ */
+#include "vk-private.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAX_GROUPS 4096u
+
+typedef struct {
+    const LmnTensor *t;
+    gboolean write;
+    gboolean whole; /* bound in full (whole_n elements) in every chunk, e.g. a bias */
+    gsize whole_n;
+} Arg;
+
+static gsize numel(const LmnTensor *t)
+{
+    gsize n = 1;
+    for (guint i = 0; i < t->shape.ndim; i++)
+        n *= (gsize) t->shape.dims[i];
+    return n;
+}
+
+static guint32 fbits(float f)
+{
+    guint32 u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* Binds elements [e0, e0 + n) of @t; the element offset inside the binding goes to @off. */
+static gboolean bind(LmnVkContext *c, const LmnTensor *t, gsize e0, gsize n, gboolean write,
+                     LmnVkBinding *b, guint32 *off, const char *op)
+{
+    const LmnVkBuffer *buf = t->buffer;
+    VkDeviceSize byte = buf->offset + t->offset + e0 * 4;
+    VkDeviceSize aligned = byte / c->alignment * c->alignment;
+    VkDeviceSize range = byte - aligned + MAX(n, 1) * 4;
+    if (range > c->max_range) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: an operand of %" G_GSIZE_FORMAT " elements exceeds "
+                         "maxStorageBufferRange (%" G_GUINT64_FORMAT " bytes)",
+                         op, n, (guint64) c->max_range);
+        return FALSE;
+    }
+    b->buffer = lmn_vk_buffer_handle(buf);
+    b->offset = aligned;
+    b->range = range;
+    b->write = write;
+    *off = (guint32) ((byte - aligned) / 4);
+    return TRUE;
+}
+
+static void bind_dummy(LmnVkContext *c, LmnVkBinding *b)
+{
+    *b = (LmnVkBinding){lmn_vk_buffer_handle(c->dummy), c->dummy->offset, c->dummy->size, FALSE};
+}
+
+static guint32 groups_for(gsize n)
+{
+    gsize g = (n + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE;
+    return (guint32) CLAMP(g, 1, MAX_GROUPS); /* the shaders loop over the rest */
+}
+
+/* One element-wise shader over @n elements in chunks of whole @unit multiples; push constants
+ * are {n, element offset per arg, @extra...}. */
+static void elementwise_at(LmnVkContext *c, LmnVkShader shader, const Arg *args, guint n_args,
+                           gsize n, gsize unit, const guint32 *extra, guint n_extra, gint base_slot,
+                           const char *op);
+
+static void elementwise(LmnVkContext *c, LmnVkShader shader, const Arg *args, guint n_args, gsize n,
+                        gsize unit, const guint32 *extra, guint n_extra, const char *op)
+{
+    elementwise_at(c, shader, args, n_args, n, unit, extra, n_extra, -1, op);
+}
+
+/* As elementwise(); with @base_slot >= 0, extra[base_slot], extra[base_slot + 1] receive the
+ * chunk's first element index (64-bit, low word first), for shaders whose values depend on it. */
+static void elementwise_at(LmnVkContext *c, LmnVkShader shader, const Arg *args, guint n_args,
+                           gsize n, gsize unit, const guint32 *extra, guint n_extra, gint base_slot,
+                           const char *op)
+{
+    if (n == 0 || c->error != NULL)
+        return;
+    VkPipeline pipeline = lmn_vk_builtin_pipeline(c, shader);
+    gsize chunk = (c->max_range - c->alignment) / 4;
+    chunk = chunk / unit * unit;
+    if (chunk == 0) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: a unit of %" G_GSIZE_FORMAT " elements exceeds "
+                         "maxStorageBufferRange",
+                         op, unit);
+        return;
+    }
+    for (gsize e0 = 0; e0 < n; e0 += chunk) {
+        const gsize ne = MIN(chunk, n - e0);
+        guint32 push[LMN_VK_PUSH_BYTES / 4] = {(guint32) ne};
+        LmnVkBinding b[LMN_VK_MAX_BINDINGS];
+        for (guint i = 0; i < n_args; i++) {
+            gboolean ok =
+                args[i].whole
+                    ? bind(c, args[i].t, 0, args[i].whole_n, args[i].write, &b[i], &push[1 + i], op)
+                    : bind(c, args[i].t, e0, ne, args[i].write, &b[i], &push[1 + i], op);
+            if (!ok)
+                return;
+        }
+        if (n_extra > 0)
+            memcpy(push + 1 + n_args, extra, n_extra * sizeof(guint32));
+        if (base_slot >= 0) {
+            push[1 + n_args + base_slot] = (guint32) ((guint64) e0 & 0xffffffffu);
+            push[1 + n_args + base_slot + 1] = (guint32) ((guint64) e0 >> 32);
+        }
+        lmn_vk_dispatch(c, pipeline, b, n_args, push, (1 + n_args + n_extra) * 4, groups_for(ne), 1,
+                        1);
+    }
+}
+
+#define LOCK(c) g_mutex_lock(&(c)->lock)
+#define UNLOCK(c) g_mutex_unlock(&(c)->lock)
+
+void lmn_vk_fill(gpointer ctx, LmnTensor *t, float value)
+{
+    LmnVkContext *c = ctx;
+    guint32 bits;
+    if (t->dtype == LMN_DTYPE_I32) {
+        /* As on the CPU: NaN and out-of-range values are clamped before converting. */
+        float clamped = isnan(value) ? 0.0f : CLAMP(value, (float) G_MININT32, 2147483520.0f);
+        gint32 i = (gint32) clamped;
+        memcpy(&bits, &i, sizeof bits);
+    } else {
+        bits = fbits(value);
+    }
+    Arg a[] = {{t, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_FILL, a, 1, numel(t), 1, &bits, 1, "fill");
+    UNLOCK(c);
+}
+
+void lmn_vk_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src)
+{
+    LmnVkContext *c = ctx;
+    const gsize nbytes = numel(dst) * lmn_dtype_size(dst->dtype);
+    const LmnVkBuffer *db = dst->buffer, *sb = src->buffer;
+    char *dp = (char *) lmn_vk_buffer_map(db) + dst->offset;
+    const char *sp = (const char *) lmn_vk_buffer_map(sb) + src->offset;
+    if (nbytes == 0 || dp == sp)
+        return;
+    LOCK(c);
+    if (dp < sp + nbytes && sp < dp + nbytes) {
+        /* Overlapping views of one buffer: invocations would race, so copy on the host (the
+         * memory is mapped) after the pending work. */
+        lmn_vk_wait_idle(c);
+        memmove(dp, sp, nbytes);
+    } else {
+        Arg a[] = {{dst, TRUE}, {src, FALSE}};
+        elementwise(c, LMN_VK_SHADER_COPY, a, 2, nbytes / 4, 1, NULL, 0, "copy");
+    }
+    UNLOCK(c);
+}
+
+void lmn_vk_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha)
+{
+    LmnVkContext *c = ctx;
+    if (op == LMN_UNARY_IDENTITY && x->buffer == y->buffer && x->offset == y->offset)
+        return;
+    guint32 extra[] = {(guint32) op, fbits(alpha), 0};
+    Arg a[] = {{x, FALSE}, {y, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_UNARY, a, 2, numel(y), 1, extra, 3, "unary");
+    UNLOCK(c);
+}
+
+void lmn_vk_unary_backward(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y,
+                           const LmnTensor *dy, LmnTensor *dx, float alpha)
+{
+    LmnVkContext *c = ctx;
+    guint32 extra[] = {(guint32) op, fbits(alpha)};
+    Arg a[] = {{x, FALSE}, {y, FALSE}, {dy, FALSE}, {dx, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_UNARY_BACKWARD, a, 4, numel(dx), 1, extra, 2, "unary_backward");
+    UNLOCK(c);
+}
+
+void lmn_vk_binary(gpointer ctx, LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b,
+                   LmnTensor *out)
+{
+    LmnVkContext *c = ctx;
+    guint32 extra[] = {(guint32) op, 0, 0};
+    Arg args[] = {{a, FALSE}, {b, FALSE}, {out, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_BINARY, args, 3, numel(out), 1, extra, 3, "binary");
+    UNLOCK(c);
+}
+
+void lmn_vk_axpby(gpointer ctx, float alpha, const LmnTensor *x, float beta, LmnTensor *y)
+{
+    LmnVkContext *c = ctx;
+    guint32 extra[] = {3, fbits(alpha), fbits(beta)}; /* binary.comp's op 3 */
+    Arg args[] = {{x, FALSE}, {y, FALSE}, {y, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_BINARY, args, 3, numel(y), 1, extra, 3, "axpby");
+    UNLOCK(c);
+}
+
+void lmn_vk_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
+                     gint64 channels, gint64 inner)
+{
+    LmnVkContext *c = ctx;
+    if (channels <= 0 || inner <= 0)
+        return;
+    guint32 extra[] = {(guint32) channels, (guint32) inner};
+    Arg a[] = {{y, TRUE}, {bias, FALSE, TRUE, (gsize) channels}};
+    LOCK(c);
+    /* Chunks start at whole [channels, inner] planes so the shader's channel index holds. */
+    elementwise(c, LMN_VK_SHADER_BIAS_ADD, a, 2, (gsize) (outer * channels * inner),
+                (gsize) (channels * inner), extra, 2, "bias_add");
+    UNLOCK(c);
+}
+
+void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,
+                      gint64 channels, gint64 inner, float beta)
+{
+    LmnVkContext *c = ctx;
+    if (channels <= 0)
+        return;
+    LOCK(c);
+    if ((guint64) channels > c->max_groups_x) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: bias_grad: %" G_GINT64_FORMAT " channels exceed the "
+                         "workgroup count limit",
+                         channels);
+        UNLOCK(c);
+        return;
+    }
+    guint32 push[6] = {0, 0, (guint32) outer, (guint32) channels, (guint32) inner, fbits(beta)};
+    LmnVkBinding b[2];
+    if (bind(c, db, 0, (gsize) channels, TRUE, &b[0], &push[0], "bias_grad") &&
+        bind(c, dy, 0, (gsize) (outer * channels * inner), FALSE, &b[1], &push[1], "bias_grad"))
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BIAS_GRAD), b, 2, push,
+                        sizeof push, (guint32) channels, 1, 1);
+    UNLOCK(c);
+}
+
+typedef struct {
+    guint32 n, off_x, off_part, off_out, mode, block, alpha, beta, out_int;
+} ReducePush;
+
+/* Pass 1 of reduce.comp: out[0] = beta out[0] + alpha * sum(part[0 .. n)). */
+static void reduce_final(LmnVkContext *c, const LmnVkBinding *part, guint32 off_part, guint32 n,
+                         LmnTensor *out, float alpha, float beta, const char *op)
+{
+    LmnVkBinding b[4];
+    ReducePush p = {.n = n,
+                    .off_part = off_part,
+                    .mode = 3,
+                    .alpha = fbits(alpha),
+                    .beta = fbits(beta),
+                    .out_int = out->dtype == LMN_DTYPE_I32};
+    bind_dummy(c, &b[0]);
+    b[1] = *part;
+    b[1].write = FALSE;
+    if (!bind(c, out, 0, 1, TRUE, &b[2], &p.off_out, op))
+        return;
+    b[3] = b[2];
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p, 1, 1,
+                    1);
+}
+
+/* A scratch buffer for partial results, released after the batch that uses it. */
+static LmnVkBuffer *scratch(LmnVkContext *c, gsize n_floats, LmnVkBinding *b)
+{
+    GError *e = NULL;
+    LmnVkBuffer *buf = lmn_vk_buffer_alloc(c, n_floats * 4, &e);
+    if (buf == NULL) {
+        if (c->error == NULL)
+            c->error = e;
+        else
+            g_error_free(e);
+        return NULL;
+    }
+    *b = (LmnVkBinding){lmn_vk_buffer_handle(buf), buf->offset, buf->size, TRUE};
+    return buf;
+}
+
+static void scratch_done(LmnVkContext *c, LmnVkBuffer *buf)
+{
+    if (buf != NULL)
+        lmn_vk_buffer_free_deferred(c, buf);
+}
+
+/* Both passes of reduce.comp over @n floats bound at @xb (+ @off_x elements). */
+static void reduce_bound(LmnVkContext *c, LmnReduceOp op, const LmnVkBinding *xb, guint32 off_x,
+                         gsize n, LmnTensor *out, float alpha, float beta, const char *name)
+{
+    /* The block layout depends on n only, so the summation order (and result) is fixed. */
+    const gsize n_groups = CLAMP((n + 4095) / 4096, 1, 256);
+    const gsize block = MAX((n + n_groups - 1) / n_groups, 1);
+    LmnVkBinding b[4];
+    LmnVkBuffer *part = scratch(c, n_groups, &b[1]);
+    if (part == NULL)
+        return;
+    ReducePush p = {
+        .n = (guint32) n, .off_x = off_x, .mode = (guint32) op, .block = (guint32) block};
+    b[0] = *xb;
+    b[0].write = FALSE;
+    /* The output slots are writable in the shader: bind the (written) partials there rather
+     * than the shared dummy, which would look written to every later dispatch. */
+    b[2] = b[1];
+    b[3] = b[1];
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p,
+                    (guint32) n_groups, 1, 1);
+    reduce_final(c, &b[1], 0, (guint32) n_groups, out, alpha, beta, name);
+    scratch_done(c, part);
+}
+
+void lmn_vk_reduce(gpointer ctx, LmnReduceOp op, const LmnTensor *x, LmnTensor *out, float alpha,
+                   float beta)
+{
+    LmnVkContext *c = ctx;
+    const gsize n = numel(x);
+    LOCK(c);
+    LmnVkBinding xb;
+    guint32 off_x = 0;
+    if (bind(c, x, 0, n, FALSE, &xb, &off_x, "reduce"))
+        reduce_bound(c, op, &xb, off_x, n, out, alpha, beta, "reduce");
+    UNLOCK(c);
+}
+
+typedef struct {
+    guint32 rows, k, off_x, off_l, off_p, off_rl, s, mode;
+} XentPush;
+
+/* softmax_xent.comp over @rows rows into a scratch row buffer, then its sum into @out. */
+static void xent_rows(LmnVkContext *c, const LmnTensor *logits, const LmnTensor *labels,
+                      LmnTensor *probs, LmnTensor *out, float smoothing, guint32 mode, float alpha,
+                      float beta, const char *op)
+{
+    const gsize rows = numel(labels);
+    const gsize k = numel(logits) / rows;
+    if (rows > c->max_groups_x) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: %" G_GSIZE_FORMAT " rows exceed the workgroup count limit",
+                         op, rows);
+        return;
+    }
+    LmnVkBinding b[4];
+    LmnVkBuffer *row_buf = scratch(c, rows, &b[3]);
+    if (row_buf == NULL)
+        return;
+    XentPush p = {.rows = (guint32) rows, .k = (guint32) k, .s = fbits(smoothing), .mode = mode};
+    gboolean ok = bind(c, logits, 0, rows * k, FALSE, &b[0], &p.off_x, op) &&
+                  bind(c, labels, 0, rows, FALSE, &b[1], &p.off_l, op);
+    if (ok && probs != NULL)
+        ok = bind(c, probs, 0, rows * k, TRUE, &b[2], &p.off_p, op);
+    else if (ok)
+        b[2] = b[3]; /* count_correct writes no probs; a writable slot gets written scratch */
+    if (ok) {
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT), b, 4, &p,
+                        sizeof p, (guint32) rows, 1, 1);
+        reduce_final(c, &b[3], 0, (guint32) rows, out, alpha, beta, op);
+    }
+    scratch_done(c, row_buf);
+}
+
+void lmn_vk_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                         LmnTensor *probs, LmnTensor *loss, float smoothing)
+{
+    LmnVkContext *c = ctx;
+    const gsize rows = numel(labels);
+    LOCK(c);
+    if (rows == 0 || numel(logits) == 0) {
+        guint32 zero = 0;
+        Arg a[] = {{loss, TRUE}};
+        elementwise(c, LMN_VK_SHADER_FILL, a, 1, 1, 1, &zero, 1, "softmax_xent");
+    } else {
+        xent_rows(c, logits, labels, probs, loss, smoothing, 0, (float) (1.0 / (double) rows), 0.0f,
+                  "softmax_xent");
+    }
+    UNLOCK(c);
+}
+
+void lmn_vk_count_correct(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                          LmnTensor *out)
+{
+    LmnVkContext *c = ctx;
+    if (numel(labels) == 0 || numel(logits) == 0)
+        return;
+    LOCK(c);
+    xent_rows(c, logits, labels, NULL, out, 0.0f, 1, 1.0f, 1.0f, "count_correct");
+    UNLOCK(c);
+}
+
+void lmn_vk_softmax_xent_backward(gpointer ctx, const LmnTensor *probs, const LmnTensor *labels,
+                                  LmnTensor *dx, float scale, float smoothing)
+{
+    LmnVkContext *c = ctx;
+    const gsize rows = numel(labels), n = numel(probs);
+    if (rows == 0 || n == 0)
+        return;
+    LOCK(c);
+    guint32 push[7] = {(guint32) n, 0, 0, 0, (guint32) (n / rows), fbits(scale), fbits(smoothing)};
+    LmnVkBinding b[3];
+    if (bind(c, probs, 0, n, FALSE, &b[0], &push[1], "softmax_xent_backward") &&
+        bind(c, labels, 0, rows, FALSE, &b[1], &push[2], "softmax_xent_backward") &&
+        bind(c, dx, 0, n, TRUE, &b[2], &push[3], "softmax_xent_backward"))
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT_BACKWARD), b, 3,
+                        push, sizeof push, groups_for(n), 1, 1);
+    UNLOCK(c);
+}
+
+typedef struct {
+    guint32 m, n, k, trans_a, trans_b, alpha, beta, off_a, off_b, off_c, stride_a, stride_b,
+        stride_c, z0;
+} GemmPush;
+
+void lmn_vk_gemm(gpointer ctx, const LmnGemm *g)
+{
+    LmnVkContext *c = ctx;
+    if (g->m <= 0 || g->n <= 0)
+        return;
+    const gint64 batch = MAX(g->batch, 1);
+    /* Each operand is bound over every batch entry it spans (stride 0 = one entry). */
+    const gsize ext_a = (gsize) ((batch - 1) * g->stride_a + g->m * g->k);
+    const gsize ext_b = (gsize) ((batch - 1) * g->stride_b + g->k * g->n);
+    const gsize ext_c = (gsize) ((batch - 1) * g->stride_c + g->m * g->n);
+    GemmPush p = {
+        .m = (guint32) g->m,
+        .n = (guint32) g->n,
+        .k = (guint32) g->k,
+        .trans_a = g->trans_a != FALSE,
+        .trans_b = g->trans_b != FALSE,
+        .alpha = fbits(g->alpha),
+        .beta = fbits(g->beta),
+        .stride_a = (guint32) g->stride_a,
+        .stride_b = (guint32) g->stride_b,
+        .stride_c = (guint32) g->stride_c,
+    };
+    LOCK(c);
+    const guint64 tile = c->gemm_reg ? LMN_VK_GEMM_REG_TILE : LMN_VK_GEMM_TILE;
+    const guint64 gx = (guint64) (g->n + tile - 1) / tile;
+    const guint64 gy = (guint64) (g->m + tile - 1) / tile;
+    LmnVkBinding b[3];
+    if (gx > c->max_groups_x || gy > 65535) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: gemm: a %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT
+                         " output exceeds the workgroup count limits",
+                         g->m, g->n);
+    } else if (bind(c, g->a, (gsize) g->a_offset, ext_a, FALSE, &b[0], &p.off_a, "gemm") &&
+               bind(c, g->b, (gsize) g->b_offset, ext_b, FALSE, &b[1], &p.off_b, "gemm") &&
+               bind(c, g->c, (gsize) g->c_offset, ext_c, TRUE, &b[2], &p.off_c, "gemm")) {
+        VkPipeline pipeline =
+            lmn_vk_builtin_pipeline(c, c->gemm_reg ? LMN_VK_SHADER_GEMM_REG : LMN_VK_SHADER_GEMM);
+        for (gint64 z0 = 0; z0 < batch; z0 += 65535) {
+            p.z0 = (guint32) z0;
+            lmn_vk_dispatch(c, pipeline, b, 3, &p, sizeof p, (guint32) gx, (guint32) gy,
+                            (guint32) MIN(batch - z0, 65535));
+        }
+    }
+    UNLOCK(c);
+}
+
+/* Whether @k's SPIR-V variant can run here: metadata within the limits the dispatch below
+ * assumes, and every buffer at an offset the device can bind exactly (the kernel ABI has no
+ * per-buffer offsets). */
+static gboolean spirv_usable(LmnVkContext *c, const LmnKernelDesc *k, LmnTensor *const *buffers)
+{
+    const LmnKernelSpirv *s = k->spirv;
+    if (s == NULL || s->struct_size < sizeof(LmnKernelSpirv) || s->code == NULL ||
+        s->code_size == 0 || s->code_size % 4 != 0 || s->code[0] != 0x07230203u ||
+        s->required_features != 0 || k->n_buffers > LMN_VK_MAX_BINDINGS ||
+        8 + 4 * k->n_scalars > LMN_VK_PUSH_BYTES)
+        return FALSE;
+    for (guint i = 0; i < k->n_buffers; i++) {
+        const LmnVkBuffer *buf = buffers[i]->buffer;
+        if ((buf->offset + buffers[i]->offset) % c->alignment != 0 ||
+            lmn_tensor_nbytes(buffers[i]) > c->max_range)
+            return FALSE;
+    }
+    return TRUE;
+}
+
+void lmn_vk_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
+                   const float *scalars)
+{
+    LmnVkContext *c = ctx;
+    if (n == 0)
+        return;
+    LOCK(c);
+    if (spirv_usable(c, kernel, buffers)) {
+        LmnVkBinding b[LMN_VK_MAX_BINDINGS];
+        for (guint i = 0; i < kernel->n_buffers; i++) {
+            const LmnVkBuffer *buf = buffers[i]->buffer;
+            b[i] = (LmnVkBinding){lmn_vk_buffer_handle(buf), buf->offset + buffers[i]->offset,
+                                  MAX(lmn_tensor_nbytes(buffers[i]), 4),
+                                  kernel->access[i] != LMN_KERNEL_READ};
+        }
+        VkPipeline pipeline = lmn_vk_kernel_pipeline(c, kernel);
+        const gsize per_dispatch = (gsize) c->max_groups_x * LMN_VK_LOCAL_SIZE;
+        for (gsize first = 0; first < n; first += per_dispatch) {
+            const gsize count = MIN(per_dispatch, n - first);
+            guint32 push[LMN_VK_PUSH_BYTES / 4] = {(guint32) count, (guint32) first};
+            if (kernel->n_scalars > 0)
+                memcpy(push + 2, scalars, kernel->n_scalars * sizeof(float));
+            lmn_vk_dispatch(c, pipeline, b, kernel->n_buffers, push, 8 + 4 * kernel->n_scalars,
+                            (guint32) ((count + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE), 1, 1);
+        }
+        UNLOCK(c);
+        return;
+    }
+    if (!g_hash_table_contains(c->warned_kernels, kernel->name)) {
+        g_hash_table_add(c->warned_kernels, g_strdup(kernel->name));
+        g_warning("vulkan: kernel '%s' has no usable SPIR-V variant; running its CPU "
+                  "implementation on host copies (slow: it waits for the device)",
+                  kernel->name);
+    }
+    /* The memory is host-visible and mapped: after the pending work, the CPU function runs on
+     * it directly, and work recorded later sees its writes (coherent memory, next submission). */
+    lmn_vk_wait_idle(c);
+    void *ptrs[LMN_KERNEL_MAX_BUFFERS] = {0};
+    for (guint i = 0; i < kernel->n_buffers && i < LMN_KERNEL_MAX_BUFFERS; i++)
+        ptrs[i] = (char *) lmn_vk_buffer_map(buffers[i]->buffer) + buffers[i]->offset;
+    float scalar_copy[LMN_KERNEL_MAX_SCALARS] = {0};
+    if (kernel->n_scalars > 0)
+        memcpy(scalar_copy, scalars,
+               MIN(kernel->n_scalars, LMN_KERNEL_MAX_SCALARS) * sizeof(float));
+    kernel->cpu(0, n, ptrs, scalar_copy);
+    UNLOCK(c);
+}
+
+/* ==== ABI 1.1 ==== */
+
+void lmn_vk_clamp(gpointer ctx, LmnTensor *t, float lo, float hi)
+{
+    LmnVkContext *c = ctx;
+    guint32 extra[] = {100, fbits(lo), fbits(hi)}; /* unary.comp's clamp */
+    Arg a[] = {{t, FALSE}, {t, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_UNARY, a, 2, numel(t), 1, extra, 3, "clamp");
+    UNLOCK(c);
+}
+
+static void random_op(LmnVkContext *c, const LmnTensor *x, LmnTensor *y, LmnTensor *mask,
+                      guint32 mode, float p, float mean, float std, guint64 seed, guint64 stream,
+                      const char *op)
+{
+    const float keep = mode == 0 ? 1.0f / (1.0f - p) : 0.0f;
+    guint32 extra[] = {mode,
+                       fbits(p),
+                       fbits(keep),
+                       fbits(mean),
+                       fbits(std),
+                       (guint32) seed,
+                       (guint32) (seed >> 32),
+                       (guint32) stream,
+                       (guint32) (stream >> 32),
+                       0,
+                       0};
+    /* random_normal has no input or mask: its y stands in for both (written anyway). */
+    Arg a[] = {{x != NULL ? x : y, FALSE}, {y, TRUE}, {mask != NULL ? mask : y, TRUE}};
+    elementwise_at(c, LMN_VK_SHADER_RANDOM, a, 3, numel(y), 1, extra, G_N_ELEMENTS(extra), 9, op);
+}
+
+void lmn_vk_dropout(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p,
+                    guint64 seed, guint64 stream)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    random_op(c, x, y, mask, 0, p, 0, 0, seed, stream, "dropout");
+    UNLOCK(c);
+}
+
+void lmn_vk_random_normal(gpointer ctx, LmnTensor *t, float mean, float std, guint64 seed,
+                          guint64 stream)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    random_op(c, NULL, t, NULL, 1, 0, mean, std, seed, stream, "random_normal");
+    UNLOCK(c);
+}
+
+static void softmax_rows(LmnVkContext *c, const LmnTensor *x, const LmnTensor *dy, LmnTensor *o,
+                         gint64 rows, gint64 cols, guint32 mode, const char *op)
+{
+    if (rows <= 0 || cols <= 0)
+        return;
+    if ((guint64) rows > c->max_groups_x) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: %" G_GINT64_FORMAT " rows exceed the workgroup count limit",
+                         op, rows);
+        return;
+    }
+    const gsize n = (gsize) (rows * cols);
+    guint32 push[6] = {(guint32) rows, (guint32) cols, 0, 0, 0, mode};
+    LmnVkBinding b[3];
+    if (bind(c, x, 0, n, FALSE, &b[0], &push[2], op) &&
+        bind(c, dy != NULL ? dy : x, 0, n, FALSE, &b[1], &push[3], op) &&
+        bind(c, o, 0, n, TRUE, &b[2], &push[4], op))
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX), b, 3, push,
+                        sizeof push, (guint32) rows, 1, 1);
+}
+
+void lmn_vk_softmax(gpointer ctx, const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    softmax_rows(c, x, NULL, y, rows, cols, 0, "softmax");
+    UNLOCK(c);
+}
+
+void lmn_vk_softmax_backward(gpointer ctx, const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx,
+                             gint64 rows, gint64 cols)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    softmax_rows(c, y, dy, dx, rows, cols, 1, "softmax_backward");
+    UNLOCK(c);
+}
+
+void lmn_vk_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *target, LmnTensor *loss)
+{
+    LmnVkContext *c = ctx;
+    const gsize n = numel(x);
+    LOCK(c);
+    if (n == 0) {
+        guint32 nan_bits = fbits(NAN); /* the mean of nothing, as PyTorch reports it */
+        Arg a[] = {{loss, TRUE}};
+        elementwise(c, LMN_VK_SHADER_FILL, a, 1, 1, 1, &nan_bits, 1, "bce_logits");
+        UNLOCK(c);
+        return;
+    }
+    LmnVkBinding b[3];
+    LmnVkBuffer *terms = scratch(c, n, &b[2]);
+    guint32 push[6] = {(guint32) n, 0, 0, 0, 0, 0};
+    if (terms != NULL && bind(c, x, 0, n, FALSE, &b[0], &push[1], "bce_logits") &&
+        bind(c, target, 0, n, FALSE, &b[1], &push[2], "bce_logits")) {
+        if (b[2].range > c->max_range) {
+            lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                             "vulkan: bce_logits: %" G_GSIZE_FORMAT " elements exceed "
+                             "maxStorageBufferRange",
+                             n);
+        } else {
+            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BCE), b, 3, push,
+                            sizeof push, groups_for(n), 1, 1);
+            reduce_bound(c, LMN_REDUCE_SUM, &b[2], 0, n, loss, (float) (1.0 / (double) n), 0.0f,
+                         "bce_logits");
+        }
+    }
+    scratch_done(c, terms);
+    UNLOCK(c);
+}
+
+void lmn_vk_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
+                                LmnTensor *dx, float scale)
+{
+    LmnVkContext *c = ctx;
+    guint32 extra[] = {1, fbits(scale)};
+    Arg a[] = {{x, FALSE}, {target, FALSE}, {dx, TRUE}};
+    LOCK(c);
+    elementwise(c, LMN_VK_SHADER_BCE, a, 3, numel(dx), 1, extra, 2, "bce_logits_backward");
+    UNLOCK(c);
+}
+
+typedef struct {
+    guint32 total, off_s, off_if, off_ii, off_o, mode, n, dim, rows, is_int, ds, ss, beta;
+} RowsPush;
+
+/* rows.comp with @src, @indices (either dtype; may be NULL) and the written @o. */
+static void rows_op(LmnVkContext *c, RowsPush *p, const LmnTensor *src, gsize src_n, gsize src_e0,
+                    const LmnTensor *indices, LmnTensor *o, gsize o_n, gsize o_e0, const char *op)
+{
+    LmnVkBinding b[4];
+    if (!bind(c, src, src_e0, src_n, FALSE, &b[0], &p->off_s, op) ||
+        !bind(c, o, o_e0, o_n, TRUE, &b[3], &p->off_o, op))
+        return;
+    bind_dummy(c, &b[1]);
+    bind_dummy(c, &b[2]);
+    if (indices != NULL) {
+        p->is_int = indices->dtype == LMN_DTYPE_I32;
+        if (!bind(c, indices, 0, p->n, FALSE, &b[p->is_int ? 2 : 1],
+                  p->is_int ? &p->off_ii : &p->off_if, op))
+            return;
+    }
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_ROWS), b, 4, p, sizeof *p,
+                    groups_for(p->total), 1, 1);
+}
+
+void lmn_vk_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *indices,
+                        LmnTensor *out, gint64 n, gint64 dim)
+{
+    LmnVkContext *c = ctx;
+    if (n <= 0 || dim <= 0)
+        return;
+    const gsize v = numel(table) / (gsize) dim;
+    RowsPush p = {.total = (guint32) (n * dim),
+                  .mode = 0,
+                  .n = (guint32) n,
+                  .dim = (guint32) dim,
+                  .rows = (guint32) v};
+    LOCK(c);
+    rows_op(c, &p, table, numel(table), 0, indices, out, (gsize) (n * dim), 0, "gather_rows");
+    UNLOCK(c);
+}
+
+void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
+                             const LmnTensor *src, gint64 n, gint64 dim)
+{
+    LmnVkContext *c = ctx;
+    if (n <= 0 || dim <= 0)
+        return;
+    const gsize v = numel(table_grad) / (gsize) dim;
+    if (v == 0)
+        return;
+    /* One invocation per table element scanning the indices in order: the additions land in
+     * index order, as on the CPU, so the result is deterministic. */
+    RowsPush p = {.total = (guint32) (v * (gsize) dim),
+                  .mode = 1,
+                  .n = (guint32) n,
+                  .dim = (guint32) dim,
+                  .rows = (guint32) v};
+    LOCK(c);
+    rows_op(c, &p, src, (gsize) (n * dim), 0, indices, table_grad, v * (gsize) dim, 0,
+            "scatter_add_rows");
+    UNLOCK(c);
+}
+
+void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                       const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                       gint64 cols, float beta)
+{
+    LmnVkContext *c = ctx;
+    if (rows <= 0 || cols <= 0)
+        return;
+    const gsize dst_n = (gsize) ((rows - 1) * dst_stride + cols);
+    const gsize src_n = (gsize) ((rows - 1) * src_stride + cols);
+    LOCK(c);
+    if (dst->buffer == src->buffer || dst_stride < 0 || src_stride < 0) {
+        /* Rows of one buffer may overlap: keep the sequential row order, on the mapped
+         * memory after the pending work. */
+        lmn_vk_wait_idle(c);
+        float *d = (float *) ((char *) lmn_vk_buffer_map(dst->buffer) + dst->offset) + dst_offset;
+        const float *s =
+            (const float *) ((const char *) lmn_vk_buffer_map(src->buffer) + src->offset) +
+            src_offset;
+        for (gint64 r = 0; r < rows; r++) {
+            float *dr = d + r * dst_stride;
+            const float *sr = s + r * src_stride;
+            if (beta == 0.0f)
+                memmove(dr, sr, (gsize) cols * sizeof(float));
+            else
+                for (gint64 q = 0; q < cols; q++)
+                    dr[q] = sr[q] + beta * dr[q];
+        }
+    } else {
+        RowsPush p = {.total = (guint32) (rows * cols),
+                      .mode = 2,
+                      .dim = (guint32) cols,
+                      .ds = (guint32) dst_stride,
+                      .ss = (guint32) src_stride,
+                      .beta = fbits(beta)};
+        rows_op(c, &p, src, src_n, (gsize) src_offset, NULL, dst, dst_n, (gsize) dst_offset,
+                "copy_block");
+    }
+    UNLOCK(c);
+}

@@ -1,0 +1,268 @@
+/* Lamina Vulkan backend — private declarations shared by the plugin's files.
+ *
+ * The Vulkan loader is opened with dlopen at run time (so the plugin loads, and reports a clear
+ * error, on machines without libvulkan); every entry point used lives in LmnVkFns.
+ */
+#pragma once
+
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#include <lamina/lamina.h>
+
+G_BEGIN_DECLS
+
+#define LMN_VK_GLOBAL_FNS(X)                                                                       \
+    X(vkCreateInstance)                                                                            \
+    X(vkEnumerateInstanceLayerProperties)                                                          \
+    X(vkEnumerateInstanceExtensionProperties)
+
+#define LMN_VK_INSTANCE_FNS(X)                                                                     \
+    X(vkDestroyInstance)                                                                           \
+    X(vkEnumeratePhysicalDevices)                                                                  \
+    X(vkGetPhysicalDeviceProperties)                                                               \
+    X(vkGetPhysicalDeviceProperties2)                                                              \
+    X(vkGetPhysicalDeviceMemoryProperties)                                                         \
+    X(vkGetPhysicalDeviceQueueFamilyProperties)                                                    \
+    X(vkCreateDevice)                                                                              \
+    X(vkDestroyDevice)                                                                             \
+    X(vkGetDeviceQueue)                                                                            \
+    X(vkCreateBuffer)                                                                              \
+    X(vkDestroyBuffer)                                                                             \
+    X(vkGetBufferMemoryRequirements)                                                               \
+    X(vkAllocateMemory)                                                                            \
+    X(vkFreeMemory)                                                                                \
+    X(vkBindBufferMemory)                                                                          \
+    X(vkMapMemory)                                                                                 \
+    X(vkCreateShaderModule)                                                                        \
+    X(vkDestroyShaderModule)                                                                       \
+    X(vkCreateDescriptorSetLayout)                                                                 \
+    X(vkDestroyDescriptorSetLayout)                                                                \
+    X(vkCreatePipelineLayout)                                                                      \
+    X(vkDestroyPipelineLayout)                                                                     \
+    X(vkCreateComputePipelines)                                                                    \
+    X(vkDestroyPipeline)                                                                           \
+    X(vkCreatePipelineCache)                                                                       \
+    X(vkDestroyPipelineCache)                                                                      \
+    X(vkGetPipelineCacheData)                                                                      \
+    X(vkCreateDescriptorPool)                                                                      \
+    X(vkDestroyDescriptorPool)                                                                     \
+    X(vkResetDescriptorPool)                                                                       \
+    X(vkAllocateDescriptorSets)                                                                    \
+    X(vkUpdateDescriptorSets)                                                                      \
+    X(vkCreateCommandPool)                                                                         \
+    X(vkDestroyCommandPool)                                                                        \
+    X(vkAllocateCommandBuffers)                                                                    \
+    X(vkBeginCommandBuffer)                                                                        \
+    X(vkEndCommandBuffer)                                                                          \
+    X(vkResetCommandBuffer)                                                                        \
+    X(vkCmdBindPipeline)                                                                           \
+    X(vkCmdBindDescriptorSets)                                                                     \
+    X(vkCmdPushConstants)                                                                          \
+    X(vkCmdDispatch)                                                                               \
+    X(vkCmdPipelineBarrier)                                                                        \
+    X(vkCreateFence)                                                                               \
+    X(vkDestroyFence)                                                                              \
+    X(vkResetFences)                                                                               \
+    X(vkWaitForFences)                                                                             \
+    X(vkQueueSubmit)                                                                               \
+    X(vkDeviceWaitIdle)
+
+/* Optional: present only with VK_EXT_debug_utils (validation runs). */
+#define LMN_VK_OPTIONAL_FNS(X)                                                                     \
+    X(vkCreateDebugUtilsMessengerEXT)                                                              \
+    X(vkDestroyDebugUtilsMessengerEXT)
+
+#define LMN_VK_DECLARE_FN(name) PFN_##name name;
+typedef struct {
+    PFN_vkGetInstanceProcAddr vkGetInstanceProcAddr;
+    LMN_VK_GLOBAL_FNS(LMN_VK_DECLARE_FN)
+    LMN_VK_INSTANCE_FNS(LMN_VK_DECLARE_FN)
+    LMN_VK_OPTIONAL_FNS(LMN_VK_DECLARE_FN)
+} LmnVkFns;
+#undef LMN_VK_DECLARE_FN
+
+/* The most storage-buffer bindings one dispatch uses (plugin kernels: LMN_KERNEL_MAX_BUFFERS). */
+#define LMN_VK_MAX_BINDINGS LMN_KERNEL_MAX_BUFFERS
+#define LMN_VK_PUSH_BYTES 128
+
+/* Built-in shaders (shaders/NAME.comp). */
+typedef enum {
+    LMN_VK_SHADER_FILL,
+    LMN_VK_SHADER_COPY,
+    LMN_VK_SHADER_UNARY,
+    LMN_VK_SHADER_UNARY_BACKWARD,
+    LMN_VK_SHADER_BINARY,
+    LMN_VK_SHADER_BIAS_ADD,
+    LMN_VK_SHADER_BIAS_GRAD,
+    LMN_VK_SHADER_REDUCE,
+    LMN_VK_SHADER_SOFTMAX_XENT,
+    LMN_VK_SHADER_SOFTMAX_XENT_BACKWARD,
+    LMN_VK_SHADER_GEMM,
+    LMN_VK_SHADER_RANDOM,
+    LMN_VK_SHADER_SOFTMAX,
+    LMN_VK_SHADER_BCE,
+    LMN_VK_SHADER_ROWS,
+    LMN_VK_SHADER_GEMM_REG,
+    LMN_VK_SHADER_COUNT
+} LmnVkShader;
+
+typedef struct _LmnVkBlock LmnVkBlock;
+
+/* A backend buffer handle: a span of a block. */
+typedef struct {
+    LmnVkBlock *block;
+    VkDeviceSize offset;
+    VkDeviceSize size;
+} LmnVkBuffer;
+
+/* One binding of a dispatch: a range of a VkBuffer and whether the shader writes it. */
+typedef struct {
+    VkBuffer buffer;
+    VkDeviceSize offset;
+    VkDeviceSize range;
+    gboolean write;
+} LmnVkBinding;
+
+/* A device as enumerated (for selection and `lamina devices`). */
+typedef struct {
+    VkPhysicalDevice physical;
+    VkPhysicalDeviceProperties props;
+    char driver_name[VK_MAX_DRIVER_NAME_SIZE];
+    char driver_info[VK_MAX_DRIVER_INFO_SIZE];
+    guint8 uuid[VK_UUID_SIZE];
+    guint32 subgroup_size;
+    guint64 memory_bytes;
+    gboolean is_lavapipe;
+} LmnVkDeviceDesc;
+
+typedef struct {
+    LmnVkFns fn;
+    void *loader; /* dlopen handle */
+    VkInstance instance;
+    VkDebugUtilsMessengerEXT messenger;
+    gint validation_errors; /* atomic: counted by the debug messenger */
+    char *first_validation_message;
+    GMutex validation_lock;
+
+    LmnVkDeviceDesc desc;
+    VkDevice device;
+    VkQueue queue;
+    guint32 queue_family;
+    guint32 memory_type;
+    VkDeviceSize max_range; /* maxStorageBufferRange, possibly lowered by the env override */
+    VkDeviceSize alignment; /* of binding offsets (and of every span) */
+    guint32 max_groups_x;
+    gboolean gemm_reg; /* gemm_reg.comp (CPU devices) rather than the tiled gemm.comp */
+    char *description;
+
+    /* vk-memory.c */
+    GPtrArray *blocks;        /* LmnVkBlock*, shared blocks with free spans */
+    GPtrArray *pending_frees; /* LmnVkBuffer* freed while recorded work may still use them */
+    LmnVkBuffer *dummy;       /* bound to unused binding slots */
+
+    /* vk-exec.c */
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout pipeline_layout;
+    VkPipelineCache pipeline_cache;
+    char *pipeline_cache_path;
+    VkPipeline builtin[LMN_VK_SHADER_COUNT];
+    GHashTable *kernel_pipelines; /* LmnKernelDesc* -> VkPipeline */
+    GHashTable *warned_kernels;   /* kernel names already warned about */
+    GPtrArray *descriptor_pools;  /* VkDescriptorPool, as pointers */
+    guint pool_index;
+    VkCommandPool command_pool;
+    VkCommandBuffer cmd;
+    VkFence fence;
+    gboolean recording;
+    guint n_recorded;
+    GArray *pending_ranges; /* LmnVkRange written or read since the last barrier */
+    GError *error;          /* first deferred error */
+    GMutex lock;            /* serialises ops from different threads */
+} LmnVkContext;
+
+/* vk-device.c */
+gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **error);
+GArray *lmn_vk_enumerate(LmnVkContext *c, GError **error);
+gint lmn_vk_auto_index(GArray *devices);
+gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **error);
+void lmn_vk_close_instance(LmnVkContext *c);
+GPtrArray *lmn_vk_list_devices(const LmnParams *params, gint *auto_index, GError **error);
+const char *lmn_vk_device_type_name(VkPhysicalDeviceType type);
+
+/* vk-memory.c */
+gboolean lmn_vk_memory_init(LmnVkContext *c, GError **error);
+void lmn_vk_memory_cleanup(LmnVkContext *c);
+LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error);
+void lmn_vk_buffer_release(LmnVkContext *c, LmnVkBuffer *b);
+void lmn_vk_buffer_free_deferred(LmnVkContext *c, LmnVkBuffer *b);
+void lmn_vk_memory_collect(LmnVkContext *c);
+VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b);
+void *lmn_vk_buffer_map(const LmnVkBuffer *b);
+
+/* vk-exec.c */
+gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error);
+void lmn_vk_exec_cleanup(LmnVkContext *c);
+void lmn_vk_set_error(LmnVkContext *c, GQuark domain, gint code, const char *format, ...)
+    G_GNUC_PRINTF(4, 5);
+void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *bindings,
+                     guint n_bindings, const void *push, gsize push_size, guint32 gx, guint32 gy,
+                     guint32 gz);
+VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader);
+VkPipeline lmn_vk_kernel_pipeline(LmnVkContext *c, const LmnKernelDesc *kernel);
+/* Submits recorded work and waits; returns (and clears) the first deferred error. */
+gboolean lmn_vk_flush(LmnVkContext *c, GError **error);
+/* Submits recorded work and waits, keeping any error deferred (for host access inside ops). */
+void lmn_vk_wait_idle(LmnVkContext *c);
+/* The local size every built-in 1-D shader is specialised with. */
+#define LMN_VK_LOCAL_SIZE 128u
+#define LMN_VK_GEMM_TILE 16u
+/* gemm_reg.comp: 8 x 8 invocations of 4 x 4 outputs each. */
+#define LMN_VK_GEMM_REG_LOCAL 8u
+#define LMN_VK_GEMM_REG_TILE 32u
+
+/* vk-ops.c: the op vtable members. */
+void lmn_vk_fill(gpointer ctx, LmnTensor *t, float value);
+void lmn_vk_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
+void lmn_vk_gemm(gpointer ctx, const LmnGemm *g);
+void lmn_vk_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
+                     gint64 channels, gint64 inner);
+void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,
+                      gint64 channels, gint64 inner, float beta);
+void lmn_vk_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha);
+void lmn_vk_unary_backward(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y,
+                           const LmnTensor *dy, LmnTensor *dx, float alpha);
+void lmn_vk_binary(gpointer ctx, LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b,
+                   LmnTensor *out);
+void lmn_vk_axpby(gpointer ctx, float alpha, const LmnTensor *x, float beta, LmnTensor *y);
+void lmn_vk_reduce(gpointer ctx, LmnReduceOp op, const LmnTensor *x, LmnTensor *out, float alpha,
+                   float beta);
+void lmn_vk_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                         LmnTensor *probs, LmnTensor *loss, float smoothing);
+void lmn_vk_softmax_xent_backward(gpointer ctx, const LmnTensor *probs, const LmnTensor *labels,
+                                  LmnTensor *dx, float scale, float smoothing);
+void lmn_vk_count_correct(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                          LmnTensor *out);
+void lmn_vk_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
+                   const float *scalars);
+/* ABI 1.1 */
+void lmn_vk_dropout(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mask, float p,
+                    guint64 seed, guint64 stream);
+void lmn_vk_random_normal(gpointer ctx, LmnTensor *t, float mean, float std, guint64 seed,
+                          guint64 stream);
+void lmn_vk_clamp(gpointer ctx, LmnTensor *t, float lo, float hi);
+void lmn_vk_softmax(gpointer ctx, const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols);
+void lmn_vk_softmax_backward(gpointer ctx, const LmnTensor *y, const LmnTensor *dy, LmnTensor *dx,
+                             gint64 rows, gint64 cols);
+void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                       const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                       gint64 cols, float beta);
+void lmn_vk_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *indices,
+                        LmnTensor *out, gint64 n, gint64 dim);
+void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
+                             const LmnTensor *src, gint64 n, gint64 dim);
+void lmn_vk_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *target, LmnTensor *loss);
+void lmn_vk_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
+                                LmnTensor *dx, float scale);
+
+G_END_DECLS

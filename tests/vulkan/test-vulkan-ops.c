@@ -1,0 +1,1020 @@
+/* Tests of the Vulkan backend: every implemented op against the CPU backend on the same random
+ * inputs, the chunked path for ranges above maxStorageBufferRange, plugin kernels through the
+ * CPU fallback, and device-selection errors.
+ *
+ * Runs on Mesa's lavapipe (opened by name, as CI does); the whole program is skipped (exit 77)
+ * when no such device can be opened.  The main backend runs with VK_LAYER_KHRONOS_validation
+ * when it is installed: any validation error fails the next synchronisation, so every op test
+ * below also asserts zero validation errors.  LMN_OP_TABLE=PATH writes the op-support table
+ * (docs/op-support.md) from what the tests ran.
+ */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "test-kernel-axpy-spv.h"
+
+#include <lamina/lamina.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <dlfcn.h>
+#endif
+
+#define VALIDATION_LAYER_JSON "/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json"
+
+static LmnRegistry *registry;
+static LmnBackend *cpu;
+static LmnBackend *vk;
+static gboolean validating;
+static GRand *rng;
+static GHashTable *tested_ops; /* op name -> "tested" note */
+
+static void mark(const char *op, const char *note)
+{
+    g_hash_table_replace(tested_ops, g_strdup(op), g_strdup(note));
+}
+
+static LmnBackend *open_vulkan(const char *device, gboolean validation, GError **error)
+{
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", error);
+    if (f == NULL)
+        return NULL;
+    const char *keys[] = {"validation", NULL};
+    const char *values[] = {validation ? "true" : "false", NULL};
+    LmnParams *params = lmn_registry_validate_params(f, keys, values, "test-vulkan-ops", error);
+    if (params == NULL)
+        return NULL;
+    LmnBackend *b = lmn_backend_new(registry, "vulkan", params, device, error);
+    lmn_params_unref(params);
+    return b;
+}
+
+/* ---- paired tensors: the same data on the CPU and the Vulkan backend ---- */
+
+typedef struct {
+    LmnTensor *c, *v;
+    gsize n;
+} Pair;
+
+static Pair pair_new_shaped(LmnBackend *vb, LmnDType dtype, LmnShape shape, const void *data)
+{
+    g_autoptr(GError) error = NULL;
+    const gsize n = (gsize) lmn_shape_numel(&shape);
+    Pair p = {lmn_tensor_new(cpu, dtype, &shape, &error), NULL, n};
+    g_assert_no_error(error);
+    p.v = lmn_tensor_new(vb, dtype, &shape, &error);
+    g_assert_no_error(error);
+    if (data != NULL && n > 0) {
+        lmn_tensor_write(p.c, data, n * 4, &error);
+        g_assert_no_error(error);
+        lmn_tensor_write(p.v, data, n * 4, &error);
+        g_assert_no_error(error);
+    }
+    return p;
+}
+
+static Pair pair_new_on(LmnBackend *vb, LmnDType dtype, gsize n, const void *data)
+{
+    return pair_new_shaped(vb, dtype, lmn_shape_make(1, (gint64) n), data);
+}
+
+/* Random logits [rows, k] (ops taking a matrix check its shape). */
+static Pair pair_matrix(gint64 rows, gint64 k, double lo, double hi)
+{
+    g_autofree float *v = g_new(float, MAX(rows * k, 1));
+    for (gint64 i = 0; i < rows * k; i++)
+        v[i] = (float) g_rand_double_range(rng, lo, hi);
+    return pair_new_shaped(vk, LMN_DTYPE_F32, lmn_shape_make(2, rows, k), v);
+}
+
+static Pair pair_random_on(LmnBackend *vb, gsize n, double lo, double hi)
+{
+    g_autofree float *v = g_new(float, MAX(n, 1));
+    for (gsize i = 0; i < n; i++)
+        v[i] = (float) g_rand_double_range(rng, lo, hi);
+    return pair_new_on(vb, LMN_DTYPE_F32, n, v);
+}
+
+static Pair pair_random(gsize n, double lo, double hi)
+{
+    return pair_random_on(vk, n, lo, hi);
+}
+
+static Pair pair_labels(gsize rows, gint32 k)
+{
+    g_autofree gint32 *v = g_new(gint32, MAX(rows, 1));
+    for (gsize i = 0; i < rows; i++)
+        v[i] = g_rand_int_range(rng, 0, k);
+    return pair_new_on(vk, LMN_DTYPE_I32, rows, v);
+}
+
+static void pair_free(Pair *p)
+{
+    lmn_tensor_unref(p->c);
+    lmn_tensor_unref(p->v);
+}
+
+/* Asserts |vk - cpu| <= atol + rtol |cpu| element-wise (NaN only where the CPU has NaN). */
+static void assert_close(const Pair *p, double atol, double rtol, const char *what)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree float *a = g_new(float, MAX(p->n, 1));
+    g_autofree float *b = g_new(float, MAX(p->n, 1));
+    lmn_tensor_read(p->c, a, p->n * 4, &error);
+    g_assert_no_error(error);
+    lmn_tensor_read(p->v, b, p->n * 4, &error);
+    g_assert_no_error(error);
+    for (gsize i = 0; i < p->n; i++) {
+        if (isnan(a[i]) && isnan(b[i]))
+            continue;
+        if (!(fabs((double) a[i] - (double) b[i]) <= atol + rtol * fabs((double) a[i])))
+            g_error("%s: element %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT ": vulkan %.9g, cpu %.9g",
+                    what, i, p->n, b[i], a[i]);
+    }
+}
+
+static void assert_equal_i32(const Pair *p, const char *what)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree gint32 *a = g_new(gint32, MAX(p->n, 1));
+    g_autofree gint32 *b = g_new(gint32, MAX(p->n, 1));
+    lmn_tensor_read(p->c, a, p->n * 4, &error);
+    g_assert_no_error(error);
+    lmn_tensor_read(p->v, b, p->n * 4, &error);
+    g_assert_no_error(error);
+    for (gsize i = 0; i < p->n; i++)
+        if (a[i] != b[i])
+            g_error("%s: element %" G_GSIZE_FORMAT ": vulkan %d, cpu %d", what, i, b[i], a[i]);
+}
+
+static void sync_ok(LmnBackend *b)
+{
+    g_autoptr(GError) error = NULL;
+    lmn_backend_synchronize(b, &error);
+    g_assert_no_error(error);
+}
+
+/* Runs an op on both backends: @run(tensors of one side) with the pairs' CPU or Vulkan sides. */
+#define BOTH(stmt_c, stmt_v)                                                                       \
+    do {                                                                                           \
+        stmt_c;                                                                                    \
+        stmt_v;                                                                                    \
+    } while (0)
+
+/* ---- ops ---- */
+
+static void test_fill(void)
+{
+    const gsize sizes[] = {1, 7, 1000, 40001};
+    for (guint s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        Pair f = pair_random(sizes[s], -1, 1);
+        BOTH(lmn_op_fill(f.c, 2.5f), lmn_op_fill(f.v, 2.5f));
+        assert_close(&f, 0, 0, "fill f32");
+        Pair i = pair_labels(sizes[s], 5);
+        BOTH(lmn_op_fill(i.c, -3.0f), lmn_op_fill(i.v, -3.0f));
+        assert_equal_i32(&i, "fill i32");
+        pair_free(&f);
+        pair_free(&i);
+    }
+    mark("fill", "f32 and i32, 1..40001 elements");
+}
+
+static void test_copy_and_views(void)
+{
+    Pair src = pair_random(1001, -5, 5), dst = pair_random(1001, -1, 1);
+    BOTH(lmn_op_copy(dst.c, src.c), lmn_op_copy(dst.v, src.v));
+    assert_close(&dst, 0, 0, "copy");
+    /* Views at odd element offsets (not aligned for binding) and overlapping views. */
+    LmnShape s = lmn_shape_make(1, (gint64) 500);
+    g_autoptr(LmnTensor) vc = lmn_tensor_new_view(src.c, 3, &s);
+    g_autoptr(LmnTensor) vv = lmn_tensor_new_view(src.v, 3, &s);
+    g_autoptr(LmnTensor) wc = lmn_tensor_new_view(dst.c, 101, &s);
+    g_autoptr(LmnTensor) wv = lmn_tensor_new_view(dst.v, 101, &s);
+    BOTH(lmn_op_unary(LMN_UNARY_TANH, vc, wc, 0), lmn_op_unary(LMN_UNARY_TANH, vv, wv, 0));
+    assert_close(&dst, 1e-6, 1e-6, "unary on views");
+    g_autoptr(LmnTensor) oc = lmn_tensor_new_view(src.c, 1, &s);
+    g_autoptr(LmnTensor) ov = lmn_tensor_new_view(src.v, 1, &s);
+    BOTH(lmn_op_copy(oc, vc), lmn_op_copy(ov, vv));
+    assert_close(&src, 0, 0, "copy between overlapping views");
+    pair_free(&src);
+    pair_free(&dst);
+    mark("copy", "contiguous, views at odd offsets, overlapping views");
+}
+
+static void test_unary(void)
+{
+    const float alphas[] = {0.0f, 0.0f, 0.0f, 0.0f, 0.1f, 1.3f, 0.7f, 0.0f, 0.0f, 0.0f, 0.0f};
+    G_STATIC_ASSERT(G_N_ELEMENTS(alphas) == LMN_UNARY_COUNT);
+    for (gint op = 0; op < LMN_UNARY_COUNT; op++) {
+        Pair x = pair_random(3001, -6, 6), y = pair_random(3001, -1, 1);
+        Pair dy = pair_random(3001, -1, 1), dx = pair_random(3001, -1, 1);
+        /* Exact zeros exercise the derivative conventions at 0. */
+        float zero = 0.0f;
+        lmn_tensor_write(x.c, &zero, 4, NULL);
+        lmn_tensor_write(x.v, &zero, 4, NULL);
+        BOTH(lmn_op_unary(op, x.c, y.c, alphas[op]), lmn_op_unary(op, x.v, y.v, alphas[op]));
+        assert_close(&y, 2e-6, 2e-5, "unary");
+        /* The backward from the CPU's saved output, so only the derivative is compared. */
+        BOTH(lmn_op_unary_backward(op, x.c, y.c, dy.c, dx.c, alphas[op]),
+             lmn_op_unary_backward(op, x.v, y.v, dy.v, dx.v, alphas[op]));
+        assert_close(&dx, 2e-6, 2e-5, "unary_backward");
+        /* In place: y = f(y). */
+        BOTH(lmn_op_unary(op, y.c, y.c, alphas[op]), lmn_op_unary(op, y.v, y.v, alphas[op]));
+        assert_close(&y, 2e-6, 2e-5, "unary in place");
+        pair_free(&x);
+        pair_free(&y);
+        pair_free(&dy);
+        pair_free(&dx);
+    }
+    mark("unary", "all 11 functions incl. SIGN/ABS/SQUARE, in place");
+    mark("unary_backward", "all 11 functions, zeros included");
+}
+
+static void test_binary_axpby(void)
+{
+    for (gint op = 0; op < LMN_BINARY_COUNT; op++) {
+        Pair a = pair_random(2049, -3, 3), b = pair_random(2049, -3, 3),
+             o = pair_random(2049, 0, 1);
+        BOTH(lmn_op_binary(op, a.c, b.c, o.c), lmn_op_binary(op, a.v, b.v, o.v));
+        assert_close(&o, 1e-6, 1e-6, "binary");
+        BOTH(lmn_op_binary(op, a.c, o.c, a.c), lmn_op_binary(op, a.v, o.v, a.v));
+        assert_close(&a, 1e-6, 1e-6, "binary aliasing an input");
+        pair_free(&a);
+        pair_free(&b);
+        pair_free(&o);
+    }
+    Pair x = pair_random(777, -2, 2), y = pair_random(777, -2, 2);
+    BOTH(lmn_op_axpby(0.5f, x.c, -1.5f, y.c), lmn_op_axpby(0.5f, x.v, -1.5f, y.v));
+    assert_close(&y, 1e-6, 1e-6, "axpby");
+    /* beta == 0 must not read y: NaN garbage in y is ignored. */
+    g_autofree float *nans = g_new(float, 777);
+    for (guint i = 0; i < 777; i++)
+        nans[i] = NAN;
+    lmn_tensor_write(y.c, nans, 777 * 4, NULL);
+    lmn_tensor_write(y.v, nans, 777 * 4, NULL);
+    BOTH(lmn_op_axpby(2.0f, x.c, 0.0f, y.c), lmn_op_axpby(2.0f, x.v, 0.0f, y.v));
+    g_autofree float *out = g_new(float, 777);
+    lmn_tensor_read(y.v, out, 777 * 4, NULL);
+    for (guint i = 0; i < 777; i++)
+        g_assert_false(isnan(out[i]));
+    assert_close(&y, 1e-6, 1e-6, "axpby beta 0");
+    BOTH(lmn_op_axpby(3.0f, x.c, 1.0f, x.c), lmn_op_axpby(3.0f, x.v, 1.0f, x.v));
+    assert_close(&x, 1e-6, 1e-6, "axpby x == y");
+    pair_free(&x);
+    pair_free(&y);
+    mark("binary", "add/sub/mul, output aliasing an input");
+    mark("axpby", "beta 0 ignores NaN in y, x == y");
+}
+
+static void test_bias(void)
+{
+    const gint64 shapes[][3] = {{5, 7, 1}, {3, 4, 33}, {1, 1, 1}, {64, 10, 1}};
+    for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const gint64 o = shapes[s][0], ch = shapes[s][1], in = shapes[s][2];
+        Pair y = pair_random((gsize) (o * ch * in), -1, 1), b = pair_random((gsize) ch, -1, 1);
+        BOTH(lmn_op_bias_add(y.c, b.c, o, ch, in), lmn_op_bias_add(y.v, b.v, o, ch, in));
+        assert_close(&y, 1e-6, 1e-6, "bias_add");
+        BOTH(lmn_op_bias_grad(b.c, y.c, o, ch, in, 0.0f),
+             lmn_op_bias_grad(b.v, y.v, o, ch, in, 0.0f));
+        assert_close(&b, 1e-5, 1e-5, "bias_grad beta 0");
+        BOTH(lmn_op_bias_grad(b.c, y.c, o, ch, in, 0.5f),
+             lmn_op_bias_grad(b.v, y.v, o, ch, in, 0.5f));
+        assert_close(&b, 1e-5, 1e-5, "bias_grad beta 0.5");
+        pair_free(&y);
+        pair_free(&b);
+    }
+    mark("bias_add", "inner 1 and > 1");
+    mark("bias_grad", "beta 0 and 0.5");
+}
+
+static void test_reduce(void)
+{
+    const gsize sizes[] = {0, 1, 100, 4097, 300001};
+    for (guint s = 0; s < G_N_ELEMENTS(sizes); s++) {
+        for (gint op = 0; op < LMN_REDUCE_COUNT; op++) {
+            Pair x = pair_random(sizes[s], -1, 1), out = pair_random(1, 0, 1);
+            BOTH(lmn_op_reduce(op, x.c, out.c, 0.5f, 0.0f),
+                 lmn_op_reduce(op, x.v, out.v, 0.5f, 0.0f));
+            /* float accumulation vs the CPU's double: relative error ~ sqrt(n) ulp */
+            assert_close(&out, 1e-4, 1e-5, "reduce");
+            BOTH(lmn_op_reduce(op, x.c, out.c, 1.0f, 2.0f),
+                 lmn_op_reduce(op, x.v, out.v, 1.0f, 2.0f));
+            assert_close(&out, 1e-4, 1e-5, "reduce beta 2");
+            pair_free(&x);
+            pair_free(&out);
+        }
+    }
+    /* Deterministic: the same input gives bit-identical results. */
+    Pair x = pair_random(123457, -1, 1), out = pair_random(1, 0, 1);
+    float r1, r2;
+    lmn_op_reduce(LMN_REDUCE_SUM, x.v, out.v, 1.0f, 0.0f);
+    lmn_tensor_read(out.v, &r1, 4, NULL);
+    lmn_op_reduce(LMN_REDUCE_SUM, x.v, out.v, 1.0f, 0.0f);
+    lmn_tensor_read(out.v, &r2, 4, NULL);
+    g_assert_cmpmem(&r1, 4, &r2, 4);
+    pair_free(&x);
+    pair_free(&out);
+    mark("reduce", "SUM, SUM_SQUARES, SUM_ABS; 0..300001 elements; alpha/beta; deterministic");
+}
+
+static void test_softmax_xent(void)
+{
+    const gint64 shapes[][2] = {{1, 1}, {8, 10}, {33, 3}, {4, 1000}};
+    const float smoothings[] = {0.0f, 0.1f};
+    for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        for (guint sm = 0; sm < G_N_ELEMENTS(smoothings); sm++) {
+            const gint64 rows = shapes[s][0], k = shapes[s][1];
+            Pair x = pair_matrix(rows, k, -20, 20);
+            Pair l = pair_labels((gsize) rows, (gint32) k);
+            Pair p = pair_matrix(rows, k, 0, 1), loss = pair_random(1, 0, 1);
+            Pair dx = pair_matrix(rows, k, 0, 1);
+            const float sm_v = smoothings[sm];
+            BOTH(lmn_op_softmax_xent(x.c, l.c, p.c, loss.c, sm_v),
+                 lmn_op_softmax_xent(x.v, l.v, p.v, loss.v, sm_v));
+            assert_close(&p, 1e-7, 1e-5, "softmax_xent probs");
+            assert_close(&loss, 1e-5, 1e-5, "softmax_xent loss");
+            BOTH(lmn_op_softmax_xent_backward(p.c, l.c, dx.c, 1.0f / (float) rows, sm_v),
+                 lmn_op_softmax_xent_backward(p.v, l.v, dx.v, 1.0f / (float) rows, sm_v));
+            assert_close(&dx, 1e-7, 1e-5, "softmax_xent_backward");
+            /* count_correct into f32 and i32 counters (accumulating). */
+            Pair cf = pair_random(1, 0, 0);
+            g_autofree gint32 *seven = g_new(gint32, 1);
+            seven[0] = 7;
+            Pair ci = pair_new_on(vk, LMN_DTYPE_I32, 1, seven);
+            BOTH(lmn_op_count_correct(x.c, l.c, cf.c), lmn_op_count_correct(x.v, l.v, cf.v));
+            BOTH(lmn_op_count_correct(x.c, l.c, ci.c), lmn_op_count_correct(x.v, l.v, ci.v));
+            assert_close(&cf, 0, 0, "count_correct f32");
+            assert_equal_i32(&ci, "count_correct i32");
+            Pair *all[] = {&x, &l, &p, &loss, &dx, &cf, &ci};
+            for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+                pair_free(all[i]);
+        }
+    }
+    /* Ties: the first maximum wins. */
+    const float tied[] = {1, 3, 3, 0, 2, 2, 2, 2};
+    const gint32 labels[] = {2, 0};
+    Pair x = pair_new_shaped(vk, LMN_DTYPE_F32, lmn_shape_make(2, 2, 4), tied),
+         l = pair_new_on(vk, LMN_DTYPE_I32, 2, labels);
+    Pair cf = pair_random(1, 0, 0);
+    float got = -1;
+    lmn_op_count_correct(x.v, l.v, cf.v);
+    lmn_tensor_read(cf.v, &got, 4, NULL);
+    g_assert_cmpfloat(got, ==, 1.0f); /* row 0: argmax 1 != 2; row 1: argmax 0 == 0 */
+    pair_free(&x);
+    pair_free(&l);
+    pair_free(&cf);
+    mark("softmax_xent", "1x1 .. 4x1000, smoothing 0 and 0.1");
+    mark("softmax_xent_backward", "as softmax_xent");
+    mark("count_correct", "f32 and i32 counters, ties");
+}
+
+static void gemm_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gint64 n, gint64 k,
+                      float alpha, float beta, gint64 batch, gboolean broadcast_b, gint64 off)
+{
+    const gint64 nb = MAX(batch, 1);
+    const gint64 sa = m * k + 3, sb = broadcast_b ? 0 : k * n + 5, sc = m * n + 1;
+    Pair a = pair_random_on(vb, (gsize) (off + nb * sa), -1, 1);
+    Pair b = pair_random_on(vb, (gsize) (off + (broadcast_b ? 1 : nb) * (k * n + 5)), -1, 1);
+    Pair c = pair_random_on(vb, (gsize) (off + nb * sc), -1, 1);
+    LmnGemm g = {
+        .struct_size = sizeof(LmnGemm),
+        .trans_a = ta,
+        .trans_b = tb,
+        .m = m,
+        .n = n,
+        .k = k,
+        .alpha = alpha,
+        .beta = beta,
+        .a_offset = off,
+        .b_offset = off,
+        .c_offset = off,
+        .batch = batch,
+        .stride_a = sa,
+        .stride_b = sb,
+        .stride_c = sc,
+    };
+    LmnGemm gc = g, gv = g;
+    gc.a = a.c, gc.b = b.c, gc.c = c.c;
+    gv.a = a.v, gv.b = b.v, gv.c = c.v;
+    BOTH(lmn_op_gemm(&gc), lmn_op_gemm(&gv));
+    assert_close(&c, 1e-5 * (double) k, 1e-5, "gemm");
+    pair_free(&a);
+    pair_free(&b);
+    pair_free(&c);
+}
+
+static void test_gemm(void)
+{
+    /* Both GEMM kernels: the device's default (register-tiled on lavapipe) and the other one,
+     * forced through LAMINA_VK_GEMM. */
+    g_autoptr(GError) error = NULL;
+    const char *other = strstr(lmn_backend_describe(vk), "register-tiled") ? "tiled" : "reg";
+    g_setenv("LAMINA_VK_GEMM", other, TRUE);
+    g_autoptr(LmnBackend) vk2 = open_vulkan("lavapipe", FALSE, &error);
+    g_unsetenv("LAMINA_VK_GEMM");
+    g_assert_no_error(error);
+    g_assert_cmpstr(strstr(lmn_backend_describe(vk), "register-tiled") ? "reg" : "tiled", !=,
+                    strstr(lmn_backend_describe(vk2), "register-tiled") ? "reg" : "tiled");
+    LmnBackend *backends[] = {vk, vk2};
+    for (guint i = 0; i < G_N_ELEMENTS(backends); i++) {
+        LmnBackend *vb = backends[i];
+        for (gint t = 0; t < 4; t++) {
+            gemm_case(vb, t & 1, t & 2, 17, 33, 9, 1.0f, 0.0f, 0, FALSE, 0);
+            gemm_case(vb, t & 1, t & 2, 64, 48, 100, 0.5f, 2.0f, 0, FALSE, 7);
+            gemm_case(vb, t & 1, t & 2, 5, 3, 40, -1.0f, 1.0f, 3, FALSE, 1);
+            gemm_case(vb, t & 1, t & 2, 16, 16, 16, 1.0f, 0.5f, 4, TRUE, 0);
+            gemm_case(vb, t & 1, t & 2, 35, 70, 33, 1.0f, 0.0f, 2, FALSE, 3);
+        }
+        gemm_case(vb, FALSE, FALSE, 1, 1, 1, 2.0f, 0.0f, 1, FALSE, 0);
+        gemm_case(vb, FALSE, TRUE, 128, 10, 784, 1.0f, 0.0f, 0, FALSE, 0);
+        sync_ok(vb);
+    }
+    mark("gemm", "both kernels (shared-memory tiled, register-tiled); all transposes, "
+                 "alpha/beta, offsets, batch strides incl. 0");
+}
+
+/* A plugin-style kernel without SPIR-V: y[i] = s0 * x[i] + y[i] through the CPU fallback. */
+static void axpy_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
+{
+    const float *x = buffers[0];
+    float *y = buffers[1];
+    for (gsize i = begin; i < end; i++)
+        y[i] += scalars[0] * x[i];
+}
+
+static void test_kernel_fallback(void)
+{
+    static const guint8 access[] = {LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE};
+    static const LmnKernelDesc k = {
+        .struct_size = sizeof(LmnKernelDesc),
+        .name = "test.axpy",
+        .cpu = axpy_cpu,
+        .n_buffers = 2,
+        .access = access,
+        .n_scalars = 1,
+    };
+    if (g_test_subprocess()) {
+        /* The fallback's warning is expected here: keep it non-fatal in this child. */
+        g_log_set_always_fatal(G_LOG_FATAL_MASK);
+        Pair x = pair_random(513, -1, 1), y = pair_random(513, -1, 1);
+        const float s[] = {0.25f};
+        LmnTensor *bc[] = {x.c, y.c}, *bv[] = {x.v, y.v};
+        /* Recorded work before and after the kernel must be ordered with it. */
+        BOTH(lmn_op_unary(LMN_UNARY_SQUARE, x.c, x.c, 0),
+             lmn_op_unary(LMN_UNARY_SQUARE, x.v, x.v, 0));
+        BOTH(lmn_op_kernel(&k, 513, bc, s), lmn_op_kernel(&k, 513, bv, s));
+        BOTH(lmn_op_unary(LMN_UNARY_TANH, y.c, y.c, 0), lmn_op_unary(LMN_UNARY_TANH, y.v, y.v, 0));
+        BOTH(lmn_op_kernel(&k, 513, bc, s), lmn_op_kernel(&k, 513, bv, s));
+        assert_close(&y, 1e-6, 1e-6, "kernel via CPU fallback");
+        pair_free(&x);
+        pair_free(&y);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDOUT);
+    g_test_trap_assert_passed();
+    /* Warned once, naming the kernel. */
+    g_test_trap_assert_stderr("*test.axpy*");
+    mark("kernel", "CPU fallback on mapped memory, one warning naming the kernel");
+}
+
+/* The same kernel with a SPIR-V variant: it runs on the device (a CPU fallback would warn,
+ * which is fatal in this process), for more indices than one dispatch row of groups. */
+static void test_kernel_spirv(void)
+{
+    static const guint8 access[] = {LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE};
+    static const LmnKernelSpirv spirv = {
+        .struct_size = sizeof(LmnKernelSpirv),
+        .code = test_kernel_axpy_spv,
+        .code_size = sizeof test_kernel_axpy_spv,
+        .entry_point = "main",
+    };
+    static const LmnKernelDesc k = {
+        .struct_size = sizeof(LmnKernelDesc),
+        .name = "test.axpy-spirv",
+        .cpu = axpy_cpu,
+        .n_buffers = 2,
+        .access = access,
+        .n_scalars = 1,
+        .spirv = &spirv,
+    };
+    const gsize n = 70001;
+    Pair x = pair_random(n, -1, 1), y = pair_random(n, -1, 1);
+    const float s[] = {-0.75f};
+    LmnTensor *bc[] = {x.c, y.c}, *bv[] = {x.v, y.v};
+    BOTH(lmn_op_unary(LMN_UNARY_SQUARE, x.c, x.c, 0), lmn_op_unary(LMN_UNARY_SQUARE, x.v, x.v, 0));
+    BOTH(lmn_op_kernel(&k, n, bc, s), lmn_op_kernel(&k, n, bv, s));
+    BOTH(lmn_op_kernel(&k, n, bc, s), lmn_op_kernel(&k, n, bv, s));
+    assert_close(&y, 1e-6, 1e-6, "kernel via SPIR-V");
+    pair_free(&x);
+    pair_free(&y);
+    mark("kernel", "SPIR-V variant on the device; CPU fallback with one warning naming the kernel");
+}
+
+/* ---- ABI 1.1 ops ---- */
+
+static void test_clamp_softmax(void)
+{
+    Pair t = pair_random(2001, -3, 3);
+    float nan = NAN;
+    lmn_tensor_write(t.c, &nan, 4, NULL);
+    lmn_tensor_write(t.v, &nan, 4, NULL);
+    BOTH(lmn_op_clamp(t.c, -1.0f, 0.5f), lmn_op_clamp(t.v, -1.0f, 0.5f));
+    assert_close(&t, 0, 0, "clamp (NaN propagates)");
+    pair_free(&t);
+    const gint64 shapes[][2] = {{1, 1}, {7, 13}, {3, 1000}};
+    for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const gint64 rows = shapes[s][0], cols = shapes[s][1];
+        Pair x = pair_random((gsize) (rows * cols), -30, 30),
+             y = pair_random((gsize) (rows * cols), 0, 1);
+        Pair dy = pair_random((gsize) (rows * cols), -1, 1),
+             dx = pair_random((gsize) (rows * cols), 0, 1);
+        BOTH(lmn_op_softmax(x.c, y.c, rows, cols), lmn_op_softmax(x.v, y.v, rows, cols));
+        assert_close(&y, 1e-7, 1e-5, "softmax");
+        /* The backward from the CPU's y on both sides, so only the backward is compared. */
+        g_autofree float *yv = g_new(float, rows *cols);
+        lmn_tensor_read(y.c, yv, (gsize) (rows * cols) * 4, NULL);
+        lmn_tensor_write(y.v, yv, (gsize) (rows * cols) * 4, NULL);
+        BOTH(lmn_op_softmax_backward(y.c, dy.c, dx.c, rows, cols),
+             lmn_op_softmax_backward(y.v, dy.v, dx.v, rows, cols));
+        assert_close(&dx, 1e-6, 1e-5, "softmax_backward");
+        BOTH(lmn_op_softmax_backward(y.c, dy.c, dy.c, rows, cols),
+             lmn_op_softmax_backward(y.v, dy.v, dy.v, rows, cols));
+        assert_close(&dy, 1e-6, 1e-5, "softmax_backward in place");
+        BOTH(lmn_op_softmax(x.c, x.c, rows, cols), lmn_op_softmax(x.v, x.v, rows, cols));
+        assert_close(&x, 1e-7, 1e-5, "softmax in place");
+        Pair *all[] = {&x, &y, &dy, &dx};
+        for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+            pair_free(all[i]);
+    }
+    mark("clamp", "NaN propagates");
+    mark("softmax", "1x1 .. 3x1000, in place");
+    mark("softmax_backward", "in place");
+}
+
+static void test_random(void)
+{
+    /* Philox streams must match the CPU bit for bit (masks) or to float rounding (normals). */
+    const guint64 seeds[] = {0, 42, G_GUINT64_CONSTANT(0x123456789abcdef0)};
+    for (guint s = 0; s < G_N_ELEMENTS(seeds); s++) {
+        Pair x = pair_random(4099, -1, 1), y = pair_random(4099, 0, 1), m = pair_random(4099, 0, 1);
+        BOTH(lmn_op_dropout(x.c, y.c, m.c, 0.3f, seeds[s], 7),
+             lmn_op_dropout(x.v, y.v, m.v, 0.3f, seeds[s], 7));
+        assert_close(&m, 0, 0, "dropout mask");
+        assert_close(&y, 0, 1e-7, "dropout output");
+        BOTH(lmn_op_random_normal(y.c, 0.5f, 2.0f, seeds[s], G_GUINT64_CONSTANT(1) << 33),
+             lmn_op_random_normal(y.v, 0.5f, 2.0f, seeds[s], G_GUINT64_CONSTANT(1) << 33));
+        assert_close(&y, 2e-5, 2e-5, "random_normal");
+        Pair *all[] = {&x, &y, &m};
+        for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+            pair_free(all[i]);
+    }
+    mark("dropout", "Philox masks bit-identical to the CPU, 3 seeds");
+    mark("random_normal", "Philox Box-Muller, 3 seeds, 64-bit stream");
+}
+
+static void test_rows_and_bce(void)
+{
+    const gint64 v = 11, dim = 5, n = 17;
+    g_autofree gint32 *ii = g_new(gint32, n);
+    g_autofree float *fi = g_new(float, n);
+    for (gint64 i = 0; i < n; i++) {
+        ii[i] = i == 3 ? -1 : (i == 4 ? (gint32) v : g_rand_int_range(rng, 0, (gint32) v));
+        fi[i] = (float) ii[i];
+    }
+    Pair idx_i = pair_new_on(vk, LMN_DTYPE_I32, (gsize) n, ii);
+    Pair idx_f = pair_new_on(vk, LMN_DTYPE_F32, (gsize) n, fi);
+    Pair table = pair_random((gsize) (v * dim), -1, 1), out = pair_random((gsize) (n * dim), 0, 1);
+    Pair *idx[] = {&idx_i, &idx_f};
+    for (guint k = 0; k < 2; k++) {
+        BOTH(lmn_op_gather_rows(table.c, idx[k]->c, out.c, n, dim),
+             lmn_op_gather_rows(table.v, idx[k]->v, out.v, n, dim));
+        assert_close(&out, 0, 0, "gather_rows");
+        BOTH(lmn_op_scatter_add_rows(table.c, idx[k]->c, out.c, n, dim),
+             lmn_op_scatter_add_rows(table.v, idx[k]->v, out.v, n, dim));
+        assert_close(&table, 1e-6, 1e-6, "scatter_add_rows");
+    }
+    /* copy_block: a strided block between tensors, beta 0 and 1, and inside one tensor. */
+    Pair dst = pair_random(300, -1, 1), src = pair_random(300, -1, 1);
+    BOTH(lmn_op_copy_block(dst.c, 5, 20, src.c, 3, 17, 9, 11, 0.0f),
+         lmn_op_copy_block(dst.v, 5, 20, src.v, 3, 17, 9, 11, 0.0f));
+    assert_close(&dst, 0, 0, "copy_block");
+    BOTH(lmn_op_copy_block(dst.c, 1, 30, src.c, 0, 25, 8, 12, 1.0f),
+         lmn_op_copy_block(dst.v, 1, 30, src.v, 0, 25, 8, 12, 1.0f));
+    assert_close(&dst, 1e-6, 1e-6, "copy_block beta 1");
+    BOTH(lmn_op_copy_block(dst.c, 2, 10, dst.c, 0, 10, 20, 10, 0.0f),
+         lmn_op_copy_block(dst.v, 2, 10, dst.v, 0, 10, 20, 10, 0.0f));
+    assert_close(&dst, 0, 0, "copy_block overlapping rows of one tensor");
+    /* bce_logits */
+    Pair x = pair_random(5001, -30, 30), t = pair_random(5001, 0, 1), loss = pair_random(1, 0, 1);
+    Pair dx = pair_random(5001, 0, 1);
+    BOTH(lmn_op_bce_logits(x.c, t.c, loss.c), lmn_op_bce_logits(x.v, t.v, loss.v));
+    assert_close(&loss, 1e-5, 1e-5, "bce_logits");
+    BOTH(lmn_op_bce_logits_backward(x.c, t.c, dx.c, 0.5f),
+         lmn_op_bce_logits_backward(x.v, t.v, dx.v, 0.5f));
+    assert_close(&dx, 1e-7, 1e-5, "bce_logits_backward");
+    Pair *all[] = {&idx_i, &idx_f, &table, &out, &dst, &src, &x, &t, &loss, &dx};
+    for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+        pair_free(all[i]);
+    mark("gather_rows", "i32 and f32 indices, out-of-range rows give zeros");
+    mark("scatter_add_rows", "i32 and f32 indices, repeated rows, deterministic order");
+    mark("copy_block", "strided, beta 0/1, overlapping rows of one tensor");
+    mark("bce_logits", "x in [-30, 30], 5001 elements");
+    mark("bce_logits_backward", "x in [-30, 30], scale 0.5");
+}
+
+/* ---- a short training run: per-step losses on Vulkan follow the CPU's ---- */
+
+static const char train_config[] = "[model]\n"
+                                   "input = 8\n"
+                                   "[layer fc1]\n"
+                                   "type = dense\n"
+                                   "units = 32\n"
+                                   "[layer act]\n"
+                                   "type = tanh\n"
+                                   "[layer fc2]\n"
+                                   "type = dense\n"
+                                   "units = 16\n"
+                                   "[layer act2]\n"
+                                   "type = relu\n"
+                                   "[layer fc3]\n"
+                                   "type = dense\n"
+                                   "units = 1\n"
+                                   "[layer loss]\n"
+                                   "type = mse\n"
+                                   "[optimizer]\n"
+                                   "type = sgd\n"
+                                   "lr = 0.05\n"
+                                   "momentum = 0.9\n"
+                                   "[train]\n"
+                                   "batch_size = 24\n"
+                                   "[data]\n"
+                                   "train = unused.h5:/train\n";
+
+#define TRAIN_STEPS 12
+#define TRAIN_BATCH 24
+
+static void train_losses(LmnBackend *be, double *losses)
+{
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_data(train_config, -1, "vulkan-train.ini", &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    LmnTensorInfo target = {lmn_shape_make(1, 1), LMN_DTYPE_F32};
+    LmnModel *model = lmn_model_new(cfg, registry, be, &target, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_model_init_params(model, 5, &error));
+    g_assert_true(lmn_model_prepare(model, TRAIN_BATCH, &error));
+    const LmnParams *hyper = lmn_config_get_optimizer_params(cfg);
+    LmnOptimizer *opt = lmn_optimizer_new(registry, "sgd", hyper, lmn_model_get_params(model),
+                                          lmn_model_get_grads(model), &error);
+    g_assert_no_error(error);
+    LmnRandom r;
+    lmn_random_init(&r, 99, 0);
+    for (int step = 0; step < TRAIN_STEPS; step++) {
+        LmnTensor *x, *y;
+        lmn_model_set_batch(model, TRAIN_BATCH, &x, &y);
+        float xh[TRAIN_BATCH * 8], yh[TRAIN_BATCH];
+        for (int i = 0; i < TRAIN_BATCH; i++) {
+            double acc = 0.0;
+            for (int j = 0; j < 8; j++) {
+                xh[i * 8 + j] = (float) lmn_random_normal(&r);
+                acc += (j % 3 - 1) * 0.5 * xh[i * 8 + j];
+            }
+            yh[i] = (float) sin(acc);
+        }
+        g_assert_true(lmn_tensor_write(x, xh, sizeof xh, &error));
+        g_assert_true(lmn_tensor_write(y, yh, sizeof yh, &error));
+        lmn_model_forward(model, TRUE, (guint64) step, 1);
+        float loss = 0.0f;
+        g_assert_true(lmn_tensor_read(lmn_model_get_loss(model), &loss, sizeof loss, &error));
+        g_assert_no_error(error);
+        losses[step] = loss;
+        lmn_model_backward(model, (guint64) step, 1);
+        lmn_optimizer_step(opt, lmn_params_get_float(hyper, "lr"));
+    }
+    g_assert_true(lmn_backend_synchronize(be, &error));
+    lmn_optimizer_free(opt);
+    lmn_model_free(model);
+    lmn_config_free(cfg);
+}
+
+static void test_training(void)
+{
+    if (g_test_subprocess()) {
+        /* sgd ships no SPIR-V yet: its CPU fallback warns (expected), so warnings are not
+         * fatal in this child. */
+        g_log_set_always_fatal(G_LOG_FATAL_MASK);
+        double lc[TRAIN_STEPS], lv[TRAIN_STEPS];
+        train_losses(cpu, lc);
+        train_losses(vk, lv);
+        for (int s = 0; s < TRAIN_STEPS; s++) {
+            g_test_message("step %d: cpu %.7f vulkan %.7f", s, lc[s], lv[s]);
+            g_assert_cmpfloat_with_epsilon(lv[s], lc[s], 1e-6 + 1e-4 * fabs(lc[s]));
+        }
+        /* It trains: the last loss is below the first. */
+        g_assert_cmpfloat(lv[TRAIN_STEPS - 1], <, lv[0]);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDOUT);
+    g_test_trap_assert_passed();
+    g_test_trap_assert_stderr("*kernel 'sgd*");
+}
+
+/* ---- maxStorageBufferRange chunking ---- */
+
+static void test_chunked(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_setenv("LAMINA_VK_MAX_STORAGE_RANGE", "4096", TRUE);
+    g_autoptr(LmnBackend) small = open_vulkan("lavapipe", FALSE, &error);
+    g_unsetenv("LAMINA_VK_MAX_STORAGE_RANGE");
+    g_assert_no_error(error);
+    g_assert_nonnull(strstr(lmn_backend_describe(small), "4096"));
+    /* 10007 floats = 40 KiB: ten chunks per element-wise op, tensors in dedicated blocks. */
+    const gsize n = 10007;
+    Pair x = pair_random_on(small, n, -3, 3), y = pair_random_on(small, n, -3, 3);
+    Pair d = pair_random_on(small, n, -1, 1);
+    BOTH(lmn_op_unary(LMN_UNARY_GELU, x.c, y.c, 0), lmn_op_unary(LMN_UNARY_GELU, x.v, y.v, 0));
+    assert_close(&y, 2e-6, 2e-5, "chunked unary");
+    BOTH(lmn_op_unary_backward(LMN_UNARY_TANH, x.c, y.c, d.c, d.c, 0),
+         lmn_op_unary_backward(LMN_UNARY_TANH, x.v, y.v, d.v, d.v, 0));
+    assert_close(&d, 2e-6, 2e-5, "chunked unary_backward");
+    /* Fresh operands: y differs between backends by GELU's rounding. */
+    Pair z = pair_random_on(small, n, -3, 3);
+    BOTH(lmn_op_binary(LMN_BINARY_MUL, x.c, z.c, d.c),
+         lmn_op_binary(LMN_BINARY_MUL, x.v, z.v, d.v));
+    assert_close(&d, 1e-6, 1e-6, "chunked binary");
+    BOTH(lmn_op_axpby(0.5f, x.c, 0.25f, d.c), lmn_op_axpby(0.5f, x.v, 0.25f, d.v));
+    assert_close(&d, 1e-6, 1e-6, "chunked axpby");
+    BOTH(lmn_op_copy(y.c, d.c), lmn_op_copy(y.v, d.v));
+    assert_close(&y, 0, 0, "chunked copy");
+    BOTH(lmn_op_fill(y.c, 1.5f), lmn_op_fill(y.v, 1.5f));
+    assert_close(&y, 0, 0, "chunked fill");
+    /* Philox element indices continue across chunks. */
+    BOTH(lmn_op_dropout(x.c, y.c, d.c, 0.5f, 9, 3), lmn_op_dropout(x.v, y.v, d.v, 0.5f, 9, 3));
+    assert_close(&d, 0, 0, "chunked dropout mask");
+    BOTH(lmn_op_clamp(x.c, -0.5f, 0.5f), lmn_op_clamp(x.v, -0.5f, 0.5f));
+    assert_close(&x, 0, 0, "chunked clamp");
+    Pair bias = pair_random_on(small, 7, -1, 1);
+    Pair yb = pair_random_on(small, 7 * 9 * 160, -1, 1); /* 40 KiB, planes of 63 floats */
+    BOTH(lmn_op_bias_add(yb.c, bias.c, 160, 7, 9), lmn_op_bias_add(yb.v, bias.v, 160, 7, 9));
+    assert_close(&yb, 1e-6, 1e-6, "chunked bias_add");
+    /* Ops without a chunked path report UNSUPPORTED naming the op. */
+    Pair out = pair_random_on(small, 1, 0, 1);
+    lmn_op_reduce(LMN_REDUCE_SUM, x.v, out.v, 1.0f, 0.0f);
+    g_assert_false(lmn_backend_synchronize(small, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(error->message, "reduce"));
+    g_assert_nonnull(strstr(error->message, "maxStorageBufferRange"));
+    Pair *all[] = {&x, &y, &z, &d, &bias, &yb, &out};
+    for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+        pair_free(all[i]);
+    /* The core keeps the first deferred error: this backend stays failed. */
+}
+
+/* ---- device selection ---- */
+
+static void test_unknown_device(void)
+{
+    g_autoptr(GError) error = NULL;
+    LmnBackend *b = open_vulkan("no-such-gpu", FALSE, &error);
+    g_assert_null(b);
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE);
+    g_assert_nonnull(strstr(error->message, "no-such-gpu"));
+    g_assert_nonnull(strstr(error->message, "llvmpipe")); /* the devices are listed */
+    g_clear_error(&error);
+    b = open_vulkan("99", FALSE, &error);
+    g_assert_null(b);
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE);
+    g_assert_nonnull(strstr(error->message, "'99'"));
+}
+
+static void test_env_device(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_setenv("LAMINA_VK_DEVICE", "bogus-device", TRUE);
+    LmnBackend *b = open_vulkan(NULL, FALSE, &error);
+    g_unsetenv("LAMINA_VK_DEVICE");
+    g_assert_null(b);
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE);
+    g_assert_nonnull(strstr(error->message, "bogus-device"));
+    g_clear_error(&error);
+    /* The env selector is the default device: lavapipe by index through it. */
+    g_setenv("LAMINA_VK_DEVICE", "lavapipe", TRUE);
+    b = open_vulkan(NULL, FALSE, &error);
+    g_unsetenv("LAMINA_VK_DEVICE");
+    g_assert_no_error(error);
+    lmn_backend_unref(b);
+}
+
+static void test_auto_skips_lavapipe(void)
+{
+    g_autoptr(GError) error = NULL;
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", &error);
+    g_assert_no_error(error);
+    const LmnBackendVTable *vt = f->desc->vtable;
+    gint auto_index = -2;
+    g_autoptr(GPtrArray) devices = vt->list_devices(NULL, &auto_index, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(devices->len, >, 0);
+    for (guint i = 0; i < devices->len; i++) {
+        const LmnDeviceInfo *d = devices->pdata[i];
+        g_assert_nonnull(strstr(d->details, "maxStorageBufferRange"));
+        g_assert_nonnull(strstr(d->details, "subgroup size"));
+    }
+    if (auto_index >= 0) {
+        g_test_skip("a real GPU is present: auto picks it");
+        return;
+    }
+    LmnBackend *b = open_vulkan(NULL, FALSE, &error);
+    g_assert_null(b);
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE);
+    g_assert_nonnull(strstr(error->message, "no GPU"));
+    g_assert_nonnull(strstr(error->message, "lavapipe is used only when asked for"));
+}
+
+static void test_validation_clean(void)
+{
+    if (!validating) {
+        g_test_skip("VK_LAYER_KHRONOS_validation is not installed (or a sanitizer build)");
+        return;
+    }
+    /* Every op test above ran with validation on; a last synchronisation reports any error
+     * not yet reported. */
+    sync_ok(vk);
+}
+
+/* ---- the persistent pipeline cache ---- */
+
+/* Returns: (transfer full): the pipeline-cache file under $XDG_CACHE_HOME/lamina, or NULL. */
+static char *find_cache_file(void)
+{
+    g_autofree char *dir = g_build_filename(g_get_user_cache_dir(), "lamina", NULL);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    while (d != NULL && (name = g_dir_read_name(d)) != NULL)
+        if (g_str_has_prefix(name, "vulkan-pipelines-") && g_str_has_suffix(name, ".bin"))
+            return g_build_filename(dir, name, NULL);
+    return NULL;
+}
+
+static void test_pipeline_cache(void)
+{
+    g_autoptr(GError) error = NULL;
+    LmnBackend *b = open_vulkan("lavapipe", FALSE, &error);
+    g_assert_no_error(error);
+    Pair t = pair_random_on(b, 100, 0, 1);
+    BOTH(lmn_op_fill(t.c, 1.0f), lmn_op_fill(t.v, 1.0f));
+    assert_close(&t, 0, 0, "fill");
+    pair_free(&t);
+    lmn_backend_unref(b); /* saves the cache */
+    g_autofree char *path = find_cache_file();
+    g_assert_nonnull(path);
+    g_autofree char *data = NULL;
+    gsize size = 0;
+    g_assert_true(g_file_get_contents(path, &data, &size, NULL));
+    /* A VkPipelineCache blob: header length (>= 32), header version 1, vendor, device, UUID.
+     * (lavapipe stores only the header: Mesa 22.3 does not cache its pipelines.) */
+    g_assert_cmpuint(size, >=, 32);
+    guint32 header[2];
+    memcpy(header, data, sizeof header);
+    g_assert_cmpuint(header[0], >=, 32);
+    g_assert_cmpuint(header[1], ==, 1);
+    /* A corrupt file is discarded: the backend still opens and runs. */
+    g_assert_true(g_file_set_contents(path, "not a pipeline cache", -1, NULL));
+    b = open_vulkan("lavapipe", FALSE, &error);
+    g_assert_no_error(error);
+    t = pair_random_on(b, 100, 0, 1);
+    BOTH(lmn_op_fill(t.c, 2.0f), lmn_op_fill(t.v, 2.0f));
+    assert_close(&t, 0, 0, "fill after a corrupt cache");
+    pair_free(&t);
+    lmn_backend_unref(b);
+}
+
+/* ---- the op-support table ---- */
+
+static void write_op_table(const char *path)
+{
+    static const char *ops[] = {
+        "fill",
+        "copy",
+        "gemm",
+        "bias_add",
+        "bias_grad",
+        "unary",
+        "unary_backward",
+        "binary",
+        "axpby",
+        "reduce",
+        "softmax_xent",
+        "softmax_xent_backward",
+        "count_correct",
+        "kernel",
+        "im2col",
+        "col2im",
+        "pool2d",
+        "pool2d_backward",
+        "batchnorm_stats",
+        "batchnorm_forward",
+        "batchnorm_backward",
+        "dropout",
+        "random_normal",
+        "clamp",
+        "softmax",
+        "softmax_backward",
+        "copy_block",
+        "gather_rows",
+        "scatter_add_rows",
+        "bce_logits",
+        "bce_logits_backward",
+    };
+    const LmnBackendVTable *vt = lmn_backend_get_vtable(vk);
+    GString *s = g_string_new(
+        "# Op support by backend\n\n"
+        "Generated by `LMN_OP_TABLE=$PWD/docs/op-support.md meson test -C build --suite vulkan` "
+        "(on lavapipe).\nThe CPU backend implements every op and is the reference.  "
+        "\"tested\" means the Vulkan result was compared with the CPU backend's.\n\n"
+        "| op | cpu | vulkan | vulkan test coverage |\n|---|---|---|---|\n");
+    const gsize first_optional = G_STRUCT_OFFSET(LmnBackendVTable, im2col);
+    for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
+        const char *note = g_hash_table_lookup(tested_ops, ops[i]);
+        gboolean present = TRUE;
+        if (i >= 14) {
+            const gsize off = first_optional + (i - 14) * sizeof(gpointer);
+            present = *(const gpointer *) ((const char *) vt + off) != NULL;
+        }
+        g_string_append_printf(s, "| %s | yes | %s | %s |\n", ops[i],
+                               !present ? "no (UNSUPPORTED)"
+                               : note   ? "yes"
+                                        : "untested",
+                               note ? note : "-");
+    }
+    g_autoptr(GError) error = NULL;
+    g_file_set_contents(path, s->str, -1, &error);
+    g_assert_no_error(error);
+    g_string_free(s, TRUE);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    /* The pipeline cache goes under the build tree, not the user's ~/.cache. */
+    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
+    g_autofree char *cache_home =
+        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
+    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
+    g_autoptr(GError) error = NULL;
+    registry = lmn_registry_new();
+    lmn_registry_scan(registry, NULL);
+    cpu = lmn_backend_new(registry, "cpu", NULL, NULL, &error);
+    g_assert_no_error(error);
+    validating = g_file_test(VALIDATION_LAYER_JSON, G_FILE_TEST_EXISTS);
+#if defined(__SANITIZE_ADDRESS__)
+    /* The validation layer (1.3.239) leaks a few objects of its own, which LeakSanitizer
+     * reports at exit: sanitizer builds test without it, normal builds with it. */
+    validating = FALSE;
+    /* lavapipe keeps a process-wide allocation that becomes unreachable when the loader
+     * unloads the driver at vkDestroyInstance; pinning the driver keeps it reachable. */
+    dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
+#endif
+    vk = open_vulkan("lavapipe", validating, &error);
+    if (vk == NULL) {
+        printf("1..0 # SKIP no Vulkan device 'lavapipe': %s\n", error->message);
+        return 77;
+    }
+    rng = g_rand_new_with_seed(20261123);
+    tested_ops = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+
+    g_test_add_func("/vulkan/ops/fill", test_fill);
+    g_test_add_func("/vulkan/ops/copy", test_copy_and_views);
+    g_test_add_func("/vulkan/ops/unary", test_unary);
+    g_test_add_func("/vulkan/ops/binary-axpby", test_binary_axpby);
+    g_test_add_func("/vulkan/ops/bias", test_bias);
+    g_test_add_func("/vulkan/ops/reduce", test_reduce);
+    g_test_add_func("/vulkan/ops/softmax-xent", test_softmax_xent);
+    g_test_add_func("/vulkan/ops/gemm", test_gemm);
+    g_test_add_func("/vulkan/ops/kernel-fallback", test_kernel_fallback);
+    g_test_add_func("/vulkan/ops/kernel-spirv", test_kernel_spirv);
+    g_test_add_func("/vulkan/ops/clamp-softmax", test_clamp_softmax);
+    g_test_add_func("/vulkan/ops/random", test_random);
+    g_test_add_func("/vulkan/ops/rows-bce", test_rows_and_bce);
+    g_test_add_func("/vulkan/chunked/elementwise", test_chunked);
+    g_test_add_func("/vulkan/train/mlp-sgd", test_training);
+    g_test_add_func("/vulkan/pipeline-cache/persisted", test_pipeline_cache);
+    g_test_add_func("/vulkan/device/unknown", test_unknown_device);
+    g_test_add_func("/vulkan/device/env", test_env_device);
+    g_test_add_func("/vulkan/device/auto-skips-lavapipe", test_auto_skips_lavapipe);
+    g_test_add_func("/vulkan/validation/clean", test_validation_clean);
+    int rc = g_test_run();
+
+    const char *table = g_getenv("LMN_OP_TABLE");
+    if (rc == 0 && table != NULL && *table != '\0')
+        write_op_table(table);
+    g_hash_table_unref(tested_ops);
+    g_rand_free(rng);
+    lmn_backend_unref(vk);
+    lmn_backend_unref(cpu);
+    lmn_registry_free(registry);
+    return rc;
+}

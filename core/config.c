@@ -17,6 +17,7 @@ struct _LmnConfig {
     LmnParams *sched_params;
     LmnScheduleCommon sched_common;
     LmnTrainConfig train;
+    LmnAugmentConfig augment; /* all zero without an [augment] group */
 };
 
 /* The core's own groups.  Their schemas are LmnParamSpec arrays like any plugin's, so the same
@@ -88,10 +89,14 @@ static const LmnParamSpec data_specs[] = {
      "validation split evaluated each epoch (instead of validation_split)"},
     {"validation_split", LMN_PARAM_FLOAT, "0", 0, 1, NULL, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
      "fraction of train held out for validation, chosen from the seed"},
+    {"memory_budget_mb", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
+     "MiB of memory for the decoded training split; a larger split streams from its file. "
+     "0 = $LAMINA_DATA_BUDGET, else 2048"},
     {NULL},
 };
 
-static const char *const core_groups[] = {"model", "optimizer", "schedule", "train", "data", NULL};
+static const char *const core_groups[] = {"model", "optimizer", "schedule", "train",
+                                          "data",  "augment",   NULL};
 
 static void layer_config_free(gpointer p)
 {
@@ -119,6 +124,7 @@ static void clear_validated(LmnConfig *cfg)
     g_clear_pointer(&cfg->train.train_data, g_free);
     g_clear_pointer(&cfg->train.test_data, g_free);
     g_clear_pointer(&cfg->train.validation_data, g_free);
+    memset(&cfg->augment, 0, sizeof cfg->augment);
     cfg->validated = FALSE;
 }
 
@@ -488,12 +494,12 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
     for (gsize i = 0; i < n_groups; i++) {
         if (g_strv_contains(core_groups, groups[i]) || g_str_has_prefix(groups[i], "layer "))
             continue;
-        static const char *const candidates[] = {"model",  "optimizer", "schedule", "train",
-                                                 "data",   "layer",     NULL};
+        static const char *const candidates[] = {"model", "optimizer", "schedule", "train",
+                                                 "data",  "augment",   "layer",    NULL};
         const char *hint = lmn_suggest(groups[i], candidates);
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
                     "%s: unknown group [%s]%s%s%s; known groups: [model], [layer NAME], "
-                    "[optimizer], [schedule], [train], [data]",
+                    "[optimizer], [schedule], [train], [data], [augment]",
                     cfg->name, groups[i], hint ? " (did you mean [" : "", hint ? hint : "",
                     hint ? "]?)" : "");
         return FALSE;
@@ -676,6 +682,7 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
                          ? LMN_MONITOR_VAL_ACCURACY
                          : LMN_MONITOR_VAL_LOSS;
         t->restore_best = lmn_params_get_bool(tp, "restore_best");
+        t->memory_budget_mb = lmn_params_get_float(dp, "memory_budget_mb");
         if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                         "%s [train] early_stopping_patience: early stopping watches a validation "
@@ -691,6 +698,15 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
             if (isnan(lc->l2))
                 lc->l2 = t->l2;
         }
+    }
+    /* [augment]: optional; its absence leaves every transform off.  Whether the transforms fit
+     * the samples' shape is checked when the data is opened (lmn_batch_reader_new). */
+    {
+        g_autoptr(LmnParams) ap =
+            validate_group(cfg, "augment", lmn_augment_specs(), NULL, error);
+        if (!ap)
+            goto fail;
+        lmn_augment_config_from_params(ap, &cfg->augment);
     }
     cfg->validated = TRUE;
     return TRUE;
@@ -754,4 +770,10 @@ const LmnTrainConfig *lmn_config_get_train(const LmnConfig *cfg)
 {
     CHECK_VALIDATED(cfg, NULL);
     return &cfg->train;
+}
+
+const LmnAugmentConfig *lmn_config_get_augment(const LmnConfig *cfg)
+{
+    CHECK_VALIDATED(cfg, NULL);
+    return &cfg->augment;
 }

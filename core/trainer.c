@@ -21,7 +21,7 @@ struct _LmnTrainer {
     LmnDataset *val;
     LmnDataset *test;
     LmnTrainState state;
-    guint32 *order;
+    LmnBatchReader *reader; /* the training batches: order, augmentation, prefetch */
     float *x_host;
     void *y_host;
     LmnTensor *loss_acc;
@@ -100,10 +100,11 @@ void lmn_trainer_free(LmnTrainer *t)
     lmn_model_free(t->model);
     if (t->backend)
         lmn_backend_unref(t->backend);
+    /* The reader borrows the training split (and its prefetch thread reads it). */
+    g_clear_pointer(&t->reader, lmn_batch_reader_free);
     lmn_dataset_free(t->train);
     lmn_dataset_free(t->val);
     lmn_dataset_free(t->test);
-    g_free(t->order);
     g_free(t->x_host);
     g_free(t->y_host);
     g_free(t->output_dir);
@@ -113,7 +114,10 @@ void lmn_trainer_free(LmnTrainer *t)
 
 static gboolean open_data(LmnTrainer *t, GError **error)
 {
-    t->train = lmn_dataset_open(t->tc->train_data, error);
+    /* Only the training split gets the configured budget: it is the one read every epoch, and
+     * a split too large for it streams through the batch reader's shuffle buffer. */
+    double budget = t->tc->memory_budget_mb > 0 ? t->tc->memory_budget_mb : -1;
+    t->train = lmn_dataset_open_with_budget(t->tc->train_data, budget, error);
     if (!t->train)
         return FALSE;
     if (t->tc->validation_data) {
@@ -345,12 +349,22 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
     gint64 batch = t->tc->batch_size;
     if (!lmn_model_prepare(t->model, batch, error))
         goto fail;
-    gint64 n = lmn_dataset_get_length(t->train);
-    t->order = g_new(guint32, n);
     gint64 x_numel = lmn_shape_numel(lmn_model_get_input_shape(t->model));
     gint64 y_numel = target.dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&target.shape);
     t->x_host = g_new(float, batch * x_numel);
     t->y_host = g_malloc(batch * y_numel * 4);
+    /* Evaluation never augments: only the training batches go through [augment]. */
+    const LmnAugmentConfig *aug = lmn_config_get_augment(cfg);
+    LmnBatchReaderOptions ro = {
+        .batch_size = batch,
+        .seed = t->tc->seed,
+        .shuffle = t->tc->shuffle,
+        .augment = lmn_augment_config_is_enabled(aug) ? aug : NULL,
+        .prefetch = TRUE,
+    };
+    t->reader = lmn_batch_reader_new(t->train, &ro, error);
+    if (!t->reader)
+        goto fail;
     LmnShape one = lmn_shape_make(0);
     t->loss_acc = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
     t->correct_acc = t->loss_acc ? lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error) : NULL;
@@ -397,6 +411,36 @@ static gboolean load_batch(LmnModel *model, const LmnDataset *ds, const guint32 
     if (!xd && !lmn_tensor_write(x, x_host, lmn_tensor_nbytes(x), error))
         return FALSE;
     if (!yd && !lmn_tensor_write(y, y_host, lmn_tensor_nbytes(y), error))
+        return FALSE;
+    return TRUE;
+}
+
+/* Fills the model's input and target tensors with the reader's next batch, leaving out its first
+ * @skip samples; @m is the number of samples expected after them.  The batch goes straight
+ * into backend memory when that is host memory and nothing is skipped. */
+static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
+{
+    LmnTensor *x, *y;
+    lmn_model_set_batch(t->model, m, &x, &y);
+    float *xd = skip == 0 ? lmn_backend_host_pointer(x) : NULL;
+    void *yd = skip == 0 ? lmn_backend_host_pointer(y) : NULL;
+    gint64 got = lmn_batch_reader_next(t->reader, xd ? xd : t->x_host, yd ? yd : t->y_host, NULL,
+                                       error);
+    if (got < 0)
+        return FALSE;
+    if (got != skip + m) {
+        /* The loop and the reader count the same epoch: a mismatch is a bug, not bad data. */
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "%s: the batch reader delivered %" G_GINT64_FORMAT " samples where %"
+                    G_GINT64_FORMAT " were expected",
+                    lmn_dataset_get_spec(t->train), got, skip + m);
+        return FALSE;
+    }
+    const guint8 *xs = (const guint8 *) t->x_host + skip * (lmn_tensor_nbytes(x) / m);
+    const guint8 *ys = (const guint8 *) t->y_host + skip * (lmn_tensor_nbytes(y) / m);
+    if (!xd && !lmn_tensor_write(x, xs, lmn_tensor_nbytes(x), error))
+        return FALSE;
+    if (!yd && !lmn_tensor_write(y, ys, lmn_tensor_nbytes(y), error))
         return FALSE;
     return TRUE;
 }
@@ -637,9 +681,11 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
     gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
     if (!t->opts.quiet) {
         printf("training %" G_GINT64_FORMAT " parameters on %s: %" G_GINT64_FORMAT
-               " samples%s, batch %" G_GINT64_FORMAT ", optimizer %s\n",
+               " samples%s%s, batch %" G_GINT64_FORMAT ", optimizer %s\n",
                lmn_model_get_n_parameters(t->model), lmn_backend_describe(t->backend), n,
-               t->val ? " (plus validation)" : "", batch, lmn_config_get_optimizer_type(t->cfg));
+               t->val ? " (plus validation)" : "",
+               lmn_dataset_is_streaming(t->train) ? " streamed from the file" : "", batch,
+               lmn_config_get_optimizer_type(t->cfg));
         if (t->opts.resume_checkpoint)
             printf("resuming from %s at epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT "\n",
                    t->opts.resume_checkpoint, t->state.epoch + 1, t->state.step);
@@ -653,42 +699,37 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
 
     while (ok && !stop && t->state.epoch < tc->epochs) {
         gint64 epoch = t->state.epoch;
-        for (gint64 i = 0; i < n; i++)
-            t->order[i] = (guint32) i;
-        if (tc->shuffle) {
-            LmnRandom r;
-            lmn_random_init(&r, t->state.seed, LMN_STREAM(LMN_STREAM_SHUFFLE, epoch));
-            lmn_random_shuffle(&r, t->order, (gsize) n);
-        }
         lmn_op_fill(t->loss_acc, 0);
         lmn_op_fill(t->correct_acc, 0);
         gint64 seen = 0;
         double lr = 0;
         gint64 t0 = g_get_monotonic_time();
-        gint64 data_us = 0;
+        double wait0 = lmn_batch_reader_get_wait_seconds(t->reader);
         gint64 last_draw = 0;
 
         /* A checkpoint taken mid-epoch (max_steps, an interrupt) resumes at the next sample of
-         * the same permutation. */
+         * the same order: the reader's batches are those an uninterrupted run would have had. */
         gint64 first = t->state.epoch_samples > 0 && t->state.epoch_samples < n
                            ? t->state.epoch_samples
                            : 0;
+        lmn_batch_reader_seek(t->reader, epoch, first / batch);
+        /* Only a batch size changed on resume puts the position inside a batch: the rest of
+         * that batch comes first, as a smaller batch, so no sample is seen twice or skipped. */
+        gint64 skip = first % batch;
         gboolean reached_end = TRUE;
-        for (gint64 start = first; start < n; start += batch) {
+        for (gint64 start = first; start < n;) {
             if ((tc->max_steps > 0 && t->state.step >= tc->max_steps) ||
                 g_atomic_int_get(&t->stop_requested)) {
                 stop = TRUE;
                 reached_end = FALSE;
                 break;
             }
-            gint64 m = MIN(batch, n - start);
-            gint64 d0 = g_get_monotonic_time();
-            if (!load_batch(t->model, t->train, t->order + start, m, t->x_host, t->y_host,
-                            error)) {
+            gint64 m = MIN(batch - skip, n - start);
+            if (!next_batch(t, m, skip, error)) {
                 ok = FALSE;
                 break;
             }
-            data_us += g_get_monotonic_time() - d0;
+            skip = 0;
             guint64 step = (guint64) t->state.step;
             lmn_model_forward(t->model, TRUE, step, t->state.seed);
             /* With the CPU backend the loss is in host memory: checking every step is free. */
@@ -713,15 +754,16 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
                 lmn_op_count_correct(lmn_model_get_prediction(t->model), y, t->correct_acc);
             }
             seen += m;
+            start += m;
             if (t->opts.progress) {
                 gint64 now = g_get_monotonic_time();
-                if (now - last_draw > 100000 || start + m >= n) {
+                if (now - last_draw > 100000 || start >= n) {
                     double l = 0;
                     if (!read_scalar(t->loss_acc, &l, error)) {
                         ok = FALSE;
                         break;
                     }
-                    progress_line(t, epoch, start + m, n, l / (double) seen, seen,
+                    progress_line(t, epoch, start, n, l / (double) seen, seen,
                                   (double) (now - t0) / 1e6);
                     last_draw = now;
                 }
@@ -737,6 +779,7 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
             break;
         }
         gint64 elapsed_us = g_get_monotonic_time() - t0;
+        double data_s = lmn_batch_reader_get_wait_seconds(t->reader) - wait0;
         double secs = (double) elapsed_us / 1e6;
         double train_loss = loss_sum / (double) seen;
         double train_acc = labels ? correct / (double) seen : NAN;
@@ -799,10 +842,11 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
                 if (improved)
                     printf(" *");
             }
-            /* The share of the epoch spent reading and decoding batches: a high value means
-             * the data pipeline, not the model, limits the speed. */
+            /* The share of the epoch spent waiting for batches the prefetch thread had not
+             * decoded yet: a high value means the data pipeline, not the model, limits the
+             * speed. */
             printf("  lr %.4g  %.0f samples/s  data %.0f%%  %.1fs\n", lr, (double) seen / secs,
-                   elapsed_us > 0 ? 100.0 * (double) data_us / (double) elapsed_us : 0.0, secs);
+                   secs > 0 ? 100.0 * data_s / secs : 0.0, secs);
             fflush(stdout);
         }
         if (improved && !save_checkpoint(t, "best.h5", error)) {

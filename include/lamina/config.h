@@ -1,13 +1,15 @@
 /* Lamina — model and training configuration.
  *
  * A config is an INI file parsed with GKeyFile (see DESIGN §5 and the README): [model],
- * [layer NAME] groups in file order, [optimizer], [schedule], [train], [data].  Loading only
- * parses; lmn_config_validate() checks every group and key against the core's schemas and each
- * plugin's schema, and only then are the typed accessors meaningful.  Messages name the file,
- * the group and the key, say what was expected, and suggest the closest known name.
+ * [layer NAME] groups in file order, [optimizer], [schedule], [train], [data], and optionally
+ * [augment].  Loading only parses; lmn_config_validate() checks every group and key against
+ * the core's schemas and each plugin's schema, and only then are the typed accessors
+ * meaningful.  Messages name the file, the group and the key, say what was expected, and suggest
+ * the closest known name.
  */
 #pragma once
 
+#include <lamina/augment.h>
 #include <lamina/layer.h>
 #include <lamina/params.h>
 #include <lamina/registry.h>
@@ -75,6 +77,10 @@ typedef struct {
     double early_stopping_min_delta; /* an improvement must exceed this */
     LmnMonitor monitor;
     gboolean restore_best; /* on an early stop, go back to the best epoch's weights */
+    /* appended: [data] memory_budget_mb, the budget for decoding the training split into memory
+     * (lmn_dataset_open_with_budget); a larger split streams from its file.  0 = the default
+     * (LAMINA_DATA_BUDGET, else 2048) */
+    double memory_budget_mb;
 } LmnTrainConfig;
 
 /**
@@ -96,8 +102,8 @@ const char *lmn_config_get_name(const LmnConfig *cfg);
 
 /**
  * lmn_config_set:
- * @assignment: "GROUP.KEY=VALUE"; GROUP is model, optimizer, schedule, train, data, or a layer's
- *   name
+ * @assignment: "GROUP.KEY=VALUE"; GROUP is model, optimizer, schedule, train, data, augment, or
+ *   a layer's name
  * Applies a command-line override (validated later with everything else).
  * Returns: FALSE with LMN_CONFIG_ERROR_INVALID for a malformed assignment or an unknown layer
  */
@@ -142,5 +148,11 @@ const LmnParams *lmn_config_get_schedule_params(const LmnConfig *cfg);
 const LmnScheduleCommon *lmn_config_get_schedule_common(const LmnConfig *cfg);
 /** lmn_config_get_train: Returns: (transfer none): the [train] and [data] settings. */
 const LmnTrainConfig *lmn_config_get_train(const LmnConfig *cfg);
+/**
+ * lmn_config_get_augment:
+ * The optional [augment] group (augment.h), applied to training batches only.
+ * Returns: (transfer none): its settings; all zero (nothing enabled) when the group is absent
+ */
+const LmnAugmentConfig *lmn_config_get_augment(const LmnConfig *cfg);
 
 G_END_DECLS

@@ -247,6 +247,56 @@ static void test_regularizer_keys(void)
                    (const char *const[]){"[train]", "monitor", "val_accuracy", NULL});
 }
 
+/* [augment] and [data] memory_budget_mb: defaults (augmentation off), values, --set, and the
+ * messages for a mistyped group, key or value. */
+static void test_augment_group(void)
+{
+    LmnConfig *cfg = load(base);
+    g_assert_true(lmn_config_validate(cfg, registry, NULL));
+    const LmnAugmentConfig *none = lmn_config_get_augment(cfg);
+    g_assert_nonnull(none);
+    g_assert_false(lmn_augment_config_is_enabled(none));
+    g_assert_cmpfloat(lmn_config_get_train(cfg)->memory_budget_mb, ==, 0);
+    lmn_config_free(cfg);
+
+    g_autofree char *text = g_strconcat(base, "[augment]\nhflip = 0.5\ncrop_pad = 2\n", NULL);
+    g_autofree char *text2 = replace(text, "train = d.h5:/train\n",
+                                     "train = d.h5:/train\nmemory_budget_mb = 0.25\n");
+    cfg = load(text2);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_config_set(cfg, "augment.rotate=15", &error));
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    g_assert_no_error(error);
+    const LmnAugmentConfig *aug = lmn_config_get_augment(cfg);
+    g_assert_true(lmn_augment_config_is_enabled(aug));
+    g_assert_cmpfloat(aug->hflip, ==, 0.5);
+    g_assert_cmpint(aug->crop_pad, ==, 2);
+    g_assert_cmpfloat(aug->rotate, ==, 15);
+    g_assert_cmpfloat(aug->noise_std, ==, 0);
+    g_assert_cmpfloat(lmn_config_get_train(cfg)->memory_budget_mb, ==, 0.25);
+    /* The group survives the round trip through a checkpoint's config text. */
+    g_autofree char *saved = lmn_config_to_data(cfg);
+    LmnConfig *again = load(saved);
+    g_assert_true(lmn_config_validate(again, registry, NULL));
+    g_assert_cmpfloat(lmn_config_get_augment(again)->rotate, ==, 15);
+    lmn_config_free(again);
+    lmn_config_free(cfg);
+
+    g_autofree char *typo = g_strconcat(base, "[augment]\nhflp = 0.5\n", NULL);
+    expect_invalid(typo, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"model.ini [augment]", "'hflp'", "hflip", NULL});
+    g_autofree char *range = g_strconcat(base, "[augment]\nhflip = 1.5\n", NULL);
+    expect_invalid(range, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini [augment]", "hflip", "1.5", NULL});
+    g_autofree char *group = g_strconcat(base, "[augmnet]\nhflip = 0.5\n", NULL);
+    expect_invalid(group, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"[augmnet]", "did you mean [augment]", NULL});
+    g_autofree char *budget = replace(base, "train = d.h5:/train\n",
+                                      "train = d.h5:/train\nmemory_budget_mb = -1\n");
+    expect_invalid(budget, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini [data]", "memory_budget_mb", NULL});
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -258,6 +308,7 @@ int main(int argc, char **argv)
     g_test_add_func("/config/replace-optimizer", test_replace_optimizer);
     g_test_add_func("/config/errors", test_errors);
     g_test_add_func("/config/regularizer-keys", test_regularizer_keys);
+    g_test_add_func("/config/augment-group", test_augment_group);
     int rc = g_test_run();
     lmn_registry_free(registry);
     return rc;

@@ -10,6 +10,12 @@
 void e2e_write_blobs(const char *path, const char *split, int n, guint64 seed,
                      gboolean random_labels)
 {
+    e2e_write_blobs_chunked(path, split, n, seed, random_labels, 0);
+}
+
+void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64 seed,
+                             gboolean random_labels, int chunk_rows)
+{
     hid_t f = g_file_test(path, G_FILE_TEST_EXISTS)
                   ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT)
                   : H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -27,7 +33,13 @@ void e2e_write_blobs(const char *path, const char *split, int n, guint64 seed,
     }
     hsize_t xd[2] = {(hsize_t) n, 2}, yd[1] = {(hsize_t) n};
     hid_t xs = H5Screate_simple(2, xd, NULL), ys = H5Screate_simple(1, yd, NULL);
-    hid_t xds = H5Dcreate2(g, "x", H5T_IEEE_F32LE, xs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (chunk_rows > 0) {
+        hsize_t chunk[2] = {(hsize_t) chunk_rows, 2};
+        g_assert_cmpint(H5Pset_chunk(dcpl, 2, chunk), >=, 0);
+    }
+    hid_t xds = H5Dcreate2(g, "x", H5T_IEEE_F32LE, xs, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
     hid_t yds = H5Dcreate2(g, "y", H5T_STD_I32LE, ys, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     g_assert_cmpint(H5Dwrite(xds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), >=, 0);
     g_assert_cmpint(H5Dwrite(yds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), >=, 0);

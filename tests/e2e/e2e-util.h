@@ -15,6 +15,13 @@ G_BEGIN_DECLS
  */
 void e2e_write_blobs(const char *path, const char *split, int n, guint64 seed,
                      gboolean random_labels);
+/**
+ * e2e_write_blobs_chunked:
+ * As e2e_write_blobs, with x stored in chunks of @chunk_rows samples (0 = contiguous), the
+ * layout a streaming dataset reads one chunk at a time.
+ */
+void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64 seed,
+                             gboolean random_labels, int chunk_rows);
 /** e2e_remove_tree: deletes a file or a directory tree. */
 void e2e_remove_tree(const char *path);
 /** e2e_lamina_exe: Returns: the `lamina` under test ($LMN_TEST_LAMINA). */

@@ -69,6 +69,13 @@ static const LmnParamSpec train_specs[] = {
      "validation metric for early stopping and OUTPUT/best.h5"},
     {"restore_best", LMN_PARAM_BOOL, "true", 0, 0, NULL, 0,
      "when early stopping ends the run, final.h5 gets the best epoch's weights"},
+    {"lsuv", LMN_PARAM_BOOL, "false", 0, 0, NULL, 0,
+     "layer-sequential unit-variance initialisation (Mishkin & Matas 2016) on one training "
+     "batch before training: orthogonal weights rescaled until each layer's output variance is 1"},
+    {"lsuv_tol", LMN_PARAM_FLOAT, "0.1", 0, INFINITY, NULL, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+     "LSUV stops rescaling a layer once |var(output) - 1| < lsuv_tol"},
+    {"lsuv_max_iter", LMN_PARAM_INT, "10", 0, 1000, NULL, 0,
+     "LSUV rescales each layer at most this many times (0 = orthogonal weights only)"},
     {NULL},
 };
 
@@ -683,6 +690,9 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
                          : LMN_MONITOR_VAL_LOSS;
         t->restore_best = lmn_params_get_bool(tp, "restore_best");
         t->memory_budget_mb = lmn_params_get_float(dp, "memory_budget_mb");
+        t->lsuv = lmn_params_get_bool(tp, "lsuv");
+        t->lsuv_tol = lmn_params_get_float(tp, "lsuv_tol");
+        t->lsuv_max_iter = lmn_params_get_int(tp, "lsuv_max_iter");
         if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                         "%s [train] early_stopping_patience: early stopping watches a validation "

@@ -1,5 +1,7 @@
 /* Lamina — the model graph: nodes, activation and gradient buffers, flat parameters. */
 #include <lamina/lamina.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Parameters start on 64-byte boundaries inside the flat tensors, so a device backend can bind
@@ -430,4 +432,167 @@ gint64 lmn_model_get_n_parameters(const LmnModel *model)
 LmnBackend *lmn_model_get_backend(const LmnModel *model)
 {
     return model->backend;
+}
+
+LmnTensor *lmn_model_get_layer_output(LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL, NULL);
+    g_return_val_if_fail(index + NODE_FIRST_LAYER < model->nodes->len, NULL);
+    return node_at(model, NODE_FIRST_LAYER + index)->out;
+}
+
+/* ---- LSUV ---- */
+
+static int compare_u32(const void *a, const void *b)
+{
+    guint32 x = *(const guint32 *) a, y = *(const guint32 *) b;
+    return (x > y) - (x < y);
+}
+
+/* Puts the first @batch samples of a Philox permutation of @ds into the input and target
+ * tensors.  They are read in file order: the order inside the batch does not change a
+ * variance, and sorted indices make the reads sequential. */
+static gboolean lsuv_load_batch(LmnModel *m, const LmnDataset *ds, gint64 batch, guint64 seed,
+                                GError **error)
+{
+    gint64 n = lmn_dataset_get_length(ds);
+    g_autofree guint32 *order = g_new(guint32, n);
+    for (gint64 i = 0; i < n; i++)
+        order[i] = (guint32) i;
+    LmnRandom r;
+    lmn_random_init(&r, seed, LMN_STREAM(LMN_STREAM_INIT, G_MAXUINT32));
+    lmn_random_shuffle(&r, order, (gsize) n);
+    qsort(order, (size_t) batch, sizeof *order, compare_u32);
+
+    if (!lmn_model_prepare(m, batch, error))
+        return FALSE;
+    LmnTensor *x, *y;
+    lmn_model_set_batch(m, batch, &x, &y);
+    g_autofree float *xh = g_malloc(lmn_tensor_nbytes(x));
+    g_autofree void *yh = g_malloc(lmn_tensor_nbytes(y));
+    if (!lmn_dataset_read(ds, order, (gsize) batch, xh, yh, error))
+        return FALSE;
+    return lmn_tensor_write(x, xh, lmn_tensor_nbytes(x), error) &&
+           lmn_tensor_write(y, yh, lmn_tensor_nbytes(y), error);
+}
+
+/* The index of @l's parameter "weight" when it has two or more dimensions, else -1. */
+static gint lsuv_weight_index(LmnLayer *l)
+{
+    for (guint p = 0; p < lmn_layer_get_n_params(l); p++)
+        if (g_str_equal(lmn_layer_get_param_name(l, p), "weight") &&
+            lmn_layer_get_param(l, p)->shape.ndim >= 2)
+            return (gint) p;
+    return -1;
+}
+
+/* Re-initialises the weight of layer @i with "orthogonal" through the registry, from the same
+ * Philox stream lmn_model_init_params uses for it.  lmn_layer_init_params fills every parameter,
+ * so the others are saved first and written back: LSUV keeps biases as they were. */
+static gboolean lsuv_orthogonal(LmnModel *m, guint i, guint first, guint64 seed, GError **error)
+{
+    LmnLayer *l = node_at(m, i)->layer;
+    guint n = lmn_layer_get_n_params(l);
+    gint w = lsuv_weight_index(l);
+    g_autoptr(GPtrArray) saved = g_ptr_array_new_full(n, g_free);
+    for (guint p = 0; p < n; p++) {
+        float *data = NULL;
+        if ((gint) p != w) {
+            LmnTensor *t = lmn_layer_get_param(l, p);
+            data = g_malloc(lmn_tensor_nbytes(t));
+            if (!lmn_tensor_read(t, data, lmn_tensor_nbytes(t), error)) {
+                g_free(data);
+                return FALSE;
+            }
+        }
+        g_ptr_array_add(saved, data);
+    }
+    const LmnLayerConfig *lc = lmn_config_get_layer(m->cfg, i - NODE_FIRST_LAYER);
+    const char *const keys[] = {"weight_init", NULL};
+    const char *const values[] = {"orthogonal", NULL};
+    if (!lmn_layer_init_params(l, m->registry, seed, first, keys, values, lc->where, error))
+        return FALSE;
+    for (guint p = 0; p < n; p++) {
+        LmnTensor *t = lmn_layer_get_param(l, p);
+        if ((gint) p != w &&
+            !lmn_tensor_write(t, g_ptr_array_index(saved, p), lmn_tensor_nbytes(t), error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* The population variance of every element of @t (f32), accumulated in double. */
+static gboolean lsuv_variance(LmnTensor *t, double *var_out, GError **error)
+{
+    gint64 numel = lmn_tensor_numel(t);
+    g_autofree float *h = g_new(float, MAX(numel, 1));
+    if (!lmn_tensor_read(t, h, (gsize) numel * sizeof(float), error))
+        return FALSE;
+    double mean = 0, var = 0;
+    for (gint64 k = 0; k < numel; k++)
+        mean += h[k];
+    mean /= (double) MAX(numel, 1);
+    for (gint64 k = 0; k < numel; k++)
+        var += (h[k] - mean) * (h[k] - mean);
+    *var_out = var / (double) MAX(numel, 1);
+    return TRUE;
+}
+
+gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, double tol,
+                        gint max_iter, guint64 seed, GError **error)
+{
+    g_return_val_if_fail(model != NULL && ds != NULL, FALSE);
+    g_return_val_if_fail(batch > 0 && tol > 0 && max_iter >= 0, FALSE);
+    g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+
+    gint64 n = lmn_dataset_get_length(ds);
+    if (n <= 0) {
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "%s: LSUV initialisation needs at least one sample", lmn_dataset_get_spec(ds));
+        return FALSE;
+    }
+    if (!lmn_dataset_check_model(ds, &model->input_shape, lmn_model_get_n_classes(model), error))
+        return FALSE;
+    batch = MIN(batch, n);
+
+    /* Orthogonal weights everywhere first: a layer's output depends only on the layers before
+     * it, so this equals re-initialising each layer just before it is scaled. */
+    guint first = 0;
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        LmnLayer *l = node_at(model, i)->layer;
+        if (lsuv_weight_index(l) >= 0 && !lsuv_orthogonal(model, i, first, seed, error))
+            return FALSE;
+        first += lmn_layer_get_n_params(l);
+    }
+    if (!lsuv_load_batch(model, ds, batch, seed, error))
+        return FALSE;
+
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        LmnLayer *l = node_at(model, i)->layer;
+        gint w = lsuv_weight_index(l);
+        if (w < 0)
+            continue;
+        LmnTensor *weight = lmn_layer_get_param(l, (guint) w);
+        for (gint it = 0; it < max_iter; it++) {
+            lmn_model_forward(model, FALSE, 0, seed);
+            double var;
+            if (!lsuv_variance(node_at(model, i)->out, &var, error))
+                return FALSE;
+            if (!isfinite(var)) {
+                g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                            "%s: LSUV initialisation: the output variance of this layer is %g "
+                            "on the batch from %s",
+                            lmn_config_get_layer(model->cfg, i - NODE_FIRST_LAYER)->where, var,
+                            lmn_dataset_get_spec(ds));
+                return FALSE;
+            }
+            /* A constant output (dead units, all-zero input) cannot be scaled to variance 1. */
+            if (fabs(var - 1.0) < tol || var == 0.0)
+                break;
+            lmn_op_axpby((float) (1.0 / sqrt(var)), weight, 0.0f, weight);
+        }
+    }
+    /* Surfaces an error an op recorded on a device backend. */
+    double unused;
+    return lsuv_variance(lmn_model_get_loss(model), &unused, error);
 }

@@ -349,6 +349,12 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
     gint64 batch = t->tc->batch_size;
     if (!lmn_model_prepare(t->model, batch, error))
         goto fail;
+    /* LSUV refines a fresh initialisation; weights loaded from a file are kept as they are.  Its
+     * batch is at most a training batch, so it allocates no larger activations. */
+    if (t->tc->lsuv && !weights &&
+        !lmn_model_lsuv(t->model, t->train, batch, t->tc->lsuv_tol, (gint) t->tc->lsuv_max_iter,
+                        t->tc->seed, error))
+        goto fail;
     gint64 x_numel = lmn_shape_numel(lmn_model_get_input_shape(t->model));
     gint64 y_numel = target.dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&target.shape);
     t->x_host = g_new(float, batch * x_numel);

@@ -81,6 +81,11 @@ typedef struct {
      * (lmn_dataset_open_with_budget); a larger split streams from its file.  0 = the default
      * (LAMINA_DATA_BUDGET, else 2048) */
     double memory_budget_mb;
+    /* appended: [train] lsuv, lsuv_tol, lsuv_max_iter: LSUV initialisation before training
+     * (lmn_model_lsuv), skipped when weights come from --init or --resume */
+    gboolean lsuv;
+    double lsuv_tol;      /* > 0; default 0.1 */
+    gint64 lsuv_max_iter; /* default 10; 0 = orthogonal weights only */
 } LmnTrainConfig;
 
 /**

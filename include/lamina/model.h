@@ -11,6 +11,7 @@
 #pragma once
 
 #include <lamina/config.h>
+#include <lamina/dataset.h>
 #include <lamina/layer.h>
 
 G_BEGIN_DECLS
@@ -71,5 +72,34 @@ gint64 lmn_model_get_n_classes(const LmnModel *model);
 gint64 lmn_model_get_n_parameters(const LmnModel *model);
 /** lmn_model_get_backend: Returns: (transfer none): the backend. */
 LmnBackend *lmn_model_get_backend(const LmnModel *model);
+/**
+ * lmn_model_get_layer_output:
+ * The output of layer @index (in file order) for the current batch, as left by the last
+ * lmn_model_forward(); the loss layer's is its scalar loss.
+ * Returns: (transfer none): the tensor, or NULL before the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_layer_output(LmnModel *model, guint index);
+/**
+ * lmn_model_lsuv:
+ * @ds: the data the batch comes from (its samples must fit the model's input)
+ * @batch: samples in the batch (clamped to @ds's length); the model is prepared for it
+ * @tol: tolerance on the output variance, > 0
+ * @max_iter: rescalings per layer at most; 0 leaves the orthogonal weights unscaled
+ * @seed: chooses the batch (the first @batch samples of a Philox permutation of @ds, stream
+ *   LMN_STREAM(LMN_STREAM_INIT, G_MAXUINT32)) and seeds the orthogonal weights (the same
+ *   streams as lmn_model_init_params)
+ * Layer-sequential unit-variance initialisation (Mishkin & Matas 2016, "All you need is a good
+ * init").  For every layer with a parameter named "weight" of two or more dimensions, in forward
+ * order: the weight is re-initialised with the registered "orthogonal" initializer (the layer's
+ * other parameters are kept), then, while |var(output) - 1| >= @tol and fewer than @max_iter
+ * rescalings were made, the model runs forward in evaluation mode on the fixed batch and the
+ * weight is multiplied by 1 / sqrt(var(output)), where var is the population variance of all
+ * elements of that layer's output.  Buffers (batch-norm running statistics) are reset as by
+ * lmn_model_init_params.  A layer whose output is constant (var 0) is left unscaled.
+ * Returns: FALSE with the registry's error when "orthogonal" is not available, a
+ *   LMN_TRAIN_ERROR_FAILED for an empty @ds or a non-finite variance, or a backend error
+ */
+gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, double tol,
+                        gint max_iter, guint64 seed, GError **error);
 
 G_END_DECLS

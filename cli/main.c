@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"convert", lmn_cli_convert, "convert data to Lamina's HDF5 layout: lamina convert idx ..."},
     {"gradcheck", lmn_cli_gradcheck,
      "check a layer's gradients by finite differences: lamina gradcheck LAYER [--set K=V]"},
+    {"devices", lmn_cli_devices, "list backend devices and the one auto picks: lamina devices"},
     {"inspect", lmn_cli_inspect, "show what a checkpoint holds: lamina inspect CKPT"},
     {"plugins", lmn_cli_plugins, "list plugins, or describe one: lamina plugins [describe NAME]"},
 };

@@ -115,6 +115,23 @@ static void adam_prepare(const LmnParams *hyper, double lr, gint64 step, double 
 static const guint8 adam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
                                      LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/adam-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "adam-update-spv.h"
+
+static const LmnKernelSpirv adam_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = adam_update_spv,
+    .code_size = sizeof adam_update_spv,
+    .entry_point = "main",
+};
+#define ADAM_SPIRV (&adam_spirv)
+#else
+#define ADAM_SPIRV NULL
+#endif
+
 static const LmnKernelDesc adam_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "adam.update",
@@ -122,7 +139,7 @@ static const LmnKernelDesc adam_kernel = {
     .n_buffers = G_N_ELEMENTS(adam_access),
     .access = adam_access,
     .n_scalars = ADAM_N_SCALARS,
-    .spirv = NULL,
+    .spirv = ADAM_SPIRV,
 };
 
 static const char *const adam_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};

@@ -108,6 +108,23 @@ static void adamw_prepare(const LmnParams *hyper, double lr, gint64 step, double
 static const guint8 adamw_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
                                       LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/adamw-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "adamw-update-spv.h"
+
+static const LmnKernelSpirv adamw_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = adamw_update_spv,
+    .code_size = sizeof adamw_update_spv,
+    .entry_point = "main",
+};
+#define ADAMW_SPIRV (&adamw_spirv)
+#else
+#define ADAMW_SPIRV NULL
+#endif
+
 static const LmnKernelDesc adamw_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "adamw.update",
@@ -115,7 +132,7 @@ static const LmnKernelDesc adamw_kernel = {
     .n_buffers = G_N_ELEMENTS(adamw_access),
     .access = adamw_access,
     .n_scalars = ADAMW_N_SCALARS,
-    .spirv = NULL,
+    .spirv = ADAMW_SPIRV,
 };
 
 static const char *const adamw_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};

@@ -116,6 +116,23 @@ static void sgd_prepare(const LmnParams *hyper, double lr, gint64 step, double *
 
 static const guint8 sgd_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/sgd-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "sgd-update-spv.h"
+
+static const LmnKernelSpirv sgd_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = sgd_update_spv,
+    .code_size = sizeof sgd_update_spv,
+    .entry_point = "main",
+};
+#define SGD_SPIRV (&sgd_spirv)
+#else
+#define SGD_SPIRV NULL
+#endif
+
 static const LmnKernelDesc sgd_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "sgd.update",
@@ -123,7 +140,7 @@ static const LmnKernelDesc sgd_kernel = {
     .n_buffers = G_N_ELEMENTS(sgd_access),
     .access = sgd_access,
     .n_scalars = SGD_N_SCALARS,
-    .spirv = NULL,
+    .spirv = SGD_SPIRV,
 };
 
 static gboolean sgd_validate(const LmnParams *hyper, GError **error)

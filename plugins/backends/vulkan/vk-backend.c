@@ -139,8 +139,14 @@ static const LmnBackendVTable vk_vtable = {
     /* Device memory is not host memory to the core: tensors go through read/write. */
     .host_pointer = NULL,
     .list_devices = lmn_vk_list_devices,
-    /* ABI 1.1.  Not yet on Vulkan (NULL: the core reports UNSUPPORTED naming the op): im2col,
-     * col2im, pool2d(+backward), batchnorm_*. */
+    /* ABI 1.1: every op. */
+    .im2col = lmn_vk_im2col,
+    .col2im = lmn_vk_col2im,
+    .pool2d = lmn_vk_pool2d,
+    .pool2d_backward = lmn_vk_pool2d_backward,
+    .batchnorm_stats = lmn_vk_batchnorm_stats,
+    .batchnorm_forward = lmn_vk_batchnorm_forward,
+    .batchnorm_backward = lmn_vk_batchnorm_backward,
     .dropout = lmn_vk_dropout,
     .random_normal = lmn_vk_random_normal,
     .clamp = lmn_vk_clamp,

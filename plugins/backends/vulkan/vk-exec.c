@@ -11,9 +11,11 @@
 #include "vk-private.h"
 
 #include "vk-shader-binary.h"
+#include "vk-shader-batchnorm.h"
 #include "vk-shader-bce.h"
 #include "vk-shader-bias_add.h"
 #include "vk-shader-bias_grad.h"
+#include "vk-shader-conv.h"
 #include "vk-shader-copy.h"
 #include "vk-shader-fill.h"
 #include "vk-shader-gemm.h"
@@ -64,6 +66,8 @@ static const struct {
     SHADER(LMN_VK_SHADER_BCE, bce),
     SHADER(LMN_VK_SHADER_ROWS, rows),
     SHADER(LMN_VK_SHADER_GEMM_REG, gemm_reg),
+    SHADER(LMN_VK_SHADER_CONV, conv),
+    SHADER(LMN_VK_SHADER_BATCHNORM, batchnorm),
 #undef SHADER
 };
 

@@ -771,3 +771,249 @@ void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 d
     }
     UNLOCK(c);
 }
+
+/* ---- im2col, col2im, pooling (conv.comp) ---- */
+
+typedef struct {
+    guint32 mode, total, off_in, off_out, off_arg;
+    gint32 h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow;
+} ConvPush;
+
+enum {
+    CONV_IM2COL = 0,
+    CONV_COL2IM = 1,
+    CONV_POOL_MAX = 2,
+    CONV_POOL_AVG = 3,
+    CONV_POOL_MAX_BACKWARD = 4,
+    CONV_POOL_AVG_BACKWARD = 5,
+};
+
+/* One conv.comp dispatch: @in (@n_in elements) read, @out (@n_out) written, one invocation per
+ * element of @out; @arg (i32, @n_arg elements; may be NULL) written by max pooling, read by its
+ * backward.  The shader indexes in 32 bits, so larger operands are refused. */
+static void conv_op(LmnVkContext *c, guint32 mode, const LmnTensor *in, gsize n_in, LmnTensor *out,
+                    gsize n_out, const LmnTensor *arg, gsize n_arg, gboolean arg_write,
+                    const LmnConv2dGeom *g, const char *op)
+{
+    if (n_out == 0 || c->error != NULL)
+        return;
+    const gint64 dims[] = {g->height,     g->width,      g->kernel_h, g->kernel_w,
+                           g->stride_h,   g->stride_w,   g->pad_h,    g->pad_w,
+                           g->dilation_h, g->dilation_w, g->out_h,    g->out_w};
+    gboolean fits = MAX(MAX(n_in, n_out), n_arg) <= G_MAXINT32;
+    for (guint i = 0; i < G_N_ELEMENTS(dims); i++)
+        fits = fits && dims[i] >= 0 && dims[i] <= G_MAXINT32 / 4;
+    if (!fits) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: operands beyond 32-bit indexing", op);
+        return;
+    }
+    ConvPush p = {.mode = mode, .total = (guint32) n_out};
+    gint32 *geom = &p.h;
+    for (guint i = 0; i < G_N_ELEMENTS(dims); i++)
+        geom[i] = (gint32) dims[i];
+    LmnVkBinding b[3];
+    if (!bind(c, in, 0, n_in, FALSE, &b[0], &p.off_in, op) ||
+        !bind(c, out, 0, n_out, TRUE, &b[1], &p.off_out, op))
+        return;
+    if (arg != NULL) {
+        if (!bind(c, arg, 0, n_arg, arg_write, &b[2], &p.off_arg, op))
+            return;
+    } else {
+        bind_dummy(c, &b[2]);
+    }
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_CONV), b, 3, &p, sizeof p,
+                    groups_for(n_out), 1, 1);
+}
+
+static gsize image_numel(const LmnConv2dGeom *g)
+{
+    return (gsize) (g->batch * g->channels * g->height * g->width);
+}
+
+static gsize pooled_numel(const LmnConv2dGeom *g)
+{
+    return (gsize) (g->batch * g->channels * g->out_h * g->out_w);
+}
+
+static gsize cols_numel(const LmnConv2dGeom *g)
+{
+    return pooled_numel(g) * (gsize) (g->kernel_h * g->kernel_w);
+}
+
+void lmn_vk_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    conv_op(c, CONV_IM2COL, x, image_numel(g), cols, cols_numel(g), NULL, 0, FALSE, g, "im2col");
+    UNLOCK(c);
+}
+
+void lmn_vk_col2im(gpointer ctx, const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    /* One invocation per pixel gathering its contributions: deterministic, no atomics. */
+    conv_op(c, CONV_COL2IM, cols, cols_numel(g), dx, image_numel(g), NULL, 0, FALSE, g, "col2im");
+    UNLOCK(c);
+}
+
+void lmn_vk_pool2d(gpointer ctx, LmnPoolMode mode, const LmnTensor *x, LmnTensor *y,
+                   LmnTensor *argmax, const LmnConv2dGeom *g)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    if (mode == LMN_POOL_MAX && argmax == NULL) {
+        /* The shader always writes argmax for MAX: give it a scratch buffer. */
+        LmnVkBinding sb;
+        LmnVkBuffer *tmp = scratch(c, MAX(pooled_numel(g), 1), &sb);
+        if (tmp != NULL) {
+            LmnTensor t = {0};
+            t.buffer = tmp;
+            t.dtype = LMN_DTYPE_I32;
+            conv_op(c, CONV_POOL_MAX, x, image_numel(g), y, pooled_numel(g), &t, pooled_numel(g),
+                    TRUE, g, "pool2d");
+        }
+        scratch_done(c, tmp);
+    } else {
+        conv_op(c, mode == LMN_POOL_MAX ? CONV_POOL_MAX : CONV_POOL_AVG, x, image_numel(g), y,
+                pooled_numel(g), mode == LMN_POOL_MAX ? argmax : NULL, pooled_numel(g), TRUE, g,
+                "pool2d");
+    }
+    UNLOCK(c);
+}
+
+void lmn_vk_pool2d_backward(gpointer ctx, LmnPoolMode mode, const LmnTensor *dy,
+                            const LmnTensor *argmax, LmnTensor *dx, const LmnConv2dGeom *g)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    /* One invocation per input pixel gathering from the windows that contain it. */
+    conv_op(c, mode == LMN_POOL_MAX ? CONV_POOL_MAX_BACKWARD : CONV_POOL_AVG_BACKWARD, dy,
+            pooled_numel(g), dx, image_numel(g), mode == LMN_POOL_MAX ? argmax : NULL,
+            pooled_numel(g), FALSE, g, "pool2d_backward");
+    UNLOCK(c);
+}
+
+/* ---- batch normalisation (batchnorm.comp) ---- */
+
+typedef struct {
+    guint32 mode, outer, channels, inner, eps, has_weight, has_bias, has_out1, has_out2;
+    guint32 off_x, off_dy, off_mean, off_var, off_w, off_b, off_y, off_o1, off_o2;
+} BnPush;
+
+/* Binds @t (@n elements) at @slot, or the dummy buffer when @t is NULL. */
+static gboolean bind_opt(LmnVkContext *c, const LmnTensor *t, gsize n, gboolean write,
+                         LmnVkBinding *b, guint32 *off, const char *op)
+{
+    if (t == NULL) {
+        bind_dummy(c, b);
+        return TRUE;
+    }
+    return bind(c, t, 0, n, write, b, off, op);
+}
+
+static void bn_op(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTensor *dy,
+                  const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
+                  const LmnTensor *bias, LmnTensor *y, LmnTensor *out1, LmnTensor *out2,
+                  const char *op)
+{
+    const gsize n = (gsize) p->outer * p->channels * p->inner, C = p->channels;
+    LmnVkBinding b[9];
+    p->has_weight = weight != NULL;
+    p->has_bias = bias != NULL;
+    p->has_out1 = out1 != NULL;
+    p->has_out2 = out2 != NULL;
+    if (!bind_opt(c, x, n, FALSE, &b[0], &p->off_x, op) ||
+        !bind_opt(c, dy, n, FALSE, &b[1], &p->off_dy, op) ||
+        !bind_opt(c, mean, C, FALSE, &b[2], &p->off_mean, op) ||
+        !bind_opt(c, var, C, FALSE, &b[3], &p->off_var, op) ||
+        !bind_opt(c, weight, C, FALSE, &b[4], &p->off_w, op) ||
+        !bind_opt(c, bias, C, FALSE, &b[5], &p->off_b, op) ||
+        !bind_opt(c, y, n, TRUE, &b[6], &p->off_y, op) ||
+        !bind_opt(c, out1, C, TRUE, &b[7], &p->off_o1, op) ||
+        !bind_opt(c, out2, C, TRUE, &b[8], &p->off_o2, op))
+        return;
+    /* Modes 0 and 2 run one workgroup per channel; mode 1 is element-wise. */
+    const guint32 groups = p->mode == 1 ? groups_for(n) : p->channels;
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BATCHNORM), b, 9, p, sizeof *p,
+                    groups, 1, 1);
+}
+
+/* Whether the sizes fit the shader's 32-bit indexing and (per-channel modes) the group limit. */
+static gboolean bn_check(LmnVkContext *c, gint64 outer, gint64 channels, gint64 inner,
+                         gboolean per_channel, const char *op)
+{
+    if (c->error != NULL)
+        return FALSE;
+    if (outer < 0 || channels < 0 || inner < 0 || outer * channels * inner > G_MAXINT32 ||
+        (per_channel && (guint64) channels > c->max_groups_x)) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                         ", %" G_GINT64_FORMAT "] exceeds 32-bit indexing or the workgroup "
+                         "count limit",
+                         op, outer, channels, inner);
+        return FALSE;
+    }
+    return channels > 0;
+}
+
+void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, LmnTensor *var,
+                            gint64 outer, gint64 channels, gint64 inner)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    if (bn_check(c, outer, channels, inner, TRUE, "batchnorm_stats")) {
+        if (outer * inner == 0) {
+            /* No samples: undefined statistics are NaN, as on the CPU. */
+            guint32 nan_bits = fbits(NAN);
+            Arg a[] = {{mean, TRUE}}, v[] = {{var, TRUE}};
+            elementwise(c, LMN_VK_SHADER_FILL, a, 1, (gsize) channels, 1, &nan_bits, 1,
+                        "batchnorm_stats");
+            elementwise(c, LMN_VK_SHADER_FILL, v, 1, (gsize) channels, 1, &nan_bits, 1,
+                        "batchnorm_stats");
+        } else {
+            BnPush p = {.mode = 0,
+                        .outer = (guint32) outer,
+                        .channels = (guint32) channels,
+                        .inner = (guint32) inner};
+            bn_op(c, &p, x, NULL, NULL, NULL, NULL, NULL, NULL, mean, var, "batchnorm_stats");
+        }
+    }
+    UNLOCK(c);
+}
+
+void lmn_vk_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor *mean,
+                              const LmnTensor *var, const LmnTensor *weight, const LmnTensor *bias,
+                              LmnTensor *y, float eps, gint64 outer, gint64 channels, gint64 inner)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    if (bn_check(c, outer, channels, inner, FALSE, "batchnorm_forward") && outer * inner > 0) {
+        BnPush p = {.mode = 1,
+                    .outer = (guint32) outer,
+                    .channels = (guint32) channels,
+                    .inner = (guint32) inner,
+                    .eps = fbits(eps)};
+        bn_op(c, &p, x, NULL, mean, var, weight, bias, y, NULL, NULL, "batchnorm_forward");
+    }
+    UNLOCK(c);
+}
+
+void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy,
+                               const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
+                               LmnTensor *dx, LmnTensor *dweight, LmnTensor *dbias, float eps,
+                               gint64 outer, gint64 channels, gint64 inner)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    if (bn_check(c, outer, channels, inner, TRUE, "batchnorm_backward")) {
+        BnPush p = {.mode = 2,
+                    .outer = (guint32) outer,
+                    .channels = (guint32) channels,
+                    .inner = (guint32) inner,
+                    .eps = fbits(eps)};
+        bn_op(c, &p, x, dy, mean, var, weight, NULL, dx, dweight, dbias, "batchnorm_backward");
+    }
+    UNLOCK(c);
+}

@@ -104,6 +104,8 @@ typedef enum {
     LMN_VK_SHADER_BCE,
     LMN_VK_SHADER_ROWS,
     LMN_VK_SHADER_GEMM_REG,
+    LMN_VK_SHADER_CONV,
+    LMN_VK_SHADER_BATCHNORM,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -264,5 +266,20 @@ void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTenso
 void lmn_vk_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *target, LmnTensor *loss);
 void lmn_vk_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
                                 LmnTensor *dx, float scale);
+void lmn_vk_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);
+void lmn_vk_col2im(gpointer ctx, const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g);
+void lmn_vk_pool2d(gpointer ctx, LmnPoolMode mode, const LmnTensor *x, LmnTensor *y,
+                   LmnTensor *argmax, const LmnConv2dGeom *g);
+void lmn_vk_pool2d_backward(gpointer ctx, LmnPoolMode mode, const LmnTensor *dy,
+                            const LmnTensor *argmax, LmnTensor *dx, const LmnConv2dGeom *g);
+void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, LmnTensor *var,
+                            gint64 outer, gint64 channels, gint64 inner);
+void lmn_vk_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor *mean,
+                              const LmnTensor *var, const LmnTensor *weight, const LmnTensor *bias,
+                              LmnTensor *y, float eps, gint64 outer, gint64 channels, gint64 inner);
+void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy,
+                               const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
+                               LmnTensor *dx, LmnTensor *dweight, LmnTensor *dbias, float eps,
+                               gint64 outer, gint64 channels, gint64 inner);
 
 G_END_DECLS

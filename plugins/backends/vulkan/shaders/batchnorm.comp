@@ -1,0 +1,125 @@
+#version 450
+// Batch normalisation over x viewed as [outer, channels, inner].
+//   0 stats: one workgroup per channel, two passes (the mean, then squared deviations from it:
+//     one-pass E[x^2] - E[x]^2 loses the variance to cancellation when |mean| >> std).  Each
+//     pass sums strided per invocation, then a shared-memory tree: a fixed order, so results
+//     are deterministic (in float, where the CPU backend sums in double).
+//   1 forward, element-wise: y = (x - mean) * (invstd * weight) + bias.
+//   2 backward: one workgroup per channel sums dy and dy * (x - mean) as in mode 0, then writes
+//     dx = k (dy - sum(dy) / M - xhat sum(dy xhat) / M) for the channel, dweight, dbias.
+layout(local_size_x_id = 0) in;
+layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
+layout(std430, set = 0, binding = 1) readonly buffer DY { float dy[]; };
+layout(std430, set = 0, binding = 2) readonly buffer Mean { float mean[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Var { float var[]; };
+layout(std430, set = 0, binding = 4) readonly buffer Weight { float weight[]; };
+layout(std430, set = 0, binding = 5) readonly buffer Bias { float bias[]; };
+layout(std430, set = 0, binding = 6) buffer Y { float y[]; };
+layout(std430, set = 0, binding = 7) buffer O1 { float out1[]; }; // mean or dweight
+layout(std430, set = 0, binding = 8) buffer O2 { float out2[]; }; // var or dbias
+layout(push_constant) uniform P {
+    uint mode; uint outer; uint channels; uint inner; float eps;
+    uint has_weight; uint has_bias; uint has_out1; uint has_out2;
+    uint off_x; uint off_dy; uint off_mean; uint off_var; uint off_w; uint off_b; uint off_y;
+    uint off_o1; uint off_o2;
+} p;
+shared float sa[1024];
+shared float sb[1024];
+
+float invstd(uint c)
+{
+    precise float v = var[p.off_var + c] + p.eps;
+    return 1.0 / sqrt(v);
+}
+
+uint at(uint c, uint j)
+{
+    uint o = j / p.inner, i = j % p.inner;
+    return (o * p.channels + c) * p.inner + i;
+}
+
+// Tree sums of sa (and sb when both) over the workgroup; the totals land in sa[0], sb[0].
+void tree(bool both)
+{
+    uint t = gl_LocalInvocationID.x;
+    barrier();
+    for (uint w = gl_WorkGroupSize.x / 2u; w > 0u; w >>= 1) {
+        if (t < w) {
+            sa[t] += sa[t + w];
+            if (both)
+                sb[t] += sb[t + w];
+        }
+        barrier();
+    }
+}
+
+void main()
+{
+    uint t = gl_LocalInvocationID.x;
+    uint n_loc = gl_WorkGroupSize.x;
+    if (p.mode == 1u) {
+        uint total = p.outer * p.channels * p.inner;
+        uint stride = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+        for (uint e = gl_GlobalInvocationID.x; e < total; e += stride) {
+            uint c = (e / p.inner) % p.channels;
+            float m = mean[p.off_mean + c];
+            precise float k = invstd(c) * (p.has_weight != 0u ? weight[p.off_w + c] : 1.0);
+            float b = p.has_bias != 0u ? bias[p.off_b + c] : 0.0;
+            precise float r = (x[p.off_x + e] - m) * k + b;
+            y[p.off_y + e] = r;
+        }
+        return;
+    }
+    uint c = gl_WorkGroupID.x;
+    uint count = p.outer * p.inner;
+    if (p.mode == 0u) {
+        float s = 0.0;
+        for (uint j = t; j < count; j += n_loc)
+            s += x[p.off_x + at(c, j)];
+        sa[t] = s;
+        tree(false);
+        float m = sa[0] / float(count);
+        barrier(); // everyone has read sa[0] before it is reused
+        precise float v = 0.0;
+        for (uint j = t; j < count; j += n_loc) {
+            precise float d = x[p.off_x + at(c, j)] - m;
+            v += d * d;
+        }
+        sa[t] = v;
+        tree(false);
+        if (t == 0u) {
+            out1[p.off_o1 + c] = m;
+            out2[p.off_o2 + c] = sa[0] / float(count);
+        }
+        return;
+    }
+    float m = mean[p.off_mean + c];
+    float is = invstd(c);
+    precise float a = 0.0, b = 0.0;
+    for (uint j = t; j < count; j += n_loc) {
+        uint q = at(c, j);
+        float g = dy[p.off_dy + q];
+        a += g;
+        precise float d = x[p.off_x + q] - m;
+        b += g * d;
+    }
+    sa[t] = a;
+    sb[t] = b;
+    tree(true);
+    precise float sdyx = sb[0] * is;
+    float sdy = sa[0];
+    precise float k = is * (p.has_weight != 0u ? weight[p.off_w + c] : 1.0);
+    float mdy = sdy / float(count), mdyx = sdyx / float(count);
+    for (uint j = t; j < count; j += n_loc) {
+        uint q = at(c, j);
+        precise float xhat = (x[p.off_x + q] - m) * is;
+        precise float r = k * (dy[p.off_dy + q] - mdy - xhat * mdyx);
+        y[p.off_y + q] = r;
+    }
+    if (t == 0u) {
+        if (p.has_out1 != 0u)
+            out1[p.off_o1 + c] = sdyx;
+        if (p.has_out2 != 0u)
+            out2[p.off_o2 + c] = sdy;
+    }
+}

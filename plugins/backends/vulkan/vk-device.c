@@ -55,6 +55,32 @@ static gboolean has_layer(LmnVkContext *c, const char *name)
     return FALSE;
 }
 
+/* The loader unloads a driver with the last instance that uses it.  Drivers keep process-wide
+ * state (lavapipe's is a heap block) that then becomes unreachable, so every `backend = auto`
+ * probe on a machine without a GPU would leak it.  One plain instance created on first use and
+ * kept for the life of the process — like the plugin and the loader, which are never unloaded —
+ * keeps the drivers resident.  Failure is harmless: the real instance reports its own error. */
+static VkInstance resident_instance = VK_NULL_HANDLE;
+
+static void keep_drivers_resident(LmnVkContext *c)
+{
+    static gsize once = 0;
+    if (!g_once_init_enter(&once))
+        return;
+    VkApplicationInfo app = {
+        .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
+        .pApplicationName = "lamina",
+        .apiVersion = VK_API_VERSION_1_2,
+    };
+    VkInstanceCreateInfo info = {
+        .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
+        .pApplicationInfo = &app,
+    };
+    if (c->fn.vkCreateInstance(&info, NULL, &resident_instance) != VK_SUCCESS)
+        resident_instance = VK_NULL_HANDLE;
+    g_once_init_leave(&once, 1);
+}
+
 gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **error)
 {
     const char *lib = "libvulkan.so.1";
@@ -80,6 +106,7 @@ gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **err
     }
     LMN_VK_GLOBAL_FNS(LOAD_GLOBAL)
 #undef LOAD_GLOBAL
+    keep_drivers_resident(c);
 
     const char *layer = "VK_LAYER_KHRONOS_validation";
     gboolean use_validation = validation && has_layer(c, layer);

@@ -72,8 +72,18 @@ LmnBackend *lmn_backend_new_for_config(LmnRegistry *registry, const char *name,
             LmnBackend *b = lmn_backend_new(registry, auto_backends[i], NULL, device, &local);
             if (b)
                 return b;
-            g_printerr("notice: backend auto: %s unavailable (%s); using the cpu backend\n",
-                       auto_backends[i], local->message);
+            /* One short line for the common cases; the full reason when something is broken. */
+            if (g_error_matches(local, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_NOT_FOUND))
+                g_printerr("notice: backend auto: no %s backend installed; using the cpu "
+                           "backend\n",
+                           auto_backends[i]);
+            else if (g_error_matches(local, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE))
+                g_printerr("notice: backend auto: no GPU found by %s; using the cpu backend "
+                           "(`lamina devices` lists the devices)\n",
+                           auto_backends[i]);
+            else
+                g_printerr("notice: backend auto: %s unavailable (%s); using the cpu backend\n",
+                           auto_backends[i], local->message);
         }
         return lmn_backend_new(registry, "cpu", NULL, NULL, error);
     }

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 packages=(
-  gcc meson ninja-build pkg-config
+  gcc libc6-dev meson ninja-build pkg-config
   libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
   libvulkan-dev mesa-vulkan-drivers glslang-tools spirv-tools vulkan-validationlayers vulkan-tools
   dataset-fashion-mnist

@@ -241,12 +241,13 @@ void lmn_vk_exec_cleanup(LmnVkContext *c)
     g_free(c->pipeline_cache_path);
 }
 
-static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size, const char *entry,
-                                guint32 local_size, const char *name)
+VkPipeline lmn_vk_pipeline_new(LmnVkContext *c, const guint32 *code, gsize code_size,
+                               const char *entry, const guint32 *spec, guint n_spec,
+                               const char *name)
 {
     VkShaderModuleCreateInfo mi = {
         .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
-        .codeSize = size,
+        .codeSize = code_size,
         .pCode = code,
     };
     VkShaderModule module;
@@ -256,8 +257,11 @@ static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size
                          "cannot create the shader module of '%s' (VkResult %d)", name, (int) r);
         return VK_NULL_HANDLE;
     }
-    VkSpecializationMapEntry entry_map = {0, 0, sizeof(guint32)};
-    VkSpecializationInfo spec = {1, &entry_map, sizeof(guint32), &local_size};
+    VkSpecializationMapEntry map[16];
+    n_spec = MIN(n_spec, G_N_ELEMENTS(map));
+    for (guint i = 0; i < n_spec; i++)
+        map[i] = (VkSpecializationMapEntry){i, i * sizeof(guint32), sizeof(guint32)};
+    VkSpecializationInfo info = {n_spec, map, n_spec * sizeof(guint32), spec};
     VkComputePipelineCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
         .stage =
@@ -266,7 +270,7 @@ static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size
                 .stage = VK_SHADER_STAGE_COMPUTE_BIT,
                 .module = module,
                 .pName = entry,
-                .pSpecializationInfo = &spec,
+                .pSpecializationInfo = n_spec > 0 ? &info : NULL,
             },
         .layout = c->pipeline_layout,
     };
@@ -279,6 +283,12 @@ static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size
         return VK_NULL_HANDLE;
     }
     return pipeline;
+}
+
+static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size, const char *entry,
+                                guint32 local_size, const char *name)
+{
+    return lmn_vk_pipeline_new(c, code, size, entry, &local_size, 1, name);
 }
 
 VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader)

@@ -212,6 +212,12 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
                      guint32 gz);
 VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader);
 VkPipeline lmn_vk_kernel_pipeline(LmnVkContext *c, const LmnKernelDesc *kernel);
+/* Creates a compute pipeline for @code with specialization constants 0..n_spec-1 set to @spec
+ * (each a 32-bit value); failures become the deferred error and return VK_NULL_HANDLE.  The
+ * caller owns the pipeline (destroy it in its cleanup). */
+VkPipeline lmn_vk_pipeline_new(LmnVkContext *c, const guint32 *code, gsize code_size,
+                               const char *entry, const guint32 *spec, guint n_spec,
+                               const char *name);
 /* Submits recorded work and waits; returns (and clears) the first deferred error. */
 gboolean lmn_vk_flush(LmnVkContext *c, GError **error);
 /* Submits recorded work and waits, keeping any error deferred (for host access inside ops). */
@@ -223,7 +229,13 @@ void lmn_vk_wait_idle(LmnVkContext *c);
 #define LMN_VK_GEMM_REG_LOCAL 8u
 #define LMN_VK_GEMM_REG_TILE 32u
 
-/* vk-ops.c: the op vtable members. */
+/* vk-ops.c: binds elements [e0, e0 + n) of @t at its offset rounded down to the binding
+ * alignment; the element offset inside the binding goes to @off.  Returns FALSE (with the
+ * deferred error set) when the range exceeds maxStorageBufferRange. */
+gboolean lmn_vk_bind_tensor(LmnVkContext *c, const LmnTensor *t, gsize e0, gsize n, gboolean write,
+                            LmnVkBinding *b, guint32 *off, const char *op);
+
+/* vk-ops.c, vk-gemm.c: the op vtable members. */
 void lmn_vk_fill(gpointer ctx, LmnTensor *t, float value);
 void lmn_vk_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
 void lmn_vk_gemm(gpointer ctx, const LmnGemm *g);

@@ -50,6 +50,21 @@ typedef struct {
 } LmnFeatureDesc;
 
 /**
+ * LMN_FEATURE: an #LmnFeatureDesc initializer with struct_size filled in, for a plugin's static
+ * feature table:
+ * |[
+ * static const LmnFeatureDesc features[] = {
+ *     LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "lion", "sign-based momentum", lion_params, &lion_vt),
+ * };
+ * ]|
+ */
+#define LMN_FEATURE(kind_, name_, description_, params_, vtable_)                                  \
+    {                                                                                              \
+        .struct_size = sizeof(LmnFeatureDesc), .kind = (kind_), .name = (name_),                   \
+        .description = (description_), .params = (params_), .vtable = (vtable_),                   \
+    }
+
+/**
  * LmnPluginDesc:
  * @name: the plugin's name ("lamina.sgd", "example.lion")
  * @version: the plugin's own version string

@@ -417,89 +417,34 @@ static const LmnParamSpec plateau_specs[] = {
 };
 
 static const LmnFeatureDesc schedule_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "constant",
-        .description = "the base learning rate throughout (warm-up still applies)",
-        .params = NULL,
-        .vtable = &constant_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "step",
-        .description = "lr = base_lr * gamma^floor(t / step_size) (torch StepLR)",
-        .params = step_specs,
-        .vtable = &step_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "multistep",
-        .description = "lr = base_lr * gamma^(milestones passed) (torch MultiStepLR)",
-        .params = multistep_specs,
-        .vtable = &multistep_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "exponential",
-        .description = "lr = base_lr * gamma^t (torch ExponentialLR)",
-        .params = exponential_specs,
-        .vtable = &exponential_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "time_decay",
-        .description = "inverse time decay: lr = base_lr / (1 + decay * t)",
-        .params = time_decay_specs,
-        .vtable = &time_decay_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "inverse",
-        .description = "lr = base_lr / (t + 1)",
-        .params = NULL,
-        .vtable = &inverse_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "linear",
-        .description = "linear decay to end_factor * base_lr at t = total, constant after "
-                       "(torch LinearLR with start_factor 1)",
-        .params = linear_specs,
-        .vtable = &linear_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "cosine",
-        .description = "cosine annealing from base_lr to eta_min over t_max (torch "
-                       "CosineAnnealingLR)",
-        .params = cosine_specs,
-        .vtable = &cosine_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "cosine_restarts",
-        .description = "cosine annealing with warm restarts (torch CosineAnnealingWarmRestarts)",
-        .params = cosine_restarts_specs,
-        .vtable = &cosine_restarts_vt,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_SCHEDULE,
-        .name = "reduce_on_plateau",
-        .description = "multiply lr by factor when the validation metric stops improving "
-                       "(torch ReduceLROnPlateau)",
-        .params = plateau_specs,
-        .vtable = &plateau_vt,
-    },
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "constant",
+                "the base learning rate throughout (warm-up still applies)", NULL, &constant_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "step",
+                "lr = base_lr * gamma^floor(t / step_size) (torch StepLR)", step_specs, &step_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "multistep",
+                "lr = base_lr * gamma^(milestones passed) (torch MultiStepLR)", multistep_specs,
+                &multistep_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "exponential", "lr = base_lr * gamma^t (torch ExponentialLR)",
+                exponential_specs, &exponential_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "time_decay",
+                "inverse time decay: lr = base_lr / (1 + decay * t)", time_decay_specs,
+                &time_decay_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "inverse", "lr = base_lr / (t + 1)", NULL, &inverse_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "linear",
+                "linear decay to end_factor * base_lr at t = total, constant after "
+                "(torch LinearLR with start_factor 1)",
+                linear_specs, &linear_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "cosine",
+                "cosine annealing from base_lr to eta_min over t_max (torch "
+                "CosineAnnealingLR)",
+                cosine_specs, &cosine_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "cosine_restarts",
+                "cosine annealing with warm restarts (torch CosineAnnealingWarmRestarts)",
+                cosine_restarts_specs, &cosine_restarts_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "reduce_on_plateau",
+                "multiply lr by factor when the validation metric stops improving "
+                "(torch ReduceLROnPlateau)",
+                plateau_specs, &plateau_vt),
 };
 
 static const LmnPluginDesc schedule_plugin = {

@@ -433,6 +433,27 @@ static gboolean attr_check_numeric(hid_t obj, const char *name, hid_t type, cons
     return TRUE;
 }
 
+/* Checks that an attribute holds exactly one @what ("value", "string"). */
+static gboolean attr_check_single(hid_t obj, const char *name, hssize_t count, const char *what,
+                                  const LmnH5Errors *errs, GError **error)
+{
+    if (count != 1) {
+        set_error(error, errs, errs->code_shape, obj, NULL,
+                  "the attribute '%s' holds %" G_GINT64_FORMAT " %ss; one was expected", name,
+                  (gint64) count, what);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Reports a failed H5Aread of attribute @name with HDF5's own explanation. */
+static void attr_read_failed(hid_t obj, const char *name, const LmnH5Errors *errs, GError **error)
+{
+    g_autofree char *why = lmn_h5_error_text();
+    set_error(error, errs, errs->code_open, obj, NULL, "cannot read the attribute '%s': %s", name,
+              why);
+}
+
 gboolean lmn_h5_attr_read_double(hid_t obj, const char *name, double *value_out,
                                  const LmnH5Errors *errs, GError **error)
 {
@@ -443,16 +464,11 @@ gboolean lmn_h5_attr_read_double(hid_t obj, const char *name, double *value_out,
     if (attr < 0 || !attr_check_numeric(obj, name, type, errs, error)) {
         return FALSE;
     }
-    if (count != 1) {
-        set_error(error, errs, errs->code_shape, obj, NULL,
-                  "the attribute '%s' holds %" G_GINT64_FORMAT " values; one was expected", name,
-                  (gint64) count);
+    if (!attr_check_single(obj, name, count, "value", errs, error)) {
         return FALSE;
     }
     if (H5Aread(attr, H5T_NATIVE_DOUBLE, value_out) < 0) {
-        g_autofree char *why = lmn_h5_error_text();
-        set_error(error, errs, errs->code_open, obj, NULL, "cannot read the attribute '%s': %s",
-                  name, why);
+        attr_read_failed(obj, name, errs, error);
         return FALSE;
     }
     return TRUE;
@@ -474,10 +490,7 @@ gboolean lmn_h5_attr_read_int64(hid_t obj, const char *name, gint64 *value_out,
                   "the attribute '%s' holds %s; an integer was expected", name, tname);
         return FALSE;
     }
-    if (count != 1) {
-        set_error(error, errs, errs->code_shape, obj, NULL,
-                  "the attribute '%s' holds %" G_GINT64_FORMAT " values; one was expected", name,
-                  (gint64) count);
+    if (!attr_check_single(obj, name, count, "value", errs, error)) {
         return FALSE;
     }
     herr_t status;
@@ -491,9 +504,7 @@ gboolean lmn_h5_attr_read_int64(hid_t obj, const char *name, gint64 *value_out,
         status = H5Aread(attr, H5T_NATIVE_INT64, value_out);
     }
     if (status < 0) {
-        g_autofree char *why = lmn_h5_error_text();
-        set_error(error, errs, errs->code_open, obj, NULL, "cannot read the attribute '%s': %s",
-                  name, why);
+        attr_read_failed(obj, name, errs, error);
         return FALSE;
     }
     if (too_big) {
@@ -516,9 +527,7 @@ double *lmn_h5_attr_read_doubles(hid_t obj, const char *name, gsize *n_out, cons
     }
     g_autofree double *values = g_new0(double, MAX(count, 1));
     if (count > 0 && H5Aread(attr, H5T_NATIVE_DOUBLE, values) < 0) {
-        g_autofree char *why = lmn_h5_error_text();
-        set_error(error, errs, errs->code_open, obj, NULL, "cannot read the attribute '%s': %s",
-                  name, why);
+        attr_read_failed(obj, name, errs, error);
         return NULL;
     }
     *n_out = (gsize) count;
@@ -540,10 +549,7 @@ char *lmn_h5_attr_read_string(hid_t obj, const char *name, const LmnH5Errors *er
                   "the attribute '%s' holds %s; a string was expected", name, tname);
         return NULL;
     }
-    if (count != 1) {
-        set_error(error, errs, errs->code_shape, obj, NULL,
-                  "the attribute '%s' holds %" G_GINT64_FORMAT " strings; one was expected", name,
-                  (gint64) count);
+    if (!attr_check_single(obj, name, count, "string", errs, error)) {
         return NULL;
     }
     g_auto(LmnH5Id) mem_type = H5Tcopy(H5T_C_S1);
@@ -566,10 +572,8 @@ char *lmn_h5_attr_read_string(hid_t obj, const char *name, const LmnH5Errors *er
         status = H5Aread(attr, mem_type, result);
     }
     if (status < 0) {
-        g_autofree char *why = lmn_h5_error_text();
         g_free(result);
-        set_error(error, errs, errs->code_open, obj, NULL, "cannot read the attribute '%s': %s",
-                  name, why);
+        attr_read_failed(obj, name, errs, error);
         return NULL;
     }
     return result;

@@ -1404,6 +1404,7 @@ static const GeomCase pool_geoms[] = {
     {{3, 5, 10, 7, 3, 3, 3, 3, 1, 1, 1, 1}},
     {{1, 3, 6, 5, 2, 3, 1, 1, 1, 1, 1, 1}},
     {{8, 16, 32, 32, 2, 2, 2, 2, 0, 0, 1, 1}}, /* big enough for the pool */
+    {{2, 3, 9, 7, 2, 2, 2, 2, 0, 0, 1, 1}},    /* 2x2 fast path, last row/column dropped */
 };
 
 /* MAX only: PyTorch's MaxPool2d dilation */
@@ -1525,6 +1526,31 @@ static void test_pool(void)
             g_assert_cmpfloat(y[oh * 4 + ow], ==, -5.0f);
             g_assert_cmpint(arg[oh * 4 + ow], ==, MAX(oh - 1, 0) * 4 + MAX(ow - 1, 0));
         }
+    /* The 2x2 stride-2 fast path keeps the rule: in each window of a 4x4 image the first
+     * maximum wins among ties, and a NaN wins over numbers (the first NaN kept). */
+    {
+        const GeomCase two = {{1, 1, 4, 4, 2, 2, 2, 2, 0, 0, 1, 1}};
+        LmnConv2dGeom g2 = make_geom(&two);
+        const float xs[16] = {1, 3, 7, 7,     /* window 0: 3 at 1; window 1: first 7 at 2 */
+                              3, 2, 7, NAN,   /* window 1's NaN at 7 wins over the 7s */
+                              NAN, 0, -1, -2, /* window 2: first NaN at 8 */
+                              NAN, 5, -3, -1};
+        LmnTensor *x2 = tensor_f32(16, xs), *y2 = tensor_f32(4, NULL), *a2 = tensor_i32(4, NULL);
+        lmn_op_pool2d(LMN_POOL_MAX, x2, y2, a2, &g2);
+        g_autofree float *yv = read_all(y2);
+        g_autofree gint32 *av = read_all_i32(a2);
+        g_assert_cmpfloat(yv[0], ==, 3.0f);
+        g_assert_cmpint(av[0], ==, 1);
+        g_assert_true(isnan(yv[1]));
+        g_assert_cmpint(av[1], ==, 7);
+        g_assert_true(isnan(yv[2]));
+        g_assert_cmpint(av[2], ==, 8);
+        g_assert_cmpfloat(yv[3], ==, -1.0f);
+        g_assert_cmpint(av[3], ==, 10);
+        lmn_tensor_unref(x2);
+        lmn_tensor_unref(y2);
+        lmn_tensor_unref(a2);
+    }
     /* AVG counts the padding in the divisor (PyTorch's count_include_pad): corner = 4 / 9. */
     lmn_op_fill(tx, 1.0f);
     lmn_op_pool2d(LMN_POOL_AVG, tx, ty, NULL, &g);

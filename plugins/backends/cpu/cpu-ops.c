@@ -899,10 +899,60 @@ static inline void pool_window(const LmnConv2dGeom *g, gint64 oh, gint64 ow, gin
     valid_range(*w0, g->dilation_w, g->width, g->kernel_w, j0, j1);
 }
 
+/* Whether max pooling is the common 2x2, stride-2 case with every window inside the image, for
+ * which pool_max_2x2() avoids the general window arithmetic (LeNet-style models spend a tenth of
+ * a step pooling). */
+static gboolean pool_is_2x2(const PoolJob *j)
+{
+    const LmnConv2dGeom *g = j->g;
+    return j->mode == LMN_POOL_MAX && g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 &&
+           g->stride_w == 2 && g->pad_h == 0 && g->pad_w == 0 && g->dilation_h == 1 &&
+           g->dilation_w == 1 && 2 * g->out_h <= g->height && 2 * g->out_w <= g->width;
+}
+
+/* The general loop's rule, unrolled: the first maximum in row-major order wins, a NaN wins over
+ * numbers and the first NaN is kept. */
+static inline void pool_take(float v, gint64 at, float *best, gint64 *arg)
+{
+    if (v > *best || (isnan(v) && !isnan(*best))) {
+        *best = v;
+        *arg = at;
+    }
+}
+
+static void pool_max_2x2(const PoolJob *j, gsize begin, gsize end)
+{
+    const LmnConv2dGeom *g = j->g;
+    const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
+    for (gsize u = begin; u < end; u++) {
+        const float *xp = j->x + u * (gsize) (H * W);
+        float *yp = j->y + u * (gsize) (OH * OW);
+        gint32 *ap = j->argmax != NULL ? j->argmax + u * (gsize) (OH * OW) : NULL;
+        for (gint64 oh = 0; oh < OH; oh++) {
+            const gint64 r0 = 2 * oh * W, r1 = r0 + W;
+            for (gint64 ow = 0; ow < OW; ow++) {
+                const gint64 c0 = 2 * ow;
+                float best = xp[r0 + c0];
+                gint64 arg = r0 + c0;
+                pool_take(xp[r0 + c0 + 1], r0 + c0 + 1, &best, &arg);
+                pool_take(xp[r1 + c0], r1 + c0, &best, &arg);
+                pool_take(xp[r1 + c0 + 1], r1 + c0 + 1, &best, &arg);
+                yp[oh * OW + ow] = best;
+                if (ap != NULL)
+                    ap[oh * OW + ow] = (gint32) arg;
+            }
+        }
+    }
+}
+
 /* Units are (batch, channel) planes; each output reads only its own input plane. */
 static void pool_planes(gsize begin, gsize end, gpointer data)
 {
     const PoolJob *j = data;
+    if (pool_is_2x2(j)) {
+        pool_max_2x2(j, begin, end);
+        return;
+    }
     const LmnConv2dGeom *g = j->g;
     const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
     const gint64 dh = g->dilation_h, dw = g->dilation_w;

@@ -1,4 +1,6 @@
 /* Lamina — the model graph: nodes, activation and gradient buffers, flat parameters. */
+#include "arena-private.h"
+
 #include <lamina/lamina.h>
 #include <math.h>
 #include <stdlib.h>
@@ -39,6 +41,12 @@ struct _LmnModel {
     gint64 n_parameters;
     gint64 max_batch;
     gint64 batch;
+    /* The activation arena of the last lmn_model_prepare(), in bytes: its size, what one
+     * allocation per buffer would take, and the most bytes live at once (a lower bound). */
+    gint64 arena_bytes;
+    gint64 arena_unshared_bytes;
+    gint64 arena_peak_bytes;
+    guint arena_segments;
     LmnRegistry *registry;
     const LmnConfig *cfg;
 };
@@ -221,11 +229,108 @@ gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error)
     return TRUE;
 }
 
-static LmnTensor *alloc_batched(LmnBackend *b, const LmnTensorInfo *info, gint64 batch,
-                                GError **error)
+/* Shared segments of the activation arena hold at most this many bytes, far below every device
+ * limit on one allocation (Vulkan guarantees maxMemoryAllocationSize >= 1 GiB), while large
+ * enough that a model gets one or a few of them. */
+#define ARENA_SEGMENT_BYTES ((gint64) 256 << 20)
+
+typedef enum { BUF_OUT, BUF_GRAD, BUF_EDGE } BufKind;
+
+/* One tensor of the arena: which node's buffer it becomes, and its planned place. */
+typedef struct {
+    BufKind kind;
+    guint node;
+    guint input; /* for BUF_EDGE: the consumer's input index */
+    LmnShape shape;
+    LmnDType dtype;
+} ArenaItem;
+
+/* The step's timeline, as the planner sees it: time 0 is the forward pass, time 1 + k the k-th
+ * layer run backward (the loss first), and the last time is after backward, when the trainer
+ * reads the loss and predictions. */
+static gint time_backward(const LmnModel *m, guint node)
 {
-    LmnShape s = lmn_shape_prepend(&info->shape, batch);
-    return lmn_tensor_new(b, info->dtype, &s, error);
+    return 1 + (gint) (m->nodes->len - 1 - node);
+}
+
+static gint time_end(const LmnModel *m)
+{
+    return (gint) m->nodes->len;
+}
+
+static void plan_item(GArray *items, GArray *blocks, BufKind kind, guint node, guint input,
+                      const LmnShape *shape, LmnDType dtype, gint first_use, gint last_use)
+{
+    ArenaItem it = {kind, node, input, *shape, dtype};
+    LmnArenaBlock b = {
+        .size = lmn_shape_numel(shape), .first_use = first_use, .last_use = last_use};
+    g_array_append_val(items, it);
+    g_array_append_val(blocks, b);
+}
+
+/* Lists every activation and gradient buffer with its lifetime on the timeline above.
+ *
+ * Forward outputs are live for the whole step: backward reads them, and the trainer reads the
+ * loss and the predictions after it.  A gradient buffer is live from its first write to its
+ * last read, following lmn_model_backward():
+ *  - a node's grad is written by its consumers' backward passes, the first of them (in backward
+ *    order) being its highest-numbered consumer, and read by its own backward pass;
+ *  - with several consumers, each one writes its own edge buffer and sums it into the node's
+ *    grad in the same backward pass, so the edge lives for that one time;
+ *  - with one consumer, the edge is the node's grad itself (no buffer of its own).
+ * A layer reads its output gradient while writing its input gradients, so both must be live at
+ * that time: inclusive lifetimes that share an end point keep them apart.  Nothing carries over
+ * from one step to the next: every layer overwrites its input gradients whole. */
+static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GArray *blocks)
+{
+    guint n_nodes = m->nodes->len;
+    g_autofree guint *last_consumer = g_new0(guint, n_nodes);
+    for (guint i = NODE_FIRST_LAYER; i < n_nodes; i++) {
+        const Node *n = node_at(m, i);
+        for (guint j = 0; j < n->n_inputs; j++)
+            last_consumer[n->inputs[j]] = MAX(last_consumer[n->inputs[j]], i);
+    }
+    for (guint i = 0; i < n_nodes; i++) {
+        const Node *n = node_at(m, i);
+        LmnShape batched = lmn_shape_prepend(&n->info.shape, max_batch);
+        if (i == m->loss_node) {
+            LmnShape one = lmn_shape_make(0);
+            plan_item(items, blocks, BUF_OUT, i, 0, &one, LMN_DTYPE_F32, 0, time_end(m));
+        } else {
+            plan_item(items, blocks, BUF_OUT, i, 0, &batched, n->info.dtype, 0, time_end(m));
+        }
+        if (n->needs_grad)
+            plan_item(items, blocks, BUF_GRAD, i, 0, &batched, n->info.dtype,
+                      time_backward(m, last_consumer[i]), time_backward(m, i));
+    }
+    for (guint i = NODE_FIRST_LAYER; i < n_nodes; i++) {
+        const Node *n = node_at(m, i);
+        for (guint j = 0; j < n->n_inputs; j++) {
+            const Node *src = node_at(m, n->inputs[j]);
+            if (!src->needs_grad || src->n_consumers == 1)
+                continue;
+            LmnShape batched = lmn_shape_prepend(&src->info.shape, max_batch);
+            plan_item(items, blocks, BUF_EDGE, i, j, &batched, src->info.dtype, time_backward(m, i),
+                      time_backward(m, i));
+        }
+    }
+}
+
+/* Drops every activation and gradient buffer (and so the arena, which their views hold). */
+static void clear_buffers(LmnModel *m)
+{
+    clear_batch_views(m);
+    for (guint i = 0; i < m->nodes->len; i++) {
+        Node *n = node_at(m, i);
+        g_clear_pointer(&n->out_full, lmn_tensor_unref);
+        g_clear_pointer(&n->grad_full, lmn_tensor_unref);
+        for (guint j = 0; j < n->n_inputs; j++)
+            if (n->edge_full)
+                g_clear_pointer(&n->edge_full[j], lmn_tensor_unref);
+    }
+    m->max_batch = 0;
+    m->arena_bytes = m->arena_unshared_bytes = m->arena_peak_bytes = 0;
+    m->arena_segments = 0;
 }
 
 gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
@@ -233,47 +338,77 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
     g_return_val_if_fail(max_batch > 0, FALSE);
     if (max_batch <= model->max_batch)
         return TRUE;
-    clear_batch_views(model);
-    for (guint i = 0; i < model->nodes->len; i++) {
-        Node *n = node_at(model, i);
-        g_clear_pointer(&n->out_full, lmn_tensor_unref);
-        g_clear_pointer(&n->grad_full, lmn_tensor_unref);
-        if (i == model->loss_node) {
-            LmnShape one = lmn_shape_make(0);
-            n->out_full = lmn_tensor_new(model->backend, LMN_DTYPE_F32, &one, error);
-        } else {
-            n->out_full = alloc_batched(model->backend, &n->info, max_batch, error);
-        }
-        if (!n->out_full)
+    clear_buffers(model);
+
+    /* One plan for all buffers, then one allocation per segment and a view per buffer: a step
+     * reuses the memory of gradients that are dead for the ones born after them. */
+    g_autoptr(GArray) items = g_array_new(FALSE, FALSE, sizeof(ArenaItem));
+    g_autoptr(GArray) blocks = g_array_new(FALSE, FALSE, sizeof(LmnArenaBlock));
+    list_buffers(model, max_batch, items, blocks);
+    LmnArenaPlan plan;
+    lmn_arena_plan((LmnArenaBlock *) (gpointer) blocks->data, blocks->len,
+                   ARENA_SEGMENT_BYTES / (gint64) sizeof(float), &plan);
+    g_autoptr(GPtrArray) segments =
+        g_ptr_array_new_full(plan.segment_sizes->len, (GDestroyNotify) lmn_tensor_unref);
+    for (guint s = 0; s < plan.segment_sizes->len; s++) {
+        gint64 size = g_array_index(plan.segment_sizes, gint64, s);
+        LmnShape flat = lmn_shape_make(1, MAX(size, (gint64) LMN_ARENA_ALIGN_ELEMS));
+        LmnTensor *seg = lmn_tensor_new(model->backend, LMN_DTYPE_F32, &flat, error);
+        if (!seg) {
+            lmn_arena_plan_clear(&plan);
             return FALSE;
-        if (n->needs_grad) {
-            n->grad_full = alloc_batched(model->backend, &n->info, max_batch, error);
-            if (!n->grad_full)
-                return FALSE;
         }
+        g_ptr_array_add(segments, seg);
     }
+
     for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
         if (!n->edge_full) {
             n->edge_full = g_new0(LmnTensor *, n->n_inputs);
             n->edge = g_new0(LmnTensor *, n->n_inputs);
         }
+    }
+    for (guint k = 0; k < items->len; k++) {
+        const ArenaItem *it = &g_array_index(items, ArenaItem, k);
+        const LmnArenaBlock *b = &g_array_index(blocks, LmnArenaBlock, k);
+        LmnTensor *v =
+            lmn_tensor_new_view(g_ptr_array_index(segments, b->segment), b->offset, &it->shape);
+        /* Segments are f32; an i32 buffer (class labels) reinterprets its bytes, which only
+         * works because both dtypes have the same size. */
+        G_STATIC_ASSERT(sizeof(gint32) == sizeof(float));
+        v->dtype = it->dtype;
+        Node *n = node_at(model, it->node);
+        switch (it->kind) {
+        case BUF_OUT:
+            n->out_full = v;
+            break;
+        case BUF_GRAD:
+            n->grad_full = v;
+            break;
+        case BUF_EDGE:
+            n->edge_full[it->input] = v;
+            break;
+        }
+    }
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
         for (guint j = 0; j < n->n_inputs; j++) {
             Node *src = node_at(model, n->inputs[j]);
-            g_clear_pointer(&n->edge_full[j], lmn_tensor_unref);
-            if (!src->needs_grad)
-                continue;
-            if (src->n_consumers == 1) {
+            if (src->needs_grad && src->n_consumers == 1)
                 n->edge_full[j] = lmn_tensor_ref(src->grad_full);
-            } else {
-                n->edge_full[j] = alloc_batched(model->backend, &src->info, max_batch, error);
-                if (!n->edge_full[j])
-                    return FALSE;
-            }
         }
-        if (!lmn_layer_prepare_batch(n->layer, max_batch, error))
-            return FALSE;
     }
+    model->arena_bytes = plan.total * (gint64) sizeof(float);
+    model->arena_unshared_bytes = plan.unshared * (gint64) sizeof(float);
+    model->arena_peak_bytes = plan.peak_live * (gint64) sizeof(float);
+    model->arena_segments = plan.segment_sizes->len;
+    lmn_arena_plan_clear(&plan);
+
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++)
+        if (!lmn_layer_prepare_batch(node_at(model, i)->layer, max_batch, error)) {
+            clear_buffers(model);
+            return FALSE;
+        }
     model->max_batch = max_batch;
     return TRUE;
 }
@@ -427,6 +562,19 @@ gint64 lmn_model_get_n_classes(const LmnModel *model)
 gint64 lmn_model_get_n_parameters(const LmnModel *model)
 {
     return model->n_parameters;
+}
+
+gint64 lmn_model_get_activation_bytes(const LmnModel *model, gint64 *unshared_out, gint64 *peak_out,
+                                      guint *n_segments_out)
+{
+    g_return_val_if_fail(model != NULL, 0);
+    if (unshared_out)
+        *unshared_out = model->arena_unshared_bytes;
+    if (peak_out)
+        *peak_out = model->arena_peak_bytes;
+    if (n_segments_out)
+        *n_segments_out = model->arena_segments;
+    return model->arena_bytes;
 }
 
 LmnBackend *lmn_model_get_backend(const LmnModel *model)

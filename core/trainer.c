@@ -702,6 +702,18 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
                t->val ? " (plus validation)" : "",
                lmn_dataset_is_streaming(t->train) ? " streamed from the file" : "", batch,
                lmn_config_get_optimizer_type(t->cfg));
+        {
+            /* Activation memory next to the parameter count: for a batch size it is usually
+             * the larger of the two. */
+            gint64 unshared = 0, peak = 0;
+            guint segments = 0;
+            gint64 arena =
+                lmn_model_get_activation_bytes(t->model, &unshared, &peak, &segments);
+            printf("activations %.2f MiB in %u allocation%s (%.2f MiB with one per buffer, "
+                   "%.2f MiB live at most)\n",
+                   (double) arena / (1 << 20), segments, segments == 1 ? "" : "s",
+                   (double) unshared / (1 << 20), (double) peak / (1 << 20));
+        }
         if (t->opts.resume_checkpoint)
             printf("resuming from %s at epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT "\n",
                    t->opts.resume_checkpoint, t->state.epoch + 1, t->state.step);

@@ -5,8 +5,8 @@
  * Forward runs in file order, backward in reverse; a node's output that feeds several layers gets
  * the sum of their gradients.  All parameters live in one flat tensor (and their gradients in
  * another), so an optimizer updates the whole model with one launch.  Activations and gradients
- * are allocated by lmn_model_prepare() for the largest batch and reused: a training step
- * allocates nothing.
+ * are views into an arena that lmn_model_prepare() plans for the largest batch and reuses: a
+ * training step allocates nothing.
  */
 #pragma once
 
@@ -70,6 +70,17 @@ const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model);
 gint64 lmn_model_get_n_classes(const LmnModel *model);
 /** lmn_model_get_n_parameters: Returns: the number of trainable scalars. */
 gint64 lmn_model_get_n_parameters(const LmnModel *model);
+/**
+ * lmn_model_get_activation_bytes:
+ * @unshared_out: (out) (optional): bytes the same buffers would take with one allocation each
+ * @peak_out: (out) (optional): the most bytes live at one time in a step (no arena is smaller)
+ * @n_segments_out: (out) (optional): backend allocations the arena is made of
+ * The activation arena holds every layer output and gradient buffer, planned by
+ * lmn_model_prepare() so that gradients whose lifetimes in a step do not overlap share memory.
+ * Returns: its size in bytes for the prepared batch, 0 before lmn_model_prepare()
+ */
+gint64 lmn_model_get_activation_bytes(const LmnModel *model, gint64 *unshared_out,
+                                      gint64 *peak_out, guint *n_segments_out);
 /** lmn_model_get_backend: Returns: (transfer none): the backend. */
 LmnBackend *lmn_model_get_backend(const LmnModel *model);
 /**

@@ -1,0 +1,171 @@
+/* Lamina — the activation arena planner: offsets for tensors with known lifetimes. */
+#include "arena-private.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    gint64 lo, hi; /* elements [lo, hi) */
+} Span;
+
+gint64 lmn_arena_align(gint64 size)
+{
+    return (size + LMN_ARENA_ALIGN_ELEMS - 1) / LMN_ARENA_ALIGN_ELEMS * LMN_ARENA_ALIGN_ELEMS;
+}
+
+static gboolean lifetimes_overlap(const LmnArenaBlock *a, const LmnArenaBlock *b)
+{
+    return a->first_use <= b->last_use && b->first_use <= a->last_use;
+}
+
+/* Placement order: largest first, because a large block placed late finds no gap and grows the
+ * arena; then earlier first use and then input order, so that equal problems get equal plans. */
+static gint compare_placement(gconstpointer pa, gconstpointer pb, gpointer data)
+{
+    const LmnArenaBlock *blocks = data;
+    guint a = *(const guint *) pa, b = *(const guint *) pb;
+    gint64 sa = lmn_arena_align(blocks[a].size), sb = lmn_arena_align(blocks[b].size);
+    if (sa != sb)
+        return sa > sb ? -1 : 1;
+    if (blocks[a].first_use != blocks[b].first_use)
+        return blocks[a].first_use < blocks[b].first_use ? -1 : 1;
+    return (a > b) - (a < b);
+}
+
+static gint compare_span(gconstpointer pa, gconstpointer pb)
+{
+    const Span *a = pa, *b = pb;
+    if (a->lo != b->lo)
+        return a->lo < b->lo ? -1 : 1;
+    return (a->hi > b->hi) - (a->hi < b->hi);
+}
+
+static guint add_segment(LmnArenaPlan *plan, GArray *dedicated, gint64 size, gboolean alone)
+{
+    g_array_append_val(plan->segment_sizes, size);
+    g_array_append_val(dedicated, alone);
+    return plan->segment_sizes->len - 1;
+}
+
+/* The largest sum of aligned sizes live at one time.  It is reached at some block's first use
+ * (live sets only grow there), so only those times are tried. */
+static gint64 peak_live(const LmnArenaBlock *blocks, guint n)
+{
+    gint64 peak = 0;
+    for (guint i = 0; i < n; i++) {
+        gint t = blocks[i].first_use;
+        gint64 live = 0;
+        for (guint j = 0; j < n; j++)
+            if (blocks[j].first_use <= t && t <= blocks[j].last_use)
+                live += lmn_arena_align(blocks[j].size);
+        peak = MAX(peak, live);
+    }
+    return peak;
+}
+
+void lmn_arena_plan(LmnArenaBlock *blocks, guint n, gint64 segment_capacity, LmnArenaPlan *plan)
+{
+    g_return_if_fail(plan != NULL);
+    memset(plan, 0, sizeof *plan);
+    plan->segment_sizes = g_array_new(FALSE, FALSE, sizeof(gint64));
+    g_return_if_fail(blocks != NULL || n == 0);
+    g_return_if_fail(segment_capacity > 0);
+    for (guint i = 0; i < n; i++)
+        g_return_if_fail(blocks[i].size >= 0 && blocks[i].first_use <= blocks[i].last_use);
+
+    const gint64 cap = MAX(segment_capacity / LMN_ARENA_ALIGN_ELEMS * LMN_ARENA_ALIGN_ELEMS,
+                           (gint64) LMN_ARENA_ALIGN_ELEMS);
+    g_autoptr(GArray) dedicated = g_array_new(FALSE, FALSE, sizeof(gboolean));
+    g_autofree guint *order = g_new(guint, MAX(n, 1));
+    g_autofree guint *placed = g_new(guint, MAX(n, 1));
+    g_autofree Span *busy = g_new(Span, MAX(n, 1));
+    guint n_placed = 0;
+    for (guint i = 0; i < n; i++)
+        order[i] = i;
+    g_qsort_with_data(order, (gint) n, sizeof *order, compare_placement, blocks);
+
+    for (guint k = 0; k < n; k++) {
+        LmnArenaBlock *b = &blocks[order[k]];
+        gint64 size = lmn_arena_align(b->size);
+        plan->unshared += size;
+        if (size == 0) {
+            /* Occupies nothing, so it conflicts with nothing; segment 0 only has to exist. */
+            if (plan->segment_sizes->len == 0)
+                add_segment(plan, dedicated, 0, FALSE);
+            b->segment = 0;
+            b->offset = 0;
+            continue;
+        }
+        if (size > cap) {
+            b->segment = add_segment(plan, dedicated, size, TRUE);
+            b->offset = 0;
+            placed[n_placed++] = order[k];
+            continue;
+        }
+
+        /* Best fit: the smallest gap that holds the block, among the free ranges left inside
+         * each segment's current size by the placed blocks whose lifetimes overlap it.  Failing
+         * that, the free end of the segment that grows least without passing the capacity. */
+        gint best_seg = -1, tail_seg = -1;
+        gint64 best_off = 0, best_gap = G_MAXINT64, tail_off = 0, tail_growth = G_MAXINT64;
+        for (guint s = 0; s < plan->segment_sizes->len; s++) {
+            if (g_array_index(dedicated, gboolean, s))
+                continue;
+            guint n_busy = 0;
+            for (guint p = 0; p < n_placed; p++) {
+                const LmnArenaBlock *o = &blocks[placed[p]];
+                if (o->segment == s && lifetimes_overlap(o, b))
+                    busy[n_busy++] = (Span){o->offset, o->offset + lmn_arena_align(o->size)};
+            }
+            qsort(busy, n_busy, sizeof *busy, compare_span);
+            gint64 end = 0; /* everything below is free or already considered */
+            for (guint i = 0; i < n_busy; i++) {
+                gint64 gap = busy[i].lo - end;
+                if (gap >= size && gap < best_gap) {
+                    best_seg = (gint) s;
+                    best_off = end;
+                    best_gap = gap;
+                }
+                end = MAX(end, busy[i].hi);
+            }
+            gint64 seg_size = g_array_index(plan->segment_sizes, gint64, s);
+            if (seg_size - end >= size) {
+                if (seg_size - end < best_gap) {
+                    best_seg = (gint) s;
+                    best_off = end;
+                    best_gap = seg_size - end;
+                }
+            } else if (end + size <= cap && end + size - seg_size < tail_growth) {
+                tail_seg = (gint) s;
+                tail_off = end;
+                tail_growth = end + size - seg_size;
+            }
+        }
+        if (best_seg >= 0) {
+            b->segment = (guint) best_seg;
+            b->offset = best_off;
+        } else if (tail_seg >= 0) {
+            /* end <= seg_size, so a segment grows by at most the block's size: the total never
+             * exceeds the unshared sum. */
+            b->segment = (guint) tail_seg;
+            b->offset = tail_off;
+            g_array_index(plan->segment_sizes, gint64, tail_seg) += tail_growth;
+        } else {
+            b->segment = add_segment(plan, dedicated, size, FALSE);
+            b->offset = 0;
+        }
+        placed[n_placed++] = order[k];
+    }
+
+    for (guint s = 0; s < plan->segment_sizes->len; s++)
+        plan->total += g_array_index(plan->segment_sizes, gint64, s);
+    plan->peak_live = peak_live(blocks, n);
+}
+
+void lmn_arena_plan_clear(LmnArenaPlan *plan)
+{
+    if (plan == NULL)
+        return;
+    g_clear_pointer(&plan->segment_sizes, g_array_unref);
+    plan->total = plan->peak_live = plan->unshared = 0;
+}

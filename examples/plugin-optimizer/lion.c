@@ -3,6 +3,8 @@
  *     p  <- p * (1 - lr * weight_decay)            (decoupled weight decay)
  *     p  <- p - lr * sign(beta1 * m + (1 - beta1) * g)
  *     m  <- beta2 * m + (1 - beta2) * g
+ * The kernel has a CPU function (the reference, and what every backend can run) and, when the
+ * build finds the shader tools, a SPIR-V variant for the Vulkan backend (see meson.build).
  */
 #include <lamina/lamina.h>
 
@@ -33,8 +35,25 @@ static void lion_prepare(const LmnParams *hyper, double lr, gint64 step, double 
     scalars[S_DECAY] = (float) (1.0 - lr * lmn_params_get_float(hyper, "weight_decay"));
 }
 
-static const guint8 lion_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
-                                     LMN_KERNEL_READ_WRITE};
+static const guint8 lion_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE};
+
+#ifdef LION_HAVE_SPIRV
+/* The Vulkan variant (lion-update.comp, embedded by meson.build with the SDK's
+ * lamina-embed-shader.sh): the same float operations in the same order as lion_update. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "lion-update-spv.h"
+
+static const LmnKernelSpirv lion_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = lion_update_spv,
+    .code_size = sizeof lion_update_spv,
+    .entry_point = "main",
+};
+#define LION_SPIRV (&lion_spirv)
+#else
+#define LION_SPIRV NULL /* the Vulkan backend runs lion_update on host copies */
+#endif
 
 static const LmnKernelDesc lion_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
@@ -43,6 +62,7 @@ static const LmnKernelDesc lion_kernel = {
     .n_buffers = 3,
     .access = lion_access,
     .n_scalars = N_SCALARS,
+    .spirv = LION_SPIRV,
 };
 
 static const char *const lion_slots[] = {"exp_avg", NULL};
@@ -54,15 +74,36 @@ static const LmnOptimizerVTable lion_vtable = {
     .prepare = lion_prepare,
 };
 
+/* Designated initializers: LmnParamSpec has reserved fields after doc, which positional ones
+ * would leave to -Wmissing-field-initializers. */
 static const LmnParamSpec lion_params[] = {
-    {"lr", LMN_PARAM_FLOAT, "0.0001", 0, 1e6, NULL, 0,
-     "learning rate (3-10x smaller than AdamW's)"},
-    {"beta1", LMN_PARAM_FLOAT, "0.9", 0, 1, NULL, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     "interpolation factor for the update direction"},
-    {"beta2", LMN_PARAM_FLOAT, "0.99", 0, 1, NULL, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     "decay of the momentum slot exp_avg"},
-    {"weight_decay", LMN_PARAM_FLOAT, "0", 0, 1e6, NULL, 0, "decoupled weight decay"},
-    {NULL},
+    {.name = "lr",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.0001",
+     .min = 0,
+     .max = 1e6,
+     .doc = "learning rate (3-10x smaller than AdamW's)"},
+    {.name = "beta1",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.9",
+     .min = 0,
+     .max = 1,
+     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+     .doc = "interpolation factor for the update direction"},
+    {.name = "beta2",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0.99",
+     .min = 0,
+     .max = 1,
+     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+     .doc = "decay of the momentum slot exp_avg"},
+    {.name = "weight_decay",
+     .type = LMN_PARAM_FLOAT,
+     .default_value = "0",
+     .min = 0,
+     .max = 1e6,
+     .doc = "decoupled weight decay"},
+    {.name = NULL},
 };
 
 static const LmnFeatureDesc features[] = {

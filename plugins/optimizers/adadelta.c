@@ -77,6 +77,23 @@ static void adadelta_prepare(const LmnParams *hyper, double lr, gint64 step, dou
 static const guint8 adadelta_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
                                          LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/adadelta-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "adadelta-update-spv.h"
+
+static const LmnKernelSpirv adadelta_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = adadelta_update_spv,
+    .code_size = sizeof adadelta_update_spv,
+    .entry_point = "main",
+};
+#define ADADELTA_SPIRV (&adadelta_spirv)
+#else
+#define ADADELTA_SPIRV NULL
+#endif
+
 static const LmnKernelDesc adadelta_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "adadelta.update",
@@ -84,7 +101,7 @@ static const LmnKernelDesc adadelta_kernel = {
     .n_buffers = G_N_ELEMENTS(adadelta_access),
     .access = adadelta_access,
     .n_scalars = ADADELTA_N_SCALARS,
-    .spirv = NULL,
+    .spirv = ADADELTA_SPIRV,
 };
 
 static const char *const adadelta_slots[] = {"square_avg", "acc_delta", NULL};

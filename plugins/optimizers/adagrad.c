@@ -70,6 +70,23 @@ static double adagrad_slot_initial_value(const LmnParams *hyper, guint slot)
 static const guint8 adagrad_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
                                         LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/adagrad-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "adagrad-update-spv.h"
+
+static const LmnKernelSpirv adagrad_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = adagrad_update_spv,
+    .code_size = sizeof adagrad_update_spv,
+    .entry_point = "main",
+};
+#define ADAGRAD_SPIRV (&adagrad_spirv)
+#else
+#define ADAGRAD_SPIRV NULL
+#endif
+
 static const LmnKernelDesc adagrad_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "adagrad.update",
@@ -77,7 +94,7 @@ static const LmnKernelDesc adagrad_kernel = {
     .n_buffers = G_N_ELEMENTS(adagrad_access),
     .access = adagrad_access,
     .n_scalars = ADAGRAD_N_SCALARS,
-    .spirv = NULL,
+    .spirv = ADAGRAD_SPIRV,
 };
 
 static const char *const adagrad_slots[] = {"sum", NULL};

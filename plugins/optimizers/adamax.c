@@ -78,6 +78,23 @@ static void adamax_prepare(const LmnParams *hyper, double lr, gint64 step, doubl
 static const guint8 adamax_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
                                        LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/adamax-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "adamax-update-spv.h"
+
+static const LmnKernelSpirv adamax_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = adamax_update_spv,
+    .code_size = sizeof adamax_update_spv,
+    .entry_point = "main",
+};
+#define ADAMAX_SPIRV (&adamax_spirv)
+#else
+#define ADAMAX_SPIRV NULL
+#endif
+
 static const LmnKernelDesc adamax_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "adamax.update",
@@ -85,7 +102,7 @@ static const LmnKernelDesc adamax_kernel = {
     .n_buffers = G_N_ELEMENTS(adamax_access),
     .access = adamax_access,
     .n_scalars = ADAMAX_N_SCALARS,
-    .spirv = NULL,
+    .spirv = ADAMAX_SPIRV,
 };
 
 static const char *const adamax_slots[] = {"exp_avg", "exp_inf", NULL};

@@ -106,6 +106,23 @@ static void nadam_prepare(const LmnParams *hyper, double lr, gint64 step, double
 static const guint8 nadam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
                                       LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/nadam-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "nadam-update-spv.h"
+
+static const LmnKernelSpirv nadam_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = nadam_update_spv,
+    .code_size = sizeof nadam_update_spv,
+    .entry_point = "main",
+};
+#define NADAM_SPIRV (&nadam_spirv)
+#else
+#define NADAM_SPIRV NULL
+#endif
+
 static const LmnKernelDesc nadam_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "nadam.update",
@@ -113,7 +130,7 @@ static const LmnKernelDesc nadam_kernel = {
     .n_buffers = G_N_ELEMENTS(nadam_access),
     .access = nadam_access,
     .n_scalars = NADAM_N_SCALARS,
-    .spirv = NULL,
+    .spirv = NADAM_SPIRV,
 };
 
 static const char *const nadam_slots[] = {"exp_avg", "exp_avg_sq", NULL};

@@ -124,6 +124,23 @@ static void radam_prepare(const LmnParams *hyper, double lr, gint64 step, double
 static const guint8 radam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
                                       LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/radam-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "radam-update-spv.h"
+
+static const LmnKernelSpirv radam_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = radam_update_spv,
+    .code_size = sizeof radam_update_spv,
+    .entry_point = "main",
+};
+#define RADAM_SPIRV (&radam_spirv)
+#else
+#define RADAM_SPIRV NULL
+#endif
+
 static const LmnKernelDesc radam_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "radam.update",
@@ -131,7 +148,7 @@ static const LmnKernelDesc radam_kernel = {
     .n_buffers = G_N_ELEMENTS(radam_access),
     .access = radam_access,
     .n_scalars = RADAM_N_SCALARS,
-    .spirv = NULL,
+    .spirv = RADAM_SPIRV,
 };
 
 static const char *const radam_slots[] = {"exp_avg", "exp_avg_sq", NULL};

@@ -140,6 +140,23 @@ static const guint8 rmsprop_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
                                         LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE,
                                         LMN_KERNEL_READ_WRITE};
 
+#ifdef LMN_HAVE_SPIRV
+/* The GPU variant (shaders/rmsprop-update.comp): the same float operations in the same order. */
+#include <stdint.h> /* the generated header uses uint32_t */
+
+#include "rmsprop-update-spv.h"
+
+static const LmnKernelSpirv rmsprop_spirv = {
+    .struct_size = sizeof(LmnKernelSpirv),
+    .code = rmsprop_update_spv,
+    .code_size = sizeof rmsprop_update_spv,
+    .entry_point = "main",
+};
+#define RMSPROP_SPIRV (&rmsprop_spirv)
+#else
+#define RMSPROP_SPIRV NULL
+#endif
+
 static const LmnKernelDesc rmsprop_kernel = {
     .struct_size = sizeof(LmnKernelDesc),
     .name = "rmsprop.update",
@@ -147,7 +164,7 @@ static const LmnKernelDesc rmsprop_kernel = {
     .n_buffers = G_N_ELEMENTS(rmsprop_access),
     .access = rmsprop_access,
     .n_scalars = RMSPROP_N_SCALARS,
-    .spirv = NULL,
+    .spirv = RMSPROP_SPIRV,
 };
 
 static const char *const rmsprop_slots[] = {"square_avg", "momentum_buffer", "grad_avg", NULL};

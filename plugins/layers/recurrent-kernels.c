@@ -236,21 +236,49 @@ static const guint8 lstm_backward_access[] = {R, R, RW, R, R, W, W};
 static const guint8 gru_forward_access[] = {R, R, W, RW, W};
 static const guint8 gru_backward_access[] = {R, RW, R, R, W, W};
 
-#define KERNEL(kname, func, modes)                                                                 \
+#ifdef LMN_HAVE_SPIRV
+/*
+ * The GPU variants (shaders/<cell>-<direction>.comp, built when glslangValidator and spirv-val
+ * are found): the same float operations in the same order, so the Vulkan backend runs a step on
+ * the device instead of reading the tensors back for the CPU functions above.  Every buffer a
+ * launch binds is a whole tensor (see recurrent.c), so the backend can bind it exactly.
+ */
+#include <stdint.h> /* the generated headers use uint32_t */
+
+#include "gru-backward-spv.h"
+#include "gru-forward-spv.h"
+#include "lstm-backward-spv.h"
+#include "lstm-forward-spv.h"
+#include "rnn-backward-spv.h"
+#include "rnn-forward-spv.h"
+
+#define SPIRV(words)                                                                               \
+    (&(const LmnKernelSpirv){                                                                      \
+        .struct_size = sizeof(LmnKernelSpirv),                                                     \
+        .code = words,                                                                             \
+        .code_size = sizeof words,                                                                 \
+        .entry_point = "main",                                                                     \
+    })
+#else
+#define SPIRV(words) NULL
+#endif
+
+#define KERNEL(kname, func, modes, spv)                                                            \
     {                                                                                              \
         .struct_size = sizeof(LmnKernelDesc), .name = kname, .cpu = func,                          \
         .n_buffers = G_N_ELEMENTS(modes), .access = modes, .n_scalars = RNN_N_SCALARS,             \
+        .spirv = SPIRV(spv),                                                                       \
     }
 
 const LmnKernelDesc recurrent_rnn_forward_kernel =
-    KERNEL("rnn.forward", rnn_forward, rnn_forward_access);
+    KERNEL("rnn.forward", rnn_forward, rnn_forward_access, rnn_forward_spv);
 const LmnKernelDesc recurrent_rnn_backward_kernel =
-    KERNEL("rnn.backward", rnn_backward, rnn_backward_access);
+    KERNEL("rnn.backward", rnn_backward, rnn_backward_access, rnn_backward_spv);
 const LmnKernelDesc recurrent_lstm_forward_kernel =
-    KERNEL("lstm.forward", lstm_forward, lstm_forward_access);
+    KERNEL("lstm.forward", lstm_forward, lstm_forward_access, lstm_forward_spv);
 const LmnKernelDesc recurrent_lstm_backward_kernel =
-    KERNEL("lstm.backward", lstm_backward, lstm_backward_access);
+    KERNEL("lstm.backward", lstm_backward, lstm_backward_access, lstm_backward_spv);
 const LmnKernelDesc recurrent_gru_forward_kernel =
-    KERNEL("gru.forward", gru_forward, gru_forward_access);
+    KERNEL("gru.forward", gru_forward, gru_forward_access, gru_forward_spv);
 const LmnKernelDesc recurrent_gru_backward_kernel =
-    KERNEL("gru.backward", gru_backward, gru_backward_access);
+    KERNEL("gru.backward", gru_backward, gru_backward_access, gru_backward_spv);

@@ -8,6 +8,15 @@
  * Every kernel runs over i in [0, N * H), with n = i / H the sample and j = i % H the hidden
  * unit, and touches only elements of that (n, j): indices are independent as kernel.h requires.
  *
+ * Each kernel has a SPIR-V variant (shaders/<cell>-<forward|backward>.comp, sharing
+ * shaders/recurrent-common.glsl) when the build finds glslangValidator and spirv-val: the same
+ * float32 operations in the same order, so a Vulkan device runs every step without host round
+ * trips.  The kernel ABI has no per-buffer offsets, so a launch binds whole tensors only (the
+ * saved tensors, each its own allocation, and the output and its gradient) and addresses steps
+ * by index.  The core places outputs and gradients at 64-byte multiples in its activation arena,
+ * which every device with minStorageBufferOffsetAlignment <= 64 binds exactly; on one with a
+ * larger alignment the backend would run the CPU functions instead (with its warning).
+ *
  * Layouts (G = gates per cell, H = hidden size, W = the width of a step's saved gates):
  *   proj   [N, T, G*H]  batch-major, like the input: forward X W_ih^T + b_ih; backward the
  *                       gradients of the gate pre-activations (the input-side ones for gru)

@@ -309,7 +309,9 @@ static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
             break;
         }
         }
-        if (db_hh != NULL) {
+        /* gru's recurrent term has its own gradient for the n gate (r * da_n), so db_hh sums
+         * step over the steps; rnn and lstm get it after the loop. */
+        if (db_hh != NULL && gru) {
             lmn_op_bias_grad(db_hh, step, N, GH, 1, t == T - 1 ? 0.0f : 1.0f);
         }
         if (t == 0) {
@@ -346,7 +348,15 @@ static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
     };
     lmn_op_gemm(&gw);
     if (r->bias) {
-        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS_IH), proj, N * T, GH, 1, 0.0f);
+        LmnTensor *db_ih = lmn_layer_get_grad(layer, PARAM_BIAS_IH);
+        lmn_op_bias_grad(db_ih, proj, N * T, GH, 1, 0.0f);
+        /* For rnn and lstm both biases enter the same pre-activation a = proj + step, so at
+         * every step the gradient with respect to step equals the one with respect to proj and
+         * db_hh = db_ih.  One copy replaces a reduction per step (on lavapipe a barrier-bound
+         * dispatch of one workgroup per channel, slower than the step's two GEMMs together). */
+        if (!gru) {
+            lmn_op_copy(db_hh, db_ih);
+        }
     }
     if (io->input_grads[0] != NULL) {
         LmnGemm gx = {

@@ -26,6 +26,12 @@
 static LmnRegistry *registry;
 static LmnBackend *cpu;
 static LmnBackend *vk;
+/* The recurrent cases' backend: with VK_LAYER_KHRONOS_validation where it is installed (and not
+ * under a sanitizer), so any validation error fails their synchronisation; else vk. */
+static LmnBackend *vk_recurrent;
+static gboolean recurrent_validating;
+
+#define VALIDATION_LAYER_JSON "/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json"
 
 typedef struct {
     const char *name;   /* test path component */
@@ -77,12 +83,13 @@ static const Case cases[] = {
     {"dropout", "dropout", "p=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
     {"dropout-eval", "dropout", "p=0.5", 1, {F32(9)}, 2, .eval = TRUE, .n_tensors = 1},
     /* Inputs and weights up to 1 over H + F terms saturate the gates; 0.5 keeps them live. */
+    /* The recurrent kernels ship SPIR-V: no fallback warning (fatal here), see test_recurrent. */
     {"rnn", "rnn", "hidden_size=3;return_sequences=true", 1, {F32(3, 4)}, 2,
-     .value_scale = 0.5, .n_tensors = 5, .fallback = TRUE},
+     .value_scale = 0.5, .n_tensors = 5},
     {"lstm", "lstm", "hidden_size=3", 1, {F32(3, 4)}, 2,
-     .value_scale = 0.5, .n_tensors = 5, .fallback = TRUE},
+     .value_scale = 0.5, .n_tensors = 5},
     {"gru", "gru", "hidden_size=3;return_sequences=true", 1, {F32(3, 4)}, 2,
-     .value_scale = 0.5, .n_tensors = 5, .fallback = TRUE},
+     .value_scale = 0.5, .n_tensors = 5},
     {"conv2d", "conv2d", "out_channels=3;kernel_size=3;padding=1", 1, {F32(2, 5, 5)}, 2,
      .n_tensors = 3},
     {"conv2d-strided", "conv2d", "out_channels=2;kernel_size=3;stride=2;bias=false", 1,
@@ -327,12 +334,225 @@ static void test_forward(gconstpointer data)
     lmn_params_unref(p);
 }
 
+/* ---- recurrent layers: forward and backward against the CPU ---- */
+
+/*
+ * rnn, lstm and gru run their gate math as plugin kernels with SPIR-V variants.  Each case runs
+ * one forward and one backward on both backends with the same parameters, input and output
+ * gradient, and compares the output, the input gradient and every parameter gradient.  Shapes
+ * cover one step, one sample, hidden sizes that are not multiples of 4, both output modes, no
+ * bias, and more indices (N * H) than one workgroup holds.  g_test_init makes warnings fatal, so
+ * the backend's CPU-fallback warning would fail the case; the log writer below also counts it.
+ */
+typedef struct {
+    const char *name;
+    const char *type;
+    gint64 steps, features, hidden, batch;
+    gboolean sequences, bias;
+} RecurrentCase;
+
+/* clang-format off */
+static const RecurrentCase recurrent_cases[] = {
+    {"rnn-t1-n1", "rnn", 1, 2, 3, 1, FALSE, TRUE},
+    {"rnn-seq", "rnn", 9, 3, 5, 4, TRUE, TRUE},
+    {"rnn-nobias", "rnn", 4, 2, 6, 2, FALSE, FALSE},
+    {"lstm-t1-n1", "lstm", 1, 3, 3, 1, FALSE, TRUE},
+    {"lstm-t1-seq", "lstm", 1, 2, 5, 3, TRUE, TRUE},
+    {"lstm-seq", "lstm", 7, 3, 6, 5, TRUE, TRUE},
+    {"lstm-n1", "lstm", 6, 2, 7, 1, FALSE, TRUE},
+    {"lstm-nobias", "lstm", 5, 4, 5, 3, FALSE, FALSE},
+    {"lstm-wide", "lstm", 3, 5, 10, 33, TRUE, TRUE},
+    {"gru-t1-n1", "gru", 1, 2, 3, 1, TRUE, TRUE},
+    {"gru-seq", "gru", 6, 3, 7, 4, TRUE, TRUE},
+    {"gru-last", "gru", 5, 2, 5, 3, FALSE, TRUE},
+    {"gru-nobias-wide", "gru", 3, 4, 9, 30, FALSE, FALSE},
+};
+/* clang-format on */
+
+static gint n_fallback_warnings;
+
+static GLogWriterOutput counting_writer(GLogLevelFlags level, const GLogField *fields,
+                                        gsize n_fields, gpointer data)
+{
+    for (gsize i = 0; i < n_fields; i++)
+        if (g_str_equal(fields[i].key, "MESSAGE") && fields[i].length < 0 &&
+            strstr(fields[i].value, "no usable SPIR-V") != NULL)
+            g_atomic_int_inc(&n_fallback_warnings);
+    return g_log_writer_default(level, fields, n_fields, data);
+}
+
+typedef struct {
+    LmnLayer *layer;
+    LmnTensor *x, *y, *dy, *dx;
+} RecurrentSide;
+
+static LmnTensor *tensor_with(LmnBackend *b, const LmnShape *shape, const float *data)
+{
+    g_autoptr(GError) error = NULL;
+    LmnTensor *t = lmn_tensor_new(b, LMN_DTYPE_F32, shape, &error);
+    g_assert_no_error(error);
+    if (data != NULL) {
+        g_assert_true(lmn_tensor_write(t, data, lmn_tensor_nbytes(t), &error));
+        g_assert_no_error(error);
+    }
+    return t;
+}
+
+/* Builds the layer on @b, copies @params_from's parameters into it (or initialises them when
+ * NULL), and runs forward and backward. */
+static void recurrent_run(RecurrentSide *s, LmnBackend *b, const RecurrentCase *rc, LmnParams *p,
+                          LmnLayer *params_from, const float *x, const float *dy)
+{
+    g_autoptr(GError) error = NULL;
+    LmnTensorInfo in = {.shape = lmn_shape_make(2, rc->steps, rc->features),
+                        .dtype = LMN_DTYPE_F32};
+    s->layer = lmn_layer_new(registry, rc->type, rc->name, 1, p, b, 1, &in, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_layer_init_params(s->layer, registry, 23, 0, NULL, NULL, NULL, &error));
+    g_assert_no_error(error);
+    if (params_from != NULL) {
+        for (guint i = 0; i < lmn_layer_get_n_params(s->layer); i++) {
+            g_autofree float *v = read_all(lmn_layer_get_param(params_from, i));
+            LmnTensor *t = lmn_layer_get_param(s->layer, i);
+            g_assert_true(lmn_tensor_write(t, v, lmn_tensor_nbytes(t), &error));
+            g_assert_no_error(error);
+        }
+    }
+    g_assert_true(lmn_layer_prepare_batch(s->layer, rc->batch, &error));
+    g_assert_no_error(error);
+    LmnShape xs = lmn_shape_make(3, rc->batch, rc->steps, rc->features);
+    LmnShape ys = rc->sequences ? lmn_shape_make(3, rc->batch, rc->steps, rc->hidden)
+                                : lmn_shape_make(2, rc->batch, rc->hidden);
+    s->x = tensor_with(b, &xs, x);
+    s->y = tensor_with(b, &ys, NULL);
+    s->dy = tensor_with(b, &ys, dy);
+    s->dx = tensor_with(b, &xs, NULL);
+    LmnTensor *inputs[] = {s->x};
+    LmnTensor *input_grads[] = {s->dx};
+    LmnLayerIO io = {
+        .struct_size = sizeof(LmnLayerIO),
+        .n_inputs = 1,
+        .inputs = inputs,
+        .output = s->y,
+        .output_grad = s->dy,
+        .input_grads = input_grads,
+        .batch = rc->batch,
+        .training = TRUE,
+        .step = 1,
+        .seed = 5,
+    };
+    lmn_layer_forward(s->layer, &io);
+    lmn_layer_backward(s->layer, &io);
+    g_assert_true(lmn_backend_synchronize(b, &error));
+    g_assert_no_error(error);
+}
+
+static void recurrent_side_clear(RecurrentSide *s)
+{
+    g_clear_pointer(&s->x, lmn_tensor_unref);
+    g_clear_pointer(&s->y, lmn_tensor_unref);
+    g_clear_pointer(&s->dy, lmn_tensor_unref);
+    g_clear_pointer(&s->dx, lmn_tensor_unref);
+    g_clear_pointer(&s->layer, lmn_layer_free);
+}
+
+/* Asserts |cpu - vk| <= tol * max(max |cpu|, 1) over the tensor; returns the largest difference
+ * relative to that scale.  An all-zero tensor would make the comparison empty. */
+static double compare(const char *what, LmnTensor *tc, LmnTensor *tv, double tol)
+{
+    gint64 n = lmn_tensor_numel(tc);
+    g_assert_cmpint(lmn_tensor_numel(tv), ==, n);
+    g_autofree float *a = read_all(tc);
+    g_autofree float *v = read_all(tv);
+    double scale = 0, worst = 0;
+    for (gint64 k = 0; k < n; k++)
+        scale = MAX(scale, fabs(a[k]));
+    if (scale <= 1e-6)
+        g_error("%s: the CPU result is all zero, so the comparison would prove nothing", what);
+    scale = MAX(scale, 1.0);
+    for (gint64 k = 0; k < n; k++) {
+        if (!isfinite(v[k]) || fabs(a[k] - v[k]) > tol * scale)
+            g_error("%s: element %" G_GINT64_FORMAT ": cpu %.9g, vulkan %.9g", what, k, a[k], v[k]);
+        worst = MAX(worst, fabs(a[k] - v[k]) / scale);
+    }
+    return worst;
+}
+
+static void test_recurrent(gconstpointer data)
+{
+    const RecurrentCase *rc = data;
+    g_autofree char *text =
+        g_strdup_printf("hidden_size=%" G_GINT64_FORMAT ";return_sequences=%s;bias=%s", rc->hidden,
+                        rc->sequences ? "true" : "false", rc->bias ? "true" : "false");
+    LmnParams *p = parse_params(rc->type, text);
+    GRand *rng = g_rand_new_with_seed(9100 + (guint32) (rc - recurrent_cases));
+    const gint64 nx = rc->batch * rc->steps * rc->features;
+    const gint64 ny = rc->batch * (rc->sequences ? rc->steps : 1) * rc->hidden;
+    g_autofree float *x = g_new(float, nx);
+    g_autofree float *dy = g_new(float, ny);
+    for (gint64 k = 0; k < nx; k++)
+        x[k] = (float) g_rand_double_range(rng, -2, 2);
+    for (gint64 k = 0; k < ny; k++)
+        dy[k] = (float) g_rand_double_range(rng, -1, 1);
+    g_rand_free(rng);
+
+    const gint before = g_atomic_int_get(&n_fallback_warnings);
+    RecurrentSide sc, sv;
+    memset(&sc, 0, sizeof sc);
+    memset(&sv, 0, sizeof sv);
+    recurrent_run(&sc, cpu, rc, p, NULL, x, dy);
+    recurrent_run(&sv, vk_recurrent, rc, p, sc.layer, x, dy);
+    g_assert_cmpint(g_atomic_int_get(&n_fallback_warnings), ==, before);
+
+    /* Forward: float32 accuracy (GEMM summation orders differ, exp may differ by a few ulps).
+     * Gradients sum over steps and samples in different orders too, hence a little more. */
+    double worst_y = compare("output", sc.y, sv.y, 1e-5);
+    double worst_g = compare("input gradient", sc.dx, sv.dx, 2e-5);
+    g_assert_cmpuint(lmn_layer_get_n_params(sc.layer), ==, rc->bias ? 4 : 2);
+    for (guint i = 0; i < lmn_layer_get_n_params(sc.layer); i++) {
+        g_autofree char *what =
+            g_strdup_printf("gradient of %s", lmn_layer_get_param_name(sc.layer, i));
+        /* With one step, h_{-1} = 0 gives W_hh an exactly zero gradient on both backends. */
+        if (rc->steps == 1 && i == 1) {
+            g_autofree float *a = read_all(lmn_layer_get_grad(sc.layer, i));
+            g_autofree float *v = read_all(lmn_layer_get_grad(sv.layer, i));
+            gint64 n = lmn_tensor_numel(lmn_layer_get_grad(sc.layer, i));
+            for (gint64 k = 0; k < n; k++)
+                g_assert_true(a[k] == 0.0f && v[k] == 0.0f);
+            continue;
+        }
+        worst_g = MAX(worst_g, compare(what, lmn_layer_get_grad(sc.layer, i),
+                                       lmn_layer_get_grad(sv.layer, i), 2e-5));
+    }
+    g_test_message("%s: max |vk - cpu| / scale: output %.3g, gradients %.3g%s", rc->name, worst_y,
+                   worst_g, recurrent_validating ? " (validation layer on)" : "");
+    recurrent_side_clear(&sc);
+    recurrent_side_clear(&sv);
+    lmn_params_unref(p);
+}
+
 static LmnBackend *open_lavapipe(GError **error)
 {
     const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", error);
     if (f == NULL)
         return NULL;
     return lmn_backend_new(registry, "vulkan", NULL, "lavapipe", error);
+}
+
+/* lavapipe with the validation layer on (the backend's "validation" parameter). */
+static LmnBackend *open_lavapipe_validating(GError **error)
+{
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", error);
+    if (f == NULL)
+        return NULL;
+    const char *keys[] = {"validation", NULL};
+    const char *values[] = {"true", NULL};
+    LmnParams *params = lmn_registry_validate_params(f, keys, values, "test-vulkan-layers", error);
+    if (params == NULL)
+        return NULL;
+    LmnBackend *b = lmn_backend_new(registry, "vulkan", params, "lavapipe", error);
+    lmn_params_unref(params);
+    return b;
 }
 
 int main(int argc, char **argv)
@@ -362,13 +582,28 @@ int main(int argc, char **argv)
         return 77;
     }
 
+    /* The validation layer's own allocations are not sanitizer-clean (as in test-vulkan-ops). */
+    recurrent_validating = g_file_test(VALIDATION_LAYER_JSON, G_FILE_TEST_EXISTS);
+#if defined(__SANITIZE_ADDRESS__)
+    recurrent_validating = FALSE;
+#endif
+    vk_recurrent = recurrent_validating ? open_lavapipe_validating(&error) : lmn_backend_ref(vk);
+    g_assert_no_error(error);
+
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *gpath = g_strdup_printf("/vulkan/layers/gradcheck/%s", cases[i].name);
         g_autofree char *fpath = g_strdup_printf("/vulkan/layers/forward/%s", cases[i].name);
         g_test_add_data_func(gpath, &cases[i], test_gradcheck);
         g_test_add_data_func(fpath, &cases[i], test_forward);
     }
+    g_log_set_writer_func(counting_writer, NULL, NULL);
+    for (guint i = 0; i < G_N_ELEMENTS(recurrent_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/vulkan/layers/recurrent/%s", recurrent_cases[i].name);
+        g_test_add_data_func(path, &recurrent_cases[i], test_recurrent);
+    }
     int rc = g_test_run();
+    lmn_backend_unref(vk_recurrent);
     lmn_backend_unref(vk);
     lmn_backend_unref(cpu);
     lmn_registry_free(registry);

@@ -20,10 +20,11 @@
 
 G_BEGIN_DECLS
 
-/* Offsets inside a segment are multiples of this many elements (64 bytes for 4-byte elements):
- * the same granularity as the flat parameters, so a device backend binds each tensor at an
- * aligned offset and vector accesses never straddle two tensors. */
-#define LMN_ARENA_ALIGN_ELEMS 16
+/* Offsets inside a segment are multiples of this many elements: 256 bytes for 4-byte elements,
+ * the largest minStorageBufferOffsetAlignment Vulkan allows, so a device backend can bind every
+ * activation exactly where it starts (plugin kernels have no per-buffer offsets) and vector
+ * accesses never straddle two tensors. */
+#define LMN_ARENA_ALIGN_ELEMS 64
 
 /**
  * LmnArenaBlock:

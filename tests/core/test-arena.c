@@ -184,18 +184,23 @@ static void test_extremes(void)
 /* The capacity bounds every shared segment; a block above it gets a segment of its own. */
 static void test_segments(void)
 {
+    /* Sizes in units of U, so the case keeps its shape whatever the alignment (16 U). */
+    const gint64 U = LMN_ARENA_ALIGN_ELEMS / 16;
     LmnArenaBlock blocks[6] = {
-        {.size = 40, .first_use = 0, .last_use = 3}, {.size = 40, .first_use = 0, .last_use = 3},
-        {.size = 40, .first_use = 0, .last_use = 3}, {.size = 300, .first_use = 0, .last_use = 3},
-        {.size = 1, .first_use = 0, .last_use = 3},  {.size = 64, .first_use = 0, .last_use = 3},
+        {.size = 40 * U, .first_use = 0, .last_use = 3},
+        {.size = 40 * U, .first_use = 0, .last_use = 3},
+        {.size = 40 * U, .first_use = 0, .last_use = 3},
+        {.size = 300 * U, .first_use = 0, .last_use = 3},
+        {.size = 1 * U, .first_use = 0, .last_use = 3},
+        {.size = 64 * U, .first_use = 0, .last_use = 3},
     };
     LmnArenaPlan plan;
-    lmn_arena_plan(blocks, 6, 100, &plan); /* capacity 96 after alignment */
-    check_plan(blocks, 6, 96, &plan);
+    lmn_arena_plan(blocks, 6, 100 * U, &plan); /* capacity 96 U after alignment */
+    check_plan(blocks, 6, 96 * U, &plan);
     /* The 300 (304 aligned) alone; then, largest first, the 64, two 48s together, the third 48
      * and the 1 (16 aligned) beside the 64, where the first segment with room is: four. */
     g_assert_cmpuint(plan.segment_sizes->len, ==, 4);
-    g_assert_cmpint(g_array_index(plan.segment_sizes, gint64, blocks[3].segment), ==, 304);
+    g_assert_cmpint(g_array_index(plan.segment_sizes, gint64, blocks[3].segment), ==, 304 * U);
     g_assert_cmpint(plan.total, ==, plan.unshared);
     lmn_arena_plan_clear(&plan);
 }

@@ -8,9 +8,7 @@
  *     acc = acc * rho;  acc = acc + ((1 - rho) * delta) * delta
  *     param = param + (-lr) * delta
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     ADADELTA_NEG_LR,
@@ -53,10 +51,10 @@ adadelta_loop(gsize begin, gsize end, float *restrict param, const float *restri
 
 static void adadelta_update_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
 {
-    if (scalars[ADADELTA_USE_DECAY] != 0.0f)
-        adadelta_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], scalars, TRUE);
-    else
-        adadelta_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], scalars, FALSE);
+    gboolean decay = lmn_opt_is_set(scalars, ADADELTA_USE_DECAY);
+
+    LMN_OPT_SPECIALISE1(decay, adadelta_loop, begin, end, buffers[0], buffers[1], buffers[2],
+                        buffers[3], scalars);
 }
 
 static void adadelta_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -68,109 +66,43 @@ static void adadelta_prepare(const LmnParams *hyper, double lr, gint64 step, dou
     scalars[ADADELTA_NEG_LR] = (float) -lr;
     scalars[ADADELTA_RHO] = (float) rho;
     scalars[ADADELTA_ONE_MINUS_RHO] = (float) (1.0 - rho);
-    scalars[ADADELTA_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[ADADELTA_EPS] = lmn_opt_float(hyper, "eps");
     scalars[ADADELTA_WEIGHT_DECAY] = (float) weight_decay;
-    scalars[ADADELTA_SIGN] = lmn_params_get_bool(hyper, "maximize") ? -1.0f : 1.0f;
-    scalars[ADADELTA_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[ADADELTA_SIGN] = lmn_opt_sign(hyper);
+    scalars[ADADELTA_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
-
-static const guint8 adadelta_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
-                                         LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/adadelta-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "adadelta-update-spv.h"
-
-static const LmnKernelSpirv adadelta_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = adadelta_update_spv,
-    .code_size = sizeof adadelta_update_spv,
-    .entry_point = "main",
-};
-#define ADADELTA_SPIRV (&adadelta_spirv)
-#else
-#define ADADELTA_SPIRV NULL
 #endif
-
-static const LmnKernelDesc adadelta_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "adadelta.update",
-    .cpu = adadelta_update_cpu,
-    .n_buffers = G_N_ELEMENTS(adadelta_access),
-    .access = adadelta_access,
-    .n_scalars = ADADELTA_N_SCALARS,
-    .spirv = ADADELTA_SPIRV,
-};
 
 static const char *const adadelta_slots[] = {"square_avg", "acc_delta", NULL};
 
-static const LmnOptimizerVTable adadelta_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = adadelta_slots,
-    .update = &adadelta_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = adadelta_prepare,
-    .slot_initial_value = NULL,
-    /* torch.optim.Adadelta checks each value on its own; the schema does that. */
-    .validate = NULL,
-};
+LMN_OPT_KERNEL(adadelta, ADADELTA_N_SCALARS);
+
+/* torch.optim.Adadelta checks each value on its own; the schema does that. */
+static const LmnOptimizerVTable adadelta_vtable = {LMN_OPT_VTABLE_BASE(adadelta)};
 
 static const LmnParamSpec adadelta_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1.0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "coefficient that scales delta before it is applied to the parameters"},
+    LMN_OPT_SPEC_FLOAT("lr", "1.0",
+                       "coefficient that scales delta before it is applied to the parameters"),
+    /* rho = 1 is allowed, as torch allows it */
     {.name = "rho",
      .type = LMN_PARAM_FLOAT,
      .default_value = "0.9",
      .min = 0,
      .max = 1,
      .doc = "decay of the running averages of the squared gradient and the squared update"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-6",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added inside both square roots for numerical stability"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
-    {.name = "maximize",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "maximise the objective instead of minimising it (negates the gradient)"},
+    LMN_OPT_SPEC_FLOAT("eps", "1e-6", "added inside both square roots for numerical stability"),
+    LMN_OPT_SPEC_L2_WEIGHT_DECAY,
+    LMN_OPT_SPEC_MAXIMIZE,
     {NULL},
 };
 
 static const LmnFeatureDesc adadelta_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "adadelta",
-        .description = "Adadelta (torch.optim.Adadelta)",
-        .params = adadelta_specs,
-        .vtable = &adadelta_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "adadelta", "Adadelta (torch.optim.Adadelta)",
+                adadelta_specs, &adadelta_vtable),
 };
 
-static const LmnPluginDesc adadelta_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.adadelta",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Adadelta (torch.optim.Adadelta)",
-    .n_features = G_N_ELEMENTS(adadelta_features),
-    .features = adadelta_features,
-};
-
-LMN_PLUGIN_DEFINE(adadelta_plugin)
+LMN_OPT_PLUGIN(adadelta, "lamina.adadelta", "Adadelta (torch.optim.Adadelta)")

@@ -9,9 +9,7 @@
  *
  * The slot "sum" starts at initial_accumulator_value, as torch's state["sum"] does.
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     ADAGRAD_NEG_CLR, /* -lr / (1 + (t - 1) * lr_decay) */
@@ -43,10 +41,10 @@ adagrad_loop(gsize begin, gsize end, float *restrict param, const float *restric
 
 static void adagrad_update_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
 {
-    if (scalars[ADAGRAD_USE_DECAY] != 0.0f)
-        adagrad_loop(begin, end, buffers[0], buffers[1], buffers[2], scalars, TRUE);
-    else
-        adagrad_loop(begin, end, buffers[0], buffers[1], buffers[2], scalars, FALSE);
+    gboolean decay = lmn_opt_is_set(scalars, ADAGRAD_USE_DECAY);
+
+    LMN_OPT_SPECIALISE1(decay, adagrad_loop, begin, end, buffers[0], buffers[1], buffers[2],
+                        scalars);
 }
 
 static void adagrad_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -56,10 +54,10 @@ static void adagrad_prepare(const LmnParams *hyper, double lr, gint64 step, doub
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
 
     scalars[ADAGRAD_NEG_CLR] = (float) -(lr / (1.0 + (double) (step - 1) * lr_decay));
-    scalars[ADAGRAD_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[ADAGRAD_EPS] = lmn_opt_float(hyper, "eps");
     scalars[ADAGRAD_WEIGHT_DECAY] = (float) weight_decay;
-    scalars[ADAGRAD_SIGN] = lmn_params_get_bool(hyper, "maximize") ? -1.0f : 1.0f;
-    scalars[ADAGRAD_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[ADAGRAD_SIGN] = lmn_opt_sign(hyper);
+    scalars[ADAGRAD_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
 
 static double adagrad_slot_initial_value(const LmnParams *hyper, guint slot)
@@ -67,109 +65,36 @@ static double adagrad_slot_initial_value(const LmnParams *hyper, guint slot)
     return lmn_params_get_float(hyper, "initial_accumulator_value");
 }
 
-static const guint8 adagrad_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
-                                        LMN_KERNEL_READ_WRITE};
-
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/adagrad-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "adagrad-update-spv.h"
-
-static const LmnKernelSpirv adagrad_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = adagrad_update_spv,
-    .code_size = sizeof adagrad_update_spv,
-    .entry_point = "main",
-};
-#define ADAGRAD_SPIRV (&adagrad_spirv)
-#else
-#define ADAGRAD_SPIRV NULL
 #endif
-
-static const LmnKernelDesc adagrad_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "adagrad.update",
-    .cpu = adagrad_update_cpu,
-    .n_buffers = G_N_ELEMENTS(adagrad_access),
-    .access = adagrad_access,
-    .n_scalars = ADAGRAD_N_SCALARS,
-    .spirv = ADAGRAD_SPIRV,
-};
 
 static const char *const adagrad_slots[] = {"sum", NULL};
 
+LMN_OPT_KERNEL(adagrad, ADAGRAD_N_SCALARS);
+
+/* torch.optim.Adagrad checks each value on its own; the schema does that. */
 static const LmnOptimizerVTable adagrad_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = adagrad_slots,
-    .update = &adagrad_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = adagrad_prepare,
+    LMN_OPT_VTABLE_BASE(adagrad),
     .slot_initial_value = adagrad_slot_initial_value,
-    /* torch.optim.Adagrad checks each value on its own; the schema does that. */
-    .validate = NULL,
 };
 
 static const LmnParamSpec adagrad_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.01",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate"},
-    {.name = "lr_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "step t uses lr / (1 + (t - 1) * lr_decay)"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
-    {.name = "initial_accumulator_value",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "starting value of the sum of squared gradients"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-10",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added to the denominator for numerical stability"},
-    {.name = "maximize",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "maximise the objective instead of minimising it (negates the gradient)"},
+    LMN_OPT_SPEC_LR("0.01"),
+    LMN_OPT_SPEC_FLOAT("lr_decay", "0", "step t uses lr / (1 + (t - 1) * lr_decay)"),
+    LMN_OPT_SPEC_L2_WEIGHT_DECAY,
+    LMN_OPT_SPEC_FLOAT("initial_accumulator_value", "0",
+                       "starting value of the sum of squared gradients"),
+    LMN_OPT_SPEC_EPS("1e-10"),
+    LMN_OPT_SPEC_MAXIMIZE,
     {NULL},
 };
 
 static const LmnFeatureDesc adagrad_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "adagrad",
-        .description = "Adagrad with learning-rate decay (torch.optim.Adagrad)",
-        .params = adagrad_specs,
-        .vtable = &adagrad_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "adagrad",
+                "Adagrad with learning-rate decay (torch.optim.Adagrad)", adagrad_specs,
+                &adagrad_vtable),
 };
 
-static const LmnPluginDesc adagrad_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.adagrad",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Adagrad (torch.optim.Adagrad)",
-    .n_features = G_N_ELEMENTS(adagrad_features),
-    .features = adagrad_features,
-};
-
-LMN_PLUGIN_DEFINE(adagrad_plugin)
+LMN_OPT_PLUGIN(adagrad, "lamina.adagrad", "Adagrad (torch.optim.Adagrad)")

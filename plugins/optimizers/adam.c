@@ -16,9 +16,7 @@
  * Slots: torch creates max_exp_avg_sq only with amsgrad; a Lamina optimizer declares its slots
  * once, so the slot always exists and stays 0 without amsgrad (the kernel never touches it then).
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     ADAM_NEG_STEP_SIZE, /* -lr / (1 - beta1^t) */
@@ -77,17 +75,11 @@ static void adam_update_cpu(gsize begin, gsize end, void *const *buffers, const 
     float *p = buffers[0];
     const float *g = buffers[1];
     float *m = buffers[2], *v = buffers[3], *vmax = buffers[4];
-    gboolean amsgrad = scalars[ADAM_AMSGRAD] != 0.0f;
-    gboolean decay = scalars[ADAM_USE_DECAY] != 0.0f;
 
-    if (amsgrad && decay)
-        adam_loop(begin, end, p, g, m, v, vmax, scalars, TRUE, TRUE);
-    else if (amsgrad)
-        adam_loop(begin, end, p, g, m, v, vmax, scalars, TRUE, FALSE);
-    else if (decay)
-        adam_loop(begin, end, p, g, m, v, vmax, scalars, FALSE, TRUE);
-    else
-        adam_loop(begin, end, p, g, m, v, vmax, scalars, FALSE, FALSE);
+    gboolean amsgrad = lmn_opt_is_set(scalars, ADAM_AMSGRAD);
+    gboolean decay = lmn_opt_is_set(scalars, ADAM_USE_DECAY);
+
+    LMN_OPT_SPECIALISE2(amsgrad, decay, adam_loop, begin, end, p, g, m, v, vmax, scalars);
 }
 
 static void adam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -101,126 +93,45 @@ static void adam_prepare(const LmnParams *hyper, double lr, gint64 step, double 
 
     scalars[ADAM_NEG_STEP_SIZE] = (float) -(lr / bc1);
     scalars[ADAM_BC2_SQRT] = (float) sqrt(bc2);
-    scalars[ADAM_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[ADAM_EPS] = lmn_opt_float(hyper, "eps");
     scalars[ADAM_BETA1] = (float) beta1;
     scalars[ADAM_ONE_MINUS_BETA1] = (float) (1.0 - beta1);
     scalars[ADAM_BETA2] = (float) beta2;
     scalars[ADAM_ONE_MINUS_BETA2] = (float) (1.0 - beta2);
     scalars[ADAM_WEIGHT_DECAY] = (float) weight_decay;
-    scalars[ADAM_SIGN] = lmn_params_get_bool(hyper, "maximize") ? -1.0f : 1.0f;
-    scalars[ADAM_AMSGRAD] = lmn_params_get_bool(hyper, "amsgrad") ? 1.0f : 0.0f;
-    scalars[ADAM_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[ADAM_SIGN] = lmn_opt_sign(hyper);
+    scalars[ADAM_AMSGRAD] = lmn_opt_flag(lmn_params_get_bool(hyper, "amsgrad"));
+    scalars[ADAM_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
-
-static const guint8 adam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
-                                     LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/adam-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "adam-update-spv.h"
-
-static const LmnKernelSpirv adam_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = adam_update_spv,
-    .code_size = sizeof adam_update_spv,
-    .entry_point = "main",
-};
-#define ADAM_SPIRV (&adam_spirv)
-#else
-#define ADAM_SPIRV NULL
 #endif
-
-static const LmnKernelDesc adam_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "adam.update",
-    .cpu = adam_update_cpu,
-    .n_buffers = G_N_ELEMENTS(adam_access),
-    .access = adam_access,
-    .n_scalars = ADAM_N_SCALARS,
-    .spirv = ADAM_SPIRV,
-};
 
 static const char *const adam_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};
 
-static const LmnOptimizerVTable adam_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = adam_slots,
-    .update = &adam_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = adam_prepare,
-    .slot_initial_value = NULL,
-    /* torch.optim.Adam checks each value on its own; the schema does that. */
-    .validate = NULL,
-};
+LMN_OPT_KERNEL(adam, ADAM_N_SCALARS);
+
+/* torch.optim.Adam checks each value on its own; the schema does that. */
+static const LmnOptimizerVTable adam_vtable = {LMN_OPT_VTABLE_BASE(adam)};
 
 static const LmnParamSpec adam_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.001",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate"},
-    {.name = "beta1",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.9",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the gradient (torch betas[0])"},
-    {.name = "beta2",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.999",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the squared gradient (torch betas[1])"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-8",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added to the denominator for numerical stability"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param (see adamw)"},
-    {.name = "amsgrad",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "AMSGrad: normalise by the running maximum of the second moment"},
-    {.name = "maximize",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "maximise the objective instead of minimising it (negates the gradient)"},
+    LMN_OPT_SPEC_LR("0.001"),
+    LMN_OPT_SPEC_BETA1,
+    LMN_OPT_SPEC_BETA2,
+    LMN_OPT_SPEC_EPS("1e-8"),
+    LMN_OPT_SPEC_FLOAT("weight_decay", "0",
+                       "L2 penalty added to the gradient: grad + weight_decay * param (see adamw)"),
+    LMN_OPT_SPEC_AMSGRAD,
+    LMN_OPT_SPEC_MAXIMIZE,
     {NULL},
 };
 
 static const LmnFeatureDesc adam_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "adam",
-        .description = "Adam with L2 weight decay and AMSGrad (torch.optim.Adam)",
-        .params = adam_specs,
-        .vtable = &adam_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "adam",
+                "Adam with L2 weight decay and AMSGrad (torch.optim.Adam)", adam_specs,
+                &adam_vtable),
 };
 
-static const LmnPluginDesc adam_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.adam",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Adam (torch.optim.Adam)",
-    .n_features = G_N_ELEMENTS(adam_features),
-    .features = adam_features,
-};
-
-LMN_PLUGIN_DEFINE(adam_plugin)
+LMN_OPT_PLUGIN(adam, "lamina.adam", "Adam (torch.optim.Adam)")

@@ -16,9 +16,7 @@
  * Slots: torch creates max_exp_avg_sq only with amsgrad; a Lamina optimizer declares its slots
  * once, so the slot always exists and stays 0 without amsgrad (the kernel never touches it then).
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     ADAMW_NEG_STEP_SIZE, /* -lr / (1 - beta1^t) */
@@ -76,12 +74,9 @@ static void adamw_update_cpu(gsize begin, gsize end, void *const *buffers, const
     float *p = buffers[0];
     const float *g = buffers[1];
     float *m = buffers[2], *v = buffers[3], *vmax = buffers[4];
-    gboolean amsgrad = scalars[ADAMW_AMSGRAD] != 0.0f;
+    gboolean amsgrad = lmn_opt_is_set(scalars, ADAMW_AMSGRAD);
 
-    if (amsgrad)
-        adamw_loop(begin, end, p, g, m, v, vmax, scalars, TRUE);
-    else
-        adamw_loop(begin, end, p, g, m, v, vmax, scalars, FALSE);
+    LMN_OPT_SPECIALISE1(amsgrad, adamw_loop, begin, end, p, g, m, v, vmax, scalars);
 }
 
 static void adamw_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -95,125 +90,45 @@ static void adamw_prepare(const LmnParams *hyper, double lr, gint64 step, double
 
     scalars[ADAMW_NEG_STEP_SIZE] = (float) -(lr / bc1);
     scalars[ADAMW_BC2_SQRT] = (float) sqrt(bc2);
-    scalars[ADAMW_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[ADAMW_EPS] = lmn_opt_float(hyper, "eps");
     scalars[ADAMW_BETA1] = (float) beta1;
     scalars[ADAMW_ONE_MINUS_BETA1] = (float) (1.0 - beta1);
     scalars[ADAMW_BETA2] = (float) beta2;
     scalars[ADAMW_ONE_MINUS_BETA2] = (float) (1.0 - beta2);
     scalars[ADAMW_DECAY_FACTOR] = (float) (1.0 - lr * weight_decay);
-    scalars[ADAMW_SIGN] = lmn_params_get_bool(hyper, "maximize") ? -1.0f : 1.0f;
-    scalars[ADAMW_AMSGRAD] = lmn_params_get_bool(hyper, "amsgrad") ? 1.0f : 0.0f;
+    scalars[ADAMW_SIGN] = lmn_opt_sign(hyper);
+    scalars[ADAMW_AMSGRAD] = lmn_opt_flag(lmn_params_get_bool(hyper, "amsgrad"));
 }
-
-static const guint8 adamw_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
-                                      LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/adamw-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "adamw-update-spv.h"
-
-static const LmnKernelSpirv adamw_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = adamw_update_spv,
-    .code_size = sizeof adamw_update_spv,
-    .entry_point = "main",
-};
-#define ADAMW_SPIRV (&adamw_spirv)
-#else
-#define ADAMW_SPIRV NULL
 #endif
-
-static const LmnKernelDesc adamw_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "adamw.update",
-    .cpu = adamw_update_cpu,
-    .n_buffers = G_N_ELEMENTS(adamw_access),
-    .access = adamw_access,
-    .n_scalars = ADAMW_N_SCALARS,
-    .spirv = ADAMW_SPIRV,
-};
 
 static const char *const adamw_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", NULL};
 
-static const LmnOptimizerVTable adamw_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = adamw_slots,
-    .update = &adamw_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = adamw_prepare,
-    .slot_initial_value = NULL,
-    /* torch.optim.AdamW checks each value on its own; the schema does that. */
-    .validate = NULL,
-};
+LMN_OPT_KERNEL(adamw, ADAMW_N_SCALARS);
+
+/* torch.optim.AdamW checks each value on its own; the schema does that. */
+static const LmnOptimizerVTable adamw_vtable = {LMN_OPT_VTABLE_BASE(adamw)};
 
 static const LmnParamSpec adamw_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.001",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate"},
-    {.name = "beta1",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.9",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the gradient (torch betas[0])"},
-    {.name = "beta2",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.999",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the squared gradient (torch betas[1])"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-8",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added to the denominator for numerical stability"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.01",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "decoupled weight decay: param * (1 - lr * weight_decay) before the Adam step"},
-    {.name = "amsgrad",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "AMSGrad: normalise by the running maximum of the second moment"},
-    {.name = "maximize",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "maximise the objective instead of minimising it (negates the gradient)"},
+    LMN_OPT_SPEC_LR("0.001"),
+    LMN_OPT_SPEC_BETA1,
+    LMN_OPT_SPEC_BETA2,
+    LMN_OPT_SPEC_EPS("1e-8"),
+    LMN_OPT_SPEC_FLOAT(
+        "weight_decay", "0.01",
+        "decoupled weight decay: param * (1 - lr * weight_decay) before the Adam step"),
+    LMN_OPT_SPEC_AMSGRAD,
+    LMN_OPT_SPEC_MAXIMIZE,
     {NULL},
 };
 
 static const LmnFeatureDesc adamw_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "adamw",
-        .description = "Adam with decoupled weight decay and AMSGrad (torch.optim.AdamW)",
-        .params = adamw_specs,
-        .vtable = &adamw_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "adamw",
+                "Adam with decoupled weight decay and AMSGrad (torch.optim.AdamW)", adamw_specs,
+                &adamw_vtable),
 };
 
-static const LmnPluginDesc adamw_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.adamw",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "AdamW (torch.optim.AdamW)",
-    .n_features = G_N_ELEMENTS(adamw_features),
-    .features = adamw_features,
-};
-
-LMN_PLUGIN_DEFINE(adamw_plugin)
+LMN_OPT_PLUGIN(adamw, "lamina.adamw", "AdamW (torch.optim.AdamW)")

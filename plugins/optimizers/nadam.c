@@ -15,9 +15,7 @@
  * state["mu_product"]).  Step 1 starts from a product of 1 whatever the stored value, so a fresh
  * optimizer needs no initial host state.  torch 1.13's NAdam has no maximize option.
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     NADAM_GRAD_COEF, /* -lr * (1 - mu_t) / (1 - mu_product) */
@@ -68,10 +66,10 @@ nadam_loop(gsize begin, gsize end, float *restrict param, const float *restrict 
 
 static void nadam_update_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
 {
-    if (scalars[NADAM_USE_DECAY] != 0.0f)
-        nadam_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], scalars, TRUE);
-    else
-        nadam_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], scalars, FALSE);
+    gboolean decay = lmn_opt_is_set(scalars, NADAM_USE_DECAY);
+
+    LMN_OPT_SPECIALISE1(decay, nadam_loop, begin, end, buffers[0], buffers[1], buffers[2],
+                        buffers[3], scalars);
 }
 
 static void nadam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -94,123 +92,46 @@ static void nadam_prepare(const LmnParams *hyper, double lr, gint64 step, double
     scalars[NADAM_GRAD_COEF] = (float) (-lr * (1.0 - mu) / (1.0 - (double) product));
     scalars[NADAM_AVG_COEF] = (float) (-lr * mu_next / (1.0 - (double) product_next));
     scalars[NADAM_BC2] = (float) (1.0 - pow(beta2, t));
-    scalars[NADAM_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[NADAM_EPS] = lmn_opt_float(hyper, "eps");
     scalars[NADAM_BETA1] = (float) beta1;
     scalars[NADAM_ONE_MINUS_BETA1] = (float) (1.0 - beta1);
     scalars[NADAM_BETA2] = (float) beta2;
     scalars[NADAM_ONE_MINUS_BETA2] = (float) (1.0 - beta2);
     scalars[NADAM_WEIGHT_DECAY] = (float) weight_decay;
-    scalars[NADAM_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[NADAM_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
-
-static const guint8 nadam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
-                                      LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/nadam-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "nadam-update-spv.h"
-
-static const LmnKernelSpirv nadam_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = nadam_update_spv,
-    .code_size = sizeof nadam_update_spv,
-    .entry_point = "main",
-};
-#define NADAM_SPIRV (&nadam_spirv)
-#else
-#define NADAM_SPIRV NULL
 #endif
-
-static const LmnKernelDesc nadam_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "nadam.update",
-    .cpu = nadam_update_cpu,
-    .n_buffers = G_N_ELEMENTS(nadam_access),
-    .access = nadam_access,
-    .n_scalars = NADAM_N_SCALARS,
-    .spirv = NADAM_SPIRV,
-};
 
 static const char *const nadam_slots[] = {"exp_avg", "exp_avg_sq", NULL};
 static const char *const nadam_host_state_names[] = {"mu_product", NULL};
 
+LMN_OPT_KERNEL(nadam, NADAM_N_SCALARS);
+
+/* torch.optim.NAdam checks each value on its own; the schema does that. */
 static const LmnOptimizerVTable nadam_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = nadam_slots,
-    .update = &nadam_kernel,
+    LMN_OPT_VTABLE_BASE(nadam),
     .n_host_state = NADAM_N_HOST_STATE,
     .host_state_names = nadam_host_state_names,
-    .prepare = nadam_prepare,
-    .slot_initial_value = NULL,
-    /* torch.optim.NAdam checks each value on its own; the schema does that. */
-    .validate = NULL,
 };
 
 static const LmnParamSpec nadam_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.002",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate"},
-    {.name = "beta1",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.9",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the gradient (torch betas[0])"},
-    {.name = "beta2",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.999",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the squared gradient (torch betas[1])"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-8",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added to the denominator for numerical stability"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
-    {.name = "momentum_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.004",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "momentum decay psi of the schedule mu_t = beta1 (1 - 0.5 * 0.96^(t psi))"},
+    LMN_OPT_SPEC_LR("0.002"),
+    LMN_OPT_SPEC_BETA1,
+    LMN_OPT_SPEC_BETA2,
+    LMN_OPT_SPEC_EPS("1e-8"),
+    LMN_OPT_SPEC_L2_WEIGHT_DECAY,
+    LMN_OPT_SPEC_FLOAT("momentum_decay", "0.004",
+                       "momentum decay psi of the schedule mu_t = beta1 (1 - 0.5 * 0.96^(t psi))"),
     {NULL},
 };
 
 static const LmnFeatureDesc nadam_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "nadam",
-        .description = "Adam with Nesterov momentum (torch.optim.NAdam)",
-        .params = nadam_specs,
-        .vtable = &nadam_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "nadam", "Adam with Nesterov momentum (torch.optim.NAdam)",
+                nadam_specs, &nadam_vtable),
 };
 
-static const LmnPluginDesc nadam_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.nadam",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "NAdam (torch.optim.NAdam)",
-    .n_features = G_N_ELEMENTS(nadam_features),
-    .features = nadam_features,
-};
-
-LMN_PLUGIN_DEFINE(nadam_plugin)
+LMN_OPT_PLUGIN(nadam, "lamina.nadam", "NAdam (torch.optim.NAdam)")

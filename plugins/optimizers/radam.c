@@ -17,9 +17,7 @@
  * Which branch a step takes depends only on t, so prepare() picks it.  torch 1.13's RAdam has
  * no maximize option.
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     RADAM_LR,
@@ -75,20 +73,13 @@ radam_loop(gsize begin, gsize end, float *restrict param, const float *restrict 
 
 static void radam_update_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
 {
-    gboolean rectify = scalars[RADAM_RECTIFY] != 0.0f;
-    gboolean decay = scalars[RADAM_USE_DECAY] != 0.0f;
+    gboolean rectify = lmn_opt_is_set(scalars, RADAM_RECTIFY);
+    gboolean decay = lmn_opt_is_set(scalars, RADAM_USE_DECAY);
     float *p = buffers[0];
     const float *g = buffers[1];
     float *m = buffers[2], *v = buffers[3];
 
-    if (rectify && decay)
-        radam_loop(begin, end, p, g, m, v, scalars, TRUE, TRUE);
-    else if (rectify)
-        radam_loop(begin, end, p, g, m, v, scalars, TRUE, FALSE);
-    else if (decay)
-        radam_loop(begin, end, p, g, m, v, scalars, FALSE, TRUE);
-    else
-        radam_loop(begin, end, p, g, m, v, scalars, FALSE, FALSE);
+    LMN_OPT_SPECIALISE2(rectify, decay, radam_loop, begin, end, p, g, m, v, scalars);
 }
 
 static void radam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -111,117 +102,36 @@ static void radam_prepare(const LmnParams *hyper, double lr, gint64 step, double
     scalars[RADAM_BC1] = (float) bc1;
     scalars[RADAM_BC2_SQRT] = (float) sqrt(bc2);
     scalars[RADAM_RECT] = (float) rect;
-    scalars[RADAM_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[RADAM_EPS] = lmn_opt_float(hyper, "eps");
     scalars[RADAM_BETA1] = (float) beta1;
     scalars[RADAM_ONE_MINUS_BETA1] = (float) (1.0 - beta1);
     scalars[RADAM_BETA2] = (float) beta2;
     scalars[RADAM_ONE_MINUS_BETA2] = (float) (1.0 - beta2);
     scalars[RADAM_WEIGHT_DECAY] = (float) weight_decay;
-    scalars[RADAM_RECTIFY] = rectify ? 1.0f : 0.0f;
-    scalars[RADAM_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[RADAM_RECTIFY] = lmn_opt_flag(rectify);
+    scalars[RADAM_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
-
-static const guint8 radam_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE,
-                                      LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/radam-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "radam-update-spv.h"
-
-static const LmnKernelSpirv radam_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = radam_update_spv,
-    .code_size = sizeof radam_update_spv,
-    .entry_point = "main",
-};
-#define RADAM_SPIRV (&radam_spirv)
-#else
-#define RADAM_SPIRV NULL
 #endif
-
-static const LmnKernelDesc radam_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "radam.update",
-    .cpu = radam_update_cpu,
-    .n_buffers = G_N_ELEMENTS(radam_access),
-    .access = radam_access,
-    .n_scalars = RADAM_N_SCALARS,
-    .spirv = RADAM_SPIRV,
-};
 
 static const char *const radam_slots[] = {"exp_avg", "exp_avg_sq", NULL};
 
-static const LmnOptimizerVTable radam_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = radam_slots,
-    .update = &radam_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = radam_prepare,
-    .slot_initial_value = NULL,
-    /* torch.optim.RAdam checks each value on its own; the schema does that. */
-    .validate = NULL,
-};
+LMN_OPT_KERNEL(radam, RADAM_N_SCALARS);
+
+/* torch.optim.RAdam checks each value on its own; the schema does that. */
+static const LmnOptimizerVTable radam_vtable = {LMN_OPT_VTABLE_BASE(radam)};
 
 static const LmnParamSpec radam_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.001",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate"},
-    {.name = "beta1",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.9",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the gradient (torch betas[0])"},
-    {.name = "beta2",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.999",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the running average of the squared gradient (torch betas[1])"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-8",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added to the denominator for numerical stability"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
-    {NULL},
+    LMN_OPT_SPEC_LR("0.001"), LMN_OPT_SPEC_BETA1,           LMN_OPT_SPEC_BETA2,
+    LMN_OPT_SPEC_EPS("1e-8"), LMN_OPT_SPEC_L2_WEIGHT_DECAY, {NULL},
 };
 
 static const LmnFeatureDesc radam_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "radam",
-        .description = "rectified Adam (torch.optim.RAdam)",
-        .params = radam_specs,
-        .vtable = &radam_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "radam", "rectified Adam (torch.optim.RAdam)", radam_specs,
+                &radam_vtable),
 };
 
-static const LmnPluginDesc radam_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.radam",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "RAdam (torch.optim.RAdam)",
-    .n_features = G_N_ELEMENTS(radam_features),
-    .features = radam_features,
-};
-
-LMN_PLUGIN_DEFINE(radam_plugin)
+LMN_OPT_PLUGIN(radam, "lamina.radam", "RAdam (torch.optim.RAdam)")

@@ -18,9 +18,7 @@
  * Slots: torch creates momentum_buffer only with momentum > 0 and grad_avg only when centered; a
  * Lamina optimizer declares its slots once, so they always exist and stay 0 when unused.
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 enum {
     RMSPROP_NEG_LR,
@@ -78,43 +76,14 @@ rmsprop_loop(gsize begin, gsize end, float *restrict param, const float *restric
     }
 }
 
-#define RMSPROP_CALL(c, m, w)                                                                      \
-    rmsprop_loop(begin, end, buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], scalars,  \
-                 c, m, w)
-
 static void rmsprop_update_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
 {
-    gboolean centered = scalars[RMSPROP_CENTERED] != 0.0f;
-    gboolean use_momentum = scalars[RMSPROP_USE_MOMENTUM] != 0.0f;
-    gboolean decay = scalars[RMSPROP_USE_DECAY] != 0.0f;
-    int variant = (centered ? 4 : 0) | (use_momentum ? 2 : 0) | (decay ? 1 : 0);
+    gboolean centered = lmn_opt_is_set(scalars, RMSPROP_CENTERED);
+    gboolean use_momentum = lmn_opt_is_set(scalars, RMSPROP_USE_MOMENTUM);
+    gboolean decay = lmn_opt_is_set(scalars, RMSPROP_USE_DECAY);
 
-    switch (variant) {
-    case 0:
-        RMSPROP_CALL(FALSE, FALSE, FALSE);
-        break;
-    case 1:
-        RMSPROP_CALL(FALSE, FALSE, TRUE);
-        break;
-    case 2:
-        RMSPROP_CALL(FALSE, TRUE, FALSE);
-        break;
-    case 3:
-        RMSPROP_CALL(FALSE, TRUE, TRUE);
-        break;
-    case 4:
-        RMSPROP_CALL(TRUE, FALSE, FALSE);
-        break;
-    case 5:
-        RMSPROP_CALL(TRUE, FALSE, TRUE);
-        break;
-    case 6:
-        RMSPROP_CALL(TRUE, TRUE, FALSE);
-        break;
-    default:
-        RMSPROP_CALL(TRUE, TRUE, TRUE);
-        break;
-    }
+    LMN_OPT_SPECIALISE3(centered, use_momentum, decay, rmsprop_loop, begin, end, buffers[0],
+                        buffers[1], buffers[2], buffers[3], buffers[4], scalars);
 }
 
 static void rmsprop_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
@@ -127,123 +96,45 @@ static void rmsprop_prepare(const LmnParams *hyper, double lr, gint64 step, doub
     scalars[RMSPROP_NEG_LR] = (float) -lr;
     scalars[RMSPROP_ALPHA] = (float) alpha;
     scalars[RMSPROP_ONE_MINUS_ALPHA] = (float) (1.0 - alpha);
-    scalars[RMSPROP_EPS] = (float) lmn_params_get_float(hyper, "eps");
+    scalars[RMSPROP_EPS] = lmn_opt_float(hyper, "eps");
     scalars[RMSPROP_WEIGHT_DECAY] = (float) weight_decay;
     scalars[RMSPROP_MOMENTUM] = (float) momentum;
-    scalars[RMSPROP_SIGN] = lmn_params_get_bool(hyper, "maximize") ? -1.0f : 1.0f;
-    scalars[RMSPROP_CENTERED] = lmn_params_get_bool(hyper, "centered") ? 1.0f : 0.0f;
-    scalars[RMSPROP_USE_MOMENTUM] = momentum > 0.0 ? 1.0f : 0.0f;
-    scalars[RMSPROP_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[RMSPROP_SIGN] = lmn_opt_sign(hyper);
+    scalars[RMSPROP_CENTERED] = lmn_opt_flag(lmn_params_get_bool(hyper, "centered"));
+    scalars[RMSPROP_USE_MOMENTUM] = lmn_opt_flag(momentum > 0.0);
+    scalars[RMSPROP_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
-
-static const guint8 rmsprop_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ,
-                                        LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ_WRITE,
-                                        LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/rmsprop-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "rmsprop-update-spv.h"
-
-static const LmnKernelSpirv rmsprop_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = rmsprop_update_spv,
-    .code_size = sizeof rmsprop_update_spv,
-    .entry_point = "main",
-};
-#define RMSPROP_SPIRV (&rmsprop_spirv)
-#else
-#define RMSPROP_SPIRV NULL
 #endif
-
-static const LmnKernelDesc rmsprop_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "rmsprop.update",
-    .cpu = rmsprop_update_cpu,
-    .n_buffers = G_N_ELEMENTS(rmsprop_access),
-    .access = rmsprop_access,
-    .n_scalars = RMSPROP_N_SCALARS,
-    .spirv = RMSPROP_SPIRV,
-};
 
 static const char *const rmsprop_slots[] = {"square_avg", "momentum_buffer", "grad_avg", NULL};
 
-static const LmnOptimizerVTable rmsprop_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = rmsprop_slots,
-    .update = &rmsprop_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = rmsprop_prepare,
-    .slot_initial_value = NULL,
-    /* torch.optim.RMSprop checks each value on its own; the schema does that. */
-    .validate = NULL,
-};
+LMN_OPT_KERNEL(rmsprop, RMSPROP_N_SCALARS);
+
+/* torch.optim.RMSprop checks each value on its own; the schema does that. */
+static const LmnOptimizerVTable rmsprop_vtable = {LMN_OPT_VTABLE_BASE(rmsprop)};
 
 static const LmnParamSpec rmsprop_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.01",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate"},
-    {.name = "alpha",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.99",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "smoothing constant of the running average of the squared gradient"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-8",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "added to the denominator for numerical stability"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
-    {.name = "momentum",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "momentum factor; 0 disables the momentum buffer"},
-    {.name = "centered",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "normalise by the estimated variance of the gradient instead of its second moment"},
-    {.name = "maximize",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "maximise the objective instead of minimising it (negates the gradient)"},
+    LMN_OPT_SPEC_LR("0.01"),
+    LMN_OPT_SPEC_FLOAT("alpha", "0.99",
+                       "smoothing constant of the running average of the squared gradient"),
+    LMN_OPT_SPEC_EPS("1e-8"),
+    LMN_OPT_SPEC_L2_WEIGHT_DECAY,
+    LMN_OPT_SPEC_MOMENTUM,
+    LMN_OPT_SPEC_BOOL("centered", "false",
+                      "normalise by the estimated variance of the gradient instead of its second "
+                      "moment"),
+    LMN_OPT_SPEC_MAXIMIZE,
     {NULL},
 };
 
 static const LmnFeatureDesc rmsprop_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "rmsprop",
-        .description = "RMSprop with momentum and the centered variant (torch.optim.RMSprop)",
-        .params = rmsprop_specs,
-        .vtable = &rmsprop_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "rmsprop",
+                "RMSprop with momentum and the centered variant (torch.optim.RMSprop)",
+                rmsprop_specs, &rmsprop_vtable),
 };
 
-static const LmnPluginDesc rmsprop_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.rmsprop",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "RMSprop (torch.optim.RMSprop)",
-    .n_features = G_N_ELEMENTS(rmsprop_features),
-    .features = rmsprop_features,
-};
-
-LMN_PLUGIN_DEFINE(rmsprop_plugin)
+LMN_OPT_PLUGIN(rmsprop, "lamina.rmsprop", "RMSprop (torch.optim.RMSprop)")

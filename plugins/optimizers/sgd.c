@@ -12,9 +12,7 @@
  * PyTorch refuses nesterov with momentum <= 0 or dampening != 0; so does sgd_validate, before
  * training starts.
  */
-#include <lamina/lamina.h>
-
-#include <math.h>
+#include "optimizer-common.h"
 
 /* The scalar block prepare() fills. */
 enum {
@@ -68,26 +66,19 @@ static void sgd_update_cpu(gsize begin, gsize end, void *const *buffers, const f
     const float *grad = buffers[1];
     float *buf = buffers[2];
     SgdMode mode = (SgdMode) scalars[SGD_MODE];
-    gboolean decay = scalars[SGD_USE_DECAY] != 0.0f;
+    gboolean decay = lmn_opt_is_set(scalars, SGD_USE_DECAY);
 
     switch (mode) {
     case SGD_MODE_PLAIN:
-        if (decay)
-            sgd_loop(begin, end, param, grad, buf, scalars, SGD_MODE_PLAIN, TRUE);
-        else
-            sgd_loop(begin, end, param, grad, buf, scalars, SGD_MODE_PLAIN, FALSE);
+        LMN_OPT_SPECIALISE1(decay, sgd_loop, begin, end, param, grad, buf, scalars, SGD_MODE_PLAIN);
         break;
     case SGD_MODE_MOMENTUM:
-        if (decay)
-            sgd_loop(begin, end, param, grad, buf, scalars, SGD_MODE_MOMENTUM, TRUE);
-        else
-            sgd_loop(begin, end, param, grad, buf, scalars, SGD_MODE_MOMENTUM, FALSE);
+        LMN_OPT_SPECIALISE1(decay, sgd_loop, begin, end, param, grad, buf, scalars,
+                            SGD_MODE_MOMENTUM);
         break;
     case SGD_MODE_NESTEROV:
-        if (decay)
-            sgd_loop(begin, end, param, grad, buf, scalars, SGD_MODE_NESTEROV, TRUE);
-        else
-            sgd_loop(begin, end, param, grad, buf, scalars, SGD_MODE_NESTEROV, FALSE);
+        LMN_OPT_SPECIALISE1(decay, sgd_loop, begin, end, param, grad, buf, scalars,
+                            SGD_MODE_NESTEROV);
         break;
     }
 }
@@ -107,47 +98,26 @@ static void sgd_prepare(const LmnParams *hyper, double lr, gint64 step, double *
     scalars[SGD_BUF_DECAY] = first ? 0.0f : (float) momentum;
     scalars[SGD_BUF_GAIN] = first ? 1.0f : (float) (1.0 - dampening);
     scalars[SGD_MOMENTUM] = (float) momentum;
-    scalars[SGD_SIGN] = lmn_params_get_bool(hyper, "maximize") ? -1.0f : 1.0f;
+    scalars[SGD_SIGN] = lmn_opt_sign(hyper);
     scalars[SGD_MODE] = momentum == 0.0 ? (float) SGD_MODE_PLAIN
                         : nesterov      ? (float) SGD_MODE_NESTEROV
                                         : (float) SGD_MODE_MOMENTUM;
-    scalars[SGD_USE_DECAY] = weight_decay != 0.0 ? 1.0f : 0.0f;
+    scalars[SGD_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
 }
-
-static const guint8 sgd_access[] = {LMN_KERNEL_READ_WRITE, LMN_KERNEL_READ, LMN_KERNEL_READ_WRITE};
 
 #ifdef LMN_HAVE_SPIRV
 /* The GPU variant (shaders/sgd-update.comp): the same float operations in the same order. */
-#include <stdint.h> /* the generated header uses uint32_t */
-
 #include "sgd-update-spv.h"
-
-static const LmnKernelSpirv sgd_spirv = {
-    .struct_size = sizeof(LmnKernelSpirv),
-    .code = sgd_update_spv,
-    .code_size = sizeof sgd_update_spv,
-    .entry_point = "main",
-};
-#define SGD_SPIRV (&sgd_spirv)
-#else
-#define SGD_SPIRV NULL
 #endif
 
-static const LmnKernelDesc sgd_kernel = {
-    .struct_size = sizeof(LmnKernelDesc),
-    .name = "sgd.update",
-    .cpu = sgd_update_cpu,
-    .n_buffers = G_N_ELEMENTS(sgd_access),
-    .access = sgd_access,
-    .n_scalars = SGD_N_SCALARS,
-    .spirv = SGD_SPIRV,
-};
+static const char *const sgd_slots[] = {"momentum_buffer", NULL};
+
+LMN_OPT_KERNEL(sgd, SGD_N_SCALARS);
 
 static gboolean sgd_validate(const LmnParams *hyper, GError **error)
 {
-    if (lmn_params_get_bool(hyper, "nesterov") &&
-        (lmn_params_get_float(hyper, "momentum") <= 0 ||
-         lmn_params_get_float(hyper, "dampening") != 0)) {
+    if (lmn_params_get_bool(hyper, "nesterov") && (lmn_params_get_float(hyper, "momentum") <= 0 ||
+                                                   lmn_params_get_float(hyper, "dampening") != 0)) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                     "nesterov = true requires momentum > 0 and dampening = 0 (momentum is %g, "
                     "dampening %g), as in torch.optim.SGD",
@@ -158,77 +128,34 @@ static gboolean sgd_validate(const LmnParams *hyper, GError **error)
     return TRUE;
 }
 
-static const char *const sgd_slots[] = {"momentum_buffer", NULL};
-
 static const LmnOptimizerVTable sgd_vtable = {
-    .struct_size = sizeof(LmnOptimizerVTable),
-    .slots = sgd_slots,
-    .update = &sgd_kernel,
-    .n_host_state = 0,
-    .host_state_names = NULL,
-    .prepare = sgd_prepare,
-    .slot_initial_value = NULL,
+    LMN_OPT_VTABLE_BASE(sgd),
     .validate = sgd_validate,
 };
 
 static const LmnParamSpec sgd_specs[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.01",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "learning rate (torch.optim.SGD requires one; Lamina defaults to 0.01)"},
-    {.name = "momentum",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "momentum factor; 0 disables the momentum buffer"},
+    LMN_OPT_SPEC_FLOAT("lr", "0.01",
+                       "learning rate (torch.optim.SGD requires one; Lamina defaults to 0.01)"),
+    LMN_OPT_SPEC_MOMENTUM,
+    /* min > max: no range, as torch.optim.SGD checks none */
     {.name = "dampening",
      .type = LMN_PARAM_FLOAT,
      .default_value = "0",
      .min = 1,
      .max = 0,
      .doc = "dampening for momentum: buf = momentum * buf + (1 - dampening) * grad"},
-    {.name = "nesterov",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "Nesterov momentum (PyTorch requires momentum > 0 and dampening = 0)"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "L2 penalty added to the gradient: grad + weight_decay * param"},
-    {.name = "maximize",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "false",
-     .doc = "maximise the objective instead of minimising it (negates the gradient)"},
+    LMN_OPT_SPEC_BOOL("nesterov", "false",
+                      "Nesterov momentum (PyTorch requires momentum > 0 and dampening = 0)"),
+    LMN_OPT_SPEC_L2_WEIGHT_DECAY,
+    LMN_OPT_SPEC_MAXIMIZE,
     {NULL},
 };
 
 static const LmnFeatureDesc sgd_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "sgd",
-        .description = "stochastic gradient descent with momentum, Nesterov and weight decay "
-                       "(torch.optim.SGD)",
-        .params = sgd_specs,
-        .vtable = &sgd_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "sgd",
+                "stochastic gradient descent with momentum, Nesterov and weight decay "
+                "(torch.optim.SGD)",
+                sgd_specs, &sgd_vtable),
 };
 
-static const LmnPluginDesc sgd_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.sgd",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "stochastic gradient descent (torch.optim.SGD)",
-    .n_features = G_N_ELEMENTS(sgd_features),
-    .features = sgd_features,
-};
-
-LMN_PLUGIN_DEFINE(sgd_plugin)
+LMN_OPT_PLUGIN(sgd, "lamina.sgd", "stochastic gradient descent (torch.optim.SGD)")

@@ -1,8 +1,10 @@
 /* Lamina Vulkan backend — the plugin descriptor, the vtable, and buffer transfers.
  *
  * Opening selects a device (vk-device.c), sets up memory (vk-memory.c) and recording
- * (vk-exec.c).  Ops are recorded, not run (vk-ops.c); read, write and synchronize submit what is
- * recorded and wait on one fence, and report the first deferred failure.
+ * (vk-exec.c).  Ops are recorded, not run (vk-ops.c); writes are recorded too, or copied through
+ * the mapping (vk-staging.c); read and synchronize submit what is recorded, wait on one fence,
+ * and report the first deferred failure.  After a device loss every call fails with that error.
+ * LAMINA_VK_STATS=1 prints the submission, fence-wait, barrier and transfer counts at close.
  */
 #include "vk-private.h"
 
@@ -19,19 +21,39 @@ static const LmnParamSpec vk_params[] = {
     {NULL},
 };
 
+static void print_stats(LmnVkContext *c)
+{
+    const char *env = g_getenv("LAMINA_VK_STATS");
+    if (env == NULL || !g_str_equal(env, "1"))
+        return;
+    g_printerr("vulkan stats: %s: %" G_GUINT64_FORMAT " submissions, %" G_GUINT64_FORMAT
+               " fence waits, %" G_GUINT64_FORMAT " barriers, %" G_GUINT64_FORMAT
+               " direct writes, %" G_GUINT64_FORMAT " staged writes, %" G_GUINT64_FORMAT
+               " staged reads, %" G_GUINT64_FORMAT " staged bytes, peak memory %" G_GUINT64_FORMAT
+               " bytes\n",
+               c->desc.props.deviceName, c->n_submits, c->n_fence_waits, c->n_barriers,
+               c->n_direct_writes, c->n_staged_writes, c->n_staged_reads, c->staged_bytes,
+               c->memory_peak);
+}
+
 static void vk_close(gpointer ctx)
 {
     LmnVkContext *c = ctx;
     if (c->device != VK_NULL_HANDLE) {
         lmn_vk_wait_idle(c);
+        print_stats(c);
+        /* After a loss this may report it again; the handles are destroyed all the same. */
         c->fn.vkDeviceWaitIdle(c->device);
         lmn_vk_exec_cleanup(c);
+        lmn_vk_staging_cleanup(c);
         lmn_vk_memory_cleanup(c);
         c->fn.vkDestroyDevice(c->device, NULL);
     }
     lmn_vk_close_instance(c);
     if (c->error != NULL)
         g_error_free(c->error);
+    if (c->lost != NULL)
+        g_error_free(c->lost);
     g_free(c->first_validation_message);
     g_free(c->description);
     g_mutex_clear(&c->lock);
@@ -53,6 +75,10 @@ static gpointer vk_open(const LmnParams *params, const char *device, GError **er
         vk_close(c);
         return NULL;
     }
+    char *d =
+        g_strdup_printf("%s, %s host transfers", c->description, c->direct ? "mapped" : "staged");
+    g_free(c->description);
+    c->description = d;
     return c;
 }
 
@@ -66,7 +92,7 @@ static gpointer vk_alloc(gpointer ctx, gsize nbytes, GError **error)
 {
     LmnVkContext *c = ctx;
     g_mutex_lock(&c->lock);
-    LmnVkBuffer *b = lmn_vk_buffer_alloc(c, nbytes, error);
+    LmnVkBuffer *b = lmn_vk_check_lost(c, error) ? lmn_vk_buffer_alloc(c, nbytes, error) : NULL;
     g_mutex_unlock(&c->lock);
     return b;
 }
@@ -84,11 +110,12 @@ static gboolean vk_write(gpointer ctx, gpointer buffer, gsize offset, const void
 {
     LmnVkContext *c = ctx;
     g_mutex_lock(&c->lock);
-    /* Recorded ops must see the old contents: run them first. */
-    lmn_vk_wait_idle(c);
-    memcpy((char *) lmn_vk_buffer_map(buffer) + offset, src, nbytes);
+    /* Ordered after the recorded ops that use the old contents without waiting for them; a
+     * failure of the transfer itself is deferred like an op's. */
+    lmn_vk_host_write(c, buffer, offset, src, nbytes);
+    gboolean ok = lmn_vk_check_lost(c, error);
     g_mutex_unlock(&c->lock);
-    return TRUE;
+    return ok;
 }
 
 static gboolean vk_read(gpointer ctx, gpointer buffer, gsize offset, void *dst, gsize nbytes,
@@ -96,9 +123,11 @@ static gboolean vk_read(gpointer ctx, gpointer buffer, gsize offset, void *dst, 
 {
     LmnVkContext *c = ctx;
     g_mutex_lock(&c->lock);
-    gboolean ok = lmn_vk_flush(c, error);
-    if (ok)
-        memcpy(dst, (const char *) lmn_vk_buffer_map(buffer) + offset, nbytes);
+    gboolean ok = lmn_vk_check_lost(c, error);
+    if (ok) {
+        lmn_vk_host_read(c, buffer, offset, dst, nbytes);
+        ok = lmn_vk_flush(c, error);
+    }
     g_mutex_unlock(&c->lock);
     return ok;
 }

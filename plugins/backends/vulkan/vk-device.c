@@ -296,20 +296,38 @@ static gint select_device(GArray *devices, const char *selector, GError **error)
     return -1;
 }
 
+/* The memory type for tensors: device-local, where compute is fast.  On devices sharing memory
+ * with the host (integrated, CPU) a device-local type that is also host-visible and coherent is
+ * preferred, so the host reaches tensors through a mapping; on a discrete GPU the first
+ * device-local type on the largest device-local heap (plain VRAM; host-visible only with a
+ * full-size resizable BAR), which the host reaches through the staging ring.  Host-visible
+ * memory is the last resort. */
 static guint32 pick_memory_type(LmnVkContext *c)
 {
     VkPhysicalDeviceMemoryProperties mem;
     c->fn.vkGetPhysicalDeviceMemoryProperties(c->desc.physical, &mem);
-    /* Host-visible coherent memory is mapped persistently, so uploads and readbacks are plain
-     * copies; device-local among those (lavapipe, integrated GPUs, resizable BAR) is best. */
+    const VkMemoryPropertyFlags local = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
     const VkMemoryPropertyFlags host =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-    const VkMemoryPropertyFlags wanted[] = {host | VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, host};
-    for (guint w = 0; w < G_N_ELEMENTS(wanted); w++)
-        for (guint32 i = 0; i < mem.memoryTypeCount; i++)
-            if ((mem.memoryTypes[i].propertyFlags & wanted[w]) == wanted[w])
-                return i;
-    return G_MAXUINT32;
+    const gboolean shared = c->desc.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ||
+                            c->desc.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    const VkMemoryPropertyFlags shared_order[] = {local | host, local, host};
+    const VkMemoryPropertyFlags discrete_order[] = {local, host};
+    const VkMemoryPropertyFlags *wanted = shared ? shared_order : discrete_order;
+    const guint n_wanted = shared ? G_N_ELEMENTS(shared_order) : G_N_ELEMENTS(discrete_order);
+    guint32 pick = G_MAXUINT32;
+    for (guint w = 0; w < n_wanted && pick == G_MAXUINT32; w++)
+        for (guint32 i = 0; i < mem.memoryTypeCount; i++) {
+            if ((mem.memoryTypes[i].propertyFlags & wanted[w]) != wanted[w])
+                continue;
+            /* A small device-local heap (the 256 MiB BAR window) loses to the big one. */
+            if (pick == G_MAXUINT32 || mem.memoryHeaps[mem.memoryTypes[i].heapIndex].size >
+                                           mem.memoryHeaps[mem.memoryTypes[pick].heapIndex].size)
+                pick = i;
+        }
+    if (pick != G_MAXUINT32)
+        c->mapped = (mem.memoryTypes[pick].propertyFlags & host) == host;
+    return pick;
 }
 
 gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **error)
@@ -335,7 +353,7 @@ gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **erro
         g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
                     "Vulkan device '%s' has no %s", c->desc.props.deviceName,
                     c->queue_family == G_MAXUINT32 ? "compute queue"
-                                                   : "host-visible coherent memory");
+                                                   : "device-local or host-visible memory");
         return FALSE;
     }
     float priority = 1.0f;
@@ -370,18 +388,13 @@ gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **erro
     }
     c->alignment = MAX(lim->minStorageBufferOffsetAlignment, 16);
     c->max_groups_x = MIN(lim->maxComputeWorkGroupCount[0], 65535u);
-    /* Barriers cost a coroutine switch per invocation on CPU devices: use the barrier-free
-     * GEMM there (measured on lavapipe: see bench/vulkan-vs-cpu.sh).  LAMINA_VK_GEMM=tiled|reg
-     * overrides, so tests can run both kernels on one device. */
-    const char *gemm = g_getenv("LAMINA_VK_GEMM");
-    c->gemm_reg = gemm != NULL && *gemm != '\0'
-                      ? g_str_equal(gemm, "reg")
-                      : c->desc.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    /* The GEMM kernel and its tiles (vk-gemm.c; LAMINA_VK_GEMM overrides the choice). */
+    const char *gemm = lmn_vk_gemm_select(c);
     c->description = g_strdup_printf(
         "vulkan: %s (%s, %s %s), max storage range %" G_GUINT64_FORMAT " bytes, %s gemm",
         c->desc.props.deviceName, lmn_vk_device_type_name(c->desc.props.deviceType),
         c->desc.driver_name, c->desc.driver_info, (guint64) c->max_range,
-        c->gemm_reg ? "register-tiled" : "shared-memory tiled");
+        gemm);
     return TRUE;
 }
 

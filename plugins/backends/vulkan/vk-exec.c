@@ -1,9 +1,13 @@
 /* Lamina Vulkan backend — pipelines, command recording, barriers and submission.
  *
- * Ops append dispatches to one command buffer; nothing is submitted until a read, a write, a
- * synchronisation or a full batch needs it, and each of those waits on one fence.  A barrier is
- * recorded only when a dispatch touches a range that a dispatch since the last barrier wrote (or
- * writes one that it read): element-wise chains on separate tensors run back to back.
+ * Ops append dispatches, and host transfers append copies and fills (vk-staging.c), to one
+ * command buffer; nothing is submitted until a read, a synchronisation, a full batch or a full
+ * staging ring needs it, and each of those waits on one fence (counted: LAMINA_VK_STATS=1).  A
+ * barrier is recorded only when a command touches a range that a command since the last barrier
+ * wrote (or writes one that it read): element-wise chains on separate tensors run back to back.
+ * The barrier's source stages are those of the pending commands (compute and/or transfer) and
+ * its destination both, so clearing the pending list after it stays correct for either kind of
+ * command that follows.
  * Pipelines are created lazily through a VkPipelineCache persisted under
  * $XDG_CACHE_HOME/lamina, named by device UUID and driver version so a driver update starts
  * afresh (the cache header is validated by the driver too).
@@ -42,6 +46,7 @@ typedef struct {
     VkBuffer buffer;
     VkDeviceSize lo, hi;
     gboolean write;
+    VkPipelineStageFlags stage; /* COMPUTE_SHADER or TRANSFER */
 } Range;
 
 static const struct {
@@ -83,13 +88,25 @@ void lmn_vk_set_error(LmnVkContext *c, GQuark domain, gint code, const char *for
 
 static void record_result(LmnVkContext *c, VkResult r, const char *what)
 {
-    if (r == VK_ERROR_DEVICE_LOST)
-        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_DEVICE_LOST,
-                         "Vulkan device '%s' lost during %s", c->desc.props.deviceName, what);
-    else if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+    if (r == VK_ERROR_DEVICE_LOST) {
+        /* Sticky: after a loss every resource of the device is undefined, so nothing may run
+         * and every later call reports this same error. */
+        if (c->lost == NULL)
+            c->lost = g_error_new(
+                LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_DEVICE_LOST,
+                "Vulkan device '%s' was lost during %s (a driver crash, a GPU reset or a "
+                "watchdog timeout); its memory is gone and no more work can run on it. Restart "
+                "the run (from its last checkpoint), check the GPU driver (kernel log, driver "
+                "version), or use another device (--device) or --backend cpu",
+                c->desc.props.deviceName, what);
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_DEVICE_LOST, "%s",
+                         c->lost->message);
+    } else if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
-                         "out of memory on Vulkan device '%s' during %s", c->desc.props.deviceName,
-                         what);
+                         "out of %s memory on Vulkan device '%s' during %s: use a smaller batch "
+                         "size or model, or another device (--device) or --backend cpu",
+                         r == VK_ERROR_OUT_OF_HOST_MEMORY ? "host" : "device",
+                         c->desc.props.deviceName, what);
     else
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
                          "%s failed on Vulkan device '%s' (VkResult %d)", what,
@@ -198,11 +215,17 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
     c->warned_kernels = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     c->descriptor_pools = g_ptr_array_new();
     c->pending_ranges = g_array_new(FALSE, FALSE, sizeof(Range));
+    c->batch_hulls = g_array_new(FALSE, FALSE, sizeof(Range));
+    /* Test hook: lavapipe cannot lose its device, so the N-th submission can pretend to. */
+    const char *fault = g_getenv("LAMINA_VK_DEBUG_FAULT");
+    if (fault != NULL && g_str_has_prefix(fault, "device-lost:"))
+        c->fault_lost_at = g_ascii_strtoull(fault + strlen("device-lost:"), NULL, 10);
     return TRUE;
 }
 
 void lmn_vk_exec_cleanup(LmnVkContext *c)
 {
+    lmn_vk_gemm_cleanup(c);
     if (c->device == VK_NULL_HANDLE)
         return;
     save_pipeline_cache(c);
@@ -228,6 +251,8 @@ void lmn_vk_exec_cleanup(LmnVkContext *c)
     }
     if (c->pending_ranges != NULL)
         g_array_unref(c->pending_ranges);
+    if (c->batch_hulls != NULL)
+        g_array_unref(c->batch_hulls);
     if (c->pipeline_cache != VK_NULL_HANDLE)
         c->fn.vkDestroyPipelineCache(c->device, c->pipeline_cache, NULL);
     if (c->fence != VK_NULL_HANDLE)
@@ -354,7 +379,7 @@ static gboolean overlaps(const Range *a, VkBuffer buffer, VkDeviceSize lo, VkDev
     return a->buffer == buffer && a->lo < hi && lo < a->hi;
 }
 
-/* Whether a dispatch with @bindings must wait for the dispatches since the last barrier. */
+/* Whether a command accessing @bindings must wait for the commands since the last barrier. */
 static gboolean needs_barrier(LmnVkContext *c, const LmnVkBinding *bindings, guint n)
 {
     for (guint i = 0; i < n; i++) {
@@ -368,29 +393,133 @@ static gboolean needs_barrier(LmnVkContext *c, const LmnVkBinding *bindings, gui
     return FALSE;
 }
 
+/* Records the barrier a command of @stage accessing @bindings needs, then tracks its ranges
+ * (for later barriers and for lmn_vk_batch_touches). */
+static void track(LmnVkContext *c, const LmnVkBinding *bindings, guint n,
+                  VkPipelineStageFlags stage)
+{
+    if (needs_barrier(c, bindings, n)) {
+        VkPipelineStageFlags src = 0;
+        VkAccessFlags src_access = 0;
+        for (guint j = 0; j < c->pending_ranges->len; j++) {
+            const Range *p = &g_array_index(c->pending_ranges, Range, j);
+            src |= p->stage;
+            if (p->write)
+                src_access |= p->stage == VK_PIPELINE_STAGE_TRANSFER_BIT
+                                  ? VK_ACCESS_TRANSFER_WRITE_BIT
+                                  : VK_ACCESS_SHADER_WRITE_BIT;
+        }
+        /* Only writes need making available; a read-then-write hazard needs the execution
+         * dependency alone.  Both destination stages: see the file comment. */
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = src_access,
+            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT |
+                             VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        };
+        c->fn.vkCmdPipelineBarrier(
+            c->cmd, src, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0,
+            1, &mb, 0, NULL, 0, NULL);
+        g_array_set_size(c->pending_ranges, 0);
+        c->n_barriers++;
+    }
+    for (guint i = 0; i < n; i++) {
+        Range r = {bindings[i].buffer, bindings[i].offset, bindings[i].offset + bindings[i].range,
+                   bindings[i].write, stage};
+        g_array_append_val(c->pending_ranges, r);
+        /* The hull per VkBuffer: a handful of blocks, so a linear search. */
+        guint h = 0;
+        for (; h < c->batch_hulls->len; h++) {
+            Range *hull = &g_array_index(c->batch_hulls, Range, h);
+            if (hull->buffer == r.buffer) {
+                hull->lo = MIN(hull->lo, r.lo);
+                hull->hi = MAX(hull->hi, r.hi);
+                break;
+            }
+        }
+        if (h == c->batch_hulls->len)
+            g_array_append_val(c->batch_hulls, r);
+    }
+}
+
+gboolean lmn_vk_batch_touches(LmnVkContext *c, VkBuffer buffer, VkDeviceSize lo, VkDeviceSize hi)
+{
+    for (guint h = 0; h < c->batch_hulls->len; h++)
+        if (overlaps(&g_array_index(c->batch_hulls, Range, h), buffer, lo, hi))
+            return TRUE;
+    return FALSE;
+}
+
+gboolean lmn_vk_check_lost(LmnVkContext *c, GError **error)
+{
+    if (c->lost == NULL)
+        return TRUE;
+    g_propagate_error(error, g_error_copy(c->lost));
+    return FALSE;
+}
+
+gboolean lmn_vk_begin(LmnVkContext *c)
+{
+    if (c->lost != NULL)
+        return FALSE;
+    if (c->recording)
+        return TRUE;
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VkResult r = c->fn.vkBeginCommandBuffer(c->cmd, &bi);
+    if (r != VK_SUCCESS) {
+        record_result(c, r, "vkBeginCommandBuffer");
+        return FALSE;
+    }
+    c->recording = TRUE;
+    return TRUE;
+}
+
+gboolean lmn_vk_begin_command(LmnVkContext *c)
+{
+    if (c->error != NULL || c->lost != NULL)
+        return FALSE;
+    if (c->n_recorded >= MAX_BATCH) {
+        submit_and_wait(c);
+        if (c->error != NULL)
+            return FALSE;
+    }
+    return lmn_vk_begin(c);
+}
+
+void lmn_vk_record_copy(LmnVkContext *c, VkBuffer src, VkDeviceSize src_offset, VkBuffer dst,
+                        VkDeviceSize dst_offset, VkDeviceSize size)
+{
+    if (size == 0 || !lmn_vk_begin_command(c))
+        return;
+    LmnVkBinding b[2] = {{src, src_offset, size, FALSE}, {dst, dst_offset, size, TRUE}};
+    track(c, b, 2, VK_PIPELINE_STAGE_TRANSFER_BIT);
+    VkBufferCopy region = {src_offset, dst_offset, size};
+    c->fn.vkCmdCopyBuffer(c->cmd, src, dst, 1, &region);
+    c->n_recorded++;
+}
+
+void lmn_vk_record_fill(LmnVkContext *c, VkBuffer dst, VkDeviceSize offset, VkDeviceSize size,
+                        guint32 value)
+{
+    /* vkCmdFillBuffer wants 4-byte multiples: spans are alignment multiples. */
+    g_assert(offset % 4 == 0 && size % 4 == 0);
+    if (size == 0 || !lmn_vk_begin_command(c))
+        return;
+    LmnVkBinding b = {dst, offset, size, TRUE};
+    track(c, &b, 1, VK_PIPELINE_STAGE_TRANSFER_BIT);
+    c->fn.vkCmdFillBuffer(c->cmd, dst, offset, size, value);
+    c->n_recorded++;
+}
+
 void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *bindings,
                      guint n_bindings, const void *push, gsize push_size, guint32 gx, guint32 gy,
                      guint32 gz)
 {
-    if (c->error != NULL || pipeline == VK_NULL_HANDLE || gx == 0 || gy == 0 || gz == 0)
+    if (pipeline == VK_NULL_HANDLE || gx == 0 || gy == 0 || gz == 0 || !lmn_vk_begin_command(c))
         return;
-    if (c->n_recorded >= MAX_BATCH) {
-        submit_and_wait(c);
-        if (c->error != NULL)
-            return;
-    }
-    if (!c->recording) {
-        VkCommandBufferBeginInfo bi = {
-            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-        };
-        VkResult r = c->fn.vkBeginCommandBuffer(c->cmd, &bi);
-        if (r != VK_SUCCESS) {
-            record_result(c, r, "vkBeginCommandBuffer");
-            return;
-        }
-        c->recording = TRUE;
-    }
     VkDescriptorSet set = allocate_set(c);
     if (set == VK_NULL_HANDLE)
         return;
@@ -414,22 +543,7 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     }
     c->fn.vkUpdateDescriptorSets(c->device, LMN_VK_MAX_BINDINGS, writes, 0, NULL);
 
-    if (needs_barrier(c, bindings, n_bindings)) {
-        VkMemoryBarrier mb = {
-            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_SHADER_READ_BIT,
-            .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
-        };
-        c->fn.vkCmdPipelineBarrier(c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0,
-                                   NULL);
-        g_array_set_size(c->pending_ranges, 0);
-    }
-    for (guint i = 0; i < n_bindings; i++) {
-        Range r = {bindings[i].buffer, bindings[i].offset, bindings[i].offset + bindings[i].range,
-                   bindings[i].write};
-        g_array_append_val(c->pending_ranges, r);
-    }
+    track(c, bindings, n_bindings, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
     guint8 block[LMN_VK_PUSH_BYTES] = {0};
     memcpy(block, push, MIN(push_size, sizeof block));
     c->fn.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
@@ -447,15 +561,30 @@ static void submit_and_wait(LmnVkContext *c)
     if (!c->recording)
         return;
     c->recording = FALSE;
+    /* Device writes made visible to the host, which reads mapped tensors and the staging ring
+     * after the fence. */
+    VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
+    };
+    c->fn.vkCmdPipelineBarrier(
+        c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+        VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     VkResult r = c->fn.vkEndCommandBuffer(c->cmd);
-    if (r == VK_SUCCESS) {
+    if (r == VK_SUCCESS && c->lost == NULL) {
+        c->n_submits++;
         VkSubmitInfo si = {
             .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
             .commandBufferCount = 1,
             .pCommandBuffers = &c->cmd,
         };
-        r = c->fn.vkQueueSubmit(c->queue, 1, &si, c->fence);
+        if (c->fault_lost_at != 0 && c->n_submits == c->fault_lost_at)
+            r = VK_ERROR_DEVICE_LOST; /* LAMINA_VK_DEBUG_FAULT: nothing was submitted */
+        else
+            r = c->fn.vkQueueSubmit(c->queue, 1, &si, c->fence);
         if (r == VK_SUCCESS) {
+            c->n_fence_waits++;
             r = c->fn.vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, UINT64_MAX);
             c->fn.vkResetFences(c->device, 1, &c->fence);
         }
@@ -468,6 +597,8 @@ static void submit_and_wait(LmnVkContext *c)
     c->pool_index = 0;
     c->n_recorded = 0;
     g_array_set_size(c->pending_ranges, 0);
+    g_array_set_size(c->batch_hulls, 0);
+    lmn_vk_staging_reset(c);
     lmn_vk_memory_collect(c);
 }
 
@@ -490,6 +621,10 @@ gboolean lmn_vk_flush(LmnVkContext *c, GError **error)
                          c->first_validation_message ? c->first_validation_message : "?");
         g_clear_pointer(&c->first_validation_message, g_free);
         g_mutex_unlock(&c->validation_lock);
+    }
+    if (c->lost != NULL) {
+        g_clear_error(&c->error);
+        return lmn_vk_check_lost(c, error);
     }
     if (c->error != NULL) {
         g_propagate_error(error, c->error);

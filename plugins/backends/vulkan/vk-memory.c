@@ -2,11 +2,17 @@
  *
  * Tensors never get their own VkDeviceMemory: allocations are spans of large blocks (first fit,
  * freed spans merge with their neighbours), so a model with hundreds of tensors uses a handful of
- * allocations.  A block is one VkBuffer no larger than maxStorageBufferRange, so any span of it
- * can be bound whole; a tensor larger than that gets a dedicated block and its ops dispatch in
- * chunks.  Memory is host-visible and coherent and stays mapped, so uploads and readbacks are
- * copies after a fence wait.  Buffers freed while recorded work may still read them are released
- * only after the next synchronisation.
+ * allocations.  A block is one VkBuffer no larger than maxStorageBufferRange (nor
+ * maxMemoryAllocationSize), so any span of it can be bound whole; a tensor larger than that gets
+ * a dedicated block and its ops dispatch in chunks.
+ *
+ * The memory type is device-local (vk-device.c).  When it is also host-visible and coherent
+ * (integrated GPUs, resizable BAR, CPU devices such as lavapipe) blocks stay mapped and the host
+ * reaches tensors through the mapping; otherwise through the staging ring (vk-staging.c).  New
+ * spans are zeroed, as on the CPU backend, with a memset through the mapping or a recorded
+ * vkCmdFillBuffer.  LAMINA_VK_MEMORY_LIMIT=BYTES caps what the blocks may hold, simulating a
+ * smaller GPU.  Buffers freed while recorded work may still use them are released only after
+ * the next synchronisation.
  */
 #include "vk-private.h"
 
@@ -27,8 +33,40 @@ struct _LmnVkBlock {
     guint n_live;
 };
 
+/* "N bytes" below a mebibyte, "X.Y MiB" above (plain ASCII, unlike g_format_size). */
+static char *size_text(guint64 n)
+{
+    if (n < (1u << 20))
+        return g_strdup_printf("%" G_GUINT64_FORMAT " bytes", n);
+    return g_strdup_printf("%.1f MiB", (double) n / (1u << 20));
+}
+
+static void out_of_memory(LmnVkContext *c, VkDeviceSize size, const char *why, GError **error)
+{
+    g_autofree char *want = size_text(size);
+    g_autofree char *used = size_text(c->memory_used);
+    g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                "out of memory on Vulkan device '%s': cannot allocate %s (%s already in use; "
+                "%s). Use a smaller batch size or model, or another device (--device) or "
+                "--backend cpu",
+                c->desc.props.deviceName, want, used, why);
+}
+
 static LmnVkBlock *block_new(LmnVkContext *c, VkDeviceSize size, gboolean dedicated, GError **error)
 {
+    if (size > c->alloc_max) {
+        g_autofree char *why = g_strdup_printf("one allocation is limited to %" G_GUINT64_FORMAT
+                                               " bytes on this device",
+                                               (guint64) c->alloc_max);
+        out_of_memory(c, size, why, error);
+        return NULL;
+    }
+    if (c->memory_limit != 0 && c->memory_used + size > c->memory_limit) {
+        g_autofree char *why = g_strdup_printf(
+            "LAMINA_VK_MEMORY_LIMIT is %" G_GUINT64_FORMAT " bytes", c->memory_limit);
+        out_of_memory(c, size, why, error);
+        return NULL;
+    }
     LmnVkBlock *b = g_new0(LmnVkBlock, 1);
     b->size = size;
     VkBufferCreateInfo bi = {
@@ -53,14 +91,22 @@ static LmnVkBlock *block_new(LmnVkContext *c, VkDeviceSize size, gboolean dedica
             r = c->fn.vkAllocateMemory(c->device, &ai, NULL, &b->memory);
         if (r == VK_SUCCESS)
             r = c->fn.vkBindBufferMemory(c->device, b->buffer, b->memory, 0);
-        if (r == VK_SUCCESS)
+        if (r == VK_SUCCESS && c->mapped)
             r = c->fn.vkMapMemory(c->device, b->memory, 0, VK_WHOLE_SIZE, 0, &b->mapped);
     }
     if (r != VK_SUCCESS) {
-        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
-                    "cannot allocate %" G_GUINT64_FORMAT " bytes of Vulkan memory on '%s' "
-                    "(VkResult %d)",
-                    (guint64) size, c->desc.props.deviceName, (int) r);
+        if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) {
+            out_of_memory(c, size,
+                          r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? "the driver reports the device "
+                                                               "memory exhausted"
+                                                             : "host memory is exhausted",
+                          error);
+        } else {
+            g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                        "cannot allocate %" G_GUINT64_FORMAT " bytes of Vulkan memory on '%s' "
+                        "(VkResult %d)",
+                        (guint64) size, c->desc.props.deviceName, (int) r);
+        }
         if (b->memory != VK_NULL_HANDLE)
             c->fn.vkFreeMemory(c->device, b->memory, NULL);
         if (b->buffer != VK_NULL_HANDLE)
@@ -68,6 +114,8 @@ static LmnVkBlock *block_new(LmnVkContext *c, VkDeviceSize size, gboolean dedica
         g_free(b);
         return NULL;
     }
+    c->memory_used += size;
+    c->memory_peak = MAX(c->memory_peak, c->memory_used);
     if (!dedicated) {
         b->free_spans = g_array_new(FALSE, FALSE, sizeof(Span));
         Span all = {0, size};
@@ -78,6 +126,7 @@ static LmnVkBlock *block_new(LmnVkContext *c, VkDeviceSize size, gboolean dedica
 
 static void block_free(LmnVkContext *c, LmnVkBlock *b)
 {
+    c->memory_used -= b->size;
     c->fn.vkDestroyBuffer(c->device, b->buffer, NULL);
     c->fn.vkFreeMemory(c->device, b->memory, NULL); /* unmaps implicitly */
     if (b->free_spans != NULL)
@@ -130,11 +179,11 @@ static void block_give(LmnVkBlock *b, VkDeviceSize offset, VkDeviceSize size)
 
 static VkDeviceSize block_size(LmnVkContext *c)
 {
-    VkDeviceSize s = MIN((VkDeviceSize) BLOCK_SIZE_MAX, c->max_range);
+    VkDeviceSize s = MIN(c->block_max, c->max_range);
     return s / c->alignment * c->alignment;
 }
 
-LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error)
+static LmnVkBuffer *buffer_alloc(LmnVkContext *c, gsize nbytes, gboolean zero, GError **error)
 {
     /* Never 0 bytes, and whole alignment units so every span starts aligned for binding. */
     VkDeviceSize size = (MAX(nbytes, 4) + c->alignment - 1) / c->alignment * c->alignment;
@@ -155,7 +204,14 @@ LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error)
                 buf->block = b;
         }
         if (buf->block == NULL) {
-            LmnVkBlock *b = block_new(c, block_size(c), FALSE, error);
+            VkDeviceSize bs = block_size(c);
+            /* Under a memory limit, a last smaller block may still hold the request. */
+            if (c->memory_limit != 0 && c->memory_used + bs > c->memory_limit) {
+                const guint64 left =
+                    c->memory_limit > c->memory_used ? c->memory_limit - c->memory_used : 0;
+                bs = MAX(size, left / c->alignment * c->alignment);
+            }
+            LmnVkBlock *b = block_new(c, bs, FALSE, error);
             if (b == NULL) {
                 g_free(buf);
                 return NULL;
@@ -165,9 +221,27 @@ LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error)
             buf->block = b;
         }
     }
-    /* Zeroed, as on the CPU backend, so reading never-written memory is reproducible. */
-    memset((char *) buf->block->mapped + buf->offset, 0, size);
+    if (zero) {
+        /* Zeroed, as on the CPU backend, so reading never-written memory is reproducible.  A
+         * new span is never in use by recorded work (frees wait for the work), so the mapping
+         * can be written at once; otherwise the fill is recorded in order with everything
+         * else. */
+        if (c->direct)
+            memset((char *) buf->block->mapped + buf->offset, 0, size);
+        else
+            lmn_vk_record_fill(c, buf->block->buffer, buf->offset, size, 0);
+    }
     return buf;
+}
+
+LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error)
+{
+    return buffer_alloc(c, nbytes, TRUE, error);
+}
+
+LmnVkBuffer *lmn_vk_buffer_alloc_uninit(LmnVkContext *c, gsize nbytes, GError **error)
+{
+    return buffer_alloc(c, nbytes, FALSE, error);
 }
 
 void lmn_vk_buffer_release(LmnVkContext *c, LmnVkBuffer *buf)
@@ -204,14 +278,28 @@ VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b)
 
 void *lmn_vk_buffer_map(const LmnVkBuffer *b)
 {
-    return (char *) b->block->mapped + b->offset;
+    return b->block->mapped != NULL ? (char *) b->block->mapped + b->offset : NULL;
 }
 
 gboolean lmn_vk_memory_init(LmnVkContext *c, GError **error)
 {
+    /* maxMemoryAllocationSize (Vulkan 1.1, which device selection requires) bounds a block. */
+    VkPhysicalDeviceMaintenance3Properties m3 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                      .pNext = &m3};
+    c->fn.vkGetPhysicalDeviceProperties2(c->desc.physical, &p2);
+    c->alloc_max = m3.maxMemoryAllocationSize > 0 ? m3.maxMemoryAllocationSize : G_MAXUINT64;
+    c->block_max = MIN((VkDeviceSize) BLOCK_SIZE_MAX, c->alloc_max);
+    const char *staging = g_getenv("LAMINA_VK_STAGING");
+    c->direct = c->mapped && !(staging != NULL && g_str_equal(staging, "1"));
+    const char *limit = g_getenv("LAMINA_VK_MEMORY_LIMIT");
+    if (limit != NULL && *limit != '\0')
+        c->memory_limit = g_ascii_strtoull(limit, NULL, 10);
     c->blocks = g_ptr_array_new();
     c->pending_frees = g_ptr_array_new();
-    c->dummy = lmn_vk_buffer_alloc(c, 16, error);
+    /* The dummy binding is never read for its contents: no zeroing (nothing records yet). */
+    c->dummy = lmn_vk_buffer_alloc_uninit(c, 16, error);
     return c->dummy != NULL;
 }
 

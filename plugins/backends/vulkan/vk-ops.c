@@ -2,8 +2,13 @@
  *
  * Every tensor is bound at its span's offset rounded down to minStorageBufferOffsetAlignment,
  * with the remaining element offset passed as a push constant, so views at any element offset
- * work.  Element-wise ops dispatch in chunks whenever a range would exceed maxStorageBufferRange
- * (LAMINA_VK_MAX_STORAGE_RANGE lowers it, which is how lavapipe tests the chunked path).
+ * work.  Ops dispatch in chunks whenever a range would exceed maxStorageBufferRange
+ * (LAMINA_VK_MAX_STORAGE_RANGE lowers it, which is how lavapipe tests the chunked path):
+ * element-wise ops by elements, row ops (softmax, the cross-entropy ops, gather, copy_block) by
+ * whole rows, bias_grad by whole [channels, inner] planes, image ops by (batch, channel) planes,
+ * reductions by whole blocks of their fixed block layout.  Still refused above the range:
+ * batch-norm statistics and backward (one channel spans every sample), scatter_add_rows and
+ * gather_rows tables (indexed at random).
  * Reductions are deterministic: fixed blocks per workgroup, a shared-memory tree inside each,
  * then one workgroup summing the partials in order.  They accumulate in float, so results differ
  * from the CPU backend's double sums by rounding only.
@@ -60,6 +65,22 @@ gboolean lmn_vk_bind_tensor(LmnVkContext *c, const LmnTensor *t, gsize e0, gsize
 }
 
 #define bind lmn_vk_bind_tensor
+
+/* The most elements one binding may span at any element offset (the offset is rounded down to
+ * the binding alignment, which costs up to alignment - 4 bytes of the range). */
+static gsize max_elems(LmnVkContext *c)
+{
+    return (gsize) ((c->max_range - c->alignment) / 4 + 1);
+}
+
+/* A tensor view of a whole scratch buffer, for binding it in chunks like a tensor. */
+static LmnTensor scratch_tensor(LmnVkBuffer *buf)
+{
+    LmnTensor t = {0};
+    t.buffer = buf;
+    t.dtype = LMN_DTYPE_F32;
+    return t;
+}
 
 static void bind_dummy(LmnVkContext *c, LmnVkBinding *b)
 {
@@ -151,16 +172,26 @@ void lmn_vk_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src)
     LmnVkContext *c = ctx;
     const gsize nbytes = numel(dst) * lmn_dtype_size(dst->dtype);
     const LmnVkBuffer *db = dst->buffer, *sb = src->buffer;
-    char *dp = (char *) lmn_vk_buffer_map(db) + dst->offset;
-    const char *sp = (const char *) lmn_vk_buffer_map(sb) + src->offset;
-    if (nbytes == 0 || dp == sp)
+    const VkDeviceSize d0 = db->offset + dst->offset, s0 = sb->offset + src->offset;
+    const gboolean same = lmn_vk_buffer_handle(db) == lmn_vk_buffer_handle(sb);
+    if (nbytes == 0 || (same && d0 == s0))
         return;
     LOCK(c);
-    if (dp < sp + nbytes && sp < dp + nbytes) {
-        /* Overlapping views of one buffer: invocations would race, so copy on the host (the
-         * memory is mapped) after the pending work. */
-        lmn_vk_wait_idle(c);
-        memmove(dp, sp, nbytes);
+    if (same && d0 < s0 + nbytes && s0 < d0 + nbytes) {
+        /* Overlapping views of one buffer: invocations (and a single vkCmdCopyBuffer) would
+         * race, so go through a scratch copy, recorded in order like any op. */
+        GError *e = NULL;
+        LmnVkBuffer *tmp = lmn_vk_buffer_alloc_uninit(c, nbytes, &e);
+        if (tmp == NULL) {
+            lmn_vk_set_error(c, e->domain, e->code, "%s", e->message);
+            g_error_free(e);
+        } else {
+            lmn_vk_record_copy(c, lmn_vk_buffer_handle(sb), s0, lmn_vk_buffer_handle(tmp),
+                               tmp->offset, nbytes);
+            lmn_vk_record_copy(c, lmn_vk_buffer_handle(tmp), tmp->offset, lmn_vk_buffer_handle(db),
+                               d0, nbytes);
+            lmn_vk_buffer_free_deferred(c, tmp);
+        }
     } else {
         Arg a[] = {{dst, TRUE}, {src, FALSE}};
         elementwise(c, LMN_VK_SHADER_COPY, a, 2, nbytes / 4, 1, NULL, 0, "copy");
@@ -234,20 +265,36 @@ void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 o
     if (channels <= 0)
         return;
     LOCK(c);
-    if ((guint64) channels > c->max_groups_x) {
+    const gsize plane = (gsize) (channels * MAX(inner, 0));
+    if ((guint64) channels > c->max_groups_x || plane > max_elems(c)) {
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
-                         "vulkan: bias_grad: %" G_GINT64_FORMAT " channels exceed the "
-                         "workgroup count limit",
-                         channels);
+                         "vulkan: bias_grad: %" G_GINT64_FORMAT " channels of %" G_GINT64_FORMAT
+                         " elements exceed the workgroup count limit or maxStorageBufferRange",
+                         channels, inner);
         UNLOCK(c);
         return;
     }
-    guint32 push[6] = {0, 0, (guint32) outer, (guint32) channels, (guint32) inner, fbits(beta)};
-    LmnVkBinding b[2];
-    if (bind(c, db, 0, (gsize) channels, TRUE, &b[0], &push[0], "bias_grad") &&
-        bind(c, dy, 0, (gsize) (outer * channels * inner), FALSE, &b[1], &push[1], "bias_grad"))
+    /* Chunks of whole [channels, inner] planes; the first applies beta, the later ones add to
+     * it (beta 1), so beta is applied once and the chunk order is fixed. */
+    const gsize per = plane == 0 ? (gsize) MAX(outer, 1) : max_elems(c) / plane;
+    gint64 o0 = 0;
+    do {
+        const gint64 no = MIN((gint64) per, outer - o0);
+        guint32 push[6] = {0,
+                           0,
+                           (guint32) MAX(no, 0),
+                           (guint32) channels,
+                           (guint32) inner,
+                           fbits(o0 == 0 ? beta : 1.0f)};
+        LmnVkBinding b[2];
+        if (!bind(c, db, 0, (gsize) channels, TRUE, &b[0], &push[0], "bias_grad") ||
+            !bind(c, dy, (gsize) o0 * plane, (gsize) MAX(no, 0) * plane, FALSE, &b[1], &push[1],
+                  "bias_grad"))
+            break;
         lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BIAS_GRAD), b, 2, push,
                         sizeof push, (guint32) channels, 1, 1);
+        o0 += no;
+    } while (o0 < outer);
     UNLOCK(c);
 }
 
@@ -280,7 +327,7 @@ static void reduce_final(LmnVkContext *c, const LmnVkBinding *part, guint32 off_
 static LmnVkBuffer *scratch(LmnVkContext *c, gsize n_floats, LmnVkBinding *b)
 {
     GError *e = NULL;
-    LmnVkBuffer *buf = lmn_vk_buffer_alloc(c, n_floats * 4, &e);
+    LmnVkBuffer *buf = lmn_vk_buffer_alloc_uninit(c, n_floats * 4, &e);
     if (buf == NULL) {
         if (c->error == NULL)
             c->error = e;
@@ -298,27 +345,48 @@ static void scratch_done(LmnVkContext *c, LmnVkBuffer *buf)
         lmn_vk_buffer_free_deferred(c, buf);
 }
 
-/* Both passes of reduce.comp over @n floats bound at @xb (+ @off_x elements). */
-static void reduce_bound(LmnVkContext *c, LmnReduceOp op, const LmnVkBinding *xb, guint32 off_x,
-                         gsize n, LmnTensor *out, float alpha, float beta, const char *name)
+/* Both passes of reduce.comp over the @n floats of @x.  The block layout depends on n (and on
+ * maxStorageBufferRange when a block would not fit one binding) only, so the summation order
+ * (and result) is fixed; above the range, pass 0 runs in chunks of whole blocks writing their
+ * partials at their block index, so chunking changes nothing in the sum. */
+static void reduce_tensor(LmnVkContext *c, LmnReduceOp op, const LmnTensor *x, gsize n,
+                          LmnTensor *out, float alpha, float beta, const char *name)
 {
-    /* The block layout depends on n only, so the summation order (and result) is fixed. */
-    const gsize n_groups = CLAMP((n + 4095) / 4096, 1, 256);
-    const gsize block = MAX((n + n_groups - 1) / n_groups, 1);
+    const gsize max_block = max_elems(c);
+    gsize n_groups = CLAMP((n + 4095) / 4096, 1, 256);
+    gsize block = MAX((n + n_groups - 1) / n_groups, 1);
+    if (block > max_block) {
+        block = max_block;
+        n_groups = (n + block - 1) / block;
+    }
+    const gsize per_chunk = MIN(max_block / block, (gsize) c->max_groups_x);
+    if (n_groups > max_block) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: %" G_GSIZE_FORMAT " elements exceed what two passes "
+                         "can reduce",
+                         name, n);
+        return;
+    }
     LmnVkBinding b[4];
     LmnVkBuffer *part = scratch(c, n_groups, &b[1]);
     if (part == NULL)
         return;
-    ReducePush p = {
-        .n = (guint32) n, .off_x = off_x, .mode = (guint32) op, .block = (guint32) block};
-    b[0] = *xb;
-    b[0].write = FALSE;
-    /* The output slots are writable in the shader: bind the (written) partials there rather
-     * than the shared dummy, which would look written to every later dispatch. */
-    b[2] = b[1];
-    b[3] = b[1];
-    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p,
-                    (guint32) n_groups, 1, 1);
+    for (gsize g0 = 0; g0 < n_groups; g0 += per_chunk) {
+        const gsize ng = MIN(per_chunk, n_groups - g0), e0 = g0 * block;
+        const gsize ne = MIN(n - e0, ng * block);
+        ReducePush p = {.n = (guint32) ne,
+                        .off_part = (guint32) g0,
+                        .mode = (guint32) op,
+                        .block = (guint32) block};
+        if (!bind(c, x, e0, ne, FALSE, &b[0], &p.off_x, name))
+            break;
+        /* The output slots are writable in the shader: bind the (written) partials there
+         * rather than the shared dummy, which would look written to every later dispatch. */
+        b[2] = b[1];
+        b[3] = b[1];
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p,
+                        (guint32) ng, 1, 1);
+    }
     reduce_final(c, &b[1], 0, (guint32) n_groups, out, alpha, beta, name);
     scratch_done(c, part);
 }
@@ -327,12 +395,8 @@ void lmn_vk_reduce(gpointer ctx, LmnReduceOp op, const LmnTensor *x, LmnTensor *
                    float beta)
 {
     LmnVkContext *c = ctx;
-    const gsize n = numel(x);
     LOCK(c);
-    LmnVkBinding xb;
-    guint32 off_x = 0;
-    if (bind(c, x, 0, n, FALSE, &xb, &off_x, "reduce"))
-        reduce_bound(c, op, &xb, off_x, n, out, alpha, beta, "reduce");
+    reduce_tensor(c, op, x, numel(x), out, alpha, beta, "reduce");
     UNLOCK(c);
 }
 
@@ -340,34 +404,51 @@ typedef struct {
     guint32 rows, k, off_x, off_l, off_p, off_rl, s, mode;
 } XentPush;
 
-/* softmax_xent.comp over @rows rows into a scratch row buffer, then its sum into @out. */
+/* softmax_xent.comp over @rows rows into a scratch row buffer, then its sum into @out.  Rows
+ * go in chunks that fit maxStorageBufferRange and the workgroup count limit; each row's value
+ * lands at its index, so the sum is the same however the rows were chunked. */
 static void xent_rows(LmnVkContext *c, const LmnTensor *logits, const LmnTensor *labels,
                       LmnTensor *probs, LmnTensor *out, float smoothing, guint32 mode, float alpha,
                       float beta, const char *op)
 {
     const gsize rows = numel(labels);
     const gsize k = numel(logits) / rows;
-    if (rows > c->max_groups_x) {
+    const gsize per = MIN(max_elems(c) / MAX(k, 1), (gsize) c->max_groups_x);
+    if (per == 0) {
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
-                         "vulkan: %s: %" G_GSIZE_FORMAT " rows exceed the workgroup count limit",
-                         op, rows);
+                         "vulkan: %s: a row of %" G_GSIZE_FORMAT " classes exceeds "
+                         "maxStorageBufferRange",
+                         op, k);
         return;
     }
     LmnVkBinding b[4];
     LmnVkBuffer *row_buf = scratch(c, rows, &b[3]);
     if (row_buf == NULL)
         return;
-    XentPush p = {.rows = (guint32) rows, .k = (guint32) k, .s = fbits(smoothing), .mode = mode};
-    gboolean ok = bind(c, logits, 0, rows * k, FALSE, &b[0], &p.off_x, op) &&
-                  bind(c, labels, 0, rows, FALSE, &b[1], &p.off_l, op);
-    if (ok && probs != NULL)
-        ok = bind(c, probs, 0, rows * k, TRUE, &b[2], &p.off_p, op);
-    else if (ok)
-        b[2] = b[3]; /* count_correct writes no probs; a writable slot gets written scratch */
+    const LmnTensor rt = scratch_tensor(row_buf);
+    gboolean ok = TRUE;
+    for (gsize r0 = 0; r0 < rows && ok; r0 += per) {
+        const gsize nr = MIN(per, rows - r0);
+        XentPush p = {.rows = (guint32) nr, .k = (guint32) k, .s = fbits(smoothing), .mode = mode};
+        ok = bind(c, logits, r0 * k, nr * k, FALSE, &b[0], &p.off_x, op) &&
+             bind(c, labels, r0, nr, FALSE, &b[1], &p.off_l, op) &&
+             bind(c, &rt, r0, nr, TRUE, &b[3], &p.off_rl, op);
+        if (ok && probs != NULL)
+            ok = bind(c, probs, r0 * k, nr * k, TRUE, &b[2], &p.off_p, op);
+        else if (ok)
+            b[2] = b[3]; /* count_correct writes no probs; a writable slot gets written scratch */
+        if (ok)
+            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT), b, 4, &p,
+                            sizeof p, (guint32) nr, 1, 1);
+    }
     if (ok) {
-        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT), b, 4, &p,
-                        sizeof p, (guint32) rows, 1, 1);
-        reduce_final(c, &b[3], 0, (guint32) rows, out, alpha, beta, op);
+        if (rows <= max_elems(c)) {
+            LmnVkBinding all = {lmn_vk_buffer_handle(row_buf), row_buf->offset, row_buf->size,
+                                TRUE};
+            reduce_final(c, &all, 0, (guint32) rows, out, alpha, beta, op);
+        } else {
+            reduce_tensor(c, LMN_REDUCE_SUM, &rt, rows, out, alpha, beta, op);
+        }
     }
     scratch_done(c, row_buf);
 }
@@ -408,13 +489,25 @@ void lmn_vk_softmax_xent_backward(gpointer ctx, const LmnTensor *probs, const Lm
     if (rows == 0 || n == 0)
         return;
     LOCK(c);
-    guint32 push[7] = {(guint32) n, 0, 0, 0, (guint32) (n / rows), fbits(scale), fbits(smoothing)};
-    LmnVkBinding b[3];
-    if (bind(c, probs, 0, n, FALSE, &b[0], &push[1], "softmax_xent_backward") &&
-        bind(c, labels, 0, rows, FALSE, &b[1], &push[2], "softmax_xent_backward") &&
-        bind(c, dx, 0, n, TRUE, &b[2], &push[3], "softmax_xent_backward"))
+    const gsize k = n / rows, per = max_elems(c) / MAX(k, 1);
+    if (per == 0)
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: softmax_xent_backward: a row of %" G_GSIZE_FORMAT
+                         " classes exceeds maxStorageBufferRange",
+                         k);
+    /* Chunks of whole rows, so each element's label index stays in its chunk. */
+    for (gsize r0 = 0; per > 0 && r0 < rows; r0 += per) {
+        const gsize nr = MIN(per, rows - r0);
+        guint32 push[7] = {(guint32) (nr * k), 0, 0, 0, (guint32) k, fbits(scale),
+                           fbits(smoothing)};
+        LmnVkBinding b[3];
+        if (!bind(c, probs, r0 * k, nr * k, FALSE, &b[0], &push[1], "softmax_xent_backward") ||
+            !bind(c, labels, r0, nr, FALSE, &b[1], &push[2], "softmax_xent_backward") ||
+            !bind(c, dx, r0 * k, nr * k, TRUE, &b[2], &push[3], "softmax_xent_backward"))
+            break;
         lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT_BACKWARD), b, 3,
-                        push, sizeof push, groups_for(n), 1, 1);
+                        push, sizeof push, groups_for(nr * k), 1, 1);
+    }
     UNLOCK(c);
 }
 
@@ -472,17 +565,40 @@ void lmn_vk_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTensor
                   "implementation on host copies (slow: it waits for the device)",
                   kernel->name);
     }
-    /* The memory is host-visible and mapped: after the pending work, the CPU function runs on
-     * it directly, and work recorded later sees its writes (coherent memory, next submission). */
-    lmn_vk_wait_idle(c);
-    void *ptrs[LMN_KERNEL_MAX_BUFFERS] = {0};
-    for (guint i = 0; i < kernel->n_buffers && i < LMN_KERNEL_MAX_BUFFERS; i++)
-        ptrs[i] = (char *) lmn_vk_buffer_map(buffers[i]->buffer) + buffers[i]->offset;
     float scalar_copy[LMN_KERNEL_MAX_SCALARS] = {0};
     if (kernel->n_scalars > 0)
         memcpy(scalar_copy, scalars,
                MIN(kernel->n_scalars, LMN_KERNEL_MAX_SCALARS) * sizeof(float));
-    kernel->cpu(0, n, ptrs, scalar_copy);
+    void *ptrs[LMN_KERNEL_MAX_BUFFERS] = {0};
+    const guint nb = MIN(kernel->n_buffers, LMN_KERNEL_MAX_BUFFERS);
+    if (c->direct) {
+        /* Mapped memory: after the pending work, the CPU function runs on it directly, and work
+         * recorded later sees its writes (coherent memory, next submission). */
+        lmn_vk_wait_idle(c);
+        for (guint i = 0; i < nb; i++)
+            ptrs[i] = (char *) lmn_vk_buffer_map(buffers[i]->buffer) + buffers[i]->offset;
+        if (c->error == NULL && c->lost == NULL)
+            kernel->cpu(0, n, ptrs, scalar_copy);
+        UNLOCK(c);
+        return;
+    }
+    /* Otherwise on host copies: read every buffer, run, write back the written ones (the
+     * writes are recorded in order with the ops that follow). */
+    gboolean ok = TRUE;
+    for (guint i = 0; i < nb && ok; i++) {
+        ptrs[i] = g_malloc(MAX(lmn_tensor_nbytes(buffers[i]), 4));
+        ok = lmn_vk_host_read(c, buffers[i]->buffer, buffers[i]->offset, ptrs[i],
+                              lmn_tensor_nbytes(buffers[i]));
+    }
+    if (ok) {
+        kernel->cpu(0, n, ptrs, scalar_copy);
+        for (guint i = 0; i < nb; i++)
+            if (kernel->access[i] != LMN_KERNEL_READ)
+                lmn_vk_host_write(c, buffers[i]->buffer, buffers[i]->offset, ptrs[i],
+                                  lmn_tensor_nbytes(buffers[i]));
+    }
+    for (guint i = 0; i < nb; i++)
+        g_free(ptrs[i]);
     UNLOCK(c);
 }
 
@@ -542,20 +658,26 @@ static void softmax_rows(LmnVkContext *c, const LmnTensor *x, const LmnTensor *d
 {
     if (rows <= 0 || cols <= 0)
         return;
-    if ((guint64) rows > c->max_groups_x) {
+    /* One workgroup per row, in chunks of rows within the range and the group-count limit. */
+    const gsize per = MIN(max_elems(c) / (gsize) cols, (gsize) c->max_groups_x);
+    if (per == 0) {
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
-                         "vulkan: %s: %" G_GINT64_FORMAT " rows exceed the workgroup count limit",
-                         op, rows);
+                         "vulkan: %s: a row of %" G_GINT64_FORMAT " elements exceeds "
+                         "maxStorageBufferRange",
+                         op, cols);
         return;
     }
-    const gsize n = (gsize) (rows * cols);
-    guint32 push[6] = {(guint32) rows, (guint32) cols, 0, 0, 0, mode};
-    LmnVkBinding b[3];
-    if (bind(c, x, 0, n, FALSE, &b[0], &push[2], op) &&
-        bind(c, dy != NULL ? dy : x, 0, n, FALSE, &b[1], &push[3], op) &&
-        bind(c, o, 0, n, TRUE, &b[2], &push[4], op))
+    for (gsize r0 = 0; r0 < (gsize) rows; r0 += per) {
+        const gsize nr = MIN(per, (gsize) rows - r0), e0 = r0 * (gsize) cols, n = nr * (gsize) cols;
+        guint32 push[6] = {(guint32) nr, (guint32) cols, 0, 0, 0, mode};
+        LmnVkBinding b[3];
+        if (!bind(c, x, e0, n, FALSE, &b[0], &push[2], op) ||
+            !bind(c, dy != NULL ? dy : x, e0, n, FALSE, &b[1], &push[3], op) ||
+            !bind(c, o, e0, n, TRUE, &b[2], &push[4], op))
+            return;
         lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX), b, 3, push,
-                        sizeof push, (guint32) rows, 1, 1);
+                        sizeof push, (guint32) nr, 1, 1);
+    }
 }
 
 void lmn_vk_softmax(gpointer ctx, const LmnTensor *x, LmnTensor *y, gint64 rows, gint64 cols)
@@ -587,22 +709,16 @@ void lmn_vk_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *target
         UNLOCK(c);
         return;
     }
-    LmnVkBinding b[3];
-    LmnVkBuffer *terms = scratch(c, n, &b[2]);
-    guint32 push[6] = {(guint32) n, 0, 0, 0, 0, 0};
-    if (terms != NULL && bind(c, x, 0, n, FALSE, &b[0], &push[1], "bce_logits") &&
-        bind(c, target, 0, n, FALSE, &b[1], &push[2], "bce_logits")) {
-        if (b[2].range > c->max_range) {
-            lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
-                             "vulkan: bce_logits: %" G_GSIZE_FORMAT " elements exceed "
-                             "maxStorageBufferRange",
-                             n);
-        } else {
-            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BCE), b, 3, push,
-                            sizeof push, groups_for(n), 1, 1);
-            reduce_bound(c, LMN_REDUCE_SUM, &b[2], 0, n, loss, (float) (1.0 / (double) n), 0.0f,
-                         "bce_logits");
-        }
+    /* Per-element terms into scratch (chunked like any element-wise op), then their mean. */
+    LmnVkBinding tb;
+    LmnVkBuffer *terms = scratch(c, n, &tb);
+    if (terms != NULL) {
+        const LmnTensor tt = scratch_tensor(terms);
+        guint32 extra[] = {0, 0}; /* bce.comp mode 0 */
+        Arg a[] = {{x, FALSE}, {target, FALSE}, {&tt, TRUE}};
+        elementwise(c, LMN_VK_SHADER_BCE, a, 3, n, 1, extra, 2, "bce_logits");
+        reduce_tensor(c, LMN_REDUCE_SUM, &tt, n, loss, (float) (1.0 / (double) n), 0.0f,
+                      "bce_logits");
     }
     scratch_done(c, terms);
     UNLOCK(c);
@@ -624,8 +740,20 @@ typedef struct {
 } RowsPush;
 
 /* rows.comp with @src, @indices (either dtype; may be NULL) and the written @o. */
+static void rows_op_at(LmnVkContext *c, RowsPush *p, const LmnTensor *src, gsize src_n,
+                       gsize src_e0, const LmnTensor *indices, gsize idx_e0, LmnTensor *o,
+                       gsize o_n, gsize o_e0, const char *op);
+
 static void rows_op(LmnVkContext *c, RowsPush *p, const LmnTensor *src, gsize src_n, gsize src_e0,
                     const LmnTensor *indices, LmnTensor *o, gsize o_n, gsize o_e0, const char *op)
+{
+    rows_op_at(c, p, src, src_n, src_e0, indices, 0, o, o_n, o_e0, op);
+}
+
+/* As rows_op, with the indices bound from element @idx_e0. */
+static void rows_op_at(LmnVkContext *c, RowsPush *p, const LmnTensor *src, gsize src_n,
+                       gsize src_e0, const LmnTensor *indices, gsize idx_e0, LmnTensor *o,
+                       gsize o_n, gsize o_e0, const char *op)
 {
     LmnVkBinding b[4];
     if (!bind(c, src, src_e0, src_n, FALSE, &b[0], &p->off_s, op) ||
@@ -635,7 +763,7 @@ static void rows_op(LmnVkContext *c, RowsPush *p, const LmnTensor *src, gsize sr
     bind_dummy(c, &b[2]);
     if (indices != NULL) {
         p->is_int = indices->dtype == LMN_DTYPE_I32;
-        if (!bind(c, indices, 0, p->n, FALSE, &b[p->is_int ? 2 : 1],
+        if (!bind(c, indices, idx_e0, p->n, FALSE, &b[p->is_int ? 2 : 1],
                   p->is_int ? &p->off_ii : &p->off_if, op))
             return;
     }
@@ -650,13 +778,24 @@ void lmn_vk_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *i
     if (n <= 0 || dim <= 0)
         return;
     const gsize v = numel(table) / (gsize) dim;
-    RowsPush p = {.total = (guint32) (n * dim),
-                  .mode = 0,
-                  .n = (guint32) n,
-                  .dim = (guint32) dim,
-                  .rows = (guint32) v};
     LOCK(c);
-    rows_op(c, &p, table, numel(table), 0, indices, out, (gsize) (n * dim), 0, "gather_rows");
+    /* Output rows (and their indices) in chunks within the range; the table is bound whole. */
+    const gsize per = max_elems(c) / (gsize) dim;
+    if (per == 0)
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: gather_rows: a row of %" G_GINT64_FORMAT
+                         " elements exceeds maxStorageBufferRange",
+                         dim);
+    for (gsize r0 = 0; per > 0 && r0 < (gsize) n && c->error == NULL; r0 += per) {
+        const gsize nr = MIN(per, (gsize) n - r0);
+        RowsPush p = {.total = (guint32) (nr * (gsize) dim),
+                      .mode = 0,
+                      .n = (guint32) nr,
+                      .dim = (guint32) dim,
+                      .rows = (guint32) v};
+        rows_op_at(c, &p, table, numel(table), 0, indices, r0, out, nr * (gsize) dim,
+                   r0 * (gsize) dim, "gather_rows");
+    }
     UNLOCK(c);
 }
 
@@ -682,24 +821,45 @@ void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTenso
     UNLOCK(c);
 }
 
-void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
-                       const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
-                       gint64 cols, float beta)
+/* copy_block on the host: the spans the rows cover (negative strides included) are read, the
+ * rows copied in order, and the destination span written back. */
+static void copy_block_host(LmnVkContext *c, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                            const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                            gint64 cols, float beta)
 {
-    LmnVkContext *c = ctx;
-    if (rows <= 0 || cols <= 0)
-        return;
-    const gsize dst_n = (gsize) ((rows - 1) * dst_stride + cols);
-    const gsize src_n = (gsize) ((rows - 1) * src_stride + cols);
-    LOCK(c);
-    if (dst->buffer == src->buffer || dst_stride < 0 || src_stride < 0) {
-        /* Rows of one buffer may overlap: keep the sequential row order, on the mapped
-         * memory after the pending work. */
+    const gint64 d_lo = dst_offset + MIN(0, (rows - 1) * dst_stride);
+    const gint64 d_hi = dst_offset + MAX(0, (rows - 1) * dst_stride) + cols;
+    const gint64 s_lo = src_offset + MIN(0, (rows - 1) * src_stride);
+    const gint64 s_hi = src_offset + MAX(0, (rows - 1) * src_stride) + cols;
+    float *d = NULL;
+    const float *s = NULL;
+    g_autofree float *dh = NULL, *sh = NULL;
+    if (c->direct) {
         lmn_vk_wait_idle(c);
-        float *d = (float *) ((char *) lmn_vk_buffer_map(dst->buffer) + dst->offset) + dst_offset;
-        const float *s =
-            (const float *) ((const char *) lmn_vk_buffer_map(src->buffer) + src->offset) +
+        if (c->error != NULL || c->lost != NULL)
+            return;
+        d = (float *) ((char *) lmn_vk_buffer_map(dst->buffer) + dst->offset) + dst_offset;
+        s = (const float *) ((const char *) lmn_vk_buffer_map(src->buffer) + src->offset) +
             src_offset;
+    } else {
+        /* Separate copies even for one buffer: the rows are copied in order from the source
+         * snapshot, updated as rows land when the spans overlap (as the CPU's memmove does). */
+        const gboolean same = dst->buffer == src->buffer && dst->offset == src->offset;
+        const gint64 lo = same ? MIN(d_lo, s_lo) : d_lo, hi = same ? MAX(d_hi, s_hi) : d_hi;
+        dh = g_new(float, hi - lo);
+        if (!lmn_vk_host_read(c, dst->buffer, dst->offset + (gsize) lo * 4, dh,
+                              (gsize) (hi - lo) * 4))
+            return;
+        d = dh + (dst_offset - lo);
+        if (same) {
+            s = dh + (src_offset - lo);
+        } else {
+            sh = g_new(float, s_hi - s_lo);
+            if (!lmn_vk_host_read(c, src->buffer, src->offset + (gsize) s_lo * 4, sh,
+                                  (gsize) (s_hi - s_lo) * 4))
+                return;
+            s = sh + (src_offset - s_lo);
+        }
         for (gint64 r = 0; r < rows; r++) {
             float *dr = d + r * dst_stride;
             const float *sr = s + r * src_stride;
@@ -709,15 +869,57 @@ void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 d
                 for (gint64 q = 0; q < cols; q++)
                     dr[q] = sr[q] + beta * dr[q];
         }
+        lmn_vk_host_write(c, dst->buffer, dst->offset + (gsize) lo * 4, dh, (gsize) (hi - lo) * 4);
+        return;
+    }
+    for (gint64 r = 0; r < rows; r++) {
+        float *dr = d + r * dst_stride;
+        const float *sr = s + r * src_stride;
+        if (beta == 0.0f)
+            memmove(dr, sr, (gsize) cols * sizeof(float));
+        else
+            for (gint64 q = 0; q < cols; q++)
+                dr[q] = sr[q] + beta * dr[q];
+    }
+}
+
+void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 dst_stride,
+                       const LmnTensor *src, gint64 src_offset, gint64 src_stride, gint64 rows,
+                       gint64 cols, float beta)
+{
+    LmnVkContext *c = ctx;
+    if (rows <= 0 || cols <= 0)
+        return;
+    LOCK(c);
+    if (dst->buffer == src->buffer || dst_stride < 0 || src_stride < 0) {
+        /* Rows of one buffer may overlap: keep the sequential row order, on the host after the
+         * pending work (through the mapping, or on host copies written back in order). */
+        copy_block_host(c, dst, dst_offset, dst_stride, src, src_offset, src_stride, rows, cols,
+                        beta);
     } else {
-        RowsPush p = {.total = (guint32) (rows * cols),
-                      .mode = 2,
-                      .dim = (guint32) cols,
-                      .ds = (guint32) dst_stride,
-                      .ss = (guint32) src_stride,
-                      .beta = fbits(beta)};
-        rows_op(c, &p, src, src_n, (gsize) src_offset, NULL, dst, dst_n, (gsize) dst_offset,
-                "copy_block");
+        /* Chunks of whole rows whose source and destination spans fit one binding each. */
+        const gsize me = max_elems(c), stride = (gsize) MAX(dst_stride, src_stride);
+        const gsize per = (gsize) cols > me ? 0
+                          : stride == 0     ? (gsize) rows
+                                            : (me - (gsize) cols) / stride + 1;
+        if (per == 0)
+            lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                             "vulkan: copy_block: a row of %" G_GINT64_FORMAT
+                             " elements exceeds maxStorageBufferRange",
+                             cols);
+        for (gsize r0 = 0; per > 0 && r0 < (gsize) rows && c->error == NULL; r0 += per) {
+            const gsize nr = MIN(per, (gsize) rows - r0);
+            RowsPush p = {.total = (guint32) (nr * (gsize) cols),
+                          .mode = 2,
+                          .dim = (guint32) cols,
+                          .ds = (guint32) dst_stride,
+                          .ss = (guint32) src_stride,
+                          .beta = fbits(beta)};
+            rows_op(c, &p, src, (nr - 1) * (gsize) src_stride + (gsize) cols,
+                    (gsize) src_offset + r0 * (gsize) src_stride, NULL, dst,
+                    (nr - 1) * (gsize) dst_stride + (gsize) cols,
+                    (gsize) dst_offset + r0 * (gsize) dst_stride, "copy_block");
+        }
     }
     UNLOCK(c);
 }
@@ -758,22 +960,36 @@ static void conv_op(LmnVkContext *c, guint32 mode, const LmnTensor *in, gsize n_
                          "vulkan: %s: operands beyond 32-bit indexing", op);
         return;
     }
-    ConvPush p = {.mode = mode, .total = (guint32) n_out};
-    gint32 *geom = &p.h;
-    for (guint i = 0; i < G_N_ELEMENTS(dims); i++)
-        geom[i] = (gint32) dims[i];
-    LmnVkBinding b[3];
-    if (!bind(c, in, 0, n_in, FALSE, &b[0], &p.off_in, op) ||
-        !bind(c, out, 0, n_out, TRUE, &b[1], &p.off_out, op))
+    /* Every operand is a stack of batch x channels planes, each element depending on its own
+     * plane only: above maxStorageBufferRange the planes go in chunks. */
+    const gsize planes = (gsize) MAX(g->batch * g->channels, 1);
+    const gsize per_in = n_in / planes, per_out = n_out / planes, per_arg = n_arg / planes;
+    const gsize biggest = MAX(MAX(per_in, per_out), per_arg);
+    const gsize per = biggest == 0 ? planes : max_elems(c) / biggest;
+    if (per == 0) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: one image plane exceeds maxStorageBufferRange", op);
         return;
-    if (arg != NULL) {
-        if (!bind(c, arg, 0, n_arg, arg_write, &b[2], &p.off_arg, op))
-            return;
-    } else {
-        bind_dummy(c, &b[2]);
     }
-    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_CONV), b, 3, &p, sizeof p,
-                    groups_for(n_out), 1, 1);
+    for (gsize u0 = 0; u0 < planes; u0 += per) {
+        const gsize nu = MIN(per, planes - u0);
+        ConvPush p = {.mode = mode, .total = (guint32) (nu * per_out)};
+        gint32 *geom = &p.h;
+        for (guint i = 0; i < G_N_ELEMENTS(dims); i++)
+            geom[i] = (gint32) dims[i];
+        LmnVkBinding b[3];
+        if (!bind(c, in, u0 * per_in, nu * per_in, FALSE, &b[0], &p.off_in, op) ||
+            !bind(c, out, u0 * per_out, nu * per_out, TRUE, &b[1], &p.off_out, op))
+            return;
+        if (arg != NULL) {
+            if (!bind(c, arg, u0 * per_arg, nu * per_arg, arg_write, &b[2], &p.off_arg, op))
+                return;
+        } else {
+            bind_dummy(c, &b[2]);
+        }
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_CONV), b, 3, &p, sizeof p,
+                        groups_for(nu * per_out), 1, 1);
+    }
 }
 
 static gsize image_numel(const LmnConv2dGeom *g)

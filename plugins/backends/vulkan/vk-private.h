@@ -61,6 +61,8 @@ G_BEGIN_DECLS
     X(vkCmdPushConstants)                                                                          \
     X(vkCmdDispatch)                                                                               \
     X(vkCmdPipelineBarrier)                                                                        \
+    X(vkCmdCopyBuffer)                                                                             \
+    X(vkCmdFillBuffer)                                                                             \
     X(vkCreateFence)                                                                               \
     X(vkDestroyFence)                                                                              \
     X(vkResetFences)                                                                               \
@@ -110,6 +112,7 @@ typedef enum {
 } LmnVkShader;
 
 typedef struct _LmnVkBlock LmnVkBlock;
+typedef struct _LmnVkStaging LmnVkStaging;
 
 /* A backend buffer handle: a span of a block. */
 typedef struct {
@@ -155,10 +158,17 @@ typedef struct {
     VkDeviceSize max_range; /* maxStorageBufferRange, possibly lowered by the env override */
     VkDeviceSize alignment; /* of binding offsets (and of every span) */
     guint32 max_groups_x;
-    gboolean gemm_reg; /* gemm_reg.comp (CPU devices) rather than the tiled gemm.comp */
+    gboolean gemm_reg; /* gemm_regtile.comp (CPU devices) rather than gemm_tiled.comp (vk-gemm.c) */
     char *description;
 
-    /* vk-memory.c */
+    /* vk-memory.c (memory type chosen in vk-device.c) */
+    gboolean mapped;        /* memory_type is HOST_VISIBLE|HOST_COHERENT: blocks stay mapped */
+    gboolean direct;        /* host access through the mapping (mapped, LAMINA_VK_STAGING unset) */
+    VkDeviceSize block_max; /* largest block: maxMemoryAllocationSize, maxBufferSize, 64 MiB */
+    VkDeviceSize alloc_max; /* maxMemoryAllocationSize (and maxBufferSize when known) */
+    guint64 memory_limit;   /* LAMINA_VK_MEMORY_LIMIT, 0 = none */
+    guint64 memory_used;    /* bytes of device memory held by blocks */
+    guint64 memory_peak;
     GPtrArray *blocks;        /* LmnVkBlock*, shared blocks with free spans */
     GPtrArray *pending_frees; /* LmnVkBuffer* freed while recorded work may still use them */
     LmnVkBuffer *dummy;       /* bound to unused binding slots */
@@ -179,8 +189,25 @@ typedef struct {
     gboolean recording;
     guint n_recorded;
     GArray *pending_ranges; /* LmnVkRange written or read since the last barrier */
+    GArray *batch_hulls;    /* per VkBuffer, the hull of the ranges the recorded batch touches */
     GError *error;          /* first deferred error */
-    GMutex lock;            /* serialises ops from different threads */
+    GError *lost;           /* sticky: the device was lost, every later call fails with this */
+    guint64 fault_lost_at;  /* LAMINA_VK_DEBUG_FAULT=device-lost:N, 0 = none */
+    /* Counters (LAMINA_VK_STATS=1 prints them at close). */
+    guint64 n_submits, n_fence_waits, n_barriers, n_direct_writes, n_staged_writes, n_staged_reads,
+        staged_bytes;
+    GMutex lock; /* serialises ops from different threads */
+
+    /* vk-staging.c */
+    LmnVkStaging *staging;
+
+    /* vk-gemm.c */
+#define LMN_VK_GEMM_PIPELINES 53 /* 3 tiles x 16 tiled variants, 4 register-tiled, 1 reduction */
+    gboolean gemm_splitk;      /* LAMINA_VK_GEMM=...splitk: every GEMM through split-K (tests) */
+    guint gemm_tiles[3];       /* the small, medium and large tiles (indices into vk-gemm.c's table) */
+    guint32 gemm_busy_groups;  /* workgroups that keep the device busy: below it, split-K */
+    VkPipeline gemm_pipelines[LMN_VK_GEMM_PIPELINES]; /* created on first use */
+    LmnVkBuffer *gemm_scratch; /* split-K partial products, grown on demand */
 } LmnVkContext;
 
 /* vk-device.c */
@@ -199,8 +226,23 @@ LmnVkBuffer *lmn_vk_buffer_alloc(LmnVkContext *c, gsize nbytes, GError **error);
 void lmn_vk_buffer_release(LmnVkContext *c, LmnVkBuffer *b);
 void lmn_vk_buffer_free_deferred(LmnVkContext *c, LmnVkBuffer *b);
 void lmn_vk_memory_collect(LmnVkContext *c);
+/* As lmn_vk_buffer_alloc, without zeroing (scratch whose every element is written first). */
+LmnVkBuffer *lmn_vk_buffer_alloc_uninit(LmnVkContext *c, gsize nbytes, GError **error);
 VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b);
+/* The host address of @b, or NULL when its memory is not mapped (c->mapped is FALSE). */
 void *lmn_vk_buffer_map(const LmnVkBuffer *b);
+
+/* vk-staging.c: host transfers.  Writes are copied into the staging ring and recorded as
+ * vkCmdCopyBuffer (no wait), or copied through the mapping when c->direct and the recorded
+ * batch does not touch the bytes; reads wait for the recorded work.  Failures become the
+ * deferred error.  Call with c->lock held. */
+void lmn_vk_host_write(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offset, const void *src,
+                       gsize nbytes);
+gboolean lmn_vk_host_read(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offset, void *dst,
+                          gsize nbytes);
+/* Called after every fence wait: the ring's contents are consumed. */
+void lmn_vk_staging_reset(LmnVkContext *c);
+void lmn_vk_staging_cleanup(LmnVkContext *c);
 
 /* vk-exec.c */
 gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error);
@@ -218,6 +260,20 @@ VkPipeline lmn_vk_kernel_pipeline(LmnVkContext *c, const LmnKernelDesc *kernel);
 VkPipeline lmn_vk_pipeline_new(LmnVkContext *c, const guint32 *code, gsize code_size,
                                const char *entry, const guint32 *spec, guint n_spec,
                                const char *name);
+/* Starts recording when not recording yet; FALSE (deferred error set) on failure. */
+gboolean lmn_vk_begin(LmnVkContext *c);
+/* Makes room for one more command: submits (and waits) when the batch is full, then starts
+ * recording.  FALSE when nothing may be recorded (a deferred error or a lost device). */
+gboolean lmn_vk_begin_command(LmnVkContext *c);
+/* Records a transfer copy / fill with the hazard tracking of dispatches (barriers as needed). */
+void lmn_vk_record_copy(LmnVkContext *c, VkBuffer src, VkDeviceSize src_offset, VkBuffer dst,
+                        VkDeviceSize dst_offset, VkDeviceSize size);
+void lmn_vk_record_fill(LmnVkContext *c, VkBuffer dst, VkDeviceSize offset, VkDeviceSize size,
+                        guint32 value);
+/* Whether work recorded since the last submission may access [lo, hi) of @buffer. */
+gboolean lmn_vk_batch_touches(LmnVkContext *c, VkBuffer buffer, VkDeviceSize lo, VkDeviceSize hi);
+/* FALSE with @error set when the device was lost (every call after that fails the same way). */
+gboolean lmn_vk_check_lost(LmnVkContext *c, GError **error);
 /* Submits recorded work and waits; returns (and clears) the first deferred error. */
 gboolean lmn_vk_flush(LmnVkContext *c, GError **error);
 /* Submits recorded work and waits, keeping any error deferred (for host access inside ops). */
@@ -293,5 +349,13 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
                                const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
                                LmnTensor *dx, LmnTensor *dweight, LmnTensor *dbias, float eps,
                                gint64 outer, gint64 channels, gint64 inner);
+
+/* vk-gemm.c */
+/* Picks the GEMM kernel and tile sizes for the opened device (c->desc, limits) and reads
+ * LAMINA_VK_GEMM (tiled, reg, optionally with splitk: e.g. "reg,splitk").  Returns a static
+ * description for the backend's one-line summary. */
+const char *lmn_vk_gemm_select(LmnVkContext *c);
+/* Destroys the GEMM pipelines and frees the split-K scratch (before lmn_vk_memory_cleanup). */
+void lmn_vk_gemm_cleanup(LmnVkContext *c);
 
 G_END_DECLS

@@ -1,0 +1,27 @@
+#version 450
+// Split-K reduction: C = alpha * sum_s partial[s] + beta * C over an m x n matrix (leading
+// dimension ldc), the partial products of `splits` K slices stored one m x n block after another.
+// The slices are summed in index order by one invocation per element, so the result is
+// deterministic: it depends on the split count (a function of the shape and device) only.
+layout(local_size_x_id = 0) in;
+layout(std430, set = 0, binding = 0) readonly buffer Partial { float part[]; };
+layout(std430, set = 0, binding = 1) buffer C { float c[]; };
+layout(push_constant) uniform P {
+    uint m; uint n; uint splits; uint ldc; uint off_c; float alpha; float beta;
+} p;
+
+void main()
+{
+    uint mn = p.m * p.n;
+    uint step = gl_NumWorkGroups.x * gl_WorkGroupSize.x;
+    for (uint i = gl_GlobalInvocationID.x; i < mn; i += step) {
+        float s = 0.0;
+        for (uint q = 0u; q < p.splits; q++)
+            s += part[q * mn + i];
+        uint ci = p.off_c + (i / p.n) * p.ldc + i % p.n;
+        float v = p.alpha * s;
+        if (p.beta != 0.0)
+            v += p.beta * c[ci];
+        c[ci] = v;
+    }
+}

@@ -1,0 +1,82 @@
+#version 450
+// C = alpha op(A) op(B) + beta C (fp32) without shared memory, for CPU Vulkan devices (lavapipe),
+// where a workgroup barrier costs a coroutine switch per invocation and "global memory" is the
+// CPU cache; gemm_tiled.comp is the GPU kernel.  Same push constants as gemm_tiled.comp (see
+// there).
+//
+// A workgroup is one row of LX invocations computing TM rows x (LX * TN) columns of C; invocation
+// x owns columns col0 + x + j * LX, so the invocations that llvmpipe runs as SIMD lanes read
+// neighbouring elements of B and the same elements of A.  The transposes are specialization
+// constants so the inner loop has no run-time branch.
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint TM = 4;
+layout(constant_id = 2) const uint TN = 4;
+layout(constant_id = 3) const uint TRANS_A = 0;
+layout(constant_id = 4) const uint TRANS_B = 0;
+
+layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
+layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
+layout(std430, set = 0, binding = 2) buffer C { float c[]; };
+layout(push_constant) uniform P {
+    uint m; uint n; uint k; uint k_last; uint z_last;
+    uint lda; uint ldb; uint ldc;
+    float alpha; float beta;
+    uint off_a; uint off_b; uint off_c;
+    uint stride_a; uint stride_b; uint stride_c;
+    uint z0;
+} p;
+
+void main()
+{
+    const uint LX = gl_WorkGroupSize.x;
+    uint row0 = gl_WorkGroupID.y * TM;
+    uint col0 = gl_WorkGroupID.x * LX * TN + gl_LocalInvocationID.x;
+    uint z = gl_WorkGroupID.z + p.z0;
+    uint kz = z == p.z_last ? p.k_last : p.k;
+    uint ba = p.off_a + z * p.stride_a, bb = p.off_b + z * p.stride_b;
+    // Where element q of each row / column starts, and the step between consecutive q: rows and
+    // columns past the edge are clamped for loading and never stored.
+    uint ia[TM], jb[TN];
+    for (uint i = 0u; i < TM; i++) {
+        uint r = min(row0 + i, p.m - 1u);
+        ia[i] = ba + (TRANS_A != 0u ? r : r * p.lda);
+    }
+    for (uint j = 0u; j < TN; j++) {
+        uint cc = min(col0 + j * LX, p.n - 1u);
+        jb[j] = bb + (TRANS_B != 0u ? cc * p.ldb : cc);
+    }
+    uint step_a = TRANS_A != 0u ? p.lda : 1u;
+    uint step_b = TRANS_B != 0u ? 1u : p.ldb;
+
+    float acc[TM * TN];
+    for (uint i = 0u; i < TM * TN; i++)
+        acc[i] = 0.0;
+    float va[TM], vb[TN];
+    for (uint q = 0u; q < kz; q++) {
+        for (uint i = 0u; i < TM; i++)
+            va[i] = a[ia[i] + q * step_a];
+        for (uint j = 0u; j < TN; j++)
+            vb[j] = b[jb[j] + q * step_b];
+        for (uint i = 0u; i < TM; i++)
+            for (uint j = 0u; j < TN; j++)
+                acc[i * TN + j] = fma(va[i], vb[j], acc[i * TN + j]);
+    }
+
+    uint bc = p.off_c + z * p.stride_c;
+    for (uint i = 0u; i < TM; i++) {
+        uint r = row0 + i;
+        if (r >= p.m)
+            break;
+        for (uint j = 0u; j < TN; j++) {
+            uint cc = col0 + j * LX;
+            if (cc < p.n) {
+                uint ci = bc + r * p.ldc + cc;
+                // beta == 0 never reads C: NaN there is overwritten, as in BLAS.
+                float v = p.alpha * acc[i * TN + j];
+                if (p.beta != 0.0)
+                    v += p.beta * c[ci];
+                c[ci] = v;
+            }
+        }
+    }
+}

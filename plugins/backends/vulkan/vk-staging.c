@@ -1,0 +1,203 @@
+/* Lamina Vulkan backend — host transfers through a staging ring.
+ *
+ * One host-visible, coherent buffer (host-cached when the device has such memory, since reads
+ * come back through it) is used as a ring.  A write copies the data into the ring and records a
+ * vkCmdCopyBuffer into the command stream, so it costs no fence wait and stays ordered with the
+ * recorded dispatches by the same range-overlap barriers (vk-exec.c).  Writes larger than what
+ * is left go in pieces; a full ring submits and waits, after which the ring is empty again (its
+ * contents are consumed by then).  A read records a copy into the ring, submits, waits and
+ * copies out, in ring-sized pieces.
+ *
+ * With directly mapped memory (c->direct) a write goes through the mapping when the recorded
+ * batch does not touch the bytes (the device cannot see the write before the next submission,
+ * which follows it), and is staged otherwise: one memcpy more than a mapped write, but no wait
+ * for the whole stream, which on every device measured costs more than the copy (the device
+ * idles while the host waits, then the host idles while the device runs).  Reads wait for the
+ * recorded work and copy through the mapping.  LAMINA_VK_STAGING=1 stages everything even on
+ * mapped memory, so lavapipe tests the discrete-GPU path; LAMINA_VK_STAGING_SIZE=BYTES sets the
+ * ring size (default 16 MiB) so tests can exceed it.
+ */
+#include "vk-private.h"
+
+#include <string.h>
+
+#define RING_SIZE_DEFAULT (16u << 20)
+#define RING_ALIGN 16u
+
+struct _LmnVkStaging {
+    VkBuffer buffer;
+    VkDeviceMemory memory;
+    void *mapped;
+    VkDeviceSize size;
+    VkDeviceSize head; /* bytes used since the last fence wait */
+};
+
+static guint32 ring_memory_type(LmnVkContext *c, guint32 type_bits)
+{
+    VkPhysicalDeviceMemoryProperties mem;
+    c->fn.vkGetPhysicalDeviceMemoryProperties(c->desc.physical, &mem);
+    const VkMemoryPropertyFlags host =
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    const VkMemoryPropertyFlags wanted[] = {host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, host};
+    for (guint w = 0; w < G_N_ELEMENTS(wanted); w++)
+        for (guint32 i = 0; i < mem.memoryTypeCount; i++)
+            if ((type_bits & (1u << i)) &&
+                (mem.memoryTypes[i].propertyFlags & wanted[w]) == wanted[w])
+                return i;
+    return G_MAXUINT32;
+}
+
+/* Creates the ring on first use (devices with mapped memory may never need it). */
+static LmnVkStaging *ring_get(LmnVkContext *c)
+{
+    if (c->staging != NULL)
+        return c->staging;
+    VkDeviceSize size = RING_SIZE_DEFAULT;
+    const char *env = g_getenv("LAMINA_VK_STAGING_SIZE");
+    if (env != NULL && *env != '\0')
+        size = MAX(g_ascii_strtoull(env, NULL, 10), 256);
+    size = MIN(size, c->alloc_max) / RING_ALIGN * RING_ALIGN;
+    LmnVkStaging *s = g_new0(LmnVkStaging, 1);
+    s->size = size;
+    VkBufferCreateInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = VK_SHARING_MODE_EXCLUSIVE,
+    };
+    VkResult r = c->fn.vkCreateBuffer(c->device, &bi, NULL, &s->buffer);
+    if (r == VK_SUCCESS) {
+        VkMemoryRequirements req;
+        c->fn.vkGetBufferMemoryRequirements(c->device, s->buffer, &req);
+        VkMemoryAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+            .allocationSize = req.size,
+            .memoryTypeIndex = ring_memory_type(c, req.memoryTypeBits),
+        };
+        r = ai.memoryTypeIndex == G_MAXUINT32
+                ? VK_ERROR_FEATURE_NOT_PRESENT
+                : c->fn.vkAllocateMemory(c->device, &ai, NULL, &s->memory);
+        if (r == VK_SUCCESS)
+            r = c->fn.vkBindBufferMemory(c->device, s->buffer, s->memory, 0);
+        if (r == VK_SUCCESS)
+            r = c->fn.vkMapMemory(c->device, s->memory, 0, VK_WHOLE_SIZE, 0, &s->mapped);
+    }
+    if (r != VK_SUCCESS) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+                         "cannot create the %" G_GUINT64_FORMAT "-byte staging buffer for "
+                         "transfers to Vulkan device '%s' (VkResult %d): free host memory, or "
+                         "use --backend cpu",
+                         (guint64) size, c->desc.props.deviceName, (int) r);
+        if (s->memory != VK_NULL_HANDLE)
+            c->fn.vkFreeMemory(c->device, s->memory, NULL);
+        if (s->buffer != VK_NULL_HANDLE)
+            c->fn.vkDestroyBuffer(c->device, s->buffer, NULL);
+        g_free(s);
+        return NULL;
+    }
+    c->staging = s;
+    return s;
+}
+
+/* Reserves up to @want bytes of the ring at *@offset; a full ring is emptied first by
+ * submitting and waiting.  Returns 0 when nothing can run (deferred error set). */
+static VkDeviceSize ring_take(LmnVkContext *c, LmnVkStaging *s, VkDeviceSize want,
+                              VkDeviceSize *offset)
+{
+    /* A submission forced by a full batch empties the ring: let it happen before this piece is
+     * reserved, not between its memcpy and the copy command that reads it. */
+    if (!lmn_vk_begin_command(c))
+        return 0;
+    if (s->head >= s->size) {
+        lmn_vk_wait_idle(c); /* resets head through lmn_vk_staging_reset */
+        if (c->lost != NULL || s->head != 0)
+            return 0;
+    }
+    const VkDeviceSize n = MIN(want, s->size - s->head);
+    *offset = s->head;
+    s->head = MIN(s->size, (s->head + n + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN);
+    return n;
+}
+
+void lmn_vk_host_write(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offset, const void *src,
+                       gsize nbytes)
+{
+    if (nbytes == 0 || c->lost != NULL)
+        return;
+    const VkBuffer dst = lmn_vk_buffer_handle(b);
+    VkDeviceSize at = b->offset + offset;
+    if (c->direct && !lmn_vk_batch_touches(c, dst, at, at + nbytes)) {
+        memcpy((char *) lmn_vk_buffer_map(b) + offset, src, nbytes);
+        c->n_direct_writes++;
+        return;
+    }
+    LmnVkStaging *s = ring_get(c);
+    if (s == NULL)
+        return;
+    c->n_staged_writes++;
+    c->staged_bytes += nbytes;
+    const char *p = src;
+    while (nbytes > 0) {
+        VkDeviceSize ring_at = 0, n = ring_take(c, s, nbytes, &ring_at);
+        if (n == 0)
+            return;
+        memcpy((char *) s->mapped + ring_at, p, n);
+        lmn_vk_record_copy(c, s->buffer, ring_at, dst, at, n);
+        p += n;
+        at += n;
+        nbytes -= n;
+    }
+}
+
+gboolean lmn_vk_host_read(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offset, void *dst,
+                          gsize nbytes)
+{
+    if (c->direct) {
+        lmn_vk_wait_idle(c);
+        if (c->lost != NULL)
+            return FALSE;
+        memcpy(dst, (const char *) lmn_vk_buffer_map(b) + offset, nbytes);
+        return TRUE;
+    }
+    if (nbytes == 0)
+        return c->lost == NULL;
+    LmnVkStaging *s = ring_get(c);
+    if (s == NULL)
+        return FALSE;
+    c->n_staged_reads++;
+    c->staged_bytes += nbytes;
+    const VkBuffer src = lmn_vk_buffer_handle(b);
+    VkDeviceSize at = b->offset + offset;
+    char *p = dst;
+    while (nbytes > 0) {
+        VkDeviceSize ring_at = 0, n = ring_take(c, s, nbytes, &ring_at);
+        if (n == 0)
+            return FALSE;
+        lmn_vk_record_copy(c, src, at, s->buffer, ring_at, n);
+        lmn_vk_wait_idle(c);
+        if (c->lost != NULL || c->error != NULL)
+            return FALSE;
+        memcpy(p, (const char *) s->mapped + ring_at, n);
+        p += n;
+        at += n;
+        nbytes -= n;
+    }
+    return TRUE;
+}
+
+void lmn_vk_staging_reset(LmnVkContext *c)
+{
+    if (c->staging != NULL)
+        c->staging->head = 0;
+}
+
+void lmn_vk_staging_cleanup(LmnVkContext *c)
+{
+    LmnVkStaging *s = c->staging;
+    if (s == NULL)
+        return;
+    c->fn.vkDestroyBuffer(c->device, s->buffer, NULL);
+    c->fn.vkFreeMemory(c->device, s->memory, NULL);
+    g_free(s);
+    c->staging = NULL;
+}

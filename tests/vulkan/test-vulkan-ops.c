@@ -605,6 +605,22 @@ static void test_rows_and_bce(void)
     BOTH(lmn_op_copy_block(dst.c, 2, 10, dst.c, 0, 10, 20, 10, 0.0f),
          lmn_op_copy_block(dst.v, 2, 10, dst.v, 0, 10, 20, 10, 0.0f));
     assert_close(&dst, 0, 0, "copy_block overlapping rows of one tensor");
+    {
+        /* Two disjoint views of one tensor (as layers get from the activation arena) take the
+         * device path, and match the CPU. */
+        LmnShape half = lmn_shape_make(1, 150);
+        LmnTensor *lo_c = lmn_tensor_new_view(dst.c, 0, &half);
+        LmnTensor *hi_c = lmn_tensor_new_view(dst.c, 150, &half);
+        LmnTensor *lo_v = lmn_tensor_new_view(dst.v, 0, &half);
+        LmnTensor *hi_v = lmn_tensor_new_view(dst.v, 150, &half);
+        BOTH(lmn_op_copy_block(hi_c, 1, 12, lo_c, 2, 13, 11, 9, 0.5f),
+             lmn_op_copy_block(hi_v, 1, 12, lo_v, 2, 13, 11, 9, 0.5f));
+        lmn_tensor_unref(lo_c);
+        lmn_tensor_unref(hi_c);
+        lmn_tensor_unref(lo_v);
+        lmn_tensor_unref(hi_v);
+        assert_close(&dst, 1e-6, 1e-6, "copy_block between disjoint views of one tensor");
+    }
     /* bce_logits */
     Pair x = pair_random(5001, -30, 30), t = pair_random(5001, 0, 1), loss = pair_random(1, 0, 1);
     Pair dx = pair_random(5001, 0, 1);

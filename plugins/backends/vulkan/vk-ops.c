@@ -891,7 +891,18 @@ void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 d
     if (rows <= 0 || cols <= 0)
         return;
     LOCK(c);
-    if (dst->buffer == src->buffer || dst_stride < 0 || src_stride < 0) {
+    /* Byte spans the rows cover, to tell real overlap from two views of one arena. */
+    gboolean overlap = dst_stride < 0 || src_stride < 0;
+    if (!overlap) {
+        const LmnVkBuffer *db = dst->buffer, *sb = src->buffer;
+        const VkDeviceSize d_lo = db->offset + dst->offset + (VkDeviceSize) dst_offset * 4;
+        const VkDeviceSize s_lo = sb->offset + src->offset + (VkDeviceSize) src_offset * 4;
+        const VkDeviceSize d_hi = d_lo + (VkDeviceSize) ((rows - 1) * dst_stride + cols) * 4;
+        const VkDeviceSize s_hi = s_lo + (VkDeviceSize) ((rows - 1) * src_stride + cols) * 4;
+        overlap = lmn_vk_buffer_handle(db) == lmn_vk_buffer_handle(sb) && d_lo < s_hi &&
+                  s_lo < d_hi;
+    }
+    if (overlap) {
         /* Rows of one buffer may overlap: keep the sequential row order, on the host after the
          * pending work (through the mapping, or on host copies written back in order). */
         copy_block_host(c, dst, dst_offset, dst_stride, src, src_offset, src_stride, rows, cols,

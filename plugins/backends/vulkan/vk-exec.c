@@ -22,8 +22,6 @@
 #include "vk-shader-conv.h"
 #include "vk-shader-copy.h"
 #include "vk-shader-fill.h"
-#include "vk-shader-gemm.h"
-#include "vk-shader-gemm_reg.h"
 #include "vk-shader-random.h"
 #include "vk-shader-reduce.h"
 #include "vk-shader-rows.h"
@@ -65,12 +63,10 @@ static const struct {
     SHADER(LMN_VK_SHADER_REDUCE, reduce),
     SHADER(LMN_VK_SHADER_SOFTMAX_XENT, softmax_xent),
     SHADER(LMN_VK_SHADER_SOFTMAX_XENT_BACKWARD, softmax_xent_backward),
-    SHADER(LMN_VK_SHADER_GEMM, gemm),
     SHADER(LMN_VK_SHADER_RANDOM, random),
     SHADER(LMN_VK_SHADER_SOFTMAX, softmax),
     SHADER(LMN_VK_SHADER_BCE, bce),
     SHADER(LMN_VK_SHADER_ROWS, rows),
-    SHADER(LMN_VK_SHADER_GEMM_REG, gemm_reg),
     SHADER(LMN_VK_SHADER_CONV, conv),
     SHADER(LMN_VK_SHADER_BATCHNORM, batchnorm),
 #undef SHADER
@@ -321,10 +317,7 @@ VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader)
     if (c->builtin[shader] == VK_NULL_HANDLE)
         c->builtin[shader] =
             make_pipeline(c, shaders[shader].code, shaders[shader].size, "main",
-                          shader == LMN_VK_SHADER_GEMM       ? LMN_VK_GEMM_TILE
-                          : shader == LMN_VK_SHADER_GEMM_REG ? LMN_VK_GEMM_REG_LOCAL
-                                                             : LMN_VK_LOCAL_SIZE,
-                          shaders[shader].name);
+                          LMN_VK_LOCAL_SIZE, shaders[shader].name);
     return c->builtin[shader];
 }
 

@@ -100,12 +100,10 @@ typedef enum {
     LMN_VK_SHADER_REDUCE,
     LMN_VK_SHADER_SOFTMAX_XENT,
     LMN_VK_SHADER_SOFTMAX_XENT_BACKWARD,
-    LMN_VK_SHADER_GEMM,
     LMN_VK_SHADER_RANDOM,
     LMN_VK_SHADER_SOFTMAX,
     LMN_VK_SHADER_BCE,
     LMN_VK_SHADER_ROWS,
-    LMN_VK_SHADER_GEMM_REG,
     LMN_VK_SHADER_CONV,
     LMN_VK_SHADER_BATCHNORM,
     LMN_VK_SHADER_COUNT
@@ -280,10 +278,6 @@ gboolean lmn_vk_flush(LmnVkContext *c, GError **error);
 void lmn_vk_wait_idle(LmnVkContext *c);
 /* The local size every built-in 1-D shader is specialised with. */
 #define LMN_VK_LOCAL_SIZE 128u
-#define LMN_VK_GEMM_TILE 16u
-/* gemm_reg.comp: 8 x 8 invocations of 4 x 4 outputs each. */
-#define LMN_VK_GEMM_REG_LOCAL 8u
-#define LMN_VK_GEMM_REG_TILE 32u
 
 /* vk-ops.c: binds elements [e0, e0 + n) of @t at its offset rounded down to the binding
  * alignment; the element offset inside the binding goes to @off.  Returns FALSE (with the

@@ -430,8 +430,9 @@ static void test_gemm(void)
         gemm_case(vb, FALSE, TRUE, 128, 10, 784, 1.0f, 0.0f, 0, FALSE, 0);
         sync_ok(vb);
     }
-    mark("gemm", "both kernels (shared-memory tiled, register-tiled); all transposes, "
-                 "alpha/beta, offsets, batch strides incl. 0");
+    mark("gemm", "the device's kernel here; all transposes, alpha/beta, offsets, batch strides "
+                 "incl. 0 (every kernel, split-K and the split over maxStorageBufferRange: "
+                 "vulkan-gemm)");
 }
 
 /* A plugin-style kernel without SPIR-V: y[i] = s0 * x[i] + y[i] through the CPU fallback. */
@@ -634,7 +635,8 @@ static void test_rows_and_bce(void)
         pair_free(all[i]);
     mark("gather_rows", "i32 and f32 indices, out-of-range rows give zeros");
     mark("scatter_add_rows", "i32 and f32 indices, repeated rows, deterministic order");
-    mark("copy_block", "strided, beta 0/1, overlapping rows of one tensor");
+    mark("copy_block", "strided, beta 0/1, overlapping rows of one tensor, disjoint views of one "
+                       "tensor");
     mark("bce_logits", "x in [-30, 30], 5001 elements");
     mark("bce_logits_backward", "x in [-30, 30], scale 0.5");
 }
@@ -1166,8 +1168,10 @@ static void test_optimizers(void)
         g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDOUT);
         g_test_trap_assert_passed();
         g_test_trap_assert_stderr_unmatched("*no usable SPIR-V*");
-        mark("kernel", "SPIR-V variants (test kernel, sgd/adam/adamw update: 20-step "
-                       "trajectories); CPU fallback with one warning naming the kernel");
+        mark("kernel", "SPIR-V variants: the test kernel here, every optimizer's update "
+                       "(vulkan-optimizers: all option combinations, 20-step trajectories), the "
+                       "rnn/lstm/gru gate kernels (vulkan-layers); CPU fallback with one warning "
+                       "naming the kernel");
         return;
     }
     g_log_set_writer_func(counting_writer, NULL, NULL);

@@ -9,7 +9,17 @@
 #include <dlfcn.h>
 #endif
 
+/* Runs lamina with @args and, when @extra_env is not NULL, these NAME=VALUE pairs added. */
+static char *run_lamina_env(const char *const *args, const char *const *extra_env, char **err,
+                            int *status);
+
 static char *run_lamina(const char *const *args, char **err, int *status)
+{
+    return run_lamina_env(args, NULL, err, status);
+}
+
+static char *run_lamina_env(const char *const *args, const char *const *extra_env, char **err,
+                            int *status)
 {
     const char *lamina = g_getenv("LMN_TEST_LAMINA");
     g_assert_nonnull(lamina);
@@ -30,6 +40,10 @@ static char *run_lamina(const char *const *args, char **err, int *status)
         g_strdup_printf("%s%sdetect_leaks=0", asan ? asan : "", asan && *asan ? ":" : "");
     env = g_environ_setenv(env, "ASAN_OPTIONS", opts, TRUE);
 #endif
+    for (guint i = 0; extra_env != NULL && extra_env[i] != NULL; i++) {
+        g_auto(GStrv) kv = g_strsplit(extra_env[i], "=", 2);
+        env = g_environ_setenv(env, kv[0], kv[1], TRUE);
+    }
     g_spawn_sync(NULL, (char **) argv->pdata, env, G_SPAWN_DEFAULT, NULL, NULL, &out, err, status,
                  &error);
     g_assert_no_error(error);
@@ -110,6 +124,73 @@ static void test_bad_argument(void)
     g_assert_nonnull(strstr(err2, "--no-such-option"));
 }
 
+/* Asks for the Vulkan backend and for auto under @env: vulkan must fail with a message holding
+ * @what and advice, auto must print one notice line and run on the CPU. */
+static void check_unavailable(const char *const *env, const char *what)
+{
+    const char *vk[] = {"gradcheck", "relu", "--backend", "vulkan", NULL};
+    g_autofree char *err = NULL;
+    int status = 0;
+    g_autofree char *out = run_lamina_env(vk, env, &err, &status);
+    g_test_message("%s", err);
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    g_assert_nonnull(strstr(err, what));
+    g_assert_nonnull(strstr(err, "--backend cpu"));
+    g_assert_null(strstr(err, "CRITICAL"));
+
+    const char *au[] = {"gradcheck", "relu", "--backend", "auto", NULL};
+    g_autofree char *err2 = NULL;
+    g_autofree char *out2 = run_lamina_env(au, env, &err2, &status);
+    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    g_assert_nonnull(strstr(out2, "PASS"));
+    g_assert_true(g_str_has_prefix(err2, "notice: backend auto: "));
+    g_assert_nonnull(strstr(err2, "using the cpu backend"));
+    g_assert_cmpint(strchr(err2, '\n') - err2 + 1, ==, (gint) strlen(err2)); /* one line */
+}
+
+/* No loader (LAMINA_VK_LOADER pointing nowhere, as on a machine without libvulkan1). */
+static void test_no_loader(void)
+{
+    const char *env[] = {"LAMINA_VK_LOADER=/nonexistent/libvulkan.so.1", NULL};
+    check_unavailable(env, "no Vulkan loader: cannot open /nonexistent/libvulkan.so.1");
+    /* `lamina devices` still lists the CPU and says why Vulkan is missing. */
+    const char *args[] = {"devices", NULL};
+    g_autofree char *err = NULL;
+    int status = 0;
+    g_autofree char *out = run_lamina_env(args, env, &err, &status);
+    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    g_assert_nonnull(strstr(out, "no Vulkan loader"));
+    g_assert_nonnull(strstr(out, "\nauto would use: cpu\n"));
+}
+
+/* A loader but no driver (no ICD manifests): the loader cannot create an instance. */
+static void test_no_driver(void)
+{
+    const char *env[] = {"VK_ICD_FILENAMES=/nonexistent/icd.json",
+                         "VK_DRIVER_FILES=/nonexistent/icd.json", NULL};
+    check_unavailable(env, "no usable Vulkan driver");
+}
+
+/* A selector matching no device names the selector and lists the devices there are. */
+static void test_unknown_device(void)
+{
+    const char *args[] = {"gradcheck", "relu", "--backend", "vulkan", "--device", "nosuchgpu",
+                          NULL};
+    g_autofree char *err = NULL;
+    int status = 0;
+    g_autofree char *out = run_lamina(args, &err, &status);
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    g_assert_nonnull(strstr(err, "no Vulkan device 'nosuchgpu'"));
+    g_assert_nonnull(strstr(err, "llvmpipe"));
+    g_assert_nonnull(strstr(err, "lamina devices"));
+    /* An index past the end too. */
+    const char *args2[] = {"gradcheck", "relu", "--backend", "vulkan", "--device", "99", NULL};
+    g_autofree char *err2 = NULL;
+    g_autofree char *out2 = run_lamina(args2, &err2, &status);
+    g_assert_false(g_spawn_check_wait_status(status, NULL));
+    g_assert_nonnull(strstr(err2, "99"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -131,5 +212,8 @@ int main(int argc, char **argv)
     lmn_registry_free(registry);
     g_test_add_func("/vulkan/cli/devices/lavapipe", test_lavapipe_listed);
     g_test_add_func("/vulkan/cli/devices/bad-argument", test_bad_argument);
+    g_test_add_func("/vulkan/cli/unavailable/no-loader", test_no_loader);
+    g_test_add_func("/vulkan/cli/unavailable/no-driver", test_no_driver);
+    g_test_add_func("/vulkan/cli/unavailable/unknown-device", test_unknown_device);
     return g_test_run();
 }

@@ -83,11 +83,17 @@ static void keep_drivers_resident(LmnVkContext *c)
 
 gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **error)
 {
-    const char *lib = "libvulkan.so.1";
+    /* LAMINA_VK_LOADER names another loader, e.g. one unpacked outside the library path. */
+    const char *lib = g_getenv("LAMINA_VK_LOADER");
+    if (lib == NULL || *lib == '\0')
+        lib = "libvulkan.so.1";
     c->loader = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (c->loader == NULL) {
         g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE,
-                    "no Vulkan loader: cannot open %s (%s)", lib, dlerror());
+                    "no Vulkan loader: cannot open %s (%s); install the Vulkan loader and a "
+                    "driver (Debian: libvulkan1 with mesa-vulkan-drivers or the GPU vendor's "
+                    "driver), or use --backend cpu",
+                    lib, dlerror());
         return FALSE;
     }
     c->fn.vkGetInstanceProcAddr =
@@ -140,7 +146,9 @@ gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **err
     VkResult r = c->fn.vkCreateInstance(&info, NULL, &c->instance);
     if (r != VK_SUCCESS) {
         g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE,
-                    "cannot create a Vulkan instance (VkResult %d): no usable Vulkan driver",
+                    "cannot create a Vulkan instance (VkResult %d): no usable Vulkan driver; "
+                    "install one (Debian: mesa-vulkan-drivers, or the GPU vendor's), check "
+                    "VK_ICD_FILENAMES, or use --backend cpu",
                     (int) r);
         return FALSE;
     }
@@ -274,7 +282,7 @@ static gint select_device(GArray *devices, const char *selector, GError **error)
                 lavapipe |= g_array_index(devices, LmnVkDeviceDesc, j).is_lavapipe;
             g_set_error(
                 error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE,
-                "no GPU%s (Vulkan devices: %s)",
+                "no GPU%s (Vulkan devices: %s); use --backend cpu, or name a device",
                 lavapipe ? "; lavapipe is used only when asked for (--device lavapipe)" : "", list);
         }
         return i;
@@ -292,7 +300,9 @@ static gint select_device(GArray *devices, const char *selector, GError **error)
                 return (gint) i;
     }
     g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE,
-                "no Vulkan device '%s' (devices: %s)", selector, list);
+                "no Vulkan device '%s' (devices: %s); give an index or a part of a name "
+                "(`lamina devices` lists them)",
+                selector, list);
     return -1;
 }
 

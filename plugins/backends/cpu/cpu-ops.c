@@ -910,8 +910,8 @@ static gboolean pool_is_2x2(const PoolJob *j)
            g->dilation_w == 1 && 2 * g->out_h <= g->height && 2 * g->out_w <= g->width;
 }
 
-/* The general loop's rule, unrolled: the first maximum in row-major order wins, a NaN wins over
- * numbers and the first NaN is kept. */
+/* The general loop's rule for one window: the first maximum in row-major order wins, a NaN
+ * wins over numbers and the first NaN is kept. */
 static inline void pool_take(float v, gint64 at, float *best, gint64 *arg)
 {
     if (v > *best || (isnan(v) && !isnan(*best))) {
@@ -932,11 +932,26 @@ static void pool_max_2x2(const PoolJob *j, gsize begin, gsize end)
             const gint64 r0 = 2 * oh * W, r1 = r0 + W;
             for (gint64 ow = 0; ow < OW; ow++) {
                 const gint64 c0 = 2 * ow;
-                float best = xp[r0 + c0];
-                gint64 arg = r0 + c0;
-                pool_take(xp[r0 + c0 + 1], r0 + c0 + 1, &best, &arg);
-                pool_take(xp[r1 + c0], r1 + c0, &best, &arg);
-                pool_take(xp[r1 + c0 + 1], r1 + c0 + 1, &best, &arg);
+                const float a = xp[r0 + c0], b = xp[r0 + c0 + 1];
+                const float c = xp[r1 + c0], d = xp[r1 + c0 + 1];
+                float best;
+                gint64 arg;
+                if (G_LIKELY(!isnan(a + b + c + d))) {
+                    /* No NaN: a tournament in window order gives the first maximum, since a
+                     * later candidate replaces an earlier one only when strictly greater.  It
+                     * compiles to selects: on activations each comparison is a coin flip. */
+                    const float ab = b > a ? b : a, cd = d > c ? d : c;
+                    const gint64 iab = b > a ? r0 + c0 + 1 : r0 + c0;
+                    const gint64 icd = d > c ? r1 + c0 + 1 : r1 + c0;
+                    best = cd > ab ? cd : ab;
+                    arg = cd > ab ? icd : iab;
+                } else {
+                    best = a;
+                    arg = r0 + c0;
+                    pool_take(b, r0 + c0 + 1, &best, &arg);
+                    pool_take(c, r1 + c0, &best, &arg);
+                    pool_take(d, r1 + c0 + 1, &best, &arg);
+                }
                 yp[oh * OW + ow] = best;
                 if (ap != NULL)
                     ap[oh * OW + ow] = (gint32) arg;

@@ -301,6 +301,160 @@ static void test_chunked_images(void)
         pair_free(all[i]);
 }
 
+/* Batch normalisation above the range: statistics, forward and backward against the CPU for
+ * x [outer, channels, inner].  Values around 4 with spread 1, so a variance from E[x^2] -
+ * E[x]^2 would lose digits; @affine picks weight/bias and dweight/dbias or NULLs. */
+static void check_batchnorm(LmnBackend *vk, gsize outer, gsize channels, gsize inner,
+                            gboolean affine, const char *what)
+{
+    const gsize n = outer * channels * inner;
+    Pair x = pair_random(vk, n, 3, 5), dy = pair_random(vk, n, -1, 1);
+    Pair mean = pair_new(vk, LMN_DTYPE_F32, channels, NULL),
+         var = pair_new(vk, LMN_DTYPE_F32, channels, NULL);
+    Pair w = pair_random(vk, channels, 0.5, 1.5), b = pair_random(vk, channels, -1, 1);
+    Pair y = pair_new(vk, LMN_DTYPE_F32, n, NULL), dx = pair_random(vk, n, 7, 8);
+    Pair dw = pair_random(vk, channels, 7, 8), db = pair_random(vk, channels, 7, 8);
+    const gint64 o = (gint64) outer, c = (gint64) channels, i = (gint64) inner;
+    BOTH(lmn_op_batchnorm_stats(x.c, mean.c, var.c, o, c, i),
+         lmn_op_batchnorm_stats(x.v, mean.v, var.v, o, c, i));
+    g_autofree char *m1 = g_strdup_printf("%s: mean", what);
+    g_autofree char *m2 = g_strdup_printf("%s: var", what);
+    assert_close(&mean, 1e-5, 1e-5, m1);
+    assert_close(&var, 1e-5, 1e-4, m2);
+    /* The same statistics on both sides from here, so forward and backward compare alone. */
+    g_autofree float *hm = g_new(float, channels), *hv = g_new(float, channels);
+    g_assert_true(lmn_tensor_read(mean.c, hm, channels * 4, NULL));
+    g_assert_true(lmn_tensor_read(var.c, hv, channels * 4, NULL));
+    g_assert_true(lmn_tensor_write(mean.v, hm, channels * 4, NULL));
+    g_assert_true(lmn_tensor_write(var.v, hv, channels * 4, NULL));
+    BOTH(lmn_op_batchnorm_forward(x.c, mean.c, var.c, affine ? w.c : NULL, affine ? b.c : NULL, y.c,
+                                  1e-5f, o, c, i),
+         lmn_op_batchnorm_forward(x.v, mean.v, var.v, affine ? w.v : NULL, affine ? b.v : NULL, y.v,
+                                  1e-5f, o, c, i));
+    g_autofree char *m3 = g_strdup_printf("%s: forward", what);
+    assert_close(&y, 1e-5, 1e-5, m3);
+    BOTH(lmn_op_batchnorm_backward(x.c, dy.c, mean.c, var.c, affine ? w.c : NULL, dx.c,
+                                   affine ? dw.c : NULL, affine ? db.c : NULL, 1e-5f, o, c, i),
+         lmn_op_batchnorm_backward(x.v, dy.v, mean.v, var.v, affine ? w.v : NULL, dx.v,
+                                   affine ? dw.v : NULL, affine ? db.v : NULL, 1e-5f, o, c, i));
+    g_autofree char *m4 = g_strdup_printf("%s: dx", what);
+    g_autofree char *m5 = g_strdup_printf("%s: dweight", what);
+    g_autofree char *m6 = g_strdup_printf("%s: dbias", what);
+    assert_close(&dx, 1e-4, 1e-4, m4);
+    /* Sums of thousands of terms, in float against the CPU's double. */
+    assert_close(&dw, 2e-3, 1e-4, m5);
+    assert_close(&db, 2e-3, 1e-4, m6);
+    Pair *all[] = {&x, &dy, &mean, &var, &w, &b, &y, &dx, &dw, &db};
+    for (guint k = 0; k < G_N_ELEMENTS(all); k++)
+        pair_free(all[k]);
+}
+
+static void test_chunked_batchnorm(void)
+{
+    g_autoptr(LmnBackend) vk = open_small_range();
+    /* inner 1: [10000, 5], 50000 floats: four chunks of outer rows per channel. */
+    check_batchnorm(vk, 10000, 5, 1, TRUE, "batchnorm inner 1");
+    /* inner > 1: [40, 6, 300], 72000 floats: chunks of 9 planes. */
+    check_batchnorm(vk, 40, 6, 300, TRUE, "batchnorm inner 300");
+    check_batchnorm(vk, 40, 6, 300, FALSE, "batchnorm inner 300, not affine");
+    /* A plane above the range: [3, 5, 5000], channel groups of 3 and 2, one sample a chunk. */
+    check_batchnorm(vk, 3, 5, 5000, TRUE, "batchnorm channel groups");
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_backend_synchronize(vk, &error));
+}
+
+/* Indices @n in [0, @rows) with every value repeated (runs and scattered repeats), and, with
+ * @invalid, some out of range (skipped by scatter, zeros for gather). */
+static Pair pair_indices(LmnBackend *vk, gsize n, gint32 rows, LmnDType dtype, gboolean invalid)
+{
+    g_autofree gint32 *iv = g_new(gint32, n);
+    g_autofree float *fv = g_new(float, n);
+    for (gsize i = 0; i < n; i++) {
+        iv[i] = i % 7 < 3 ? (gint32) ((i / 7) % (gsize) rows) : g_rand_int_range(rng, 0, rows);
+        if (invalid && i % 53 == 5)
+            iv[i] = i % 2 ? rows + 3 : -2;
+        fv[i] = (float) iv[i];
+    }
+    return pair_new(vk, dtype, n, dtype == LMN_DTYPE_I32 ? (const void *) iv : (const void *) fv);
+}
+
+static void test_chunked_scatter_gather(void)
+{
+    g_autoptr(LmnBackend) vk = open_small_range();
+    const LmnDType types[] = {LMN_DTYPE_I32, LMN_DTYPE_F32};
+    for (guint t = 0; t < G_N_ELEMENTS(types); t++) {
+        /* A table of 300 rows of 64 (19200 floats) above the range, 500 repeated indices. */
+        Pair idx = pair_indices(vk, 500, 300, types[t], TRUE);
+        Pair table = pair_random(vk, 300 * 64, -1, 1), src = pair_random(vk, 500 * 64, -1, 1);
+        BOTH(lmn_op_scatter_add_rows(table.c, idx.c, src.c, 500, 64),
+             lmn_op_scatter_add_rows(table.v, idx.v, src.v, 500, 64));
+        assert_close(&table, 1e-6, 1e-6, "scatter_add_rows, table above the range");
+        Pair out = pair_random(vk, 500 * 64, 5, 6);
+        BOTH(lmn_op_gather_rows(table.c, idx.c, out.c, 500, 64),
+             lmn_op_gather_rows(table.v, idx.v, out.v, 500, 64));
+        assert_close(&out, 0, 0, "gather_rows, table above the range");
+        /* A table within the range, the source above it: chunks of source rows. */
+        Pair small = pair_random(vk, 50 * 64, -1, 1),
+             idx2 = pair_indices(vk, 600, 50, types[t], FALSE);
+        Pair src2 = pair_random(vk, 600 * 64, -1, 1);
+        BOTH(lmn_op_scatter_add_rows(small.c, idx2.c, src2.c, 600, 64),
+             lmn_op_scatter_add_rows(small.v, idx2.v, src2.v, 600, 64));
+        assert_close(&small, 1e-6, 1e-6, "scatter_add_rows, source above the range");
+        Pair *all[] = {&idx, &table, &src, &out, &small, &idx2, &src2};
+        for (guint k = 0; k < G_N_ELEMENTS(all); k++)
+            pair_free(all[k]);
+    }
+    /* bias_grad over 70000 channels (above the workgroup-count limit of 65535 and the range):
+     * channel groups, beta applied once. */
+    const gint64 inners[] = {1, 2};
+    for (guint k = 0; k < G_N_ELEMENTS(inners); k++) {
+        const gsize nch = 70000, no = 3, ni = (gsize) inners[k];
+        Pair g = pair_random(vk, no * nch * ni, -1, 1), db = pair_random(vk, nch, -1, 1);
+        BOTH(lmn_op_bias_grad(db.c, g.c, (gint64) no, (gint64) nch, inners[k], 0.5f),
+             lmn_op_bias_grad(db.v, g.v, (gint64) no, (gint64) nch, inners[k], 0.5f));
+        assert_close(&db, 1e-6, 1e-5, "bias_grad, channel groups");
+        pair_free(&g);
+        pair_free(&db);
+    }
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_backend_synchronize(vk, &error));
+}
+
+/* ---- overlapped submission ---- */
+
+/* Batches of 4 commands (LAMINA_VK_MAX_BATCH), so a chain of ops spans many submissions in
+ * flight at once: host writes to tensors in-flight work still reads (@staged: through a 1 KiB
+ * ring whose space in-flight copies still hold), temporaries freed while in flight and their
+ * memory reused, and ops reading what an earlier submission wrote, all against the CPU. */
+static void test_overlapped_submission(gconstpointer staged)
+{
+    g_autoptr(GError) error = NULL;
+    const char *env[] = {"LAMINA_VK_MAX_BATCH=4", staged != NULL ? "LAMINA_VK_STAGING=1" : NULL,
+                         "LAMINA_VK_STAGING_SIZE=1024", NULL};
+    g_autoptr(LmnBackend) vk = open_vulkan_env(env, &error);
+    g_assert_no_error(error);
+    Pair acc = pair_random(vk, 3000, -1, 1), x = pair_random(vk, 3000, -1, 1);
+    g_autofree float *h = g_new(float, 3000);
+    for (guint step = 0; step < 40; step++) {
+        Pair t = pair_new(vk, LMN_DTYPE_F32, 3000, NULL);
+        BOTH(lmn_op_unary(LMN_UNARY_TANH, x.c, t.c, 0), lmn_op_unary(LMN_UNARY_TANH, x.v, t.v, 0));
+        BOTH(lmn_op_axpby(0.5f, t.c, 0.9f, acc.c), lmn_op_axpby(0.5f, t.v, 0.9f, acc.v));
+        pair_free(&t); /* freed while the ops using it may be in flight */
+        for (guint i = 0; i < 3000; i++)
+            h[i] = (float) g_rand_double_range(rng, -1, 1);
+        /* Overwrites x, which the tanh above (maybe in flight) reads. */
+        BOTH(lmn_tensor_write(x.c, h, 3000 * 4, NULL), lmn_tensor_write(x.v, h, 3000 * 4, NULL));
+        BOTH(lmn_op_binary(LMN_BINARY_MUL, acc.c, x.c, x.c),
+             lmn_op_binary(LMN_BINARY_MUL, acc.v, x.v, x.v));
+    }
+    assert_close(&acc, 1e-5, 1e-5, "overlapped submission: accumulator");
+    assert_close(&x, 1e-5, 1e-5, "overlapped submission: x");
+    g_assert_true(lmn_backend_synchronize(vk, &error));
+    g_assert_no_error(error);
+    pair_free(&acc);
+    pair_free(&x);
+}
+
 /* ---- the staging path ---- */
 
 /* With @staged, host transfers forced through a 4 KiB ring (every transfer below of more than
@@ -507,6 +661,10 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/memory/chunked-reduce", test_chunked_reduce);
     g_test_add_func("/vulkan/memory/chunked-rows", test_chunked_rows);
     g_test_add_func("/vulkan/memory/chunked-images", test_chunked_images);
+    g_test_add_func("/vulkan/memory/chunked-batchnorm", test_chunked_batchnorm);
+    g_test_add_func("/vulkan/memory/chunked-scatter-gather", test_chunked_scatter_gather);
+    g_test_add_data_func("/vulkan/memory/overlap-mapped", NULL, test_overlapped_submission);
+    g_test_add_data_func("/vulkan/memory/overlap-staged", "staged", test_overlapped_submission);
     g_test_add_data_func("/vulkan/memory/transfers-staged", "staged", test_staging_transfers);
     g_test_add_data_func("/vulkan/memory/transfers-mapped", NULL, test_staging_transfers);
     g_test_add_func("/vulkan/memory/staging-chunked", test_staging_chunked);

@@ -1,8 +1,15 @@
 /* Lamina Vulkan backend — pipelines, command recording, barriers and submission.
  *
- * Ops append dispatches, and host transfers append copies and fills (vk-staging.c), to one
- * command buffer; nothing is submitted until a read, a synchronisation, a full batch or a full
- * staging ring needs it, and each of those waits on one fence (counted: LAMINA_VK_STATS=1).  A
+ * Ops append dispatches, and host transfers append copies and fills (vk-staging.c), to the
+ * current command buffer of a small ring (LMN_VK_SLOTS), each with its own fence and descriptor
+ * pools.  A full batch (LAMINA_VK_MAX_BATCH lowers its size for tests) is submitted without
+ * waiting and recording goes on in the next slot, so the host records while the device runs; a
+ * fence is waited for only when its slot is reused, when the host reads or synchronises, or
+ * when the staging ring needs space an in-flight submission still uses (counted:
+ * LAMINA_VK_STATS=1).  Buffers freed meanwhile are released when the submissions that may use
+ * them completed (serials, vk-memory.c).  The ranges since the last barrier are kept across a
+ * submission without wait, so the first command of the next buffer that conflicts with one in
+ * flight records a barrier, whose first scope covers earlier submissions too.  A
  * barrier is recorded only when a command touches a range that a command since the last barrier
  * wrote (or writes one that it read): element-wise chains on separate tensors run back to back.
  * The barrier's source stages are those of the pending commands (compute and/or transfer) and
@@ -38,7 +45,7 @@
 #define MAX_BATCH 4096
 #define SETS_PER_POOL 512
 
-static void submit_and_wait(LmnVkContext *c);
+static void submit(LmnVkContext *c, gboolean wait);
 
 typedef struct {
     VkBuffer buffer;
@@ -172,17 +179,29 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
         r = c->fn.vkCreatePipelineLayout(c->device, &pli, NULL, &c->pipeline_layout);
     if (r == VK_SUCCESS)
         r = c->fn.vkCreateCommandPool(c->device, &cpi, NULL, &c->command_pool);
-    if (r == VK_SUCCESS) {
-        VkCommandBufferAllocateInfo ai = {
-            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-            .commandPool = c->command_pool,
-            .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-            .commandBufferCount = 1,
-        };
-        r = c->fn.vkAllocateCommandBuffers(c->device, &ai, &c->cmd);
+    for (guint i = 0; i < LMN_VK_SLOTS; i++) {
+        LmnVkSlot *s = &c->slots[i];
+        s->pools = g_ptr_array_new();
+        s->hulls = g_array_new(FALSE, FALSE, sizeof(Range));
+        if (r == VK_SUCCESS) {
+            VkCommandBufferAllocateInfo ai = {
+                .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                .commandPool = c->command_pool,
+                .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                .commandBufferCount = 1,
+            };
+            r = c->fn.vkAllocateCommandBuffers(c->device, &ai, &s->cmd);
+        }
+        if (r == VK_SUCCESS)
+            r = c->fn.vkCreateFence(c->device, &fi, NULL, &s->fence);
     }
-    if (r == VK_SUCCESS)
-        r = c->fn.vkCreateFence(c->device, &fi, NULL, &c->fence);
+    c->slot = 0;
+    c->cmd = c->slots[0].cmd;
+    c->batch_hulls = c->slots[0].hulls;
+    c->max_batch = MAX_BATCH;
+    const char *max_batch = g_getenv("LAMINA_VK_MAX_BATCH");
+    if (max_batch != NULL && *max_batch != '\0')
+        c->max_batch = (guint) CLAMP(g_ascii_strtoull(max_batch, NULL, 10), 1, MAX_BATCH);
     if (r != VK_SUCCESS) {
         g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
                     "cannot set up command recording on '%s' (VkResult %d)",
@@ -209,9 +228,7 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
     }
     c->kernel_pipelines = g_hash_table_new(NULL, NULL);
     c->warned_kernels = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    c->descriptor_pools = g_ptr_array_new();
     c->pending_ranges = g_array_new(FALSE, FALSE, sizeof(Range));
-    c->batch_hulls = g_array_new(FALSE, FALSE, sizeof(Range));
     /* Test hook: lavapipe cannot lose its device, so the N-th submission can pretend to. */
     const char *fault = g_getenv("LAMINA_VK_DEBUG_FAULT");
     if (fault != NULL && g_str_has_prefix(fault, "device-lost:"))
@@ -239,20 +256,24 @@ void lmn_vk_exec_cleanup(LmnVkContext *c)
     }
     if (c->warned_kernels != NULL)
         g_hash_table_unref(c->warned_kernels);
-    if (c->descriptor_pools != NULL) {
-        for (guint i = 0; i < c->descriptor_pools->len; i++)
-            c->fn.vkDestroyDescriptorPool(c->device,
-                                          (VkDescriptorPool) c->descriptor_pools->pdata[i], NULL);
-        g_ptr_array_unref(c->descriptor_pools);
+    for (guint i = 0; i < LMN_VK_SLOTS; i++) {
+        LmnVkSlot *s = &c->slots[i];
+        if (s->pools != NULL) {
+            for (guint j = 0; j < s->pools->len; j++)
+                c->fn.vkDestroyDescriptorPool(c->device, (VkDescriptorPool) s->pools->pdata[j],
+                                              NULL);
+            g_ptr_array_unref(s->pools);
+        }
+        if (s->hulls != NULL)
+            g_array_unref(s->hulls);
+        if (s->fence != VK_NULL_HANDLE)
+            c->fn.vkDestroyFence(c->device, s->fence, NULL);
     }
+    c->batch_hulls = NULL;
     if (c->pending_ranges != NULL)
         g_array_unref(c->pending_ranges);
-    if (c->batch_hulls != NULL)
-        g_array_unref(c->batch_hulls);
     if (c->pipeline_cache != VK_NULL_HANDLE)
         c->fn.vkDestroyPipelineCache(c->device, c->pipeline_cache, NULL);
-    if (c->fence != VK_NULL_HANDLE)
-        c->fn.vkDestroyFence(c->device, c->fence, NULL);
     if (c->command_pool != VK_NULL_HANDLE)
         c->fn.vkDestroyCommandPool(c->device, c->command_pool, NULL);
     if (c->pipeline_layout != VK_NULL_HANDLE)
@@ -315,9 +336,8 @@ static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size
 VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader)
 {
     if (c->builtin[shader] == VK_NULL_HANDLE)
-        c->builtin[shader] =
-            make_pipeline(c, shaders[shader].code, shaders[shader].size, "main",
-                          LMN_VK_LOCAL_SIZE, shaders[shader].name);
+        c->builtin[shader] = make_pipeline(c, shaders[shader].code, shaders[shader].size, "main",
+                                           LMN_VK_LOCAL_SIZE, shaders[shader].name);
     return c->builtin[shader];
 }
 
@@ -336,8 +356,9 @@ VkPipeline lmn_vk_kernel_pipeline(LmnVkContext *c, const LmnKernelDesc *kernel)
 
 static VkDescriptorSet allocate_set(LmnVkContext *c)
 {
+    LmnVkSlot *s = &c->slots[c->slot];
     for (;;) {
-        if (c->pool_index >= c->descriptor_pools->len) {
+        if (s->pool_index >= s->pools->len) {
             VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
                                          SETS_PER_POOL * LMN_VK_MAX_BINDINGS};
             VkDescriptorPoolCreateInfo pi = {
@@ -352,18 +373,18 @@ static VkDescriptorSet allocate_set(LmnVkContext *c)
                 record_result(c, r, "descriptor pool creation");
                 return VK_NULL_HANDLE;
             }
-            g_ptr_array_add(c->descriptor_pools, (gpointer) pool);
+            g_ptr_array_add(s->pools, (gpointer) pool);
         }
         VkDescriptorSetAllocateInfo ai = {
             .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
-            .descriptorPool = (VkDescriptorPool) c->descriptor_pools->pdata[c->pool_index],
+            .descriptorPool = (VkDescriptorPool) s->pools->pdata[s->pool_index],
             .descriptorSetCount = 1,
             .pSetLayouts = &c->set_layout,
         };
         VkDescriptorSet set;
         if (c->fn.vkAllocateDescriptorSets(c->device, &ai, &set) == VK_SUCCESS)
             return set;
-        c->pool_index++; /* this pool is full: the next one (created on demand) */
+        s->pool_index++; /* this pool is full: the next one (created on demand) */
     }
 }
 
@@ -435,11 +456,80 @@ static void track(LmnVkContext *c, const LmnVkBinding *bindings, guint n,
     }
 }
 
+static gboolean hulls_touch(GArray *hulls, VkBuffer buffer, VkDeviceSize lo, VkDeviceSize hi)
+{
+    for (guint h = 0; h < hulls->len; h++)
+        if (overlaps(&g_array_index(hulls, Range, h), buffer, lo, hi))
+            return TRUE;
+    return FALSE;
+}
+
+/* Marks @s completed (its fence signalled, or nothing of it ran): its serial is done, its
+ * staging-ring span free, the buffers freed meanwhile released, and it is ready to record. */
+static void slot_retire(LmnVkContext *c, LmnVkSlot *s)
+{
+    s->in_flight = FALSE;
+    c->fn.vkResetFences(c->device, 1, &s->fence);
+    c->fn.vkResetCommandBuffer(s->cmd, 0);
+    for (guint i = 0; i < s->pools->len; i++)
+        c->fn.vkResetDescriptorPool(c->device, (VkDescriptorPool) s->pools->pdata[i], 0);
+    s->pool_index = 0;
+    g_array_set_size(s->hulls, 0);
+    c->done_serial = MAX(c->done_serial, s->serial);
+    lmn_vk_staging_retire(c, s->ring_mark);
+    lmn_vk_memory_collect(c);
+}
+
+/* Whether in-flight slot @s has not completed yet (a poll: timeout 0). */
+static gboolean slot_busy(LmnVkContext *c, LmnVkSlot *s)
+{
+    return s->in_flight && c->fn.vkWaitForFences(c->device, 1, &s->fence, VK_TRUE, 0) != VK_SUCCESS;
+}
+
+/* Waits for in-flight slot @s; a failure (a lost device) becomes the deferred error.  Callers
+ * count host stalls (n_fence_waits): a synchronisation point once however many fences it waits
+ * for (deterministically, as before the ring), a slot reuse or a wait for ring space only when
+ * the fence had not signalled yet, since then the overlap hid the device's work. */
+static gboolean slot_wait(LmnVkContext *c, LmnVkSlot *s)
+{
+    if (!s->in_flight)
+        return FALSE;
+    VkResult r = c->fn.vkWaitForFences(c->device, 1, &s->fence, VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS)
+        record_result(c, r, "command submission");
+    slot_retire(c, s);
+    return TRUE;
+}
+
+gboolean lmn_vk_wait_oldest(LmnVkContext *c)
+{
+    /* Slots are used round robin: the oldest in flight is the first after the current one. */
+    for (guint i = 1; i <= LMN_VK_SLOTS; i++) {
+        LmnVkSlot *s = &c->slots[(c->slot + i) % LMN_VK_SLOTS];
+        if (s->in_flight) {
+            if (slot_busy(c, s))
+                c->n_fence_waits++;
+            slot_wait(c, s);
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
 gboolean lmn_vk_batch_touches(LmnVkContext *c, VkBuffer buffer, VkDeviceSize lo, VkDeviceSize hi)
 {
-    for (guint h = 0; h < c->batch_hulls->len; h++)
-        if (overlaps(&g_array_index(c->batch_hulls, Range, h), buffer, lo, hi))
-            return TRUE;
+    if (hulls_touch(c->batch_hulls, buffer, lo, hi))
+        return TRUE;
+    for (guint i = 0; i < LMN_VK_SLOTS; i++) {
+        LmnVkSlot *s = &c->slots[i];
+        /* A submission that already completed no longer counts: poll its fence (timeout 0,
+         * no wait, not counted as one). */
+        if (s->in_flight && hulls_touch(s->hulls, buffer, lo, hi)) {
+            if (slot_busy(c, s))
+                return TRUE;
+            slot_retire(c, s);
+        }
+    }
     return FALSE;
 }
 
@@ -474,9 +564,9 @@ gboolean lmn_vk_begin_command(LmnVkContext *c)
 {
     if (c->error != NULL || c->lost != NULL)
         return FALSE;
-    if (c->n_recorded >= MAX_BATCH) {
-        submit_and_wait(c);
-        if (c->error != NULL)
+    if (c->n_recorded >= c->max_batch) {
+        submit(c, FALSE);
+        if (c->error != NULL || c->lost != NULL)
             return FALSE;
     }
     return lmn_vk_begin(c);
@@ -548,61 +638,74 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     c->n_recorded++;
 }
 
-/* Submits the recorded batch and waits for it; failures become the deferred error. */
-static void submit_and_wait(LmnVkContext *c)
+/* Submits the recorded batch (if any) and moves recording to the next slot, waiting for that
+ * slot's earlier submission when it is still in flight; with @wait, then waits for every
+ * submission.  Failures become the deferred error. */
+static void submit(LmnVkContext *c, gboolean wait)
 {
-    if (!c->recording)
-        return;
-    c->recording = FALSE;
-    /* Device writes made visible to the host, which reads mapped tensors and the staging ring
-     * after the fence. */
-    VkMemoryBarrier mb = {
-        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
-        .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
-    };
-    c->fn.vkCmdPipelineBarrier(
-        c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-        VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
-    VkResult r = c->fn.vkEndCommandBuffer(c->cmd);
-    if (r == VK_SUCCESS && c->lost == NULL) {
-        c->n_submits++;
-        VkSubmitInfo si = {
-            .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
-            .commandBufferCount = 1,
-            .pCommandBuffers = &c->cmd,
+    if (c->recording) {
+        LmnVkSlot *s = &c->slots[c->slot];
+        c->recording = FALSE;
+        /* Device writes made visible to the host, which reads mapped tensors and the staging
+         * ring after the fence. */
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+            .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
         };
-        if (c->fault_lost_at != 0 && c->n_submits == c->fault_lost_at)
-            r = VK_ERROR_DEVICE_LOST; /* LAMINA_VK_DEBUG_FAULT: nothing was submitted */
-        else
-            r = c->fn.vkQueueSubmit(c->queue, 1, &si, c->fence);
-        if (r == VK_SUCCESS) {
-            c->n_fence_waits++;
-            r = c->fn.vkWaitForFences(c->device, 1, &c->fence, VK_TRUE, UINT64_MAX);
-            c->fn.vkResetFences(c->device, 1, &c->fence);
+        c->fn.vkCmdPipelineBarrier(
+            c->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+            VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+        s->serial = ++c->submit_serial;
+        s->ring_mark = lmn_vk_staging_mark(c);
+        VkResult r = c->fn.vkEndCommandBuffer(c->cmd);
+        if (r == VK_SUCCESS && c->lost == NULL) {
+            c->n_submits++;
+            VkSubmitInfo si = {
+                .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                .commandBufferCount = 1,
+                .pCommandBuffers = &c->cmd,
+            };
+            if (c->fault_lost_at != 0 && c->n_submits == c->fault_lost_at)
+                r = VK_ERROR_DEVICE_LOST; /* LAMINA_VK_DEBUG_FAULT: nothing was submitted */
+            else
+                r = c->fn.vkQueueSubmit(c->queue, 1, &si, s->fence);
         }
+        if (r == VK_SUCCESS && c->lost == NULL) {
+            s->in_flight = TRUE;
+        } else {
+            if (r != VK_SUCCESS)
+                record_result(c, r, "command submission");
+            slot_retire(c, s); /* nothing of it runs */
+        }
+        c->n_recorded = 0;
+        c->slot = (c->slot + 1) % LMN_VK_SLOTS;
+        /* Reusing a slot waits for its last submission. */
+        if (slot_busy(c, &c->slots[c->slot]))
+            c->n_fence_waits++;
+        slot_wait(c, &c->slots[c->slot]);
+        c->cmd = c->slots[c->slot].cmd;
+        c->batch_hulls = c->slots[c->slot].hulls;
     }
-    if (r != VK_SUCCESS)
-        record_result(c, r, "command submission");
-    c->fn.vkResetCommandBuffer(c->cmd, 0);
-    for (guint i = 0; i < c->descriptor_pools->len; i++)
-        c->fn.vkResetDescriptorPool(c->device, (VkDescriptorPool) c->descriptor_pools->pdata[i], 0);
-    c->pool_index = 0;
-    c->n_recorded = 0;
-    g_array_set_size(c->pending_ranges, 0);
-    g_array_set_size(c->batch_hulls, 0);
-    lmn_vk_staging_reset(c);
-    lmn_vk_memory_collect(c);
+    if (wait) {
+        gboolean waited = FALSE;
+        for (guint i = 1; i <= LMN_VK_SLOTS; i++) /* oldest first */
+            waited |= slot_wait(c, &c->slots[(c->slot + i) % LMN_VK_SLOTS]);
+        if (waited)
+            c->n_fence_waits++;
+        /* Everything completed and the fences made it visible: no barrier needed against it. */
+        g_array_set_size(c->pending_ranges, 0);
+    }
 }
 
 void lmn_vk_wait_idle(LmnVkContext *c)
 {
-    submit_and_wait(c);
+    submit(c, TRUE);
 }
 
 gboolean lmn_vk_flush(LmnVkContext *c, GError **error)
 {
-    submit_and_wait(c);
+    submit(c, TRUE);
     gint n_validation = g_atomic_int_get(&c->validation_errors);
     if (n_validation > 0) {
         /* Reported once: the count restarts so a later failure is a new one. */

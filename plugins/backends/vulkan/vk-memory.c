@@ -11,8 +11,8 @@
  * reaches tensors through the mapping; otherwise through the staging ring (vk-staging.c).  New
  * spans are zeroed, as on the CPU backend, with a memset through the mapping or a recorded
  * vkCmdFillBuffer.  LAMINA_VK_MEMORY_LIMIT=BYTES caps what the blocks may hold, simulating a
- * smaller GPU.  Buffers freed while recorded work may still use them are released only after
- * the next synchronisation.
+ * smaller GPU.  Buffers freed while recorded or in-flight work may still use them are released
+ * only once the newest submission that may use them completed (by submission serial).
  */
 #include "vk-private.h"
 
@@ -258,17 +258,28 @@ void lmn_vk_buffer_release(LmnVkContext *c, LmnVkBuffer *buf)
 
 void lmn_vk_buffer_free_deferred(LmnVkContext *c, LmnVkBuffer *buf)
 {
-    if (c->recording)
-        g_ptr_array_add(c->pending_frees, buf);
-    else
+    /* The batch being recorded gets the next serial; otherwise the last submission is the
+     * newest that may use the buffer (submissions complete in order). */
+    const guint64 after = c->recording ? c->submit_serial + 1 : c->submit_serial;
+    if (after <= c->done_serial) {
         lmn_vk_buffer_release(c, buf);
+    } else {
+        buf->free_after = after;
+        g_ptr_array_add(c->pending_frees, buf);
+    }
 }
 
 void lmn_vk_memory_collect(LmnVkContext *c)
 {
-    for (guint i = 0; i < c->pending_frees->len; i++)
-        lmn_vk_buffer_release(c, c->pending_frees->pdata[i]);
-    g_ptr_array_set_size(c->pending_frees, 0);
+    guint kept = 0;
+    for (guint i = 0; i < c->pending_frees->len; i++) {
+        LmnVkBuffer *buf = c->pending_frees->pdata[i];
+        if (buf->free_after <= c->done_serial)
+            lmn_vk_buffer_release(c, buf);
+        else
+            c->pending_frees->pdata[kept++] = buf; /* in order: still in use */
+    }
+    g_ptr_array_set_size(c->pending_frees, kept);
 }
 
 VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b)
@@ -307,6 +318,8 @@ void lmn_vk_memory_cleanup(LmnVkContext *c)
 {
     if (c->blocks == NULL)
         return;
+    /* The device is idle at close (or lost): whatever is still pending goes. */
+    c->done_serial = c->submit_serial + 1;
     lmn_vk_memory_collect(c);
     if (c->dummy != NULL)
         lmn_vk_buffer_release(c, c->dummy);

@@ -5,10 +5,12 @@
  * work.  Ops dispatch in chunks whenever a range would exceed maxStorageBufferRange
  * (LAMINA_VK_MAX_STORAGE_RANGE lowers it, which is how lavapipe tests the chunked path):
  * element-wise ops by elements, row ops (softmax, the cross-entropy ops, gather, copy_block) by
- * whole rows, bias_grad by whole [channels, inner] planes, image ops by (batch, channel) planes,
- * reductions by whole blocks of their fixed block layout.  Still refused above the range:
- * batch-norm statistics and backward (one channel spans every sample), scatter_add_rows and
- * gather_rows tables (indexed at random).
+ * whole rows, bias_grad and the batch-norm passes by channel groups and outer planes (the
+ * per-channel sums of chunks combined in a fixed order, beta applied once), image ops by
+ * (batch, channel) planes, reductions by whole blocks of their fixed block layout,
+ * scatter_add_rows by source rows and (with its indices read back) table rows; gather_rows
+ * from a table above the range copies rows with transfer commands.  Still refused: a single
+ * row (or one channel's [inner] row) larger than the range.
  * Reductions are deterministic: fixed blocks per workgroup, a shared-memory tree inside each,
  * then one workgroup summing the partials in order.  They accumulate in float, so results differ
  * from the CPU backend's double sums by rounding only.
@@ -80,6 +82,17 @@ static LmnTensor scratch_tensor(LmnVkBuffer *buf)
     t.buffer = buf;
     t.dtype = LMN_DTYPE_F32;
     return t;
+}
+
+/* A view of @t from element @e0 (for binding it at an offset; only buffer, offset and dtype are
+ * set, which is all binding uses). */
+static LmnTensor view_at(const LmnTensor *t, gsize e0)
+{
+    LmnTensor v = {0};
+    v.buffer = t->buffer;
+    v.dtype = t->dtype;
+    v.offset = t->offset + e0 * lmn_dtype_size(t->dtype);
+    return v;
 }
 
 static void bind_dummy(LmnVkContext *c, LmnVkBinding *b)
@@ -265,36 +278,44 @@ void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 o
     if (channels <= 0)
         return;
     LOCK(c);
-    const gsize plane = (gsize) (channels * MAX(inner, 0));
-    if ((guint64) channels > c->max_groups_x || plane > max_elems(c)) {
+    const gsize C = (gsize) channels, in = (gsize) MAX(inner, 0), plane = C * in, me = max_elems(c);
+    /* Channel groups within the workgroup-count limit whose [group, inner] rows fit a binding;
+     * the shader's channel stride stays the full channel count, so a group is dy bound from
+     * its first channel.  Within a group, chunks of outer planes whose span fits. */
+    gsize cg = MIN(C, (gsize) c->max_groups_x);
+    if (in > 0)
+        cg = MIN(cg, me / in);
+    if (cg == 0)
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
-                         "vulkan: bias_grad: %" G_GINT64_FORMAT " channels of %" G_GINT64_FORMAT
-                         " elements exceed the workgroup count limit or maxStorageBufferRange",
-                         channels, inner);
-        UNLOCK(c);
-        return;
+                         "vulkan: bias_grad: a row of %" G_GINT64_FORMAT
+                         " elements exceeds maxStorageBufferRange",
+                         inner);
+    for (gsize c0 = 0; cg > 0 && c0 < C && c->error == NULL; c0 += cg) {
+        const gsize nc = MIN(cg, C - c0);
+        const gsize per = plane == 0 ? (gsize) MAX(outer, 1) : (me - nc * in) / plane + 1;
+        const LmnTensor dbv = view_at(db, c0), dyv = view_at(dy, c0 * in);
+        /* The first outer chunk applies beta, the later ones add to it (beta 1): beta once,
+         * and a fixed chunk order, so the result is deterministic. */
+        gint64 o0 = 0;
+        do {
+            const gint64 no = MIN((gint64) per, outer - o0);
+            const gsize span = no <= 0 ? 0 : (gsize) (no - 1) * plane + nc * in;
+            guint32 push[6] = {0,
+                               0,
+                               (guint32) MAX(no, 0),
+                               (guint32) channels,
+                               (guint32) inner,
+                               fbits(o0 == 0 ? beta : 1.0f)};
+            LmnVkBinding b[2];
+            if (!bind(c, &dbv, 0, nc, TRUE, &b[0], &push[0], "bias_grad") ||
+                !bind(c, &dyv, (gsize) MAX(o0, 0) * plane, span, FALSE, &b[1], &push[1],
+                      "bias_grad"))
+                break;
+            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BIAS_GRAD), b, 2, push,
+                            sizeof push, (guint32) nc, 1, 1);
+            o0 += MAX(no, 1);
+        } while (o0 < outer);
     }
-    /* Chunks of whole [channels, inner] planes; the first applies beta, the later ones add to
-     * it (beta 1), so beta is applied once and the chunk order is fixed. */
-    const gsize per = plane == 0 ? (gsize) MAX(outer, 1) : max_elems(c) / plane;
-    gint64 o0 = 0;
-    do {
-        const gint64 no = MIN((gint64) per, outer - o0);
-        guint32 push[6] = {0,
-                           0,
-                           (guint32) MAX(no, 0),
-                           (guint32) channels,
-                           (guint32) inner,
-                           fbits(o0 == 0 ? beta : 1.0f)};
-        LmnVkBinding b[2];
-        if (!bind(c, db, 0, (gsize) channels, TRUE, &b[0], &push[0], "bias_grad") ||
-            !bind(c, dy, (gsize) o0 * plane, (gsize) MAX(no, 0) * plane, FALSE, &b[1], &push[1],
-                  "bias_grad"))
-            break;
-        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BIAS_GRAD), b, 2, push,
-                        sizeof push, (guint32) channels, 1, 1);
-        o0 += no;
-    } while (o0 < outer);
     UNLOCK(c);
 }
 
@@ -771,6 +792,55 @@ static void rows_op_at(LmnVkContext *c, RowsPush *p, const LmnTensor *src, gsize
                     groups_for(p->total), 1, 1);
 }
 
+/* The table rows @indices (f32 or i32, @n of them) name, read to the host after the recorded
+ * work, with the shader's rule: -1 where out of [0, @rows).  NULL (deferred error) on failure. */
+static gint32 *host_row_indices(LmnVkContext *c, const LmnTensor *indices, gsize n, gsize rows)
+{
+    gint32 *r = g_new(gint32, MAX(n, 1));
+    if (!lmn_vk_host_read(c, indices->buffer, indices->offset, r, n * 4)) {
+        g_free(r);
+        return NULL;
+    }
+    for (gsize i = 0; i < n; i++) {
+        if (indices->dtype == LMN_DTYPE_I32) {
+            r[i] = r[i] >= 0 && (gsize) r[i] < rows ? r[i] : -1;
+        } else {
+            float v;
+            memcpy(&v, &r[i], sizeof v);
+            r[i] = v >= 0.0f && v < (float) rows ? (gint32) v : -1;
+        }
+    }
+    return r;
+}
+
+/* gather_rows from a table above maxStorageBufferRange: transfer commands, which have no range
+ * limit, copy each run of consecutive rows (after reading the indices), and fill the rows of
+ * out-of-range indices with zeros. */
+static void gather_rows_copies(LmnVkContext *c, const LmnTensor *table, const LmnTensor *indices,
+                               LmnTensor *out, gsize n, gsize dim, gsize v)
+{
+    g_autofree gint32 *r = host_row_indices(c, indices, n, v);
+    if (r == NULL)
+        return;
+    const VkBuffer tb = lmn_vk_buffer_handle(table->buffer), ob = lmn_vk_buffer_handle(out->buffer);
+    const VkDeviceSize t0 = ((const LmnVkBuffer *) table->buffer)->offset + table->offset;
+    const VkDeviceSize o0 = ((const LmnVkBuffer *) out->buffer)->offset + out->offset;
+    const VkDeviceSize row = (VkDeviceSize) dim * 4;
+    for (gsize i = 0; i < n && c->error == NULL;) {
+        gsize run = 1;
+        if (r[i] < 0) {
+            while (i + run < n && r[i + run] < 0)
+                run++;
+            lmn_vk_record_fill(c, ob, o0 + i * row, run * row, 0);
+        } else {
+            while (i + run < n && r[i + run] == r[i] + (gint32) run)
+                run++;
+            lmn_vk_record_copy(c, tb, t0 + (VkDeviceSize) r[i] * row, ob, o0 + i * row, run * row);
+        }
+        i += run;
+    }
+}
+
 void lmn_vk_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *indices,
                         LmnTensor *out, gint64 n, gint64 dim)
 {
@@ -779,6 +849,11 @@ void lmn_vk_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *i
         return;
     const gsize v = numel(table) / (gsize) dim;
     LOCK(c);
+    if (numel(table) > max_elems(c)) {
+        gather_rows_copies(c, table, indices, out, (gsize) n, (gsize) dim, v);
+        UNLOCK(c);
+        return;
+    }
     /* Output rows (and their indices) in chunks within the range; the table is bound whole. */
     const gsize per = max_elems(c) / (gsize) dim;
     if (per == 0)
@@ -799,25 +874,72 @@ void lmn_vk_gather_rows(gpointer ctx, const LmnTensor *table, const LmnTensor *i
     UNLOCK(c);
 }
 
+/* scatter-add of the @n source rows into the @v-row table @tg (bound whole), in chunks of
+ * source rows (with their indices) that fit; the chunks run in index order, so every table
+ * element still receives its additions in index order. */
+static void scatter_chunks(LmnVkContext *c, const LmnTensor *tg, const LmnTensor *indices,
+                           const LmnTensor *src, gsize n, gsize dim, gsize v)
+{
+    const gsize per = MIN(max_elems(c) / dim, n);
+    for (gsize i0 = 0; i0 < n && c->error == NULL; i0 += per) {
+        const gsize ni = MIN(per, n - i0);
+        RowsPush p = {.total = (guint32) (v * dim),
+                      .mode = 1,
+                      .n = (guint32) ni,
+                      .dim = (guint32) dim,
+                      .rows = (guint32) v};
+        rows_op_at(c, &p, src, ni * dim, i0 * dim, indices, i0, (LmnTensor *) tg, v * dim, 0,
+                   "scatter_add_rows");
+    }
+}
+
 void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
                              const LmnTensor *src, gint64 n, gint64 dim)
 {
     LmnVkContext *c = ctx;
     if (n <= 0 || dim <= 0)
         return;
-    const gsize v = numel(table_grad) / (gsize) dim;
+    const gsize v = numel(table_grad) / (gsize) dim, D = (gsize) dim, me = max_elems(c);
     if (v == 0)
         return;
+    LOCK(c);
     /* One invocation per table element scanning the indices in order: the additions land in
      * index order, as on the CPU, so the result is deterministic. */
-    RowsPush p = {.total = (guint32) (v * (gsize) dim),
-                  .mode = 1,
-                  .n = (guint32) n,
-                  .dim = (guint32) dim,
-                  .rows = (guint32) v};
-    LOCK(c);
-    rows_op(c, &p, src, (gsize) (n * dim), 0, indices, table_grad, v * (gsize) dim, 0,
-            "scatter_add_rows");
+    if (D > me) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: scatter_add_rows: a row of %" G_GINT64_FORMAT
+                         " elements exceeds maxStorageBufferRange",
+                         dim);
+    } else if (v * D <= me) {
+        scatter_chunks(c, table_grad, indices, src, (gsize) n, D, v);
+    } else {
+        /* A table above the range, in chunks of rows: with the indices read back, each chunk
+         * that any index hits gets them shifted to its first row (-1, skipped, elsewhere). */
+        g_autofree gint32 *r = host_row_indices(c, indices, (gsize) n, v);
+        g_autofree gint32 *shifted = g_new(gint32, n);
+        const gsize tr = me / D;
+        for (gsize r0 = 0; r != NULL && r0 < v && c->error == NULL; r0 += tr) {
+            const gsize nr = MIN(tr, v - r0);
+            gboolean hit = FALSE;
+            for (gsize i = 0; i < (gsize) n; i++) {
+                const gboolean in = r[i] >= 0 && (gsize) r[i] >= r0 && (gsize) r[i] < r0 + nr;
+                shifted[i] = in ? r[i] - (gint32) r0 : -1;
+                hit = hit || in;
+            }
+            if (!hit)
+                continue;
+            LmnVkBinding unused;
+            LmnVkBuffer *ib = scratch(c, (gsize) n, &unused);
+            if (ib == NULL)
+                break;
+            lmn_vk_host_write(c, ib, 0, shifted, (gsize) n * 4);
+            LmnTensor it = scratch_tensor(ib);
+            it.dtype = LMN_DTYPE_I32;
+            const LmnTensor tv = view_at(table_grad, r0 * D);
+            scatter_chunks(c, &tv, &it, src, (gsize) n, D, nr);
+            scratch_done(c, ib);
+        }
+    }
     UNLOCK(c);
 }
 
@@ -899,8 +1021,8 @@ void lmn_vk_copy_block(gpointer ctx, LmnTensor *dst, gint64 dst_offset, gint64 d
         const VkDeviceSize s_lo = sb->offset + src->offset + (VkDeviceSize) src_offset * 4;
         const VkDeviceSize d_hi = d_lo + (VkDeviceSize) ((rows - 1) * dst_stride + cols) * 4;
         const VkDeviceSize s_hi = s_lo + (VkDeviceSize) ((rows - 1) * src_stride + cols) * 4;
-        overlap = lmn_vk_buffer_handle(db) == lmn_vk_buffer_handle(sb) && d_lo < s_hi &&
-                  s_lo < d_hi;
+        overlap =
+            lmn_vk_buffer_handle(db) == lmn_vk_buffer_handle(sb) && d_lo < s_hi && s_lo < d_hi;
     }
     if (overlap) {
         /* Rows of one buffer may overlap: keep the sequential row order, on the host after the
@@ -1079,85 +1201,234 @@ typedef struct {
     guint32 off_x, off_dy, off_mean, off_var, off_w, off_b, off_y, off_o1, off_o2;
 } BnPush;
 
-/* Binds @t (@n elements) at @slot, or the dummy buffer when @t is NULL. */
-static gboolean bind_opt(LmnVkContext *c, const LmnTensor *t, gsize n, gboolean write,
+/* Binds @t (@n elements from element @e0) at @slot, or the dummy buffer when @t is NULL. */
+static gboolean bind_opt(LmnVkContext *c, const LmnTensor *t, gsize e0, gsize n, gboolean write,
                          LmnVkBinding *b, guint32 *off, const char *op)
 {
     if (t == NULL) {
         bind_dummy(c, b);
         return TRUE;
     }
-    return bind(c, t, 0, n, write, b, off, op);
+    return bind(c, t, e0, n, write, b, off, op);
 }
 
+/* One batchnorm.comp dispatch on a piece of the tensors: the per-sample operands (@x, @dy, @y)
+ * bound from element @e0 over @span elements, the per-channel ones from channel @c0 over @nc;
+ * per-channel modes run @nc workgroups (the push constants' channels is the stride). */
 static void bn_op(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTensor *dy,
                   const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
-                  const LmnTensor *bias, LmnTensor *y, LmnTensor *out1, LmnTensor *out2,
-                  const char *op)
+                  const LmnTensor *bias, LmnTensor *y, LmnTensor *out1, LmnTensor *out2, gsize e0,
+                  gsize span, gsize c0, gsize nc, const char *op)
 {
-    const gsize n = (gsize) p->outer * p->channels * p->inner, C = p->channels;
     LmnVkBinding b[9];
     p->has_weight = weight != NULL;
     p->has_bias = bias != NULL;
     p->has_out1 = out1 != NULL;
     p->has_out2 = out2 != NULL;
-    if (!bind_opt(c, x, n, FALSE, &b[0], &p->off_x, op) ||
-        !bind_opt(c, dy, n, FALSE, &b[1], &p->off_dy, op) ||
-        !bind_opt(c, mean, C, FALSE, &b[2], &p->off_mean, op) ||
-        !bind_opt(c, var, C, FALSE, &b[3], &p->off_var, op) ||
-        !bind_opt(c, weight, C, FALSE, &b[4], &p->off_w, op) ||
-        !bind_opt(c, bias, C, FALSE, &b[5], &p->off_b, op) ||
-        !bind_opt(c, y, n, TRUE, &b[6], &p->off_y, op) ||
-        !bind_opt(c, out1, C, TRUE, &b[7], &p->off_o1, op) ||
-        !bind_opt(c, out2, C, TRUE, &b[8], &p->off_o2, op))
+    if (!bind_opt(c, x, e0, span, FALSE, &b[0], &p->off_x, op) ||
+        !bind_opt(c, dy, e0, span, FALSE, &b[1], &p->off_dy, op) ||
+        !bind_opt(c, mean, c0, nc, FALSE, &b[2], &p->off_mean, op) ||
+        !bind_opt(c, var, c0, nc, FALSE, &b[3], &p->off_var, op) ||
+        !bind_opt(c, weight, c0, nc, FALSE, &b[4], &p->off_w, op) ||
+        !bind_opt(c, bias, c0, nc, FALSE, &b[5], &p->off_b, op) ||
+        !bind_opt(c, y, e0, span, TRUE, &b[6], &p->off_y, op) ||
+        !bind_opt(c, out1, c0, nc, TRUE, &b[7], &p->off_o1, op) ||
+        !bind_opt(c, out2, c0, nc, TRUE, &b[8], &p->off_o2, op))
         return;
+    /* The writable slots count as written by the shader (synchronization validation): an
+     * unused one gets a written binding of this dispatch rather than the shared dummy, which
+     * would look written to every later dispatch that reads it. */
+    LmnTensor *const outs[3] = {y, out1, out2};
+    gint used = -1;
+    for (gint k = 0; k < 3 && used < 0; k++)
+        if (outs[k] != NULL)
+            used = k;
+    for (gint k = 0; k < 3 && used >= 0; k++)
+        if (outs[k] == NULL)
+            b[6 + k] = b[6 + used];
     /* Modes 0 and 2 run one workgroup per channel; mode 1 is element-wise. */
-    const guint32 groups = p->mode == 1 ? groups_for(n) : p->channels;
+    const guint32 groups = p->mode == 1 ? groups_for(span) : (guint32) nc;
     lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BATCHNORM), b, 9, p, sizeof *p,
                     groups, 1, 1);
 }
 
-/* Whether the sizes fit the shader's 32-bit indexing and (per-channel modes) the group limit. */
+/* Whether the sizes fit the shader's 32-bit indexing. */
 static gboolean bn_check(LmnVkContext *c, gint64 outer, gint64 channels, gint64 inner,
-                         gboolean per_channel, const char *op)
+                         const char *op)
 {
     if (c->error != NULL)
         return FALSE;
-    if (outer < 0 || channels < 0 || inner < 0 || outer * channels * inner > G_MAXINT32 ||
-        (per_channel && (guint64) channels > c->max_groups_x)) {
+    if (outer < 0 || channels < 0 || inner < 0 || outer * channels * inner > G_MAXINT32) {
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
                          "vulkan: %s: [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-                         ", %" G_GINT64_FORMAT "] exceeds 32-bit indexing or the workgroup "
-                         "count limit",
+                         ", %" G_GINT64_FORMAT "] exceeds 32-bit indexing",
                          op, outer, channels, inner);
         return FALSE;
     }
     return channels > 0;
 }
 
+/* The split of a per-channel pass: channel groups of @cg (within the workgroup-count limit,
+ * [cg, inner] fitting one binding), each in chunks of @per outer planes whose span fits.
+ * FALSE (deferred error set) when one [inner] row exceeds maxStorageBufferRange. */
+static gboolean bn_split(LmnVkContext *c, gsize C, gsize in, gsize *cg, gsize *per, const char *op)
+{
+    const gsize me = max_elems(c);
+    *cg = MIN(MIN(C, (gsize) c->max_groups_x), me / MAX(in, 1));
+    if (*cg == 0) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: one channel's row of %" G_GSIZE_FORMAT
+                         " elements exceeds maxStorageBufferRange",
+                         op, in);
+        return FALSE;
+    }
+    /* For the largest group (smaller ones reuse it); without samples, everything at once. */
+    *per = in == 0 ? G_MAXSIZE : (me - *cg * in) / (C * in) + 1;
+    return TRUE;
+}
+
+/* A scratch vector of @n floats (a tensor view of it in *@t), or NULL (deferred error). */
+static LmnVkBuffer *scratch_vec(LmnVkContext *c, gsize n, LmnTensor *t)
+{
+    LmnVkBinding unused;
+    LmnVkBuffer *buf = scratch(c, MAX(n, 1), &unused);
+    if (buf != NULL)
+        *t = scratch_tensor(buf);
+    return buf;
+}
+
+/* Element-wise helpers on @n-element vectors (n within one binding). */
+static void vec_fill(LmnVkContext *c, const LmnTensor *t, gsize n, float v, const char *op)
+{
+    guint32 bits = fbits(v);
+    Arg a[] = {{t, TRUE}};
+    elementwise(c, LMN_VK_SHADER_FILL, a, 1, n, 1, &bits, 1, op);
+}
+
+/* out = a OP b (binary.comp op 0 add, 1 sub, 2 mul). */
+static void vec_binary(LmnVkContext *c, guint32 bop, const LmnTensor *a, const LmnTensor *b,
+                       const LmnTensor *out, gsize n, const char *op)
+{
+    guint32 extra[] = {bop, 0, 0};
+    Arg args[] = {{a, FALSE}, {b, FALSE}, {out, TRUE}};
+    elementwise(c, LMN_VK_SHADER_BINARY, args, 3, n, 1, extra, 3, op);
+}
+
+/* y = alpha x + beta y (beta 0 does not read y). */
+static void vec_axpby(LmnVkContext *c, float alpha, const LmnTensor *x, float beta,
+                      const LmnTensor *y, gsize n, const char *op)
+{
+    guint32 extra[] = {3, fbits(alpha), fbits(beta)};
+    Arg args[] = {{x, FALSE}, {y, FALSE}, {y, TRUE}};
+    elementwise(c, LMN_VK_SHADER_BINARY, args, 3, n, 1, extra, 3, op);
+}
+
 void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, LmnTensor *var,
                             gint64 outer, gint64 channels, gint64 inner)
 {
     LmnVkContext *c = ctx;
+    const char *op = "batchnorm_stats";
     LOCK(c);
-    if (bn_check(c, outer, channels, inner, TRUE, "batchnorm_stats")) {
-        if (outer * inner == 0) {
-            /* No samples: undefined statistics are NaN, as on the CPU. */
-            guint32 nan_bits = fbits(NAN);
-            Arg a[] = {{mean, TRUE}}, v[] = {{var, TRUE}};
-            elementwise(c, LMN_VK_SHADER_FILL, a, 1, (gsize) channels, 1, &nan_bits, 1,
-                        "batchnorm_stats");
-            elementwise(c, LMN_VK_SHADER_FILL, v, 1, (gsize) channels, 1, &nan_bits, 1,
-                        "batchnorm_stats");
-        } else {
-            BnPush p = {.mode = 0,
-                        .outer = (guint32) outer,
-                        .channels = (guint32) channels,
-                        .inner = (guint32) inner};
-            bn_op(c, &p, x, NULL, NULL, NULL, NULL, NULL, NULL, mean, var, "batchnorm_stats");
+    if (!bn_check(c, outer, channels, inner, op)) {
+        UNLOCK(c);
+        return;
+    }
+    if (outer * inner == 0) {
+        /* No samples: undefined statistics are NaN, as on the CPU. */
+        vec_fill(c, mean, (gsize) channels, NAN, op);
+        vec_fill(c, var, (gsize) channels, NAN, op);
+        UNLOCK(c);
+        return;
+    }
+    const gsize C = (gsize) channels, in = (gsize) inner, plane = C * in, O = (gsize) outer;
+    gsize cg, per;
+    if (!bn_split(c, C, in, &cg, &per, op)) {
+        UNLOCK(c);
+        return;
+    }
+    for (gsize c0 = 0; c0 < C && c->error == NULL; c0 += cg) {
+        const gsize nc = MIN(cg, C - c0);
+        const LmnTensor xv = view_at(x, c0 * in);
+        BnPush p = {.mode = 0, .channels = (guint32) C, .inner = (guint32) in};
+        if (per >= O) {
+            /* The whole group's samples in one binding: the shader's two passes. */
+            p.outer = (guint32) O;
+            bn_op(c, &p, &xv, NULL, NULL, NULL, NULL, NULL, NULL, mean, var, 0,
+                  (O - 1) * plane + nc * in, c0, nc, op);
+            continue;
         }
+        /* Chunks of outer planes: each chunk's mean and (population) variance, then combined
+         * in chunk order (Chan et al.): mean = sum w_k m_k, var = sum w_k (v_k + (m_k -
+         * mean)^2) with w_k = n_k / N.  Deviations are taken around each chunk's own mean, so
+         * no cancellation as in E[x^2] - E[x]^2; the order is fixed, so deterministic. */
+        const gsize K = (O + per - 1) / per;
+        LmnTensor ms, vs, tmp;
+        LmnVkBuffer *mb = scratch_vec(c, K * nc, &ms), *vb = scratch_vec(c, K * nc, &vs),
+                    *tb = scratch_vec(c, nc, &tmp);
+        const LmnTensor meanv = view_at(mean, c0), varv = view_at(var, c0);
+        for (gsize k = 0; k < K && mb != NULL && vb != NULL && tb != NULL; k++) {
+            const gsize o0 = k * per, no = MIN(per, O - o0);
+            LmnTensor mk = view_at(&ms, k * nc), vk = view_at(&vs, k * nc);
+            p.outer = (guint32) no;
+            bn_op(c, &p, &xv, NULL, NULL, NULL, NULL, NULL, NULL, &mk, &vk, o0 * plane,
+                  (no - 1) * plane + nc * in, 0, nc, op);
+            const float w = (float) ((double) no / (double) O);
+            vec_axpby(c, w, &mk, k == 0 ? 0.0f : 1.0f, &meanv, nc, op);
+        }
+        for (gsize k = 0; k < K && mb != NULL && vb != NULL && tb != NULL; k++) {
+            const gsize no = MIN(per, O - k * per);
+            LmnTensor mk = view_at(&ms, k * nc), vk = view_at(&vs, k * nc);
+            vec_binary(c, 1, &mk, &meanv, &tmp, nc, op);
+            vec_binary(c, 2, &tmp, &tmp, &tmp, nc, op);
+            vec_binary(c, 0, &tmp, &vk, &tmp, nc, op);
+            const float w = (float) ((double) no / (double) O);
+            vec_axpby(c, w, &tmp, k == 0 ? 0.0f : 1.0f, &varv, nc, op);
+        }
+        scratch_done(c, mb);
+        scratch_done(c, vb);
+        scratch_done(c, tb);
     }
     UNLOCK(c);
+}
+
+/* Mode 1 (y = (x - mean) invstd weight + bias) over all of [outer, channels, inner], in
+ * pieces that fit: chunks of whole planes, else per sample channel groups of whole rows. */
+static void bn_forward_pieces(LmnVkContext *c, const LmnTensor *x, const LmnTensor *mean,
+                              const LmnTensor *var, const LmnTensor *weight, const LmnTensor *bias,
+                              LmnTensor *y, float eps, gsize O, gsize C, gsize in, const char *op)
+{
+    const gsize me = max_elems(c), plane = C * in;
+    BnPush p = {.mode = 1, .eps = fbits(eps)};
+    if (plane <= me) {
+        const gsize per = me / plane;
+        for (gsize o0 = 0; o0 < O && c->error == NULL; o0 += per) {
+            const gsize no = MIN(per, O - o0);
+            p.outer = (guint32) no;
+            p.channels = (guint32) C;
+            p.inner = (guint32) in;
+            bn_op(c, &p, x, NULL, mean, var, weight, bias, y, NULL, NULL, o0 * plane, no * plane, 0,
+                  C, op);
+        }
+        return;
+    }
+    const gsize cg = me / in;
+    if (cg == 0) {
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: one channel's row of %" G_GSIZE_FORMAT
+                         " elements exceeds maxStorageBufferRange",
+                         op, in);
+        return;
+    }
+    /* Each piece is one sample's contiguous [nc, inner] block: its own channels count. */
+    for (gsize o = 0; o < O && c->error == NULL; o++)
+        for (gsize c0 = 0; c0 < C && c->error == NULL; c0 += cg) {
+            const gsize nc = MIN(cg, C - c0);
+            p.outer = 1;
+            p.channels = (guint32) nc;
+            p.inner = (guint32) in;
+            bn_op(c, &p, x, NULL, mean, var, weight, bias, y, NULL, NULL, (o * C + c0) * in,
+                  nc * in, c0, nc, op);
+        }
 }
 
 void lmn_vk_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor *mean,
@@ -1166,15 +1437,99 @@ void lmn_vk_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor 
 {
     LmnVkContext *c = ctx;
     LOCK(c);
-    if (bn_check(c, outer, channels, inner, FALSE, "batchnorm_forward") && outer * inner > 0) {
-        BnPush p = {.mode = 1,
-                    .outer = (guint32) outer,
-                    .channels = (guint32) channels,
-                    .inner = (guint32) inner,
-                    .eps = fbits(eps)};
-        bn_op(c, &p, x, NULL, mean, var, weight, bias, y, NULL, NULL, "batchnorm_forward");
-    }
+    if (bn_check(c, outer, channels, inner, "batchnorm_forward") && outer * inner > 0)
+        bn_forward_pieces(c, x, mean, var, weight, bias, y, eps, (gsize) outer, (gsize) channels,
+                          (gsize) inner, "batchnorm_forward");
     UNLOCK(c);
+}
+
+/* Backward of one channel group whose samples span more than one binding.  Per chunk of outer
+ * planes, mode 2 gives the chunk's sum(dy) and sum(dy xhat) (around the global mean and
+ * variance, so the sums add up; its dx, from chunk-local means, goes to scratch), summed in
+ * chunk order.  Then dx = k dy - k sum(dy) / M - k xhat sum(dy xhat) / M with k = invstd
+ * weight, as two mode-1 passes: (dy - 0) invstd weight + b1, and (x - mean) invstd w2, added. */
+static void bn_backward_group(LmnVkContext *c, const LmnTensor *x, const LmnTensor *dy,
+                              const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
+                              LmnTensor *dx, LmnTensor *dweight, LmnTensor *dbias, float eps,
+                              gsize O, gsize C, gsize in, gsize c0, gsize nc, gsize per,
+                              const char *op)
+{
+    const gsize plane = C * in, K = (O + per - 1) / per;
+    const float inv_m = (float) (1.0 / ((double) O * (double) in));
+    /* dx pieces: chunks of whole planes when the group is every channel, else per sample
+     * [nc, inner] blocks (which fit: bn_split). */
+    const gsize fp = nc == C ? MIN(max_elems(c) / plane, O) : 1;
+    LmnTensor junk, s1, s2, t1, t2, ones, zeros, kv, b1, w2, isv;
+    LmnVkBuffer *bufs[11] = {
+        scratch_vec(c, MAX((per - 1) * plane + nc * in, fp * nc * in), &junk),
+        scratch_vec(c, nc, &s1),
+        scratch_vec(c, nc, &s2),
+        scratch_vec(c, nc, &t1),
+        scratch_vec(c, nc, &t2),
+        scratch_vec(c, nc, &ones),
+        scratch_vec(c, nc, &zeros),
+        scratch_vec(c, nc, &kv),
+        scratch_vec(c, nc, &b1),
+        scratch_vec(c, nc, &w2),
+        scratch_vec(c, nc, &isv),
+    };
+    gboolean ok = TRUE;
+    for (guint i = 0; i < G_N_ELEMENTS(bufs); i++)
+        ok = ok && bufs[i] != NULL;
+    const LmnTensor xv = view_at(x, c0 * in), dyv = view_at(dy, c0 * in);
+    const LmnTensor meanv = view_at(mean, c0), varv = view_at(var, c0);
+    const LmnTensor wv = weight != NULL ? view_at(weight, c0) : ones;
+    for (gsize k = 0; ok && k < K; k++) {
+        const gsize o0 = k * per, no = MIN(per, O - o0);
+        BnPush p = {.mode = 2,
+                    .outer = (guint32) no,
+                    .channels = (guint32) C,
+                    .inner = (guint32) in,
+                    .eps = fbits(eps)};
+        /* The sample operands are bound from the chunk's start; the junk dx from its own. */
+        const LmnTensor xk = view_at(&xv, o0 * plane), dyk = view_at(&dyv, o0 * plane);
+        const gsize span = (no - 1) * plane + nc * in;
+        bn_op(c, &p, &xk, &dyk, &meanv, &varv, weight != NULL ? &wv : NULL, NULL, &junk, &t1, &t2,
+              0, span, 0, nc, op);
+        vec_axpby(c, 1.0f, &t1, k == 0 ? 0.0f : 1.0f, &s1, nc, op); /* sum(dy xhat) */
+        vec_axpby(c, 1.0f, &t2, k == 0 ? 0.0f : 1.0f, &s2, nc, op); /* sum(dy) */
+    }
+    if (ok) {
+        if (dweight != NULL) {
+            const LmnTensor v = view_at(dweight, c0);
+            vec_axpby(c, 1.0f, &s1, 0.0f, &v, nc, op);
+        }
+        if (dbias != NULL) {
+            const LmnTensor v = view_at(dbias, c0);
+            vec_axpby(c, 1.0f, &s2, 0.0f, &v, nc, op);
+        }
+        vec_fill(c, &ones, nc, 1.0f, op);
+        vec_fill(c, &zeros, nc, 0.0f, op);
+        /* invstd by mode 1 on ones: (1 - 0) invstd. */
+        BnPush p = {.mode = 1, .outer = 1, .channels = (guint32) nc, .inner = 1, .eps = fbits(eps)};
+        bn_op(c, &p, &ones, NULL, &zeros, &varv, NULL, NULL, &isv, NULL, NULL, 0, nc, 0, nc, op);
+        vec_binary(c, 2, &isv, &wv, &kv, nc, op);     /* k */
+        vec_binary(c, 2, &kv, &s2, &t1, nc, op);      /* k sum(dy) */
+        vec_axpby(c, -inv_m, &t1, 0.0f, &b1, nc, op); /* b1 = -k sum(dy) / M */
+        vec_binary(c, 2, &kv, &s1, &t2, nc, op);      /* k sum(dy xhat) */
+        vec_axpby(c, -inv_m, &t2, 0.0f, &w2, nc, op); /* w2 = -k sum(dy xhat) / M */
+        for (gsize o0 = 0; o0 < O && c->error == NULL; o0 += fp) {
+            const gsize no = MIN(fp, O - o0), e0 = o0 * plane, n = no * nc * in;
+            BnPush q = {.mode = 1,
+                        .outer = (guint32) no,
+                        .channels = (guint32) nc,
+                        .inner = (guint32) in,
+                        .eps = fbits(eps)};
+            const LmnTensor dxv = view_at(dx, c0 * in);
+            LmnTensor dxo = view_at(&dxv, e0);
+            const LmnTensor xo = view_at(&xv, e0), dyo = view_at(&dyv, e0);
+            bn_op(c, &q, &dyo, NULL, &zeros, &varv, &wv, &b1, &dxo, NULL, NULL, 0, n, 0, nc, op);
+            bn_op(c, &q, &xo, NULL, &meanv, &varv, &w2, NULL, &junk, NULL, NULL, 0, n, 0, nc, op);
+            vec_binary(c, 0, &dxo, &junk, &dxo, n, op);
+        }
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(bufs); i++)
+        scratch_done(c, bufs[i]);
 }
 
 void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy,
@@ -1183,14 +1538,35 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
                                gint64 outer, gint64 channels, gint64 inner)
 {
     LmnVkContext *c = ctx;
+    const char *op = "batchnorm_backward";
     LOCK(c);
-    if (bn_check(c, outer, channels, inner, TRUE, "batchnorm_backward")) {
-        BnPush p = {.mode = 2,
-                    .outer = (guint32) outer,
-                    .channels = (guint32) channels,
-                    .inner = (guint32) inner,
-                    .eps = fbits(eps)};
-        bn_op(c, &p, x, dy, mean, var, weight, NULL, dx, dweight, dbias, "batchnorm_backward");
+    gsize cg = 0, per = 0;
+    const gsize C = (gsize) MAX(channels, 0), in = (gsize) MAX(inner, 0), O = (gsize) MAX(outer, 0);
+    if (bn_check(c, outer, channels, inner, op) && bn_split(c, C, in, &cg, &per, op)) {
+        for (gsize c0 = 0; c0 < C && c->error == NULL; c0 += cg) {
+            const gsize nc = MIN(cg, C - c0);
+            if (per >= O || O * in == 0) {
+                /* The group's samples in one binding: the shader's single pass. */
+                BnPush p = {.mode = 2,
+                            .outer = (guint32) O,
+                            .channels = (guint32) C,
+                            .inner = (guint32) in,
+                            .eps = fbits(eps)};
+                const LmnTensor xv = view_at(x, c0 * in), dyv = view_at(dy, c0 * in),
+                                dxv = view_at(dx, c0 * in);
+                const LmnTensor mv = view_at(mean, c0), vv = view_at(var, c0);
+                const LmnTensor wv = weight != NULL ? view_at(weight, c0) : mv;
+                LmnTensor dwv = dweight != NULL ? view_at(dweight, c0) : mv;
+                LmnTensor dbv = dbias != NULL ? view_at(dbias, c0) : mv;
+                const gsize span = O == 0 ? 0 : (O - 1) * (C * in) + nc * in;
+                bn_op(c, &p, &xv, &dyv, &mv, &vv, weight != NULL ? &wv : NULL, NULL,
+                      (LmnTensor *) &dxv, dweight != NULL ? &dwv : NULL,
+                      dbias != NULL ? &dbv : NULL, 0, span, 0, nc, op);
+            } else {
+                bn_backward_group(c, x, dy, mean, var, weight, dx, dweight, dbias, eps, O, C, in,
+                                  c0, nc, per, op);
+            }
+        }
     }
     UNLOCK(c);
 }

@@ -112,11 +112,26 @@ typedef enum {
 typedef struct _LmnVkBlock LmnVkBlock;
 typedef struct _LmnVkStaging LmnVkStaging;
 
+#define LMN_VK_SLOTS 3
+
+/* One command buffer of the submission ring (vk-exec.c), with what its submission holds. */
+typedef struct {
+    VkCommandBuffer cmd;
+    VkFence fence;
+    GPtrArray *pools; /* VkDescriptorPool, as pointers: reset when the slot is reused */
+    guint pool_index; /* the pool sets are allocated from */
+    gboolean in_flight;
+    guint64 serial;    /* submission serial while in flight */
+    guint64 ring_mark; /* staging ring position at submission: the ring up to it is free after */
+    GArray *hulls;     /* per VkBuffer, the hull of the ranges the submission touches */
+} LmnVkSlot;
+
 /* A backend buffer handle: a span of a block. */
 typedef struct {
     LmnVkBlock *block;
     VkDeviceSize offset;
     VkDeviceSize size;
+    guint64 free_after; /* freed: released once submission serial free_after completed */
 } LmnVkBuffer;
 
 /* One binding of a dispatch: a range of a VkBuffer and whether the shader writes it. */
@@ -179,11 +194,15 @@ typedef struct {
     VkPipeline builtin[LMN_VK_SHADER_COUNT];
     GHashTable *kernel_pipelines; /* LmnKernelDesc* -> VkPipeline */
     GHashTable *warned_kernels;   /* kernel names already warned about */
-    GPtrArray *descriptor_pools;  /* VkDescriptorPool, as pointers */
-    guint pool_index;
     VkCommandPool command_pool;
-    VkCommandBuffer cmd;
-    VkFence fence;
+    /* A ring of command buffers: a full batch is submitted without waiting and recording goes
+     * on in the next slot; a slot is waited for only when it is reused, or for host access. */
+    LmnVkSlot slots[LMN_VK_SLOTS];
+    guint slot;            /* the slot being recorded (or recorded next) */
+    guint64 submit_serial; /* serial of the last submission (1, 2, ...) */
+    guint64 done_serial;   /* every submission up to this serial has completed */
+    guint max_batch;       /* commands per batch; LAMINA_VK_MAX_BATCH lowers it (tests) */
+    VkCommandBuffer cmd;   /* the current slot's command buffer */
     gboolean recording;
     guint n_recorded;
     GArray *pending_ranges; /* LmnVkRange written or read since the last barrier */
@@ -238,8 +257,11 @@ void lmn_vk_host_write(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offse
                        gsize nbytes);
 gboolean lmn_vk_host_read(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offset, void *dst,
                           gsize nbytes);
-/* Called after every fence wait: the ring's contents are consumed. */
-void lmn_vk_staging_reset(LmnVkContext *c);
+/* The ring position now (bytes reserved so far): a submission records it, and once that
+ * submission completed the ring up to it is free again. */
+guint64 lmn_vk_staging_mark(LmnVkContext *c);
+/* Called when the submission that recorded @mark completed: the ring up to @mark is free. */
+void lmn_vk_staging_retire(LmnVkContext *c, guint64 mark);
 void lmn_vk_staging_cleanup(LmnVkContext *c);
 
 /* vk-exec.c */
@@ -268,7 +290,8 @@ void lmn_vk_record_copy(LmnVkContext *c, VkBuffer src, VkDeviceSize src_offset, 
                         VkDeviceSize dst_offset, VkDeviceSize size);
 void lmn_vk_record_fill(LmnVkContext *c, VkBuffer dst, VkDeviceSize offset, VkDeviceSize size,
                         guint32 value);
-/* Whether work recorded since the last submission may access [lo, hi) of @buffer. */
+/* Whether work recorded, or submitted and not known to have completed, may access [lo, hi)
+ * of @buffer. */
 gboolean lmn_vk_batch_touches(LmnVkContext *c, VkBuffer buffer, VkDeviceSize lo, VkDeviceSize hi);
 /* FALSE with @error set when the device was lost (every call after that fails the same way). */
 gboolean lmn_vk_check_lost(LmnVkContext *c, GError **error);
@@ -276,6 +299,8 @@ gboolean lmn_vk_check_lost(LmnVkContext *c, GError **error);
 gboolean lmn_vk_flush(LmnVkContext *c, GError **error);
 /* Submits recorded work and waits, keeping any error deferred (for host access inside ops). */
 void lmn_vk_wait_idle(LmnVkContext *c);
+/* Waits for the oldest submission still in flight; FALSE when none is. */
+gboolean lmn_vk_wait_oldest(LmnVkContext *c);
 /* The local size every built-in 1-D shader is specialised with. */
 #define LMN_VK_LOCAL_SIZE 128u
 

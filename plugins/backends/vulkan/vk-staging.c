@@ -4,9 +4,12 @@
  * come back through it) is used as a ring.  A write copies the data into the ring and records a
  * vkCmdCopyBuffer into the command stream, so it costs no fence wait and stays ordered with the
  * recorded dispatches by the same range-overlap barriers (vk-exec.c).  Writes larger than what
- * is left go in pieces; a full ring submits and waits, after which the ring is empty again (its
- * contents are consumed by then).  A read records a copy into the ring, submits, waits and
- * copies out, in ring-sized pieces.
+ * is left go in pieces.  Several submissions may be in flight (vk-exec.c), each reading the
+ * ring span reserved while it was recorded: reservations advance a 64-bit position (taken
+ * modulo the size) and each submission records the position at its end, so when it completed
+ * the ring up to there is free.  A full ring waits for the oldest submission still in flight
+ * (or, when the batch being recorded holds it all, submits and waits).  A read records a copy
+ * into the ring, submits, waits and copies out, in ring-sized pieces.
  *
  * With directly mapped memory (c->direct) a write goes through the mapping when the recorded
  * batch does not touch the bytes (the device cannot see the write before the next submission,
@@ -29,7 +32,8 @@ struct _LmnVkStaging {
     VkDeviceMemory memory;
     void *mapped;
     VkDeviceSize size;
-    VkDeviceSize head; /* bytes used since the last fence wait */
+    guint64 head; /* bytes reserved since creation; the ring offset is head % size */
+    guint64 tail; /* bytes freed: everything before it was consumed by completed submissions */
 };
 
 static guint32 ring_memory_type(LmnVkContext *c, guint32 type_bits)
@@ -99,8 +103,9 @@ static LmnVkStaging *ring_get(LmnVkContext *c)
     return s;
 }
 
-/* Reserves up to @want bytes of the ring at *@offset; a full ring is emptied first by
- * submitting and waiting.  Returns 0 when nothing can run (deferred error set). */
+/* Reserves up to @want contiguous bytes of the ring at *@offset; a full ring first waits for
+ * the oldest in-flight submission (whose span is then free), or submits and waits when the
+ * recorded batch holds the whole ring.  Returns 0 when nothing can run (deferred error set). */
 static VkDeviceSize ring_take(LmnVkContext *c, LmnVkStaging *s, VkDeviceSize want,
                               VkDeviceSize *offset)
 {
@@ -108,14 +113,24 @@ static VkDeviceSize ring_take(LmnVkContext *c, LmnVkStaging *s, VkDeviceSize wan
      * reserved, not between its memcpy and the copy command that reads it. */
     if (!lmn_vk_begin_command(c))
         return 0;
-    if (s->head >= s->size) {
-        lmn_vk_wait_idle(c); /* resets head through lmn_vk_staging_reset */
-        if (c->lost != NULL || s->head != 0)
+    while (s->head - s->tail >= s->size) {
+        const gboolean waited = lmn_vk_wait_oldest(c);
+        if (!waited)
+            lmn_vk_wait_idle(c); /* the recorded batch holds it all */
+        if (c->lost != NULL)
             return 0;
+        if (!waited && s->head - s->tail >= s->size) {
+            /* Nothing is in flight or recorded, so the ring is free unless submission failed. */
+            lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                             "vulkan: the staging ring could not be freed");
+            return 0;
+        }
     }
-    const VkDeviceSize n = MIN(want, s->size - s->head);
-    *offset = s->head;
-    s->head = MIN(s->size, (s->head + n + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN);
+    const VkDeviceSize at = s->head % s->size;
+    /* Contiguous up to the free space and the ring's end (the next piece wraps). */
+    const VkDeviceSize n = MIN(MIN(want, s->size - at), s->size - (s->head - s->tail));
+    *offset = at;
+    s->head += MIN((n + RING_ALIGN - 1) / RING_ALIGN * RING_ALIGN, s->size - at);
     return n;
 }
 
@@ -185,10 +200,17 @@ gboolean lmn_vk_host_read(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize of
     return TRUE;
 }
 
-void lmn_vk_staging_reset(LmnVkContext *c)
+guint64 lmn_vk_staging_mark(LmnVkContext *c)
 {
+    return c->staging != NULL ? c->staging->head : 0;
+}
+
+void lmn_vk_staging_retire(LmnVkContext *c, guint64 mark)
+{
+    /* Submissions complete in order, so marks only grow; a mark taken before the ring existed
+     * (0) frees nothing. */
     if (c->staging != NULL)
-        c->staging->head = 0;
+        c->staging->tail = MAX(c->staging->tail, MIN(mark, c->staging->head));
 }
 
 void lmn_vk_staging_cleanup(LmnVkContext *c)

@@ -10,12 +10,11 @@
  */
 #include <lamina/lamina.h>
 
+#include "vk-test-setup.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#if defined(__SANITIZE_ADDRESS__)
-#include <dlfcn.h>
-#endif
 
 /* As in tests/layers: a correct layer shows worst relative errors of 1e-5 to 5e-3 in float32, a
  * wrong gradient 0.1 or more. */
@@ -31,7 +30,7 @@ static LmnBackend *vk;
 static LmnBackend *vk_recurrent;
 static gboolean recurrent_validating;
 
-#define VALIDATION_LAYER_JSON "/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json"
+#define VALIDATION_LAYER_JSON LMN_VK_TEST_VALIDATION_LAYER_JSON
 
 typedef struct {
     const char *name;   /* test path component */
@@ -558,22 +557,8 @@ static LmnBackend *open_lavapipe_validating(GError **error)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    /* The pipeline cache goes under the build tree, not the user's ~/.cache. */
-    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
-    g_autofree char *cache_home =
-        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
-    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
+    recurrent_validating = lmn_vk_test_setup(&registry, &cpu);
     g_autoptr(GError) error = NULL;
-    registry = lmn_registry_new();
-    lmn_registry_scan(registry, NULL);
-    cpu = lmn_backend_new(registry, "cpu", NULL, NULL, &error);
-    g_assert_no_error(error);
-#if defined(__SANITIZE_ADDRESS__)
-    /* lavapipe keeps a process-wide allocation that becomes unreachable when the loader unloads
-     * the driver at vkDestroyInstance; pinning the driver keeps it reachable (as test-vulkan-ops
-     * does). */
-    dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
-#endif
     vk = open_lavapipe(&error);
     if (vk == NULL) {
         printf("1..0 # SKIP no Vulkan device 'lavapipe': %s\n", error->message);
@@ -582,11 +567,6 @@ int main(int argc, char **argv)
         return 77;
     }
 
-    /* The validation layer's own allocations are not sanitizer-clean (as in test-vulkan-ops). */
-    recurrent_validating = g_file_test(VALIDATION_LAYER_JSON, G_FILE_TEST_EXISTS);
-#if defined(__SANITIZE_ADDRESS__)
-    recurrent_validating = FALSE;
-#endif
     vk_recurrent = recurrent_validating ? open_lavapipe_validating(&error) : lmn_backend_ref(vk);
     g_assert_no_error(error);
 

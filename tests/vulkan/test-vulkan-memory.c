@@ -15,14 +15,13 @@
  */
 #include <lamina/lamina.h>
 
+#include "vk-test-setup.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#if defined(__SANITIZE_ADDRESS__)
-#include <dlfcn.h>
-#endif
 
-#define VALIDATION_LAYER_JSON "/usr/share/vulkan/explicit_layer.d/VkLayer_khronos_validation.json"
+#define VALIDATION_LAYER_JSON LMN_VK_TEST_VALIDATION_LAYER_JSON
 
 static LmnRegistry *registry;
 static LmnBackend *cpu;
@@ -635,22 +634,8 @@ static void test_device_lost(gconstpointer staged)
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
-    g_autofree char *cache_home =
-        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
-    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
+    validating = lmn_vk_test_setup(&registry, &cpu);
     g_autoptr(GError) error = NULL;
-    registry = lmn_registry_new();
-    lmn_registry_scan(registry, NULL);
-    cpu = lmn_backend_new(registry, "cpu", NULL, NULL, &error);
-    g_assert_no_error(error);
-    validating = g_file_test(VALIDATION_LAYER_JSON, G_FILE_TEST_EXISTS);
-#if defined(__SANITIZE_ADDRESS__)
-    /* As in test-vulkan-ops.c: the layer leaks objects of its own, and lavapipe's process-wide
-     * allocation must stay reachable. */
-    validating = FALSE;
-    dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
-#endif
     LmnBackend *probe = open_vulkan_env(NULL, &error);
     if (probe == NULL) {
         printf("1..0 # SKIP no Vulkan device 'lavapipe': %s\n", error->message);

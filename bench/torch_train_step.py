@@ -3,6 +3,10 @@
 one synthetic batch.  Prints "samples_per_s=...".
 
   torch_train_step.py MODEL --batch N --steps N --warmup N --threads N --optimizer sgd|adam --lr LR
+                        [--device cpu|cuda]
+
+On CUDA, fp32 is kept exact (TF32 off unless --tf32), and the clock stops after a device
+synchronisation, as Lamina's figure includes its own wait for the device.
 """
 import argparse
 import time
@@ -43,29 +47,42 @@ def main():
     ap.add_argument("--optimizer", default="sgd")
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tf32", action="store_true")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = a.tf32
+        torch.backends.cudnn.allow_tf32 = a.tf32
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     make, shape, classes = MODELS[a.model]
-    model = make()
+    model = make().to(dev)
     if a.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.rand((a.batch,) + shape)
-    y = torch.randint(0, classes, (a.batch,))
+    x = torch.rand((a.batch,) + shape, device=dev)
+    y = torch.randint(0, classes, (a.batch,), device=dev)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     for s in range(a.warmup + a.steps):
         if s == a.warmup:
+            sync()
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
+    sync()
     secs = time.perf_counter() - t0
     print(f"samples_per_s={a.steps * a.batch / secs:.1f} steps={a.steps} batch={a.batch} "
           f"seconds={secs:.3f} final_loss={loss.item():.4f} torch={torch.__version__} "
-          f"threads={torch.get_num_threads()}")
+          f"threads={torch.get_num_threads()} device={a.device}")
 
 
 if __name__ == "__main__":

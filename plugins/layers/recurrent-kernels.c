@@ -238,7 +238,7 @@ static const guint8 gru_backward_access[] = {R, RW, R, R, W, W};
 
 #ifdef LMN_HAVE_SPIRV
 /*
- * The GPU variants (shaders/<cell>-<direction>.comp, built when glslangValidator and spirv-val
+ * The GPU variants (shaders/layers/<cell>-<direction>.comp, built when glslangValidator and spirv-val
  * are found): the same float operations in the same order, so the Vulkan backend runs a step on
  * the device instead of reading the tensors back for the CPU functions above.  Every buffer a
  * launch binds is a whole tensor (see recurrent.c), so the backend can bind it exactly.

@@ -8,9 +8,9 @@
  * Every kernel runs over i in [0, N * H), with n = i / H the sample and j = i % H the hidden
  * unit, and touches only elements of that (n, j): indices are independent as kernel.h requires.
  *
- * Each kernel has a SPIR-V variant (shaders/<cell>-<forward|backward>.comp, sharing
- * shaders/recurrent-common.glsl) when the build finds glslangValidator and spirv-val: the same
- * float32 operations in the same order, so a Vulkan device runs every step without host round
+ * Each kernel has a SPIR-V variant (shaders/layers/<cell>-<forward|backward>.comp, sharing
+ * shaders/layers/recurrent-common.glsl) when the build finds glslangValidator and spirv-val: the
+ * same float32 operations in the same order, so a Vulkan device runs every step without host round
  * trips.  The kernel ABI has no per-buffer offsets, so a launch binds whole tensors only (the
  * saved tensors, each its own allocation, and the output and its gradient) and addresses steps
  * by index.  The core places outputs and gradients at 64-byte multiples in its activation arena,

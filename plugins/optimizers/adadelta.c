@@ -73,7 +73,7 @@ static void adadelta_prepare(const LmnParams *hyper, double lr, gint64 step, dou
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/adadelta-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/adadelta-update.comp): the same float operations in the same order. */
 #include "adadelta-update-spv.h"
 #endif
 

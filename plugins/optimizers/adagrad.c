@@ -66,7 +66,7 @@ static double adagrad_slot_initial_value(const LmnParams *hyper, guint slot)
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/adagrad-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/adagrad-update.comp): the same float operations in the same order. */
 #include "adagrad-update-spv.h"
 #endif
 

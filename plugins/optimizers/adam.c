@@ -105,7 +105,7 @@ static void adam_prepare(const LmnParams *hyper, double lr, gint64 step, double 
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/adam-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/adam-update.comp): the same float operations in the same order. */
 #include "adam-update-spv.h"
 #endif
 

@@ -74,7 +74,7 @@ static void adamax_prepare(const LmnParams *hyper, double lr, gint64 step, doubl
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/adamax-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/adamax-update.comp): the same float operations in the same order. */
 #include "adamax-update-spv.h"
 #endif
 

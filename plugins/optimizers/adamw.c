@@ -101,7 +101,7 @@ static void adamw_prepare(const LmnParams *hyper, double lr, gint64 step, double
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/adamw-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/adamw-update.comp): the same float operations in the same order. */
 #include "adamw-update-spv.h"
 #endif
 

@@ -102,7 +102,7 @@ static void nadam_prepare(const LmnParams *hyper, double lr, gint64 step, double
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/nadam-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/nadam-update.comp): the same float operations in the same order. */
 #include "nadam-update-spv.h"
 #endif
 

@@ -113,7 +113,7 @@ static void radam_prepare(const LmnParams *hyper, double lr, gint64 step, double
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/radam-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/radam-update.comp): the same float operations in the same order. */
 #include "radam-update-spv.h"
 #endif
 

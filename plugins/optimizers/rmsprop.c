@@ -106,7 +106,7 @@ static void rmsprop_prepare(const LmnParams *hyper, double lr, gint64 step, doub
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/rmsprop-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/rmsprop-update.comp): the same float operations in the same order. */
 #include "rmsprop-update-spv.h"
 #endif
 

@@ -106,7 +106,7 @@ static void sgd_prepare(const LmnParams *hyper, double lr, gint64 step, double *
 }
 
 #ifdef LMN_HAVE_SPIRV
-/* The GPU variant (shaders/sgd-update.comp): the same float operations in the same order. */
+/* The GPU variant (shaders/optimizers/sgd-update.comp): the same float operations in the same order. */
 #include "sgd-update-spv.h"
 #endif
 

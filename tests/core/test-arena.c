@@ -1,7 +1,7 @@
 /* The activation arena: the planner's guarantees checked exhaustively on random problems and on
  * problems with a known optimum, then a model whose gradient buffers share memory checked against
  * finite differences of its own loss. */
-#include "arena-private.h"
+#include "graph/arena-private.h"
 
 #include <lamina/lamina.h>
 #include <math.h>

@@ -14,7 +14,7 @@
 #include <glib/gstdio.h>
 #include <hdf5.h>
 
-#include "h5-util.h"
+#include "hdf5/h5-util.h"
 
 /* ---- scaffolding ---------------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /* Lamina Vulkan backend — the fp32 GEMM (LmnGemm) as compute dispatches.
  *
- * Kernels (all with the same push constants, see shaders/gemm_tiled.comp):
+ * Kernels (all with the same push constants, see shaders/vulkan/gemm_tiled.comp):
  * - gemm_tiled.comp, for GPUs: BM x BN workgroup tiles over BK slices in padded shared memory,
  *   TM x TN register tiles per invocation, vec4 loads where an operand allows them; tiles,
  *   transposes and the vec4 paths are specialization constants.  Three tiles (small, medium,

@@ -88,7 +88,7 @@ typedef struct {
 #define LMN_VK_MAX_BINDINGS LMN_KERNEL_MAX_BUFFERS
 #define LMN_VK_PUSH_BYTES 128
 
-/* Built-in shaders (shaders/NAME.comp). */
+/* Built-in shaders (shaders/vulkan/NAME.comp). */
 typedef enum {
     LMN_VK_SHADER_FILL,
     LMN_VK_SHADER_COPY,

@@ -10,7 +10,7 @@
 
 #include <gio/gio.h>
 
-#include "h5-util.h"
+#include "hdf5/h5-util.h"
 
 typedef struct {
     guint ndim;

@@ -9,7 +9,7 @@
 
 #include <lamina/dataset.h>
 
-#include "h5-util.h"
+#include "hdf5/h5-util.h"
 
 /* How raw stored values become floats: x = (raw * scale - mean[c]) / std[c]. */
 typedef struct {

@@ -4,7 +4,7 @@
 
 #include <lamina/dataset.h>
 
-#include "h5-util.h"
+#include "hdf5/h5-util.h"
 
 /**
  * LmnSplitWriter:

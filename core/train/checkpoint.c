@@ -1,5 +1,5 @@
 /* Lamina — checkpoints: writing and reading the DESIGN §5 layout. */
-#include "h5-util.h"
+#include "hdf5/h5-util.h"
 
 #include <lamina/lamina.h>
 #include <math.h>

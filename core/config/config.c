@@ -23,83 +23,89 @@ struct _LmnConfig {
 /* The core's own groups.  Their schemas are LmnParamSpec arrays like any plugin's, so the same
  * validation, messages and `describe` output apply. */
 static const LmnParamSpec model_specs[] = {
-    {"input", LMN_PARAM_FLOAT_LIST, NULL, 1, 1e12, NULL, LMN_PARAM_FLAG_REQUIRED,
-     "per-sample input shape, e.g. \"1, 28, 28\""},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT_LIST("input", NULL, 1, 1e12, LMN_PARAM_FLAG_REQUIRED,
+                              "per-sample input shape, e.g. \"1, 28, 28\""),
+    LMN_PARAM_SPEC_END,
 };
-
 
 static const char *const monitor_values[] = {"val_loss", "val_accuracy", NULL};
 
 static const LmnParamSpec train_specs[] = {
-    {"epochs", LMN_PARAM_INT, "10", 1, 1e9, NULL, 0, "passes over the training data"},
-    {"batch_size", LMN_PARAM_INT, "32", 1, 1 << 24, NULL, 0, "samples per optimizer step"},
-    {"seed", LMN_PARAM_INT, "1", 0, 9.2e18, NULL, 0,
-     "seed of every random stream (initialisation, shuffling, dropout)"},
-    {"shuffle", LMN_PARAM_BOOL, "true", 0, 0, NULL, 0, "reshuffle the training data each epoch"},
-    {"max_steps", LMN_PARAM_INT, "0", 0, 9.2e18, NULL, 0,
-     "stop after this many optimizer steps; 0 = no limit"},
-    {"backend", LMN_PARAM_STRING, "auto", 0, 0, NULL, 0,
-     "compute backend: auto (a GPU if one works, else cpu), cpu, vulkan, or a plugin's"},
-    {"device", LMN_PARAM_STRING, "", 0, 0, NULL, 0,
-     "device index or name substring for GPU backends; empty = the backend's choice"},
-    {"checkpoint_every", LMN_PARAM_INT, "0", 0, 1e9, NULL, 0,
-     "write OUTPUT/epoch-N.h5 every this many epochs; 0 = only final.h5"},
-    {"clip_norm", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "rescale all gradients when their global L2 norm exceeds this, as "
-     "torch.nn.utils.clip_grad_norm_; 0 = off"},
-    {"clip_value", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "clamp every gradient element to [-clip_value, clip_value]; 0 = off"},
-    {"grad_noise", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "sigma_0 of Gaussian gradient noise N(0, sigma_t^2), sigma_t = sigma_0 / (1 + step)^gamma; "
-     "0 = off"},
-    {"grad_noise_gamma", LMN_PARAM_FLOAT, "0.55", 0, INFINITY, NULL, 0,
-     "decay exponent gamma of the gradient noise"},
-    {"l1", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "L1 penalty l1 * sum |w| on weights (a [layer] group's l1 overrides it)"},
-    {"l2", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "L2 penalty l2/2 * sum w^2 on weights, gradient l2 * w (a [layer] group's l2 overrides it)"},
-    {"penalize_bias", LMN_PARAM_BOOL, "false", 0, 0, NULL, 0,
-     "apply l1/l2 to biases too, not only to weights"},
-    {"early_stopping_patience", LMN_PARAM_INT, "0", 0, 1e9, NULL, 0,
-     "stop after this many epochs without improvement of the monitored metric; 0 = off"},
-    {"early_stopping_min_delta", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "smallest change of the monitored metric that counts as an improvement"},
-    {"monitor", LMN_PARAM_ENUM, "val_loss", 0, 0, monitor_values, 0,
-     "validation metric for early stopping and OUTPUT/best.h5"},
-    {"restore_best", LMN_PARAM_BOOL, "true", 0, 0, NULL, 0,
-     "when early stopping ends the run, final.h5 gets the best epoch's weights"},
-    {"lsuv", LMN_PARAM_BOOL, "false", 0, 0, NULL, 0,
-     "layer-sequential unit-variance initialisation (Mishkin & Matas 2016) on one training "
-     "batch before training: orthogonal weights rescaled until each layer's output variance is 1"},
-    {"lsuv_tol", LMN_PARAM_FLOAT, "0.1", 0, INFINITY, NULL, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
-     "LSUV stops rescaling a layer once |var(output) - 1| < lsuv_tol"},
-    {"lsuv_max_iter", LMN_PARAM_INT, "10", 0, 1000, NULL, 0,
-     "LSUV rescales each layer at most this many times (0 = orthogonal weights only)"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("epochs", "10", 1, 1e9, 0, "passes over the training data"),
+    LMN_PARAM_SPEC_INT("batch_size", "32", 1, 1 << 24, 0, "samples per optimizer step"),
+    LMN_PARAM_SPEC_INT("seed", "1", 0, 9.2e18, 0,
+                       "seed of every random stream (initialisation, shuffling, dropout)"),
+    LMN_PARAM_SPEC_BOOL("shuffle", "true", "reshuffle the training data each epoch"),
+    LMN_PARAM_SPEC_INT("max_steps", "0", 0, 9.2e18, 0,
+                       "stop after this many optimizer steps; 0 = no limit"),
+    LMN_PARAM_SPEC_STRING(
+        "backend", "auto", 0,
+        "compute backend: auto (a GPU if one works, else cpu), cpu, vulkan, or a plugin's"),
+    LMN_PARAM_SPEC_STRING(
+        "device", "", 0,
+        "device index or name substring for GPU backends; empty = the backend's choice"),
+    LMN_PARAM_SPEC_INT("checkpoint_every", "0", 0, 1e9, 0,
+                       "write OUTPUT/epoch-N.h5 every this many epochs; 0 = only final.h5"),
+    LMN_PARAM_SPEC_FLOAT("clip_norm", "0", 0, INFINITY, 0,
+                         "rescale all gradients when their global L2 norm exceeds this, as "
+                         "torch.nn.utils.clip_grad_norm_; 0 = off"),
+    LMN_PARAM_SPEC_FLOAT("clip_value", "0", 0, INFINITY, 0,
+                         "clamp every gradient element to [-clip_value, clip_value]; 0 = off"),
+    LMN_PARAM_SPEC_FLOAT(
+        "grad_noise", "0", 0, INFINITY, 0,
+        "sigma_0 of Gaussian gradient noise N(0, sigma_t^2), sigma_t = sigma_0 / (1 + step)^gamma; "
+        "0 = off"),
+    LMN_PARAM_SPEC_FLOAT("grad_noise_gamma", "0.55", 0, INFINITY, 0,
+                         "decay exponent gamma of the gradient noise"),
+    LMN_PARAM_SPEC_FLOAT("l1", "0", 0, INFINITY, 0,
+                         "L1 penalty l1 * sum |w| on weights (a [layer] group's l1 overrides it)"),
+    LMN_PARAM_SPEC_FLOAT("l2", "0", 0, INFINITY, 0,
+                         "L2 penalty l2/2 * sum w^2 on weights, gradient l2 * w (a [layer] group's "
+                         "l2 overrides it)"),
+    LMN_PARAM_SPEC_BOOL("penalize_bias", "false", "apply l1/l2 to biases too, not only to weights"),
+    LMN_PARAM_SPEC_INT(
+        "early_stopping_patience", "0", 0, 1e9, 0,
+        "stop after this many epochs without improvement of the monitored metric; 0 = off"),
+    LMN_PARAM_SPEC_FLOAT("early_stopping_min_delta", "0", 0, INFINITY, 0,
+                         "smallest change of the monitored metric that counts as an improvement"),
+    LMN_PARAM_SPEC_ENUM("monitor", "val_loss", monitor_values,
+                        "validation metric for early stopping and OUTPUT/best.h5"),
+    LMN_PARAM_SPEC_BOOL("restore_best", "true",
+                        "when early stopping ends the run, final.h5 gets the best epoch's weights"),
+    LMN_PARAM_SPEC_BOOL(
+        "lsuv", "false",
+        "layer-sequential unit-variance initialisation (Mishkin & Matas 2016) on one training "
+        "batch before training: orthogonal weights rescaled until each layer's output variance is "
+        "1"),
+    LMN_PARAM_SPEC_FLOAT("lsuv_tol", "0.1", 0, INFINITY, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+                         "LSUV stops rescaling a layer once |var(output) - 1| < lsuv_tol"),
+    LMN_PARAM_SPEC_INT(
+        "lsuv_max_iter", "10", 0, 1000, 0,
+        "LSUV rescales each layer at most this many times (0 = orthogonal weights only)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* Keys of a [layer NAME] group that belong to the core, not to the layer's plugin. */
 static const LmnParamSpec layer_core_specs[] = {
-    {"l1", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "L1 penalty of this layer's weights (overrides [train] l1)"},
-    {"l2", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "L2 penalty of this layer's weights (overrides [train] l2)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("l1", "0", 0, INFINITY, 0,
+                         "L1 penalty of this layer's weights (overrides [train] l1)"),
+    LMN_PARAM_SPEC_FLOAT("l2", "0", 0, INFINITY, 0,
+                         "L2 penalty of this layer's weights (overrides [train] l2)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnParamSpec data_specs[] = {
-    {"train", LMN_PARAM_STRING, NULL, 0, 0, NULL, LMN_PARAM_FLAG_REQUIRED,
-     "training split, FILE:/split"},
-    {"test", LMN_PARAM_STRING, "", 0, 0, NULL, 0, "test split evaluated after training"},
-    {"validation", LMN_PARAM_STRING, "", 0, 0, NULL, 0,
-     "validation split evaluated each epoch (instead of validation_split)"},
-    {"validation_split", LMN_PARAM_FLOAT, "0", 0, 1, NULL, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     "fraction of train held out for validation, chosen from the seed"},
-    {"memory_budget_mb", LMN_PARAM_FLOAT, "0", 0, INFINITY, NULL, 0,
-     "MiB of memory for the decoded training split; a larger split streams from its file. "
-     "0 = $LAMINA_DATA_BUDGET, else 2048"},
-    {NULL},
+    LMN_PARAM_SPEC_STRING("train", NULL, LMN_PARAM_FLAG_REQUIRED, "training split, FILE:/split"),
+    LMN_PARAM_SPEC_STRING("test", "", 0, "test split evaluated after training"),
+    LMN_PARAM_SPEC_STRING("validation", "", 0,
+                          "validation split evaluated each epoch (instead of validation_split)"),
+    LMN_PARAM_SPEC_FLOAT("validation_split", "0", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "fraction of train held out for validation, chosen from the seed"),
+    LMN_PARAM_SPEC_FLOAT(
+        "memory_budget_mb", "0", 0, INFINITY, 0,
+        "MiB of memory for the decoded training split; a larger split streams from its file. "
+        "0 = $LAMINA_DATA_BUDGET, else 2048"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const char *const core_groups[] = {"model", "optimizer", "schedule", "train",

@@ -20,26 +20,16 @@ struct _LmnSchedule {
 static const char *const schedule_units[] = {"epoch", "step", NULL};
 
 static const LmnParamSpec schedule_common_specs[] = {
-    {.name = "unit",
-     .type = LMN_PARAM_ENUM,
-     .default_value = "epoch",
-     .enum_values = schedule_units,
-     .doc = "what the schedule's time counts: completed epochs or optimizer steps"},
-    {.name = "warmup",
-     .type = LMN_PARAM_INT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "length of a linear learning-rate warm-up, in the schedule's unit (0: none)"},
-    {.name = "warmup_start_factor",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.1",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
-     .doc = "fraction of the learning rate the warm-up starts from (PyTorch LinearLR's "
-            "start_factor)"},
-    {NULL},
+    LMN_PARAM_SPEC_ENUM("unit", "epoch", schedule_units,
+                        "what the schedule's time counts: completed epochs or optimizer steps"),
+    LMN_PARAM_SPEC_INT(
+        "warmup", "0", 0, INFINITY, 0,
+        "length of a linear learning-rate warm-up, in the schedule's unit (0: none)"),
+    LMN_PARAM_SPEC_FLOAT(
+        "warmup_start_factor", "0.1", 0, 1, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+        "fraction of the learning rate the warm-up starts from (PyTorch LinearLR's "
+        "start_factor)"),
+    LMN_PARAM_SPEC_END,
 };
 
 const LmnParamSpec *lmn_schedule_common_specs(void)

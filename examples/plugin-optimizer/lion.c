@@ -74,59 +74,23 @@ static const LmnOptimizerVTable lion_vtable = {
     .prepare = lion_prepare,
 };
 
-/* Designated initializers: LmnParamSpec has reserved fields after doc, which positional ones
- * would leave to -Wmissing-field-initializers. */
+/* params.h's LMN_PARAM_SPEC_* initializers: designated members, so LmnParamSpec's reserved
+ * fields after doc stay zero without -Wmissing-field-initializers. */
 static const LmnParamSpec lion_params[] = {
-    {.name = "lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.0001",
-     .min = 0,
-     .max = 1e6,
-     .doc = "learning rate (3-10x smaller than AdamW's)"},
-    {.name = "beta1",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.9",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "interpolation factor for the update direction"},
-    {.name = "beta2",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.99",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "decay of the momentum slot exp_avg"},
-    {.name = "weight_decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = 1e6,
-     .doc = "decoupled weight decay"},
-    {.name = NULL},
+    LMN_PARAM_SPEC_FLOAT("lr", "0.0001", 0, 1e6, 0, "learning rate (3-10x smaller than AdamW's)"),
+    LMN_PARAM_SPEC_FLOAT("beta1", "0.9", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "interpolation factor for the update direction"),
+    LMN_PARAM_SPEC_FLOAT("beta2", "0.99", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "decay of the momentum slot exp_avg"),
+    LMN_PARAM_SPEC_FLOAT("weight_decay", "0", 0, 1e6, 0, "decoupled weight decay"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_OPTIMIZER,
-        .name = "lion",
-        .description = "Lion: sign of an interpolated momentum (Chen et al. 2023)",
-        .params = lion_params,
-        .vtable = &lion_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "lion",
+                "Lion: sign of an interpolated momentum (Chen et al. 2023)", lion_params,
+                &lion_vtable),
 };
 
-static const LmnPluginDesc plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "example.lion",
-    .version = "1.0.0",
-    .license = "MIT",
-    .description = "Example out-of-tree optimizer plugin",
-    .n_features = G_N_ELEMENTS(features),
-    .features = features,
-};
-
-LMN_PLUGIN_DEFINE(plugin)
+LMN_PLUGIN_DEFINE_FEATURES("example.lion", "1.0.0", "MIT", "Example out-of-tree optimizer plugin",
+                           features)

@@ -57,6 +57,60 @@ typedef struct {
     gpointer reserved[4];
 } LmnParamSpec;
 
+/* ---- schema entries ----
+ * Initializers for the entries of a static LmnParamSpec array, one key per line:
+ * |[
+ * static const LmnParamSpec lion_params[] = {
+ *     LMN_PARAM_SPEC_FLOAT("lr", "1e-4", 0, INFINITY, 0, "learning rate"),
+ *     LMN_PARAM_SPEC_INT("period", NULL, 1, 1e9, LMN_PARAM_FLAG_REQUIRED, "steps per cycle"),
+ *     LMN_PARAM_SPEC_BOOL("maximize", "false", "maximise the objective"),
+ *     LMN_PARAM_SPEC_END,
+ * };
+ * ]|
+ * A required key has a NULL default and LMN_PARAM_FLAG_REQUIRED; the members not named stay 0.
+ */
+
+/** LMN_PARAM_SPEC_FLOAT: a float key in [@min_, @max_] (see #LmnParamFlags for @flags_). */
+#define LMN_PARAM_SPEC_FLOAT(name_, default_, min_, max_, flags_, doc_)                            \
+    {                                                                                              \
+        .name = (name_), .type = LMN_PARAM_FLOAT, .default_value = (default_), .min = (min_),      \
+        .max = (max_), .flags = (flags_), .doc = (doc_)                                            \
+    }
+/** LMN_PARAM_SPEC_INT: an integer key in [@min_, @max_]. */
+#define LMN_PARAM_SPEC_INT(name_, default_, min_, max_, flags_, doc_)                              \
+    {                                                                                              \
+        .name = (name_), .type = LMN_PARAM_INT, .default_value = (default_), .min = (min_),        \
+        .max = (max_), .flags = (flags_), .doc = (doc_)                                            \
+    }
+/** LMN_PARAM_SPEC_FLOAT_LIST: a comma-separated list of floats, each in [@min_, @max_]. */
+#define LMN_PARAM_SPEC_FLOAT_LIST(name_, default_, min_, max_, flags_, doc_)                       \
+    {                                                                                              \
+        .name = (name_), .type = LMN_PARAM_FLOAT_LIST, .default_value = (default_), .min = (min_), \
+        .max = (max_), .flags = (flags_), .doc = (doc_)                                            \
+    }
+/** LMN_PARAM_SPEC_BOOL: a boolean key. */
+#define LMN_PARAM_SPEC_BOOL(name_, default_, doc_)                                                 \
+    {                                                                                              \
+        .name = (name_), .type = LMN_PARAM_BOOL, .default_value = (default_), .doc = (doc_)        \
+    }
+/** LMN_PARAM_SPEC_ENUM: one of the NULL-terminated strings @values_. */
+#define LMN_PARAM_SPEC_ENUM(name_, default_, values_, doc_)                                        \
+    {                                                                                              \
+        .name = (name_), .type = LMN_PARAM_ENUM, .default_value = (default_),                      \
+        .enum_values = (values_), .doc = (doc_)                                                    \
+    }
+/** LMN_PARAM_SPEC_STRING: free text. */
+#define LMN_PARAM_SPEC_STRING(name_, default_, flags_, doc_)                                       \
+    {                                                                                              \
+        .name = (name_), .type = LMN_PARAM_STRING, .default_value = (default_), .flags = (flags_), \
+        .doc = (doc_)                                                                              \
+    }
+/** LMN_PARAM_SPEC_END: the entry that ends a schema. */
+#define LMN_PARAM_SPEC_END                                                                         \
+    {                                                                                              \
+        NULL                                                                                       \
+    }
+
 /** LmnParams: an immutable-after-validation set of typed values for one schema. */
 typedef struct _LmnParams LmnParams;
 

@@ -106,6 +106,34 @@ typedef struct {
     }
 
 /**
+ * LMN_PLUGIN_DEFINE_FEATURES:
+ * @name_: the plugin's name ("example.lion")
+ * @version_: its own version string
+ * @license_: SPDX identifier
+ * @description_: one line
+ * @features_: a static #LmnFeatureDesc array (its element count is taken with G_N_ELEMENTS)
+ * Defines the plugin's descriptor for this ABI, without an init(), and the entry point returning
+ * it.  Write it last in the file, without a trailing semicolon:
+ * |[
+ * LMN_PLUGIN_DEFINE_FEATURES("example.lion", "1.0", "MIT", "the Lion optimizer", lion_features)
+ * ]|
+ * A plugin with an init() defines its #LmnPluginDesc itself and uses LMN_PLUGIN_DEFINE().
+ */
+#define LMN_PLUGIN_DEFINE_FEATURES(name_, version_, license_, description_, features_)             \
+    static const LmnPluginDesc lmn_plugin_desc_ = {                                                \
+        .struct_size = sizeof(LmnPluginDesc),                                                      \
+        .abi_major = LMN_ABI_MAJOR,                                                                \
+        .abi_minor = LMN_ABI_MINOR,                                                                \
+        .name = (name_),                                                                           \
+        .version = (version_),                                                                     \
+        .license = (license_),                                                                     \
+        .description = (description_),                                                             \
+        .n_features = G_N_ELEMENTS(features_),                                                     \
+        .features = (features_),                                                                   \
+    };                                                                                             \
+    LMN_PLUGIN_DEFINE(lmn_plugin_desc_)
+
+/**
  * LMN_VTABLE_HAS: whether @vt (a pointer to a vtable) has a non-NULL member @member inside its
  * struct_size.  The core calls optional members only through this check.
  */

@@ -62,13 +62,9 @@ static gboolean constant_fill(const LmnParams *params, const LmnInitTarget *targ
 }
 
 static const LmnParamSpec constant_specs[] = {
-    {.name = "value",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 1,
-     .max = 0,
-     .doc = "the value of every element (torch.nn.init.constant_'s val)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("value", "0", 1, 0, 0,
+                         "the value of every element (torch.nn.init.constant_'s val)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- uniform, normal ---- */
@@ -89,19 +85,9 @@ static gboolean uniform_fill(const LmnParams *params, const LmnInitTarget *targe
 }
 
 static const LmnParamSpec uniform_specs[] = {
-    {.name = "a",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 1,
-     .max = 0,
-     .doc = "lower bound of U(a, b)"},
-    {.name = "b",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1",
-     .min = 1,
-     .max = 0,
-     .doc = "upper bound of U(a, b)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("a", "0", 1, 0, 0, "lower bound of U(a, b)"),
+    LMN_PARAM_SPEC_FLOAT("b", "1", 1, 0, 0, "upper bound of U(a, b)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static gboolean normal_fill(const LmnParams *params, const LmnInitTarget *target, float *data,
@@ -113,19 +99,9 @@ static gboolean normal_fill(const LmnParams *params, const LmnInitTarget *target
 }
 
 static const LmnParamSpec normal_specs[] = {
-    {.name = "mean",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 1,
-     .max = 0,
-     .doc = "mean of N(mean, std^2)"},
-    {.name = "std",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "standard deviation of N(mean, std^2)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("mean", "0", 1, 0, 0, "mean of N(mean, std^2)"),
+    LMN_PARAM_SPEC_FLOAT("std", "1", 0, INFINITY, 0, "standard deviation of N(mean, std^2)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- Xavier / Glorot ---- */
@@ -153,13 +129,9 @@ static gboolean xavier_normal_fill(const LmnParams *params, const LmnInitTarget 
 }
 
 static const LmnParamSpec xavier_specs[] = {
-    {.name = "gain",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "scaling factor (torch.nn.init.calculate_gain of the activation)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("gain", "1", 0, INFINITY, 0,
+                         "scaling factor (torch.nn.init.calculate_gain of the activation)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- He / Kaiming ---- */
@@ -182,23 +154,15 @@ static const char *const he_nonlinearities[] = {
 };
 
 static const LmnParamSpec he_specs[] = {
-    {.name = "a",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 1,
-     .max = 0,
-     .doc = "negative slope of the following leaky_relu (used only with that nonlinearity)"},
-    {.name = "mode",
-     .type = LMN_PARAM_ENUM,
-     .default_value = "fan_in",
-     .enum_values = he_modes,
-     .doc = "fan_in preserves forward activations' variance, fan_out the gradients'"},
-    {.name = "nonlinearity",
-     .type = LMN_PARAM_ENUM,
-     .default_value = "leaky_relu",
-     .enum_values = he_nonlinearities,
-     .doc = "the activation after this layer, for the gain (PyTorch's default: leaky_relu)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT(
+        "a", "0", 1, 0, 0,
+        "negative slope of the following leaky_relu (used only with that nonlinearity)"),
+    LMN_PARAM_SPEC_ENUM("mode", "fan_in", he_modes,
+                        "fan_in preserves forward activations' variance, fan_out the gradients'"),
+    LMN_PARAM_SPEC_ENUM(
+        "nonlinearity", "leaky_relu", he_nonlinearities,
+        "the activation after this layer, for the gain (PyTorch's default: leaky_relu)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* Returns the standard deviation gain / sqrt(fan), or a negative value with @error set. */
@@ -375,13 +339,9 @@ static gboolean orthogonal_fill(const LmnParams *params, const LmnInitTarget *ta
 }
 
 static const LmnParamSpec orthogonal_specs[] = {
-    {.name = "gain",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "scaling factor: W^T W = gain^2 I (tall) or W W^T = gain^2 I (wide)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("gain", "1", 0, INFINITY, 0,
+                         "scaling factor: W^T W = gain^2 I (tall) or W W^T = gain^2 I (wide)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- sparse (torch.nn.init.sparse_; Martens 2010) ---- */
@@ -452,27 +412,17 @@ static gboolean sparse_fill(const LmnParams *params, const LmnInitTarget *target
 }
 
 static const LmnParamSpec sparse_specs[] = {
-    {.name = "sparsity",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.1",
-     .min = 0,
-     .max = 1,
-     .doc = "torch.nn.init.sparse_: fraction of zeros in each column, ceil(sparsity * rows) "
-            "(used when k = 0)"},
-    {.name = "k",
-     .type = LMN_PARAM_INT,
-     .default_value = "0",
-     .min = 0,
-     .max = (double) G_MAXINT32,
-     .doc = "Martens (2010): when > 0, exactly k non-zero incoming weights per unit (row), "
-            "and sparsity is ignored (Martens used k = 15, std = 1)"},
-    {.name = "std",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.01",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "standard deviation of the non-zero weights, N(0, std^2)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT(
+        "sparsity", "0.1", 0, 1, 0,
+        "torch.nn.init.sparse_: fraction of zeros in each column, ceil(sparsity * rows) "
+        "(used when k = 0)"),
+    LMN_PARAM_SPEC_INT(
+        "k", "0", 0, (double) G_MAXINT32, 0,
+        "Martens (2010): when > 0, exactly k non-zero incoming weights per unit (row), "
+        "and sparsity is ignored (Martens used k = 15, std = 1)"),
+    LMN_PARAM_SPEC_FLOAT("std", "0.01", 0, INFINITY, 0,
+                         "standard deviation of the non-zero weights, N(0, std^2)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- Kumar 2017 ---- */
@@ -515,13 +465,11 @@ static gboolean kumar_fill(const LmnParams *params, const LmnInitTarget *target,
 }
 
 static const LmnParamSpec kumar_specs[] = {
-    {.name = "nonlinearity",
-     .type = LMN_PARAM_ENUM,
-     .default_value = "tanh",
-     .enum_values = kumar_nonlinearities,
-     .doc = "the activation g after this layer: Var(w) = 1 / (fan_in g'(0)^2 (1 + g(0)^2)); "
-            "relu: 2 / fan_in"},
-    {NULL},
+    LMN_PARAM_SPEC_ENUM(
+        "nonlinearity", "tanh", kumar_nonlinearities,
+        "the activation g after this layer: Var(w) = 1 / (fan_in g'(0)^2 (1 + g(0)^2)); "
+        "relu: 2 / fan_in"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- truncated normal (torch.nn.init.trunc_normal_) ---- */
@@ -576,32 +524,13 @@ static gboolean truncated_normal_fill(const LmnParams *params, const LmnInitTarg
 }
 
 static const LmnParamSpec truncated_normal_specs[] = {
-    {.name = "mean",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 1,
-     .max = 0,
-     .doc = "mean of the normal before truncation"},
-    {.name = "std",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1",
-     .min = 0,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
-     .doc = "standard deviation of the normal before truncation"},
-    {.name = "a",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "-2",
-     .min = 1,
-     .max = 0,
-     .doc = "lower cutoff (an absolute value, as in torch.nn.init.trunc_normal_)"},
-    {.name = "b",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "2",
-     .min = 1,
-     .max = 0,
-     .doc = "upper cutoff (an absolute value)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("mean", "0", 1, 0, 0, "mean of the normal before truncation"),
+    LMN_PARAM_SPEC_FLOAT("std", "1", 0, INFINITY, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+                         "standard deviation of the normal before truncation"),
+    LMN_PARAM_SPEC_FLOAT("a", "-2", 1, 0, 0,
+                         "lower cutoff (an absolute value, as in torch.nn.init.trunc_normal_)"),
+    LMN_PARAM_SPEC_FLOAT("b", "2", 1, 0, 0, "upper cutoff (an absolute value)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- the descriptor ---- */
@@ -671,16 +600,6 @@ static const LmnFeatureDesc init_features[] = {
                  truncated_normal_specs, truncated_normal_vt),
 };
 
-static const LmnPluginDesc init_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.initializers",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "parameter initializers with torch.nn.init's names and formulas",
-    .n_features = G_N_ELEMENTS(init_features),
-    .features = init_features,
-};
-
-LMN_PLUGIN_DEFINE(init_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.initializers", LMN_VERSION_STRING, "MIT",
+                           "parameter initializers with torch.nn.init's names and formulas",
+                           init_features)

@@ -33,21 +33,6 @@ static gboolean activation_setup(LmnLayer *layer, const LmnTensorInfo *inputs,
     return TRUE;
 }
 
-#define DEFINE_BUILD(fn, op, alpha_key)                                                            \
-    static gboolean fn(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,               \
-                       LmnTensorInfo *output, GError **error)                                      \
-    {                                                                                              \
-        return activation_setup(layer, inputs, output, op, alpha_key, error);                      \
-    }
-
-DEFINE_BUILD(relu_build, LMN_UNARY_RELU, NULL)
-DEFINE_BUILD(sigmoid_build, LMN_UNARY_SIGMOID, NULL)
-DEFINE_BUILD(tanh_build, LMN_UNARY_TANH, NULL)
-DEFINE_BUILD(leaky_relu_build, LMN_UNARY_LEAKY_RELU, "negative_slope")
-DEFINE_BUILD(elu_build, LMN_UNARY_ELU, "alpha")
-DEFINE_BUILD(softplus_build, LMN_UNARY_SOFTPLUS, "beta")
-DEFINE_BUILD(gelu_build, LMN_UNARY_GELU, NULL)
-
 static void activation_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Activation *a = lmn_layer_get_private(layer);
@@ -63,87 +48,72 @@ static void activation_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
-#define ACTIVATION_VTABLE(var, build_fn)                                                           \
-    static const LmnLayerVTable var = {                                                            \
+/**
+ * ACTIVATION:
+ * @prefix: the layer's identifier prefix (leaky_relu)
+ * @op: its #LmnUnaryOp
+ * @alpha_key: the key of the op's parameter (NULL: none)
+ * Defines prefix_build and `static const LmnLayerVTable prefix_vtable`: one input, the shared
+ * forward and backward.
+ */
+#define ACTIVATION(prefix, op, alpha_key)                                                          \
+    static gboolean prefix##_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,   \
+                                   LmnTensorInfo *output, GError **error)                          \
+    {                                                                                              \
+        return activation_setup(layer, inputs, output, op, alpha_key, error);                      \
+    }                                                                                              \
+    static const LmnLayerVTable prefix##_vtable = {                                                \
         .struct_size = sizeof(LmnLayerVTable),                                                     \
         .flags = LMN_LAYER_FLAG_NONE,                                                              \
         .min_inputs = 1,                                                                           \
         .max_inputs = 1,                                                                           \
-        .build = build_fn,                                                                         \
+        .build = prefix##_build,                                                                   \
         .forward = activation_forward,                                                             \
         .backward = activation_backward,                                                           \
-    };
+    }
 
-ACTIVATION_VTABLE(relu_vtable, relu_build)
-ACTIVATION_VTABLE(sigmoid_vtable, sigmoid_build)
-ACTIVATION_VTABLE(tanh_vtable, tanh_build)
-ACTIVATION_VTABLE(leaky_relu_vtable, leaky_relu_build)
-ACTIVATION_VTABLE(elu_vtable, elu_build)
-ACTIVATION_VTABLE(softplus_vtable, softplus_build)
-ACTIVATION_VTABLE(gelu_vtable, gelu_build)
+ACTIVATION(relu, LMN_UNARY_RELU, NULL);
+ACTIVATION(sigmoid, LMN_UNARY_SIGMOID, NULL);
+ACTIVATION(tanh, LMN_UNARY_TANH, NULL);
+ACTIVATION(leaky_relu, LMN_UNARY_LEAKY_RELU, "negative_slope");
+ACTIVATION(elu, LMN_UNARY_ELU, "alpha");
+ACTIVATION(softplus, LMN_UNARY_SOFTPLUS, "beta");
+ACTIVATION(gelu, LMN_UNARY_GELU, NULL);
 
 static const LmnParamSpec leaky_relu_params[] = {
-    {.name = "negative_slope",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.01",
-     .min = 0.0,
-     .max = 1e6,
-     .doc = "slope for negative inputs (nn.LeakyReLU's negative_slope)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("negative_slope", "0.01", 0.0, 1e6, 0,
+                         "slope for negative inputs (nn.LeakyReLU's negative_slope)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnParamSpec elu_params[] = {
-    {.name = "alpha",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1.0",
-     .min = 0.0,
-     .max = 1e6,
-     .doc = "alpha * (exp(x) - 1) for negative inputs (nn.ELU's alpha)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("alpha", "1.0", 0.0, 1e6, 0,
+                         "alpha * (exp(x) - 1) for negative inputs (nn.ELU's alpha)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnParamSpec softplus_params[] = {
-    {.name = "beta",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1.0",
-     .min = 0.0,
-     .max = 1e6,
-     .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
-     .doc = "log(1 + exp(beta * x)) / beta; linear above beta * x > 20 (nn.Softplus)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("beta", "1.0", 0.0, 1e6, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+                         "log(1 + exp(beta * x)) / beta; linear above beta * x > 20 (nn.Softplus)"),
+    LMN_PARAM_SPEC_END,
 };
 
-#define ACTIVATION_FEATURE(fname, desc, schema, vt)                                                \
-    {                                                                                              \
-        .struct_size = sizeof(LmnFeatureDesc), .kind = LMN_FEATURE_LAYER, .name = fname,           \
-        .description = desc, .params = schema, .vtable = &vt,                                      \
-    }
+/* A layer feature named @name with the vtable ACTIVATION(name, ...) defined. */
+#define ACTIVATION_FEATURE(name, desc, schema)                                                     \
+    LMN_FEATURE(LMN_FEATURE_LAYER, #name, desc, schema, &name##_vtable)
 
 static const LmnFeatureDesc activation_features[] = {
-    ACTIVATION_FEATURE("relu", "rectified linear unit max(0, x) (nn.ReLU)", NULL, relu_vtable),
-    ACTIVATION_FEATURE("sigmoid", "logistic sigmoid 1 / (1 + exp(-x)) (nn.Sigmoid)", NULL,
-                       sigmoid_vtable),
-    ACTIVATION_FEATURE("tanh", "hyperbolic tangent (nn.Tanh)", NULL, tanh_vtable),
-    ACTIVATION_FEATURE("leaky_relu", "x for x >= 0, negative_slope * x below (nn.LeakyReLU)",
-                       leaky_relu_params, leaky_relu_vtable),
-    ACTIVATION_FEATURE("elu", "x for x > 0, alpha * (exp(x) - 1) below (nn.ELU)", elu_params,
-                       elu_vtable),
-    ACTIVATION_FEATURE("softplus", "smooth relu log(1 + exp(beta x)) / beta (nn.Softplus)",
-                       softplus_params, softplus_vtable),
-    ACTIVATION_FEATURE("gelu", "Gaussian error linear unit x * Phi(x), exact erf form (nn.GELU)",
-                       NULL, gelu_vtable),
+    ACTIVATION_FEATURE(relu, "rectified linear unit max(0, x) (nn.ReLU)", NULL),
+    ACTIVATION_FEATURE(sigmoid, "logistic sigmoid 1 / (1 + exp(-x)) (nn.Sigmoid)", NULL),
+    ACTIVATION_FEATURE(tanh, "hyperbolic tangent (nn.Tanh)", NULL),
+    ACTIVATION_FEATURE(leaky_relu, "x for x >= 0, negative_slope * x below (nn.LeakyReLU)",
+                       leaky_relu_params),
+    ACTIVATION_FEATURE(elu, "x for x > 0, alpha * (exp(x) - 1) below (nn.ELU)", elu_params),
+    ACTIVATION_FEATURE(softplus, "smooth relu log(1 + exp(beta x)) / beta (nn.Softplus)",
+                       softplus_params),
+    ACTIVATION_FEATURE(gelu, "Gaussian error linear unit x * Phi(x), exact erf form (nn.GELU)",
+                       NULL),
 };
 
-static const LmnPluginDesc activations_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.activations",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Element-wise activation layers",
-    .n_features = G_N_ELEMENTS(activation_features),
-    .features = activation_features,
-};
-
-LMN_PLUGIN_DEFINE(activations_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.activations", LMN_VERSION_STRING, "MIT",
+                           "Element-wise activation layers", activation_features)

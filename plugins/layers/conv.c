@@ -227,24 +227,21 @@ static void conv_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec conv_params[] = {
-    {.name = "out_channels", .type = LMN_PARAM_INT, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "number of output channels"},
-    {.name = "kernel_size", .type = LMN_PARAM_FLOAT_LIST, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "kernel size: one integer, or \"height, width\""},
-    {.name = "stride", .type = LMN_PARAM_FLOAT_LIST, .default_value = "1", .min = 1,
-     .max = (double) G_MAXINT32, .doc = "stride: one integer, or \"height, width\""},
-    {.name = "padding", .type = LMN_PARAM_FLOAT_LIST, .default_value = "0", .min = 0,
-     .max = (double) G_MAXINT32, .doc = "zero padding on each side: one integer, or \"h, w\""},
-    {.name = "dilation", .type = LMN_PARAM_FLOAT_LIST, .default_value = "1", .min = 1,
-     .max = (double) G_MAXINT32, .doc = "spacing of kernel taps: one integer, or \"h, w\""},
-    {.name = "groups", .type = LMN_PARAM_INT, .default_value = "1", .min = 1,
-     .max = (double) G_MAXINT32,
-     .doc = "blocked connections: input and output channels split into this many groups"},
-    {.name = "bias", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1, .max = 0,
-     .doc = "add a learnable bias per output channel"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("out_channels", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                       "number of output channels"),
+    LMN_PARAM_SPEC_FLOAT_LIST("kernel_size", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                              "kernel size: one integer, or \"height, width\""),
+    LMN_PARAM_SPEC_FLOAT_LIST("stride", "1", 1, (double) G_MAXINT32, 0,
+                              "stride: one integer, or \"height, width\""),
+    LMN_PARAM_SPEC_FLOAT_LIST("padding", "0", 0, (double) G_MAXINT32, 0,
+                              "zero padding on each side: one integer, or \"h, w\""),
+    LMN_PARAM_SPEC_FLOAT_LIST("dilation", "1", 1, (double) G_MAXINT32, 0,
+                              "spacing of kernel taps: one integer, or \"h, w\""),
+    LMN_PARAM_SPEC_INT(
+        "groups", "1", 1, (double) G_MAXINT32, 0,
+        "blocked connections: input and output channels split into this many groups"),
+    LMN_PARAM_SPEC_BOOL("bias", "true", "add a learnable bias per output channel"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable conv_vtable = {
@@ -258,28 +255,12 @@ static const LmnLayerVTable conv_vtable = {
 };
 
 static const LmnFeatureDesc conv_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "conv2d",
-        .description = "2-D convolution of [C, H, W] images (torch.nn.Conv2d): weight [out, "
-                       "in/groups, kh, kw], bias [out]; weight_init / bias_init choose other "
-                       "initializers",
-        .params = conv_params,
-        .vtable = &conv_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "conv2d",
+                "2-D convolution of [C, H, W] images (torch.nn.Conv2d): weight [out, "
+                "in/groups, kh, kw], bias [out]; weight_init / bias_init choose other "
+                "initializers",
+                conv_params, &conv_vtable),
 };
 
-static const LmnPluginDesc conv_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.conv",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Convolution layers (im2col + GEMM)",
-    .n_features = G_N_ELEMENTS(conv_features),
-    .features = conv_features,
-};
-
-LMN_PLUGIN_DEFINE(conv_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.conv", LMN_VERSION_STRING, "MIT",
+                           "Convolution layers (im2col + GEMM)", conv_features)

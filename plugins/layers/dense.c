@@ -145,20 +145,10 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec dense_params[] = {
-    {.name = "units",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = (double) G_MAXINT32,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "number of output features (out_features)"},
-    {.name = "bias",
-     .type = LMN_PARAM_BOOL,
-     .default_value = "true",
-     .min = 1,
-     .max = 0,
-     .doc = "add a learnable bias"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("units", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                       "number of output features (out_features)"),
+    LMN_PARAM_SPEC_BOOL("bias", "true", "add a learnable bias"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable dense_vtable = {
@@ -172,27 +162,11 @@ static const LmnLayerVTable dense_vtable = {
 };
 
 static const LmnFeatureDesc dense_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "dense",
-        .description = "fully connected layer y = x W^T + b on 1-D inputs (torch.nn.Linear); "
-                       "weight_init / bias_init choose other initializers",
-        .params = dense_params,
-        .vtable = &dense_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "dense",
+                "fully connected layer y = x W^T + b on 1-D inputs (torch.nn.Linear); "
+                "weight_init / bias_init choose other initializers",
+                dense_params, &dense_vtable),
 };
 
-static const LmnPluginDesc dense_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.dense",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Dense (fully connected) layer",
-    .n_features = G_N_ELEMENTS(dense_features),
-    .features = dense_features,
-};
-
-LMN_PLUGIN_DEFINE(dense_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.dense", LMN_VERSION_STRING, "MIT",
+                           "Dense (fully connected) layer", dense_features)

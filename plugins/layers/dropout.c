@@ -74,10 +74,9 @@ static void dropout_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec dropout_params[] = {
-    {.name = "p", .type = LMN_PARAM_FLOAT, .default_value = "0.5", .min = 0, .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "probability of zeroing an element in training"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("p", "0.5", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "probability of zeroing an element in training"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable dropout_vtable = {
@@ -91,27 +90,11 @@ static const LmnLayerVTable dropout_vtable = {
 };
 
 static const LmnFeatureDesc dropout_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "dropout",
-        .description = "zeroes elements with probability p in training and scales the rest by "
-                       "1/(1-p) (torch.nn.Dropout); identity in evaluation",
-        .params = dropout_params,
-        .vtable = &dropout_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "dropout",
+                "zeroes elements with probability p in training and scales the rest by "
+                "1/(1-p) (torch.nn.Dropout); identity in evaluation",
+                dropout_params, &dropout_vtable),
 };
 
-static const LmnPluginDesc dropout_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.dropout",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Dropout layer",
-    .n_features = G_N_ELEMENTS(dropout_features),
-    .features = dropout_features,
-};
-
-LMN_PLUGIN_DEFINE(dropout_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.dropout", LMN_VERSION_STRING, "MIT", "Dropout layer",
+                           dropout_features)

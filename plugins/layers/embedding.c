@@ -73,21 +73,11 @@ static void embedding_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec embedding_params[] = {
-    {.name = "num_embeddings",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = (double) G_MAXINT32,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "size of the table: indices run from 0 to num_embeddings - 1"},
-    {.name = "embedding_dim",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = (double) G_MAXINT32,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "length of each embedding vector"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("num_embeddings", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                       "size of the table: indices run from 0 to num_embeddings - 1"),
+    LMN_PARAM_SPEC_INT("embedding_dim", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                       "length of each embedding vector"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable embedding_vtable = {
@@ -101,27 +91,11 @@ static const LmnLayerVTable embedding_vtable = {
 };
 
 static const LmnFeatureDesc embedding_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "embedding",
-        .description = "looks up a learned vector per integer index: [T] -> [T, embedding_dim] "
-                       "(nn.Embedding)",
-        .params = embedding_params,
-        .vtable = &embedding_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "embedding",
+                "looks up a learned vector per integer index: [T] -> [T, embedding_dim] "
+                "(nn.Embedding)",
+                embedding_params, &embedding_vtable),
 };
 
-static const LmnPluginDesc embedding_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.embedding",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Embedding (lookup table) layer",
-    .n_features = G_N_ELEMENTS(embedding_features),
-    .features = embedding_features,
-};
-
-LMN_PLUGIN_DEFINE(embedding_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.embedding", LMN_VERSION_STRING, "MIT",
+                           "Embedding (lookup table) layer", embedding_features)

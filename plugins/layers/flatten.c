@@ -37,26 +37,10 @@ static const LmnLayerVTable flatten_vtable = {
 };
 
 static const LmnFeatureDesc flatten_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "flatten",
-        .description = "flattens each sample to 1-D: [N, C, H, W] -> [N, C*H*W] (nn.Flatten)",
-        .params = NULL,
-        .vtable = &flatten_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "flatten",
+                "flattens each sample to 1-D: [N, C, H, W] -> [N, C*H*W] (nn.Flatten)", NULL,
+                &flatten_vtable),
 };
 
-static const LmnPluginDesc flatten_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.flatten",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Flatten layer",
-    .n_features = G_N_ELEMENTS(flatten_features),
-    .features = flatten_features,
-};
-
-LMN_PLUGIN_DEFINE(flatten_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.flatten", LMN_VERSION_STRING, "MIT", "Flatten layer",
+                           flatten_features)

@@ -58,14 +58,10 @@ static void xent_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec xent_params[] = {
-    {.name = "label_smoothing",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.0",
-     .min = 0.0,
-     .max = 1.0,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "target = (1 - s) * onehot + s / classes, as nn.CrossEntropyLoss(label_smoothing)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT(
+        "label_smoothing", "0.0", 0.0, 1.0, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+        "target = (1 - s) * onehot + s / classes, as nn.CrossEntropyLoss(label_smoothing)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable xent_vtable = {
@@ -188,47 +184,22 @@ static const LmnLayerVTable bce_vtable = {
 };
 
 static const LmnFeatureDesc loss_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "softmax_cross_entropy",
-        .description = "softmax of logits [classes] and cross-entropy against an integer label, "
-                       "mean over the batch (nn.CrossEntropyLoss); inputs: logits, label",
-        .params = xent_params,
-        .vtable = &xent_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "mse",
-        .description = "mean squared error over all elements (nn.MSELoss, reduction 'mean'); "
-                       "inputs: prediction, target of the same shape",
-        .params = NULL,
-        .vtable = &mse_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "binary_cross_entropy_with_logits",
-        .description = "sigmoid and binary cross-entropy in one stable step, mean over all "
-                       "elements (nn.BCEWithLogitsLoss); inputs: logits, f32 target of the same "
-                       "shape",
-        .params = NULL,
-        .vtable = &bce_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "softmax_cross_entropy",
+                "softmax of logits [classes] and cross-entropy against an integer label, "
+                "mean over the batch (nn.CrossEntropyLoss); inputs: logits, label",
+                xent_params, &xent_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "mse",
+                "mean squared error over all elements (nn.MSELoss, reduction 'mean'); "
+                "inputs: prediction, target of the same shape",
+                NULL, &mse_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "binary_cross_entropy_with_logits",
+                "sigmoid and binary cross-entropy in one stable step, mean over all "
+                "elements (nn.BCEWithLogitsLoss); inputs: logits, f32 target of the same "
+                "shape",
+                NULL, &bce_vtable),
 };
 
-static const LmnPluginDesc losses_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.losses",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Loss layers: softmax cross-entropy, mean squared error, binary "
-                   "cross-entropy with logits",
-    .n_features = G_N_ELEMENTS(loss_features),
-    .features = loss_features,
-};
-
-LMN_PLUGIN_DEFINE(losses_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.losses", LMN_VERSION_STRING, "MIT",
+                           "Loss layers: softmax cross-entropy, mean squared error, binary "
+                           "cross-entropy with logits",
+                           loss_features)

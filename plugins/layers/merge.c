@@ -157,14 +157,11 @@ static void concat_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec concat_params[] = {
-    {.name = "axis",
-     .type = LMN_PARAM_INT,
-     .default_value = "0",
-     .min = -LMN_MAX_DIMS,
-     .max = LMN_MAX_DIMS - 1,
-     .doc = "per-sample dimension to join along (0 = channels; negative counts from the end); "
-            "torch.cat's dim is axis + 1"},
-    {NULL},
+    LMN_PARAM_SPEC_INT(
+        "axis", "0", -LMN_MAX_DIMS, LMN_MAX_DIMS - 1, 0,
+        "per-sample dimension to join along (0 = channels; negative counts from the end); "
+        "torch.cat's dim is axis + 1"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable concat_vtable = {
@@ -178,36 +175,15 @@ static const LmnLayerVTable concat_vtable = {
 };
 
 static const LmnFeatureDesc merge_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "add",
-        .description = "element-wise sum of 2 or more inputs of equal shape (residual "
-                       "connections); input = a, b, ...",
-        .params = NULL,
-        .vtable = &add_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "concat",
-        .description = "joins 2 or more inputs along a per-sample axis (torch.cat); "
-                       "input = a, b, ...",
-        .params = concat_params,
-        .vtable = &concat_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "add",
+                "element-wise sum of 2 or more inputs of equal shape (residual "
+                "connections); input = a, b, ...",
+                NULL, &add_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "concat",
+                "joins 2 or more inputs along a per-sample axis (torch.cat); "
+                "input = a, b, ...",
+                concat_params, &concat_vtable),
 };
 
-static const LmnPluginDesc merge_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.merge",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Layers merging several inputs: add, concat",
-    .n_features = G_N_ELEMENTS(merge_features),
-    .features = merge_features,
-};
-
-LMN_PLUGIN_DEFINE(merge_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.merge", LMN_VERSION_STRING, "MIT",
+                           "Layers merging several inputs: add, concat", merge_features)

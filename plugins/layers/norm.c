@@ -168,17 +168,16 @@ static void batchnorm_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec batchnorm_params[] = {
-    {.name = "eps", .type = LMN_PARAM_FLOAT, .default_value = "1e-05", .min = 0, .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_MIN_EXCLUSIVE,
-     .doc = "added to the variance before the square root"},
-    {.name = "momentum", .type = LMN_PARAM_FLOAT, .default_value = "0.1", .min = 0, .max = 1,
-     .doc = "weight of the batch statistics in the running averages (PyTorch's convention)"},
-    {.name = "affine", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1, .max = 0,
-     .doc = "learn a per-channel scale (weight) and shift (bias)"},
-    {.name = "track_running_stats", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1,
-     .max = 0,
-     .doc = "keep running mean/variance for evaluation (else evaluation uses batch statistics)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("eps", "1e-05", 0, INFINITY, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+                         "added to the variance before the square root"),
+    LMN_PARAM_SPEC_FLOAT(
+        "momentum", "0.1", 0, 1, 0,
+        "weight of the batch statistics in the running averages (PyTorch's convention)"),
+    LMN_PARAM_SPEC_BOOL("affine", "true", "learn a per-channel scale (weight) and shift (bias)"),
+    LMN_PARAM_SPEC_BOOL(
+        "track_running_stats", "true",
+        "keep running mean/variance for evaluation (else evaluation uses batch statistics)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable batchnorm_vtable = {
@@ -192,27 +191,11 @@ static const LmnLayerVTable batchnorm_vtable = {
 };
 
 static const LmnFeatureDesc norm_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "batch_norm",
-        .description = "batch normalisation over the batch and spatial positions of each channel "
-                       "(torch.nn.BatchNorm1d/2d)",
-        .params = batchnorm_params,
-        .vtable = &batchnorm_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "batch_norm",
+                "batch normalisation over the batch and spatial positions of each channel "
+                "(torch.nn.BatchNorm1d/2d)",
+                batchnorm_params, &batchnorm_vtable),
 };
 
-static const LmnPluginDesc norm_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.norm",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Normalisation layers",
-    .n_features = G_N_ELEMENTS(norm_features),
-    .features = norm_features,
-};
-
-LMN_PLUGIN_DEFINE(norm_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.norm", LMN_VERSION_STRING, "MIT", "Normalisation layers",
+                           norm_features)

@@ -121,31 +121,28 @@ static void pool_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec maxpool_params[] = {
-    {.name = "kernel_size", .type = LMN_PARAM_FLOAT_LIST, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "window size: one integer, or \"height, width\""},
-    {.name = "stride", .type = LMN_PARAM_FLOAT_LIST, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32,
-     .doc = "window step: one integer, or \"height, width\" (default: kernel_size)"},
-    {.name = "padding", .type = LMN_PARAM_FLOAT_LIST, .default_value = "0", .min = 0,
-     .max = (double) G_MAXINT32,
-     .doc = "implicit -inf padding on each side, at most kernel_size / 2"},
-    {.name = "dilation", .type = LMN_PARAM_FLOAT_LIST, .default_value = "1", .min = 1,
-     .max = (double) G_MAXINT32, .doc = "spacing of the window's elements"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT_LIST("kernel_size", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                              "window size: one integer, or \"height, width\""),
+    LMN_PARAM_SPEC_FLOAT_LIST(
+        "stride", NULL, 1, (double) G_MAXINT32, 0,
+        "window step: one integer, or \"height, width\" (default: kernel_size)"),
+    LMN_PARAM_SPEC_FLOAT_LIST("padding", "0", 0, (double) G_MAXINT32, 0,
+                              "implicit -inf padding on each side, at most kernel_size / 2"),
+    LMN_PARAM_SPEC_FLOAT_LIST("dilation", "1", 1, (double) G_MAXINT32, 0,
+                              "spacing of the window's elements"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnParamSpec avgpool_params[] = {
-    {.name = "kernel_size", .type = LMN_PARAM_FLOAT_LIST, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "window size: one integer, or \"height, width\""},
-    {.name = "stride", .type = LMN_PARAM_FLOAT_LIST, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32,
-     .doc = "window step: one integer, or \"height, width\" (default: kernel_size)"},
-    {.name = "padding", .type = LMN_PARAM_FLOAT_LIST, .default_value = "0", .min = 0,
-     .max = (double) G_MAXINT32,
-     .doc = "zero padding on each side (counted in the average), at most kernel_size / 2"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT_LIST("kernel_size", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                              "window size: one integer, or \"height, width\""),
+    LMN_PARAM_SPEC_FLOAT_LIST(
+        "stride", NULL, 1, (double) G_MAXINT32, 0,
+        "window step: one integer, or \"height, width\" (default: kernel_size)"),
+    LMN_PARAM_SPEC_FLOAT_LIST(
+        "padding", "0", 0, (double) G_MAXINT32, 0,
+        "zero padding on each side (counted in the average), at most kernel_size / 2"),
+    LMN_PARAM_SPEC_END,
 };
 
 #define POOL_VTABLE(build_fn)                                                                      \
@@ -160,43 +157,17 @@ static const LmnLayerVTable avgpool_vtable = POOL_VTABLE(avgpool_build);
 static const LmnLayerVTable global_avgpool_vtable = POOL_VTABLE(global_avgpool_build);
 
 static const LmnFeatureDesc pool_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "maxpool2d",
-        .description = "maximum over windows of [C, H, W] images (torch.nn.MaxPool2d)",
-        .params = maxpool_params,
-        .vtable = &maxpool_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "avgpool2d",
-        .description = "average over windows of [C, H, W] images (torch.nn.AvgPool2d)",
-        .params = avgpool_params,
-        .vtable = &avgpool_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "global_avgpool",
-        .description = "average of each channel over the whole image: [C, H, W] -> [C] "
-                       "(torch.nn.AdaptiveAvgPool2d(1) + flatten)",
-        .params = NULL,
-        .vtable = &global_avgpool_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "maxpool2d",
+                "maximum over windows of [C, H, W] images (torch.nn.MaxPool2d)", maxpool_params,
+                &maxpool_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "avgpool2d",
+                "average over windows of [C, H, W] images (torch.nn.AvgPool2d)", avgpool_params,
+                &avgpool_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "global_avgpool",
+                "average of each channel over the whole image: [C, H, W] -> [C] "
+                "(torch.nn.AdaptiveAvgPool2d(1) + flatten)",
+                NULL, &global_avgpool_vtable),
 };
 
-static const LmnPluginDesc pool_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.pool",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Pooling layers",
-    .n_features = G_N_ELEMENTS(pool_features),
-    .features = pool_features,
-};
-
-LMN_PLUGIN_DEFINE(pool_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.pool", LMN_VERSION_STRING, "MIT", "Pooling layers",
+                           pool_features)

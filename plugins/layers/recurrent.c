@@ -370,15 +370,13 @@ static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec recurrent_params[] = {
-    {.name = "hidden_size", .type = LMN_PARAM_INT, .default_value = NULL, .min = 1,
-     .max = (double) G_MAXINT32, .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "number of features of the hidden state (H)"},
-    {.name = "bias", .type = LMN_PARAM_BOOL, .default_value = "true", .min = 1, .max = 0,
-     .doc = "learnable biases bias_ih and bias_hh"},
-    {.name = "return_sequences", .type = LMN_PARAM_BOOL, .default_value = "false", .min = 1,
-     .max = 0,
-     .doc = "output every step's hidden state [steps, H] instead of the last one's [H]"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("hidden_size", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+                       "number of features of the hidden state (H)"),
+    LMN_PARAM_SPEC_BOOL("bias", "true", "learnable biases bias_ih and bias_hh"),
+    LMN_PARAM_SPEC_BOOL(
+        "return_sequences", "false",
+        "output every step's hidden state [steps, H] instead of the last one's [H]"),
+    LMN_PARAM_SPEC_END,
 };
 
 #define RECURRENT_VTABLE(build_func)                                                               \
@@ -393,45 +391,20 @@ static const LmnLayerVTable lstm_vtable = RECURRENT_VTABLE(lstm_build);
 static const LmnLayerVTable gru_vtable = RECURRENT_VTABLE(gru_build);
 
 static const LmnFeatureDesc recurrent_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "rnn",
-        .description = "Elman recurrent layer h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) "
-                       "over [steps, features] inputs (torch.nn.RNN, batch_first)",
-        .params = recurrent_params,
-        .vtable = &rnn_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "lstm",
-        .description = "long short-term memory layer over [steps, features] inputs, gates "
-                       "i, f, g, o (torch.nn.LSTM, batch_first)",
-        .params = recurrent_params,
-        .vtable = &lstm_vtable,
-    },
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "gru",
-        .description = "gated recurrent unit layer over [steps, features] inputs, gates r, z, n "
-                       "(torch.nn.GRU, batch_first)",
-        .params = recurrent_params,
-        .vtable = &gru_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "rnn",
+                "Elman recurrent layer h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) "
+                "over [steps, features] inputs (torch.nn.RNN, batch_first)",
+                recurrent_params, &rnn_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "lstm",
+                "long short-term memory layer over [steps, features] inputs, gates "
+                "i, f, g, o (torch.nn.LSTM, batch_first)",
+                recurrent_params, &lstm_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "gru",
+                "gated recurrent unit layer over [steps, features] inputs, gates r, z, n "
+                "(torch.nn.GRU, batch_first)",
+                recurrent_params, &gru_vtable),
 };
 
-static const LmnPluginDesc recurrent_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.recurrent",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Recurrent layers (rnn, lstm, gru) with backpropagation through time",
-    .n_features = G_N_ELEMENTS(recurrent_features),
-    .features = recurrent_features,
-};
-
-LMN_PLUGIN_DEFINE(recurrent_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.recurrent", LMN_VERSION_STRING, "MIT",
+                           "Recurrent layers (rnn, lstm, gru) with backpropagation through time",
+                           recurrent_features)

@@ -82,14 +82,10 @@ static void reshape_backward(LmnLayer *layer, const LmnLayerIO *io)
 }
 
 static const LmnParamSpec reshape_params[] = {
-    {.name = "shape",
-     .type = LMN_PARAM_FLOAT_LIST,
-     .default_value = NULL,
-     .min = -1,
-     .max = (double) G_MAXINT32,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "per-sample output dimensions, e.g. \"1, 28, 28\"; one may be -1 (inferred)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT_LIST(
+        "shape", NULL, -1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
+        "per-sample output dimensions, e.g. \"1, 28, 28\"; one may be -1 (inferred)"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnLayerVTable reshape_vtable = {
@@ -103,27 +99,11 @@ static const LmnLayerVTable reshape_vtable = {
 };
 
 static const LmnFeatureDesc shape_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "reshape",
-        .description = "gives each sample another shape with the same element count "
-                       "(x.reshape(N, *shape))",
-        .params = reshape_params,
-        .vtable = &reshape_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "reshape",
+                "gives each sample another shape with the same element count "
+                "(x.reshape(N, *shape))",
+                reshape_params, &reshape_vtable),
 };
 
-static const LmnPluginDesc shape_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.shape",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Shape layers: reshape",
-    .n_features = G_N_ELEMENTS(shape_features),
-    .features = shape_features,
-};
-
-LMN_PLUGIN_DEFINE(shape_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.shape", LMN_VERSION_STRING, "MIT", "Shape layers: reshape",
+                           shape_features)

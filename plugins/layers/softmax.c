@@ -59,27 +59,11 @@ static const LmnLayerVTable softmax_vtable = {
 };
 
 static const LmnFeatureDesc softmax_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_LAYER,
-        .name = "softmax",
-        .description = "softmax over the last dimension, exp(x_i) / sum_j exp(x_j) "
-                       "(nn.Softmax(dim=-1))",
-        .params = NULL,
-        .vtable = &softmax_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_LAYER, "softmax",
+                "softmax over the last dimension, exp(x_i) / sum_j exp(x_j) "
+                "(nn.Softmax(dim=-1))",
+                NULL, &softmax_vtable),
 };
 
-static const LmnPluginDesc softmax_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.softmax",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "Softmax layer",
-    .n_features = G_N_ELEMENTS(softmax_features),
-    .features = softmax_features,
-};
-
-LMN_PLUGIN_DEFINE(softmax_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.softmax", LMN_VERSION_STRING, "MIT", "Softmax layer",
+                           softmax_features)

@@ -87,7 +87,8 @@ static const LmnOptimizerVTable adadelta_vtable = {LMN_OPT_VTABLE_BASE(adadelta)
 static const LmnParamSpec adadelta_specs[] = {
     LMN_OPT_SPEC_FLOAT("lr", "1.0",
                        "coefficient that scales delta before it is applied to the parameters"),
-    /* rho = 1 is allowed, as torch allows it */
+    /* rho = 1 is allowed,
+    as torch allows it */
     {.name = "rho",
      .type = LMN_PARAM_FLOAT,
      .default_value = "0.9",
@@ -97,7 +98,7 @@ static const LmnParamSpec adadelta_specs[] = {
     LMN_OPT_SPEC_FLOAT("eps", "1e-6", "added inside both square roots for numerical stability"),
     LMN_OPT_SPEC_L2_WEIGHT_DECAY,
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc adadelta_features[] = {

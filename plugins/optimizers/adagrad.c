@@ -88,7 +88,7 @@ static const LmnParamSpec adagrad_specs[] = {
                        "starting value of the sum of squared gradients"),
     LMN_OPT_SPEC_EPS("1e-10"),
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc adagrad_features[] = {

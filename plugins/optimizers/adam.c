@@ -125,7 +125,7 @@ static const LmnParamSpec adam_specs[] = {
                        "L2 penalty added to the gradient: grad + weight_decay * param (see adamw)"),
     LMN_OPT_SPEC_AMSGRAD,
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc adam_features[] = {

@@ -93,7 +93,7 @@ static const LmnParamSpec adamax_specs[] = {
     LMN_OPT_SPEC_FLOAT("eps", "1e-8", "added to |grad| for numerical stability"),
     LMN_OPT_SPEC_L2_WEIGHT_DECAY,
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc adamax_features[] = {

@@ -122,7 +122,7 @@ static const LmnParamSpec adamw_specs[] = {
         "decoupled weight decay: param * (1 - lr * weight_decay) before the Adam step"),
     LMN_OPT_SPEC_AMSGRAD,
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc adamw_features[] = {

@@ -126,7 +126,7 @@ static const LmnParamSpec nadam_specs[] = {
     LMN_OPT_SPEC_L2_WEIGHT_DECAY,
     LMN_OPT_SPEC_FLOAT("momentum_decay", "0.004",
                        "momentum decay psi of the schedule mu_t = beta1 (1 - 0.5 * 0.96^(t psi))"),
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc nadam_features[] = {

@@ -101,45 +101,26 @@ static const guint8 lmn_opt_access[LMN_KERNEL_MAX_BUFFERS] = {
  * @prefix: the optimizer's identifier prefix
  * @name: the plugin's name ("lamina.adam")
  * @description: the plugin's one line
- * Defines `static const LmnPluginDesc prefix_plugin` (MIT, this Lamina's version and ABI) with
- * the feature table prefix_features, and the module's entry point.  Write it without a trailing
- * semicolon, last in the file.
+ * The plugin's descriptor (MIT, this Lamina's version and ABI) with the feature table
+ * prefix_features, and the module's entry point, through plugin.h's LMN_PLUGIN_DEFINE_FEATURES().
+ * Write it without a trailing semicolon, last in the file.
  */
 #define LMN_OPT_PLUGIN(prefix, name_, description_)                                                \
-    static const LmnPluginDesc prefix##_plugin = {                                                 \
-        .struct_size = sizeof(LmnPluginDesc),                                                      \
-        .abi_major = LMN_ABI_MAJOR,                                                                \
-        .abi_minor = LMN_ABI_MINOR,                                                                \
-        .name = (name_),                                                                           \
-        .version = LMN_VERSION_STRING,                                                             \
-        .license = "MIT",                                                                          \
-        .description = (description_),                                                             \
-        .n_features = G_N_ELEMENTS(prefix##_features),                                             \
-        .features = prefix##_features,                                                             \
-    };                                                                                             \
-    LMN_PLUGIN_DEFINE(prefix##_plugin)
+    LMN_PLUGIN_DEFINE_FEATURES((name_), LMN_VERSION_STRING, "MIT", (description_),                 \
+                               prefix##_features)
 
 /* ---- parameter specs (initializers for an LmnParamSpec array) ---- */
 
 /** LMN_OPT_SPEC_FLOAT: a float hyperparameter @name with range >= 0. */
 #define LMN_OPT_SPEC_FLOAT(name_, default_, doc_)                                                  \
-    {                                                                                              \
-        .name = (name_), .type = LMN_PARAM_FLOAT, .default_value = (default_), .min = 0,           \
-        .max = INFINITY, .doc = (doc_)                                                             \
-    }
+    LMN_PARAM_SPEC_FLOAT((name_), (default_), 0, INFINITY, 0, (doc_))
 
 /** LMN_OPT_SPEC_BETA: a float hyperparameter @name in [0, 1): a decay torch requires below 1. */
 #define LMN_OPT_SPEC_BETA(name_, default_, doc_)                                                   \
-    {                                                                                              \
-        .name = (name_), .type = LMN_PARAM_FLOAT, .default_value = (default_), .min = 0, .max = 1, \
-        .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE, .doc = (doc_)                                       \
-    }
+    LMN_PARAM_SPEC_FLOAT((name_), (default_), 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE, (doc_))
 
 /** LMN_OPT_SPEC_BOOL: a boolean hyperparameter @name. */
-#define LMN_OPT_SPEC_BOOL(name_, default_, doc_)                                                   \
-    {                                                                                              \
-        .name = (name_), .type = LMN_PARAM_BOOL, .default_value = (default_), .doc = (doc_)        \
-    }
+#define LMN_OPT_SPEC_BOOL(name_, default_, doc_) LMN_PARAM_SPEC_BOOL((name_), (default_), (doc_))
 
 /* The specs below mean the same in every optimizer that has them, down to the text. */
 

@@ -126,7 +126,7 @@ static const LmnOptimizerVTable radam_vtable = {LMN_OPT_VTABLE_BASE(radam)};
 
 static const LmnParamSpec radam_specs[] = {
     LMN_OPT_SPEC_LR("0.001"), LMN_OPT_SPEC_BETA1,           LMN_OPT_SPEC_BETA2,
-    LMN_OPT_SPEC_EPS("1e-8"), LMN_OPT_SPEC_L2_WEIGHT_DECAY, {NULL},
+    LMN_OPT_SPEC_EPS("1e-8"), LMN_OPT_SPEC_L2_WEIGHT_DECAY, LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc radam_features[] = {

@@ -128,7 +128,7 @@ static const LmnParamSpec rmsprop_specs[] = {
                       "normalise by the estimated variance of the gradient instead of its second "
                       "moment"),
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc rmsprop_features[] = {

@@ -137,7 +137,8 @@ static const LmnParamSpec sgd_specs[] = {
     LMN_OPT_SPEC_FLOAT("lr", "0.01",
                        "learning rate (torch.optim.SGD requires one; Lamina defaults to 0.01)"),
     LMN_OPT_SPEC_MOMENTUM,
-    /* min > max: no range, as torch.optim.SGD checks none */
+    /* min > max: no range,
+    as torch.optim.SGD checks none */
     {.name = "dampening",
      .type = LMN_PARAM_FLOAT,
      .default_value = "0",
@@ -148,7 +149,7 @@ static const LmnParamSpec sgd_specs[] = {
                       "Nesterov momentum (PyTorch requires momentum > 0 and dampening = 0)"),
     LMN_OPT_SPEC_L2_WEIGHT_DECAY,
     LMN_OPT_SPEC_MAXIMIZE,
-    {NULL},
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc sgd_features[] = {

@@ -9,6 +9,24 @@
 #include <math.h>
 #include <string.h>
 
+/**
+ * LMN_PURE_SCHEDULE:
+ * @prefix: the schedule's identifier prefix (step)
+ * Defines `static const LmnScheduleVTable prefix_vt` for a schedule that is a pure function of
+ * time: no state, no observe(), lr = prefix_lr.
+ */
+#define LMN_PURE_SCHEDULE(prefix)                                                                  \
+    static const LmnScheduleVTable prefix##_vt = {                                                 \
+        .struct_size = sizeof(LmnScheduleVTable),                                                  \
+        .lr = prefix##_lr,                                                                         \
+    }
+
+/* Keys that mean the same, down to the text, in every schedule that has them. */
+#define SPEC_GAMMA_DECAY                                                                           \
+    LMN_PARAM_SPEC_FLOAT("gamma", "0.1", 0, INFINITY, 0, "multiplicative factor of each decay")
+#define SPEC_ETA_MIN                                                                               \
+    LMN_PARAM_SPEC_FLOAT("eta_min", "0", 0, INFINITY, 0, "the minimum learning rate")
+
 /* ---- constant ---- */
 
 static double constant_lr(const LmnParams *params, double base_lr, const LmnScheduleClock *clock,
@@ -17,11 +35,7 @@ static double constant_lr(const LmnParams *params, double base_lr, const LmnSche
     return base_lr;
 }
 
-static const LmnScheduleVTable constant_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = constant_lr,
-};
+LMN_PURE_SCHEDULE(constant);
 
 /* ---- step (StepLR) ---- */
 
@@ -36,27 +50,13 @@ static double step_lr(const LmnParams *params, double base_lr, const LmnSchedule
     return base_lr * pow(gamma, (double) (t / step_size));
 }
 
-static const LmnScheduleVTable step_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = step_lr,
-};
+LMN_PURE_SCHEDULE(step);
 
 static const LmnParamSpec step_specs[] = {
-    {.name = "step_size",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "multiply the learning rate by gamma every step_size units"},
-    {.name = "gamma",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.1",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "multiplicative factor of each decay"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("step_size", NULL, 1, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+                       "multiply the learning rate by gamma every step_size units"),
+    SPEC_GAMMA_DECAY,
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- multistep (MultiStepLR) ---- */
@@ -77,28 +77,15 @@ static double multistep_lr(const LmnParams *params, double base_lr, const LmnSch
     return base_lr * pow(gamma, (double) passed);
 }
 
-static const LmnScheduleVTable multistep_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = multistep_lr,
-};
+LMN_PURE_SCHEDULE(multistep);
 
 static const LmnParamSpec multistep_specs[] = {
-    {.name = "milestones",
-     .type = LMN_PARAM_FLOAT_LIST,
-     .default_value = NULL,
-     .min = 0,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "times (in the schedule's unit) at which the learning rate is multiplied by gamma; "
-            "a fractional milestone takes effect at the next whole t"},
-    {.name = "gamma",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.1",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "multiplicative factor of each decay"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT_LIST(
+        "milestones", NULL, 0, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+        "times (in the schedule's unit) at which the learning rate is multiplied by gamma; "
+        "a fractional milestone takes effect at the next whole t"),
+    SPEC_GAMMA_DECAY,
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- exponential (ExponentialLR) ---- */
@@ -109,21 +96,12 @@ static double exponential_lr(const LmnParams *params, double base_lr, const LmnS
     return base_lr * pow(lmn_params_get_float(params, "gamma"), (double) MAX(clock->t, 0));
 }
 
-static const LmnScheduleVTable exponential_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = exponential_lr,
-};
+LMN_PURE_SCHEDULE(exponential);
 
 static const LmnParamSpec exponential_specs[] = {
-    {.name = "gamma",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = NULL,
-     .min = 0,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "multiplicative factor per unit of time: lr = base_lr * gamma^t"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("gamma", NULL, 0, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+                         "multiplicative factor per unit of time: lr = base_lr * gamma^t"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- time_decay (inverse time decay) ---- */
@@ -136,21 +114,12 @@ static double time_decay_lr(const LmnParams *params, double base_lr, const LmnSc
     return base_lr * (1.0 / (1.0 + decay * (double) MAX(clock->t, 0)));
 }
 
-static const LmnScheduleVTable time_decay_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = time_decay_lr,
-};
+LMN_PURE_SCHEDULE(time_decay);
 
 static const LmnParamSpec time_decay_specs[] = {
-    {.name = "decay",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = NULL,
-     .min = 0,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "decay rate k of lr = base_lr / (1 + k t)"},
-    {NULL},
+    LMN_PARAM_SPEC_FLOAT("decay", NULL, 0, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+                         "decay rate k of lr = base_lr / (1 + k t)"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- inverse ---- */
@@ -161,11 +130,7 @@ static double inverse_lr(const LmnParams *params, double base_lr, const LmnSched
     return base_lr * (1.0 / ((double) MAX(clock->t, 0) + 1.0));
 }
 
-static const LmnScheduleVTable inverse_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = inverse_lr,
-};
+LMN_PURE_SCHEDULE(inverse);
 
 /* ---- linear (LinearLR with start_factor = 1) ---- */
 
@@ -178,28 +143,15 @@ static double linear_lr(const LmnParams *params, double base_lr, const LmnSchedu
     return base_lr * (1.0 + (end_factor - 1.0) * (double) t / (double) total);
 }
 
-static const LmnScheduleVTable linear_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = linear_lr,
-};
+LMN_PURE_SCHEDULE(linear);
 
 static const LmnParamSpec linear_specs[] = {
-    {.name = "total",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "time at which the decay ends and the learning rate stays constant (torch "
-            "total_iters)"},
-    {.name = "end_factor",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = 1,
-     .doc = "fraction of the base learning rate reached at t = total"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("total", NULL, 1, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+                       "time at which the decay ends and the learning rate stays constant (torch "
+                       "total_iters)"),
+    LMN_PARAM_SPEC_FLOAT("end_factor", "0", 0, 1, 0,
+                         "fraction of the base learning rate reached at t = total"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- cosine (CosineAnnealingLR) ---- */
@@ -214,27 +166,13 @@ static double cosine_lr(const LmnParams *params, double base_lr, const LmnSchedu
     return eta_min + (base_lr - eta_min) * (1.0 + cos(G_PI * t / (double) t_max)) / 2.0;
 }
 
-static const LmnScheduleVTable cosine_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = cosine_lr,
-};
+LMN_PURE_SCHEDULE(cosine);
 
 static const LmnParamSpec cosine_specs[] = {
-    {.name = "t_max",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "half period: the learning rate reaches eta_min at t = t_max (torch T_max)"},
-    {.name = "eta_min",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "the minimum learning rate"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("t_max", NULL, 1, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+                       "half period: the learning rate reaches eta_min at t = t_max (torch T_max)"),
+    SPEC_ETA_MIN,
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- cosine_restarts (CosineAnnealingWarmRestarts) ---- */
@@ -261,33 +199,15 @@ static double cosine_restarts_lr(const LmnParams *params, double base_lr,
     return eta_min + (base_lr - eta_min) * (1.0 + cos(G_PI * (double) t_cur / (double) t_i)) / 2.0;
 }
 
-static const LmnScheduleVTable cosine_restarts_vt = {
-    .struct_size = sizeof(LmnScheduleVTable),
-    .n_state = 0,
-    .lr = cosine_restarts_lr,
-};
+LMN_PURE_SCHEDULE(cosine_restarts);
 
 static const LmnParamSpec cosine_restarts_specs[] = {
-    {.name = "t_0",
-     .type = LMN_PARAM_INT,
-     .default_value = NULL,
-     .min = 1,
-     .max = INFINITY,
-     .flags = LMN_PARAM_FLAG_REQUIRED,
-     .doc = "length of the first cycle (torch T_0)"},
-    {.name = "t_mult",
-     .type = LMN_PARAM_INT,
-     .default_value = "1",
-     .min = 1,
-     .max = INFINITY,
-     .doc = "each cycle is t_mult times longer than the previous one (torch T_mult)"},
-    {.name = "eta_min",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "the minimum learning rate"},
-    {NULL},
+    LMN_PARAM_SPEC_INT("t_0", NULL, 1, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+                       "length of the first cycle (torch T_0)"),
+    LMN_PARAM_SPEC_INT("t_mult", "1", 1, INFINITY, 0,
+                       "each cycle is t_mult times longer than the previous one (torch T_mult)"),
+    SPEC_ETA_MIN,
+    LMN_PARAM_SPEC_END,
 };
 
 /* ---- reduce_on_plateau (ReduceLROnPlateau) ---- */
@@ -366,54 +286,24 @@ static const char *const plateau_modes[] = {"min", "max", NULL};
 static const char *const plateau_threshold_modes[] = {"rel", "abs", NULL};
 
 static const LmnParamSpec plateau_specs[] = {
-    {.name = "mode",
-     .type = LMN_PARAM_ENUM,
-     .default_value = "min",
-     .enum_values = plateau_modes,
-     .doc = "min: the monitored metric should decrease (a loss); max: increase (an accuracy)"},
-    {.name = "factor",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0.1",
-     .min = 0,
-     .max = 1,
-     .flags = LMN_PARAM_FLAG_MAX_EXCLUSIVE,
-     .doc = "the learning rate is multiplied by factor on a plateau"},
-    {.name = "patience",
-     .type = LMN_PARAM_INT,
-     .default_value = "10",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "epochs without improvement tolerated before the learning rate is reduced"},
-    {.name = "threshold",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-4",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "how much better than the best a metric must be to count as an improvement"},
-    {.name = "threshold_mode",
-     .type = LMN_PARAM_ENUM,
-     .default_value = "rel",
-     .enum_values = plateau_threshold_modes,
-     .doc = "rel: better than best * (1 -+ threshold); abs: better than best -+ threshold"},
-    {.name = "cooldown",
-     .type = LMN_PARAM_INT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "epochs after a reduction during which bad epochs are not counted"},
-    {.name = "min_lr",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "0",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "lower bound of the learning rate"},
-    {.name = "eps",
-     .type = LMN_PARAM_FLOAT,
-     .default_value = "1e-8",
-     .min = 0,
-     .max = INFINITY,
-     .doc = "a reduction smaller than eps is skipped"},
-    {NULL},
+    LMN_PARAM_SPEC_ENUM(
+        "mode", "min", plateau_modes,
+        "min: the monitored metric should decrease (a loss); max: increase (an accuracy)"),
+    LMN_PARAM_SPEC_FLOAT("factor", "0.1", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "the learning rate is multiplied by factor on a plateau"),
+    LMN_PARAM_SPEC_INT("patience", "10", 0, INFINITY, 0,
+                       "epochs without improvement tolerated before the learning rate is reduced"),
+    LMN_PARAM_SPEC_FLOAT(
+        "threshold", "1e-4", 0, INFINITY, 0,
+        "how much better than the best a metric must be to count as an improvement"),
+    LMN_PARAM_SPEC_ENUM(
+        "threshold_mode", "rel", plateau_threshold_modes,
+        "rel: better than best * (1 -+ threshold); abs: better than best -+ threshold"),
+    LMN_PARAM_SPEC_INT("cooldown", "0", 0, INFINITY, 0,
+                       "epochs after a reduction during which bad epochs are not counted"),
+    LMN_PARAM_SPEC_FLOAT("min_lr", "0", 0, INFINITY, 0, "lower bound of the learning rate"),
+    LMN_PARAM_SPEC_FLOAT("eps", "1e-8", 0, INFINITY, 0, "a reduction smaller than eps is skipped"),
+    LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc schedule_features[] = {
@@ -447,16 +337,5 @@ static const LmnFeatureDesc schedule_features[] = {
                 plateau_specs, &plateau_vt),
 };
 
-static const LmnPluginDesc schedule_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.schedules",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "learning-rate schedules (torch.optim.lr_scheduler)",
-    .n_features = G_N_ELEMENTS(schedule_features),
-    .features = schedule_features,
-};
-
-LMN_PLUGIN_DEFINE(schedule_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.schedules", LMN_VERSION_STRING, "MIT",
+                           "learning-rate schedules (torch.optim.lr_scheduler)", schedule_features)

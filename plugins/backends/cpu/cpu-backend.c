@@ -17,15 +17,9 @@
 #define CPU_MAX_THREADS 1024
 
 static const LmnParamSpec cpu_params[] = {
-    {
-        .name = "threads",
-        .type = LMN_PARAM_INT,
-        .default_value = "0",
-        .min = 0,
-        .max = CPU_MAX_THREADS,
-        .doc = "threads for element-wise ops and BLAS; 0 = one per core",
-    },
-    {NULL},
+    LMN_PARAM_SPEC_INT("threads", "0", 0, CPU_MAX_THREADS, 0,
+                       "threads for element-wise ops and BLAS; 0 = one per core"),
+    LMN_PARAM_SPEC_END,
 };
 
 /* "OpenBLAS 0.3.21" from openblas_get_config()'s "OpenBLAS 0.3.21 DYNAMIC_ARCH ...". */
@@ -238,26 +232,10 @@ static const LmnBackendVTable cpu_vtable = {
 };
 
 static const LmnFeatureDesc cpu_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_BACKEND,
-        .name = "cpu",
-        .description = "Reference CPU backend: OpenBLAS GEMM, vectorised loops, one thread pool",
-        .params = cpu_params,
-        .vtable = &cpu_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_BACKEND, "cpu",
+                "Reference CPU backend: OpenBLAS GEMM, vectorised loops, one thread pool",
+                cpu_params, &cpu_vtable),
 };
 
-static const LmnPluginDesc cpu_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.cpu",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "The CPU compute backend",
-    .n_features = G_N_ELEMENTS(cpu_features),
-    .features = cpu_features,
-};
-
-LMN_PLUGIN_DEFINE(cpu_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.cpu", LMN_VERSION_STRING, "MIT", "The CPU compute backend",
+                           cpu_features)

@@ -11,14 +11,11 @@
 #include <string.h>
 
 static const LmnParamSpec vk_params[] = {
-    {
-        .name = "validation",
-        .type = LMN_PARAM_BOOL,
-        .default_value = "false",
-        .doc = "enable VK_LAYER_KHRONOS_validation when installed; validation errors fail the "
-               "next synchronisation",
-    },
-    {NULL},
+    LMN_PARAM_SPEC_BOOL(
+        "validation", "false",
+        "enable VK_LAYER_KHRONOS_validation when installed; validation errors fail the "
+        "next synchronisation"),
+    LMN_PARAM_SPEC_END,
 };
 
 static void print_stats(LmnVkContext *c)
@@ -189,26 +186,10 @@ static const LmnBackendVTable vk_vtable = {
 };
 
 static const LmnFeatureDesc vk_features[] = {
-    {
-        .struct_size = sizeof(LmnFeatureDesc),
-        .kind = LMN_FEATURE_BACKEND,
-        .name = "vulkan",
-        .description = "Vulkan compute backend (GPUs; lavapipe only when asked for)",
-        .params = vk_params,
-        .vtable = &vk_vtable,
-    },
+    LMN_FEATURE(LMN_FEATURE_BACKEND, "vulkan",
+                "Vulkan compute backend (GPUs; lavapipe only when asked for)", vk_params,
+                &vk_vtable),
 };
 
-static const LmnPluginDesc vk_plugin = {
-    .struct_size = sizeof(LmnPluginDesc),
-    .abi_major = LMN_ABI_MAJOR,
-    .abi_minor = LMN_ABI_MINOR,
-    .name = "lamina.vulkan",
-    .version = LMN_VERSION_STRING,
-    .license = "MIT",
-    .description = "The Vulkan compute backend",
-    .n_features = G_N_ELEMENTS(vk_features),
-    .features = vk_features,
-};
-
-LMN_PLUGIN_DEFINE(vk_plugin)
+LMN_PLUGIN_DEFINE_FEATURES("lamina.vulkan", LMN_VERSION_STRING, "MIT", "The Vulkan compute backend",
+                           vk_features)

@@ -356,11 +356,9 @@ static gboolean valid_layer_name(const char *name)
     return TRUE;
 }
 
-static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char *group,
-                               const char *prev_name, GError **error)
+static gboolean check_layer_name(LmnConfig *cfg, const char *name, const char *where,
+                                 GError **error)
 {
-    const char *name = group + strlen("layer ");
-    g_autofree char *where = g_strdup_printf("%s [%s]", cfg->name, group);
     if (!valid_layer_name(name) || g_str_equal(name, "input") || g_str_equal(name, "labels")) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                     "%s: '%s' is not a usable layer name (use letters, digits, '_', '-', '.'; "
@@ -376,55 +374,63 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
             return FALSE;
         }
     }
+    return TRUE;
+}
+
+/* The layer's type key, looked up in the registry. */
+static const LmnFeature *layer_feature(LmnConfig *cfg, LmnRegistry *registry, const char *group,
+                                       const char *where, char **type_out, GError **error)
+{
     g_autofree char *type = g_key_file_get_value(cfg->kf, group, "type", NULL);
     if (!type || !*type) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
                     "%s: missing key 'type' (the layer type, e.g. dense; `lamina plugins` lists "
                     "them)",
                     where);
-        return FALSE;
+        return NULL;
     }
     g_strstrip(type);
     const LmnFeature *f = lookup_feature(cfg, registry, LMN_FEATURE_LAYER, type, group, error);
-    if (!f)
-        return FALSE;
+    if (f)
+        *type_out = g_steal_pointer(&type);
+    return f;
+}
 
-    LmnLayerConfig *lc = g_new0(LmnLayerConfig, 1);
-    lc->name = g_strdup(name);
-    lc->type = g_strdup(type);
-    lc->where = g_steal_pointer(&where);
-    g_ptr_array_add(cfg->layers, lc);
-
-    /* Inputs: explicit list, else the previous layer (or the data for the first layer); a loss
-     * takes the labels as its last input unless told otherwise. */
-    gboolean is_loss = FALSE;
-    const LmnLayerVTable *vt = f->desc->vtable;
-    is_loss = (vt->flags & LMN_LAYER_FLAG_LOSS) != 0;
+/* Inputs: the explicit list, else the previous layer (or the data for the first layer); a loss
+ * takes the labels as its last input unless told otherwise. */
+static gboolean layer_inputs(LmnConfig *cfg, LmnLayerConfig *lc, const char *group,
+                             const LmnLayerVTable *vt, const char *prev_name, GError **error)
+{
+    gboolean is_loss = (vt->flags & LMN_LAYER_FLAG_LOSS) != 0;
     g_autofree char *input_text = g_key_file_get_value(cfg->kf, group, "input", NULL);
-    if (input_text) {
-        g_auto(GStrv) parts = g_strsplit(input_text, ",", -1);
-        g_autoptr(GStrvBuilder) b = g_strv_builder_new();
-        for (guint i = 0; parts[i]; i++) {
-            g_strstrip(parts[i]);
-            if (!*parts[i]) {
-                g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                            "%s input: empty name in '%s' (expected comma-separated layer names)",
-                            lc->where, input_text);
-                return FALSE;
-            }
-            g_strv_builder_add(b, parts[i]);
-        }
-        if (is_loss && g_strv_length(parts) == vt->min_inputs - 1)
-            g_strv_builder_add(b, "labels");
-        lc->inputs = g_strv_builder_end(b);
-    } else {
-        g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+    g_autoptr(GStrvBuilder) b = g_strv_builder_new();
+    if (!input_text) {
         g_strv_builder_add(b, prev_name ? prev_name : "input");
         if (is_loss)
             g_strv_builder_add(b, "labels");
         lc->inputs = g_strv_builder_end(b);
+        return TRUE;
     }
-    /* Inputs must name the data or an earlier layer: this keeps the graph acyclic. */
+    g_auto(GStrv) parts = g_strsplit(input_text, ",", -1);
+    for (guint i = 0; parts[i]; i++) {
+        g_strstrip(parts[i]);
+        if (!*parts[i]) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "%s input: empty name in '%s' (expected comma-separated layer names)",
+                        lc->where, input_text);
+            return FALSE;
+        }
+        g_strv_builder_add(b, parts[i]);
+    }
+    if (is_loss && g_strv_length(parts) == vt->min_inputs - 1)
+        g_strv_builder_add(b, "labels");
+    lc->inputs = g_strv_builder_end(b);
+    return TRUE;
+}
+
+/* Inputs must name the data or an earlier layer: this keeps the graph acyclic. */
+static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, GError **error)
+{
     for (guint i = 0; lc->inputs[i]; i++) {
         const char *in = lc->inputs[i];
         if (g_str_equal(in, "input") || g_str_equal(in, "labels"))
@@ -432,78 +438,124 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
         gboolean found = FALSE;
         for (guint j = 0; j + 1 < cfg->layers->len && !found; j++)
             found = g_str_equal(((LmnLayerConfig *) g_ptr_array_index(cfg->layers, j))->name, in);
-        if (!found) {
-            gboolean later = FALSE;
-            g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, NULL);
-            g_autofree char *want = g_strdup_printf("layer %s", in);
-            later = g_strv_contains((const char *const *) groups, want);
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                        "%s input: '%s' %s (a layer's inputs must be 'input', 'labels' or layers "
-                        "defined above it)",
-                        lc->where, in, later ? "is defined below this layer" : "is not a layer");
-            return FALSE;
-        }
+        if (found)
+            continue;
+        g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, NULL);
+        g_autofree char *want = g_strdup_printf("layer %s", in);
+        gboolean later = g_strv_contains((const char *const *) groups, want);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "%s input: '%s' %s (a layer's inputs must be 'input', 'labels' or layers "
+                    "defined above it)",
+                    lc->where, in, later ? "is defined below this layer" : "is not a layer");
+        return FALSE;
     }
+    return TRUE;
+}
 
-    /* Initializer keys go to the layer's parameters' initializers; the rest to the schema. */
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GStrvBuilder) ik = g_strv_builder_new();
-    g_autoptr(GStrvBuilder) iv = g_strv_builder_new();
+/* A layer group's keys other than type and input, sorted by who validates them. */
+typedef struct {
+    GPtrArray *keys, *values;           /* the plugin's schema; NULL-terminated */
+    GPtrArray *core_keys, *core_values; /* layer_core_specs (l1, l2); NULL-terminated */
+    GStrvBuilder *init_keys, *init_values; /* the parameters' initializers */
+} LayerKeys;
+
+static void layer_keys_clear(LayerKeys *k)
+{
+    g_ptr_array_unref(k->keys);
+    g_ptr_array_unref(k->values);
+    g_ptr_array_unref(k->core_keys);
+    g_ptr_array_unref(k->core_values);
+    g_strv_builder_unref(k->init_keys);
+    g_strv_builder_unref(k->init_values);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(LayerKeys, layer_keys_clear)
+
+static void split_layer_keys(LmnConfig *cfg, const char *group, LayerKeys *k)
+{
+    k->keys = g_ptr_array_new_with_free_func(g_free);
+    k->values = g_ptr_array_new_with_free_func(g_free);
+    k->core_keys = g_ptr_array_new_with_free_func(g_free);
+    k->core_values = g_ptr_array_new_with_free_func(g_free);
+    k->init_keys = g_strv_builder_new();
+    k->init_values = g_strv_builder_new();
     g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, group, NULL, NULL);
-    g_autoptr(GPtrArray) core_keys = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) core_values = g_ptr_array_new_with_free_func(g_free);
     for (guint i = 0; all && all[i]; i++) {
         if (g_str_equal(all[i], "type") || g_str_equal(all[i], "input"))
             continue;
         if (lmn_param_spec_find(layer_core_specs, all[i])) {
-            g_ptr_array_add(core_keys, g_strdup(all[i]));
-            g_ptr_array_add(core_values, g_key_file_get_value(cfg->kf, group, all[i], NULL));
+            g_ptr_array_add(k->core_keys, g_strdup(all[i]));
+            g_ptr_array_add(k->core_values, g_key_file_get_value(cfg->kf, group, all[i], NULL));
             continue;
         }
         g_autofree char *v = g_key_file_get_value(cfg->kf, group, all[i], NULL);
         g_strstrip(v);
         if (is_init_key(all[i])) {
-            g_strv_builder_add(ik, all[i]);
-            g_strv_builder_add(iv, v);
+            g_strv_builder_add(k->init_keys, all[i]);
+            g_strv_builder_add(k->init_values, v);
         } else {
-            g_ptr_array_add(keys, g_strdup(all[i]));
-            g_ptr_array_add(values, g_steal_pointer(&v));
+            g_ptr_array_add(k->keys, g_strdup(all[i]));
+            g_ptr_array_add(k->values, g_steal_pointer(&v));
         }
     }
-    g_ptr_array_add(keys, NULL);
-    g_ptr_array_add(values, NULL);
-    lc->init_keys = g_strv_builder_end(ik);
-    lc->init_values = g_strv_builder_end(iv);
+    g_ptr_array_add(k->keys, NULL);
+    g_ptr_array_add(k->values, NULL);
+    g_ptr_array_add(k->core_keys, NULL);
+    g_ptr_array_add(k->core_values, NULL);
+}
+
+/* Initializer keys go to the layer's parameters' initializers, l1/l2 to the core's schema, the
+ * rest to the plugin's. */
+static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLayerConfig *lc,
+                                    const char *group, GError **error)
+{
+    g_auto(LayerKeys) k = {0};
+    split_layer_keys(cfg, group, &k);
+    lc->init_keys = g_strv_builder_end(k.init_keys);
+    lc->init_values = g_strv_builder_end(k.init_values);
     /* Penalty overrides: NAN until [train] supplies the defaults for the keys not given. */
     lc->l1 = lc->l2 = NAN;
-    g_ptr_array_add(core_keys, NULL);
-    g_ptr_array_add(core_values, NULL);
     g_autoptr(LmnParams) core = lmn_params_new_from_strings(
-        layer_core_specs, (const char *const *) core_keys->pdata,
-        (const char *const *) core_values->pdata, lc->where, error);
+        layer_core_specs, (const char *const *) k.core_keys->pdata,
+        (const char *const *) k.core_values->pdata, lc->where, error);
     if (!core)
         return FALSE;
-    for (guint i = 0; i + 1 < core_keys->len; i++) {
-        const char *k = g_ptr_array_index(core_keys, i);
-        if (g_str_equal(k, "l1"))
+    for (guint i = 0; i + 1 < k.core_keys->len; i++) {
+        const char *key = g_ptr_array_index(k.core_keys, i);
+        if (g_str_equal(key, "l1"))
             lc->l1 = lmn_params_get_float(core, "l1");
         else
             lc->l2 = lmn_params_get_float(core, "l2");
     }
-    lc->params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
-                                              (const char *const *) values->pdata, lc->where,
+    lc->params = lmn_registry_validate_params(f, (const char *const *) k.keys->pdata,
+                                              (const char *const *) k.values->pdata, lc->where,
                                               error);
     return lc->params != NULL;
 }
 
-gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **error)
+static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char *group,
+                               const char *prev_name, GError **error)
 {
-    g_return_val_if_fail(cfg && registry, FALSE);
-    clear_validated(cfg);
+    const char *name = group + strlen("layer ");
+    g_autofree char *where = g_strdup_printf("%s [%s]", cfg->name, group);
+    if (!check_layer_name(cfg, name, where, error))
+        return FALSE;
+    g_autofree char *type = NULL;
+    const LmnFeature *f = layer_feature(cfg, registry, group, where, &type, error);
+    if (!f)
+        return FALSE;
 
-    gsize n_groups = 0;
-    g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, &n_groups);
+    LmnLayerConfig *lc = g_new0(LmnLayerConfig, 1);
+    lc->name = g_strdup(name);
+    lc->type = g_steal_pointer(&type);
+    lc->where = g_steal_pointer(&where);
+    g_ptr_array_add(cfg->layers, lc);
+    return layer_inputs(cfg, lc, group, f->desc->vtable, prev_name, error) &&
+           check_layer_inputs(cfg, lc, error) && validate_layer_keys(cfg, f, lc, group, error);
+}
+
+/* Every group is one the core knows: [model], [layer NAME], [optimizer], ... */
+static gboolean check_groups(LmnConfig *cfg, const GStrv groups, gsize n_groups, GError **error)
+{
     for (gsize i = 0; i < n_groups; i++) {
         if (g_strv_contains(core_groups, groups[i]) || g_str_has_prefix(groups[i], "layer "))
             continue;
@@ -517,7 +569,12 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
                     hint ? "]?)" : "");
         return FALSE;
     }
+    return TRUE;
+}
 
+/* [model]: the per-sample input shape. */
+static gboolean validate_model(LmnConfig *cfg, GError **error)
+{
     if (!g_key_file_has_group(cfg->kf, "model")) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
                     "%s: missing group [model] (it gives the per-sample input shape, e.g. "
@@ -527,7 +584,7 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
     }
     g_autoptr(LmnParams) model = validate_group(cfg, "model", model_specs, NULL, error);
     if (!model)
-        goto fail;
+        return FALSE;
     gsize n_dims = 0;
     const double *dims = lmn_params_get_float_list(model, "input", &n_dims);
     if (n_dims == 0 || n_dims >= LMN_MAX_DIMS) {
@@ -535,7 +592,7 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
                     "%s [model] input: %zu dimensions given, expected 1 to %d (the batch "
                     "dimension is not part of it)",
                     cfg->name, n_dims, LMN_MAX_DIMS - 1);
-        goto fail;
+        return FALSE;
     }
     cfg->input_shape.ndim = (guint) n_dims;
     for (gsize i = 0; i < n_dims; i++) {
@@ -543,190 +600,220 @@ gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **err
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                         "%s [model] input: dimension %g is not a whole number", cfg->name,
                         dims[i]);
-            goto fail;
+            return FALSE;
         }
         cfg->input_shape.dims[i] = (gint64) dims[i];
     }
+    return TRUE;
+}
 
+/* The [layer NAME] groups in file order, each fed by the one before unless it says otherwise. */
+static gboolean validate_layers(LmnConfig *cfg, LmnRegistry *registry, const GStrv groups,
+                                gsize n_groups, GError **error)
+{
     const char *prev = NULL;
     for (gsize i = 0; i < n_groups; i++) {
         if (!g_str_has_prefix(groups[i], "layer "))
             continue;
         if (!validate_layer(cfg, registry, groups[i], prev, error))
-            goto fail;
+            return FALSE;
         prev = ((LmnLayerConfig *) g_ptr_array_index(cfg->layers, cfg->layers->len - 1))->name;
     }
     if (cfg->layers->len == 0) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
                     "%s: no [layer NAME] groups: a model needs layers ending in a loss", cfg->name);
-        goto fail;
+        return FALSE;
     }
+    return TRUE;
+}
 
-    /* [optimizer] */
+/* [optimizer]: required; its keys against the plugin's schema and its validate(). */
+static gboolean validate_optimizer(LmnConfig *cfg, LmnRegistry *registry, GError **error)
+{
     if (!g_key_file_has_group(cfg->kf, "optimizer")) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
                     "%s: missing group [optimizer] (e.g. type = sgd and lr = 0.01)", cfg->name);
-        goto fail;
+        return FALSE;
     }
-    {
-        g_autofree char *type = g_key_file_get_value(cfg->kf, "optimizer", "type", NULL);
-        if (!type) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
-                        "%s [optimizer]: missing key 'type' (`lamina plugins` lists the "
-                        "optimizers)",
-                        cfg->name);
-            goto fail;
-        }
-        g_strstrip(type);
-        const LmnFeature *f =
-            lookup_feature(cfg, registry, LMN_FEATURE_OPTIMIZER, type, "optimizer", error);
-        if (!f)
-            goto fail;
-        static const char *const skip[] = {"type", NULL};
-        g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-        g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
-        group_entries(cfg->kf, "optimizer", skip, keys, values);
-        g_autofree char *where = g_strdup_printf("%s [optimizer]", cfg->name);
-        cfg->opt_params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
-                                                       (const char *const *) values->pdata,
-                                                       where, error);
-        if (!cfg->opt_params)
-            goto fail;
-        const LmnOptimizerVTable *ovt = f->desc->vtable;
-        g_autoptr(GError) local = NULL;
-        if (LMN_VTABLE_HAS(ovt, validate) && !ovt->validate(cfg->opt_params, &local)) {
-            g_set_error(error, local->domain, local->code, "%s: %s", where, local->message);
-            goto fail;
-        }
-        cfg->opt_type = g_steal_pointer(&type);
+    g_autofree char *type = g_key_file_get_value(cfg->kf, "optimizer", "type", NULL);
+    if (!type) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                    "%s [optimizer]: missing key 'type' (`lamina plugins` lists the "
+                    "optimizers)",
+                    cfg->name);
+        return FALSE;
     }
-
-    /* [schedule]: optional, constant by default; common keys validated by the core. */
-    {
-        g_autofree char *type = NULL;
-        if (g_key_file_has_group(cfg->kf, "schedule"))
-            type = g_key_file_get_value(cfg->kf, "schedule", "type", NULL);
-        if (type)
-            g_strstrip(type);
-        else
-            type = g_strdup("constant");
-        const LmnFeature *f =
-            lookup_feature(cfg, registry, LMN_FEATURE_SCHEDULE, type, "schedule", error);
-        if (!f)
-            goto fail;
-        const LmnParamSpec *common = lmn_schedule_common_specs();
-        g_autoptr(GPtrArray) pk = g_ptr_array_new_with_free_func(g_free);
-        g_autoptr(GPtrArray) pv = g_ptr_array_new_with_free_func(g_free);
-        g_autoptr(GPtrArray) ck = g_ptr_array_new_with_free_func(g_free);
-        g_autoptr(GPtrArray) cv = g_ptr_array_new_with_free_func(g_free);
-        if (g_key_file_has_group(cfg->kf, "schedule")) {
-            g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, "schedule", NULL, NULL);
-            for (guint i = 0; all && all[i]; i++) {
-                if (g_str_equal(all[i], "type"))
-                    continue;
-                gboolean is_common = lmn_param_spec_find(common, all[i]) != NULL;
-                g_ptr_array_add(is_common ? ck : pk, g_strdup(all[i]));
-                g_ptr_array_add(is_common ? cv : pv,
-                                g_key_file_get_value(cfg->kf, "schedule", all[i], NULL));
-            }
-        }
-        g_ptr_array_add(pk, NULL);
-        g_ptr_array_add(pv, NULL);
-        g_ptr_array_add(ck, NULL);
-        g_ptr_array_add(cv, NULL);
-        g_autofree char *where = g_strdup_printf("%s [schedule]", cfg->name);
-        g_autoptr(LmnParams) cp = lmn_params_new_from_strings(
-            common, (const char *const *) ck->pdata, (const char *const *) cv->pdata, where,
-            error);
-        if (!cp)
-            goto fail;
-        cfg->sched_params = lmn_registry_validate_params(f, (const char *const *) pk->pdata,
-                                                         (const char *const *) pv->pdata,
-                                                         where, error);
-        if (!cfg->sched_params)
-            goto fail;
-        lmn_schedule_common_from_params(cp, &cfg->sched_common);
-        cfg->sched_type = g_steal_pointer(&type);
+    g_strstrip(type);
+    const LmnFeature *f =
+        lookup_feature(cfg, registry, LMN_FEATURE_OPTIMIZER, type, "optimizer", error);
+    if (!f)
+        return FALSE;
+    static const char *const skip[] = {"type", NULL};
+    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
+    group_entries(cfg->kf, "optimizer", skip, keys, values);
+    g_autofree char *where = g_strdup_printf("%s [optimizer]", cfg->name);
+    cfg->opt_params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
+                                                   (const char *const *) values->pdata, where,
+                                                   error);
+    if (!cfg->opt_params)
+        return FALSE;
+    const LmnOptimizerVTable *ovt = f->desc->vtable;
+    g_autoptr(GError) local = NULL;
+    if (LMN_VTABLE_HAS(ovt, validate) && !ovt->validate(cfg->opt_params, &local)) {
+        g_set_error(error, local->domain, local->code, "%s: %s", where, local->message);
+        return FALSE;
     }
-
-    /* [train] and [data] */
-    {
-        g_autoptr(LmnParams) tp = validate_group(cfg, "train", train_specs, NULL, error);
-        if (!tp)
-            goto fail;
-        if (!g_key_file_has_group(cfg->kf, "data")) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
-                        "%s: missing group [data] (e.g. train = fashion-mnist.h5:/train)",
-                        cfg->name);
-            goto fail;
-        }
-        g_autoptr(LmnParams) dp = validate_group(cfg, "data", data_specs, NULL, error);
-        if (!dp)
-            goto fail;
-        LmnTrainConfig *t = &cfg->train;
-        t->epochs = lmn_params_get_int(tp, "epochs");
-        t->batch_size = lmn_params_get_int(tp, "batch_size");
-        t->seed = (guint64) lmn_params_get_int(tp, "seed");
-        t->shuffle = lmn_params_get_bool(tp, "shuffle");
-        t->max_steps = lmn_params_get_int(tp, "max_steps");
-        t->backend = g_strdup(lmn_params_get_string(tp, "backend"));
-        t->device = get_string_or_null(tp, "device");
-        t->checkpoint_every = lmn_params_get_int(tp, "checkpoint_every");
-        t->train_data = g_strdup(lmn_params_get_string(dp, "train"));
-        t->test_data = get_string_or_null(dp, "test");
-        t->validation_data = get_string_or_null(dp, "validation");
-        t->validation_split = lmn_params_get_float(dp, "validation_split");
-        if (t->validation_data && t->validation_split > 0) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                        "%s [data]: both validation and validation_split are set; use one",
-                        cfg->name);
-            goto fail;
-        }
-        t->clip_norm = lmn_params_get_float(tp, "clip_norm");
-        t->clip_value = lmn_params_get_float(tp, "clip_value");
-        t->grad_noise = lmn_params_get_float(tp, "grad_noise");
-        t->grad_noise_gamma = lmn_params_get_float(tp, "grad_noise_gamma");
-        t->l1 = lmn_params_get_float(tp, "l1");
-        t->l2 = lmn_params_get_float(tp, "l2");
-        t->penalize_bias = lmn_params_get_bool(tp, "penalize_bias");
-        t->early_stopping_patience = lmn_params_get_int(tp, "early_stopping_patience");
-        t->early_stopping_min_delta = lmn_params_get_float(tp, "early_stopping_min_delta");
-        t->monitor = g_str_equal(lmn_params_get_string(tp, "monitor"), "val_accuracy")
-                         ? LMN_MONITOR_VAL_ACCURACY
-                         : LMN_MONITOR_VAL_LOSS;
-        t->restore_best = lmn_params_get_bool(tp, "restore_best");
-        t->memory_budget_mb = lmn_params_get_float(dp, "memory_budget_mb");
-        t->lsuv = lmn_params_get_bool(tp, "lsuv");
-        t->lsuv_tol = lmn_params_get_float(tp, "lsuv_tol");
-        t->lsuv_max_iter = lmn_params_get_int(tp, "lsuv_max_iter");
-        if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                        "%s [train] early_stopping_patience: early stopping watches a validation "
-                        "metric, but there is no validation data; set [data] validation = "
-                        "FILE:/split or validation_split = 0.1",
-                        cfg->name);
-            goto fail;
-        }
-        for (guint i = 0; i < cfg->layers->len; i++) {
-            LmnLayerConfig *lc = g_ptr_array_index(cfg->layers, i);
-            if (isnan(lc->l1))
-                lc->l1 = t->l1;
-            if (isnan(lc->l2))
-                lc->l2 = t->l2;
-        }
-    }
-    /* [augment]: optional; its absence leaves every transform off.  Whether the transforms fit
-     * the samples' shape is checked when the data is opened (lmn_batch_reader_new). */
-    {
-        g_autoptr(LmnParams) ap =
-            validate_group(cfg, "augment", lmn_augment_specs(), NULL, error);
-        if (!ap)
-            goto fail;
-        lmn_augment_config_from_params(ap, &cfg->augment);
-    }
-    cfg->validated = TRUE;
+    cfg->opt_type = g_steal_pointer(&type);
     return TRUE;
-fail:
+}
+
+/* [schedule]: optional, constant by default; the common keys (unit, warm-up) are validated by
+ * the core, the rest by the plugin's schema. */
+static gboolean validate_schedule(LmnConfig *cfg, LmnRegistry *registry, GError **error)
+{
+    gboolean has_group = g_key_file_has_group(cfg->kf, "schedule");
+    g_autofree char *type =
+        has_group ? g_key_file_get_value(cfg->kf, "schedule", "type", NULL) : NULL;
+    if (type)
+        g_strstrip(type);
+    else
+        type = g_strdup("constant");
+    const LmnFeature *f =
+        lookup_feature(cfg, registry, LMN_FEATURE_SCHEDULE, type, "schedule", error);
+    if (!f)
+        return FALSE;
+    const LmnParamSpec *common = lmn_schedule_common_specs();
+    g_autoptr(GPtrArray) pk = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) pv = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) ck = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) cv = g_ptr_array_new_with_free_func(g_free);
+    g_auto(GStrv) all = has_group ? g_key_file_get_keys(cfg->kf, "schedule", NULL, NULL) : NULL;
+    for (guint i = 0; all && all[i]; i++) {
+        if (g_str_equal(all[i], "type"))
+            continue;
+        gboolean is_common = lmn_param_spec_find(common, all[i]) != NULL;
+        g_ptr_array_add(is_common ? ck : pk, g_strdup(all[i]));
+        g_ptr_array_add(is_common ? cv : pv,
+                        g_key_file_get_value(cfg->kf, "schedule", all[i], NULL));
+    }
+    g_ptr_array_add(pk, NULL);
+    g_ptr_array_add(pv, NULL);
+    g_ptr_array_add(ck, NULL);
+    g_ptr_array_add(cv, NULL);
+    g_autofree char *where = g_strdup_printf("%s [schedule]", cfg->name);
+    g_autoptr(LmnParams) cp = lmn_params_new_from_strings(
+        common, (const char *const *) ck->pdata, (const char *const *) cv->pdata, where, error);
+    if (!cp)
+        return FALSE;
+    cfg->sched_params = lmn_registry_validate_params(f, (const char *const *) pk->pdata,
+                                                     (const char *const *) pv->pdata, where,
+                                                     error);
+    if (!cfg->sched_params)
+        return FALSE;
+    lmn_schedule_common_from_params(cp, &cfg->sched_common);
+    cfg->sched_type = g_steal_pointer(&type);
+    return TRUE;
+}
+
+/* Copies the validated [train] and [data] values into cfg->train. */
+static void read_train_config(LmnTrainConfig *t, const LmnParams *tp, const LmnParams *dp)
+{
+    t->epochs = lmn_params_get_int(tp, "epochs");
+    t->batch_size = lmn_params_get_int(tp, "batch_size");
+    t->seed = (guint64) lmn_params_get_int(tp, "seed");
+    t->shuffle = lmn_params_get_bool(tp, "shuffle");
+    t->max_steps = lmn_params_get_int(tp, "max_steps");
+    t->backend = g_strdup(lmn_params_get_string(tp, "backend"));
+    t->device = get_string_or_null(tp, "device");
+    t->checkpoint_every = lmn_params_get_int(tp, "checkpoint_every");
+    t->train_data = g_strdup(lmn_params_get_string(dp, "train"));
+    t->test_data = get_string_or_null(dp, "test");
+    t->validation_data = get_string_or_null(dp, "validation");
+    t->validation_split = lmn_params_get_float(dp, "validation_split");
+    t->clip_norm = lmn_params_get_float(tp, "clip_norm");
+    t->clip_value = lmn_params_get_float(tp, "clip_value");
+    t->grad_noise = lmn_params_get_float(tp, "grad_noise");
+    t->grad_noise_gamma = lmn_params_get_float(tp, "grad_noise_gamma");
+    t->l1 = lmn_params_get_float(tp, "l1");
+    t->l2 = lmn_params_get_float(tp, "l2");
+    t->penalize_bias = lmn_params_get_bool(tp, "penalize_bias");
+    t->early_stopping_patience = lmn_params_get_int(tp, "early_stopping_patience");
+    t->early_stopping_min_delta = lmn_params_get_float(tp, "early_stopping_min_delta");
+    t->monitor = g_str_equal(lmn_params_get_string(tp, "monitor"), "val_accuracy")
+                     ? LMN_MONITOR_VAL_ACCURACY
+                     : LMN_MONITOR_VAL_LOSS;
+    t->restore_best = lmn_params_get_bool(tp, "restore_best");
+    t->memory_budget_mb = lmn_params_get_float(dp, "memory_budget_mb");
+    t->lsuv = lmn_params_get_bool(tp, "lsuv");
+    t->lsuv_tol = lmn_params_get_float(tp, "lsuv_tol");
+    t->lsuv_max_iter = lmn_params_get_int(tp, "lsuv_max_iter");
+}
+
+/* [train] and [data] (required), the checks between them, and the layers' penalty defaults. */
+static gboolean validate_train_data(LmnConfig *cfg, GError **error)
+{
+    g_autoptr(LmnParams) tp = validate_group(cfg, "train", train_specs, NULL, error);
+    if (!tp)
+        return FALSE;
+    if (!g_key_file_has_group(cfg->kf, "data")) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                    "%s: missing group [data] (e.g. train = fashion-mnist.h5:/train)", cfg->name);
+        return FALSE;
+    }
+    g_autoptr(LmnParams) dp = validate_group(cfg, "data", data_specs, NULL, error);
+    if (!dp)
+        return FALSE;
+    LmnTrainConfig *t = &cfg->train;
+    read_train_config(t, tp, dp);
+    if (t->validation_data && t->validation_split > 0) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s [data]: both validation and validation_split are set; use one",
+                    cfg->name);
+        return FALSE;
+    }
+    if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s [train] early_stopping_patience: early stopping watches a validation "
+                    "metric, but there is no validation data; set [data] validation = "
+                    "FILE:/split or validation_split = 0.1",
+                    cfg->name);
+        return FALSE;
+    }
+    for (guint i = 0; i < cfg->layers->len; i++) {
+        LmnLayerConfig *lc = g_ptr_array_index(cfg->layers, i);
+        if (isnan(lc->l1))
+            lc->l1 = t->l1;
+        if (isnan(lc->l2))
+            lc->l2 = t->l2;
+    }
+    return TRUE;
+}
+
+/* [augment]: optional; its absence leaves every transform off.  Whether the transforms fit the
+ * samples' shape is checked when the data is opened (lmn_batch_reader_new). */
+static gboolean validate_augment(LmnConfig *cfg, GError **error)
+{
+    g_autoptr(LmnParams) ap = validate_group(cfg, "augment", lmn_augment_specs(), NULL, error);
+    if (!ap)
+        return FALSE;
+    lmn_augment_config_from_params(ap, &cfg->augment);
+    return TRUE;
+}
+
+gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **error)
+{
+    g_return_val_if_fail(cfg && registry, FALSE);
+    clear_validated(cfg);
+    gsize n_groups = 0;
+    g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, &n_groups);
+    if (check_groups(cfg, groups, n_groups, error) && validate_model(cfg, error) &&
+        validate_layers(cfg, registry, groups, n_groups, error) &&
+        validate_optimizer(cfg, registry, error) && validate_schedule(cfg, registry, error) &&
+        validate_train_data(cfg, error) && validate_augment(cfg, error)) {
+        cfg->validated = TRUE;
+        return TRUE;
+    }
     clear_validated(cfg);
     return FALSE;
 }

@@ -111,6 +111,100 @@ static gint64 align_up(gint64 v)
     return (v + PARAM_ALIGN_ELEMS - 1) / PARAM_ALIGN_ELEMS * PARAM_ALIGN_ELEMS;
 }
 
+/* Builds layer @i of the config from its inputs' infos; only the last layer is a loss. */
+static gboolean build_node(LmnModel *m, guint i, GError **error)
+{
+    const LmnConfig *cfg = m->cfg;
+    const LmnLayerConfig *lc = lmn_config_get_layer(cfg, i);
+    Node *n = node_at(m, NODE_FIRST_LAYER + i);
+    n->n_inputs = g_strv_length(lc->inputs);
+    n->inputs = g_new0(guint, n->n_inputs);
+    LmnTensorInfo infos[16];
+    if (n->n_inputs > G_N_ELEMENTS(infos)) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "%s: %u inputs; at most %zu are supported", lc->where, n->n_inputs,
+                    G_N_ELEMENTS(infos));
+        return FALSE;
+    }
+    for (guint j = 0; j < n->n_inputs; j++) {
+        n->inputs[j] = find_node(m, cfg, lc->inputs[j]);
+        infos[j] = node_at(m, n->inputs[j])->info;
+        node_at(m, n->inputs[j])->n_consumers++;
+    }
+    g_autoptr(GError) local = NULL;
+    n->layer = lmn_layer_new(m->registry, lc->type, lc->name, i, lc->params, m->backend,
+                             n->n_inputs, infos, &local);
+    if (!n->layer) {
+        g_set_error(error, local->domain, local->code, "%s: %s", lc->where, local->message);
+        return FALSE;
+    }
+    n->info = *lmn_layer_get_output_info(n->layer);
+    gboolean is_loss = lmn_layer_is_loss(n->layer);
+    gboolean is_last = i + 1 == lmn_config_get_n_layers(cfg);
+    if (is_loss != is_last) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    is_loss ? "%s: a loss must be the last layer (one loss per model)"
+                            : "%s: the last layer must be a loss (e.g. type = "
+                              "softmax_cross_entropy)",
+                    lc->where);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Every layer but the loss must feed something, or its parameters would never learn. */
+static gboolean check_consumers(LmnModel *m, GError **error)
+{
+    for (guint i = NODE_FIRST_LAYER; i < m->loss_node; i++) {
+        Node *n = node_at(m, i);
+        if (n->n_consumers == 0) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: the output of this layer is not used by any later layer",
+                        lmn_config_get_layer(m->cfg, i - NODE_FIRST_LAYER)->where);
+            return FALSE;
+        }
+        n->needs_grad = TRUE;
+    }
+    return TRUE;
+}
+
+/* One flat tensor for all parameters, one for their gradients; each layer's parameters become
+ * views into them at PARAM_ALIGN_ELEMS-aligned offsets. */
+static gboolean flatten_params(LmnModel *m, GError **error)
+{
+    gint64 total = 0;
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+        LmnLayer *l = node_at(m, i)->layer;
+        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
+            gint64 numel = lmn_tensor_numel(lmn_layer_get_param(l, p));
+            m->n_parameters += numel;
+            total += align_up(numel);
+        }
+    }
+    LmnShape flat = lmn_shape_make(1, MAX(total, (gint64) PARAM_ALIGN_ELEMS));
+    m->params = lmn_tensor_new(m->backend, LMN_DTYPE_F32, &flat, error);
+    if (!m->params)
+        return FALSE;
+    m->grads = lmn_tensor_new(m->backend, LMN_DTYPE_F32, &flat, error);
+    if (!m->grads)
+        return FALSE;
+    lmn_op_fill(m->params, 0.0f);
+    lmn_op_fill(m->grads, 0.0f);
+    gint64 off = 0;
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+        LmnLayer *l = node_at(m, i)->layer;
+        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
+            /* A copy: binding releases the layer's own tensor, and its shape with it. */
+            LmnShape shape = lmn_layer_get_param(l, p)->shape;
+            g_autoptr(LmnTensor) v = lmn_tensor_new_view(m->params, off, &shape);
+            g_autoptr(LmnTensor) g = lmn_tensor_new_view(m->grads, off, &shape);
+            lmn_layer_bind_param(l, p, v, g);
+            off += align_up(lmn_shape_numel(&shape));
+        }
+    }
+    return TRUE;
+}
+
 LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
                         const LmnTensorInfo *target, GError **error)
 {
@@ -126,88 +220,12 @@ LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend 
     g_array_set_size(m->nodes, NODE_FIRST_LAYER + n_layers);
     node_at(m, NODE_INPUT)->info = (LmnTensorInfo){m->input_shape, LMN_DTYPE_F32};
     node_at(m, NODE_LABELS)->info = *target;
-
-    for (guint i = 0; i < n_layers; i++) {
-        const LmnLayerConfig *lc = lmn_config_get_layer(cfg, i);
-        Node *n = node_at(m, NODE_FIRST_LAYER + i);
-        n->n_inputs = g_strv_length(lc->inputs);
-        n->inputs = g_new0(guint, n->n_inputs);
-        LmnTensorInfo infos[16];
-        if (n->n_inputs > G_N_ELEMENTS(infos)) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                        "%s: %u inputs; at most %zu are supported", lc->where, n->n_inputs,
-                        G_N_ELEMENTS(infos));
+    for (guint i = 0; i < n_layers; i++)
+        if (!build_node(m, i, error))
             goto fail;
-        }
-        for (guint j = 0; j < n->n_inputs; j++) {
-            n->inputs[j] = find_node(m, cfg, lc->inputs[j]);
-            infos[j] = node_at(m, n->inputs[j])->info;
-            node_at(m, n->inputs[j])->n_consumers++;
-        }
-        g_autoptr(GError) local = NULL;
-        n->layer = lmn_layer_new(registry, lc->type, lc->name, i, lc->params, backend,
-                                 n->n_inputs, infos, &local);
-        if (!n->layer) {
-            g_set_error(error, local->domain, local->code, "%s: %s", lc->where, local->message);
-            goto fail;
-        }
-        n->info = *lmn_layer_get_output_info(n->layer);
-        gboolean is_loss = lmn_layer_is_loss(n->layer);
-        gboolean is_last = i + 1 == n_layers;
-        if (is_loss != is_last) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                        is_loss ? "%s: a loss must be the last layer (one loss per model)"
-                                : "%s: the last layer must be a loss (e.g. type = "
-                                  "softmax_cross_entropy)",
-                        lc->where);
-            goto fail;
-        }
-    }
     m->loss_node = NODE_FIRST_LAYER + n_layers - 1;
-
-    /* Every layer but the loss must feed something, or its parameters would never learn. */
-    for (guint i = NODE_FIRST_LAYER; i < m->loss_node; i++) {
-        Node *n = node_at(m, i);
-        if (n->n_consumers == 0) {
-            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                        "%s: the output of this layer is not used by any later layer",
-                        lmn_config_get_layer(cfg, i - NODE_FIRST_LAYER)->where);
-            goto fail;
-        }
-        n->needs_grad = TRUE;
-    }
-
-    /* One flat tensor for all parameters, one for their gradients. */
-    gint64 total = 0;
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
-        LmnLayer *l = node_at(m, i)->layer;
-        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
-            gint64 numel = lmn_tensor_numel(lmn_layer_get_param(l, p));
-            m->n_parameters += numel;
-            total += align_up(numel);
-        }
-    }
-    LmnShape flat = lmn_shape_make(1, MAX(total, (gint64) PARAM_ALIGN_ELEMS));
-    m->params = lmn_tensor_new(backend, LMN_DTYPE_F32, &flat, error);
-    if (!m->params)
+    if (!check_consumers(m, error) || !flatten_params(m, error))
         goto fail;
-    m->grads = lmn_tensor_new(backend, LMN_DTYPE_F32, &flat, error);
-    if (!m->grads)
-        goto fail;
-    lmn_op_fill(m->params, 0.0f);
-    lmn_op_fill(m->grads, 0.0f);
-    gint64 off = 0;
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
-        LmnLayer *l = node_at(m, i)->layer;
-        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
-            /* A copy: binding releases the layer's own tensor, and its shape with it. */
-            LmnShape shape = lmn_layer_get_param(l, p)->shape;
-            g_autoptr(LmnTensor) v = lmn_tensor_new_view(m->params, off, &shape);
-            g_autoptr(LmnTensor) g = lmn_tensor_new_view(m->grads, off, &shape);
-            lmn_layer_bind_param(l, p, v, g);
-            off += align_up(lmn_shape_numel(&shape));
-        }
-    }
     return m;
 fail:
     lmn_model_free(m);

@@ -441,6 +441,197 @@ static gboolean read_optional_int(hid_t g, const char *name, gint64 fallback, gi
     return !lmn_h5_attr_exists(g, name) || lmn_h5_attr_read_int64(g, name, out, errs, error);
 }
 
+/* What lmn_checkpoint_load_training() reads before it writes anything. */
+typedef struct {
+    LmnTrainState state; /* the counters of /train */
+    gboolean load_opt;   /* the optimizer's state is restored (same type, no reset) */
+    gint64 opt_step;
+    double *host;        /* the optimizer's host state, n_host values */
+    double *sched;       /* the schedule's state, n_sched values (n_sched 0: left fresh) */
+    guint n_sched;
+    GArray *pending;     /* PendingWrite: slots and best weights, written last */
+    GPtrArray *views;    /* the tensor views the pending writes go through */
+} TrainingRead;
+
+static void training_read_clear(TrainingRead *r)
+{
+    g_free(r->host);
+    g_free(r->sched);
+    g_clear_pointer(&r->pending, g_array_unref);
+    g_clear_pointer(&r->views, g_ptr_array_unref);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(TrainingRead, training_read_clear)
+
+/* The counters of /train: epoch, step, seed, the best metric and early stopping's state. */
+static gboolean read_train_counters(hid_t tg, const char *path, const LmnH5Errors *errs,
+                                    LmnTrainState *st, GError **error)
+{
+    gint64 seed, stopped_early;
+    if (!lmn_h5_attr_read_int64(tg, "epoch", &st->epoch, errs, error) ||
+        !lmn_h5_attr_read_int64(tg, "step", &st->step, errs, error) ||
+        !lmn_h5_attr_read_int64(tg, "seed", &seed, errs, error) ||
+        !lmn_h5_attr_read_double(tg, "best_metric", &st->best_metric, errs, error) ||
+        !lmn_h5_attr_read_int64(tg, "best_epoch", &st->best_epoch, errs, error) ||
+        !read_optional_int(tg, "epoch_samples", -1, &st->epoch_samples, errs, error) ||
+        !read_optional_int(tg, "wait", 0, &st->wait, errs, error) ||
+        !read_optional_int(tg, "stopped_early", 0, &stopped_early, errs, error))
+        return FALSE;
+    st->seed = (guint64) seed;
+    st->stopped_early = stopped_early != 0;
+    st->monitor = LMN_MONITOR_VAL_LOSS;
+    if (lmn_h5_attr_exists(tg, "monitor")) {
+        g_autofree char *m = lmn_h5_attr_read_string(tg, "monitor", errs, error);
+        if (!m)
+            return FALSE;
+        if (g_str_equal(m, "val_accuracy"))
+            st->monitor = LMN_MONITOR_VAL_ACCURACY;
+    }
+    if (st->epoch < 0 || st->step < 0 || st->epoch_samples < -1) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                    "%s:/train: negative counters (epoch %" G_GINT64_FORMAT
+                    ", step %" G_GINT64_FORMAT "); the file is damaged",
+                    path, st->epoch, st->step);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Whether the saved optimizer's state is to be loaded: only for the same type; another type is
+ * an error unless @reset_optimizer. */
+static gboolean check_optimizer_type(hid_t og, const char *path, LmnOptimizer *opt,
+                                     gboolean reset_optimizer, const LmnH5Errors *errs,
+                                     gboolean *load, GError **error)
+{
+    g_autofree char *type = lmn_h5_attr_read_string(og, "type", errs, error);
+    if (!type)
+        return FALSE;
+    gboolean same = g_str_equal(type, lmn_optimizer_get_type_name(opt));
+    if (!same && !reset_optimizer) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_OPTIMIZER,
+                    "%s: the checkpoint was trained with optimizer '%s' but the config uses "
+                    "'%s'; pass --reset-optimizer to continue with fresh '%s' state",
+                    path, type, lmn_optimizer_get_type_name(opt),
+                    lmn_optimizer_get_type_name(opt));
+        return FALSE;
+    }
+    *load = same && !reset_optimizer;
+    return TRUE;
+}
+
+/* Queues one slot of one parameter: /optimizer/state/LAYER/PARAM/SLOT. */
+static gboolean read_slot(hid_t file, const char *path, LmnModel *model, LmnOptimizer *opt,
+                          guint s, LmnLayer *l, guint p, TrainingRead *r, GError **error)
+{
+    LmnTensor *param = lmn_layer_get_param(l, p);
+    LmnTensor *slot = lmn_optimizer_get_slot(opt, s);
+    LmnTensor *view = lmn_tensor_new_view(slot, flat_offset(lmn_model_get_params(model), param),
+                                          &param->shape);
+    g_ptr_array_add(r->views, view);
+    const char *slot_name = lmn_optimizer_get_slot_name(opt, s);
+    g_autofree char *h5path =
+        g_strdup_printf("/optimizer/state/%s/%s/%s", lmn_layer_get_name(l),
+                        lmn_layer_get_param_name(l, p), slot_name);
+    g_autofree char *what =
+        g_strdup_printf("optimizer slot '%s' of layer '%s' parameter '%s'", slot_name,
+                        lmn_layer_get_name(l), lmn_layer_get_param_name(l, p));
+    float *data = read_exact(file, path, h5path, &param->shape, what, error);
+    if (!data)
+        return FALSE;
+    PendingWrite w = {view, data};
+    g_array_append_val(r->pending, w);
+    return TRUE;
+}
+
+/* The optimizer's step, host state and slots.  Slots are stored per parameter; the model's
+ * layout says where each one goes. */
+static gboolean read_optimizer_state(hid_t file, hid_t og, const char *path, LmnModel *model,
+                                     LmnOptimizer *opt, const LmnH5Errors *errs, TrainingRead *r,
+                                     GError **error)
+{
+    guint n_host = 0;
+    const char *const *names = NULL;
+    lmn_optimizer_get_host_state(opt, &n_host, &names);
+    r->host = g_new0(double, MAX(n_host, 1));
+    if (!lmn_h5_attr_read_int64(og, "step", &r->opt_step, errs, error))
+        return FALSE;
+    for (guint i = 0; i < n_host; i++) {
+        g_autofree char *an = g_strdup_printf("host_state.%s", names[i]);
+        if (!lmn_h5_attr_read_double(og, an, &r->host[i], errs, error))
+            return FALSE;
+    }
+    for (guint s = 0; s < lmn_optimizer_get_n_slots(opt); s++) {
+        for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
+            LmnLayer *l = lmn_model_get_layer(model, i);
+            for (guint p = 0; p < lmn_layer_get_n_params(l); p++)
+                if (!read_slot(file, path, model, opt, s, l, p, r, error))
+                    return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* The schedule's state; a run resumed with another schedule type starts it fresh. */
+static gboolean read_schedule_state(hid_t tg, const char *path, LmnSchedule *sched,
+                                    const LmnH5Errors *errs, TrainingRead *r, GError **error)
+{
+    guint n_sched = 0;
+    if (sched)
+        lmn_schedule_get_state(sched, &n_sched);
+    if (n_sched > 0 && lmn_h5_attr_exists(tg, "schedule")) {
+        g_autofree char *sname = lmn_h5_attr_read_string(tg, "schedule", errs, error);
+        if (!sname)
+            return FALSE;
+        if (!g_str_equal(sname, lmn_schedule_get_type_name(sched)))
+            n_sched = 0;
+    }
+    if (n_sched == 0)
+        return TRUE;
+    gsize got = 0;
+    r->sched = lmn_h5_attr_read_doubles(tg, "schedule_state", &got, errs, error);
+    if (!r->sched)
+        return FALSE;
+    if (got != n_sched) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH,
+                    "%s:/train schedule_state has %zu values but schedule '%s' keeps %u; "
+                    "the checkpoint was written with another schedule",
+                    path, got, lmn_schedule_get_type_name(sched), n_sched);
+        return FALSE;
+    }
+    r->n_sched = n_sched;
+    return TRUE;
+}
+
+/* Writes what was read into the optimizer, the schedule and @state. */
+static gboolean apply_training(TrainingRead *r, LmnOptimizer *opt, LmnSchedule *sched,
+                               LmnTrainState *state, GError **error)
+{
+    if (!apply_pending(r->pending, error))
+        return FALSE;
+    if (r->load_opt) {
+        guint n_host = 0;
+        const char *const *names = NULL;
+        double *host = lmn_optimizer_get_host_state(opt, &n_host, &names);
+        lmn_optimizer_set_step(opt, r->opt_step);
+        memcpy(host, r->host, n_host * sizeof(double));
+    }
+    if (r->n_sched > 0) {
+        guint n = 0;
+        memcpy(lmn_schedule_get_state(sched, &n), r->sched, r->n_sched * sizeof(double));
+    }
+    LmnTrainState *st = &r->state;
+    state->epoch = st->epoch;
+    state->step = st->step;
+    state->seed = st->seed;
+    state->best_metric = st->best_metric;
+    state->best_epoch = st->best_epoch;
+    state->epoch_samples = st->epoch_samples;
+    state->wait = st->wait;
+    state->stopped_early = st->stopped_early;
+    state->monitor = st->monitor;
+    state->has_best_weights = st->has_best_weights;
+    return TRUE;
+}
+
 gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOptimizer *opt,
                                       LmnSchedule *sched, LmnTrainState *state,
                                       gboolean reset_optimizer, GError **error)
@@ -453,143 +644,27 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
     g_auto(LmnH5Id) tg = lmn_h5_group_open(file, "/train", &errs, error);
     if (tg < 0)
         return FALSE;
-    gint64 epoch, step, seed, best_epoch, epoch_samples, wait, stopped_early;
-    double best;
-    if (!lmn_h5_attr_read_int64(tg, "epoch", &epoch, &errs, error) ||
-        !lmn_h5_attr_read_int64(tg, "step", &step, &errs, error) ||
-        !lmn_h5_attr_read_int64(tg, "seed", &seed, &errs, error) ||
-        !lmn_h5_attr_read_double(tg, "best_metric", &best, &errs, error) ||
-        !lmn_h5_attr_read_int64(tg, "best_epoch", &best_epoch, &errs, error) ||
-        !read_optional_int(tg, "epoch_samples", -1, &epoch_samples, &errs, error) ||
-        !read_optional_int(tg, "wait", 0, &wait, &errs, error) ||
-        !read_optional_int(tg, "stopped_early", 0, &stopped_early, &errs, error))
-        return FALSE;
-    LmnMonitor monitor = LMN_MONITOR_VAL_LOSS;
-    if (lmn_h5_attr_exists(tg, "monitor")) {
-        g_autofree char *m = lmn_h5_attr_read_string(tg, "monitor", &errs, error);
-        if (!m)
-            return FALSE;
-        if (g_str_equal(m, "val_accuracy"))
-            monitor = LMN_MONITOR_VAL_ACCURACY;
-    }
-    if (epoch < 0 || step < 0 || epoch_samples < -1) {
-        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
-                    "%s:/train: negative counters (epoch %" G_GINT64_FORMAT
-                    ", step %" G_GINT64_FORMAT "); the file is damaged",
-                    path, epoch, step);
-        return FALSE;
-    }
-
-    g_auto(LmnH5Id) og = lmn_h5_group_open(file, "/optimizer", &errs, error);
-    if (og < 0)
-        return FALSE;
-    g_autofree char *type = lmn_h5_attr_read_string(og, "type", &errs, error);
-    if (!type)
-        return FALSE;
-    gboolean same = g_str_equal(type, lmn_optimizer_get_type_name(opt));
-    if (!same && !reset_optimizer) {
-        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_OPTIMIZER,
-                    "%s: the checkpoint was trained with optimizer '%s' but the config uses "
-                    "'%s'; pass --reset-optimizer to continue with fresh '%s' state",
-                    path, type, lmn_optimizer_get_type_name(opt),
-                    lmn_optimizer_get_type_name(opt));
-        return FALSE;
-    }
     /* Everything is read and checked before anything is written, so a failure leaves the
      * optimizer, the schedule and @state as they were. */
-    g_autoptr(GArray) pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
-    g_array_set_clear_func(pending, pending_clear);
-    g_autoptr(GPtrArray) views = g_ptr_array_new_with_free_func((GDestroyNotify) lmn_tensor_unref);
-    gint64 opt_step = 0;
-    guint n_host = 0;
-    const char *const *names = NULL;
-    double *host = lmn_optimizer_get_host_state(opt, &n_host, &names);
-    g_autofree double *host_new = g_new0(double, MAX(n_host, 1));
-    gboolean load_opt = same && !reset_optimizer;
-    if (load_opt) {
-        if (!lmn_h5_attr_read_int64(og, "step", &opt_step, &errs, error))
-            return FALSE;
-        for (guint i = 0; i < n_host; i++) {
-            g_autofree char *an = g_strdup_printf("host_state.%s", names[i]);
-            if (!lmn_h5_attr_read_double(og, an, &host_new[i], &errs, error))
-                return FALSE;
-        }
-        /* Slots are stored per parameter; the model's layout says where each one goes. */
-        LmnTensor *flat = lmn_model_get_params(model);
-        for (guint s = 0; s < lmn_optimizer_get_n_slots(opt); s++) {
-            LmnTensor *slot = lmn_optimizer_get_slot(opt, s);
-            for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
-                LmnLayer *l = lmn_model_get_layer(model, i);
-                for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
-                    LmnTensor *param = lmn_layer_get_param(l, p);
-                    LmnTensor *view =
-                        lmn_tensor_new_view(slot, flat_offset(flat, param), &param->shape);
-                    g_ptr_array_add(views, view);
-                    g_autofree char *h5path = g_strdup_printf(
-                        "/optimizer/state/%s/%s/%s", lmn_layer_get_name(l),
-                        lmn_layer_get_param_name(l, p), lmn_optimizer_get_slot_name(opt, s));
-                    g_autofree char *what = g_strdup_printf(
-                        "optimizer slot '%s' of layer '%s' parameter '%s'",
-                        lmn_optimizer_get_slot_name(opt, s), lmn_layer_get_name(l),
-                        lmn_layer_get_param_name(l, p));
-                    float *data = read_exact(file, path, h5path, &param->shape, what, error);
-                    if (!data)
-                        return FALSE;
-                    PendingWrite w = {view, data};
-                    g_array_append_val(pending, w);
-                }
-            }
-        }
-    }
-    gboolean has_best = state->best_params && lmn_h5_path_exists(file, "/train/best");
-    if (has_best) {
-        ReadCtx ctx = {file, path, pending, views};
+    g_auto(TrainingRead) r = {0};
+    if (!read_train_counters(tg, path, &errs, &r.state, error))
+        return FALSE;
+    g_auto(LmnH5Id) og = lmn_h5_group_open(file, "/optimizer", &errs, error);
+    if (og < 0 || !check_optimizer_type(og, path, opt, reset_optimizer, &errs, &r.load_opt, error))
+        return FALSE;
+    r.pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
+    g_array_set_clear_func(r.pending, pending_clear);
+    r.views = g_ptr_array_new_with_free_func((GDestroyNotify) lmn_tensor_unref);
+    if (r.load_opt && !read_optimizer_state(file, og, path, model, opt, &errs, &r, error))
+        return FALSE;
+    r.state.has_best_weights = state->best_params && lmn_h5_path_exists(file, "/train/best");
+    if (r.state.has_best_weights) {
+        ReadCtx ctx = {file, path, r.pending, r.views};
         if (!visit_best(model, state, read_best_one, &ctx, error))
             return FALSE;
     }
-    g_autofree double *sched_new = NULL;
-    guint n_sched = 0;
-    double *sched_state = sched ? lmn_schedule_get_state(sched, &n_sched) : NULL;
-    /* A run resumed with another schedule type starts that schedule's state fresh. */
-    if (n_sched > 0 && lmn_h5_attr_exists(tg, "schedule")) {
-        g_autofree char *sname = lmn_h5_attr_read_string(tg, "schedule", &errs, error);
-        if (!sname)
-            return FALSE;
-        if (!g_str_equal(sname, lmn_schedule_get_type_name(sched)))
-            n_sched = 0;
-    }
-    if (n_sched > 0) {
-        gsize got = 0;
-        sched_new = lmn_h5_attr_read_doubles(tg, "schedule_state", &got, &errs, error);
-        if (!sched_new)
-            return FALSE;
-        if (got != n_sched) {
-            g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH,
-                        "%s:/train schedule_state has %zu values but schedule '%s' keeps %u; "
-                        "the checkpoint was written with another schedule",
-                        path, got, lmn_schedule_get_type_name(sched), n_sched);
-            return FALSE;
-        }
-    }
-    if (!apply_pending(pending, error))
-        return FALSE;
-    if (load_opt) {
-        lmn_optimizer_set_step(opt, opt_step);
-        memcpy(host, host_new, n_host * sizeof(double));
-    }
-    if (n_sched > 0)
-        memcpy(sched_state, sched_new, n_sched * sizeof(double));
-    state->epoch = epoch;
-    state->step = step;
-    state->seed = (guint64) seed;
-    state->best_metric = best;
-    state->best_epoch = best_epoch;
-    state->epoch_samples = epoch_samples;
-    state->wait = wait;
-    state->stopped_early = stopped_early != 0;
-    state->monitor = monitor;
-    state->has_best_weights = has_best;
-    return TRUE;
+    return read_schedule_state(tg, path, sched, &errs, &r, error) &&
+           apply_training(&r, opt, sched, state, error);
 }
 
 /* ---- lmn_checkpoint_describe ---- */
@@ -733,6 +808,133 @@ static gint64 describe_layer(GString *out, hid_t file, const char *layer, const 
     return total;
 }
 
+/* "format: ..." for a Lamina checkpoint, or the note for a plain weights file. */
+static void describe_format(GString *out, hid_t root, gboolean lamina, const LmnH5Errors *errs)
+{
+    if (!lamina) {
+        g_string_append(out, "format: none (a weights file written by another tool; only "
+                             "/model is read, with --init)\n");
+        return;
+    }
+    g_autofree char *format = attr_text(root, "format", errs);
+    g_autofree char *version = attr_text(root, "format_version", errs);
+    g_autofree char *by = lmn_h5_attr_exists(root, "lamina_version")
+                              ? attr_text(root, "lamina_version", errs)
+                              : g_strdup("?");
+    g_string_append_printf(out, "format: %s version %s (written by Lamina %s)\n", format, version,
+                           by);
+}
+
+/* The optimizer's slot names: those of the first parameter that has any. */
+static GPtrArray *slot_names(hid_t file)
+{
+    GPtrArray *slots = list_links(file, "/optimizer/state");
+    if (slots->len == 0)
+        return slots;
+    g_autofree char *l0 = g_strdup(g_ptr_array_index(slots, 0));
+    g_autofree char *lp = g_strdup_printf("/optimizer/state/%s", l0);
+    g_autoptr(GPtrArray) params = list_links(file, lp);
+    g_ptr_array_set_size(slots, 0);
+    if (params->len > 0) {
+        g_autofree char *pp = g_strdup_printf("%s/%s", lp, (char *) g_ptr_array_index(params, 0));
+        g_autoptr(GPtrArray) s = list_links(file, pp);
+        for (guint i = 0; i < s->len; i++)
+            g_ptr_array_add(slots, g_strdup(g_ptr_array_index(s, i)));
+    }
+    return slots;
+}
+
+/* "model: N layers, M values" and a line per layer.  The config gives layer order and types;
+ * layers only in /model follow by name. */
+static void describe_model(GString *out, hid_t file, const char *config, GPtrArray *slots)
+{
+    g_autoptr(GPtrArray) layers = list_links(file, "/model");
+    g_autoptr(GHashTable) shown = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GString) body = g_string_new(NULL);
+    gint64 total = 0;
+    guint n_layers = 0;
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    if (config && g_key_file_load_from_data(kf, config, (gsize) -1, G_KEY_FILE_NONE, NULL)) {
+        g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+        for (guint i = 0; groups[i]; i++) {
+            if (!g_str_has_prefix(groups[i], "layer "))
+                continue;
+            const char *name = groups[i] + 6;
+            g_autofree char *type = g_key_file_get_value(kf, groups[i], "type", NULL);
+            if (type)
+                g_strstrip(type);
+            total += describe_layer(body, file, name, type, slots);
+            n_layers++;
+            for (guint j = 0; j < layers->len; j++)
+                if (g_str_equal(g_ptr_array_index(layers, j), name))
+                    g_hash_table_add(shown, g_ptr_array_index(layers, j));
+        }
+    }
+    for (guint j = 0; j < layers->len; j++) {
+        const char *name = g_ptr_array_index(layers, j);
+        if (g_hash_table_contains(shown, name))
+            continue;
+        total += describe_layer(body, file, name, NULL, slots);
+        n_layers++;
+    }
+    g_string_append_printf(out, "model: %u layers, %" G_GINT64_FORMAT " values\n", n_layers,
+                           total);
+    g_string_append(out, body->str);
+}
+
+/* An attribute's text, or "?" when the attribute is absent. */
+static char *attr_text_or_unknown(hid_t obj, const char *name, const LmnH5Errors *errs)
+{
+    return lmn_h5_attr_exists(obj, name) ? attr_text(obj, name, errs) : g_strdup("?");
+}
+
+static void describe_optimizer(GString *out, hid_t file, GPtrArray *slots,
+                               const LmnH5Errors *errs)
+{
+    if (!lmn_h5_path_exists(file, "/optimizer")) {
+        g_string_append(out, "optimizer: none saved\n");
+        return;
+    }
+    g_auto(LmnH5Id) og = H5Gopen2(file, "/optimizer", H5P_DEFAULT);
+    g_autofree char *type = attr_text_or_unknown(og, "type", errs);
+    g_autofree char *ver = attr_text_or_unknown(og, "plugin_version", errs);
+    g_autofree char *step = attr_text_or_unknown(og, "step", errs);
+    g_string_append_printf(out, "optimizer: %s (plugin version %s), step %s\n", type, ver, step);
+    g_string_append(out, "  hyperparameters:\n");
+    static const char *const skip[] = {"type", "plugin_version", "step", NULL};
+    describe_attrs(out, file, "/optimizer", skip, errs);
+    g_string_append(out, "  slots:");
+    if (slots->len == 0)
+        g_string_append(out, " none");
+    for (guint i = 0; i < slots->len; i++)
+        g_string_append_printf(out, " %s", (char *) g_ptr_array_index(slots, i));
+    g_string_append_c(out, '\n');
+}
+
+static void describe_training(GString *out, hid_t file, const LmnH5Errors *errs)
+{
+    if (!lmn_h5_path_exists(file, "/train")) {
+        g_string_append(out, "training: no counters saved\n");
+        return;
+    }
+    g_string_append(out, "training:\n");
+    describe_attrs(out, file, "/train", NULL, errs);
+    if (lmn_h5_path_exists(file, "/train/best"))
+        g_string_append(out, "    (the best epoch's weights are saved in /train/best)\n");
+}
+
+/* The config text, indented, without its trailing blank lines. */
+static void describe_config(GString *out, const char *config)
+{
+    g_string_append(out, "config:\n");
+    g_auto(GStrv) lines = g_strsplit(config, "\n", -1);
+    guint n = g_strv_length(lines);
+    while (n > 0 && !*lines[n - 1])
+        n--;
+    for (guint i = 0; i < n; i++)
+        g_string_append_printf(out, "%s%s\n", *lines[i] ? "  " : "", lines[i]);
+}
+
 char *lmn_checkpoint_describe(const char *path, GError **error)
 {
     g_return_val_if_fail(path != NULL, NULL);
@@ -751,115 +953,17 @@ char *lmn_checkpoint_describe(const char *path, GError **error)
     }
     GString *out = g_string_new(NULL);
     g_string_append_printf(out, "checkpoint %s\n", path);
-    if (lamina) {
-        g_autofree char *format = attr_text(root, "format", &errs);
-        g_autofree char *version = attr_text(root, "format_version", &errs);
-        g_autofree char *by = lmn_h5_attr_exists(root, "lamina_version")
-                                  ? attr_text(root, "lamina_version", &errs)
-                                  : g_strdup("?");
-        g_string_append_printf(out, "format: %s version %s (written by Lamina %s)\n", format,
-                               version, by);
-    } else {
-        g_string_append(out, "format: none (a weights file written by another tool; only "
-                             "/model is read, with --init)\n");
-    }
-
-    /* The config gives layer order and types; layers only in /model follow by name. */
+    describe_format(out, root, lamina, &errs);
     g_autofree char *config = NULL;
     if (lamina && lmn_h5_path_exists(file, "/config")) {
         g_autoptr(GError) local = NULL;
         config = lmn_checkpoint_read_config(path, &local);
     }
-    g_autoptr(GPtrArray) slots = list_links(file, "/optimizer/state");
-    if (slots->len > 0) {
-        /* Slot names: those of the first parameter that has any. */
-        g_autofree char *l0 = g_strdup(g_ptr_array_index(slots, 0));
-        g_autofree char *lp = g_strdup_printf("/optimizer/state/%s", l0);
-        g_autoptr(GPtrArray) params = list_links(file, lp);
-        g_ptr_array_set_size(slots, 0);
-        if (params->len > 0) {
-            g_autofree char *pp =
-                g_strdup_printf("%s/%s", lp, (char *) g_ptr_array_index(params, 0));
-            g_autoptr(GPtrArray) s = list_links(file, pp);
-            for (guint i = 0; i < s->len; i++)
-                g_ptr_array_add(slots, g_strdup(g_ptr_array_index(s, i)));
-        }
-    }
-    g_autoptr(GPtrArray) layers = list_links(file, "/model");
-    g_autoptr(GHashTable) shown = g_hash_table_new(g_str_hash, g_str_equal);
-    GString *body = g_string_new(NULL);
-    gint64 total = 0;
-    guint n_layers = 0;
-    if (config) {
-        g_autoptr(GKeyFile) kf = g_key_file_new();
-        if (g_key_file_load_from_data(kf, config, (gsize) -1, G_KEY_FILE_NONE, NULL)) {
-            g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
-            for (guint i = 0; groups[i]; i++) {
-                if (!g_str_has_prefix(groups[i], "layer "))
-                    continue;
-                const char *name = groups[i] + 6;
-                g_autofree char *type = g_key_file_get_value(kf, groups[i], "type", NULL);
-                if (type)
-                    g_strstrip(type);
-                total += describe_layer(body, file, name, type, slots);
-                n_layers++;
-                for (guint j = 0; j < layers->len; j++)
-                    if (g_str_equal(g_ptr_array_index(layers, j), name))
-                        g_hash_table_add(shown, g_ptr_array_index(layers, j));
-            }
-        }
-    }
-    for (guint j = 0; j < layers->len; j++) {
-        const char *name = g_ptr_array_index(layers, j);
-        if (g_hash_table_contains(shown, name))
-            continue;
-        total += describe_layer(body, file, name, NULL, slots);
-        n_layers++;
-    }
-    g_string_append_printf(out, "model: %u layers, %" G_GINT64_FORMAT " values\n", n_layers,
-                           total);
-    g_string_append(out, body->str);
-    g_string_free(body, TRUE);
-
-    if (lmn_h5_path_exists(file, "/optimizer")) {
-        g_auto(LmnH5Id) og = H5Gopen2(file, "/optimizer", H5P_DEFAULT);
-        g_autofree char *type =
-            lmn_h5_attr_exists(og, "type") ? attr_text(og, "type", &errs) : g_strdup("?");
-        g_autofree char *ver = lmn_h5_attr_exists(og, "plugin_version")
-                                   ? attr_text(og, "plugin_version", &errs)
-                                   : g_strdup("?");
-        g_autofree char *step =
-            lmn_h5_attr_exists(og, "step") ? attr_text(og, "step", &errs) : g_strdup("?");
-        g_string_append_printf(out, "optimizer: %s (plugin version %s), step %s\n", type, ver,
-                               step);
-        g_string_append(out, "  hyperparameters:\n");
-        static const char *const skip[] = {"type", "plugin_version", "step", NULL};
-        describe_attrs(out, file, "/optimizer", skip, &errs);
-        g_string_append(out, "  slots:");
-        if (slots->len == 0)
-            g_string_append(out, " none");
-        for (guint i = 0; i < slots->len; i++)
-            g_string_append_printf(out, " %s", (char *) g_ptr_array_index(slots, i));
-        g_string_append_c(out, '\n');
-    } else {
-        g_string_append(out, "optimizer: none saved\n");
-    }
-    if (lmn_h5_path_exists(file, "/train")) {
-        g_string_append(out, "training:\n");
-        describe_attrs(out, file, "/train", NULL, &errs);
-        if (lmn_h5_path_exists(file, "/train/best"))
-            g_string_append(out, "    (the best epoch's weights are saved in /train/best)\n");
-    } else {
-        g_string_append(out, "training: no counters saved\n");
-    }
-    if (config) {
-        g_string_append(out, "config:\n");
-        g_auto(GStrv) lines = g_strsplit(config, "\n", -1);
-        guint n = g_strv_length(lines);
-        while (n > 0 && !*lines[n - 1])
-            n--;
-        for (guint i = 0; i < n; i++)
-            g_string_append_printf(out, "%s%s\n", *lines[i] ? "  " : "", lines[i]);
-    }
+    g_autoptr(GPtrArray) slots = slot_names(file);
+    describe_model(out, file, config, slots);
+    describe_optimizer(out, file, slots, &errs);
+    describe_training(out, file, &errs);
+    if (config)
+        describe_config(out, config);
     return g_string_free(out, FALSE);
 }

@@ -296,6 +296,96 @@ static gboolean setup_gradient_processing(LmnTrainer *t, GError **error)
     return TRUE;
 }
 
+/* The data, the backend and the model with its initial weights (from a file with --init or
+ * --resume), checked against each other. */
+static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error)
+{
+    if (!open_data(t, error))
+        return FALSE;
+    t->backend = lmn_backend_new_for_config(t->registry, t->tc->backend, t->tc->device, error);
+    if (!t->backend)
+        return FALSE;
+    *target = target_info_of(t->train);
+    t->model = lmn_model_new(t->cfg, t->registry, t->backend, target, error);
+    if (!t->model)
+        return FALSE;
+    if (!check_data(t, t->train, error) || !check_data(t, t->val, error) ||
+        !check_data(t, t->test, error))
+        return FALSE;
+    if (t->tc->monitor == LMN_MONITOR_VAL_ACCURACY && target->dtype != LMN_DTYPE_I32) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s [train] monitor: val_accuracy needs class labels, but %s has float "
+                    "targets; use monitor = val_loss",
+                    lmn_config_get_name(t->cfg), t->tc->train_data);
+        return FALSE;
+    }
+    if (!lmn_model_init_params(t->model, t->tc->seed, error))
+        return FALSE;
+    const char *weights = t->opts.resume_checkpoint ? t->opts.resume_checkpoint
+                                                    : t->opts.init_checkpoint;
+    return !weights || lmn_checkpoint_load_weights(weights, t->model, error);
+}
+
+/* The optimizer and the schedule, the best-weights copy, the state of a resumed run, and the
+ * gradient processing between backward and the update. */
+static gboolean build_update(LmnTrainer *t, GError **error)
+{
+    LmnConfig *cfg = t->cfg;
+    t->opt = lmn_optimizer_new(t->registry, lmn_config_get_optimizer_type(cfg),
+                               lmn_config_get_optimizer_params(cfg),
+                               lmn_model_get_params(t->model), lmn_model_get_grads(t->model),
+                               error);
+    if (!t->opt)
+        return FALSE;
+    double base_lr = lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "lr");
+    t->sched = lmn_schedule_new(t->registry, lmn_config_get_schedule_type(cfg),
+                                lmn_config_get_schedule_params(cfg),
+                                lmn_config_get_schedule_common(cfg), base_lr, error);
+    if (!t->sched)
+        return FALSE;
+    if (!setup_best_weights(t, error))
+        return FALSE;
+    if (t->opts.resume_checkpoint && !resume(t, error))
+        return FALSE;
+    return setup_gradient_processing(t, error);
+}
+
+/* The model's activations for a batch, LSUV on a fresh initialisation, the host staging buffers,
+ * the batch reader and the device-side accumulators of the loss and the correct count. */
+static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GError **error)
+{
+    gint64 batch = t->tc->batch_size;
+    if (!lmn_model_prepare(t->model, batch, error))
+        return FALSE;
+    /* LSUV refines a fresh initialisation; weights loaded from a file are kept as they are.  Its
+     * batch is at most a training batch, so it allocates no larger activations. */
+    gboolean fresh = !t->opts.resume_checkpoint && !t->opts.init_checkpoint;
+    if (t->tc->lsuv && fresh &&
+        !lmn_model_lsuv(t->model, t->train, batch, t->tc->lsuv_tol, (gint) t->tc->lsuv_max_iter,
+                        t->tc->seed, error))
+        return FALSE;
+    gint64 x_numel = lmn_shape_numel(lmn_model_get_input_shape(t->model));
+    gint64 y_numel = target->dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&target->shape);
+    t->x_host = g_new(float, batch * x_numel);
+    t->y_host = g_malloc(batch * y_numel * 4);
+    /* Evaluation never augments: only the training batches go through [augment]. */
+    const LmnAugmentConfig *aug = lmn_config_get_augment(t->cfg);
+    LmnBatchReaderOptions ro = {
+        .batch_size = batch,
+        .seed = t->tc->seed,
+        .shuffle = t->tc->shuffle,
+        .augment = lmn_augment_config_is_enabled(aug) ? aug : NULL,
+        .prefetch = TRUE,
+    };
+    t->reader = lmn_batch_reader_new(t->train, &ro, error);
+    if (!t->reader)
+        return FALSE;
+    LmnShape one = lmn_shape_make(0);
+    t->loss_acc = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
+    t->correct_acc = t->loss_acc ? lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error) : NULL;
+    return t->correct_acc != NULL;
+}
+
 LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
                             const LmnTrainerOptions *options, GError **error)
 {
@@ -310,83 +400,10 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
     t->state = (LmnTrainState){0, 0, t->tc->seed, NAN, -1};
     t->state.monitor = t->tc->monitor;
 
-    if (!open_data(t, error))
+    LmnTensorInfo target;
+    if (!build_model(t, &target, error) || !build_update(t, error) ||
+        !prepare_batches(t, &target, error))
         goto fail;
-    t->backend = lmn_backend_new_for_config(registry, t->tc->backend, t->tc->device, error);
-    if (!t->backend)
-        goto fail;
-    LmnTensorInfo target = target_info_of(t->train);
-    t->model = lmn_model_new(cfg, registry, t->backend, &target, error);
-    if (!t->model)
-        goto fail;
-    if (!check_data(t, t->train, error) || !check_data(t, t->val, error) ||
-        !check_data(t, t->test, error))
-        goto fail;
-    if (t->tc->monitor == LMN_MONITOR_VAL_ACCURACY && target.dtype != LMN_DTYPE_I32) {
-        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                    "%s [train] monitor: val_accuracy needs class labels, but %s has float "
-                    "targets; use monitor = val_loss",
-                    lmn_config_get_name(cfg), t->tc->train_data);
-        goto fail;
-    }
-
-    if (!lmn_model_init_params(t->model, t->tc->seed, error))
-        goto fail;
-    const char *weights = options->resume_checkpoint ? options->resume_checkpoint
-                                                     : options->init_checkpoint;
-    if (weights && !lmn_checkpoint_load_weights(weights, t->model, error))
-        goto fail;
-
-    t->opt = lmn_optimizer_new(registry, lmn_config_get_optimizer_type(cfg),
-                               lmn_config_get_optimizer_params(cfg),
-                               lmn_model_get_params(t->model), lmn_model_get_grads(t->model),
-                               error);
-    if (!t->opt)
-        goto fail;
-    double base_lr = lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "lr");
-    t->sched = lmn_schedule_new(registry, lmn_config_get_schedule_type(cfg),
-                                lmn_config_get_schedule_params(cfg),
-                                lmn_config_get_schedule_common(cfg), base_lr, error);
-    if (!t->sched)
-        goto fail;
-    if (!setup_best_weights(t, error))
-        goto fail;
-    if (options->resume_checkpoint && !resume(t, error))
-        goto fail;
-    if (!setup_gradient_processing(t, error))
-        goto fail;
-
-    gint64 batch = t->tc->batch_size;
-    if (!lmn_model_prepare(t->model, batch, error))
-        goto fail;
-    /* LSUV refines a fresh initialisation; weights loaded from a file are kept as they are.  Its
-     * batch is at most a training batch, so it allocates no larger activations. */
-    if (t->tc->lsuv && !weights &&
-        !lmn_model_lsuv(t->model, t->train, batch, t->tc->lsuv_tol, (gint) t->tc->lsuv_max_iter,
-                        t->tc->seed, error))
-        goto fail;
-    gint64 x_numel = lmn_shape_numel(lmn_model_get_input_shape(t->model));
-    gint64 y_numel = target.dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&target.shape);
-    t->x_host = g_new(float, batch * x_numel);
-    t->y_host = g_malloc(batch * y_numel * 4);
-    /* Evaluation never augments: only the training batches go through [augment]. */
-    const LmnAugmentConfig *aug = lmn_config_get_augment(cfg);
-    LmnBatchReaderOptions ro = {
-        .batch_size = batch,
-        .seed = t->tc->seed,
-        .shuffle = t->tc->shuffle,
-        .augment = lmn_augment_config_is_enabled(aug) ? aug : NULL,
-        .prefetch = TRUE,
-    };
-    t->reader = lmn_batch_reader_new(t->train, &ro, error);
-    if (!t->reader)
-        goto fail;
-    LmnShape one = lmn_shape_make(0);
-    t->loss_acc = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
-    t->correct_acc = t->loss_acc ? lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error) : NULL;
-    if (!t->correct_acc)
-        goto fail;
-
     if (g_mkdir_with_parents(t->output_dir, 0755) != 0) {
         int e = errno;
         g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
@@ -693,217 +710,267 @@ static gboolean track_best(LmnTrainer *t, gint64 epoch, double val_loss, double 
     return improved;
 }
 
-gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
+/* The run's banner: what is trained on what, the activation memory, where a resume starts. */
+static void print_start(LmnTrainer *t, gint64 n)
+{
+    printf("training %" G_GINT64_FORMAT " parameters on %s: %" G_GINT64_FORMAT
+           " samples%s%s, batch %" G_GINT64_FORMAT ", optimizer %s\n",
+           lmn_model_get_n_parameters(t->model), lmn_backend_describe(t->backend), n,
+           t->val ? " (plus validation)" : "",
+           lmn_dataset_is_streaming(t->train) ? " streamed from the file" : "", t->tc->batch_size,
+           lmn_config_get_optimizer_type(t->cfg));
+    /* Activation memory next to the parameter count: for a batch size it is usually the larger
+     * of the two. */
+    gint64 unshared = 0, peak = 0;
+    guint segments = 0;
+    gint64 arena = lmn_model_get_activation_bytes(t->model, &unshared, &peak, &segments);
+    printf("activations %.2f MiB in %u allocation%s (%.2f MiB with one per buffer, "
+           "%.2f MiB live at most)\n",
+           (double) arena / (1 << 20), segments, segments == 1 ? "" : "s",
+           (double) unshared / (1 << 20), (double) peak / (1 << 20));
+    if (t->opts.resume_checkpoint)
+        printf("resuming from %s at epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT "\n",
+               t->opts.resume_checkpoint, t->state.epoch + 1, t->state.step);
+    fflush(stdout);
+}
+
+/* One epoch as the loop and its report see it. */
+typedef struct {
+    gint64 index;         /* the epoch, from 0 */
+    gint64 seen;          /* samples trained on in this call (a resumed epoch counts its rest) */
+    double lr;            /* the learning rate of the last step */
+    gint64 t0;            /* monotonic start, microseconds */
+    double wait0;         /* the reader's wait time at the start */
+    gboolean reached_end; /* FALSE when max_steps or a stop request ended it early */
+    gboolean stop;        /* the run ends after this epoch */
+    double train_loss, train_acc, val_loss, val_acc, seconds, data_seconds;
+    gboolean improved; /* the monitored metric improved (best.h5 is written) */
+} Epoch;
+
+/* One optimizer step on the next @m samples (after skipping @skip of the reader's batch):
+ * forward, the loss guard, backward, gradient processing, the update, the accuracy count. */
+static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint64 steps_per_epoch,
+                           GError **error)
+{
+    if (!next_batch(t, m, skip, error))
+        return FALSE;
+    guint64 step = (guint64) t->state.step;
+    lmn_model_forward(t->model, TRUE, step, t->state.seed);
+    /* With the CPU backend the loss is in host memory: checking every step is free. */
+    const float *loss_host = lmn_backend_host_pointer(lmn_model_get_loss(t->model));
+    if (loss_host && !isfinite(*loss_host))
+        return non_finite_error(t, ep->index, t->state.step + 1, *loss_host, error);
+    lmn_model_backward(t->model, step, t->state.seed);
+    lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
+    if (!process_gradients(t, m, error))
+        return FALSE;
+    ep->lr = lmn_schedule_get_lr(t->sched, t->state.step, ep->index, steps_per_epoch);
+    lmn_optimizer_step(t->opt, ep->lr);
+    t->state.step++;
+    if (lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32) {
+        LmnTensor *y;
+        lmn_model_set_batch(t->model, m, NULL, &y);
+        lmn_op_count_correct(lmn_model_get_prediction(t->model), y, t->correct_acc);
+    }
+    return TRUE;
+}
+
+/* Redraws the progress bar at most every 0.1 s, and at the end of the epoch. */
+static gboolean update_progress(LmnTrainer *t, Epoch *ep, gint64 done, gint64 n,
+                                gint64 *last_draw, GError **error)
+{
+    gint64 now = g_get_monotonic_time();
+    if (now - *last_draw <= 100000 && done < n)
+        return TRUE;
+    double l = 0;
+    if (!read_scalar(t->loss_acc, &l, error))
+        return FALSE;
+    progress_line(t, ep->index, done, n, l / (double) ep->seen, ep->seen,
+                  (double) (now - ep->t0) / 1e6);
+    *last_draw = now;
+    return TRUE;
+}
+
+/* Trains the steps of epoch ep->index that are left, from the position the state records. */
+static gboolean train_epoch_steps(LmnTrainer *t, Epoch *ep, gint64 n, gint64 steps_per_epoch,
+                                  GError **error)
 {
     const LmnTrainConfig *tc = t->tc;
-    gint64 n = lmn_dataset_get_length(t->train);
     gint64 batch = tc->batch_size;
-    gint64 steps_per_epoch = (n + batch - 1) / batch;
-    gboolean ok = TRUE;
-    gboolean stop = FALSE;
-    gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
-    if (!t->opts.quiet) {
-        printf("training %" G_GINT64_FORMAT " parameters on %s: %" G_GINT64_FORMAT
-               " samples%s%s, batch %" G_GINT64_FORMAT ", optimizer %s\n",
-               lmn_model_get_n_parameters(t->model), lmn_backend_describe(t->backend), n,
-               t->val ? " (plus validation)" : "",
-               lmn_dataset_is_streaming(t->train) ? " streamed from the file" : "", batch,
-               lmn_config_get_optimizer_type(t->cfg));
-        {
-            /* Activation memory next to the parameter count: for a batch size it is usually
-             * the larger of the two. */
-            gint64 unshared = 0, peak = 0;
-            guint segments = 0;
-            gint64 arena =
-                lmn_model_get_activation_bytes(t->model, &unshared, &peak, &segments);
-            printf("activations %.2f MiB in %u allocation%s (%.2f MiB with one per buffer, "
-                   "%.2f MiB live at most)\n",
-                   (double) arena / (1 << 20), segments, segments == 1 ? "" : "s",
-                   (double) unshared / (1 << 20), (double) peak / (1 << 20));
+    gint64 last_draw = 0;
+    /* A checkpoint taken mid-epoch (max_steps, an interrupt) resumes at the next sample of the
+     * same order: the reader's batches are those an uninterrupted run would have had. */
+    gint64 first =
+        t->state.epoch_samples > 0 && t->state.epoch_samples < n ? t->state.epoch_samples : 0;
+    lmn_batch_reader_seek(t->reader, ep->index, first / batch);
+    /* Only a batch size changed on resume puts the position inside a batch: the rest of that
+     * batch comes first, as a smaller batch, so no sample is seen twice or skipped. */
+    gint64 skip = first % batch;
+    ep->reached_end = TRUE;
+    for (gint64 start = first; start < n;) {
+        if ((tc->max_steps > 0 && t->state.step >= tc->max_steps) ||
+            g_atomic_int_get(&t->stop_requested)) {
+            ep->stop = TRUE;
+            ep->reached_end = FALSE;
+            return TRUE;
         }
-        if (t->opts.resume_checkpoint)
-            printf("resuming from %s at epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT "\n",
-                   t->opts.resume_checkpoint, t->state.epoch + 1, t->state.step);
-        fflush(stdout);
+        gint64 m = MIN(batch - skip, n - start);
+        if (!train_step(t, ep, m, skip, steps_per_epoch, error))
+            return FALSE;
+        skip = 0;
+        t->state.epoch_samples = start + m;
+        ep->seen += m;
+        start += m;
+        if (t->opts.progress && !update_progress(t, ep, start, n, &last_draw, error))
+            return FALSE;
     }
-    /* A checkpoint from before epoch_samples was saved: derive it from the step count. */
-    if (t->state.epoch_samples < 0) {
-        gint64 done = t->state.step - t->state.epoch * steps_per_epoch;
-        t->state.epoch_samples = done > 0 && done < steps_per_epoch ? done * batch : 0;
-    }
+    return TRUE;
+}
 
-    while (ok && !stop && t->state.epoch < tc->epochs) {
-        gint64 epoch = t->state.epoch;
-        lmn_op_fill(t->loss_acc, 0);
-        lmn_op_fill(t->correct_acc, 0);
-        gint64 seen = 0;
-        double lr = 0;
-        gint64 t0 = g_get_monotonic_time();
-        double wait0 = lmn_batch_reader_get_wait_seconds(t->reader);
-        gint64 last_draw = 0;
-
-        /* A checkpoint taken mid-epoch (max_steps, an interrupt) resumes at the next sample of
-         * the same order: the reader's batches are those an uninterrupted run would have had. */
-        gint64 first = t->state.epoch_samples > 0 && t->state.epoch_samples < n
-                           ? t->state.epoch_samples
-                           : 0;
-        lmn_batch_reader_seek(t->reader, epoch, first / batch);
-        /* Only a batch size changed on resume puts the position inside a batch: the rest of
-         * that batch comes first, as a smaller batch, so no sample is seen twice or skipped. */
-        gint64 skip = first % batch;
-        gboolean reached_end = TRUE;
-        for (gint64 start = first; start < n;) {
-            if ((tc->max_steps > 0 && t->state.step >= tc->max_steps) ||
-                g_atomic_int_get(&t->stop_requested)) {
-                stop = TRUE;
-                reached_end = FALSE;
-                break;
-            }
-            gint64 m = MIN(batch - skip, n - start);
-            if (!next_batch(t, m, skip, error)) {
-                ok = FALSE;
-                break;
-            }
-            skip = 0;
-            guint64 step = (guint64) t->state.step;
-            lmn_model_forward(t->model, TRUE, step, t->state.seed);
-            /* With the CPU backend the loss is in host memory: checking every step is free. */
-            const float *loss_host = lmn_backend_host_pointer(lmn_model_get_loss(t->model));
-            if (loss_host && !isfinite(*loss_host)) {
-                ok = non_finite_error(t, epoch, t->state.step + 1, *loss_host, error);
-                break;
-            }
-            lmn_model_backward(t->model, step, t->state.seed);
-            lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
-            if (!process_gradients(t, m, error)) {
-                ok = FALSE;
-                break;
-            }
-            lr = lmn_schedule_get_lr(t->sched, t->state.step, epoch, steps_per_epoch);
-            lmn_optimizer_step(t->opt, lr);
-            t->state.step++;
-            t->state.epoch_samples = start + m;
-            if (labels) {
-                LmnTensor *y;
-                lmn_model_set_batch(t->model, m, NULL, &y);
-                lmn_op_count_correct(lmn_model_get_prediction(t->model), y, t->correct_acc);
-            }
-            seen += m;
-            start += m;
-            if (t->opts.progress) {
-                gint64 now = g_get_monotonic_time();
-                if (now - last_draw > 100000 || start >= n) {
-                    double l = 0;
-                    if (!read_scalar(t->loss_acc, &l, error)) {
-                        ok = FALSE;
-                        break;
-                    }
-                    progress_line(t, epoch, start, n, l / (double) seen, seen,
-                                  (double) (now - t0) / 1e6);
-                    last_draw = now;
-                }
-            }
-        }
-        if (!ok || seen == 0)
-            break;
-        double loss_sum = 0, correct = 0;
-        if (!read_scalar(t->loss_acc, &loss_sum, error) ||
-            !read_scalar(t->correct_acc, &correct, error) ||
-            !lmn_backend_synchronize(t->backend, error)) {
-            ok = FALSE;
-            break;
-        }
-        gint64 elapsed_us = g_get_monotonic_time() - t0;
-        double data_s = lmn_batch_reader_get_wait_seconds(t->reader) - wait0;
-        double secs = (double) elapsed_us / 1e6;
-        double train_loss = loss_sum / (double) seen;
-        double train_acc = labels ? correct / (double) seen : NAN;
-        if (!isfinite(train_loss)) {
-            g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
-                        "epoch %" G_GINT64_FORMAT ": the training loss is %g; stopped without "
-                        "saving this epoch (checkpoints already in %s are kept). Lower the "
-                        "learning rate, clip gradients (clip_norm), or check the data for "
-                        "extreme values",
-                        epoch + 1, train_loss, t->output_dir);
-            ok = FALSE;
-            break;
-        }
-        double val_loss = NAN, val_acc = NAN;
-        if (t->val && !lmn_evaluate(t->model, t->val, batch, &val_loss, &val_acc, error)) {
-            ok = FALSE;
-            break;
-        }
-        /* Only a complete epoch counts for the schedule and early stopping, so a run stopped
-         * mid-epoch and resumed makes the same decisions as one that was not. */
-        gboolean improved = FALSE;
-        if (reached_end) {
-            if (t->val) {
-                lmn_schedule_observe(t->sched, val_loss);
-                improved = track_best(t, epoch, val_loss, val_acc);
-            }
-            t->state.epoch++;
-            t->state.epoch_samples = 0;
-            if (t->val && tc->early_stopping_patience > 0 &&
-                t->state.wait >= tc->early_stopping_patience) {
-                t->state.stopped_early = TRUE;
-                stop = TRUE;
-            }
-        }
-        FILE *metrics = open_metrics(t, error);
-        if (!metrics) {
-            ok = FALSE;
-            break;
-        }
-        fprintf(metrics, "%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT, epoch + 1, t->state.step);
-        csv_value(metrics, lr);
-        csv_value(metrics, train_loss);
-        csv_value(metrics, train_acc);
-        csv_value(metrics, val_loss);
-        csv_value(metrics, val_acc);
-        csv_value(metrics, secs);
-        fputc('\n', metrics);
-        fflush(metrics);
-        if (!t->opts.quiet) {
-            if (t->opts.progress)
-                printf("\r\033[K");
-            printf("epoch %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f", epoch + 1,
-                   tc->epochs, train_loss);
-            if (labels)
-                printf("  acc %.2f%%", 100 * train_acc);
-            if (t->val) {
-                printf("  val_loss %.4f", val_loss);
-                if (labels)
-                    printf("  val_acc %.2f%%", 100 * val_acc);
-                if (improved)
-                    printf(" *");
-            }
-            /* The share of the epoch spent waiting for batches the prefetch thread had not
-             * decoded yet: a high value means the data pipeline, not the model, limits the
-             * speed. */
-            printf("  lr %.4g  %.0f samples/s  data %.0f%%  %.1fs\n", lr, (double) seen / secs,
-                   secs > 0 ? 100.0 * data_s / secs : 0.0, secs);
-            fflush(stdout);
-        }
-        if (improved && !save_checkpoint(t, "best.h5", error)) {
-            ok = FALSE;
-            break;
-        }
-        if (reached_end && tc->checkpoint_every > 0 &&
-            t->state.epoch % tc->checkpoint_every == 0) {
-            g_autofree char *name = g_strdup_printf("epoch-%" G_GINT64_FORMAT ".h5",
-                                                    t->state.epoch);
-            if (!save_checkpoint(t, name, error)) {
-                ok = FALSE;
-                break;
-            }
-        }
-    }
-    if (t->metrics) {
-        fclose(t->metrics);
-        t->metrics = NULL;
-    }
-    if (!ok)
+/* The epoch's training figures, read from the device once, and the loss guard over them. */
+static gboolean read_epoch_figures(LmnTrainer *t, Epoch *ep, GError **error)
+{
+    double loss_sum = 0, correct = 0;
+    if (!read_scalar(t->loss_acc, &loss_sum, error) ||
+        !read_scalar(t->correct_acc, &correct, error) ||
+        !lmn_backend_synchronize(t->backend, error))
         return FALSE;
+    gint64 elapsed_us = g_get_monotonic_time() - ep->t0;
+    ep->data_seconds = lmn_batch_reader_get_wait_seconds(t->reader) - ep->wait0;
+    ep->seconds = (double) elapsed_us / 1e6;
+    ep->train_loss = loss_sum / (double) ep->seen;
+    gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
+    ep->train_acc = labels ? correct / (double) ep->seen : NAN;
+    if (!isfinite(ep->train_loss)) {
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
+                    "epoch %" G_GINT64_FORMAT ": the training loss is %g; stopped without "
+                    "saving this epoch (checkpoints already in %s are kept). Lower the "
+                    "learning rate, clip gradients (clip_norm), or check the data for "
+                    "extreme values",
+                    ep->index + 1, ep->train_loss, t->output_dir);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Validation, then, for a complete epoch only, the schedule, the best metric and early stopping,
+ * so a run stopped mid-epoch and resumed makes the same decisions as one that was not. */
+static gboolean end_epoch(LmnTrainer *t, Epoch *ep, GError **error)
+{
+    const LmnTrainConfig *tc = t->tc;
+    ep->val_loss = NAN;
+    ep->val_acc = NAN;
+    if (t->val &&
+        !lmn_evaluate(t->model, t->val, tc->batch_size, &ep->val_loss, &ep->val_acc, error))
+        return FALSE;
+    ep->improved = FALSE;
+    if (!ep->reached_end)
+        return TRUE;
+    if (t->val) {
+        lmn_schedule_observe(t->sched, ep->val_loss);
+        ep->improved = track_best(t, ep->index, ep->val_loss, ep->val_acc);
+    }
+    t->state.epoch++;
+    t->state.epoch_samples = 0;
+    if (t->val && tc->early_stopping_patience > 0 &&
+        t->state.wait >= tc->early_stopping_patience) {
+        t->state.stopped_early = TRUE;
+        ep->stop = TRUE;
+    }
+    return TRUE;
+}
+
+/* The epoch's row of metrics.csv. */
+static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error)
+{
+    FILE *metrics = open_metrics(t, error);
+    if (!metrics)
+        return FALSE;
+    fprintf(metrics, "%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT, ep->index + 1, t->state.step);
+    csv_value(metrics, ep->lr);
+    csv_value(metrics, ep->train_loss);
+    csv_value(metrics, ep->train_acc);
+    csv_value(metrics, ep->val_loss);
+    csv_value(metrics, ep->val_acc);
+    csv_value(metrics, ep->seconds);
+    fputc('\n', metrics);
+    fflush(metrics);
+    return TRUE;
+}
+
+/* The epoch's line on the terminal. */
+static void print_epoch(LmnTrainer *t, const Epoch *ep)
+{
+    gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
+    if (t->opts.progress)
+        printf("\r\033[K");
+    printf("epoch %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f", ep->index + 1,
+           t->tc->epochs, ep->train_loss);
+    if (labels)
+        printf("  acc %.2f%%", 100 * ep->train_acc);
+    if (t->val) {
+        printf("  val_loss %.4f", ep->val_loss);
+        if (labels)
+            printf("  val_acc %.2f%%", 100 * ep->val_acc);
+        if (ep->improved)
+            printf(" *");
+    }
+    /* The share of the epoch spent waiting for batches the prefetch thread had not decoded yet:
+     * a high value means the data pipeline, not the model, limits the speed. */
+    double secs = ep->seconds;
+    printf("  lr %.4g  %.0f samples/s  data %.0f%%  %.1fs\n", ep->lr, (double) ep->seen / secs,
+           secs > 0 ? 100.0 * ep->data_seconds / secs : 0.0, secs);
+    fflush(stdout);
+}
+
+/* best.h5 after an improvement, epoch-N.h5 every checkpoint_every complete epochs. */
+static gboolean save_epoch_checkpoints(LmnTrainer *t, const Epoch *ep, GError **error)
+{
+    if (ep->improved && !save_checkpoint(t, "best.h5", error))
+        return FALSE;
+    gint64 every = t->tc->checkpoint_every;
+    if (ep->reached_end && every > 0 && t->state.epoch % every == 0) {
+        g_autofree char *name = g_strdup_printf("epoch-%" G_GINT64_FORMAT ".h5", t->state.epoch);
+        if (!save_checkpoint(t, name, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* Trains one epoch (or what is left of it) and reports it.  Returns FALSE on an error; sets
+ * *stop when the run ends after it (max_steps, a stop request, early stopping, nothing left). */
+static gboolean run_epoch(LmnTrainer *t, gint64 n, gint64 steps_per_epoch, gboolean *stop,
+                          GError **error)
+{
+    Epoch ep = {
+        .index = t->state.epoch,
+        .t0 = g_get_monotonic_time(),
+        .wait0 = lmn_batch_reader_get_wait_seconds(t->reader),
+    };
+    lmn_op_fill(t->loss_acc, 0);
+    lmn_op_fill(t->correct_acc, 0);
+    if (!train_epoch_steps(t, &ep, n, steps_per_epoch, error))
+        return FALSE;
+    if (ep.seen == 0) {
+        *stop = TRUE;
+        return TRUE;
+    }
+    if (!read_epoch_figures(t, &ep, error) || !end_epoch(t, &ep, error) ||
+        !write_metrics_row(t, &ep, error))
+        return FALSE;
+    if (!t->opts.quiet)
+        print_epoch(t, &ep);
+    if (!save_epoch_checkpoints(t, &ep, error))
+        return FALSE;
+    *stop = ep.stop;
+    return TRUE;
+}
+
+/* After the last epoch: interrupted.h5 for a stop request, the early-stopping report and the
+ * best weights, final.h5, and the test split's figures. */
+static gboolean finish_run(LmnTrainer *t, GError **error)
+{
+    const LmnTrainConfig *tc = t->tc;
     if (g_atomic_int_get(&t->stop_requested)) {
         if (!save_checkpoint(t, "interrupted.h5", error))
             return FALSE;
@@ -925,7 +992,7 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
         return FALSE;
     if (t->test) {
         double tl, ta;
-        if (!lmn_evaluate(t->model, t->test, batch, &tl, &ta, error))
+        if (!lmn_evaluate(t->model, t->test, tc->batch_size, &tl, &ta, error))
             return FALSE;
         if (!t->opts.quiet) {
             printf("test  loss %.4f", tl);
@@ -937,4 +1004,26 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
     if (!t->opts.quiet)
         printf("saved %s/final.h5\n", t->output_dir);
     return TRUE;
+}
+
+gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
+{
+    gint64 n = lmn_dataset_get_length(t->train);
+    gint64 batch = t->tc->batch_size;
+    gint64 steps_per_epoch = (n + batch - 1) / batch;
+    if (!t->opts.quiet)
+        print_start(t, n);
+    /* A checkpoint from before epoch_samples was saved: derive it from the step count. */
+    if (t->state.epoch_samples < 0) {
+        gint64 done = t->state.step - t->state.epoch * steps_per_epoch;
+        t->state.epoch_samples = done > 0 && done < steps_per_epoch ? done * batch : 0;
+    }
+    gboolean ok = TRUE, stop = FALSE;
+    while (ok && !stop && t->state.epoch < t->tc->epochs)
+        ok = run_epoch(t, n, steps_per_epoch, &stop, error);
+    if (t->metrics) {
+        fclose(t->metrics);
+        t->metrics = NULL;
+    }
+    return ok && finish_run(t, error);
 }

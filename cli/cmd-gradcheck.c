@@ -118,42 +118,50 @@ static GArray *default_inputs(LmnRegistry *registry, LmnBackend *backend, const 
     return in;
 }
 
-int lmn_cli_gradcheck(int argc, char **argv)
+/* The command line of `lamina gradcheck`. */
+typedef struct {
+    GStrv plugin_dirs, sets, input_texts;
+    char *backend_name, *device;
+    gint64 batch, seed, num_classes, max_elements;
+    double tolerance, step;
+    gboolean eval_mode;
+} GradcheckArgs;
+
+static void gradcheck_args_clear(GradcheckArgs *a)
 {
-    g_auto(GStrv) plugin_dirs = NULL;
-    g_auto(GStrv) sets = NULL;
-    g_auto(GStrv) input_texts = NULL;
-    g_autofree char *backend_name = NULL;
-    g_autofree char *device = NULL;
-    gint64 batch = 4;
-    gint64 seed = 1;
-    gint64 num_classes = 0;
-    gint64 max_elements = 0;
-    double tolerance = 1e-2;
-    double step = 1e-2;
-    gboolean eval_mode = FALSE;
+    g_strfreev(a->plugin_dirs);
+    g_strfreev(a->sets);
+    g_strfreev(a->input_texts);
+    g_free(a->backend_name);
+    g_free(a->device);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(GradcheckArgs, gradcheck_args_clear)
+
+/* Parses the options into @a; Returns: 0, or the exit status 2 after a usage message. */
+static int parse_args(GradcheckArgs *a, int *argc, char ***argv)
+{
     GOptionEntry entries[] = {
-        {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets,
+        {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &a->sets,
          "a hyperparameter of the layer (repeatable), e.g. --set units=16", "KEY=VALUE"},
-        {"input", 'i', 0, G_OPTION_ARG_STRING_ARRAY, &input_texts,
+        {"input", 'i', 0, G_OPTION_ARG_STRING_ARRAY, &a->input_texts,
          "per-sample shape of the next input (repeatable, in order; a loss's target last): 8, "
          "3,4,4, [] for a scalar, i32:[] for a class label (default: [8] per input)",
          "SHAPE"},
-        {"batch", 'b', 0, G_OPTION_ARG_INT64, &batch, "batch size N (default 4)", "N"},
-        {"tolerance", 't', 0, G_OPTION_ARG_DOUBLE, &tolerance,
+        {"batch", 'b', 0, G_OPTION_ARG_INT64, &a->batch, "batch size N (default 4)", "N"},
+        {"tolerance", 't', 0, G_OPTION_ARG_DOUBLE, &a->tolerance,
          "largest accepted relative error (default 1e-2)", "TOL"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "seed of the random inputs and parameters",
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, "seed of the random inputs and parameters",
          "SEED"},
-        {"step", 0, 0, G_OPTION_ARG_DOUBLE, &step, "finite-difference step (default 1e-2)", "H"},
-        {"num-classes", 0, 0, G_OPTION_ARG_INT64, &num_classes,
+        {"step", 0, 0, G_OPTION_ARG_DOUBLE, &a->step, "finite-difference step (default 1e-2)", "H"},
+        {"num-classes", 0, 0, G_OPTION_ARG_INT64, &a->num_classes,
          "range [0, K) of i32 inputs (default: input 0's last dimension)", "K"},
-        {"max-elements", 0, 0, G_OPTION_ARG_INT64, &max_elements,
+        {"max-elements", 0, 0, G_OPTION_ARG_INT64, &a->max_elements,
          "check at most this many elements per tensor (default: all)", "N"},
-        {"eval", 0, 0, G_OPTION_ARG_NONE, &eval_mode,
+        {"eval", 0, 0, G_OPTION_ARG_NONE, &a->eval_mode,
          "run the layer in evaluation mode (dropout off, running statistics)", NULL},
-        {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "backend (default: cpu)", "NAME"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &device, "device for GPU backends", "DEV"},
-        {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
+        {"backend", 0, 0, G_OPTION_ARG_STRING, &a->backend_name, "backend (default: cpu)", "NAME"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &a->device, "device for GPU backends", "DEV"},
+        {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &a->plugin_dirs,
          "also load plugins from DIR (repeatable)", "DIR"},
         {NULL},
     };
@@ -164,70 +172,46 @@ int lmn_cli_gradcheck(int argc, char **argv)
              "status 0 when every tensor passes, 1 otherwise.");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) error = NULL;
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+    if (!g_option_context_parse(ctx, argc, argv, &error)) {
         fprintf(stderr, "lamina gradcheck: %s (see lamina gradcheck --help)\n", error->message);
         return 2;
     }
-    if (argc != 2) {
+    if (*argc != 2) {
         fprintf(stderr, "lamina gradcheck: expected one LAYER type (see lamina gradcheck "
                         "--help; lamina plugins lists the layers)\n");
         return 2;
     }
-    if (batch < 1 || !(tolerance > 0.0) || !(step > 0.0) || num_classes < 0 || max_elements < 0) {
+    if (a->batch < 1 || !(a->tolerance > 0.0) || !(a->step > 0.0) || a->num_classes < 0 ||
+        a->max_elements < 0) {
         fprintf(stderr, "lamina gradcheck: --batch must be >= 1, --tolerance and --step > 0, "
                         "--num-classes and --max-elements >= 0\n");
         return 2;
     }
-    const char *type = argv[1];
+    return 0;
+}
 
-    g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(plugin_dirs);
-    const LmnFeature *feature = lmn_registry_lookup(registry, LMN_FEATURE_LAYER, type, &error);
-    if (feature == NULL) {
-        return lmn_cli_fail("gradcheck", error);
+/* The per-sample inputs: the --input shapes in order, else default_inputs(). */
+static GArray *layer_inputs(const GradcheckArgs *a, LmnRegistry *registry, LmnBackend *backend,
+                            const char *type, const LmnFeature *feature, const LmnParams *params,
+                            GError **error)
+{
+    if (a->input_texts == NULL || a->input_texts[0] == NULL)
+        return default_inputs(registry, backend, type, feature->desc->vtable, params);
+    g_autoptr(GArray) inputs = g_array_new(FALSE, TRUE, sizeof(LmnTensorInfo));
+    for (guint i = 0; a->input_texts[i] != NULL; i++) {
+        LmnTensorInfo info;
+        if (!parse_input(a->input_texts[i], &info, error))
+            return NULL;
+        g_array_append_val(inputs, info);
     }
-    const LmnLayerVTable *vt = feature->desc->vtable;
-    LmnParams *params = parse_sets(feature, sets, &error);
-    if (params == NULL) {
-        return lmn_cli_fail("gradcheck", error);
-    }
-    g_autoptr(LmnBackend) backend = lmn_backend_new_for_config(
-        registry, backend_name != NULL ? backend_name : "cpu", device, &error);
-    if (backend == NULL) {
-        lmn_params_unref(params);
-        return lmn_cli_fail("gradcheck", error);
-    }
+    return g_steal_pointer(&inputs);
+}
 
-    g_autoptr(GArray) inputs = NULL;
-    if (input_texts != NULL && input_texts[0] != NULL) {
-        inputs = g_array_new(FALSE, TRUE, sizeof(LmnTensorInfo));
-        for (guint i = 0; input_texts[i] != NULL; i++) {
-            LmnTensorInfo info;
-            if (!parse_input(input_texts[i], &info, &error)) {
-                lmn_params_unref(params);
-                return lmn_cli_fail("gradcheck", error);
-            }
-            g_array_append_val(inputs, info);
-        }
-    } else {
-        inputs = default_inputs(registry, backend, type, vt, params);
-    }
-
-    LmnGradcheckOptions o;
-    lmn_gradcheck_options_init(&o);
-    o.batch = batch;
-    o.seed = (guint64) seed;
-    o.step = step;
-    o.num_classes = num_classes;
-    o.max_elements = max_elements;
-    o.training = !eval_mode;
-    g_autoptr(GPtrArray) results =
-        lmn_gradcheck_layer(registry, backend, type, params, inputs->len,
-                            (const LmnTensorInfo *) inputs->data, &o, &error);
-    lmn_params_unref(params);
-    if (results == NULL) {
-        return lmn_cli_fail("gradcheck", error);
-    }
-
+/* The report: the set-up line, the per-element table, a line per tensor and the verdict.
+ * Returns: whether every tensor passed. */
+static gboolean print_report(const char *type, const LmnFeature *feature, LmnBackend *backend,
+                             const GradcheckArgs *a, GArray *inputs, GPtrArray *results)
+{
     GString *shapes = g_string_new(NULL);
     for (guint i = 0; i < inputs->len; i++) {
         const LmnTensorInfo *info = &g_array_index(inputs, LmnTensorInfo, i);
@@ -236,7 +220,7 @@ int lmn_cli_gradcheck(int argc, char **argv)
                                s);
     }
     printf("gradcheck %s (%s) on %s, batch %" G_GINT64_FORMAT ", per-sample inputs: %s\n", type,
-           feature->path, lmn_backend_get_name(backend), batch, shapes->str);
+           feature->path, lmn_backend_get_name(backend), a->batch, shapes->str);
     g_string_free(shapes, TRUE);
     g_autofree char *table = lmn_gradcheck_format(results);
     fputs(table, stdout);
@@ -246,7 +230,7 @@ int lmn_cli_gradcheck(int argc, char **argv)
     for (guint i = 0; i < results->len; i++) {
         const LmnGradcheckResult *r = g_ptr_array_index(results, i);
         /* NaN compares false: a non-finite error fails. */
-        gboolean ok = r->max_rel_error <= tolerance;
+        gboolean ok = r->max_rel_error <= a->tolerance;
         pass = pass && ok;
         printf("%-16s worst relative error %.3e  %s\n", r->name, r->max_rel_error,
                ok ? "PASS" : "FAIL");
@@ -255,6 +239,46 @@ int lmn_cli_gradcheck(int argc, char **argv)
         printf("no f32 input or parameter to check: the layer has no gradient\n");
     }
     printf("%s: worst relative error %.3e, tolerance %.3e\n", pass ? "PASS" : "FAIL",
-           lmn_gradcheck_max_rel_error(results), tolerance);
-    return pass ? 0 : 1;
+           lmn_gradcheck_max_rel_error(results), a->tolerance);
+    return pass;
+}
+
+int lmn_cli_gradcheck(int argc, char **argv)
+{
+    g_auto(GradcheckArgs) a = {.batch = 4, .seed = 1, .tolerance = 1e-2, .step = 1e-2};
+    int usage = parse_args(&a, &argc, &argv);
+    if (usage != 0)
+        return usage;
+    const char *type = argv[1];
+
+    g_autoptr(GError) error = NULL;
+    g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(a.plugin_dirs);
+    const LmnFeature *feature = lmn_registry_lookup(registry, LMN_FEATURE_LAYER, type, &error);
+    if (feature == NULL)
+        return lmn_cli_fail("gradcheck", error);
+    g_autoptr(LmnParams) params = parse_sets(feature, a.sets, &error);
+    if (params == NULL)
+        return lmn_cli_fail("gradcheck", error);
+    g_autoptr(LmnBackend) backend = lmn_backend_new_for_config(
+        registry, a.backend_name != NULL ? a.backend_name : "cpu", a.device, &error);
+    if (backend == NULL)
+        return lmn_cli_fail("gradcheck", error);
+    g_autoptr(GArray) inputs = layer_inputs(&a, registry, backend, type, feature, params, &error);
+    if (inputs == NULL)
+        return lmn_cli_fail("gradcheck", error);
+
+    LmnGradcheckOptions o;
+    lmn_gradcheck_options_init(&o);
+    o.batch = a.batch;
+    o.seed = (guint64) a.seed;
+    o.step = a.step;
+    o.num_classes = a.num_classes;
+    o.max_elements = a.max_elements;
+    o.training = !a.eval_mode;
+    g_autoptr(GPtrArray) results =
+        lmn_gradcheck_layer(registry, backend, type, params, inputs->len,
+                            (const LmnTensorInfo *) inputs->data, &o, &error);
+    if (results == NULL)
+        return lmn_cli_fail("gradcheck", error);
+    return print_report(type, feature, backend, &a, inputs, results) ? 0 : 1;
 }

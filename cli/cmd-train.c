@@ -16,46 +16,58 @@ static void on_sigint(int sig)
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
 }
 
-int lmn_cli_train(int argc, char **argv)
+/* The command line of `lamina train`. */
+typedef struct {
+    GStrv plugin_dirs, sets;
+    char *output, *optimizer, *lr, *backend, *device, *init, *resume;
+    gint64 epochs, batch, seed, max_steps;
+    gboolean reset_opt, quiet, no_progress;
+} TrainArgs;
+
+static void train_args_clear(TrainArgs *a)
 {
-    g_auto(GStrv) plugin_dirs = NULL;
-    g_auto(GStrv) sets = NULL;
-    g_autofree char *output = NULL;
-    g_autofree char *optimizer = NULL;
-    g_autofree char *lr = NULL;
-    g_autofree char *backend = NULL;
-    g_autofree char *device = NULL;
-    g_autofree char *init = NULL;
-    g_autofree char *resume = NULL;
-    gint64 epochs = 0, batch = 0, seed = -1, max_steps = -1;
-    gboolean reset_opt = FALSE, quiet = FALSE, no_progress = FALSE;
+    g_strfreev(a->plugin_dirs);
+    g_strfreev(a->sets);
+    g_free(a->output);
+    g_free(a->optimizer);
+    g_free(a->lr);
+    g_free(a->backend);
+    g_free(a->device);
+    g_free(a->init);
+    g_free(a->resume);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(TrainArgs, train_args_clear)
+
+/* Parses the options into @a; Returns: 0, or the exit status 2 after a usage message. */
+static int parse_args(TrainArgs *a, int *argc, char ***argv)
+{
     GOptionEntry entries[] = {
-        {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
+        {"output", 'o', 0, G_OPTION_ARG_FILENAME, &a->output,
          "directory for final.h5, checkpoints and metrics.csv (default: out)", "DIR"},
-        {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &sets,
+        {"set", 's', 0, G_OPTION_ARG_STRING_ARRAY, &a->sets,
          "override a config value (repeatable): GROUP.KEY=VALUE, GROUP a group or a layer name",
          "GROUP.KEY=VALUE"},
-        {"optimizer", 0, 0, G_OPTION_ARG_STRING, &optimizer,
+        {"optimizer", 0, 0, G_OPTION_ARG_STRING, &a->optimizer,
          "use this optimizer; keys it does not take are dropped with a notice", "NAME"},
-        {"lr", 0, 0, G_OPTION_ARG_STRING, &lr, "learning rate (optimizer.lr)", "LR"},
-        {"epochs", 0, 0, G_OPTION_ARG_INT64, &epochs, "train.epochs", "N"},
-        {"batch-size", 0, 0, G_OPTION_ARG_INT64, &batch, "train.batch_size", "N"},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "train.seed", "N"},
-        {"max-steps", 0, 0, G_OPTION_ARG_INT64, &max_steps, "train.max_steps", "N"},
-        {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "train.backend (auto, cpu, vulkan)",
+        {"lr", 0, 0, G_OPTION_ARG_STRING, &a->lr, "learning rate (optimizer.lr)", "LR"},
+        {"epochs", 0, 0, G_OPTION_ARG_INT64, &a->epochs, "train.epochs", "N"},
+        {"batch-size", 0, 0, G_OPTION_ARG_INT64, &a->batch, "train.batch_size", "N"},
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, "train.seed", "N"},
+        {"max-steps", 0, 0, G_OPTION_ARG_INT64, &a->max_steps, "train.max_steps", "N"},
+        {"backend", 0, 0, G_OPTION_ARG_STRING, &a->backend, "train.backend (auto, cpu, vulkan)",
          "NAME"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &device, "train.device (index or name substring)",
+        {"device", 0, 0, G_OPTION_ARG_STRING, &a->device, "train.device (index or name substring)",
          "DEV"},
-        {"init", 0, 0, G_OPTION_ARG_FILENAME, &init,
+        {"init", 0, 0, G_OPTION_ARG_FILENAME, &a->init,
          "start from the weights in this HDF5 file (/model/LAYER/PARAM)", "CKPT"},
-        {"resume", 0, 0, G_OPTION_ARG_FILENAME, &resume,
+        {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a->resume,
          "continue a run from its checkpoint (weights, optimizer, counters)", "CKPT"},
-        {"reset-optimizer", 0, 0, G_OPTION_ARG_NONE, &reset_opt,
+        {"reset-optimizer", 0, 0, G_OPTION_ARG_NONE, &a->reset_opt,
          "with --resume: start the optimizer's state fresh", NULL},
-        {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
+        {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &a->plugin_dirs,
          "also load plugins from DIR (repeatable; searched first)", "DIR"},
-        {"quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "print nothing per epoch", NULL},
-        {"no-progress", 0, 0, G_OPTION_ARG_NONE, &no_progress,
+        {"quiet", 'q', 0, G_OPTION_ARG_NONE, &a->quiet, "print nothing per epoch", NULL},
+        {"no-progress", 0, 0, G_OPTION_ARG_NONE, &a->no_progress,
          "no progress bar even on a terminal", NULL},
         {NULL},
     };
@@ -65,79 +77,94 @@ int lmn_cli_train(int argc, char **argv)
                                       "flags, then each --set.");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) error = NULL;
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+    if (!g_option_context_parse(ctx, argc, argv, &error)) {
         fprintf(stderr, "lamina train: %s (see lamina train --help)\n", error->message);
         return 2;
     }
-    if (argc != 2) {
+    if (*argc != 2) {
         fprintf(stderr, "lamina train: expected one CONFIG file (see lamina train --help)\n");
         return 2;
     }
-    if (init && resume) {
+    if (a->init && a->resume) {
         fprintf(stderr, "lamina train: --init and --resume exclude each other\n");
         return 2;
     }
+    return 0;
+}
 
-    g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(plugin_dirs);
-    LmnConfig *cfg = lmn_config_new_from_file(argv[1], &error);
-    if (!cfg)
-        return lmn_cli_fail("train", error);
-
-    gboolean ok = TRUE;
-    if (optimizer)
-        ok = lmn_config_replace_optimizer(cfg, registry, optimizer, &error);
+/* --optimizer, then the shortcut flags, then each --set; then the whole config is validated. */
+static gboolean apply_overrides(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a,
+                                GError **error)
+{
+    if (a->optimizer && !lmn_config_replace_optimizer(cfg, registry, a->optimizer, error))
+        return FALSE;
     struct {
         const char *group, *key;
         char *value;
     } shortcuts[] = {
-        {"optimizer", "lr", lr ? g_strdup(lr) : NULL},
-        {"train", "epochs", epochs ? g_strdup_printf("%" G_GINT64_FORMAT, epochs) : NULL},
-        {"train", "batch_size", batch ? g_strdup_printf("%" G_GINT64_FORMAT, batch) : NULL},
-        {"train", "seed", seed >= 0 ? g_strdup_printf("%" G_GINT64_FORMAT, seed) : NULL},
+        {"optimizer", "lr", a->lr ? g_strdup(a->lr) : NULL},
+        {"train", "epochs", a->epochs ? g_strdup_printf("%" G_GINT64_FORMAT, a->epochs) : NULL},
+        {"train", "batch_size", a->batch ? g_strdup_printf("%" G_GINT64_FORMAT, a->batch) : NULL},
+        {"train", "seed", a->seed >= 0 ? g_strdup_printf("%" G_GINT64_FORMAT, a->seed) : NULL},
         {"train", "max_steps",
-         max_steps >= 0 ? g_strdup_printf("%" G_GINT64_FORMAT, max_steps) : NULL},
-        {"train", "backend", backend ? g_strdup(backend) : NULL},
-        {"train", "device", device ? g_strdup(device) : NULL},
+         a->max_steps >= 0 ? g_strdup_printf("%" G_GINT64_FORMAT, a->max_steps) : NULL},
+        {"train", "backend", a->backend ? g_strdup(a->backend) : NULL},
+        {"train", "device", a->device ? g_strdup(a->device) : NULL},
     };
+    gboolean ok = TRUE;
     for (gsize i = 0; i < G_N_ELEMENTS(shortcuts); i++) {
         if (ok && shortcuts[i].value)
-            ok = lmn_config_set_value(cfg, shortcuts[i].group, shortcuts[i].key,
-                                      shortcuts[i].value, &error);
+            ok = lmn_config_set_value(cfg, shortcuts[i].group, shortcuts[i].key, shortcuts[i].value,
+                                      error);
         g_free(shortcuts[i].value);
     }
-    for (guint i = 0; ok && sets && sets[i]; i++)
-        ok = lmn_config_set(cfg, sets[i], &error);
-    if (ok)
-        ok = lmn_config_validate(cfg, registry, &error);
-    if (!ok) {
-        lmn_config_free(cfg);
-        return lmn_cli_fail("train", error);
-    }
+    for (guint i = 0; ok && a->sets && a->sets[i]; i++)
+        ok = lmn_config_set(cfg, a->sets[i], error);
+    return ok && lmn_config_validate(cfg, registry, error);
+}
 
+/* Trains with Ctrl-C turned into a stop request.  Returns: the exit status. */
+static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a)
+{
+    g_autoptr(GError) error = NULL;
     LmnTrainerOptions opts = {
-        .output_dir = output ? output : "out",
-        .init_checkpoint = init,
-        .resume_checkpoint = resume,
-        .reset_optimizer = reset_opt,
-        .progress = !quiet && !no_progress && isatty(STDOUT_FILENO),
-        .quiet = quiet,
+        .output_dir = a->output ? a->output : "out",
+        .init_checkpoint = a->init,
+        .resume_checkpoint = a->resume,
+        .reset_optimizer = a->reset_opt,
+        .progress = !a->quiet && !a->no_progress && isatty(STDOUT_FILENO),
+        .quiet = a->quiet,
     };
     LmnTrainer *trainer = lmn_trainer_new(cfg, registry, &opts, &error);
-    if (!trainer) {
-        lmn_config_free(cfg);
+    if (!trainer)
         return lmn_cli_fail("train", error);
-    }
     running_trainer = trainer;
     signal(SIGINT, on_sigint);
-    ok = lmn_trainer_run(trainer, &error);
+    gboolean ok = lmn_trainer_run(trainer, &error);
     signal(SIGINT, SIG_DFL);
     running_trainer = NULL;
     lmn_trainer_free(trainer);
-    lmn_config_free(cfg);
     if (!ok) {
         gboolean interrupted = g_error_matches(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_INTERRUPTED);
         lmn_cli_fail("train", error);
         return interrupted ? 130 : 1;
     }
     return 0;
+}
+
+int lmn_cli_train(int argc, char **argv)
+{
+    g_auto(TrainArgs) a = {.seed = -1, .max_steps = -1};
+    int usage = parse_args(&a, &argc, &argv);
+    if (usage != 0)
+        return usage;
+    g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(a.plugin_dirs);
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_file(argv[1], &error);
+    if (!cfg)
+        return lmn_cli_fail("train", error);
+    int status = apply_overrides(cfg, registry, &a, &error) ? run_trainer(cfg, registry, &a)
+                                                            : lmn_cli_fail("train", error);
+    lmn_config_free(cfg);
+    return status;
 }

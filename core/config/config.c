@@ -454,8 +454,8 @@ static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, GEr
 
 /* A layer group's keys other than type and input, sorted by who validates them. */
 typedef struct {
-    GPtrArray *keys, *values;           /* the plugin's schema; NULL-terminated */
-    GPtrArray *core_keys, *core_values; /* layer_core_specs (l1, l2); NULL-terminated */
+    GPtrArray *keys, *values;              /* the plugin's schema; NULL-terminated */
+    GPtrArray *core_keys, *core_values;    /* layer_core_specs (l1, l2); NULL-terminated */
     GStrvBuilder *init_keys, *init_values; /* the parameters' initializers */
 } LayerKeys;
 
@@ -514,9 +514,9 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
     lc->init_values = g_strv_builder_end(k.init_values);
     /* Penalty overrides: NAN until [train] supplies the defaults for the keys not given. */
     lc->l1 = lc->l2 = NAN;
-    g_autoptr(LmnParams) core = lmn_params_new_from_strings(
-        layer_core_specs, (const char *const *) k.core_keys->pdata,
-        (const char *const *) k.core_values->pdata, lc->where, error);
+    g_autoptr(LmnParams) core =
+        lmn_params_new_from_strings(layer_core_specs, (const char *const *) k.core_keys->pdata,
+                                    (const char *const *) k.core_values->pdata, lc->where, error);
     if (!core)
         return FALSE;
     for (guint i = 0; i + 1 < k.core_keys->len; i++) {
@@ -526,9 +526,9 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
         else
             lc->l2 = lmn_params_get_float(core, "l2");
     }
-    lc->params = lmn_registry_validate_params(f, (const char *const *) k.keys->pdata,
-                                              (const char *const *) k.values->pdata, lc->where,
-                                              error);
+    lc->params =
+        lmn_registry_validate_params(f, (const char *const *) k.keys->pdata,
+                                     (const char *const *) k.values->pdata, lc->where, error);
     return lc->params != NULL;
 }
 
@@ -653,9 +653,8 @@ static gboolean validate_optimizer(LmnConfig *cfg, LmnRegistry *registry, GError
     g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
     group_entries(cfg->kf, "optimizer", skip, keys, values);
     g_autofree char *where = g_strdup_printf("%s [optimizer]", cfg->name);
-    cfg->opt_params = lmn_registry_validate_params(f, (const char *const *) keys->pdata,
-                                                   (const char *const *) values->pdata, where,
-                                                   error);
+    cfg->opt_params = lmn_registry_validate_params(
+        f, (const char *const *) keys->pdata, (const char *const *) values->pdata, where, error);
     if (!cfg->opt_params)
         return FALSE;
     const LmnOptimizerVTable *ovt = f->desc->vtable;
@@ -707,8 +706,7 @@ static gboolean validate_schedule(LmnConfig *cfg, LmnRegistry *registry, GError 
     if (!cp)
         return FALSE;
     cfg->sched_params = lmn_registry_validate_params(f, (const char *const *) pk->pdata,
-                                                     (const char *const *) pv->pdata, where,
-                                                     error);
+                                                     (const char *const *) pv->pdata, where, error);
     if (!cfg->sched_params)
         return FALSE;
     lmn_schedule_common_from_params(cp, &cfg->sched_common);
@@ -768,8 +766,7 @@ static gboolean validate_train_data(LmnConfig *cfg, GError **error)
     read_train_config(t, tp, dp);
     if (t->validation_data && t->validation_split > 0) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                    "%s [data]: both validation and validation_split are set; use one",
-                    cfg->name);
+                    "%s [data]: both validation and validation_split are set; use one", cfg->name);
         return FALSE;
     }
     if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {

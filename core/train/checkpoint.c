@@ -446,11 +446,11 @@ typedef struct {
     LmnTrainState state; /* the counters of /train */
     gboolean load_opt;   /* the optimizer's state is restored (same type, no reset) */
     gint64 opt_step;
-    double *host;        /* the optimizer's host state, n_host values */
-    double *sched;       /* the schedule's state, n_sched values (n_sched 0: left fresh) */
+    double *host;  /* the optimizer's host state, n_host values */
+    double *sched; /* the schedule's state, n_sched values (n_sched 0: left fresh) */
     guint n_sched;
-    GArray *pending;     /* PendingWrite: slots and best weights, written last */
-    GPtrArray *views;    /* the tensor views the pending writes go through */
+    GArray *pending;  /* PendingWrite: slots and best weights, written last */
+    GPtrArray *views; /* the tensor views the pending writes go through */
 } TrainingRead;
 
 static void training_read_clear(TrainingRead *r)
@@ -519,18 +519,17 @@ static gboolean check_optimizer_type(hid_t og, const char *path, LmnOptimizer *o
 }
 
 /* Queues one slot of one parameter: /optimizer/state/LAYER/PARAM/SLOT. */
-static gboolean read_slot(hid_t file, const char *path, LmnModel *model, LmnOptimizer *opt,
-                          guint s, LmnLayer *l, guint p, TrainingRead *r, GError **error)
+static gboolean read_slot(hid_t file, const char *path, LmnModel *model, LmnOptimizer *opt, guint s,
+                          LmnLayer *l, guint p, TrainingRead *r, GError **error)
 {
     LmnTensor *param = lmn_layer_get_param(l, p);
     LmnTensor *slot = lmn_optimizer_get_slot(opt, s);
-    LmnTensor *view = lmn_tensor_new_view(slot, flat_offset(lmn_model_get_params(model), param),
-                                          &param->shape);
+    LmnTensor *view =
+        lmn_tensor_new_view(slot, flat_offset(lmn_model_get_params(model), param), &param->shape);
     g_ptr_array_add(r->views, view);
     const char *slot_name = lmn_optimizer_get_slot_name(opt, s);
-    g_autofree char *h5path =
-        g_strdup_printf("/optimizer/state/%s/%s/%s", lmn_layer_get_name(l),
-                        lmn_layer_get_param_name(l, p), slot_name);
+    g_autofree char *h5path = g_strdup_printf("/optimizer/state/%s/%s/%s", lmn_layer_get_name(l),
+                                              lmn_layer_get_param_name(l, p), slot_name);
     g_autofree char *what =
         g_strdup_printf("optimizer slot '%s' of layer '%s' parameter '%s'", slot_name,
                         lmn_layer_get_name(l), lmn_layer_get_param_name(l, p));
@@ -888,8 +887,7 @@ static char *attr_text_or_unknown(hid_t obj, const char *name, const LmnH5Errors
     return lmn_h5_attr_exists(obj, name) ? attr_text(obj, name, errs) : g_strdup("?");
 }
 
-static void describe_optimizer(GString *out, hid_t file, GPtrArray *slots,
-                               const LmnH5Errors *errs)
+static void describe_optimizer(GString *out, hid_t file, GPtrArray *slots, const LmnH5Errors *errs)
 {
     if (!lmn_h5_path_exists(file, "/optimizer")) {
         g_string_append(out, "optimizer: none saved\n");

@@ -321,8 +321,8 @@ static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error
     }
     if (!lmn_model_init_params(t->model, t->tc->seed, error))
         return FALSE;
-    const char *weights = t->opts.resume_checkpoint ? t->opts.resume_checkpoint
-                                                    : t->opts.init_checkpoint;
+    const char *weights =
+        t->opts.resume_checkpoint ? t->opts.resume_checkpoint : t->opts.init_checkpoint;
     return !weights || lmn_checkpoint_load_weights(weights, t->model, error);
 }
 
@@ -332,9 +332,8 @@ static gboolean build_update(LmnTrainer *t, GError **error)
 {
     LmnConfig *cfg = t->cfg;
     t->opt = lmn_optimizer_new(t->registry, lmn_config_get_optimizer_type(cfg),
-                               lmn_config_get_optimizer_params(cfg),
-                               lmn_model_get_params(t->model), lmn_model_get_grads(t->model),
-                               error);
+                               lmn_config_get_optimizer_params(cfg), lmn_model_get_params(t->model),
+                               lmn_model_get_grads(t->model), error);
     if (!t->opt)
         return FALSE;
     double base_lr = lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "lr");
@@ -386,8 +385,8 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
     return t->correct_acc != NULL;
 }
 
-LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry,
-                            const LmnTrainerOptions *options, GError **error)
+LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry, const LmnTrainerOptions *options,
+                            GError **error)
 {
     g_return_val_if_fail(cfg && registry && options && options->output_dir, NULL);
     LmnTrainer *t = g_new0(LmnTrainer, 1);
@@ -776,8 +775,8 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
 }
 
 /* Redraws the progress bar at most every 0.1 s, and at the end of the epoch. */
-static gboolean update_progress(LmnTrainer *t, Epoch *ep, gint64 done, gint64 n,
-                                gint64 *last_draw, GError **error)
+static gboolean update_progress(LmnTrainer *t, Epoch *ep, gint64 done, gint64 n, gint64 *last_draw,
+                                GError **error)
 {
     gint64 now = g_get_monotonic_time();
     if (now - *last_draw <= 100000 && done < n)
@@ -872,8 +871,7 @@ static gboolean end_epoch(LmnTrainer *t, Epoch *ep, GError **error)
     }
     t->state.epoch++;
     t->state.epoch_samples = 0;
-    if (t->val && tc->early_stopping_patience > 0 &&
-        t->state.wait >= tc->early_stopping_patience) {
+    if (t->val && tc->early_stopping_patience > 0 && t->state.wait >= tc->early_stopping_patience) {
         t->state.stopped_early = TRUE;
         ep->stop = TRUE;
     }

@@ -302,39 +302,33 @@ static gboolean read_grad(LmnTensor *t, gint64 numel, const guint32 *elements, g
     return TRUE;
 }
 
-static gboolean setup(Check *c, LmnRegistry *registry, const char *type, const LmnParams *params,
-                      const LmnTensorInfo *inputs, GError **error)
+/* The range [0, classes) of i32 inputs: num_classes, else input 0's last dimension. */
+static gboolean class_count(const Check *c, const char *type, const LmnTensorInfo *inputs,
+                            gint64 *classes, GError **error)
+{
+    *classes = c->opts.num_classes;
+    for (guint i = 0; i < c->n_inputs && *classes == 0; i++) {
+        if (inputs[i].dtype != LMN_DTYPE_I32)
+            continue;
+        const LmnShape *s0 = &inputs[0].shape;
+        if (s0->ndim == 0 || inputs[0].dtype != LMN_DTYPE_F32) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "gradcheck of '%s': input %u is i32 but the class count cannot be "
+                        "taken from input 0 (per-sample shape needs a last dimension); "
+                        "set num_classes",
+                        type, i);
+            return FALSE;
+        }
+        *classes = s0->dims[s0->ndim - 1];
+    }
+    return TRUE;
+}
+
+/* Random inputs (class labels for i32 ones) and, for f32 inputs, their gradient tensors. */
+static gboolean make_inputs(Check *c, const LmnTensorInfo *inputs, gint64 classes, LmnRandom *rng,
+                            GError **error)
 {
     const LmnGradcheckOptions *o = &c->opts;
-    c->layer =
-        lmn_layer_new(registry, type, type, 0, params, c->backend, c->n_inputs, inputs, error);
-    if (c->layer == NULL) {
-        return FALSE;
-    }
-    c->loss = lmn_layer_is_loss(c->layer);
-    if (!lmn_layer_prepare_batch(c->layer, o->batch, error)) {
-        return FALSE;
-    }
-
-    LmnRandom rng;
-    lmn_random_init(&rng, o->seed, GRADCHECK_STREAM(0));
-
-    gint64 classes = o->num_classes;
-    for (guint i = 0; i < c->n_inputs && classes == 0; i++) {
-        if (inputs[i].dtype == LMN_DTYPE_I32) {
-            const LmnShape *s0 = &inputs[0].shape;
-            if (s0->ndim == 0 || inputs[0].dtype != LMN_DTYPE_F32) {
-                g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                            "gradcheck of '%s': input %u is i32 but the class count cannot be "
-                            "taken from input 0 (per-sample shape needs a last dimension); "
-                            "set num_classes",
-                            type, i);
-                return FALSE;
-            }
-            classes = s0->dims[s0->ndim - 1];
-        }
-    }
-
     c->inputs = g_new0(Probe, c->n_inputs);
     c->input_grads = g_new0(LmnTensor *, c->n_inputs);
     for (guint i = 0; i < c->n_inputs; i++) {
@@ -344,31 +338,31 @@ static gboolean setup(Check *c, LmnRegistry *registry, const char *type, const L
         p->numel = lmn_shape_numel(&shape);
         p->owned = TRUE;
         p->tensor = lmn_tensor_new(c->backend, p->dtype, &shape, error);
-        if (p->tensor == NULL) {
+        if (p->tensor == NULL)
             return FALSE;
-        }
         if (p->dtype == LMN_DTYPE_I32) {
             gint32 *v = g_new(gint32, p->numel);
-            for (gint64 j = 0; j < p->numel; j++) {
-                v[j] = (gint32) lmn_random_below(&rng, (guint64) classes);
-            }
+            for (gint64 j = 0; j < p->numel; j++)
+                v[j] = (gint32) lmn_random_below(rng, (guint64) classes);
             p->host = v;
         } else {
             float *v = g_new(float, p->numel);
-            for (gint64 j = 0; j < p->numel; j++) {
-                v[j] = random_value(&rng, o);
-            }
+            for (gint64 j = 0; j < p->numel; j++)
+                v[j] = random_value(rng, o);
             p->host = v;
             c->input_grads[i] = lmn_tensor_new(c->backend, LMN_DTYPE_F32, &shape, error);
-            if (c->input_grads[i] == NULL) {
+            if (c->input_grads[i] == NULL)
                 return FALSE;
-            }
         }
-        if (!probe_upload(p, error)) {
+        if (!probe_upload(p, error))
             return FALSE;
-        }
     }
+    return TRUE;
+}
 
+/* Random values for every parameter of the layer. */
+static gboolean make_params(Check *c, LmnRandom *rng, GError **error)
+{
     c->n_params = lmn_layer_get_n_params(c->layer);
     c->params = g_new0(Probe, MAX(c->n_params, 1));
     for (guint i = 0; i < c->n_params; i++) {
@@ -377,16 +371,18 @@ static gboolean setup(Check *c, LmnRegistry *registry, const char *type, const L
         p->dtype = LMN_DTYPE_F32;
         p->numel = lmn_tensor_numel(p->tensor);
         float *v = g_new(float, p->numel);
-        for (gint64 j = 0; j < p->numel; j++) {
-            v[j] = random_value(&rng, o);
-        }
+        for (gint64 j = 0; j < p->numel; j++)
+            v[j] = random_value(rng, &c->opts);
         p->host = v;
-        if (!probe_upload(p, error)) {
+        if (!probe_upload(p, error))
             return FALSE;
-        }
     }
-    lmn_layer_reset_buffers(c->layer);
+    return TRUE;
+}
 
+/* The output tensor and, for a layer that is not a loss, a random output gradient. */
+static gboolean make_output(Check *c, const char *type, LmnRandom *rng, GError **error)
+{
     const LmnTensorInfo *out = lmn_layer_get_output_info(c->layer);
     if (out->dtype != LMN_DTYPE_F32) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
@@ -394,27 +390,114 @@ static gboolean setup(Check *c, LmnRegistry *registry, const char *type, const L
                     lmn_dtype_name(out->dtype));
         return FALSE;
     }
-    LmnShape out_shape = c->loss ? lmn_shape_make(0) : lmn_shape_prepend(&out->shape, o->batch);
+    LmnShape out_shape =
+        c->loss ? lmn_shape_make(0) : lmn_shape_prepend(&out->shape, c->opts.batch);
     c->out_numel = lmn_shape_numel(&out_shape);
     c->out_host = g_new(float, c->out_numel);
     c->output = lmn_tensor_new(c->backend, LMN_DTYPE_F32, &out_shape, error);
-    if (c->output == NULL) {
+    if (c->output == NULL)
         return FALSE;
+    if (c->loss)
+        return TRUE;
+    /* Plain uniform values: output_grad needs no distance from 0. */
+    c->out_grad_host = g_new(float, c->out_numel);
+    for (gint64 k = 0; k < c->out_numel; k++)
+        c->out_grad_host[k] = (float) (2.0 * lmn_random_uniform_double(rng) - 1.0);
+    c->output_grad = lmn_tensor_new(c->backend, LMN_DTYPE_F32, &out_shape, error);
+    return c->output_grad != NULL && lmn_tensor_write(c->output_grad, c->out_grad_host,
+                                                      (gsize) c->out_numel * sizeof(float), error);
+}
+
+/* Builds the layer for a batch and fills its inputs, parameters and output gradient from one
+ * random stream, in that order. */
+static gboolean setup(Check *c, LmnRegistry *registry, const char *type, const LmnParams *params,
+                      const LmnTensorInfo *inputs, GError **error)
+{
+    c->layer =
+        lmn_layer_new(registry, type, type, 0, params, c->backend, c->n_inputs, inputs, error);
+    if (c->layer == NULL)
+        return FALSE;
+    c->loss = lmn_layer_is_loss(c->layer);
+    if (!lmn_layer_prepare_batch(c->layer, c->opts.batch, error))
+        return FALSE;
+    LmnRandom rng;
+    lmn_random_init(&rng, c->opts.seed, GRADCHECK_STREAM(0));
+    gint64 classes = 0;
+    if (!class_count(c, type, inputs, &classes, error) ||
+        !make_inputs(c, inputs, classes, &rng, error) || !make_params(c, &rng, error))
+        return FALSE;
+    lmn_layer_reset_buffers(c->layer);
+    return make_output(c, type, &rng, error);
+}
+
+/* The analytic gradients at the unperturbed point, and the rounding noise of the objective that
+ * numeric_grad() must stay above. */
+static gboolean analytic_pass(Check *c, const char *type, LmnTensor **in_tensors, GError **error)
+{
+    for (guint i = 0; i < c->n_inputs; i++)
+        if (c->input_grads[i] != NULL)
+            lmn_op_fill(c->input_grads[i], GRADCHECK_SENTINEL);
+    for (guint i = 0; i < c->n_params; i++)
+        lmn_op_fill(lmn_layer_get_grad(c->layer, i), GRADCHECK_SENTINEL);
+    double base;
+    if (!eval_objective(c, in_tensors, &base, error))
+        return FALSE;
+    /*
+     * Rounding sources of L: the loss value itself, or each output's rounding weighted by its
+     * output_grad, which add up like a random walk.
+     */
+    double magnitude = 0.0;
+    for (gint64 k = 0; !c->loss && k < c->out_numel; k++) {
+        double term = (double) c->out_host[k] * (double) c->out_grad_host[k];
+        magnitude += term * term;
     }
-    if (!c->loss) {
-        /* Plain uniform values: output_grad needs no distance from 0. */
-        c->out_grad_host = g_new(float, c->out_numel);
-        for (gint64 k = 0; k < c->out_numel; k++) {
-            c->out_grad_host[k] = (float) (2.0 * lmn_random_uniform_double(&rng) - 1.0);
-        }
-        c->output_grad = lmn_tensor_new(c->backend, LMN_DTYPE_F32, &out_shape, error);
-        if (c->output_grad == NULL ||
-            !lmn_tensor_write(c->output_grad, c->out_grad_host,
-                              (gsize) c->out_numel * sizeof(float), error)) {
+    magnitude = c->loss ? fabs(base) : sqrt(magnitude);
+    c->noise = ldexp(magnitude, -24) / (c->opts.step * c->opts.value_scale);
+    for (gint64 k = 0; k < c->out_numel; k++) {
+        if (!isfinite(c->out_host[k])) {
+            g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
+                        "gradcheck of '%s': forward produced a non-finite output at element "
+                        "%" G_GINT64_FORMAT,
+                        type, k);
             return FALSE;
         }
     }
-    return TRUE;
+    LmnLayerIO io;
+    io_init(c, &io, TRUE);
+    io.inputs = in_tensors;
+    lmn_layer_backward(c->layer, &io);
+    return lmn_backend_synchronize(c->backend, error);
+}
+
+/* Compares each f32 input's and parameter's analytic gradient with central differences, on the
+ * elements chosen from the second random stream.  Returns: (transfer full): the results. */
+static GPtrArray *compare_all(Check *c, LmnTensor **in_tensors, GError **error)
+{
+    g_autoptr(GPtrArray) results = g_ptr_array_new_with_free_func(lmn_gradcheck_result_free);
+    LmnRandom pick;
+    lmn_random_init(&pick, c->opts.seed, GRADCHECK_STREAM(1));
+    guint n_tensors = c->n_inputs + c->n_params;
+    for (guint t = 0; t < n_tensors; t++) {
+        gboolean is_param = t >= c->n_inputs;
+        guint index = is_param ? t - c->n_inputs : t;
+        Probe *p = is_param ? &c->params[index] : &c->inputs[index];
+        if (p->dtype != LMN_DTYPE_F32)
+            continue;
+        LmnTensor *grad = is_param ? lmn_layer_get_grad(c->layer, index) : c->input_grads[index];
+        gint64 n;
+        g_autofree guint32 *elements = choose_elements(p->numel, c->opts.max_elements, &pick, &n);
+        g_autofree double *analytic = g_new(double, MAX(n, 1));
+        g_autofree double *numeric = g_new(double, MAX(n, 1));
+        double floor = 0.0;
+        if (!read_grad(grad, p->numel, elements, n, analytic, error) ||
+            !numeric_grad(c, p, in_tensors, elements, n, analytic, numeric, &floor, error))
+            return NULL;
+        g_autofree char *name = is_param ? g_strdup(lmn_layer_get_param_name(c->layer, index))
+                                         : g_strdup_printf("input %u", index);
+        g_ptr_array_add(results,
+                        compare(name, is_param, index, elements, n, analytic, numeric, floor));
+    }
+    return g_steal_pointer(&results);
 }
 
 GPtrArray *lmn_gradcheck_layer(LmnRegistry *registry, LmnBackend *backend, const char *type,
@@ -439,91 +522,14 @@ GPtrArray *lmn_gradcheck_layer(LmnRegistry *registry, LmnBackend *backend, const
     c.opts.margin = CLAMP(MAX(c.opts.margin, 4.0 * c.opts.step), 0.0, 0.9);
 
     GPtrArray *results = NULL;
-    GError *local = NULL;
-    /* Declared before the first goto: the cleanup at out: must never see it uninitialised. */
     g_autofree LmnTensor **in_tensors = g_new0(LmnTensor *, MAX(n_inputs, 1));
-    if (!setup(&c, registry, type, params, inputs, &local)) {
-        goto out;
+    if (setup(&c, registry, type, params, inputs, error)) {
+        for (guint i = 0; i < n_inputs; i++)
+            in_tensors[i] = c.inputs[i].tensor;
+        if (analytic_pass(&c, type, in_tensors, error))
+            results = compare_all(&c, in_tensors, error);
     }
-
-    for (guint i = 0; i < n_inputs; i++) {
-        in_tensors[i] = c.inputs[i].tensor;
-    }
-
-    /* The analytic gradients at the unperturbed point. */
-    for (guint i = 0; i < n_inputs; i++) {
-        if (c.input_grads[i] != NULL) {
-            lmn_op_fill(c.input_grads[i], GRADCHECK_SENTINEL);
-        }
-    }
-    for (guint i = 0; i < c.n_params; i++) {
-        lmn_op_fill(lmn_layer_get_grad(c.layer, i), GRADCHECK_SENTINEL);
-    }
-    double base;
-    if (!eval_objective(&c, in_tensors, &base, &local)) {
-        goto out;
-    }
-    /*
-     * Rounding sources of L: the loss value itself, or each output's rounding weighted by its
-     * output_grad, which add up like a random walk.
-     */
-    double magnitude = 0.0;
-    for (gint64 k = 0; !c.loss && k < c.out_numel; k++) {
-        double term = (double) c.out_host[k] * (double) c.out_grad_host[k];
-        magnitude += term * term;
-    }
-    magnitude = c.loss ? fabs(base) : sqrt(magnitude);
-    c.noise = ldexp(magnitude, -24) / (c.opts.step * c.opts.value_scale);
-    for (gint64 k = 0; k < c.out_numel; k++) {
-        if (!isfinite(c.out_host[k])) {
-            g_set_error(&local, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
-                        "gradcheck of '%s': forward produced a non-finite output at element "
-                        "%" G_GINT64_FORMAT,
-                        type, k);
-            goto out;
-        }
-    }
-    LmnLayerIO io;
-    io_init(&c, &io, TRUE);
-    io.inputs = in_tensors;
-    lmn_layer_backward(c.layer, &io);
-    if (!lmn_backend_synchronize(backend, &local)) {
-        goto out;
-    }
-
-    results = g_ptr_array_new_with_free_func(lmn_gradcheck_result_free);
-    LmnRandom pick;
-    lmn_random_init(&pick, c.opts.seed, GRADCHECK_STREAM(1));
-    guint n_tensors = n_inputs + c.n_params;
-    for (guint t = 0; t < n_tensors; t++) {
-        gboolean is_param = t >= n_inputs;
-        guint index = is_param ? t - n_inputs : t;
-        Probe *p = is_param ? &c.params[index] : &c.inputs[index];
-        if (p->dtype != LMN_DTYPE_F32) {
-            continue;
-        }
-        LmnTensor *grad = is_param ? lmn_layer_get_grad(c.layer, index) : c.input_grads[index];
-        gint64 n;
-        g_autofree guint32 *elements = choose_elements(p->numel, c.opts.max_elements, &pick, &n);
-        g_autofree double *analytic = g_new(double, MAX(n, 1));
-        g_autofree double *numeric = g_new(double, MAX(n, 1));
-        double floor = 0.0;
-        if (!read_grad(grad, p->numel, elements, n, analytic, &local) ||
-            !numeric_grad(&c, p, in_tensors, elements, n, analytic, numeric, &floor, &local)) {
-            g_clear_pointer(&results, g_ptr_array_unref);
-            goto out;
-        }
-        g_autofree char *name = is_param ? g_strdup(lmn_layer_get_param_name(c.layer, index))
-                                         : g_strdup_printf("input %u", index);
-        g_ptr_array_add(results,
-                        compare(name, is_param, index, elements, n, analytic, numeric, floor));
-    }
-
-out:
     check_clear(&c);
-    if (local != NULL) {
-        g_propagate_error(error, local);
-    }
     return results;
 }
 

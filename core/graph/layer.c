@@ -418,17 +418,10 @@ static gboolean layer_allocate(LmnLayer *layer, GError **error)
     return TRUE;
 }
 
-LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *name, guint index,
-                        const LmnParams *params, LmnBackend *backend, guint n_inputs,
-                        const LmnTensorInfo *inputs, GError **error)
+/* The layer feature @type, with the vtable members every layer needs. */
+static const LmnFeature *layer_feature(LmnRegistry *registry, const char *type, const char *name,
+                                       GError **error)
 {
-    g_return_val_if_fail(registry != NULL, NULL);
-    g_return_val_if_fail(type != NULL, NULL);
-    g_return_val_if_fail(name != NULL, NULL);
-    g_return_val_if_fail(backend != NULL, NULL);
-    g_return_val_if_fail(n_inputs == 0 || inputs != NULL, NULL);
-    g_return_val_if_fail(error == NULL || *error == NULL, NULL);
-
     const LmnFeature *feature = lmn_registry_lookup(registry, LMN_FEATURE_LAYER, type, error);
     if (feature == NULL) {
         g_prefix_error(error, "layer '%s': ", name);
@@ -443,10 +436,58 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
                     type, feature->path);
         return NULL;
     }
+    return feature;
+}
 
+/* Runs the plugin's build(): the output info, parameters, buffers and saved tensors it declares.
+ * A failure's message always names the layer. */
+static gboolean layer_build(LmnLayer *layer, GError **error)
+{
+    layer->building = TRUE;
+    layer->output.shape.ndim = 0;
+    layer->output.dtype = LMN_DTYPE_F32;
+    GError *build_error = NULL;
+    gboolean built =
+        layer->vtable->build(layer, layer->n_inputs, layer->inputs, &layer->output, &build_error);
+    layer->building = FALSE;
+    if (!built) {
+        if (build_error == NULL) {
+            g_autofree char *who = layer_describe(layer);
+            g_set_error(&build_error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: build failed without a reason", who);
+        } else if (strstr(build_error->message, layer->name) == NULL) {
+            /* Plugins need not repeat the layer's name: make sure the message has it. */
+            g_autofree char *who = layer_describe(layer);
+            g_prefix_error(&build_error, "%s: ", who);
+        }
+        g_propagate_error(error, build_error);
+        return FALSE;
+    }
+    g_clear_error(&build_error);
+    if (layer->build_error != NULL) {
+        g_propagate_error(error, g_steal_pointer(&layer->build_error));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *name, guint index,
+                        const LmnParams *params, LmnBackend *backend, guint n_inputs,
+                        const LmnTensorInfo *inputs, GError **error)
+{
+    g_return_val_if_fail(registry != NULL, NULL);
+    g_return_val_if_fail(type != NULL, NULL);
+    g_return_val_if_fail(name != NULL, NULL);
+    g_return_val_if_fail(backend != NULL, NULL);
+    g_return_val_if_fail(n_inputs == 0 || inputs != NULL, NULL);
+    g_return_val_if_fail(error == NULL || *error == NULL, NULL);
+
+    const LmnFeature *feature = layer_feature(registry, type, name, error);
+    if (feature == NULL)
+        return NULL;
     LmnLayer *layer = g_new0(LmnLayer, 1);
     layer->feature = feature;
-    layer->vtable = vt;
+    layer->vtable = feature->desc->vtable;
     layer->name = g_strdup(name);
     layer->index = index;
     layer->backend = lmn_backend_ref(backend);
@@ -465,45 +506,10 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
         /* No keys given: the schema's defaults (an error if a key is required). */
         g_autofree char *where = g_strdup_printf("layer '%s'", name);
         layer->params = lmn_registry_validate_params(feature, NULL, NULL, where, error);
-        if (layer->params == NULL) {
-            lmn_layer_free(layer);
-            return NULL;
-        }
     }
-
-    if (!check_input_count(layer, n_inputs, error) ||
-        !check_infos(layer, n_inputs, inputs, error)) {
-        lmn_layer_free(layer);
-        return NULL;
-    }
-
-    layer->building = TRUE;
-    layer->output.shape.ndim = 0;
-    layer->output.dtype = LMN_DTYPE_F32;
-    GError *build_error = NULL;
-    gboolean built = vt->build(layer, n_inputs, layer->inputs, &layer->output, &build_error);
-    layer->building = FALSE;
-    if (!built) {
-        if (build_error == NULL) {
-            g_autofree char *who = layer_describe(layer);
-            g_set_error(&build_error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                        "%s: build failed without a reason", who);
-        } else if (strstr(build_error->message, name) == NULL) {
-            /* Plugins need not repeat the layer's name: make sure the message has it. */
-            g_autofree char *who = layer_describe(layer);
-            g_prefix_error(&build_error, "%s: ", who);
-        }
-        g_propagate_error(error, build_error);
-        lmn_layer_free(layer);
-        return NULL;
-    }
-    g_clear_error(&build_error);
-    if (layer->build_error != NULL) {
-        g_propagate_error(error, g_steal_pointer(&layer->build_error));
-        lmn_layer_free(layer);
-        return NULL;
-    }
-    if (!check_output(layer, error) || !layer_allocate(layer, error)) {
+    if (layer->params == NULL || !check_input_count(layer, n_inputs, error) ||
+        !check_infos(layer, n_inputs, inputs, error) || !layer_build(layer, error) ||
+        !check_output(layer, error) || !layer_allocate(layer, error)) {
         lmn_layer_free(layer);
         return NULL;
     }

@@ -212,6 +212,123 @@ static gboolean parse_double(const char *text, double *out)
  * Parses @text for @spec into @out (cleared first).  On failure returns FALSE and sets @why to
  * the reason phrase that follows "key 'k' = 'text'" in messages.
  */
+/* The parsers of parse_value(), one per type: each reads the stripped text @t into @out (value
+ * and canonical text) or says in *why what is wrong with it. */
+
+static gboolean parse_float_value(const LmnParamSpec *spec, const char *t, ParamValue *out,
+                                  char **why)
+{
+    double v;
+    if (!parse_double(t, &v)) {
+        *why = g_strdup("is not a finite number");
+        return FALSE;
+    }
+    if (!in_range(spec, v)) {
+        *why = g_strdup("is out of range");
+        return FALSE;
+    }
+    out->f = v;
+    out->text = format_double(v);
+    return TRUE;
+}
+
+static gboolean parse_int_value(const LmnParamSpec *spec, const char *t, ParamValue *out,
+                                char **why)
+{
+    char *end = NULL;
+    errno = 0;
+    gint64 v = g_ascii_strtoll(t, &end, 10);
+    if (t[0] == '\0' || end == t || *end != '\0') {
+        *why = g_strdup("is not an integer");
+        return FALSE;
+    }
+    if (errno == ERANGE || !in_range(spec, (double) v)) {
+        *why = g_strdup("is out of range");
+        return FALSE;
+    }
+    out->i = v;
+    out->f = (double) v;
+    out->text = g_strdup_printf("%" G_GINT64_FORMAT, v);
+    return TRUE;
+}
+
+static gboolean parse_bool_value(const char *t, ParamValue *out, char **why)
+{
+    static const char *const yes[] = {"true", "yes", "1"};
+    static const char *const no[] = {"false", "no", "0"};
+    for (guint k = 0; k < G_N_ELEMENTS(yes); k++) {
+        if (g_ascii_strcasecmp(t, yes[k]) == 0 || g_ascii_strcasecmp(t, no[k]) == 0) {
+            out->b = g_ascii_strcasecmp(t, yes[k]) == 0;
+            out->text = g_strdup(out->b ? "true" : "false");
+            return TRUE;
+        }
+    }
+    *why = g_strdup("is not a boolean");
+    return FALSE;
+}
+
+static gboolean parse_enum_value(const LmnParamSpec *spec, const char *t, ParamValue *out,
+                                 char **why)
+{
+    const char *match = NULL;
+    for (guint k = 0; spec->enum_values && spec->enum_values[k] && !match; k++) {
+        if (strcmp(t, spec->enum_values[k]) == 0)
+            match = spec->enum_values[k];
+    }
+    /* Accept "Mean" for "mean": case is never meaningful in a choice name. */
+    for (guint k = 0; spec->enum_values && spec->enum_values[k] && !match; k++) {
+        if (g_ascii_strcasecmp(t, spec->enum_values[k]) == 0)
+            match = spec->enum_values[k];
+    }
+    if (match == NULL) {
+        const char *guess =
+            spec->enum_values ? lmn_suggest(t, (const char *const *) spec->enum_values) : NULL;
+        if (guess)
+            *why = g_strdup_printf("is not a valid choice (did you mean '%s'?)", guess);
+        else
+            *why = g_strdup("is not a valid choice");
+        return FALSE;
+    }
+    out->s = match;
+    out->text = g_strdup(match);
+    return TRUE;
+}
+
+static gboolean parse_float_list_value(const LmnParamSpec *spec, const char *t, ParamValue *out,
+                                       char **why)
+{
+    g_autoptr(GArray) values = g_array_new(FALSE, FALSE, sizeof(double));
+    g_auto(GStrv) parts = t[0] != '\0' ? g_strsplit(t, ",", -1) : NULL;
+    for (guint k = 0; parts && parts[k] != NULL; k++) {
+        char *p = g_strstrip(parts[k]);
+        double v;
+        if (p[0] == '\0') {
+            *why = g_strdup_printf("has an empty element %u", k + 1);
+            return FALSE;
+        }
+        if (!parse_double(p, &v)) {
+            *why = g_strdup_printf("has element %u ('%s') that is not a finite number", k + 1, p);
+            return FALSE;
+        }
+        if (!in_range(spec, v)) {
+            *why = g_strdup_printf("has element %u (%s) out of range", k + 1, p);
+            return FALSE;
+        }
+        g_array_append_val(values, v);
+    }
+    GString *canon = g_string_new(NULL);
+    for (guint k = 0; k < values->len; k++) {
+        g_autofree char *s = format_double(g_array_index(values, double, k));
+        if (k > 0)
+            g_string_append(canon, ", ");
+        g_string_append(canon, s);
+    }
+    out->n_list = values->len;
+    out->list = (double *) g_array_free(g_steal_pointer(&values), FALSE);
+    out->text = g_string_free(canon, FALSE);
+    return TRUE;
+}
+
 static gboolean parse_value(const LmnParamSpec *spec, const char *text, ParamValue *out, char **why)
 {
     param_value_clear(out);
@@ -221,128 +338,30 @@ static gboolean parse_value(const LmnParamSpec *spec, const char *text, ParamVal
         out->present = TRUE;
         return TRUE;
     }
-
     g_autofree char *t = g_strstrip(g_strdup(text));
+    gboolean ok;
     switch (spec->type) {
-    case LMN_PARAM_FLOAT: {
-        double v;
-        if (!parse_double(t, &v)) {
-            *why = g_strdup("is not a finite number");
-            return FALSE;
-        }
-        if (!in_range(spec, v)) {
-            *why = g_strdup("is out of range");
-            return FALSE;
-        }
-        out->f = v;
-        out->text = format_double(v);
+    case LMN_PARAM_FLOAT:
+        ok = parse_float_value(spec, t, out, why);
         break;
-    }
-    case LMN_PARAM_INT: {
-        char *end = NULL;
-        errno = 0;
-        gint64 v = g_ascii_strtoll(t, &end, 10);
-        if (t[0] == '\0' || end == t || *end != '\0') {
-            *why = g_strdup("is not an integer");
-            return FALSE;
-        }
-        if (errno == ERANGE || !in_range(spec, (double) v)) {
-            *why = g_strdup("is out of range");
-            return FALSE;
-        }
-        out->i = v;
-        out->f = (double) v;
-        out->text = g_strdup_printf("%" G_GINT64_FORMAT, v);
+    case LMN_PARAM_INT:
+        ok = parse_int_value(spec, t, out, why);
         break;
-    }
-    case LMN_PARAM_BOOL: {
-        static const char *const yes[] = {"true", "yes", "1"};
-        static const char *const no[] = {"false", "no", "0"};
-        gboolean found = FALSE;
-        for (guint k = 0; k < G_N_ELEMENTS(yes) && !found; k++) {
-            if (g_ascii_strcasecmp(t, yes[k]) == 0) {
-                out->b = TRUE;
-                found = TRUE;
-            } else if (g_ascii_strcasecmp(t, no[k]) == 0) {
-                out->b = FALSE;
-                found = TRUE;
-            }
-        }
-        if (!found) {
-            *why = g_strdup("is not a boolean");
-            return FALSE;
-        }
-        out->text = g_strdup(out->b ? "true" : "false");
+    case LMN_PARAM_BOOL:
+        ok = parse_bool_value(t, out, why);
         break;
-    }
-    case LMN_PARAM_ENUM: {
-        const char *match = NULL;
-        for (guint k = 0; spec->enum_values && spec->enum_values[k] && !match; k++) {
-            if (strcmp(t, spec->enum_values[k]) == 0)
-                match = spec->enum_values[k];
-        }
-        /* Accept "Mean" for "mean": case is never meaningful in a choice name. */
-        for (guint k = 0; spec->enum_values && spec->enum_values[k] && !match; k++) {
-            if (g_ascii_strcasecmp(t, spec->enum_values[k]) == 0)
-                match = spec->enum_values[k];
-        }
-        if (match == NULL) {
-            const char *guess =
-                spec->enum_values ? lmn_suggest(t, (const char *const *) spec->enum_values) : NULL;
-            if (guess)
-                *why = g_strdup_printf("is not a valid choice (did you mean '%s'?)", guess);
-            else
-                *why = g_strdup("is not a valid choice");
-            return FALSE;
-        }
-        out->s = match;
-        out->text = g_strdup(match);
+    case LMN_PARAM_ENUM:
+        ok = parse_enum_value(spec, t, out, why);
         break;
-    }
-    case LMN_PARAM_FLOAT_LIST: {
-        GArray *values = g_array_new(FALSE, FALSE, sizeof(double));
-        if (t[0] != '\0') {
-            g_auto(GStrv) parts = g_strsplit(t, ",", -1);
-            for (guint k = 0; parts[k] != NULL; k++) {
-                char *p = g_strstrip(parts[k]);
-                double v;
-                if (p[0] == '\0') {
-                    *why = g_strdup_printf("has an empty element %u", k + 1);
-                    g_array_unref(values);
-                    return FALSE;
-                }
-                if (!parse_double(p, &v)) {
-                    *why = g_strdup_printf("has element %u ('%s') that is not a finite number",
-                                           k + 1, p);
-                    g_array_unref(values);
-                    return FALSE;
-                }
-                if (!in_range(spec, v)) {
-                    *why = g_strdup_printf("has element %u (%s) out of range", k + 1, p);
-                    g_array_unref(values);
-                    return FALSE;
-                }
-                g_array_append_val(values, v);
-            }
-        }
-        GString *canon = g_string_new(NULL);
-        for (guint k = 0; k < values->len; k++) {
-            g_autofree char *s = format_double(g_array_index(values, double, k));
-            if (k > 0)
-                g_string_append(canon, ", ");
-            g_string_append(canon, s);
-        }
-        out->n_list = values->len;
-        out->list = (double *) g_array_free(values, FALSE);
-        out->text = g_string_free(canon, FALSE);
+    case LMN_PARAM_FLOAT_LIST:
+        ok = parse_float_list_value(spec, t, out, why);
         break;
-    }
     default:
         *why = g_strdup_printf("has an unknown type %d in the schema", (int) spec->type);
         return FALSE;
     }
-    out->present = TRUE;
-    return TRUE;
+    out->present = ok;
+    return ok;
 }
 
 /* ---- lookup helpers ---- */

@@ -388,6 +388,87 @@ static gboolean set_bad(GError **error, const char *path, const char *fmt, ...)
 }
 
 /* Copies and checks the descriptor.  On success fills @plugin's desc and features. */
+/* The plugin descriptor's own fields, after the copy into plugin->desc. */
+static gboolean check_plugin_fields(const char *path, const LmnPluginDesc *desc, GError **error)
+{
+    if (desc->name == NULL || desc->name[0] == '\0')
+        return set_bad(error, path, "field 'name' is %s", desc->name ? "empty" : "NULL");
+    if (desc->version == NULL || desc->version[0] == '\0')
+        return set_bad(error, path, "field 'version' is %s", desc->version ? "empty" : "NULL");
+    if (desc->n_features == 0)
+        return set_bad(error, path,
+                       "field 'n_features' is 0 (a plugin provides at least one "
+                       "feature)");
+    if (desc->n_features > MAX_FEATURES)
+        return set_bad(error, path, "field 'n_features' is %u, more than %d (garbage?)",
+                       desc->n_features, MAX_FEATURES);
+    if (desc->features == NULL)
+        return set_bad(error, path, "field 'features' is NULL but n_features is %u",
+                       desc->n_features);
+    return TRUE;
+}
+
+/* Feature @i after its copy: a valid name, a vtable its kind accepts, unique in the plugin. */
+static gboolean check_feature_entry(const Plugin *plugin, guint i, GError **error)
+{
+    const char *path = plugin->path;
+    const LmnFeatureDesc *f = &plugin->features[i];
+    if (f->name == NULL)
+        return set_bad(error, path, "features[%u]: field 'name' is NULL", i);
+    if (!valid_feature_name(f->name))
+        return set_bad(error, path,
+                       "features[%u]: name '%s' must be non-empty and use only "
+                       "a-z, 0-9, '_' and '.'",
+                       i, f->name);
+    g_autofree char *problem = check_feature(f);
+    if (problem != NULL) {
+        if ((guint) f->kind < LMN_FEATURE_KIND_COUNT)
+            return set_bad(error, path, "features[%u] (%s '%s'): %s", i,
+                           lmn_feature_kind_name(f->kind), f->name, problem);
+        return set_bad(error, path, "features[%u] ('%s'): %s", i, f->name, problem);
+    }
+    for (guint j = 0; j < i; j++) {
+        if (plugin->features[j].kind == f->kind && strcmp(plugin->features[j].name, f->name) == 0)
+            return set_bad(error, path,
+                           "features[%u] (%s '%s'): same kind and name as "
+                           "features[%u]",
+                           i, lmn_feature_kind_name(f->kind), f->name, j);
+    }
+    return TRUE;
+}
+
+/* Copies the feature array into plugin->features at this ABI's element size, checking each. */
+static gboolean copy_features(Plugin *plugin, GError **error)
+{
+    const char *path = plugin->path;
+    const LmnPluginDesc *desc = &plugin->desc;
+    /* Step through the array by the plugin's own element size: an older minor ABI may have a
+     * shorter LmnFeatureDesc.  A longer one would be a newer minor, rejected before. */
+    const guint32 stride = desc->features[0].struct_size;
+    const gsize feature_min = LMN_SIZE_THROUGH(LmnFeatureDesc, vtable);
+    if (stride < feature_min || stride > sizeof(LmnFeatureDesc))
+        return set_bad(error, path, "features[0].struct_size %u is not between %zu and %zu", stride,
+                       feature_min, sizeof(LmnFeatureDesc));
+
+    plugin->features = g_new0(LmnFeatureDesc, desc->n_features);
+    for (guint i = 0; i < desc->n_features; i++) {
+        const LmnFeatureDesc *src =
+            (const LmnFeatureDesc *) ((const char *) desc->features + (gsize) i * stride);
+        if (src->struct_size != stride)
+            return set_bad(error, path,
+                           "features[%u].struct_size %u differs from "
+                           "features[0].struct_size %u",
+                           i, src->struct_size, stride);
+        LmnFeatureDesc *f = &plugin->features[i];
+        memcpy(f, src, stride);
+        f->struct_size = sizeof(LmnFeatureDesc);
+        if (!check_feature_entry(plugin, i, error))
+            return FALSE;
+    }
+    plugin->desc.features = plugin->features;
+    return TRUE;
+}
+
 static gboolean check_descriptor(Plugin *plugin, const LmnPluginDesc *d, GError **error)
 {
     const char *path = plugin->path;
@@ -412,69 +493,7 @@ static gboolean check_descriptor(Plugin *plugin, const LmnPluginDesc *d, GError 
 
     memcpy(&plugin->desc, d, MIN((gsize) d->struct_size, sizeof(LmnPluginDesc)));
     plugin->desc.struct_size = sizeof(LmnPluginDesc);
-    const LmnPluginDesc *desc = &plugin->desc;
-
-    if (desc->name == NULL || desc->name[0] == '\0')
-        return set_bad(error, path, "field 'name' is %s", desc->name ? "empty" : "NULL");
-    if (desc->version == NULL || desc->version[0] == '\0')
-        return set_bad(error, path, "field 'version' is %s", desc->version ? "empty" : "NULL");
-    if (desc->n_features == 0)
-        return set_bad(error, path,
-                       "field 'n_features' is 0 (a plugin provides at least one "
-                       "feature)");
-    if (desc->n_features > MAX_FEATURES)
-        return set_bad(error, path, "field 'n_features' is %u, more than %d (garbage?)",
-                       desc->n_features, MAX_FEATURES);
-    if (desc->features == NULL)
-        return set_bad(error, path, "field 'features' is NULL but n_features is %u",
-                       desc->n_features);
-
-    /* Step through the array by the plugin's own element size: an older minor ABI may have a
-     * shorter LmnFeatureDesc.  A longer one would be a newer minor, rejected above. */
-    const guint32 stride = desc->features[0].struct_size;
-    const gsize feature_min = LMN_SIZE_THROUGH(LmnFeatureDesc, vtable);
-    if (stride < feature_min || stride > sizeof(LmnFeatureDesc))
-        return set_bad(error, path, "features[0].struct_size %u is not between %zu and %zu", stride,
-                       feature_min, sizeof(LmnFeatureDesc));
-
-    plugin->features = g_new0(LmnFeatureDesc, desc->n_features);
-    for (guint i = 0; i < desc->n_features; i++) {
-        const LmnFeatureDesc *src =
-            (const LmnFeatureDesc *) ((const char *) desc->features + (gsize) i * stride);
-        if (src->struct_size != stride)
-            return set_bad(error, path,
-                           "features[%u].struct_size %u differs from "
-                           "features[0].struct_size %u",
-                           i, src->struct_size, stride);
-        LmnFeatureDesc *f = &plugin->features[i];
-        memcpy(f, src, stride);
-        f->struct_size = sizeof(LmnFeatureDesc);
-
-        if (f->name == NULL)
-            return set_bad(error, path, "features[%u]: field 'name' is NULL", i);
-        if (!valid_feature_name(f->name))
-            return set_bad(error, path,
-                           "features[%u]: name '%s' must be non-empty and use only "
-                           "a-z, 0-9, '_' and '.'",
-                           i, f->name);
-        g_autofree char *problem = check_feature(f);
-        if (problem != NULL) {
-            if ((guint) f->kind < LMN_FEATURE_KIND_COUNT)
-                return set_bad(error, path, "features[%u] (%s '%s'): %s", i,
-                               lmn_feature_kind_name(f->kind), f->name, problem);
-            return set_bad(error, path, "features[%u] ('%s'): %s", i, f->name, problem);
-        }
-        for (guint j = 0; j < i; j++) {
-            if (plugin->features[j].kind == f->kind &&
-                strcmp(plugin->features[j].name, f->name) == 0)
-                return set_bad(error, path,
-                               "features[%u] (%s '%s'): same kind and name as "
-                               "features[%u]",
-                               i, lmn_feature_kind_name(f->kind), f->name, j);
-        }
-    }
-    plugin->desc.features = plugin->features;
-    return TRUE;
+    return check_plugin_fields(path, &plugin->desc, error) && copy_features(plugin, error);
 }
 
 /* Opens @path and checks it; returns the plugin or NULL with the reason. */

@@ -37,6 +37,98 @@ static GPtrArray *split_cells(const char *line, gsize len)
     return cells;
 }
 
+/* The state of lmn_csv_parse() between rows. */
+typedef struct {
+    const char *name, *label_column;
+    gboolean header;
+    GArray *xs;    /* float features, row after row */
+    GArray *ys;    /* gint32 labels */
+    gint64 n_cols; /* -1 until the first row */
+    gint64 label;  /* the label's column */
+} CsvParse;
+
+/* The first row fixes the column count and resolves the label column: a name (from the header)
+ * or an index (negative counts from the end). */
+static gboolean csv_columns(CsvParse *p, GPtrArray *cells, gint64 line_no, GError **error)
+{
+    gint64 nc = cells->len;
+    p->n_cols = nc;
+    if (nc < 2) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
+                    "%s:%" G_GINT64_FORMAT ": has %" G_GINT64_FORMAT
+                    " column; a CSV data set needs a label column and at least one "
+                    "feature",
+                    p->name, line_no, nc);
+        return FALSE;
+    }
+    char *end = NULL;
+    errno = 0;
+    gint64 idx = g_ascii_strtoll(p->label_column, &end, 10);
+    gboolean numeric = end != p->label_column && *end == '\0' && errno == 0;
+    p->label = G_MININT64;
+    if (!numeric && p->header) {
+        for (gint64 c = 0; c < nc; c++)
+            if (strcmp(g_ptr_array_index(cells, c), p->label_column) == 0)
+                p->label = c;
+    } else if (numeric) {
+        p->label = idx < 0 ? nc + idx : idx;
+    }
+    if (p->label < 0 || p->label >= nc) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
+                    "%s:%" G_GINT64_FORMAT ": no label column '%s' among the %" G_GINT64_FORMAT
+                    " columns%s",
+                    p->name, line_no, p->label_column, nc,
+                    numeric     ? " (columns count from 0; negative counts from the end)"
+                    : p->header ? " of the header"
+                                : "; without --header give an index");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* One data row: an integer label in the label column, finite numbers everywhere else. */
+static gboolean csv_row(CsvParse *p, GPtrArray *cells, gint64 line_no, GError **error)
+{
+    for (gint64 c = 0; c < (gint64) cells->len; c++) {
+        const char *cell = g_ptr_array_index(cells, c);
+        char *end = NULL;
+        if (c == p->label) {
+            errno = 0;
+            gint64 v = g_ascii_strtoll(cell, &end, 10);
+            if (*cell == '\0' || *end != '\0' || errno != 0 || v < 0 || v > G_MAXINT32) {
+                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
+                            "%s:%" G_GINT64_FORMAT ": column %" G_GINT64_FORMAT
+                            " (the label) holds '%s'; labels must be integers 0, 1, 2, ...",
+                            p->name, line_no, c + 1, cell);
+                return FALSE;
+            }
+            gint32 y = (gint32) v;
+            g_array_append_val(p->ys, y);
+            continue;
+        }
+        double v = g_ascii_strtod(cell, &end);
+        if (*cell == '\0' || *end != '\0' || !isfinite((float) v)) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
+                        "%s:%" G_GINT64_FORMAT ": column %" G_GINT64_FORMAT
+                        " holds '%s'; features must be finite numbers",
+                        p->name, line_no, c + 1, cell);
+            return FALSE;
+        }
+        float fv = (float) v;
+        g_array_append_val(p->xs, fv);
+    }
+    return TRUE;
+}
+
+/* Whether a line holds only white space. */
+static gboolean blank_line(const char *line, gsize len)
+{
+    for (gsize i = 0; i < len; i++)
+        if (!g_ascii_isspace(line[i]))
+            return FALSE;
+    return TRUE;
+}
+
 gboolean lmn_csv_parse(const char *data, gsize len, const char *name, const char *label_column,
                        gboolean header, LmnCsvTable *out, GError **error)
 {
@@ -51,8 +143,7 @@ gboolean lmn_csv_parse(const char *data, gsize len, const char *name, const char
     }
     g_autoptr(GArray) xs = g_array_new(FALSE, FALSE, sizeof(float));
     g_autoptr(GArray) ys = g_array_new(FALSE, FALSE, sizeof(gint32));
-    gint64 n_cols = -1;
-    gint64 label = G_MININT64;
+    CsvParse p = {name, label_column, header, xs, ys, -1, G_MININT64};
     gboolean need_header = header;
     gsize pos = 0;
     gint64 line_no = 0;
@@ -62,97 +153,34 @@ gboolean lmn_csv_parse(const char *data, gsize len, const char *name, const char
         gsize line_len = nl != NULL ? (gsize) (nl - line) : len - pos;
         pos += line_len + (nl != NULL ? 1 : 0);
         line_no++;
-        if (line_len > 0 && line[line_len - 1] == '\r') {
+        if (line_len > 0 && line[line_len - 1] == '\r')
             line_len--;
-        }
-        gboolean blank = TRUE;
-        for (gsize i = 0; i < line_len && blank; i++) {
-            blank = g_ascii_isspace(line[i]);
-        }
-        if (blank) {
+        if (blank_line(line, line_len))
             continue;
-        }
         g_autoptr(GPtrArray) cells = split_cells(line, line_len);
-        gint64 nc = cells->len;
-        if (n_cols < 0) {
-            n_cols = nc;
-            if (n_cols < 2) {
-                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
-                            "%s:%" G_GINT64_FORMAT ": has %" G_GINT64_FORMAT
-                            " column; a CSV data set needs a label column and at least one "
-                            "feature",
-                            name, line_no, n_cols);
+        if (p.n_cols < 0) {
+            if (!csv_columns(&p, cells, line_no, error))
                 return FALSE;
-            }
-            /* Resolve the label column: a name (from the header) or an index. */
-            char *end = NULL;
-            errno = 0;
-            gint64 idx = g_ascii_strtoll(label_column, &end, 10);
-            gboolean numeric = end != label_column && *end == '\0' && errno == 0;
-            if (!numeric && header) {
-                for (gint64 c = 0; c < nc; c++) {
-                    if (strcmp(g_ptr_array_index(cells, c), label_column) == 0) {
-                        label = c;
-                    }
-                }
-            } else if (numeric) {
-                label = idx < 0 ? nc + idx : idx;
-            }
-            if (label < 0 || label >= nc) {
-                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
-                            "%s:%" G_GINT64_FORMAT ": no label column '%s' among the %" G_GINT64_FORMAT
-                            " columns%s",
-                            name, line_no, label_column, nc,
-                            numeric ? " (columns count from 0; negative counts from the end)"
-                                    : header ? " of the header" : "; without --header give an index");
-                return FALSE;
-            }
-        } else if (nc != n_cols) {
+        } else if ((gint64) cells->len != p.n_cols) {
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
-                        "%s:%" G_GINT64_FORMAT ": the row has %" G_GINT64_FORMAT
-                        " columns but the first row has %" G_GINT64_FORMAT,
-                        name, line_no, nc, n_cols);
+                        "%s:%" G_GINT64_FORMAT ": the row has %u columns but the first row has "
+                        "%" G_GINT64_FORMAT,
+                        name, line_no, cells->len, p.n_cols);
             return FALSE;
         }
         if (need_header) {
             need_header = FALSE;
             continue;
         }
-        for (gint64 c = 0; c < nc; c++) {
-            const char *cell = g_ptr_array_index(cells, c);
-            char *end = NULL;
-            if (c == label) {
-                errno = 0;
-                gint64 v = g_ascii_strtoll(cell, &end, 10);
-                if (*cell == '\0' || *end != '\0' || errno != 0 || v < 0 || v > G_MAXINT32) {
-                    g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
-                                "%s:%" G_GINT64_FORMAT ": column %" G_GINT64_FORMAT
-                                " (the label) holds '%s'; labels must be integers 0, 1, 2, ...",
-                                name, line_no, c + 1, cell);
-                    return FALSE;
-                }
-                gint32 y = (gint32) v;
-                g_array_append_val(ys, y);
-                continue;
-            }
-            double v = g_ascii_strtod(cell, &end);
-            if (*cell == '\0' || *end != '\0' || !isfinite((float) v)) {
-                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
-                            "%s:%" G_GINT64_FORMAT ": column %" G_GINT64_FORMAT
-                            " holds '%s'; features must be finite numbers",
-                            name, line_no, c + 1, cell);
-                return FALSE;
-            }
-            float fv = (float) v;
-            g_array_append_val(xs, fv);
-        }
+        if (!csv_row(&p, cells, line_no, error))
+            return FALSE;
     }
     if (ys->len == 0) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT, "%s: holds no data rows", name);
         return FALSE;
     }
     out->n = ys->len;
-    out->f = n_cols - 1;
+    out->f = p.n_cols - 1;
     out->x = (float *) g_array_free(g_steal_pointer(&xs), FALSE);
     out->y = (gint32 *) g_array_free(g_steal_pointer(&ys), FALSE);
     return TRUE;

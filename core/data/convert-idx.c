@@ -62,52 +62,69 @@ static gboolean read_bytes(const char *path, GInputStream *in, gboolean gzip, vo
     return TRUE;
 }
 
-/* Reads and validates one IDX file of unsigned bytes with @want_ndim dimensions. */
-static gboolean idx_read(const char *path, const char *what, guint want_ndim, Idx *idx,
-                         GError **error)
+/* An IDX file being read: the stream (through gzip when the file is compressed). */
+typedef struct {
+    const char *path;
+    const char *what; /* "images" or "labels", for messages */
+    GInputStream *in;
+    gboolean gzip;
+    const char *decompressed; /* " (after gzip decompression)" or "" */
+} IdxStream;
+
+static void idx_stream_clear(IdxStream *s)
 {
+    g_clear_object(&s->in);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(IdxStream, idx_stream_clear)
+
+/* Opens the file and, when its first bytes are gzip's magic, a decompressing stream over it. */
+static gboolean idx_open(IdxStream *s, GError **error)
+{
+    const char *path = s->path;
     g_autoptr(GFile) file = g_file_new_for_path(path);
     g_autoptr(GError) local = NULL;
     g_autoptr(GFileInputStream) raw = g_file_read(file, NULL, &local);
     if (raw == NULL) {
-        if (g_error_matches(local, G_IO_ERROR, G_IO_ERROR_NOT_FOUND)) {
+        if (g_error_matches(local, G_IO_ERROR, G_IO_ERROR_NOT_FOUND))
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_OPEN, "%s: no such file", path);
-        } else {
+        else
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_OPEN, "%s: cannot read it: %s", path,
                         local->message);
-        }
         return FALSE;
     }
-
     guint8 magic2[2] = {0, 0};
     gsize got = 0;
-    if (!read_bytes(path, G_INPUT_STREAM(raw), FALSE, magic2, 2, &got, error)) {
+    if (!read_bytes(path, G_INPUT_STREAM(raw), FALSE, magic2, 2, &got, error))
         return FALSE;
-    }
-    gboolean gzip = got == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
+    s->gzip = got == 2 && magic2[0] == 0x1f && magic2[1] == 0x8b;
     if (!g_seekable_seek(G_SEEKABLE(raw), 0, G_SEEK_SET, NULL, &local)) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_OPEN, "%s: cannot read it: %s", path,
                     local->message);
         return FALSE;
     }
-    g_autoptr(GInputStream) in = NULL;
-    if (gzip) {
+    if (s->gzip) {
         g_autoptr(GZlibDecompressor) dec = g_zlib_decompressor_new(G_ZLIB_COMPRESSOR_FORMAT_GZIP);
-        in = g_converter_input_stream_new(G_INPUT_STREAM(raw), G_CONVERTER(dec));
+        s->in = g_converter_input_stream_new(G_INPUT_STREAM(raw), G_CONVERTER(dec));
     } else {
-        in = g_object_ref(G_INPUT_STREAM(raw));
+        s->in = g_object_ref(G_INPUT_STREAM(raw));
     }
-    const char *decompressed = gzip ? " (after gzip decompression)" : "";
+    s->decompressed = s->gzip ? " (after gzip decompression)" : "";
+    return TRUE;
+}
 
+/* The magic number: unsigned bytes in @want_ndim dimensions. */
+static gboolean idx_read_magic(IdxStream *s, guint want_ndim, GError **error)
+{
+    const char *path = s->path;
     guint8 magic[4];
-    if (!read_bytes(path, in, gzip, magic, 4, &got, error)) {
+    gsize got = 0;
+    if (!read_bytes(path, s->in, s->gzip, magic, 4, &got, error))
         return FALSE;
-    }
     guint32 want_magic = 0x0800u | want_ndim;
     if (got < 4) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: %zu bytes%s is too short for an IDX file (the %s need magic 0x%08x)", path,
-                    got, decompressed, what, want_magic);
+                    got, s->decompressed, s->what, want_magic);
         return FALSE;
     }
     guint32 found_magic = ((guint32) magic[0] << 24) | ((guint32) magic[1] << 16) |
@@ -115,7 +132,7 @@ static gboolean idx_read(const char *path, const char *what, guint want_ndim, Id
     if (magic[0] != 0 || magic[1] != 0 || idx_type_name(magic[2]) == NULL || magic[3] == 0) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: not an IDX file (magic 0x%08x; the %s need 0x%08x)", path, found_magic,
-                    what, want_magic);
+                    s->what, want_magic);
         return FALSE;
     }
     if (magic[2] != 0x08) {
@@ -129,23 +146,31 @@ static gboolean idx_read(const char *path, const char *what, guint want_ndim, Id
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: the IDX file has %u dimension%s (magic 0x%08x) but the %s need %u "
                     "(magic 0x%08x); are the images and labels files swapped?",
-                    path, magic[3], magic[3] == 1 ? "" : "s", found_magic, what, want_ndim,
+                    path, magic[3], magic[3] == 1 ? "" : "s", found_magic, s->what, want_ndim,
                     want_magic);
         return FALSE;
     }
+    return TRUE;
+}
 
+/* The dimensions; *expected is their product, the data's size in bytes.  A GByteArray holds at
+ * most G_MAXUINT bytes, so a larger promise is refused here, before anything is read. */
+static gboolean idx_read_dims(IdxStream *s, guint want_ndim, Idx *idx, guint64 *expected,
+                              GError **error)
+{
+    const char *path = s->path;
     guint8 dim_bytes[12];
     gsize header = 4 + 4 * (gsize) want_ndim;
-    if (!read_bytes(path, in, gzip, dim_bytes, 4 * want_ndim, &got, error)) {
+    gsize got = 0;
+    if (!read_bytes(path, s->in, s->gzip, dim_bytes, 4 * want_ndim, &got, error))
         return FALSE;
-    }
     if (got < 4 * want_ndim) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: truncated IDX file: expected at least %zu header bytes, found %zu%s", path,
-                    header, 4 + got, decompressed);
+                    header, 4 + got, s->decompressed);
         return FALSE;
     }
-    guint64 expected = 1;
+    *expected = 1;
     idx->ndim = want_ndim;
     for (guint i = 0; i < want_ndim; i++) {
         guint32 be;
@@ -154,47 +179,67 @@ static gboolean idx_read(const char *path, const char *what, guint want_ndim, Id
         if (idx->dims[i] == 0) {
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                         "%s: dimension %u of the IDX header is 0; the file holds no %s", path, i,
-                        what);
+                        s->what);
             return FALSE;
         }
-        if (!g_uint64_checked_mul(&expected, expected, idx->dims[i])) {
+        if (!g_uint64_checked_mul(expected, *expected, idx->dims[i]) || *expected > G_MAXUINT) {
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
-                        "%s: the IDX header's dimensions are impossibly large", path);
+                        "%s: the IDX header's dimensions are impossibly large (more than %u "
+                        "bytes of %s)",
+                        path, G_MAXUINT, s->what);
             return FALSE;
         }
     }
+    return TRUE;
+}
 
-    /* Grow as data arrives (no allocation trusts the header), but never past what it promises. */
+/* The data, which must be exactly @expected bytes.  It grows as data arrives (no allocation
+ * trusts the header), but never past what the header promises. */
+static gboolean idx_read_data(IdxStream *s, gsize header, guint64 expected, Idx *idx,
+                              GError **error)
+{
+    const char *path = s->path;
+    gsize got = 0;
     idx->data = g_byte_array_new();
     gsize chunk = 1 << 20;
     while ((guint64) idx->data->len < expected) {
         gsize want = (gsize) MIN((guint64) chunk, expected - idx->data->len);
         guint old = idx->data->len;
         g_byte_array_set_size(idx->data, old + (guint) want);
-        if (!read_bytes(path, in, gzip, idx->data->data + old, want, &got, error)) {
+        if (!read_bytes(path, s->in, s->gzip, idx->data->data + old, want, &got, error))
             return FALSE;
-        }
         g_byte_array_set_size(idx->data, old + (guint) got);
         if (got < want) {
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                         "%s: truncated IDX file: the header promises %" G_GUINT64_FORMAT
                         " bytes, found %" G_GUINT64_FORMAT "%s",
-                        path, header + expected, (guint64) (header + idx->data->len), decompressed);
+                        path, header + expected, (guint64) (header + idx->data->len),
+                        s->decompressed);
             return FALSE;
         }
     }
     guint8 extra;
-    if (!read_bytes(path, in, gzip, &extra, 1, &got, error)) {
+    if (!read_bytes(path, s->in, s->gzip, &extra, 1, &got, error))
         return FALSE;
-    }
     if (got > 0) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: the IDX file is longer than its header says (%" G_GUINT64_FORMAT
                     " bytes expected%s); it may be damaged",
-                    path, header + expected, decompressed);
+                    path, header + expected, s->decompressed);
         return FALSE;
     }
     return TRUE;
+}
+
+/* Reads and validates one IDX file of unsigned bytes with @want_ndim dimensions. */
+static gboolean idx_read(const char *path, const char *what, guint want_ndim, Idx *idx,
+                         GError **error)
+{
+    g_auto(IdxStream) s = {.path = path, .what = what};
+    guint64 expected = 0;
+    return idx_open(&s, error) && idx_read_magic(&s, want_ndim, error) &&
+           idx_read_dims(&s, want_ndim, idx, &expected, error) &&
+           idx_read_data(&s, 4 + 4 * (gsize) want_ndim, expected, idx, error);
 }
 
 /* A dataset-creation property list: chunks of @chunk_rows samples, deflate when available. */
@@ -238,22 +283,14 @@ static gboolean write_u8(hid_t group, const char *name, int ndim, const hsize_t 
     return TRUE;
 }
 
-gboolean lmn_convert_idx(const char *images, const char *labels, const char *output,
-                         gboolean overwrite, GError **error)
+/* Whether the split is already in @file: refused early, before decompressing anything, unless
+ * @overwrite. */
+static gboolean split_exists(const char *file, const char *split, gboolean overwrite,
+                             const LmnH5Errors *errs, gboolean *exists, GError **error)
 {
-    g_return_val_if_fail(images != NULL && labels != NULL && output != NULL, FALSE);
-    g_autofree char *file = NULL;
-    g_autofree char *split = NULL;
-    if (!lmn_split_spec(output, &file, &split, error)) {
-        return FALSE;
-    }
-    LmnH5Errors errs = lmn_h5_errors_data(file);
-    gboolean is_root = strcmp(split, "/") == 0;
-
-    /* Refuse early, before decompressing anything, when the split is already there. */
-    gboolean exists = FALSE;
+    *exists = FALSE;
     if (g_file_test(file, G_FILE_TEST_EXISTS)) {
-        g_auto(LmnH5Id) h5 = lmn_h5_file_open_read(file, &errs, error);
+        g_auto(LmnH5Id) h5 = lmn_h5_file_open_read(file, errs, error);
         if (h5 < 0) {
             /* Say that the file is left alone, so nobody fears for it. */
             if (error != NULL && *error != NULL) {
@@ -265,21 +302,67 @@ gboolean lmn_convert_idx(const char *images, const char *labels, const char *out
             }
             return FALSE;
         }
-        exists = is_root ? lmn_h5_path_exists(h5, "/x") || lmn_h5_path_exists(h5, "/y")
-                         : lmn_h5_path_exists(h5, split);
+        *exists = strcmp(split, "/") == 0
+                      ? lmn_h5_path_exists(h5, "/x") || lmn_h5_path_exists(h5, "/y")
+                      : lmn_h5_path_exists(h5, split);
     }
-    if (exists && !overwrite) {
+    if (*exists && !overwrite) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_WRITE,
                     "%s: the split %s already exists; pass --overwrite to replace it", file, split);
         return FALSE;
     }
+    return TRUE;
+}
+
+/* Unlinks the old split being replaced.  Its space stays in the file (HDF5 does not reclaim it
+ * across sessions); h5repack compacts it. */
+static gboolean remove_old_split(hid_t h5, const char *file, const char *split, GError **error)
+{
+    gboolean is_root = strcmp(split, "/") == 0;
+    const char *victims[] = {is_root ? "/x" : split, is_root ? "/y" : NULL};
+    for (guint i = 0; i < G_N_ELEMENTS(victims) && victims[i] != NULL; i++) {
+        if (lmn_h5_path_exists(h5, victims[i]) && H5Ldelete(h5, victims[i], H5P_DEFAULT) < 0) {
+            g_autofree char *why = lmn_h5_error_text();
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_WRITE,
+                        "%s: cannot remove the old %s: %s", file, victims[i], why);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+/* x [N, 1, H, W] and y [N] as chunked, compressed uint8 datasets in @group. */
+static gboolean write_split(hid_t group, const Idx *img, const Idx *lab, const LmnH5Errors *errs,
+                            const char *output, GError **error)
+{
+    gsize n = img->dims[0];
+    gsize sample_bytes = (gsize) img->dims[1] * img->dims[2];
+    hsize_t x_dims[4] = {n, 1, img->dims[1], img->dims[2]};
+    hsize_t y_dims[1] = {n};
+    /* About 1024 samples (under 1 MiB) per chunk, so mini-batch reads decompress little extra. */
+    hsize_t x_rows = MAX(1, MIN(MIN(n, 1024), (1u << 20) / sample_bytes));
+    hsize_t y_rows = MIN(n, 65536);
+    return write_u8(group, "x", 4, x_dims, x_rows, img->data->data, errs, output, error) &&
+           write_u8(group, "y", 1, y_dims, y_rows, lab->data->data, errs, output, error);
+}
+
+gboolean lmn_convert_idx(const char *images, const char *labels, const char *output,
+                         gboolean overwrite, GError **error)
+{
+    g_return_val_if_fail(images != NULL && labels != NULL && output != NULL, FALSE);
+    g_autofree char *file = NULL;
+    g_autofree char *split = NULL;
+    if (!lmn_split_spec(output, &file, &split, error))
+        return FALSE;
+    LmnH5Errors errs = lmn_h5_errors_data(file);
+    gboolean exists = FALSE;
+    if (!split_exists(file, split, overwrite, &errs, &exists, error))
+        return FALSE;
 
     g_auto(Idx) img = {0};
     g_auto(Idx) lab = {0};
-    if (!idx_read(images, "images", 3, &img, error) ||
-        !idx_read(labels, "labels", 1, &lab, error)) {
+    if (!idx_read(images, "images", 3, &img, error) || !idx_read(labels, "labels", 1, &lab, error))
         return FALSE;
-    }
     if (img.dims[0] != lab.dims[0]) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s holds %u images but %s holds %u labels; they must pair up one to one",
@@ -288,39 +371,14 @@ gboolean lmn_convert_idx(const char *images, const char *labels, const char *out
     }
 
     g_autoptr(LmnH5AtomicFile) af = lmn_h5_atomic_file_new(file, TRUE, &errs, error);
-    if (af == NULL) {
+    if (af == NULL)
         return FALSE;
-    }
     hid_t h5 = lmn_h5_atomic_file_peek_id(af);
-    if (exists) {
-        /* The old split's space stays in the file (HDF5 does not reclaim it across sessions);
-         * h5repack compacts it. */
-        const char *victims[] = {is_root ? "/x" : split, is_root ? "/y" : NULL};
-        for (guint i = 0; i < G_N_ELEMENTS(victims) && victims[i] != NULL; i++) {
-            if (lmn_h5_path_exists(h5, victims[i]) && H5Ldelete(h5, victims[i], H5P_DEFAULT) < 0) {
-                g_autofree char *why = lmn_h5_error_text();
-                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_WRITE,
-                            "%s: cannot remove the old %s: %s", file, victims[i], why);
-                return FALSE;
-            }
-        }
-    }
+    if (exists && !remove_old_split(h5, file, split, error))
+        return FALSE;
     g_auto(LmnH5Id) group = lmn_h5_group_create(h5, split, &errs, error);
-    if (group < 0) {
+    if (group < 0 || !write_split(group, &img, &lab, &errs, output, error))
         return FALSE;
-    }
-
-    gsize n = img.dims[0];
-    gsize sample_bytes = (gsize) img.dims[1] * img.dims[2];
-    hsize_t x_dims[4] = {n, 1, img.dims[1], img.dims[2]};
-    hsize_t y_dims[1] = {n};
-    /* About 1024 samples (under 1 MiB) per chunk, so mini-batch reads decompress little extra. */
-    hsize_t x_rows = MAX(1, MIN(MIN(n, 1024), (1u << 20) / sample_bytes));
-    hsize_t y_rows = MIN(n, 65536);
-    if (!write_u8(group, "x", 4, x_dims, x_rows, img.data->data, &errs, output, error) ||
-        !write_u8(group, "y", 1, y_dims, y_rows, lab.data->data, &errs, output, error)) {
-        return FALSE;
-    }
     lmn_h5_close(group);
     group = H5I_INVALID_HID;
     return lmn_h5_atomic_file_commit(af, error);

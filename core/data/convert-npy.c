@@ -44,11 +44,10 @@ static gboolean bad_header(GError **error, const char *name, const char *what)
     return FALSE;
 }
 
-gboolean lmn_npy_parse(const guint8 *data, gsize len, const char *name, LmnNpyArray *out,
-                       GError **error)
+/* The magic, the format version and where the header lies: [*hstart, *hstart + *hlen). */
+static gboolean npy_header_bounds(const guint8 *data, gsize len, const char *name, gsize *hstart,
+                                  gsize *hlen, GError **error)
 {
-    g_return_val_if_fail((data != NULL || len == 0) && name != NULL && out != NULL, FALSE);
-    memset(out, 0, sizeof *out);
     static const guint8 magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
     if (len < 10 || memcmp(data, magic, 6) != 0) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
@@ -58,40 +57,40 @@ gboolean lmn_npy_parse(const guint8 *data, gsize len, const char *name, LmnNpyAr
         return FALSE;
     }
     guint major = data[6];
-    gsize hlen, hstart;
     if (major == 1) {
-        hlen = (gsize) data[8] | ((gsize) data[9] << 8);
-        hstart = 10;
+        *hlen = (gsize) data[8] | ((gsize) data[9] << 8);
+        *hstart = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12) {
+        if (len < 12)
             return bad_header(error, name, "the file ends inside the header length");
-        }
-        hlen = (gsize) data[8] | ((gsize) data[9] << 8) | ((gsize) data[10] << 16) |
-               ((gsize) data[11] << 24);
-        hstart = 12;
+        *hlen = (gsize) data[8] | ((gsize) data[9] << 8) | ((gsize) data[10] << 16) |
+                ((gsize) data[11] << 24);
+        *hstart = 12;
     } else {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: .npy format version %u.%u is not supported (1.0, 2.0 and 3.0 are)", name,
                     major, data[7]);
         return FALSE;
     }
-    if (hlen > len - hstart) {
+    if (*hlen > len - *hstart) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: truncated .npy file: the header needs %zu bytes, the file has %zu", name,
-                    hstart + hlen, len);
+                    *hstart + *hlen, len);
         return FALSE;
     }
-    g_autofree char *header = g_strndup((const char *) data + hstart, hlen);
+    return TRUE;
+}
 
+/* The header's 'descr': one of the little-endian (or byte-sized) types Lamina reads. */
+static gboolean npy_dtype(const char *header, const char *name, LmnNpyArray *out, GError **error)
+{
     const char *descr = find_key(header, "descr");
-    if (descr == NULL || (*descr != '\'' && *descr != '"')) {
+    if (descr == NULL || (*descr != '\'' && *descr != '"'))
         return bad_header(error, name, "no 'descr' string");
-    }
     char q = *descr++;
     const char *dend = strchr(descr, q);
-    if (dend == NULL) {
+    if (dend == NULL)
         return bad_header(error, name, "unterminated 'descr'");
-    }
     g_autofree char *dtype = g_strndup(descr, (gsize) (dend - descr));
     char order = dtype[0];
     const char *code = dtype + (order == '<' || order == '>' || order == '|' || order == '=');
@@ -117,11 +116,15 @@ gboolean lmn_npy_parse(const guint8 *data, gsize len, const char *name, LmnNpyAr
                     name, dtype);
         return FALSE;
     }
+    return TRUE;
+}
 
+/* The header's 'fortran_order', which must be False. */
+static gboolean npy_c_order(const char *header, const char *name, GError **error)
+{
     const char *fo = find_key(header, "fortran_order");
-    if (fo == NULL) {
+    if (fo == NULL)
         return bad_header(error, name, "no 'fortran_order'");
-    }
     if (g_str_has_prefix(fo, "True")) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: the array is stored in Fortran (column-major) order; save it in C order "
@@ -129,49 +132,60 @@ gboolean lmn_npy_parse(const guint8 *data, gsize len, const char *name, LmnNpyAr
                     name);
         return FALSE;
     }
-    if (!g_str_has_prefix(fo, "False")) {
+    if (!g_str_has_prefix(fo, "False"))
         return bad_header(error, name, "'fortran_order' is neither True nor False");
-    }
+    return TRUE;
+}
 
+/* The header's 'shape' tuple; the element count is checked to fit in bytes. */
+static gboolean npy_shape(const char *header, const char *name, LmnNpyArray *out, GError **error)
+{
     const char *sh = find_key(header, "shape");
-    if (sh == NULL || *sh != '(') {
+    if (sh == NULL || *sh != '(')
         return bad_header(error, name, "no 'shape' tuple");
-    }
     sh++;
     guint64 count = 1;
     out->ndim = 0;
     for (;;) {
-        while (*sh == ' ') {
+        while (*sh == ' ')
             sh++;
-        }
-        if (*sh == ')') {
+        if (*sh == ')')
             break;
-        }
         char *end = NULL;
         errno = 0;
         gint64 d = g_ascii_strtoll(sh, &end, 10);
-        if (end == sh || errno != 0 || d < 0) {
+        if (end == sh || errno != 0 || d < 0)
             return bad_header(error, name, "'shape' holds something other than sizes");
-        }
-        if (out->ndim >= (int) G_N_ELEMENTS(out->shape)) {
+        if (out->ndim >= (int) G_N_ELEMENTS(out->shape))
             return bad_header(error, name, "'shape' has too many dimensions");
-        }
         out->shape[out->ndim++] = d;
-        if (!g_uint64_checked_mul(&count, count, (guint64) d) || count > G_MAXINT64 / 8) {
+        if (!g_uint64_checked_mul(&count, count, (guint64) d) || count > G_MAXINT64 / 8)
             return bad_header(error, name, "'shape' is impossibly large");
-        }
         sh = end;
-        while (*sh == ' ') {
+        while (*sh == ' ')
             sh++;
-        }
-        if (*sh == ',') {
+        if (*sh == ',')
             sh++;
-        } else if (*sh != ')') {
+        else if (*sh != ')')
             return bad_header(error, name, "'shape' is not a tuple of integers");
-        }
     }
     out->count = (gint64) count;
-    gsize need = (gsize) count * (gsize) out->item_size;
+    return TRUE;
+}
+
+gboolean lmn_npy_parse(const guint8 *data, gsize len, const char *name, LmnNpyArray *out,
+                       GError **error)
+{
+    g_return_val_if_fail((data != NULL || len == 0) && name != NULL && out != NULL, FALSE);
+    memset(out, 0, sizeof *out);
+    gsize hstart, hlen;
+    if (!npy_header_bounds(data, len, name, &hstart, &hlen, error))
+        return FALSE;
+    g_autofree char *header = g_strndup((const char *) data + hstart, hlen);
+    if (!npy_dtype(header, name, out, error) || !npy_c_order(header, name, error) ||
+        !npy_shape(header, name, out, error))
+        return FALSE;
+    gsize need = (gsize) out->count * (gsize) out->item_size;
     gsize have = len - hstart - hlen;
     if (have < need) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
@@ -229,117 +243,138 @@ static GMappedFile *map_file(const char *path, GError **error)
     return map;
 }
 
-gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *output,
-                         gboolean overwrite, gboolean normalize, GError **error)
+/* x must be [N, sample shape...] and y hold the same N: labels [N] / [N, 1] or float targets. */
+static gboolean check_npy_pair(const LmnNpyArray *xa, const LmnNpyArray *ya, const char *x_npy,
+                               const char *y_npy, GError **error)
 {
-    g_return_val_if_fail(x_npy != NULL && y_npy != NULL && output != NULL, FALSE);
-    g_autoptr(GMappedFile) xm = map_file(x_npy, error);
-    if (xm == NULL) {
-        return FALSE;
-    }
-    g_autoptr(GMappedFile) ym = map_file(y_npy, error);
-    if (ym == NULL) {
-        return FALSE;
-    }
-    LmnNpyArray xa, ya;
-    if (!lmn_npy_parse((const guint8 *) g_mapped_file_get_contents(xm),
-                       g_mapped_file_get_length(xm), x_npy, &xa, error) ||
-        !lmn_npy_parse((const guint8 *) g_mapped_file_get_contents(ym),
-                       g_mapped_file_get_length(ym), y_npy, &ya, error)) {
-        return FALSE;
-    }
-    if (xa.ndim < 1 || xa.ndim > LMN_MAX_DIMS + 1 || xa.shape[0] == 0) {
+    if (xa->ndim < 1 || xa->ndim > LMN_MAX_DIMS + 1 || xa->shape[0] == 0) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: x has %d dimensions and %" G_GINT64_FORMAT
                     " samples; it must be [N, sample shape...] with N > 0 and at most %d "
                     "dimensions",
-                    x_npy, xa.ndim, xa.ndim > 0 ? xa.shape[0] : 0, LMN_MAX_DIMS + 1);
+                    x_npy, xa->ndim, xa->ndim > 0 ? xa->shape[0] : 0, LMN_MAX_DIMS + 1);
         return FALSE;
     }
-    if (ya.ndim < 1 || ya.shape[0] != xa.shape[0]) {
+    if (ya->ndim < 1 || ya->shape[0] != xa->shape[0]) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s holds %" G_GINT64_FORMAT " samples but %s holds %" G_GINT64_FORMAT
                     "; they must pair up one to one",
-                    x_npy, xa.shape[0], y_npy, ya.ndim > 0 ? ya.shape[0] : 0);
+                    x_npy, xa->shape[0], y_npy, ya->ndim > 0 ? ya->shape[0] : 0);
         return FALSE;
     }
-    gboolean y_labels = ya.kind != 'f';
-    if (y_labels && (ya.ndim > 2 || (ya.ndim == 2 && ya.shape[1] != 1))) {
+    if (ya->kind != 'f' && (ya->ndim > 2 || (ya->ndim == 2 && ya->shape[1] != 1))) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
                     "%s: integer labels must be [N] (or [N, 1]); store float targets as float32",
                     y_npy);
         return FALSE;
     }
-    /* Everything is decoded to native float32 / int32 (uint8 x stays uint8: it is compact and
-     * lmn_dataset_open decodes it). */
-    gint64 n = xa.shape[0];
-    gint64 numel = xa.count / n;
-    gboolean x_u8 = xa.kind == 'u';
-    g_autofree float *xf = g_new(float, MAX(xa.count, 1));
-    for (gint64 i = 0; i < xa.count; i++) {
-        xf[i] = (float) lmn_npy_get(&xa, i);
+    return TRUE;
+}
+
+/* x as native float32, every value finite.  Returns: (transfer full): xa->count values. */
+static float *decode_x(const LmnNpyArray *xa, const char *x_npy, GError **error)
+{
+    gint64 numel = xa->count / xa->shape[0];
+    g_autofree float *xf = g_new(float, MAX(xa->count, 1));
+    for (gint64 i = 0; i < xa->count; i++) {
+        xf[i] = (float) lmn_npy_get(xa, i);
         if (!isfinite(xf[i])) {
             g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
                         "%s: sample %" G_GINT64_FORMAT " holds %s (element %" G_GINT64_FORMAT
                         " of the sample) after conversion to float32; x must be finite",
                         x_npy, i / numel, isnan(xf[i]) ? "NaN" : "Inf", i % numel);
-            return FALSE;
+            return NULL;
         }
     }
-    g_autofree gint32 *yl = y_labels ? g_new(gint32, n) : NULL;
-    g_autofree float *yt = y_labels ? NULL : g_new(float, MAX(ya.count, 1));
-    for (gint64 i = 0; i < (y_labels ? n : ya.count); i++) {
-        double v = lmn_npy_get(&ya, i);
-        if (y_labels) {
-            if (v < 0 || v > G_MAXINT32) {
-                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
-                            "%s: label %.0f at index %" G_GINT64_FORMAT
-                            " is out of range; labels must be 0, 1, 2, ...",
-                            y_npy, v, i);
-                return FALSE;
-            }
-            yl[i] = (gint32) v;
-        } else {
-            yt[i] = (float) v;
+    return g_steal_pointer(&xf);
+}
+
+/* Integer y as int32 labels (0, 1, 2, ...).  Returns: (transfer full): N labels. */
+static gint32 *decode_labels(const LmnNpyArray *ya, const char *y_npy, GError **error)
+{
+    gint64 n = ya->shape[0];
+    g_autofree gint32 *yl = g_new(gint32, n);
+    for (gint64 i = 0; i < n; i++) {
+        double v = lmn_npy_get(ya, i);
+        if (v < 0 || v > G_MAXINT32) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                        "%s: label %.0f at index %" G_GINT64_FORMAT
+                        " is out of range; labels must be 0, 1, 2, ...",
+                        y_npy, v, i);
+            return NULL;
         }
+        yl[i] = (gint32) v;
     }
+    return g_steal_pointer(&yl);
+}
+
+/* Float y as float32 targets.  Returns: (transfer full): ya->count values. */
+static float *decode_targets(const LmnNpyArray *ya)
+{
+    float *yt = g_new(float, MAX(ya->count, 1));
+    for (gint64 i = 0; i < ya->count; i++)
+        yt[i] = (float) lmn_npy_get(ya, i);
+    return yt;
+}
+
+gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *output,
+                         gboolean overwrite, gboolean normalize, GError **error)
+{
+    g_return_val_if_fail(x_npy != NULL && y_npy != NULL && output != NULL, FALSE);
+    g_autoptr(GMappedFile) xm = map_file(x_npy, error);
+    if (xm == NULL)
+        return FALSE;
+    g_autoptr(GMappedFile) ym = map_file(y_npy, error);
+    if (ym == NULL)
+        return FALSE;
+    LmnNpyArray xa, ya;
+    if (!lmn_npy_parse((const guint8 *) g_mapped_file_get_contents(xm),
+                       g_mapped_file_get_length(xm), x_npy, &xa, error) ||
+        !lmn_npy_parse((const guint8 *) g_mapped_file_get_contents(ym),
+                       g_mapped_file_get_length(ym), y_npy, &ya, error) ||
+        !check_npy_pair(&xa, &ya, x_npy, y_npy, error))
+        return FALSE;
+    /* Everything is decoded to native float32 / int32 (uint8 x stays uint8: it is compact and
+     * lmn_dataset_open decodes it). */
+    gboolean y_labels = ya.kind != 'f';
+    gint64 n = xa.shape[0];
+    gint64 numel = xa.count / n;
+    gboolean x_u8 = xa.kind == 'u';
+    g_autofree float *xf = decode_x(&xa, x_npy, error);
+    if (xf == NULL)
+        return FALSE;
+    g_autofree gint32 *yl = y_labels ? decode_labels(&ya, y_npy, error) : NULL;
+    if (y_labels && yl == NULL)
+        return FALSE;
+    g_autofree float *yt = y_labels ? NULL : decode_targets(&ya);
 
     g_autoptr(LmnSplitWriter) w = lmn_split_writer_new(output, overwrite, error);
-    if (w == NULL) {
+    if (w == NULL)
         return FALSE;
-    }
     hsize_t xd[LMN_MAX_DIMS + 1], yd[LMN_MAX_DIMS + 2];
-    for (int i = 0; i < xa.ndim; i++) {
+    for (int i = 0; i < xa.ndim; i++)
         xd[i] = (hsize_t) xa.shape[i];
-    }
-    for (int i = 0; i < ya.ndim; i++) {
+    for (int i = 0; i < ya.ndim; i++)
         yd[i] = (hsize_t) ya.shape[i];
-    }
-    g_autofree guint8 *xu8 = NULL;
-    if (x_u8) {
-        xu8 = g_memdup2(xa.data, (gsize) xa.count);
-    }
+    g_autofree guint8 *xu8 = x_u8 ? g_memdup2(xa.data, (gsize) xa.count) : NULL;
     g_auto(LmnH5Id) x =
         x_u8 ? lmn_split_writer_write(w, "x", H5T_STD_U8LE, H5T_NATIVE_UINT8, xa.ndim, xd, xu8,
                                       error)
              : lmn_split_writer_write(w, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, xa.ndim, xd, xf,
                                       error);
-    if (x < 0) {
+    if (x < 0)
         return FALSE;
-    }
     g_auto(LmnH5Id) y =
         y_labels ? lmn_split_writer_write(w, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, yd, yl, error)
                  : lmn_split_writer_write(w, "y", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, ya.ndim, yd, yt,
                                           error);
-    if (y < 0) {
+    if (y < 0)
         return FALSE;
-    }
     gint64 channels = xa.ndim >= 2 ? xa.shape[1] : 1;
     gint64 per_channel = channels > 0 ? numel / channels : 1;
     if (channels > 0 && numel > 0 &&
-        !lmn_split_writer_write_stats(w, x, xf, n, channels, per_channel, normalize, error)) {
+        !lmn_split_writer_write_stats(w, x, xf, n, channels, per_channel, normalize, error))
         return FALSE;
-    }
     lmn_h5_close(x);
     x = H5I_INVALID_HID;
     lmn_h5_close(y);

@@ -417,6 +417,15 @@ static void test_convert_bad_idx(Fixture *f, gconstpointer data)
     assert_data_error(error, LMN_DATA_ERROR_FORMAT, gz, NULL);
     g_clear_error(&error);
 
+    /* A header promising 8 GiB of images (more than one buffer holds) with no data behind it:
+     * refused from the header, before anything is read or allocated. */
+    g_autofree char *huge = tmp_path(f, "huge-images");
+    static const guint8 huge_header[16] = {0, 0, 0x08, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2};
+    g_assert_true(g_file_set_contents(huge, (const char *) huge_header, 16, NULL));
+    g_assert_false(lmn_convert_idx(huge, s.labels_path, spec, FALSE, &error));
+    assert_data_error(error, LMN_DATA_ERROR_FORMAT, huge, "impossibly large", NULL);
+    g_clear_error(&error);
+
     /* Bad magic. */
     g_autofree char *junk = tmp_path(f, "junk");
     g_assert_true(g_file_set_contents(junk, "PK\x03\x04 definitely not idx", -1, NULL));

@@ -24,6 +24,44 @@ static int usage_error(const char *format, ...)
     return 2;
 }
 
+/* The format and its inputs as the command line gives them.  Returns: 0, or the exit status 2
+ * after a usage message. */
+static int check_arguments(int argc, char **argv, const char *label_column, const char *output)
+{
+    if (argc < 2)
+        return usage_error("missing the input format (supported: idx, csv, npy)");
+    const char *format = argv[1];
+    if (!g_strv_contains(formats, format)) {
+        const char *hint = lmn_suggest(format, formats);
+        return usage_error("unknown input format '%s'%s%s%s; supported: idx, csv, npy", format,
+                           hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+    }
+    gboolean is_csv = strcmp(format, "csv") == 0;
+    if (is_csv && argc != 3)
+        return usage_error("csv takes one file (got %d)", argc - 2);
+    if (!is_csv && argc != 4)
+        return usage_error("%s takes two files, %s (got %d)", format,
+                           strcmp(format, "idx") == 0 ? "IMAGES and LABELS" : "X.npy and Y.npy",
+                           argc - 2);
+    if (is_csv && label_column == NULL)
+        return usage_error("csv needs --label-column N|NAME");
+    if (output == NULL)
+        return usage_error("--output FILE:/split is required");
+    return 0;
+}
+
+/* Runs the converter of the format argv[1] on the inputs after it. */
+static gboolean convert(char **argv, const char *label_column, gboolean header, const char *output,
+                        gboolean overwrite, gboolean normalize, GError **error)
+{
+    const char *format = argv[1];
+    if (strcmp(format, "csv") == 0)
+        return lmn_convert_csv(argv[2], label_column, header, output, overwrite, normalize, error);
+    if (strcmp(format, "npy") == 0)
+        return lmn_convert_npy(argv[2], argv[3], output, overwrite, normalize, error);
+    return lmn_convert_idx(argv[2], argv[3], output, overwrite, error);
+}
+
 int lmn_cli_convert(int argc, char **argv)
 {
     g_autofree char *output = NULL;
@@ -70,54 +108,19 @@ int lmn_cli_convert(int argc, char **argv)
         return usage_error("%s", error->message);
     }
 
-    if (argc < 2) {
-        return usage_error("missing the input format (supported: idx, csv, npy)");
-    }
-    const char *format = argv[1];
-    if (!g_strv_contains(formats, format)) {
-        const char *hint = lmn_suggest(format, formats);
-        return usage_error("unknown input format '%s'%s%s%s; supported: idx, csv, npy",
-                           format, hint ? " (did you mean '" : "", hint ? hint : "",
-                           hint ? "'?)" : "");
-    }
-    gboolean is_csv = strcmp(format, "csv") == 0;
-    if (is_csv && argc != 3) {
-        return usage_error("csv takes one file (got %d)", argc - 2);
-    }
-    if (!is_csv && argc != 4) {
-        return usage_error("%s takes two files, %s (got %d)", format,
-                           strcmp(format, "idx") == 0 ? "IMAGES and LABELS" : "X.npy and Y.npy",
-                           argc - 2);
-    }
-    if (is_csv && label_column == NULL) {
-        return usage_error("csv needs --label-column N|NAME");
-    }
-    if (output == NULL) {
-        return usage_error("--output FILE:/split is required");
-    }
-
+    int usage = check_arguments(argc, argv, label_column, output);
+    if (usage != 0)
+        return usage;
     g_autofree char *file = NULL;
     g_autofree char *split = NULL;
-    if (!lmn_split_spec(output, &file, &split, &error)) {
+    if (!lmn_split_spec(output, &file, &split, &error))
         return usage_error("--output: %s", error->message);
-    }
-
-    gboolean ok;
-    if (is_csv) {
-        ok = lmn_convert_csv(argv[2], label_column, header, output, overwrite, normalize, &error);
-    } else if (strcmp(format, "npy") == 0) {
-        ok = lmn_convert_npy(argv[2], argv[3], output, overwrite, normalize, &error);
-    } else {
-        ok = lmn_convert_idx(argv[2], argv[3], output, overwrite, &error);
-    }
-    if (!ok) {
+    if (!convert(argv, label_column, header, output, overwrite, normalize, &error))
         return lmn_cli_fail("convert", error);
-    }
     /* Read the result back: it proves the file opens, and gives the numbers to report. */
     LmnDataset *ds = lmn_dataset_open(output, &error);
-    if (ds == NULL) {
+    if (ds == NULL)
         return lmn_cli_fail("convert", error);
-    }
     g_autofree char *shape = lmn_shape_to_string(lmn_dataset_get_sample_shape(ds));
     printf("wrote %" G_GINT64_FORMAT " samples %s to %s\n", lmn_dataset_get_length(ds), shape,
            output);

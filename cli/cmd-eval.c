@@ -4,6 +4,69 @@
 #include <math.h>
 #include <stdio.h>
 
+/* The checkpoint's own /config, validated against the plugins at hand. */
+static LmnConfig *checkpoint_config(const char *ckpt, LmnRegistry *registry, GError **error)
+{
+    g_autofree char *text = lmn_checkpoint_read_config(ckpt, error);
+    if (!text)
+        return NULL;
+    g_autofree char *cfg_name = g_strdup_printf("%s:/config", ckpt);
+    LmnConfig *cfg = lmn_config_new_from_data(text, -1, cfg_name, error);
+    if (cfg && !lmn_config_validate(cfg, registry, error))
+        g_clear_pointer(&cfg, lmn_config_free);
+    return cfg;
+}
+
+/* What the dataset's targets look like to a model: class labels or float targets. */
+static LmnTensorInfo target_info(const LmnDataset *ds)
+{
+    LmnTensorInfo target;
+    if (lmn_dataset_has_class_labels(ds)) {
+        target.shape = lmn_shape_make(0);
+        target.dtype = LMN_DTYPE_I32;
+    } else {
+        target.shape = *lmn_dataset_get_target_shape(ds);
+        target.dtype = LMN_DTYPE_F32;
+    }
+    return target;
+}
+
+static void print_result(gboolean json, double loss, double acc, const LmnDataset *ds,
+                         const char *data)
+{
+    if (json) {
+        char lb[G_ASCII_DTOSTR_BUF_SIZE], ab[G_ASCII_DTOSTR_BUF_SIZE];
+        g_ascii_formatd(lb, sizeof lb, "%.6f", loss);
+        if (isnan(acc))
+            printf("{\"loss\": %s, \"accuracy\": null, \"samples\": %" G_GINT64_FORMAT "}\n", lb,
+                   lmn_dataset_get_length(ds));
+        else
+            printf("{\"loss\": %s, \"accuracy\": %s, \"samples\": %" G_GINT64_FORMAT "}\n", lb,
+                   g_ascii_formatd(ab, sizeof ab, "%.6f", acc), lmn_dataset_get_length(ds));
+        return;
+    }
+    printf("loss %.4f", loss);
+    if (!isnan(acc))
+        printf("  accuracy %.2f%%", 100 * acc);
+    printf("  (%" G_GINT64_FORMAT " samples of %s)\n", lmn_dataset_get_length(ds), data);
+}
+
+/* Builds the checkpoint's model on the backend, loads its weights and evaluates it on @ds. */
+static gboolean evaluate_checkpoint(const char *ckpt, LmnConfig *cfg, LmnRegistry *registry,
+                                    LmnBackend *b, LmnDataset *ds, gint64 batch, double *loss,
+                                    double *acc, GError **error)
+{
+    LmnTensorInfo target = target_info(ds);
+    LmnModel *model = lmn_model_new(cfg, registry, b, &target, error);
+    gboolean ok = model &&
+                  lmn_dataset_check_model(ds, lmn_model_get_input_shape(model),
+                                          lmn_model_get_n_classes(model), error) &&
+                  lmn_checkpoint_load_weights(ckpt, model, error) &&
+                  lmn_evaluate(model, ds, batch, loss, acc, error);
+    lmn_model_free(model);
+    return ok;
+}
+
 int lmn_cli_eval(int argc, char **argv)
 {
     g_auto(GStrv) plugin_dirs = NULL;
@@ -40,62 +103,19 @@ int lmn_cli_eval(int argc, char **argv)
     }
     const char *ckpt = argv[1];
     g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(plugin_dirs);
-    g_autofree char *text = lmn_checkpoint_read_config(ckpt, &error);
-    if (!text)
+    LmnConfig *cfg = checkpoint_config(ckpt, registry, &error);
+    if (!cfg)
         return lmn_cli_fail("eval", error);
-    g_autofree char *cfg_name = g_strdup_printf("%s:/config", ckpt);
-    LmnConfig *cfg = lmn_config_new_from_data(text, -1, cfg_name, &error);
-    if (!cfg || !lmn_config_validate(cfg, registry, &error)) {
-        lmn_config_free(cfg);
-        return lmn_cli_fail("eval", error);
-    }
     int status = 0;
-    LmnDataset *ds = NULL;
     LmnBackend *b = NULL;
-    LmnModel *model = NULL;
-    ds = lmn_dataset_open(data, &error);
-    if (!ds)
-        goto fail;
-    b = lmn_backend_new_for_config(registry, backend ? backend : "auto", device, &error);
-    if (!b)
-        goto fail;
-    LmnTensorInfo target;
-    if (lmn_dataset_has_class_labels(ds)) {
-        target.shape = lmn_shape_make(0);
-        target.dtype = LMN_DTYPE_I32;
-    } else {
-        target.shape = *lmn_dataset_get_target_shape(ds);
-        target.dtype = LMN_DTYPE_F32;
-    }
-    model = lmn_model_new(cfg, registry, b, &target, &error);
-    if (!model ||
-        !lmn_dataset_check_model(ds, lmn_model_get_input_shape(model),
-                                 lmn_model_get_n_classes(model), &error) ||
-        !lmn_checkpoint_load_weights(ckpt, model, &error))
-        goto fail;
+    LmnDataset *ds = lmn_dataset_open(data, &error);
+    if (ds)
+        b = lmn_backend_new_for_config(registry, backend ? backend : "auto", device, &error);
     double loss, acc;
-    if (!lmn_evaluate(model, ds, batch, &loss, &acc, &error))
-        goto fail;
-    if (json) {
-        char lb[G_ASCII_DTOSTR_BUF_SIZE], ab[G_ASCII_DTOSTR_BUF_SIZE];
-        g_ascii_formatd(lb, sizeof lb, "%.6f", loss);
-        if (isnan(acc))
-            printf("{\"loss\": %s, \"accuracy\": null, \"samples\": %" G_GINT64_FORMAT "}\n", lb,
-                   lmn_dataset_get_length(ds));
-        else
-            printf("{\"loss\": %s, \"accuracy\": %s, \"samples\": %" G_GINT64_FORMAT "}\n", lb,
-                   g_ascii_formatd(ab, sizeof ab, "%.6f", acc), lmn_dataset_get_length(ds));
-    } else {
-        printf("loss %.4f", loss);
-        if (!isnan(acc))
-            printf("  accuracy %.2f%%", 100 * acc);
-        printf("  (%" G_GINT64_FORMAT " samples of %s)\n", lmn_dataset_get_length(ds), data);
-    }
-    goto done;
-fail:
-    status = lmn_cli_fail("eval", error);
-done:
-    lmn_model_free(model);
+    if (b && evaluate_checkpoint(ckpt, cfg, registry, b, ds, batch, &loss, &acc, &error))
+        print_result(json, loss, acc, ds, data);
+    else
+        status = lmn_cli_fail("eval", error);
     if (b)
         lmn_backend_unref(b);
     lmn_dataset_free(ds);

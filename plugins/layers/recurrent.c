@@ -74,12 +74,11 @@ typedef struct {
     SavedSlots saved;
 } Recurrent;
 
-static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorInfo *inputs,
-                                LmnTensorInfo *output, GError **error)
+/* A sequence [steps, features] of f32 values, small enough for the kernels' float scalars. */
+static gboolean check_sequence_input(LmnLayer *layer, const CellInfo *cell,
+                                     const LmnTensorInfo *input, gint64 hidden, GError **error)
 {
-    const CellInfo *cell = &cells[kind];
-    const LmnParams *p = lmn_layer_get_params(layer);
-    const LmnShape *s = &inputs[0].shape;
+    const LmnShape *s = &input->shape;
     if (s->ndim != 2) {
         g_autofree char *shape = lmn_shape_to_string(s);
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
@@ -88,13 +87,12 @@ static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorI
                     lmn_layer_get_name(layer), cell->name, shape);
         return FALSE;
     }
-    if (inputs[0].dtype != LMN_DTYPE_F32) {
+    if (input->dtype != LMN_DTYPE_F32) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                     "layer '%s' (%s): its input is %s, but recurrent layers take f32 values",
-                    lmn_layer_get_name(layer), cell->name, lmn_dtype_name(inputs[0].dtype));
+                    lmn_layer_get_name(layer), cell->name, lmn_dtype_name(input->dtype));
         return FALSE;
     }
-    gint64 hidden = lmn_params_get_int(p, "hidden_size");
     /* The kernels receive sizes as float scalars, exact below 2^24. */
     if (s->dims[0] >= RNN_MAX_SCALAR_INT || hidden * cell->gates >= RNN_MAX_SCALAR_INT) {
         g_autofree char *shape = lmn_shape_to_string(s);
@@ -104,23 +102,17 @@ static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorI
                     lmn_layer_get_name(layer), cell->name, shape, hidden, RNN_MAX_SCALAR_INT);
         return FALSE;
     }
+    return TRUE;
+}
 
-    Recurrent *r = g_new0(Recurrent, 1);
-    r->kind = kind;
-    r->cell = cell;
-    r->steps = s->dims[0];
-    r->features = s->dims[1];
-    r->hidden = hidden;
-    r->bias = lmn_params_get_bool(p, "bias");
-    r->sequences = lmn_params_get_bool(p, "return_sequences");
-    lmn_layer_set_private(layer, r, g_free);
-
-    /*
-     * torch.nn.RNNBase.reset_parameters: every parameter from U(-1/sqrt(H), 1/sqrt(H)).  The
-     * bound depends on H only, so it is passed to the plain uniform initializer; fans are those
-     * of the weight matrices (G*H outputs) for whoever picks a fan-based initializer instead.
-     */
-    const gint64 gh = cell->gates * hidden;
+/*
+ * torch.nn.RNNBase.reset_parameters: every parameter from U(-1/sqrt(H), 1/sqrt(H)).  The bound
+ * depends on H only, so it is passed to the plain uniform initializer; fans are those of the
+ * weight matrices (G*H outputs) for whoever picks a fan-based initializer instead.
+ */
+static void add_recurrent_params(LmnLayer *layer, const Recurrent *r)
+{
+    const gint64 hidden = r->hidden, gh = r->cell->gates * hidden;
     double k = 1.0 / sqrt((double) hidden);
     char lo[G_ASCII_DTOSTR_BUF_SIZE], hi[G_ASCII_DTOSTR_BUF_SIZE];
     g_ascii_dtostr(lo, sizeof lo, -k);
@@ -139,12 +131,17 @@ static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorI
         lmn_layer_add_param(layer, "bias_hh", &b, LMN_PARAM_ROLE_BIAS, "uniform", args,
                             (double) hidden, (double) gh);
     }
+}
 
-    /*
-     * proj holds X W_ih^T + b_ih during forward, which nothing needs afterwards (the gates are
-     * saved activated), so backward reuses it for the gate-gradients over all steps; likewise
-     * step.  Per-sample shapes, with the batch dimension prepended by the core.
-     */
+/*
+ * proj holds X W_ih^T + b_ih during forward, which nothing needs afterwards (the gates are saved
+ * activated), so backward reuses it for the gate-gradients over all steps; likewise step.
+ * Per-sample shapes, with the batch dimension prepended by the core.
+ */
+static void add_recurrent_saved(LmnLayer *layer, Recurrent *r)
+{
+    const CellInfo *cell = r->cell;
+    const gint64 hidden = r->hidden, gh = cell->gates * hidden;
     LmnShape proj = lmn_shape_make(2, r->steps, gh);
     LmnShape step = lmn_shape_make(1, gh);
     LmnShape states = lmn_shape_make(2, r->steps, hidden);
@@ -162,7 +159,27 @@ static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorI
         LmnShape g = lmn_shape_make(2, r->steps, cell->saved_gates * hidden);
         r->saved.gates = (int) lmn_layer_add_saved(layer, "gates", &g, LMN_DTYPE_F32, TRUE);
     }
+}
 
+static gboolean recurrent_build(LmnLayer *layer, CellKind kind, const LmnTensorInfo *inputs,
+                                LmnTensorInfo *output, GError **error)
+{
+    const CellInfo *cell = &cells[kind];
+    const LmnParams *p = lmn_layer_get_params(layer);
+    gint64 hidden = lmn_params_get_int(p, "hidden_size");
+    if (!check_sequence_input(layer, cell, &inputs[0], hidden, error))
+        return FALSE;
+    Recurrent *r = g_new0(Recurrent, 1);
+    r->kind = kind;
+    r->cell = cell;
+    r->steps = inputs[0].shape.dims[0];
+    r->features = inputs[0].shape.dims[1];
+    r->hidden = hidden;
+    r->bias = lmn_params_get_bool(p, "bias");
+    r->sequences = lmn_params_get_bool(p, "return_sequences");
+    lmn_layer_set_private(layer, r, g_free);
+    add_recurrent_params(layer, r);
+    add_recurrent_saved(layer, r);
     output->shape = r->sequences ? lmn_shape_make(2, r->steps, hidden) : lmn_shape_make(1, hidden);
     output->dtype = LMN_DTYPE_F32;
     return TRUE;
@@ -265,80 +282,79 @@ static void recurrent_forward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
-static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
+/* Step @t's cell kernel: proj[:, t, :] gets the gradients of the gate pre-activations, step
+ * those of the recurrent term (they differ for gru's n gate); dh, dc move towards step t-1. */
+static void cell_backward(LmnLayer *layer, const Recurrent *r, const LmnLayerIO *io, gint64 t)
 {
-    const Recurrent *r = lmn_layer_get_private(layer);
-    const gint64 N = io->batch, T = r->steps, H = r->hidden, GH = r->cell->gates * H;
-    g_return_if_fail(N < RNN_MAX_SCALAR_INT);
-    const gboolean gru = r->kind == CELL_GRU;
+    const gint64 N = io->batch, H = r->hidden;
     LmnTensor *proj = saved(layer, r->saved.proj), *step = saved(layer, r->saved.step);
     LmnTensor *hs = saved(layer, r->saved.hs), *cs = saved(layer, r->saved.cs);
     LmnTensor *gates = saved(layer, r->saved.gates);
     LmnTensor *dh = saved(layer, r->saved.dh), *dc = saved(layer, r->saved.dc);
-    LmnTensor *w_hh = lmn_layer_get_param(layer, PARAM_WEIGHT_HH);
-    LmnTensor *dw_hh = lmn_layer_get_grad(layer, PARAM_WEIGHT_HH);
-    LmnTensor *db_hh = r->bias ? lmn_layer_get_grad(layer, PARAM_BIAS_HH) : NULL;
-
-    /* Nothing flows into the last step from later ones; h_{-1} = 0 gives W_hh no term at t = 0,
-     * so with T = 1 its gradient is exactly zero. */
-    lmn_op_fill(dh, 0.0f);
-    if (dc != NULL) {
-        lmn_op_fill(dc, 0.0f);
+    float sc[RNN_N_SCALARS];
+    set_scalars(r, N, t, sc);
+    switch (r->kind) {
+    case CELL_RNN: {
+        LmnTensor *b[] = {io->output_grad, dh, hs, proj, step};
+        lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
+        break;
     }
-    lmn_op_fill(dw_hh, 0.0f);
-
-    for (gint64 t = T - 1; t >= 0; t--) {
-        /* proj[:, t, :] = gradients of the gate pre-activations; step = those of the recurrent
-         * term (they differ for gru's n gate); dh, dc updated towards step t-1. */
-        float sc[RNN_N_SCALARS];
-        set_scalars(r, N, t, sc);
-        switch (r->kind) {
-        case CELL_RNN: {
-            LmnTensor *b[] = {io->output_grad, dh, hs, proj, step};
-            lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
-            break;
-        }
-        case CELL_LSTM: {
-            LmnTensor *b[] = {io->output_grad, dh, dc, gates, cs, proj, step};
-            lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
-            break;
-        }
-        case CELL_GRU: {
-            LmnTensor *b[] = {io->output_grad, dh, gates, hs, proj, step};
-            lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
-            break;
-        }
-        }
-        /* gru's recurrent term has its own gradient for the n gate (r * da_n), so db_hh sums
-         * step over the steps; rnn and lstm get it after the loop. */
-        if (db_hh != NULL && gru) {
-            lmn_op_bias_grad(db_hh, step, N, GH, 1, t == T - 1 ? 0.0f : 1.0f);
-        }
-        if (t == 0) {
-            break;
-        }
-        /* dW_hh [GH, H] += step^T [GH, N] h_{t-1} [N, H] */
-        LmnGemm gw = {
-            .struct_size = sizeof(LmnGemm),
-            .trans_a = TRUE,
-            .m = GH, .n = H, .k = N,
-            .alpha = 1.0f, .beta = 1.0f,
-            .a = step, .b = hs, .c = dw_hh,
-            .b_offset = (t - 1) * N * H,
-        };
-        lmn_op_gemm(&gw);
-        /* dh_{t-1} [N, H] = step [N, GH] W_hh [GH, H], plus gru's direct path z * dh_t, which
-         * its kernel left in dh. */
-        LmnGemm gh = {
-            .struct_size = sizeof(LmnGemm),
-            .m = N, .n = H, .k = GH,
-            .alpha = 1.0f, .beta = gru ? 1.0f : 0.0f,
-            .a = step, .b = w_hh, .c = dh,
-        };
-        lmn_op_gemm(&gh);
+    case CELL_LSTM: {
+        LmnTensor *b[] = {io->output_grad, dh, dc, gates, cs, proj, step};
+        lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
+        break;
     }
+    case CELL_GRU: {
+        LmnTensor *b[] = {io->output_grad, dh, gates, hs, proj, step};
+        lmn_op_kernel(r->cell->backward, (gsize) (N * H), b, sc);
+        break;
+    }
+    }
+}
 
-    /* Over all steps at once: dW_ih [GH, F] = proj^T [GH, N*T] X [N*T, F], db_ih, dX. */
+/* From step @t (> 0) to t-1: dW_hh += step^T h_{t-1}, and dh_{t-1} = step W_hh. */
+static void recurrent_term_backward(LmnLayer *layer, const Recurrent *r, gint64 N, gint64 t)
+{
+    const gint64 H = r->hidden, GH = r->cell->gates * H;
+    const gboolean gru = r->kind == CELL_GRU;
+    LmnTensor *step = saved(layer, r->saved.step), *hs = saved(layer, r->saved.hs);
+    LmnTensor *dh = saved(layer, r->saved.dh);
+    /* dW_hh [GH, H] += step^T [GH, N] h_{t-1} [N, H] */
+    LmnGemm gw = {
+        .struct_size = sizeof(LmnGemm),
+        .trans_a = TRUE,
+        .m = GH,
+        .n = H,
+        .k = N,
+        .alpha = 1.0f,
+        .beta = 1.0f,
+        .a = step,
+        .b = hs,
+        .c = lmn_layer_get_grad(layer, PARAM_WEIGHT_HH),
+        .b_offset = (t - 1) * N * H,
+    };
+    lmn_op_gemm(&gw);
+    /* dh_{t-1} [N, H] = step [N, GH] W_hh [GH, H], plus gru's direct path z * dh_t, which its
+     * kernel left in dh. */
+    LmnGemm gh = {
+        .struct_size = sizeof(LmnGemm),
+        .m = N,
+        .n = H,
+        .k = GH,
+        .alpha = 1.0f,
+        .beta = gru ? 1.0f : 0.0f,
+        .a = step,
+        .b = lmn_layer_get_param(layer, PARAM_WEIGHT_HH),
+        .c = dh,
+    };
+    lmn_op_gemm(&gh);
+}
+
+/* Over all steps at once: dW_ih [GH, F] = proj^T [GH, N*T] X [N*T, F], db_ih, dX. */
+static void input_projection_backward(LmnLayer *layer, const Recurrent *r, const LmnLayerIO *io)
+{
+    const gint64 N = io->batch, T = r->steps, GH = r->cell->gates * r->hidden;
+    LmnTensor *proj = saved(layer, r->saved.proj);
     LmnGemm gw = {
         .struct_size = sizeof(LmnGemm),
         .trans_a = TRUE,
@@ -354,9 +370,8 @@ static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
          * every step the gradient with respect to step equals the one with respect to proj and
          * db_hh = db_ih.  One copy replaces a reduction per step (on lavapipe a barrier-bound
          * dispatch of one workgroup per channel, slower than the step's two GEMMs together). */
-        if (!gru) {
-            lmn_op_copy(db_hh, db_ih);
-        }
+        if (r->kind != CELL_GRU)
+            lmn_op_copy(lmn_layer_get_grad(layer, PARAM_BIAS_HH), db_ih);
     }
     if (io->input_grads[0] != NULL) {
         LmnGemm gx = {
@@ -367,6 +382,34 @@ static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
         };
         lmn_op_gemm(&gx);
     }
+}
+
+static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Recurrent *r = lmn_layer_get_private(layer);
+    const gint64 N = io->batch, T = r->steps, GH = r->cell->gates * r->hidden;
+    g_return_if_fail(N < RNN_MAX_SCALAR_INT);
+    LmnTensor *step = saved(layer, r->saved.step);
+    LmnTensor *dc = saved(layer, r->saved.dc);
+    LmnTensor *db_hh = r->bias ? lmn_layer_get_grad(layer, PARAM_BIAS_HH) : NULL;
+
+    /* Nothing flows into the last step from later ones; h_{-1} = 0 gives W_hh no term at t = 0,
+     * so with T = 1 its gradient is exactly zero. */
+    lmn_op_fill(saved(layer, r->saved.dh), 0.0f);
+    if (dc != NULL)
+        lmn_op_fill(dc, 0.0f);
+    lmn_op_fill(lmn_layer_get_grad(layer, PARAM_WEIGHT_HH), 0.0f);
+
+    for (gint64 t = T - 1; t >= 0; t--) {
+        cell_backward(layer, r, io, t);
+        /* gru's recurrent term has its own gradient for the n gate (r * da_n), so db_hh sums
+         * step over the steps; rnn and lstm get it after the loop. */
+        if (db_hh != NULL && r->kind == CELL_GRU)
+            lmn_op_bias_grad(db_hh, step, N, GH, 1, t == T - 1 ? 0.0f : 1.0f);
+        if (t > 0)
+            recurrent_term_backward(layer, r, N, t);
+    }
+    input_projection_backward(layer, r, io);
 }
 
 static const LmnParamSpec recurrent_params[] = {

@@ -81,9 +81,10 @@ static void keep_drivers_resident(LmnVkContext *c)
     g_once_init_leave(&once, 1);
 }
 
-gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **error)
+/* Opens the loader (LAMINA_VK_LOADER names another one, e.g. one unpacked outside the library
+ * path) and its global functions. */
+static gboolean open_loader(LmnVkContext *c, GError **error)
 {
-    /* LAMINA_VK_LOADER names another loader, e.g. one unpacked outside the library path. */
     const char *lib = g_getenv("LAMINA_VK_LOADER");
     if (lib == NULL || *lib == '\0')
         lib = "libvulkan.so.1";
@@ -113,11 +114,14 @@ gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **err
     LMN_VK_GLOBAL_FNS(LOAD_GLOBAL)
 #undef LOAD_GLOBAL
     keep_drivers_resident(c);
+    return TRUE;
+}
 
+/* A Vulkan 1.2 instance, with the validation layer (and synchronization validation) when
+ * @use_validation. */
+static gboolean create_instance(LmnVkContext *c, gboolean use_validation, GError **error)
+{
     const char *layer = "VK_LAYER_KHRONOS_validation";
-    gboolean use_validation = validation && has_layer(c, layer);
-    if (validation && !use_validation)
-        g_warning("vulkan: validation requested but %s is not installed", layer);
     const char *extensions[] = {VK_EXT_DEBUG_UTILS_EXTENSION_NAME};
     VkApplicationInfo app = {
         .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO,
@@ -152,6 +156,12 @@ gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **err
                     (int) r);
         return FALSE;
     }
+    return TRUE;
+}
+
+/* The instance-level functions (required and optional). */
+static gboolean load_instance_fns(LmnVkContext *c, GError **error)
+{
 #define LOAD_INSTANCE(name)                                                                        \
     c->fn.name = (PFN_##name) c->fn.vkGetInstanceProcAddr(c->instance, #name);                     \
     if (c->fn.name == NULL) {                                                                      \
@@ -165,20 +175,39 @@ gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **err
     c->fn.name = (PFN_##name) c->fn.vkGetInstanceProcAddr(c->instance, #name);
     LMN_VK_OPTIONAL_FNS(LOAD_OPTIONAL)
 #undef LOAD_OPTIONAL
+    return TRUE;
+}
 
-    if (use_validation && c->fn.vkCreateDebugUtilsMessengerEXT != NULL) {
-        VkDebugUtilsMessengerCreateInfoEXT m = {
-            .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
-            .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT |
-                               VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
-            .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
-                           VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
-                           VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
-            .pfnUserCallback = debug_callback,
-            .pUserData = c,
-        };
-        c->fn.vkCreateDebugUtilsMessengerEXT(c->instance, &m, NULL, &c->messenger);
-    }
+/* Routes validation errors and warnings to debug_callback(). */
+static void add_debug_messenger(LmnVkContext *c)
+{
+    if (c->fn.vkCreateDebugUtilsMessengerEXT == NULL)
+        return;
+    VkDebugUtilsMessengerCreateInfoEXT m = {
+        .sType = VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT,
+        .messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT |
+                           VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT,
+        .messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT |
+                       VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                       VK_DEBUG_UTILS_MESSAGE_TYPE_PERFORMANCE_BIT_EXT,
+        .pfnUserCallback = debug_callback,
+        .pUserData = c,
+    };
+    c->fn.vkCreateDebugUtilsMessengerEXT(c->instance, &m, NULL, &c->messenger);
+}
+
+gboolean lmn_vk_load_instance(LmnVkContext *c, gboolean validation, GError **error)
+{
+    if (!open_loader(c, error))
+        return FALSE;
+    const char *layer = "VK_LAYER_KHRONOS_validation";
+    gboolean use_validation = validation && has_layer(c, layer);
+    if (validation && !use_validation)
+        g_warning("vulkan: validation requested but %s is not installed", layer);
+    if (!create_instance(c, use_validation, error) || !load_instance_fns(c, error))
+        return FALSE;
+    if (use_validation)
+        add_debug_messenger(c);
     return TRUE;
 }
 

@@ -145,7 +145,9 @@ static void save_pipeline_cache(LmnVkContext *c)
         g_file_set_contents(c->pipeline_cache_path, data, (gssize) size, NULL);
 }
 
-gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
+/* The one descriptor-set layout (LMN_VK_MAX_BINDINGS storage buffers), the pipeline layout
+ * with its push constants, and the command pool. */
+static VkResult create_layouts(LmnVkContext *c)
 {
     VkDescriptorSetLayoutBinding b[LMN_VK_MAX_BINDINGS];
     for (guint i = 0; i < LMN_VK_MAX_BINDINGS; i++)
@@ -173,12 +175,19 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
         .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
         .queueFamilyIndex = c->queue_family,
     };
-    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     VkResult r = c->fn.vkCreateDescriptorSetLayout(c->device, &li, NULL, &c->set_layout);
     if (r == VK_SUCCESS)
         r = c->fn.vkCreatePipelineLayout(c->device, &pli, NULL, &c->pipeline_layout);
     if (r == VK_SUCCESS)
         r = c->fn.vkCreateCommandPool(c->device, &cpi, NULL, &c->command_pool);
+    return r;
+}
+
+/* The ring of submission slots, each with its command buffer and fence.  Every slot gets its
+ * arrays even after a failure (@r), so teardown can treat them alike. */
+static VkResult create_slots(LmnVkContext *c, VkResult r)
+{
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     for (guint i = 0; i < LMN_VK_SLOTS; i++) {
         LmnVkSlot *s = &c->slots[i];
         s->pools = g_ptr_array_new();
@@ -198,17 +207,12 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
     c->slot = 0;
     c->cmd = c->slots[0].cmd;
     c->batch_hulls = c->slots[0].hulls;
-    c->max_batch = MAX_BATCH;
-    const char *max_batch = g_getenv("LAMINA_VK_MAX_BATCH");
-    if (max_batch != NULL && *max_batch != '\0')
-        c->max_batch = (guint) CLAMP(g_ascii_strtoull(max_batch, NULL, 10), 1, MAX_BATCH);
-    if (r != VK_SUCCESS) {
-        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
-                    "cannot set up command recording on '%s' (VkResult %d)",
-                    c->desc.props.deviceName, (int) r);
-        return FALSE;
-    }
+    return r;
+}
 
+/* The pipeline cache, from the device's cache file when it is usable. */
+static void open_pipeline_cache(LmnVkContext *c)
+{
     c->pipeline_cache_path = cache_path(c);
     g_autofree char *blob = NULL;
     gsize blob_size = 0;
@@ -226,6 +230,22 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
         if (c->fn.vkCreatePipelineCache(c->device, &pci, NULL, &c->pipeline_cache) != VK_SUCCESS)
             c->pipeline_cache = VK_NULL_HANDLE;
     }
+}
+
+gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
+{
+    VkResult r = create_slots(c, create_layouts(c));
+    c->max_batch = MAX_BATCH;
+    const char *max_batch = g_getenv("LAMINA_VK_MAX_BATCH");
+    if (max_batch != NULL && *max_batch != '\0')
+        c->max_batch = (guint) CLAMP(g_ascii_strtoull(max_batch, NULL, 10), 1, MAX_BATCH);
+    if (r != VK_SUCCESS) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                    "cannot set up command recording on '%s' (VkResult %d)",
+                    c->desc.props.deviceName, (int) r);
+        return FALSE;
+    }
+    open_pipeline_cache(c);
     c->kernel_pipelines = g_hash_table_new(NULL, NULL);
     c->warned_kernels = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     c->pending_ranges = g_array_new(FALSE, FALSE, sizeof(Range));

@@ -41,22 +41,24 @@ static void h5_dataset(hid_t group, const char *name, hid_t type, int ndim, cons
 }
 
 typedef enum {
-    DATA_GOOD,        /* x [64, 784] float32, y [64] int32: what the configs below expect */
-    DATA_Y_OVERFLOW,  /* y float32 [64, 2^28, 2^28]: 2^64 bytes */
-    DATA_Y_WIDE,      /* y float32 [64, 2^31]: one sample has more than G_MAXINT32 targets */
-    DATA_X_OVERFLOW,  /* x uint8 [64, 2^32, 2^32]: 2^70 bytes */
-    DATA_X_TRUNCATED, /* x float32 [100000, 784] contiguous, 313 MB, in a file of a few KiB */
+    DATA_GOOD,         /* x [64, 784] float32, y [64] int32: what the configs below expect */
+    DATA_Y_OVERFLOW,   /* y float32 [64, 2^28, 2^28]: 2^64 bytes */
+    DATA_Y_WIDE,       /* y float32 [64, 2^31]: one sample has more than G_MAXINT32 targets */
+    DATA_X_OVERFLOW,   /* x uint8 [64, 2^32, 2^32]: 2^70 bytes */
+    DATA_X_TRUNCATED,  /* x float32 [100000, 784] contiguous, 313 MB, in a file of a few KiB */
+    DATA_INIT_WEIGHTS, /* not a dataset: /model/fc/weight [598407739, 11001563, 22416] */
 } DataKind;
 
 /* Writes split /train of kind @kind to a new file in the temporary directory. */
 static char *write_data(DataKind kind)
 {
-    static const char *names[] = {"good.h5", "y-overflow.h5", "y-wide.h5", "x-overflow.h5",
-                                  "x-truncated.h5"};
+    static const char *names[] = {"good.h5",       "y-overflow.h5",  "y-wide.h5",
+                                  "x-overflow.h5", "x-truncated.h5", "init-weights.h5"};
     char *path = g_build_filename(tmp_dir, names[kind], NULL);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     g_assert_cmpint(f, >=, 0);
-    hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t g = H5Gcreate2(f, kind == DATA_INIT_WEIGHTS ? "model" : "train", H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
     g_assert_cmpint(g, >=, 0);
     g_autofree float *x = g_new(float, N_SAMPLES * 784);
     gint32 y[N_SAMPLES];
@@ -96,6 +98,14 @@ static char *write_data(DataKind kind)
         h5_dataset(g, "y", H5T_NATIVE_INT32, 1, n, TRUE, NULL);
         break;
     }
+    case DATA_INIT_WEIGHTS: {
+        /* 784 values modulo 2^64, unwritten: reading it would fill the whole extent. */
+        hsize_t d[3] = {598407739, 11001563, 22416};
+        hid_t fc = H5Gcreate2(g, "fc", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        h5_dataset(fc, "weight", H5T_NATIVE_FLOAT, 3, d, TRUE, NULL);
+        H5Gclose(fc);
+        break;
+    }
     }
     H5Gclose(g);
     H5Fclose(f);
@@ -105,7 +115,8 @@ static char *write_data(DataKind kind)
 /* Writes a config of the [model] and layer groups in @model plus a short training on @data, runs
  * `lamina train` on it and checks that it fails cleanly with every one of the NULL-terminated
  * @keywords in its message. */
-static void expect_failure(const char *name, const char *model, DataKind data, ...)
+static void expect_failure_with(const char *name, const char *model, DataKind data,
+                                const char *init, va_list keywords)
 {
     g_autofree char *data_path = write_data(data);
     g_autofree char *config = g_build_filename(tmp_dir, "hostile.ini", NULL);
@@ -117,22 +128,41 @@ static void expect_failure(const char *name, const char *model, DataKind data, .
                                             model, data_path);
     g_assert_true(g_file_set_contents(config, text, -1, NULL));
     g_autofree char *out = NULL, *err = NULL;
-    int status = e2e_run_lamina(&out, &err, "train", config, "--output", out_dir, NULL);
+    g_autofree char *init_path = init != NULL ? write_data(DATA_INIT_WEIGHTS) : NULL;
+    int status = init_path != NULL
+                     ? e2e_run_lamina(&out, &err, "train", config, "--output", out_dir, "--init",
+                                      init_path, NULL)
+                     : e2e_run_lamina(&out, &err, "train", config, "--output", out_dir, NULL);
     g_test_message("%s: exit status %d, stderr:\n%s", name, status, err);
     /* -1: killed by a signal (a crash, or a sanitizer's abort). */
     g_assert_cmpint(status, >, 0);
-    va_list ap;
-    va_start(ap, data);
-    for (const char *k = va_arg(ap, const char *); k != NULL; k = va_arg(ap, const char *)) {
+    for (const char *k = va_arg(keywords, const char *); k != NULL;
+         k = va_arg(keywords, const char *)) {
         if (strstr(err, k) == NULL)
             g_error("%s: the message lacks \"%s\":\n%s", name, k, err);
     }
-    va_end(ap);
     /* A size the user chose is the user's error, never blamed on a plugin. */
     g_assert_null(strstr(err, "a bug in the layer plugin"));
     g_assert_null(strstr(err, "AddressSanitizer"));
     g_assert_null(strstr(err, "runtime error"));
     e2e_remove_tree(out_dir);
+}
+
+static void expect_failure(const char *name, const char *model, DataKind data, ...)
+{
+    va_list ap;
+    va_start(ap, data);
+    expect_failure_with(name, model, data, NULL, ap);
+    va_end(ap);
+}
+
+/* As expect_failure, for `lamina train --init` with the weights of DATA_INIT_WEIGHTS. */
+static void expect_init_failure(const char *name, const char *model, ...)
+{
+    va_list ap;
+    va_start(ap, model);
+    expect_failure_with(name, model, DATA_GOOD, "init", ap);
+    va_end(ap);
 }
 
 /* The classifier head every layer case ends with, when the layer under test builds at all. */
@@ -296,6 +326,15 @@ static void test_data_x_truncated(void)
                    "truncated", NULL);
 }
 
+/* Initial weights whose declared extent is 784 values modulo 2^64: the count sized the read
+ * buffer before the shape was compared with the model's, and the read filled the whole extent. */
+static void test_init_weights(void)
+{
+    expect_init_failure("init-weights", MLP, "init-weights.h5:/model/fc/weight",
+                        "declares shape [598407739, 11001563, 22416]",
+                        "more values than one tensor can hold", "corrupt", NULL);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -321,6 +360,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/data-y-overflow", test_data_y_overflow);
     g_test_add_func("/hostile/data-y-wide", test_data_y_wide);
     g_test_add_func("/hostile/data-x-truncated", test_data_x_truncated);
+    g_test_add_func("/hostile/init-weights", test_init_weights);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(tmp_dir);

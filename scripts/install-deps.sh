@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages Lamina needs to build, test and run its demo.
 #   scripts/install-deps.sh          build + test + demo dependencies, PyTorch and h5py included
 #                                    (the interop test, bench/ and the fixture scripts use them)
-#   scripts/install-deps.sh --bench  the same (kept for the instructions in bench/)
+#   scripts/install-deps.sh --bench  the same (accepted for older instructions)
 #   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime for scripts/fuzz.sh
 # Packages already installed are left alone; nothing is installed when everything is present.
 set -euo pipefail

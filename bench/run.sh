@@ -3,7 +3,7 @@
 # optimizer and synthetic data, in one run.  Each framework runs with 1 thread and with all
 # cores (PyTorch's multi-threaded CPU path is sometimes slower than its single-threaded one on a
 # small machine); the best of each is compared, and every figure is printed.
-#   bench/run.sh [BUILD_DIR]        (needs: scripts/install-deps.sh --bench)
+#   bench/run.sh [BUILD_DIR]        (needs PyTorch: scripts/install-deps.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Lamina needs to build, test and run its demo.
-#   scripts/install-deps.sh          build + test + demo dependencies
-#   scripts/install-deps.sh --bench  also PyTorch and h5py for bench/ and fixture scripts
+#   scripts/install-deps.sh          build + test + demo dependencies, PyTorch and h5py included
+#                                    (the interop test, bench/ and the fixture scripts use them)
+#   scripts/install-deps.sh --bench  the same (accepted for older instructions)
 #   scripts/install-deps.sh --fuzz   also clang and its libFuzzer runtime for scripts/fuzz.sh
 # Packages already installed are left alone; nothing is installed when everything is present.
 set -euo pipefail
@@ -11,12 +12,11 @@ packages=(
   libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
   libvulkan-dev mesa-vulkan-drivers glslang-tools spirv-tools vulkan-validationlayers vulkan-tools
   dataset-fashion-mnist
+  # Without these the PyTorch half of the interop test (e2e-interop-torch) is skipped.
+  python3-torch python3-h5py python3-numpy
 )
 if [ "${1:-}" = "--fuzz" ]; then
   packages+=(clang libclang-rt-14-dev)
-fi
-if [ "${1:-}" = "--bench" ]; then
-  packages+=(python3-torch python3-h5py python3-numpy)
 fi
 
 missing=()

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds Lamina with warnings as errors, and runs every test suite.
 #   scripts/test.sh [BUILD_DIR] [extra meson setup options...]
+# An existing BUILD_DIR (say the one scripts/demo.sh made, without -Dwerror) is reconfigured with
+# -Dwerror=true and the extra options, so the tests always run on a warning-free build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -8,6 +10,8 @@ build=${1:-build}
 shift || true
 if [ ! -f "$build/build.ninja" ]; then
   meson setup "$build" -Dwerror=true "$@"
+else
+  meson configure "$build" -Dwerror=true "$@"
 fi
 ninja -C "$build"
 # LMN_TEST_ARGS passes extra options to meson test (e.g. "--no-suite slow").

@@ -175,7 +175,68 @@ static hid_t open_member(const Reader *rd, hid_t group, const char *name, const 
     return obj;
 }
 
-/* Reads the extent of @ds into @dims (at most @max_dims), failing on scalars and overlong ranks. */
+/* "[60000, 1, 28, 28]" for HDF5 dims, which may exceed what LmnShape holds. */
+static char *dims_to_string(const hsize_t *dims, int ndim)
+{
+    GString *s = g_string_new("[");
+    for (int i = 0; i < ndim; i++)
+        g_string_append_printf(s, i == 0 ? "%" G_GUINT64_FORMAT : ", %" G_GUINT64_FORMAT,
+                               (guint64) dims[i]);
+    g_string_append_c(s, ']');
+    return g_string_free(s, FALSE);
+}
+
+/*
+ * Checks the extent a file declares before anything is sized from it.  The product of the dims
+ * must fit 64 bits (everything downstream multiplies them), and a contiguous or compact dataset,
+ * which stores every element uncompressed, cannot hold more bytes than the whole file: one that
+ * claims to is truncated or has a corrupt header, and would otherwise have Lamina allocate for
+ * the claimed size.  Chunked data may be compressed or sparse (unwritten chunks read as the fill
+ * value), so for it no bound follows from the file's size.
+ */
+static gboolean check_declared_size(const Reader *rd, hid_t ds, const char *name,
+                                    const hsize_t *dims, int ndim, GError **error)
+{
+    g_auto(LmnH5Id) type = H5Dget_type(ds);
+    guint64 bytes = type >= 0 ? H5Tget_size(type) : 0;
+    gboolean overflow = bytes == 0;
+    for (int i = 0; i < ndim; i++)
+        overflow = overflow || dims[i] > (hsize_t) G_MAXINT64 ||
+                   !g_uint64_checked_mul(&bytes, bytes, (guint64) dims[i]);
+    if (overflow) {
+        g_autofree char *shape = dims_to_string(dims, ndim);
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, name,
+             "declares shape %s, whose size in bytes does not fit 64 bits; the file is corrupt "
+             "or was not written for Lamina (recreate it with lamina convert)",
+             shape);
+        return FALSE;
+    }
+    g_auto(LmnH5Id) dcpl = H5Dget_create_plist(ds);
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    if (layout != H5D_CONTIGUOUS && layout != H5D_COMPACT) {
+        H5Eclear2(H5E_DEFAULT);
+        return TRUE;
+    }
+    g_auto(LmnH5Id) file = H5Iget_file_id(ds);
+    hsize_t file_size = 0;
+    if (file < 0 || H5Fget_filesize(file, &file_size) < 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return TRUE; /* no bound to check against; the read itself still fails cleanly */
+    }
+    if (bytes > (guint64) file_size) {
+        g_autofree char *shape = dims_to_string(dims, ndim);
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, name,
+             "declares shape %s (%" G_GUINT64_FORMAT " bytes, stored uncompressed) but the whole "
+             "file is %" G_GUINT64_FORMAT " bytes; the file is truncated or its header is "
+             "corrupt (recreate it with lamina convert)",
+             shape, bytes, (guint64) file_size);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* Reads the extent of @ds into @dims (at most @max_dims), failing on scalars and overlong ranks
+ * and on extents no file can hold (check_declared_size). */
 static int read_dims(const Reader *rd, hid_t ds, const char *name, hsize_t *dims, int max_dims,
                      GError **error)
 {
@@ -198,6 +259,9 @@ static int read_dims(const Reader *rd, hid_t ds, const char *name, hsize_t *dims
         return -1;
     }
     H5Sget_simple_extent_dims(space, dims, NULL);
+    if (!check_declared_size(rd, ds, name, dims, ndim, error)) {
+        return -1;
+    }
     return ndim;
 }
 
@@ -611,9 +675,20 @@ static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x
         ds->target_numel = 1;
         for (int i = 1; i < ndim; i++) {
             ds->target_shape.dims[i - 1] = (gint64) dims[i];
-            ds->target_numel *= (gint64) dims[i];
         }
-        gint64 total = n * ds->target_numel;
+        /* As for x: a sample's targets are at most G_MAXINT32 values, and all of them must fit
+         * one allocation, checked before it is made. */
+        gint64 total = 0;
+        if (!lmn_shape_numel_checked(&ds->target_shape, &ds->target_numel) ||
+            ds->target_numel > G_MAXINT32 || __builtin_mul_overflow(n, ds->target_numel, &total) ||
+            (guint64) total > G_MAXSIZE / sizeof(float)) {
+            g_autofree char *shape = lmn_shape_to_string(&ds->target_shape);
+            fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+                 "%" G_GINT64_FORMAT " samples of float targets %s are too many values (at most "
+                 "%d per sample)",
+                 n, shape, G_MAXINT32);
+            return FALSE;
+        }
         ds->targets = g_try_new(float, MAX(total, 1));
         if (ds->targets == NULL) {
             fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
@@ -698,7 +773,15 @@ gboolean lmn_dataset_check_model(const LmnDataset *ds, const LmnShape *input_sha
                                  gint64 n_classes, GError **error)
 {
     g_return_val_if_fail(ds != NULL && input_shape != NULL, FALSE);
-    gint64 want = lmn_shape_numel(input_shape);
+    gint64 want = 0;
+    if (!lmn_shape_numel_checked(input_shape, &want)) {
+        g_autofree char *want_s = lmn_shape_to_string(input_shape);
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: the model's input %s has more values than fit 64 bits; set [model] input "
+                    "to the data's shape",
+                    ds->spec, want_s);
+        return FALSE;
+    }
     if (want != ds->sample_numel) {
         g_autofree char *have_s = lmn_shape_to_string(&ds->sample_shape);
         g_autofree char *want_s = lmn_shape_to_string(input_shape);

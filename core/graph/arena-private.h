@@ -54,7 +54,8 @@ typedef struct {
 
 /**
  * lmn_arena_align:
- * Returns: @size rounded up to a multiple of LMN_ARENA_ALIGN_ELEMS
+ * Returns: @size rounded up to a multiple of LMN_ARENA_ALIGN_ELEMS, or G_MAXINT64 when that
+ *   does not fit gint64 (no tensor can be that large, so its allocation fails)
  */
 gint64 lmn_arena_align(gint64 size);
 
@@ -67,7 +68,9 @@ gint64 lmn_arena_align(gint64 size);
  * Places every block so that blocks with overlapping lifetimes never overlap in memory.  The plan
  * is deterministic: it depends only on the blocks and their order.  A block of size 0 is placed
  * at offset 0 of segment 0, which then exists (possibly empty).  Its total never exceeds
- * @plan->unshared.
+ * @plan->unshared.  Sizes near G_MAXINT64 (a saturated lmn_shape_numel) never wrap: such a block
+ * gets a dedicated segment of at least its size, and the figures saturate at G_MAXINT64, so the
+ * caller's allocation of that segment fails instead of a small one being overrun.
  */
 void lmn_arena_plan(LmnArenaBlock *blocks, guint n, gint64 segment_capacity, LmnArenaPlan *plan);
 

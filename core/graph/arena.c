@@ -10,7 +10,17 @@ typedef struct {
 
 gint64 lmn_arena_align(gint64 size)
 {
+    if (size > G_MAXINT64 - (LMN_ARENA_ALIGN_ELEMS - 1))
+        return G_MAXINT64;
     return (size + LMN_ARENA_ALIGN_ELEMS - 1) / LMN_ARENA_ALIGN_ELEMS * LMN_ARENA_ALIGN_ELEMS;
+}
+
+/* Sizes come from shapes a config chose, so sums saturate rather than wrap: a wrapped total
+ * would plan segments smaller than the tensors placed in them. */
+static gint64 add_sat(gint64 a, gint64 b)
+{
+    gint64 r;
+    return __builtin_add_overflow(a, b, &r) ? G_MAXINT64 : r;
 }
 
 static gboolean lifetimes_overlap(const LmnArenaBlock *a, const LmnArenaBlock *b)
@@ -57,7 +67,7 @@ static gint64 peak_live(const LmnArenaBlock *blocks, guint n)
         gint64 live = 0;
         for (guint j = 0; j < n; j++)
             if (blocks[j].first_use <= t && t <= blocks[j].last_use)
-                live += lmn_arena_align(blocks[j].size);
+                live = add_sat(live, lmn_arena_align(blocks[j].size));
         peak = MAX(peak, live);
     }
     return peak;
@@ -87,7 +97,7 @@ void lmn_arena_plan(LmnArenaBlock *blocks, guint n, gint64 segment_capacity, Lmn
     for (guint k = 0; k < n; k++) {
         LmnArenaBlock *b = &blocks[order[k]];
         gint64 size = lmn_arena_align(b->size);
-        plan->unshared += size;
+        plan->unshared = add_sat(plan->unshared, size);
         if (size == 0) {
             /* Occupies nothing, so it conflicts with nothing; segment 0 only has to exist. */
             if (plan->segment_sizes->len == 0)
@@ -135,7 +145,9 @@ void lmn_arena_plan(LmnArenaBlock *blocks, guint n, gint64 segment_capacity, Lmn
                     best_off = end;
                     best_gap = seg_size - end;
                 }
-            } else if (end + size <= cap && end + size - seg_size < tail_growth) {
+            } else if (add_sat(end, size) <= cap && end + size - seg_size < tail_growth) {
+                /* cap is below G_MAXINT64 (rounded down to the alignment), so a saturated
+                 * sum never passes this test. */
                 tail_seg = (gint) s;
                 tail_off = end;
                 tail_growth = end + size - seg_size;
@@ -158,7 +170,7 @@ void lmn_arena_plan(LmnArenaBlock *blocks, guint n, gint64 segment_capacity, Lmn
     }
 
     for (guint s = 0; s < plan->segment_sizes->len; s++)
-        plan->total += g_array_index(plan->segment_sizes, gint64, s);
+        plan->total = add_sat(plan->total, g_array_index(plan->segment_sizes, gint64, s));
     plan->peak_live = peak_live(blocks, n);
 }
 

@@ -640,8 +640,19 @@ float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *ex
     hsize_t dims[LMN_MAX_DIMS];
     H5Sget_simple_extent_dims(space, dims, NULL);
     LmnShape shape = {.ndim = (guint) ndim};
+    gboolean fits = TRUE;
     for (int i = 0; i < ndim; i++) {
-        shape.dims[i] = (gint64) dims[i];
+        fits = fits && dims[i] <= (hsize_t) G_MAXINT64;
+        shape.dims[i] = fits ? (gint64) dims[i] : G_MAXINT64;
+    }
+    /* The extent is the file's word: a count that wrapped would size the buffer below what
+     * H5Dread then writes into it. */
+    if (!fits || !lmn_shape_nbytes_checked(&shape, LMN_DTYPE_F32, NULL)) {
+        g_autofree char *got = lmn_shape_to_string(&shape);
+        set_error(error, errs, errs->code_shape, loc, name,
+                  "declares shape %s, more values than one tensor can hold; the file is corrupt",
+                  got);
+        return NULL;
     }
     if (expected != NULL && !lmn_shape_equal(expected, &shape)) {
         g_autofree char *want = lmn_shape_to_string(expected);

@@ -202,7 +202,8 @@ gboolean lmn_h5_write_float_dataset(hid_t loc, const char *name, const LmnShape 
  * @shape_out: (out) (optional): the dataset's shape
  * Reads a whole floating-point dataset (float32, float64, ...) as float32.
  * Returns: (transfer full): the values (g_free), or NULL with @errs->code_missing (absent),
- *   code_dtype (not floating point), or code_shape (not @expected, or over LMN_MAX_DIMS dims)
+ *   code_dtype (not floating point), or code_shape (not @expected, over LMN_MAX_DIMS dims, or
+ *   an extent no tensor can hold, checked before anything is allocated)
  */
 float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *expected,
                                  LmnShape *shape_out, const LmnH5Errors *errs, GError **error);

@@ -42,12 +42,42 @@ LmnShape lmn_shape_make(guint ndim, ...)
     return shape;
 }
 
+gboolean lmn_shape_numel_checked(const LmnShape *shape, gint64 *numel_out)
+{
+    g_return_val_if_fail(shape != NULL && shape->ndim <= LMN_MAX_DIMS, FALSE);
+    gint64 n = 1;
+    for (guint i = 0; i < shape->ndim; i++) {
+        if (shape->dims[i] < 0 || __builtin_mul_overflow(n, shape->dims[i], &n))
+            return FALSE;
+    }
+    if (numel_out != NULL)
+        *numel_out = n;
+    return TRUE;
+}
+
+gboolean lmn_shape_nbytes_checked(const LmnShape *shape, LmnDType dtype, gsize *nbytes_out)
+{
+    gint64 numel = 0;
+    if (!lmn_shape_numel_checked(shape, &numel))
+        return FALSE;
+    guint64 esize = lmn_dtype_size(dtype);
+    if (esize == 0 || (guint64) numel > LMN_TENSOR_MAX_BYTES / esize)
+        return FALSE;
+    if (nbytes_out != NULL)
+        *nbytes_out = (gsize) ((guint64) numel * esize);
+    return TRUE;
+}
+
 gint64 lmn_shape_numel(const LmnShape *shape)
 {
     g_return_val_if_fail(shape != NULL, 0);
+    /* Saturate, never wrap: a wrapped count can equal a plausible one (598407739 x 11001563 x
+     * 22416 is 784 modulo 2^64), which then sizes a buffer far smaller than the shape. */
     gint64 n = 1;
-    for (guint i = 0; i < shape->ndim; i++)
-        n *= shape->dims[i];
+    for (guint i = 0; i < shape->ndim; i++) {
+        if (__builtin_mul_overflow(n, shape->dims[i], &n))
+            return G_MAXINT64;
+    }
     return n;
 }
 
@@ -93,20 +123,18 @@ LmnTensor *lmn_tensor_new(LmnBackend *backend, LmnDType dtype, const LmnShape *s
     g_return_val_if_fail(dtype == LMN_DTYPE_F32 || dtype == LMN_DTYPE_I32, NULL);
     g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 
-    gsize esize = lmn_dtype_size(dtype);
-    guint64 numel = 1;
-    for (guint i = 0; i < shape->ndim; i++) {
+    for (guint i = 0; i < shape->ndim; i++)
         g_return_val_if_fail(shape->dims[i] >= 0, NULL);
-        if (shape->dims[i] != 0 && numel > G_MAXSIZE / esize / (guint64) shape->dims[i]) {
-            g_autofree char *s = lmn_shape_to_string(shape);
-            g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
-                        "a %s tensor of shape %s does not fit in the address space",
-                        lmn_dtype_name(dtype), s);
-            return NULL;
-        }
-        numel *= (guint64) shape->dims[i];
+    gsize nbytes = 0;
+    if (!lmn_shape_nbytes_checked(shape, dtype, &nbytes)) {
+        g_autofree char *s = lmn_shape_to_string(shape);
+        g_set_error(
+            error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY,
+            "a %s tensor of shape %s does not fit in the address space (at most %" G_GUINT64_FORMAT
+            " bytes per tensor)",
+            lmn_dtype_name(dtype), s, LMN_TENSOR_MAX_BYTES);
+        return NULL;
     }
-    gsize nbytes = numel * esize;
 
     GError *local_error = NULL;
     gpointer buffer = backend->vtable->alloc(backend->context, nbytes, &local_error);
@@ -141,7 +169,11 @@ LmnTensor *lmn_tensor_new_view(LmnTensor *base, gint64 elem_offset, const LmnSha
     g_return_val_if_fail(elem_offset >= 0, NULL);
     for (guint i = 0; i < shape->ndim; i++)
         g_return_val_if_fail(shape->dims[i] >= 0, NULL);
-    g_return_val_if_fail(elem_offset + lmn_shape_numel(shape) <= lmn_tensor_numel(base), NULL);
+    /* Checked: an offset plus a count that wraps would make a view reach past its base. */
+    gint64 numel = 0, end = 0;
+    g_return_val_if_fail(lmn_shape_numel_checked(shape, &numel), NULL);
+    g_return_val_if_fail(!__builtin_add_overflow(elem_offset, numel, &end), NULL);
+    g_return_val_if_fail(end <= lmn_tensor_numel(base), NULL);
 
     /* Views of views point at the owner, so chains never grow and the owner frees the memory. */
     LmnTensor *owner = base->base != NULL ? base->base : base;

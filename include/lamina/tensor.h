@@ -51,8 +51,36 @@ const char *lmn_dtype_name(LmnDType dtype);
 
 /** lmn_shape_make: Returns: a shape of @ndim dims taken from the variadic gint64 arguments. */
 LmnShape lmn_shape_make(guint ndim, ...);
-/** lmn_shape_numel: Returns: the element count (1 for a scalar). */
+/**
+ * LMN_TENSOR_MAX_BYTES:
+ * The most bytes one tensor may hold.  Byte counts and offsets inside a tensor must fit gsize
+ * and ptrdiff_t (kernels index with pointer differences) and its element count gint64, so the
+ * limit is the largest gssize; lmn_tensor_new refuses anything larger before asking a backend.
+ */
+#define LMN_TENSOR_MAX_BYTES ((guint64) G_MAXSSIZE)
+
+/**
+ * lmn_shape_numel:
+ * Returns: the element count (1 for a scalar).  A count that does not fit gint64 saturates to
+ *   G_MAXINT64 instead of wrapping, so no overflowing shape can pass for a small one; where a
+ *   shape comes from input (a config, a file) use lmn_shape_numel_checked and report the error.
+ */
 gint64 lmn_shape_numel(const LmnShape *shape);
+/**
+ * lmn_shape_numel_checked:
+ * @numel_out: (out) (optional): the element count (1 for a scalar), set only on success
+ * Multiplies the dims with overflow checks.
+ * Returns: FALSE when a dim is negative or the count does not fit gint64
+ */
+gboolean lmn_shape_numel_checked(const LmnShape *shape, gint64 *numel_out);
+/**
+ * lmn_shape_nbytes_checked:
+ * @nbytes_out: (out) (optional): the size in bytes of a @dtype tensor of @shape, set only on
+ *   success
+ * Returns: FALSE when lmn_shape_numel_checked fails or the size exceeds LMN_TENSOR_MAX_BYTES,
+ *   i.e. when no tensor of that shape can exist
+ */
+gboolean lmn_shape_nbytes_checked(const LmnShape *shape, LmnDType dtype, gsize *nbytes_out);
 /** lmn_shape_equal: Returns: whether both shapes have the same dims. */
 gboolean lmn_shape_equal(const LmnShape *a, const LmnShape *b);
 /**
@@ -66,7 +94,8 @@ char *lmn_shape_to_string(const LmnShape *shape);
 /**
  * lmn_tensor_new:
  * Allocates an uninitialised tensor on @backend.
- * Returns: (transfer full): the tensor, or NULL with LMN_BACKEND_ERROR_OUT_OF_MEMORY
+ * Returns: (transfer full): the tensor, or NULL with LMN_BACKEND_ERROR_OUT_OF_MEMORY (also when
+ *   the tensor would exceed LMN_TENSOR_MAX_BYTES)
  */
 LmnTensor *lmn_tensor_new(LmnBackend *backend, LmnDType dtype, const LmnShape *shape,
                           GError **error);

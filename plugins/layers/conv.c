@@ -75,16 +75,38 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
         return FALSE;
     }
 
+    /* Kernel sizes and padding come from the config, so the output, the weight and the patch
+     * matrix are checked before any count is used.  Once the weight [OC, C/G, kh, kw] fits,
+     * so do K = C/G * kh * kw and C * kh * kw (OC >= G, as G divides OC), and OH * OW fits
+     * once the output does. */
+    LmnShape out = lmn_shape_make(3, out_ch, geom.out_h, geom.out_w);
+    LmnShape w = lmn_shape_make(4, out_ch, geom.channels / groups, geom.kernel_h, geom.kernel_w);
+    if (!lmn_sizes_check(layer, "conv2d", "its output", &out, TRUE, LMN_DTYPE_F32,
+                         "use less padding, fewer out_channels or a smaller input", error) ||
+        !lmn_sizes_check(layer, "conv2d", "its weight", &w, FALSE, LMN_DTYPE_F32,
+                         "use a smaller kernel_size or fewer channels", error)) {
+        return FALSE;
+    }
+    gint64 rows = geom.channels * geom.kernel_h * geom.kernel_w;
+    gint64 pixels = geom.out_h * geom.out_w;
+    gboolean direct = geom.kernel_h == 1 && geom.kernel_w == 1 && geom.stride_h == 1 &&
+                      geom.stride_w == 1 && geom.pad_h == 0 && geom.pad_w == 0;
+    LmnShape cols = lmn_shape_make(2, rows, pixels);
+    if (!direct &&
+        !lmn_sizes_check(layer, "conv2d", "its patch matrix (im2col)", &cols, TRUE, LMN_DTYPE_F32,
+                         "use a smaller kernel_size, a larger stride or less padding", error)) {
+        return FALSE;
+    }
+
     Conv *c = g_new0(Conv, 1);
     c->geom = geom;
     c->out_ch = out_ch;
     c->groups = groups;
     c->k = geom.channels / groups * geom.kernel_h * geom.kernel_w;
-    c->l = geom.out_h * geom.out_w;
-    c->rows = geom.channels * geom.kernel_h * geom.kernel_w;
+    c->l = pixels;
+    c->rows = rows;
     c->bias = lmn_params_get_bool(p, "bias");
-    c->direct = geom.kernel_h == 1 && geom.kernel_w == 1 && geom.stride_h == 1 &&
-                geom.stride_w == 1 && geom.pad_h == 0 && geom.pad_w == 0;
+    c->direct = direct;
     lmn_layer_set_private(layer, c, g_free);
 
     /*
@@ -94,7 +116,6 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
      */
     double fan_in = (double) c->k;
     double fan_out = (double) (out_ch * geom.kernel_h * geom.kernel_w);
-    LmnShape w = lmn_shape_make(4, out_ch, geom.channels / groups, geom.kernel_h, geom.kernel_w);
     lmn_layer_add_param(layer, "weight", &w, LMN_PARAM_ROLE_WEIGHT, "he_uniform",
                         "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
     if (c->bias) {
@@ -103,7 +124,6 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
                             "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
     }
     if (!c->direct) {
-        LmnShape cols = lmn_shape_make(2, c->rows, c->l);
         c->saved_cols = lmn_layer_add_saved(layer, "cols", &cols, LMN_DTYPE_F32, TRUE);
     }
     LmnShape scratch = lmn_shape_make(2, out_ch, c->k);
@@ -111,7 +131,7 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
     LmnShape one = lmn_shape_make(1, (gint64) 1);
     c->saved_ones = lmn_layer_add_saved(layer, "ones", &one, LMN_DTYPE_F32, TRUE);
 
-    output->shape = lmn_shape_make(3, out_ch, geom.out_h, geom.out_w);
+    output->shape = out;
     output->dtype = LMN_DTYPE_F32;
     return TRUE;
 }

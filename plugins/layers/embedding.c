@@ -14,6 +14,8 @@
  */
 #include <lamina/lamina.h>
 
+#include "sizes.h"
+
 enum { PARAM_WEIGHT = 0 };
 
 typedef struct {
@@ -34,6 +36,15 @@ static gboolean embedding_build(LmnLayer *layer, guint n_inputs, const LmnTensor
                     lmn_layer_get_name(layer), shape, LMN_MAX_DIMS);
         return FALSE;
     }
+    /* The output is the input's shape plus embedding_dim values per index. */
+    LmnShape out = *s;
+    out.dims[out.ndim++] = lmn_params_get_int(p, "embedding_dim");
+    if (!lmn_sizes_check(layer, "embedding", "its input", s, TRUE, inputs[0].dtype,
+                         LMN_SIZES_INPUT_HINT, error) ||
+        !lmn_sizes_check(layer, "embedding", "its output", &out, TRUE, LMN_DTYPE_F32,
+                         "use a smaller embedding_dim or fewer indices per sample", error)) {
+        return FALSE;
+    }
     Embedding *e = g_new0(Embedding, 1);
     e->indices_per_sample = lmn_shape_numel(s);
     e->dim = lmn_params_get_int(p, "embedding_dim");
@@ -46,8 +57,7 @@ static gboolean embedding_build(LmnLayer *layer, guint n_inputs, const LmnTensor
     lmn_layer_add_param(layer, "weight", &w, LMN_PARAM_ROLE_WEIGHT, "normal", "mean=0, std=1",
                         fan_in, fan_out);
 
-    output->shape = *s;
-    output->shape.dims[output->shape.ndim++] = e->dim;
+    output->shape = out;
     output->dtype = LMN_DTYPE_F32;
     return TRUE;
 }

@@ -12,6 +12,8 @@
  */
 #include <lamina/lamina.h>
 
+#include "sizes.h"
+
 /* A sanity limit on fan-in so the private arrays stay small; any real graph is far below it. */
 #define MERGE_MAX_INPUTS 64
 
@@ -112,7 +114,18 @@ static gboolean concat_build(LmnLayer *layer, guint n_inputs, const LmnTensorInf
                         lmn_dtype_name(inputs[0].dtype), a, axis);
             return FALSE;
         }
-        out.dims[axis] += si->dims[axis];
+        /* Each input fits a tensor, but their sum along the axis may not fit gint64. */
+        if (!lmn_sizes_check(layer, "concat", "an input", si, TRUE, inputs[i].dtype,
+                             LMN_SIZES_INPUT_HINT, error)) {
+            return FALSE;
+        }
+        if (__builtin_add_overflow(out.dims[axis], si->dims[axis], &out.dims[axis])) {
+            out.dims[axis] = G_MAXINT64;
+        }
+    }
+    if (!lmn_sizes_check(layer, "concat", "its output", &out, TRUE, LMN_DTYPE_F32,
+                         "concatenate fewer or smaller inputs", error)) {
+        return FALSE;
     }
 
     Concat *c = g_new0(Concat, 1);

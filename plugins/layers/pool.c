@@ -55,8 +55,15 @@ static gboolean pool_build_windowed(LmnLayer *layer, LmnPoolMode mode, const cha
         g_free(pool);
         return FALSE;
     }
+    /* Padding can make the output a row and a column larger than an input that just fits. */
+    LmnShape out = lmn_shape_make(3, pool->geom.channels, pool->geom.out_h, pool->geom.out_w);
+    if (!lmn_sizes_check(layer, type, "its output", &out, TRUE, LMN_DTYPE_F32,
+                         "use less padding or a smaller input", error)) {
+        g_free(pool);
+        return FALSE;
+    }
     lmn_layer_set_private(layer, pool, g_free);
-    output->shape = lmn_shape_make(3, pool->geom.channels, pool->geom.out_h, pool->geom.out_w);
+    output->shape = out;
     output->dtype = LMN_DTYPE_F32;
     if (mode == LMN_POOL_MAX) {
         pool->saved_argmax =

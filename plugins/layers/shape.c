@@ -9,6 +9,8 @@
 
 #include <lamina/lamina.h>
 
+#include "sizes.h"
+
 static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
                               LmnTensorInfo *output, GError **error)
 {
@@ -21,6 +23,10 @@ static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorIn
                     "layer '%s' (reshape): shape has %" G_GSIZE_FORMAT " dimensions; give 1 to "
                     "%d per-sample dimensions (the batch dimension is not listed)",
                     name, n, LMN_MAX_DIMS - 1);
+        return FALSE;
+    }
+    if (!lmn_sizes_check(layer, "reshape", "its input", &inputs[0].shape, TRUE, inputs[0].dtype,
+                         LMN_SIZES_INPUT_HINT, error)) {
         return FALSE;
     }
     LmnShape out = {.ndim = (guint) n};
@@ -41,8 +47,14 @@ static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorIn
             return FALSE;
         }
         out.dims[i] = (gint64) d;
-        known *= out.dims[i];
     }
+    /* Checked: up to four entries of 2^31 overflow 64 bits, and a product that wrapped could
+     * match the input's count (a ~3.7e22-element shape passed for a 784-element one). */
+    if (!lmn_sizes_check(layer, "reshape", "its output", &out, TRUE, inputs[0].dtype,
+                         "give a shape with as many values as the input", error)) {
+        return FALSE;
+    }
+    lmn_shape_numel_checked(&out, &known); /* the -1 entry counts as 1 here */
     gint64 numel = lmn_shape_numel(&inputs[0].shape);
     if (infer >= 0) {
         if (numel % known != 0) {

@@ -10,6 +10,8 @@
 
 #include <lamina/lamina.h>
 
+#include "sizes.h"
+
 /*
  * Reads a size key that, like PyTorch's int-or-tuple arguments, is one integer for both axes or
  * "h, w" (a FLOAT_LIST of one or two integral values; the schema has already checked each
@@ -70,6 +72,13 @@ static inline gboolean lmn_spatial_geometry(LmnLayer *layer, const char *type,
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                     "layer '%s' (%s): its input is %s, but %s takes f32 values",
                     lmn_layer_get_name(layer), type, lmn_dtype_name(input->dtype), type);
+        return FALSE;
+    }
+    /* After this check C * H * W fits, so H and W are below 2^61; kernel, padding and dilation
+     * are at most G_MAXINT32 (the schemas' bound) or, for a kernel, the image size, so the spans
+     * below cannot overflow gint64. */
+    if (!lmn_sizes_check(layer, type, "its input", s, TRUE, LMN_DTYPE_F32, LMN_SIZES_INPUT_HINT,
+                         error)) {
         return FALSE;
     }
     *g = (LmnConv2dGeom){

@@ -181,6 +181,35 @@ static void test_extremes(void)
     lmn_arena_plan_clear(&plan);
 }
 
+/* Sizes near G_MAXINT64 (a saturated lmn_shape_numel of a shape from a hostile config): the plan
+ * must not wrap.  Each huge block gets a segment of its own at least its size, the small block
+ * stays where it fits, and the figures saturate. */
+static void test_huge_sizes(void)
+{
+    g_assert_cmpint(lmn_arena_align(G_MAXINT64), ==, G_MAXINT64);
+    g_assert_cmpint(lmn_arena_align(G_MAXINT64 - 62), ==, G_MAXINT64);
+    g_assert_cmpint(lmn_arena_align(G_MAXINT64 - 63), ==, G_MAXINT64 - 63);
+    LmnArenaBlock blocks[3] = {
+        {.size = G_MAXINT64, .first_use = 0, .last_use = 2},
+        {.size = 100, .first_use = 0, .last_use = 2},
+        {.size = G_MAXINT64 - 10, .first_use = 1, .last_use = 2},
+    };
+    LmnArenaPlan plan;
+    lmn_arena_plan(blocks, 3, 1024, &plan);
+    const GArray *segs = plan.segment_sizes;
+    g_assert_cmpuint(segs->len, ==, 3);
+    g_assert_cmpuint(blocks[0].segment, !=, blocks[2].segment);
+    for (guint i = 0; i < 3; i++) {
+        g_assert_cmpint(blocks[i].offset, ==, 0);
+        g_assert_cmpint(g_array_index(segs, gint64, blocks[i].segment), >=, blocks[i].size);
+    }
+    g_assert_cmpint(g_array_index(segs, gint64, blocks[1].segment), ==, 128);
+    g_assert_cmpint(plan.total, ==, G_MAXINT64);
+    g_assert_cmpint(plan.unshared, ==, G_MAXINT64);
+    g_assert_cmpint(plan.peak_live, ==, G_MAXINT64);
+    lmn_arena_plan_clear(&plan);
+}
+
 /* The capacity bounds every shared segment; a block above it gets a segment of its own. */
 static void test_segments(void)
 {
@@ -360,6 +389,7 @@ int main(int argc, char **argv)
     g_test_add_func("/arena/chain", test_chain);
     g_test_add_func("/arena/extremes", test_extremes);
     g_test_add_func("/arena/segments", test_segments);
+    g_test_add_func("/arena/huge-sizes", test_huge_sizes);
     g_test_add_func("/arena/model-gradients", test_model_gradients);
     int rc = g_test_run();
     lmn_registry_free(registry);

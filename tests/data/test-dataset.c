@@ -846,6 +846,15 @@ static void test_check_model(Fixture *f, gconstpointer data)
     assert_data_error(error, LMN_DATA_ERROR_SHAPE, "fashion.h5:/train", "[784] (784 values)",
                       "[3, 32, 32] (3072 values)", NULL);
     g_clear_error(&error);
+
+    /* A count that wraps to 784 past 2^64 is not 784. */
+    LmnShape wraps = lmn_shape_make(3, (gint64) 598407739, (gint64) 11001563, (gint64) 22416);
+    g_assert_false(lmn_dataset_check_model(ds, &wraps, 11, &error));
+    assert_data_error(error, LMN_DATA_ERROR_SHAPE, "fashion.h5:/train",
+                      "the model's input [598407739, 11001563, 22416] has more values than fit "
+                      "64 bits",
+                      "set [model] input", NULL);
+    g_clear_error(&error);
     lmn_dataset_free(ds);
 }
 

@@ -159,6 +159,51 @@ static void test_shapes(void)
     g_assert_cmpint(clamped.dims[1], ==, 1);
 }
 
+/* Counts that do not fit: checked functions fail, lmn_shape_numel saturates, and a tensor past
+ * LMN_TENSOR_MAX_BYTES is refused before the backend is asked. */
+static void test_shape_sizes(void)
+{
+    gint64 numel = -1;
+    gsize nbytes = 0;
+    LmnShape s = lmn_shape_make(3, (gint64) 2, (gint64) 3, (gint64) 4);
+    g_assert_true(lmn_shape_numel_checked(&s, &numel));
+    g_assert_cmpint(numel, ==, 24);
+    g_assert_true(lmn_shape_nbytes_checked(&s, LMN_DTYPE_I32, &nbytes));
+    g_assert_cmpuint(nbytes, ==, 96);
+    LmnShape scalar = lmn_shape_make(0);
+    g_assert_true(lmn_shape_numel_checked(&scalar, &numel));
+    g_assert_cmpint(numel, ==, 1);
+    LmnShape empty = lmn_shape_make(2, (gint64) 0, G_MAXINT64);
+    g_assert_true(lmn_shape_numel_checked(&empty, &numel));
+    g_assert_cmpint(numel, ==, 0);
+
+    /* 598407739 * 11001563 * 22416 is 784 modulo 2^64: it must not pass for 784. */
+    LmnShape wraps = lmn_shape_make(3, (gint64) 598407739, (gint64) 11001563, (gint64) 22416);
+    numel = -1;
+    g_assert_false(lmn_shape_numel_checked(&wraps, &numel));
+    g_assert_cmpint(numel, ==, -1); /* untouched on failure */
+    g_assert_cmpint(lmn_shape_numel(&wraps), ==, G_MAXINT64);
+    g_assert_false(lmn_shape_nbytes_checked(&wraps, LMN_DTYPE_F32, NULL));
+    LmnShape negative = lmn_shape_make(2, (gint64) -1, (gint64) 4);
+    g_assert_false(lmn_shape_numel_checked(&negative, NULL));
+
+    /* The byte limit: the largest f32 count is accepted, one more is not. */
+    const gint64 most = (gint64) (LMN_TENSOR_MAX_BYTES / 4);
+    LmnShape at = lmn_shape_make(1, most), past = lmn_shape_make(1, most + 1);
+    g_assert_true(lmn_shape_nbytes_checked(&at, LMN_DTYPE_F32, &nbytes));
+    g_assert_cmpuint(nbytes, ==, (gsize) most * 4);
+    g_assert_true(lmn_shape_numel_checked(&past, NULL));
+    g_assert_false(lmn_shape_nbytes_checked(&past, LMN_DTYPE_F32, NULL));
+
+    g_autoptr(GError) error = NULL;
+    g_assert_null(lmn_tensor_new(backend, LMN_DTYPE_F32, &past, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY);
+    g_assert_nonnull(strstr(error->message, "does not fit in the address space"));
+    g_clear_error(&error);
+    g_assert_null(lmn_tensor_new(backend, LMN_DTYPE_F32, &wraps, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_OUT_OF_MEMORY);
+}
+
 static void test_tensor_round_trip(void)
 {
     g_autoptr(GError) error = NULL;
@@ -2306,6 +2351,7 @@ int main(int argc, char **argv)
     rng = g_rand_new_with_seed(20240607);
 
     g_test_add_func("/ops/cpu/shape", test_shapes);
+    g_test_add_func("/ops/cpu/shape/sizes", test_shape_sizes);
     g_test_add_func("/ops/cpu/tensor/round-trip", test_tensor_round_trip);
     g_test_add_func("/ops/cpu/tensor/views", test_tensor_views);
     g_test_add_func("/ops/cpu/backend/object", test_backend_object);

@@ -340,6 +340,27 @@ static gboolean check_input_count(const LmnLayer *layer, guint n_inputs, GError 
     return FALSE;
 }
 
+gboolean lmn_layer_check_size(const LmnLayer *layer, const char *what, const LmnShape *shape,
+                              gboolean per_sample, LmnDType dtype, const char *hint, GError **error)
+{
+    g_return_val_if_fail(layer != NULL && what != NULL && shape != NULL && hint != NULL, FALSE);
+    if (lmn_shape_nbytes_checked(shape, dtype, NULL))
+        return TRUE;
+    /* The count in floating point, for the message only: it cannot overflow. */
+    double approx = 1.0;
+    for (guint i = 0; i < shape->ndim; i++)
+        approx *= (double) shape->dims[i];
+    g_autofree char *who = layer_describe(layer);
+    g_autofree char *s = lmn_shape_to_string(shape);
+    g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                "%s: %s %s%s would hold about %.3g values, more than one tensor can (at most "
+                "%" G_GUINT64_FORMAT " %s values); %s",
+                who, what, s, per_sample ? " per sample" : "", approx,
+                (guint64) (LMN_TENSOR_MAX_BYTES / lmn_dtype_size(dtype)), lmn_dtype_name(dtype),
+                hint);
+    return FALSE;
+}
+
 static gboolean check_infos(const LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
                             GError **error)
 {
@@ -355,6 +376,12 @@ static gboolean check_infos(const LmnLayer *layer, guint n_inputs, const LmnTens
                         who, i, s, LMN_MAX_DIMS - 1);
             return FALSE;
         }
+        /* Before build(): a layer reads its inputs' counts, which must be exact, not wrapped. */
+        g_autofree char *what =
+            n_inputs == 1 ? g_strdup("its input") : g_strdup_printf("its input %u", i);
+        if (!lmn_layer_check_size(layer, what, &inputs[i].shape, TRUE, inputs[i].dtype,
+                                  "check [model] input and the layers before this one", error))
+            return FALSE;
     }
     return TRUE;
 }
@@ -372,6 +399,10 @@ static gboolean check_output(const LmnLayer *layer, GError **error)
                     who, s, (int) out->dtype);
         return FALSE;
     }
+    /* A plugin that checks its own output says what to change; this catches the others. */
+    if (!lmn_layer_check_size(layer, "its output", &out->shape, TRUE, out->dtype,
+                              "change the layer's settings or its input", error))
+        return FALSE;
     if ((layer->vtable->flags & LMN_LAYER_FLAG_LOSS) != 0 &&
         (lmn_shape_numel(&out->shape) != 1 || out->dtype != LMN_DTYPE_F32)) {
         g_set_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR,

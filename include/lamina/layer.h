@@ -159,6 +159,26 @@ const char *lmn_layer_get_type_name(const LmnLayer *layer);
 const LmnTensorInfo *lmn_layer_get_output_info(const LmnLayer *layer);
 /** lmn_layer_is_loss: Returns: whether the layer is a loss. */
 gboolean lmn_layer_is_loss(const LmnLayer *layer);
+/**
+ * lmn_layer_check_size:
+ * @layer: the layer being built
+ * @what: what the shape is, for the message ("its output", "its weight")
+ * @shape: the shape to check
+ * @per_sample: whether @shape is an activation's per-sample shape (said in the message)
+ * @dtype: the element type
+ * @hint: what the user can change, ending the message ("use less padding")
+ *
+ * Whether a tensor of @shape and @dtype can exist (lmn_shape_nbytes_checked()).  Shapes a build()
+ * derives from its hyperparameters and inputs can be anything a config asks for, and a count
+ * that wraps past 2^64 can equal a plausible one, so a layer checks every shape it makes before
+ * it uses the shape's count.  The core checks every layer's inputs and output the same way.
+ *
+ * Returns: TRUE, or FALSE with a LMN_CONFIG_ERROR_GRAPH error naming the layer, @what, the shape,
+ *   its approximate size and @hint
+ */
+gboolean lmn_layer_check_size(const LmnLayer *layer, const char *what, const LmnShape *shape,
+                              gboolean per_sample, LmnDType dtype, const char *hint,
+                              GError **error);
 /** lmn_layer_get_n_params: Returns: number of trainable parameters. */
 guint lmn_layer_get_n_params(const LmnLayer *layer);
 /** lmn_layer_get_param_name: Returns: (transfer none): parameter @index's name. */

@@ -81,10 +81,10 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
      * once the output does. */
     LmnShape out = lmn_shape_make(3, out_ch, geom.out_h, geom.out_w);
     LmnShape w = lmn_shape_make(4, out_ch, geom.channels / groups, geom.kernel_h, geom.kernel_w);
-    if (!lmn_sizes_check(layer, "conv2d", "its output", &out, TRUE, LMN_DTYPE_F32,
-                         "use less padding, fewer out_channels or a smaller input", error) ||
-        !lmn_sizes_check(layer, "conv2d", "its weight", &w, FALSE, LMN_DTYPE_F32,
-                         "use a smaller kernel_size or fewer channels", error)) {
+    if (!lmn_layer_check_size(layer, "its output", &out, TRUE, LMN_DTYPE_F32,
+                              "use less padding, fewer out_channels or a smaller input", error) ||
+        !lmn_layer_check_size(layer, "its weight", &w, FALSE, LMN_DTYPE_F32,
+                              "use a smaller kernel_size or fewer channels", error)) {
         return FALSE;
     }
     gint64 rows = geom.channels * geom.kernel_h * geom.kernel_w;
@@ -92,9 +92,9 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
     gboolean direct = geom.kernel_h == 1 && geom.kernel_w == 1 && geom.stride_h == 1 &&
                       geom.stride_w == 1 && geom.pad_h == 0 && geom.pad_w == 0;
     LmnShape cols = lmn_shape_make(2, rows, pixels);
-    if (!direct &&
-        !lmn_sizes_check(layer, "conv2d", "its patch matrix (im2col)", &cols, TRUE, LMN_DTYPE_F32,
-                         "use a smaller kernel_size, a larger stride or less padding", error)) {
+    if (!direct && !lmn_layer_check_size(
+                       layer, "its patch matrix (im2col)", &cols, TRUE, LMN_DTYPE_F32,
+                       "use a smaller kernel_size, a larger stride or less padding", error)) {
         return FALSE;
     }
 

@@ -14,8 +14,6 @@
  */
 #include <lamina/lamina.h>
 
-#include "sizes.h"
-
 enum { PARAM_WEIGHT = 0 };
 
 typedef struct {
@@ -39,10 +37,8 @@ static gboolean embedding_build(LmnLayer *layer, guint n_inputs, const LmnTensor
     /* The output is the input's shape plus embedding_dim values per index. */
     LmnShape out = *s;
     out.dims[out.ndim++] = lmn_params_get_int(p, "embedding_dim");
-    if (!lmn_sizes_check(layer, "embedding", "its input", s, TRUE, inputs[0].dtype,
-                         LMN_SIZES_INPUT_HINT, error) ||
-        !lmn_sizes_check(layer, "embedding", "its output", &out, TRUE, LMN_DTYPE_F32,
-                         "use a smaller embedding_dim or fewer indices per sample", error)) {
+    if (!lmn_layer_check_size(layer, "its output", &out, TRUE, LMN_DTYPE_F32,
+                              "use a smaller embedding_dim or fewer indices per sample", error)) {
         return FALSE;
     }
     Embedding *e = g_new0(Embedding, 1);

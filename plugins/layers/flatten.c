@@ -6,16 +6,11 @@
  */
 #include <lamina/lamina.h>
 
-#include "sizes.h"
-
 static gboolean flatten_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
                               LmnTensorInfo *output, GError **error)
 {
-    /* The count becomes a dimension: it must be exact, not saturated. */
-    if (!lmn_sizes_check(layer, "flatten", "its input", &inputs[0].shape, TRUE, inputs[0].dtype,
-                         LMN_SIZES_INPUT_HINT, error)) {
-        return FALSE;
-    }
+    /* The count becomes a dimension; it is exact, since the core checked that the input fits a
+     * tensor (lmn_layer_check_size) before build(). */
     output->shape = lmn_shape_make(1, lmn_shape_numel(&inputs[0].shape));
     output->dtype = inputs[0].dtype;
     return TRUE;

@@ -12,8 +12,6 @@
  */
 #include <lamina/lamina.h>
 
-#include "sizes.h"
-
 /* A sanity limit on fan-in so the private arrays stay small; any real graph is far below it. */
 #define MERGE_MAX_INPUTS 64
 
@@ -114,17 +112,14 @@ static gboolean concat_build(LmnLayer *layer, guint n_inputs, const LmnTensorInf
                         lmn_dtype_name(inputs[0].dtype), a, axis);
             return FALSE;
         }
-        /* Each input fits a tensor, but their sum along the axis may not fit gint64. */
-        if (!lmn_sizes_check(layer, "concat", "an input", si, TRUE, inputs[i].dtype,
-                             LMN_SIZES_INPUT_HINT, error)) {
-            return FALSE;
-        }
+        /* Each input fits a tensor (the core checked them before build()), but their sum along
+         * the axis may not fit gint64. */
         if (__builtin_add_overflow(out.dims[axis], si->dims[axis], &out.dims[axis])) {
             out.dims[axis] = G_MAXINT64;
         }
     }
-    if (!lmn_sizes_check(layer, "concat", "its output", &out, TRUE, LMN_DTYPE_F32,
-                         "concatenate fewer or smaller inputs", error)) {
+    if (!lmn_layer_check_size(layer, "its output", &out, TRUE, LMN_DTYPE_F32,
+                              "concatenate fewer or smaller inputs", error)) {
         return FALSE;
     }
 

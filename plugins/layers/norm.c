@@ -22,8 +22,6 @@
 
 #include <lamina/lamina.h>
 
-#include "sizes.h"
-
 enum { PARAM_WEIGHT = 0, PARAM_BIAS = 1 };
 enum { BUFFER_MEAN = 0, BUFFER_VAR = 1 };
 enum { SAVED_MEAN = 0, SAVED_VAR = 1, SAVED_WORK = 2 };
@@ -54,10 +52,6 @@ static gboolean batchnorm_build(LmnLayer *layer, guint n_inputs, const LmnTensor
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                     "layer '%s' (batch_norm): its input is %s, but batch_norm takes f32 values",
                     lmn_layer_get_name(layer), lmn_dtype_name(inputs[0].dtype));
-        return FALSE;
-    }
-    if (!lmn_sizes_check(layer, "batch_norm", "its input", s, TRUE, LMN_DTYPE_F32,
-                         LMN_SIZES_INPUT_HINT, error)) {
         return FALSE;
     }
     BatchNorm *bn = g_new0(BatchNorm, 1);

@@ -57,8 +57,8 @@ static gboolean pool_build_windowed(LmnLayer *layer, LmnPoolMode mode, const cha
     }
     /* Padding can make the output a row and a column larger than an input that just fits. */
     LmnShape out = lmn_shape_make(3, pool->geom.channels, pool->geom.out_h, pool->geom.out_w);
-    if (!lmn_sizes_check(layer, type, "its output", &out, TRUE, LMN_DTYPE_F32,
-                         "use less padding or a smaller input", error)) {
+    if (!lmn_layer_check_size(layer, "its output", &out, TRUE, LMN_DTYPE_F32,
+                              "use less padding or a smaller input", error)) {
         g_free(pool);
         return FALSE;
     }

@@ -9,8 +9,6 @@
 
 #include <lamina/lamina.h>
 
-#include "sizes.h"
-
 static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
                               LmnTensorInfo *output, GError **error)
 {
@@ -23,10 +21,6 @@ static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorIn
                     "layer '%s' (reshape): shape has %" G_GSIZE_FORMAT " dimensions; give 1 to "
                     "%d per-sample dimensions (the batch dimension is not listed)",
                     name, n, LMN_MAX_DIMS - 1);
-        return FALSE;
-    }
-    if (!lmn_sizes_check(layer, "reshape", "its input", &inputs[0].shape, TRUE, inputs[0].dtype,
-                         LMN_SIZES_INPUT_HINT, error)) {
         return FALSE;
     }
     LmnShape out = {.ndim = (guint) n};
@@ -50,8 +44,8 @@ static gboolean reshape_build(LmnLayer *layer, guint n_inputs, const LmnTensorIn
     }
     /* Checked: up to four entries of 2^31 overflow 64 bits, and a product that wrapped could
      * match the input's count (a ~3.7e22-element shape passed for a 784-element one). */
-    if (!lmn_sizes_check(layer, "reshape", "its output", &out, TRUE, inputs[0].dtype,
-                         "give a shape with as many values as the input", error)) {
+    if (!lmn_layer_check_size(layer, "its output", &out, TRUE, inputs[0].dtype,
+                              "give a shape with as many values as the input", error)) {
         return FALSE;
     }
     lmn_shape_numel_checked(&out, &known); /* the -1 entry counts as 1 here */

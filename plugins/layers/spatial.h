@@ -10,8 +10,6 @@
 
 #include <lamina/lamina.h>
 
-#include "sizes.h"
-
 /*
  * Reads a size key that, like PyTorch's int-or-tuple arguments, is one integer for both axes or
  * "h, w" (a FLOAT_LIST of one or two integral values; the schema has already checked each
@@ -74,13 +72,10 @@ static inline gboolean lmn_spatial_geometry(LmnLayer *layer, const char *type,
                     lmn_layer_get_name(layer), type, lmn_dtype_name(input->dtype), type);
         return FALSE;
     }
-    /* After this check C * H * W fits, so H and W are below 2^61; kernel, padding and dilation
-     * are at most G_MAXINT32 (the schemas' bound) or, for a kernel, the image size, so the spans
-     * below cannot overflow gint64. */
-    if (!lmn_sizes_check(layer, type, "its input", s, TRUE, LMN_DTYPE_F32, LMN_SIZES_INPUT_HINT,
-                         error)) {
-        return FALSE;
-    }
+    /* The core checked before build() that the input fits a tensor (lmn_layer_check_size), so
+     * C * H * W fits and H and W are below 2^61; kernel, padding and dilation are at most
+     * G_MAXINT32 (the schemas' bound) or, for a kernel, the image size, so the spans below
+     * cannot overflow gint64. */
     *g = (LmnConv2dGeom){
         .struct_size = sizeof(LmnConv2dGeom),
         .channels = s->dims[0], .height = s->dims[1], .width = s->dims[2],

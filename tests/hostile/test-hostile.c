@@ -267,7 +267,7 @@ static void test_concat_input(void)
     expect_failure("concat-input",
                    "[model]\ninput = 598407739, 11001563, 22416\n\n"
                    "[layer cat]\ntype = concat\ninput = input, input\naxis = 0\n\n" HEAD,
-                   DATA_GOOD, "layer 'cat' (concat): an input", "check [model] input", NULL);
+                   DATA_GOOD, "layer 'cat' (concat): its input 0", "check [model] input", NULL);
 }
 
 static void test_embedding_input(void)
@@ -294,6 +294,26 @@ static void test_batch_norm_input(void)
                    "[model]\ninput = 598407739, 11001563, 22416\n\n"
                    "[layer bn]\ntype = batch_norm\n\n" HEAD,
                    DATA_GOOD, "layer 'bn' (batch_norm): its input", "check [model] input", NULL);
+}
+
+/* Layers without size checks of their own rely on the core's check of every layer's inputs. */
+static void test_dense_input(void)
+{
+    expect_failure("dense-input",
+                   "[model]\ninput = 598407739, 11001563, 22416\n\n"
+                   "[layer fc]\ntype = dense\nunits = 10\n\n"
+                   "[layer loss]\ntype = softmax_cross_entropy\n",
+                   DATA_GOOD, "[layer fc]", "layer 'fc' (dense): its input",
+                   "[598407739, 11001563, 22416]", "more than one tensor can",
+                   "check [model] input", NULL);
+}
+
+static void test_relu_input(void)
+{
+    expect_failure("relu-input",
+                   "[model]\ninput = 598407739, 11001563, 22416\n\n"
+                   "[layer act]\ntype = relu\n\n" HEAD,
+                   DATA_GOOD, "layer 'act' (relu): its input", "check [model] input", NULL);
 }
 
 #define MLP                                                                                        \
@@ -356,6 +376,8 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/embedding-input", test_embedding_input);
     g_test_add_func("/hostile/embedding-output", test_embedding_output);
     g_test_add_func("/hostile/batch-norm-input", test_batch_norm_input);
+    g_test_add_func("/hostile/dense-input", test_dense_input);
+    g_test_add_func("/hostile/relu-input", test_relu_input);
     g_test_add_func("/hostile/data-x-overflow", test_data_x_overflow);
     g_test_add_func("/hostile/data-y-overflow", test_data_y_overflow);
     g_test_add_func("/hostile/data-y-wide", test_data_y_wide);

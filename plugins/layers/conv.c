@@ -41,8 +41,9 @@ typedef struct {
     guint saved_cols, saved_scratch, saved_ones;
 } Conv;
 
-static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
-                           LmnTensorInfo *output, GError **error)
+/* The window geometry from the layer's keys and its input, and groups dividing the channels. */
+static gboolean conv_geometry(LmnLayer *layer, const LmnTensorInfo *input, LmnConv2dGeom *geom,
+                              GError **error)
 {
     const LmnParams *p = lmn_layer_get_params(layer);
     const char *name = lmn_layer_get_name(layer);
@@ -50,21 +51,17 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
     if (!lmn_spatial_pair(layer, "conv2d", "kernel_size", NULL, kernel, error) ||
         !lmn_spatial_pair(layer, "conv2d", "stride", NULL, stride, error) ||
         !lmn_spatial_pair(layer, "conv2d", "padding", NULL, padding, error) ||
-        !lmn_spatial_pair(layer, "conv2d", "dilation", NULL, dilation, error)) {
+        !lmn_spatial_pair(layer, "conv2d", "dilation", NULL, dilation, error) ||
+        !lmn_spatial_geometry(layer, "conv2d", input, kernel, stride, padding, dilation, geom,
+                              error))
         return FALSE;
-    }
-    LmnConv2dGeom geom;
-    if (!lmn_spatial_geometry(layer, "conv2d", &inputs[0], kernel, stride, padding, dilation,
-                              &geom, error)) {
-        return FALSE;
-    }
     gint64 out_ch = lmn_params_get_int(p, "out_channels");
     gint64 groups = lmn_params_get_int(p, "groups");
-    if (geom.channels % groups != 0) {
+    if (geom->channels % groups != 0) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                     "layer '%s' (conv2d): its input has %" G_GINT64_FORMAT " channels, which "
                     "groups = %" G_GINT64_FORMAT " does not divide",
-                    name, geom.channels, groups);
+                    name, geom->channels, groups);
         return FALSE;
     }
     if (out_ch % groups != 0) {
@@ -74,63 +71,74 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
                     name, out_ch, groups);
         return FALSE;
     }
+    return TRUE;
+}
 
-    /* Kernel sizes and padding come from the config, so the output, the weight and the patch
-     * matrix are checked before any count is used.  Once the weight [OC, C/G, kh, kw] fits,
-     * so do K = C/G * kh * kw and C * kh * kw (OC >= G, as G divides OC), and OH * OW fits
-     * once the output does. */
+/*
+ * The weight and bias, and the saved tensors.  torch.nn.Conv2d.reset_parameters:
+ * kaiming_uniform_(weight, a=sqrt(5)) with PyTorch's fans (fan_in = C/G * kh * kw, fan_out =
+ * OC * kh * kw); the bias is U(+-1/sqrt(fan_in)), which is the same he_uniform seeing the
+ * weight's fan_in.
+ */
+static void conv_declare(LmnLayer *layer, Conv *c, const LmnShape *w, const LmnShape *cols)
+{
+    double fan_in = (double) c->k;
+    double fan_out = (double) (c->out_ch * c->geom.kernel_h * c->geom.kernel_w);
+    lmn_layer_add_param(layer, "weight", w, LMN_PARAM_ROLE_WEIGHT, "he_uniform",
+                        "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
+    if (c->bias) {
+        LmnShape b = lmn_shape_make(1, c->out_ch);
+        lmn_layer_add_param(layer, "bias", &b, LMN_PARAM_ROLE_BIAS, "he_uniform",
+                            "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
+    }
+    if (!c->direct)
+        c->saved_cols = lmn_layer_add_saved(layer, "cols", cols, LMN_DTYPE_F32, TRUE);
+    LmnShape scratch = lmn_shape_make(2, c->out_ch, c->k);
+    c->saved_scratch = lmn_layer_add_saved(layer, "dweight_terms", &scratch, LMN_DTYPE_F32, TRUE);
+    LmnShape one = lmn_shape_make(1, (gint64) 1);
+    c->saved_ones = lmn_layer_add_saved(layer, "ones", &one, LMN_DTYPE_F32, TRUE);
+}
+
+static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                           LmnTensorInfo *output, GError **error)
+{
+    const LmnParams *p = lmn_layer_get_params(layer);
+    LmnConv2dGeom geom;
+    if (!conv_geometry(layer, &inputs[0], &geom, error))
+        return FALSE;
+    gint64 out_ch = lmn_params_get_int(p, "out_channels");
+    gint64 groups = lmn_params_get_int(p, "groups");
     LmnShape out = lmn_shape_make(3, out_ch, geom.out_h, geom.out_w);
     LmnShape w = lmn_shape_make(4, out_ch, geom.channels / groups, geom.kernel_h, geom.kernel_w);
+    /* Kernel sizes and padding come from the config, so the output, the weight and the patch
+     * matrix are checked before any count is used.  Once the weight [OC, C/G, kh, kw] fits, so
+     * do K = C/G * kh * kw and C * kh * kw (OC >= G, as G divides OC), and OH * OW fits once
+     * the output does: the patch matrix's dims below cannot overflow. */
     if (!lmn_layer_check_size(layer, "its output", &out, TRUE, LMN_DTYPE_F32,
                               "use less padding, fewer out_channels or a smaller input", error) ||
         !lmn_layer_check_size(layer, "its weight", &w, FALSE, LMN_DTYPE_F32,
-                              "use a smaller kernel_size or fewer channels", error)) {
+                              "use a smaller kernel_size or fewer channels", error))
         return FALSE;
-    }
-    gint64 rows = geom.channels * geom.kernel_h * geom.kernel_w;
-    gint64 pixels = geom.out_h * geom.out_w;
     gboolean direct = geom.kernel_h == 1 && geom.kernel_w == 1 && geom.stride_h == 1 &&
                       geom.stride_w == 1 && geom.pad_h == 0 && geom.pad_w == 0;
-    LmnShape cols = lmn_shape_make(2, rows, pixels);
-    if (!direct && !lmn_layer_check_size(
-                       layer, "its patch matrix (im2col)", &cols, TRUE, LMN_DTYPE_F32,
-                       "use a smaller kernel_size, a larger stride or less padding", error)) {
+    LmnShape cols =
+        lmn_shape_make(2, geom.channels * geom.kernel_h * geom.kernel_w, geom.out_h * geom.out_w);
+    if (!direct &&
+        !lmn_layer_check_size(layer, "its patch matrix (im2col)", &cols, TRUE, LMN_DTYPE_F32,
+                              "use a smaller kernel_size, a larger stride or less padding", error))
         return FALSE;
-    }
 
     Conv *c = g_new0(Conv, 1);
     c->geom = geom;
     c->out_ch = out_ch;
     c->groups = groups;
     c->k = geom.channels / groups * geom.kernel_h * geom.kernel_w;
-    c->l = pixels;
-    c->rows = rows;
+    c->l = cols.dims[1];
+    c->rows = cols.dims[0];
     c->bias = lmn_params_get_bool(p, "bias");
     c->direct = direct;
     lmn_layer_set_private(layer, c, g_free);
-
-    /*
-     * torch.nn.Conv2d.reset_parameters: kaiming_uniform_(weight, a=sqrt(5)) with PyTorch's fans
-     * (fan_in = C/G * kh * kw, fan_out = OC * kh * kw); the bias is U(+-1/sqrt(fan_in)), which is
-     * the same he_uniform seeing the weight's fan_in.
-     */
-    double fan_in = (double) c->k;
-    double fan_out = (double) (out_ch * geom.kernel_h * geom.kernel_w);
-    lmn_layer_add_param(layer, "weight", &w, LMN_PARAM_ROLE_WEIGHT, "he_uniform",
-                        "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
-    if (c->bias) {
-        LmnShape b = lmn_shape_make(1, out_ch);
-        lmn_layer_add_param(layer, "bias", &b, LMN_PARAM_ROLE_BIAS, "he_uniform",
-                            "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
-    }
-    if (!c->direct) {
-        c->saved_cols = lmn_layer_add_saved(layer, "cols", &cols, LMN_DTYPE_F32, TRUE);
-    }
-    LmnShape scratch = lmn_shape_make(2, out_ch, c->k);
-    c->saved_scratch = lmn_layer_add_saved(layer, "dweight_terms", &scratch, LMN_DTYPE_F32, TRUE);
-    LmnShape one = lmn_shape_make(1, (gint64) 1);
-    c->saved_ones = lmn_layer_add_saved(layer, "ones", &one, LMN_DTYPE_F32, TRUE);
-
+    conv_declare(layer, c, &w, &cols);
     output->shape = out;
     output->dtype = LMN_DTYPE_F32;
     return TRUE;

@@ -4,6 +4,8 @@
  *   idx      the bytes as both IDX files of lmn_convert_idx
  *   npy      lmn_npy_parse on the bytes
  *   csv      lmn_csv_parse on the bytes (label column -1, with and without header)
+ *   checkpoint  a checkpoint written with the HDF5 API from the bytes (fuzz-checkpoint.c), read
+ *            by lmn_checkpoint_describe, _read_config, _load_weights and _load_training
  */
 #include <lamina/lamina.h>
 
@@ -11,7 +13,10 @@
 
 #include <glib/gstdio.h>
 
-#include "convert-private.h"
+#include "data/convert-private.h"
+#if FUZZ_TARGET_checkpoint
+#include "fuzz-checkpoint.h"
+#endif
 
 static char *write_temp(const guint8 *data, size_t size, const char *suffix)
 {
@@ -24,14 +29,12 @@ static char *write_temp(const guint8 *data, size_t size, const char *suffix)
     return path;
 }
 
-#if FUZZ_TARGET_config
+#if FUZZ_TARGET_config || FUZZ_TARGET_checkpoint
 static LmnRegistry *registry;
-#endif
 
-int LLVMFuzzerTestOneInput(const guint8 *data, size_t size);
-int LLVMFuzzerTestOneInput(const guint8 *data, size_t size)
+/* The build tree's plugins, without the environment's. */
+static LmnRegistry *fuzz_registry(void)
 {
-#if FUZZ_TARGET_config
     if (registry == NULL) {
         registry = lmn_registry_new();
         lmn_registry_set_use_environment(registry, FALSE);
@@ -41,6 +44,15 @@ int LLVMFuzzerTestOneInput(const guint8 *data, size_t size)
         }
         lmn_registry_scan(registry, NULL);
     }
+    return registry;
+}
+#endif
+
+int LLVMFuzzerTestOneInput(const guint8 *data, size_t size);
+int LLVMFuzzerTestOneInput(const guint8 *data, size_t size)
+{
+#if FUZZ_TARGET_config
+    fuzz_registry();
     g_autoptr(GError) error = NULL;
     LmnConfig *cfg = lmn_config_new_from_data((const char *) data, (gssize) size, "fuzz.ini",
                                               &error);
@@ -89,6 +101,8 @@ int LLVMFuzzerTestOneInput(const guint8 *data, size_t size)
             lmn_csv_table_clear(&t);
         }
     }
+#elif FUZZ_TARGET_checkpoint
+    fuzz_checkpoint_one(fuzz_registry(), data, size);
 #else
 #error "define FUZZ_TARGET_<name>"
 #endif

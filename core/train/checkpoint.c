@@ -330,6 +330,24 @@ char *lmn_checkpoint_read_config(const char *path, GError **error)
 }
 
 /* Reads a float dataset that must exist with exactly @shape into a new host buffer. */
+/* A dataset's declared shape, without reading it (FALSE when @path is no dataset). */
+static gboolean dataset_shape(hid_t file, const char *path, LmnShape *shape)
+{
+    g_auto(LmnH5Id) ds = H5Dopen2(file, path, H5P_DEFAULT);
+    if (ds < 0)
+        return FALSE;
+    g_auto(LmnH5Id) space = H5Dget_space(ds);
+    int nd = H5Sget_simple_extent_ndims(space);
+    if (nd < 0 || nd > LMN_MAX_DIMS)
+        return FALSE;
+    hsize_t dims[LMN_MAX_DIMS];
+    H5Sget_simple_extent_dims(space, dims, NULL);
+    shape->ndim = (guint) nd;
+    for (int i = 0; i < nd; i++)
+        shape->dims[i] = dims[i] <= (hsize_t) G_MAXINT64 ? (gint64) dims[i] : G_MAXINT64;
+    return TRUE;
+}
+
 static float *read_exact(hid_t file, const char *path, const char *h5path, const LmnShape *shape,
                          const char *what, GError **error)
 {
@@ -342,24 +360,18 @@ static float *read_exact(hid_t file, const char *path, const char *h5path, const
                     path, what, h5path, s);
         return NULL;
     }
-    g_autoptr(GError) local = NULL;
+    /* The shape is compared before anything is allocated: the file's extent may be anything. */
     LmnShape found;
-    float *data = lmn_h5_read_float_dataset(file, h5path, NULL, &found, &errs, &local);
-    if (!data) {
-        g_propagate_error(error, g_steal_pointer(&local));
-        return NULL;
-    }
-    if (!lmn_shape_equal(&found, shape)) {
+    if (dataset_shape(file, h5path, &found) && !lmn_shape_equal(&found, shape)) {
         g_autofree char *want = lmn_shape_to_string(shape);
         g_autofree char *have = lmn_shape_to_string(&found);
         g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH,
                     "%s:%s has shape %s but this model's %s has shape %s; the checkpoint was "
                     "written for a different model",
                     path, h5path, have, what, want);
-        g_free(data);
         return NULL;
     }
-    return data;
+    return lmn_h5_read_float_dataset(file, h5path, shape, NULL, &errs, error);
 }
 
 typedef struct {
@@ -761,24 +773,14 @@ static void describe_attrs(GString *out, hid_t file, const char *path, const cha
     }
 }
 
-static gboolean dataset_shape(hid_t file, const char *path, LmnShape *shape)
+/* Appends one layer's tensors; returns the number of scalars in them. */
+/* Counts from a file can be anything: a sum saturates rather than overflow. */
+static gint64 add_saturated(gint64 a, gint64 b)
 {
-    g_auto(LmnH5Id) ds = H5Dopen2(file, path, H5P_DEFAULT);
-    if (ds < 0)
-        return FALSE;
-    g_auto(LmnH5Id) space = H5Dget_space(ds);
-    int nd = H5Sget_simple_extent_ndims(space);
-    if (nd < 0 || nd > LMN_MAX_DIMS)
-        return FALSE;
-    hsize_t dims[LMN_MAX_DIMS];
-    H5Sget_simple_extent_dims(space, dims, NULL);
-    shape->ndim = (guint) nd;
-    for (int i = 0; i < nd; i++)
-        shape->dims[i] = (gint64) dims[i];
-    return TRUE;
+    gint64 r;
+    return __builtin_add_overflow(a, b, &r) ? G_MAXINT64 : r;
 }
 
-/* Appends one layer's tensors; returns the number of scalars in them. */
 static gint64 describe_layer(GString *out, hid_t file, const char *layer, const char *type,
                              GPtrArray *slots)
 {
@@ -797,7 +799,7 @@ static gint64 describe_layer(GString *out, hid_t file, const char *layer, const 
         }
         g_autofree char *s = lmn_shape_to_string(&shape);
         gint64 numel = lmn_shape_numel(&shape);
-        total += numel;
+        total = add_saturated(total, numel);
         /* With optimizer slots saved, a tensor without them is a buffer (running stats). */
         g_autofree char *state = g_strdup_printf("/optimizer/state/%s/%s", layer, n);
         gboolean buffer = slots->len > 0 && !lmn_h5_path_exists(file, state);
@@ -862,7 +864,7 @@ static void describe_model(GString *out, hid_t file, const char *config, GPtrArr
             g_autofree char *type = g_key_file_get_value(kf, groups[i], "type", NULL);
             if (type)
                 g_strstrip(type);
-            total += describe_layer(body, file, name, type, slots);
+            total = add_saturated(total, describe_layer(body, file, name, type, slots));
             n_layers++;
             for (guint j = 0; j < layers->len; j++)
                 if (g_str_equal(g_ptr_array_index(layers, j), name))
@@ -873,7 +875,7 @@ static void describe_model(GString *out, hid_t file, const char *config, GPtrArr
         const char *name = g_ptr_array_index(layers, j);
         if (g_hash_table_contains(shown, name))
             continue;
-        total += describe_layer(body, file, name, NULL, slots);
+        total = add_saturated(total, describe_layer(body, file, name, NULL, slots));
         n_layers++;
     }
     g_string_append_printf(out, "model: %u layers, %" G_GINT64_FORMAT " values\n", n_layers,

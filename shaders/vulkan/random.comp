@@ -1,5 +1,5 @@
 #version 450
-// Philox-4x32-10 draws, exactly as core/random.c and ops.h define them.  Mode 0: dropout
+// Philox-4x32-10 draws, exactly as core/base/random.c and ops.h define them.  Mode 0: dropout
 // (mask = u >= p ? keep : 0, y = x mask; element i uses word i % 4 of block i / 4).  Mode 1:
 // normal (y = mean + std z, Box-Muller on words 0 and 1 of block i).  Element indices start at
 // base (the first element of this chunk).

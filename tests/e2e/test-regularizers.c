@@ -405,8 +405,10 @@ static GPtrArray *list_dir(const char *dir)
  * earlier run exactly as it was: same files, same bytes, no temporary files. */
 static void test_divergence(Fixture *fx, gconstpointer unused)
 {
-    g_autofree char *text =
-        g_strdup_printf(config_template, "", "max_steps = 0\nbatch_size = 8\n", fx->data);
+    /* batch_size = 8 in place of the template's: a key given twice is an error. */
+    g_auto(GStrv) parts = g_strsplit(config_template, "batch_size = 256\n", 2);
+    g_autofree char *tmpl = g_strjoinv("batch_size = 8\n", parts);
+    g_autofree char *text = g_strdup_printf(tmpl, "", "max_steps = 0\n", fx->data);
     g_autofree char *cfg = g_build_filename(fx->dir, "d.ini", NULL);
     g_assert_true(g_file_set_contents(cfg, text, -1, NULL));
     g_autofree char *out = g_build_filename(fx->dir, "run", NULL);

@@ -6,14 +6,32 @@
 #include <unistd.h>
 
 static LmnTrainer *running_trainer;
+static volatile sig_atomic_t stop_signals;
 
-/* Only flags a request: the loop saves a checkpoint at the next step boundary. */
-static void on_sigint(int sig)
+/* Only flags a request: the loop saves interrupted.h5 at the next step boundary.  A second
+ * Ctrl-C (or SIGTERM) must not kill the process while that checkpoint is being written, so it
+ * only says so; SIGKILL still ends the run at once. */
+static void on_stop_signal(int sig)
 {
     (void) sig;
-    if (running_trainer)
-        lmn_trainer_request_stop(running_trainer);
-    signal(SIGINT, SIG_DFL); /* a second Ctrl-C stops at once */
+    if (stop_signals++ == 0) {
+        if (running_trainer)
+            lmn_trainer_request_stop(running_trainer);
+        return;
+    }
+    static const char msg[] = "lamina train: stopping; saving interrupted.h5 first, please wait\n";
+    ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void) ignored;
+}
+
+static void set_stop_handler(void (*handler)(int))
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* The command line of `lamina train`. */
@@ -135,13 +153,17 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
         .progress = !a->quiet && !a->no_progress && isatty(STDOUT_FILENO),
         .quiet = a->quiet,
     };
+    /* A file size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
+     * instead of killing the process mid-write. */
+    signal(SIGXFSZ, SIG_IGN);
     LmnTrainer *trainer = lmn_trainer_new(cfg, registry, &opts, &error);
     if (!trainer)
         return lmn_cli_fail("train", error);
     running_trainer = trainer;
-    signal(SIGINT, on_sigint);
+    stop_signals = 0;
+    set_stop_handler(on_stop_signal);
     gboolean ok = lmn_trainer_run(trainer, &error);
-    signal(SIGINT, SIG_DFL);
+    set_stop_handler(SIG_DFL);
     running_trainer = NULL;
     lmn_trainer_free(trainer);
     if (!ok) {

@@ -8,6 +8,9 @@
 struct _LmnConfig {
     char *name;
     GKeyFile *kf;
+    /* Where each group ("GROUP") and key ("GROUP\nKEY") of the text was, as a line number:
+     * GKeyFile keeps none.  A value set by an override has no entry. */
+    GHashTable *lines;
     gboolean validated;
     LmnShape input_shape;
     GPtrArray *layers; /* LmnLayerConfig * */
@@ -141,11 +144,12 @@ static void clear_validated(LmnConfig *cfg)
     cfg->validated = FALSE;
 }
 
-static LmnConfig *config_new_take(GKeyFile *kf, const char *name)
+static LmnConfig *config_new_take(GKeyFile *kf, GHashTable *lines, const char *name)
 {
     LmnConfig *cfg = g_new0(LmnConfig, 1);
     cfg->name = g_strdup(name);
     cfg->kf = kf;
+    cfg->lines = lines;
     cfg->layers = g_ptr_array_new_with_free_func(layer_config_free);
     return cfg;
 }
@@ -164,23 +168,198 @@ LmnConfig *lmn_config_new_from_file(const char *path, GError **error)
     return lmn_config_new_from_data(text, (gssize) len, path, error);
 }
 
+/* A line of the text as it may be shown in a message: control characters, C1 controls and
+ * bytes that are not UTF-8 as \xNN (so a hostile file cannot send escape sequences to the
+ * terminal), and at most 60 characters of it. */
+static char *escape_line(const char *s, gsize len)
+{
+    GString *out = g_string_new(NULL);
+    const char *p = s, *end = s + len;
+    for (guint n = 0; p < end; n++) {
+        if (n == 60) {
+            g_string_append(out, "...");
+            break;
+        }
+        gunichar c = g_utf8_get_char_validated(p, end - p);
+        if (c == (gunichar) -1 || c == (gunichar) -2 || c < 0x20 || (c >= 0x7f && c < 0xa0)) {
+            g_string_append_printf(out, "\\x%02x", (guchar) *p);
+            p++;
+            continue;
+        }
+        const char *next = g_utf8_next_char(p);
+        g_string_append_len(out, p, next - p);
+        p = next;
+    }
+    return g_string_free(out, FALSE);
+}
+
+/* The first character of [s, end) that must not stand in a config line: a control character
+ * other than tab, a C1 control, or a byte that is not UTF-8.  Returns: NULL when there is none. */
+static const char *find_bad_char(const char *s, const char *end)
+{
+    for (const char *p = s; p < end;) {
+        gunichar c = g_utf8_get_char_validated(p, end - p);
+        if (c == (gunichar) -1 || c == (gunichar) -2 || (c < 0x20 && c != '\t') ||
+            (c >= 0x7f && c < 0xa0))
+            return p;
+        p = g_utf8_next_char(p);
+    }
+    return NULL;
+}
+
+static void set_line_error(GError **error, const char *name, guint line, const char *s,
+                           const char *end, const char *what)
+{
+    g_autofree char *shown = escape_line(s, (gsize) (end - s));
+    g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
+                "%s:%u: '%s' %s (a config has [group] lines, key = value lines, and comments on "
+                "lines of their own starting with #)",
+                name, line, shown, what);
+}
+
+/* One [group] header: the group must be new, its name valid. */
+static gboolean scan_group(const char *name, guint line, const char *s, const char *end,
+                           GHashTable *lines, char **group, GError **error)
+{
+    const char *close = memchr(s, ']', (gsize) (end - s));
+    const char *rest = close ? close + 1 : end;
+    while (rest < end && (*rest == ' ' || *rest == '\t'))
+        rest++;
+    if (!close || rest != end) {
+        set_line_error(error, name, line, s, end, "is not a group header: expected [NAME]");
+        return FALSE;
+    }
+    g_autofree char *g = g_strndup(s + 1, (gsize) (close - s - 1));
+    if (!*g || strchr(g, '[')) {
+        set_line_error(error, name, line, s, end,
+                       "is not a group header: the name between [ and ] must be non-empty and "
+                       "without brackets");
+        return FALSE;
+    }
+    guint first = GPOINTER_TO_UINT(g_hash_table_lookup(lines, g));
+    if (first) {
+        /* GKeyFile would merge the two silently: a copy-paste error would train another model. */
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
+                    "%s:%u: group [%s] is given twice (lines %u and %u); merge the two into one "
+                    "group or rename one",
+                    name, line, g, first, line);
+        return FALSE;
+    }
+    g_hash_table_insert(lines, g_strdup(g), GUINT_TO_POINTER(line));
+    g_free(*group);
+    *group = g_steal_pointer(&g);
+    return TRUE;
+}
+
+/* One key = value line: inside a group, a valid key name, the key new in its group. */
+static gboolean scan_key(const char *name, guint line, const char *s, const char *end,
+                         const char *eq, GHashTable *lines, const char *group, GError **error)
+{
+    const char *key_end = eq;
+    while (key_end > s && g_ascii_isspace(key_end[-1]))
+        key_end--;
+    g_autofree char *key = g_strndup(s, (gsize) (key_end - s));
+    if (!group) {
+        set_line_error(error, name, line, s, end,
+                       "comes before the first group: put it under a [group] line");
+        return FALSE;
+    }
+    /* GKeyFile reads KEY[LOCALE] as a translation and drops it silently. */
+    if (strchr(key, '[') || strchr(key, ']')) {
+        set_line_error(error, name, line, s, end,
+                       "has '[' or ']' in its key: key names are letters, digits, '_' and '.'");
+        return FALSE;
+    }
+    g_autofree char *id = g_strconcat(group, "\n", key, NULL);
+    guint first = GPOINTER_TO_UINT(g_hash_table_lookup(lines, id));
+    if (first) {
+        /* GKeyFile would keep the last one silently. */
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
+                    "%s:%u [%s]: key '%s' is given twice (lines %u and %u); keep one", name, line,
+                    group, key, first, line);
+        return FALSE;
+    }
+    g_hash_table_insert(lines, g_steal_pointer(&id), GUINT_TO_POINTER(line));
+    return TRUE;
+}
+
+/* Reads the text line by line as GKeyFile does (lines end at \n, a \r before it is dropped,
+ * leading white space is skipped, # starts a comment line, no continuation lines) to record
+ * where each group and key is and to reject what GKeyFile would accept silently or report
+ * without a line: a group or a key given twice, a line that is none of the three kinds,
+ * control characters. */
+static GHashTable *scan_lines(const char *text, gsize length, const char *name, GError **error)
+{
+    g_autoptr(GHashTable) lines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autofree char *group = NULL;
+    const char *p = text, *end = text + length;
+    for (guint line = 1; p < end; line++) {
+        const char *nl = memchr(p, '\n', (gsize) (end - p));
+        const char *le = nl ? nl : end;
+        const char *next = nl ? nl + 1 : end;
+        if (nl && le > p && le[-1] == '\r')
+            le--;
+        const char *s = p;
+        p = next;
+        while (s < le && g_ascii_isspace(*s))
+            s++;
+        if (memchr(s, '\0', (gsize) (le - s))) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
+                        "%s:%u: the line contains a NUL byte: a config is a text file", name, line);
+            return NULL;
+        }
+        if (s == le || *s == '#')
+            continue;
+        const char *bad = find_bad_char(s, le);
+        if (bad) {
+            g_autofree char *what = g_strdup_printf(
+                "contains the control character or non-UTF-8 byte \\x%02x at column %u; "
+                "remove it",
+                (guchar) *bad, (guint) (bad - s) + 1);
+            set_line_error(error, name, line, s, le, what);
+            return NULL;
+        }
+        if (*s == '[') {
+            if (!scan_group(name, line, s, le, lines, &group, error))
+                return NULL;
+            continue;
+        }
+        const char *eq = memchr(s, '=', (gsize) (le - s));
+        if (!eq || eq == s) {
+            set_line_error(error, name, line, s, le,
+                           eq ? "has no key before '='"
+                              : "is not a [group] line, a key = value line or a # comment");
+            return NULL;
+        }
+        if (!scan_key(name, line, s, le, eq, lines, group, error))
+            return NULL;
+    }
+    return g_steal_pointer(&lines);
+}
+
 LmnConfig *lmn_config_new_from_data(const char *text, gssize length, const char *name,
                                     GError **error)
 {
     g_return_val_if_fail(text != NULL, NULL);
-    GKeyFile *kf = g_key_file_new();
-    g_autoptr(GError) local = NULL;
     if (length < 0)
         length = (gssize) strlen(text);
+    g_autoptr(GHashTable) lines = scan_lines(text, (gsize) length, name, error);
+    if (!lines)
+        return NULL;
+    GKeyFile *kf = g_key_file_new();
+    g_autoptr(GError) local = NULL;
     if (!g_key_file_load_from_data(kf, text, (gsize) length, G_KEY_FILE_KEEP_COMMENTS, &local)) {
+        /* The scan rejects what GKeyFile rejects, so this is a case it missed; GKeyFile's message
+         * quotes the raw line, so it is shown escaped. */
+        g_autofree char *shown = escape_line(local->message, strlen(local->message));
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE,
                     "%s: not a valid config file: %s (groups are [name] lines, values are "
                     "key = value lines, comments stand on their own lines starting with #)",
-                    name, local->message);
+                    name, shown);
         g_key_file_free(kf);
         return NULL;
     }
-    return config_new_take(kf, name);
+    return config_new_take(kf, g_steal_pointer(&lines), name);
 }
 
 void lmn_config_free(LmnConfig *cfg)
@@ -190,6 +369,7 @@ void lmn_config_free(LmnConfig *cfg)
     clear_validated(cfg);
     g_ptr_array_unref(cfg->layers);
     g_key_file_free(cfg->kf);
+    g_hash_table_unref(cfg->lines);
     g_free(cfg->name);
     g_free(cfg);
 }
@@ -197,6 +377,29 @@ void lmn_config_free(LmnConfig *cfg)
 const char *lmn_config_get_name(const LmnConfig *cfg)
 {
     return cfg->name;
+}
+
+static guint line_of(const LmnConfig *cfg, const char *group, const char *key)
+{
+    if (!key)
+        return GPOINTER_TO_UINT(g_hash_table_lookup(cfg->lines, group));
+    g_autofree char *id = g_strconcat(group, "\n", key, NULL);
+    return GPOINTER_TO_UINT(g_hash_table_lookup(cfg->lines, id));
+}
+
+char *lmn_config_dup_where(const LmnConfig *cfg, const char *group, const char *key)
+{
+    g_return_val_if_fail(cfg && group, NULL);
+    guint line = line_of(cfg, group, key);
+    return line ? g_strdup_printf("%s:%u [%s]", cfg->name, line, group)
+                : g_strdup_printf("%s [%s]", cfg->name, group);
+}
+
+/* A value replaced by an override no longer stands at its line. */
+static void forget_line(LmnConfig *cfg, const char *group, const char *key)
+{
+    g_autofree char *id = g_strconcat(group, "\n", key, NULL);
+    g_hash_table_remove(cfg->lines, id);
 }
 
 /* Maps a user-facing group name ("optimizer", "fc1") to the key-file group. */
@@ -234,6 +437,7 @@ gboolean lmn_config_set_value(LmnConfig *cfg, const char *group, const char *key
     if (!kgroup)
         return FALSE;
     g_key_file_set_value(cfg->kf, kgroup, key, value);
+    forget_line(cfg, kgroup, key);
     clear_validated(cfg);
     return TRUE;
 }
@@ -279,6 +483,7 @@ gboolean lmn_config_replace_optimizer(LmnConfig *cfg, LmnRegistry *registry, con
         }
     }
     g_key_file_set_value(cfg->kf, "optimizer", "type", name);
+    forget_line(cfg, "optimizer", "type");
     clear_validated(cfg);
     return TRUE;
 }
@@ -288,30 +493,66 @@ char *lmn_config_to_data(const LmnConfig *cfg)
     return g_key_file_to_data(cfg->kf, NULL, NULL);
 }
 
-/* Collects a group's keys and raw values, leaving out @skip keys. */
-static void group_entries(GKeyFile *kf, const char *group, const char *const *skip,
-                          GPtrArray *keys, GPtrArray *values)
+/* A group's keys, raw values and each key's place for messages, NULL-terminated. */
+typedef struct {
+    GPtrArray *keys, *values, *wheres;
+} Entries;
+
+static void entries_init(Entries *e)
 {
-    g_auto(GStrv) all = g_key_file_get_keys(kf, group, NULL, NULL);
+    e->keys = g_ptr_array_new_with_free_func(g_free);
+    e->values = g_ptr_array_new_with_free_func(g_free);
+    e->wheres = g_ptr_array_new_with_free_func(g_free);
+}
+
+static void entries_clear(Entries *e)
+{
+    g_clear_pointer(&e->keys, g_ptr_array_unref);
+    g_clear_pointer(&e->values, g_ptr_array_unref);
+    g_clear_pointer(&e->wheres, g_ptr_array_unref);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Entries, entries_clear)
+
+static void entries_add(Entries *e, const LmnConfig *cfg, const char *group, const char *key,
+                        char *value)
+{
+    g_ptr_array_add(e->keys, g_strdup(key));
+    g_ptr_array_add(e->values, value);
+    g_ptr_array_add(e->wheres, lmn_config_dup_where(cfg, group, key));
+}
+
+static void entries_end(Entries *e)
+{
+    g_ptr_array_add(e->keys, NULL);
+    g_ptr_array_add(e->values, NULL);
+    g_ptr_array_add(e->wheres, NULL);
+}
+
+#define ENTRIES_ARGS(e)                                                                            \
+    (const char *const *) (e).keys->pdata, (const char *const *) (e).values->pdata,                \
+        (const char *const *) (e).wheres->pdata
+
+/* Collects a group's keys and raw values, leaving out @skip keys. */
+static void group_entries(const LmnConfig *cfg, const char *group, const char *const *skip,
+                          Entries *e)
+{
+    entries_init(e);
+    g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, group, NULL, NULL);
     for (guint i = 0; all && all[i]; i++) {
         if (skip && g_strv_contains(skip, all[i]))
             continue;
-        g_ptr_array_add(keys, g_strdup(all[i]));
-        g_ptr_array_add(values, g_key_file_get_value(kf, group, all[i], NULL));
+        entries_add(e, cfg, group, all[i], g_key_file_get_value(cfg->kf, group, all[i], NULL));
     }
-    g_ptr_array_add(keys, NULL);
-    g_ptr_array_add(values, NULL);
+    entries_end(e);
 }
 
 static LmnParams *validate_group(LmnConfig *cfg, const char *group, const LmnParamSpec *schema,
                                  const char *const *skip, GError **error)
 {
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
-    group_entries(cfg->kf, group, skip, keys, values);
-    g_autofree char *where = g_strdup_printf("%s [%s]", cfg->name, group);
-    return lmn_params_new_from_strings(schema, (const char *const *) keys->pdata,
-                                       (const char *const *) values->pdata, where, error);
+    g_auto(Entries) e = {0};
+    group_entries(cfg, group, skip, &e);
+    g_autofree char *where = lmn_config_dup_where(cfg, group, NULL);
+    return lmn_params_new_from_strings_at(schema, ENTRIES_ARGS(e), where, error);
 }
 
 static char *get_string_or_null(const LmnParams *p, const char *key)
@@ -328,8 +569,8 @@ static const LmnFeature *lookup_feature(LmnConfig *cfg, LmnRegistry *registry,
     g_autoptr(GError) local = NULL;
     const LmnFeature *f = lmn_registry_lookup(registry, kind, name, &local);
     if (!f) {
-        g_set_error(error, local->domain, local->code, "%s [%s] type: %s", cfg->name, group,
-                    local->message);
+        g_autofree char *where = lmn_config_dup_where(cfg, group, "type");
+        g_set_error(error, local->domain, local->code, "%s type: %s", where, local->message);
         return NULL;
     }
     return f;
@@ -415,9 +656,10 @@ static gboolean layer_inputs(LmnConfig *cfg, LmnLayerConfig *lc, const char *gro
     for (guint i = 0; parts[i]; i++) {
         g_strstrip(parts[i]);
         if (!*parts[i]) {
+            g_autofree char *where = lmn_config_dup_where(cfg, group, "input");
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                         "%s input: empty name in '%s' (expected comma-separated layer names)",
-                        lc->where, input_text);
+                        where, input_text);
             return FALSE;
         }
         g_strv_builder_add(b, parts[i]);
@@ -429,7 +671,8 @@ static gboolean layer_inputs(LmnConfig *cfg, LmnLayerConfig *lc, const char *gro
 }
 
 /* Inputs must name the data or an earlier layer: this keeps the graph acyclic. */
-static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, GError **error)
+static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, const char *group,
+                                   GError **error)
 {
     for (guint i = 0; lc->inputs[i]; i++) {
         const char *in = lc->inputs[i];
@@ -443,10 +686,11 @@ static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, GEr
         g_auto(GStrv) groups = g_key_file_get_groups(cfg->kf, NULL);
         g_autofree char *want = g_strdup_printf("layer %s", in);
         gboolean later = g_strv_contains((const char *const *) groups, want);
+        g_autofree char *where = lmn_config_dup_where(cfg, group, "input");
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                     "%s input: '%s' %s (a layer's inputs must be 'input', 'labels' or layers "
                     "defined above it)",
-                    lc->where, in, later ? "is defined below this layer" : "is not a layer");
+                    where, in, later ? "is defined below this layer" : "is not a layer");
         return FALSE;
     }
     return TRUE;
@@ -454,17 +698,15 @@ static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, GEr
 
 /* A layer group's keys other than type and input, sorted by who validates them. */
 typedef struct {
-    GPtrArray *keys, *values;              /* the plugin's schema; NULL-terminated */
-    GPtrArray *core_keys, *core_values;    /* layer_core_specs (l1, l2); NULL-terminated */
+    Entries plugin;                        /* the plugin's schema */
+    Entries core;                          /* layer_core_specs (l1, l2) */
     GStrvBuilder *init_keys, *init_values; /* the parameters' initializers */
 } LayerKeys;
 
 static void layer_keys_clear(LayerKeys *k)
 {
-    g_ptr_array_unref(k->keys);
-    g_ptr_array_unref(k->values);
-    g_ptr_array_unref(k->core_keys);
-    g_ptr_array_unref(k->core_values);
+    entries_clear(&k->plugin);
+    entries_clear(&k->core);
     g_strv_builder_unref(k->init_keys);
     g_strv_builder_unref(k->init_values);
 }
@@ -472,10 +714,8 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(LayerKeys, layer_keys_clear)
 
 static void split_layer_keys(LmnConfig *cfg, const char *group, LayerKeys *k)
 {
-    k->keys = g_ptr_array_new_with_free_func(g_free);
-    k->values = g_ptr_array_new_with_free_func(g_free);
-    k->core_keys = g_ptr_array_new_with_free_func(g_free);
-    k->core_values = g_ptr_array_new_with_free_func(g_free);
+    entries_init(&k->plugin);
+    entries_init(&k->core);
     k->init_keys = g_strv_builder_new();
     k->init_values = g_strv_builder_new();
     g_auto(GStrv) all = g_key_file_get_keys(cfg->kf, group, NULL, NULL);
@@ -483,8 +723,8 @@ static void split_layer_keys(LmnConfig *cfg, const char *group, LayerKeys *k)
         if (g_str_equal(all[i], "type") || g_str_equal(all[i], "input"))
             continue;
         if (lmn_param_spec_find(layer_core_specs, all[i])) {
-            g_ptr_array_add(k->core_keys, g_strdup(all[i]));
-            g_ptr_array_add(k->core_values, g_key_file_get_value(cfg->kf, group, all[i], NULL));
+            entries_add(&k->core, cfg, group, all[i],
+                        g_key_file_get_value(cfg->kf, group, all[i], NULL));
             continue;
         }
         g_autofree char *v = g_key_file_get_value(cfg->kf, group, all[i], NULL);
@@ -493,14 +733,11 @@ static void split_layer_keys(LmnConfig *cfg, const char *group, LayerKeys *k)
             g_strv_builder_add(k->init_keys, all[i]);
             g_strv_builder_add(k->init_values, v);
         } else {
-            g_ptr_array_add(k->keys, g_strdup(all[i]));
-            g_ptr_array_add(k->values, g_steal_pointer(&v));
+            entries_add(&k->plugin, cfg, group, all[i], g_steal_pointer(&v));
         }
     }
-    g_ptr_array_add(k->keys, NULL);
-    g_ptr_array_add(k->values, NULL);
-    g_ptr_array_add(k->core_keys, NULL);
-    g_ptr_array_add(k->core_values, NULL);
+    entries_end(&k->plugin);
+    entries_end(&k->core);
 }
 
 /* Initializer keys go to the layer's parameters' initializers, l1/l2 to the core's schema, the
@@ -515,20 +752,19 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
     /* Penalty overrides: NAN until [train] supplies the defaults for the keys not given. */
     lc->l1 = lc->l2 = NAN;
     g_autoptr(LmnParams) core =
-        lmn_params_new_from_strings(layer_core_specs, (const char *const *) k.core_keys->pdata,
-                                    (const char *const *) k.core_values->pdata, lc->where, error);
+        lmn_params_new_from_strings_at(layer_core_specs, ENTRIES_ARGS(k.core), lc->where, error);
     if (!core)
         return FALSE;
-    for (guint i = 0; i + 1 < k.core_keys->len; i++) {
-        const char *key = g_ptr_array_index(k.core_keys, i);
+    for (guint i = 0; i + 1 < k.core.keys->len; i++) {
+        const char *key = g_ptr_array_index(k.core.keys, i);
         if (g_str_equal(key, "l1"))
             lc->l1 = lmn_params_get_float(core, "l1");
         else
             lc->l2 = lmn_params_get_float(core, "l2");
     }
+    /* What lmn_registry_validate_params() does, with each key's own line. */
     lc->params =
-        lmn_registry_validate_params(f, (const char *const *) k.keys->pdata,
-                                     (const char *const *) k.values->pdata, lc->where, error);
+        lmn_params_new_from_strings_at(f->desc->params, ENTRIES_ARGS(k.plugin), lc->where, error);
     return lc->params != NULL;
 }
 
@@ -536,7 +772,7 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
                                const char *prev_name, GError **error)
 {
     const char *name = group + strlen("layer ");
-    g_autofree char *where = g_strdup_printf("%s [%s]", cfg->name, group);
+    g_autofree char *where = lmn_config_dup_where(cfg, group, NULL);
     if (!check_layer_name(cfg, name, where, error))
         return FALSE;
     g_autofree char *type = NULL;
@@ -550,7 +786,8 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
     lc->where = g_steal_pointer(&where);
     g_ptr_array_add(cfg->layers, lc);
     return layer_inputs(cfg, lc, group, f->desc->vtable, prev_name, error) &&
-           check_layer_inputs(cfg, lc, error) && validate_layer_keys(cfg, f, lc, group, error);
+           check_layer_inputs(cfg, lc, group, error) &&
+           validate_layer_keys(cfg, f, lc, group, error);
 }
 
 /* Every group is one the core knows: [model], [layer NAME], [optimizer], ... */
@@ -562,10 +799,12 @@ static gboolean check_groups(LmnConfig *cfg, const GStrv groups, gsize n_groups,
         static const char *const candidates[] = {"model", "optimizer", "schedule", "train",
                                                  "data",  "augment",   "layer",    NULL};
         const char *hint = lmn_suggest(groups[i], candidates);
+        guint line = line_of(cfg, groups[i], NULL);
+        g_autofree char *at = line ? g_strdup_printf(":%u", line) : g_strdup("");
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
-                    "%s: unknown group [%s]%s%s%s; known groups: [model], [layer NAME], "
+                    "%s%s: unknown group [%s]%s%s%s; known groups: [model], [layer NAME], "
                     "[optimizer], [schedule], [train], [data], [augment]",
-                    cfg->name, groups[i], hint ? " (did you mean [" : "", hint ? hint : "",
+                    cfg->name, at, groups[i], hint ? " (did you mean [" : "", hint ? hint : "",
                     hint ? "]?)" : "");
         return FALSE;
     }
@@ -587,19 +826,19 @@ static gboolean validate_model(LmnConfig *cfg, GError **error)
         return FALSE;
     gsize n_dims = 0;
     const double *dims = lmn_params_get_float_list(model, "input", &n_dims);
+    g_autofree char *where = lmn_config_dup_where(cfg, "model", "input");
     if (n_dims == 0 || n_dims >= LMN_MAX_DIMS) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                    "%s [model] input: %zu dimensions given, expected 1 to %d (the batch "
+                    "%s input: %zu dimensions given, expected 1 to %d (the batch "
                     "dimension is not part of it)",
-                    cfg->name, n_dims, LMN_MAX_DIMS - 1);
+                    where, n_dims, LMN_MAX_DIMS - 1);
         return FALSE;
     }
     cfg->input_shape.ndim = (guint) n_dims;
     for (gsize i = 0; i < n_dims; i++) {
         if (dims[i] != floor(dims[i])) {
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                        "%s [model] input: dimension %g is not a whole number", cfg->name,
-                        dims[i]);
+                        "%s input: dimension %g is not a whole number", where, dims[i]);
             return FALSE;
         }
         cfg->input_shape.dims[i] = (gint64) dims[i];
@@ -636,11 +875,10 @@ static gboolean validate_optimizer(LmnConfig *cfg, LmnRegistry *registry, GError
         return FALSE;
     }
     g_autofree char *type = g_key_file_get_value(cfg->kf, "optimizer", "type", NULL);
+    g_autofree char *where = lmn_config_dup_where(cfg, "optimizer", NULL);
     if (!type) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
-                    "%s [optimizer]: missing key 'type' (`lamina plugins` lists the "
-                    "optimizers)",
-                    cfg->name);
+                    "%s: missing key 'type' (`lamina plugins` lists the optimizers)", where);
         return FALSE;
     }
     g_strstrip(type);
@@ -649,12 +887,11 @@ static gboolean validate_optimizer(LmnConfig *cfg, LmnRegistry *registry, GError
     if (!f)
         return FALSE;
     static const char *const skip[] = {"type", NULL};
-    g_autoptr(GPtrArray) keys = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) values = g_ptr_array_new_with_free_func(g_free);
-    group_entries(cfg->kf, "optimizer", skip, keys, values);
-    g_autofree char *where = g_strdup_printf("%s [optimizer]", cfg->name);
-    cfg->opt_params = lmn_registry_validate_params(
-        f, (const char *const *) keys->pdata, (const char *const *) values->pdata, where, error);
+    g_auto(Entries) e = {0};
+    group_entries(cfg, "optimizer", skip, &e);
+    /* What lmn_registry_validate_params() does, with each key's own line. */
+    cfg->opt_params =
+        lmn_params_new_from_strings_at(f->desc->params, ENTRIES_ARGS(e), where, error);
     if (!cfg->opt_params)
         return FALSE;
     const LmnOptimizerVTable *ovt = f->desc->vtable;
@@ -683,30 +920,28 @@ static gboolean validate_schedule(LmnConfig *cfg, LmnRegistry *registry, GError 
     if (!f)
         return FALSE;
     const LmnParamSpec *common = lmn_schedule_common_specs();
-    g_autoptr(GPtrArray) pk = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) pv = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) ck = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) cv = g_ptr_array_new_with_free_func(g_free);
+    g_auto(Entries) pe = {0};
+    g_auto(Entries) ce = {0};
+    entries_init(&pe);
+    entries_init(&ce);
     g_auto(GStrv) all = has_group ? g_key_file_get_keys(cfg->kf, "schedule", NULL, NULL) : NULL;
     for (guint i = 0; all && all[i]; i++) {
         if (g_str_equal(all[i], "type"))
             continue;
         gboolean is_common = lmn_param_spec_find(common, all[i]) != NULL;
-        g_ptr_array_add(is_common ? ck : pk, g_strdup(all[i]));
-        g_ptr_array_add(is_common ? cv : pv,
-                        g_key_file_get_value(cfg->kf, "schedule", all[i], NULL));
+        entries_add(is_common ? &ce : &pe, cfg, "schedule", all[i],
+                    g_key_file_get_value(cfg->kf, "schedule", all[i], NULL));
     }
-    g_ptr_array_add(pk, NULL);
-    g_ptr_array_add(pv, NULL);
-    g_ptr_array_add(ck, NULL);
-    g_ptr_array_add(cv, NULL);
-    g_autofree char *where = g_strdup_printf("%s [schedule]", cfg->name);
-    g_autoptr(LmnParams) cp = lmn_params_new_from_strings(
-        common, (const char *const *) ck->pdata, (const char *const *) cv->pdata, where, error);
+    entries_end(&pe);
+    entries_end(&ce);
+    g_autofree char *where = lmn_config_dup_where(cfg, "schedule", NULL);
+    g_autoptr(LmnParams) cp =
+        lmn_params_new_from_strings_at(common, ENTRIES_ARGS(ce), where, error);
     if (!cp)
         return FALSE;
-    cfg->sched_params = lmn_registry_validate_params(f, (const char *const *) pk->pdata,
-                                                     (const char *const *) pv->pdata, where, error);
+    /* What lmn_registry_validate_params() does, with each key's own line. */
+    cfg->sched_params =
+        lmn_params_new_from_strings_at(f->desc->params, ENTRIES_ARGS(pe), where, error);
     if (!cfg->sched_params)
         return FALSE;
     lmn_schedule_common_from_params(cp, &cfg->sched_common);
@@ -765,16 +1000,18 @@ static gboolean validate_train_data(LmnConfig *cfg, GError **error)
     LmnTrainConfig *t = &cfg->train;
     read_train_config(t, tp, dp);
     if (t->validation_data && t->validation_split > 0) {
+        g_autofree char *where = lmn_config_dup_where(cfg, "data", "validation_split");
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                    "%s [data]: both validation and validation_split are set; use one", cfg->name);
+                    "%s: both validation and validation_split are set; use one", where);
         return FALSE;
     }
     if (t->early_stopping_patience > 0 && !t->validation_data && t->validation_split <= 0) {
+        g_autofree char *where = lmn_config_dup_where(cfg, "train", "early_stopping_patience");
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                    "%s [train] early_stopping_patience: early stopping watches a validation "
+                    "%s early_stopping_patience: early stopping watches a validation "
                     "metric, but there is no validation data; set [data] validation = "
                     "FILE:/split or validation_split = 0.1",
-                    cfg->name);
+                    where);
         return FALSE;
     }
     for (guint i = 0; i < cfg->layers->len; i++) {

@@ -685,6 +685,7 @@ struct _LmnH5AtomicFile {
     char *temp;
     LmnH5Errors errs; /* errs.filename points at target */
     hid_t file;
+    gboolean in_memory; /* built with the core driver; commit() writes its image */
     gboolean committed;
 };
 
@@ -781,6 +782,16 @@ LmnH5AtomicFile *lmn_h5_atomic_file_new(const char *target, gboolean keep_existi
 
     /* Strong close: committing must not leave the file open because a caller kept a handle. */
     g_auto(LmnH5Id) fapl = make_fapl(TRUE);
+    /* A new file is built in memory and written out by commit() with checked write()s: when the
+     * disk is full, HDF5's own failed writes leave a file it can neither close nor forget, which
+     * crashed the process in HDF5's shutdown at exit. */
+    af->in_memory = !keep_existing;
+    if (af->in_memory && H5Pset_fapl_core(fapl, 1 << 20, FALSE) < 0) {
+        g_autofree char *why = lmn_h5_error_text();
+        g_set_error(error, errs->domain, errs->code_write, "%s: cannot create it in memory: %s",
+                    target, why);
+        return NULL;
+    }
     af->file = start_from_copy ? H5Fopen(af->temp, H5F_ACC_RDWR, fapl)
                                : H5Fcreate(af->temp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     if (af->file < 0) {
@@ -822,13 +833,68 @@ static gboolean fsync_path(const char *path, gboolean directory)
     return rc == 0;
 }
 
+/* Writes all of @buf to @path (truncated first); FALSE with errno on failure. */
+static gboolean write_whole_file(const char *path, const void *buf, gsize len)
+{
+    int fd = g_open(path, O_WRONLY | O_TRUNC | O_CLOEXEC, 0);
+    if (fd < 0) {
+        return FALSE;
+    }
+    for (gsize done = 0; done < len;) {
+        ssize_t put = write(fd, (const char *) buf + done, len - done);
+        if (put < 0 && errno == EINTR) {
+            continue;
+        }
+        if (put < 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            return FALSE;
+        }
+        done += (gsize) put;
+    }
+    return close(fd) == 0;
+}
+
+/* The in-memory file's bytes, written to the temporary file.  The HDF5 file is closed either
+ * way; only our own write() can meet a full disk. */
+static gboolean write_image(LmnH5AtomicFile *af, GError **error)
+{
+    const LmnH5Errors *errs = &af->errs;
+    herr_t flushed = H5Fflush(af->file, H5F_SCOPE_GLOBAL);
+    ssize_t size = flushed < 0 ? -1 : H5Fget_file_image(af->file, NULL, 0);
+    g_autofree char *image = size > 0 ? g_try_malloc((gsize) size) : NULL;
+    gboolean got = image && H5Fget_file_image(af->file, image, (size_t) size) == size;
+    g_autofree char *why = got ? NULL : lmn_h5_error_text();
+    H5Fclose(af->file);
+    af->file = H5I_INVALID_HID;
+    if (!got) {
+        g_set_error(error, errs->domain, errs->code_write, "%s: cannot assemble the file: %s",
+                    af->target, size > 0 && !image ? "out of memory" : why);
+        return FALSE;
+    }
+    if (!write_whole_file(af->temp, image, (gsize) size)) {
+        int saved = errno;
+        g_set_error(error, errs->domain, errs->code_write,
+                    "%s: cannot write it: %s (writing %s, %" G_GSSIZE_FORMAT " bytes); free "
+                    "space on that disk (or raise the file size limit) and try again; %s is "
+                    "as it was before",
+                    af->target, g_strerror(saved), af->temp, size, af->target);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 gboolean lmn_h5_atomic_file_commit(LmnH5AtomicFile *af, GError **error)
 {
     g_return_val_if_fail(af != NULL && !af->committed && af->file >= 0, FALSE);
     const LmnH5Errors *errs = &af->errs;
 
-    herr_t flushed = H5Fflush(af->file, H5F_SCOPE_GLOBAL);
-    herr_t closed = H5Fclose(af->file);
+    if (af->in_memory && !write_image(af, error)) {
+        return FALSE;
+    }
+    herr_t flushed = af->in_memory ? 0 : H5Fflush(af->file, H5F_SCOPE_GLOBAL);
+    herr_t closed = af->in_memory ? 0 : H5Fclose(af->file);
     af->file = H5I_INVALID_HID;
     if (flushed < 0 || closed < 0) {
         g_autofree char *why = lmn_h5_error_text();

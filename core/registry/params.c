@@ -482,6 +482,13 @@ static const LmnParamSpec *prefix_spec_for(const LmnParamSpec *schema, guint n, 
 LmnParams *lmn_params_new_from_strings(const LmnParamSpec *schema, const char *const *keys,
                                        const char *const *values, const char *where, GError **error)
 {
+    return lmn_params_new_from_strings_at(schema, keys, values, NULL, where, error);
+}
+
+LmnParams *lmn_params_new_from_strings_at(const LmnParamSpec *schema, const char *const *keys,
+                                          const char *const *values, const char *const *key_wheres,
+                                          const char *where, GError **error)
+{
     g_return_val_if_fail((keys == NULL) == (values == NULL), NULL);
     g_return_val_if_fail(error == NULL || *error == NULL, NULL);
 
@@ -500,6 +507,7 @@ LmnParams *lmn_params_new_from_strings(const LmnParamSpec *schema, const char *c
     for (guint i = 0; keys != NULL && keys[i] != NULL; i++) {
         const char *key = keys[i];
         const char *text = values[i];
+        const char *key_where = key_wheres && key_wheres[i] ? key_wheres[i] : where;
         if (G_UNLIKELY(text == NULL)) {
             g_critical("%s: key '%s' has a NULL value", G_STRFUNC, key);
             lmn_params_free(params);
@@ -511,7 +519,7 @@ LmnParams *lmn_params_new_from_strings(const LmnParamSpec *schema, const char *c
             g_autofree char *why = NULL;
             /* A key given twice keeps the later value, as an override does. */
             if (!parse_value(&schema[k], text, &params->values[k], &why)) {
-                set_invalid_error(error, &schema[k], where, text, why);
+                set_invalid_error(error, &schema[k], key_where, text, why);
                 lmn_params_free(params);
                 return NULL;
             }
@@ -521,7 +529,7 @@ LmnParams *lmn_params_new_from_strings(const LmnParamSpec *schema, const char *c
             set_extra(params, key, text);
             continue;
         }
-        set_unknown_key_error(error, schema, n, where, key);
+        set_unknown_key_error(error, schema, n, key_where, key);
         lmn_params_free(params);
         return NULL;
     }

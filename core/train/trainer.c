@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 struct _LmnTrainer {
@@ -37,6 +40,7 @@ struct _LmnTrainer {
     LmnTensor *best_params;
     LmnTensor *best_buffers;
     FILE *metrics;
+    int lock_fd; /* OUTPUT/.lock, flock()ed for the trainer's life; -1 when not taken */
 };
 
 /* A parameter as the training loop's gradient processing sees it.  The tensors are views into
@@ -96,6 +100,9 @@ void lmn_trainer_free(LmnTrainer *t)
         return;
     if (t->metrics)
         fclose(t->metrics);
+    /* Closing releases the flock; the file stays, as another run may already have it open. */
+    if (t->lock_fd >= 0)
+        close(t->lock_fd);
     if (t->slots)
         g_array_unref(t->slots);
     g_clear_pointer(&t->scratch, lmn_tensor_unref);
@@ -385,6 +392,138 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
     return t->correct_acc != NULL;
 }
 
+/* The training batch must fit in the training split: a larger one is a typo or the wrong data,
+ * and would otherwise size the activations (and the allocation) for samples that do not exist. */
+static gboolean check_batch_size(LmnTrainer *t, GError **error)
+{
+    gint64 n = lmn_dataset_get_length(t->train);
+    if (t->tc->batch_size <= n)
+        return TRUE;
+    g_autofree char *where = lmn_config_dup_where(t->cfg, "train", "batch_size");
+    g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                "%s batch_size: %" G_GINT64_FORMAT
+                " is larger than the training set (%" G_GINT64_FORMAT
+                " samples in %s%s); use a batch_size of at most %" G_GINT64_FORMAT,
+                where, t->tc->batch_size, n, t->tc->train_data,
+                t->tc->validation_split > 0 ? " after the validation split" : "", n);
+    return FALSE;
+}
+
+/* Takes OUTPUT/.lock with flock(), so that a second run into the same directory fails at once
+ * instead of interleaving its checkpoints and metrics with the first's; the file holds the
+ * holder's pid for the message. */
+static gboolean lock_output(LmnTrainer *t, GError **error)
+{
+    g_autofree char *path = g_build_filename(t->output_dir, ".lock", NULL);
+    int fd = g_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        int e = errno;
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "cannot write in the output directory %s (creating %s: %s); choose a writable "
+                    "--output",
+                    t->output_dir, path, g_strerror(e));
+        return FALSE;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t got = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+        pid[got > 0 ? got : 0] = '\0';
+        g_strstrip(pid);
+        close(fd);
+        if (e == EWOULDBLOCK)
+            g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                        "the output directory %s is in use by another `lamina train` (pid %s); "
+                        "wait for it to finish or choose another --output",
+                        t->output_dir, *pid ? pid : "unknown");
+        else
+            g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                        "cannot lock %s: %s; choose another --output", path, g_strerror(e));
+        return FALSE;
+    }
+    t->lock_fd = fd;
+    g_autofree char *text = g_strdup_printf("%ld\n", (long) getpid());
+    gsize len = strlen(text);
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, text, len, 0) != (ssize_t) len) {
+        int e = errno;
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "cannot write in the output directory %s (writing %s: %s); free space there "
+                    "or choose another --output",
+                    t->output_dir, path, g_strerror(e));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+/* A temporary file of lmn_h5_atomic_file_new(), ".NAME.h5.XXXXXX.tmp": with the lock held, one in
+ * the output directory is left from a run that was killed while it wrote a checkpoint. */
+static gboolean is_stale_temp(const char *name)
+{
+    gsize len = strlen(name);
+    if (name[0] != '.' || len < strlen(".x.h5.XXXXXX.tmp") || !g_str_has_suffix(name, ".tmp"))
+        return FALSE;
+    const char *suffix = name + len - strlen(".XXXXXX.tmp");
+    if (suffix[0] != '.')
+        return FALSE;
+    for (int i = 1; i <= 6; i++)
+        if (!g_ascii_isalnum(suffix[i]))
+            return FALSE;
+    return suffix - name > 4 && strncmp(suffix - 3, ".h5", 3) == 0;
+}
+
+static void remove_stale_temps(LmnTrainer *t)
+{
+    g_autoptr(GDir) dir = g_dir_open(t->output_dir, 0, NULL);
+    g_autoptr(GString) removed = g_string_new(NULL);
+    guint n = 0;
+    for (const char *name; dir && (name = g_dir_read_name(dir));) {
+        if (!is_stale_temp(name))
+            continue;
+        g_autofree char *path = g_build_filename(t->output_dir, name, NULL);
+        if (g_unlink(path) == 0) {
+            g_string_append_printf(removed, "%s%s", n ? ", " : "", name);
+            n++;
+        }
+    }
+    if (n > 0)
+        g_printerr("notice: removed %u temporary file%s left in %s by a run that was stopped "
+                   "while writing: %s\n",
+                   n, n == 1 ? "" : "s", t->output_dir, removed->str);
+}
+
+/* The output directory: created, locked against a second run, cleared of a killed run's
+ * temporary files, and shown to be writable before the first epoch rather than after it. */
+static gboolean setup_output(LmnTrainer *t, GError **error)
+{
+    if (g_mkdir_with_parents(t->output_dir, 0755) != 0) {
+        int e = errno;
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "cannot create the output directory %s: %s", t->output_dir, g_strerror(e));
+        return FALSE;
+    }
+    if (!lock_output(t, error))
+        return FALSE;
+    remove_stale_temps(t);
+    /* The lock file may exist from an earlier run, so a new file shows that one can be made. */
+    g_autofree char *probe = g_build_filename(t->output_dir, ".write-test.XXXXXX", NULL);
+    int fd = g_mkstemp_full(probe, O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, "x", 1) != 1) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+            g_unlink(probe);
+        }
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "cannot write in the output directory %s: %s; choose a writable --output or "
+                    "free space there",
+                    t->output_dir, g_strerror(e));
+        return FALSE;
+    }
+    close(fd);
+    g_unlink(probe);
+    return TRUE;
+}
+
 LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry, const LmnTrainerOptions *options,
                             GError **error)
 {
@@ -398,17 +537,12 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry, const LmnTrai
     t->config_text = lmn_config_to_data(cfg);
     t->state = (LmnTrainState){0, 0, t->tc->seed, NAN, -1};
     t->state.monitor = t->tc->monitor;
+    t->lock_fd = -1;
 
     LmnTensorInfo target;
-    if (!build_model(t, &target, error) || !build_update(t, error) ||
-        !prepare_batches(t, &target, error))
+    if (!build_model(t, &target, error) || !build_update(t, error) || !check_batch_size(t, error) ||
+        !prepare_batches(t, &target, error) || !setup_output(t, error))
         goto fail;
-    if (g_mkdir_with_parents(t->output_dir, 0755) != 0) {
-        int e = errno;
-        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
-                    "cannot create the output directory %s: %s", t->output_dir, g_strerror(e));
-        goto fail;
-    }
     return t;
 fail:
     lmn_trainer_free(t);
@@ -582,18 +716,22 @@ static FILE *open_metrics(LmnTrainer *t, GError **error)
                     g_strerror(e));
         return NULL;
     }
-    if (!append)
-        fprintf(f, "epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n");
     t->metrics = f;
+    if (!append &&
+        fputs("epoch,step,lr,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n", f) < 0) {
+        int e = errno;
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "cannot write %s: %s; free space on that disk or choose another --output", path,
+                    g_strerror(e));
+        return NULL;
+    }
     return f;
 }
 
-static void csv_value(FILE *f, double v)
+/* Returns: FALSE with errno set when the write failed. */
+static gboolean csv_value(FILE *f, double v)
 {
-    if (isnan(v))
-        fputs(",", f);
-    else
-        fprintf(f, ",%.6g", v);
+    return (isnan(v) ? fputs(",", f) : fprintf(f, ",%.6g", v)) >= 0;
 }
 
 /* Penalties, noise and clipping between backward and the optimizer (order documented in
@@ -884,15 +1022,21 @@ static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error
     FILE *metrics = open_metrics(t, error);
     if (!metrics)
         return FALSE;
-    fprintf(metrics, "%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT, ep->index + 1, t->state.step);
-    csv_value(metrics, ep->lr);
-    csv_value(metrics, ep->train_loss);
-    csv_value(metrics, ep->train_acc);
-    csv_value(metrics, ep->val_loss);
-    csv_value(metrics, ep->val_acc);
-    csv_value(metrics, ep->seconds);
-    fputc('\n', metrics);
-    fflush(metrics);
+    /* Buffered: a full disk shows at the latest in fflush(), which every row ends with. */
+    gboolean ok = fprintf(metrics, "%" G_GINT64_FORMAT ",%" G_GINT64_FORMAT, ep->index + 1,
+                          t->state.step) >= 0 &&
+                  csv_value(metrics, ep->lr) && csv_value(metrics, ep->train_loss) &&
+                  csv_value(metrics, ep->train_acc) && csv_value(metrics, ep->val_loss) &&
+                  csv_value(metrics, ep->val_acc) && csv_value(metrics, ep->seconds) &&
+                  fputc('\n', metrics) != EOF && fflush(metrics) == 0;
+    if (!ok) {
+        int e = errno;
+        g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "cannot write %s: %s; free space on that disk or choose another --output", path,
+                    g_strerror(e));
+        return FALSE;
+    }
     return TRUE;
 }
 
@@ -1020,8 +1164,16 @@ gboolean lmn_trainer_run(LmnTrainer *t, GError **error)
     while (ok && !stop && t->state.epoch < t->tc->epochs)
         ok = run_epoch(t, n, steps_per_epoch, &stop, error);
     if (t->metrics) {
-        fclose(t->metrics);
+        int closed = fclose(t->metrics);
+        int e = errno;
         t->metrics = NULL;
+        if (ok && closed != 0) {
+            g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
+            g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                        "cannot write %s: %s; free space on that disk or choose another --output",
+                        path, g_strerror(e));
+            ok = FALSE;
+        }
     }
     return ok && finish_run(t, error);
 }

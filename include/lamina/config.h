@@ -24,7 +24,7 @@ typedef struct _LmnConfig LmnConfig;
  * One validated [layer NAME] group.
  * @inputs: NULL-terminated input node names ("input" = the data, "labels" = the targets)
  * @init_keys, @init_values: the NAME_init and NAME_init.KEY keys, NULL-terminated
- * @where: "FILE [layer NAME]" for messages
+ * @where: "FILE:LINE [layer NAME]" for messages (the line of the group header)
  */
 typedef struct {
     char *name;
@@ -104,6 +104,18 @@ LmnConfig *lmn_config_new_from_data(const char *text, gssize length, const char 
 void lmn_config_free(LmnConfig *cfg);
 /** lmn_config_get_name: Returns: (transfer none): the file name used in messages. */
 const char *lmn_config_get_name(const LmnConfig *cfg);
+/**
+ * lmn_config_dup_where:
+ * @group: the group as the file names it: "train", "layer fc1"
+ * @key: (nullable): a key of @group, or NULL for the group itself
+ *
+ * The place of a group or a key for messages: "model.ini:12 [train]" with the line the key (or
+ * the group's header) stands on, or "model.ini [train]" for what has no line (a value set by
+ * lmn_config_set(), a group the file does not have).  Callers append the key's name.
+ *
+ * Returns: (transfer full): the place
+ */
+char *lmn_config_dup_where(const LmnConfig *cfg, const char *group, const char *key);
 
 /**
  * lmn_config_set:

@@ -132,6 +132,21 @@ LmnParams *lmn_params_new_from_strings(const LmnParamSpec *schema, const char *c
                                        const char *const *values, const char *where,
                                        GError **error);
 
+/**
+ * lmn_params_new_from_strings_at:
+ * @key_wheres: (nullable): per key, the place messages about that key name (e.g.
+ *   "model.ini:12 [optimizer]", with the key's line), parallel to @keys; an entry may be NULL
+ * @where: the place of messages about the whole set (a missing required key)
+ *
+ * As lmn_params_new_from_strings(), for callers that know where each key was given, so that an
+ * unknown key or a bad value is reported at its own line rather than at its group's.
+ *
+ * Returns: (transfer full): the validated set, or NULL on error
+ */
+LmnParams *lmn_params_new_from_strings_at(const LmnParamSpec *schema, const char *const *keys,
+                                          const char *const *values, const char *const *key_wheres,
+                                          const char *where, GError **error);
+
 /** lmn_params_ref: adds a reference. Returns: @params */
 LmnParams *lmn_params_ref(LmnParams *params);
 /** lmn_params_unref: drops a reference; frees on the last one. */

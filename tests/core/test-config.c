@@ -236,11 +236,11 @@ static void test_regularizer_keys(void)
 
     g_autofree char *bad = replace(base, "[layer act]", "l1 = minus one\n[layer act]");
     expect_invalid(bad, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                   (const char *const[]){"model.ini [layer fc1]", "l1", NULL});
+                   (const char *const[]){"model.ini:10 [layer fc1]", "l1", NULL});
     g_autofree char *es =
         replace(base, "epochs = 2\n", "epochs = 2\nearly_stopping_patience = 3\n");
     expect_invalid(es, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                   (const char *const[]){"model.ini [train] early_stopping_patience",
+                   (const char *const[]){"model.ini:23 [train] early_stopping_patience",
                                          "validation_split", NULL});
     g_autofree char *mon = replace(base, "epochs = 2\n", "epochs = 2\nmonitor = accuracy\n");
     expect_invalid(mon, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
@@ -284,17 +284,131 @@ static void test_augment_group(void)
 
     g_autofree char *typo = g_strconcat(base, "[augment]\nhflp = 0.5\n", NULL);
     expect_invalid(typo, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
-                   (const char *const[]){"model.ini [augment]", "'hflp'", "hflip", NULL});
+                   (const char *const[]){"model.ini:26 [augment]", "'hflp'", "hflip", NULL});
     g_autofree char *range = g_strconcat(base, "[augment]\nhflip = 1.5\n", NULL);
     expect_invalid(range, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                   (const char *const[]){"model.ini [augment]", "hflip", "1.5", NULL});
+                   (const char *const[]){"model.ini:26 [augment]", "hflip", "1.5", NULL});
     g_autofree char *group = g_strconcat(base, "[augmnet]\nhflip = 0.5\n", NULL);
     expect_invalid(group, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
                    (const char *const[]){"[augmnet]", "did you mean [augment]", NULL});
     g_autofree char *budget = replace(base, "train = d.h5:/train\n",
                                       "train = d.h5:/train\nmemory_budget_mb = -1\n");
     expect_invalid(budget, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
-                   (const char *const[]){"model.ini [data]", "memory_budget_mb", NULL});
+                   (const char *const[]){"model.ini:25 [data]", "memory_budget_mb", NULL});
+}
+
+/* Loading @text fails with a parse error whose message has every fragment. */
+static void expect_parse_error(const char *text, gssize len, const char *const *frags)
+{
+    g_autoptr(GError) error = NULL;
+    g_assert_null(lmn_config_new_from_data(text, len, "model.ini", &error));
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_PARSE);
+    for (guint i = 0; frags[i]; i++)
+        if (!strstr(error->message, frags[i]))
+            g_error("expected '%s' in: %s", frags[i], error->message);
+    /* Whatever the line held, the message has no control character for the terminal. */
+    for (const char *p = error->message; *p; p++)
+        g_assert_false(g_ascii_iscntrl(*p));
+}
+
+/* The scan before GKeyFile: what GKeyFile merges or keeps silently (a group or a key given
+ * twice, KEY[LOCALE]) is an error naming both lines; a line of no known kind is echoed with its
+ * control characters escaped. */
+static void test_prescan_errors(void)
+{
+    g_autofree char *dup_group = g_strconcat(base, "[layer fc1]\nunits = 4\n", NULL);
+    expect_parse_error(
+        dup_group, -1,
+        (const char *const[]){"model.ini:25", "[layer fc1]", "twice", "lines 5 and 25", NULL});
+    g_autofree char *dup_key = replace(base, "units = 8\n", "units = 8\n\n# again\n units= 16\n");
+    expect_parse_error(dup_key, -1,
+                       (const char *const[]){"model.ini:10 [layer fc1]", "'units'", "twice",
+                                             "lines 7 and 10", NULL});
+    g_autofree char *garbage =
+        replace(base, "[layer act]\n", "\x1b[2J\x1b]0;owned\x07\n[layer act]\n");
+    expect_parse_error(garbage, -1,
+                       (const char *const[]){"model.ini:10:", "\\x1b[2J\\x1b]0;owned\\x07",
+                                             "control character", NULL});
+    g_autofree char *plain = replace(base, "[layer act]\n", "units 8\n[layer act]\n");
+    expect_parse_error(
+        plain, -1, (const char *const[]){"model.ini:10:", "'units 8'", "not a [group] line", NULL});
+    g_autofree char *value = replace(base, "lr = 0.1\n", "lr = 0.1\x1b[31m\n");
+    expect_parse_error(value, -1, (const char *const[]){"model.ini:19:", "\\x1b", NULL});
+    g_autofree char *c1 = replace(base, "lr = 0.1\n",
+                                  "lr = 0.1\xc2\x9b"
+                                  "31m\n");
+    expect_parse_error(c1, -1, (const char *const[]){"model.ini:19:", "\\xc2", NULL});
+    g_autofree char *latin1 = replace(base, "lr = 0.1\n", "lr = 0.1\xe9\n");
+    expect_parse_error(latin1, -1, (const char *const[]){"model.ini:19:", "UTF-8", NULL});
+    expect_parse_error("units = 3\n[model]\n", -1,
+                       (const char *const[]){"model.ini:1:", "before the first group", NULL});
+    expect_parse_error("[model]\ninput[de] = 3\n", -1,
+                       (const char *const[]){"model.ini:2:", "'['", NULL});
+    expect_parse_error("[model] x\n", -1,
+                       (const char *const[]){"model.ini:1:", "not a group header", NULL});
+    expect_parse_error("[model]\n[]\n", -1,
+                       (const char *const[]){"model.ini:2:", "non-empty", NULL});
+    expect_parse_error("[model]\n= 3\n", -1, (const char *const[]){"model.ini:2:", "no key", NULL});
+    expect_parse_error("[model]\ninput = 1\0\n", 19,
+                       (const char *const[]){"model.ini:2:", "NUL", NULL});
+}
+
+/* Line numbers count comments, blank lines and CRLF line ends as GKeyFile reads them, reach the
+ * validation messages, and disappear for a value an override replaced. */
+static void test_prescan_lines(void)
+{
+    g_autofree char *crlf = NULL;
+    {
+        g_auto(GStrv) lines = g_strsplit(base, "\n", -1);
+        g_autofree char *joined = g_strjoinv("\r\n", lines);
+        crlf = g_strconcat("# a comment\r\n\r\n", joined, NULL);
+    }
+    LmnConfig *cfg = load(crlf);
+    g_assert_true(lmn_config_validate(cfg, registry, NULL));
+    g_autofree char *w_lr = lmn_config_dup_where(cfg, "optimizer", "lr");
+    g_assert_cmpstr(w_lr, ==, "model.ini:21 [optimizer]");
+    g_autofree char *w_fc1 = lmn_config_dup_where(cfg, "layer fc1", NULL);
+    g_assert_cmpstr(w_fc1, ==, "model.ini:7 [layer fc1]");
+    g_assert_cmpstr(lmn_config_get_layer(cfg, 1)->where, ==, "model.ini:7 [layer fc1]");
+    g_autofree char *w_none = lmn_config_dup_where(cfg, "schedule", NULL);
+    g_assert_cmpstr(w_none, ==, "model.ini [schedule]");
+    g_assert_true(lmn_config_set(cfg, "optimizer.lr=0.5", NULL));
+    g_autofree char *w_set = lmn_config_dup_where(cfg, "optimizer", "lr");
+    g_assert_cmpstr(w_set, ==, "model.ini [optimizer]");
+    g_assert_true(lmn_config_validate(cfg, registry, NULL));
+    lmn_config_free(cfg);
+
+    /* Bad values and unknown keys at their own lines, in core groups and plugins' alike. */
+    g_autofree char *units = replace(base, "units = 3\n", "units = 0\n");
+    expect_invalid(units, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini:14 [layer fc2]", "units", NULL});
+    g_autofree char *opt = replace(base, "momentum = 0.9\n", "momentun = 0.9\n");
+    expect_invalid(opt, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"model.ini:20 [optimizer]", "momentun", NULL});
+    g_autofree char *epochs = replace(base, "epochs = 2\n", "epochs = two\n");
+    expect_invalid(epochs, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini:22 [train]", "epochs", NULL});
+    g_autofree char *type = replace(base, "type = relu\n", "type = relu6\n");
+    expect_invalid(type, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_NOT_FOUND,
+                   (const char *const[]){"model.ini:11 [layer act] type", NULL});
+    g_autofree char *group = g_strconcat(base, "[trian]\nepochs = 3\n", NULL);
+    expect_invalid(group, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
+                   (const char *const[]){"model.ini:25: unknown group [trian]", NULL});
+    g_autofree char *sched = g_strconcat(base, "[schedule]\ntype = step\ngamma = 0.5\n", NULL);
+    expect_invalid(sched, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_MISSING,
+                   (const char *const[]){"model.ini:25 [schedule]", "step_size", NULL});
+    g_autofree char *in = replace(base, "type = relu\n", "type = relu\ninput = fc3\n");
+    expect_invalid(in, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                   (const char *const[]){"model.ini:12 [layer act] input", "fc3", NULL});
+
+    /* A --set value has no line; an unknown key set that way still fails, without one. */
+    cfg = load(base);
+    g_assert_true(lmn_config_set(cfg, "train.epoch=3", NULL));
+    g_autoptr(GError) error = NULL;
+    g_assert_false(lmn_config_validate(cfg, registry, &error));
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY);
+    g_assert_nonnull(strstr(error->message, "model.ini [train]: unknown key 'epoch'"));
+    lmn_config_free(cfg);
 }
 
 int main(int argc, char **argv)
@@ -309,6 +423,8 @@ int main(int argc, char **argv)
     g_test_add_func("/config/errors", test_errors);
     g_test_add_func("/config/regularizer-keys", test_regularizer_keys);
     g_test_add_func("/config/augment-group", test_augment_group);
+    g_test_add_func("/config/prescan-errors", test_prescan_errors);
+    g_test_add_func("/config/prescan-lines", test_prescan_lines);
     int rc = g_test_run();
     lmn_registry_free(registry);
     return rc;

@@ -625,6 +625,10 @@ static gboolean scan_file(LmnRegistry *reg, const char *path, const char *key, G
         g_propagate_error(error, failure);
         return FALSE;
     }
+    /* Once the scanner could not run, trying again for every file only costs a fork each. */
+    static gboolean scanner_missing = FALSE;
+    if (g_atomic_int_get(&scanner_missing))
+        return TRUE;
     switch (lmn_plugin_scan(path, &failure)) {
     case LMN_SCAN_OK:
         lmn_registry_cache_store(reg->cache, key, &st, NULL);
@@ -638,6 +642,7 @@ static gboolean scan_file(LmnRegistry *reg, const char *path, const char *key, G
     }
     /* Without the scanner (a broken installation) plugins still load, as before it existed,
      * but the user is told once that a crashing plugin now takes the command down. */
+    g_atomic_int_set(&scanner_missing, TRUE);
     static gsize warned = 0;
     if (g_once_init_enter(&warned)) {
         g_warning("%s; plugins are loaded without crash protection", failure->message);

@@ -9,8 +9,14 @@
  *
  * Failures are recorded per file, never fatal: a user who did not ask for a broken plugin should
  * not be stopped by it, and `lamina plugins` shows every recorded reason.
+ *
+ * Before a file is opened here, its query and these checks run in lamina-plugin-scanner (scan.c),
+ * so that a plugin that crashes, exits or hangs there is recorded as failed instead of taking
+ * this process down.  The verdicts are cached per path, size and mtime (registry-cache.c): only
+ * new or changed files cost a scan.
  */
 #include "params-internal.h"
+#include "registry-internal.h"
 
 #include <lamina/registry.h>
 #include <lamina/backend.h>
@@ -61,6 +67,7 @@ struct _LmnRegistry {
     GPtrArray *features;                         /* Feature *, owned, in load order */
     GHashTable *by_name[LMN_FEATURE_KIND_COUNT]; /* name -> Feature * (borrowed) */
     GPtrArray *failures;                         /* LmnPluginFailure *, owned */
+    LmnRegistryCache *cache;                     /* opened at the first file, saved at scan end */
 };
 
 enum { FILE_LOADED = 1, FILE_FAILED = 2 };
@@ -148,6 +155,10 @@ void lmn_registry_free(LmnRegistry *reg)
     g_ptr_array_unref(reg->features);
     g_ptr_array_unref(reg->plugins);
     g_ptr_array_unref(reg->failures);
+    if (reg->cache != NULL) {
+        lmn_registry_cache_save(reg->cache);
+        lmn_registry_cache_free(reg->cache);
+    }
     g_free(reg);
 }
 
@@ -538,6 +549,30 @@ static Plugin *open_plugin(const char *path, GError **error)
     return plugin;
 }
 
+static const char *feature_kind_or_unknown(LmnFeatureKind kind)
+{
+    return (guint) kind < LMN_FEATURE_KIND_COUNT ? lmn_feature_kind_name(kind) : "unknown";
+}
+
+gboolean lmn_registry_probe_file(const char *path, GKeyFile *report, GError **error)
+{
+    g_return_val_if_fail(path != NULL && report != NULL, FALSE);
+    Plugin *plugin = open_plugin(path, error);
+    if (plugin == NULL)
+        return FALSE;
+    g_key_file_set_string(report, LMN_SCAN_REPORT_GROUP, "plugin", plugin->desc.name);
+    g_key_file_set_string(report, LMN_SCAN_REPORT_GROUP, "version", plugin->desc.version);
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < plugin->desc.n_features; i++)
+        g_ptr_array_add(names,
+                        g_strdup_printf("%s:%s", feature_kind_or_unknown(plugin->features[i].kind),
+                                        plugin->features[i].name));
+    g_key_file_set_string_list(report, LMN_SCAN_REPORT_GROUP, "features",
+                               (const char *const *) names->pdata, names->len);
+    plugin_free(plugin);
+    return TRUE;
+}
+
 /* Registers the plugin's features; a name already taken is a DUPLICATE failure of this file.
  * Returns FALSE (with the first duplicate) when any feature was a duplicate. */
 static gboolean register_plugin(LmnRegistry *reg, Plugin *plugin, GError **error)
@@ -555,6 +590,10 @@ static gboolean register_plugin(LmnRegistry *reg, Plugin *plugin, GError **error
                 plugin->path, lmn_feature_kind_name(f->kind), f->name, winner->pub.path,
                 plugin->path);
             record_failure(reg, plugin->path, dup);
+            /* Shadowing is often deliberate (a patched optimizer on --plugin-path), but a user
+             * who did not mean it must learn which copy runs. */
+            g_message("%s '%s' of %s is shadowed by %s, which comes first in the search path",
+                      lmn_feature_kind_name(f->kind), f->name, plugin->path, winner->pub.path);
             if (all_ok)
                 g_propagate_error(error, g_steal_pointer(&dup));
             all_ok = FALSE;
@@ -569,6 +608,48 @@ static gboolean register_plugin(LmnRegistry *reg, Plugin *plugin, GError **error
         g_hash_table_insert(reg->by_name[f->kind], (gpointer) f->name, feature);
     }
     return all_ok;
+}
+
+/* Whether @path passed its scan in a helper process, from the cache or scanning it now. */
+static gboolean scan_file(LmnRegistry *reg, const char *path, const char *key, GError **error)
+{
+    GStatBuf st;
+    if (g_stat(key, &st) != 0)
+        return TRUE; /* opening it gives the loader's reason */
+    if (reg->cache == NULL)
+        reg->cache = lmn_registry_cache_open();
+    GError *failure = NULL;
+    if (lmn_registry_cache_lookup(reg->cache, key, &st, &failure)) {
+        if (failure == NULL)
+            return TRUE;
+        g_propagate_error(error, failure);
+        return FALSE;
+    }
+    /* Once the scanner could not run, trying again for every file only costs a fork each. */
+    static gboolean scanner_missing = FALSE;
+    if (g_atomic_int_get(&scanner_missing))
+        return TRUE;
+    switch (lmn_plugin_scan(path, &failure)) {
+    case LMN_SCAN_OK:
+        lmn_registry_cache_store(reg->cache, key, &st, NULL);
+        return TRUE;
+    case LMN_SCAN_FAILED:
+        lmn_registry_cache_store(reg->cache, key, &st, failure);
+        g_propagate_error(error, failure);
+        return FALSE;
+    case LMN_SCAN_UNAVAILABLE:
+        break;
+    }
+    /* Without the scanner (a broken installation) plugins still load, as before it existed,
+     * but the user is told once that a crashing plugin now takes the command down. */
+    g_atomic_int_set(&scanner_missing, TRUE);
+    static gsize warned = 0;
+    if (g_once_init_enter(&warned)) {
+        g_warning("%s; plugins are loaded without crash protection", failure->message);
+        g_once_init_leave(&warned, 1);
+    }
+    g_error_free(failure);
+    return TRUE;
 }
 
 static gboolean load_file(LmnRegistry *reg, const char *path, GError **error)
@@ -596,7 +677,9 @@ static gboolean load_file(LmnRegistry *reg, const char *path, GError **error)
     }
 
     GError *local = NULL;
-    Plugin *plugin = open_plugin(path, &local);
+    Plugin *plugin = NULL;
+    if (scan_file(reg, path, key, &local))
+        plugin = open_plugin(path, &local);
     if (plugin == NULL) {
         g_hash_table_insert(reg->seen, key, GINT_TO_POINTER(FILE_FAILED));
         record_failure(reg, path, local);
@@ -618,7 +701,7 @@ gboolean lmn_registry_load_file(LmnRegistry *reg, const char *path, GError **err
 
 /* Whether this process runs from the build tree, so that `./build/cli/lamina` finds the plugins
  * built next to it without installing them. */
-static gboolean running_from_build_tree(void)
+gboolean lmn_registry_running_from_build_tree(void)
 {
     static gsize cached = 0;
     static gboolean result = FALSE;
@@ -630,6 +713,11 @@ static gboolean running_from_build_tree(void)
         g_once_init_leave(&cached, 1);
     }
     return result;
+}
+
+gboolean lmn_registry_trust_environment(void)
+{
+    return getuid() == geteuid() && getgid() == getegid();
 }
 
 static void add_path_list(GPtrArray *dirs, const char *list)
@@ -650,7 +738,7 @@ static GPtrArray *compute_search_path(LmnRegistry *reg)
     if (reg->use_environment) {
         /* Like GIO's extra module path: a setuid program must not load code named by its
          * caller's environment. */
-        gboolean trust_env = getuid() == geteuid() && getgid() == getegid();
+        gboolean trust_env = lmn_registry_trust_environment();
 
         const char *user = trust_env ? g_getenv("LAMINA_PLUGIN_PATH") : NULL;
         if (user != NULL)
@@ -665,7 +753,7 @@ static GPtrArray *compute_search_path(LmnRegistry *reg)
         const char *system = trust_env ? g_getenv("LAMINA_PLUGIN_SYSTEM_PATH") : NULL;
         if (system != NULL)
             add_path_list(dirs, system); /* set but empty: no system directory at all */
-        else if (running_from_build_tree())
+        else if (lmn_registry_running_from_build_tree())
             add_path_list(dirs, LMN_BUILD_PLUGIN_PATH);
         else
             g_ptr_array_add(dirs, g_strdup(LMN_SYSTEM_PLUGIN_DIR));
@@ -733,6 +821,8 @@ gboolean lmn_registry_scan(LmnRegistry *reg, GError **error)
     for (guint k = 0; k < reg->search_path->len; k++)
         scan_dir(reg, g_ptr_array_index(reg->search_path, k));
     reg->scanned = TRUE;
+    if (reg->cache != NULL)
+        lmn_registry_cache_save(reg->cache);
     return TRUE;
 }
 

@@ -22,6 +22,7 @@ typedef enum {
     LMN_PLUGIN_ERROR_INIT_FAILED = 5,    /* the plugin's own initialisation failed */
     LMN_PLUGIN_ERROR_UNSUPPORTED = 6,    /* usable code, but not on this machine (e.g. no device) */
     LMN_PLUGIN_ERROR_NOT_FOUND = 7,      /* no feature of that kind and name is registered */
+    LMN_PLUGIN_ERROR_SCAN_FAILED = 8,    /* it crashed, exited or hung while being scanned */
 } LmnPluginError;
 
 /** LmnConfigError: a problem in a config file or a command-line override. */

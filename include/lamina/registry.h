@@ -10,6 +10,14 @@
  *      tree's plugin directories when running from a build tree, else <libdir>/lamina-1/plugins.
  * A plugin that fails to load is recorded with its reason and skipped; the rest keeps working.
  * Plugins are never unloaded.
+ *
+ * A file is opened in this process only after lamina-plugin-scanner, a helper process, has
+ * opened it and checked its descriptor: a plugin that crashes, exits or hangs there (beyond
+ * LAMINA_PLUGIN_SCAN_TIMEOUT seconds, default 5) is recorded as LMN_PLUGIN_ERROR_SCAN_FAILED.
+ * The scanner's verdicts are cached per path, size and mtime (LAMINA_REGISTRY_CACHE, default
+ * $XDG_CACHE_HOME/lamina/registry-1.ini; LAMINA_NO_REGISTRY_CACHE=1 turns it off), so only new
+ * or changed files cost a scan.  A feature name provided twice gets a one-line notice (a
+ * g_message) naming both files.
  */
 #pragma once
 
@@ -48,7 +56,8 @@ void lmn_registry_add_dir(LmnRegistry *registry, const char *dir);
 void lmn_registry_set_use_environment(LmnRegistry *registry, gboolean use);
 /**
  * lmn_registry_scan:
- * Loads every plugin on the search path.  Per-file failures are recorded, not returned.
+ * Loads every plugin on the search path (each new or changed file scanned out of process
+ * first) and saves the registry cache.  Per-file failures are recorded, not returned.
  * Returns: FALSE only when nothing can be scanned at all (never in practice); kept for symmetry
  */
 gboolean lmn_registry_scan(LmnRegistry *registry, GError **error);

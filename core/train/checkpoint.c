@@ -301,7 +301,7 @@ char *lmn_checkpoint_read_config(const char *path, GError **error)
     char *text = lmn_h5_read_string_dataset(file, "/config", &errs, &local);
     if (!text) {
         g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
-                    "%s (the config is stored as one scalar string); the checkpoint is damaged "
+                    "%s; the checkpoint is damaged "
                     "or was not written by Lamina: use another checkpoint of the run",
                     local->message);
         return NULL;
@@ -1002,15 +1002,16 @@ char *lmn_checkpoint_describe(const char *path, GError **error)
     g_string_append_printf(out, "checkpoint %s\n", path);
     describe_format(out, root, lamina, &errs);
     g_autofree char *config = NULL;
-    if (lamina && lmn_h5_path_exists(file, "/config")) {
-        g_autoptr(GError) local = NULL;
-        config = lmn_checkpoint_read_config(path, &local);
-    }
+    g_autoptr(GError) config_error = NULL;
+    if (lamina && lmn_h5_path_exists(file, "/config"))
+        config = lmn_checkpoint_read_config(path, &config_error);
     g_autoptr(GPtrArray) slots = slot_names(file);
     describe_model(out, file, config, slots);
     describe_optimizer(out, file, slots, &errs);
     describe_training(out, file, &errs);
     if (config)
         describe_config(out, config);
+    else if (config_error)
+        g_string_append_printf(out, "config: not readable: %s\n", config_error->message);
     return g_string_free(out, FALSE);
 }

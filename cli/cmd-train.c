@@ -39,7 +39,7 @@ typedef struct {
     GStrv plugin_dirs, sets;
     char *output, *optimizer, *lr, *backend, *device, *init, *resume;
     gint64 epochs, batch, seed, max_steps;
-    gboolean reset_opt, quiet, no_progress;
+    gboolean reset_opt, quiet, no_progress, allow_nonfinite;
 } TrainArgs;
 
 static void train_args_clear(TrainArgs *a)
@@ -82,6 +82,9 @@ static int parse_args(TrainArgs *a, int *argc, char ***argv)
          "continue a run from its checkpoint (weights, optimizer, counters)", "CKPT"},
         {"reset-optimizer", 0, 0, G_OPTION_ARG_NONE, &a->reset_opt,
          "with --resume: start the optimizer's state fresh", NULL},
+        {"allow-nonfinite", 0, 0, G_OPTION_ARG_NONE, &a->allow_nonfinite,
+         "with --init or --resume: load weights and optimizer state holding NaN or infinities",
+         NULL},
         {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &a->plugin_dirs,
          "also load plugins from DIR (repeatable; searched first)", "DIR"},
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &a->quiet, "print nothing per epoch", NULL},
@@ -152,6 +155,7 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
         .reset_optimizer = a->reset_opt,
         .progress = !a->quiet && !a->no_progress && isatty(STDOUT_FILENO),
         .quiet = a->quiet,
+        .allow_nonfinite = a->allow_nonfinite,
     };
     /* A file size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
      * instead of killing the process mid-write. */

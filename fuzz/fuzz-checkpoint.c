@@ -8,7 +8,8 @@
  * with the bytes, NaN and infinities included; a huge declared extent without data), and every
  * reader runs on the result: lmn_checkpoint_describe, lmn_checkpoint_read_config (and the config
  * it returns through lmn_config_validate), lmn_checkpoint_load_weights, and
- * lmn_checkpoint_load_training with and without reset_optimizer.  An all-zero input is the
+ * lmn_checkpoint_load_training with and without reset_optimizer, each with and without
+ * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE.  An all-zero input is the
  * template itself, which must load.
  */
 #include "fuzz-checkpoint.h"
@@ -303,7 +304,10 @@ void fuzz_checkpoint_one(LmnRegistry *registry, const guint8 *data, size_t size)
     g_assert(g_file_set_contents(fx.work, fx.template_bytes, (gssize) fx.template_size, NULL));
     Bytes b = {data, size, 0};
     guint n_edits = next_u8(&b) % 17;
-    gboolean reset = next_u8(&b) & 1;
+    guint8 mode = next_u8(&b);
+    gboolean reset = mode & 1;
+    LmnCheckpointLoadFlags flags =
+        (mode & 2) ? LMN_CHECKPOINT_LOAD_DEFAULT : LMN_CHECKPOINT_LOAD_REQUIRE_FINITE;
     hid_t file = H5Fopen(fx.work, H5F_ACC_RDWR, H5P_DEFAULT);
     g_assert(file >= 0);
     for (guint i = 0; i < n_edits; i++) {
@@ -322,10 +326,10 @@ void fuzz_checkpoint_one(LmnRegistry *registry, const guint8 *data, size_t size)
         }
         g_free(text);
     }
-    gboolean loaded = lmn_checkpoint_load_weights(fx.work, fx.model, NULL);
+    gboolean loaded = lmn_checkpoint_load_weights_full(fx.work, fx.model, flags, NULL);
     LmnTrainState st = fx.state;
-    gboolean resumed = lmn_checkpoint_load_training(fx.work, fx.model, fx.opt, fx.sched, &st,
-                                                    reset, NULL);
+    gboolean resumed =
+        lmn_checkpoint_load_training(fx.work, fx.model, fx.opt, fx.sched, &st, reset, flags, NULL);
     /* The template itself must load: a reader that refuses a valid file is a finding too. */
     if (n_edits == 0)
         g_assert(loaded && resumed);

@@ -631,6 +631,12 @@ float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *ex
         return NULL;
     }
     g_auto(LmnH5Id) space = H5Dget_space(ds);
+    /* A null dataspace has no values at all; read as a scalar it would leave one unwritten. */
+    if (H5Sget_simple_extent_type(space) == H5S_NULL) {
+        set_error(error, errs, errs->code_shape, loc, name,
+                  "has an empty (null) dataspace; an array of values was expected");
+        return NULL;
+    }
     int ndim = H5Sget_simple_extent_ndims(space);
     if (ndim < 0 || ndim > LMN_MAX_DIMS) {
         set_error(error, errs, errs->code_shape, loc, name,
@@ -678,6 +684,84 @@ float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *ex
         *shape_out = shape;
     }
     return g_steal_pointer(&data);
+}
+
+/* Describes a dataspace for messages: "a scalar", "an empty (null) dataspace", "shape [3, 2]". */
+static char *space_text(hid_t space)
+{
+    H5S_class_t cls = H5Sget_simple_extent_type(space);
+    if (cls == H5S_SCALAR)
+        return g_strdup("a scalar");
+    if (cls != H5S_SIMPLE)
+        return g_strdup("an empty (null) dataspace");
+    int ndim = H5Sget_simple_extent_ndims(space);
+    hsize_t dims[H5S_MAX_RANK];
+    if (ndim < 0 || ndim > H5S_MAX_RANK || H5Sget_simple_extent_dims(space, dims, NULL) < 0)
+        return g_strdup("an unreadable dataspace");
+    GString *out = g_string_new("shape [");
+    for (int i = 0; i < ndim; i++)
+        g_string_append_printf(out, "%s%" G_GUINT64_FORMAT, i ? ", " : "", (guint64) dims[i]);
+    g_string_append_c(out, ']');
+    return g_string_free(out, FALSE);
+}
+
+char *lmn_h5_read_string_dataset(hid_t loc, const char *name, const LmnH5Errors *errs,
+                                 GError **error)
+{
+    g_return_val_if_fail(name != NULL && errs != NULL, NULL);
+    lmn_h5_init();
+    if (!lmn_h5_path_exists(loc, name)) {
+        set_error(error, errs, errs->code_missing, loc, name, "no such dataset");
+        return NULL;
+    }
+    g_auto(LmnH5Id) ds = H5Oopen(loc, name, H5P_DEFAULT);
+    if (ds < 0 || H5Iget_type(ds) != H5I_DATASET) {
+        g_autofree char *why = ds < 0 ? lmn_h5_error_text() : g_strdup("it is a group");
+        set_error(error, errs, ds < 0 ? errs->code_open : errs->code_missing, loc, name,
+                  "cannot open it as a dataset: %s", why);
+        return NULL;
+    }
+    g_auto(LmnH5Id) type = H5Dget_type(ds);
+    if (H5Tget_class(type) != H5T_STRING) {
+        g_autofree char *tname = lmn_h5_type_name(type);
+        set_error(error, errs, errs->code_dtype, loc, name, "holds %s; one string was expected",
+                  tname);
+        return NULL;
+    }
+    /* The dataspace decides how many strings a read writes: one buffer is sized for one. */
+    g_auto(LmnH5Id) space = H5Dget_space(ds);
+    if (space < 0 || H5Sget_simple_extent_type(space) != H5S_SCALAR) {
+        g_autofree char *got = space >= 0 ? space_text(space) : g_strdup("no dataspace");
+        set_error(error, errs, errs->code_shape, loc, name,
+                  "holds strings of %s; one scalar string was expected", got);
+        return NULL;
+    }
+    g_auto(LmnH5Id) mem_type = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mem_type, H5Tget_cset(type));
+    char *result = NULL;
+    herr_t status;
+    if (H5Tis_variable_str(type) > 0) {
+        char *value = NULL;
+        H5Tset_size(mem_type, H5T_VARIABLE);
+        status = H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
+        if (status >= 0) {
+            result = g_strdup(value != NULL ? value : "");
+            H5free_memory(value);
+        }
+    } else {
+        size_t size = H5Tget_size(type);
+        H5Tset_size(mem_type, size + 1);
+        H5Tset_strpad(mem_type, H5T_STR_NULLTERM);
+        result = g_try_malloc0(size + 1);
+        status = result != NULL ? H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, result) : -1;
+    }
+    if (status < 0) {
+        g_autofree char *why = result != NULL ? lmn_h5_error_text() : g_strdup("out of memory");
+        g_free(result);
+        set_error(error, errs, errs->code_open, loc, name, "cannot read it: %s", why);
+        return NULL;
+    }
+    return result;
 }
 
 struct _LmnH5AtomicFile {

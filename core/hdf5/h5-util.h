@@ -209,6 +209,17 @@ float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *ex
                                  LmnShape *shape_out, const LmnH5Errors *errs, GError **error);
 
 /**
+ * lmn_h5_read_string_dataset:
+ * Reads dataset @name under @loc holding one string: a scalar dataspace of a string type, fixed
+ * or variable length.  An array of strings (as h5py writes for a list) is refused before anything
+ * is read, since a read into a buffer for one string would overrun it.
+ * Returns: (transfer full): the string, or NULL with @errs->code_missing (absent or a group),
+ *   code_dtype (not a string), code_shape (not scalar), or code_open (unreadable)
+ */
+char *lmn_h5_read_string_dataset(hid_t loc, const char *name, const LmnH5Errors *errs,
+                                 GError **error);
+
+/**
  * LmnH5AtomicFile:
  * A file written under a temporary name in the target's directory and renamed over the target
  * only when everything succeeded, so readers see the old file or the complete new one, never a

@@ -287,49 +287,28 @@ char *lmn_checkpoint_read_config(const char *path, GError **error)
     g_auto(LmnH5Id) file = open_checkpoint(path, TRUE, error);
     if (file < 0)
         return NULL;
-    g_auto(LmnH5Id) ds = H5Dopen2(file, "/config", H5P_DEFAULT);
-    if (ds < 0) {
-        g_autofree char *msg = lmn_h5_error_text();
+    if (!lmn_h5_path_exists(file, "/config")) {
         g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
                     "%s: no /config dataset (the model's config); it cannot be evaluated or "
                     "resumed on its own",
                     path);
         return NULL;
     }
-    g_auto(LmnH5Id) ftype = H5Dget_type(ds);
-    if (H5Tget_class(ftype) != H5T_STRING) {
+    /* The helper checks type and dataspace before reading: a string array stored as /config
+     * used to be read into a buffer for one string. */
+    LmnH5Errors errs = lmn_h5_errors_checkpoint(path);
+    g_autoptr(GError) local = NULL;
+    char *text = lmn_h5_read_string_dataset(file, "/config", &errs, &local);
+    if (!text) {
         g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
-                    "%s:/config: expected a string dataset", path);
+                    "%s; the checkpoint is damaged "
+                    "or was not written by Lamina: use another checkpoint of the run",
+                    local->message);
         return NULL;
     }
-    g_auto(LmnH5Id) mtype = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mtype, H5T_VARIABLE);
-    H5Tset_cset(mtype, H5Tget_cset(ftype));
-    if (H5Tis_variable_str(ftype) > 0) {
-        char *text = NULL;
-        if (H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text) < 0 || !text) {
-            g_autofree char *msg = lmn_h5_error_text();
-            g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
-                        "%s:/config: cannot read: %s", path, msg);
-            return NULL;
-        }
-        char *copy = g_strdup(text);
-        H5free_memory(text);
-        return copy;
-    }
-    gsize size = H5Tget_size(ftype);
-    char *buf = g_malloc0(size + 1);
-    if (H5Dread(ds, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        g_autofree char *msg = lmn_h5_error_text();
-        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
-                    "%s:/config: cannot read: %s", path, msg);
-        g_free(buf);
-        return NULL;
-    }
-    return buf;
+    return text;
 }
 
-/* Reads a float dataset that must exist with exactly @shape into a new host buffer. */
 /* A dataset's declared shape, without reading it (FALSE when @path is no dataset). */
 static gboolean dataset_shape(hid_t file, const char *path, LmnShape *shape)
 {
@@ -348,8 +327,34 @@ static gboolean dataset_shape(hid_t file, const char *path, LmnShape *shape)
     return TRUE;
 }
 
+/* Fails when @data holds NaN or an infinity: a run that diverged saved it, and training on from
+ * it would only make more (the loss guard stops it at once, or relu hides it and it trains on
+ * silently).  Named by tensor, with the count, so the user can judge the damage. */
+static gboolean check_finite(const float *data, gint64 numel, const char *path, const char *h5path,
+                             const char *what, GError **error)
+{
+    gint64 bad = 0, first = -1;
+    for (gint64 i = 0; i < numel; i++) {
+        if (!isfinite(data[i])) {
+            if (first < 0)
+                first = i;
+            bad++;
+        }
+    }
+    if (bad == 0)
+        return TRUE;
+    g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_NON_FINITE,
+                "%s:%s (%s): %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                " values are not finite (NaN or infinity; the first at flat index %" G_GINT64_FORMAT
+                "); the run that saved it diverged or the file is damaged. Use an earlier "
+                "checkpoint, or pass --allow-nonfinite to load it anyway",
+                path, h5path, what, bad, numel, first);
+    return FALSE;
+}
+
+/* Reads a float dataset that must exist with exactly @shape into a new host buffer. */
 static float *read_exact(hid_t file, const char *path, const char *h5path, const LmnShape *shape,
-                         const char *what, GError **error)
+                         const char *what, LmnCheckpointLoadFlags flags, GError **error)
 {
     LmnH5Errors errs = lmn_h5_errors_checkpoint(path);
     if (!lmn_h5_path_exists(file, h5path)) {
@@ -371,7 +376,13 @@ static float *read_exact(hid_t file, const char *path, const char *h5path, const
                     path, h5path, have, what, want);
         return NULL;
     }
-    return lmn_h5_read_float_dataset(file, h5path, shape, NULL, &errs, error);
+    float *data = lmn_h5_read_float_dataset(file, h5path, shape, NULL, &errs, error);
+    if (data && (flags & LMN_CHECKPOINT_LOAD_REQUIRE_FINITE) &&
+        !check_finite(data, lmn_shape_numel(shape), path, h5path, what, error)) {
+        g_free(data);
+        return NULL;
+    }
+    return data;
 }
 
 typedef struct {
@@ -397,6 +408,12 @@ static gboolean apply_pending(GArray *pending, GError **error)
 
 gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError **error)
 {
+    return lmn_checkpoint_load_weights_full(path, model, LMN_CHECKPOINT_LOAD_DEFAULT, error);
+}
+
+gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
+                                          LmnCheckpointLoadFlags flags, GError **error)
+{
     g_return_val_if_fail(path && model, FALSE);
     g_auto(LmnH5Id) file = open_checkpoint(path, FALSE, error);
     if (file < 0)
@@ -415,7 +432,7 @@ gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError *
                 g_strdup_printf("/model/%s/%s", lmn_layer_get_name(l), pname);
             g_autofree char *what = g_strdup_printf("layer '%s' %s '%s'", lmn_layer_get_name(l),
                                                     is_param ? "parameter" : "buffer", pname);
-            float *data = read_exact(file, path, h5path, &t->shape, what, error);
+            float *data = read_exact(file, path, h5path, &t->shape, what, flags, error);
             if (!data)
                 return FALSE;
             PendingWrite w = {t, data};
@@ -430,13 +447,14 @@ typedef struct {
     const char *path;
     GArray *pending;
     GPtrArray *views;
+    LmnCheckpointLoadFlags flags;
 } ReadCtx;
 
 static gboolean read_best_one(LmnTensor *view, const char *h5path, const char *what,
                               gpointer data, GError **error)
 {
     ReadCtx *ctx = data;
-    float *values = read_exact(ctx->file, ctx->path, h5path, &view->shape, what, error);
+    float *values = read_exact(ctx->file, ctx->path, h5path, &view->shape, what, ctx->flags, error);
     if (!values)
         return FALSE;
     g_ptr_array_add(ctx->views, lmn_tensor_ref(view));
@@ -505,6 +523,29 @@ static gboolean read_train_counters(hid_t tg, const char *path, const LmnH5Error
                     path, st->epoch, st->step);
         return FALSE;
     }
+    /* Bounds far beyond any real run and far below where the loop's arithmetic (step + 1,
+     * epoch * steps_per_epoch, the schedule's doubles) would overflow or lose exactness. */
+    struct {
+        const char *name;
+        gint64 value, lo, hi;
+    } counters[] = {
+        {"epoch", st->epoch, 0, LMN_CHECKPOINT_MAX_EPOCH},
+        {"step", st->step, 0, LMN_CHECKPOINT_MAX_STEP},
+        {"epoch_samples", st->epoch_samples, -1, LMN_CHECKPOINT_MAX_STEP},
+        {"best_epoch", st->best_epoch, -1, st->epoch},
+        {"wait", st->wait, 0, st->epoch},
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(counters); i++) {
+        if (counters[i].value < counters[i].lo || counters[i].value > counters[i].hi) {
+            g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                        "%s:/train: %s is %" G_GINT64_FORMAT "; expected %" G_GINT64_FORMAT
+                        " to %" G_GINT64_FORMAT " (epoch is %" G_GINT64_FORMAT
+                        "); the file is damaged: use another checkpoint",
+                        path, counters[i].name, counters[i].value, counters[i].lo, counters[i].hi,
+                        st->epoch);
+            return FALSE;
+        }
+    }
     return TRUE;
 }
 
@@ -532,7 +573,8 @@ static gboolean check_optimizer_type(hid_t og, const char *path, LmnOptimizer *o
 
 /* Queues one slot of one parameter: /optimizer/state/LAYER/PARAM/SLOT. */
 static gboolean read_slot(hid_t file, const char *path, LmnModel *model, LmnOptimizer *opt, guint s,
-                          LmnLayer *l, guint p, TrainingRead *r, GError **error)
+                          LmnLayer *l, guint p, TrainingRead *r, LmnCheckpointLoadFlags flags,
+                          GError **error)
 {
     LmnTensor *param = lmn_layer_get_param(l, p);
     LmnTensor *slot = lmn_optimizer_get_slot(opt, s);
@@ -545,7 +587,7 @@ static gboolean read_slot(hid_t file, const char *path, LmnModel *model, LmnOpti
     g_autofree char *what =
         g_strdup_printf("optimizer slot '%s' of layer '%s' parameter '%s'", slot_name,
                         lmn_layer_get_name(l), lmn_layer_get_param_name(l, p));
-    float *data = read_exact(file, path, h5path, &param->shape, what, error);
+    float *data = read_exact(file, path, h5path, &param->shape, what, flags, error);
     if (!data)
         return FALSE;
     PendingWrite w = {view, data};
@@ -557,7 +599,7 @@ static gboolean read_slot(hid_t file, const char *path, LmnModel *model, LmnOpti
  * layout says where each one goes. */
 static gboolean read_optimizer_state(hid_t file, hid_t og, const char *path, LmnModel *model,
                                      LmnOptimizer *opt, const LmnH5Errors *errs, TrainingRead *r,
-                                     GError **error)
+                                     LmnCheckpointLoadFlags flags, GError **error)
 {
     guint n_host = 0;
     const char *const *names = NULL;
@@ -565,6 +607,13 @@ static gboolean read_optimizer_state(hid_t file, hid_t og, const char *path, Lmn
     r->host = g_new0(double, MAX(n_host, 1));
     if (!lmn_h5_attr_read_int64(og, "step", &r->opt_step, errs, error))
         return FALSE;
+    if (r->opt_step < 0 || r->opt_step > LMN_CHECKPOINT_MAX_STEP) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                    "%s:/optimizer: step is %" G_GINT64_FORMAT "; expected 0 to %" G_GINT64_FORMAT
+                    " (no run takes more steps); the file is damaged: use another checkpoint",
+                    path, r->opt_step, (gint64) LMN_CHECKPOINT_MAX_STEP);
+        return FALSE;
+    }
     for (guint i = 0; i < n_host; i++) {
         g_autofree char *an = g_strdup_printf("host_state.%s", names[i]);
         if (!lmn_h5_attr_read_double(og, an, &r->host[i], errs, error))
@@ -574,7 +623,7 @@ static gboolean read_optimizer_state(hid_t file, hid_t og, const char *path, Lmn
         for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
             LmnLayer *l = lmn_model_get_layer(model, i);
             for (guint p = 0; p < lmn_layer_get_n_params(l); p++)
-                if (!read_slot(file, path, model, opt, s, l, p, r, error))
+                if (!read_slot(file, path, model, opt, s, l, p, r, flags, error))
                     return FALSE;
         }
     }
@@ -645,7 +694,8 @@ static gboolean apply_training(TrainingRead *r, LmnOptimizer *opt, LmnSchedule *
 
 gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOptimizer *opt,
                                       LmnSchedule *sched, LmnTrainState *state,
-                                      gboolean reset_optimizer, GError **error)
+                                      gboolean reset_optimizer, LmnCheckpointLoadFlags flags,
+                                      GError **error)
 {
     g_return_val_if_fail(path && model && opt && state, FALSE);
     LmnH5Errors errs = lmn_h5_errors_checkpoint(path);
@@ -666,11 +716,11 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
     r.pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
     g_array_set_clear_func(r.pending, pending_clear);
     r.views = g_ptr_array_new_with_free_func((GDestroyNotify) lmn_tensor_unref);
-    if (r.load_opt && !read_optimizer_state(file, og, path, model, opt, &errs, &r, error))
+    if (r.load_opt && !read_optimizer_state(file, og, path, model, opt, &errs, &r, flags, error))
         return FALSE;
     r.state.has_best_weights = state->best_params && lmn_h5_path_exists(file, "/train/best");
     if (r.state.has_best_weights) {
-        ReadCtx ctx = {file, path, r.pending, r.views};
+        ReadCtx ctx = {file, path, r.pending, r.views, flags};
         if (!visit_best(model, state, read_best_one, &ctx, error))
             return FALSE;
     }
@@ -955,15 +1005,16 @@ char *lmn_checkpoint_describe(const char *path, GError **error)
     g_string_append_printf(out, "checkpoint %s\n", path);
     describe_format(out, root, lamina, &errs);
     g_autofree char *config = NULL;
-    if (lamina && lmn_h5_path_exists(file, "/config")) {
-        g_autoptr(GError) local = NULL;
-        config = lmn_checkpoint_read_config(path, &local);
-    }
+    g_autoptr(GError) config_error = NULL;
+    if (lamina && lmn_h5_path_exists(file, "/config"))
+        config = lmn_checkpoint_read_config(path, &config_error);
     g_autoptr(GPtrArray) slots = slot_names(file);
     describe_model(out, file, config, slots);
     describe_optimizer(out, file, slots, &errs);
     describe_training(out, file, &errs);
     if (config)
         describe_config(out, config);
+    else if (config_error)
+        g_string_append_printf(out, "config: not readable: %s\n", config_error->message);
     return g_string_free(out, FALSE);
 }

@@ -35,6 +35,9 @@ struct _LmnTrainer {
     LmnTensor *scratch;  /* flat like the parameters: noise, sign(w); NULL when unused */
     LmnTensor *penalty;  /* one f32: this step's penalty, added to the reported loss */
     LmnTensor *norm_sq;  /* one f32: the squared global gradient norm (clip_norm) */
+    /* One f32 for the gradient guard without clip_norm: this step's squared global norm on a
+     * backend with host memory, the run's sum of them on a device (read once per epoch). */
+    LmnTensor *grad_sq;
     gboolean has_penalty;
     /* Early stopping with restore_best: the best epoch's weights, on the backend. */
     LmnTensor *best_params;
@@ -108,6 +111,7 @@ void lmn_trainer_free(LmnTrainer *t)
     g_clear_pointer(&t->scratch, lmn_tensor_unref);
     g_clear_pointer(&t->penalty, lmn_tensor_unref);
     g_clear_pointer(&t->norm_sq, lmn_tensor_unref);
+    g_clear_pointer(&t->grad_sq, lmn_tensor_unref);
     g_clear_pointer(&t->best_params, lmn_tensor_unref);
     g_clear_pointer(&t->best_buffers, lmn_tensor_unref);
     lmn_schedule_free(t->sched);
@@ -215,12 +219,39 @@ static gboolean setup_best_weights(LmnTrainer *t, GError **error)
     return TRUE;
 }
 
+/* How weights and state are loaded: NaN or infinities are refused unless --allow-nonfinite. */
+static LmnCheckpointLoadFlags load_flags(const LmnTrainer *t)
+{
+    return t->opts.allow_nonfinite ? LMN_CHECKPOINT_LOAD_DEFAULT
+                                   : LMN_CHECKPOINT_LOAD_REQUIRE_FINITE;
+}
+
 static gboolean resume(LmnTrainer *t, GError **error)
 {
     const char *path = t->opts.resume_checkpoint;
     if (!lmn_checkpoint_load_training(path, t->model, t->opt, t->sched, &t->state,
-                                      t->opts.reset_optimizer, error))
+                                      t->opts.reset_optimizer, load_flags(t), error))
         return FALSE;
+    /* A finished run "resumed" would train nothing and silently rewrite final.h5. */
+    const char *config = lmn_config_get_name(t->cfg);
+    if (t->state.epoch >= t->tc->epochs) {
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FINISHED,
+                    "%s: the run already finished: it trained %" G_GINT64_FORMAT
+                    " epochs and %s [train] epochs is %" G_GINT64_FORMAT
+                    ", so nothing is left to train. Raise epochs (--epochs %" G_GINT64_FORMAT
+                    " or more) to train further, or start a new run without --resume",
+                    path, t->state.epoch, config, t->tc->epochs, t->state.epoch + 1);
+        return FALSE;
+    }
+    if (t->tc->max_steps > 0 && t->state.step >= t->tc->max_steps) {
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FINISHED,
+                    "%s: the run already took %" G_GINT64_FORMAT " steps and %s [train] "
+                    "max_steps is %" G_GINT64_FORMAT
+                    ", so nothing is left to train. Raise max_steps (--max-steps %" G_GINT64_FORMAT
+                    " or more, or 0 for no limit) to train further",
+                    path, t->state.step, config, t->tc->max_steps, t->state.step + 1);
+        return FALSE;
+    }
     /* Data order, dropout masks and gradient noise are streams of the seed: another seed would
      * not continue the same run. */
     if (t->state.seed != t->tc->seed) {
@@ -330,7 +361,7 @@ static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error
         return FALSE;
     const char *weights =
         t->opts.resume_checkpoint ? t->opts.resume_checkpoint : t->opts.init_checkpoint;
-    return !weights || lmn_checkpoint_load_weights(weights, t->model, error);
+    return !weights || lmn_checkpoint_load_weights_full(weights, t->model, load_flags(t), error);
 }
 
 /* The optimizer and the schedule, the best-weights copy, the state of a resumed run, and the
@@ -734,8 +765,83 @@ static gboolean csv_value(FILE *f, double v)
     return (isnan(v) ? fputs(",", f) : fprintf(f, ",%.6g", v)) >= 0;
 }
 
+/* The slow path of the gradient guard, taken only once the squared global norm is not finite:
+ * reads every parameter's gradient to the host to name the first layer whose gradient holds NaN
+ * or an infinity, or, when every value is finite, the first whose squares overflow float.
+ * @step is the step that made the gradient, or 0 when the norm was only read at the epoch's end
+ * (a device backend).  Always returns FALSE with @error. */
+static gboolean non_finite_gradient(LmnTrainer *t, gint64 step, double norm_sq, GError **error)
+{
+    g_autofree char *culprit = NULL;
+    for (guint i = 0; !culprit && i < lmn_model_get_n_layers(t->model); i++) {
+        LmnLayer *l = lmn_model_get_layer(t->model, i);
+        for (guint p = 0; !culprit && p < lmn_layer_get_n_params(l); p++) {
+            LmnTensor *g = lmn_layer_get_grad(l, p);
+            gint64 n = lmn_tensor_numel(g);
+            g_autofree float *v = g_try_new(float, MAX(n, 1));
+            if (!v || !lmn_tensor_read(g, v, (gsize) n * sizeof(float), NULL))
+                continue;
+            gint64 bad = 0;
+            double sq = 0;
+            for (gint64 k = 0; k < n; k++) {
+                bad += !isfinite(v[k]);
+                sq += (double) v[k] * v[k];
+            }
+            if (bad > 0)
+                culprit =
+                    g_strdup_printf("layer '%s' parameter '%s' has %" G_GINT64_FORMAT
+                                    " non-finite gradient values of %" G_GINT64_FORMAT,
+                                    lmn_layer_get_name(l), lmn_layer_get_param_name(l, p), bad, n);
+            else if (sq > G_MAXFLOAT)
+                culprit =
+                    g_strdup_printf("layer '%s' parameter '%s' has gradients so large that "
+                                    "their squares (%g) overflow float",
+                                    lmn_layer_get_name(l), lmn_layer_get_param_name(l, p), sq);
+        }
+    }
+    if (!culprit)
+        culprit = g_strdup("no layer's gradient holds NaN or an infinity any more");
+    if (step > 0)
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
+                    "epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT ": the gradient is not "
+                    "finite (squared global norm %g; %s); stopped before applying it (checkpoints "
+                    "already in %s are kept). Lower the learning rate, or check the data and "
+                    "the initial weights for extreme values",
+                    t->state.epoch + 1, step, norm_sq, culprit, t->output_dir);
+    else
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
+                    "epoch %" G_GINT64_FORMAT ": a gradient became non-finite during the epoch "
+                    "(on this backend the gradient norm is checked once per epoch; now %s); "
+                    "stopped without saving this epoch (checkpoints already in %s are kept). "
+                    "Lower the learning rate, or check the data and the initial weights for "
+                    "extreme values",
+                    t->state.epoch + 1, culprit, t->output_dir);
+    return FALSE;
+}
+
+/* The gradient guard without clip_norm: one reduction per step.  With host memory (CPU) the
+ * norm is checked at once, so the step is known and not applied; on a device a read every step
+ * would wait for it every step, so the squares accumulate there (NaN and infinity stay in a
+ * sum) and read_epoch_figures() reads the sum with the epoch's loss. */
+static gboolean guard_gradients(LmnTrainer *t, LmnTensor *grads, GError **error)
+{
+    if (!t->grad_sq) {
+        LmnShape one = lmn_shape_make(0);
+        t->grad_sq = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
+        if (!t->grad_sq)
+            return FALSE;
+        lmn_op_fill(t->grad_sq, 0);
+    }
+    const float *host = lmn_backend_host_pointer(t->grad_sq);
+    lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, grads, t->grad_sq, 1.0f, host ? 0.0f : 1.0f);
+    if (host && !isfinite(*host))
+        return non_finite_gradient(t, t->state.step + 1, *host, error);
+    return TRUE;
+}
+
 /* Penalties, noise and clipping between backward and the optimizer (order documented in
- * LmnTrainConfig).  @m is the batch size, for the loss accumulator. */
+ * LmnTrainConfig), and the guard on the gradient's norm.  @m is the batch size, for the loss
+ * accumulator. */
 static gboolean process_gradients(LmnTrainer *t, gint64 m, GError **error)
 {
     const LmnTrainConfig *tc = t->tc;
@@ -777,9 +883,14 @@ static gboolean process_gradients(LmnTrainer *t, gint64 m, GError **error)
         lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, grads, t->norm_sq, 1.0f, 0.0f);
         if (!read_scalar(t->norm_sq, &norm_sq, error))
             return FALSE;
+        /* An infinite norm would make coef 0 and zero the gradient silently. */
+        if (!isfinite(norm_sq))
+            return non_finite_gradient(t, t->state.step + 1, norm_sq, error);
         double coef = tc->clip_norm / (sqrt(norm_sq) + 1e-6);
         if (coef < 1.0)
             lmn_op_axpby((float) coef, grads, 0.0f, grads);
+    } else if (!guard_gradients(t, grads, error)) {
+        return FALSE;
     }
     if (tc->clip_value > 0)
         lmn_op_clamp(grads, (float) -tc->clip_value, (float) tc->clip_value);
@@ -986,6 +1097,14 @@ static gboolean read_epoch_figures(LmnTrainer *t, Epoch *ep, GError **error)
                     "extreme values",
                     ep->index + 1, ep->train_loss, t->output_dir);
         return FALSE;
+    }
+    /* The device's sum of squared gradient norms (guard_gradients); the CPU checked each step. */
+    double grad_sq = 0;
+    if (t->grad_sq && !lmn_backend_host_pointer(t->grad_sq)) {
+        if (!read_scalar(t->grad_sq, &grad_sq, error))
+            return FALSE;
+        if (!isfinite(grad_sq))
+            return non_finite_gradient(t, 0, grad_sq, error);
     }
     return TRUE;
 }

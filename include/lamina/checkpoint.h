@@ -65,13 +65,40 @@ gboolean lmn_checkpoint_save(const char *path, const char *config_text, LmnModel
  * Returns: (transfer full): the /config text, or NULL with LMN_CHECKPOINT_ERROR_OPEN/_FORMAT
  */
 char *lmn_checkpoint_read_config(const char *path, GError **error);
+/* The largest /train epoch and step counters (and /optimizer step) a checkpoint may hold: no
+ * real run comes near them, and below them the training loop's arithmetic (step + 1,
+ * epoch * steps_per_epoch, the schedule's step as a double) cannot overflow or round. */
+#define LMN_CHECKPOINT_MAX_EPOCH G_MAXINT32
+#define LMN_CHECKPOINT_MAX_STEP (G_GINT64_CONSTANT(1) << 53)
+
+/**
+ * LmnCheckpointLoadFlags:
+ * @LMN_CHECKPOINT_LOAD_DEFAULT: load the values as they are
+ * @LMN_CHECKPOINT_LOAD_REQUIRE_FINITE: refuse a tensor holding NaN or an infinity
+ *   (LMN_CHECKPOINT_ERROR_NON_FINITE, naming it and counting them); training sets it unless
+ *   `--allow-nonfinite` is given
+ */
+typedef enum {
+    LMN_CHECKPOINT_LOAD_DEFAULT = 0,
+    LMN_CHECKPOINT_LOAD_REQUIRE_FINITE = 1 << 0,
+} LmnCheckpointLoadFlags;
+
 /**
  * lmn_checkpoint_load_weights:
- * Loads /model/<layer>/<param> (and buffers) into @model, checking every shape.
+ * Loads /model/<layer>/<param> (and buffers) into @model, checking every shape; the values are
+ * taken as they are (lmn_checkpoint_load_weights_full() with LMN_CHECKPOINT_LOAD_DEFAULT).
  * Returns: FALSE with LMN_CHECKPOINT_ERROR_MISMATCH naming the first missing or misshapen
  *   parameter and the expected shape, leaving @model's values unchanged
  */
 gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError **error);
+/**
+ * lmn_checkpoint_load_weights_full:
+ * As lmn_checkpoint_load_weights(), with @flags.
+ * Returns: FALSE as lmn_checkpoint_load_weights(), or with LMN_CHECKPOINT_ERROR_NON_FINITE
+ *   under LMN_CHECKPOINT_LOAD_REQUIRE_FINITE, leaving @model's values unchanged
+ */
+gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
+                                          LmnCheckpointLoadFlags flags, GError **error);
 /**
  * lmn_checkpoint_load_training:
  * Loads optimizer state (slots laid out like @model's parameters), schedule state and counters
@@ -79,11 +106,16 @@ gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError *
  * is LMN_CHECKPOINT_ERROR_OPTIMIZER unless @reset_optimizer (then the optimizer starts fresh).
  * When @state->best_params is set (the caller allocated it like the flat parameters, and
  * best_buffers for the buffers) and the file has /train/best, the best weights are loaded into
- * them and has_best_weights is set; otherwise has_best_weights is cleared.
+ * them and has_best_weights is set; otherwise has_best_weights is cleared.  With
+ * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE in @flags, slots and best weights holding NaN or an
+ * infinity are refused.  Counters out of range (negative, an epoch beyond
+ * LMN_CHECKPOINT_MAX_EPOCH, a step beyond LMN_CHECKPOINT_MAX_STEP, a best epoch or wait beyond
+ * the epoch) are LMN_CHECKPOINT_ERROR_FORMAT.  Nothing is written unless everything was read.
  */
 gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOptimizer *opt,
                                       LmnSchedule *sched, LmnTrainState *state,
-                                      gboolean reset_optimizer, GError **error);
+                                      gboolean reset_optimizer, LmnCheckpointLoadFlags flags,
+                                      GError **error);
 
 /**
  * lmn_checkpoint_describe:

@@ -51,7 +51,8 @@ typedef enum {
     LMN_CHECKPOINT_ERROR_FORMAT = 1,   /* not a Lamina checkpoint, or a newer format version */
     LMN_CHECKPOINT_ERROR_MISMATCH = 2, /* parameters missing or of the wrong shape for this model */
     LMN_CHECKPOINT_ERROR_WRITE = 3,    /* the checkpoint could not be written */
-    LMN_CHECKPOINT_ERROR_OPTIMIZER = 4, /* saved optimizer differs from the configured one */
+    LMN_CHECKPOINT_ERROR_OPTIMIZER = 4,  /* saved optimizer differs from the configured one */
+    LMN_CHECKPOINT_ERROR_NON_FINITE = 5, /* a loaded tensor holds NaN or an infinity */
 } LmnCheckpointError;
 
 /** LmnBackendError: a problem with a compute backend or device. */
@@ -68,6 +69,7 @@ typedef enum {
     LMN_TRAIN_ERROR_NON_FINITE = 0, /* the loss became NaN or Inf */
     LMN_TRAIN_ERROR_INTERRUPTED = 1,
     LMN_TRAIN_ERROR_FAILED = 2,
+    LMN_TRAIN_ERROR_FINISHED = 3, /* --resume of a run with nothing left to train */
 } LmnTrainError;
 
 #define LMN_PLUGIN_ERROR (lmn_plugin_error_quark())

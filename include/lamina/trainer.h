@@ -18,6 +18,8 @@ typedef struct _LmnTrainer LmnTrainer;
  * @reset_optimizer: with --resume, start the optimizer fresh even if its type changed
  * @progress: draw a progress bar (the CLI sets it when stdout is a terminal)
  * @quiet: print nothing per epoch
+ * @allow_nonfinite: load weights and optimizer state holding NaN or infinities from
+ *   @init_checkpoint or @resume_checkpoint (--allow-nonfinite); by default they are refused
  */
 typedef struct {
     const char *output_dir;
@@ -26,6 +28,7 @@ typedef struct {
     gboolean reset_optimizer;
     gboolean progress;
     gboolean quiet;
+    gboolean allow_nonfinite;
 } LmnTrainerOptions;
 
 /**

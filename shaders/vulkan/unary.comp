@@ -36,14 +36,14 @@ float f(float v, uint op, float a)
 {
     switch (op) {
     case 0: return v;
-    case 1: return v > 0.0 ? v : 0.0;
+    case 1: return v <= 0.0 ? 0.0 : v; // NaN passes through, as in torch.relu
     case 2: return 1.0 / (1.0 + exp(-v));
     case 3: return tanh(v);
     case 4: return v > 0.0 ? v : a * v;
     case 5: return v > 0.0 ? v : a * (exp(v) - 1.0);
     case 6: { float bx = a * v; return bx > 20.0 ? v : log(1.0 + exp(bx)) / a; }
     case 7: return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-    case 8: return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : v * 0.0);
+    case 8: return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : v); // 0, -0 and NaN as they are
     case 9: return abs(v);
     case 10: return v * v;
     }

@@ -33,11 +33,11 @@ float g(float xv, float yv, float d, uint op, float a)
 {
     switch (op) {
     case 0: return d;
-    case 1: return xv > 0.0 ? d : 0.0;
+    case 1: return xv <= 0.0 ? 0.0 : d; // at NaN: d, as torch's threshold_backward
     case 2: return d * yv * (1.0 - yv);
     case 3: return d * (1.0 - yv * yv);
     case 4: return xv > 0.0 ? d : a * d;
-    case 5: return xv > 0.0 ? d : d * a * exp(xv);
+    case 5: return xv <= 0.0 ? d * a * exp(xv) : d; // at NaN: d, as in torch
     case 6: { float bx = a * xv; float z = exp(bx); return bx > 20.0 ? d : d * z / (z + 1.0); }
     case 7: {
         float cdf = 0.5 * (1.0 + erf_approx(xv * 0.70710678118654752));

@@ -129,16 +129,16 @@ static void test_optimizer(Fixture *fx, gconstpointer unused)
     Built *b = build(32, "adam");
     LmnTrainState st = {0, 0, 5, NAN, -1};
     g_autoptr(GError) error = NULL;
-    g_assert_false(
-        lmn_checkpoint_load_training(fx->ckpt, b->model, b->opt, b->sched, &st, FALSE, &error));
+    g_assert_false(lmn_checkpoint_load_training(fx->ckpt, b->model, b->opt, b->sched, &st, FALSE,
+                                                LMN_CHECKPOINT_LOAD_DEFAULT, &error));
     g_assert_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_OPTIMIZER);
     assert_message(error,
                    (const char *const[]){fx->ckpt, "'sgd'", "'adam'", "--reset-optimizer", NULL});
     g_assert_cmpint(st.step, ==, 0);
     g_clear_error(&error);
     /* With reset: the counters come back, adam starts fresh. */
-    g_assert_true(
-        lmn_checkpoint_load_training(fx->ckpt, b->model, b->opt, b->sched, &st, TRUE, &error));
+    g_assert_true(lmn_checkpoint_load_training(fx->ckpt, b->model, b->opt, b->sched, &st, TRUE,
+                                               LMN_CHECKPOINT_LOAD_DEFAULT, &error));
     g_assert_no_error(error);
     g_assert_cmpint(st.step, ==, 7);
     g_assert_cmpint(st.epoch, ==, 1);
@@ -190,8 +190,8 @@ static void test_mismatch(Fixture *fx, gconstpointer unused)
     g_assert_cmpmem(before, n1 * sizeof(float), after, n2 * sizeof(float));
     g_clear_error(&error);
     LmnTrainState st = {0, 0, 5, NAN, -1};
-    g_assert_false(
-        lmn_checkpoint_load_training(fx->ckpt, b->model, b->opt, b->sched, &st, FALSE, &error));
+    g_assert_false(lmn_checkpoint_load_training(fx->ckpt, b->model, b->opt, b->sched, &st, FALSE,
+                                                LMN_CHECKPOINT_LOAD_DEFAULT, &error));
     g_assert_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH);
     assert_message(error,
                    (const char *const[]){"momentum_buffer", "fc1", "[32, 2]", "[16, 2]", NULL});
@@ -235,8 +235,8 @@ static void test_truncated(Fixture *fx, gconstpointer unused)
     assert_message(error, (const char *const[]){cut, "truncated", NULL});
     g_clear_error(&error);
     LmnTrainState st = {0, 0, 5, NAN, -1};
-    g_assert_false(
-        lmn_checkpoint_load_training(cut, b->model, b->opt, b->sched, &st, FALSE, &error));
+    g_assert_false(lmn_checkpoint_load_training(cut, b->model, b->opt, b->sched, &st, FALSE,
+                                                LMN_CHECKPOINT_LOAD_DEFAULT, &error));
     g_assert_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_OPEN);
     built_free(b);
 }

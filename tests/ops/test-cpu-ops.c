@@ -661,6 +661,96 @@ static void test_unary_forward(void)
         }
 }
 
+/* NaN and the infinities through every activation, against PyTorch 1.13 (Debian's
+ * python3-torch), recorded with
+ *   x = torch.tensor([nan, -1, 0, 2, inf, -inf], requires_grad=True); y = f(x)
+ *   y.backward(torch.ones(6)) or y.backward(torch.full((6,), nan))
+ * A NaN must come out where PyTorch's does: relu used to turn it into 0, so a NaN weight trained
+ * on with a finite loss and the loss guard never fired. */
+static void test_unary_nan(void)
+{
+    static const struct {
+        LmnUnaryOp op;
+        const char *name;
+        float alpha;
+        double y[6], dx[6], dx_nan_dy[6];
+    } cases[] = {
+        {LMN_UNARY_RELU,
+         "relu",
+         0.0f,
+         {NAN, 0, 0, 2, INFINITY, 0},
+         {1, 0, 0, 1, 1, 0},
+         {NAN, 0, 0, NAN, NAN, 0}},
+        {LMN_UNARY_SIGMOID,
+         "sigmoid",
+         0.0f,
+         {NAN, 0.2689414322376251, 0.5, 0.8807970285415649, 1, 0},
+         {NAN, 0.1966119408607483, 0.25, 0.10499362647533417, 0, 0},
+         {NAN, NAN, NAN, NAN, NAN, NAN}},
+        {LMN_UNARY_TANH,
+         "tanh",
+         0.0f,
+         {NAN, -0.7615941762924194, 0, 0.9640275835990906, 1, -1},
+         {NAN, 0.41997429728507996, 1, 0.07065081596374512, 0, 0},
+         {NAN, NAN, NAN, NAN, NAN, NAN}},
+        {LMN_UNARY_LEAKY_RELU,
+         "leaky_relu(0.1)",
+         0.1f,
+         {NAN, -0.1, 0, 2, INFINITY, -INFINITY},
+         {0.1, 0.1, 0.1, 1, 1, 0.1},
+         {NAN, NAN, NAN, NAN, NAN, NAN}},
+        {LMN_UNARY_ELU,
+         "elu",
+         1.0f,
+         {NAN, -0.6321205496788025, 0, 2, INFINITY, -1},
+         {1, 0.3678794503211975, 1, 1, 1, 0},
+         {NAN, NAN, NAN, NAN, NAN, NAN}},
+        {LMN_UNARY_SOFTPLUS,
+         "softplus",
+         1.0f,
+         {NAN, 0.3132616877555847, 0.6931471824645996, 2.1269280910491943, INFINITY, 0},
+         {NAN, 0.2689414322376251, 0.5, 0.8807970881462097, 1, 0},
+         {NAN, NAN, NAN, NAN, NAN, NAN}},
+        {LMN_UNARY_GELU,
+         "gelu",
+         0.0f,
+         {NAN, -0.1586552858352661, 0, 1.9544999599456787, INFINITY, NAN},
+         {NAN, -0.08331543207168579, 0.5, 1.085231900215149, NAN, NAN},
+         {NAN, NAN, NAN, NAN, NAN, NAN}},
+    };
+    const float x[6] = {NAN, -1, 0, 2, INFINITY, -INFINITY};
+    const float ones[6] = {1, 1, 1, 1, 1, 1}, nans[6] = {NAN, NAN, NAN, NAN, NAN, NAN};
+    for (gsize c = 0; c < G_N_ELEMENTS(cases); c++) {
+        LmnTensor *tx = tensor_f32(6, x), *ty = tensor_f32(6, NULL), *tdx = tensor_f32(6, NULL);
+        LmnTensor *tones = tensor_f32(6, ones), *tnans = tensor_f32(6, nans);
+        lmn_op_unary(cases[c].op, tx, ty, cases[c].alpha);
+        const double *want[3] = {cases[c].y, cases[c].dx, cases[c].dx_nan_dy};
+        for (int k = 0; k < 3; k++) {
+            if (k > 0)
+                lmn_op_unary_backward(cases[c].op, tx, ty, k == 1 ? tones : tnans, tdx,
+                                      cases[c].alpha);
+            g_autofree float *got = read_all(k == 0 ? ty : tdx);
+            for (int i = 0; i < 6; i++) {
+                double w = want[k][i];
+                gboolean ok = isnan(w)   ? isnan(got[i])
+                              : isinf(w) ? got[i] == w
+                                         : fabs(got[i] - w) <= 1e-6 + 1e-6 * fabs(w);
+                if (!ok)
+                    g_error("%s %s at x = %g: got %.9g, PyTorch gives %.9g", cases[c].name,
+                            k == 0   ? "forward"
+                            : k == 1 ? "backward"
+                                     : "backward of a NaN dy",
+                            x[i], got[i], w);
+            }
+        }
+        lmn_tensor_unref(tx);
+        lmn_tensor_unref(ty);
+        lmn_tensor_unref(tdx);
+        lmn_tensor_unref(tones);
+        lmn_tensor_unref(tnans);
+    }
+}
+
 static double unary_derivative_ref(LmnUnaryOp op, double x, double a)
 {
     switch (op) {
@@ -2361,6 +2451,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/cpu/bias", test_bias);
     g_test_add_func("/ops/cpu/unary/forward", test_unary_forward);
     g_test_add_func("/ops/cpu/unary/backward", test_unary_backward);
+    g_test_add_func("/ops/cpu/unary/nan", test_unary_nan);
     g_test_add_func("/ops/cpu/binary-axpby", test_binary_axpby);
     g_test_add_func("/ops/cpu/reduce", test_reduce);
     g_test_add_func("/ops/cpu/softmax-xent", test_softmax_xent);

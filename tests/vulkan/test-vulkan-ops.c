@@ -125,7 +125,8 @@ static void assert_close(const Pair *p, double atol, double rtol, const char *wh
     lmn_tensor_read(p->v, b, p->n * 4, &error);
     g_assert_no_error(error);
     for (gsize i = 0; i < p->n; i++) {
-        if (isnan(a[i]) && isnan(b[i]))
+        /* Both NaN, or the same infinity, are equal (their difference would be NaN). */
+        if ((isnan(a[i]) && isnan(b[i])) || a[i] == b[i])
             continue;
         if (!(fabs((double) a[i] - (double) b[i]) <= atol + rtol * fabs((double) a[i])))
             g_error("%s: element %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT ": vulkan %.9g, cpu %.9g",
@@ -208,10 +209,18 @@ static void test_unary(void)
     for (gint op = 0; op < LMN_UNARY_COUNT; op++) {
         Pair x = pair_random(3001, -6, 6), y = pair_random(3001, -1, 1);
         Pair dy = pair_random(3001, -1, 1), dx = pair_random(3001, -1, 1);
-        /* Exact zeros exercise the derivative conventions at 0. */
-        float zero = 0.0f;
-        lmn_tensor_write(x.c, &zero, 4, NULL);
-        lmn_tensor_write(x.v, &zero, 4, NULL);
+        /* Exact zeros exercise the derivative conventions at 0; NaN and the infinities must
+         * come out as on the CPU (NaN propagates through the activations as in PyTorch), and
+         * a NaN dy too. */
+        const float special[4] = {0.0f, NAN, INFINITY, -INFINITY};
+        lmn_tensor_write(x.c, special, sizeof special, NULL);
+        lmn_tensor_write(x.v, special, sizeof special, NULL);
+        const float nan = NAN;
+        LmnShape one = lmn_shape_make(1, 1);
+        g_autoptr(LmnTensor) dyc = lmn_tensor_new_view(dy.c, 7, &one);
+        g_autoptr(LmnTensor) dyv = lmn_tensor_new_view(dy.v, 7, &one);
+        lmn_tensor_write(dyc, &nan, 4, NULL);
+        lmn_tensor_write(dyv, &nan, 4, NULL);
         BOTH(lmn_op_unary(op, x.c, y.c, alphas[op]), lmn_op_unary(op, x.v, y.v, alphas[op]));
         assert_close(&y, 2e-6, 2e-5, "unary");
         /* The backward from the CPU's saved output, so only the derivative is compared. */
@@ -226,8 +235,8 @@ static void test_unary(void)
         pair_free(&dy);
         pair_free(&dx);
     }
-    mark("unary", "all 11 functions incl. SIGN/ABS/SQUARE, in place");
-    mark("unary_backward", "all 11 functions, zeros included");
+    mark("unary", "all 11 functions incl. SIGN/ABS/SQUARE, in place, NaN and +-inf inputs");
+    mark("unary_backward", "all 11 functions, zeros, NaN and +-inf inputs, a NaN dy");
 }
 
 static void test_binary_axpby(void)

@@ -314,8 +314,10 @@ static void unary_range(gsize begin, gsize end, gpointer data)
             memcpy(y + begin, x + begin, (end - begin) * sizeof(float));
         break;
     case LMN_UNARY_RELU:
+        /* Written as "not above 0" so NaN passes through, as in torch.relu: a NaN weight must
+         * reach the loss, where the guard sees it, not vanish into a zero activation. */
         for (gsize i = begin; i < end; i++)
-            y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+            y[i] = x[i] <= 0.0f ? 0.0f : x[i];
         break;
     case LMN_UNARY_SIGMOID:
         for (gsize i = begin; i < end; i++)
@@ -383,9 +385,10 @@ static void unary_backward_range(gsize begin, gsize end, gpointer data)
             memcpy(dx + begin, dy + begin, (end - begin) * sizeof(float));
         break;
     case LMN_UNARY_RELU:
-        /* The derivative at 0 is 0, as in PyTorch. */
+        /* The derivative at 0 is 0, as in PyTorch; at NaN it passes dy through, as PyTorch's
+         * threshold_backward does (its test is "output <= 0"). */
         for (gsize i = begin; i < end; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+            dx[i] = x[i] <= 0.0f ? 0.0f : dy[i];
         break;
     case LMN_UNARY_SIGMOID:
         for (gsize i = begin; i < end; i++)
@@ -401,7 +404,7 @@ static void unary_backward_range(gsize begin, gsize end, gpointer data)
         break;
     case LMN_UNARY_ELU:
         for (gsize i = begin; i < end; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * a * expf(x[i]);
+            dx[i] = x[i] <= 0.0f ? dy[i] * a * expf(x[i]) : dy[i]; /* NaN: dy, as in torch */
         break;
     case LMN_UNARY_SOFTPLUS:
         for (gsize i = begin; i < end; i++) {

@@ -607,29 +607,47 @@ gboolean lmn_h5_write_float_dataset(hid_t loc, const char *name, const LmnShape 
     return TRUE;
 }
 
-float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *expected,
-                                 LmnShape *shape_out, const LmnH5Errors *errs, GError **error)
+/* Opens dataset @name of @loc, whose type must be of @class (@what names the values expected,
+ * for the message).  Returns: the dataset (its type in *type_out), or H5I_INVALID_HID with
+ * @errs->code_missing (absent, or a group), code_open or code_dtype. */
+static hid_t open_typed_dataset(hid_t loc, const char *name, H5T_class_t class, const char *what,
+                                hid_t *type_out, const LmnH5Errors *errs, GError **error)
 {
-    g_return_val_if_fail(name != NULL && errs != NULL, NULL);
     lmn_h5_init();
     if (!lmn_h5_path_exists(loc, name)) {
         set_error(error, errs, errs->code_missing, loc, name, "no such dataset");
-        return NULL;
+        return H5I_INVALID_HID;
     }
     g_auto(LmnH5Id) ds = H5Oopen(loc, name, H5P_DEFAULT);
     if (ds < 0 || H5Iget_type(ds) != H5I_DATASET) {
         g_autofree char *why = ds < 0 ? lmn_h5_error_text() : g_strdup("it is a group");
         set_error(error, errs, ds < 0 ? errs->code_open : errs->code_missing, loc, name,
                   "cannot open it as a dataset: %s", why);
-        return NULL;
+        return H5I_INVALID_HID;
     }
     g_auto(LmnH5Id) type = H5Dget_type(ds);
-    if (H5Tget_class(type) != H5T_FLOAT) {
+    if (H5Tget_class(type) != class) {
         g_autofree char *tname = lmn_h5_type_name(type);
-        set_error(error, errs, errs->code_dtype, loc, name,
-                  "holds %s; floating-point values were expected", tname);
-        return NULL;
+        set_error(error, errs, errs->code_dtype, loc, name, "holds %s; %s", tname, what);
+        return H5I_INVALID_HID;
     }
+    /* Handed over to the caller: cleared here so the cleanup does not close them. */
+    *type_out = type;
+    type = H5I_INVALID_HID;
+    hid_t result = ds;
+    ds = H5I_INVALID_HID;
+    return result;
+}
+
+float *lmn_h5_read_float_dataset(hid_t loc, const char *name, const LmnShape *expected,
+                                 LmnShape *shape_out, const LmnH5Errors *errs, GError **error)
+{
+    g_return_val_if_fail(name != NULL && errs != NULL, NULL);
+    g_auto(LmnH5Id) type = H5I_INVALID_HID;
+    g_auto(LmnH5Id) ds = open_typed_dataset(
+        loc, name, H5T_FLOAT, "floating-point values were expected", &type, errs, error);
+    if (ds < 0)
+        return NULL;
     g_auto(LmnH5Id) space = H5Dget_space(ds);
     /* A null dataspace has no values at all; read as a scalar it would leave one unwritten. */
     if (H5Sget_simple_extent_type(space) == H5S_NULL) {
@@ -709,25 +727,11 @@ char *lmn_h5_read_string_dataset(hid_t loc, const char *name, const LmnH5Errors 
                                  GError **error)
 {
     g_return_val_if_fail(name != NULL && errs != NULL, NULL);
-    lmn_h5_init();
-    if (!lmn_h5_path_exists(loc, name)) {
-        set_error(error, errs, errs->code_missing, loc, name, "no such dataset");
+    g_auto(LmnH5Id) type = H5I_INVALID_HID;
+    g_auto(LmnH5Id) ds =
+        open_typed_dataset(loc, name, H5T_STRING, "one string was expected", &type, errs, error);
+    if (ds < 0)
         return NULL;
-    }
-    g_auto(LmnH5Id) ds = H5Oopen(loc, name, H5P_DEFAULT);
-    if (ds < 0 || H5Iget_type(ds) != H5I_DATASET) {
-        g_autofree char *why = ds < 0 ? lmn_h5_error_text() : g_strdup("it is a group");
-        set_error(error, errs, ds < 0 ? errs->code_open : errs->code_missing, loc, name,
-                  "cannot open it as a dataset: %s", why);
-        return NULL;
-    }
-    g_auto(LmnH5Id) type = H5Dget_type(ds);
-    if (H5Tget_class(type) != H5T_STRING) {
-        g_autofree char *tname = lmn_h5_type_name(type);
-        set_error(error, errs, errs->code_dtype, loc, name, "holds %s; one string was expected",
-                  tname);
-        return NULL;
-    }
     /* The dataspace decides how many strings a read writes: one buffer is sized for one. */
     g_auto(LmnH5Id) space = H5Dget_space(ds);
     if (space < 0 || H5Sget_simple_extent_type(space) != H5S_SCALAR) {

@@ -53,6 +53,27 @@ void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64
     g_free(y);
 }
 
+void e2e_write_split(const char *path, const char *split, const float *x, int n, int features,
+                     const gint32 *y)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(g, >=, 0);
+    hsize_t xd[2] = {(hsize_t) n, (hsize_t) features}, yd[1] = {(hsize_t) n};
+    hid_t xs = H5Screate_simple(2, xd, NULL), ys = H5Screate_simple(1, yd, NULL);
+    hid_t xds = H5Dcreate2(g, "x", H5T_IEEE_F32LE, xs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t yds = H5Dcreate2(g, "y", H5T_STD_I32LE, ys, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(H5Dwrite(xds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), >=, 0);
+    g_assert_cmpint(H5Dwrite(yds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), >=, 0);
+    H5Dclose(xds);
+    H5Dclose(yds);
+    H5Sclose(xs);
+    H5Sclose(ys);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
 void e2e_remove_tree(const char *path)
 {
     if (g_file_test(path, G_FILE_TEST_IS_DIR)) {

@@ -22,6 +22,13 @@ void e2e_write_blobs(const char *path, const char *split, int n, guint64 seed,
  */
 void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64 seed,
                              gboolean random_labels, int chunk_rows);
+/**
+ * e2e_write_split:
+ * Writes @path (replacing it) with one split @split: x float32 [@n, @features] from @x and
+ * y int32 [@n] from @y, contiguous.
+ */
+void e2e_write_split(const char *path, const char *split, const float *x, int n, int features,
+                     const gint32 *y);
 /** e2e_remove_tree: deletes a file or a directory tree. */
 void e2e_remove_tree(const char *path);
 /** e2e_lamina_exe: Returns: the `lamina` under test ($LMN_TEST_LAMINA). */

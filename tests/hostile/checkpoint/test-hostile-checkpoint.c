@@ -308,8 +308,6 @@ static void test_nonfinite_init_allowed(void)
 static void test_gradient_overflow(void)
 {
     g_autofree char *data = g_build_filename(tmp_dir, "gradient-overflow.h5", NULL);
-    hid_t f = H5Fcreate(data, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     float x[64][2];
     gint32 y[64];
     for (int i = 0; i < 64; i++) {
@@ -317,18 +315,7 @@ static void test_gradient_overflow(void)
         x[i][1] = (i % 3 ? 1e30f : -1e30f);
         y[i] = i % 4;
     }
-    hsize_t xd[2] = {64, 2}, yd[1] = {64};
-    hid_t xs = H5Screate_simple(2, xd, NULL), ys = H5Screate_simple(1, yd, NULL);
-    hid_t xds = H5Dcreate2(g, "x", H5T_NATIVE_FLOAT, xs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t yds = H5Dcreate2(g, "y", H5T_NATIVE_INT32, ys, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    g_assert_cmpint(H5Dwrite(xds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), >=, 0);
-    g_assert_cmpint(H5Dwrite(yds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), >=, 0);
-    H5Dclose(xds);
-    H5Dclose(yds);
-    H5Sclose(xs);
-    H5Sclose(ys);
-    H5Gclose(g);
-    H5Fclose(f);
+    e2e_write_split(data, "train", &x[0][0], 64, 2, y);
     const char *extras[] = {NULL, "clip_norm = 1.0\n"};
     for (int k = 0; k < 2; k++) {
         g_autofree char *cfg_name = g_strdup_printf("gradient-overflow-%d.ini", k);

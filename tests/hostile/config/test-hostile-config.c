@@ -26,27 +26,13 @@ static char *data_path;
 /* x float32 [64, 784], y int32 [64]. */
 static void write_data(const char *path)
 {
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    g_assert_cmpint(f, >=, 0);
-    hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     g_autofree float *x = g_new(float, N_SAMPLES * 784);
     gint32 y[N_SAMPLES];
     for (int i = 0; i < N_SAMPLES * 784; i++)
         x[i] = (float) ((i * 37) % 101) / 101.0f;
     for (int i = 0; i < N_SAMPLES; i++)
         y[i] = i % 10;
-    hsize_t xd[2] = {N_SAMPLES, 784}, yd[1] = {N_SAMPLES};
-    hid_t xs = H5Screate_simple(2, xd, NULL), ys = H5Screate_simple(1, yd, NULL);
-    hid_t xds = H5Dcreate2(g, "x", H5T_NATIVE_FLOAT, xs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t yds = H5Dcreate2(g, "y", H5T_NATIVE_INT32, ys, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    g_assert_cmpint(H5Dwrite(xds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x), >=, 0);
-    g_assert_cmpint(H5Dwrite(yds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, y), >=, 0);
-    H5Dclose(xds);
-    H5Dclose(yds);
-    H5Sclose(xs);
-    H5Sclose(ys);
-    H5Gclose(g);
-    H5Fclose(f);
+    e2e_write_split(path, "train", x, N_SAMPLES, 784, y);
 }
 
 /* A small valid config with @extra lines at the end of [train] (line 14 on). */

@@ -1,0 +1,99 @@
+/* Lamina — the trainer's internals, shared by the files of core/train/: trainer.c (building a
+ * run and its lifetime), loop.c (epochs and steps), gradients.c (penalties, noise, clipping and
+ * the non-finite guard), output.c (the output directory, checkpoints, metrics.csv) and
+ * evaluate.c.  Private to core/train/. */
+#pragma once
+
+#include <lamina/lamina.h>
+
+#include <stdio.h>
+
+struct _LmnTrainer {
+    LmnConfig *cfg;
+    LmnRegistry *registry;
+    LmnTrainerOptions opts;
+    char *output_dir;
+    char *config_text;
+    const LmnTrainConfig *tc;
+    LmnBackend *backend;
+    LmnModel *model;
+    LmnOptimizer *opt;
+    LmnSchedule *sched;
+    LmnDataset *train;
+    LmnDataset *val;
+    LmnDataset *test;
+    LmnTrainState state;
+    LmnBatchReader *reader; /* the training batches: order, augmentation, prefetch */
+    float *x_host;
+    void *y_host;
+    LmnTensor *loss_acc;
+    LmnTensor *correct_acc;
+    gint stop_requested;
+    /* Gradient processing (see LmnTrainConfig): one entry per parameter, in model order. */
+    GArray *slots;      /* ParamSlot */
+    LmnTensor *scratch; /* flat like the parameters: noise, sign(w); NULL when unused */
+    LmnTensor *penalty; /* one f32: this step's penalty, added to the reported loss */
+    LmnTensor *norm_sq; /* one f32: the squared global gradient norm (clip_norm) */
+    /* One f32 for the gradient guard without clip_norm: this step's squared global norm on a
+     * backend with host memory, the run's sum of them on a device (read once per epoch). */
+    LmnTensor *grad_sq;
+    gboolean has_penalty;
+    /* Early stopping with restore_best: the best epoch's weights, on the backend. */
+    LmnTensor *best_params;
+    LmnTensor *best_buffers;
+    FILE *metrics;
+    int lock_fd; /* OUTPUT/.lock, flock()ed for the trainer's life; -1 when not taken */
+};
+
+/* A parameter as the training loop's gradient processing sees it.  The tensors are views into
+ * the model's flat tensors (and the scratch), so only real elements are touched: the padding
+ * between parameters keeps a zero gradient, which keeps clip_norm's norm exact. */
+typedef struct {
+    LmnTensor *w;       /* borrowed from the layer */
+    LmnTensor *g;       /* borrowed from the layer */
+    LmnTensor *scratch; /* owned view of the scratch at the parameter's offset, or NULL */
+    float l1, l2;
+} ParamSlot;
+
+/* ---- gradients.c ---- */
+
+/* The slow path of the gradient guard, taken only once the squared global norm is not finite:
+ * reads every parameter's gradient to the host to name the first layer whose gradient holds NaN
+ * or an infinity, or, when every value is finite, the first whose squares overflow float.
+ * @step is the step that made the gradient, or 0 when the norm was only read at the epoch's end
+ * (a device backend).  Always returns FALSE with @error. */
+gboolean lmn_train_non_finite_gradient(LmnTrainer *t, gint64 step, double norm_sq, GError **error);
+
+/* Penalties, noise and clipping between backward and the optimizer (order documented in
+ * LmnTrainConfig), and the guard on the gradient's norm.  @m is the batch size, for the loss
+ * accumulator. */
+gboolean lmn_train_process_gradients(LmnTrainer *t, gint64 m, GError **error);
+
+/* Per-parameter views and scratch for penalties and noise. */
+gboolean lmn_train_setup_gradients(LmnTrainer *t, GError **error);
+
+/* ---- output.c ---- */
+
+/* Returns: FALSE with errno set when the write failed. */
+gboolean lmn_train_csv_value(FILE *f, double v);
+
+/* Opened at the first row, so a run that fails before finishing anything leaves an earlier
+ * run's metrics.csv in the output directory as it was. */
+FILE *lmn_train_open_metrics(LmnTrainer *t, GError **error);
+
+/* Saves the run's whole state as OUTPUT/@name (atomically: an earlier file stays intact). */
+gboolean lmn_train_save_checkpoint(LmnTrainer *t, const char *name, GError **error);
+
+/* The output directory: created, locked against a second run, cleared of a killed run's
+ * temporary files, and shown to be writable before the first epoch rather than after it. */
+gboolean lmn_train_setup_output(LmnTrainer *t, GError **error);
+
+/* ---- evaluate.c ---- */
+
+/* Reads the one value of @t (a device-side accumulator) as a double. */
+gboolean lmn_train_read_scalar(LmnTensor *t, double *out, GError **error);
+
+/* ---- loop.c ---- */
+
+/* Returns: the config name of @m ("val_loss", "val_accuracy"). */
+const char *lmn_train_monitor_name(LmnMonitor m);

@@ -820,13 +820,13 @@ static gboolean y_check_budget(const Reader *rd, hid_t group, double budget, gin
     }
     g_auto(LmnH5Id) type = H5Dget_type(y);
     gboolean labels = H5Tget_class(type) == H5T_INTEGER;
-    /* Labels become int32, targets float32: 4 bytes a value either way; a size beyond 64 bits
-     * saturates, which is over any budget. */
+    /* Labels become int32, targets float32: 4 bytes a value either way.  A size beyond 64 bits
+     * or a sample beyond G_MAXINT32 values is an impossible shape, which read_y reports. */
     guint64 bytes = 4;
     for (int i = 0; i < ndim; i++) {
-        if (!g_uint64_checked_mul(&bytes, bytes, (guint64) dims[i])) {
-            bytes = G_MAXUINT64;
-            break;
+        if (!g_uint64_checked_mul(&bytes, bytes, (guint64) dims[i]) ||
+            (i > 0 && dims[i] > (hsize_t) G_MAXINT32)) {
+            return TRUE;
         }
     }
     double limit = MAX(budget, LABELS_FLOOR_BYTES);

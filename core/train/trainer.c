@@ -27,6 +27,7 @@ struct _LmnTrainer {
     LmnBatchReader *reader; /* the training batches: order, augmentation, prefetch */
     float *x_host;
     void *y_host;
+    guint32 *idx_host; /* the dataset indices of the batch, for messages */
     LmnTensor *loss_acc;
     LmnTensor *correct_acc;
     gint stop_requested;
@@ -128,6 +129,7 @@ void lmn_trainer_free(LmnTrainer *t)
     lmn_dataset_free(t->test);
     g_free(t->x_host);
     g_free(t->y_host);
+    g_free(t->idx_host);
     g_free(t->output_dir);
     g_free(t->config_text);
     g_free(t);
@@ -405,6 +407,7 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
     gint64 y_numel = target->dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&target->shape);
     t->x_host = g_new(float, batch * x_numel);
     t->y_host = g_malloc(batch * y_numel * 4);
+    t->idx_host = g_new(guint32, batch);
     /* Evaluation never augments: only the training batches go through [augment]. */
     const LmnAugmentConfig *aug = lmn_config_get_augment(t->cfg);
     LmnBatchReaderOptions ro = {
@@ -605,6 +608,10 @@ static gboolean load_batch(LmnModel *model, const LmnDataset *ds, const guint32 
     float *xd = lmn_backend_host_pointer(x);
     void *yd = lmn_backend_host_pointer(y);
     lmn_dataset_gather(ds, idx, (gsize) n, xd ? xd : x_host, yd ? yd : y_host);
+    if (!lmn_model_check_input(model, xd ? xd : x_host, n, idx, error)) {
+        g_prefix_error(error, "%s: ", lmn_dataset_get_spec(ds));
+        return FALSE;
+    }
     if (!xd && !lmn_tensor_write(x, x_host, lmn_tensor_nbytes(x), error))
         return FALSE;
     if (!yd && !lmn_tensor_write(y, y_host, lmn_tensor_nbytes(y), error))
@@ -621,8 +628,8 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
     lmn_model_set_batch(t->model, m, &x, &y);
     float *xd = skip == 0 ? lmn_backend_host_pointer(x) : NULL;
     void *yd = skip == 0 ? lmn_backend_host_pointer(y) : NULL;
-    gint64 got = lmn_batch_reader_next(t->reader, xd ? xd : t->x_host, yd ? yd : t->y_host, NULL,
-                                       error);
+    gint64 got = lmn_batch_reader_next(t->reader, xd ? xd : t->x_host, yd ? yd : t->y_host,
+                                       t->idx_host, error);
     if (got < 0)
         return FALSE;
     if (got != skip + m) {
@@ -635,6 +642,14 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
     }
     const guint8 *xs = (const guint8 *) t->x_host + skip * (lmn_tensor_nbytes(x) / m);
     const guint8 *ys = (const guint8 *) t->y_host + skip * (lmn_tensor_nbytes(y) / m);
+    /* Index inputs are checked here, where the batch is in host memory on every backend. */
+    if (!lmn_model_check_input(t->model, xd ? xd : (const float *) xs, m, t->idx_host + skip,
+                               error)) {
+        g_prefix_error(error, "%s, epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT ": ",
+                       lmn_dataset_get_spec(t->train), (gint64) t->state.epoch + 1,
+                       (gint64) t->state.step + 1);
+        return FALSE;
+    }
     if (!xd && !lmn_tensor_write(x, xs, lmn_tensor_nbytes(x), error))
         return FALSE;
     if (!yd && !lmn_tensor_write(y, ys, lmn_tensor_nbytes(y), error))

@@ -2,7 +2,7 @@
  *
  * A dataset is either in memory (x decoded to float32 once) or streaming (x stays in the file and
  * rows are read and decoded on demand).  Labels and targets are always in memory: they are small
- * next to x, and the range checks need them.  A split's rows may be a subset of the file's rows
+ * next to x, and the range checks need them; opening checks they fit the memory budget first.  A split's rows may be a subset of the file's rows
  * (after lmn_dataset_split); @rows maps a logical sample index to its file row.
  */
 #pragma once

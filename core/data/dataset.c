@@ -8,6 +8,9 @@
 
 /* Default memory budget for decoded x when neither the caller nor LAMINA_DATA_BUDGET sets one. */
 #define DEFAULT_BUDGET_MB 2048.0
+/* Labels or targets may always take this much, so a tiny budget given to make x stream (tests,
+ * small machines) still opens ordinary splits. */
+#define LABELS_FLOOR_BYTES (16.0 * 1024.0 * 1024.0)
 
 static void source_unref(LmnDatasetSource *src)
 {
@@ -430,23 +433,48 @@ static gint64 chunk_rows_of(hid_t x, gint64 n, gint64 row_bytes)
     return MAX(1, MIN(rows, MAX(n, 1)));
 }
 
-static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, double budget_mb,
-                       gint64 target_bytes, gint64 *n_out, GError **error)
+/*
+ * Refuses a dataset compressed with a filter this HDF5 cannot apply, when the split is opened:
+ * otherwise the first read (possibly deep into training, for a streaming split) fails with
+ * HDF5's "can't open directory ... plugins", which names neither the filter nor a remedy.
+ * Optional filters count too: h5py writes LZF, and hdf5plugin Blosc, as optional, yet the chunks
+ * they compressed cannot be read without them.
+ */
+static gboolean check_filters(const Reader *rd, hid_t ds, const char *name, GError **error)
 {
-    g_auto(LmnH5Id) x = open_member(rd, group, "x", "the inputs", error);
-    if (x < 0) {
+    g_auto(LmnH5Id) dcpl = H5Dget_create_plist(ds);
+    int n = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    for (int i = 0; i < n; i++) {
+        unsigned int flags = 0;
+        size_t n_values = 0;
+        char fname[128] = "";
+        H5Z_filter_t id =
+            H5Pget_filter2(dcpl, (unsigned) i, &flags, &n_values, NULL, sizeof fname, fname, NULL);
+        /* H5Zfilter_avail also tries HDF5_PLUGIN_PATH, so an installed plugin passes. */
+        if (id < 0 || H5Zfilter_avail(id) > 0) {
+            continue;
+        }
+        H5Eclear2(H5E_DEFAULT);
+        g_autofree char *label = g_strescape(fname[0] != '\0' ? fname : "unnamed", NULL);
+        fail(error, rd, LMN_DATA_ERROR_DTYPE, name,
+             "is compressed with HDF5 filter %d ('%s'), which this HDF5 library does not "
+             "have; install the plugin for that filter (on Debian and Ubuntu the "
+             "hdf5-filter-plugin package; elsewhere put it in HDF5_PLUGIN_PATH), or re-save "
+             "the file without it where the filter is installed (h5repack -f NONE IN OUT)",
+             (int) id, label);
         return FALSE;
     }
-    hsize_t dims[LMN_MAX_DIMS + 1];
-    int ndim = read_dims(rd, x, "x", dims, LMN_MAX_DIMS + 1, error);
-    if (ndim < 0) {
-        return FALSE;
-    }
+    H5Eclear2(H5E_DEFAULT);
+    return TRUE;
+}
+
+/* The element type of x: uint8 (decoded with scale/mean/std) or floating point. */
+static gboolean x_check_type(const Reader *rd, hid_t x, gboolean *is_u8_out, GError **error)
+{
     g_auto(LmnH5Id) type = H5Dget_type(x);
     H5T_class_t cls = H5Tget_class(type);
-    gboolean is_u8 =
-        cls == H5T_INTEGER && H5Tget_size(type) == 1 && H5Tget_sign(type) == H5T_SGN_NONE;
-    if (!is_u8 && cls != H5T_FLOAT) {
+    *is_u8_out = cls == H5T_INTEGER && H5Tget_size(type) == 1 && H5Tget_sign(type) == H5T_SGN_NONE;
+    if (!*is_u8_out && cls != H5T_FLOAT) {
         g_autofree char *tname = lmn_h5_type_name(type);
         fail(error, rd, LMN_DATA_ERROR_DTYPE, "x",
              "has element type %s; x must be uint8 (optionally with a 'scale' attribute) or "
@@ -454,7 +482,14 @@ static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, 
              tname);
         return FALSE;
     }
+    return TRUE;
+}
 
+/* Sets the sample shape from dims 1.. of x and checks that n samples of it fit memory sizes;
+ * @bytes_out: the size of the decoded floats. */
+static gboolean x_sample_shape(const Reader *rd, LmnDataset *ds, const hsize_t *dims, int ndim,
+                               gsize *bytes_out, GError **error)
+{
     ds->sample_shape.ndim = (guint) ndim - 1;
     ds->sample_numel = 1;
     for (int i = 1; i < ndim; i++) {
@@ -474,16 +509,20 @@ static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, 
     }
     gint64 n = (gint64) dims[0];
     guint64 total_u = 0;
-    gsize bytes = 0;
     if (!g_uint64_checked_mul(&total_u, (guint64) n, (guint64) ds->sample_numel) ||
-        total_u > G_MAXSIZE || !g_size_checked_mul(&bytes, (gsize) total_u, sizeof(float))) {
+        total_u > G_MAXSIZE || !g_size_checked_mul(bytes_out, (gsize) total_u, sizeof(float))) {
         fail(error, rd, LMN_DATA_ERROR_SHAPE, "x",
              "%" G_GINT64_FORMAT " samples of %" G_GINT64_FORMAT " values are too many", n,
              ds->sample_numel);
         return FALSE;
     }
+    return TRUE;
+}
 
-    /* Decoding parameters: x = (raw * scale - mean[c]) / std[c]. */
+/* Reads the decoding parameters, x = (raw * scale - mean[c]) / std[c], from x's attributes. */
+static gboolean x_decode_params(const Reader *rd, hid_t x, LmnDataset *ds, gboolean is_u8,
+                                GError **error)
+{
     LmnDecode *d = &ds->decode;
     d->is_u8 = is_u8;
     d->scale = 1.0;
@@ -515,27 +554,31 @@ static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, 
         d->a[c] = d->scale / s;
         d->b[c] = -m / s;
     }
-    gint64 row_bytes = ds->sample_numel * (is_u8 ? 1 : (gint64) sizeof(float));
-    ds->chunk_rows = chunk_rows_of(x, n, row_bytes);
-    *n_out = n;
+    return TRUE;
+}
 
-    ds->budget_bytes = budget_bytes(budget_mb);
-    if ((double) bytes + (double) target_bytes > ds->budget_bytes) {
-        /* Streaming: keep the file open; rows are read on demand. */
-        LmnDatasetSource *src = g_new0(LmnDatasetSource, 1);
-        src->ref_count = 1;
-        src->file = g_strdup(rd->file);
-        src->split = g_strdup(rd->split);
-        g_mutex_init(&src->lock);
-        src->h5 = H5Iinc_ref(h5) >= 0 ? h5 : H5I_INVALID_HID;
-        src->x = x;
-        x = H5I_INVALID_HID;
-        src->ndim = ndim;
-        memcpy(src->dims, dims, sizeof dims);
-        ds->source = src;
-        return TRUE;
-    }
+/* Streaming: keeps the file and x open in @ds; rows are read on demand.  Takes over *@x. */
+static void x_make_source(const Reader *rd, hid_t h5, hid_t *x, LmnDataset *ds, const hsize_t *dims,
+                          int ndim)
+{
+    LmnDatasetSource *src = g_new0(LmnDatasetSource, 1);
+    src->ref_count = 1;
+    src->file = g_strdup(rd->file);
+    src->split = g_strdup(rd->split);
+    g_mutex_init(&src->lock);
+    src->h5 = H5Iinc_ref(h5) >= 0 ? h5 : H5I_INVALID_HID;
+    src->x = *x;
+    *x = H5I_INVALID_HID;
+    src->ndim = ndim;
+    memcpy(src->dims, dims, (gsize) ndim * sizeof(hsize_t));
+    ds->source = src;
+}
 
+/* Memory mode: reads and decodes all @n samples of x (@bytes of floats) into ds->x. */
+static gboolean x_load(const Reader *rd, hid_t x, LmnDataset *ds, const hsize_t *dims, int ndim,
+                       gsize bytes, GError **error)
+{
+    gint64 n = (gint64) dims[0];
     if ((ds->x = g_try_malloc(MAX(bytes, 1))) == NULL) {
         fail(error, rd, LMN_DATA_ERROR_OPEN, "x",
              "not enough memory to load %" G_GINT64_FORMAT " samples of %" G_GINT64_FORMAT
@@ -543,26 +586,52 @@ static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, 
              n, ds->sample_numel);
         return FALSE;
     }
-    if (is_u8) {
-        /* Decode block by block so the raw bytes never need a second full-size buffer. */
-        gint64 block = MAX(1, (4 << 20) / MAX(ds->sample_numel, 1));
-        g_autofree guint8 *raw = g_malloc(MAX((gsize) (MIN(block, n) * ds->sample_numel), 1));
-        for (gint64 row0 = 0; row0 < n; row0 += block) {
-            gint64 rows = MIN(block, n - row0);
-            if (!read_rows(rd, x, "x", H5T_NATIVE_UINT8, ndim, dims, row0, rows, raw, error) ||
-                !decode_rows(rd, ds, raw, rows, row0, ds->x + row0 * ds->sample_numel, error)) {
-                return FALSE;
-            }
-        }
-    } else {
-        if (n > 0 && !read_rows(rd, x, "x", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->x, error)) {
-            return FALSE;
-        }
-        if (!decode_rows(rd, ds, ds->x, n, 0, ds->x, error)) {
+    if (!ds->decode.is_u8) {
+        return (n == 0 ||
+                read_rows(rd, x, "x", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->x, error)) &&
+               decode_rows(rd, ds, ds->x, n, 0, ds->x, error);
+    }
+    /* Decode block by block so the raw bytes never need a second full-size buffer. */
+    gint64 block = MAX(1, (4 << 20) / MAX(ds->sample_numel, 1));
+    g_autofree guint8 *raw = g_malloc(MAX((gsize) (MIN(block, n) * ds->sample_numel), 1));
+    for (gint64 row0 = 0; row0 < n; row0 += block) {
+        gint64 rows = MIN(block, n - row0);
+        if (!read_rows(rd, x, "x", H5T_NATIVE_UINT8, ndim, dims, row0, rows, raw, error) ||
+            !decode_rows(rd, ds, raw, rows, row0, ds->x + row0 * ds->sample_numel, error)) {
             return FALSE;
         }
     }
     return TRUE;
+}
+
+/* Opens x and checks its type and shape, reads the decoding parameters, then loads x into
+ * memory when it fits the budget beside @target_bytes of labels or targets, else streams it. */
+static gboolean read_x(const Reader *rd, hid_t h5, hid_t group, LmnDataset *ds, double budget,
+                       gint64 target_bytes, gint64 *n_out, GError **error)
+{
+    g_auto(LmnH5Id) x = open_member(rd, group, "x", "the inputs", error);
+    if (x < 0) {
+        return FALSE;
+    }
+    hsize_t dims[LMN_MAX_DIMS + 1];
+    int ndim = read_dims(rd, x, "x", dims, LMN_MAX_DIMS + 1, error);
+    gboolean is_u8 = FALSE;
+    gsize bytes = 0;
+    if (ndim < 0 || !check_filters(rd, x, "x", error) || !x_check_type(rd, x, &is_u8, error) ||
+        !x_sample_shape(rd, ds, dims, ndim, &bytes, error) ||
+        !x_decode_params(rd, x, ds, is_u8, error)) {
+        return FALSE;
+    }
+    gint64 n = (gint64) dims[0];
+    gint64 row_bytes = ds->sample_numel * (is_u8 ? 1 : (gint64) sizeof(float));
+    ds->chunk_rows = chunk_rows_of(x, n, row_bytes);
+    *n_out = n;
+    ds->budget_bytes = budget;
+    if ((double) bytes + (double) target_bytes > ds->budget_bytes) {
+        x_make_source(rd, h5, &x, ds, dims, ndim);
+        return TRUE;
+    }
+    return x_load(rd, x, ds, dims, ndim, bytes, error);
 }
 
 gboolean lmn_dataset_read_range(const LmnDataset *ds, gint64 first, gint64 n, float *out,
@@ -598,6 +667,102 @@ gboolean lmn_dataset_read_range(const LmnDataset *ds, gint64 first, gint64 n, fl
     return TRUE;
 }
 
+/* Integer class labels [N] or [N, 1] to int32, range-checked, read block by block so the only
+ * full-size buffer is the labels themselves. */
+static gboolean y_read_labels(const Reader *rd, hid_t y, hid_t type, LmnDataset *ds,
+                              const hsize_t *dims, int ndim, GError **error)
+{
+    gint64 n = (gint64) dims[0];
+    /* [N], or [N, 1] as Keras-style label columns are written. */
+    if (ndim > 2 || (ndim == 2 && dims[1] != 1)) {
+        g_autofree char *tname = lmn_h5_type_name(type);
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+             "holds %s values of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+             "%s]; integer class labels must be [N] (store float32 for [N, K] targets)",
+             tname, n, (gint64) dims[1], ndim > 2 ? ", ..." : "");
+        return FALSE;
+    }
+    ds->class_labels = TRUE;
+    ds->target_shape.ndim = 0;
+    ds->target_numel = 1;
+    ds->max_label = -1;
+    gboolean is_unsigned = H5Tget_sign(type) == H5T_SGN_NONE;
+    gint64 block = MIN(MAX(n, 1), 1 << 16);
+    g_autofree gint64 *raw = g_new(gint64, block);
+    ds->labels = g_try_new(gint32, MAX(n, 1));
+    if (ds->labels == NULL) {
+        fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
+             "not enough memory for %" G_GINT64_FORMAT " labels", n);
+        return FALSE;
+    }
+    for (gint64 row0 = 0; row0 < n; row0 += block) {
+        gint64 rows = MIN(block, n - row0);
+        if (!read_rows(rd, y, "y", is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, ndim, dims,
+                       row0, rows, raw, error)) {
+            return FALSE;
+        }
+        for (gint64 k = 0; k < rows; k++) {
+            gint64 i = row0 + k;
+            gboolean too_big =
+                is_unsigned ? (guint64) raw[k] > (guint64) G_MAXINT32 : raw[k] > G_MAXINT32;
+            if (too_big || (!is_unsigned && raw[k] < 0)) {
+                g_autofree char *value =
+                    is_unsigned ? g_strdup_printf("%" G_GUINT64_FORMAT, (guint64) raw[k])
+                                : g_strdup_printf("%" G_GINT64_FORMAT, raw[k]);
+                fail(error, rd, LMN_DATA_ERROR_VALUE, "y",
+                     "label %s at index %" G_GINT64_FORMAT " is %s; class labels must be "
+                     "0, 1, 2, ... (at most %d)",
+                     value, i, too_big ? "too large" : "negative", G_MAXINT32);
+                return FALSE;
+            }
+            ds->labels[i] = (gint32) raw[k];
+            ds->max_label = MAX(ds->max_label, raw[k]);
+        }
+    }
+    return TRUE;
+}
+
+/* Float targets [N, K...] as float32, checked finite. */
+static gboolean y_read_targets(const Reader *rd, hid_t y, LmnDataset *ds, const hsize_t *dims,
+                               int ndim, GError **error)
+{
+    gint64 n = (gint64) dims[0];
+    if (ndim - 1 > LMN_MAX_DIMS) {
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y", "has too many dimensions");
+        return FALSE;
+    }
+    ds->class_labels = FALSE;
+    ds->max_label = -1;
+    ds->target_shape.ndim = (guint) ndim - 1;
+    ds->target_numel = 1;
+    for (int i = 1; i < ndim; i++) {
+        ds->target_shape.dims[i - 1] = (gint64) dims[i];
+    }
+    /* As for x: a sample's targets are at most G_MAXINT32 values, and all of them must fit
+     * one allocation, checked before it is made. */
+    gint64 total = 0;
+    if (!lmn_shape_numel_checked(&ds->target_shape, &ds->target_numel) ||
+        ds->target_numel > G_MAXINT32 || __builtin_mul_overflow(n, ds->target_numel, &total) ||
+        (guint64) total > G_MAXSIZE / sizeof(float)) {
+        g_autofree char *shape = lmn_shape_to_string(&ds->target_shape);
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+             "%" G_GINT64_FORMAT " samples of float targets %s are too many values (at most "
+             "%d per sample)",
+             n, shape, G_MAXINT32);
+        return FALSE;
+    }
+    ds->targets = g_try_new(float, MAX(total, 1));
+    if (ds->targets == NULL) {
+        fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
+             "not enough memory for %" G_GINT64_FORMAT " targets", total);
+        return FALSE;
+    }
+    if (n > 0 && !read_rows(rd, y, "y", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->targets, error)) {
+        return FALSE;
+    }
+    return check_finite(rd, "y", ds->targets, total, MAX(ds->target_numel, 1), 0, "", error);
+}
+
 /* Reads y: integer class labels to int32 (range-checked) or float targets. */
 static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x, GError **error)
 {
@@ -621,85 +786,10 @@ static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x
     g_auto(LmnH5Id) type = H5Dget_type(y);
     H5T_class_t cls = H5Tget_class(type);
     if (cls == H5T_INTEGER) {
-        /* [N], or [N, 1] as Keras-style label columns are written. */
-        if (ndim > 2 || (ndim == 2 && dims[1] != 1)) {
-            g_autofree char *tname = lmn_h5_type_name(type);
-            fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
-                 "holds %s values of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-                 "%s]; integer class labels must be [N] (store float32 for [N, K] targets)",
-                 tname, n, (gint64) dims[1], ndim > 2 ? ", ..." : "");
-            return FALSE;
-        }
-        ds->class_labels = TRUE;
-        ds->target_shape.ndim = 0;
-        ds->target_numel = 1;
-        gboolean is_unsigned = H5Tget_sign(type) == H5T_SGN_NONE;
-        g_autofree gint64 *raw = g_try_new(gint64, MAX(n, 1));
-        ds->labels = g_try_new(gint32, MAX(n, 1));
-        if (raw == NULL || ds->labels == NULL) {
-            fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
-                 "not enough memory for %" G_GINT64_FORMAT " labels", n);
-            return FALSE;
-        }
-        if (n > 0 && !read_rows(rd, y, "y", is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64,
-                                ndim, dims, 0, n, raw, error)) {
-            return FALSE;
-        }
-        ds->max_label = -1;
-        for (gint64 i = 0; i < n; i++) {
-            gboolean too_big =
-                is_unsigned ? (guint64) raw[i] > (guint64) G_MAXINT32 : raw[i] > G_MAXINT32;
-            if (too_big || (!is_unsigned && raw[i] < 0)) {
-                g_autofree char *value =
-                    is_unsigned ? g_strdup_printf("%" G_GUINT64_FORMAT, (guint64) raw[i])
-                                : g_strdup_printf("%" G_GINT64_FORMAT, raw[i]);
-                fail(error, rd, LMN_DATA_ERROR_VALUE, "y",
-                     "label %s at index %" G_GINT64_FORMAT " is %s; class labels must be "
-                     "0, 1, 2, ... (at most %d)",
-                     value, i, too_big ? "too large" : "negative", G_MAXINT32);
-                return FALSE;
-            }
-            ds->labels[i] = (gint32) raw[i];
-            ds->max_label = MAX(ds->max_label, raw[i]);
-        }
-        return TRUE;
+        return y_read_labels(rd, y, type, ds, dims, ndim, error);
     }
     if (cls == H5T_FLOAT) {
-        if (ndim - 1 > LMN_MAX_DIMS) {
-            fail(error, rd, LMN_DATA_ERROR_SHAPE, "y", "has too many dimensions");
-            return FALSE;
-        }
-        ds->class_labels = FALSE;
-        ds->max_label = -1;
-        ds->target_shape.ndim = (guint) ndim - 1;
-        ds->target_numel = 1;
-        for (int i = 1; i < ndim; i++) {
-            ds->target_shape.dims[i - 1] = (gint64) dims[i];
-        }
-        /* As for x: a sample's targets are at most G_MAXINT32 values, and all of them must fit
-         * one allocation, checked before it is made. */
-        gint64 total = 0;
-        if (!lmn_shape_numel_checked(&ds->target_shape, &ds->target_numel) ||
-            ds->target_numel > G_MAXINT32 || __builtin_mul_overflow(n, ds->target_numel, &total) ||
-            (guint64) total > G_MAXSIZE / sizeof(float)) {
-            g_autofree char *shape = lmn_shape_to_string(&ds->target_shape);
-            fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
-                 "%" G_GINT64_FORMAT " samples of float targets %s are too many values (at most "
-                 "%d per sample)",
-                 n, shape, G_MAXINT32);
-            return FALSE;
-        }
-        ds->targets = g_try_new(float, MAX(total, 1));
-        if (ds->targets == NULL) {
-            fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
-                 "not enough memory for %" G_GINT64_FORMAT " targets", total);
-            return FALSE;
-        }
-        if (n > 0 &&
-            !read_rows(rd, y, "y", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->targets, error)) {
-            return FALSE;
-        }
-        return check_finite(rd, "y", ds->targets, total, MAX(ds->target_numel, 1), 0, "", error);
+        return y_read_targets(rd, y, ds, dims, ndim, error);
     }
     g_autofree char *tname = lmn_h5_type_name(type);
     fail(error, rd, LMN_DATA_ERROR_DTYPE, "y",
@@ -707,6 +797,52 @@ static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x
          "targets",
          tname);
     return FALSE;
+}
+
+/*
+ * Labels and targets are held in memory even when x streams (the range checks, splitting and
+ * shuffling need them), so before anything is read their size is checked against the memory
+ * budget: a file declaring billions of samples must not exhaust memory.  @bytes_out: what they
+ * take, counted in the budget x is loaded under.  Also refuses a y whose filters are missing.
+ */
+static gboolean y_check_budget(const Reader *rd, hid_t group, double budget, gint64 *bytes_out,
+                               GError **error)
+{
+    *bytes_out = 0;
+    g_auto(LmnH5Id) y = open_member(rd, group, "y", "the labels or targets", error);
+    if (y < 0) {
+        return FALSE;
+    }
+    hsize_t dims[LMN_MAX_DIMS + 1];
+    int ndim = read_dims(rd, y, "y", dims, LMN_MAX_DIMS + 1, error);
+    if (ndim < 0 || !check_filters(rd, y, "y", error)) {
+        return FALSE;
+    }
+    g_auto(LmnH5Id) type = H5Dget_type(y);
+    gboolean labels = H5Tget_class(type) == H5T_INTEGER;
+    /* Labels become int32, targets float32: 4 bytes a value either way.  A size beyond 64 bits
+     * or a sample beyond G_MAXINT32 values is an impossible shape, which read_y reports. */
+    guint64 bytes = 4;
+    for (int i = 0; i < ndim; i++) {
+        if (!g_uint64_checked_mul(&bytes, bytes, (guint64) dims[i]) ||
+            (i > 0 && dims[i] > (hsize_t) G_MAXINT32)) {
+            return TRUE;
+        }
+    }
+    double limit = MAX(budget, LABELS_FLOOR_BYTES);
+    if ((double) bytes > limit) {
+        double mib = 1024.0 * 1024.0;
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+             "%" G_GUINT64_FORMAT " samples of %s take %.1f MiB in memory, more than the %.1f "
+             "MiB the memory budget allows (labels and targets stay in memory even when x "
+             "streams from the file); raise [data] memory_budget_mb (or LAMINA_DATA_BUDGET, in "
+             "MiB) to at least %.0f, or use a split with fewer samples",
+             (guint64) dims[0], labels ? "labels" : "float targets", (double) bytes / mib,
+             limit / mib, ceil((double) bytes / mib));
+        return FALSE;
+    }
+    *bytes_out = (gint64) bytes; /* below the limit, so far below 2^63 */
+    return TRUE;
 }
 
 LmnDataset *lmn_dataset_open(const char *spec, GError **error)
@@ -745,14 +881,12 @@ LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GEr
     g_autoptr(LmnDataset) ds = g_new0(LmnDataset, 1);
     ds->spec = g_strdup(spec);
     gint64 n = 0;
-    /* Check y's presence and length before decoding x, which may take a while. */
-    {
-        g_auto(LmnH5Id) y = open_member(&rd, group, "y", "the labels or targets", error);
-        if (y < 0) {
-            return NULL;
-        }
-    }
-    if (!read_x(&rd, h5, group, ds, budget_mb, 0, &n, error) || !read_y(&rd, group, ds, n, error)) {
+    gint64 y_bytes = 0;
+    double budget = budget_bytes(budget_mb);
+    /* Check y's presence and size before decoding x, which may take a while. */
+    if (!y_check_budget(&rd, group, budget, &y_bytes, error) ||
+        !read_x(&rd, h5, group, ds, budget, y_bytes, &n, error) ||
+        !read_y(&rd, group, ds, n, error)) {
         return NULL;
     }
     if (n == 0) {

@@ -60,6 +60,7 @@ struct _LmnLayer {
     gint64 batch;        /* last prepared batch size, 0 before the first */
     gboolean building;
     GError *build_error; /* first bad declaration made during build() */
+    gint64 *index_limits; /* per input: indices must be in [0, limit); 0 = not indices */
     gpointer priv;
     GDestroyNotify priv_destroy;
 };
@@ -209,6 +210,22 @@ guint lmn_layer_add_param(LmnLayer *layer, const char *name, const LmnShape *sha
     };
     g_array_append_val(layer->param_list, lp);
     return index;
+}
+
+void lmn_layer_declare_index_input(LmnLayer *layer, guint input, gint64 n_indices)
+{
+    g_return_if_fail(layer != NULL && layer->building);
+    g_return_if_fail(input < layer->n_inputs && n_indices > 0);
+    if (layer->index_limits == NULL) {
+        layer->index_limits = g_new0(gint64, layer->n_inputs);
+    }
+    layer->index_limits[input] = n_indices;
+}
+
+gint64 lmn_layer_get_index_limit(const LmnLayer *layer, guint input)
+{
+    g_return_val_if_fail(layer != NULL && input < layer->n_inputs, 0);
+    return layer->index_limits != NULL ? layer->index_limits[input] : 0;
 }
 
 guint lmn_layer_add_buffer(LmnLayer *layer, const char *name, const LmnShape *shape,
@@ -563,6 +580,7 @@ void lmn_layer_free(LmnLayer *layer)
     g_clear_error(&layer->build_error);
     lmn_backend_unref(layer->backend);
     g_free(layer->inputs);
+    g_free(layer->index_limits);
     g_free(layer->name);
     g_free(layer);
 }

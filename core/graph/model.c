@@ -566,6 +566,49 @@ const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model)
     return &model->target;
 }
 
+/* Checks @n samples of @x (@numel values each) against @l, which takes indices in
+ * [0, @limit); @indices (nullable) names the samples in their dataset. */
+static gboolean check_indices(const LmnLayer *l, const float *x, gint64 n, gint64 numel,
+                              const guint32 *indices, gint64 limit, GError **error)
+{
+    for (gint64 i = 0; i < n * numel; i++) {
+        float v = x[i];
+        if (v >= 0 && v < (double) limit && v == floorf(v)) {
+            continue;
+        }
+        gint64 item = i / numel;
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "sample %" G_GINT64_FORMAT " (item %" G_GINT64_FORMAT " of the batch) holds "
+                    "%.9g at element %" G_GINT64_FORMAT ", but layer '%s' (%s) reads its input "
+                    "as indices: whole numbers 0..%" G_GINT64_FORMAT
+                    " (num_embeddings = %" G_GINT64_FORMAT
+                    "); store the token ids as integers below num_embeddings "
+                    "(without scale, mean or std) or raise num_embeddings",
+                    indices != NULL ? (gint64) indices[item] : item, item, (double) v, i % numel,
+                    lmn_layer_get_name(l), lmn_layer_get_type_name(l), limit - 1, limit);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean lmn_model_check_input(const LmnModel *model, const float *x, gint64 n,
+                               const guint32 *indices, GError **error)
+{
+    g_return_val_if_fail(model != NULL && (x != NULL || n == 0), FALSE);
+    gint64 numel = lmn_shape_numel(&model->input_shape);
+    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        const Node *node = node_at(model, i);
+        for (guint j = 0; j < node->n_inputs; j++) {
+            gint64 limit = lmn_layer_get_index_limit(node->layer, j);
+            if (node->inputs[j] == NODE_INPUT && limit > 0 &&
+                !check_indices(node->layer, x, n, numel, indices, limit, error)) {
+                return FALSE;
+            }
+        }
+    }
+    return TRUE;
+}
+
 gint64 lmn_model_get_n_classes(const LmnModel *model)
 {
     if (model->target.dtype != LMN_DTYPE_I32)
@@ -636,7 +679,8 @@ static gboolean lsuv_load_batch(LmnModel *m, const LmnDataset *ds, gint64 batch,
     lmn_model_set_batch(m, batch, &x, &y);
     g_autofree float *xh = g_malloc(lmn_tensor_nbytes(x));
     g_autofree void *yh = g_malloc(lmn_tensor_nbytes(y));
-    if (!lmn_dataset_read(ds, order, (gsize) batch, xh, yh, error))
+    if (!lmn_dataset_read(ds, order, (gsize) batch, xh, yh, error) ||
+        !lmn_model_check_input(m, xh, batch, order, error))
         return FALSE;
     return lmn_tensor_write(x, xh, lmn_tensor_nbytes(x), error) &&
            lmn_tensor_write(y, yh, lmn_tensor_nbytes(y), error);

@@ -773,7 +773,6 @@ struct _LmnH5AtomicFile {
     char *temp;
     LmnH5Errors errs; /* errs.filename points at target */
     hid_t file;
-    gboolean in_memory; /* built with the core driver; commit() writes its image */
     gboolean committed;
 };
 
@@ -853,7 +852,9 @@ LmnH5AtomicFile *lmn_h5_atomic_file_new(const char *target, gboolean keep_existi
             int saved = errno;
             close(fd);
             g_set_error(error, errs->domain, errs->code_write,
-                        "%s: cannot copy it to a temporary file: %s", target, g_strerror(saved));
+                        "%s: cannot copy it to a temporary file: %s; free space on that disk "
+                        "(or raise the file size limit) and try again; %s is as it was before",
+                        target, g_strerror(saved), target);
             return NULL;
         }
         struct stat orig;
@@ -870,11 +871,11 @@ LmnH5AtomicFile *lmn_h5_atomic_file_new(const char *target, gboolean keep_existi
 
     /* Strong close: committing must not leave the file open because a caller kept a handle. */
     g_auto(LmnH5Id) fapl = make_fapl(TRUE);
-    /* A new file is built in memory and written out by commit() with checked write()s: when the
-     * disk is full, HDF5's own failed writes leave a file it can neither close nor forget, which
-     * crashed the process in HDF5's shutdown at exit. */
-    af->in_memory = !keep_existing;
-    if (af->in_memory && H5Pset_fapl_core(fapl, 1 << 20, FALSE) < 0) {
+    /* The file is built in memory (a copy of an existing one is read into memory by the core
+     * driver) and written out by commit() with checked write()s: when the disk is full, HDF5's
+     * own failed writes leave a file it can neither close nor forget, which crashed the process
+     * in HDF5's shutdown at exit.  Without a backing store nothing HDF5 does touches the disk. */
+    if (H5Pset_fapl_core(fapl, 1 << 20, FALSE) < 0) {
         g_autofree char *why = lmn_h5_error_text();
         g_set_error(error, errs->domain, errs->code_write, "%s: cannot create it in memory: %s",
                     target, why);
@@ -978,16 +979,7 @@ gboolean lmn_h5_atomic_file_commit(LmnH5AtomicFile *af, GError **error)
     g_return_val_if_fail(af != NULL && !af->committed && af->file >= 0, FALSE);
     const LmnH5Errors *errs = &af->errs;
 
-    if (af->in_memory && !write_image(af, error)) {
-        return FALSE;
-    }
-    herr_t flushed = af->in_memory ? 0 : H5Fflush(af->file, H5F_SCOPE_GLOBAL);
-    herr_t closed = af->in_memory ? 0 : H5Fclose(af->file);
-    af->file = H5I_INVALID_HID;
-    if (flushed < 0 || closed < 0) {
-        g_autofree char *why = lmn_h5_error_text();
-        g_set_error(error, errs->domain, errs->code_write, "%s: cannot write %s: %s", af->target,
-                    af->temp, why);
+    if (!write_image(af, error)) {
         return FALSE;
     }
     if (!fsync_path(af->temp, FALSE)) {

@@ -233,10 +233,11 @@ typedef struct _LmnH5AtomicFile LmnH5AtomicFile;
  * @keep_existing: when @target exists, start from a byte copy of it (so its other contents are
  *   kept; it must then be a readable HDF5 file) instead of an empty file
  * Creates the temporary file ".NAME.XXXXXX.tmp" next to @target (same file system, so the rename
- * is atomic) and opens it with HDF5 for writing.  Without @keep_existing the file is built in
- * memory (HDF5's core driver) and written to the temporary file at commit by checked write()s,
- * so a full disk is an errno message and leaves no half-closed HDF5 file (use it for files that
- * fit in memory, such as checkpoints); with it, HDF5 writes the temporary file directly.
+ * is atomic) and opens it with HDF5 for writing.  The file is built in memory (HDF5's core
+ * driver; with @keep_existing the copy is read into memory) and written to the temporary file at
+ * commit by checked write()s, so a full disk is an errno message and leaves no half-closed HDF5
+ * file.  The whole file must therefore fit in memory: checkpoints and converted splits do (the
+ * converters hold the split in memory anyway).
  * Returns: (transfer full): the writer, or NULL with @errs->code_write (or code_open when the
  *   existing target cannot be read)
  */

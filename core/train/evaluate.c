@@ -14,6 +14,10 @@ static gboolean load_batch(LmnModel *model, const LmnDataset *ds, const guint32 
     float *xd = lmn_backend_host_pointer(x);
     void *yd = lmn_backend_host_pointer(y);
     lmn_dataset_gather(ds, idx, (gsize) n, xd ? xd : x_host, yd ? yd : y_host);
+    if (!lmn_model_check_input(model, xd ? xd : x_host, n, idx, error)) {
+        g_prefix_error(error, "%s: ", lmn_dataset_get_spec(ds));
+        return FALSE;
+    }
     if (!xd && !lmn_tensor_write(x, x_host, lmn_tensor_nbytes(x), error))
         return FALSE;
     if (!yd && !lmn_tensor_write(y, y_host, lmn_tensor_nbytes(y), error))

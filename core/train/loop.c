@@ -19,8 +19,8 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
     lmn_model_set_batch(t->model, m, &x, &y);
     float *xd = skip == 0 ? lmn_backend_host_pointer(x) : NULL;
     void *yd = skip == 0 ? lmn_backend_host_pointer(y) : NULL;
-    gint64 got =
-        lmn_batch_reader_next(t->reader, xd ? xd : t->x_host, yd ? yd : t->y_host, NULL, error);
+    gint64 got = lmn_batch_reader_next(t->reader, xd ? xd : t->x_host, yd ? yd : t->y_host,
+                                       t->idx_host, error);
     if (got < 0)
         return FALSE;
     if (got != skip + m) {
@@ -33,6 +33,14 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
     }
     const guint8 *xs = (const guint8 *) t->x_host + skip * (lmn_tensor_nbytes(x) / m);
     const guint8 *ys = (const guint8 *) t->y_host + skip * (lmn_tensor_nbytes(y) / m);
+    /* Index inputs are checked here, where the batch is in host memory on every backend. */
+    if (!lmn_model_check_input(t->model, xd ? xd : (const float *) xs, m, t->idx_host + skip,
+                               error)) {
+        g_prefix_error(error, "%s, epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT ": ",
+                       lmn_dataset_get_spec(t->train), (gint64) t->state.epoch + 1,
+                       (gint64) t->state.step + 1);
+        return FALSE;
+    }
     if (!xd && !lmn_tensor_write(x, xs, lmn_tensor_nbytes(x), error))
         return FALSE;
     if (!yd && !lmn_tensor_write(y, ys, lmn_tensor_nbytes(y), error))

@@ -26,6 +26,7 @@ struct _LmnTrainer {
     LmnBatchReader *reader; /* the training batches: order, augmentation, prefetch */
     float *x_host;
     void *y_host;
+    guint32 *idx_host; /* the dataset indices of the batch, for messages */
     LmnTensor *loss_acc;
     LmnTensor *correct_acc;
     gint stop_requested;

@@ -70,6 +70,7 @@ void lmn_trainer_free(LmnTrainer *t)
     lmn_dataset_free(t->test);
     g_free(t->x_host);
     g_free(t->y_host);
+    g_free(t->idx_host);
     g_free(t->output_dir);
     g_free(t->config_text);
     g_free(t);
@@ -299,6 +300,7 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
     gint64 y_numel = target->dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&target->shape);
     t->x_host = g_new(float, batch * x_numel);
     t->y_host = g_malloc(batch * y_numel * 4);
+    t->idx_host = g_new(guint32, batch);
     /* Evaluation never augments: only the training batches go through [augment]. */
     const LmnAugmentConfig *aug = lmn_config_get_augment(t->cfg);
     LmnBatchReaderOptions ro = {

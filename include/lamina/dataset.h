@@ -37,7 +37,10 @@ LmnDataset *lmn_dataset_open(const char *spec, GError **error);
  * Opens and validates a split.  When the decoded x fits the budget it is read into memory
  * (labels to int32); otherwise the dataset *streams*: x stays in the file and is read by hyperslab
  * and decoded on demand (lmn_dataset_read, LmnBatchReader), while labels and targets are still
- * held in memory.  In streaming mode NaN/Inf in x is found when the sample is read (reads fail
+ * held in memory: their size counts in the budget, and a split whose labels or targets alone
+ * exceed it (or 16 MiB, whichever is larger) is refused before they are read, naming the size
+ * and memory_budget_mb.  A dataset compressed with an HDF5 filter this HDF5 lacks is refused
+ * naming the filter.  In streaming mode NaN/Inf in x is found when the sample is read (reads fail
  * with LMN_DATA_ERROR_VALUE naming the sample) rather than at open.
  * Returns: (transfer full): the dataset, or NULL with @error (as lmn_dataset_open)
  */

@@ -123,6 +123,20 @@ guint lmn_layer_add_buffer(LmnLayer *layer, const char *name, const LmnShape *sh
 guint lmn_layer_add_saved(LmnLayer *layer, const char *name, const LmnShape *shape,
                           LmnDType dtype, gboolean per_batch);
 
+/**
+ * lmn_layer_declare_index_input:
+ * @n_indices: the number of rows indexed: values must be whole numbers in [0, @n_indices)
+ * Declares during build() that input @input holds indices (an embedding's token ids).  Forward
+ * cannot report errors and on a device backend cannot look at its input, so the check is made
+ * where the data is still in host memory: when that input is the model's input, every batch is
+ * checked before it reaches the backend (lmn_model_check_input) and a non-integral or
+ * out-of-range value is an error naming the sample, the value and the layer.  Indices computed
+ * inside the model are not checked; the ops read an out-of-range one as a zero row.
+ */
+void lmn_layer_declare_index_input(LmnLayer *layer, guint input, gint64 n_indices);
+/** lmn_layer_get_index_limit: Returns: @n_indices declared for input @input, or 0. */
+gint64 lmn_layer_get_index_limit(const LmnLayer *layer, guint input);
+
 /** lmn_layer_get_param: Returns: (transfer none): parameter @index's value tensor. */
 LmnTensor *lmn_layer_get_param(LmnLayer *layer, guint index);
 /** lmn_layer_get_grad: Returns: (transfer none): parameter @index's gradient tensor. */

@@ -68,6 +68,17 @@ const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model);
  *   else -1
  */
 gint64 lmn_model_get_n_classes(const LmnModel *model);
+/**
+ * lmn_model_check_input:
+ * @x: @n samples of the model's input, in host memory
+ * @indices: (nullable): the samples' indices in their dataset, for the message
+ * Checks a batch against the layers that read the model's input as indices
+ * (lmn_layer_declare_index_input), before it is written to the backend.
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE naming the sample of the batch, the element, the value,
+ *   the layer and the valid range
+ */
+gboolean lmn_model_check_input(const LmnModel *model, const float *x, gint64 n,
+                               const guint32 *indices, GError **error);
 /** lmn_model_get_n_parameters: Returns: the number of trainable scalars. */
 gint64 lmn_model_get_n_parameters(const LmnModel *model);
 /**

@@ -9,8 +9,11 @@
  * Backward zero-fills the weight gradient and scatter-adds the output gradient into the rows
  * that were read (an index appearing twice accumulates twice).  Indices are not differentiable:
  * an f32 index input gets a zero gradient.  The ops treat an index outside
- * [0, num_embeddings) as a zero row that receives no gradient; forward cannot report errors, so
- * such indices are the data's responsibility (the dataset checks are the place to catch them).
+ * [0, num_embeddings) as a zero row that receives no gradient.  Forward cannot report errors
+ * and, on a device backend, cannot see its input, so build() declares the input as indices
+ * (lmn_layer_declare_index_input): when it is the model's input the core checks every batch in
+ * host memory, before it reaches any backend, and refuses a fractional or out-of-range value
+ * with an error naming the sample and value (so float pixels are not silently truncated).
  */
 #include <lamina/lamina.h>
 
@@ -45,6 +48,7 @@ static gboolean embedding_build(LmnLayer *layer, guint n_inputs, const LmnTensor
     e->indices_per_sample = lmn_shape_numel(s);
     e->dim = lmn_params_get_int(p, "embedding_dim");
     lmn_layer_set_private(layer, e, g_free);
+    lmn_layer_declare_index_input(layer, 0, lmn_params_get_int(p, "num_embeddings"));
 
     LmnShape w = lmn_shape_make(2, lmn_params_get_int(p, "num_embeddings"), e->dim);
     double fan_in, fan_out;

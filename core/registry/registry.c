@@ -685,8 +685,12 @@ static gboolean load_deferred(LmnRegistry *reg, Plugin *plugin, GError **error)
                         "is dropped, so the next run scans it again)",
                         plugin->path, diff);
     } else {
-        g_prefix_error(&local, "(the file passed its scan but changed since; its registry cache "
-                               "entry is dropped) ");
+        GError *why = g_error_new(local->domain, local->code,
+                                  "%s (it passed its scan, so it changed since; its registry cache "
+                                  "entry is dropped)",
+                                  local->message);
+        g_error_free(local);
+        local = why;
     }
     if (local != NULL) {
         if (reg->cache != NULL) {

@@ -94,6 +94,14 @@ int lmn_cli_devices(int argc, char **argv)
     g_array_set_clear_func(listings, listing_clear);
     for (guint k = 0; k < backends->len; k++) {
         const LmnFeature *f = g_ptr_array_index(backends, k);
+        /* Listed features may not be loaded yet; whether a backend lists devices is in its
+         * vtable, so each backend is loaded (without its init, as before). */
+        g_autoptr(GError) load_error = NULL;
+        if (!lmn_registry_load_feature(registry, f, &load_error)) {
+            Listing l = {.feature = f, .auto_index = -1, .error = g_steal_pointer(&load_error)};
+            g_array_append_val(listings, l);
+            continue;
+        }
         const LmnBackendVTable *vt = f->desc->vtable;
         if (vt == NULL ||
             vt->struct_size < G_STRUCT_OFFSET(LmnBackendVTable, list_devices) + sizeof(gpointer) ||

@@ -1,4 +1,7 @@
-/* Lamina — `lamina plugins`: what the registry found, and the schema of one feature. */
+/* Lamina — `lamina plugins`: what the registry found, and the schema of one feature.
+ *
+ * The listing comes from the registry's summaries and opens no plugin; describe opens only the
+ * plugins providing NAME, whose schemas are in their files. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -103,6 +106,9 @@ static int describe(LmnRegistry *registry, const char *name, int kind_filter)
         for (guint k = 0; k < features->len; k++) {
             const LmnFeature *f = g_ptr_array_index(features, k);
             if (strcmp(f->desc->name, name) == 0) {
+                g_autoptr(GError) error = NULL;
+                if (!lmn_registry_load_feature(registry, f, &error))
+                    return lmn_cli_fail("plugins", error);
                 if (found++ > 0)
                     printf("\n");
                 print_feature(f);

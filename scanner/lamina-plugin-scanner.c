@@ -4,7 +4,9 @@
  *
  * Opens PATH, calls its lamina_plugin_query and checks the descriptor with the registry's own
  * code (lmn_registry_probe_file), then writes a key-file report to the stdout it was started
- * with and exits 0.  Anything a broken plugin does to this process (a crash, exit(), a hang) is
+ * with and exits 0.  A good plugin's report holds its summary (names, versions, descriptions of
+ * the plugin and its features), from which the registry lists and finds its features without
+ * opening the file until one is used.  Anything a broken plugin does to this process (a crash, exit(), a hang) is
  * read by the registry from the way the process ended.  Only the registry runs this program, so
  * it has no options and says nothing on success.
  */

@@ -12,8 +12,17 @@
  *
  * Before a file is opened here, its query and these checks run in lamina-plugin-scanner (scan.c),
  * so that a plugin that crashes, exits or hangs there is recorded as failed instead of taking
- * this process down.  The verdicts are cached per path, size and mtime (registry-cache.c): only
- * new or changed files cost a scan.
+ * this process down.  The verdicts are cached per path, size, inode, mtime and ctime
+ * (registry-cache.c): only new or changed files cost a scan.
+ *
+ * A usable plugin is registered from what its scan found (its summary: names, versions and
+ * descriptions, from the cache or a fresh scan), without opening it here: most commands use a
+ * handful of the plugins, and opening all of them costs start-up time and runs every plugin's
+ * constructors.  The file is opened when one of its features is looked up for use (or its schema
+ * or vtable is asked for), with the same checks as an eager load, and its descriptor must then
+ * match the summary; one that changed since its scan fails that lookup, naming the file, and its
+ * cache entry is dropped.  First-wins ordering and the shadowing notice are decided from the
+ * summaries at scan time, so they are the same as when every file was opened at start-up.
  */
 #include "params-internal.h"
 #include "registry-internal.h"
@@ -39,12 +48,16 @@
 #define LMN_SIZE_THROUGH(type, member)                                                             \
     (G_STRUCT_OFFSET(type, member) + sizeof(((type *) 0)->member))
 
-/* More features than this in one file means a garbage descriptor, not a big plugin. */
-#define MAX_FEATURES 4096
-
-/* A plugin as loaded: the module and zero-extended copies of its descriptors. */
+/* A plugin, loaded or known from its summary: the module and zero-extended copies of its
+ * descriptors.  An unloaded plugin's copies hold the summary's strings and NULL params, vtables
+ * and init; loading fills those in place, so pointers handed out before stay valid. */
 typedef struct {
     char *path;
+    char *key; /* canonical path */
+    gboolean loaded;
+    GStatBuf st;               /* unloaded: the file as its scan saw it */
+    LmnPluginSummary *summary; /* unloaded (and after): owns the strings desc points to */
+    GError *load_error;        /* a failed deferred load, given to every later lookup */
     GModule *module;
     const LmnPluginDesc *original; /* the plugin's static data: the key of its init state */
     LmnPluginDesc desc;
@@ -55,6 +68,7 @@ typedef struct {
 typedef struct {
     LmnFeature pub;
     Plugin *plugin;
+    LmnRegistry *registry; /* to load the plugin from lmn_registry_validate_params() */
 } Feature;
 
 struct _LmnRegistry {
@@ -68,6 +82,7 @@ struct _LmnRegistry {
     GHashTable *by_name[LMN_FEATURE_KIND_COUNT]; /* name -> Feature * (borrowed) */
     GPtrArray *failures;                         /* LmnPluginFailure *, owned */
     LmnRegistryCache *cache;                     /* opened at the first file, saved at scan end */
+    GMutex load_lock; /* deferred loads: lookups from several threads stay safe */
 };
 
 enum { FILE_LOADED = 1, FILE_FAILED = 2 };
@@ -109,6 +124,9 @@ static void plugin_free(gpointer data)
     /* The module stays resident: plugin code may have left threads, atexit handlers or driver
      * state behind, and unloading it is never safe. */
     g_free(plugin->path);
+    g_free(plugin->key);
+    lmn_plugin_summary_free(plugin->summary);
+    g_clear_error(&plugin->load_error);
     g_free(plugin->features);
     g_free(plugin);
 }
@@ -139,6 +157,7 @@ LmnRegistry *lmn_registry_new(void)
     for (guint k = 0; k < LMN_FEATURE_KIND_COUNT; k++)
         reg->by_name[k] = g_hash_table_new(g_str_hash, g_str_equal);
     reg->failures = g_ptr_array_new_with_free_func(failure_free);
+    g_mutex_init(&reg->load_lock);
     return reg;
 }
 
@@ -159,6 +178,7 @@ void lmn_registry_free(LmnRegistry *reg)
         lmn_registry_cache_save(reg->cache);
         lmn_registry_cache_free(reg->cache);
     }
+    g_mutex_clear(&reg->load_lock);
     g_free(reg);
 }
 
@@ -196,7 +216,7 @@ static char *canonical_path(const char *path)
 
 /* ---- descriptor checks ---- */
 
-static gboolean valid_feature_name(const char *name)
+gboolean lmn_registry_valid_feature_name(const char *name)
 {
     if (name[0] == '\0')
         return FALSE;
@@ -410,9 +430,9 @@ static gboolean check_plugin_fields(const char *path, const LmnPluginDesc *desc,
         return set_bad(error, path,
                        "field 'n_features' is 0 (a plugin provides at least one "
                        "feature)");
-    if (desc->n_features > MAX_FEATURES)
+    if (desc->n_features > LMN_PLUGIN_MAX_FEATURES)
         return set_bad(error, path, "field 'n_features' is %u, more than %d (garbage?)",
-                       desc->n_features, MAX_FEATURES);
+                       desc->n_features, LMN_PLUGIN_MAX_FEATURES);
     if (desc->features == NULL)
         return set_bad(error, path, "field 'features' is NULL but n_features is %u",
                        desc->n_features);
@@ -426,7 +446,7 @@ static gboolean check_feature_entry(const Plugin *plugin, guint i, GError **erro
     const LmnFeatureDesc *f = &plugin->features[i];
     if (f->name == NULL)
         return set_bad(error, path, "features[%u]: field 'name' is NULL", i);
-    if (!valid_feature_name(f->name))
+    if (!lmn_registry_valid_feature_name(f->name))
         return set_bad(error, path,
                        "features[%u]: name '%s' must be non-empty and use only "
                        "a-z, 0-9, '_' and '.'",
@@ -549,9 +569,22 @@ static Plugin *open_plugin(const char *path, GError **error)
     return plugin;
 }
 
-static const char *feature_kind_or_unknown(LmnFeatureKind kind)
+/* The summary a scan reports for a plugin that passed the checks. */
+static LmnPluginSummary *summary_from_plugin(const Plugin *plugin)
 {
-    return (guint) kind < LMN_FEATURE_KIND_COUNT ? lmn_feature_kind_name(kind) : "unknown";
+    LmnPluginSummary *summary = g_new0(LmnPluginSummary, 1);
+    summary->name = g_strdup(plugin->desc.name);
+    summary->version = g_strdup(plugin->desc.version);
+    summary->license = g_strdup(plugin->desc.license);
+    summary->description = g_strdup(plugin->desc.description);
+    summary->n_features = plugin->desc.n_features;
+    summary->features = g_new0(LmnFeatureSummary, summary->n_features);
+    for (guint i = 0; i < summary->n_features; i++) {
+        summary->features[i].kind = plugin->features[i].kind;
+        summary->features[i].name = g_strdup(plugin->features[i].name);
+        summary->features[i].description = g_strdup(plugin->features[i].description);
+    }
+    return summary;
 }
 
 gboolean lmn_registry_probe_file(const char *path, GKeyFile *report, GError **error)
@@ -560,17 +593,148 @@ gboolean lmn_registry_probe_file(const char *path, GKeyFile *report, GError **er
     Plugin *plugin = open_plugin(path, error);
     if (plugin == NULL)
         return FALSE;
-    g_key_file_set_string(report, LMN_SCAN_REPORT_GROUP, "plugin", plugin->desc.name);
-    g_key_file_set_string(report, LMN_SCAN_REPORT_GROUP, "version", plugin->desc.version);
-    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
-    for (guint i = 0; i < plugin->desc.n_features; i++)
-        g_ptr_array_add(names,
-                        g_strdup_printf("%s:%s", feature_kind_or_unknown(plugin->features[i].kind),
-                                        plugin->features[i].name));
-    g_key_file_set_string_list(report, LMN_SCAN_REPORT_GROUP, "features",
-                               (const char *const *) names->pdata, names->len);
+    g_autoptr(LmnPluginSummary) summary = summary_from_plugin(plugin);
+    lmn_plugin_summary_save(summary, report, LMN_SCAN_REPORT_GROUP);
     plugin_free(plugin);
     return TRUE;
+}
+
+/* A plugin known only from its scan: what listing and lookup need, nothing to call yet. */
+static Plugin *plugin_from_summary(const char *path, const char *key, const GStatBuf *st,
+                                   LmnPluginSummary *summary)
+{
+    Plugin *plugin = g_new0(Plugin, 1);
+    plugin->path = g_strdup(path);
+    plugin->key = g_strdup(key);
+    plugin->st = *st;
+    plugin->summary = summary;
+    plugin->desc.struct_size = sizeof(LmnPluginDesc);
+    plugin->desc.abi_major = LMN_ABI_MAJOR;
+    plugin->desc.name = summary->name;
+    plugin->desc.version = summary->version;
+    plugin->desc.license = summary->license;
+    plugin->desc.description = summary->description;
+    plugin->desc.n_features = summary->n_features;
+    plugin->features = g_new0(LmnFeatureDesc, summary->n_features);
+    for (guint i = 0; i < summary->n_features; i++) {
+        LmnFeatureDesc *f = &plugin->features[i];
+        f->struct_size = sizeof(LmnFeatureDesc);
+        f->kind = summary->features[i].kind;
+        f->name = summary->features[i].name;
+        f->description = summary->features[i].description;
+    }
+    plugin->desc.features = plugin->features;
+    return plugin;
+}
+
+/* What differs between the summary a plugin was registered from and its descriptor now, or
+ * NULL when they agree. */
+static char *summary_mismatch(const LmnPluginSummary *s, const Plugin *now)
+{
+    const LmnPluginDesc *d = &now->desc;
+#define DIFFERS(what, cached, actual)                                                              \
+    if (g_strcmp0((cached), (actual)) != 0)                                                        \
+    return g_strdup_printf("%s is '%s', the scan said '%s'", what, (actual) ? (actual) : "(none)", \
+                           (cached) ? (cached) : "(none)")
+    DIFFERS("the plugin's name", s->name, d->name);
+    DIFFERS("its version", s->version, d->version);
+    DIFFERS("its license", s->license, d->license);
+    DIFFERS("its description", s->description, d->description);
+    if (s->n_features != d->n_features)
+        return g_strdup_printf("it has %u features, the scan said %u", d->n_features,
+                               s->n_features);
+    for (guint i = 0; i < s->n_features; i++) {
+        const LmnFeatureSummary *sf = &s->features[i];
+        const LmnFeatureDesc *f = &now->features[i];
+        if (sf->kind != f->kind || strcmp(sf->name, f->name) != 0)
+            return g_strdup_printf("features[%u] is %s '%s', the scan said %s '%s'", i,
+                                   lmn_feature_kind_name(f->kind), f->name,
+                                   lmn_feature_kind_name(sf->kind), sf->name);
+        DIFFERS("a feature's description", sf->description, f->description);
+    }
+#undef DIFFERS
+    return NULL;
+}
+
+/* Opens @path in this process (debug line "loading plugin PATH", which tests count). */
+static Plugin *load_here(const char *path, GError **error)
+{
+    g_debug("loading plugin %s", path);
+    return open_plugin(path, error);
+}
+
+/* Opens a plugin registered from its summary and fills in its code.  Any failure means the file
+ * is no longer what was scanned: its cache entry is dropped so that the next run scans it. */
+static gboolean load_deferred(LmnRegistry *reg, Plugin *plugin, GError **error)
+{
+    GStatBuf st;
+    GError *local = NULL;
+    Plugin *now = NULL;
+    /* Never open a file that changed since its scan: a crashing replacement would take this
+     * process down, which is what the scan is for. */
+    if (g_stat(plugin->key, &st) != 0 || !lmn_registry_cache_same_file(&st, &plugin->st)) {
+        g_set_error(&local, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_OPEN,
+                    "%s: the file changed or went away after it was scanned; it is not loaded "
+                    "unscanned (run the command again to scan it)",
+                    plugin->path);
+    } else if ((now = load_here(plugin->path, &local)) != NULL) {
+        g_autofree char *diff = summary_mismatch(plugin->summary, now);
+        if (diff != NULL)
+            g_set_error(&local, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR,
+                        "%s: the plugin no longer matches its scan: %s (the registry cache entry "
+                        "is dropped, so the next run scans it again)",
+                        plugin->path, diff);
+    } else {
+        GError *why = g_error_new(local->domain, local->code,
+                                  "%s (it passed its scan, so it changed since; its registry cache "
+                                  "entry is dropped)",
+                                  local->message);
+        g_error_free(local);
+        local = why;
+    }
+    if (local != NULL) {
+        if (reg->cache != NULL) {
+            lmn_registry_cache_forget(reg->cache, plugin->key);
+            lmn_registry_cache_save(reg->cache);
+        }
+        if (now != NULL)
+            plugin_free(now);
+        g_propagate_error(error, local);
+        return FALSE;
+    }
+
+    /* The strings are the summary's, equal to the plugin's own; only what the summary lacks is
+     * filled in, so a reader of the names never sees them change. */
+    plugin->module = now->module;
+    plugin->original = now->original;
+    plugin->desc.abi_major = now->desc.abi_major;
+    plugin->desc.abi_minor = now->desc.abi_minor;
+    plugin->desc.init = now->desc.init;
+    memcpy(plugin->desc.reserved, now->desc.reserved, sizeof(plugin->desc.reserved));
+    for (guint i = 0; i < plugin->desc.n_features; i++) {
+        plugin->features[i].params = now->features[i].params;
+        plugin->features[i].vtable = now->features[i].vtable;
+        memcpy(plugin->features[i].reserved, now->features[i].reserved,
+               sizeof(plugin->features[i].reserved));
+    }
+    plugin->loaded = TRUE;
+    plugin_free(now);
+    return TRUE;
+}
+
+/* Makes sure @plugin's code is loaded; a failure is recorded once and given to every caller. */
+static gboolean ensure_loaded(LmnRegistry *reg, Plugin *plugin, GError **error)
+{
+    g_mutex_lock(&reg->load_lock);
+    if (!plugin->loaded && plugin->load_error == NULL &&
+        !load_deferred(reg, plugin, &plugin->load_error))
+        record_failure(reg, plugin->path, plugin->load_error);
+    gboolean ok = plugin->loaded;
+    GError *cause = ok ? NULL : g_error_copy(plugin->load_error);
+    g_mutex_unlock(&reg->load_lock);
+    if (cause != NULL)
+        g_propagate_error(error, cause);
+    return ok;
 }
 
 /* Registers the plugin's features; a name already taken is a DUPLICATE failure of this file.
@@ -604,39 +768,46 @@ static gboolean register_plugin(LmnRegistry *reg, Plugin *plugin, GError **error
         feature->pub.plugin = &plugin->desc;
         feature->pub.path = g_strdup(plugin->path);
         feature->plugin = plugin;
+        feature->registry = reg;
         g_ptr_array_add(reg->features, feature);
         g_hash_table_insert(reg->by_name[f->kind], (gpointer) f->name, feature);
     }
     return all_ok;
 }
 
+typedef enum {
+    SCANNED_OK,      /* passed a scan (cached or now): *summary says what it provides */
+    SCANNED_FAILED,  /* unusable: the error says why */
+    SCAN_UNPROTECTED /* no scan possible: load it here, as before the scanner existed */
+} ScanVerdict;
+
 /* Whether @path passed its scan in a helper process, from the cache or scanning it now. */
-static gboolean scan_file(LmnRegistry *reg, const char *path, const char *key, GError **error)
+static ScanVerdict scan_file(LmnRegistry *reg, const char *path, const char *key, GStatBuf *st,
+                             LmnPluginSummary **summary, GError **error)
 {
-    GStatBuf st;
-    if (g_stat(key, &st) != 0)
-        return TRUE; /* opening it gives the loader's reason */
+    if (g_stat(key, st) != 0)
+        return SCAN_UNPROTECTED; /* opening it gives the loader's reason */
     if (reg->cache == NULL)
         reg->cache = lmn_registry_cache_open();
     GError *failure = NULL;
-    if (lmn_registry_cache_lookup(reg->cache, key, &st, &failure)) {
+    if (lmn_registry_cache_lookup(reg->cache, key, st, summary, &failure)) {
         if (failure == NULL)
-            return TRUE;
+            return SCANNED_OK;
         g_propagate_error(error, failure);
-        return FALSE;
+        return SCANNED_FAILED;
     }
     /* Once the scanner could not run, trying again for every file only costs a fork each. */
     static gboolean scanner_missing = FALSE;
     if (g_atomic_int_get(&scanner_missing))
-        return TRUE;
-    switch (lmn_plugin_scan(path, &failure)) {
+        return SCAN_UNPROTECTED;
+    switch (lmn_plugin_scan(path, summary, &failure)) {
     case LMN_SCAN_OK:
-        lmn_registry_cache_store(reg->cache, key, &st, NULL);
-        return TRUE;
+        lmn_registry_cache_store(reg->cache, key, st, *summary, NULL);
+        return SCANNED_OK;
     case LMN_SCAN_FAILED:
-        lmn_registry_cache_store(reg->cache, key, &st, failure);
+        lmn_registry_cache_store(reg->cache, key, st, NULL, failure);
         g_propagate_error(error, failure);
-        return FALSE;
+        return SCANNED_FAILED;
     case LMN_SCAN_UNAVAILABLE:
         break;
     }
@@ -649,10 +820,22 @@ static gboolean scan_file(LmnRegistry *reg, const char *path, const char *key, G
         g_once_init_leave(&warned, 1);
     }
     g_error_free(failure);
-    return TRUE;
+    return SCAN_UNPROTECTED;
 }
 
-static gboolean load_file(LmnRegistry *reg, const char *path, GError **error)
+static Plugin *find_plugin(LmnRegistry *reg, const char *key)
+{
+    for (guint k = 0; k < reg->plugins->len; k++) {
+        Plugin *plugin = g_ptr_array_index(reg->plugins, k);
+        if (strcmp(plugin->key, key) == 0)
+            return plugin;
+    }
+    return NULL;
+}
+
+/* Registers @path's features; @now: open the file before returning (an explicit load), instead
+ * of when a feature is first used. */
+static gboolean load_file(LmnRegistry *reg, const char *path, gboolean now, GError **error)
 {
     char *key = canonical_path(path);
     gpointer status = g_hash_table_lookup(reg->seen, key);
@@ -666,7 +849,10 @@ static gboolean load_file(LmnRegistry *reg, const char *path, GError **error)
             if (strcmp(fkey, key) == 0)
                 recorded = failure->error;
         }
+        Plugin *plugin = loaded && now ? find_plugin(reg, key) : NULL;
         g_free(key);
+        if (plugin != NULL)
+            return ensure_loaded(reg, plugin, error);
         if (loaded)
             return TRUE;
         if (recorded != NULL)
@@ -678,8 +864,24 @@ static gboolean load_file(LmnRegistry *reg, const char *path, GError **error)
 
     GError *local = NULL;
     Plugin *plugin = NULL;
-    if (scan_file(reg, path, key, &local))
-        plugin = open_plugin(path, &local);
+    GStatBuf st;
+    LmnPluginSummary *summary = NULL;
+    switch (scan_file(reg, path, key, &st, &summary, &local)) {
+    case SCANNED_OK:
+        plugin = plugin_from_summary(path, key, &st, summary);
+        if (now && !load_deferred(reg, plugin, &local))
+            g_clear_pointer(&plugin, plugin_free);
+        break;
+    case SCANNED_FAILED:
+        break;
+    case SCAN_UNPROTECTED:
+        plugin = load_here(path, &local);
+        if (plugin != NULL) {
+            plugin->key = g_strdup(key);
+            plugin->loaded = TRUE;
+        }
+        break;
+    }
     if (plugin == NULL) {
         g_hash_table_insert(reg->seen, key, GINT_TO_POINTER(FILE_FAILED));
         record_failure(reg, path, local);
@@ -694,7 +896,7 @@ gboolean lmn_registry_load_file(LmnRegistry *reg, const char *path, GError **err
 {
     g_return_val_if_fail(reg != NULL && path != NULL, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
-    return load_file(reg, path, error);
+    return load_file(reg, path, TRUE, error);
 }
 
 /* ---- search path ---- */
@@ -808,7 +1010,7 @@ static void scan_dir(LmnRegistry *reg, const char *dir)
         g_autofree char *path = g_build_filename(dir, g_ptr_array_index(names, k), NULL);
         if (!g_file_test(path, G_FILE_TEST_IS_REGULAR))
             continue;
-        load_file(reg, path, NULL);
+        load_file(reg, path, FALSE, NULL);
     }
 }
 
@@ -943,8 +1145,13 @@ const LmnFeature *lmn_registry_lookup(LmnRegistry *reg, LmnFeatureKind kind, con
     ensure_scanned(reg);
 
     Feature *feature = g_hash_table_lookup(reg->by_name[kind], name);
-    if (feature != NULL)
+    if (feature != NULL) {
+        if (!ensure_loaded(reg, feature->plugin, error)) {
+            g_prefix_error(error, "%s '%s' cannot be used: ", lmn_feature_kind_name(kind), name);
+            return NULL;
+        }
         return run_init(feature, error) ? &feature->pub : NULL;
+    }
 
     const char *kind_name = lmn_feature_kind_name(kind);
     g_autoptr(GPtrArray) known = lmn_registry_list(reg, kind);
@@ -981,10 +1188,30 @@ const LmnFeature *lmn_registry_lookup(LmnRegistry *reg, LmnFeatureKind kind, con
     return NULL;
 }
 
+gboolean lmn_registry_load_feature(LmnRegistry *reg, const LmnFeature *feature, GError **error)
+{
+    g_return_val_if_fail(reg != NULL && feature != NULL, FALSE);
+    g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+    const Feature *f = (const Feature *) feature;
+    g_return_val_if_fail(f->registry == reg, FALSE);
+    if (!ensure_loaded(reg, f->plugin, error)) {
+        g_prefix_error(error,
+                       "%s '%s' cannot be used: ", lmn_feature_kind_name(feature->desc->kind),
+                       feature->desc->name);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 LmnParams *lmn_registry_validate_params(const LmnFeature *feature, const char *const *keys,
                                         const char *const *values, const char *where,
                                         GError **error)
 {
     g_return_val_if_fail(feature != NULL && feature->desc != NULL, NULL);
+    /* A feature from lmn_registry_list() may not be loaded yet, and its schema is in the file:
+     * validating against the summary's NULL schema would reject every key. */
+    const Feature *f = (const Feature *) feature;
+    if (!lmn_registry_load_feature(f->registry, feature, error))
+        return NULL;
     return lmn_params_new_from_strings(feature->desc->params, keys, values, where, error);
 }

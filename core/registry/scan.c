@@ -128,8 +128,9 @@ static gboolean wait_child(GPid pid, gint64 deadline, int *status)
     }
 }
 
-/* Turns a clean exit's report into the scan's verdict. */
-static LmnScanResult parse_report(const char *path, const GString *text, GError **error)
+/* Turns a clean exit's report into the scan's verdict (and a usable plugin's summary). */
+static LmnScanResult parse_report(const char *path, const GString *text, LmnPluginSummary **summary,
+                                  GError **error)
 {
     g_autoptr(GKeyFile) report = g_key_file_new();
     g_autofree char *status = NULL;
@@ -142,12 +143,17 @@ static LmnScanResult parse_report(const char *path, const GString *text, GError 
         return LMN_SCAN_FAILED;
     }
     if (strcmp(status, "ok") == 0) {
-        g_autofree char *name =
-            g_key_file_get_string(report, LMN_SCAN_REPORT_GROUP, "plugin", NULL);
+        g_autofree char *problem = NULL;
+        *summary = lmn_plugin_summary_load(report, LMN_SCAN_REPORT_GROUP, &problem);
+        if (*summary == NULL) {
+            /* The registry would offer features it knows nothing about: not usable. */
+            g_set_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_SCAN_FAILED,
+                        "%s: the plugin scanner's report is malformed (%s)", path, problem);
+            return LMN_SCAN_FAILED;
+        }
         g_autofree char *features =
             g_key_file_get_string(report, LMN_SCAN_REPORT_GROUP, "features", NULL);
-        g_debug("plugin %s scanned: %s, features %s", path, name ? name : "?",
-                features ? features : "?");
+        g_debug("plugin %s scanned: %s, features %s", path, (*summary)->name, features);
         return LMN_SCAN_OK;
     }
     gint64 code = g_key_file_get_int64(report, LMN_SCAN_REPORT_GROUP, "code", NULL);
@@ -162,8 +168,9 @@ static LmnScanResult parse_report(const char *path, const GString *text, GError 
     return LMN_SCAN_FAILED;
 }
 
-LmnScanResult lmn_plugin_scan(const char *path, GError **error)
+LmnScanResult lmn_plugin_scan(const char *path, LmnPluginSummary **summary, GError **error)
 {
+    g_return_val_if_fail(summary != NULL && *summary == NULL, LMN_SCAN_UNAVAILABLE);
     const char *scanner = scanner_path();
     double timeout = scan_timeout_s();
     const char *argv[] = {scanner, path, NULL};
@@ -214,5 +221,5 @@ LmnScanResult lmn_plugin_scan(const char *path, GError **error)
                     path, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         return LMN_SCAN_FAILED;
     }
-    return parse_report(path, report, error);
+    return parse_report(path, report, summary, error);
 }

@@ -4,14 +4,18 @@
  * spare unchanged files a scan, rescan changed ones and survive being corrupt.
  *
  * Each test works in its own directory with its own cache file (LAMINA_REGISTRY_CACHE), and counts
- * scans by the registry's debug line "scanning in a helper process".
+ * scans by the registry's debug line "scanning in a helper process" and plugins opened in the
+ * command's own process by "loading plugin PATH".
  */
 #include "e2e-util.h"
 
 #include <glib/gstdio.h>
 #include <lamina/version.h>
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <utime.h>
@@ -20,6 +24,7 @@
  * the hanging plugin not to slow the suite down much. */
 #define SCAN_TIMEOUT "2"
 #define SCAN_LINE "scanning in a helper process"
+#define LOAD_LINE "loading plugin "
 
 typedef struct {
     char *dir;     /* the test's own directory */
@@ -130,16 +135,63 @@ static void assert_lacks(const char *text, const char *needle)
         g_error("output has \"%s\":\n%s", needle, text);
 }
 
-/* How many plugin files the run scanned out of process. */
-static guint count_scans(const Run *run)
+static guint count_lines(const Run *run, const char *needle)
 {
     guint n = 0;
     const char *texts[] = {run->out, run->err};
     for (guint t = 0; t < G_N_ELEMENTS(texts); t++) {
-        for (const char *p = strstr(texts[t], SCAN_LINE); p != NULL; p = strstr(p + 1, SCAN_LINE))
+        for (const char *p = strstr(texts[t], needle); p != NULL; p = strstr(p + 1, needle))
             n++;
     }
     return n;
+}
+
+/* How many plugin files the run scanned out of process. */
+static guint count_scans(const Run *run)
+{
+    return count_lines(run, SCAN_LINE);
+}
+
+/* @out without GLib's debug lines (which go to stdout): what the command itself printed. */
+static char *without_debug(const char *out)
+{
+    GString *kept = g_string_new(NULL);
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    for (guint k = 0; lines[k] != NULL; k++) {
+        if (!g_str_has_prefix(lines[k], "(lamina "))
+            g_string_append_printf(kept, "%s\n", lines[k]);
+    }
+    return g_string_free(kept, FALSE);
+}
+
+static void assert_same_listing(const Run *a, const Run *b)
+{
+    g_autofree char *la = without_debug(a->out);
+    g_autofree char *lb = without_debug(b->out);
+    if (strcmp(la, lb) != 0)
+        g_error("the listings differ:\n%s\n----\n%s", la, lb);
+}
+
+/* How many plugin files the run opened in its own process. */
+static guint count_loads(const Run *run)
+{
+    return count_lines(run, LOAD_LINE);
+}
+
+/* Whether the run opened the file whose name ends in @base ("/lamina-sgd.so"). */
+static gboolean loaded_file(const Run *run, const char *base)
+{
+    g_autofree char *needle = g_strdup_printf("%s\n", base);
+    const char *texts[] = {run->out, run->err};
+    for (guint t = 0; t < G_N_ELEMENTS(texts); t++) {
+        for (const char *p = strstr(texts[t], LOAD_LINE); p != NULL; p = strstr(p + 1, LOAD_LINE)) {
+            const char *end = strchr(p, '\n');
+            g_autofree char *line = g_strndup(p, end ? (gsize) (end - p + 1) : strlen(p));
+            if (g_str_has_suffix(line, needle))
+                return TRUE;
+        }
+    }
+    return FALSE;
 }
 
 /* The line of the failure list that names @path. */
@@ -234,14 +286,9 @@ static const char *system_plugin_path(void)
     return path;
 }
 
-/* `lamina train` with every hostile file on the plugin path trains as if they were absent. */
-static void test_train(Fixture *fx, gconstpointer unused)
+/* Writes a small dense + softmax config trained with sgd on the cpu backend; returns its path. */
+static char *write_train_config(Fixture *fx)
 {
-    for (guint k = 0; k < G_N_ELEMENTS(all_hostile); k++)
-        g_free(add_hostile(fx, all_hostile[k]));
-    g_free(fx->system);
-    fx->system = g_strdup(system_plugin_path());
-
     g_autofree char *data = g_build_filename(fx->dir, "blobs.h5", NULL);
     e2e_write_blobs(data, "/train", 256, 1, FALSE);
     e2e_write_blobs(data, "/test", 64, 2, FALSE);
@@ -253,8 +300,20 @@ static void test_train(Fixture *fx, gconstpointer unused)
                                               "backend = cpu\n"
                                               "[data]\ntrain = %s:/train\ntest = %s:/test\n",
                                               data, data);
-    g_autofree char *config_path = g_build_filename(fx->dir, "train.ini", NULL);
+    char *config_path = g_build_filename(fx->dir, "train.ini", NULL);
     g_assert_true(g_file_set_contents(config_path, config, -1, NULL));
+    return config_path;
+}
+
+/* `lamina train` with every hostile file on the plugin path trains as if they were absent. */
+static void test_train(Fixture *fx, gconstpointer unused)
+{
+    for (guint k = 0; k < G_N_ELEMENTS(all_hostile); k++)
+        g_free(add_hostile(fx, all_hostile[k]));
+    g_free(fx->system);
+    fx->system = g_strdup(system_plugin_path());
+
+    g_autofree char *config_path = write_train_config(fx);
     g_autofree char *out_dir = g_build_filename(fx->dir, "run", NULL);
 
     g_auto(Run) run = {0};
@@ -445,6 +504,181 @@ static void test_shadow_notice(Fixture *fx, gconstpointer unused)
     assert_has(line, mine);
 }
 
+/* With a warm cache, `lamina train` opens only the plugins providing what its config uses
+ * (dense, the loss, sgd, the default schedule, the initializers and the cpu backend), not the
+ * other optimizers, layers or the vulkan backend; `lamina plugins` opens none. */
+static void test_lazy_train(Fixture *fx, gconstpointer unused)
+{
+    g_free(fx->system);
+    fx->system = g_strdup(system_plugin_path());
+    g_auto(Run) warm = {0};
+    run_plugins(fx, &warm, NULL);
+    g_assert_cmpint(warm.status, ==, 0);
+    g_assert_cmpuint(count_scans(&warm), >, 20);
+    g_assert_cmpuint(count_loads(&warm), ==, 0);
+
+    g_auto(Run) list = {0};
+    run_plugins(fx, &list, NULL);
+    g_assert_cmpint(list.status, ==, 0);
+    g_assert_cmpuint(count_scans(&list), ==, 0);
+    g_assert_cmpuint(count_loads(&list), ==, 0);
+    assert_same_listing(&list, &warm);
+
+    g_autofree char *config_path = write_train_config(fx);
+    g_autofree char *out_dir = g_build_filename(fx->dir, "run", NULL);
+    g_auto(Run) run = {0};
+    run_lamina(fx, &run, NULL,
+               (const char *const[]){"train", config_path, "--output", out_dir, NULL});
+    if (run.status != 0)
+        g_error("lamina train failed (%d):\n%s\n%s", run.status, run.out, run.err);
+    assert_has(run.out, "epoch 1/1");
+    g_assert_cmpuint(count_scans(&run), ==, 0);
+    const char *const needed[] = {"/lamina-dense.so", "/lamina-losses.so", "/lamina-sgd.so",
+                                  "/lamina-cpu.so"};
+    for (guint k = 0; k < G_N_ELEMENTS(needed); k++) {
+        if (!loaded_file(&run, needed[k]))
+            g_error("lamina train did not load %s:\n%s", needed[k], run.out);
+    }
+    const char *const unneeded[] = {"/lamina-adam.so", "/lamina-conv.so", "/lamina-recurrent.so",
+                                    "/lamina-vulkan.so"};
+    for (guint k = 0; k < G_N_ELEMENTS(unneeded); k++) {
+        if (loaded_file(&run, unneeded[k]))
+            g_error("lamina train loaded %s, which it does not use:\n%s", unneeded[k], run.out);
+    }
+    /* Six today (dense, losses, sgd, schedules, initializers, cpu) of more than twenty. */
+    g_assert_cmpuint(count_loads(&run), <=, 8);
+}
+
+/* `lamina plugins describe NAME` with a warm cache opens exactly the file providing NAME. */
+static void test_lazy_describe(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *good = add_plugin(fx, "registry/lamina-good.so", "lamina-good.so");
+    g_free(add_plugin(fx, "registry/lamina-dup-a.so", "lamina-dup-a.so"));
+    g_auto(Run) warm = {0};
+    run_plugins(fx, &warm, NULL);
+    g_assert_cmpint(warm.status, ==, 0);
+
+    g_auto(Run) run = {0};
+    run_lamina(fx, &run, NULL, (const char *const[]){"plugins", "describe", "test_sgd", NULL});
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpuint(count_scans(&run), ==, 0);
+    g_assert_cmpuint(count_loads(&run), ==, 1);
+    g_autofree char *line = g_strdup_printf(LOAD_LINE "%s\n", good);
+    assert_has(run.out, line);
+    assert_has(run.out, "test_sgd (optimizer)");
+    assert_has(run.out, "Parameters:");
+    assert_has(run.out, "lr");
+}
+
+/* The listing made from the scans' summaries is the one made by opening every file (which is
+ * what happens without a scanner). */
+static void test_lazy_listing_matches_eager(Fixture *fx, gconstpointer unused)
+{
+    g_free(add_plugin(fx, "registry/lamina-good.so", "lamina-good.so"));
+    g_free(add_plugin(fx, "registry/lamina-dup-a.so", "lamina-dup-a.so"));
+    g_free(add_plugin(fx, "registry/lamina-dup-b.so", "lamina-dup-b.so"));
+    g_free(fx->system);
+    fx->system = g_strdup(system_plugin_path());
+    g_auto(Run) lazy = {0};
+    run_plugins(fx, &lazy, NULL);
+    g_assert_cmpint(lazy.status, ==, 0);
+    g_assert_cmpuint(count_loads(&lazy), ==, 0);
+
+    g_autofree char *missing = g_build_filename(fx->dir, "no-such-scanner", NULL);
+    const char *const env[] = {"LAMINA_PLUGIN_SCANNER", missing, "LAMINA_NO_REGISTRY_CACHE", "1",
+                               NULL};
+    g_auto(Run) eager = {0};
+    run_plugins(fx, &eager, env);
+    g_assert_cmpint(eager.status, ==, 0);
+    g_assert_cmpuint(count_loads(&eager), >, 20);
+    assert_same_listing(&lazy, &eager);
+}
+
+/* Replaces @path's contents by a same-size file the loader rejects (its first page zeroed),
+ * then gives it back its modification time: size and mtime say nothing changed. */
+static void swap_keeping_size_and_mtime(const char *path)
+{
+    GStatBuf st;
+    g_assert_cmpint(g_stat(path, &st), ==, 0);
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    memset(data, 0, MIN(len, 4096));
+    FILE *f = fopen(path, "r+b");
+    g_assert_nonnull(f);
+    g_assert_cmpuint(fwrite(data, 1, len, f), ==, len);
+    g_assert_cmpint(fclose(f), ==, 0);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    g_assert_cmpint(utimensat(AT_FDCWD, path, times, 0), ==, 0);
+    GStatBuf now;
+    g_assert_cmpint(g_stat(path, &now), ==, 0);
+    g_assert_cmpint(now.st_size, ==, st.st_size);
+    g_assert_cmpint(now.st_mtim.tv_sec, ==, st.st_mtim.tv_sec);
+    g_assert_cmpint(now.st_mtim.tv_nsec, ==, st.st_mtim.tv_nsec);
+}
+
+/* A plugin rewritten after a cached scan with its old size and mtime is scanned again (its
+ * ctime changed), so a broken replacement is reported, not opened. */
+static void test_swapped_same_size_mtime(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *good = add_plugin(fx, "registry/lamina-good.so", "lamina-good.so");
+    g_auto(Run) warm = {0};
+    run_plugins(fx, &warm, NULL);
+    g_assert_cmpint(warm.status, ==, 0);
+    assert_good_listed(&warm, good);
+
+    swap_keeping_size_and_mtime(good);
+    g_auto(Run) run = {0};
+    run_lamina(fx, &run, NULL, (const char *const[]){"plugins", "describe", "test_sgd", NULL});
+    g_assert_cmpint(run.status, ==, 1);
+    g_assert_cmpuint(count_scans(&run), ==, 1);
+    g_assert_cmpuint(count_loads(&run), ==, 0);
+    assert_has(run.err, "unknown feature 'test_sgd'");
+
+    g_auto(Run) list = {0};
+    run_plugins(fx, &list, NULL);
+    g_assert_cmpuint(count_scans(&list), ==, 0);
+    g_autofree char *line = failure_line(&list, good);
+    assert_has(line, "cannot load");
+}
+
+/* A cache entry whose summary no longer matches the file (here: edited to another version) fails
+ * the lookup that opens it, naming the file and the difference; the entry is dropped and the next
+ * run scans the file again. */
+static void test_summary_mismatch(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *good = add_plugin(fx, "registry/lamina-good.so", "lamina-good.so");
+    g_auto(Run) warm = {0};
+    run_plugins(fx, &warm, NULL);
+    g_assert_cmpint(warm.status, ==, 0);
+
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(fx->cache, &text, NULL, NULL));
+    g_autoptr(GRegex) re = g_regex_new("^version=1\\.2\\.3$", G_REGEX_MULTILINE, 0, NULL);
+    g_autofree char *edited = g_regex_replace(re, text, -1, 0, "version=9.9", 0, NULL);
+    g_assert_cmpstr(edited, !=, text);
+    write_cache(fx, edited, -1);
+
+    g_auto(Run) listed = {0};
+    run_plugins(fx, &listed, NULL);
+    g_assert_cmpuint(count_scans(&listed), ==, 0);
+    assert_has(listed.out, "test.good 9.9");
+
+    g_auto(Run) run = {0};
+    run_lamina(fx, &run, NULL, (const char *const[]){"plugins", "describe", "test_sgd", NULL});
+    g_assert_cmpint(run.status, ==, 1);
+    g_autofree char *message = g_strdup_printf(
+        "optimizer 'test_sgd' cannot be used: %s: the plugin no longer matches its scan: its "
+        "version is '1.2.3', the scan said '9.9'",
+        good);
+    assert_has(run.err, message);
+
+    g_auto(Run) again = {0};
+    run_plugins(fx, &again, NULL);
+    g_assert_cmpuint(count_scans(&again), ==, 1);
+    assert_good_listed(&again, good);
+}
+
 /* Without a scanner to run, plugins still load, with a warning that protection is off. */
 static void test_scanner_missing(Fixture *fx, gconstpointer unused)
 {
@@ -477,6 +711,11 @@ int main(int argc, char **argv)
     ADD("/registry/scanner/cache/disabled", test_cache_disabled, NULL);
     ADD("/registry/scanner/shadow-notice", test_shadow_notice, NULL);
     ADD("/registry/scanner/scanner-missing", test_scanner_missing, NULL);
+    ADD("/registry/lazy/train", test_lazy_train, NULL);
+    ADD("/registry/lazy/describe", test_lazy_describe, NULL);
+    ADD("/registry/lazy/listing-matches-eager", test_lazy_listing_matches_eager, NULL);
+    ADD("/registry/lazy/swapped-same-size-mtime", test_swapped_same_size_mtime, NULL);
+    ADD("/registry/lazy/summary-mismatch", test_summary_mismatch, NULL);
 #undef ADD
     return g_test_run();
 }

@@ -5,7 +5,10 @@
 #include <lamina/registry.h>
 
 #include <glib/gstdio.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---- helpers ---- */
 
@@ -647,6 +650,101 @@ static void test_validate_params(void)
     lmn_registry_free(reg);
 }
 
+/* A scanned plugin is listed without being opened: names and versions are there, the schema and
+ * vtable are not until it is loaded, and loading fills in the same feature record. */
+static void test_lazy_list(void)
+{
+    g_autofree char *dir = make_tmp_dir();
+    g_autofree char *good = copy_plugin(dir, "lamina-good.so", NULL);
+    LmnRegistry *reg = registry_for(dir);
+    g_autoptr(GPtrArray) optimizers = lmn_registry_list(reg, LMN_FEATURE_OPTIMIZER);
+    g_assert_cmpuint(optimizers->len, ==, 1);
+    const LmnFeature *f = g_ptr_array_index(optimizers, 0);
+    g_assert_cmpstr(f->desc->name, ==, "test_sgd");
+    g_assert_cmpint(f->desc->kind, ==, LMN_FEATURE_OPTIMIZER);
+    g_assert_cmpstr(f->plugin->name, ==, "test.good");
+    g_assert_cmpstr(f->plugin->version, ==, "1.2.3");
+    g_assert_cmpstr(f->path, ==, good);
+    g_assert_null(f->desc->vtable);
+    g_assert_null(f->desc->params);
+
+    /* Validating against a listed, unloaded feature loads it first (its schema is in the file). */
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) inits = lmn_registry_list(reg, LMN_FEATURE_INITIALIZER);
+    const LmnFeature *init = g_ptr_array_index(inits, 0);
+    g_assert_cmpstr(init->desc->name, ==, "test_const");
+    g_assert_null(init->desc->vtable);
+    const char *const keys[] = {"value", NULL};
+    const char *const values[] = {"2", NULL};
+    g_autoptr(LmnParams) params = lmn_registry_validate_params(init, keys, values, "t", &error);
+    g_assert_no_error(error);
+    g_assert_cmpfloat(lmn_params_get_float(params, "value"), ==, 2.0);
+    g_assert_nonnull(init->desc->vtable);
+
+    /* The file is loaded once for all its features, into the records listed before. */
+    g_assert_true(lmn_registry_load_feature(reg, f, &error));
+    g_assert_no_error(error);
+    g_assert_nonnull(f->desc->vtable);
+    g_assert_nonnull(f->desc->params);
+    g_assert_cmpstr(f->desc->name, ==, "test_sgd");
+    g_assert_true(lmn_registry_lookup(reg, LMN_FEATURE_OPTIMIZER, "test_sgd", &error) == f);
+    lmn_registry_free(reg);
+}
+
+/* Rewrites @path with a same-size copy whose first page is zeroed (no longer an ELF file), and
+ * gives it back its modification time: only the ctime tells that it changed. */
+static void swap_keeping_size_and_mtime(const char *path)
+{
+    GStatBuf st;
+    g_assert_cmpint(g_stat(path, &st), ==, 0);
+    g_autofree char *data = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(path, &data, &len, NULL));
+    memset(data, 0, MIN(len, 4096));
+    FILE *f = fopen(path, "r+b");
+    g_assert_nonnull(f);
+    g_assert_cmpuint(fwrite(data, 1, len, f), ==, len);
+    g_assert_cmpint(fclose(f), ==, 0);
+    struct timespec times[2] = {st.st_atim, st.st_mtim};
+    g_assert_cmpint(utimensat(AT_FDCWD, path, times, 0), ==, 0);
+}
+
+/* A plugin swapped for a broken file (same size and mtime) after its scan, while this process
+ * runs: the lookup that would open it fails naming the file, again on a second try, and a new
+ * registry scans the file again and records why it is unusable, without opening it here. */
+static void test_changed_after_scan(void)
+{
+    g_autofree char *dir = make_tmp_dir();
+    g_autofree char *good = copy_plugin(dir, "lamina-good.so", NULL);
+    LmnRegistry *reg = registry_for(dir);
+    g_assert_cmpuint(lmn_registry_list_failures(reg)->len, ==, 0);
+    swap_keeping_size_and_mtime(good);
+
+    for (int k = 0; k < 2; k++) {
+        g_autoptr(GError) error = NULL;
+        g_assert_null(lmn_registry_lookup(reg, LMN_FEATURE_OPTIMIZER, "test_sgd", &error));
+        g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_OPEN);
+        assert_has(error->message, "optimizer 'test_sgd' cannot be used: ");
+        assert_has(error->message, good);
+        assert_has(error->message, "changed or went away after it was scanned");
+    }
+    /* The file's other features give the same reason; the failure is recorded once. */
+    g_autoptr(GError) error = NULL;
+    g_assert_null(lmn_registry_lookup(reg, LMN_FEATURE_INITIALIZER, "test_const", &error));
+    g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_OPEN);
+    g_clear_error(&error);
+    assert_has(failure_for(reg, good)->error->message, "changed or went away");
+    lmn_registry_free(reg);
+
+    reg = registry_for(dir);
+    const LmnPluginFailure *failure = failure_for(reg, good);
+    g_assert_error(failure->error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_OPEN);
+    assert_has(failure->error->message, "cannot load");
+    g_assert_null(lmn_registry_lookup(reg, LMN_FEATURE_OPTIMIZER, "test_sgd", &error));
+    g_assert_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_NOT_FOUND);
+    lmn_registry_free(reg);
+}
+
 static void test_kind_names(void)
 {
     g_assert_cmpstr(lmn_feature_kind_name(LMN_FEATURE_BACKEND), ==, "backend");
@@ -669,6 +767,8 @@ int main(int argc, char **argv)
     g_test_add_func("/registry/load/abi-newer-minor", test_abi_newer_minor);
     g_test_add_func("/registry/load/missing-dependency", test_missing_dependency);
     g_test_add_func("/registry/load/explicit-file", test_load_file);
+    g_test_add_func("/registry/lazy/list-then-load", test_lazy_list);
+    g_test_add_func("/registry/lazy/changed-after-scan", test_changed_after_scan);
     g_test_add_func("/registry/descriptor/small-struct", test_small_descriptor);
     g_test_add_func("/registry/descriptor/null-name", test_null_name);
     g_test_add_func("/registry/descriptor/null-vtable", test_null_vtable);

@@ -103,6 +103,8 @@ static char *write_data(DataKind kind)
         hsize_t d[3] = {598407739, 11001563, 22416};
         hid_t fc = H5Gcreate2(g, "fc", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         h5_dataset(fc, "weight", H5T_NATIVE_FLOAT, 3, d, TRUE, NULL);
+        /* A second parameter as large, so a sum of the counts passes G_MAXINT64. */
+        h5_dataset(fc, "bias", H5T_NATIVE_FLOAT, 3, d, TRUE, NULL);
         H5Gclose(fc);
         break;
     }
@@ -356,6 +358,19 @@ static void test_init_weights(void)
                         "written for a different model", NULL);
 }
 
+/* `lamina inspect` sums the values of every tensor it lists: with counts near G_MAXINT64 the sum
+ * overflowed (undefined behaviour, found by fuzzing).  It must describe the file and saturate. */
+static void test_inspect_huge(void)
+{
+    g_autofree char *path = write_data(DATA_INIT_WEIGHTS);
+    g_autofree char *out = NULL, *err = NULL;
+    int status = e2e_run_lamina(&out, &err, "inspect", path, NULL);
+    g_assert_cmpint(status, ==, 0);
+    g_assert_nonnull(strstr(out, "[598407739, 11001563, 22416]"));
+    g_assert_nonnull(strstr(out, "9223372036854775807 values"));
+    g_assert_null(strstr(err, "runtime error"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -384,6 +399,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/data-y-wide", test_data_y_wide);
     g_test_add_func("/hostile/data-x-truncated", test_data_x_truncated);
     g_test_add_func("/hostile/init-weights", test_init_weights);
+    g_test_add_func("/hostile/inspect-huge", test_inspect_huge);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(tmp_dir);

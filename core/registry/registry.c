@@ -756,8 +756,9 @@ static gboolean register_plugin(LmnRegistry *reg, Plugin *plugin, GError **error
             record_failure(reg, plugin->path, dup);
             /* Shadowing is often deliberate (a patched optimizer on --plugin-path), but a user
              * who did not mean it must learn which copy runs. */
-            g_message("%s '%s' of %s is shadowed by %s, which comes first in the search path",
-                      lmn_feature_kind_name(f->kind), f->name, plugin->path, winner->pub.path);
+            g_printerr("notice: %s '%s' of %s is shadowed by %s, which comes first in the "
+                       "search path\n",
+                       lmn_feature_kind_name(f->kind), f->name, plugin->path, winner->pub.path);
             if (all_ok)
                 g_propagate_error(error, g_steal_pointer(&dup));
             all_ok = FALSE;

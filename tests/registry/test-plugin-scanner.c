@@ -490,9 +490,10 @@ static void test_shadow_notice(Fixture *fx, gconstpointer unused)
     g_auto(Run) run = {0};
     run_plugins(fx, &run, NULL);
     g_assert_cmpint(run.status, ==, 0);
-    g_autofree char *notice = g_strdup_printf("optimizer 'sgd' of %s is shadowed by %s, which "
-                                              "comes first in the search path",
-                                              system_sgd, mine);
+    g_autofree char *notice =
+        g_strdup_printf("notice: optimizer 'sgd' of %s is shadowed by %s, which "
+                        "comes first in the search path",
+                        system_sgd, mine);
     assert_has(run.err, notice);
     /* One line, once. */
     const char *at = strstr(run.err, notice);

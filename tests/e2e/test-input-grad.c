@@ -25,11 +25,16 @@ static LmnBackend *vk; /* only with --vulkan */
 #define COMMON_TAIL                                                                                \
     "[optimizer]\ntype = sgd\n[train]\nbackend = cpu\n[data]\ntrain = unused.h5:/train\n"
 
-/* The Lamina twins of the models in scripts/make-input-grad-fixtures.py. */
+/* The Lamina twins of the models in scripts/make-input-grad-fixtures.py, then models whose
+ * first layer is each other kind with an input gradient (checked by finite differences and on
+ * Vulkan only, with the parameters lmn_model_init_params gives and generated batches). */
 typedef struct {
     const char *name;
     const char *cfg;
     gboolean regression; /* mse with f32 [2] targets, else class labels */
+    gboolean fixture;    /* weights and batch from input-grads.h5 */
+    gint64 n;            /* generated batch size, without a fixture */
+    float h;             /* finite-difference step */
 } Case;
 
 static const Case cases[] = {
@@ -37,7 +42,7 @@ static const Case cases[] = {
      "[model]\ninput = 6\n[layer fc1]\ntype = dense\nunits = 8\n[layer act]\ntype = tanh\n"
      "[layer fc2]\ntype = dense\nunits = 4\n[layer loss]\ntype = "
      "softmax_cross_entropy\n" COMMON_TAIL,
-     FALSE},
+     FALSE, TRUE, 0, 1e-2f},
     {"cnn",
      "[model]\ninput = 2, 6, 6\n"
      "[layer conv]\ntype = conv2d\nout_channels = 3\nkernel_size = 3\npadding = 1\n"
@@ -45,18 +50,57 @@ static const Case cases[] = {
      "[layer act]\ntype = relu\n[layer flat]\ntype = flatten\n"
      "[layer fc]\ntype = dense\nunits = 3\n[layer loss]\ntype = "
      "softmax_cross_entropy\n" COMMON_TAIL,
-     FALSE},
+     FALSE, TRUE, 0, 1e-2f},
     {"lstm",
      "[model]\ninput = 5, 3\n[layer lstm]\ntype = lstm\nhidden_size = 4\n"
      "[layer fc]\ntype = dense\nunits = 2\n[layer loss]\ntype = mse\n" COMMON_TAIL,
-     TRUE},
+     TRUE, TRUE, 0, 1e-2f},
     {"residual",
      "[model]\ninput = 6\n[layer fc_a]\ntype = dense\nunits = 6\ninput = input\n"
      "[layer act_a]\ntype = tanh\n[layer fc_b]\ntype = dense\nunits = 6\ninput = input\n"
      "[layer sum]\ntype = add\ninput = act_a, fc_b, input, input\n"
      "[layer fc_out]\ntype = dense\nunits = 3\n[layer loss]\ntype = "
      "softmax_cross_entropy\n" COMMON_TAIL,
-     FALSE},
+     FALSE, TRUE, 0, 1e-2f},
+    {"first-maxpool",
+     "[model]\ninput = 2, 4, 4\n[layer pool]\ntype = maxpool2d\nkernel_size = 2\n"
+     "[layer flat]\ntype = flatten\n[layer fc]\ntype = dense\nunits = 3\n"
+     "[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 3, 1e-3f},
+    {"first-avgpool",
+     "[model]\ninput = 2, 4, 4\n[layer pool]\ntype = avgpool2d\nkernel_size = 2\n"
+     "[layer flat]\ntype = flatten\n[layer fc]\ntype = dense\nunits = 3\n"
+     "[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 3, 1e-2f},
+    {"first-batch-norm",
+     "[model]\ninput = 2, 3, 3\n[layer bn]\ntype = batch_norm\n[layer act]\ntype = tanh\n"
+     "[layer flat]\ntype = flatten\n[layer fc]\ntype = dense\nunits = 3\n"
+     "[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 5, 1e-2f},
+    {"first-gru",
+     "[model]\ninput = 4, 3\n[layer gru]\ntype = gru\nhidden_size = 3\n"
+     "return_sequences = true\n[layer flat]\ntype = flatten\n"
+     "[layer fc]\ntype = dense\nunits = 3\n[layer loss]\ntype = "
+     "softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 3, 1e-2f},
+    {"first-activation",
+     "[model]\ninput = 5\n[layer act]\ntype = sigmoid\n[layer fc]\ntype = dense\nunits = 3\n"
+     "[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 4, 1e-2f},
+    {"first-flatten",
+     "[model]\ninput = 2, 3\n[layer flat]\ntype = flatten\n[layer fc]\ntype = dense\n"
+     "units = 3\n[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 4, 1e-2f},
+    {"first-reshape",
+     "[model]\ninput = 6\n[layer r]\ntype = reshape\nshape = 2, 3\n[layer act]\ntype = tanh\n"
+     "[layer flat]\ntype = flatten\n[layer fc]\ntype = dense\nunits = 3\n"
+     "[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 4, 1e-2f},
+    {"first-add-twice",
+     "[model]\ninput = 4\n[layer twice]\ntype = add\ninput = input, input\n"
+     "[layer act]\ntype = tanh\n[layer fc]\ntype = dense\nunits = 3\n"
+     "[layer loss]\ntype = softmax_cross_entropy\n" COMMON_TAIL,
+     FALSE, FALSE, 4, 1e-2f},
 };
 
 static char *fixture_path(void)
@@ -132,8 +176,30 @@ typedef struct {
     gsize y_bytes;
 } Batch;
 
-static void batch_load(Batch *b, const Case *c)
+/* A generated batch: inputs uniform in [-1, 1) from a fixed seed, labels i mod 3. */
+static void batch_generate(Batch *b, const Case *c, LmnModel *model)
 {
+    b->n = c->n;
+    b->n_x = (gsize) (c->n * lmn_shape_numel(lmn_model_get_input_shape(model)));
+    b->x = g_new(float, b->n_x);
+    g_autoptr(GRand) r = g_rand_new_with_seed(7);
+    for (gsize i = 0; i < b->n_x; i++)
+        b->x[i] = (float) g_rand_double_range(r, -1, 1);
+    gint32 *y = g_new(gint32, c->n);
+    for (gint64 i = 0; i < c->n; i++)
+        y[i] = (gint32) (i % 3);
+    b->y = y;
+    b->y_bytes = (gsize) c->n * sizeof(gint32);
+}
+
+/* The case's batch: the fixture's, or generated; with its fixture weights loaded into @model. */
+static void batch_load(Batch *b, const Case *c, LmnModel *model)
+{
+    if (!c->fixture) {
+        batch_generate(b, c, model);
+        return;
+    }
+    load_fixture_weights(model, c->name);
     g_autofree char *xn = g_strdup_printf("/%s/x", c->name);
     g_autofree char *yn = g_strdup_printf("/%s/y", c->name);
     g_autofree char *fixture = fixture_path();
@@ -216,9 +282,8 @@ static void test_torch(gconstpointer data)
     const Case *c = data;
     LmnConfig *cfg = NULL;
     LmnModel *model = build(c->cfg, c->regression, cpu, &cfg);
-    load_fixture_weights(model, c->name);
     Batch b;
-    batch_load(&b, c);
+    batch_load(&b, c, model);
     double loss = 0;
     g_autofree float *got = input_grad_of(model, &b, &loss);
     g_autofree char *gn = g_strdup_printf("/%s/grad_x", c->name);
@@ -251,13 +316,12 @@ static void test_finite_differences(gconstpointer data)
     const Case *c = data;
     LmnConfig *cfg = NULL;
     LmnModel *model = build(c->cfg, c->regression, cpu, &cfg);
-    load_fixture_weights(model, c->name);
     Batch b;
-    batch_load(&b, c);
+    batch_load(&b, c, model);
     g_autofree float *grad = input_grad_of(model, &b, NULL);
     g_autofree float *x = g_memdup2(b.x, b.n_x * sizeof(float));
     g_autofree double *fd = g_new(double, b.n_x);
-    const float h = 1e-2f;
+    const float h = c->h;
     for (gsize i = 0; i < b.n_x; i++) {
         x[i] = b.x[i] + h;
         double up = run_forward(model, &b, x);
@@ -279,14 +343,17 @@ static void test_vulkan(gconstpointer data)
 {
     const Case *c = data;
     Batch b;
-    batch_load(&b, c);
     float *grads[2];
     double losses[2];
     LmnBackend *backends[2] = {cpu, vk};
     for (int k = 0; k < 2; k++) {
         LmnConfig *cfg = NULL;
+        /* Both builds initialise from the same seed, so they hold the same parameters. */
         LmnModel *model = build(c->cfg, c->regression, backends[k], &cfg);
-        load_fixture_weights(model, c->name);
+        if (k == 0)
+            batch_load(&b, c, model);
+        else if (c->fixture)
+            load_fixture_weights(model, c->name);
         grads[k] = input_grad_of(model, &b, &losses[k]);
         lmn_model_free(model);
         lmn_config_free(cfg);
@@ -402,9 +469,8 @@ static void test_enable_after_prepare(void)
     const Case *c = &cases[3];
     LmnConfig *cfg = NULL;
     LmnModel *model = build(c->cfg, c->regression, cpu, &cfg);
-    load_fixture_weights(model, c->name);
     Batch b;
-    batch_load(&b, c);
+    batch_load(&b, c, model);
     g_autoptr(GError) error = NULL;
     g_assert_true(lmn_model_prepare(model, b.n + 3, &error));
     run_forward(model, &b, b.x);
@@ -457,7 +523,8 @@ int main(int argc, char **argv)
         if (vulkan) {
             g_test_add_data_func(v, &cases[i], test_vulkan);
         } else {
-            g_test_add_data_func(t, &cases[i], test_torch);
+            if (cases[i].fixture)
+                g_test_add_data_func(t, &cases[i], test_torch);
             g_test_add_data_func(f, &cases[i], test_finite_differences);
         }
     }

@@ -41,6 +41,9 @@ struct _LmnModel {
     gint64 n_parameters;
     gint64 max_batch;
     gint64 batch;
+    /* Whether backward also computes dL/d(input) (lmn_model_set_input_grad): off, the input node
+     * has no gradient buffer and the layers reading it get NULL input gradients for it. */
+    gboolean input_grad;
     /* The activation arena of the last lmn_model_prepare(), in bytes: its size, what one
      * allocation per buffer would take, and the most bytes live at once (a lower bound). */
     gint64 arena_bytes;
@@ -502,7 +505,8 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
     g_return_if_fail(model->batch > 0);
     LmnTensor *ins[16];
     LmnLayerIO io;
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++)
+    /* From the input node on: with input gradients on it collects its consumers' edges too. */
+    for (guint i = 0; i < model->nodes->len; i++)
         node_at(model, i)->grad_written = FALSE;
     for (guint i = model->nodes->len; i-- > NODE_FIRST_LAYER;) {
         Node *n = node_at(model, i);
@@ -522,6 +526,62 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
             src->grad_written = TRUE;
         }
     }
+}
+
+/* The first layer reading the model's input as indices (an embedding's token ids), or NULL:
+ * integers have no gradient, so such a model cannot give one for its input. */
+static const LmnLayer *index_reader_of_input(const LmnModel *m)
+{
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+        const Node *n = node_at(m, i);
+        for (guint j = 0; j < n->n_inputs; j++)
+            if (n->inputs[j] == NODE_INPUT && lmn_layer_get_index_limit(n->layer, j) > 0)
+                return n->layer;
+    }
+    return NULL;
+}
+
+gboolean lmn_model_set_input_grad(LmnModel *model, gboolean enabled, GError **error)
+{
+    g_return_val_if_fail(model != NULL, FALSE);
+    g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+    enabled = !!enabled;
+    if (enabled == model->input_grad)
+        return TRUE;
+    const LmnLayer *reader = enabled ? index_reader_of_input(model) : NULL;
+    if (reader != NULL) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (%s) reads the model input as indices, which have no gradient: "
+                    "input gradients need a model whose input is read only as real values",
+                    lmn_layer_get_name(reader), lmn_layer_get_type_name(reader));
+        return FALSE;
+    }
+    model->input_grad = enabled;
+    node_at(model, NODE_INPUT)->needs_grad = enabled;
+    /* A prepared model re-plans its arena for the same largest batch, with or without the
+     * input's gradient buffer (and the fan-out edges that feed it). */
+    gint64 max_batch = model->max_batch;
+    if (max_batch == 0)
+        return TRUE;
+    clear_buffers(model);
+    if (!lmn_model_prepare(model, max_batch, error)) {
+        model->input_grad = !enabled;
+        node_at(model, NODE_INPUT)->needs_grad = !enabled;
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean lmn_model_get_input_grad_enabled(const LmnModel *model)
+{
+    g_return_val_if_fail(model != NULL, FALSE);
+    return model->input_grad;
+}
+
+LmnTensor *lmn_model_get_input_grad(LmnModel *model)
+{
+    g_return_val_if_fail(model != NULL, NULL);
+    return model->input_grad ? node_at(model, NODE_INPUT)->grad : NULL;
 }
 
 LmnTensor *lmn_model_get_loss(LmnModel *model)

@@ -43,6 +43,34 @@ void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTe
 void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed);
 /** lmn_model_backward: runs every layer backward, filling the flat gradient tensor. */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
+/**
+ * lmn_model_set_input_grad:
+ * @enabled: whether lmn_model_backward() also computes dL/d(input)
+ * Input gradients (for adversarial examples, saliency maps, a generator trained through a
+ * discriminator) are off by default, and then cost nothing: the input has no gradient buffer and
+ * the layers reading it are not asked for its gradient.  Turned on, backward writes the gradient
+ * of the loss with respect to every input element, summed over every layer that reads the input
+ * (a residual branch reading it twice contributes both uses).  Call it before lmn_model_prepare()
+ * to plan the arena once; on a prepared model it re-plans the arena for the same largest batch,
+ * which invalidates the tensors lmn_model_set_batch() returned (call it again and refill them).
+ * Returns: FALSE with LMN_CONFIG_ERROR_GRAPH naming the layer when @enabled and a layer reads the
+ *   input as indices (lmn_layer_declare_index_input, e.g. an embedding: integers have no
+ *   gradient), or with the backend's error when re-planning fails (the model is then unprepared
+ *   and keeps its previous setting)
+ */
+gboolean lmn_model_set_input_grad(LmnModel *model, gboolean enabled, GError **error);
+/** lmn_model_get_input_grad_enabled: Returns: whether input gradients are on. */
+gboolean lmn_model_get_input_grad_enabled(const LmnModel *model);
+/**
+ * lmn_model_get_input_grad:
+ * dL/d(input), [batch, input shape...] f32 for the current batch, filled by lmn_model_backward()
+ * (overwritten whole by each call; the loss is the batch mean, so this is the gradient of that
+ * mean).  It lives in the activation arena: read it before the next lmn_model_set_batch() with a
+ * different batch size or re-plan.
+ * Returns: (transfer none) (nullable): the tensor, or NULL when input gradients are off or before
+ *   the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_input_grad(LmnModel *model);
 /** lmn_model_get_loss: Returns: (transfer none): the loss (one f32 element) of the last forward. */
 LmnTensor *lmn_model_get_loss(LmnModel *model);
 /**

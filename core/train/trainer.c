@@ -262,8 +262,19 @@ static gboolean load_init(LmnTrainer *t, GError **error)
     g_autoptr(GString) names = g_string_new(NULL);
     guint n_loaded = n_tensors, n_skipped = 0;
     if (!t->opts.init_partial) {
-        if (!lmn_checkpoint_load_weights_full(path, t->model, load_flags(t), error))
+        GError *local = NULL;
+        if (!lmn_checkpoint_load_weights_full(path, t->model, load_flags(t), &local)) {
+            /* A mismatch under --init is most often a new head: say how to keep it. */
+            if (g_error_matches(local, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH)) {
+                char *m = g_strdup_printf("%s; to load only the tensors that fit and keep the "
+                                          "others' initialisation, add --init-partial",
+                                          local->message);
+                g_free(local->message);
+                local->message = m;
+            }
+            g_propagate_error(error, local);
             return FALSE;
+        }
     } else {
         g_autoptr(LmnCheckpointLoadReport) report = NULL;
         if (!lmn_checkpoint_load_weights_partial(path, t->model, load_flags(t), &report, error))

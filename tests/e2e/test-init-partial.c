@@ -123,6 +123,7 @@ static void test_new_head(Fixture *fx, gconstpointer unused)
                     ==, 1);
     assert_contains(err, fx->a_final);
     assert_contains(err, "/model/fc_new/weight is missing");
+    assert_contains(err, "add --init-partial");
 
     g_autofree char *out = path_in(fx, "partial", NULL);
     g_clear_pointer(&err, g_free);

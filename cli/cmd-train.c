@@ -39,7 +39,7 @@ typedef struct {
     GStrv plugin_dirs, sets;
     char *output, *optimizer, *lr, *backend, *device, *init, *resume;
     gint64 epochs, batch, seed, max_steps;
-    gboolean reset_opt, quiet, no_progress, allow_nonfinite;
+    gboolean reset_opt, quiet, no_progress, allow_nonfinite, init_partial;
 } TrainArgs;
 
 static void train_args_clear(TrainArgs *a)
@@ -78,6 +78,10 @@ static int parse_args(TrainArgs *a, int *argc, char ***argv)
          "DEV"},
         {"init", 0, 0, G_OPTION_ARG_FILENAME, &a->init,
          "start from the weights in this HDF5 file (/model/LAYER/PARAM)", "CKPT"},
+        {"init-partial", 0, 0, G_OPTION_ARG_NONE, &a->init_partial,
+         "with --init: load only the tensors whose layer, name and shape match; the others keep "
+         "their initialisation (a line each says which and why)",
+         NULL},
         {"resume", 0, 0, G_OPTION_ARG_FILENAME, &a->resume,
          "continue a run from its checkpoint (weights, optimizer, counters)", "CKPT"},
         {"reset-optimizer", 0, 0, G_OPTION_ARG_NONE, &a->reset_opt,
@@ -104,6 +108,11 @@ static int parse_args(TrainArgs *a, int *argc, char ***argv)
     }
     if (*argc != 2) {
         fprintf(stderr, "lamina train: expected one CONFIG file (see lamina train --help)\n");
+        return 2;
+    }
+    if (a->init_partial && !a->init) {
+        fprintf(stderr, "lamina train: --init-partial needs --init CKPT (a resumed run keeps "
+                        "the weights of its checkpoint)\n");
         return 2;
     }
     if (a->init && a->resume) {
@@ -156,6 +165,7 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
         .progress = !a->quiet && !a->no_progress && isatty(STDOUT_FILENO),
         .quiet = a->quiet,
         .allow_nonfinite = a->allow_nonfinite,
+        .init_partial = a->init_partial,
     };
     /* A file size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
      * instead of killing the process mid-write. */

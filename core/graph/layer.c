@@ -21,6 +21,8 @@ typedef struct {
     LmnParamRole role;
     char *default_init;
     char *default_init_args;
+    /* the initializer lmn_layer_init_params last filled it with (NULL before), for messages */
+    char *init_used;
     double fan_in, fan_out;
     LmnTensor *value;
     LmnTensor *grad;
@@ -71,6 +73,7 @@ static void layer_param_clear(gpointer p)
     g_free(lp->name);
     g_free(lp->default_init);
     g_free(lp->default_init_args);
+    g_free(lp->init_used);
     g_clear_pointer(&lp->value, lmn_tensor_unref);
     g_clear_pointer(&lp->grad, lmn_tensor_unref);
 }
@@ -629,6 +632,14 @@ LmnParamRole lmn_layer_get_param_role(const LmnLayer *layer, guint index)
     return g_array_index(layer->param_list, LayerParam, index).role;
 }
 
+const char *lmn_layer_get_param_init_name(const LmnLayer *layer, guint index)
+{
+    g_return_val_if_fail(layer != NULL, NULL);
+    g_return_val_if_fail(index < layer->param_list->len, NULL);
+    const LayerParam *lp = &g_array_index(layer->param_list, LayerParam, index);
+    return lp->init_used != NULL ? lp->init_used : lp->default_init;
+}
+
 guint lmn_layer_get_n_buffers(const LmnLayer *layer)
 {
     g_return_val_if_fail(layer != NULL, 0);
@@ -938,6 +949,11 @@ gboolean lmn_layer_init_params(LmnLayer *layer, LmnRegistry *registry, guint64 s
     }
     if (ok) {
         lmn_layer_reset_buffers(layer);
+        for (guint i = 0; i < n; i++) {
+            LayerParam *lp = &g_array_index(layer->param_list, LayerParam, i);
+            g_free(lp->init_used);
+            lp->init_used = g_strdup(choices[i].feature->desc->name);
+        }
     }
     for (guint i = 0; i < n; i++) {
         init_choice_clear(&choices[i]);

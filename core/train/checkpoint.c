@@ -203,12 +203,31 @@ static gboolean write_train(hid_t file, LmnModel *model, LmnSchedule *sched,
         if (n > 0 && !lmn_h5_attr_write_doubles(g, "schedule_state", state, n, errs, error))
             return FALSE;
     }
+    if (st->init_from &&
+        (!lmn_h5_attr_write_string(g, "init_from", st->init_from, errs, error) ||
+         !lmn_h5_attr_write_int64(g, "init_partial", st->init_partial ? 1 : 0, errs, error) ||
+         !lmn_h5_attr_write_int64(g, "init_loaded", st->init_loaded, errs, error) ||
+         !lmn_h5_attr_write_int64(g, "init_skipped", st->init_skipped, errs, error) ||
+         !lmn_h5_attr_write_string(g, "init_skipped_names",
+                                   st->init_skipped_names ? st->init_skipped_names : "", errs,
+                                   error)))
+        return FALSE;
     if (st->has_best_weights && st->best_params) {
         WriteCtx ctx = {file, errs};
         if (!visit_best(model, st, write_best_one, &ctx, error))
             return FALSE;
     }
     return TRUE;
+}
+
+void lmn_train_state_clear_init(LmnTrainState *state)
+{
+    g_return_if_fail(state != NULL);
+    g_clear_pointer(&state->init_from, g_free);
+    g_clear_pointer(&state->init_skipped_names, g_free);
+    state->init_partial = FALSE;
+    state->init_loaded = 0;
+    state->init_skipped = 0;
 }
 
 gboolean lmn_checkpoint_save(const char *path, const char *config_text, LmnModel *model,
@@ -411,15 +430,98 @@ gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError *
     return lmn_checkpoint_load_weights_full(path, model, LMN_CHECKPOINT_LOAD_DEFAULT, error);
 }
 
-gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
-                                          LmnCheckpointLoadFlags flags, GError **error)
+static GPtrArray *list_links(hid_t file, const char *group);
+
+static void skipped_free(gpointer p)
 {
-    g_return_val_if_fail(path && model, FALSE);
+    LmnCheckpointSkipped *s = p;
+    g_free(s->layer);
+    g_free(s->name);
+    g_free(s);
+}
+
+void lmn_checkpoint_load_report_free(LmnCheckpointLoadReport *report)
+{
+    if (!report)
+        return;
+    g_clear_pointer(&report->skipped, g_ptr_array_unref);
+    g_free(report);
+}
+
+/* Appends "NAME SHAPE" to a list of at most 8 entries, then counts the rest, so a message about
+ * a large model or file stays readable. */
+static void list_tensor(GString *out, guint *n, const char *layer, const char *name,
+                        const LmnShape *shape)
+{
+    if (*n < 8) {
+        g_autofree char *s = shape ? lmn_shape_to_string(shape) : g_strdup("(not a dataset)");
+        g_string_append_printf(out, "%s%s.%s %s", *n ? ", " : "", layer, name, s);
+    }
+    (*n)++;
+}
+
+static void list_end(GString *out, guint n)
+{
+    if (n == 0)
+        g_string_append(out, "nothing");
+    else if (n > 8)
+        g_string_append_printf(out, " and %u more", n - 8);
+}
+
+/* The error of a partial load that found nothing to load: what the file holds under /model
+ * and what the model has, so a user sees at once whether the layer names or the shapes differ. */
+static void set_nothing_fits(hid_t file, const char *path, LmnModel *model, GError **error)
+{
+    g_autoptr(GString) held = g_string_new(NULL);
+    guint n_held = 0;
+    g_autoptr(GPtrArray) layers = list_links(file, "/model");
+    for (guint i = 0; i < layers->len; i++) {
+        const char *layer = g_ptr_array_index(layers, i);
+        g_autofree char *group = g_strdup_printf("/model/%s", layer);
+        g_autoptr(GPtrArray) names = list_links(file, group);
+        for (guint j = 0; j < names->len; j++) {
+            const char *name = g_ptr_array_index(names, j);
+            g_autofree char *h5path = g_strdup_printf("%s/%s", group, name);
+            LmnShape shape;
+            gboolean ok = dataset_shape(file, h5path, &shape);
+            list_tensor(held, &n_held, layer, name, ok ? &shape : NULL);
+        }
+    }
+    list_end(held, n_held);
+    g_autoptr(GString) has = g_string_new(NULL);
+    guint n_has = 0;
+    for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
+        LmnLayer *l = lmn_model_get_layer(model, i);
+        guint np = lmn_layer_get_n_params(l), nb = lmn_layer_get_n_buffers(l);
+        for (guint k = 0; k < np + nb; k++) {
+            gboolean is_param = k < np;
+            LmnTensor *t = is_param ? lmn_layer_get_param(l, k) : lmn_layer_get_buffer(l, k - np);
+            list_tensor(has, &n_has, lmn_layer_get_name(l),
+                        is_param ? lmn_layer_get_param_name(l, k)
+                                 : lmn_layer_get_buffer_name(l, k - np),
+                        &t->shape);
+        }
+    }
+    list_end(has, n_has);
+    g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH,
+                "%s: nothing in it fits this model: it holds %s under /model; the model has %s. "
+                "A tensor is loaded only when its layer name, its name and its shape match: "
+                "rename the layers in the config to those of the file, or start without --init",
+                path, held->str, has->str);
+}
+
+/* Loads every tensor of @model from @path.  Without @report every one must be there with its
+ * shape (the first that is not is the error); with it, those missing or misshapen in the file
+ * are listed in it instead, and only finding none at all is an error. */
+static gboolean load_weights(const char *path, LmnModel *model, LmnCheckpointLoadFlags flags,
+                             LmnCheckpointLoadReport *report, GError **error)
+{
     g_auto(LmnH5Id) file = open_checkpoint(path, FALSE, error);
     if (file < 0)
         return FALSE;
     g_autoptr(GArray) pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
     g_array_set_clear_func(pending, pending_clear);
+    guint n_tensors = 0;
     for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
         LmnLayer *l = lmn_model_get_layer(model, i);
         guint np = lmn_layer_get_n_params(l), nb = lmn_layer_get_n_buffers(l);
@@ -430,6 +532,27 @@ gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
                                          : lmn_layer_get_buffer_name(l, k - np);
             g_autofree char *h5path =
                 g_strdup_printf("/model/%s/%s", lmn_layer_get_name(l), pname);
+            n_tensors++;
+            if (report) {
+                /* Only absence and another shape are a mismatch; a tensor that is there with
+                 * the right shape but cannot be read is damage, and an error below. */
+                LmnShape found;
+                gboolean missing = !lmn_h5_path_exists(file, h5path);
+                if (missing ||
+                    (dataset_shape(file, h5path, &found) && !lmn_shape_equal(&found, &t->shape))) {
+                    LmnCheckpointSkipped *s = g_new0(LmnCheckpointSkipped, 1);
+                    s->layer = g_strdup(lmn_layer_get_name(l));
+                    s->layer_index = i;
+                    s->name = g_strdup(pname);
+                    s->is_buffer = !is_param;
+                    s->index = is_param ? k : k - np;
+                    s->reason = missing ? LMN_CHECKPOINT_SKIP_MISSING : LMN_CHECKPOINT_SKIP_SHAPE;
+                    s->file_shape = missing ? lmn_shape_make(0) : found;
+                    s->shape = t->shape;
+                    g_ptr_array_add(report->skipped, s);
+                    continue;
+                }
+            }
             g_autofree char *what = g_strdup_printf("layer '%s' %s '%s'", lmn_layer_get_name(l),
                                                     is_param ? "parameter" : "buffer", pname);
             float *data = read_exact(file, path, h5path, &t->shape, what, flags, error);
@@ -439,7 +562,33 @@ gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
             g_array_append_val(pending, w);
         }
     }
+    if (report && pending->len == 0 && n_tensors > 0) {
+        set_nothing_fits(file, path, model, error);
+        return FALSE;
+    }
+    if (report)
+        report->n_loaded = pending->len;
     return apply_pending(pending, error);
+}
+
+gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
+                                          LmnCheckpointLoadFlags flags, GError **error)
+{
+    g_return_val_if_fail(path && model, FALSE);
+    return load_weights(path, model, flags, NULL, error);
+}
+
+gboolean lmn_checkpoint_load_weights_partial(const char *path, LmnModel *model,
+                                             LmnCheckpointLoadFlags flags,
+                                             LmnCheckpointLoadReport **report, GError **error)
+{
+    g_return_val_if_fail(path && model && report, FALSE);
+    g_autoptr(LmnCheckpointLoadReport) r = g_new0(LmnCheckpointLoadReport, 1);
+    r->skipped = g_ptr_array_new_with_free_func(skipped_free);
+    if (!load_weights(path, model, flags, r, error))
+        return FALSE;
+    *report = g_steal_pointer(&r);
+    return TRUE;
 }
 
 typedef struct {
@@ -485,6 +634,7 @@ typedef struct {
 
 static void training_read_clear(TrainingRead *r)
 {
+    lmn_train_state_clear_init(&r->state);
     g_free(r->host);
     g_free(r->sched);
     g_clear_pointer(&r->pending, g_array_unref);
@@ -546,6 +696,37 @@ static gboolean read_train_counters(hid_t tg, const char *path, const LmnH5Error
             return FALSE;
         }
     }
+    return TRUE;
+}
+
+/* The --init record of /train (absent when the run started without --init). */
+static gboolean read_init_record(hid_t tg, const char *path, const LmnH5Errors *errs,
+                                 LmnTrainState *st, GError **error)
+{
+    if (!lmn_h5_attr_exists(tg, "init_from"))
+        return TRUE;
+    gint64 partial = 0;
+    st->init_from = lmn_h5_attr_read_string(tg, "init_from", errs, error);
+    if (!st->init_from || !read_optional_int(tg, "init_partial", 0, &partial, errs, error) ||
+        !read_optional_int(tg, "init_loaded", 0, &st->init_loaded, errs, error) ||
+        !read_optional_int(tg, "init_skipped", 0, &st->init_skipped, errs, error))
+        return FALSE;
+    st->init_skipped_names = lmn_h5_attr_exists(tg, "init_skipped_names")
+                                 ? lmn_h5_attr_read_string(tg, "init_skipped_names", errs, error)
+                                 : g_strdup("");
+    if (!st->init_skipped_names)
+        return FALSE;
+    /* No model has G_MAXINT32 tensors; beyond that the file is damaged. */
+    if (partial < 0 || partial > 1 || st->init_loaded < 0 || st->init_loaded > G_MAXINT32 ||
+        st->init_skipped < 0 || st->init_skipped > G_MAXINT32) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                    "%s:/train: init_partial is %" G_GINT64_FORMAT ", init_loaded %" G_GINT64_FORMAT
+                    ", init_skipped %" G_GINT64_FORMAT "; expected 0 or 1 and counts from 0 to "
+                    "%d; the file is damaged: use another checkpoint",
+                    path, partial, st->init_loaded, st->init_skipped, G_MAXINT32);
+        return FALSE;
+    }
+    st->init_partial = partial != 0;
     return TRUE;
 }
 
@@ -689,6 +870,12 @@ static gboolean apply_training(TrainingRead *r, LmnOptimizer *opt, LmnSchedule *
     state->stopped_early = st->stopped_early;
     state->monitor = st->monitor;
     state->has_best_weights = st->has_best_weights;
+    lmn_train_state_clear_init(state);
+    state->init_from = g_steal_pointer(&st->init_from);
+    state->init_skipped_names = g_steal_pointer(&st->init_skipped_names);
+    state->init_partial = st->init_partial;
+    state->init_loaded = st->init_loaded;
+    state->init_skipped = st->init_skipped;
     return TRUE;
 }
 
@@ -708,7 +895,8 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
     /* Everything is read and checked before anything is written, so a failure leaves the
      * optimizer, the schedule and @state as they were. */
     g_auto(TrainingRead) r = {0};
-    if (!read_train_counters(tg, path, &errs, &r.state, error))
+    if (!read_train_counters(tg, path, &errs, &r.state, error) ||
+        !read_init_record(tg, path, &errs, &r.state, error))
         return FALSE;
     g_auto(LmnH5Id) og = lmn_h5_group_open(file, "/optimizer", &errs, error);
     if (og < 0 || !check_optimizer_type(og, path, opt, reset_optimizer, &errs, &r.load_opt, error))
@@ -969,6 +1157,21 @@ static void describe_training(GString *out, hid_t file, const LmnH5Errors *errs)
     }
     g_string_append(out, "training:\n");
     describe_attrs(out, file, "/train", NULL, errs);
+    g_auto(LmnH5Id) tg = H5Gopen2(file, "/train", H5P_DEFAULT);
+    if (tg >= 0 && lmn_h5_attr_exists(tg, "init_from")) {
+        g_autofree char *from = attr_text(tg, "init_from", errs);
+        g_autofree char *partial = attr_text_or_unknown(tg, "init_partial", errs);
+        g_autofree char *loaded = attr_text_or_unknown(tg, "init_loaded", errs);
+        g_autofree char *skipped = attr_text_or_unknown(tg, "init_skipped", errs);
+        g_autofree char *names = attr_text_or_unknown(tg, "init_skipped_names", errs);
+        gboolean is_partial = g_str_equal(partial, "1");
+        g_string_append_printf(out,
+                               "    (the run started from the weights of %s with --init%s: "
+                               "%s tensors loaded, %s kept their initialisation%s%s)\n",
+                               from, is_partial ? " --init-partial" : "", loaded, skipped,
+                               *names && !g_str_equal(names, "?") ? ": " : "",
+                               g_str_equal(names, "?") ? "" : names);
+    }
     if (lmn_h5_path_exists(file, "/train/best"))
         g_string_append(out, "    (the best epoch's weights are saved in /train/best)\n");
 }

@@ -56,6 +56,7 @@ void lmn_trainer_free(LmnTrainer *t)
     g_clear_pointer(&t->grad_sq, lmn_tensor_unref);
     g_clear_pointer(&t->best_params, lmn_tensor_unref);
     g_clear_pointer(&t->best_buffers, lmn_tensor_unref);
+    lmn_train_state_clear_init(&t->state);
     lmn_schedule_free(t->sched);
     lmn_optimizer_free(t->opt);
     g_clear_pointer(&t->loss_acc, lmn_tensor_unref);
@@ -229,6 +230,73 @@ static gboolean resume(LmnTrainer *t, GError **error)
     return TRUE;
 }
 
+/* One line per tensor that --init-partial left to its initializer, naming why. */
+static void print_skipped(const char *path, const LmnCheckpointSkipped *s, LmnLayer *l)
+{
+    g_autofree char *reason = NULL;
+    if (s->reason == LMN_CHECKPOINT_SKIP_MISSING) {
+        reason = g_strdup_printf("missing in %s", path);
+    } else {
+        g_autofree char *have = lmn_shape_to_string(&s->file_shape);
+        g_autofree char *want = lmn_shape_to_string(&s->shape);
+        reason = g_strdup_printf("shape %s in %s vs %s in this model", have, path, want);
+    }
+    if (s->is_buffer)
+        g_printerr("init: %s.%s not loaded (%s); kept its initial value\n", s->layer, s->name,
+                   reason);
+    else
+        g_printerr("init: %s.%s not loaded (%s); kept its %s initialisation\n", s->layer, s->name,
+                   reason, lmn_layer_get_param_init_name(l, s->index));
+}
+
+/* Loads --init's weights into the freshly initialised model and keeps the record of it that
+ * every checkpoint of the run carries. */
+static gboolean load_init(LmnTrainer *t, GError **error)
+{
+    const char *path = t->opts.init_checkpoint;
+    guint n_tensors = 0;
+    for (guint i = 0; i < lmn_model_get_n_layers(t->model); i++) {
+        LmnLayer *l = lmn_model_get_layer(t->model, i);
+        n_tensors += lmn_layer_get_n_params(l) + lmn_layer_get_n_buffers(l);
+    }
+    g_autoptr(GString) names = g_string_new(NULL);
+    guint n_loaded = n_tensors, n_skipped = 0;
+    if (!t->opts.init_partial) {
+        GError *local = NULL;
+        if (!lmn_checkpoint_load_weights_full(path, t->model, load_flags(t), &local)) {
+            /* A mismatch under --init is most often a new head: say how to keep it. */
+            if (g_error_matches(local, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH)) {
+                char *m = g_strdup_printf("%s; to load only the tensors that fit and keep the "
+                                          "others' initialisation, add --init-partial",
+                                          local->message);
+                g_free(local->message);
+                local->message = m;
+            }
+            g_propagate_error(error, local);
+            return FALSE;
+        }
+    } else {
+        g_autoptr(LmnCheckpointLoadReport) report = NULL;
+        if (!lmn_checkpoint_load_weights_partial(path, t->model, load_flags(t), &report, error))
+            return FALSE;
+        n_loaded = report->n_loaded;
+        n_skipped = report->skipped->len;
+        for (guint i = 0; i < report->skipped->len; i++) {
+            const LmnCheckpointSkipped *s = g_ptr_array_index(report->skipped, i);
+            print_skipped(path, s, lmn_model_get_layer(t->model, s->layer_index));
+            g_string_append_printf(names, "%s%s.%s", i ? ", " : "", s->layer, s->name);
+        }
+        if (n_skipped > 0)
+            g_printerr("init: loaded %u of %u tensors from %s\n", n_loaded, n_tensors, path);
+    }
+    t->state.init_from = g_strdup(path);
+    t->state.init_partial = t->opts.init_partial;
+    t->state.init_loaded = n_loaded;
+    t->state.init_skipped = n_skipped;
+    t->state.init_skipped_names = g_string_free(g_steal_pointer(&names), FALSE);
+    return TRUE;
+}
+
 /* The data, the backend and the model with its initial weights (from a file with --init or
  * --resume), checked against each other. */
 static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error)
@@ -254,9 +322,11 @@ static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error
     }
     if (!lmn_model_init_params(t->model, t->tc->seed, error))
         return FALSE;
-    const char *weights =
-        t->opts.resume_checkpoint ? t->opts.resume_checkpoint : t->opts.init_checkpoint;
-    return !weights || lmn_checkpoint_load_weights_full(weights, t->model, load_flags(t), error);
+    /* A resumed run takes its weights (and its --init record) from the checkpoint. */
+    if (t->opts.resume_checkpoint)
+        return lmn_checkpoint_load_weights_full(t->opts.resume_checkpoint, t->model, load_flags(t),
+                                                error);
+    return !t->opts.init_checkpoint || load_init(t, error);
 }
 
 /* The optimizer and the schedule, the best-weights copy, the state of a resumed run, and the

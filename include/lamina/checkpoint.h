@@ -6,7 +6,9 @@
  *   /optimizer                 attrs type, plugin_version, every hyperparameter, step, host state
  *   /optimizer/state/<layer>/<param>/<slot>
  *   /train                     attrs epoch, step, seed, best_metric, best_epoch, schedule state,
- *                              epoch_samples, wait, stopped_early, monitor
+ *                              epoch_samples, wait, stopped_early, monitor; with --init also
+ *                              init_from, init_partial, init_loaded, init_skipped,
+ *                              init_skipped_names (see LmnTrainState)
  *   /train/best/<layer>/<name> (only with early stopping and restore_best) the best epoch's
  *                              parameters and buffers, to restore them after a resumed run
  *
@@ -49,7 +51,20 @@ typedef struct {
     LmnTensor *best_params;
     LmnTensor *best_buffers;
     gboolean has_best_weights;
+    /* appended: where the run's first weights came from (--init), kept by every checkpoint of
+     * the run and by --resume, so a fine-tuned model says what it was fine-tuned from.
+     * @init_from is NULL without --init (no attributes are written).  The strings are owned by
+     * the state: lmn_checkpoint_load_training() replaces them, lmn_train_state_clear_init()
+     * frees them. */
+    char *init_from;          /* the --init path as given */
+    gboolean init_partial;    /* --init-partial: mismatching tensors kept their initialisation */
+    gint64 init_loaded;       /* parameters and buffers loaded from @init_from */
+    gint64 init_skipped;      /* those left to their initializers (0 without --init-partial) */
+    char *init_skipped_names; /* "LAYER.NAME, ..." of the skipped ones, "" when none */
 } LmnTrainState;
+
+/** lmn_train_state_clear_init: frees @state's --init record and sets it to "none". */
+void lmn_train_state_clear_init(LmnTrainState *state);
 
 /**
  * lmn_checkpoint_save:
@@ -100,6 +115,52 @@ gboolean lmn_checkpoint_load_weights(const char *path, LmnModel *model, GError *
 gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
                                           LmnCheckpointLoadFlags flags, GError **error);
 /**
+ * LmnCheckpointSkipReason:
+ * @LMN_CHECKPOINT_SKIP_MISSING: the file has no /model/LAYER/NAME
+ * @LMN_CHECKPOINT_SKIP_SHAPE: the file's tensor has another shape
+ */
+typedef enum {
+    LMN_CHECKPOINT_SKIP_MISSING = 0,
+    LMN_CHECKPOINT_SKIP_SHAPE = 1,
+} LmnCheckpointSkipReason;
+
+/** LmnCheckpointSkipped: one model tensor lmn_checkpoint_load_weights_partial() left alone. */
+typedef struct {
+    char *layer;
+    guint layer_index;  /* the layer's index in the model (lmn_model_get_layer) */
+    char *name;         /* the parameter's or buffer's name */
+    gboolean is_buffer; /* a buffer (running statistics), else parameter @index */
+    guint index;        /* the index within the layer's parameters or buffers */
+    LmnCheckpointSkipReason reason;
+    LmnShape file_shape; /* with LMN_CHECKPOINT_SKIP_SHAPE: the file's shape */
+    LmnShape shape;      /* the model's shape */
+} LmnCheckpointSkipped;
+
+/** LmnCheckpointLoadReport: what lmn_checkpoint_load_weights_partial() loaded and skipped. */
+typedef struct {
+    guint n_loaded;
+    GPtrArray *skipped; /* LmnCheckpointSkipped, in model order */
+} LmnCheckpointLoadReport;
+
+/** lmn_checkpoint_load_report_free: frees @report (NULL is ignored). */
+void lmn_checkpoint_load_report_free(LmnCheckpointLoadReport *report);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LmnCheckpointLoadReport, lmn_checkpoint_load_report_free)
+
+/**
+ * lmn_checkpoint_load_weights_partial:
+ * @report: (out) (transfer full): what was loaded and what was skipped
+ * Loads every parameter and buffer of @model whose /model/LAYER/NAME exists in @path with the
+ * same shape, and leaves the others as they are (fine-tuning with a new head: the caller
+ * initialised them and reports @report's skipped ones).  Tensors are read and, under
+ * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE, checked as lmn_checkpoint_load_weights_full() does.
+ * Returns: FALSE with LMN_CHECKPOINT_ERROR_MISMATCH when nothing fits (the message names what
+ *   the file holds and what the model has), or an error of a tensor that could not be read or
+ *   is not finite; @model's values are unchanged then
+ */
+gboolean lmn_checkpoint_load_weights_partial(const char *path, LmnModel *model,
+                                             LmnCheckpointLoadFlags flags,
+                                             LmnCheckpointLoadReport **report, GError **error);
+/**
  * lmn_checkpoint_load_training:
  * Loads optimizer state (slots laid out like @model's parameters), schedule state and counters
  * for --resume.  A different optimizer type
@@ -108,9 +169,11 @@ gboolean lmn_checkpoint_load_weights_full(const char *path, LmnModel *model,
  * best_buffers for the buffers) and the file has /train/best, the best weights are loaded into
  * them and has_best_weights is set; otherwise has_best_weights is cleared.  With
  * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE in @flags, slots and best weights holding NaN or an
- * infinity are refused.  Counters out of range (negative, an epoch beyond
- * LMN_CHECKPOINT_MAX_EPOCH, a step beyond LMN_CHECKPOINT_MAX_STEP, a best epoch or wait beyond
- * the epoch) are LMN_CHECKPOINT_ERROR_FORMAT.  Nothing is written unless everything was read.
+ * infinity are refused.  The --init record of /train replaces @state's (none when absent;
+ * counts out of range are LMN_CHECKPOINT_ERROR_FORMAT).  Counters out of range (negative, an epoch
+ * beyond LMN_CHECKPOINT_MAX_EPOCH, a step beyond LMN_CHECKPOINT_MAX_STEP, a best epoch or wait
+ * beyond the epoch) are LMN_CHECKPOINT_ERROR_FORMAT.  Nothing is written unless everything was
+ * read.
  */
 gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOptimizer *opt,
                                       LmnSchedule *sched, LmnTrainState *state,

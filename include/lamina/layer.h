@@ -199,6 +199,13 @@ guint lmn_layer_get_n_params(const LmnLayer *layer);
 const char *lmn_layer_get_param_name(const LmnLayer *layer, guint index);
 /** lmn_layer_get_param_role: Returns: parameter @index's role. */
 LmnParamRole lmn_layer_get_param_role(const LmnLayer *layer, guint index);
+/**
+ * lmn_layer_get_param_init_name:
+ * Returns: (transfer none): the initializer that lmn_layer_init_params() last filled parameter
+ *   @index with (the config's NAME_init or the layer's default), or the default before it ran;
+ *   for messages about values that were kept ("kept its he_uniform initialisation")
+ */
+const char *lmn_layer_get_param_init_name(const LmnLayer *layer, guint index);
 /** lmn_layer_get_n_buffers: Returns: number of buffers. */
 guint lmn_layer_get_n_buffers(const LmnLayer *layer);
 /** lmn_layer_get_buffer_name: Returns: (transfer none): buffer @index's name. */

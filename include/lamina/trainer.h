@@ -20,6 +20,9 @@ typedef struct _LmnTrainer LmnTrainer;
  * @quiet: print nothing per epoch
  * @allow_nonfinite: load weights and optimizer state holding NaN or infinities from
  *   @init_checkpoint or @resume_checkpoint (--allow-nonfinite); by default they are refused
+ * @init_partial: with @init_checkpoint, load only the parameters and buffers whose layer, name
+ *   and shape match, keep the others' initialisation and print one line on stderr for each
+ *   (--init-partial); without it every one must match.  Loading nothing is an error either way.
  */
 typedef struct {
     const char *output_dir;
@@ -29,6 +32,8 @@ typedef struct {
     gboolean progress;
     gboolean quiet;
     gboolean allow_nonfinite;
+    /* appended */
+    gboolean init_partial;
 } LmnTrainerOptions;
 
 /**

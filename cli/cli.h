@@ -18,6 +18,12 @@ int lmn_cli_convert(int argc, char **argv);
 int lmn_cli_train(int argc, char **argv);
 /** lmn_cli_eval: `lamina eval CKPT --data FILE:/split [--json]` */
 int lmn_cli_eval(int argc, char **argv);
+/**
+ * lmn_cli_attack:
+ * `lamina attack CKPT --data FILE:/split --method fgsm|pgd --eps E [--output FILE:/split]`:
+ * FGSM / PGD adversarial examples (attack.h), clean and adversarial accuracy
+ */
+int lmn_cli_attack(int argc, char **argv);
 /** lmn_cli_inspect: `lamina inspect CKPT [--no-config]` */
 int lmn_cli_inspect(int argc, char **argv);
 /** lmn_cli_gradcheck: `lamina gradcheck LAYER [--set KEY=VALUE]... [--input SHAPE]...` */

@@ -13,6 +13,8 @@ typedef struct {
 static const Command commands[] = {
     {"train", lmn_cli_train, "train a model from a config: lamina train CONFIG [--output DIR]"},
     {"eval", lmn_cli_eval, "evaluate a checkpoint: lamina eval CKPT --data FILE:/split [--json]"},
+    {"attack", lmn_cli_attack,
+     "adversarial examples: lamina attack CKPT --data FILE:/split --method fgsm|pgd --eps E"},
     {"convert", lmn_cli_convert, "convert data to Lamina's HDF5 layout: lamina convert idx ..."},
     {"gradcheck", lmn_cli_gradcheck,
      "check a layer's gradients by finite differences: lamina gradcheck LAYER [--set K=V]"},

@@ -167,3 +167,54 @@ gboolean lmn_split_writer_commit(LmnSplitWriter *w, GError **error)
     w->group = H5I_INVALID_HID;
     return lmn_h5_atomic_file_commit(w->af, error);
 }
+
+gboolean lmn_dataset_write(const char *output, const float *x, gint64 n,
+                           const LmnShape *sample_shape, const gint32 *labels, gboolean overwrite,
+                           GError **error)
+{
+    g_return_val_if_fail(output != NULL && n >= 0 && (n == 0 || (x != NULL && labels != NULL)),
+                         FALSE);
+    g_return_val_if_fail(sample_shape != NULL && sample_shape->ndim <= LMN_MAX_DIMS, FALSE);
+    gint64 numel = lmn_shape_numel(sample_shape);
+    /* Checked before anything is written, so that a bad value names its sample and lamina's
+     * own reader (which refuses NaN/Inf) is never handed a file it would reject. */
+    for (gint64 s = 0; s < n; s++) {
+        if (labels[s] < 0) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                        "%s: sample %" G_GINT64_FORMAT " has the negative label %d", output, s,
+                        labels[s]);
+            return FALSE;
+        }
+        for (gint64 k = 0; k < numel; k++) {
+            if (!isfinite(x[s * numel + k])) {
+                g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                            "%s: sample %" G_GINT64_FORMAT " element %" G_GINT64_FORMAT
+                            " of x is not finite",
+                            output, s, k);
+                return FALSE;
+            }
+        }
+    }
+    g_autoptr(LmnSplitWriter) w = lmn_split_writer_new(output, overwrite, error);
+    if (w == NULL) {
+        return FALSE;
+    }
+    hsize_t dims[LMN_MAX_DIMS + 1];
+    dims[0] = (hsize_t) n;
+    for (guint i = 0; i < sample_shape->ndim; i++) {
+        dims[i + 1] = (hsize_t) sample_shape->dims[i];
+    }
+    hid_t xd = lmn_split_writer_write(w, "x", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                                      (int) sample_shape->ndim + 1, dims, x, error);
+    if (xd < 0) {
+        return FALSE;
+    }
+    lmn_h5_close(xd);
+    hid_t yd =
+        lmn_split_writer_write(w, "y", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, dims, labels, error);
+    if (yd < 0) {
+        return FALSE;
+    }
+    lmn_h5_close(yd);
+    return lmn_split_writer_commit(w, error);
+}

@@ -44,6 +44,10 @@ struct _LmnModel {
     /* Whether backward also computes dL/d(input) (lmn_model_set_input_grad): off, the input node
      * has no gradient buffer and the layers reading it get NULL input gradients for it. */
     gboolean input_grad;
+    /* The mode of the last lmn_model_forward(), which backward differentiates: an evaluation
+     * forward (dropout off, batch-norm running statistics) has another derivative than a
+     * training one, and an attack needs the former.  TRUE before the first forward. */
+    gboolean last_training;
     /* The activation arena of the last lmn_model_prepare(), in bytes: its size, what one
      * allocation per buffer would take, and the most bytes live at once (a lower bound). */
     gint64 arena_bytes;
@@ -213,6 +217,7 @@ LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend 
 {
     g_return_val_if_fail(cfg && registry && backend && target, NULL);
     LmnModel *m = g_new0(LmnModel, 1);
+    m->last_training = TRUE;
     m->backend = lmn_backend_ref(backend);
     m->input_shape = *lmn_config_get_input_shape(cfg);
     m->target = *target;
@@ -498,6 +503,7 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
         fill_io(model, n, ins, &io, training, step, seed);
         lmn_layer_forward(n->layer, &io);
     }
+    model->last_training = training;
 }
 
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
@@ -510,7 +516,7 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
         node_at(model, i)->grad_written = FALSE;
     for (guint i = model->nodes->len; i-- > NODE_FIRST_LAYER;) {
         Node *n = node_at(model, i);
-        fill_io(model, n, ins, &io, TRUE, step, seed);
+        fill_io(model, n, ins, &io, model->last_training, step, seed);
         io.output_grad = i == model->loss_node ? NULL : n->grad;
         io.input_grads = n->edge;
         lmn_layer_backward(n->layer, &io);

@@ -239,6 +239,23 @@ gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *outpu
                          gboolean overwrite, gboolean normalize, GError **error);
 
 /**
+ * lmn_dataset_write:
+ * @output: "FILE:/split"; FILE is created, or opened and the split added (an existing split of
+ *   that name is an error unless @overwrite)
+ * @x: @n samples of @sample_shape, float32, in the units a model sees
+ * @labels: @n class labels (>= 0)
+ * Writes x as float32 [N, sample shape...] without scale, mean or std attributes (the values are
+ * stored decoded, so reading them back gives @x exactly) and y as int32 [N], chunked and
+ * compressed, atomically as the converters do.  For programs that make data, e.g. the
+ * adversarial examples of `lamina attack`.
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE (a NaN/Inf in @x or a negative label, naming the
+ *   sample), _OPEN or _WRITE, naming the file
+ */
+gboolean lmn_dataset_write(const char *output, const float *x, gint64 n,
+                           const LmnShape *sample_shape, const gint32 *labels, gboolean overwrite,
+                           GError **error);
+
+/**
  * lmn_split_spec:
  * Splits "FILE:/split" into its parts.  The split keeps its leading '/' (it is the group's
  * path in the file, "/train"); trailing '/' are dropped.

@@ -21,3 +21,4 @@
 #include <lamina/model.h>
 #include <lamina/checkpoint.h>
 #include <lamina/trainer.h>
+#include <lamina/attack.h>

@@ -41,7 +41,13 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error);
 void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTensor **y_out);
 /** lmn_model_forward: runs every layer forward. */
 void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed);
-/** lmn_model_backward: runs every layer backward, filling the flat gradient tensor. */
+/**
+ * lmn_model_backward:
+ * Runs every layer backward, filling the flat gradient tensor.  It differentiates the last
+ * lmn_model_forward() in that forward's mode: after an evaluation forward (training FALSE) the
+ * gradient is that of the evaluation function (dropout the identity, batch normalisation with
+ * its frozen running statistics), which is what an adversarial attack needs.
+ */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
 /**
  * lmn_model_set_input_grad:

@@ -54,6 +54,7 @@ typedef enum {
     LMN_STREAM_NOISE = 4,   /* gradient noise; index = step */
     LMN_STREAM_AUGMENT = 5, /* augmentation; index = epoch */
     LMN_STREAM_LAYER = 6,   /* stochastic layers (dropout); index = layer index */
+    LMN_STREAM_ATTACK = 7,  /* adversarial random starts; index = sample index in its dataset */
 } LmnStreamPurpose;
 
 #define LMN_STREAM(purpose, index) ((((guint64) (purpose)) << 32) | (guint64) (guint32) (index))

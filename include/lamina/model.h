@@ -41,7 +41,13 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error);
 void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTensor **y_out);
 /** lmn_model_forward: runs every layer forward. */
 void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed);
-/** lmn_model_backward: runs every layer backward, filling the flat gradient tensor. */
+/**
+ * lmn_model_backward:
+ * Runs the layers backward, filling the flat gradient tensor.  A frozen layer ([layer]
+ * trainable = false) runs only when a layer below it needs a gradient, and the gradient of its
+ * parameters stays 0; layers below the lowest one that learns (and that the input gradient, when
+ * on, does not need) are not run at all.
+ */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
 /**
  * lmn_model_set_input_grad:

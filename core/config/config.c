@@ -22,6 +22,7 @@ static void layer_config_free(gpointer p)
     g_strfreev(lc->init_keys);
     g_strfreev(lc->init_values);
     g_free(lc->where);
+    g_free(lc->tuning_where);
     g_free(lc);
 }
 

@@ -76,6 +76,12 @@ static const LmnParamSpec layer_core_specs[] = {
                          "L1 penalty of this layer's weights (overrides [train] l1)"),
     LMN_PARAM_SPEC_FLOAT("l2", "0", 0, INFINITY, 0,
                          "L2 penalty of this layer's weights (overrides [train] l2)"),
+    LMN_PARAM_SPEC_BOOL("trainable", "true",
+                        "false freezes this layer's parameters: the optimizer leaves them and "
+                        "their state as they are, and no gradient is computed for them"),
+    LMN_PARAM_SPEC_FLOAT("lr_mult", "1", 0, INFINITY, 0,
+                         "this layer's parameters learn at lr_mult times the scheduled learning "
+                         "rate (a PyTorch parameter group); 0 leaves them as they are"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -298,7 +304,7 @@ static gboolean check_layer_inputs(LmnConfig *cfg, const LmnLayerConfig *lc, con
 /* A layer group's keys other than type and input, sorted by who validates them. */
 typedef struct {
     Entries plugin;                        /* the plugin's schema */
-    Entries core;                          /* layer_core_specs (l1, l2) */
+    Entries core;                          /* layer_core_specs (l1, l2, trainable, lr_mult) */
     GStrvBuilder *init_keys, *init_values; /* the parameters' initializers */
 } LayerKeys;
 
@@ -339,8 +345,8 @@ static void split_layer_keys(LmnConfig *cfg, const char *group, LayerKeys *k)
     entries_end(&k->core);
 }
 
-/* Initializer keys go to the layer's parameters' initializers, l1/l2 to the core's schema, the
- * rest to the plugin's. */
+/* Initializer keys go to the layer's parameters' initializers, l1/l2, trainable and lr_mult to
+ * the core's schema, the rest to the plugin's. */
 static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLayerConfig *lc,
                                     const char *group, GError **error)
 {
@@ -354,12 +360,18 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
         lmn_params_new_from_strings_at(layer_core_specs, ENTRIES_ARGS(k.core), lc->where, error);
     if (!core)
         return FALSE;
+    lc->trainable = lmn_params_get_bool(core, "trainable");
+    lc->lr_mult = lmn_params_get_float(core, "lr_mult");
     for (guint i = 0; i + 1 < k.core.keys->len; i++) {
         const char *key = g_ptr_array_index(k.core.keys, i);
         if (g_str_equal(key, "l1"))
             lc->l1 = lmn_params_get_float(core, "l1");
-        else
+        else if (g_str_equal(key, "l2"))
             lc->l2 = lmn_params_get_float(core, "l2");
+        else if (!lc->tuning_where) { /* the model refuses these on a layer without parameters */
+            g_autofree char *where = lmn_config_dup_where(cfg, group, key);
+            lc->tuning_where = g_strdup_printf("%s %s", where, key);
+        }
     }
     /* What lmn_registry_validate_params() does, with each key's own line. */
     lc->params =

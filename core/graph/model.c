@@ -19,6 +19,10 @@ typedef struct {
     LmnTensorInfo info;
     guint n_consumers;
     gboolean needs_grad;
+    /* Fine-tuning: the layer's parameters are frozen ([layer] trainable = false), and whether
+     * backward runs it at all (it has trainable parameters, or an input that needs a gradient) */
+    gboolean frozen;
+    gboolean runs_backward;
     LmnTensor *out_full;  /* [max_batch, ...] */
     LmnTensor *grad_full; /* [max_batch, ...] or NULL */
     LmnTensor *out;       /* views for the current batch */
@@ -146,6 +150,13 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
         return FALSE;
     }
     n->info = *lmn_layer_get_output_info(n->layer);
+    if (lc->tuning_where && lmn_layer_get_n_params(n->layer) == 0) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s: layer '%s' (%s) has no parameters to freeze or to give a learning rate",
+                    lc->tuning_where, lc->name, lc->type);
+        return FALSE;
+    }
+    n->frozen = !lc->trainable;
     gboolean is_loss = lmn_layer_is_loss(n->layer);
     gboolean is_last = i + 1 == lmn_config_get_n_layers(cfg);
     if (is_loss != is_last) {
@@ -159,6 +170,26 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
     return TRUE;
 }
 
+/* Which layers backward runs and which outputs need a gradient.  Without frozen layers, every
+ * layer runs and every layer output but the loss's needs one, as always.  With frozen layers, a
+ * layer runs when it has parameters to train or an input that needs a gradient (in file order,
+ * so that is known for its inputs first), and its output then needs one; the rest of the
+ * backward pass, below the lowest layer that learns, is skipped. */
+static void plan_backward(LmnModel *m)
+{
+    gboolean any_frozen = FALSE;
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++)
+        any_frozen = any_frozen || node_at(m, i)->frozen;
+    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+        Node *n = node_at(m, i);
+        gboolean runs = !any_frozen || (!n->frozen && lmn_layer_get_n_params(n->layer) > 0);
+        for (guint j = 0; !runs && j < n->n_inputs; j++)
+            runs = node_at(m, n->inputs[j])->needs_grad;
+        n->runs_backward = runs;
+        n->needs_grad = runs && i != m->loss_node;
+    }
+}
+
 /* Every layer but the loss must feed something, or its parameters would never learn. */
 static gboolean check_consumers(LmnModel *m, GError **error)
 {
@@ -170,8 +201,8 @@ static gboolean check_consumers(LmnModel *m, GError **error)
                         lmn_config_get_layer(m->cfg, i - NODE_FIRST_LAYER)->where);
             return FALSE;
         }
-        n->needs_grad = TRUE;
     }
+    plan_backward(m);
     return TRUE;
 }
 
@@ -516,10 +547,16 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
         node_at(model, i)->grad_written = FALSE;
     for (guint i = model->nodes->len; i-- > NODE_FIRST_LAYER;) {
         Node *n = node_at(model, i);
+        if (!n->runs_backward)
+            continue;
         fill_io(model, n, ins, &io, model->last_training, step, seed);
         io.output_grad = i == model->loss_node ? NULL : n->grad;
         io.input_grads = n->edge;
         lmn_layer_backward(n->layer, &io);
+        /* A frozen layer runs only for the layers below it; the gradient of its own parameters
+         * stays 0, as if never computed, so clipping and the gradient's norm leave it out. */
+        for (guint p = 0; n->frozen && p < lmn_layer_get_n_params(n->layer); p++)
+            lmn_op_fill(lmn_layer_get_grad(n->layer, p), 0.0f);
         for (guint j = 0; j < n->n_inputs; j++) {
             Node *src = node_at(model, n->inputs[j]);
             if (!n->edge[j] || src->n_consumers == 1)
@@ -564,6 +601,7 @@ gboolean lmn_model_set_input_grad(LmnModel *model, gboolean enabled, GError **er
     }
     model->input_grad = enabled;
     node_at(model, NODE_INPUT)->needs_grad = enabled;
+    plan_backward(model);
     /* A prepared model re-plans its arena for the same largest batch, with or without the
      * input's gradient buffer (and the fan-out edges that feed it). */
     gint64 max_batch = model->max_batch;
@@ -573,6 +611,7 @@ gboolean lmn_model_set_input_grad(LmnModel *model, gboolean enabled, GError **er
     if (!lmn_model_prepare(model, max_batch, error)) {
         model->input_grad = !enabled;
         node_at(model, NODE_INPUT)->needs_grad = !enabled;
+        plan_backward(model);
         return FALSE;
     }
     return TRUE;

@@ -2,7 +2,9 @@
  * tensors, owning one flat state tensor per slot and the optimizer-wide host state.
  *
  * A step is prepare() on the host (cheap: a handful of scalars) and one kernel launch over every
- * element of the model, so the cost of a step does not grow with the number of layers.
+ * element of the model, so the cost of a step does not grow with the number of layers.  Frozen
+ * layers and per-layer learning rates split it into one launch per contiguous range of equal
+ * learning rate (views of the flat tensors), which only configs that ask for them pay for.
  */
 #include <lamina/backend.h>
 #include <lamina/error.h>
@@ -10,6 +12,7 @@
 #include <lamina/optimizer.h>
 #include <lamina/registry.h>
 #include <lamina/tensor.h>
+#include <string.h>
 
 struct _LmnOptimizer {
     const LmnFeature *feature;
@@ -21,6 +24,13 @@ struct _LmnOptimizer {
     LmnTensor **slots;
     double *host_state;
     gint64 step;
+    guint64 n_launches;
+    /* lmn_optimizer_set_ranges(): NULL for one launch over everything, else n_ranges entries of
+     * (n_slots + 2) views: param, grad, then the slots, as the update kernel binds them */
+    gboolean use_ranges;
+    guint n_ranges;
+    LmnOptimizerRange *ranges;
+    LmnTensor **range_views;
 };
 
 /* Checks what the core relies on before any of the plugin's code runs. */
@@ -119,6 +129,16 @@ LmnOptimizer *lmn_optimizer_new(LmnRegistry *registry, const char *type, const L
     return opt;
 }
 
+static void clear_ranges(LmnOptimizer *opt)
+{
+    for (guint i = 0; i < opt->n_ranges * (opt->n_slots + 2); i++)
+        lmn_tensor_unref(opt->range_views[i]);
+    g_clear_pointer(&opt->range_views, g_free);
+    g_clear_pointer(&opt->ranges, g_free);
+    opt->n_ranges = 0;
+    opt->use_ranges = FALSE;
+}
+
 void lmn_optimizer_free(LmnOptimizer *opt)
 {
     if (opt == NULL)
@@ -128,10 +148,32 @@ void lmn_optimizer_free(LmnOptimizer *opt)
             lmn_tensor_unref(opt->slots[i]);
     g_free(opt->slots);
     g_free(opt->host_state);
+    clear_ranges(opt);
     lmn_tensor_unref(opt->grads);
     lmn_tensor_unref(opt->params);
     lmn_params_unref(opt->hyper);
     g_free(opt);
+}
+
+/* One launch per range at its own learning rate.  prepare() may advance the host state (NAdam's
+ * running product), which must happen once per step, not once per range: every range prepares
+ * from the state before the step. */
+static void step_ranges(LmnOptimizer *opt, double lr)
+{
+    const LmnOptimizerVTable *vt = opt->vtable;
+    guint n_host = MAX(vt->n_host_state, 1);
+    g_autofree double *before = g_memdup2(opt->host_state, n_host * sizeof(double));
+    for (guint r = 0; r < MAX(opt->n_ranges, 1); r++) {
+        float scalars[LMN_KERNEL_MAX_SCALARS] = {0};
+        double mult = opt->n_ranges > 0 ? opt->ranges[r].lr_mult : 1.0;
+        memcpy(opt->host_state, before, n_host * sizeof(double));
+        vt->prepare(opt->hyper, mult * lr, opt->step, opt->host_state, scalars);
+        if (opt->n_ranges == 0)
+            break; /* everything frozen: only the host state advances */
+        LmnTensor **v = opt->range_views + r * (opt->n_slots + 2);
+        lmn_op_kernel(vt->update, (gsize) opt->ranges[r].numel, v, scalars);
+        opt->n_launches++;
+    }
 }
 
 void lmn_optimizer_step(LmnOptimizer *opt, double lr)
@@ -143,6 +185,10 @@ void lmn_optimizer_step(LmnOptimizer *opt, double lr)
     LmnTensor *buffers[LMN_KERNEL_MAX_BUFFERS];
 
     opt->step++;
+    if (opt->use_ranges) {
+        step_ranges(opt, lr);
+        return;
+    }
     vt->prepare(opt->hyper, lr, opt->step, opt->host_state, scalars);
 
     buffers[0] = opt->params;
@@ -150,6 +196,40 @@ void lmn_optimizer_step(LmnOptimizer *opt, double lr)
     for (guint i = 0; i < opt->n_slots; i++)
         buffers[2 + i] = opt->slots[i];
     lmn_op_kernel(vt->update, (gsize) lmn_tensor_numel(opt->params), buffers, scalars);
+    opt->n_launches++;
+}
+
+void lmn_optimizer_set_ranges(LmnOptimizer *opt, const LmnOptimizerRange *ranges, guint n_ranges)
+{
+    g_return_if_fail(opt != NULL);
+    g_return_if_fail(ranges != NULL || n_ranges == 0);
+    gint64 end = 0, numel = lmn_tensor_numel(opt->params);
+    for (guint r = 0; r < n_ranges; r++) {
+        g_return_if_fail(ranges[r].offset >= end && ranges[r].numel > 0);
+        g_return_if_fail(ranges[r].numel <= numel - ranges[r].offset);
+        g_return_if_fail(ranges[r].lr_mult > 0);
+        end = ranges[r].offset + ranges[r].numel;
+    }
+    clear_ranges(opt);
+    opt->use_ranges = TRUE;
+    opt->n_ranges = n_ranges;
+    opt->ranges = g_memdup2(ranges, n_ranges * sizeof *ranges);
+    guint nb = opt->n_slots + 2;
+    opt->range_views = g_new0(LmnTensor *, MAX(n_ranges * nb, 1));
+    for (guint r = 0; r < n_ranges; r++) {
+        LmnShape shape = lmn_shape_make(1, ranges[r].numel);
+        LmnTensor **v = opt->range_views + r * nb;
+        v[0] = lmn_tensor_new_view(opt->params, ranges[r].offset, &shape);
+        v[1] = lmn_tensor_new_view(opt->grads, ranges[r].offset, &shape);
+        for (guint i = 0; i < opt->n_slots; i++)
+            v[2 + i] = lmn_tensor_new_view(opt->slots[i], ranges[r].offset, &shape);
+    }
+}
+
+guint64 lmn_optimizer_get_n_launches(const LmnOptimizer *opt)
+{
+    g_return_val_if_fail(opt != NULL, 0);
+    return opt->n_launches;
 }
 
 gint64 lmn_optimizer_get_step(const LmnOptimizer *opt)

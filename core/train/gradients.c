@@ -24,12 +24,14 @@ gboolean lmn_train_setup_gradients(LmnTrainer *t, GError **error)
         const LmnLayerConfig *lc = lmn_config_get_layer(t->cfg, i);
         for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
             gboolean penalize =
-                lmn_layer_get_param_role(l, p) == LMN_PARAM_ROLE_WEIGHT || tc->penalize_bias;
+                lc->trainable &&
+                (lmn_layer_get_param_role(l, p) == LMN_PARAM_ROLE_WEIGHT || tc->penalize_bias);
             ParamSlot ps = {
                 .w = lmn_layer_get_param(l, p),
                 .g = lmn_layer_get_grad(l, p),
                 .l1 = penalize ? (float) lc->l1 : 0.0f,
                 .l2 = penalize ? (float) lc->l2 : 0.0f,
+                .frozen = !lc->trainable,
             };
             need_scratch = need_scratch || ps.l1 > 0;
             t->has_penalty = t->has_penalty || ps.l1 > 0 || ps.l2 > 0;
@@ -165,7 +167,8 @@ gboolean lmn_train_process_gradients(LmnTrainer *t, gint64 m, GError **error)
                              LMN_STREAM(LMN_STREAM_NOISE, step));
         for (guint i = 0; i < t->slots->len; i++) {
             ParamSlot *ps = &g_array_index(t->slots, ParamSlot, i);
-            lmn_op_axpby(1.0f, ps->scratch, 1.0f, ps->g);
+            if (!ps->frozen)
+                lmn_op_axpby(1.0f, ps->scratch, 1.0f, ps->g);
         }
     }
     LmnTensor *grads = lmn_model_get_grads(t->model);

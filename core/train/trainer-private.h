@@ -54,6 +54,7 @@ typedef struct {
     LmnTensor *g;       /* borrowed from the layer */
     LmnTensor *scratch; /* owned view of the scratch at the parameter's offset, or NULL */
     float l1, l2;
+    gboolean frozen; /* [layer] trainable = false: no penalty, no noise (its gradient stays 0) */
 } ParamSlot;
 
 /* ---- gradients.c ---- */

@@ -38,6 +38,14 @@ typedef struct {
      * keys, else [train] l1/l2); core keys like type and input, never passed to the plugin */
     double l1;
     double l2;
+    /* appended: fine-tuning.  @trainable FALSE freezes the layer's parameters (no update, no
+     * gradient); @lr_mult scales their learning rate (0 leaves them as they are, like a frozen
+     * layer, but their gradient is still computed); @tuning_where is "FILE:LINE [layer NAME]
+     * KEY" of the first of the two keys the group sets, NULL when it sets neither (the model
+     * refuses them on a layer without parameters, naming that place) */
+    gboolean trainable;
+    double lr_mult;
+    char *tuning_where;
 } LmnLayerConfig;
 
 /** LmnMonitor: the validation metric early stopping and best.h5 follow.  Stored: explicit. */

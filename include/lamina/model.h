@@ -43,10 +43,13 @@ void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTe
 void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed);
 /**
  * lmn_model_backward:
- * Runs every layer backward, filling the flat gradient tensor.  It differentiates the last
+ * Runs the layers backward, filling the flat gradient tensor.  It differentiates the last
  * lmn_model_forward() in that forward's mode: after an evaluation forward (training FALSE) the
  * gradient is that of the evaluation function (dropout the identity, batch normalisation with
- * its frozen running statistics), which is what an adversarial attack needs.
+ * its frozen running statistics), which is what an adversarial attack needs.  A frozen layer
+ * ([layer] trainable = false) runs only when a layer below it needs a gradient, and the gradient
+ * of its parameters stays 0; layers below the lowest one that learns (and that the input
+ * gradient, when on, does not need) are not run at all.
  */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
 /**

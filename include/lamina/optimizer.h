@@ -60,8 +60,39 @@ LmnOptimizer *lmn_optimizer_new(LmnRegistry *registry, const char *type, const L
                                 LmnTensor *params, LmnTensor *grads, GError **error);
 /** lmn_optimizer_free: frees the optimizer and its state tensors. */
 void lmn_optimizer_free(LmnOptimizer *opt);
-/** lmn_optimizer_step: one update with learning rate @lr: step += 1, prepare, one launch. */
+/** lmn_optimizer_step: one update with learning rate @lr: step += 1, prepare, one launch
+ * (one per range with lmn_optimizer_set_ranges()). */
 void lmn_optimizer_step(LmnOptimizer *opt, double lr);
+
+/**
+ * LmnOptimizerRange:
+ * @offset, @numel: elements of the flat tensors the range covers
+ * @lr_mult: the range learns at @lr_mult times the step's learning rate (> 0)
+ */
+typedef struct {
+    gint64 offset;
+    gint64 numel;
+    double lr_mult;
+} LmnOptimizerRange;
+
+/**
+ * lmn_optimizer_set_ranges:
+ * @ranges: (array length=n_ranges): ranges in increasing order that do not overlap
+ *
+ * Restricts every later step to @ranges, like PyTorch's parameter groups: each step launches the
+ * update once per range, with prepare() run for the range's lr_mult * lr; elements outside every
+ * range (frozen parameters) keep their values and their state byte for byte.  The step counter
+ * still counts one per lmn_optimizer_step(), and the host state advances once per step: each
+ * range's prepare() starts from the state before the step, and the last range's result is kept
+ * (an optimizer's host state must not depend on lr).  Without a call, a step is one launch over
+ * every element.  A device backend binds a range's views directly only at offsets that are
+ * multiples of its binding alignment (the model's parameters start on 64-byte boundaries).
+ * n_ranges = 0 freezes everything.
+ */
+void lmn_optimizer_set_ranges(LmnOptimizer *opt, const LmnOptimizerRange *ranges, guint n_ranges);
+/** lmn_optimizer_get_n_launches: Returns: update kernels launched so far (a test hook: one per
+ * step without ranges). */
+guint64 lmn_optimizer_get_n_launches(const LmnOptimizer *opt);
 /** lmn_optimizer_get_step: Returns: updates done so far. */
 gint64 lmn_optimizer_get_step(const LmnOptimizer *opt);
 /** lmn_optimizer_set_step: sets the update count (checkpoint resume). */

@@ -5,6 +5,7 @@
 #include <lamina/config.h>
 #include <lamina/dataset.h>
 #include <lamina/model.h>
+#include <lamina/optimizer.h>
 
 G_BEGIN_DECLS
 
@@ -63,6 +64,9 @@ void lmn_trainer_free(LmnTrainer *trainer);
 gboolean lmn_trainer_run(LmnTrainer *trainer, GError **error);
 /** lmn_trainer_get_model: Returns: (transfer none): the model. */
 LmnModel *lmn_trainer_get_model(LmnTrainer *trainer);
+/** lmn_trainer_get_optimizer: Returns: (transfer none): the optimizer (its slots, its launch
+ * count). */
+LmnOptimizer *lmn_trainer_get_optimizer(LmnTrainer *trainer);
 /** lmn_trainer_get_state: Returns: (transfer none): the counters. */
 const LmnTrainState *lmn_trainer_get_state(LmnTrainer *trainer);
 /** lmn_trainer_request_stop: asks the loop to save and stop after the current step (SIGINT). */

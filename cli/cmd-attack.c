@@ -119,44 +119,56 @@ static gboolean attack_checkpoint(const char *ckpt, LmnConfig *cfg, LmnRegistry 
     return ok;
 }
 
-int lmn_cli_attack(int argc, char **argv)
+/* The command line of `lamina attack`. */
+typedef struct {
+    GStrv plugin_dirs;
+    char *data, *method, *clip, *output, *backend, *device, *eps_text, *alpha_text;
+    gint steps; /* G_MININT when not given */
+    gint64 seed, batch;
+    gboolean random_start, json, overwrite;
+} AttackArgs;
+
+static void attack_args_clear(AttackArgs *a)
 {
-    g_auto(GStrv) plugin_dirs = NULL;
-    g_autofree char *data = NULL;
-    g_autofree char *method = NULL;
-    g_autofree char *clip = NULL;
-    g_autofree char *output = NULL;
-    g_autofree char *backend = NULL;
-    g_autofree char *device = NULL;
-    g_autofree char *eps_text = NULL;
-    g_autofree char *alpha_text = NULL;
-    gint steps = G_MININT;
-    gint64 seed = 0, batch = 256;
-    gboolean random_start = FALSE, json = FALSE, overwrite = FALSE;
+    g_strfreev(a->plugin_dirs);
+    g_free(a->data);
+    g_free(a->method);
+    g_free(a->clip);
+    g_free(a->output);
+    g_free(a->backend);
+    g_free(a->device);
+    g_free(a->eps_text);
+    g_free(a->alpha_text);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(AttackArgs, attack_args_clear)
+
+/* Parses the options into @a; Returns: 0, or the exit status 2 after a usage message. */
+static int parse_args(AttackArgs *a, int *argc, char ***argv)
+{
     GOptionEntry entries[] = {
-        {"data", 'd', 0, G_OPTION_ARG_STRING, &data, "the split to attack (required)",
+        {"data", 'd', 0, G_OPTION_ARG_STRING, &a->data, "the split to attack (required)",
          "FILE:/split"},
-        {"method", 'm', 0, G_OPTION_ARG_STRING, &method, "fgsm or pgd (required)", "METHOD"},
-        {"eps", 0, 0, G_OPTION_ARG_STRING, &eps_text,
+        {"method", 'm', 0, G_OPTION_ARG_STRING, &a->method, "fgsm or pgd (required)", "METHOD"},
+        {"eps", 0, 0, G_OPTION_ARG_STRING, &a->eps_text,
          "L-infinity budget, >= 0, in the units the model sees (required)", "E"},
-        {"steps", 0, 0, G_OPTION_ARG_INT, &steps, "pgd: steps (default 10)", "K"},
-        {"alpha", 0, 0, G_OPTION_ARG_STRING, &alpha_text,
+        {"steps", 0, 0, G_OPTION_ARG_INT, &a->steps, "pgd: steps (default 10)", "K"},
+        {"alpha", 0, 0, G_OPTION_ARG_STRING, &a->alpha_text,
          "pgd: step size, > 0 (default 2.5 * eps / steps)", "A"},
-        {"clip", 0, 0, G_OPTION_ARG_STRING, &clip,
+        {"clip", 0, 0, G_OPTION_ARG_STRING, &a->clip,
          "keep inputs in [MIN, MAX] (in the units the model sees; default: no clip)", "MIN,MAX"},
-        {"random-start", 0, 0, G_OPTION_ARG_NONE, &random_start,
+        {"random-start", 0, 0, G_OPTION_ARG_NONE, &a->random_start,
          "pgd: start from a uniform point within eps of each input", NULL},
-        {"seed", 0, 0, G_OPTION_ARG_INT64, &seed, "the random start's seed (default 0)", "S"},
-        {"output", 'o', 0, G_OPTION_ARG_STRING, &output,
+        {"seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, "the random start's seed (default 0)", "S"},
+        {"output", 'o', 0, G_OPTION_ARG_STRING, &a->output,
          "write the adversarial inputs (float32 x, the same y) as a split", "FILE:/split"},
-        {"overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite, "replace an existing --output split",
+        {"overwrite", 0, 0, G_OPTION_ARG_NONE, &a->overwrite, "replace an existing --output split",
          NULL},
-        {"json", 0, 0, G_OPTION_ARG_NONE, &json,
+        {"json", 0, 0, G_OPTION_ARG_NONE, &a->json,
          "print {\"clean_accuracy\": ..., \"adversarial_accuracy\": ..., \"samples\": N}", NULL},
-        {"batch-size", 0, 0, G_OPTION_ARG_INT64, &batch, "samples per batch (default 256)", "N"},
-        {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "backend (default: auto)", "NAME"},
-        {"device", 0, 0, G_OPTION_ARG_STRING, &device, "device for GPU backends", "DEV"},
-        {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
+        {"batch-size", 0, 0, G_OPTION_ARG_INT64, &a->batch, "samples per batch (default 256)", "N"},
+        {"backend", 0, 0, G_OPTION_ARG_STRING, &a->backend, "backend (default: auto)", "NAME"},
+        {"device", 0, 0, G_OPTION_ARG_STRING, &a->device, "device for GPU backends", "DEV"},
+        {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &a->plugin_dirs,
          "also load plugins from DIR (repeatable)", "DIR"},
         {NULL},
     };
@@ -168,77 +180,99 @@ int lmn_cli_attack(int argc, char **argv)
              "them in those units, without scale, mean or std attributes.");
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) error = NULL;
-    if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
+    if (!g_option_context_parse(ctx, argc, argv, &error)) {
         fprintf(stderr, "lamina attack: %s (see lamina attack --help)\n", error->message);
         return 2;
     }
-    if (argc != 2 || !data || !method || !eps_text) {
+    if (*argc != 2 || !a->data || !a->method || !a->eps_text) {
         fprintf(stderr, "lamina attack: expected CHECKPOINT, --data FILE:/split, --method "
                         "fgsm|pgd and --eps E (see lamina attack --help)\n");
         return 2;
     }
-    LmnAttackOptions o;
-    lmn_attack_options_init(&o);
-    if (g_str_equal(method, "fgsm")) {
-        o.method = LMN_ATTACK_FGSM;
-    } else if (g_str_equal(method, "pgd")) {
-        o.method = LMN_ATTACK_PGD;
+    return 0;
+}
+
+/* The attack's options from the command line, each checked.  Returns: 0, or the exit status 2
+ * after a message naming the option. */
+static int attack_options(const AttackArgs *a, LmnAttackOptions *o)
+{
+    lmn_attack_options_init(o);
+    if (g_str_equal(a->method, "fgsm")) {
+        o->method = LMN_ATTACK_FGSM;
+    } else if (g_str_equal(a->method, "pgd")) {
+        o->method = LMN_ATTACK_PGD;
     } else {
-        fprintf(stderr, "lamina attack: --method: '%s' is not fgsm or pgd\n", method);
+        fprintf(stderr, "lamina attack: --method: '%s' is not fgsm or pgd\n", a->method);
         return 2;
     }
-    if (o.method == LMN_ATTACK_FGSM) {
-        const char *pgd_only = steps != G_MININT ? "--steps"
-                               : alpha_text      ? "--alpha"
-                               : random_start    ? "--random-start"
-                                                 : NULL;
+    if (o->method == LMN_ATTACK_FGSM) {
+        const char *pgd_only = a->steps != G_MININT ? "--steps"
+                               : a->alpha_text      ? "--alpha"
+                               : a->random_start    ? "--random-start"
+                                                    : NULL;
         if (pgd_only) {
             fprintf(stderr, "lamina attack: %s applies to --method pgd only\n", pgd_only);
             return 2;
         }
     }
-    if (batch <= 0) {
-        fprintf(stderr, "lamina attack: --batch-size: %" G_GINT64_FORMAT " is not >= 1\n", batch);
+    if (a->batch <= 0) {
+        fprintf(stderr, "lamina attack: --batch-size: %" G_GINT64_FORMAT " is not >= 1\n",
+                a->batch);
         return 2;
     }
-    if (seed < 0) {
-        fprintf(stderr, "lamina attack: --seed: %" G_GINT64_FORMAT " is not >= 0\n", seed);
+    if (a->seed < 0) {
+        fprintf(stderr, "lamina attack: --seed: %" G_GINT64_FORMAT " is not >= 0\n", a->seed);
         return 2;
     }
-    if (!parse_number("eps", eps_text, &o.eps) ||
-        (alpha_text && !parse_number("alpha", alpha_text, &o.alpha)))
+    if (!parse_number("eps", a->eps_text, &o->eps) ||
+        (a->alpha_text && !parse_number("alpha", a->alpha_text, &o->alpha)))
         return 2;
     /* A NaN --alpha would mean "the default" to the core: refuse it here. */
-    if (alpha_text && isnan(o.alpha)) {
-        fprintf(stderr, "lamina attack: --alpha: '%s' is not a finite number > 0\n", alpha_text);
+    if (a->alpha_text && isnan(o->alpha)) {
+        fprintf(stderr, "lamina attack: --alpha: '%s' is not a finite number > 0\n", a->alpha_text);
         return 2;
     }
-    if (steps != G_MININT)
-        o.steps = steps;
-    o.random_start = random_start;
-    o.seed = (guint64) seed;
-    if (clip && !parse_clip(clip, &o.clip_min, &o.clip_max)) {
-        fprintf(stderr, "lamina attack: --clip: '%s' is not MIN,MAX (two finite numbers)\n", clip);
+    if (a->steps != G_MININT)
+        o->steps = a->steps;
+    o->random_start = a->random_start;
+    o->seed = (guint64) a->seed;
+    if (a->clip && !parse_clip(a->clip, &o->clip_min, &o->clip_max)) {
+        fprintf(stderr, "lamina attack: --clip: '%s' is not MIN,MAX (two finite numbers)\n",
+                a->clip);
         return 2;
     }
-    if (!lmn_attack_options_check(&o, &error)) {
+    g_autoptr(GError) error = NULL;
+    if (!lmn_attack_options_check(o, &error)) {
         fprintf(stderr, "lamina attack: --%s\n", error->message);
         return 2;
     }
+    return 0;
+}
+
+int lmn_cli_attack(int argc, char **argv)
+{
+    g_auto(AttackArgs) a = {.steps = G_MININT, .batch = 256};
+    LmnAttackOptions o;
+    int usage = parse_args(&a, &argc, &argv);
+    if (usage == 0)
+        usage = attack_options(&a, &o);
+    if (usage != 0)
+        return usage;
     const char *ckpt = argv[1];
-    g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(plugin_dirs);
+    g_autoptr(GError) error = NULL;
+    g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(a.plugin_dirs);
     LmnConfig *cfg = checkpoint_config(ckpt, registry, &error);
     if (!cfg)
         return lmn_cli_fail("attack", error);
     int status = 0;
     LmnBackend *b = NULL;
-    LmnDataset *ds = lmn_dataset_open(data, &error);
+    LmnDataset *ds = lmn_dataset_open(a.data, &error);
     if (ds)
-        b = lmn_backend_new_for_config(registry, backend ? backend : "auto", device, &error);
+        b = lmn_backend_new_for_config(registry, a.backend ? a.backend : "auto", a.device, &error);
     double clean = NAN, adv = NAN;
-    if (b && attack_checkpoint(ckpt, cfg, registry, b, ds, &o, batch, output, overwrite, &clean,
-                               &adv, &error))
-        print_result(json, clean, adv, lmn_dataset_get_length(ds), data, &o);
+    if (b && attack_checkpoint(ckpt, cfg, registry, b, ds, &o, a.batch, a.output, a.overwrite,
+                               &clean, &adv, &error))
+        print_result(a.json, clean, adv, lmn_dataset_get_length(ds), a.data, &o);
     else
         status = lmn_cli_fail("attack", error);
     if (b)

@@ -42,5 +42,11 @@ LmnRegistry *lmn_cli_open_registry(char **plugin_dirs);
 
 /** lmn_cli_fail: prints "lamina CMD: MESSAGE" for @error to stderr. Returns: 1 */
 int lmn_cli_fail(const char *cmd, const GError *error);
+/**
+ * lmn_cli_checkpoint_config:
+ * Returns: (transfer full): the checkpoint's own /config, validated against the plugins of
+ *   @registry, or NULL with @error (`lamina eval` and `lamina attack` rebuild its model)
+ */
+LmnConfig *lmn_cli_checkpoint_config(const char *ckpt, LmnRegistry *registry, GError **error);
 
 G_END_DECLS

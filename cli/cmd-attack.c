@@ -5,19 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The checkpoint's own /config, validated against the plugins at hand (as `lamina eval`). */
-static LmnConfig *checkpoint_config(const char *ckpt, LmnRegistry *registry, GError **error)
-{
-    g_autofree char *text = lmn_checkpoint_read_config(ckpt, error);
-    if (!text)
-        return NULL;
-    g_autofree char *cfg_name = g_strdup_printf("%s:/config", ckpt);
-    LmnConfig *cfg = lmn_config_new_from_data(text, -1, cfg_name, error);
-    if (cfg && !lmn_config_validate(cfg, registry, error))
-        g_clear_pointer(&cfg, lmn_config_free);
-    return cfg;
-}
-
 /* "MIN,MAX" into two finite numbers. */
 static gboolean parse_clip(const char *text, double *lo, double *hi)
 {
@@ -261,7 +248,7 @@ int lmn_cli_attack(int argc, char **argv)
     const char *ckpt = argv[1];
     g_autoptr(GError) error = NULL;
     g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(a.plugin_dirs);
-    LmnConfig *cfg = checkpoint_config(ckpt, registry, &error);
+    LmnConfig *cfg = lmn_cli_checkpoint_config(ckpt, registry, &error);
     if (!cfg)
         return lmn_cli_fail("attack", error);
     int status = 0;

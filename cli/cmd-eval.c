@@ -4,19 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 
-/* The checkpoint's own /config, validated against the plugins at hand. */
-static LmnConfig *checkpoint_config(const char *ckpt, LmnRegistry *registry, GError **error)
-{
-    g_autofree char *text = lmn_checkpoint_read_config(ckpt, error);
-    if (!text)
-        return NULL;
-    g_autofree char *cfg_name = g_strdup_printf("%s:/config", ckpt);
-    LmnConfig *cfg = lmn_config_new_from_data(text, -1, cfg_name, error);
-    if (cfg && !lmn_config_validate(cfg, registry, error))
-        g_clear_pointer(&cfg, lmn_config_free);
-    return cfg;
-}
-
 /* What the dataset's targets look like to a model: class labels or float targets. */
 static LmnTensorInfo target_info(const LmnDataset *ds)
 {
@@ -103,7 +90,7 @@ int lmn_cli_eval(int argc, char **argv)
     }
     const char *ckpt = argv[1];
     g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(plugin_dirs);
-    LmnConfig *cfg = checkpoint_config(ckpt, registry, &error);
+    LmnConfig *cfg = lmn_cli_checkpoint_config(ckpt, registry, &error);
     if (!cfg)
         return lmn_cli_fail("eval", error);
     int status = 0;

@@ -19,3 +19,15 @@ int lmn_cli_fail(const char *cmd, const GError *error)
     fprintf(stderr, "lamina %s: %s\n", cmd, error ? error->message : "failed");
     return 1;
 }
+
+LmnConfig *lmn_cli_checkpoint_config(const char *ckpt, LmnRegistry *registry, GError **error)
+{
+    g_autofree char *text = lmn_checkpoint_read_config(ckpt, error);
+    if (!text)
+        return NULL;
+    g_autofree char *cfg_name = g_strdup_printf("%s:/config", ckpt);
+    LmnConfig *cfg = lmn_config_new_from_data(text, -1, cfg_name, error);
+    if (cfg && !lmn_config_validate(cfg, registry, error))
+        g_clear_pointer(&cfg, lmn_config_free);
+    return cfg;
+}

@@ -39,7 +39,15 @@ struct _LmnModel {
     LmnShape input_shape;
     LmnTensorInfo target;
     GArray *nodes; /* Node */
+    /* The last layer's node; it is a loss unless the model was built with
+     * LMN_MODEL_ALLOW_NO_LOSS and ends in another layer (then has_loss is FALSE, backward starts
+     * from a caller's output gradient, and without a target the labels node has no buffer). */
     guint loss_node;
+    gboolean has_loss;
+    gboolean has_target;
+    /* lmn_model_backward_from() accumulates: the gradients before the call, added back after
+     * the layers (which overwrite theirs) ran.  Allocated on its first use. */
+    LmnTensor *grads_saved;
     LmnTensor *params;
     LmnTensor *grads;
     gint64 n_parameters;
@@ -101,6 +109,7 @@ void lmn_model_free(LmnModel *model)
     g_array_unref(model->nodes);
     g_clear_pointer(&model->params, lmn_tensor_unref);
     g_clear_pointer(&model->grads, lmn_tensor_unref);
+    g_clear_pointer(&model->grads_saved, lmn_tensor_unref);
     lmn_backend_unref(model->backend);
     g_free(model);
 }
@@ -123,7 +132,7 @@ static gint64 align_up(gint64 v)
 }
 
 /* Builds layer @i of the config from its inputs' infos; only the last layer is a loss. */
-static gboolean build_node(LmnModel *m, guint i, GError **error)
+static gboolean build_node(LmnModel *m, guint i, LmnModelFlags flags, GError **error)
 {
     const LmnConfig *cfg = m->cfg;
     const LmnLayerConfig *lc = lmn_config_get_layer(cfg, i);
@@ -139,6 +148,12 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
     }
     for (guint j = 0; j < n->n_inputs; j++) {
         n->inputs[j] = find_node(m, cfg, lc->inputs[j]);
+        if (n->inputs[j] == NODE_LABELS && !m->has_target) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: this layer reads 'labels', but the model was built without targets",
+                        lc->where);
+            return FALSE;
+        }
         infos[j] = node_at(m, n->inputs[j])->info;
         node_at(m, n->inputs[j])->n_consumers++;
     }
@@ -159,7 +174,10 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
     n->frozen = !lc->trainable;
     gboolean is_loss = lmn_layer_is_loss(n->layer);
     gboolean is_last = i + 1 == lmn_config_get_n_layers(cfg);
-    if (is_loss != is_last) {
+    /* A custom loop may end the model in any layer (a generator, a feature extractor); a loss
+     * elsewhere than last is still refused, as backward would never reach what lies after it. */
+    gboolean loss_free_ok = (flags & LMN_MODEL_ALLOW_NO_LOSS) && is_last && !is_loss;
+    if (is_loss != is_last && !loss_free_ok) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                     is_loss ? "%s: a loss must be the last layer (one loss per model)"
                             : "%s: the last layer must be a loss (e.g. type = "
@@ -186,6 +204,7 @@ static void plan_backward(LmnModel *m)
         for (guint j = 0; !runs && j < n->n_inputs; j++)
             runs = node_at(m, n->inputs[j])->needs_grad;
         n->runs_backward = runs;
+        /* The last layer's output gradient is the caller's (or, for a loss, implicit). */
         n->needs_grad = runs && i != m->loss_node;
     }
 }
@@ -246,23 +265,40 @@ static gboolean flatten_params(LmnModel *m, GError **error)
 LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
                         const LmnTensorInfo *target, GError **error)
 {
-    g_return_val_if_fail(cfg && registry && backend && target, NULL);
+    g_return_val_if_fail(target != NULL, NULL);
+    return lmn_model_new_full(cfg, registry, backend, target, LMN_MODEL_FLAGS_NONE, error);
+}
+
+LmnModel *lmn_model_new_full(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
+                             const LmnTensorInfo *target, LmnModelFlags flags, GError **error)
+{
+    g_return_val_if_fail(cfg && registry && backend, NULL);
+    g_return_val_if_fail(target || (flags & LMN_MODEL_ALLOW_NO_LOSS), NULL);
     LmnModel *m = g_new0(LmnModel, 1);
     m->last_training = TRUE;
     m->backend = lmn_backend_ref(backend);
     m->input_shape = *lmn_config_get_input_shape(cfg);
-    m->target = *target;
+    m->has_target = target != NULL;
+    if (target)
+        m->target = *target;
     m->registry = registry;
     m->cfg = cfg;
     m->nodes = g_array_new(FALSE, TRUE, sizeof(Node));
     guint n_layers = lmn_config_get_n_layers(cfg);
     g_array_set_size(m->nodes, NODE_FIRST_LAYER + n_layers);
     node_at(m, NODE_INPUT)->info = (LmnTensorInfo){m->input_shape, LMN_DTYPE_F32};
-    node_at(m, NODE_LABELS)->info = *target;
+    node_at(m, NODE_LABELS)->info = m->target;
     for (guint i = 0; i < n_layers; i++)
-        if (!build_node(m, i, error))
+        if (!build_node(m, i, flags, error))
             goto fail;
     m->loss_node = NODE_FIRST_LAYER + n_layers - 1;
+    m->has_loss = lmn_layer_is_loss(node_at(m, m->loss_node)->layer);
+    if (m->has_loss && !m->has_target) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "%s: a loss needs targets, but the model was built without them",
+                    lmn_config_get_layer(cfg, n_layers - 1)->where);
+        goto fail;
+    }
     if (!check_consumers(m, error) || !flatten_params(m, error))
         goto fail;
     return m;
@@ -350,7 +386,9 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
     for (guint i = 0; i < n_nodes; i++) {
         const Node *n = node_at(m, i);
         LmnShape batched = lmn_shape_prepend(&n->info.shape, max_batch);
-        if (i == m->loss_node) {
+        if (i == NODE_LABELS && !m->has_target)
+            continue;
+        if (i == m->loss_node && m->has_loss) {
             LmnShape one = lmn_shape_make(0);
             plan_item(items, blocks, BUF_OUT, i, 0, &one, LMN_DTYPE_F32, 0, time_end(m));
         } else {
@@ -484,8 +522,10 @@ void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTe
         clear_batch_views(model);
         for (guint i = 0; i < model->nodes->len; i++) {
             Node *n = node_at(model, i);
-            n->out = i == model->loss_node ? lmn_tensor_ref(n->out_full)
-                                            : batch_view(n->out_full, batch);
+            if (!n->out_full)
+                continue; /* the labels of a model without targets */
+            n->out = i == model->loss_node && model->has_loss ? lmn_tensor_ref(n->out_full)
+                                                              : batch_view(n->out_full, batch);
             if (n->grad_full)
                 n->grad = batch_view(n->grad_full, batch);
         }
@@ -537,9 +577,9 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
     model->last_training = training;
 }
 
-void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
+/* Backward through every layer that runs; @output_grad is the last layer's (NULL for a loss). */
+static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, guint64 seed)
 {
-    g_return_if_fail(model->batch > 0);
     LmnTensor *ins[16];
     LmnLayerIO io;
     /* From the input node on: with input gradients on it collects its consumers' edges too. */
@@ -550,7 +590,7 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
         if (!n->runs_backward)
             continue;
         fill_io(model, n, ins, &io, model->last_training, step, seed);
-        io.output_grad = i == model->loss_node ? NULL : n->grad;
+        io.output_grad = i == model->loss_node ? output_grad : n->grad;
         io.input_grads = n->edge;
         lmn_layer_backward(n->layer, &io);
         /* A frozen layer runs only for the layers below it; the gradient of its own parameters
@@ -569,6 +609,70 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
             src->grad_written = TRUE;
         }
     }
+}
+
+void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
+{
+    g_return_if_fail(model->batch > 0);
+    g_return_if_fail(model->has_loss);
+    run_backward(model, NULL, step, seed);
+}
+
+gboolean lmn_model_backward_from(LmnModel *model, const LmnTensor *output_grad, guint64 step,
+                                 guint64 seed, GError **error)
+{
+    g_return_val_if_fail(model != NULL && output_grad != NULL, FALSE);
+    g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+    g_return_val_if_fail(model->batch > 0, FALSE);
+    if (model->has_loss) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "the model ends in a loss: its backward starts from the loss "
+                    "(lmn_model_backward), not from an output gradient");
+        return FALSE;
+    }
+    const LmnTensor *out = node_at(model, model->loss_node)->out;
+    if (!lmn_shape_equal(&output_grad->shape, &out->shape) || output_grad->dtype != LMN_DTYPE_F32 ||
+        output_grad->backend != model->backend) {
+        g_autofree char *want = lmn_shape_to_string(&out->shape);
+        g_autofree char *got = lmn_shape_to_string(&output_grad->shape);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "the output gradient must be an f32 tensor %s on the model's backend (the "
+                    "output for the current batch), not %s %s%s",
+                    want, lmn_dtype_name(output_grad->dtype), got,
+                    output_grad->backend != model->backend ? " on another backend" : "");
+        return FALSE;
+    }
+    if (!model->grads_saved) {
+        model->grads_saved =
+            lmn_tensor_new(model->backend, LMN_DTYPE_F32, &model->grads->shape, error);
+        if (!model->grads_saved)
+            return FALSE;
+    }
+    /* The layers overwrite their parameter gradients; adding back what was there makes the
+     * call accumulate, like PyTorch's backward. */
+    lmn_op_copy(model->grads_saved, model->grads);
+    /* Layers only read their output gradient, whatever the LmnLayerIO field's constness. */
+    run_backward(model, (LmnTensor *) output_grad, step, seed);
+    lmn_op_axpby(1.0f, model->grads_saved, 1.0f, model->grads);
+    return TRUE;
+}
+
+void lmn_model_zero_grads(LmnModel *model)
+{
+    g_return_if_fail(model != NULL);
+    lmn_op_fill(model->grads, 0.0f);
+}
+
+LmnTensor *lmn_model_get_output(LmnModel *model)
+{
+    g_return_val_if_fail(model != NULL, NULL);
+    return node_at(model, model->loss_node)->out;
+}
+
+gboolean lmn_model_has_loss(const LmnModel *model)
+{
+    g_return_val_if_fail(model != NULL, FALSE);
+    return model->has_loss;
 }
 
 /* The first layer reading the model's input as indices (an embedding's token ids), or NULL:
@@ -631,11 +735,15 @@ LmnTensor *lmn_model_get_input_grad(LmnModel *model)
 
 LmnTensor *lmn_model_get_loss(LmnModel *model)
 {
+    if (!model->has_loss)
+        return NULL;
     return node_at(model, model->loss_node)->out;
 }
 
 LmnTensor *lmn_model_get_prediction(LmnModel *model)
 {
+    if (!model->has_loss)
+        return NULL;
     Node *loss = node_at(model, model->loss_node);
     return node_at(model, loss->inputs[0])->out;
 }
@@ -668,7 +776,7 @@ const LmnShape *lmn_model_get_input_shape(const LmnModel *model)
 
 const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model)
 {
-    return &model->target;
+    return model->has_target ? &model->target : NULL;
 }
 
 /* Checks @n samples of @x (@numel values each) against @l, which takes indices in
@@ -716,7 +824,7 @@ gboolean lmn_model_check_input(const LmnModel *model, const float *x, gint64 n,
 
 gint64 lmn_model_get_n_classes(const LmnModel *model)
 {
-    if (model->target.dtype != LMN_DTYPE_I32)
+    if (!model->has_loss || model->target.dtype != LMN_DTYPE_I32)
         return -1;
     const Node *loss = &g_array_index(model->nodes, Node, model->loss_node);
     const LmnTensorInfo *pred = &g_array_index(model->nodes, Node, loss->inputs[0]).info;
@@ -859,6 +967,12 @@ gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, dou
     g_return_val_if_fail(model != NULL && ds != NULL, FALSE);
     g_return_val_if_fail(batch > 0 && tol > 0 && max_iter >= 0, FALSE);
     g_return_val_if_fail(error == NULL || *error == NULL, FALSE);
+    /* The batch fills the targets, and the final forward flushes through the loss. */
+    if (!model->has_loss) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "LSUV initialisation needs a model that ends in a loss");
+        return FALSE;
+    }
 
     gint64 n = lmn_dataset_get_length(ds);
     if (n <= 0) {

@@ -19,14 +19,43 @@ G_BEGIN_DECLS
 typedef struct _LmnModel LmnModel;
 
 /**
+ * LmnModelFlags:
+ * @LMN_MODEL_FLAGS_NONE: the model must end in a loss (what `lamina train` builds)
+ * @LMN_MODEL_ALLOW_NO_LOSS: the last layer may be any layer (a generator, a feature extractor)
+ *   for a custom loop: such a model has no loss, its backward starts from a given gradient of its
+ *   output (lmn_model_backward_from), and it needs no targets unless a layer reads "labels"
+ */
+typedef enum {
+    LMN_MODEL_FLAGS_NONE = 0,
+    LMN_MODEL_ALLOW_NO_LOSS = 1 << 0,
+} LmnModelFlags;
+
+/**
  * lmn_model_new:
  * @cfg: a validated config
  * @target: per-sample shape and dtype of the targets (i32 [] for class labels)
- * Builds every layer on @backend.  Parameters are allocated but not initialised.
+ * Builds every layer on @backend.  Parameters are allocated but not initialised.  The same as
+ * lmn_model_new_full() with LMN_MODEL_FLAGS_NONE: the last layer must be a loss.
  * Returns: (transfer full): the model, or NULL with LMN_CONFIG_ERROR_GRAPH or a layer's error
  */
 LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
                         const LmnTensorInfo *target, GError **error);
+/**
+ * lmn_model_new_full:
+ * @cfg: a validated config
+ * @target: (nullable): per-sample shape and dtype of the targets; NULL (only with
+ *   LMN_MODEL_ALLOW_NO_LOSS) for a model without targets, which then has no labels tensor
+ * @flags: LMN_MODEL_ALLOW_NO_LOSS lets the last layer be a non-loss layer
+ * Like lmn_model_new().  A model has its own parameters, gradients and activations: several
+ * models may live on one backend at once (a generator and a discriminator, say).
+ * Returns: (transfer full): the model, or NULL with LMN_CONFIG_ERROR_GRAPH (the last layer is not
+ *   a loss without LMN_MODEL_ALLOW_NO_LOSS, a loss elsewhere than last, a loss or a layer reading
+ *   "labels" without @target) or a layer's error
+ */
+LmnModel *lmn_model_new_full(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
+                             const LmnTensorInfo *target, LmnModelFlags flags, GError **error);
+/** lmn_model_has_loss: Returns: whether the last layer is a loss. */
+gboolean lmn_model_has_loss(const LmnModel *model);
 /** lmn_model_free: frees the model and its tensors. */
 void lmn_model_free(LmnModel *model);
 /** lmn_model_init_params: initialises every parameter and buffer from @seed (see layer.h). */
@@ -36,7 +65,8 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error);
 /**
  * lmn_model_set_batch:
  * Makes the next forward/backward use @batch (<= the prepared maximum) samples.
- * Returns: (transfer none): via @x_out and @y_out the input and target tensors to fill
+ * Returns: (transfer none): via @x_out and @y_out the input and target tensors to fill; *@y_out
+ *   is NULL for a model built without targets
  */
 void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTensor **y_out);
 /** lmn_model_forward: runs every layer forward. */
@@ -49,9 +79,36 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
  * its frozen running statistics), which is what an adversarial attack needs.  A frozen layer
  * ([layer] trainable = false) runs only when a layer below it needs a gradient, and the gradient
  * of its parameters stays 0; layers below the lowest one that learns (and that the input
- * gradient, when on, does not need) are not run at all.
+ * gradient, when on, does not need) are not run at all.  It overwrites the parameter gradients
+ * and needs a model that ends in a loss (else see lmn_model_backward_from()).
  */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
+/**
+ * lmn_model_backward_from:
+ * @output_grad: dX/d(output) for some scalar X of the caller's: an f32 tensor on the model's
+ *   backend with the shape of lmn_model_get_output() for the current batch; only read
+ * Backward for a model without a loss (LMN_MODEL_ALLOW_NO_LOSS), like PyTorch's
+ * `out.backward(output_grad)`: it differentiates the last lmn_model_forward() as
+ * lmn_model_backward() does, and ADDS d X/d(parameters) to the flat gradient tensor, so a custom
+ * loop calls lmn_model_zero_grads() first and may then accumulate several calls (a generator
+ * trained through a discriminator: the discriminator's input gradient is this model's output
+ * gradient).  The input gradient, when on, is overwritten with dX/d(input) (not accumulated).
+ * No batch mean is taken: @output_grad carries whatever scaling the caller wants.
+ * Returns: FALSE with LMN_CONFIG_ERROR_GRAPH when the model ends in a loss or @output_grad has
+ *   the wrong shape, dtype or backend, or with the backend's error when the scratch copy of the
+ *   gradients (allocated on the first call) cannot be made
+ */
+gboolean lmn_model_backward_from(LmnModel *model, const LmnTensor *output_grad, guint64 step,
+                                 guint64 seed, GError **error);
+/** lmn_model_zero_grads: sets every parameter gradient to 0 (see lmn_model_backward_from()). */
+void lmn_model_zero_grads(LmnModel *model);
+/**
+ * lmn_model_get_output:
+ * The last layer's output for the current batch, as left by the last lmn_model_forward(): a
+ * loss-free model's output, or the loss of a model with one.
+ * Returns: (transfer none): the tensor, or NULL before the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_output(LmnModel *model);
 /**
  * lmn_model_set_input_grad:
  * @enabled: whether lmn_model_backward() also computes dL/d(input)
@@ -80,11 +137,16 @@ gboolean lmn_model_get_input_grad_enabled(const LmnModel *model);
  *   the first lmn_model_set_batch()
  */
 LmnTensor *lmn_model_get_input_grad(LmnModel *model);
-/** lmn_model_get_loss: Returns: (transfer none): the loss (one f32 element) of the last forward. */
+/**
+ * lmn_model_get_loss:
+ * Returns: (transfer none) (nullable): the loss (one f32 element) of the last forward; NULL for
+ *   a model without a loss
+ */
 LmnTensor *lmn_model_get_loss(LmnModel *model);
 /**
  * lmn_model_get_prediction:
- * Returns: (transfer none): the loss layer's first input for the current batch (the logits)
+ * Returns: (transfer none) (nullable): the loss layer's first input for the current batch (the
+ *   logits); NULL for a model without a loss (see lmn_model_get_output())
  */
 LmnTensor *lmn_model_get_prediction(LmnModel *model);
 /** lmn_model_get_params: Returns: (transfer none): the flat parameter tensor. */
@@ -97,12 +159,16 @@ guint lmn_model_get_n_layers(const LmnModel *model);
 LmnLayer *lmn_model_get_layer(LmnModel *model, guint index);
 /** lmn_model_get_input_shape: Returns: (transfer none): the per-sample input shape. */
 const LmnShape *lmn_model_get_input_shape(const LmnModel *model);
-/** lmn_model_get_target_info: Returns: (transfer none): the per-sample target info. */
+/**
+ * lmn_model_get_target_info:
+ * Returns: (transfer none) (nullable): the per-sample target info; NULL for a model built
+ *   without targets
+ */
 const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model);
 /**
  * lmn_model_get_n_classes:
- * Returns: the class count (the prediction's last dimension) when targets are class labels,
- *   else -1
+ * Returns: the class count (the prediction's last dimension) when the model has a loss and
+ *   its targets are class labels, else -1
  */
 gint64 lmn_model_get_n_classes(const LmnModel *model);
 /**
@@ -155,7 +221,8 @@ LmnTensor *lmn_model_get_layer_output(LmnModel *model, guint index);
  * weight is multiplied by 1 / sqrt(var(output)), where var is the population variance of all
  * elements of that layer's output.  Buffers (batch-norm running statistics) are reset as by
  * lmn_model_init_params.  A layer whose output is constant (var 0) is left unscaled.
- * Returns: FALSE with the registry's error when "orthogonal" is not available, a
+ * Returns: FALSE with LMN_CONFIG_ERROR_GRAPH for a model without a loss, with the registry's
+ *   error when "orthogonal" is not available, a
  *   LMN_TRAIN_ERROR_FAILED for an empty @ds or a non-finite variance, or a backend error
  */
 gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, double tol,

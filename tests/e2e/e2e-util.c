@@ -1,6 +1,10 @@
 /* Helpers shared by the end-to-end tests. */
 #include "e2e-util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <dlfcn.h>
+#endif
+
 #include <glib/gstdio.h>
 #include <lamina/lamina.h>
 #include <math.h>
@@ -72,6 +76,35 @@ void e2e_write_split(const char *path, const char *split, const float *x, int n,
     H5Sclose(ys);
     H5Gclose(g);
     H5Fclose(f);
+}
+
+gboolean e2e_open_backends(gboolean vulkan, LmnRegistry **registry, LmnBackend **cpu,
+                           LmnBackend **vk)
+{
+    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
+    g_autofree char *cache_home =
+        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
+    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
+    *registry = lmn_registry_new();
+    lmn_registry_scan(*registry, NULL);
+    g_autoptr(GError) error = NULL;
+    *cpu = lmn_backend_new(*registry, "cpu", NULL, NULL, &error);
+    g_assert_no_error(error);
+    *vk = NULL;
+    if (!vulkan)
+        return TRUE;
+#if defined(__SANITIZE_ADDRESS__)
+    /* lavapipe keeps a process-wide allocation that becomes unreachable when the loader unloads
+     * it, which LeakSanitizer would report (see tests/vulkan/vk-test-setup.h). */
+    dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
+#endif
+    *vk = lmn_backend_new(*registry, "vulkan", NULL, "lavapipe", &error);
+    if (*vk != NULL)
+        return TRUE;
+    g_printerr("SKIP: no Vulkan device 'lavapipe': %s\n", error->message);
+    lmn_backend_unref(*cpu);
+    lmn_registry_free(*registry);
+    return FALSE;
 }
 
 void e2e_remove_tree(const char *path)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <lamina/lamina.h>
 #include <hdf5.h>
 
 G_BEGIN_DECLS
@@ -29,6 +30,15 @@ void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64
  */
 void e2e_write_split(const char *path, const char *split, const float *x, int n, int features,
                      const gint32 *y);
+/**
+ * e2e_open_backends:
+ * For a test program run in-process: points XDG_CACHE_HOME into the build tree (so the pipeline
+ * cache stays out of the user's ~/.cache), scans the build tree's plugins into *@registry and
+ * opens the CPU backend as *@cpu, and with @vulkan the lavapipe device as *@vk.
+ * Returns: FALSE when @vulkan and no lavapipe device opens (the caller exits 77, skipped)
+ */
+gboolean e2e_open_backends(gboolean vulkan, LmnRegistry **registry, LmnBackend **cpu,
+                           LmnBackend **vk);
 /** e2e_remove_tree: deletes a file or a directory tree. */
 void e2e_remove_tree(const char *path);
 /** e2e_lamina_exe: Returns: the `lamina` under test ($LMN_TEST_LAMINA). */

@@ -14,10 +14,6 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <dlfcn.h>
-#endif
-
 static LmnRegistry *registry;
 static LmnBackend *cpu;
 static LmnBackend *vk; /* only with --vulkan */
@@ -491,30 +487,8 @@ int main(int argc, char **argv)
     if (vulkan)
         argv[--argc] = NULL;
     g_test_init(&argc, &argv, NULL);
-    /* The pipeline cache stays in the build tree, not in the user's ~/.cache. */
-    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
-    g_autofree char *cache_home =
-        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
-    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
-    registry = lmn_registry_new();
-    lmn_registry_scan(registry, NULL);
-    g_autoptr(GError) error = NULL;
-    cpu = lmn_backend_new(registry, "cpu", NULL, NULL, &error);
-    g_assert_no_error(error);
-    if (vulkan) {
-#if defined(__SANITIZE_ADDRESS__)
-        /* lavapipe keeps a process-wide allocation that becomes unreachable when the loader
-         * unloads it, which LeakSanitizer would report (see tests/vulkan/vk-test-setup.h). */
-        dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
-#endif
-        vk = lmn_backend_new(registry, "vulkan", NULL, "lavapipe", &error);
-        if (vk == NULL) {
-            g_printerr("SKIP: no Vulkan device 'lavapipe': %s\n", error->message);
-            lmn_backend_unref(cpu);
-            lmn_registry_free(registry);
-            return 77;
-        }
-    }
+    if (!e2e_open_backends(vulkan, &registry, &cpu, &vk))
+        return 77;
     for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *t = g_strdup_printf("/e2e/input-grad/torch/%s", cases[i].name);
         g_autofree char *f =

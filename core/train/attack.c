@@ -81,7 +81,7 @@ static gboolean step(LmnModel *model, gint64 n, const float *x, float *grad_out,
         *correct_out = (gint64) c;
     }
     if (grad_out) {
-        lmn_model_backward(model, 0, 0);
+        lmn_model_backward_input(model, 0, 0);
         LmnTensor *g = lmn_model_get_input_grad(model);
         if (!lmn_tensor_read(g, grad_out, lmn_tensor_nbytes(g), error))
             return FALSE;

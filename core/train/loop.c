@@ -394,6 +394,10 @@ static gboolean run_epoch(LmnTrainer *t, gint64 n, gint64 steps_per_epoch, gbool
         return FALSE;
     if (!t->opts.quiet)
         print_epoch(t, &ep);
+    if (t->opts.epoch_done) {
+        g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
+        t->opts.epoch_done(path, t->opts.epoch_done_data);
+    }
     if (!save_epoch_checkpoints(t, &ep, error))
         return FALSE;
     *stop = ep.stop;

@@ -27,7 +27,18 @@ LmnConfig *lmn_cli_checkpoint_config(const char *ckpt, LmnRegistry *registry, GE
         return NULL;
     g_autofree char *cfg_name = g_strdup_printf("%s:/config", ckpt);
     LmnConfig *cfg = lmn_config_new_from_data(text, -1, cfg_name, error);
-    if (cfg && !lmn_config_validate(cfg, registry, error))
-        g_clear_pointer(&cfg, lmn_config_free);
-    return cfg;
+    if (!cfg)
+        return NULL;
+    g_autoptr(GError) local = NULL;
+    if (lmn_config_validate(cfg, registry, &local))
+        return cfg;
+    lmn_config_free(cfg);
+    /* A type no plugin here provides: the checkpoint says which plugin it came from. */
+    g_autofree char *why =
+        local->domain == LMN_PLUGIN_ERROR ? lmn_checkpoint_explain_missing(ckpt, registry) : NULL;
+    if (why)
+        g_set_error(error, local->domain, local->code, "%s (%s)", why, local->message);
+    else
+        g_propagate_error(error, g_steal_pointer(&local));
+    return NULL;
 }

@@ -6,7 +6,8 @@
  * decoded into up to 16 edits of those objects (delete; an attribute or dataset replaced by an
  * integer, a float, a string, an array or a dataset of another shape or type; values refilled
  * with the bytes, NaN and infinities included; a huge declared extent without data), and every
- * reader runs on the result: lmn_checkpoint_describe, lmn_checkpoint_read_config (and the config
+ * reader runs on the result: lmn_checkpoint_describe, lmn_checkpoint_read_plugins and
+ * lmn_checkpoint_explain_missing, lmn_checkpoint_read_config (and the config
  * it returns through lmn_config_validate), lmn_checkpoint_load_weights, and
  * lmn_checkpoint_load_training with and without reset_optimizer, each with and without
  * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE.  An all-zero input is the
@@ -317,6 +318,10 @@ void fuzz_checkpoint_one(LmnRegistry *registry, const guint8 *data, size_t size)
     H5Fclose(file);
 
     g_free(lmn_checkpoint_describe(fx.work, NULL));
+    GPtrArray *plugins = lmn_checkpoint_read_plugins(fx.work, NULL);
+    if (plugins)
+        g_ptr_array_unref(plugins);
+    g_free(lmn_checkpoint_explain_missing(fx.work, registry));
     char *text = lmn_checkpoint_read_config(fx.work, NULL);
     if (text != NULL) {
         LmnConfig *cfg = lmn_config_new_from_data(text, -1, "fuzz:/config", NULL);

@@ -23,6 +23,7 @@ typedef struct {
     char *default_init_args;
     /* the initializer lmn_layer_init_params last filled it with (NULL before), for messages */
     char *init_used;
+    const LmnFeature *init_feature; /* the initializer init_used names, once it ran */
     double fan_in, fan_out;
     LmnTensor *value;
     LmnTensor *grad;
@@ -640,6 +641,19 @@ const char *lmn_layer_get_param_init_name(const LmnLayer *layer, guint index)
     return lp->init_used != NULL ? lp->init_used : lp->default_init;
 }
 
+const LmnFeature *lmn_layer_get_param_init_feature(const LmnLayer *layer, guint index)
+{
+    g_return_val_if_fail(layer != NULL, NULL);
+    g_return_val_if_fail(index < layer->param_list->len, NULL);
+    return g_array_index(layer->param_list, LayerParam, index).init_feature;
+}
+
+const LmnFeature *lmn_layer_get_feature(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, NULL);
+    return layer->feature;
+}
+
 guint lmn_layer_get_n_buffers(const LmnLayer *layer)
 {
     g_return_val_if_fail(layer != NULL, 0);
@@ -953,6 +967,7 @@ gboolean lmn_layer_init_params(LmnLayer *layer, LmnRegistry *registry, guint64 s
             LayerParam *lp = &g_array_index(layer->param_list, LayerParam, i);
             g_free(lp->init_used);
             lp->init_used = g_strdup(choices[i].feature->desc->name);
+            lp->init_feature = choices[i].feature;
         }
     }
     for (guint i = 0; i < n; i++) {

@@ -257,6 +257,12 @@ const char *lmn_optimizer_get_plugin_version(const LmnOptimizer *opt)
     return opt->feature->plugin->version;
 }
 
+const LmnFeature *lmn_optimizer_get_feature(const LmnOptimizer *opt)
+{
+    g_return_val_if_fail(opt != NULL, NULL);
+    return opt->feature;
+}
+
 const LmnParams *lmn_optimizer_get_hyper(const LmnOptimizer *opt)
 {
     g_return_val_if_fail(opt != NULL, NULL);

@@ -151,6 +151,12 @@ void lmn_schedule_observe(LmnSchedule *sched, double metric)
         sched->vtable->observe(sched->params, metric, sched->state);
 }
 
+const LmnFeature *lmn_schedule_get_feature(const LmnSchedule *sched)
+{
+    g_return_val_if_fail(sched != NULL, NULL);
+    return sched->feature;
+}
+
 const char *lmn_schedule_get_type_name(const LmnSchedule *sched)
 {
     g_return_val_if_fail(sched != NULL, NULL);

@@ -1,4 +1,5 @@
 /* Lamina — checkpoints: writing and reading the DESIGN §5 layout. */
+#include "checkpoint-private.h"
 #include "hdf5/h5-util.h"
 
 #include <lamina/lamina.h>
@@ -254,6 +255,8 @@ gboolean lmn_checkpoint_save(const char *path, const char *config_text, LmnModel
     if (opt && !write_optimizer(file, model, opt, &errs, error))
         return FALSE;
     if (state && !write_train(file, model, sched, state, &errs, error))
+        return FALSE;
+    if (!lmn_checkpoint_write_plugins(file, model, opt, sched, &errs, error))
         return FALSE;
     return lmn_h5_atomic_file_commit(af, error);
 }
@@ -1188,6 +1191,27 @@ static void describe_config(GString *out, const char *config)
         g_string_append_printf(out, "%s%s\n", *lines[i] ? "  " : "", lines[i]);
 }
 
+/* "plugins:" and a line per component, when the file records them. */
+static void describe_plugins(GString *out, hid_t file, const LmnH5Errors *errs)
+{
+    if (!lmn_h5_path_exists(file, "/plugins"))
+        return;
+    g_autoptr(GError) error = NULL;
+    g_autoptr(GPtrArray) plugins = lmn_checkpoint_read_plugins_from(file, errs, &error);
+    if (!plugins) {
+        g_string_append_printf(out, "plugins: not readable: %s\n", error->message);
+        return;
+    }
+    g_string_append(out, "plugins:\n");
+    for (guint i = 0; i < plugins->len; i++) {
+        const LmnCheckpointPlugin *p = g_ptr_array_index(plugins, i);
+        g_autofree char *what = g_str_equal(p->kind, p->name)
+                                    ? g_strdup(p->kind)
+                                    : g_strdup_printf("%s %s", p->kind, p->name);
+        g_string_append_printf(out, "  %-28s %-24s %s %s\n", what, p->type, p->plugin, p->version);
+    }
+}
+
 char *lmn_checkpoint_describe(const char *path, GError **error)
 {
     g_return_val_if_fail(path != NULL, NULL);
@@ -1215,6 +1239,7 @@ char *lmn_checkpoint_describe(const char *path, GError **error)
     describe_model(out, file, config, slots);
     describe_optimizer(out, file, slots, &errs);
     describe_training(out, file, &errs);
+    describe_plugins(out, file, &errs);
     if (config)
         describe_config(out, config);
     else if (config_error)

@@ -11,6 +11,8 @@
  *                              init_skipped_names (see LmnTrainState)
  *   /train/best/<layer>/<name> (only with early stopping and restore_best) the best epoch's
  *                              parameters and buffers, to restore them after a resumed run
+ *   /plugins/layers/<layer>    attrs type, plugin, version: the plugin that provided each
+ *   /plugins/initializers/<layer>.<param>, /plugins/optimizer, /plugins/schedule  likewise
  *
  * Exact resume needs no random-number state: every random stream is a pure function of (seed,
  * stream) — the shuffle permutation of epoch E is Philox stream LMN_STREAM(SHUFFLE, E), the
@@ -179,6 +181,41 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
                                       LmnSchedule *sched, LmnTrainState *state,
                                       gboolean reset_optimizer, LmnCheckpointLoadFlags flags,
                                       GError **error);
+
+/**
+ * LmnCheckpointPlugin:
+ * @kind: "layer", "initializer", "optimizer" or "schedule"
+ * @name: the component: a layer's name, "LAYER.PARAM" for an initializer, else @kind
+ * @type: the registered type it was ("dense", "he_uniform", "adam")
+ * @plugin, @version: the plugin that provided @type when the checkpoint was written
+ */
+typedef struct {
+    char *kind;
+    char *name;
+    char *type;
+    char *plugin;
+    char *version;
+} LmnCheckpointPlugin;
+/** lmn_checkpoint_plugin_free: frees @plugin. */
+void lmn_checkpoint_plugin_free(LmnCheckpointPlugin *plugin);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LmnCheckpointPlugin, lmn_checkpoint_plugin_free)
+/**
+ * lmn_checkpoint_read_plugins:
+ * Returns: (transfer full) (element-type LmnCheckpointPlugin): which plugin and version provided
+ *   each layer, initializer, the optimizer and the schedule (/plugins; empty for files written
+ *   before it was recorded or by other tools), or NULL with LMN_CHECKPOINT_ERROR_OPEN or _FORMAT
+ */
+GPtrArray *lmn_checkpoint_read_plugins(const char *path, GError **error);
+/**
+ * lmn_checkpoint_explain_missing:
+ * For a checkpoint whose config names a type @registry does not have: the first recorded
+ * component whose type is not registered, as "PATH: layer 'fc1' is a 'TYPE' from plugin 'NAME'
+ * VERSION, which is not available here; install that plugin, or point --plugin-path at the
+ * directory that holds it".
+ * Returns: (transfer full) (nullable): the sentence, or NULL when every recorded type is
+ *   registered or nothing is recorded
+ */
+char *lmn_checkpoint_explain_missing(const char *path, LmnRegistry *registry);
 
 /**
  * lmn_checkpoint_describe:

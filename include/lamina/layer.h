@@ -15,6 +15,7 @@
 #include <lamina/backend.h>
 #include <lamina/ops.h>
 #include <lamina/params.h>
+#include <lamina/registry.h>
 
 G_BEGIN_DECLS
 
@@ -212,6 +213,19 @@ LmnParamRole lmn_layer_get_param_role(const LmnLayer *layer, guint index);
  *   for messages about values that were kept ("kept its he_uniform initialisation")
  */
 const char *lmn_layer_get_param_init_name(const LmnLayer *layer, guint index);
+/**
+ * lmn_layer_get_param_init_feature:
+ * Returns: (transfer none) (nullable): the registered initializer that lmn_layer_init_params()
+ *   last filled parameter @index with (its plugin and version are recorded in checkpoints), or
+ *   NULL before it ran
+ */
+const LmnFeature *lmn_layer_get_param_init_feature(const LmnLayer *layer, guint index);
+/**
+ * lmn_layer_get_feature:
+ * Returns: (transfer none): the registered layer type the layer was built from: its name, and
+ *   the plugin (name, version) that provides it
+ */
+const LmnFeature *lmn_layer_get_feature(const LmnLayer *layer);
 /** lmn_layer_get_n_buffers: Returns: number of buffers. */
 guint lmn_layer_get_n_buffers(const LmnLayer *layer);
 /** lmn_layer_get_buffer_name: Returns: (transfer none): buffer @index's name. */

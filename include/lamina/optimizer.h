@@ -13,6 +13,7 @@
 
 #include <lamina/kernel.h>
 #include <lamina/params.h>
+#include <lamina/registry.h>
 
 G_BEGIN_DECLS
 
@@ -101,6 +102,12 @@ void lmn_optimizer_set_step(LmnOptimizer *opt, gint64 step);
 const char *lmn_optimizer_get_type_name(const LmnOptimizer *opt);
 /** lmn_optimizer_get_plugin_version: Returns: (transfer none): the providing plugin's version. */
 const char *lmn_optimizer_get_plugin_version(const LmnOptimizer *opt);
+/**
+ * lmn_optimizer_get_feature:
+ * Returns: (transfer none): the registered optimizer: its name, and the plugin and version that
+ *   provide it (checkpoints record them)
+ */
+const LmnFeature *lmn_optimizer_get_feature(const LmnOptimizer *opt);
 /** lmn_optimizer_get_hyper: Returns: (transfer none): the hyperparameters. */
 const LmnParams *lmn_optimizer_get_hyper(const LmnOptimizer *opt);
 /** lmn_optimizer_get_n_slots: Returns: number of state slots. */

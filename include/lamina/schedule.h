@@ -9,6 +9,7 @@
 #pragma once
 
 #include <lamina/params.h>
+#include <lamina/registry.h>
 
 G_BEGIN_DECLS
 
@@ -91,6 +92,12 @@ double lmn_schedule_get_lr(LmnSchedule *sched, gint64 step, gint64 epoch,
                            gint64 steps_per_epoch);
 /** lmn_schedule_observe: passes a validation metric to schedules that react to one. */
 void lmn_schedule_observe(LmnSchedule *sched, double metric);
+/**
+ * lmn_schedule_get_feature:
+ * Returns: (transfer none): the registered schedule: its name, and the plugin and version that
+ *   provide it (checkpoints record them)
+ */
+const LmnFeature *lmn_schedule_get_feature(const LmnSchedule *sched);
 /** lmn_schedule_get_type_name: Returns: (transfer none): the feature name. */
 const char *lmn_schedule_get_type_name(const LmnSchedule *sched);
 /**

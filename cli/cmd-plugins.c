@@ -66,6 +66,12 @@ static void print_feature(const LmnFeature *f)
     printf("Parameters:\n");
     g_autofree char *schema = lmn_param_spec_describe(d->params);
     fputs(schema, stdout);
+    if (d->kind == LMN_FEATURE_SCHEDULE) {
+        /* [schedule] takes these too, whichever schedule it names */
+        printf("Common keys of every schedule:\n");
+        g_autofree char *common = lmn_param_spec_describe(lmn_schedule_common_specs());
+        fputs(common, stdout);
+    }
 }
 
 /* The error for a name no kind has: the best hint any single kind's lookup can give. */

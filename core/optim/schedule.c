@@ -15,6 +15,9 @@ struct _LmnSchedule {
     LmnScheduleCommon common;
     double base_lr;
     double *state;
+    /* the run's length (lmn_schedule_set_run_length), 0 until told */
+    gint64 epochs;
+    gint64 total_steps;
 };
 
 static const char *const schedule_units[] = {"epoch", "step", NULL};
@@ -109,6 +112,16 @@ LmnSchedule *lmn_schedule_new(LmnRegistry *registry, const char *type, const Lmn
     sched->common = *common;
     sched->base_lr = base_lr;
     sched->state = g_new0(double, MAX(vt->n_state, 1));
+    if (LMN_VTABLE_HAS(vt, validate)) {
+        g_autoptr(GError) local = NULL;
+        if (!vt->validate(params, common, &local)) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "[schedule] type = %s: %s", type,
+                        local ? local->message : "the schedule refused its keys");
+            lmn_schedule_free(sched);
+            return NULL;
+        }
+    }
     if (vt->n_state > 0 && LMN_VTABLE_HAS(vt, init_state))
         vt->init_state(params, base_lr, sched->state);
     return sched;
@@ -133,6 +146,11 @@ double lmn_schedule_get_lr(LmnSchedule *sched, gint64 step, gint64 epoch, gint64
         .step = step,
         .epoch = epoch,
         .steps_per_epoch = steps_per_epoch,
+        .unit = sched->common.unit,
+        .epochs = sched->epochs,
+        .total_steps = sched->total_steps,
+        .length = sched->common.unit == LMN_SCHEDULE_UNIT_STEP ? sched->total_steps
+                                                               : sched->epochs,
     };
     double lr = sched->vtable->lr(sched->params, sched->base_lr, &clock, sched->state);
 
@@ -142,6 +160,18 @@ double lmn_schedule_get_lr(LmnSchedule *sched, gint64 step, gint64 epoch, gint64
         lr *= f + (1.0 - f) * (double) clock.t / (double) sched->common.warmup;
     }
     return lr;
+}
+
+void lmn_schedule_set_run_length(LmnSchedule *sched, gint64 epochs, gint64 steps_per_epoch,
+                                 gint64 max_steps)
+{
+    g_return_if_fail(sched != NULL && epochs >= 0 && steps_per_epoch >= 0 && max_steps >= 0);
+    sched->epochs = epochs;
+    /* (the checkpoint bounds keep epochs and steps far below overflow; saturate anyway) */
+    gint64 total = steps_per_epoch > 0 && epochs > G_MAXINT64 / steps_per_epoch
+                       ? G_MAXINT64
+                       : epochs * steps_per_epoch;
+    sched->total_steps = max_steps > 0 ? MIN(total, max_steps) : total;
 }
 
 void lmn_schedule_observe(LmnSchedule *sched, double metric)

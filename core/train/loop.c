@@ -159,6 +159,21 @@ typedef struct {
     double train_loss, train_acc, val_loss, val_acc, seconds, data_seconds;
     gboolean improved; /* the monitored metric improved (best.h5 is written) */
 } Epoch;
+/* A schedule gave a learning rate no optimizer can use: the schedule is at fault, not the
+ * model, so name it rather than letting the weights turn into NaN. */
+static gboolean bad_lr_error(LmnTrainer *t, const Epoch *ep, GError **error)
+{
+    const LmnFeature *f = lmn_schedule_get_feature(t->sched);
+    g_autofree char *where = lmn_config_dup_where(t->cfg, "schedule", "type");
+    g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
+                "epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT ": schedule '%s' (plugin "
+                "'%s' %s, %s type) returned a learning rate of %g; stopped before applying it "
+                "(checkpoints already in %s are kept). Check the schedule's keys",
+                ep->index + 1, t->state.step + 1, f->desc->name, f->plugin->name,
+                f->plugin->version, where, ep->lr, t->output_dir);
+    return FALSE;
+}
+
 gboolean lmn_train_check_loss(LmnTrainer *t, gint64 epoch, GError **error)
 {
     /* With the CPU backend the loss is in host memory: checking every step is free. */
@@ -192,6 +207,8 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
     if (!lmn_train_process_gradients(t, m, error))
         return FALSE;
     ep->lr = lmn_schedule_get_lr(t->sched, t->state.step, ep->index, steps_per_epoch);
+    if (!isfinite(ep->lr) || ep->lr < 0)
+        return bad_lr_error(t, ep, error);
     lmn_optimizer_step(t->opt, ep->lr);
     t->state.step++;
     /* (adversarial training counted the clean batch's correct answers before the attack) */

@@ -388,6 +388,10 @@ static gboolean build_update(LmnTrainer *t, GError **error)
                                 lmn_config_get_schedule_common(cfg), base_lr, error);
     if (!t->sched)
         return FALSE;
+    /* Schedules spanning the whole run (cosine's t_max, one_cycle's total) default to it. */
+    gint64 n = lmn_dataset_get_length(t->train), batch = t->tc->batch_size;
+    lmn_schedule_set_run_length(t->sched, t->tc->epochs, (n + batch - 1) / batch,
+                                t->tc->max_steps);
     if (!setup_best_weights(t, error))
         return FALSE;
     if (t->opts.resume_checkpoint && !resume(t, error))

@@ -13,12 +13,27 @@
 
 G_BEGIN_DECLS
 
+/** LmnScheduleUnit: what clock->t counts. Stored in files: explicit values. */
+typedef enum {
+    LMN_SCHEDULE_UNIT_EPOCH = 0,
+    LMN_SCHEDULE_UNIT_STEP = 1,
+} LmnScheduleUnit;
+
 /**
  * LmnScheduleClock:
  * @t: the time in the schedule's unit: completed epochs, or optimizer steps done
  * @step: optimizer steps done
  * @epoch: completed epochs
  * @steps_per_epoch: steps in one epoch
+ * @unit: the schedule's unit ([schedule] unit), which @t counts
+ * @epochs: the run's length in epochs ([train] epochs); 0 when no run length is known (a schedule
+ *   used outside lmn_trainer_run() without lmn_schedule_set_run_length())
+ * @total_steps: the optimizer steps the run takes: epochs * steps_per_epoch, or [train]
+ *   max_steps when that is smaller; 0 when unknown
+ * @length: the run's length in @unit (@epochs or @total_steps), for schedules whose shape spans
+ *   the whole run (a key such as t_max or total can default to it); 0 when unknown
+ * The members after @reserved were appended: read them only when LMN_SCHEDULE_CLOCK_HAS() says
+ * the core that called the schedule fills them.
  */
 typedef struct {
     guint32 struct_size;
@@ -27,7 +42,16 @@ typedef struct {
     gint64 epoch;
     gint64 steps_per_epoch;
     gpointer reserved[2];
+    /* appended */
+    LmnScheduleUnit unit;
+    gint64 epochs;
+    gint64 total_steps;
+    gint64 length;
 } LmnScheduleClock;
+
+/** LMN_SCHEDULE_CLOCK_HAS: whether @clock (a const LmnScheduleClock *) has @member. */
+#define LMN_SCHEDULE_CLOCK_HAS(clock, member)                                                      \
+    ((clock)->struct_size >= G_STRUCT_OFFSET(LmnScheduleClock, member) + sizeof((clock)->member))
 
 /**
  * LmnScheduleVTable:
@@ -35,7 +59,11 @@ typedef struct {
  * @init_state: (optional) sets the initial state; NULL means zeros
  * @lr: Returns: the learning rate at @clock
  * @observe: (optional) called with the monitored validation metric after each epoch
+ * @validate: (optional) checks relations between the schedule's keys (and the common ones) that
+ *   a per-key schema cannot express; sets a LMN_CONFIG_ERROR_INVALID error naming the keys.
+ *   Called when the schedule is made, before training starts.  (Appended.)
  */
+typedef struct _LmnScheduleCommon LmnScheduleCommon;
 typedef struct {
     guint32 struct_size;
     guint n_state;
@@ -43,18 +71,14 @@ typedef struct {
     double (*lr)(const LmnParams *params, double base_lr, const LmnScheduleClock *clock,
                  const double *state);
     void (*observe)(const LmnParams *params, double metric, double *state);
+    gboolean (*validate)(const LmnParams *params, const LmnScheduleCommon *common,
+                         GError **error);
 } LmnScheduleVTable;
 
 /* ---- the core's schedule object ---- */
 
 typedef struct _LmnSchedule LmnSchedule;
 typedef struct _LmnRegistry LmnRegistry;
-
-/** LmnScheduleUnit: what clock->t counts. Stored in files: explicit values. */
-typedef enum {
-    LMN_SCHEDULE_UNIT_EPOCH = 0,
-    LMN_SCHEDULE_UNIT_STEP = 1,
-} LmnScheduleUnit;
 
 /**
  * LmnScheduleCommon:
@@ -63,11 +87,11 @@ typedef enum {
  * (default 0), warmup_start_factor in (0, 1] (default 0.1; PyTorch LinearLR's start_factor).
  * During warm-up lr = base_lr-schedule value * (f + (1 - f) * t / warmup).
  */
-typedef struct {
+struct _LmnScheduleCommon {
     LmnScheduleUnit unit;
     gint64 warmup;
     double warmup_start_factor;
-} LmnScheduleCommon;
+};
 
 /** lmn_schedule_common_specs: Returns: (transfer none): the schema of the common keys. */
 const LmnParamSpec *lmn_schedule_common_specs(void);
@@ -85,6 +109,16 @@ void lmn_schedule_common_from_params(const LmnParams *params, LmnScheduleCommon 
  */
 LmnSchedule *lmn_schedule_new(LmnRegistry *registry, const char *type, const LmnParams *params,
                               const LmnScheduleCommon *common, double base_lr, GError **error);
+/**
+ * lmn_schedule_set_run_length:
+ * @epochs: the run's epochs
+ * @steps_per_epoch: optimizer steps in one epoch
+ * @max_steps: a limit on the steps, or 0 for none
+ * Tells the schedule how long the run is (LmnScheduleClock's epochs, total_steps and length), so
+ * schedules that span the whole run need no key repeating it; the trainer calls it.
+ */
+void lmn_schedule_set_run_length(LmnSchedule *sched, gint64 epochs, gint64 steps_per_epoch,
+                                 gint64 max_steps);
 /** lmn_schedule_free: frees the schedule. */
 void lmn_schedule_free(LmnSchedule *sched);
 /** lmn_schedule_get_lr: Returns: the learning rate for the step after @step steps in @epoch. */

@@ -27,6 +27,16 @@
 #define SPEC_ETA_MIN                                                                               \
     LMN_PARAM_SPEC_FLOAT("eta_min", "0", 0, INFINITY, 0, "the minimum learning rate")
 
+/* Key @key, or the run's length in the schedule's unit when it is 0 (0 when neither is known:
+ * a core that does not tell the length, or a schedule used outside a run). */
+static gint64 run_length_or(const LmnParams *params, const char *key, const LmnScheduleClock *clock)
+{
+    gint64 v = lmn_params_get_int(params, key);
+    if (v > 0)
+        return v;
+    return LMN_SCHEDULE_CLOCK_HAS(clock, length) ? clock->length : 0;
+}
+
 /* ---- constant ---- */
 
 static double constant_lr(const LmnParams *params, double base_lr, const LmnScheduleClock *clock,
@@ -137,8 +147,10 @@ LMN_PURE_SCHEDULE(inverse);
 static double linear_lr(const LmnParams *params, double base_lr, const LmnScheduleClock *clock,
                         const double *state)
 {
-    gint64 total = lmn_params_get_int(params, "total");
+    gint64 total = run_length_or(params, "total", clock);
     double end_factor = lmn_params_get_float(params, "end_factor");
+    if (total <= 0)
+        return base_lr; /* no length given and no run to take it from */
     gint64 t = CLAMP(clock->t, 0, total);
     return base_lr * (1.0 + (end_factor - 1.0) * (double) t / (double) total);
 }
@@ -146,9 +158,9 @@ static double linear_lr(const LmnParams *params, double base_lr, const LmnSchedu
 LMN_PURE_SCHEDULE(linear);
 
 static const LmnParamSpec linear_specs[] = {
-    LMN_PARAM_SPEC_INT("total", NULL, 1, INFINITY, LMN_PARAM_FLAG_REQUIRED,
+    LMN_PARAM_SPEC_INT("total", "0", 0, INFINITY, 0,
                        "time at which the decay ends and the learning rate stays constant (torch "
-                       "total_iters)"),
+                       "total_iters); 0 = the whole run, in the schedule's unit"),
     LMN_PARAM_SPEC_FLOAT("end_factor", "0", 0, 1, 0,
                          "fraction of the base learning rate reached at t = total"),
     LMN_PARAM_SPEC_END,
@@ -159,8 +171,10 @@ static const LmnParamSpec linear_specs[] = {
 static double cosine_lr(const LmnParams *params, double base_lr, const LmnScheduleClock *clock,
                         const double *state)
 {
-    gint64 t_max = lmn_params_get_int(params, "t_max");
+    gint64 t_max = run_length_or(params, "t_max", clock);
     double eta_min = lmn_params_get_float(params, "eta_min");
+    if (t_max <= 0)
+        return base_lr; /* no length given and no run to take it from */
     double t = (double) MAX(clock->t, 0);
     /* The closed form; past t_max it rises again, as torch's schedule does. */
     return eta_min + (base_lr - eta_min) * (1.0 + cos(G_PI * t / (double) t_max)) / 2.0;
@@ -169,8 +183,9 @@ static double cosine_lr(const LmnParams *params, double base_lr, const LmnSchedu
 LMN_PURE_SCHEDULE(cosine);
 
 static const LmnParamSpec cosine_specs[] = {
-    LMN_PARAM_SPEC_INT("t_max", NULL, 1, INFINITY, LMN_PARAM_FLAG_REQUIRED,
-                       "half period: the learning rate reaches eta_min at t = t_max (torch T_max)"),
+    LMN_PARAM_SPEC_INT("t_max", "0", 0, INFINITY, 0,
+                       "half period: the learning rate reaches eta_min at t = t_max (torch T_max); "
+                       "0 = the whole run, in the schedule's unit"),
     SPEC_ETA_MIN,
     LMN_PARAM_SPEC_END,
 };
@@ -207,6 +222,74 @@ static const LmnParamSpec cosine_restarts_specs[] = {
     LMN_PARAM_SPEC_INT("t_mult", "1", 1, INFINITY, 0,
                        "each cycle is t_mult times longer than the previous one (torch T_mult)"),
     SPEC_ETA_MIN,
+    LMN_PARAM_SPEC_END,
+};
+
+/* ---- one_cycle (OneCycleLR, without momentum cycling) ---- */
+
+static double anneal(gboolean cosine, double start, double end, double pct)
+{
+    return cosine ? end + (start - end) / 2.0 * (cos(G_PI * pct) + 1.0)
+                  : (end - start) * pct + start;
+}
+
+/* torch's two phases: from base_lr / div_factor up to base_lr over the first pct_start of the
+ * run (ending at step pct_start * total - 1), then down to that / final_div_factor at the last
+ * step (total - 1); the optimizer's lr is the peak (torch max_lr). */
+static double one_cycle_lr(const LmnParams *params, double base_lr, const LmnScheduleClock *clock,
+                           const double *state)
+{
+    gint64 total = run_length_or(params, "total", clock);
+    if (total <= 0)
+        return base_lr;
+    double pct_start = lmn_params_get_float(params, "pct_start");
+    double initial = base_lr / lmn_params_get_float(params, "div_factor");
+    double min_lr = initial / lmn_params_get_float(params, "final_div_factor");
+    gboolean cosine = g_str_equal(lmn_params_get_string(params, "anneal"), "cos");
+    double up_end = pct_start * (double) total - 1.0, last = (double) total - 1.0;
+    double t = (double) CLAMP(clock->t, 0, total - 1);
+    if (t <= up_end)
+        return anneal(cosine, initial, base_lr, up_end > 0 ? t / up_end : 1.0);
+    return anneal(cosine, base_lr, min_lr, last > up_end ? (t - up_end) / (last - up_end) : 1.0);
+}
+
+/* The rising phase must hold at least one step, as torch requires of total * pct_start. */
+static gboolean one_cycle_validate(const LmnParams *params, const LmnScheduleCommon *common,
+                                   GError **error)
+{
+    gint64 total = lmn_params_get_int(params, "total");
+    double pct_start = lmn_params_get_float(params, "pct_start");
+    if (total > 0 && pct_start * (double) total < 1.0) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "pct_start = %g of total = %" G_GINT64_FORMAT " leaves no step for the "
+                    "rising phase; raise pct_start or total",
+                    pct_start, total);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static const LmnScheduleVTable one_cycle_vt = {
+    .struct_size = sizeof(LmnScheduleVTable),
+    .lr = one_cycle_lr,
+    .validate = one_cycle_validate,
+};
+
+static const char *const anneal_values[] = {"cos", "linear", NULL};
+
+static const LmnParamSpec one_cycle_specs[] = {
+    LMN_PARAM_SPEC_INT("total", "0", 0, INFINITY, 0,
+                       "length of the cycle (torch total_steps); 0 = the whole run, in the "
+                       "schedule's unit (use unit = step, as torch does)"),
+    LMN_PARAM_SPEC_FLOAT("pct_start", "0.3", 0, 1,
+                         LMN_PARAM_FLAG_MIN_EXCLUSIVE | LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "fraction of the cycle spent raising the learning rate"),
+    LMN_PARAM_SPEC_FLOAT("div_factor", "25", 0, INFINITY, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+                         "the cycle starts at lr / div_factor ([optimizer] lr is the peak)"),
+    LMN_PARAM_SPEC_FLOAT("final_div_factor", "10000", 0, INFINITY, LMN_PARAM_FLAG_MIN_EXCLUSIVE,
+                         "it ends at lr / div_factor / final_div_factor"),
+    LMN_PARAM_SPEC_ENUM("anneal", "cos", anneal_values,
+                        "the shape of both phases: cosine or linear (torch anneal_strategy)"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -331,6 +414,10 @@ static const LmnFeatureDesc schedule_features[] = {
     LMN_FEATURE(LMN_FEATURE_SCHEDULE, "cosine_restarts",
                 "cosine annealing with warm restarts (torch CosineAnnealingWarmRestarts)",
                 cosine_restarts_specs, &cosine_restarts_vt),
+    LMN_FEATURE(LMN_FEATURE_SCHEDULE, "one_cycle",
+                "the 1cycle policy: up to lr, then down to lr / div_factor / final_div_factor "
+                "(torch OneCycleLR without momentum cycling)",
+                one_cycle_specs, &one_cycle_vt),
     LMN_FEATURE(LMN_FEATURE_SCHEDULE, "reduce_on_plateau",
                 "multiply lr by factor when the validation metric stops improving "
                 "(torch ReduceLROnPlateau)",

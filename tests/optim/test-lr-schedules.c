@@ -19,6 +19,24 @@ static const char *const schedule_types[] = {
     "linear",    "cosine",      "cosine_restarts", "reduce_on_plateau",
 };
 
+static char *attr_text(hid_t obj, const char *name)
+{
+    hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
+    g_assert_cmpint(attr, >=, 0);
+    hid_t type = H5Aget_type(attr);
+    hid_t mem = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    char *raw = NULL;
+    g_assert_cmpint(H5Aread(attr, mem, &raw), >=, 0);
+    char *s = g_strdup(raw);
+    H5free_memory(raw);
+    H5Tclose(mem);
+    H5Tclose(type);
+    H5Aclose(attr);
+    return s;
+}
+
 static double read_attr(hid_t obj, const char *name)
 {
     hid_t attr = H5Aopen(obj, name, H5P_DEFAULT);
@@ -57,7 +75,15 @@ static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, 
     hid_t type = H5Aget_type(attr);
     hid_t space = H5Aget_space(attr);
     char *text;
-    if (H5Tget_class(type) == H5T_STRING) {
+    if (H5Tget_class(type) == H5T_STRING && H5Tis_variable_str(type) > 0) {
+        hid_t mem = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mem, H5T_VARIABLE);
+        char *raw = NULL;
+        g_assert_cmpint(H5Aread(attr, mem, &raw), >=, 0);
+        text = g_strdup(raw);
+        H5free_memory(raw);
+        H5Tclose(mem);
+    } else if (H5Tget_class(type) == H5T_STRING) {
         gsize size = H5Tget_size(type);
         char *buf = g_malloc0(size + 1);
         hid_t mem = H5Tcopy(H5T_C_S1);
@@ -202,6 +228,89 @@ static void test_plateau_state(void)
     lmn_params_unref(params);
 }
 
+/* Schedules spanning the run take its length from lmn_schedule_set_run_length(): one_cycle
+ * (OneCycleLR), and cosine and linear without t_max / total, against torch told the length
+ * (tests/fixtures/schedules-run-length.h5 from scripts/make-schedule-run-length-fixtures.py). */
+static herr_t run_length_case(hid_t file, const char *name, const H5L_info_t *info, void *data)
+{
+    (void) info;
+    guint *n_cases = data;
+    hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
+    KeyValues kv = {g_ptr_array_new_with_free_func(g_free), g_ptr_array_new_with_free_func(g_free)};
+    hsize_t idx = 0;
+    g_assert_cmpint(H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, &kv), >=, 0);
+    g_ptr_array_add(kv.keys, NULL);
+    g_ptr_array_add(kv.values, NULL);
+    g_autofree char *type = attr_text(g, "type");
+    g_autofree char *unit = attr_text(g, "unit");
+    g_autoptr(GError) error = NULL;
+    LmnParams *params = validate(type, (const char *const *) kv.keys->pdata,
+                                 (const char *const *) kv.values->pdata, &error);
+    g_assert_no_error(error);
+    LmnScheduleCommon common = {
+        g_str_equal(unit, "step") ? LMN_SCHEDULE_UNIT_STEP : LMN_SCHEDULE_UNIT_EPOCH, 0, 0.1};
+    double base_lr = read_attr(g, "base_lr");
+    gint64 epochs = (gint64) read_attr(g, "epochs"), spe = (gint64) read_attr(g, "steps_per_epoch");
+    LmnSchedule *sched = lmn_schedule_new(registry, type, params, &common, base_lr, &error);
+    g_assert_no_error(error);
+    lmn_schedule_set_run_length(sched, epochs, spe, (gint64) read_attr(g, "max_steps"));
+    double *expect = NULL;
+    gsize count = read_doubles(g, "lr", &expect);
+    for (gsize k = 0; k < count; k++) {
+        double lr = lmn_schedule_get_lr(sched, (gint64) k, (gint64) k / spe, spe);
+        if (!(fabs(lr - expect[k]) <= 1e-12 * base_lr))
+            g_error("%s: step %" G_GSIZE_FORMAT ": lamina %.17g, torch %.17g", name, k, lr,
+                    expect[k]);
+    }
+    g_free(expect);
+    lmn_schedule_free(sched);
+    lmn_params_unref(params);
+    g_ptr_array_unref(kv.keys);
+    g_ptr_array_unref(kv.values);
+    H5Gclose(g);
+    (*n_cases)++;
+    return 0;
+}
+
+static void test_run_length(void)
+{
+    g_autofree char *path =
+        g_build_filename(g_getenv("LMN_TEST_FIXTURES"), "schedules-run-length.h5", NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g_assert_cmpint(file, >=, 0);
+    guint n_cases = 0;
+    hsize_t idx = 0;
+    H5Literate(file, H5_INDEX_NAME, H5_ITER_INC, &idx, run_length_case, &n_cases);
+    H5Fclose(file);
+    g_assert_cmpuint(n_cases, ==, 5);
+
+    /* Without a run length (a schedule used alone) they hold the base rate. */
+    g_autoptr(GError) error = NULL;
+    const char *keys[] = {NULL};
+    LmnParams *params = validate("cosine", keys, keys, &error);
+    g_assert_no_error(error);
+    LmnSchedule *s = lmn_schedule_new(registry, "cosine", params, NULL, 0.3, &error);
+    g_assert_no_error(error);
+    g_assert_cmpfloat(lmn_schedule_get_lr(s, 5, 2, 3), ==, 0.3);
+    lmn_schedule_free(s);
+    lmn_params_unref(params);
+}
+
+/* one_cycle's validate hook refuses a rising phase shorter than one step, naming the keys. */
+static void test_one_cycle_validate(void)
+{
+    g_autoptr(GError) error = NULL;
+    const char *keys[] = {"total", "pct_start", NULL};
+    const char *values[] = {"3", "0.25", NULL};
+    LmnParams *params = validate("one_cycle", keys, values, &error);
+    g_assert_no_error(error);
+    g_assert_null(lmn_schedule_new(registry, "one_cycle", params, NULL, 0.1, &error));
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID);
+    g_assert_nonnull(strstr(error->message, "[schedule] type = one_cycle"));
+    g_assert_nonnull(strstr(error->message, "pct_start"));
+    lmn_params_unref(params);
+}
+
 /* Warm-up composes with any schedule (core): with cosine, the product of both. */
 static void test_warmup_cosine(void)
 {
@@ -236,9 +345,12 @@ static void test_errors(void)
         {"exponential", "gamma", "-0.5", "gamma", LMN_CONFIG_ERROR_INVALID},
         {"time_decay", "decay", "-1", "decay", LMN_CONFIG_ERROR_INVALID},
         {"inverse", "gamma", "0.5", "gamma", LMN_CONFIG_ERROR_UNKNOWN_KEY},
-        {"linear", NULL, NULL, "total", LMN_CONFIG_ERROR_MISSING},
-        {"linear", "total", "0", "total", LMN_CONFIG_ERROR_INVALID},
-        {"cosine", "t_max", "0", "t_max", LMN_CONFIG_ERROR_INVALID},
+        {"linear", "total", "-1", "total", LMN_CONFIG_ERROR_INVALID},
+        {"cosine", "t_max", "-2", "t_max", LMN_CONFIG_ERROR_INVALID},
+        {"one_cycle", "pct_start", "0", "pct_start", LMN_CONFIG_ERROR_INVALID},
+        {"one_cycle", "pct_start", "1", "pct_start", LMN_CONFIG_ERROR_INVALID},
+        {"one_cycle", "div_factor", "0", "div_factor", LMN_CONFIG_ERROR_INVALID},
+        {"one_cycle", "anneal", "cosine", "anneal", LMN_CONFIG_ERROR_INVALID},
         {"cosine", "t_max", "2.5", "t_max", LMN_CONFIG_ERROR_INVALID},
         {"cosine_restarts", "t_0", "-3", "t_0", LMN_CONFIG_ERROR_INVALID},
         {"reduce_on_plateau", "factor", "1", "factor", LMN_CONFIG_ERROR_INVALID},
@@ -287,6 +399,8 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/optim/schedules/reduce_on_plateau/state", test_plateau_state);
     g_test_add_func("/optim/schedules/cosine/warmup", test_warmup_cosine);
+    g_test_add_func("/optim/schedules/run-length/matches-pytorch", test_run_length);
+    g_test_add_func("/optim/schedules/one_cycle/validate", test_one_cycle_validate);
     g_test_add_func("/optim/schedules/new-types/errors", test_errors);
     g_test_add_func("/optim/schedules/new-types/schemas", test_schemas);
     int rc = g_test_run();

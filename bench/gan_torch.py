@@ -9,7 +9,11 @@ against the updated discriminator with target 1; Adam lr 2e-4, betas (0.5, 0.999
 Prints "epoch_s=..." (data loading excluded: the split is decoded into memory first, as
 Lamina's reader holds it in memory too).
 
-  gan_torch.py FILE:/split --batch 64 --threads N [--epochs 1] [--seed 1]
+  gan_torch.py FILE:/split --batch 64 --threads N [--epochs 1] [--seed 1] [--samples OUT.h5]
+
+With --samples, also writes 1000 samples as lamina-gan does (split /samples: x float32
+[1000, 1, 28, 28], y int32 zeros), for examples/gan/check-samples.py: a reference for the
+quality lamina-gan's samples should reach.
 """
 import argparse
 import time
@@ -49,6 +53,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--samples")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -81,6 +86,13 @@ def main():
         secs = time.perf_counter() - t0
         print(f"d_loss={dsum / steps:.4f} g_loss={gsum / steps:.4f} epoch_s={secs:.3f}",
               flush=True)
+    if a.samples:
+        g.eval()
+        with torch.no_grad():
+            x = g(torch.randn(1000, 64)).reshape(1000, 1, 28, 28).numpy()
+        with h5py.File(a.samples, "w") as f:
+            f["samples/x"] = x.astype(np.float32)
+            f["samples/y"] = np.zeros(1000, np.int32)
 
 
 if __name__ == "__main__":

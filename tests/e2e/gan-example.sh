@@ -51,8 +51,9 @@ expect_error "no-such.h5" --data "$tmp/no-such.h5:/test" --output "$tmp/x"
 expect_error "nope.ini" --data "$tmp/fm.h5:/test" --output "$tmp/x" --generator "$tmp/nope.ini"
 
 echo "== a short run from the installed program (its configs from share/lamina-gan)"
-# 2 epochs of 40 generator steps each (k = 2: 80 discriminator steps), batch 32.
-"$gan" --data "$tmp/fm.h5:/test" --epochs 2 --k 2 --batch-size 32 --max-steps 80 --seed 3 \
+# Batch 32, k = 2: the first epoch is 313 discriminator steps (10000 / 32, the last one short)
+# and 156 generator steps; --max-steps 200 stops the second after 44 generator steps.
+"$gan" --data "$tmp/fm.h5:/test" --epochs 2 --k 2 --batch-size 32 --max-steps 200 --seed 3 \
   --output "$tmp/out" | tee "$tmp/gan.log"
 grep -c "^epoch " "$tmp/gan.log" | grep -qx 2
 awk '/^epoch / {
@@ -60,7 +61,8 @@ awk '/^epoch / {
        if (!($4 + 0 == $4 + 0 && $4 > 0 && $4 < 100 && $6 > 0 && $6 < 100)) exit 1
        n++ }
      END { exit n == 2 ? 0 : 1 }' "$tmp/gan.log" || { echo "losses not finite"; exit 1; }
-grep -q "^epoch 1/2 .* 80 d-steps 40 g-steps" "$tmp/gan.log"
+grep -q "^epoch 1/2 .* 313 d-steps 156 g-steps" "$tmp/gan.log"
+grep -q "^epoch 2/2 .* 88 d-steps 44 g-steps" "$tmp/gan.log"
 
 out=$tmp/out
 for f in samples.h5 samples.png generator.h5 discriminator.h5; do test -s "$out/$f"; done
@@ -80,8 +82,8 @@ h5dump -d /samples/x -w 0 -y "$out/samples.h5" | sed -n '/DATA {/,/}/p' | tr ','
 h5dump -a /optimizer/type "$out/generator.h5" | grep -q '"adam"'
 h5dump -H -d /optimizer/state/fc3/weight/exp_avg_sq "$out/generator.h5" | grep -q "784, 512"
 h5dump -H -d /optimizer/state/fc1/weight/exp_avg "$out/discriminator.h5" | grep -q "512, 784"
-h5dump -a /optimizer/step "$out/generator.h5" | grep -q "(0): 40$"
-h5dump -a /optimizer/step "$out/discriminator.h5" | grep -q "(0): 80$"
+h5dump -a /optimizer/step "$out/generator.h5" | grep -q "(0): 200$"
+h5dump -a /optimizer/step "$out/discriminator.h5" | grep -q "(0): 401$"
 "$lamina" inspect "$out/generator.h5" >/dev/null
 # The samples are a split `lamina eval` reads: a classifier trained for one epoch scores them
 # (their labels are 0, so the accuracy is the share it calls T-shirt/top; it only has to run).

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """PyTorch side of bench/gan-run.sh: one epoch of examples/gan's dense GAN, timed.
 
-The same networks as examples/gan/generator.ini and discriminator.ini (z 64 -> 256 -> 512 -> 784
-ReLU/sigmoid; 784 -> 512 -> 256 -> 1 LeakyReLU 0.2), the same step as lamina-gan with k = 1:
+The same networks as examples/gan/generator.ini and discriminator.ini (z 100 -> 256 -> 512 ->
+1024 -> 784, LeakyReLU 0.2, sigmoid; 784 -> 1024 -> 512 -> 256 -> 1, LeakyReLU 0.2, dropout 0.3),
+the same step as lamina-gan with k = 1:
 the discriminator on one batch of m real and m generated images concatenated (binary
 cross-entropy on logits, the mean over 2m), then the generator on the same generated batch
 against the updated discriminator with target 1; Adam lr 2e-4, betas (0.5, 0.999) for both.
@@ -23,17 +24,22 @@ import numpy as np
 import torch
 
 
-def generator(z_dim=64):
+Z_DIM = 100
+
+
+def generator():
     return torch.nn.Sequential(
-        torch.nn.Linear(z_dim, 256), torch.nn.ReLU(),
-        torch.nn.Linear(256, 512), torch.nn.ReLU(),
-        torch.nn.Linear(512, 784), torch.nn.Sigmoid())
+        torch.nn.Linear(Z_DIM, 256), torch.nn.LeakyReLU(0.2),
+        torch.nn.Linear(256, 512), torch.nn.LeakyReLU(0.2),
+        torch.nn.Linear(512, 1024), torch.nn.LeakyReLU(0.2),
+        torch.nn.Linear(1024, 784), torch.nn.Sigmoid())
 
 
 def discriminator():
     return torch.nn.Sequential(
-        torch.nn.Linear(784, 512), torch.nn.LeakyReLU(0.2),
-        torch.nn.Linear(512, 256), torch.nn.LeakyReLU(0.2),
+        torch.nn.Linear(784, 1024), torch.nn.LeakyReLU(0.2), torch.nn.Dropout(0.3),
+        torch.nn.Linear(1024, 512), torch.nn.LeakyReLU(0.2), torch.nn.Dropout(0.3),
+        torch.nn.Linear(512, 256), torch.nn.LeakyReLU(0.2), torch.nn.Dropout(0.3),
         torch.nn.Linear(256, 1))
 
 
@@ -70,7 +76,7 @@ def main():
         for i in range(0, len(x), a.batch):
             real = x[perm[i:i + a.batch]]
             m = len(real)
-            fake = g(torch.randn(m, 64))
+            fake = g(torch.randn(m, Z_DIM))
             target = torch.cat([torch.ones(m, 1), torch.zeros(m, 1)])
             dopt.zero_grad()
             dloss = bce(d(torch.cat([real, fake.detach()])), target)
@@ -89,7 +95,7 @@ def main():
     if a.samples:
         g.eval()
         with torch.no_grad():
-            x = g(torch.randn(1000, 64)).reshape(1000, 1, 28, 28).numpy()
+            x = g(torch.randn(1000, Z_DIM)).reshape(1000, 1, 28, 28).numpy()
         with h5py.File(a.samples, "w") as f:
             f["samples/x"] = x.astype(np.float32)
             f["samples/y"] = np.zeros(1000, np.int32)

@@ -80,8 +80,8 @@ h5dump -d /samples/x -w 0 -y "$out/samples.h5" | sed -n '/DATA {/,/}/p' | tr ','
 
 # both checkpoints carry Adam's state and the steps taken
 h5dump -a /optimizer/type "$out/generator.h5" | grep -q '"adam"'
-h5dump -H -d /optimizer/state/fc3/weight/exp_avg_sq "$out/generator.h5" | grep -q "784, 512"
-h5dump -H -d /optimizer/state/fc1/weight/exp_avg "$out/discriminator.h5" | grep -q "512, 784"
+h5dump -H -d /optimizer/state/fc4/weight/exp_avg_sq "$out/generator.h5" | grep -q "784, 1024"
+h5dump -H -d /optimizer/state/fc1/weight/exp_avg "$out/discriminator.h5" | grep -q "1024, 784"
 h5dump -a /optimizer/step "$out/generator.h5" | grep -q "(0): 200$"
 h5dump -a /optimizer/step "$out/discriminator.h5" | grep -q "(0): 401$"
 "$lamina" inspect "$out/generator.h5" >/dev/null

@@ -11,8 +11,9 @@
  * lmn_model_backward_from.  Both use Adam from their configs' [optimizer] groups.
  *
  * The latent noise is Philox (random.h): the z of discriminator step s is stream
- * LMN_STREAM(GAN_STREAM_LATENT, s) of --seed, the 1000 samples written at the end are stream
- * LMN_STREAM(GAN_STREAM_SAMPLES, 0), so a run is a function of its seed and data.
+ * LMN_STREAM(GAN_STREAM_LATENT, s) of --seed, the 1000 samples written at the end come from
+ * LMN_STREAM(GAN_STREAM_SAMPLES, c) for their chunks c of --batch-size, so a run is a function
+ * of its seed and data.
  */
 #include <errno.h>
 #include <glib/gstdio.h>

@@ -10,6 +10,8 @@ set -euo pipefail
 packages=(
   gcc libc6-dev meson ninja-build pkg-config
   libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
+  # examples/gan writes its grid of samples as PNG
+  libpng-dev
   libvulkan-dev mesa-vulkan-drivers glslang-tools spirv-tools vulkan-validationlayers vulkan-tools
   dataset-fashion-mnist
   # lamina plot: cairo draws the curves, with a font for their labels

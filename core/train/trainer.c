@@ -330,58 +330,15 @@ static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error
     return !t->opts.init_checkpoint || load_init(t, error);
 }
 
-/* Per-layer learning rates ([layer] trainable, lr_mult) as optimizer ranges: each layer owns the
- * flat tensors from its first parameter to the next layer's (its padding included, whose
- * gradient is 0), neighbours with the same multiplier share a range, frozen layers and lr_mult
- * = 0 have none.  A model whose layers all learn at the scheduled rate keeps the single launch
- * over everything. */
-static void setup_lr_ranges(LmnTrainer *t)
-{
-    LmnTensor *flat = lmn_model_get_params(t->model);
-    g_autoptr(GArray) ranges = g_array_new(FALSE, FALSE, sizeof(LmnOptimizerRange));
-    gboolean uniform = TRUE;
-    gint64 start = -1;
-    double mult = 0;
-    for (guint i = 0; i < lmn_model_get_n_layers(t->model); i++) {
-        LmnLayer *l = lmn_model_get_layer(t->model, i);
-        const LmnLayerConfig *lc = lmn_config_get_layer(t->cfg, i);
-        if (lmn_layer_get_n_params(l) == 0)
-            continue;
-        gint64 off = (gint64) ((lmn_layer_get_param(l, 0)->offset - flat->offset) / sizeof(float));
-        double m = lc->trainable ? lc->lr_mult : 0.0;
-        uniform = uniform && m == 1.0;
-        if (start >= 0 && m != mult) {
-            LmnOptimizerRange r = {start, off - start, mult};
-            if (mult > 0)
-                g_array_append_val(ranges, r);
-            start = -1;
-        }
-        if (start < 0) {
-            start = off;
-            mult = m;
-        }
-    }
-    if (uniform)
-        return;
-    if (start >= 0 && mult > 0) {
-        LmnOptimizerRange r = {start, lmn_tensor_numel(flat) - start, mult};
-        g_array_append_val(ranges, r);
-    }
-    lmn_optimizer_set_ranges(t->opt, (const LmnOptimizerRange *) (gpointer) ranges->data,
-                             ranges->len);
-}
-
 /* The optimizer and the schedule, the best-weights copy, the state of a resumed run, and the
  * gradient processing between backward and the update. */
 static gboolean build_update(LmnTrainer *t, GError **error)
 {
     LmnConfig *cfg = t->cfg;
-    t->opt = lmn_optimizer_new(t->registry, lmn_config_get_optimizer_type(cfg),
-                               lmn_config_get_optimizer_params(cfg), lmn_model_get_params(t->model),
-                               lmn_model_get_grads(t->model), error);
+    /* The same call a custom loop makes, so both apply [layer] trainable and lr_mult alike. */
+    t->opt = lmn_optimizer_new_for_model(t->registry, NULL, NULL, t->model, cfg, error);
     if (!t->opt)
         return FALSE;
-    setup_lr_ranges(t);
     double base_lr = lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "lr");
     t->sched = lmn_schedule_new(t->registry, lmn_config_get_schedule_type(cfg),
                                 lmn_config_get_schedule_params(cfg),

@@ -7,6 +7,21 @@
  * another), so an optimizer updates the whole model with one launch.  Activations and gradients
  * are views into an arena that lmn_model_prepare() plans for the largest batch and reuses: a
  * training step allocates nothing.
+ *
+ * Custom training loops.  `lamina train` is one client of this API; a program may own the loop:
+ *   1. build: lmn_config_new_from_file() + lmn_config_validate(), then lmn_model_new() (or
+ *      lmn_model_new_full() with LMN_MODEL_ALLOW_NO_LOSS for a generator or feature extractor);
+ *   2. init params: lmn_model_init_params(), or lmn_checkpoint_load_weights();
+ *   3. optionally lmn_model_set_input_grad(), then lmn_model_prepare() for the largest batch;
+ *   4. the optimizer: lmn_optimizer_new_for_model() (optimizer.h) from the config's [optimizer],
+ *      with the layers' trainable / lr_mult ranges applied as the trainer applies them;
+ *   5. each step: lmn_model_set_batch() and fill x (and y), lmn_model_forward(), then
+ *      lmn_model_backward() (overwrites the gradients) or lmn_model_zero_grads() and
+ *      lmn_model_backward_from() (accumulates), then lmn_optimizer_step();
+ *   6. checkpoint: lmn_checkpoint_save() with the optimizer and an LmnTrainState of the loop's
+ *      counters; resume with lmn_checkpoint_load_weights() + lmn_checkpoint_load_training().
+ * Pass the optimizer's step count (lmn_optimizer_get_step()) and the run's seed as @step and
+ * @seed to forward and backward: dropout masks are a function of them, as in `lamina train`.
  */
 #pragma once
 

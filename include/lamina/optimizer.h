@@ -43,11 +43,13 @@ typedef struct {
     gboolean (*validate)(const LmnParams *hyper, GError **error);
 } LmnOptimizerVTable;
 
-/* ---- the core's optimizer object (used by the training loop, tools and tests) ---- */
+/* ---- the core's optimizer object (used by the training loop, custom loops, tools, tests) ---- */
 
 typedef struct _LmnOptimizer LmnOptimizer;
 typedef struct _LmnRegistry LmnRegistry;
 typedef struct _LmnTensor LmnTensor;
+typedef struct _LmnModel LmnModel;
+typedef struct _LmnConfig LmnConfig;
 
 /**
  * lmn_optimizer_new:
@@ -91,6 +93,37 @@ typedef struct {
  * n_ranges = 0 freezes everything.
  */
 void lmn_optimizer_set_ranges(LmnOptimizer *opt, const LmnOptimizerRange *ranges, guint n_ranges);
+/**
+ * lmn_optimizer_set_model_ranges:
+ * @model: the model whose flat tensors @opt was made for
+ * @cfg: the config @model was built from (its [layer] trainable and lr_mult)
+ * Applies per-layer learning rates as `lamina train` does: each layer owns the flat tensors from
+ * its first parameter to the next layer's (padding included, whose gradient is 0), neighbours
+ * with the same multiplier share a range, frozen layers (trainable = false) and lr_mult = 0 have
+ * none.  When every layer learns at lr_mult 1 the optimizer keeps its single launch over
+ * everything (no call to lmn_optimizer_set_ranges()).
+ */
+void lmn_optimizer_set_model_ranges(LmnOptimizer *opt, LmnModel *model, const LmnConfig *cfg);
+/**
+ * lmn_optimizer_new_for_model:
+ * @type: (nullable): a registered optimizer name; NULL takes @cfg's [optimizer] type
+ * @hyper: (nullable): hyperparameters validated against @type's schema (must contain "lr");
+ *   NULL takes @cfg's validated [optimizer] keys (lmn_config_get_optimizer_params()), which is
+ *   how a custom loop reads `[optimizer] type = adam, lr = 0.0002, beta1 = 0.5` from the
+ *   same INI file as the model; with @type given and @hyper NULL, @type must be @cfg's type
+ * @model: the model to optimise (its flat parameters and gradients)
+ * @cfg: the validated config @model was built from
+ * The optimizer a custom training loop needs, made exactly as `lamina train` makes its own:
+ * lmn_optimizer_new() over lmn_model_get_params() and lmn_model_get_grads(), then
+ * lmn_optimizer_set_model_ranges().  A step is then lmn_model_zero_grads() (for
+ * lmn_model_backward_from()), backward, lmn_optimizer_step(); its state is saved with
+ * lmn_checkpoint_save() and restored with lmn_checkpoint_load_training().
+ * Returns: (transfer full): the optimizer, or NULL with @error (LMN_CONFIG_ERROR_INVALID when
+ *   @hyper is NULL and @type is not @cfg's optimizer, or lmn_optimizer_new()'s errors)
+ */
+LmnOptimizer *lmn_optimizer_new_for_model(LmnRegistry *registry, const char *type,
+                                          const LmnParams *hyper, LmnModel *model,
+                                          const LmnConfig *cfg, GError **error);
 /** lmn_optimizer_get_n_launches: Returns: update kernels launched so far (a test hook: one per
  * step without ranges). */
 guint64 lmn_optimizer_get_n_launches(const LmnOptimizer *opt);

@@ -4,8 +4,9 @@
 # Fails when docs/cli.md (or DOC) no longer matches the lamina command built in BUILD: every
 # command `lamina --help` lists needs a section headed "## `lamina COMMAND`", every flag that
 # `lamina COMMAND --help` prints (long and short forms, except --help/-h) must appear in that
-# section in backticks (`--flag`, `--flag=VALUE`, `-f`), and every format listed under "Formats:" (lamina
-# convert's sub-commands) as `lamina COMMAND FORMAT`.  Registered as the meson test cli-docs.
+# section in backticks (`--flag`, `--flag=VALUE`, `-f`), and every format listed under
+# "Formats:" (lamina convert's sub-commands) as `lamina COMMAND FORMAT`.  Registered as the
+# meson test cli-docs (suite e2e).
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then

@@ -147,7 +147,8 @@ static int parse_args(GradcheckArgs *a, int *argc, char ***argv)
          "per-sample shape of the next input (repeatable, in order; a loss's target last): 8, "
          "3,4,4, [] for a scalar, i32:[] for a class label (default: [8] per input)",
          "SHAPE"},
-        {"batch", 'b', 0, G_OPTION_ARG_INT64, &a->batch, "batch size N (default 4)", "N"},
+        {"batch", 'b', 0, G_OPTION_ARG_INT64, &a->batch,
+         "batch size N (default 4; the C API's default is 3)", "N"},
         {"tolerance", 't', 0, G_OPTION_ARG_DOUBLE, &a->tolerance,
          "largest accepted relative error (default 1e-2)", "TOL"},
         {"seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, "seed of the random inputs and parameters",

@@ -26,7 +26,7 @@ G_BEGIN_DECLS
 /**
  * LmnGradcheckOptions:
  * @seed: seeds every random value (inputs, labels, parameters, output_grad)
- * @batch: the batch size N (default 3)
+ * @batch: the batch size N (default 3; `lamina gradcheck` sets 4 unless --batch is given)
  * @step: finite-difference step relative to @value_scale (default 1e-2)
  * @value_scale: f32 inputs and parameters are drawn with magnitudes in
  *   [@margin * @value_scale, @value_scale] and random signs (default 1)

@@ -17,6 +17,11 @@
 G_BEGIN_DECLS
 
 #define LMN_KERNEL_MAX_BUFFERS 12
+/* The core accepts up to LMN_KERNEL_MAX_SCALARS scalars (the CPU function receives them all),
+ * but a SPIR-V variant runs only with at most 30: the Vulkan backend's push-constant block is
+ * 128 bytes (the minimum maxPushConstantsSize every Vulkan device has), and `uint n; uint
+ * offset;` take 8 of them, leaving 120 for 30 floats.  With 31 or 32 scalars the Vulkan backend
+ * runs the kernel's CPU function on host copies instead (with a one-time warning). */
 #define LMN_KERNEL_MAX_SCALARS 32
 
 /**
@@ -40,7 +45,8 @@ typedef enum {
  * LmnKernelSpirv:
  * A SPIR-V variant.  Bindings: set 0, storage buffers 0..n_buffers-1 in the order of the launch;
  * the scalar block and the index count arrive as push constants: `uint n; uint offset; float
- * scalars[n_scalars]` (offset is the first index of this dispatch when the backend splits).
+ * scalars[n_scalars]` (offset is the first index of this dispatch when the backend splits), at
+ * most 128 bytes, so a SPIR-V variant is used only when n_scalars <= 30 (see above).
  * The local size x is specialization constant 0.
  */
 typedef struct {
@@ -58,7 +64,7 @@ typedef struct {
  * @cpu: the reference implementation (mandatory)
  * @n_buffers: how many tensors a launch binds (<= LMN_KERNEL_MAX_BUFFERS)
  * @access: per-buffer #LmnKernelAccess
- * @n_scalars: size of the scalar block (<= LMN_KERNEL_MAX_SCALARS)
+ * @n_scalars: size of the scalar block (<= LMN_KERNEL_MAX_SCALARS; <= 30 for @spirv to be used)
  * @spirv: (nullable): GPU variant
  */
 typedef struct {

@@ -44,9 +44,15 @@ typedef enum {
  * LmnLayerIO:
  * @inputs: the inputs, [N, ...]
  * @output: the output, [N, ...] (a one-element tensor for loss layers)
- * @output_grad: backward only: dL/d(output); NULL for loss layers
+ * @output_grad: backward only: dL/d(output); NULL for loss layers.  Read-only: a layer must not
+ *   use it as scratch, since it may be the caller's tensor (lmn_model_backward_from() passes the
+ *   given gradient to the last layer as it is)
  * @input_grads: backward only: where to write dL/d(input i), overwriting; an entry is NULL when
- *   that gradient is not needed (data inputs, labels)
+ *   that gradient is not needed (data inputs, labels).  In a model an input gradient never
+ *   shares memory with @output_grad, with another input gradient (even when two inputs are the
+ *   same layer), or with any input or output: the activation arena planner keeps them all live
+ *   while the layer's backward runs, so they get disjoint places.  A layer may therefore write
+ *   its input gradients in any order while it still reads @output_grad.
  * @batch: N
  * @training: TRUE in training, FALSE in evaluation (dropout off, running statistics used)
  * @step: optimizer steps done so far (seeds per-step randomness such as dropout masks)

@@ -208,7 +208,9 @@ void lmn_op_batchnorm_forward(const LmnTensor *x, const LmnTensor *mean, const L
 /**
  * lmn_op_batchnorm_backward:
  * The training-mode gradient (statistics computed from the batch itself): dx overwritten, and
- * dweight, dbias (overwritten; either may be NULL when not affine).
+ * dweight, dbias (overwritten; either may be NULL when not affine).  @weight may be NULL: the
+ * scale is then 1, as in lmn_op_batchnorm_forward (a backend must accept it; the CPU and Vulkan
+ * backends do and are tested with it).  @dx may be @dy.
  */
 void lmn_op_batchnorm_backward(const LmnTensor *x, const LmnTensor *dy, const LmnTensor *mean,
                                const LmnTensor *var, const LmnTensor *weight, LmnTensor *dx,

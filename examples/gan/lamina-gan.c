@@ -330,8 +330,8 @@ static gboolean disc_step(Gan *g, gint64 m, GError **error)
 
 /* One generator step on the last discriminator step's m generated images (the generator has
  * not changed since, so its activations are still those of that batch), against the updated
- * discriminator with target 1.  The discriminator's parameter gradients computed here are
- * overwritten by its next step's backward and never used. */
+ * discriminator with target 1.  Only the discriminator's input gradient is needed here, so its
+ * backward skips its own parameter gradients (lmn_model_backward_input). */
 static gboolean gen_step(Gan *g, gint64 m, GError **error)
 {
     LmnTensor *x, *y;
@@ -340,7 +340,7 @@ static gboolean gen_step(Gan *g, gint64 m, GError **error)
     lmn_op_fill(y, 1.0f);
     guint64 step = (guint64) lmn_optimizer_get_step(g->gopt);
     lmn_model_forward(g->disc, TRUE, step, (guint64) g->o.seed);
-    lmn_model_backward(g->disc, step, (guint64) g->o.seed);
+    lmn_model_backward_input(g->disc, step, (guint64) g->o.seed);
     lmn_op_axpby(1.0f, lmn_model_get_loss(g->disc), 1.0f, g->g_acc);
     lmn_model_zero_grads(g->gen);
     if (!lmn_model_backward_from(g->gen, lmn_model_get_input_grad(g->disc), step,

@@ -1,12 +1,19 @@
 /* Lamina — the model: a DAG of named layers.
  *
- * Nodes are the data input ("input"), the targets ("labels") and one per layer, in file order; a
+ * Nodes are the data input ("input"), the targets (y's is "labels"; another dataset a loss names
+ * with `target = NAME` is LMN_CONFIG_TARGET_PREFIX NAME) and one per layer, in file order; a
  * layer may only take inputs defined before it, which makes every model a DAG by construction.
  * Forward runs in file order, backward in reverse; a node's output that feeds several layers gets
  * the sum of their gradients.  All parameters live in one flat tensor (and their gradients in
  * another), so an optimizer updates the whole model with one launch.  Activations and gradients
  * are views into an arena that lmn_model_prepare() plans for the largest batch and reuses: a
  * training step allocates nothing.
+ *
+ * A model may have several loss layers, anywhere in the graph (an auxiliary head on an
+ * intermediate layer, one head per task).  A loss's output is a scalar that feeds no layer; every
+ * other layer must feed one.  The model's loss is the sum of weight_i * loss_i ([layer] weight,
+ * default 1), and backward seeds loss i with weight_i, so the gradients are those of PyTorch's
+ * `sum(w_i * loss_i).backward()`.
  */
 #pragma once
 
@@ -54,7 +61,26 @@ LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend 
  */
 LmnModel *lmn_model_new_full(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
                              const LmnTensorInfo *target, LmnModelFlags flags, GError **error);
-/** lmn_model_has_loss: Returns: whether the last layer is a loss. */
+/**
+ * lmn_model_new_with_targets:
+ * @cfg: a validated config
+ * @n_targets: lmn_config_get_n_targets(@cfg), or 0 (only with LMN_MODEL_ALLOW_NO_LOSS) for a
+ *   model without targets
+ * @targets: (array length=n_targets) (nullable): per-sample shape and dtype of each target, in
+ *   the config's order: [0] is y's (the "labels" node), [t] that of
+ *   lmn_config_get_target_name(@cfg, t) (e.g. from lmn_dataset_get_target_info_at())
+ * @flags: as lmn_model_new_full()
+ * Like lmn_model_new_full(), for configs whose losses read datasets other than y ([layer]
+ * target = NAME).  lmn_model_new_full() is this with y's info alone.
+ * Returns: (transfer full): the model, or NULL with LMN_CONFIG_ERROR_GRAPH (as
+ *   lmn_model_new_full(); also when @n_targets does not match the config, a loss's output feeds
+ *   a layer, or a non-loss layer feeds nothing) or a layer's error
+ */
+LmnModel *lmn_model_new_with_targets(const LmnConfig *cfg, LmnRegistry *registry,
+                                     LmnBackend *backend, guint n_targets,
+                                     const LmnTensorInfo *targets, LmnModelFlags flags,
+                                     GError **error);
+/** lmn_model_has_loss: Returns: whether the model has a loss layer (its last layer is one). */
 gboolean lmn_model_has_loss(const LmnModel *model);
 /** lmn_model_free: frees the model and its tensors. */
 void lmn_model_free(LmnModel *model);
@@ -139,16 +165,66 @@ gboolean lmn_model_get_input_grad_enabled(const LmnModel *model);
 LmnTensor *lmn_model_get_input_grad(LmnModel *model);
 /**
  * lmn_model_get_loss:
+ * The model's loss: the sum of weight * loss over its loss layers, in file order (the one loss
+ * layer's own output when there is one, of weight 1).
  * Returns: (transfer none) (nullable): the loss (one f32 element) of the last forward; NULL for
  *   a model without a loss
  */
 LmnTensor *lmn_model_get_loss(LmnModel *model);
 /**
  * lmn_model_get_prediction:
- * Returns: (transfer none) (nullable): the loss layer's first input for the current batch (the
- *   logits); NULL for a model without a loss (see lmn_model_get_output())
+ * Returns: (transfer none) (nullable): the first loss layer's first input for the current batch
+ *   (the logits); NULL for a model without a loss (see lmn_model_get_output())
  */
 LmnTensor *lmn_model_get_prediction(LmnModel *model);
+/** lmn_model_get_n_losses: Returns: the number of loss layers (0 for a loss-free model). */
+guint lmn_model_get_n_losses(const LmnModel *model);
+/** lmn_model_get_loss_layer: Returns: (transfer none): loss @index (< n_losses, file order). */
+LmnLayer *lmn_model_get_loss_layer(LmnModel *model, guint index);
+/** lmn_model_get_loss_weight: Returns: loss @index's weight ([layer] weight, default 1). */
+double lmn_model_get_loss_weight(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_value:
+ * Returns: (transfer none): loss @index's own (unweighted) scalar of the last forward, f32 [];
+ *   NULL before the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_loss_value(LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_prediction:
+ * Returns: (transfer none): loss @index's first input for the current batch
+ */
+LmnTensor *lmn_model_get_loss_prediction(LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_target:
+ * Returns: the target (index for lmn_model_get_target()) loss @index reads as its last input,
+ *   or -1 when its last input is a layer (e.g. an mse between two layers' outputs)
+ */
+gint lmn_model_get_loss_target(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_n_classes:
+ * Returns: the class count of loss @index (its prediction's last dimension) when its target is
+ *   class labels, else -1
+ */
+gint64 lmn_model_get_loss_n_classes(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_n_targets:
+ * Returns: the number of target tensors: lmn_config_get_n_targets() of the config, or 0 for a
+ *   model built without targets
+ */
+guint lmn_model_get_n_targets(const LmnModel *model);
+/** lmn_model_get_target_name: Returns: (transfer none): target @index's dataset name ("y" first).
+ */
+const char *lmn_model_get_target_name(const LmnModel *model, guint index);
+/** lmn_model_get_target_info_at: Returns: (transfer none): target @index's per-sample info. */
+const LmnTensorInfo *lmn_model_get_target_info_at(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_target:
+ * The tensor to fill with target @index for the current batch ([0] is the one
+ * lmn_model_set_batch() returns as *y_out), valid until the next lmn_model_set_batch() with
+ * another batch size.
+ * Returns: (transfer none): the tensor, or NULL before the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_target(LmnModel *model, guint index);
 /** lmn_model_get_params: Returns: (transfer none): the flat parameter tensor. */
 LmnTensor *lmn_model_get_params(LmnModel *model);
 /** lmn_model_get_grads: Returns: (transfer none): the flat gradient tensor. */
@@ -161,14 +237,14 @@ LmnLayer *lmn_model_get_layer(LmnModel *model, guint index);
 const LmnShape *lmn_model_get_input_shape(const LmnModel *model);
 /**
  * lmn_model_get_target_info:
- * Returns: (transfer none) (nullable): the per-sample target info; NULL for a model built
- *   without targets
+ * Returns: (transfer none) (nullable): the per-sample info of target 0 (y); NULL for a model
+ *   built without targets
  */
 const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model);
 /**
  * lmn_model_get_n_classes:
- * Returns: the class count (the prediction's last dimension) when the model has a loss and
- *   its targets are class labels, else -1
+ * Returns: the class count (the first loss's prediction's last dimension) when the model has a
+ *   loss and y holds class labels, else -1
  */
 gint64 lmn_model_get_n_classes(const LmnModel *model);
 /**

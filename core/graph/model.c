@@ -408,6 +408,66 @@ fail:
     return NULL;
 }
 
+LmnModel *lmn_model_new_for_dataset(const LmnConfig *cfg, LmnRegistry *registry,
+                                    LmnBackend *backend, const LmnDataset *ds, GError **error)
+{
+    g_return_val_if_fail(cfg && ds, NULL);
+    guint n = lmn_config_get_n_targets(cfg);
+    g_autofree LmnTensorInfo *infos = g_new0(LmnTensorInfo, n);
+    for (guint t = 0; t < n; t++) {
+        const char *name = lmn_config_get_target_name(cfg, t);
+        gint k = lmn_dataset_find_target(ds, name);
+        if (k < 0) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_MISSING,
+                        "%s: a loss reads the target '%s', which was not read from the split "
+                        "(open it with lmn_dataset_open_with_targets())",
+                        lmn_dataset_get_spec(ds), name);
+            return NULL;
+        }
+        infos[t] = lmn_dataset_get_target_info_at(ds, (guint) k);
+    }
+    return lmn_model_new_with_targets(cfg, registry, backend, n, infos, LMN_MODEL_FLAGS_NONE,
+                                      error);
+}
+
+gboolean lmn_model_check_targets(const LmnModel *model, const LmnDataset *ds, GError **error)
+{
+    g_return_val_if_fail(model && ds, FALSE);
+    for (guint t = 1; t < model->n_targets; t++) {
+        const char *name = lmn_model_get_target_name(model, t);
+        gint k = lmn_dataset_find_target(ds, name);
+        LmnTensorInfo have = k >= 0 ? lmn_dataset_get_target_info_at(ds, (guint) k)
+                                    : (LmnTensorInfo){lmn_shape_make(0), LMN_DTYPE_I32};
+        const LmnTensorInfo *want = &model->target_infos[t];
+        if (k < 0) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_MISSING,
+                        "%s: the model's losses read the target '%s', which this split was not "
+                        "opened with (lmn_dataset_open_with_targets())",
+                        lmn_dataset_get_spec(ds), name);
+            return FALSE;
+        }
+        if (have.dtype != want->dtype || !lmn_shape_equal(&have.shape, &want->shape)) {
+            g_autofree char *hs = lmn_shape_to_string(&have.shape);
+            g_autofree char *ws = lmn_shape_to_string(&want->shape);
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                        "%s: target '%s' is %s %s per sample but the model's is %s %s",
+                        lmn_dataset_get_spec(ds), name,
+                        have.dtype == LMN_DTYPE_I32 ? "class labels" : "float targets", hs,
+                        want->dtype == LMN_DTYPE_I32 ? "class labels" : "float targets", ws);
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < model->n_losses; i++) {
+        gint t = lmn_model_get_loss_target(model, i);
+        gint k =
+            t > 0 ? lmn_dataset_find_target(ds, lmn_model_get_target_name(model, (guint) t)) : -1;
+        if (k > 0 && !lmn_dataset_check_target_labels(
+                         ds, (guint) k, lmn_model_get_loss_n_classes(model, i), error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error)
 {
     guint first = 0;
@@ -1099,6 +1159,21 @@ static gboolean lsuv_load_batch(LmnModel *m, const LmnDataset *ds, gint64 batch,
     if (!lmn_dataset_read(ds, order, (gsize) batch, xh, yh, error) ||
         !lmn_model_check_input(m, xh, batch, order, error))
         return FALSE;
+    /* The other targets too: a loss must never read unset class labels. */
+    for (guint t = 1; t < m->n_targets; t++) {
+        gint k = lmn_dataset_find_target(ds, lmn_model_get_target_name(m, t));
+        LmnTensor *tt = lmn_model_get_target(m, t);
+        if (k < 0) {
+            lmn_op_fill(tt, 0.0f);
+            continue;
+        }
+        g_autofree void **dst = g_new0(void *, lmn_dataset_get_n_targets(ds));
+        g_autofree void *th = g_malloc(lmn_tensor_nbytes(tt));
+        dst[k] = th;
+        if (!lmn_dataset_read_targets(ds, order, (gsize) batch, NULL, dst, error) ||
+            !lmn_tensor_write(tt, th, lmn_tensor_nbytes(tt), error))
+            return FALSE;
+    }
     return lmn_tensor_write(x, xh, lmn_tensor_nbytes(x), error) &&
            lmn_tensor_write(y, yh, lmn_tensor_nbytes(y), error);
 }

@@ -80,6 +80,24 @@ LmnModel *lmn_model_new_with_targets(const LmnConfig *cfg, LmnRegistry *registry
                                      LmnBackend *backend, guint n_targets,
                                      const LmnTensorInfo *targets, LmnModelFlags flags,
                                      GError **error);
+/**
+ * lmn_model_new_for_dataset:
+ * @ds: a split opened with (at least) the config's targets (lmn_dataset_open_with_targets() with
+ *   lmn_config_get_target_name() of each)
+ * lmn_model_new_with_targets() with the per-sample info of each of the config's targets in @ds.
+ * Returns: (transfer full): the model, or NULL with LMN_DATA_ERROR_MISSING (a target @ds lacks)
+ *   or an error of lmn_model_new_with_targets()
+ */
+LmnModel *lmn_model_new_for_dataset(const LmnConfig *cfg, LmnRegistry *registry,
+                                    LmnBackend *backend, const LmnDataset *ds, GError **error);
+/**
+ * lmn_model_check_targets:
+ * Checks @ds's targets other than y (which lmn_dataset_check_model() checks) against the model:
+ * each present with the model's dtype and shape, and class labels below the class count of the
+ * losses reading them.
+ * Returns: FALSE with LMN_DATA_ERROR_SHAPE or _VALUE naming the split and the target
+ */
+gboolean lmn_model_check_targets(const LmnModel *model, const LmnDataset *ds, GError **error);
 /** lmn_model_has_loss: Returns: whether the model has a loss layer (its last layer is one). */
 gboolean lmn_model_has_loss(const LmnModel *model);
 /** lmn_model_free: frees the model and its tensors. */

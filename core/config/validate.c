@@ -379,8 +379,10 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
     for (guint i = 0; i + 1 < k.core.keys->len; i++) {
         const char *key = g_ptr_array_index(k.core.keys, i);
         if (g_str_equal(key, "weight") || g_str_equal(key, "target")) {
-            if (!lc->loss_where)
-                lc->loss_where = lmn_config_dup_where(cfg, group, key);
+            if (!lc->loss_where) {
+                g_autofree char *where = lmn_config_dup_where(cfg, group, key);
+                lc->loss_where = g_strdup_printf("%s %s", where, key);
+            }
         } else if (g_str_equal(key, "l1"))
             lc->l1 = lmn_params_get_float(core, "l1");
         else if (g_str_equal(key, "l2"))
@@ -405,7 +407,7 @@ static gboolean apply_loss_keys(LmnConfig *cfg, LmnLayerConfig *lc, const LmnLay
         if (lc->loss_where) {
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
                         "%s: weight and target apply only to loss layers, and layer '%s' (%s) is "
-                        "not a loss (e.g. type = softmax_cross_entropy or mse)",
+                        "not one (e.g. type = softmax_cross_entropy or mse)",
                         lc->loss_where, lc->name, lc->type);
             return FALSE;
         }

@@ -149,7 +149,8 @@ void lmn_model_zero_grads(LmnModel *model);
 /**
  * lmn_model_get_output:
  * The last layer's output for the current batch, as left by the last lmn_model_forward(): a
- * loss-free model's output, or the loss of a model with one.
+ * loss-free model's output, or the last loss layer's own value in a model with losses (the
+ * model's loss, their weighted sum, is lmn_model_get_loss()).
  * Returns: (transfer none): the tensor, or NULL before the first lmn_model_set_batch()
  */
 LmnTensor *lmn_model_get_output(LmnModel *model);

@@ -65,10 +65,10 @@ static float *read_tensor(LmnTensor *t)
 
 /* The two-head model on @backend with the fixture's weights, forward and backward on its batch
  * (input gradients on). */
-static LmnModel *run_two_head(LmnBackend *backend, LmnConfig **cfg_out)
+static LmnModel *run_two_head_text(const char *text, LmnBackend *backend, LmnConfig **cfg_out)
 {
     g_autoptr(GError) error = NULL;
-    LmnConfig *cfg = lmn_config_new_from_data(two_head_cfg, -1, "two-head.ini", &error);
+    LmnConfig *cfg = lmn_config_new_from_data(text, -1, "two-head.ini", &error);
     g_assert_no_error(error);
     g_assert_true(lmn_config_validate(cfg, registry, &error));
     g_assert_cmpuint(lmn_config_get_n_targets(cfg), ==, 2);
@@ -116,6 +116,11 @@ static LmnModel *run_two_head(LmnBackend *backend, LmnConfig **cfg_out)
     lmn_model_backward(model, 0, 1);
     *cfg_out = cfg;
     return model;
+}
+
+static LmnModel *run_two_head(LmnBackend *backend, LmnConfig **cfg_out)
+{
+    return run_two_head_text(two_head_cfg, backend, cfg_out);
 }
 
 /* max |a - b| / max(max |b|, tiny): the error relative to the gradient's scale. */
@@ -183,6 +188,42 @@ static void test_torch(void)
     double err = rel_error(gx, ref, n);
     g_test_message("grad_x: max |lamina - torch| / max |torch| = %.3g", err);
     g_assert_cmpfloat(MAX(worst, err), <=, 1e-5);
+    lmn_model_free(model);
+    lmn_config_free(cfg);
+}
+
+/* fc1 frozen: its gradient stays 0, and every other gradient (the input's too, through fc1) is
+ * still PyTorch's. */
+static void test_torch_frozen(void)
+{
+    g_autofree char *text = NULL;
+    const char *at = strstr(two_head_cfg, "[layer act]");
+    text =
+        g_strdup_printf("%.*strainable = false\n%s", (int) (at - two_head_cfg), two_head_cfg, at);
+    LmnConfig *cfg;
+    LmnModel *model = run_two_head_text(text, cpu, &cfg);
+    double worst = 0;
+    for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
+        LmnLayer *l = lmn_model_get_layer(model, i);
+        for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
+            g_autofree float *got = read_tensor(lmn_layer_get_grad(l, p));
+            gsize n = (gsize) lmn_tensor_numel(lmn_layer_get_grad(l, p));
+            if (g_str_equal(lmn_layer_get_name(l), "fc1")) {
+                for (gsize k = 0; k < n; k++)
+                    g_assert_cmpfloat(got[k], ==, 0.0f);
+                continue;
+            }
+            g_autofree char *name = g_strdup_printf("/two-head/grad/%s/%s", lmn_layer_get_name(l),
+                                                    lmn_layer_get_param_name(l, p));
+            g_autofree float *ref = fixture_floats(name, NULL);
+            worst = MAX(worst, rel_error(got, ref, n));
+        }
+    }
+    gsize n = 0;
+    g_autofree float *ref = fixture_floats("/two-head/grad_x", &n);
+    g_autofree float *gx = read_tensor(lmn_model_get_input_grad(model));
+    worst = MAX(worst, rel_error(gx, ref, n));
+    g_assert_cmpfloat(worst, <=, 1e-5);
     lmn_model_free(model);
     lmn_config_free(cfg);
 }
@@ -329,6 +370,7 @@ int main(int argc, char **argv)
         g_test_add_func("/e2e/multi-loss/vulkan-equals-cpu", test_vulkan);
     } else {
         g_test_add_func("/e2e/multi-loss/torch", test_torch);
+        g_test_add_func("/e2e/multi-loss/torch-frozen", test_torch_frozen);
         g_test_add_func("/e2e/multi-loss/train-resume", test_resume);
         g_test_add_func("/e2e/multi-loss/train-resume-streaming", test_resume_streaming);
     }

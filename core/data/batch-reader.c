@@ -450,23 +450,26 @@ void lmn_batch_reader_get_position(const LmnBatchReader *r, gint64 *epoch_out,
     }
 }
 
+static gint64 next_batch(LmnBatchReader *r, float *x_out, void *y_out, void *const *targets_out,
+                         guint32 *indices_out, GError **error);
+
 gint64 lmn_batch_reader_next(LmnBatchReader *r, float *x_out, void *y_out, guint32 *indices_out,
                              GError **error)
 {
-    void *targets[1] = {y_out};
-    g_return_val_if_fail(r != NULL, -1);
-    /* Only y: the other targets' entries are never read. */
-    if (r->ds->n_extra == 0)
-        return lmn_batch_reader_next_targets(r, x_out, targets, indices_out, error);
-    g_autofree void **all = g_new0(void *, 1 + r->ds->n_extra);
-    all[0] = y_out;
-    return lmn_batch_reader_next_targets(r, x_out, all, indices_out, error);
+    return next_batch(r, x_out, y_out, NULL, indices_out, error);
 }
 
 gint64 lmn_batch_reader_next_targets(LmnBatchReader *r, float *x_out, void *const *targets_out,
                                      guint32 *indices_out, GError **error)
 {
-    void *y_out = targets_out != NULL ? targets_out[0] : NULL;
+    return next_batch(r, x_out, targets_out != NULL ? targets_out[0] : NULL, targets_out,
+                      indices_out, error);
+}
+
+/* @targets_out: NULL, or every target's buffer ([0] is @y_out's). */
+static gint64 next_batch(LmnBatchReader *r, float *x_out, void *y_out, void *const *targets_out,
+                         guint32 *indices_out, GError **error)
+{
     g_return_val_if_fail(r != NULL && x_out != NULL, -1);
     if (r->next_batch >= r->batches) {
         return 0;

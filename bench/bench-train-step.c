@@ -1,10 +1,12 @@
 /* Lamina benchmark: training-step throughput of a model config on synthetic data.
  *
- *   bench-train-step CONFIG [--steps N] [--warmup N] [--backend NAME]
+ *   bench-train-step CONFIG [--steps N] [--warmup N] [--backend NAME] [--input-grad]
  *
  * Builds the model from CONFIG (its [data] group is not read), fills one batch with random
  * inputs and labels, and times forward + backward + optimizer step, the same work
- * bench/torch_train_step.py times in PyTorch.  Prints one line: "samples_per_s=...".
+ * bench/torch_train_step.py times in PyTorch.  With --input-grad the backward pass also computes
+ * dL/d(input) (lmn_model_set_input_grad), as torch_train_step.py --input-grad does with an input
+ * that requires a gradient.  Prints one line: "samples_per_s=...".
  */
 #include <lamina/lamina.h>
 #include <stdio.h>
@@ -14,10 +16,12 @@ int main(int argc, char **argv)
 {
     gint64 steps = 200, warmup = 20;
     g_autofree char *backend_name = NULL;
+    gboolean input_grad = FALSE;
     GOptionEntry entries[] = {
         {"steps", 0, 0, G_OPTION_ARG_INT64, &steps, "timed steps", "N"},
         {"warmup", 0, 0, G_OPTION_ARG_INT64, &warmup, "untimed steps first", "N"},
         {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "backend (default cpu)", "NAME"},
+        {"input-grad", 0, 0, G_OPTION_ARG_NONE, &input_grad, "also compute dL/d(input)", NULL},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("CONFIG");
@@ -44,6 +48,7 @@ int main(int argc, char **argv)
     LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
     LmnModel *model = lmn_model_new(cfg, reg, b, &target, &error);
     if (!model || !lmn_model_init_params(model, 1, &error) ||
+        !lmn_model_set_input_grad(model, input_grad, &error) ||
         !lmn_model_prepare(model, tc->batch_size, &error)) {
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;

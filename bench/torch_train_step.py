@@ -3,7 +3,10 @@
 one synthetic batch.  Prints "samples_per_s=...".
 
   torch_train_step.py MODEL --batch N --steps N --warmup N --threads N --optimizer sgd|adam --lr LR
-                        [--device cpu|cuda]
+                        [--device cpu|cuda] [--input-grad]
+
+With --input-grad the input requires a gradient, so backward also computes dL/dx (what
+bench-train-step --input-grad times).
 
 On CUDA, fp32 is kept exact (TF32 off unless --tf32), and the clock stops after a device
 synchronisation, as Lamina's figure includes its own wait for the device.
@@ -49,6 +52,7 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tf32", action="store_true")
+    ap.add_argument("--input-grad", action="store_true")
     a = ap.parse_args()
     dev = torch.device(a.device)
     if dev.type == "cuda":
@@ -65,6 +69,8 @@ def main():
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.rand((a.batch,) + shape, device=dev)
     y = torch.randint(0, classes, (a.batch,), device=dev)
+    if a.input_grad:
+        x.requires_grad_(True)
 
     def sync():
         if dev.type == "cuda":

@@ -28,6 +28,8 @@ int lmn_cli_attack(int argc, char **argv);
 int lmn_cli_inspect(int argc, char **argv);
 /** lmn_cli_gradcheck: `lamina gradcheck LAYER [--set KEY=VALUE]... [--input SHAPE]...` */
 int lmn_cli_gradcheck(int argc, char **argv);
+/** lmn_cli_plot: `lamina plot METRICS.csv|OUTPUT_DIR [--output FILE.png|.svg]` */
+int lmn_cli_plot(int argc, char **argv);
 /** lmn_cli_devices: `lamina devices [--plugin-path DIR]...`: devices per backend, auto's pick */
 int lmn_cli_devices(int argc, char **argv);
 

@@ -1,5 +1,6 @@
 /* Lamina — `lamina train`. */
 #include "cli.h"
+#include "plot.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ typedef struct {
     GStrv plugin_dirs, sets;
     char *output, *optimizer, *lr, *backend, *device, *init, *resume;
     gint64 epochs, batch, seed, max_steps;
-    gboolean reset_opt, quiet, no_progress, allow_nonfinite, init_partial;
+    gboolean reset_opt, quiet, no_progress, allow_nonfinite, init_partial, plot;
 } TrainArgs;
 
 static void train_args_clear(TrainArgs *a)
@@ -94,6 +95,8 @@ static int parse_args(TrainArgs *a, int *argc, char ***argv)
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &a->quiet, "print nothing per epoch", NULL},
         {"no-progress", 0, 0, G_OPTION_ARG_NONE, &a->no_progress,
          "no progress bar even on a terminal", NULL},
+        {"plot", 0, 0, G_OPTION_ARG_NONE, &a->plot,
+         "redraw OUTPUT/curves.png (as lamina plot does) after every epoch", NULL},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("CONFIG");
@@ -153,6 +156,24 @@ static gboolean apply_overrides(LmnConfig *cfg, LmnRegistry *registry, const Tra
     return ok && lmn_config_validate(cfg, registry, error);
 }
 
+/* --plot: redraws curves.png beside metrics.csv after each epoch.  A picture that cannot be
+ * drawn is not worth stopping a run for: the first failure is reported and plotting stops. */
+static void plot_epoch(const char *metrics_path, gpointer data)
+{
+    gboolean *failed = data;
+    if (*failed)
+        return;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *dir = g_path_get_dirname(metrics_path);
+    g_autofree char *out = g_build_filename(dir, "curves.png", NULL);
+    g_autoptr(LmnMetrics) m = lmn_metrics_read(metrics_path, &error);
+    if (!m || !lmn_plot_metrics(m, out, metrics_path, &error)) {
+        fprintf(stderr, "lamina train: warning: --plot: %s; training goes on without it\n",
+                error->message);
+        *failed = TRUE;
+    }
+}
+
 /* Trains with Ctrl-C turned into a stop request.  Returns: the exit status. */
 static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a)
 {
@@ -167,6 +188,11 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
         .allow_nonfinite = a->allow_nonfinite,
         .init_partial = a->init_partial,
     };
+    gboolean plot_failed = FALSE;
+    if (a->plot) {
+        opts.epoch_done = plot_epoch;
+        opts.epoch_done_data = &plot_failed;
+    }
     /* A file size limit (ulimit -f) then fails a write with EFBIG, reported like a full disk,
      * instead of killing the process mid-write. */
     signal(SIGXFSZ, SIG_IGN);
@@ -180,6 +206,8 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
     set_stop_handler(SIG_DFL);
     running_trainer = NULL;
     lmn_trainer_free(trainer);
+    if (a->plot)
+        lmn_plot_shutdown();
     if (!ok) {
         gboolean interrupted = g_error_matches(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_INTERRUPTED);
         lmn_cli_fail("train", error);

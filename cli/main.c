@@ -19,6 +19,8 @@ static const Command commands[] = {
     {"gradcheck", lmn_cli_gradcheck,
      "check a layer's gradients by finite differences: lamina gradcheck LAYER [--set K=V]"},
     {"devices", lmn_cli_devices, "list backend devices and the one auto picks: lamina devices"},
+    {"plot", lmn_cli_plot,
+     "learning curves as a picture: lamina plot OUTPUT_DIR [--output curves.png|.svg]"},
     {"inspect", lmn_cli_inspect, "show what a checkpoint holds: lamina inspect CKPT"},
     {"plugins", lmn_cli_plugins, "list plugins, or describe one: lamina plugins [describe NAME]"},
 };

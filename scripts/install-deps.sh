@@ -12,6 +12,8 @@ packages=(
   libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
   libvulkan-dev mesa-vulkan-drivers glslang-tools spirv-tools vulkan-validationlayers vulkan-tools
   dataset-fashion-mnist
+  # lamina plot: cairo draws the curves, with a font for their labels
+  libcairo2-dev fonts-dejavu-core
   # Without these the PyTorch half of the interop test (e2e-interop-torch) is skipped.
   python3-torch python3-h5py python3-numpy
 )

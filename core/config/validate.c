@@ -14,6 +14,7 @@ static const LmnParamSpec model_specs[] = {
 };
 
 static const char *const monitor_values[] = {"val_loss", "val_accuracy", NULL};
+static const char *const adversarial_values[] = {"none", "fgsm", "pgd", NULL};
 
 static const LmnParamSpec train_specs[] = {
     LMN_PARAM_SPEC_INT("epochs", "10", 1, 1e9, 0, "passes over the training data"),
@@ -67,6 +68,22 @@ static const LmnParamSpec train_specs[] = {
     LMN_PARAM_SPEC_INT(
         "lsuv_max_iter", "10", 0, 1000, 0,
         "LSUV rescales each layer at most this many times (0 = orthogonal weights only)"),
+    LMN_PARAM_SPEC_ENUM("adversarial", "none", adversarial_values,
+                        "adversarial training: each step also trains on the batch attacked with "
+                        "fgsm or pgd (as `lamina attack`) from the current weights"),
+    LMN_PARAM_SPEC_FLOAT("adversarial_eps", "0", 0, INFINITY, 0,
+                         "the attack's L-infinity budget, in the units the model sees (after "
+                         "scale, mean and std); required (> 0) with adversarial"),
+    LMN_PARAM_SPEC_INT("adversarial_steps", "10", 1, 1000, 0, "pgd's number of steps"),
+    LMN_PARAM_SPEC_FLOAT("adversarial_alpha", "0", 0, INFINITY, 0,
+                         "pgd's step size; 0 = 2.5 * adversarial_eps / adversarial_steps"),
+    LMN_PARAM_SPEC_FLOAT_LIST("adversarial_clip", "", 1, 0, 0,
+                              "MIN, MAX: the valid input range the attacked batch is clipped to "
+                              "(e.g. 0, 1 for images with scale 1/255); empty = no clipping"),
+    LMN_PARAM_SPEC_FLOAT("adversarial_weight", "0.5", 0, 1, 0,
+                         "w of the training loss w * J(x) + (1 - w) * J(x_adversarial)"),
+    LMN_PARAM_SPEC_BOOL("adversarial_random_start", "false",
+                        "pgd starts from a uniform random point of the eps-ball"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -646,6 +663,65 @@ static void read_train_config(LmnTrainConfig *t, const LmnParams *tp, const LmnP
     t->lsuv = lmn_params_get_bool(tp, "lsuv");
     t->lsuv_tol = lmn_params_get_float(tp, "lsuv_tol");
     t->lsuv_max_iter = lmn_params_get_int(tp, "lsuv_max_iter");
+    const char *adv = lmn_params_get_string(tp, "adversarial");
+    t->adversarial = g_str_equal(adv, "fgsm")  ? LMN_ADVERSARIAL_FGSM
+                     : g_str_equal(adv, "pgd") ? LMN_ADVERSARIAL_PGD
+                                               : LMN_ADVERSARIAL_NONE;
+    t->adversarial_eps = lmn_params_get_float(tp, "adversarial_eps");
+    t->adversarial_steps = lmn_params_get_int(tp, "adversarial_steps");
+    double alpha = lmn_params_get_float(tp, "adversarial_alpha");
+    t->adversarial_alpha = alpha > 0 ? alpha : NAN;
+    gsize n_clip = 0;
+    const double *clip = lmn_params_get_float_list(tp, "adversarial_clip", &n_clip);
+    t->adversarial_clip_min = n_clip == 2 ? clip[0] : -INFINITY;
+    t->adversarial_clip_max = n_clip == 2 ? clip[1] : INFINITY;
+    t->adversarial_weight = lmn_params_get_float(tp, "adversarial_weight");
+    t->adversarial_random_start = lmn_params_get_bool(tp, "adversarial_random_start");
+}
+
+/* The adversarial_* keys: meaningful only together with adversarial, and consistent. */
+static gboolean validate_adversarial(LmnConfig *cfg, const LmnParams *tp, GError **error)
+{
+    const LmnTrainConfig *t = &cfg->train;
+    static const char *const keys[] = {"adversarial_eps",
+                                       "adversarial_steps",
+                                       "adversarial_alpha",
+                                       "adversarial_clip",
+                                       "adversarial_weight",
+                                       "adversarial_random_start",
+                                       NULL};
+    for (guint i = 0; keys[i]; i++) {
+        if (t->adversarial != LMN_ADVERSARIAL_NONE ||
+            !g_key_file_has_key(cfg->kf, "train", keys[i], NULL))
+            continue;
+        g_autofree char *where = lmn_config_dup_where(cfg, "train", keys[i]);
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s %s: it has no effect without adversarial training; set adversarial = "
+                    "fgsm or pgd, or remove it",
+                    where, keys[i]);
+        return FALSE;
+    }
+    if (t->adversarial == LMN_ADVERSARIAL_NONE)
+        return TRUE;
+    if (!(t->adversarial_eps > 0)) {
+        g_autofree char *where = lmn_config_dup_where(cfg, "train", "adversarial_eps");
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s adversarial_eps: adversarial training needs a budget > 0, in the units "
+                    "the model sees (e.g. adversarial_eps = 0.1 for images with scale 1/255)",
+                    where);
+        return FALSE;
+    }
+    gsize n_clip = 0;
+    lmn_params_get_float_list(tp, "adversarial_clip", &n_clip);
+    if (n_clip != 0 && (n_clip != 2 || t->adversarial_clip_min > t->adversarial_clip_max)) {
+        g_autofree char *where = lmn_config_dup_where(cfg, "train", "adversarial_clip");
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s adversarial_clip: expected MIN, MAX with MIN <= MAX (e.g. 0, 1), got "
+                    "%zu value%s%s",
+                    where, n_clip, n_clip == 1 ? "" : "s", n_clip == 2 ? " with MIN > MAX" : "");
+        return FALSE;
+    }
+    return TRUE;
 }
 
 /* [train] and [data] (required), the checks between them, and the layers' penalty defaults. */
@@ -664,6 +740,8 @@ static gboolean validate_train_data(LmnConfig *cfg, GError **error)
         return FALSE;
     LmnTrainConfig *t = &cfg->train;
     read_train_config(t, tp, dp);
+    if (!validate_adversarial(cfg, tp, error))
+        return FALSE;
     if (t->validation_data && t->validation_split > 0) {
         g_autofree char *where = lmn_config_dup_where(cfg, "data", "validation_split");
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,

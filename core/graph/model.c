@@ -28,6 +28,9 @@ typedef struct {
     /* A loss layer: its output is a scalar, and backward starts it with @weight. */
     gboolean is_loss;
     float weight;
+    /* Whether the node's value depends on the model input: lmn_model_backward_input() runs only
+     * those layers. */
+    gboolean reads_input;
     LmnTensor *out_full;  /* [max_batch, ...] */
     LmnTensor *grad_full; /* [max_batch, ...] or NULL */
     LmnTensor *out;       /* views for the current batch */
@@ -222,12 +225,16 @@ static void plan_backward(LmnModel *m)
     gboolean any_frozen = FALSE;
     for (guint i = m->first_layer; i < m->nodes->len; i++)
         any_frozen = any_frozen || node_at(m, i)->frozen;
+    node_at(m, NODE_INPUT)->reads_input = TRUE;
     for (guint i = m->first_layer; i < m->nodes->len; i++) {
         Node *n = node_at(m, i);
         gboolean runs = !any_frozen || (!n->frozen && lmn_layer_get_n_params(n->layer) > 0);
         for (guint j = 0; !runs && j < n->n_inputs; j++)
             runs = node_at(m, n->inputs[j])->needs_grad;
         n->runs_backward = runs;
+        n->reads_input = FALSE;
+        for (guint j = 0; j < n->n_inputs; j++)
+            n->reads_input = n->reads_input || node_at(m, n->inputs[j])->reads_input;
         /* The last layer's output gradient is the caller's, and a loss's is its weight. */
         n->needs_grad = runs && i != m->loss_node && !n->is_loss;
     }
@@ -755,8 +762,11 @@ static void scale_loss_grads(Node *n)
             lmn_op_axpby(n->weight, n->edge[j], 0.0f, n->edge[j]);
 }
 
-/* Backward through every layer that runs; @output_grad is the last layer's (NULL for a loss). */
-static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, guint64 seed)
+/* Backward through every layer that runs; @output_grad is the last layer's (NULL for a loss).
+ * With @input_only, only the layers between the input and the losses run, and none is asked for
+ * its parameters' gradients. */
+static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, guint64 seed,
+                         gboolean input_only)
 {
     LmnTensor *ins[16];
     LmnLayerIO io;
@@ -765,17 +775,19 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
         node_at(model, i)->grad_written = FALSE;
     for (guint i = model->nodes->len; i-- > model->first_layer;) {
         Node *n = node_at(model, i);
-        if (!n->runs_backward)
+        if (!n->runs_backward || (input_only && !n->reads_input))
             continue;
         fill_io(model, n, ins, &io, model->last_training, step, seed);
         io.output_grad = n->is_loss ? NULL : i == model->loss_node ? output_grad : n->grad;
         io.input_grads = n->edge;
+        io.skip_param_grads = input_only || n->frozen;
         lmn_layer_backward(n->layer, &io);
         if (n->is_loss)
             scale_loss_grads(n);
         /* A frozen layer runs only for the layers below it; the gradient of its own parameters
-         * stays 0, as if never computed, so clipping and the gradient's norm leave it out. */
-        for (guint p = 0; n->frozen && p < lmn_layer_get_n_params(n->layer); p++)
+         * stays 0, as if never computed, so clipping and the gradient's norm leave it out (a
+         * layer may compute it even when told to skip it). */
+        for (guint p = 0; !input_only && n->frozen && p < lmn_layer_get_n_params(n->layer); p++)
             lmn_op_fill(lmn_layer_get_grad(n->layer, p), 0.0f);
         for (guint j = 0; j < n->n_inputs; j++) {
             Node *src = node_at(model, n->inputs[j]);
@@ -795,7 +807,15 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
 {
     g_return_if_fail(model->batch > 0);
     g_return_if_fail(model->has_loss);
-    run_backward(model, NULL, step, seed);
+    run_backward(model, NULL, step, seed, FALSE);
+}
+
+void lmn_model_backward_input(LmnModel *model, guint64 step, guint64 seed)
+{
+    g_return_if_fail(model->batch > 0);
+    g_return_if_fail(model->has_loss);
+    g_return_if_fail(model->input_grad);
+    run_backward(model, NULL, step, seed, TRUE);
 }
 
 gboolean lmn_model_backward_from(LmnModel *model, const LmnTensor *output_grad, guint64 step,
@@ -832,7 +852,7 @@ gboolean lmn_model_backward_from(LmnModel *model, const LmnTensor *output_grad, 
      * call accumulate, like PyTorch's backward. */
     lmn_op_copy(model->grads_saved, model->grads);
     /* Layers only read their output gradient, whatever the LmnLayerIO field's constness. */
-    run_backward(model, (LmnTensor *) output_grad, step, seed);
+    run_backward(model, (LmnTensor *) output_grad, step, seed, FALSE);
     lmn_op_axpby(1.0f, model->grads_saved, 1.0f, model->grads);
     return TRUE;
 }

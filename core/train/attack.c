@@ -3,7 +3,7 @@
  * The perturbation is computed on the host: a step needs one input-gradient read and one input
  * write per batch anyway, and float32 element-wise arithmetic in a fixed order is what makes the
  * result equal PyTorch's on the same model, on every backend. */
-#include <lamina/attack.h>
+#include "attack-private.h"
 
 #include <lamina/lamina.h>
 #include <math.h>
@@ -81,7 +81,7 @@ static gboolean step(LmnModel *model, gint64 n, const float *x, float *grad_out,
         *correct_out = (gint64) c;
     }
     if (grad_out) {
-        lmn_model_backward(model, 0, 0);
+        lmn_model_backward_input(model, 0, 0);
         LmnTensor *g = lmn_model_get_input_grad(model);
         if (!lmn_tensor_read(g, grad_out, lmn_tensor_nbytes(g), error))
             return FALSE;
@@ -89,14 +89,9 @@ static gboolean step(LmnModel *model, gint64 n, const float *x, float *grad_out,
     return TRUE;
 }
 
-gboolean lmn_attack_batch(LmnModel *model, const LmnAttackOptions *o, const float *x,
-                          const gint32 *labels, gint64 n, gint64 first_index, float *x_adv_out,
-                          gint64 *clean_correct_out, gint64 *adv_correct_out, GError **error)
+/* The checks lmn_attack_batch() documents, shared with adversarial training. */
+gboolean lmn_attack_check_model(LmnModel *model, GError **error)
 {
-    g_return_val_if_fail(model && o && x && labels && n >= 1 && first_index >= 0 && x_adv_out,
-                         FALSE);
-    if (!lmn_attack_options_check(o, error))
-        return FALSE;
     if (lmn_model_get_n_classes(model) <= 0) {
         g_set_error_literal(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
                             "an attack needs a model whose loss takes class labels (e.g. "
@@ -109,6 +104,48 @@ gboolean lmn_attack_batch(LmnModel *model, const LmnAttackOptions *o, const floa
                             "first");
         return FALSE;
     }
+    return TRUE;
+}
+
+gboolean lmn_attack_work_init(LmnAttackWork *w, gint64 numel, gint64 n_max, GError **error)
+{
+    memset(w, 0, sizeof *w);
+    gsize total = 0;
+    if (numel < 1 || n_max < 1 || !g_size_checked_mul(&total, (gsize) numel, (gsize) n_max) ||
+        total > G_MAXSIZE / (3 * sizeof(float))) {
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "an attack on %" G_GINT64_FORMAT " samples of %" G_GINT64_FORMAT
+                    " elements needs more memory than can be addressed",
+                    n_max, numel);
+        return FALSE;
+    }
+    w->x0 = g_try_new(float, total);
+    w->cur = g_try_new(float, total);
+    w->grad = g_try_new(float, total);
+    w->capacity = n_max;
+    if (!w->x0 || !w->cur || !w->grad) {
+        lmn_attack_work_clear(w);
+        g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
+                    "out of memory for an attack's %zu MiB of host buffers",
+                    3 * total * sizeof(float) >> 20);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+void lmn_attack_work_clear(LmnAttackWork *w)
+{
+    g_clear_pointer(&w->x0, g_free);
+    g_clear_pointer(&w->cur, g_free);
+    g_clear_pointer(&w->grad, g_free);
+    w->capacity = 0;
+}
+
+gboolean lmn_attack_run(LmnModel *model, const LmnAttackOptions *o, const float *x,
+                        const gint32 *labels, gint64 n, gint64 first_index, LmnAttackWork *w,
+                        LmnTensor *correct, gint64 *clean_correct_out, gint64 *adv_correct_out,
+                        GError **error)
+{
     const gint64 numel = lmn_shape_numel(lmn_model_get_input_shape(model));
     const gsize total = (gsize) (n * numel);
     const float eps = (float) o->eps;
@@ -123,17 +160,11 @@ gboolean lmn_attack_batch(LmnModel *model, const LmnAttackOptions *o, const floa
     lmn_model_set_batch(model, n, NULL, &yt);
     if (!lmn_tensor_write(yt, labels, lmn_tensor_nbytes(yt), error))
         return FALSE;
-    LmnShape one = lmn_shape_make(0);
-    g_autoptr(LmnTensor) correct = NULL;
-    if (clean_correct_out || adv_correct_out) {
-        correct = lmn_tensor_new(lmn_model_get_backend(model), LMN_DTYPE_F32, &one, error);
-        if (!correct)
-            return FALSE;
-    }
-    /* The clean input is kept aside: x_adv_out may be x itself. */
-    g_autofree float *x0 = g_memdup2(x, total * sizeof(float));
-    g_autofree float *cur = g_memdup2(x, total * sizeof(float));
-    g_autofree float *grad = g_new(float, total);
+    /* The clean input is kept aside: @x may be the model's own input tensor, which every step
+     * overwrites. */
+    float *x0 = w->x0, *cur = w->cur, *grad = w->grad;
+    memcpy(x0, x, total * sizeof(float));
+    memcpy(cur, x, total * sizeof(float));
     if (random_start) {
         for (gint64 s = 0; s < n; s++) {
             LmnRandom r;
@@ -161,8 +192,34 @@ gboolean lmn_attack_batch(LmnModel *model, const LmnAttackOptions *o, const floa
     }
     if (adv_correct_out && !step(model, n, cur, NULL, correct, adv_correct_out, error))
         return FALSE;
-    memcpy(x_adv_out, cur, total * sizeof(float));
     return TRUE;
+}
+
+gboolean lmn_attack_batch(LmnModel *model, const LmnAttackOptions *o, const float *x,
+                          const gint32 *labels, gint64 n, gint64 first_index, float *x_adv_out,
+                          gint64 *clean_correct_out, gint64 *adv_correct_out, GError **error)
+{
+    g_return_val_if_fail(model && o && x && labels && n >= 1 && first_index >= 0 && x_adv_out,
+                         FALSE);
+    if (!lmn_attack_options_check(o, error) || !lmn_attack_check_model(model, error))
+        return FALSE;
+    LmnShape one = lmn_shape_make(0);
+    g_autoptr(LmnTensor) correct = NULL;
+    if (clean_correct_out || adv_correct_out) {
+        correct = lmn_tensor_new(lmn_model_get_backend(model), LMN_DTYPE_F32, &one, error);
+        if (!correct)
+            return FALSE;
+    }
+    const gint64 numel = lmn_shape_numel(lmn_model_get_input_shape(model));
+    LmnAttackWork w;
+    if (!lmn_attack_work_init(&w, numel, n, error))
+        return FALSE;
+    gboolean ok = lmn_attack_run(model, o, x, labels, n, first_index, &w, correct,
+                                 clean_correct_out, adv_correct_out, error);
+    if (ok)
+        memcpy(x_adv_out, w.cur, (gsize) (n * numel) * sizeof(float));
+    lmn_attack_work_clear(&w);
+    return ok;
 }
 
 gboolean lmn_attack_dataset(LmnModel *model, const LmnDataset *ds, const LmnAttackOptions *o,

@@ -12,8 +12,10 @@ const char *lmn_train_monitor_name(LmnMonitor m)
 }
 /* Fills the model's input and target tensors with the reader's next batch, leaving out its first
  * @skip samples; @m is the number of samples expected after them.  The batch goes straight
- * into backend memory when that is host memory and nothing is skipped. */
-static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
+ * into backend memory when that is host memory and nothing is skipped.  *@x_out and *@y_out
+ * point at the batch in host memory (there or in the staging buffers). */
+static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, const float **x_out,
+                           const void **y_out, GError **error)
 {
     LmnTensor *x, *y;
     lmn_model_set_batch(t->model, m, &x, &y);
@@ -46,7 +48,11 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, GError **error)
         return FALSE;
     if (!yd && !lmn_tensor_write(y, ys, lmn_tensor_nbytes(y), error))
         return FALSE;
-    return lmn_train_write_targets(t, m, skip, error);
+    if (!lmn_train_write_targets(t, m, skip, error))
+        return FALSE;
+    *x_out = xd ? xd : (const float *) xs;
+    *y_out = yd ? yd : (const void *) ys;
+    return TRUE;
 }
 static void progress_line(LmnTrainer *t, gint64 epoch, gint64 done, gint64 total, double loss,
                           gint64 seen, double elapsed)
@@ -156,28 +162,45 @@ typedef struct {
     double train_loss, train_acc, val_loss, val_acc, seconds, data_seconds;
     gboolean improved; /* the monitored metric improved (best.h5 is written) */
 } Epoch;
-/* One optimizer step on the next @m samples (after skipping @skip of the reader's batch):
- * forward, the loss guard, backward, gradient processing, the update, the accuracy count. */
-static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint64 steps_per_epoch,
-                           GError **error)
+gboolean lmn_train_check_loss(LmnTrainer *t, gint64 epoch, GError **error)
 {
-    if (!next_batch(t, m, skip, error))
-        return FALSE;
-    guint64 step = (guint64) t->state.step;
-    lmn_model_forward(t->model, TRUE, step, t->state.seed);
     /* With the CPU backend the loss is in host memory: checking every step is free. */
     const float *loss_host = lmn_backend_host_pointer(lmn_model_get_loss(t->model));
     if (loss_host && !isfinite(*loss_host))
-        return non_finite_error(t, ep->index, t->state.step + 1, *loss_host, error);
-    lmn_model_backward(t->model, step, t->state.seed);
-    lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
-    lmn_train_accumulate_losses(t, m);
+        return non_finite_error(t, epoch, t->state.step + 1, *loss_host, error);
+    return TRUE;
+}
+/* One optimizer step on the next @m samples (after skipping @skip of the reader's batch):
+ * forward, the loss guard, backward (with adversarial training, those of the clean and the
+ * attacked batch), gradient processing, the update, the accuracy count. */
+static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint64 steps_per_epoch,
+                           GError **error)
+{
+    const float *xh;
+    const void *yh;
+    if (!next_batch(t, m, skip, &xh, &yh, error))
+        return FALSE;
+    gboolean adversarial = t->adv_work != NULL;
+    if (adversarial) {
+        if (!lmn_train_adversarial_step(t, ep->index, m, xh, yh, error))
+            return FALSE;
+    } else {
+        guint64 step = (guint64) t->state.step;
+        lmn_model_forward(t->model, TRUE, step, t->state.seed);
+        if (!lmn_train_check_loss(t, ep->index, error))
+            return FALSE;
+        lmn_model_backward(t->model, step, t->state.seed);
+        lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
+        lmn_train_accumulate_losses(t, m);
+    }
     if (!lmn_train_process_gradients(t, m, error))
         return FALSE;
     ep->lr = lmn_schedule_get_lr(t->sched, t->state.step, ep->index, steps_per_epoch);
     lmn_optimizer_step(t->opt, ep->lr);
     t->state.step++;
-    lmn_train_count_correct(t->model, t->acc_loss, t->correct_acc);
+    /* (adversarial training counted the clean batch's correct answers before the attack) */
+    if (!adversarial)
+        lmn_train_count_correct(t->model, t->acc_loss, t->correct_acc);
     return TRUE;
 }
 /* Redraws the progress bar at most every 0.1 s, and at the end of the epoch. */
@@ -375,6 +398,10 @@ static gboolean run_epoch(LmnTrainer *t, gint64 n, gint64 steps_per_epoch, gbool
         return FALSE;
     if (!t->opts.quiet)
         print_epoch(t, &ep);
+    if (t->opts.epoch_done) {
+        g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
+        t->opts.epoch_done(path, t->opts.epoch_done_data);
+    }
     if (!save_epoch_checkpoints(t, &ep, error))
         return FALSE;
     *stop = ep.stop;

@@ -32,6 +32,15 @@ gboolean lmn_train_setup_losses(LmnTrainer *t, GError **error)
     t->n_losses = lmn_model_get_n_losses(model);
     if (t->n_losses < 2)
         return TRUE;
+    /* An adversarial step attacks the one loss of a classifier. */
+    if (t->tc->adversarial != LMN_ADVERSARIAL_NONE) {
+        g_autofree char *where = lmn_config_dup_where(t->cfg, "train", "adversarial");
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s adversarial: adversarial training needs a model with one loss, and this "
+                    "one has %u; remove adversarial or all losses but one",
+                    where, t->n_losses);
+        return FALSE;
+    }
     LmnShape shape = lmn_shape_make(1, (gint64) t->n_losses);
     t->loss_accs = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &shape, error);
     if (!t->loss_accs)

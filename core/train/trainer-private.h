@@ -57,6 +57,12 @@ struct _LmnTrainer {
     double *train_losses;
     double *val_losses;
     int lock_fd; /* OUTPUT/.lock, flock()ed for the trainer's life; -1 when not taken */
+    /* Adversarial training ([train] adversarial): the attack, its host buffers, the clean
+     * batch's gradient and a host copy of the labels; NULL without it. */
+    LmnAttackOptions adv_options;
+    struct _LmnAttackWork *adv_work;
+    LmnTensor *adv_grads;
+    gint32 *adv_labels;
 };
 
 /* A parameter as the training loop's gradient processing sees it.  The tensors are views into
@@ -118,6 +124,26 @@ gboolean lmn_train_process_gradients(LmnTrainer *t, gint64 m, GError **error);
 
 /* Per-parameter views and scratch for penalties and noise. */
 gboolean lmn_train_setup_gradients(LmnTrainer *t, GError **error);
+
+/* ---- adversarial.c ---- */
+
+/* The attack and its buffers for [train] adversarial (nothing without it); turns the model's
+ * input gradients on, so it runs before lmn_model_prepare().  FALSE with an error naming
+ * [train] adversarial for a model without class labels or with index inputs. */
+gboolean lmn_train_setup_adversarial(LmnTrainer *t, GError **error);
+void lmn_train_free_adversarial(LmnTrainer *t);
+/* The attack, forwards and backwards of one adversarial-training step on the batch of @m samples in
+ * the model's input tensor (@x and @labels: the same batch in host memory): the gradient left in
+ * the model is that of w * J(x) + (1 - w) * J(x'), the loss sum and the correct count (of the
+ * clean batch) are accumulated. */
+gboolean lmn_train_adversarial_step(LmnTrainer *t, gint64 epoch, gint64 m, const float *x,
+                                    const gint32 *labels, GError **error);
+
+/* ---- loop.c ---- */
+
+/* The loss guard of a step: with a backend in host memory the loss is checked after every
+ * forward (free there); FALSE with LMN_TRAIN_ERROR_NON_FINITE when it is not finite. */
+gboolean lmn_train_check_loss(LmnTrainer *t, gint64 epoch, GError **error);
 
 /* ---- output.c ---- */
 

@@ -56,6 +56,7 @@ void lmn_trainer_free(LmnTrainer *t)
     g_clear_pointer(&t->grad_sq, lmn_tensor_unref);
     g_clear_pointer(&t->best_params, lmn_tensor_unref);
     g_clear_pointer(&t->best_buffers, lmn_tensor_unref);
+    lmn_train_free_adversarial(t);
     lmn_train_state_clear_init(&t->state);
     lmn_schedule_free(t->sched);
     lmn_optimizer_free(t->opt);
@@ -406,7 +407,7 @@ static gboolean build_update(LmnTrainer *t, GError **error)
 static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GError **error)
 {
     gint64 batch = t->tc->batch_size;
-    if (!lmn_model_prepare(t->model, batch, error))
+    if (!lmn_train_setup_adversarial(t, error) || !lmn_model_prepare(t->model, batch, error))
         return FALSE;
     /* LSUV refines a fresh initialisation; weights loaded from a file are kept as they are.  Its
      * batch is at most a training batch, so it allocates no larger activations. */

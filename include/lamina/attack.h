@@ -84,11 +84,11 @@ gboolean lmn_attack_options_check(const LmnAttackOptions *options, GError **erro
  *   classifies correctly before and after the attack (first maximum of the logits, as
  *   lmn_evaluate())
  * Attacks one batch (see the top of this header).  Each step runs lmn_model_forward() in
- * evaluation mode and lmn_model_backward(); the model's parameter gradients are overwritten, its
- * parameters and buffers are not changed.  The model's input and target tensors are left holding
- * the adversarial batch, its logits those of the last forward.
- * Returns: FALSE with the options' error (lmn_attack_options_check()), LMN_TRAIN_ERROR_FAILED
- *   when the model has no class labels or input gradients are off, or a backend error
+ * evaluation mode and lmn_model_backward_input(); the model's parameter gradients are left
+ * unspecified, its parameters and buffers are not changed.  The model's input and target tensors
+ * are left holding the adversarial batch, its logits those of the last forward. Returns: FALSE with
+ * the options' error (lmn_attack_options_check()), LMN_TRAIN_ERROR_FAILED when the model has no
+ * class labels or input gradients are off, or a backend error
  */
 gboolean lmn_attack_batch(LmnModel *model, const LmnAttackOptions *options, const float *x,
                           const gint32 *labels, gint64 n, gint64 first_index, float *x_adv_out,

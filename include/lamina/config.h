@@ -67,6 +67,13 @@ typedef enum {
     LMN_MONITOR_VAL_ACCURACY = 1, /* higher is better (needs class labels) */
 } LmnMonitor;
 
+/** LmnAdversarial: adversarial training ([train] adversarial).  Stored: explicit. */
+typedef enum {
+    LMN_ADVERSARIAL_NONE = 0,
+    LMN_ADVERSARIAL_FGSM = 1, /* one step of size adversarial_eps */
+    LMN_ADVERSARIAL_PGD = 2,  /* adversarial_steps projected steps of size adversarial_alpha */
+} LmnAdversarial;
+
 /**
  * LmnTrainConfig:
  * The validated [train] and [data] groups.
@@ -107,6 +114,18 @@ typedef struct {
     gboolean lsuv;
     double lsuv_tol;      /* > 0; default 0.1 */
     gint64 lsuv_max_iter; /* default 10; 0 = orthogonal weights only */
+    /* appended: [train] adversarial training (Goodfellow et al. 2015): each step trains on
+     * J~ = w * J(x) + (1 - w) * J(x'), where x' is the batch attacked (attack.h, evaluation
+     * mode) with the step's weights.  @adversarial_alpha is NAN for PGD's default
+     * 2.5 * eps / steps; the clip bounds are -INFINITY / INFINITY without adversarial_clip. */
+    LmnAdversarial adversarial;
+    double adversarial_eps;      /* > 0 when adversarial is on */
+    gint64 adversarial_steps;    /* PGD's steps, default 10 */
+    double adversarial_alpha;    /* PGD's step size */
+    double adversarial_clip_min; /* the valid input range */
+    double adversarial_clip_max;
+    double adversarial_weight;         /* w, in [0, 1]; default 0.5 */
+    gboolean adversarial_random_start; /* PGD from a uniform point of the eps-ball */
 } LmnTrainConfig;
 
 /**

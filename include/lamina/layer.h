@@ -50,6 +50,11 @@ typedef enum {
  * @training: TRUE in training, FALSE in evaluation (dropout off, running statistics used)
  * @step: optimizer steps done so far (seeds per-step randomness such as dropout masks)
  * @seed: the run's seed
+ * @skip_param_grads: backward only: the core will not read this layer's parameter gradients
+ *   (the layer is frozen, or the pass computes only the model's input gradient, as an attack
+ *   does), so the layer may skip computing them and leave them as they are; computing them
+ *   anyway is correct, only slower.  Appended in the place of a reserved pointer, so plugins
+ *   built before it see it as reserved and compute every gradient.
  */
 typedef struct {
     guint32 struct_size;
@@ -62,7 +67,8 @@ typedef struct {
     gboolean training;
     guint64 step;
     guint64 seed;
-    gpointer reserved[4];
+    gboolean skip_param_grads;
+    gpointer reserved[3];
 } LmnLayerIO;
 
 /**

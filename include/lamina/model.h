@@ -128,6 +128,15 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
  */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
 /**
+ * lmn_model_backward_input:
+ * Backward for the input gradient alone (PyTorch's torch.autograd.grad(loss, x)): like
+ * lmn_model_backward(), but it runs only the layers between the input and the loss and asks
+ * none for its parameters' gradients, which are left unspecified (a layer may skip them, see
+ * LmnLayerIO.skip_param_grads).  dL/d(input) (lmn_model_get_input_grad()) is the same as after
+ * lmn_model_backward().  Attacks use it; it needs input gradients on and a model with a loss.
+ */
+void lmn_model_backward_input(LmnModel *model, guint64 step, guint64 seed);
+/**
  * lmn_model_backward_from:
  * @output_grad: dX/d(output) for some scalar X of the caller's: an f32 tensor on the model's
  *   backend with the shape of lmn_model_get_output() for the current batch; only read

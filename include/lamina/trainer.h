@@ -24,6 +24,9 @@ typedef struct _LmnTrainer LmnTrainer;
  * @init_partial: with @init_checkpoint, load only the parameters and buffers whose layer, name
  *   and shape match, keep the others' initialisation and print one line on stderr for each
  *   (--init-partial); without it every one must match.  Loading nothing is an error either way.
+ * @epoch_done: (nullable): called after each epoch's row of metrics.csv is written (and
+ *   flushed), with the file's path and @epoch_done_data: `lamina train --plot` redraws its
+ *   learning curves there.  It must not call back into the trainer.
  */
 typedef struct {
     const char *output_dir;
@@ -35,6 +38,9 @@ typedef struct {
     gboolean allow_nonfinite;
     /* appended */
     gboolean init_partial;
+    /* appended */
+    void (*epoch_done)(const char *metrics_path, gpointer epoch_done_data);
+    gpointer epoch_done_data;
 } LmnTrainerOptions;
 
 /**

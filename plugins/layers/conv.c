@@ -181,15 +181,11 @@ static void conv_forward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
-static void conv_backward(LmnLayer *layer, const LmnLayerIO *io)
+/* dW (and db) from dY and the forward pass's patches. */
+static void conv_param_grads(LmnLayer *layer, const Conv *c, const LmnLayerIO *io, LmnTensor *cols)
 {
-    const Conv *c = lmn_layer_get_private(layer);
-    LmnConv2dGeom g = c->geom;
-    g.batch = io->batch;
-    LmnTensor *cols = conv_patches(layer, c, io);
     LmnTensor *dw = lmn_layer_get_grad(layer, PARAM_WEIGHT);
     const gint64 ocg = c->out_ch / c->groups;
-
     /* With one sample the per-sample term is the sum: write it straight into dW. */
     LmnTensor *terms = io->batch == 1 ? dw : lmn_layer_get_saved(layer, c->saved_scratch);
     for (gint64 grp = 0; grp < c->groups; grp++) {
@@ -225,6 +221,19 @@ static void conv_backward(LmnLayer *layer, const LmnLayerIO *io)
     if (c->bias) {
         lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad, io->batch,
                          c->out_ch, c->l, 0.0f);
+    }
+}
+
+static void conv_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Conv *c = lmn_layer_get_private(layer);
+    LmnConv2dGeom g = c->geom;
+    g.batch = io->batch;
+    LmnTensor *cols = conv_patches(layer, c, io);
+    const gint64 ocg = c->out_ch / c->groups;
+    /* (an input-gradient-only pass, e.g. an attack, needs no dW) */
+    if (!io->skip_param_grads) {
+        conv_param_grads(layer, c, io, cols);
     }
 
     LmnTensor *dx = io->input_grads[0];

@@ -106,9 +106,9 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
     lmn_op_gemm(&g);
 }
 
-static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
+/* dW = dy^T x and db from the output gradient. */
+static void dense_param_grads(LmnLayer *layer, const Dense *d, const LmnLayerIO *io)
 {
-    const Dense *d = lmn_layer_get_private(layer);
     /* dW [units, in] = dy^T [units, N] x [N, in] */
     LmnGemm gw = {
         .struct_size = sizeof(LmnGemm),
@@ -127,6 +127,14 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
         lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad, io->batch,
                          d->units, 1, 0.0f);
     }
+}
+
+static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Dense *d = lmn_layer_get_private(layer);
+    /* (an input-gradient-only pass, e.g. an attack, needs no dW) */
+    if (!io->skip_param_grads)
+        dense_param_grads(layer, d, io);
     if (io->input_grads[0] != NULL) {
         /* dx [N, in] = dy [N, units] W [units, in] */
         LmnGemm gx = {

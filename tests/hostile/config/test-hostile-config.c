@@ -247,6 +247,17 @@ static void test_loss_feeds_layer(void)
                                               "must not feed another layer", "'more'", NULL});
 }
 
+/* Adversarial training attacks a model's one loss. */
+static void test_loss_adversarial(void)
+{
+    g_autofree char *text = loss_config("", "", "target = z\n", "");
+    g_auto(GStrv) parts = g_strsplit(text, "epochs = 1\n", 2);
+    g_autofree char *full =
+        g_strjoinv("epochs = 1\nadversarial = fgsm\nadversarial_eps = 0.1\n", parts);
+    expect_config_failure(full, TRUE,
+                          (const char *const[]){"[train] adversarial", "one loss", "has 2", NULL});
+}
+
 static char *good_config(void)
 {
     g_autofree char *text = config_text("epochs = 1\nbatch_size = 8\n");
@@ -454,6 +465,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/config/loss-weight-negative", test_loss_weight_negative);
     g_test_add_func("/hostile/config/loss-weight-non-numeric", test_loss_weight_non_numeric);
     g_test_add_func("/hostile/config/loss-feeds-layer", test_loss_feeds_layer);
+    g_test_add_func("/hostile/config/loss-adversarial", test_loss_adversarial);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(data_path);

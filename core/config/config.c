@@ -23,6 +23,8 @@ static void layer_config_free(gpointer p)
     g_strfreev(lc->init_values);
     g_free(lc->where);
     g_free(lc->tuning_where);
+    g_free(lc->target);
+    g_free(lc->loss_where);
     g_free(lc);
 }
 
@@ -234,6 +236,37 @@ guint lmn_config_get_n_layers(const LmnConfig *cfg)
 {
     CHECK_VALIDATED(cfg, 0);
     return cfg->layers->len;
+}
+
+guint lmn_config_get_n_targets(const LmnConfig *cfg)
+{
+    guint n = 0;
+    while (lmn_config_get_target_name(cfg, n))
+        n++;
+    return n;
+}
+
+/* Distinct targets in the order their losses come, after y; a handful of layers at most, so a
+ * quadratic scan needs no storage of its own. */
+const char *lmn_config_get_target_name(const LmnConfig *cfg, guint index)
+{
+    g_return_val_if_fail(cfg != NULL, NULL);
+    if (index == 0)
+        return "y";
+    guint seen = 0;
+    for (guint i = 0; i < cfg->layers->len; i++) {
+        const LmnLayerConfig *lc = g_ptr_array_index(cfg->layers, i);
+        if (!lc->target || g_str_equal(lc->target, "y"))
+            continue;
+        gboolean dup = FALSE;
+        for (guint j = 0; j < i && !dup; j++) {
+            const LmnLayerConfig *o = g_ptr_array_index(cfg->layers, j);
+            dup = o->target && g_str_equal(o->target, lc->target);
+        }
+        if (!dup && ++seen == index)
+            return lc->target;
+    }
+    return NULL;
 }
 
 const LmnLayerConfig *lmn_config_get_layer(const LmnConfig *cfg, guint index)

@@ -99,6 +99,12 @@ static const LmnParamSpec layer_core_specs[] = {
     LMN_PARAM_SPEC_FLOAT("lr_mult", "1", 0, INFINITY, 0,
                          "this layer's parameters learn at lr_mult times the scheduled learning "
                          "rate (a PyTorch parameter group); 0 leaves them as they are"),
+    LMN_PARAM_SPEC_FLOAT("weight", "1", 0, INFINITY, 0,
+                         "loss layers only: the model's loss is the sum of weight * loss over its "
+                         "losses, and backward starts this loss with weight"),
+    LMN_PARAM_SPEC_STRING("target", "y", 0,
+                          "loss layers only: the dataset of the split's HDF5 group this loss "
+                          "compares against (its implicit last input); y by default"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -262,15 +268,18 @@ static const LmnFeature *layer_feature(LmnConfig *cfg, LmnRegistry *registry, co
 /* Inputs: the explicit list, else the previous layer (or the data for the first layer); a loss
  * takes the labels as its last input unless told otherwise. */
 static gboolean layer_inputs(LmnConfig *cfg, LmnLayerConfig *lc, const char *group,
-                             const LmnLayerVTable *vt, const char *prev_name, GError **error)
+                             const LmnLayerVTable *vt, const char *prev_name,
+                             gboolean *implicit_out, GError **error)
 {
     gboolean is_loss = (vt->flags & LMN_LAYER_FLAG_LOSS) != 0;
+    *implicit_out = FALSE;
     g_autofree char *input_text = g_key_file_get_value(cfg->kf, group, "input", NULL);
     g_autoptr(GStrvBuilder) b = g_strv_builder_new();
     if (!input_text) {
         g_strv_builder_add(b, prev_name ? prev_name : "input");
         if (is_loss)
             g_strv_builder_add(b, "labels");
+        *implicit_out = is_loss;
         lc->inputs = g_strv_builder_end(b);
         return TRUE;
     }
@@ -286,8 +295,10 @@ static gboolean layer_inputs(LmnConfig *cfg, LmnLayerConfig *lc, const char *gro
         }
         g_strv_builder_add(b, parts[i]);
     }
-    if (is_loss && g_strv_length(parts) == vt->min_inputs - 1)
+    if (is_loss && g_strv_length(parts) == vt->min_inputs - 1) {
         g_strv_builder_add(b, "labels");
+        *implicit_out = TRUE;
+    }
     lc->inputs = g_strv_builder_end(b);
     return TRUE;
 }
@@ -379,9 +390,17 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
         return FALSE;
     lc->trainable = lmn_params_get_bool(core, "trainable");
     lc->lr_mult = lmn_params_get_float(core, "lr_mult");
+    lc->loss_weight = lmn_params_get_float(core, "weight");
+    lc->target = g_strdup(lmn_params_get_string(core, "target"));
+    g_strstrip(lc->target);
     for (guint i = 0; i + 1 < k.core.keys->len; i++) {
         const char *key = g_ptr_array_index(k.core.keys, i);
-        if (g_str_equal(key, "l1"))
+        if (g_str_equal(key, "weight") || g_str_equal(key, "target")) {
+            if (!lc->loss_where) {
+                g_autofree char *where = lmn_config_dup_where(cfg, group, key);
+                lc->loss_where = g_strdup_printf("%s %s", where, key);
+            }
+        } else if (g_str_equal(key, "l1"))
             lc->l1 = lmn_params_get_float(core, "l1");
         else if (g_str_equal(key, "l2"))
             lc->l2 = lmn_params_get_float(core, "l2");
@@ -394,6 +413,38 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
     lc->params =
         lmn_params_new_from_strings_at(f->desc->params, ENTRIES_ARGS(k.plugin), lc->where, error);
     return lc->params != NULL;
+}
+
+/* weight and target belong to losses.  A loss's target is its implicit last input: "labels" for
+ * the split's y (as always), else the node LMN_CONFIG_TARGET_PREFIX NAME of that dataset. */
+static gboolean apply_loss_keys(LmnConfig *cfg, LmnLayerConfig *lc, const LmnLayerVTable *vt,
+                                const char *group, gboolean implicit, GError **error)
+{
+    if (!(vt->flags & LMN_LAYER_FLAG_LOSS)) {
+        if (lc->loss_where) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "%s: weight and target apply only to loss layers, and layer '%s' (%s) is "
+                        "not one (e.g. type = softmax_cross_entropy or mse)",
+                        lc->loss_where, lc->name, lc->type);
+            return FALSE;
+        }
+        g_clear_pointer(&lc->target, g_free);
+        return TRUE;
+    }
+    if (!valid_layer_name(lc->target) || g_str_equal(lc->target, "x")) {
+        g_autofree char *where = lmn_config_dup_where(cfg, group, "target");
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s target: '%s' is not a usable dataset name (the name of a dataset in the "
+                    "split's group, other than x: letters, digits, '_', '-', '.')",
+                    where, lc->target);
+        return FALSE;
+    }
+    if (implicit && !g_str_equal(lc->target, "y")) {
+        guint last = g_strv_length(lc->inputs) - 1;
+        g_free(lc->inputs[last]);
+        lc->inputs[last] = g_strconcat(LMN_CONFIG_TARGET_PREFIX, lc->target, NULL);
+    }
+    return TRUE;
 }
 
 static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char *group,
@@ -413,9 +464,11 @@ static gboolean validate_layer(LmnConfig *cfg, LmnRegistry *registry, const char
     lc->type = g_steal_pointer(&type);
     lc->where = g_steal_pointer(&where);
     g_ptr_array_add(cfg->layers, lc);
-    return layer_inputs(cfg, lc, group, f->desc->vtable, prev_name, error) &&
+    gboolean implicit = FALSE;
+    return layer_inputs(cfg, lc, group, f->desc->vtable, prev_name, &implicit, error) &&
            check_layer_inputs(cfg, lc, group, error) &&
-           validate_layer_keys(cfg, f, lc, group, error);
+           validate_layer_keys(cfg, f, lc, group, error) &&
+           apply_loss_keys(cfg, lc, f->desc->vtable, group, implicit, error);
 }
 
 /* Every group is one the core knows: [model], [layer NAME], [optimizer], ... */

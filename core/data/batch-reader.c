@@ -15,6 +15,7 @@ typedef struct {
     gint64 n;
     float *x;
     void *y;
+    void **extra; /* the dataset's other targets, [1..n_targets) (entry 0 unused) */
     guint32 *idx;
     GError *error;
 } Batch;
@@ -194,6 +195,7 @@ static gboolean produce(LmnBatchReader *r, Batch *out, GError **error)
                           out->y, error)) {
         return FALSE;
     }
+    lmn_dataset_read_extra(ds, out->idx, (gsize) m, out->extra);
     if (lmn_dataset_is_streaming(ds)) {
         for (gint64 j = 0; j < m; j++) {
             gint64 i = out->idx[j];
@@ -278,13 +280,20 @@ static void batch_alloc(Batch *bt, const LmnBatchReader *r)
     bt->x = g_new(float, r->batch * r->ds->sample_numel);
     bt->y = g_malloc((gsize) (r->batch * r->y_numel) * 4);
     bt->idx = g_new(guint32, r->batch);
+    /* Labels and float targets are 4 bytes a value either way. */
+    bt->extra = g_new0(void *, 1 + r->ds->n_extra);
+    for (guint e = 0; e < r->ds->n_extra; e++)
+        bt->extra[1 + e] = g_malloc((gsize) (r->batch * r->ds->extra[e].numel) * 4);
 }
 
-static void batch_clear(Batch *bt)
+static void batch_clear(Batch *bt, const LmnBatchReader *r)
 {
     g_free(bt->x);
     g_free(bt->y);
     g_free(bt->idx);
+    for (guint e = 0; bt->extra != NULL && e < r->ds->n_extra; e++)
+        g_free(bt->extra[1 + e]);
+    g_clear_pointer(&bt->extra, g_free);
     g_clear_error(&bt->error);
 }
 
@@ -390,11 +399,11 @@ void lmn_batch_reader_free(LmnBatchReader *r)
     stop_worker(r);
     if (r->batches_all != NULL) {
         for (gint64 i = 0; i < r->depth; i++) {
-            batch_clear(&r->batches_all[i]);
+            batch_clear(&r->batches_all[i], r);
         }
         g_free(r->batches_all);
     }
-    batch_clear(&r->local);
+    batch_clear(&r->local, r);
     g_clear_pointer(&r->full, g_async_queue_unref);
     g_clear_pointer(&r->empty, g_async_queue_unref);
     g_free(r->order);
@@ -441,8 +450,25 @@ void lmn_batch_reader_get_position(const LmnBatchReader *r, gint64 *epoch_out,
     }
 }
 
+static gint64 next_batch(LmnBatchReader *r, float *x_out, void *y_out, void *const *targets_out,
+                         guint32 *indices_out, GError **error);
+
 gint64 lmn_batch_reader_next(LmnBatchReader *r, float *x_out, void *y_out, guint32 *indices_out,
                              GError **error)
+{
+    return next_batch(r, x_out, y_out, NULL, indices_out, error);
+}
+
+gint64 lmn_batch_reader_next_targets(LmnBatchReader *r, float *x_out, void *const *targets_out,
+                                     guint32 *indices_out, GError **error)
+{
+    return next_batch(r, x_out, targets_out != NULL ? targets_out[0] : NULL, targets_out,
+                      indices_out, error);
+}
+
+/* @targets_out: NULL, or every target's buffer ([0] is @y_out's). */
+static gint64 next_batch(LmnBatchReader *r, float *x_out, void *y_out, void *const *targets_out,
+                         guint32 *indices_out, GError **error)
 {
     g_return_val_if_fail(r != NULL && x_out != NULL, -1);
     if (r->next_batch >= r->batches) {
@@ -476,6 +502,10 @@ gint64 lmn_batch_reader_next(LmnBatchReader *r, float *x_out, void *y_out, guint
     memcpy(x_out, bt->x, (gsize) (m * r->ds->sample_numel) * sizeof(float));
     if (y_out != NULL) {
         memcpy(y_out, bt->y, (gsize) (m * r->y_numel) * 4);
+    }
+    for (guint e = 0; targets_out != NULL && e < r->ds->n_extra; e++) {
+        if (targets_out[1 + e] != NULL)
+            memcpy(targets_out[1 + e], bt->extra[1 + e], (gsize) (m * r->ds->extra[e].numel) * 4);
     }
     if (indices_out != NULL) {
         memcpy(indices_out, bt->idx, (gsize) m * sizeof(guint32));

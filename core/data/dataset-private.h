@@ -36,6 +36,18 @@ typedef struct {
     GMutex lock; /* one reader of the HDF5 handles at a time, so messages stay per caller */
 } LmnDatasetSource;
 
+/* A target dataset besides y ([layer] target = NAME): like y, class labels or float targets,
+ * always in memory. */
+typedef struct {
+    char *name;
+    gboolean class_labels;
+    LmnShape shape; /* [] for class labels */
+    gint64 numel;   /* 1 for class labels */
+    gint32 *labels; /* class labels, or NULL */
+    float *values;  /* float targets, or NULL */
+    gint64 max_label;
+} LmnDatasetTarget;
+
 struct _LmnDataset {
     char *spec;
     gint64 length;
@@ -54,7 +66,18 @@ struct _LmnDataset {
     guint32 *rows;            /* logical index -> file row; NULL = identity */
     gint64 chunk_rows;        /* file rows per chunk of x (a pseudo-chunk when contiguous) */
     double budget_bytes;      /* the memory budget it was opened with */
+    /* the other targets, in the order they were asked for (target 1 + i) */
+    guint n_extra;
+    LmnDatasetTarget *extra;
 };
+
+/**
+ * lmn_dataset_read_extra:
+ * Copies the other targets (not y) of samples @indices[0..n) into @targets_out[1..], each
+ * nullable, as lmn_dataset_read_targets() does; they are in memory, so it cannot fail.
+ */
+void lmn_dataset_read_extra(const LmnDataset *ds, const guint32 *indices, gsize n,
+                            void *const *targets_out);
 
 /**
  * lmn_dataset_file_row: Returns: the file row of logical sample @i.

@@ -110,6 +110,12 @@ void lmn_dataset_free(LmnDataset *ds)
     g_free(ds->labels);
     g_free(ds->targets);
     g_free(ds->rows);
+    for (guint i = 0; i < ds->n_extra; i++) {
+        g_free(ds->extra[i].name);
+        g_free(ds->extra[i].labels);
+        g_free(ds->extra[i].values);
+    }
+    g_free(ds->extra);
     decode_clear(&ds->decode);
     source_unref(ds->source);
     g_free(ds);
@@ -669,14 +675,14 @@ gboolean lmn_dataset_read_range(const LmnDataset *ds, gint64 first, gint64 n, fl
 
 /* Integer class labels [N] or [N, 1] to int32, range-checked, read block by block so the only
  * full-size buffer is the labels themselves. */
-static gboolean y_read_labels(const Reader *rd, hid_t y, hid_t type, LmnDataset *ds,
-                              const hsize_t *dims, int ndim, GError **error)
+static gboolean y_read_labels(const Reader *rd, const char *name, hid_t y, hid_t type,
+                              LmnDataset *ds, const hsize_t *dims, int ndim, GError **error)
 {
     gint64 n = (gint64) dims[0];
     /* [N], or [N, 1] as Keras-style label columns are written. */
     if (ndim > 2 || (ndim == 2 && dims[1] != 1)) {
         g_autofree char *tname = lmn_h5_type_name(type);
-        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, name,
              "holds %s values of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
              "%s]; integer class labels must be [N] (store float32 for [N, K] targets)",
              tname, n, (gint64) dims[1], ndim > 2 ? ", ..." : "");
@@ -691,13 +697,13 @@ static gboolean y_read_labels(const Reader *rd, hid_t y, hid_t type, LmnDataset 
     g_autofree gint64 *raw = g_new(gint64, block);
     ds->labels = g_try_new(gint32, MAX(n, 1));
     if (ds->labels == NULL) {
-        fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
+        fail(error, rd, LMN_DATA_ERROR_OPEN, name,
              "not enough memory for %" G_GINT64_FORMAT " labels", n);
         return FALSE;
     }
     for (gint64 row0 = 0; row0 < n; row0 += block) {
         gint64 rows = MIN(block, n - row0);
-        if (!read_rows(rd, y, "y", is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, ndim, dims,
+        if (!read_rows(rd, y, name, is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, ndim, dims,
                        row0, rows, raw, error)) {
             return FALSE;
         }
@@ -709,7 +715,7 @@ static gboolean y_read_labels(const Reader *rd, hid_t y, hid_t type, LmnDataset 
                 g_autofree char *value =
                     is_unsigned ? g_strdup_printf("%" G_GUINT64_FORMAT, (guint64) raw[k])
                                 : g_strdup_printf("%" G_GINT64_FORMAT, raw[k]);
-                fail(error, rd, LMN_DATA_ERROR_VALUE, "y",
+                fail(error, rd, LMN_DATA_ERROR_VALUE, name,
                      "label %s at index %" G_GINT64_FORMAT " is %s; class labels must be "
                      "0, 1, 2, ... (at most %d)",
                      value, i, too_big ? "too large" : "negative", G_MAXINT32);
@@ -723,12 +729,12 @@ static gboolean y_read_labels(const Reader *rd, hid_t y, hid_t type, LmnDataset 
 }
 
 /* Float targets [N, K...] as float32, checked finite. */
-static gboolean y_read_targets(const Reader *rd, hid_t y, LmnDataset *ds, const hsize_t *dims,
-                               int ndim, GError **error)
+static gboolean y_read_targets(const Reader *rd, const char *name, hid_t y, LmnDataset *ds,
+                               const hsize_t *dims, int ndim, GError **error)
 {
     gint64 n = (gint64) dims[0];
     if (ndim - 1 > LMN_MAX_DIMS) {
-        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y", "has too many dimensions");
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, name, "has too many dimensions");
         return FALSE;
     }
     ds->class_labels = FALSE;
@@ -745,7 +751,7 @@ static gboolean y_read_targets(const Reader *rd, hid_t y, LmnDataset *ds, const 
         ds->target_numel > G_MAXINT32 || __builtin_mul_overflow(n, ds->target_numel, &total) ||
         (guint64) total > G_MAXSIZE / sizeof(float)) {
         g_autofree char *shape = lmn_shape_to_string(&ds->target_shape);
-        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, name,
              "%" G_GINT64_FORMAT " samples of float targets %s are too many values (at most "
              "%d per sample)",
              n, shape, G_MAXINT32);
@@ -753,46 +759,47 @@ static gboolean y_read_targets(const Reader *rd, hid_t y, LmnDataset *ds, const 
     }
     ds->targets = g_try_new(float, MAX(total, 1));
     if (ds->targets == NULL) {
-        fail(error, rd, LMN_DATA_ERROR_OPEN, "y",
+        fail(error, rd, LMN_DATA_ERROR_OPEN, name,
              "not enough memory for %" G_GINT64_FORMAT " targets", total);
         return FALSE;
     }
-    if (n > 0 && !read_rows(rd, y, "y", H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->targets, error)) {
+    if (n > 0 && !read_rows(rd, y, name, H5T_NATIVE_FLOAT, ndim, dims, 0, n, ds->targets, error)) {
         return FALSE;
     }
-    return check_finite(rd, "y", ds->targets, total, MAX(ds->target_numel, 1), 0, "", error);
+    return check_finite(rd, name, ds->targets, total, MAX(ds->target_numel, 1), 0, "", error);
 }
 
 /* Reads y: integer class labels to int32 (range-checked) or float targets. */
-static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x, GError **error)
+static gboolean read_y(const Reader *rd, hid_t group, const char *name, LmnDataset *ds, gint64 n_x,
+                       GError **error)
 {
-    g_auto(LmnH5Id) y = open_member(rd, group, "y", "the labels or targets", error);
+    g_auto(LmnH5Id) y = open_member(rd, group, name, "the labels or targets", error);
     if (y < 0) {
         return FALSE;
     }
     hsize_t dims[LMN_MAX_DIMS + 1];
-    int ndim = read_dims(rd, y, "y", dims, LMN_MAX_DIMS + 1, error);
+    int ndim = read_dims(rd, y, name, dims, LMN_MAX_DIMS + 1, error);
     if (ndim < 0) {
         return FALSE;
     }
     gint64 n = (gint64) dims[0];
     if (n != n_x) {
         fail(error, rd, LMN_DATA_ERROR_SHAPE, NULL,
-             "x has %" G_GINT64_FORMAT " samples but y has %" G_GINT64_FORMAT
+             "x has %" G_GINT64_FORMAT " samples but %s has %" G_GINT64_FORMAT
              "; both must have the same first dimension",
-             n_x, n);
+             n_x, name, n);
         return FALSE;
     }
     g_auto(LmnH5Id) type = H5Dget_type(y);
     H5T_class_t cls = H5Tget_class(type);
     if (cls == H5T_INTEGER) {
-        return y_read_labels(rd, y, type, ds, dims, ndim, error);
+        return y_read_labels(rd, name, y, type, ds, dims, ndim, error);
     }
     if (cls == H5T_FLOAT) {
-        return y_read_targets(rd, y, ds, dims, ndim, error);
+        return y_read_targets(rd, name, y, ds, dims, ndim, error);
     }
     g_autofree char *tname = lmn_h5_type_name(type);
-    fail(error, rd, LMN_DATA_ERROR_DTYPE, "y",
+    fail(error, rd, LMN_DATA_ERROR_DTYPE, name,
          "has element type %s; y must hold integer class labels (any integer type) or float "
          "targets",
          tname);
@@ -805,17 +812,17 @@ static gboolean read_y(const Reader *rd, hid_t group, LmnDataset *ds, gint64 n_x
  * budget: a file declaring billions of samples must not exhaust memory.  @bytes_out: what they
  * take, counted in the budget x is loaded under.  Also refuses a y whose filters are missing.
  */
-static gboolean y_check_budget(const Reader *rd, hid_t group, double budget, gint64 *bytes_out,
-                               GError **error)
+static gboolean y_check_budget(const Reader *rd, hid_t group, const char *name, double budget,
+                               gint64 *bytes_out, GError **error)
 {
     *bytes_out = 0;
-    g_auto(LmnH5Id) y = open_member(rd, group, "y", "the labels or targets", error);
+    g_auto(LmnH5Id) y = open_member(rd, group, name, "the labels or targets", error);
     if (y < 0) {
         return FALSE;
     }
     hsize_t dims[LMN_MAX_DIMS + 1];
-    int ndim = read_dims(rd, y, "y", dims, LMN_MAX_DIMS + 1, error);
-    if (ndim < 0 || !check_filters(rd, y, "y", error)) {
+    int ndim = read_dims(rd, y, name, dims, LMN_MAX_DIMS + 1, error);
+    if (ndim < 0 || !check_filters(rd, y, name, error)) {
         return FALSE;
     }
     g_auto(LmnH5Id) type = H5Dget_type(y);
@@ -832,7 +839,7 @@ static gboolean y_check_budget(const Reader *rd, hid_t group, double budget, gin
     double limit = MAX(budget, LABELS_FLOOR_BYTES);
     if ((double) bytes > limit) {
         double mib = 1024.0 * 1024.0;
-        fail(error, rd, LMN_DATA_ERROR_SHAPE, "y",
+        fail(error, rd, LMN_DATA_ERROR_SHAPE, name,
              "%" G_GUINT64_FORMAT " samples of %s take %.1f MiB in memory, more than the %.1f "
              "MiB the memory budget allows (labels and targets stay in memory even when x "
              "streams from the file); raise [data] memory_budget_mb (or LAMINA_DATA_BUDGET, in "
@@ -851,6 +858,86 @@ LmnDataset *lmn_dataset_open(const char *spec, GError **error)
 }
 
 LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GError **error)
+{
+    return lmn_dataset_open_with_targets(spec, NULL, budget_mb, error);
+}
+
+/* The names of @names other than y, each once: the datasets to read besides y. */
+static GPtrArray *extra_names(const char *const *names)
+{
+    GPtrArray *out = g_ptr_array_new();
+    for (guint i = 0; names != NULL && names[i] != NULL; i++) {
+        gboolean dup = g_str_equal(names[i], "y");
+        for (guint j = 0; j < out->len && !dup; j++)
+            dup = g_str_equal(g_ptr_array_index(out, j), names[i]);
+        if (!dup)
+            g_ptr_array_add(out, (gpointer) names[i]);
+    }
+    return out;
+}
+
+/* A target dataset besides y must exist: a clear message before the budget check opens it. */
+static gboolean extra_check(const Reader *rd, hid_t group, const char *name, double budget,
+                            gint64 *bytes, GError **error)
+{
+    if (!lmn_h5_path_exists(group, name)) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_MISSING,
+                    "no dataset '%s' in %s:%s, which a loss reads ([layer] target = %s); add it "
+                    "to the split ([N] class labels or float32 [N, ...] targets, one row per "
+                    "sample of x) or name another target",
+                    name, rd->file, rd->split, name);
+        return FALSE;
+    }
+    return y_check_budget(rd, group, name, budget, bytes, error);
+}
+
+/* Reads target @name like y (through a scratch dataset, so y's checks apply) into @t. */
+static gboolean extra_read(const Reader *rd, hid_t group, const char *name, gint64 n,
+                           LmnDatasetTarget *t, GError **error)
+{
+    LmnDataset tmp = {0};
+    gboolean ok = read_y(rd, group, name, &tmp, n, error);
+    t->name = g_strdup(name);
+    t->class_labels = tmp.class_labels;
+    t->shape = tmp.target_shape;
+    t->numel = tmp.target_numel;
+    t->labels = tmp.labels;
+    t->values = tmp.targets;
+    t->max_label = tmp.class_labels ? tmp.max_label : -1;
+    return ok;
+}
+
+/* Opens, checks and reads the split (see lmn_dataset_open_with_targets()). */
+static gboolean open_split(LmnDataset *ds, const Reader *rd, hid_t h5, hid_t group,
+                           const char *const *names, double budget, GError **error)
+{
+    g_autoptr(GPtrArray) extra = extra_names(names);
+    gint64 n = 0;
+    gint64 y_bytes = 0;
+    /* Check the targets' presence and size before decoding x, which may take a while. */
+    if (!y_check_budget(rd, group, "y", budget, &y_bytes, error))
+        return FALSE;
+    for (guint i = 0; i < extra->len; i++) {
+        gint64 bytes = 0;
+        if (!extra_check(rd, group, g_ptr_array_index(extra, i), budget, &bytes, error))
+            return FALSE;
+        y_bytes += bytes; /* each below the budget's limit, and a handful of them */
+    }
+    if (!read_x(rd, h5, group, ds, budget, y_bytes, &n, error) ||
+        !read_y(rd, group, "y", ds, n, error))
+        return FALSE;
+    ds->extra = g_new0(LmnDatasetTarget, MAX(extra->len, 1));
+    for (guint i = 0; i < extra->len; i++) {
+        ds->n_extra++;
+        if (!extra_read(rd, group, g_ptr_array_index(extra, i), n, &ds->extra[i], error))
+            return FALSE;
+    }
+    ds->length = n;
+    return TRUE;
+}
+
+LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *names,
+                                          double budget_mb, GError **error)
 {
     g_return_val_if_fail(spec != NULL, NULL);
     g_autofree char *file = NULL;
@@ -880,15 +967,10 @@ LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GEr
 
     g_autoptr(LmnDataset) ds = g_new0(LmnDataset, 1);
     ds->spec = g_strdup(spec);
-    gint64 n = 0;
-    gint64 y_bytes = 0;
-    double budget = budget_bytes(budget_mb);
-    /* Check y's presence and size before decoding x, which may take a while. */
-    if (!y_check_budget(&rd, group, budget, &y_bytes, error) ||
-        !read_x(&rd, h5, group, ds, budget, y_bytes, &n, error) ||
-        !read_y(&rd, group, ds, n, error)) {
+    if (!open_split(ds, &rd, h5, group, names, budget_bytes(budget_mb), error)) {
         return NULL;
     }
+    gint64 n = ds->length;
     if (n == 0) {
         fail(error, &rd, LMN_DATA_ERROR_SHAPE, NULL, "the split holds no samples");
         return NULL;
@@ -899,8 +981,92 @@ LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GEr
              G_MAXUINT32);
         return NULL;
     }
-    ds->length = n;
     return g_steal_pointer(&ds);
+}
+
+guint lmn_dataset_get_n_targets(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, 0);
+    return 1 + ds->n_extra;
+}
+
+const char *lmn_dataset_get_target_name(const LmnDataset *ds, guint index)
+{
+    g_return_val_if_fail(ds != NULL && index <= ds->n_extra, NULL);
+    return index == 0 ? "y" : ds->extra[index - 1].name;
+}
+
+gint lmn_dataset_find_target(const LmnDataset *ds, const char *name)
+{
+    g_return_val_if_fail(ds != NULL && name != NULL, -1);
+    for (guint i = 0; i <= ds->n_extra; i++)
+        if (g_str_equal(lmn_dataset_get_target_name(ds, i), name))
+            return (gint) i;
+    return -1;
+}
+
+LmnTensorInfo lmn_dataset_get_target_info_at(const LmnDataset *ds, guint index)
+{
+    LmnTensorInfo info = {lmn_shape_make(0), LMN_DTYPE_I32};
+    g_return_val_if_fail(ds != NULL && index <= ds->n_extra, info);
+    gboolean labels = index == 0 ? ds->class_labels : ds->extra[index - 1].class_labels;
+    if (!labels) {
+        info.dtype = LMN_DTYPE_F32;
+        info.shape = index == 0 ? ds->target_shape : ds->extra[index - 1].shape;
+    }
+    return info;
+}
+
+gboolean lmn_dataset_check_target_labels(const LmnDataset *ds, guint index, gint64 n_classes,
+                                         GError **error)
+{
+    g_return_val_if_fail(ds != NULL && index <= ds->n_extra, FALSE);
+    const LmnDatasetTarget *t = index > 0 ? &ds->extra[index - 1] : NULL;
+    if (t == NULL || !t->class_labels || n_classes < 0 || t->max_label < n_classes)
+        return TRUE;
+    for (gint64 i = 0; i < ds->length; i++) {
+        if (t->labels[i] >= n_classes) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                        "%s: target '%s': label %d at index %" G_GINT64_FORMAT
+                        " is out of range for a loss with %" G_GINT64_FORMAT
+                        " classes (labels must be 0..%" G_GINT64_FORMAT
+                        "); give that loss's input at least %" G_GINT64_FORMAT " outputs",
+                        ds->spec, t->name, t->labels[i], i, n_classes, n_classes - 1,
+                        t->max_label + 1);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+void lmn_dataset_read_extra(const LmnDataset *ds, const guint32 *indices, gsize n,
+                            void *const *targets_out)
+{
+    for (guint e = 0; e < ds->n_extra; e++) {
+        const LmnDatasetTarget *t = &ds->extra[e];
+        void *out = targets_out[1 + e];
+        if (out == NULL)
+            continue;
+        gsize row = (gsize) t->numel;
+        for (gsize i = 0; i < n; i++) {
+            if (t->class_labels)
+                ((gint32 *) out)[i] = t->labels[indices[i]];
+            else
+                memcpy((float *) out + i * row, t->values + (gsize) indices[i] * row,
+                       row * sizeof(float));
+        }
+    }
+}
+
+gboolean lmn_dataset_read_targets(const LmnDataset *ds, const guint32 *indices, gsize n,
+                                  float *x_out, void *const *targets_out, GError **error)
+{
+    g_return_val_if_fail(ds != NULL && (indices != NULL || n == 0), FALSE);
+    if (!lmn_dataset_read(ds, indices, n, x_out, targets_out ? targets_out[0] : NULL, error))
+        return FALSE;
+    if (targets_out != NULL)
+        lmn_dataset_read_extra(ds, indices, n, targets_out);
+    return TRUE;
 }
 
 gboolean lmn_dataset_check_model(const LmnDataset *ds, const LmnShape *input_shape,
@@ -1033,6 +1199,36 @@ static void recompute_max_label(LmnDataset *ds)
     }
 }
 
+/* lmn_dataset_split for the other targets (in memory in both modes): @out gets the held-out rows,
+ * @ds keeps the rest, compacted in place (kept[j] >= j). */
+static void split_extra(LmnDataset *ds, LmnDataset *out, const guint32 *held, gint64 n_hold,
+                        const guint32 *kept, gint64 n_keep)
+{
+    out->n_extra = ds->n_extra;
+    out->extra = g_new0(LmnDatasetTarget, MAX(ds->n_extra, 1));
+    for (guint e = 0; e < ds->n_extra; e++) {
+        LmnDatasetTarget *t = &ds->extra[e], *o = &out->extra[e];
+        *o = *t;
+        o->name = g_strdup(t->name);
+        gsize row = (gsize) t->numel;
+        gsize esize = t->class_labels ? sizeof(gint32) : sizeof(float);
+        guint8 *src = t->class_labels ? (guint8 *) t->labels : (guint8 *) t->values;
+        guint8 *dst = g_malloc(MAX((gsize) n_hold * row * esize, 1));
+        for (gint64 i = 0; i < n_hold; i++)
+            memcpy(dst + (gsize) i * row * esize, src + (gsize) held[i] * row * esize, row * esize);
+        for (gint64 j = 0; j < n_keep; j++)
+            memmove(src + (gsize) j * row * esize, src + (gsize) kept[j] * row * esize,
+                    row * esize);
+        o->labels = t->class_labels ? (gint32 *) dst : NULL;
+        o->values = t->class_labels ? NULL : (float *) dst;
+        o->max_label = t->max_label = -1;
+        for (gint64 i = 0; t->class_labels && i < n_hold; i++)
+            o->max_label = MAX(o->max_label, o->labels[i]);
+        for (gint64 j = 0; t->class_labels && j < n_keep; j++)
+            t->max_label = MAX(t->max_label, t->labels[j]);
+    }
+}
+
 /* lmn_dataset_split for a streaming dataset: both parts read the same file through row maps;
  * only labels and targets move. */
 static LmnDataset *split_streaming(LmnDataset *ds, LmnDataset *out, const guint32 *held,
@@ -1110,6 +1306,7 @@ LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GEr
     decode_copy(&out->decode, &ds->decode);
     out->chunk_rows = ds->chunk_rows;
     out->budget_bytes = ds->budget_bytes;
+    split_extra(ds, out, held, n_hold, kept, n - n_hold);
     if (ds->source != NULL) {
         return split_streaming(ds, out, held, n_hold, kept, n - n_hold);
     }

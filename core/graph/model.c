@@ -10,7 +10,9 @@
  * each one as an aligned range and vector loads never straddle two parameters. */
 #define PARAM_ALIGN_ELEMS 16
 
-enum { NODE_INPUT = 0, NODE_LABELS = 1, NODE_FIRST_LAYER = 2 };
+/* The data nodes: the input, then one per target (the first, y's, read as "labels"); the
+ * layers follow them (LmnModel.first_layer). */
+enum { NODE_INPUT = 0, NODE_LABELS = 1 };
 
 typedef struct {
     LmnLayer *layer; /* NULL for the data nodes */
@@ -23,6 +25,9 @@ typedef struct {
      * backward runs it at all (it has trainable parameters, or an input that needs a gradient) */
     gboolean frozen;
     gboolean runs_backward;
+    /* A loss layer: its output is a scalar, and backward starts it with @weight. */
+    gboolean is_loss;
+    float weight;
     /* Whether the node's value depends on the model input: lmn_model_backward_input() runs only
      * those layers. */
     gboolean reads_input;
@@ -48,6 +53,15 @@ struct _LmnModel {
     guint loss_node;
     gboolean has_loss;
     gboolean has_target;
+    /* Several losses: node indices of the loss layers in file order, and, unless the model has
+     * one loss of weight 1 (whose output is then the loss itself, as always), a scalar holding
+     * the sum of weight * loss after each forward. */
+    guint first_layer;
+    guint n_targets; /* target nodes with data: 0 without targets, else 1 + the config's others */
+    LmnTensorInfo *target_infos;
+    guint n_losses;
+    guint *losses;
+    LmnTensor *loss_total;
     /* lmn_model_backward_from() accumulates: the gradients before the call, added back after
      * the layers (which overwrite theirs) ran.  Allocated on its first use. */
     LmnTensor *grads_saved;
@@ -77,6 +91,8 @@ static Node *node_at(const LmnModel *m, guint i)
 {
     return &g_array_index(m->nodes, Node, i);
 }
+
+static gint loss_target_node(const LmnModel *model, guint index);
 
 static void clear_batch_views(LmnModel *m)
 {
@@ -113,6 +129,9 @@ void lmn_model_free(LmnModel *model)
     g_clear_pointer(&model->params, lmn_tensor_unref);
     g_clear_pointer(&model->grads, lmn_tensor_unref);
     g_clear_pointer(&model->grads_saved, lmn_tensor_unref);
+    g_clear_pointer(&model->loss_total, lmn_tensor_unref);
+    g_free(model->target_infos);
+    g_free(model->losses);
     lmn_backend_unref(model->backend);
     g_free(model);
 }
@@ -123,9 +142,15 @@ static guint find_node(const LmnModel *m, const LmnConfig *cfg, const char *name
         return NODE_INPUT;
     if (g_str_equal(name, "labels"))
         return NODE_LABELS;
+    if (g_str_has_prefix(name, LMN_CONFIG_TARGET_PREFIX)) {
+        const char *target = name + strlen(LMN_CONFIG_TARGET_PREFIX);
+        for (guint t = 1; t < lmn_config_get_n_targets(cfg); t++)
+            if (g_str_equal(lmn_config_get_target_name(cfg, t), target))
+                return NODE_LABELS + t;
+    }
     for (guint i = 0; i < lmn_config_get_n_layers(cfg); i++)
         if (g_str_equal(lmn_config_get_layer(cfg, i)->name, name))
-            return NODE_FIRST_LAYER + i;
+            return m->first_layer + i;
     g_assert_not_reached(); /* lmn_config_validate resolved every input */
 }
 
@@ -134,12 +159,12 @@ static gint64 align_up(gint64 v)
     return (v + PARAM_ALIGN_ELEMS - 1) / PARAM_ALIGN_ELEMS * PARAM_ALIGN_ELEMS;
 }
 
-/* Builds layer @i of the config from its inputs' infos; only the last layer is a loss. */
-static gboolean build_node(LmnModel *m, guint i, LmnModelFlags flags, GError **error)
+/* Builds layer @i of the config from its inputs' infos. */
+static gboolean build_node(LmnModel *m, guint i, GError **error)
 {
     const LmnConfig *cfg = m->cfg;
     const LmnLayerConfig *lc = lmn_config_get_layer(cfg, i);
-    Node *n = node_at(m, NODE_FIRST_LAYER + i);
+    Node *n = node_at(m, m->first_layer + i);
     n->n_inputs = g_strv_length(lc->inputs);
     n->inputs = g_new0(guint, n->n_inputs);
     LmnTensorInfo infos[16];
@@ -151,13 +176,23 @@ static gboolean build_node(LmnModel *m, guint i, LmnModelFlags flags, GError **e
     }
     for (guint j = 0; j < n->n_inputs; j++) {
         n->inputs[j] = find_node(m, cfg, lc->inputs[j]);
-        if (n->inputs[j] == NODE_LABELS && !m->has_target) {
+        if (n->inputs[j] >= NODE_LABELS && n->inputs[j] < m->first_layer && !m->has_target) {
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                         "%s: this layer reads 'labels', but the model was built without targets",
                         lc->where);
             return FALSE;
         }
-        infos[j] = node_at(m, n->inputs[j])->info;
+        const Node *src = node_at(m, n->inputs[j]);
+        /* Checked before the layer is built, which would only see a scalar input. */
+        if (src->is_loss) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: a loss must be the last layer of its branch: its output is the "
+                        "scalar loss, which must not feed another layer, but layer '%s' reads it "
+                        "(a model's losses are summed with their weights)",
+                        lmn_config_get_layer(cfg, n->inputs[j] - m->first_layer)->where, lc->name);
+            return FALSE;
+        }
+        infos[j] = src->info;
         node_at(m, n->inputs[j])->n_consumers++;
     }
     g_autoptr(GError) local = NULL;
@@ -175,19 +210,8 @@ static gboolean build_node(LmnModel *m, guint i, LmnModelFlags flags, GError **e
         return FALSE;
     }
     n->frozen = !lc->trainable;
-    gboolean is_loss = lmn_layer_is_loss(n->layer);
-    gboolean is_last = i + 1 == lmn_config_get_n_layers(cfg);
-    /* A custom loop may end the model in any layer (a generator, a feature extractor); a loss
-     * elsewhere than last is still refused, as backward would never reach what lies after it. */
-    gboolean loss_free_ok = (flags & LMN_MODEL_ALLOW_NO_LOSS) && is_last && !is_loss;
-    if (is_loss != is_last && !loss_free_ok) {
-        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                    is_loss ? "%s: a loss must be the last layer (one loss per model)"
-                            : "%s: the last layer must be a loss (e.g. type = "
-                              "softmax_cross_entropy)",
-                    lc->where);
-        return FALSE;
-    }
+    n->is_loss = lmn_layer_is_loss(n->layer);
+    n->weight = n->is_loss ? (float) lc->loss_weight : 1.0f;
     return TRUE;
 }
 
@@ -199,10 +223,10 @@ static gboolean build_node(LmnModel *m, guint i, LmnModelFlags flags, GError **e
 static void plan_backward(LmnModel *m)
 {
     gboolean any_frozen = FALSE;
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++)
+    for (guint i = m->first_layer; i < m->nodes->len; i++)
         any_frozen = any_frozen || node_at(m, i)->frozen;
     node_at(m, NODE_INPUT)->reads_input = TRUE;
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
         Node *n = node_at(m, i);
         gboolean runs = !any_frozen || (!n->frozen && lmn_layer_get_n_params(n->layer) > 0);
         for (guint j = 0; !runs && j < n->n_inputs; j++)
@@ -211,20 +235,44 @@ static void plan_backward(LmnModel *m)
         n->reads_input = FALSE;
         for (guint j = 0; j < n->n_inputs; j++)
             n->reads_input = n->reads_input || node_at(m, n->inputs[j])->reads_input;
-        /* The last layer's output gradient is the caller's (or, for a loss, implicit). */
-        n->needs_grad = runs && i != m->loss_node;
+        /* The last layer's output gradient is the caller's, and a loss's is its weight. */
+        n->needs_grad = runs && i != m->loss_node && !n->is_loss;
     }
 }
 
-/* Every layer but the loss must feed something, or its parameters would never learn. */
-static gboolean check_consumers(LmnModel *m, GError **error)
+static const char *where_of(const LmnModel *m, guint node)
 {
-    for (guint i = NODE_FIRST_LAYER; i < m->loss_node; i++) {
+    return lmn_config_get_layer(m->cfg, node - m->first_layer)->where;
+}
+
+/* Every layer but a loss must feed something, or its parameters would never learn; only a
+ * loss-free model (LMN_MODEL_ALLOW_NO_LOSS) ends in another layer.  A custom loop may end the
+ * model in any layer (a generator, a feature extractor), but not with a loss before it, as
+ * backward would never reach what lies after that loss. */
+static gboolean check_consumers(LmnModel *m, LmnModelFlags flags, GError **error)
+{
+    if (!node_at(m, m->loss_node)->is_loss) {
+        if (m->n_losses > 0) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: a loss must be the last layer, but layer '%s' after it feeds no "
+                        "loss (its output is not used by any later layer)",
+                        where_of(m, m->losses[m->n_losses - 1]),
+                        lmn_layer_get_name(node_at(m, m->loss_node)->layer));
+            return FALSE;
+        }
+        if (!(flags & LMN_MODEL_ALLOW_NO_LOSS)) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                        "%s: the last layer must be a loss (e.g. type = softmax_cross_entropy)",
+                        where_of(m, m->loss_node));
+            return FALSE;
+        }
+    }
+    for (guint i = m->first_layer; i < m->loss_node; i++) {
         Node *n = node_at(m, i);
-        if (n->n_consumers == 0) {
+        if (n->n_consumers == 0 && !n->is_loss) {
             g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                         "%s: the output of this layer is not used by any later layer",
-                        lmn_config_get_layer(m->cfg, i - NODE_FIRST_LAYER)->where);
+                        where_of(m, i));
             return FALSE;
         }
     }
@@ -237,7 +285,7 @@ static gboolean check_consumers(LmnModel *m, GError **error)
 static gboolean flatten_params(LmnModel *m, GError **error)
 {
     gint64 total = 0;
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
         LmnLayer *l = node_at(m, i)->layer;
         for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
             gint64 numel = lmn_tensor_numel(lmn_layer_get_param(l, p));
@@ -255,7 +303,7 @@ static gboolean flatten_params(LmnModel *m, GError **error)
     lmn_op_fill(m->params, 0.0f);
     lmn_op_fill(m->grads, 0.0f);
     gint64 off = 0;
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
         LmnLayer *l = node_at(m, i)->layer;
         for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
             /* A copy: binding releases the layer's own tensor, and its shape with it. */
@@ -279,34 +327,87 @@ LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend 
 LmnModel *lmn_model_new_full(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
                              const LmnTensorInfo *target, LmnModelFlags flags, GError **error)
 {
-    g_return_val_if_fail(cfg && registry && backend, NULL);
     g_return_val_if_fail(target || (flags & LMN_MODEL_ALLOW_NO_LOSS), NULL);
+    return lmn_model_new_with_targets(cfg, registry, backend, target ? 1 : 0, target, flags, error);
+}
+
+/* The losses, and the scalar of their weighted sum when it is not the one loss itself. */
+static gboolean collect_losses(LmnModel *m, GError **error)
+{
+    m->losses = g_new0(guint, m->nodes->len);
+    for (guint i = m->first_layer; i < m->nodes->len; i++)
+        if (node_at(m, i)->is_loss)
+            m->losses[m->n_losses++] = i;
+    m->has_loss = m->n_losses > 0;
+    if (m->has_loss && !m->has_target) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "%s: a loss needs targets, but the model was built without them",
+                    where_of(m, m->losses[0]));
+        return FALSE;
+    }
+    if (m->n_losses > 1 || (m->has_loss && node_at(m, m->losses[0])->weight != 1.0f)) {
+        LmnShape one = lmn_shape_make(0);
+        m->loss_total = lmn_tensor_new(m->backend, LMN_DTYPE_F32, &one, error);
+        if (!m->loss_total)
+            return FALSE;
+        lmn_op_fill(m->loss_total, 0.0f);
+    }
+    return TRUE;
+}
+
+/* The config's targets beyond y need their infos: refuses a count that does not match. */
+static gboolean check_target_count(const LmnConfig *cfg, guint n_targets, GError **error)
+{
+    guint want = lmn_config_get_n_targets(cfg);
+    if (n_targets == 0 || n_targets == want)
+        return TRUE;
+    g_autoptr(GString) names = g_string_new(NULL);
+    for (guint t = 1; t < want; t++)
+        g_string_append_printf(names, "%s'%s'", t > 1 ? ", " : "",
+                               lmn_config_get_target_name(cfg, t));
+    g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                "%s: the losses read %u target datasets (y%s%s) but the model was given %u; "
+                "build it with lmn_model_new_with_targets() and one info per target",
+                lmn_config_get_name(cfg), want, want > 1 ? ", " : "", names->str, n_targets);
+    return FALSE;
+}
+
+LmnModel *lmn_model_new_with_targets(const LmnConfig *cfg, LmnRegistry *registry,
+                                     LmnBackend *backend, guint n_targets,
+                                     const LmnTensorInfo *targets, LmnModelFlags flags,
+                                     GError **error)
+{
+    g_return_val_if_fail(cfg && registry && backend, NULL);
+    g_return_val_if_fail(n_targets == 0 || targets != NULL, NULL);
+    g_return_val_if_fail(n_targets > 0 || (flags & LMN_MODEL_ALLOW_NO_LOSS), NULL);
+    if (!check_target_count(cfg, n_targets, error))
+        return NULL;
     LmnModel *m = g_new0(LmnModel, 1);
     m->last_training = TRUE;
     m->backend = lmn_backend_ref(backend);
     m->input_shape = *lmn_config_get_input_shape(cfg);
-    m->has_target = target != NULL;
-    if (target)
-        m->target = *target;
+    m->has_target = n_targets > 0;
+    m->n_targets = n_targets;
+    m->target_infos = g_new0(LmnTensorInfo, MAX(n_targets, 1));
+    if (n_targets > 0) {
+        memcpy(m->target_infos, targets, n_targets * sizeof *targets);
+        m->target = targets[0];
+    }
+    m->first_layer = NODE_LABELS + MAX(n_targets, 1);
     m->registry = registry;
     m->cfg = cfg;
     m->nodes = g_array_new(FALSE, TRUE, sizeof(Node));
     guint n_layers = lmn_config_get_n_layers(cfg);
-    g_array_set_size(m->nodes, NODE_FIRST_LAYER + n_layers);
+    g_array_set_size(m->nodes, m->first_layer + n_layers);
     node_at(m, NODE_INPUT)->info = (LmnTensorInfo){m->input_shape, LMN_DTYPE_F32};
     node_at(m, NODE_LABELS)->info = m->target;
+    for (guint t = 1; t < n_targets; t++)
+        node_at(m, NODE_LABELS + t)->info = targets[t];
     for (guint i = 0; i < n_layers; i++)
-        if (!build_node(m, i, flags, error))
+        if (!build_node(m, i, error))
             goto fail;
-    m->loss_node = NODE_FIRST_LAYER + n_layers - 1;
-    m->has_loss = lmn_layer_is_loss(node_at(m, m->loss_node)->layer);
-    if (m->has_loss && !m->has_target) {
-        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                    "%s: a loss needs targets, but the model was built without them",
-                    lmn_config_get_layer(cfg, n_layers - 1)->where);
-        goto fail;
-    }
-    if (!check_consumers(m, error) || !flatten_params(m, error))
+    m->loss_node = m->first_layer + n_layers - 1;
+    if (!collect_losses(m, error) || !check_consumers(m, flags, error) || !flatten_params(m, error))
         goto fail;
     return m;
 fail:
@@ -314,12 +415,72 @@ fail:
     return NULL;
 }
 
+LmnModel *lmn_model_new_for_dataset(const LmnConfig *cfg, LmnRegistry *registry,
+                                    LmnBackend *backend, const LmnDataset *ds, GError **error)
+{
+    g_return_val_if_fail(cfg && ds, NULL);
+    guint n = lmn_config_get_n_targets(cfg);
+    g_autofree LmnTensorInfo *infos = g_new0(LmnTensorInfo, n);
+    for (guint t = 0; t < n; t++) {
+        const char *name = lmn_config_get_target_name(cfg, t);
+        gint k = lmn_dataset_find_target(ds, name);
+        if (k < 0) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_MISSING,
+                        "%s: a loss reads the target '%s', which was not read from the split "
+                        "(open it with lmn_dataset_open_with_targets())",
+                        lmn_dataset_get_spec(ds), name);
+            return NULL;
+        }
+        infos[t] = lmn_dataset_get_target_info_at(ds, (guint) k);
+    }
+    return lmn_model_new_with_targets(cfg, registry, backend, n, infos, LMN_MODEL_FLAGS_NONE,
+                                      error);
+}
+
+gboolean lmn_model_check_targets(const LmnModel *model, const LmnDataset *ds, GError **error)
+{
+    g_return_val_if_fail(model && ds, FALSE);
+    for (guint t = 1; t < model->n_targets; t++) {
+        const char *name = lmn_model_get_target_name(model, t);
+        gint k = lmn_dataset_find_target(ds, name);
+        LmnTensorInfo have = k >= 0 ? lmn_dataset_get_target_info_at(ds, (guint) k)
+                                    : (LmnTensorInfo){lmn_shape_make(0), LMN_DTYPE_I32};
+        const LmnTensorInfo *want = &model->target_infos[t];
+        if (k < 0) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_MISSING,
+                        "%s: the model's losses read the target '%s', which this split was not "
+                        "opened with (lmn_dataset_open_with_targets())",
+                        lmn_dataset_get_spec(ds), name);
+            return FALSE;
+        }
+        if (have.dtype != want->dtype || !lmn_shape_equal(&have.shape, &want->shape)) {
+            g_autofree char *hs = lmn_shape_to_string(&have.shape);
+            g_autofree char *ws = lmn_shape_to_string(&want->shape);
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                        "%s: target '%s' is %s %s per sample but the model's is %s %s",
+                        lmn_dataset_get_spec(ds), name,
+                        have.dtype == LMN_DTYPE_I32 ? "class labels" : "float targets", hs,
+                        want->dtype == LMN_DTYPE_I32 ? "class labels" : "float targets", ws);
+            return FALSE;
+        }
+    }
+    for (guint i = 0; i < model->n_losses; i++) {
+        gint t = lmn_model_get_loss_target(model, i);
+        gint k =
+            t > 0 ? lmn_dataset_find_target(ds, lmn_model_get_target_name(model, (guint) t)) : -1;
+        if (k > 0 && !lmn_dataset_check_target_labels(
+                         ds, (guint) k, lmn_model_get_loss_n_classes(model, i), error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error)
 {
     guint first = 0;
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         LmnLayer *l = node_at(model, i)->layer;
-        const LmnLayerConfig *lc = lmn_config_get_layer(model->cfg, i - NODE_FIRST_LAYER);
+        const LmnLayerConfig *lc = lmn_config_get_layer(model->cfg, i - model->first_layer);
         if (!lmn_layer_init_params(l, model->registry, seed, first,
                                    (const char *const *) lc->init_keys,
                                    (const char *const *) lc->init_values, lc->where, error))
@@ -385,7 +546,7 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
 {
     guint n_nodes = m->nodes->len;
     g_autofree guint *last_consumer = g_new0(guint, n_nodes);
-    for (guint i = NODE_FIRST_LAYER; i < n_nodes; i++) {
+    for (guint i = m->first_layer; i < n_nodes; i++) {
         const Node *n = node_at(m, i);
         for (guint j = 0; j < n->n_inputs; j++)
             last_consumer[n->inputs[j]] = MAX(last_consumer[n->inputs[j]], i);
@@ -395,7 +556,7 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
         LmnShape batched = lmn_shape_prepend(&n->info.shape, max_batch);
         if (i == NODE_LABELS && !m->has_target)
             continue;
-        if (i == m->loss_node && m->has_loss) {
+        if (n->is_loss) {
             LmnShape one = lmn_shape_make(0);
             plan_item(items, blocks, BUF_OUT, i, 0, &one, LMN_DTYPE_F32, 0, time_end(m));
         } else {
@@ -405,7 +566,7 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
             plan_item(items, blocks, BUF_GRAD, i, 0, &batched, n->info.dtype,
                       time_backward(m, last_consumer[i]), time_backward(m, i));
     }
-    for (guint i = NODE_FIRST_LAYER; i < n_nodes; i++) {
+    for (guint i = m->first_layer; i < n_nodes; i++) {
         const Node *n = node_at(m, i);
         for (guint j = 0; j < n->n_inputs; j++) {
             const Node *src = node_at(m, n->inputs[j]);
@@ -463,7 +624,7 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
         g_ptr_array_add(segments, seg);
     }
 
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
         if (!n->edge_full) {
             n->edge_full = g_new0(LmnTensor *, n->n_inputs);
@@ -492,7 +653,7 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
             break;
         }
     }
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
         for (guint j = 0; j < n->n_inputs; j++) {
             Node *src = node_at(model, n->inputs[j]);
@@ -506,7 +667,7 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
     model->arena_segments = plan.segment_sizes->len;
     lmn_arena_plan_clear(&plan);
 
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++)
+    for (guint i = model->first_layer; i < model->nodes->len; i++)
         if (!lmn_layer_prepare_batch(node_at(model, i)->layer, max_batch, error)) {
             clear_buffers(model);
             return FALSE;
@@ -531,12 +692,11 @@ void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTe
             Node *n = node_at(model, i);
             if (!n->out_full)
                 continue; /* the labels of a model without targets */
-            n->out = i == model->loss_node && model->has_loss ? lmn_tensor_ref(n->out_full)
-                                                              : batch_view(n->out_full, batch);
+            n->out = n->is_loss ? lmn_tensor_ref(n->out_full) : batch_view(n->out_full, batch);
             if (n->grad_full)
                 n->grad = batch_view(n->grad_full, batch);
         }
-        for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+        for (guint i = model->first_layer; i < model->nodes->len; i++) {
             Node *n = node_at(model, i);
             /* Within the prepared maximum this only makes views: it cannot fail. */
             gboolean ok = lmn_layer_prepare_batch(n->layer, batch, NULL);
@@ -576,16 +736,34 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
     g_return_if_fail(model->batch > 0);
     LmnTensor *ins[16];
     LmnLayerIO io;
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
         fill_io(model, n, ins, &io, training, step, seed);
         lmn_layer_forward(n->layer, &io);
     }
+    /* In file order, so the sum rounds the same way on every backend and every run. */
+    for (guint k = 0; model->loss_total && k < model->n_losses; k++) {
+        const Node *n = node_at(model, model->losses[k]);
+        lmn_op_axpby(n->weight, n->out, k == 0 ? 0.0f : 1.0f, model->loss_total);
+    }
     model->last_training = training;
 }
 
+/* Backward seeds a loss with its weight: the loss layer computes d(loss)/d(inputs) (its output
+ * gradient is implicitly 1), so the input gradients it wrote are scaled by the weight, which
+ * equals seeding with the weight.  A weight of 1 is left alone, so single-loss models run the
+ * same ops as always. */
+static void scale_loss_grads(Node *n)
+{
+    if (n->weight == 1.0f)
+        return;
+    for (guint j = 0; j < n->n_inputs; j++)
+        if (n->edge[j])
+            lmn_op_axpby(n->weight, n->edge[j], 0.0f, n->edge[j]);
+}
+
 /* Backward through every layer that runs; @output_grad is the last layer's (NULL for a loss).
- * With @input_only, only the layers between the input and the loss run, and none is asked for
+ * With @input_only, only the layers between the input and the losses run, and none is asked for
  * its parameters' gradients. */
 static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, guint64 seed,
                          gboolean input_only)
@@ -595,15 +773,17 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
     /* From the input node on: with input gradients on it collects its consumers' edges too. */
     for (guint i = 0; i < model->nodes->len; i++)
         node_at(model, i)->grad_written = FALSE;
-    for (guint i = model->nodes->len; i-- > NODE_FIRST_LAYER;) {
+    for (guint i = model->nodes->len; i-- > model->first_layer;) {
         Node *n = node_at(model, i);
         if (!n->runs_backward || (input_only && !n->reads_input))
             continue;
         fill_io(model, n, ins, &io, model->last_training, step, seed);
-        io.output_grad = i == model->loss_node ? output_grad : n->grad;
+        io.output_grad = n->is_loss ? NULL : i == model->loss_node ? output_grad : n->grad;
         io.input_grads = n->edge;
         io.skip_param_grads = input_only || n->frozen;
         lmn_layer_backward(n->layer, &io);
+        if (n->is_loss)
+            scale_loss_grads(n);
         /* A frozen layer runs only for the layers below it; the gradient of its own parameters
          * stays 0, as if never computed, so clipping and the gradient's norm leave it out (a
          * layer may compute it even when told to skip it). */
@@ -699,7 +879,7 @@ gboolean lmn_model_has_loss(const LmnModel *model)
  * integers have no gradient, so such a model cannot give one for its input. */
 static const LmnLayer *index_reader_of_input(const LmnModel *m)
 {
-    for (guint i = NODE_FIRST_LAYER; i < m->nodes->len; i++) {
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
         const Node *n = node_at(m, i);
         for (guint j = 0; j < n->n_inputs; j++)
             if (n->inputs[j] == NODE_INPUT && lmn_layer_get_index_limit(n->layer, j) > 0)
@@ -757,15 +937,95 @@ LmnTensor *lmn_model_get_loss(LmnModel *model)
 {
     if (!model->has_loss)
         return NULL;
-    return node_at(model, model->loss_node)->out;
+    if (model->loss_total)
+        return model->loss_total;
+    return node_at(model, model->losses[0])->out;
 }
 
 LmnTensor *lmn_model_get_prediction(LmnModel *model)
 {
-    if (!model->has_loss)
-        return NULL;
-    Node *loss = node_at(model, model->loss_node);
+    return model->has_loss ? lmn_model_get_loss_prediction(model, 0) : NULL;
+}
+
+guint lmn_model_get_n_losses(const LmnModel *model)
+{
+    g_return_val_if_fail(model != NULL, 0);
+    return model->n_losses;
+}
+
+LmnLayer *lmn_model_get_loss_layer(LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, NULL);
+    return node_at(model, model->losses[index])->layer;
+}
+
+double lmn_model_get_loss_weight(const LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, 0.0);
+    return node_at(model, model->losses[index])->weight;
+}
+
+LmnTensor *lmn_model_get_loss_value(LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, NULL);
+    return node_at(model, model->losses[index])->out;
+}
+
+LmnTensor *lmn_model_get_loss_prediction(LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, NULL);
+    const Node *loss = node_at(model, model->losses[index]);
     return node_at(model, loss->inputs[0])->out;
+}
+
+/* The target node a loss reads: its last input, when that is a data node. */
+static gint loss_target_node(const LmnModel *model, guint index)
+{
+    const Node *loss = node_at(model, model->losses[index]);
+    guint last = loss->inputs[loss->n_inputs - 1];
+    return last >= NODE_LABELS && last < model->first_layer ? (gint) last : -1;
+}
+
+gint lmn_model_get_loss_target(const LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, -1);
+    gint node = loss_target_node(model, index);
+    return node < 0 ? -1 : node - NODE_LABELS;
+}
+
+gint64 lmn_model_get_loss_n_classes(const LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, -1);
+    gint node = loss_target_node(model, index);
+    if (node < 0 || node_at(model, (guint) node)->info.dtype != LMN_DTYPE_I32)
+        return -1;
+    const Node *loss = node_at(model, model->losses[index]);
+    const LmnTensorInfo *pred = &node_at(model, loss->inputs[0])->info;
+    return pred->shape.ndim == 0 ? -1 : pred->shape.dims[pred->shape.ndim - 1];
+}
+
+guint lmn_model_get_n_targets(const LmnModel *model)
+{
+    g_return_val_if_fail(model != NULL, 0);
+    return model->n_targets;
+}
+
+const char *lmn_model_get_target_name(const LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_targets, NULL);
+    return lmn_config_get_target_name(model->cfg, index);
+}
+
+const LmnTensorInfo *lmn_model_get_target_info_at(const LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_targets, NULL);
+    return &model->target_infos[index];
+}
+
+LmnTensor *lmn_model_get_target(LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_targets, NULL);
+    return node_at(model, NODE_LABELS + index)->out;
 }
 
 LmnTensor *lmn_model_get_params(LmnModel *model)
@@ -780,13 +1040,13 @@ LmnTensor *lmn_model_get_grads(LmnModel *model)
 
 guint lmn_model_get_n_layers(const LmnModel *model)
 {
-    return model->nodes->len - NODE_FIRST_LAYER;
+    return model->nodes->len - model->first_layer;
 }
 
 LmnLayer *lmn_model_get_layer(LmnModel *model, guint index)
 {
-    g_return_val_if_fail(index + NODE_FIRST_LAYER < model->nodes->len, NULL);
-    return node_at(model, NODE_FIRST_LAYER + index)->layer;
+    g_return_val_if_fail(index + model->first_layer < model->nodes->len, NULL);
+    return node_at(model, model->first_layer + index)->layer;
 }
 
 const LmnShape *lmn_model_get_input_shape(const LmnModel *model)
@@ -829,7 +1089,7 @@ gboolean lmn_model_check_input(const LmnModel *model, const float *x, gint64 n,
 {
     g_return_val_if_fail(model != NULL && (x != NULL || n == 0), FALSE);
     gint64 numel = lmn_shape_numel(&model->input_shape);
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         const Node *node = node_at(model, i);
         for (guint j = 0; j < node->n_inputs; j++) {
             gint64 limit = lmn_layer_get_index_limit(node->layer, j);
@@ -846,8 +1106,12 @@ gint64 lmn_model_get_n_classes(const LmnModel *model)
 {
     if (!model->has_loss || model->target.dtype != LMN_DTYPE_I32)
         return -1;
-    const Node *loss = &g_array_index(model->nodes, Node, model->loss_node);
-    const LmnTensorInfo *pred = &g_array_index(model->nodes, Node, loss->inputs[0]).info;
+    /* The first loss reading y, which y's labels must fit. */
+    guint k = 0;
+    while (k + 1 < model->n_losses && loss_target_node(model, k) != NODE_LABELS)
+        k++;
+    const Node *loss = node_at(model, model->losses[k]);
+    const LmnTensorInfo *pred = &node_at(model, loss->inputs[0])->info;
     if (pred->shape.ndim == 0)
         return -1;
     return pred->shape.dims[pred->shape.ndim - 1];
@@ -879,8 +1143,8 @@ LmnBackend *lmn_model_get_backend(const LmnModel *model)
 LmnTensor *lmn_model_get_layer_output(LmnModel *model, guint index)
 {
     g_return_val_if_fail(model != NULL, NULL);
-    g_return_val_if_fail(index + NODE_FIRST_LAYER < model->nodes->len, NULL);
-    return node_at(model, NODE_FIRST_LAYER + index)->out;
+    g_return_val_if_fail(index + model->first_layer < model->nodes->len, NULL);
+    return node_at(model, model->first_layer + index)->out;
 }
 
 /* ---- LSUV ---- */
@@ -915,6 +1179,21 @@ static gboolean lsuv_load_batch(LmnModel *m, const LmnDataset *ds, gint64 batch,
     if (!lmn_dataset_read(ds, order, (gsize) batch, xh, yh, error) ||
         !lmn_model_check_input(m, xh, batch, order, error))
         return FALSE;
+    /* The other targets too: a loss must never read unset class labels. */
+    for (guint t = 1; t < m->n_targets; t++) {
+        gint k = lmn_dataset_find_target(ds, lmn_model_get_target_name(m, t));
+        LmnTensor *tt = lmn_model_get_target(m, t);
+        if (k < 0) {
+            lmn_op_fill(tt, 0.0f);
+            continue;
+        }
+        g_autofree void **dst = g_new0(void *, lmn_dataset_get_n_targets(ds));
+        g_autofree void *th = g_malloc(lmn_tensor_nbytes(tt));
+        dst[k] = th;
+        if (!lmn_dataset_read_targets(ds, order, (gsize) batch, NULL, dst, error) ||
+            !lmn_tensor_write(tt, th, lmn_tensor_nbytes(tt), error))
+            return FALSE;
+    }
     return lmn_tensor_write(x, xh, lmn_tensor_nbytes(x), error) &&
            lmn_tensor_write(y, yh, lmn_tensor_nbytes(y), error);
 }
@@ -950,7 +1229,7 @@ static gboolean lsuv_orthogonal(LmnModel *m, guint i, guint first, guint64 seed,
         }
         g_ptr_array_add(saved, data);
     }
-    const LmnLayerConfig *lc = lmn_config_get_layer(m->cfg, i - NODE_FIRST_LAYER);
+    const LmnLayerConfig *lc = lmn_config_get_layer(m->cfg, i - m->first_layer);
     const char *const keys[] = {"weight_init", NULL};
     const char *const values[] = {"orthogonal", NULL};
     if (!lmn_layer_init_params(l, m->registry, seed, first, keys, values, lc->where, error))
@@ -1007,7 +1286,7 @@ gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, dou
     /* Orthogonal weights everywhere first: a layer's output depends only on the layers before
      * it, so this equals re-initialising each layer just before it is scaled. */
     guint first = 0;
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         LmnLayer *l = node_at(model, i)->layer;
         if (lsuv_weight_index(l) >= 0 && !lsuv_orthogonal(model, i, first, seed, error))
             return FALSE;
@@ -1016,7 +1295,7 @@ gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, dou
     if (!lsuv_load_batch(model, ds, batch, seed, error))
         return FALSE;
 
-    for (guint i = NODE_FIRST_LAYER; i < model->nodes->len; i++) {
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
         LmnLayer *l = node_at(model, i)->layer;
         gint w = lsuv_weight_index(l);
         if (w < 0)
@@ -1031,7 +1310,7 @@ gboolean lmn_model_lsuv(LmnModel *model, const LmnDataset *ds, gint64 batch, dou
                 g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
                             "%s: LSUV initialisation: the output variance of this layer is %g "
                             "on the batch from %s",
-                            lmn_config_get_layer(model->cfg, i - NODE_FIRST_LAYER)->where, var,
+                            lmn_config_get_layer(model->cfg, i - model->first_layer)->where, var,
                             lmn_dataset_get_spec(ds));
                 return FALSE;
             }

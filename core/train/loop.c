@@ -21,8 +21,9 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, const float **x
     lmn_model_set_batch(t->model, m, &x, &y);
     float *xd = skip == 0 ? lmn_backend_host_pointer(x) : NULL;
     void *yd = skip == 0 ? lmn_backend_host_pointer(y) : NULL;
-    gint64 got = lmn_batch_reader_next(t->reader, xd ? xd : t->x_host, yd ? yd : t->y_host,
-                                       t->idx_host, error);
+    void *const *targets = lmn_train_target_buffers(t, yd ? yd : t->y_host, skip);
+    gint64 got =
+        lmn_batch_reader_next_targets(t->reader, xd ? xd : t->x_host, targets, t->idx_host, error);
     if (got < 0)
         return FALSE;
     if (got != skip + m) {
@@ -46,6 +47,8 @@ static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, const float **x
     if (!xd && !lmn_tensor_write(x, xs, lmn_tensor_nbytes(x), error))
         return FALSE;
     if (!yd && !lmn_tensor_write(y, ys, lmn_tensor_nbytes(y), error))
+        return FALSE;
+    if (!lmn_train_write_targets(t, m, skip, error))
         return FALSE;
     *x_out = xd ? xd : (const float *) xs;
     *y_out = yd ? yd : (const void *) ys;
@@ -203,6 +206,7 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
             return FALSE;
         lmn_model_backward(t->model, step, t->state.seed);
         lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
+        lmn_train_accumulate_losses(t, m);
     }
     if (!lmn_train_process_gradients(t, m, error))
         return FALSE;
@@ -212,11 +216,8 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
     lmn_optimizer_step(t->opt, ep->lr);
     t->state.step++;
     /* (adversarial training counted the clean batch's correct answers before the attack) */
-    if (!adversarial && lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32) {
-        LmnTensor *y;
-        lmn_model_set_batch(t->model, m, NULL, &y);
-        lmn_op_count_correct(lmn_model_get_prediction(t->model), y, t->correct_acc);
-    }
+    if (!adversarial)
+        lmn_train_count_correct(t->model, t->acc_loss, t->correct_acc);
     return TRUE;
 }
 /* Redraws the progress bar at most every 0.1 s, and at the end of the epoch. */
@@ -275,13 +276,13 @@ static gboolean read_epoch_figures(LmnTrainer *t, Epoch *ep, GError **error)
     double loss_sum = 0, correct = 0;
     if (!lmn_train_read_scalar(t->loss_acc, &loss_sum, error) ||
         !lmn_train_read_scalar(t->correct_acc, &correct, error) ||
-        !lmn_backend_synchronize(t->backend, error))
+        !lmn_train_read_losses(t, ep->seen, error) || !lmn_backend_synchronize(t->backend, error))
         return FALSE;
     gint64 elapsed_us = g_get_monotonic_time() - ep->t0;
     ep->data_seconds = lmn_batch_reader_get_wait_seconds(t->reader) - ep->wait0;
     ep->seconds = (double) elapsed_us / 1e6;
     ep->train_loss = loss_sum / (double) ep->seen;
-    gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
+    gboolean labels = t->acc_loss >= 0;
     ep->train_acc = labels ? correct / (double) ep->seen : NAN;
     if (!isfinite(ep->train_loss)) {
         g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
@@ -309,8 +310,7 @@ static gboolean end_epoch(LmnTrainer *t, Epoch *ep, GError **error)
     const LmnTrainConfig *tc = t->tc;
     ep->val_loss = NAN;
     ep->val_acc = NAN;
-    if (t->val &&
-        !lmn_evaluate(t->model, t->val, tc->batch_size, &ep->val_loss, &ep->val_acc, error))
+    if (t->val && !lmn_train_evaluate(t, t->val, &ep->val_loss, &ep->val_acc, t->val_losses, error))
         return FALSE;
     ep->improved = FALSE;
     if (!ep->reached_end)
@@ -340,7 +340,8 @@ static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error
         lmn_train_csv_value(metrics, ep->lr) && lmn_train_csv_value(metrics, ep->train_loss) &&
         lmn_train_csv_value(metrics, ep->train_acc) && lmn_train_csv_value(metrics, ep->val_loss) &&
         lmn_train_csv_value(metrics, ep->val_acc) && lmn_train_csv_value(metrics, ep->seconds) &&
-        fputc('\n', metrics) != EOF && fflush(metrics) == 0;
+        lmn_train_write_loss_values(t, metrics) && fputc('\n', metrics) != EOF &&
+        fflush(metrics) == 0;
     if (!ok) {
         int e = errno;
         g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
@@ -354,15 +355,17 @@ static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error
 /* The epoch's line on the terminal. */
 static void print_epoch(LmnTrainer *t, const Epoch *ep)
 {
-    gboolean labels = lmn_model_get_target_info(t->model)->dtype == LMN_DTYPE_I32;
+    gboolean labels = t->acc_loss >= 0;
     if (t->opts.progress)
         printf("\r\033[K");
     printf("epoch %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT "  loss %.4f", ep->index + 1,
            t->tc->epochs, ep->train_loss);
+    lmn_train_print_losses(t, t->train_losses);
     if (labels)
         printf("  acc %.2f%%", 100 * ep->train_acc);
     if (t->val) {
         printf("  val_loss %.4f", ep->val_loss);
+        lmn_train_print_losses(t, t->val_losses);
         if (labels)
             printf("  val_acc %.2f%%", 100 * ep->val_acc);
         if (ep->improved)
@@ -400,6 +403,7 @@ static gboolean run_epoch(LmnTrainer *t, gint64 n, gint64 steps_per_epoch, gbool
     };
     lmn_op_fill(t->loss_acc, 0);
     lmn_op_fill(t->correct_acc, 0);
+    lmn_train_zero_losses(t);
     if (!train_epoch_steps(t, &ep, n, steps_per_epoch, error))
         return FALSE;
     if (ep.seen == 0) {

@@ -43,6 +43,19 @@ struct _LmnTrainer {
     LmnTensor *best_params;
     LmnTensor *best_buffers;
     FILE *metrics;
+    /* Several losses (losses.c): the other targets' host staging ([0] unused) and where the
+     * reader delivers each target; with two or more losses, per-loss sums on the backend (one
+     * view each) and the epoch's per-loss means.  NULL / 0 with one loss. */
+    guint n_targets;
+    void **t_host;
+    void **t_dst;
+    gint acc_loss;
+    guint n_losses;
+    LmnTensor *loss_accs;
+    LmnTensor **loss_acc_views;
+    float *read_losses;
+    double *train_losses;
+    double *val_losses;
     int lock_fd; /* OUTPUT/.lock, flock()ed for the trainer's life; -1 when not taken */
     /* Adversarial training ([train] adversarial): the attack, its host buffers, the clean
      * batch's gradient and a host copy of the labels; NULL without it. */
@@ -62,6 +75,38 @@ typedef struct {
     float l1, l2;
     gboolean frozen; /* [layer] trainable = false: no penalty, no noise (its gradient stays 0) */
 } ParamSlot;
+
+/* ---- losses.c ---- */
+
+/* Returns: (transfer full): the config's targets besides y, NULL-terminated. */
+char **lmn_train_target_names(const LmnConfig *cfg);
+/* The staging buffers and accumulators, once the model is built. */
+gboolean lmn_train_setup_losses(LmnTrainer *t, GError **error);
+void lmn_train_clear_losses(LmnTrainer *t);
+/* The buffers the reader delivers the batch's targets into: @y for y, the others straight into
+ * host-memory target tensors when nothing is skipped, else staging. */
+void *const *lmn_train_target_buffers(LmnTrainer *t, void *y, gint64 skip);
+/* Writes the staged targets (after skipping @skip samples) into the model's target tensors. */
+gboolean lmn_train_write_targets(LmnTrainer *t, gint64 m, gint64 skip, GError **error);
+/* Per-loss sums of batch size * loss over an epoch, and their means over @seen samples. */
+void lmn_train_zero_losses(LmnTrainer *t);
+void lmn_train_accumulate_losses(LmnTrainer *t, gint64 m);
+gboolean lmn_train_read_losses(LmnTrainer *t, gint64 seen, GError **error);
+/* lmn_evaluate_full() into @losses (n_losses values, NAN until filled; only with several). */
+gboolean lmn_train_evaluate(LmnTrainer *t, const LmnDataset *ds, double *loss, double *acc,
+                            double *losses, GError **error);
+/* The epoch line's and metrics.csv's per-loss parts; nothing with one loss. */
+void lmn_train_print_losses(LmnTrainer *t, const double *values);
+gboolean lmn_train_write_loss_header(LmnTrainer *t, FILE *f);
+gboolean lmn_train_write_loss_values(LmnTrainer *t, FILE *f);
+
+/* ---- evaluate.c ---- */
+
+/* The loss whose accuracy is reported: with one loss, loss 0 when y holds class labels; with
+ * several, the first whose target does.  Returns: its index, or -1 for no accuracy. */
+gint lmn_train_accuracy_loss(const LmnModel *model);
+/* Adds the batch's correct predictions of loss @loss (-1: nothing) to @correct. */
+void lmn_train_count_correct(LmnModel *model, gint loss, LmnTensor *correct);
 
 /* ---- gradients.c ---- */
 
@@ -115,6 +160,30 @@ gboolean lmn_train_save_checkpoint(LmnTrainer *t, const char *name, GError **err
 /* The output directory: created, locked against a second run, cleared of a killed run's
  * temporary files, and shown to be writable before the first epoch rather than after it. */
 gboolean lmn_train_setup_output(LmnTrainer *t, GError **error);
+
+/* ---- losses.c ---- */
+
+/* Returns: (transfer full): the config's targets besides y, NULL-terminated. */
+char **lmn_train_target_names(const LmnConfig *cfg);
+/* The staging buffers and accumulators, once the model is built. */
+gboolean lmn_train_setup_losses(LmnTrainer *t, GError **error);
+void lmn_train_clear_losses(LmnTrainer *t);
+/* The buffers the reader delivers the batch's targets into: @y for y, the others straight into
+ * host-memory target tensors when nothing is skipped, else staging. */
+void *const *lmn_train_target_buffers(LmnTrainer *t, void *y, gint64 skip);
+/* Writes the staged targets (after skipping @skip samples) into the model's target tensors. */
+gboolean lmn_train_write_targets(LmnTrainer *t, gint64 m, gint64 skip, GError **error);
+/* Per-loss sums of batch size * loss over an epoch, and their means over @seen samples. */
+void lmn_train_zero_losses(LmnTrainer *t);
+void lmn_train_accumulate_losses(LmnTrainer *t, gint64 m);
+gboolean lmn_train_read_losses(LmnTrainer *t, gint64 seen, GError **error);
+/* lmn_evaluate_full() into @losses (n_losses values, NAN until filled; only with several). */
+gboolean lmn_train_evaluate(LmnTrainer *t, const LmnDataset *ds, double *loss, double *acc,
+                            double *losses, GError **error);
+/* The epoch line's and metrics.csv's per-loss parts; nothing with one loss. */
+void lmn_train_print_losses(LmnTrainer *t, const double *values);
+gboolean lmn_train_write_loss_header(LmnTrainer *t, FILE *f);
+gboolean lmn_train_write_loss_values(LmnTrainer *t, FILE *f);
 
 /* ---- evaluate.c ---- */
 

@@ -62,6 +62,7 @@ void lmn_trainer_free(LmnTrainer *t)
     lmn_optimizer_free(t->opt);
     g_clear_pointer(&t->loss_acc, lmn_tensor_unref);
     g_clear_pointer(&t->correct_acc, lmn_tensor_unref);
+    lmn_train_clear_losses(t);
     lmn_model_free(t->model);
     if (t->backend)
         lmn_backend_unref(t->backend);
@@ -83,11 +84,14 @@ static gboolean open_data(LmnTrainer *t, GError **error)
     /* Only the training split gets the configured budget: it is the one read every epoch, and
      * a split too large for it streams through the batch reader's shuffle buffer. */
     double budget = t->tc->memory_budget_mb > 0 ? t->tc->memory_budget_mb : -1;
-    t->train = lmn_dataset_open_with_budget(t->tc->train_data, budget, error);
+    /* Every split holds the targets the losses read ([layer] target), y always. */
+    g_auto(GStrv) targets = lmn_train_target_names(t->cfg);
+    const char *const *names = (const char *const *) targets;
+    t->train = lmn_dataset_open_with_targets(t->tc->train_data, names, budget, error);
     if (!t->train)
         return FALSE;
     if (t->tc->validation_data) {
-        t->val = lmn_dataset_open(t->tc->validation_data, error);
+        t->val = lmn_dataset_open_with_targets(t->tc->validation_data, names, -1, error);
         if (!t->val)
             return FALSE;
     } else if (t->tc->validation_split > 0) {
@@ -96,7 +100,7 @@ static gboolean open_data(LmnTrainer *t, GError **error)
             return FALSE;
     }
     if (t->tc->test_data) {
-        t->test = lmn_dataset_open(t->tc->test_data, error);
+        t->test = lmn_dataset_open_with_targets(t->tc->test_data, names, -1, error);
         if (!t->test)
             return FALSE;
     }
@@ -120,7 +124,8 @@ static gboolean check_data(LmnTrainer *t, const LmnDataset *ds, GError **error)
         return FALSE;
     }
     return lmn_dataset_check_model(ds, lmn_model_get_input_shape(t->model),
-                                   lmn_model_get_n_classes(t->model), error);
+                                   lmn_model_get_n_classes(t->model), error) &&
+           lmn_model_check_targets(t->model, ds, error);
 }
 
 static LmnTensorInfo target_info_of(const LmnDataset *ds)
@@ -308,7 +313,9 @@ static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error
     if (!t->backend)
         return FALSE;
     *target = target_info_of(t->train);
-    t->model = lmn_model_new(t->cfg, t->registry, t->backend, target, error);
+    t->model = lmn_config_get_n_targets(t->cfg) > 1
+                   ? lmn_model_new_for_dataset(t->cfg, t->registry, t->backend, t->train, error)
+                   : lmn_model_new(t->cfg, t->registry, t->backend, target, error);
     if (!t->model)
         return FALSE;
     if (!check_data(t, t->train, error) || !check_data(t, t->val, error) ||
@@ -390,7 +397,7 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
     LmnShape one = lmn_shape_make(0);
     t->loss_acc = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
     t->correct_acc = t->loss_acc ? lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error) : NULL;
-    return t->correct_acc != NULL;
+    return t->correct_acc != NULL && lmn_train_setup_losses(t, error);
 }
 
 /* The training batch must fit in the training split: a larger one is a typo or the wrong data,

@@ -46,7 +46,20 @@ typedef struct {
     gboolean trainable;
     double lr_mult;
     char *tuning_where;
+    /* appended: several losses.  For a loss layer, @loss_weight (>= 0, default 1) weighs it in
+     * the model's loss, the sum of weight * loss, and @target names the dataset of the split it
+     * compares against ("y" by default; its implicit last input is then "labels", for another
+     * dataset LMN_CONFIG_TARGET_PREFIX NAME).  @target is NULL for other layers.
+     * @loss_where is "FILE:LINE [layer NAME] KEY" of the first of the two keys the group sets,
+     * NULL when it sets neither. */
+    double loss_weight;
+    char *target;
+    char *loss_where;
 } LmnLayerConfig;
+
+/* The input name of a loss's target node for a dataset other than y: "target:NAME" (layer names
+ * cannot hold ':', so it never names a layer). */
+#define LMN_CONFIG_TARGET_PREFIX "target:"
 
 /** LmnMonitor: the validation metric early stopping and best.h5 follow.  Stored: explicit. */
 typedef enum {
@@ -178,6 +191,18 @@ char *lmn_config_to_data(const LmnConfig *cfg);
 const LmnShape *lmn_config_get_input_shape(const LmnConfig *cfg);
 /** lmn_config_get_n_layers: Returns: number of layers. */
 guint lmn_config_get_n_layers(const LmnConfig *cfg);
+/**
+ * lmn_config_get_n_targets:
+ * Returns: the number of distinct target datasets the losses read, counting y always (so >= 1)
+ */
+guint lmn_config_get_n_targets(const LmnConfig *cfg);
+/**
+ * lmn_config_get_target_name:
+ * Target 0 is "y"; the others are the losses' other `target` datasets, each once, in the order
+ * of the first loss naming it.
+ * Returns: (transfer none) (nullable): the name, NULL when @index >= lmn_config_get_n_targets()
+ */
+const char *lmn_config_get_target_name(const LmnConfig *cfg, guint index);
 /** lmn_config_get_layer: Returns: (transfer none): layer @index in file order. */
 const LmnLayerConfig *lmn_config_get_layer(const LmnConfig *cfg, guint index);
 /** lmn_config_get_optimizer_type: Returns: (transfer none): the optimizer's name. */

@@ -6,12 +6,18 @@
  *                uint64), or float32 targets [N, K...]
  *   optional attributes on x: scale (uint8 values are multiplied by it), mean, std (a scalar or
  *   one value per channel, channel = dimension 1): decoded x = (raw * scale - mean) / std.
+ *   /<split>/NAME  further targets that losses read ([layer] target = NAME): like y, integer
+ *                class labels [N] or float32 targets [N, K...], one row per sample of x
  * A split is named "FILE:/split" on the command line and in configs.
+ *
+ * Targets are numbered: 0 is y, then the other datasets lmn_dataset_open_with_targets() was
+ * asked for, in that order.
  */
 #pragma once
 
 #include <lamina/augment.h>
 #include <lamina/error.h>
+#include <lamina/layer.h> /* LmnTensorInfo */
 #include <lamina/random.h>
 #include <lamina/tensor.h>
 
@@ -45,6 +51,49 @@ LmnDataset *lmn_dataset_open(const char *spec, GError **error);
  * Returns: (transfer full): the dataset, or NULL with @error (as lmn_dataset_open)
  */
 LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GError **error);
+/**
+ * lmn_dataset_open_with_targets:
+ * @names: (nullable) (array zero-terminated=1): datasets of the split to read besides y (e.g.
+ *   lmn_config_get_target_name() for each of the config's targets); "y" and repeats are
+ *   skipped, so the config's list may be passed as it is
+ * @budget_mb: as lmn_dataset_open_with_budget()
+ * Like lmn_dataset_open_with_budget() (which is this with no @names), also reading each named
+ * target dataset as y is read: integer class labels (to int32, range-checked) or float targets,
+ * finite, with x's sample count; they stay in memory and count in the memory budget as y does.
+ * Returns: (transfer full): the dataset, or NULL with @error: LMN_DATA_ERROR_MISSING "no dataset
+ *   'NAME' in FILE:/split", _SHAPE naming the file, split and dataset with x's and its sample
+ *   counts, or any error of lmn_dataset_open_with_budget() for that dataset
+ */
+LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *names,
+                                          double budget_mb, GError **error);
+/** lmn_dataset_get_n_targets: Returns: the number of targets, y included (>= 1). */
+guint lmn_dataset_get_n_targets(const LmnDataset *ds);
+/** lmn_dataset_get_target_name: Returns: (transfer none): target @index's dataset name. */
+const char *lmn_dataset_get_target_name(const LmnDataset *ds, guint index);
+/** lmn_dataset_find_target: Returns: the index of target @name, or -1 when it was not read. */
+gint lmn_dataset_find_target(const LmnDataset *ds, const char *name);
+/**
+ * lmn_dataset_get_target_info_at:
+ * Returns: target @index's per-sample info: i32 [] for class labels, else f32 and its shape
+ */
+LmnTensorInfo lmn_dataset_get_target_info_at(const LmnDataset *ds, guint index);
+/**
+ * lmn_dataset_check_target_labels:
+ * For target @index > 0 holding class labels, checks that every label is below @n_classes
+ * (-1 skips; target 0, y, is checked by lmn_dataset_check_model()).
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE naming the split, the target, the sample and label
+ */
+gboolean lmn_dataset_check_target_labels(const LmnDataset *ds, guint index, gint64 n_classes,
+                                         GError **error);
+/**
+ * lmn_dataset_read_targets:
+ * @targets_out: (nullable): lmn_dataset_get_n_targets() buffers, each nullable: [0] for y as
+ *   @y_out of lmn_dataset_read(), [t] for target t (n int32 labels or n * numel floats)
+ * As lmn_dataset_read(), for every target.
+ * Returns: FALSE with @error as lmn_dataset_read()
+ */
+gboolean lmn_dataset_read_targets(const LmnDataset *ds, const guint32 *indices, gsize n,
+                                  float *x_out, void *const *targets_out, GError **error);
 /** lmn_dataset_is_streaming: Returns: TRUE when x is read from the file on demand. */
 gboolean lmn_dataset_is_streaming(const LmnDataset *ds);
 /** lmn_dataset_free: frees the dataset. */
@@ -182,6 +231,17 @@ void lmn_batch_reader_get_position(const LmnBatchReader *reader, gint64 *epoch_o
  */
 gint64 lmn_batch_reader_next(LmnBatchReader *reader, float *x_out, void *y_out,
                              guint32 *indices_out, GError **error);
+/**
+ * lmn_batch_reader_next_targets:
+ * @targets_out: (nullable): lmn_dataset_get_n_targets() buffers, each nullable: [0] for y (as
+ *   @y_out of lmn_batch_reader_next()), [t] for target t of the dataset (batch size int32
+ *   labels or batch size * numel floats)
+ * As lmn_batch_reader_next(), delivering every target of the batch's samples (the same order,
+ * prefetched with the batch).
+ * Returns: as lmn_batch_reader_next()
+ */
+gint64 lmn_batch_reader_next_targets(LmnBatchReader *reader, float *x_out, void *const *targets_out,
+                                     guint32 *indices_out, GError **error);
 /**
  * lmn_batch_reader_get_wait_seconds:
  * Returns: the total time lmn_batch_reader_next has spent waiting for data (with prefetching,

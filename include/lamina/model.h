@@ -1,12 +1,19 @@
 /* Lamina — the model: a DAG of named layers.
  *
- * Nodes are the data input ("input"), the targets ("labels") and one per layer, in file order; a
+ * Nodes are the data input ("input"), the targets (y's is "labels"; another dataset a loss names
+ * with `target = NAME` is LMN_CONFIG_TARGET_PREFIX NAME) and one per layer, in file order; a
  * layer may only take inputs defined before it, which makes every model a DAG by construction.
  * Forward runs in file order, backward in reverse; a node's output that feeds several layers gets
  * the sum of their gradients.  All parameters live in one flat tensor (and their gradients in
  * another), so an optimizer updates the whole model with one launch.  Activations and gradients
  * are views into an arena that lmn_model_prepare() plans for the largest batch and reuses: a
  * training step allocates nothing.
+ *
+ * A model may have several loss layers, anywhere in the graph (an auxiliary head on an
+ * intermediate layer, one head per task).  A loss's output is a scalar that feeds no layer; every
+ * other layer must feed one.  The model's loss is the sum of weight_i * loss_i ([layer] weight,
+ * default 1), and backward seeds loss i with weight_i, so the gradients are those of PyTorch's
+ * `sum(w_i * loss_i).backward()`.
  *
  * Custom training loops.  `lamina train` is one client of this API; a program may own the loop:
  *   1. build: lmn_config_new_from_file() + lmn_config_validate(), then lmn_model_new() (or
@@ -69,7 +76,44 @@ LmnModel *lmn_model_new(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend 
  */
 LmnModel *lmn_model_new_full(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *backend,
                              const LmnTensorInfo *target, LmnModelFlags flags, GError **error);
-/** lmn_model_has_loss: Returns: whether the last layer is a loss. */
+/**
+ * lmn_model_new_with_targets:
+ * @cfg: a validated config
+ * @n_targets: lmn_config_get_n_targets(@cfg), or 0 (only with LMN_MODEL_ALLOW_NO_LOSS) for a
+ *   model without targets
+ * @targets: (array length=n_targets) (nullable): per-sample shape and dtype of each target, in
+ *   the config's order: [0] is y's (the "labels" node), [t] that of
+ *   lmn_config_get_target_name(@cfg, t) (e.g. from lmn_dataset_get_target_info_at())
+ * @flags: as lmn_model_new_full()
+ * Like lmn_model_new_full(), for configs whose losses read datasets other than y ([layer]
+ * target = NAME).  lmn_model_new_full() is this with y's info alone.
+ * Returns: (transfer full): the model, or NULL with LMN_CONFIG_ERROR_GRAPH (as
+ *   lmn_model_new_full(); also when @n_targets does not match the config, a loss's output feeds
+ *   a layer, or a non-loss layer feeds nothing) or a layer's error
+ */
+LmnModel *lmn_model_new_with_targets(const LmnConfig *cfg, LmnRegistry *registry,
+                                     LmnBackend *backend, guint n_targets,
+                                     const LmnTensorInfo *targets, LmnModelFlags flags,
+                                     GError **error);
+/**
+ * lmn_model_new_for_dataset:
+ * @ds: a split opened with (at least) the config's targets (lmn_dataset_open_with_targets() with
+ *   lmn_config_get_target_name() of each)
+ * lmn_model_new_with_targets() with the per-sample info of each of the config's targets in @ds.
+ * Returns: (transfer full): the model, or NULL with LMN_DATA_ERROR_MISSING (a target @ds lacks)
+ *   or an error of lmn_model_new_with_targets()
+ */
+LmnModel *lmn_model_new_for_dataset(const LmnConfig *cfg, LmnRegistry *registry,
+                                    LmnBackend *backend, const LmnDataset *ds, GError **error);
+/**
+ * lmn_model_check_targets:
+ * Checks @ds's targets other than y (which lmn_dataset_check_model() checks) against the model:
+ * each present with the model's dtype and shape, and class labels below the class count of the
+ * losses reading them.
+ * Returns: FALSE with LMN_DATA_ERROR_SHAPE or _VALUE naming the split and the target
+ */
+gboolean lmn_model_check_targets(const LmnModel *model, const LmnDataset *ds, GError **error);
+/** lmn_model_has_loss: Returns: whether the model has a loss layer (its last layer is one). */
 gboolean lmn_model_has_loss(const LmnModel *model);
 /** lmn_model_free: frees the model and its tensors. */
 void lmn_model_free(LmnModel *model);
@@ -129,7 +173,8 @@ void lmn_model_zero_grads(LmnModel *model);
 /**
  * lmn_model_get_output:
  * The last layer's output for the current batch, as left by the last lmn_model_forward(): a
- * loss-free model's output, or the loss of a model with one.
+ * loss-free model's output, or the last loss layer's own value in a model with losses (the
+ * model's loss, their weighted sum, is lmn_model_get_loss()).
  * Returns: (transfer none): the tensor, or NULL before the first lmn_model_set_batch()
  */
 LmnTensor *lmn_model_get_output(LmnModel *model);
@@ -163,16 +208,66 @@ gboolean lmn_model_get_input_grad_enabled(const LmnModel *model);
 LmnTensor *lmn_model_get_input_grad(LmnModel *model);
 /**
  * lmn_model_get_loss:
+ * The model's loss: the sum of weight * loss over its loss layers, in file order (the one loss
+ * layer's own output when there is one, of weight 1).
  * Returns: (transfer none) (nullable): the loss (one f32 element) of the last forward; NULL for
  *   a model without a loss
  */
 LmnTensor *lmn_model_get_loss(LmnModel *model);
 /**
  * lmn_model_get_prediction:
- * Returns: (transfer none) (nullable): the loss layer's first input for the current batch (the
- *   logits); NULL for a model without a loss (see lmn_model_get_output())
+ * Returns: (transfer none) (nullable): the first loss layer's first input for the current batch
+ *   (the logits); NULL for a model without a loss (see lmn_model_get_output())
  */
 LmnTensor *lmn_model_get_prediction(LmnModel *model);
+/** lmn_model_get_n_losses: Returns: the number of loss layers (0 for a loss-free model). */
+guint lmn_model_get_n_losses(const LmnModel *model);
+/** lmn_model_get_loss_layer: Returns: (transfer none): loss @index (< n_losses, file order). */
+LmnLayer *lmn_model_get_loss_layer(LmnModel *model, guint index);
+/** lmn_model_get_loss_weight: Returns: loss @index's weight ([layer] weight, default 1). */
+double lmn_model_get_loss_weight(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_value:
+ * Returns: (transfer none): loss @index's own (unweighted) scalar of the last forward, f32 [];
+ *   NULL before the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_loss_value(LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_prediction:
+ * Returns: (transfer none): loss @index's first input for the current batch
+ */
+LmnTensor *lmn_model_get_loss_prediction(LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_target:
+ * Returns: the target (index for lmn_model_get_target()) loss @index reads as its last input,
+ *   or -1 when its last input is a layer (e.g. an mse between two layers' outputs)
+ */
+gint lmn_model_get_loss_target(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_loss_n_classes:
+ * Returns: the class count of loss @index (its prediction's last dimension) when its target is
+ *   class labels, else -1
+ */
+gint64 lmn_model_get_loss_n_classes(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_n_targets:
+ * Returns: the number of target tensors: lmn_config_get_n_targets() of the config, or 0 for a
+ *   model built without targets
+ */
+guint lmn_model_get_n_targets(const LmnModel *model);
+/** lmn_model_get_target_name: Returns: (transfer none): target @index's dataset name ("y" first).
+ */
+const char *lmn_model_get_target_name(const LmnModel *model, guint index);
+/** lmn_model_get_target_info_at: Returns: (transfer none): target @index's per-sample info. */
+const LmnTensorInfo *lmn_model_get_target_info_at(const LmnModel *model, guint index);
+/**
+ * lmn_model_get_target:
+ * The tensor to fill with target @index for the current batch ([0] is the one
+ * lmn_model_set_batch() returns as *y_out), valid until the next lmn_model_set_batch() with
+ * another batch size.
+ * Returns: (transfer none): the tensor, or NULL before the first lmn_model_set_batch()
+ */
+LmnTensor *lmn_model_get_target(LmnModel *model, guint index);
 /** lmn_model_get_params: Returns: (transfer none): the flat parameter tensor. */
 LmnTensor *lmn_model_get_params(LmnModel *model);
 /** lmn_model_get_grads: Returns: (transfer none): the flat gradient tensor. */
@@ -185,14 +280,14 @@ LmnLayer *lmn_model_get_layer(LmnModel *model, guint index);
 const LmnShape *lmn_model_get_input_shape(const LmnModel *model);
 /**
  * lmn_model_get_target_info:
- * Returns: (transfer none) (nullable): the per-sample target info; NULL for a model built
- *   without targets
+ * Returns: (transfer none) (nullable): the per-sample info of target 0 (y); NULL for a model
+ *   built without targets
  */
 const LmnTensorInfo *lmn_model_get_target_info(const LmnModel *model);
 /**
  * lmn_model_get_n_classes:
- * Returns: the class count (the prediction's last dimension) when the model has a loss and
- *   its targets are class labels, else -1
+ * Returns: the class count (the first loss's prediction's last dimension) when the model has a
+ *   loss and y holds class labels, else -1
  */
 gint64 lmn_model_get_n_classes(const LmnModel *model);
 /**

@@ -84,5 +84,15 @@ void lmn_trainer_request_stop(LmnTrainer *trainer);
  */
 gboolean lmn_evaluate(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
                       double *accuracy_out, GError **error);
+/**
+ * lmn_evaluate_full:
+ * @losses_out: (nullable) (array): lmn_model_get_n_losses() values: each loss's own
+ *   (unweighted) mean over @ds, in the model's loss order
+ * As lmn_evaluate(), with per-loss means.  @loss_out is the weighted total, @accuracy_out that of
+ * the first loss whose target holds class labels (NAN when none does).  @ds supplies every
+ * target the model's losses read (lmn_dataset_open_with_targets()).
+ */
+gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
+                           double *accuracy_out, double *losses_out, GError **error);
 
 G_END_DECLS

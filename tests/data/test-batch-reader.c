@@ -383,6 +383,109 @@ static void test_streaming_nan(Fixture *f, gconstpointer data)
     lmn_dataset_free(st);
 }
 
+/* Adds /train/z float32 [N, 3] = (i + 0.5, -i, 2i) and /train/aux int32 [N] = 7i mod 13. */
+static void write_targets(const char *path)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = H5Gopen2(f, "train", H5P_DEFAULT);
+    g_autofree float *z = g_new(float, N * 3);
+    g_autofree gint32 *aux = g_new(gint32, N);
+    for (int i = 0; i < N; i++) {
+        z[i * 3] = (float) i + 0.5f;
+        z[i * 3 + 1] = (float) -i;
+        z[i * 3 + 2] = (float) (2 * i);
+        aux[i] = (7 * i) % 13;
+    }
+    hsize_t zd[2] = {N, 3}, ad[1] = {N};
+    hid_t zs = H5Screate_simple(2, zd, NULL), as = H5Screate_simple(1, ad, NULL);
+    hid_t zds = H5Dcreate2(g, "z", H5T_IEEE_F32LE, zs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ads = H5Dcreate2(g, "aux", H5T_STD_U8LE, as, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(H5Dwrite(zds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, z), >=, 0);
+    g_assert_cmpint(H5Dwrite(ads, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, aux), >=, 0);
+    H5Dclose(zds);
+    H5Dclose(ads);
+    H5Sclose(zs);
+    H5Sclose(as);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+/* One shuffled, prefetched epoch of @ds: every target of every sample agrees with its x. */
+static void check_targets_epoch(LmnDataset *ds, gint64 epoch)
+{
+    g_autoptr(GError) error = NULL;
+    g_assert_cmpuint(lmn_dataset_get_n_targets(ds), ==, 3);
+    g_assert_cmpstr(lmn_dataset_get_target_name(ds, 1), ==, "z");
+    g_assert_cmpint(lmn_dataset_find_target(ds, "aux"), ==, 2);
+    LmnTensorInfo zi = lmn_dataset_get_target_info_at(ds, 1);
+    LmnTensorInfo ai = lmn_dataset_get_target_info_at(ds, 2);
+    g_assert_cmpint(zi.dtype, ==, LMN_DTYPE_F32);
+    g_assert_cmpint(zi.shape.ndim, ==, 1);
+    g_assert_cmpint(zi.shape.dims[0], ==, 3);
+    g_assert_cmpint(ai.dtype, ==, LMN_DTYPE_I32);
+    LmnBatchReaderOptions o = {.batch_size = BATCH, .seed = 3, .shuffle = TRUE, .prefetch = TRUE};
+    g_autoptr(LmnBatchReader) r = lmn_batch_reader_new(ds, &o, &error);
+    g_assert_no_error(error);
+    lmn_batch_reader_seek(r, epoch, 0);
+    float x[BATCH * F], z[BATCH * 3];
+    gint32 y[BATCH], aux[BATCH];
+    guint32 idx[BATCH];
+    void *targets[3] = {y, z, aux};
+    gint64 total = 0, m;
+    while ((m = lmn_batch_reader_next_targets(r, x, targets, idx, &error)) > 0) {
+        for (gint64 j = 0; j < m; j++) {
+            int i = (int) x[j * F]; /* x[i] = (i, 2i, 3i, 4i) */
+            g_assert_cmpint(y[j], ==, i % 10);
+            g_assert_cmpint(aux[j], ==, (7 * i) % 13);
+            g_assert_cmpfloat(z[j * 3], ==, (float) i + 0.5f);
+            g_assert_cmpfloat(z[j * 3 + 1], ==, (float) -i);
+            g_assert_cmpfloat(z[j * 3 + 2], ==, (float) (2 * i));
+        }
+        total += m;
+    }
+    g_assert_no_error(error);
+    g_assert_cmpint(total, ==, lmn_dataset_get_length(ds));
+    /* lmn_dataset_read_targets gives the same for the delivered indices. */
+    float z2[3];
+    gint32 aux2;
+    void *one[3] = {NULL, z2, &aux2};
+    g_assert_true(lmn_dataset_read_targets(ds, idx, 1, NULL, one, &error));
+    g_assert_cmpfloat(z2[0], ==, z[0]);
+    g_assert_cmpint(aux2, ==, aux[0]);
+}
+
+/* The losses' other targets: read as y is, counted in the memory budget (x streams once they
+ * no longer fit beside it), delivered with each batch through the same order, in memory and
+ * streaming, and kept with their samples by a split. */
+static void test_targets(Fixture *f, gconstpointer data)
+{
+    gboolean streaming = GPOINTER_TO_INT(data);
+    g_autoptr(GError) error = NULL;
+    write_targets(f->file);
+    const char *const names[] = {"z", "aux", "y", "z", NULL};
+    /* x 78 KiB and y 20 KiB fit 0.12 MiB; with z and aux (78 KiB more) x streams. */
+    double budget = streaming ? 0.12 : 64;
+    LmnDataset *plain = lmn_dataset_open_with_budget(f->spec, budget, &error);
+    g_assert_no_error(error);
+    g_assert_false(lmn_dataset_is_streaming(plain));
+    g_assert_cmpuint(lmn_dataset_get_n_targets(plain), ==, 1);
+    lmn_dataset_free(plain);
+    LmnDataset *ds = lmn_dataset_open_with_targets(f->spec, names, budget, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(lmn_dataset_is_streaming(ds), ==, streaming);
+    check_targets_epoch(ds, 0);
+    LmnDataset *held = lmn_dataset_split(ds, 0.2, 9, &error);
+    g_assert_no_error(error);
+    check_targets_epoch(ds, 1);
+    check_targets_epoch(held, 2);
+    g_assert_true(lmn_dataset_check_target_labels(ds, 2, 13, &error));
+    g_assert_false(lmn_dataset_check_target_labels(ds, 2, 12, &error));
+    g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
+    g_assert_nonnull(strstr(error->message, "target 'aux'"));
+    lmn_dataset_free(held);
+    lmn_dataset_free(ds);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -396,5 +499,7 @@ int main(int argc, char **argv)
     ADD("/data/reader/streaming-split", test_streaming_split, NULL);
     ADD("/data/reader/augment", test_augment_through_reader, NULL);
     ADD("/data/reader/streaming-nan", test_streaming_nan, NULL);
+    ADD("/data/reader/targets-memory", test_targets, GINT_TO_POINTER(0));
+    ADD("/data/reader/targets-streaming", test_targets, GINT_TO_POINTER(1));
     return g_test_run();
 }

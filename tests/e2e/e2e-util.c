@@ -57,6 +57,33 @@ void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64
     g_free(y);
 }
 
+void e2e_write_target(const char *path, const char *split, const char *name, const float *v, int n,
+                      int k)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    hid_t g = H5Gopen2(f, split, H5P_DEFAULT);
+    g_assert_cmpint(g, >=, 0);
+    hsize_t dims[2] = {(hsize_t) n, (hsize_t) k};
+    hid_t sp = H5Screate_simple(k > 0 ? 2 : 1, dims, NULL);
+    hid_t ds = H5Dcreate2(g, name, k > 0 ? H5T_IEEE_F32LE : H5T_STD_I32LE, sp, H5P_DEFAULT,
+                          H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint(ds, >=, 0);
+    if (k > 0) {
+        g_assert_cmpint(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), >=, 0);
+    } else {
+        g_autofree gint32 *labels = g_new(gint32, MAX(n, 1));
+        for (int i = 0; i < n; i++)
+            labels[i] = (gint32) lrintf(v[i]);
+        g_assert_cmpint(H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels), >=,
+                        0);
+    }
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
 void e2e_write_split(const char *path, const char *split, const float *x, int n, int features,
                      const gint32 *y)
 {

@@ -31,6 +31,13 @@ void e2e_write_blobs_chunked(const char *path, const char *split, int n, guint64
 void e2e_write_split(const char *path, const char *split, const float *x, int n, int features,
                      const gint32 *y);
 /**
+ * e2e_write_target:
+ * Adds dataset @name to split @split of the existing @path: float32 [@n, @k] from @v, or with
+ * @k 0 int32 class labels [@n] (@v rounded), for the losses' `target = NAME`.
+ */
+void e2e_write_target(const char *path, const char *split, const char *name, const float *v, int n,
+                      int k);
+/**
  * e2e_open_backends:
  * For a test program run in-process: points XDG_CACHE_HOME into the build tree (so the pipeline
  * cache stays out of the user's ~/.cache), scans the build tree's plugins into *@registry and

@@ -154,6 +154,110 @@ static void test_batch_too_large(void)
     g_assert_null(strstr(err, "allocate"));
 }
 
+/* Two losses: %s after [layer fc]'s keys (line 8 on), %s after [layer loss]'s, %s after
+ * [layer aux]'s, %s: more layers at the end of the model. */
+static char *loss_config(const char *fc, const char *loss, const char *aux, const char *tail)
+{
+    return g_strdup_printf("[model]\n"           /* 1 */
+                           "input = 1, 28, 28\n" /* 2 */
+                           "[layer flat]\n"      /* 3 */
+                           "type = flatten\n"    /* 4 */
+                           "[layer fc]\n"        /* 5 */
+                           "type = dense\n"      /* 6 */
+                           "units = 10\n"        /* 7 */
+                           "%s"                  /* 8... */
+                           "[layer loss]\n"
+                           "type = softmax_cross_entropy\n"
+                           "%s"
+                           "[layer head]\n"
+                           "type = dense\n"
+                           "units = 2\n"
+                           "input = flat\n"
+                           "[layer aux]\n"
+                           "type = mse\n"
+                           "%s"
+                           "%s"
+                           "[optimizer]\n"
+                           "type = sgd\n"
+                           "[train]\n"
+                           "epochs = 1\n"
+                           "batch_size = 8\n"
+                           "[data]\n"
+                           "train = %s:/train\n",
+                           fc, loss, aux, tail, data_path);
+}
+
+static void expect_loss_failure(const char *fc, const char *loss, const char *aux, const char *tail,
+                                const char *const *frags)
+{
+    g_autofree char *text = loss_config(fc, loss, aux, tail);
+    expect_config_failure(text, TRUE, frags);
+}
+
+/* The data file has no "aux": named with the file and split. */
+static void test_loss_target_missing(void)
+{
+    g_autofree char *want = g_strdup_printf("no dataset 'aux' in %s:/train", data_path);
+    expect_loss_failure("", "", "target = aux\n", "",
+                        (const char *const[]){want, "target = aux", NULL});
+}
+
+/* "short" has 63 rows for 64 samples. */
+static void test_loss_target_length(void)
+{
+    g_autofree char *want = g_strdup_printf("%s:/train", data_path);
+    expect_loss_failure("", "", "target = short\n", "",
+                        (const char *const[]){want, "x has 64 samples but short has 63", NULL});
+}
+
+/* A target that is no dataset name at all. */
+static void test_loss_target_bad_name(void)
+{
+    expect_loss_failure("", "", "target = ../x\n", "",
+                        (const char *const[]){"hostile.ini:16 [layer aux] target", "'../x'", NULL});
+}
+
+static void test_loss_weight_non_loss(void)
+{
+    expect_loss_failure("weight = 0.5\n", "", "target = z\n", "",
+                        (const char *const[]){"hostile.ini:8 [layer fc] weight",
+                                              "only to loss layers", "'fc' (dense)", NULL});
+}
+
+static void test_loss_weight_negative(void)
+{
+    expect_loss_failure(
+        "", "weight = -1\n", "target = z\n", "",
+        (const char *const[]){"hostile.ini:10", "[layer loss]", "weight", "-1", NULL});
+}
+
+static void test_loss_weight_non_numeric(void)
+{
+    expect_loss_failure(
+        "", "weight = heavy\n", "target = z\n", "",
+        (const char *const[]){"hostile.ini:10", "[layer loss]", "weight", "heavy", NULL});
+}
+
+/* A loss's scalar read by another layer. */
+static void test_loss_feeds_layer(void)
+{
+    expect_loss_failure("", "", "target = z\n",
+                        "[layer more]\ntype = dense\nunits = 2\ninput = loss\n",
+                        (const char *const[]){"hostile.ini:8 [layer loss]",
+                                              "must not feed another layer", "'more'", NULL});
+}
+
+/* Adversarial training attacks a model's one loss. */
+static void test_loss_adversarial(void)
+{
+    g_autofree char *text = loss_config("", "", "target = z\n", "");
+    g_auto(GStrv) parts = g_strsplit(text, "epochs = 1\n", 2);
+    g_autofree char *full =
+        g_strjoinv("epochs = 1\nadversarial = fgsm\nadversarial_eps = 0.1\n", parts);
+    expect_config_failure(full, TRUE,
+                          (const char *const[]){"[train] adversarial", "one loss", "has 2", NULL});
+}
+
 static char *good_config(void)
 {
     g_autofree char *text = config_text("epochs = 1\nbatch_size = 8\n");
@@ -339,6 +443,10 @@ int main(int argc, char **argv)
     g_assert_nonnull(tmp_dir);
     data_path = g_build_filename(tmp_dir, "data.h5", NULL);
     write_data(data_path);
+    /* Targets for the losses' cases: z fits, short is one row short. */
+    g_autofree float *t = g_new0(float, N_SAMPLES * 2);
+    e2e_write_target(data_path, "/train", "z", t, N_SAMPLES, 2);
+    e2e_write_target(data_path, "/train", "short", t, N_SAMPLES - 1, 2);
     g_test_add_func("/hostile/config/dup-group", test_dup_group);
     g_test_add_func("/hostile/config/dup-key", test_dup_key);
     g_test_add_func("/hostile/config/garbage-line", test_garbage_line);
@@ -350,6 +458,14 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/config/metrics-disk-full", test_metrics_disk_full);
     g_test_add_func("/hostile/config/checkpoint-disk-full", test_checkpoint_disk_full);
     g_test_add_func("/hostile/config/sigterm-second-signal", test_sigterm_second_signal);
+    g_test_add_func("/hostile/config/loss-target-missing", test_loss_target_missing);
+    g_test_add_func("/hostile/config/loss-target-length", test_loss_target_length);
+    g_test_add_func("/hostile/config/loss-target-bad-name", test_loss_target_bad_name);
+    g_test_add_func("/hostile/config/loss-weight-non-loss", test_loss_weight_non_loss);
+    g_test_add_func("/hostile/config/loss-weight-negative", test_loss_weight_negative);
+    g_test_add_func("/hostile/config/loss-weight-non-numeric", test_loss_weight_non_numeric);
+    g_test_add_func("/hostile/config/loss-feeds-layer", test_loss_feeds_layer);
+    g_test_add_func("/hostile/config/loss-adversarial", test_loss_adversarial);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(data_path);

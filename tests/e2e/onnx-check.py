@@ -87,10 +87,14 @@ def op_pool(x, mode, **a):
     wins = [win for _, _, win in window_view(xp, kernel, strides, dil, (oh, ow))]
     if mode == "max":
         return np.max(np.stack(wins), axis=0)
-    # count_include_pad = 1: every window divides by its full size (floor mode keeps windows
-    # inside the padded image); 0 would divide by the in-image elements only.
-    assert a.get("count_include_pad", 0) == 1 or all(p == 0 for p in pads)
-    return np.sum(np.stack(wins), axis=0) / (kernel[0] * kernel[1])
+    total = np.sum(np.stack(wins), axis=0)
+    if a.get("count_include_pad", 0):
+        # every window divides by its full size (floor mode keeps windows inside the padding)
+        return total / (kernel[0] * kernel[1])
+    # else by the number of its elements inside the image
+    ones = np.pad(np.ones((1, 1, h, wd)), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    count = sum(win for _, _, win in window_view(ones, kernel, strides, dil, (oh, ow)))
+    return total / count
 
 
 def op_batchnorm(x, scale, bias, mean, var, **a):
@@ -131,6 +135,58 @@ def op_cast(x, **a):
     return x.astype(to)
 
 
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def recurrent(kind, x, w, r, b=None, *rest, **a):
+    """ONNX's RNN / LSTM / GRU, one forward direction, zero initial state, default activations;
+    gate blocks in ONNX's order (LSTM i, o, f, c; GRU z, r, h)."""
+    assert not rest or all(v is None for v in rest)
+    assert a.get("direction", "forward") == "forward"
+    hidden = a["hidden_size"]
+    gates = {"RNN": 1, "LSTM": 4, "GRU": 3}[kind]
+    w, r = w[0], r[0]
+    b = np.zeros(2 * gates * hidden) if b is None else b[0]
+    wb, rb = b[:gates * hidden], b[gates * hidden:]
+    steps, batch = x.shape[0], x.shape[1]
+    h = np.zeros((batch, hidden))
+    c = np.zeros((batch, hidden))
+    ys = []
+
+    def block(v, k):
+        return v[..., k * hidden:(k + 1) * hidden]
+
+    for t in range(steps):
+        xw = x[t] @ w.T + wb
+        hr = h @ r.T + rb
+        if kind == "RNN":
+            h = np.tanh(xw + hr)
+        elif kind == "LSTM":
+            i = sigmoid(block(xw, 0) + block(hr, 0))
+            o = sigmoid(block(xw, 1) + block(hr, 1))
+            f = sigmoid(block(xw, 2) + block(hr, 2))
+            g = np.tanh(block(xw, 3) + block(hr, 3))
+            c = f * c + i * g
+            h = o * np.tanh(c)
+        else:
+            z = sigmoid(block(xw, 0) + block(hr, 0))
+            rr = sigmoid(block(xw, 1) + block(hr, 1))
+            if a.get("linear_before_reset", 0):
+                n = np.tanh(block(xw, 2) + rr * block(hr, 2))
+            else:
+                rh = r[2 * hidden:3 * hidden]
+                n = np.tanh(block(xw, 2) + (rr * h) @ rh.T + block(rb, 2))
+            h = (1 - z) * n + z * h
+        ys.append(h)
+    y = np.stack(ys)[:, None]  # [T, 1, N, H]
+    return y, h[None]
+
+
+def op_squeeze(x, axes=None, **a):
+    return np.squeeze(x, axis=tuple(int(v) for v in axes)) if axes is not None else np.squeeze(x)
+
+
 OPS = {
     "Gemm": op_gemm,
     "Conv": op_conv,
@@ -155,6 +211,11 @@ OPS = {
     "Gather": lambda x, idx, **a: np.take(x, idx, axis=a.get("axis", 0)),
     "Cast": op_cast,
     "Identity": lambda x, **a: x,
+    "Transpose": lambda x, **a: np.transpose(x, a.get("perm")),
+    "Squeeze": op_squeeze,
+    "RNN": lambda *v, **a: recurrent("RNN", *v, **a),
+    "LSTM": lambda *v, **a: recurrent("LSTM", *v, **a),
+    "GRU": lambda *v, **a: recurrent("GRU", *v, **a),
 }
 
 
@@ -167,7 +228,11 @@ def evaluate(model, x):
         if node.op_type not in OPS:
             raise SystemExit(f"onnx-check: no NumPy implementation of {node.op_type}")
         args = [values[i] if i else None for i in node.input]
-        values[node.output[0]] = OPS[node.op_type](*args, **attrs_of(node))
+        result = OPS[node.op_type](*args, **attrs_of(node))
+        results = result if isinstance(result, tuple) else (result,)
+        for name, value in zip(node.output, results):
+            if name:
+                values[name] = value
     return {o.name: values[o.name] for o in model.graph.output}
 
 

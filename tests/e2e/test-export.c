@@ -82,12 +82,23 @@ static const char embedding_cfg[] =
     "[layer fc]\ntype = dense\nunits = 2\n"
     "[layer loss]\ntype = binary_cross_entropy_with_logits\n" TAIL;
 
-static const char lstm_cfg[] = "[model]\ninput = 4, 3\n"
-                               "[layer fc]\ntype = test_double\n"
-                               "[layer rec]\ntype = test_triple\n"
-                               "[layer flat]\ntype = flatten\n"
-                               "[layer out]\ntype = dense\nunits = 2\n"
-                               "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
+static const char recurrent_cfg[] =
+    "[model]\ninput = 5, 3\n"
+    "[layer lstm]\ntype = lstm\nhidden_size = 4\nreturn_sequences = true\n"
+    "[layer gru]\ntype = gru\nhidden_size = 3\nreturn_sequences = true\n"
+    "[layer gru2]\ntype = gru\nhidden_size = 3\nreturn_sequences = true\nbias = false\n"
+    "[layer rnn]\ntype = rnn\nhidden_size = 4\n"
+    "[layer lstm2]\ntype = lstm\ninput = gru\nhidden_size = 2\nbias = false\n"
+    "[layer cat]\ntype = concat\ninput = rnn, lstm2\n"
+    "[layer fc]\ntype = dense\nunits = 3\n"
+    "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
+
+static const char no_hook_cfg[] = "[model]\ninput = 4, 3\n"
+                                  "[layer fc]\ntype = test_double\n"
+                                  "[layer rec]\ntype = test_triple\n"
+                                  "[layer flat]\ntype = flatten\n"
+                                  "[layer out]\ntype = dense\nunits = 2\n"
+                                  "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
 
 static const char no_stats_cfg[] = "[model]\ninput = 4\n[layer fc]\ntype = dense\nunits = 3\n"
                                    "[layer bn]\ntype = batch_norm\ntrack_running_stats = false\n"
@@ -309,6 +320,23 @@ static void test_residual(void)
     check_model(residual_cfg, HEAD_IDENTITY, 0, names);
 }
 
+static void test_recurrent(void)
+{
+    const char *names[] = {"lstm.weight_ih",
+                           "lstm.weight_hh",
+                           "lstm.bias",
+                           "gru.weight_ih",
+                           "rnn.bias",
+                           "lstm2.weight_hh",
+                           "LSTM",
+                           "GRU",
+                           "RNN",
+                           "Transpose",
+                           "Squeeze",
+                           NULL};
+    check_model(recurrent_cfg, HEAD_SOFTMAX, 0, names);
+}
+
 static void test_embedding(void)
 {
     const char *names[] = {"emb.weight", "Gather", "Cast", "Sigmoid", NULL};
@@ -347,7 +375,7 @@ static void test_no_equivalent(void)
     Files f;
     files_init(&f);
     g_autofree char *err = NULL;
-    g_assert_cmpint(export_status(lstm_cfg, &f, &err), ==, 1);
+    g_assert_cmpint(export_status(no_hook_cfg, &f, &err), ==, 1);
     g_test_message("%s", err);
     g_assert_nonnull(strstr(err, "lamina export: cannot export to ONNX: no ONNX equivalent for "
                                  "layers 'fc' (test_double), 'rec' (test_triple)"));
@@ -403,6 +431,7 @@ int main(int argc, char **argv)
     g_test_add_func("/export/onnx/cnn", test_cnn);
     g_test_add_func("/export/onnx/residual", test_residual);
     g_test_add_func("/export/onnx/embedding", test_embedding);
+    g_test_add_func("/export/onnx/recurrent", test_recurrent);
     g_test_add_func("/export/onnx/no-equivalent", test_no_equivalent);
     g_test_add_func("/export/onnx/bad-args", test_bad_args);
     int status = g_test_run();

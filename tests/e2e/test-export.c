@@ -93,6 +93,12 @@ static const char recurrent_cfg[] =
     "[layer fc]\ntype = dense\nunits = 3\n"
     "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
 
+/* A loss without an export hook is dropped: its prediction is the output "output". */
+static const char dropped_loss_cfg[] = "[model]\ninput = 6\n"
+                                       "[layer fc]\ntype = dense\nunits = 4\n"
+                                       "[layer drop]\ntype = dropout\n"
+                                       "[layer loss]\ntype = test_zero_loss\n" TAIL;
+
 static const char no_hook_cfg[] = "[model]\ninput = 4, 3\n"
                                   "[layer fc]\ntype = test_double\n"
                                   "[layer rec]\ntype = test_triple\n"
@@ -187,7 +193,10 @@ static LmnModel *make_checkpoint(const char *text, Head head, gint64 index_limit
     LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
     if (head != HEAD_SOFTMAX) {
         /* The targets of mse and bce are shaped like the prediction: the last dense's units. */
-        const LmnLayerConfig *fc = lmn_config_get_layer(cfg, lmn_config_get_n_layers(cfg) - 2);
+        guint last = lmn_config_get_n_layers(cfg);
+        while (!g_str_equal(lmn_config_get_layer(cfg, --last)->type, "dense"))
+            ;
+        const LmnLayerConfig *fc = lmn_config_get_layer(cfg, last);
         target = (LmnTensorInfo){lmn_shape_make(1, lmn_params_get_int(fc->params, "units")),
                                  LMN_DTYPE_F32};
     }
@@ -278,8 +287,8 @@ static void check_model(const char *text, Head head, gint64 index_limit, const c
     lmn_model_free(model);
 
     g_autofree char *out = NULL, *err = NULL;
-    int rc =
-        e2e_run_lamina(&out, &err, "export", f.ckpt, "--format", "onnx", "--output", f.onnx, NULL);
+    int rc = e2e_run_lamina(&out, &err, "export", f.ckpt, "--format", "onnx", "--output", f.onnx,
+                            "--plugin-path", g_getenv("LMN_TEST_EXPORT_PLUGIN_DIR"), NULL);
     g_assert_cmpstr(err, ==, "");
     g_assert_cmpint(rc, ==, 0);
     g_autofree char *report = NULL;
@@ -335,6 +344,12 @@ static void test_recurrent(void)
                            "Squeeze",
                            NULL};
     check_model(recurrent_cfg, HEAD_SOFTMAX, 0, names);
+}
+
+static void test_dropped_loss(void)
+{
+    const char *names[] = {"fc.weight", "fc.bias", "Gemm", NULL};
+    check_model(dropped_loss_cfg, HEAD_IDENTITY, 0, names);
 }
 
 static void test_embedding(void)
@@ -432,6 +447,7 @@ int main(int argc, char **argv)
     g_test_add_func("/export/onnx/residual", test_residual);
     g_test_add_func("/export/onnx/embedding", test_embedding);
     g_test_add_func("/export/onnx/recurrent", test_recurrent);
+    g_test_add_func("/export/onnx/dropped-loss", test_dropped_loss);
     g_test_add_func("/export/onnx/no-equivalent", test_no_equivalent);
     g_test_add_func("/export/onnx/bad-args", test_bad_args);
     int status = g_test_run();

@@ -127,6 +127,8 @@ void lmn_export_add_node(LmnExport *ex, const char *op_type, const char *const *
 static Onnx__TensorProto *new_initializer(LmnExport *ex, const char *name, const LmnShape *shape,
                                           int32_t data_type)
 {
+    /* Two initializers of one name would make an invalid model: a hook's bug, caught here. */
+    g_return_val_if_fail(!g_hash_table_contains(ex->value_names, name), NULL);
     Onnx__TensorProto *t = ex_alloc(ex, sizeof *t);
     onnx__tensor_proto__init(t);
     t->name = ex_strdup(ex, name);
@@ -146,6 +148,8 @@ const char *lmn_export_add_floats(LmnExport *ex, const char *name, const LmnShap
 {
     g_return_val_if_fail(ex != NULL && name != NULL && shape != NULL, NULL);
     Onnx__TensorProto *t = new_initializer(ex, name, shape, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    if (t == NULL)
+        return NULL;
     gint64 numel = lmn_shape_numel(shape);
     t->n_float_data = (size_t) numel;
     t->float_data = ex_alloc_n(ex, (gsize) numel, sizeof(float));
@@ -159,6 +163,8 @@ const char *lmn_export_add_ints(LmnExport *ex, const char *name, const gint64 *d
     g_return_val_if_fail(ex != NULL && name != NULL, NULL);
     LmnShape shape = lmn_shape_make(1, (gint64) n);
     Onnx__TensorProto *t = new_initializer(ex, name, &shape, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+    if (t == NULL)
+        return NULL;
     t->n_int64_data = n;
     t->int64_data = ex_alloc_n(ex, n, sizeof(int64_t));
     for (gsize k = 0; k < n; k++)

@@ -89,14 +89,17 @@ const char *lmn_export_add_param(LmnExport *ex, LmnLayer *layer, const char *nam
  * lmn_export_add_floats:
  * Adds the f32 initializer @name of shape @shape holding @data (lmn_shape_numel(@shape)
  * values, copied): weights a hook has rearranged, constants.  @name must be unused.
- * Returns: (transfer none): the name, valid while @ex lives
+ * Returns: (transfer none): the name, valid while @ex lives; NULL (with a critical warning) when
+ *   @name is taken
  */
 const char *lmn_export_add_floats(LmnExport *ex, const char *name, const LmnShape *shape,
                                   const float *data);
 /**
  * lmn_export_add_ints:
- * Adds the 1-D int64 initializer @name of @n values (shapes for Reshape, indices).
- * Returns: (transfer none): the name, valid while @ex lives
+ * Adds the 1-D int64 initializer @name of @n values (shapes for Reshape, indices); @name must
+ * be unused.
+ * Returns: (transfer none): the name, valid while @ex lives; NULL (with a critical warning) when
+ *   @name is taken
  */
 const char *lmn_export_add_ints(LmnExport *ex, const char *name, const gint64 *data, gsize n);
 /**

@@ -30,6 +30,12 @@ int lmn_cli_inspect(int argc, char **argv);
 int lmn_cli_gradcheck(int argc, char **argv);
 /** lmn_cli_plot: `lamina plot METRICS.csv|OUTPUT_DIR [--output FILE.png|.svg]` */
 int lmn_cli_plot(int argc, char **argv);
+/**
+ * lmn_cli_export:
+ * `lamina export CKPT --format onnx --output FILE [--plugin-path DIR]...`: the checkpoint's
+ * inference graph as an ONNX model (export.h)
+ */
+int lmn_cli_export(int argc, char **argv);
 /** lmn_cli_devices: `lamina devices [--plugin-path DIR]...`: devices per backend, auto's pick */
 int lmn_cli_devices(int argc, char **argv);
 

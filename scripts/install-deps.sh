@@ -16,6 +16,9 @@ packages=(
   dataset-fashion-mnist
   # lamina plot: cairo draws the curves, with a font for their labels
   libcairo2-dev fonts-dejavu-core
+  # lamina export --format onnx: protobuf-c over Debian's onnx.proto; the export test checks
+  # the model with onnx.checker
+  protobuf-c-compiler libprotobuf-c-dev python3-onnx
   # Without these the PyTorch half of the interop test (e2e-interop-torch) is skipped.
   python3-torch python3-h5py python3-numpy
 )

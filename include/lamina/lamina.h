@@ -22,3 +22,4 @@
 #include <lamina/checkpoint.h>
 #include <lamina/trainer.h>
 #include <lamina/attack.h>
+#include <lamina/export.h>

@@ -20,6 +20,8 @@
 G_BEGIN_DECLS
 
 typedef struct _LmnLayer LmnLayer;
+/* The state of an export in progress (lamina/export.h). */
+typedef struct _LmnExport LmnExport;
 
 /** LmnTensorInfo: what build() knows of an input or output: per-sample shape and dtype. */
 typedef struct {
@@ -85,6 +87,12 @@ typedef struct {
  *   parameters/buffers/saved tensors, and set @output's per-sample shape and dtype
  * @forward: compute io->output (and saved tensors for backward)
  * @backward: compute parameter gradients (overwrite) and the non-NULL input gradients
+ * @export_onnx: optional, appended (read only when struct_size covers it, so plugins built
+ *   before it have none): describe the layer's evaluation-mode function as ONNX nodes with the
+ *   lamina/export.h helpers, reading the values named @inputs (n_inputs of them, a loss's target
+ *   included) and producing the value named @output; a loss layer instead declares the graph's
+ *   outputs.  Return FALSE with an error saying what cannot be expressed.  NULL: the layer has no
+ *   ONNX equivalent (a loss without it is dropped).
  */
 typedef struct {
     guint32 struct_size;
@@ -95,6 +103,8 @@ typedef struct {
                       LmnTensorInfo *output, GError **error);
     void (*forward)(LmnLayer *layer, const LmnLayerIO *io);
     void (*backward)(LmnLayer *layer, const LmnLayerIO *io);
+    gboolean (*export_onnx)(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                            const char *output, GError **error);
 } LmnLayerVTable;
 
 /* ---- used by layer plugins ---- */

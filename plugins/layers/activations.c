@@ -48,6 +48,93 @@ static void activation_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
+/* A scalar constant of the layer's export, named LAYER/WHAT. */
+static const char *export_scalar(LmnExport *ex, LmnLayer *layer, const char *what, float v)
+{
+    LmnShape scalar = lmn_shape_make(0);
+    return lmn_export_add_floats(ex, lmn_export_value_name(ex, layer, what), &scalar, &v);
+}
+
+/* A node with one input and one output; returns the output. */
+static const char *export_unary(LmnExport *ex, const char *op, const char *x, const char *y,
+                                const LmnExportAttr *attrs)
+{
+    const char *in[] = {x, NULL}, *out[] = {y, NULL};
+    lmn_export_add_node(ex, op, in, out, attrs);
+    return y;
+}
+
+/* A node with two inputs and one output; returns the output. */
+static const char *export_binary(LmnExport *ex, const char *op, const char *a, const char *b,
+                                 const char *y)
+{
+    const char *in[] = {a, b, NULL}, *out[] = {y, NULL};
+    lmn_export_add_node(ex, op, in, out, NULL);
+    return y;
+}
+
+/* softplus(beta x) / beta: ONNX's Softplus has no beta, so scale around it.  Above beta x > 20
+ * forward returns x, which log(1 + exp(beta x)) / beta equals to float precision. */
+static void export_softplus(LmnExport *ex, LmnLayer *layer, const char *x, const char *y,
+                            float beta)
+{
+    if (beta == 1.0f) {
+        export_unary(ex, "Softplus", x, y, NULL);
+        return;
+    }
+    const char *b = export_scalar(ex, layer, "beta", beta);
+    const char *bx = export_binary(ex, "Mul", x, b, lmn_export_value_name(ex, layer, "beta_x"));
+    const char *sp = export_unary(ex, "Softplus", bx, lmn_export_value_name(ex, layer, "sp"), NULL);
+    export_binary(ex, "Div", sp, b, y);
+}
+
+/* The exact GELU x * 0.5 * (1 + erf(x / sqrt 2)): ONNX has no Gelu before opset 20. */
+static void export_gelu(LmnExport *ex, LmnLayer *layer, const char *x, const char *y)
+{
+    const char *r2 = export_scalar(ex, layer, "sqrt2", (float) G_SQRT2);
+    const char *one = export_scalar(ex, layer, "one", 1.0f);
+    const char *half = export_scalar(ex, layer, "half", 0.5f);
+    const char *t = export_binary(ex, "Div", x, r2, lmn_export_value_name(ex, layer, "scaled"));
+    const char *e = export_unary(ex, "Erf", t, lmn_export_value_name(ex, layer, "erf"), NULL);
+    const char *p = export_binary(ex, "Add", e, one, lmn_export_value_name(ex, layer, "erf1"));
+    const char *xp = export_binary(ex, "Mul", x, p, lmn_export_value_name(ex, layer, "x_erf1"));
+    export_binary(ex, "Mul", xp, half, y);
+}
+
+static gboolean activation_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                  const char *output, GError **error)
+{
+    const Activation *a = lmn_layer_get_private(layer);
+    const LmnExportAttr alpha[] = {LMN_EXPORT_ATTR_F("alpha", a->alpha), LMN_EXPORT_ATTRS_END};
+    switch (a->op) {
+    case LMN_UNARY_RELU:
+        export_unary(ex, "Relu", inputs[0], output, NULL);
+        return TRUE;
+    case LMN_UNARY_SIGMOID:
+        export_unary(ex, "Sigmoid", inputs[0], output, NULL);
+        return TRUE;
+    case LMN_UNARY_TANH:
+        export_unary(ex, "Tanh", inputs[0], output, NULL);
+        return TRUE;
+    case LMN_UNARY_LEAKY_RELU:
+        export_unary(ex, "LeakyRelu", inputs[0], output, alpha);
+        return TRUE;
+    case LMN_UNARY_ELU:
+        export_unary(ex, "Elu", inputs[0], output, alpha);
+        return TRUE;
+    case LMN_UNARY_SOFTPLUS:
+        export_softplus(ex, layer, inputs[0], output, a->alpha);
+        return TRUE;
+    case LMN_UNARY_GELU:
+        export_gelu(ex, layer, inputs[0], output);
+        return TRUE;
+    default:
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "activation op %d has no ONNX form", (int) a->op);
+        return FALSE;
+    }
+}
+
 /**
  * ACTIVATION:
  * @prefix: the layer's identifier prefix (leaky_relu)
@@ -70,6 +157,7 @@ static void activation_backward(LmnLayer *layer, const LmnLayerIO *io)
         .build = prefix##_build,                                                                   \
         .forward = activation_forward,                                                             \
         .backward = activation_backward,                                                           \
+        .export_onnx = activation_export,                                                          \
     }
 
 ACTIVATION(relu, LMN_UNARY_RELU, NULL);

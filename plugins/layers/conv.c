@@ -281,6 +281,33 @@ static const LmnParamSpec conv_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* ONNX's Conv is nn.Conv2d's cross-correlation with the same weight layout [OC, C/G, kh, kw]. */
+static gboolean conv_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                            const char *output, GError **error)
+{
+    const Conv *c = lmn_layer_get_private(layer);
+    const LmnConv2dGeom *g = &c->geom;
+    const char *w = lmn_export_add_param(ex, layer, "weight", error);
+    const char *b = w && c->bias ? lmn_export_add_param(ex, layer, "bias", error) : NULL;
+    if (w == NULL || (c->bias && b == NULL))
+        return FALSE;
+    const gint64 kernel[] = {g->kernel_h, g->kernel_w}, strides[] = {g->stride_h, g->stride_w};
+    const gint64 pads[] = {g->pad_h, g->pad_w, g->pad_h, g->pad_w};
+    const gint64 dilations[] = {g->dilation_h, g->dilation_w};
+    const LmnExportAttr attrs[] = {
+        LMN_EXPORT_ATTR_IS("kernel_shape", kernel, 2),
+        LMN_EXPORT_ATTR_IS("strides", strides, 2),
+        LMN_EXPORT_ATTR_IS("pads", pads, 4),
+        LMN_EXPORT_ATTR_IS("dilations", dilations, 2),
+        LMN_EXPORT_ATTR_I("group", c->groups),
+        LMN_EXPORT_ATTRS_END,
+    };
+    const char *in[] = {inputs[0], w, b, NULL};
+    const char *out[] = {output, NULL};
+    lmn_export_add_node(ex, "Conv", in, out, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable conv_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -289,6 +316,7 @@ static const LmnLayerVTable conv_vtable = {
     .build = conv_build,
     .forward = conv_forward,
     .backward = conv_backward,
+    .export_onnx = conv_export,
 };
 
 static const LmnFeatureDesc conv_features[] = {

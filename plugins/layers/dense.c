@@ -159,6 +159,22 @@ static const LmnParamSpec dense_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* nn.Linear's y = x W^T + b is ONNX's Gemm with transB = 1, reading the weight as stored. */
+static gboolean dense_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                             const char *output, GError **error)
+{
+    const Dense *d = lmn_layer_get_private(layer);
+    const char *w = lmn_export_add_param(ex, layer, "weight", error);
+    const char *b = w && d->bias ? lmn_export_add_param(ex, layer, "bias", error) : NULL;
+    if (w == NULL || (d->bias && b == NULL))
+        return FALSE;
+    const char *in[] = {inputs[0], w, b, NULL};
+    const char *out[] = {output, NULL};
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("transB", 1), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Gemm", in, out, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable dense_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -167,6 +183,7 @@ static const LmnLayerVTable dense_vtable = {
     .build = dense_build,
     .forward = dense_forward,
     .backward = dense_backward,
+    .export_onnx = dense_export,
 };
 
 static const LmnFeatureDesc dense_features[] = {

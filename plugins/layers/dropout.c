@@ -79,6 +79,14 @@ static const LmnParamSpec dropout_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* Dropout is the identity in evaluation: no node, its readers read its input. */
+static gboolean dropout_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                               const char *output, GError **error)
+{
+    lmn_export_forward_input(ex, 0);
+    return TRUE;
+}
+
 static const LmnLayerVTable dropout_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -87,6 +95,7 @@ static const LmnLayerVTable dropout_vtable = {
     .build = dropout_build,
     .forward = dropout_forward,
     .backward = dropout_backward,
+    .export_onnx = dropout_export,
 };
 
 static const LmnFeatureDesc dropout_features[] = {

@@ -90,6 +90,24 @@ static const LmnParamSpec embedding_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* The indices arrive as floats (as datasets deliver them): Cast to int64, then Gather rows. */
+static gboolean embedding_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                 const char *output, GError **error)
+{
+    const char *w = lmn_export_add_param(ex, layer, "weight", error);
+    if (w == NULL)
+        return FALSE;
+    const char *idx = lmn_export_value_name(ex, layer, "indices");
+    const char *in[] = {inputs[0], NULL}, *mid[] = {idx, NULL};
+    /* 7: TensorProto.INT64 */
+    const LmnExportAttr to[] = {LMN_EXPORT_ATTR_I("to", 7), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Cast", in, mid, to);
+    const char *gin[] = {w, idx, NULL}, *out[] = {output, NULL};
+    const LmnExportAttr axis[] = {LMN_EXPORT_ATTR_I("axis", 0), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Gather", gin, out, axis);
+    return TRUE;
+}
+
 static const LmnLayerVTable embedding_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -98,6 +116,7 @@ static const LmnLayerVTable embedding_vtable = {
     .build = embedding_build,
     .forward = embedding_forward,
     .backward = embedding_backward,
+    .export_onnx = embedding_export,
 };
 
 static const LmnFeatureDesc embedding_features[] = {

@@ -28,6 +28,16 @@ static void flatten_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
+/* Every per-sample dimension into one: ONNX's Flatten with axis 1. */
+static gboolean flatten_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                               const char *output, GError **error)
+{
+    const char *in[] = {inputs[0], NULL}, *out[] = {output, NULL};
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", 1), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Flatten", in, out, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable flatten_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -36,6 +46,7 @@ static const LmnLayerVTable flatten_vtable = {
     .build = flatten_build,
     .forward = flatten_forward,
     .backward = flatten_backward,
+    .export_onnx = flatten_export,
 };
 
 static const LmnFeatureDesc flatten_features[] = {

@@ -64,6 +64,21 @@ static const LmnParamSpec xent_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* Inference has no target: the loss becomes its output activation, and the graph outputs the
+ * logits and the probabilities (the loss's softmax). */
+static gboolean xent_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                            const char *output, GError **error)
+{
+    const LmnShape *shape = lmn_export_input_shape(ex, 0);
+    const char *probs = lmn_export_value_name(ex, layer, "probabilities");
+    const char *in[] = {inputs[0], NULL}, *out[] = {probs, NULL};
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", -1), LMN_EXPORT_ATTRS_END};
+    if (!lmn_export_add_output(ex, "logits", inputs[0], shape, error))
+        return FALSE;
+    lmn_export_add_node(ex, "Softmax", in, out, attrs);
+    return lmn_export_add_output(ex, "probabilities", probs, shape, error);
+}
+
 static const LmnLayerVTable xent_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_LOSS,
@@ -72,6 +87,7 @@ static const LmnLayerVTable xent_vtable = {
     .build = xent_build,
     .forward = xent_forward,
     .backward = xent_backward,
+    .export_onnx = xent_export,
 };
 
 /* ---- mse ---- */
@@ -123,6 +139,13 @@ static void mse_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
+/* A regression's output activation is the identity: the prediction is the output. */
+static gboolean mse_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                           const char *output, GError **error)
+{
+    return lmn_export_add_output(ex, "output", inputs[0], lmn_export_input_shape(ex, 0), error);
+}
+
 static const LmnLayerVTable mse_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_LOSS,
@@ -131,6 +154,7 @@ static const LmnLayerVTable mse_vtable = {
     .build = mse_build,
     .forward = mse_forward,
     .backward = mse_backward,
+    .export_onnx = mse_export,
 };
 
 /* ---- binary_cross_entropy_with_logits ---- */
@@ -173,6 +197,19 @@ static void bce_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
+/* The logits and their sigmoid, the probabilities the loss compares with its target. */
+static gboolean bce_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                           const char *output, GError **error)
+{
+    const LmnShape *shape = lmn_export_input_shape(ex, 0);
+    const char *probs = lmn_export_value_name(ex, layer, "probabilities");
+    const char *in[] = {inputs[0], NULL}, *out[] = {probs, NULL};
+    if (!lmn_export_add_output(ex, "logits", inputs[0], shape, error))
+        return FALSE;
+    lmn_export_add_node(ex, "Sigmoid", in, out, NULL);
+    return lmn_export_add_output(ex, "probabilities", probs, shape, error);
+}
+
 static const LmnLayerVTable bce_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_LOSS,
@@ -181,6 +218,7 @@ static const LmnLayerVTable bce_vtable = {
     .build = bce_build,
     .forward = bce_forward,
     .backward = bce_backward,
+    .export_onnx = bce_export,
 };
 
 static const LmnFeatureDesc loss_features[] = {

@@ -54,6 +54,22 @@ static void add_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
+/* A chain of binary Adds in input order, the order forward sums in. */
+static gboolean add_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                           const char *output, GError **error)
+{
+    guint n = g_strv_length((char **) inputs);
+    const char *acc = inputs[0];
+    for (guint i = 1; i < n; i++) {
+        g_autofree char *suffix = g_strdup_printf("sum%u", i);
+        const char *sum = i + 1 == n ? output : lmn_export_value_name(ex, layer, suffix);
+        const char *in[] = {acc, inputs[i], NULL}, *out[] = {sum, NULL};
+        lmn_export_add_node(ex, "Add", in, out, NULL);
+        acc = sum;
+    }
+    return TRUE;
+}
+
 static const LmnLayerVTable add_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -62,6 +78,7 @@ static const LmnLayerVTable add_vtable = {
     .build = add_build,
     .forward = add_forward,
     .backward = add_backward,
+    .export_onnx = add_export,
 };
 
 /* ---- concat ---- */
@@ -172,6 +189,19 @@ static const LmnParamSpec concat_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* ONNX's Concat counts the batch dimension, so its axis is the per-sample one plus 1. */
+static gboolean concat_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                              const char *output, GError **error)
+{
+    gint64 axis = lmn_params_get_int(lmn_layer_get_params(layer), "axis");
+    if (axis < 0)
+        axis += (gint64) lmn_layer_get_output_info(layer)->shape.ndim;
+    const char *out[] = {output, NULL};
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", axis + 1), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Concat", inputs, out, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable concat_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -180,6 +210,7 @@ static const LmnLayerVTable concat_vtable = {
     .build = concat_build,
     .forward = concat_forward,
     .backward = concat_backward,
+    .export_onnx = concat_export,
 };
 
 static const LmnFeatureDesc merge_features[] = {

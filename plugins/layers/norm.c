@@ -19,6 +19,7 @@
  * evaluation-mode weight gradient sum(dy * x_hat) when there is no input gradient to borrow.
  */
 #include <math.h>
+#include <string.h>
 
 #include <lamina/lamina.h>
 
@@ -180,6 +181,45 @@ static const LmnParamSpec batchnorm_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/*
+ * Evaluation mode with running statistics is ONNX's inference BatchNormalization; without
+ * affine parameters the scale is 1 and the shift 0.  Without running statistics evaluation
+ * normalises with the batch's own, which that operator cannot express.
+ */
+static gboolean batchnorm_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                 const char *output, GError **error)
+{
+    const BatchNorm *bn = lmn_layer_get_private(layer);
+    if (!bn->track) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "track_running_stats = false normalises with each batch's own statistics "
+                    "in evaluation, which ONNX's inference BatchNormalization cannot express");
+        return FALSE;
+    }
+    const char *scale, *shift;
+    if (bn->affine) {
+        scale = lmn_export_add_param(ex, layer, "weight", error);
+        shift = scale ? lmn_export_add_param(ex, layer, "bias", error) : NULL;
+    } else {
+        LmnShape c = lmn_shape_make(1, bn->channels);
+        g_autofree float *v = g_new(float, bn->channels);
+        for (gint64 k = 0; k < bn->channels; k++)
+            v[k] = 1.0f;
+        scale = lmn_export_add_floats(ex, lmn_export_value_name(ex, layer, "ones"), &c, v);
+        memset(v, 0, (gsize) bn->channels * sizeof(float));
+        shift = lmn_export_add_floats(ex, lmn_export_value_name(ex, layer, "zeros"), &c, v);
+    }
+    const char *mean = shift ? lmn_export_add_param(ex, layer, "running_mean", error) : NULL;
+    const char *var = mean ? lmn_export_add_param(ex, layer, "running_var", error) : NULL;
+    if (var == NULL)
+        return FALSE;
+    const char *in[] = {inputs[0], scale, shift, mean, var, NULL};
+    const char *out[] = {output, NULL};
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_F("epsilon", bn->eps), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "BatchNormalization", in, out, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable batchnorm_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -188,6 +228,7 @@ static const LmnLayerVTable batchnorm_vtable = {
     .build = batchnorm_build,
     .forward = batchnorm_forward,
     .backward = batchnorm_backward,
+    .export_onnx = batchnorm_export,
 };
 
 static const LmnFeatureDesc norm_features[] = {

@@ -152,11 +152,47 @@ static const LmnParamSpec avgpool_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/*
+ * MaxPool / AveragePool with floor output sizes (ceil_mode 0), as the op computes them; the
+ * average divides by the whole window, padding included (count_include_pad = 1, PyTorch's
+ * default and lmn_op_pool2d's).  Global pooling is GlobalAveragePool then Flatten to [N, C].
+ */
+static gboolean pool_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                            const char *output, GError **error)
+{
+    const Pool *pool = lmn_layer_get_private(layer);
+    const LmnConv2dGeom *g = &pool->geom;
+    const char *out[] = {output, NULL};
+    if (g_str_equal(lmn_layer_get_type_name(layer), "global_avgpool")) {
+        const char *pooled = lmn_export_value_name(ex, layer, "pooled");
+        const char *in[] = {inputs[0], NULL}, *mid[] = {pooled, NULL};
+        lmn_export_add_node(ex, "GlobalAveragePool", in, mid, NULL);
+        const LmnExportAttr axis[] = {LMN_EXPORT_ATTR_I("axis", 1), LMN_EXPORT_ATTRS_END};
+        lmn_export_add_node(ex, "Flatten", mid, out, axis);
+        return TRUE;
+    }
+    const gint64 kernel[] = {g->kernel_h, g->kernel_w}, strides[] = {g->stride_h, g->stride_w};
+    const gint64 pads[] = {g->pad_h, g->pad_w, g->pad_h, g->pad_w};
+    const gint64 dilations[] = {g->dilation_h, g->dilation_w};
+    gboolean max = pool->mode == LMN_POOL_MAX;
+    const LmnExportAttr attrs[] = {
+        LMN_EXPORT_ATTR_IS("kernel_shape", kernel, 2),
+        LMN_EXPORT_ATTR_IS("strides", strides, 2),
+        LMN_EXPORT_ATTR_IS("pads", pads, 4),
+        max ? (LmnExportAttr) LMN_EXPORT_ATTR_IS("dilations", dilations, 2)
+            : (LmnExportAttr) LMN_EXPORT_ATTR_I("count_include_pad", 1),
+        LMN_EXPORT_ATTRS_END,
+    };
+    const char *in[] = {inputs[0], NULL};
+    lmn_export_add_node(ex, max ? "MaxPool" : "AveragePool", in, out, attrs);
+    return TRUE;
+}
+
 #define POOL_VTABLE(build_fn)                                                                      \
     {                                                                                              \
         .struct_size = sizeof(LmnLayerVTable), .flags = LMN_LAYER_FLAG_NONE, .min_inputs = 1,      \
-        .max_inputs = 1, .build = (build_fn), .forward = pool_forward,                             \
-        .backward = pool_backward,                                                                 \
+        .max_inputs = 1, .build = (build_fn), .forward = pool_forward, .backward = pool_backward,  \
+        .export_onnx = pool_export,                                                                \
     }
 
 static const LmnLayerVTable maxpool_vtable = POOL_VTABLE(maxpool_build);

@@ -22,6 +22,7 @@
  * with per-sample shape [T, ...] and used as [T, N, ...] memory of the same size.
  */
 #include <math.h>
+#include <string.h>
 
 #include <lamina/lamina.h>
 
@@ -412,6 +413,110 @@ static void recurrent_backward(LmnLayer *layer, const LmnLayerIO *io)
     input_projection_backward(layer, r, io);
 }
 
+/* ---- ONNX export ---- */
+
+/*
+ * Gate blocks in ONNX's order, as indices of PyTorch's (and Lamina's): ONNX's LSTM stacks
+ * i, o, f, c where PyTorch stacks i, f, g, o, and its GRU z, r, h where PyTorch has r, z, n.
+ */
+static const gint64 onnx_gate_order[][4] = {
+    [CELL_RNN] = {0},
+    [CELL_LSTM] = {0, 3, 1, 2},
+    [CELL_GRU] = {1, 0, 2},
+};
+
+/* Parameter @index of @layer in host memory, gate blocks reordered for ONNX into @dst (its
+ * rows, G*H of @cols values, are written from offset 0). */
+static gboolean read_gates(LmnLayer *layer, const Recurrent *r, guint index, gint64 cols,
+                           float *dst, GError **error)
+{
+    LmnTensor *t = lmn_layer_get_param(layer, index);
+    g_autofree float *src = g_new(float, MAX(lmn_tensor_numel(t), 1));
+    if (!lmn_tensor_read(t, src, lmn_tensor_nbytes(t), error))
+        return FALSE;
+    gsize block = (gsize) (r->hidden * cols);
+    for (gint64 g = 0; g < r->cell->gates; g++)
+        memcpy(dst + g * block, src + onnx_gate_order[r->kind][g] * block, block * sizeof(float));
+    return TRUE;
+}
+
+/* W [1, G*H, F], R [1, G*H, H] and B [1, 2*G*H] (input biases, then recurrent ones) named
+ * LAYER.weight_ih, LAYER.weight_hh and LAYER.bias: PyTorch's tensors in ONNX's layout. */
+static gboolean add_gate_params(LmnLayer *layer, LmnExport *ex, const Recurrent *r,
+                                const char **names, GError **error)
+{
+    const char *layer_name = lmn_layer_get_name(layer);
+    gint64 gh = r->cell->gates * r->hidden;
+    LmnShape w = lmn_shape_make(3, (gint64) 1, gh, r->features);
+    LmnShape u = lmn_shape_make(3, (gint64) 1, gh, r->hidden);
+    LmnShape b = lmn_shape_make(2, (gint64) 1, 2 * gh);
+    /* Each is a parameter the core allocated, so its count fits. */
+    g_autofree float *buf = g_new(float, MAX(gh * MAX(r->features, r->hidden), 2 * gh));
+    g_autofree char *wn = g_strdup_printf("%s.weight_ih", layer_name);
+    g_autofree char *un = g_strdup_printf("%s.weight_hh", layer_name);
+    g_autofree char *bn = g_strdup_printf("%s.bias", layer_name);
+    if (!read_gates(layer, r, PARAM_WEIGHT_IH, r->features, buf, error))
+        return FALSE;
+    names[0] = lmn_export_add_floats(ex, wn, &w, buf);
+    if (!read_gates(layer, r, PARAM_WEIGHT_HH, r->hidden, buf, error))
+        return FALSE;
+    names[1] = lmn_export_add_floats(ex, un, &u, buf);
+    names[2] = "";
+    if (r->bias) {
+        if (!read_gates(layer, r, PARAM_BIAS_IH, 1, buf, error) ||
+            !read_gates(layer, r, PARAM_BIAS_HH, 1, buf + gh, error))
+            return FALSE;
+        names[2] = lmn_export_add_floats(ex, bn, &b, buf);
+    }
+    return TRUE;
+}
+
+/* A node with one input and one output and its attributes. */
+static void add_unary(LmnExport *ex, const char *op, const char *x, const char *y,
+                      const LmnExportAttr *attrs)
+{
+    const char *in[] = {x, NULL}, *out[] = {y, NULL};
+    lmn_export_add_node(ex, op, in, out, attrs);
+}
+
+/*
+ * Opset 13's RNN, LSTM and GRU are time-major: Transpose [N, T, F] to [T, N, F], run the cell
+ * (GRU with linear_before_reset = 1: r multiplies W_hn h + b_hn, as PyTorch's does), and take
+ * Y_h [1, N, H] squeezed to [N, H], or Y [T, 1, N, H] squeezed and transposed back to [N, T, H].
+ */
+static gboolean recurrent_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                 const char *output, GError **error)
+{
+    const Recurrent *r = lmn_layer_get_private(layer);
+    const char *params[3];
+    if (!add_gate_params(layer, ex, r, params, error))
+        return FALSE;
+    static const gint64 swap01[] = {1, 0, 2};
+    const LmnExportAttr perm[] = {LMN_EXPORT_ATTR_IS("perm", swap01, 3), LMN_EXPORT_ATTRS_END};
+    const char *xt = lmn_export_value_name(ex, layer, "time_major");
+    add_unary(ex, "Transpose", inputs[0], xt, perm);
+    const char *y = lmn_export_value_name(ex, layer, "Y");
+    const char *yh = lmn_export_value_name(ex, layer, "Y_h");
+    const char *cell_in[] = {xt, params[0], params[1], params[2], NULL};
+    const char *cell_out[] = {y, yh, NULL};
+    const LmnExportAttr attrs[] = {
+        LMN_EXPORT_ATTR_I("hidden_size", r->hidden),
+        r->kind == CELL_GRU ? (LmnExportAttr) LMN_EXPORT_ATTR_I("linear_before_reset", 1)
+                            : (LmnExportAttr) LMN_EXPORT_ATTRS_END,
+        LMN_EXPORT_ATTRS_END,
+    };
+    static const char *const ops[] = {[CELL_RNN] = "RNN", [CELL_LSTM] = "LSTM", [CELL_GRU] = "GRU"};
+    lmn_export_add_node(ex, ops[r->kind], cell_in, cell_out, attrs);
+    const gint64 axis = r->sequences ? 1 : 0;
+    const char *axes = lmn_export_add_ints(ex, lmn_export_value_name(ex, layer, "axes"), &axis, 1);
+    const char *squeezed = r->sequences ? lmn_export_value_name(ex, layer, "Y_squeezed") : output;
+    const char *sq_in[] = {r->sequences ? y : yh, axes, NULL}, *sq_out[] = {squeezed, NULL};
+    lmn_export_add_node(ex, "Squeeze", sq_in, sq_out, NULL);
+    if (r->sequences)
+        add_unary(ex, "Transpose", squeezed, output, perm);
+    return TRUE;
+}
+
 static const LmnParamSpec recurrent_params[] = {
     LMN_PARAM_SPEC_INT("hidden_size", NULL, 1, (double) G_MAXINT32, LMN_PARAM_FLAG_REQUIRED,
                        "number of features of the hidden state (H)"),
@@ -426,7 +531,7 @@ static const LmnParamSpec recurrent_params[] = {
     {                                                                                              \
         .struct_size = sizeof(LmnLayerVTable), .flags = LMN_LAYER_FLAG_NONE, .min_inputs = 1,      \
         .max_inputs = 1, .build = build_func, .forward = recurrent_forward,                        \
-        .backward = recurrent_backward,                                                            \
+        .backward = recurrent_backward, .export_onnx = recurrent_export,                           \
     }
 
 static const LmnLayerVTable rnn_vtable = RECURRENT_VTABLE(rnn_build);

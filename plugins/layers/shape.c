@@ -94,6 +94,21 @@ static const LmnParamSpec reshape_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* Reshape to [0, output dims...]: 0 keeps the batch dimension symbolic (allowzero = 0). */
+static gboolean reshape_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                               const char *output, GError **error)
+{
+    const LmnShape *s = &lmn_layer_get_output_info(layer)->shape;
+    gint64 dims[LMN_MAX_DIMS + 1] = {0};
+    for (guint d = 0; d < s->ndim; d++)
+        dims[d + 1] = s->dims[d];
+    const char *shape =
+        lmn_export_add_ints(ex, lmn_export_value_name(ex, layer, "shape"), dims, s->ndim + 1);
+    const char *in[] = {inputs[0], shape, NULL}, *out[] = {output, NULL};
+    lmn_export_add_node(ex, "Reshape", in, out, NULL);
+    return TRUE;
+}
+
 static const LmnLayerVTable reshape_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -102,6 +117,7 @@ static const LmnLayerVTable reshape_vtable = {
     .build = reshape_build,
     .forward = reshape_forward,
     .backward = reshape_backward,
+    .export_onnx = reshape_export,
 };
 
 static const LmnFeatureDesc shape_features[] = {

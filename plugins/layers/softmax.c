@@ -48,6 +48,16 @@ static void softmax_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
+/* Opset 13's Softmax normalises over one axis, here the last, as forward does. */
+static gboolean softmax_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                               const char *output, GError **error)
+{
+    const char *in[] = {inputs[0], NULL}, *out[] = {output, NULL};
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", -1), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Softmax", in, out, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable softmax_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -56,6 +66,7 @@ static const LmnLayerVTable softmax_vtable = {
     .build = softmax_build,
     .forward = softmax_forward,
     .backward = softmax_backward,
+    .export_onnx = softmax_export,
 };
 
 static const LmnFeatureDesc softmax_features[] = {

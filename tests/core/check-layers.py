@@ -57,7 +57,7 @@ def main():
                 continue
             inc = m.group(1)
             if "/" not in inc:
-                if f"{folder}/{inc}" not in sources and not inc.endswith("-spv.h"):
+                if f"{folder}/{inc}" not in sources and not inc.endswith(("-spv.h", ".pb-c.h")):
                     errors.append(f"core/{rel}:{n}: includes \"{inc}\", not a header of {folder}/")
                 continue
             target = inc.split("/", 1)[0]

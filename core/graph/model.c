@@ -765,11 +765,18 @@ static void scale_loss_grads(Node *n)
 /* Backward through every layer that runs; @output_grad is the last layer's (NULL for a loss).
  * With @input_only, only the layers between the input and the losses run, and none is asked for
  * its parameters' gradients. */
+typedef enum {
+    BACKWARD_ALL = 0,
+    BACKWARD_INPUT_ONLY = 1,  /* only dL/d(input): no parameter gradients */
+    BACKWARD_PARAMS_ONLY = 2, /* no dL/d(input), even when input gradients are on */
+} BackwardMode;
+
 static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, guint64 seed,
-                         gboolean input_only)
+                         BackwardMode mode)
 {
-    LmnTensor *ins[16];
+    LmnTensor *ins[16], *edges[16];
     LmnLayerIO io;
+    gboolean input_only = mode == BACKWARD_INPUT_ONLY;
     /* From the input node on: with input gradients on it collects its consumers' edges too. */
     for (guint i = 0; i < model->nodes->len; i++)
         node_at(model, i)->grad_written = FALSE;
@@ -780,6 +787,12 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
         fill_io(model, n, ins, &io, model->last_training, step, seed);
         io.output_grad = n->is_loss ? NULL : i == model->loss_node ? output_grad : n->grad;
         io.input_grads = n->edge;
+        if (mode == BACKWARD_PARAMS_ONLY && n->reads_input) {
+            /* the input's own gradient is not asked for (layers in between still are) */
+            for (guint j = 0; j < n->n_inputs; j++)
+                edges[j] = n->inputs[j] == NODE_INPUT ? NULL : n->edge[j];
+            io.input_grads = edges;
+        }
         io.skip_param_grads = input_only || n->frozen;
         lmn_layer_backward(n->layer, &io);
         if (n->is_loss)
@@ -791,7 +804,7 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
             lmn_op_fill(lmn_layer_get_grad(n->layer, p), 0.0f);
         for (guint j = 0; j < n->n_inputs; j++) {
             Node *src = node_at(model, n->inputs[j]);
-            if (!n->edge[j] || src->n_consumers == 1)
+            if (!io.input_grads[j] || src->n_consumers == 1)
                 continue;
             /* Fan-out: the first consumer (in backward order) copies, later ones add. */
             if (!src->grad_written)
@@ -807,7 +820,14 @@ void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
 {
     g_return_if_fail(model->batch > 0);
     g_return_if_fail(model->has_loss);
-    run_backward(model, NULL, step, seed, FALSE);
+    run_backward(model, NULL, step, seed, BACKWARD_ALL);
+}
+
+void lmn_model_backward_params(LmnModel *model, guint64 step, guint64 seed)
+{
+    g_return_if_fail(model->batch > 0);
+    g_return_if_fail(model->has_loss);
+    run_backward(model, NULL, step, seed, BACKWARD_PARAMS_ONLY);
 }
 
 void lmn_model_backward_input(LmnModel *model, guint64 step, guint64 seed)
@@ -815,7 +835,7 @@ void lmn_model_backward_input(LmnModel *model, guint64 step, guint64 seed)
     g_return_if_fail(model->batch > 0);
     g_return_if_fail(model->has_loss);
     g_return_if_fail(model->input_grad);
-    run_backward(model, NULL, step, seed, TRUE);
+    run_backward(model, NULL, step, seed, BACKWARD_INPUT_ONLY);
 }
 
 gboolean lmn_model_backward_from(LmnModel *model, const LmnTensor *output_grad, guint64 step,
@@ -852,7 +872,7 @@ gboolean lmn_model_backward_from(LmnModel *model, const LmnTensor *output_grad, 
      * call accumulate, like PyTorch's backward. */
     lmn_op_copy(model->grads_saved, model->grads);
     /* Layers only read their output gradient, whatever the LmnLayerIO field's constness. */
-    run_backward(model, (LmnTensor *) output_grad, step, seed, FALSE);
+    run_backward(model, (LmnTensor *) output_grad, step, seed, BACKWARD_ALL);
     lmn_op_axpby(1.0f, model->grads_saved, 1.0f, model->grads);
     return TRUE;
 }

@@ -78,7 +78,7 @@ static gboolean train_pass(LmnTrainer *t, gint64 epoch, gint64 m, double weight,
     lmn_model_forward(t->model, TRUE, step, t->state.seed);
     if (!lmn_train_check_loss(t, epoch, error))
         return FALSE;
-    lmn_model_backward(t->model, step, t->state.seed);
+    lmn_model_backward_params(t->model, step, t->state.seed);
     lmn_op_axpby((float) (weight * (double) m), lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
     return TRUE;
 }

@@ -143,6 +143,15 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
  */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
 /**
+ * lmn_model_backward_params:
+ * Like lmn_model_backward(), but it does not compute dL/d(input) even when input gradients are
+ * on (lmn_model_get_input_grad() is then unspecified: its memory is shared with gradients whose
+ * lifetimes do not overlap it): a loop that needs the input gradient only now and then
+ * (adversarial training's attack) pays for it only then.  The parameter gradients
+ * are the same bits as after lmn_model_backward().
+ */
+void lmn_model_backward_params(LmnModel *model, guint64 step, guint64 seed);
+/**
  * lmn_model_backward_input:
  * Backward for the input gradient alone (PyTorch's torch.autograd.grad(loss, x)): like
  * lmn_model_backward(), but it runs only the layers between the input and the loss and asks

@@ -310,7 +310,24 @@ static void test_torch(gconstpointer data)
     lmn_model_backward_input(model, 0, 1);
     g_assert_true(lmn_tensor_read(g, again, lmn_tensor_nbytes(g), &error));
     g_assert_cmpmem(again, b.n_x * sizeof(float), got, b.n_x * sizeof(float));
+    /* The parameter-only backward (adversarial training's clean and attacked passes) gives the
+     * parameter gradients of a full backward, bit for bit. */
+    {
+        gsize n_grads = (gsize) lmn_tensor_numel(grads);
+        g_autofree float *full = g_new(float, n_grads);
+        g_autofree float *params_only = g_new(float, n_grads);
+        /* (the padding between parameters is never written: give it the same value) */
+        lmn_op_fill(grads, 5.0f);
+        lmn_model_backward(model, 0, 1);
+        g_assert_true(lmn_tensor_read(grads, full, n_grads * sizeof(float), &error));
+        lmn_op_fill(grads, 5.0f);
+        lmn_model_backward_params(model, 0, 1);
+        g_assert_true(lmn_tensor_read(grads, params_only, n_grads * sizeof(float), &error));
+        g_assert_cmpmem(full, n_grads * sizeof(float), params_only, n_grads * sizeof(float));
+    }
     if (g_str_equal(c->name, "mlp")) {
+        lmn_op_fill(grads, 7.0f);
+        lmn_model_backward_input(model, 0, 1);
         gsize n_grads = (gsize) lmn_tensor_numel(grads);
         g_autofree float *gv = g_new(float, n_grads);
         g_assert_true(lmn_tensor_read(grads, gv, n_grads * sizeof(float), &error));

@@ -1272,6 +1272,33 @@ static LmnDataset *split_streaming(LmnDataset *ds, LmnDataset *out, const guint3
     return out;
 }
 
+/* Keeps only the rows @kept (increasing) of an in-memory @ds, in place: kept[j] >= j, so a
+ * forward pass never overwrites a row before it has been moved. */
+static void compact_kept(LmnDataset *ds, const guint32 *kept, gint64 n_keep)
+{
+    gsize row = (gsize) ds->sample_numel;
+    gsize trow = (gsize) ds->target_numel;
+    for (gint64 j = 0; j < n_keep; j++) {
+        gsize k = kept[j];
+        if (k == (gsize) j) {
+            continue;
+        }
+        memmove(ds->x + (gsize) j * row, ds->x + k * row, row * sizeof(float));
+        if (ds->class_labels) {
+            ds->labels[j] = ds->labels[k];
+        } else {
+            memmove(ds->targets + (gsize) j * trow, ds->targets + k * trow, trow * sizeof(float));
+        }
+    }
+    ds->length = n_keep;
+    ds->x = g_realloc(ds->x, MAX((gsize) n_keep * row * sizeof(float), 1));
+    if (ds->class_labels) {
+        ds->labels = g_realloc(ds->labels, (gsize) n_keep * sizeof(gint32));
+    } else {
+        ds->targets = g_realloc(ds->targets, MAX((gsize) n_keep * trow * sizeof(float), 1));
+    }
+}
+
 LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GError **error)
 {
     g_return_val_if_fail(ds != NULL, NULL);
@@ -1325,30 +1352,7 @@ LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GEr
     lmn_dataset_gather(ds, held, (gsize) n_hold, out->x,
                        ds->class_labels ? (void *) out->labels : (void *) out->targets);
 
-    /* Compact the kept rows in place: kept[j] >= j, so a forward pass never overwrites a row
-     * before it has been moved. */
-    gsize row = (gsize) ds->sample_numel;
-    gsize trow = (gsize) ds->target_numel;
-    gint64 n_keep = n - n_hold;
-    for (gint64 j = 0; j < n_keep; j++) {
-        gsize k = kept[j];
-        if (k == (gsize) j) {
-            continue;
-        }
-        memmove(ds->x + (gsize) j * row, ds->x + k * row, row * sizeof(float));
-        if (ds->class_labels) {
-            ds->labels[j] = ds->labels[k];
-        } else {
-            memmove(ds->targets + (gsize) j * trow, ds->targets + k * trow, trow * sizeof(float));
-        }
-    }
-    ds->length = n_keep;
-    ds->x = g_realloc(ds->x, MAX((gsize) n_keep * row * sizeof(float), 1));
-    if (ds->class_labels) {
-        ds->labels = g_realloc(ds->labels, (gsize) n_keep * sizeof(gint32));
-    } else {
-        ds->targets = g_realloc(ds->targets, MAX((gsize) n_keep * trow * sizeof(float), 1));
-    }
+    compact_kept(ds, kept, n - n_hold);
     recompute_max_label(ds);
     recompute_max_label(out);
     return out;

@@ -107,6 +107,8 @@ gboolean lmn_train_write_loss_values(LmnTrainer *t, FILE *f);
 gint lmn_train_accuracy_loss(const LmnModel *model);
 /* Adds the batch's correct predictions of loss @loss (-1: nothing) to @correct. */
 void lmn_train_count_correct(LmnModel *model, gint loss, LmnTensor *correct);
+/* Reads the one value of @t (a device-side accumulator) as a double. */
+gboolean lmn_train_read_scalar(LmnTensor *t, double *out, GError **error);
 
 /* ---- gradients.c ---- */
 
@@ -160,35 +162,6 @@ gboolean lmn_train_save_checkpoint(LmnTrainer *t, const char *name, GError **err
 /* The output directory: created, locked against a second run, cleared of a killed run's
  * temporary files, and shown to be writable before the first epoch rather than after it. */
 gboolean lmn_train_setup_output(LmnTrainer *t, GError **error);
-
-/* ---- losses.c ---- */
-
-/* Returns: (transfer full): the config's targets besides y, NULL-terminated. */
-char **lmn_train_target_names(const LmnConfig *cfg);
-/* The staging buffers and accumulators, once the model is built. */
-gboolean lmn_train_setup_losses(LmnTrainer *t, GError **error);
-void lmn_train_clear_losses(LmnTrainer *t);
-/* The buffers the reader delivers the batch's targets into: @y for y, the others straight into
- * host-memory target tensors when nothing is skipped, else staging. */
-void *const *lmn_train_target_buffers(LmnTrainer *t, void *y, gint64 skip);
-/* Writes the staged targets (after skipping @skip samples) into the model's target tensors. */
-gboolean lmn_train_write_targets(LmnTrainer *t, gint64 m, gint64 skip, GError **error);
-/* Per-loss sums of batch size * loss over an epoch, and their means over @seen samples. */
-void lmn_train_zero_losses(LmnTrainer *t);
-void lmn_train_accumulate_losses(LmnTrainer *t, gint64 m);
-gboolean lmn_train_read_losses(LmnTrainer *t, gint64 seen, GError **error);
-/* lmn_evaluate_full() into @losses (n_losses values, NAN until filled; only with several). */
-gboolean lmn_train_evaluate(LmnTrainer *t, const LmnDataset *ds, double *loss, double *acc,
-                            double *losses, GError **error);
-/* The epoch line's and metrics.csv's per-loss parts; nothing with one loss. */
-void lmn_train_print_losses(LmnTrainer *t, const double *values);
-gboolean lmn_train_write_loss_header(LmnTrainer *t, FILE *f);
-gboolean lmn_train_write_loss_values(LmnTrainer *t, FILE *f);
-
-/* ---- evaluate.c ---- */
-
-/* Reads the one value of @t (a device-side accumulator) as a double. */
-gboolean lmn_train_read_scalar(LmnTensor *t, double *out, GError **error);
 
 /* ---- loop.c ---- */
 

@@ -5,7 +5,6 @@
  * a random start, dropout and batch normalisation; and the errors for bad settings. */
 #include "e2e-util.h"
 
-#include <dlfcn.h>
 #include <glib/gstdio.h>
 #include <lamina/lamina.h>
 #include <math.h>
@@ -394,27 +393,13 @@ int main(int argc, char **argv)
     if (vulkan)
         argv[--argc] = NULL;
     g_test_init(&argc, &argv, NULL);
-    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
-    g_autofree char *cache_home =
-        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
-    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
-    registry = lmn_registry_new();
-    lmn_registry_scan(registry, NULL);
-    if (vulkan) {
-#if defined(__SANITIZE_ADDRESS__)
-        /* lavapipe keeps a process-wide allocation that becomes unreachable when the loader
-         * unloads it, which LeakSanitizer would report (see tests/vulkan/vk-test-setup.h). */
-        dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
-#endif
-        g_autoptr(GError) error = NULL;
-        LmnBackend *vk = lmn_backend_new(registry, "vulkan", NULL, "lavapipe", &error);
-        if (vk == NULL) {
-            g_printerr("SKIP: no Vulkan device 'lavapipe': %s\n", error->message);
-            lmn_registry_free(registry);
-            return 77;
-        }
-        lmn_backend_unref(vk);
-    }
+    /* the registry (with the build's cache), and with --vulkan lavapipe or exit 77 */
+    LmnBackend *cpu_backend = NULL, *vk_backend = NULL;
+    if (!e2e_open_backends(vulkan, &registry, &cpu_backend, &vk_backend))
+        return 77;
+    lmn_backend_unref(cpu_backend);
+    if (vk_backend)
+        lmn_backend_unref(vk_backend);
     tmp_dir = g_dir_make_tmp("lamina-adv-train-XXXXXX", NULL);
     for (guint i = 0; i < G_N_ELEMENTS(torch_cases); i++) {
         g_autofree char *p = g_strdup_printf("/e2e/adversarial-train/torch/%s", torch_cases[i]);

@@ -6,7 +6,6 @@
  * path: one update launch per step, and splitting the update into ranges changes no bit. */
 #include "e2e-util.h"
 
-#include <dlfcn.h>
 #include <glib/gstdio.h>
 #include <lamina/lamina.h>
 #include <math.h>
@@ -440,27 +439,13 @@ int main(int argc, char **argv)
     if (vulkan)
         argv[--argc] = NULL;
     g_test_init(&argc, &argv, NULL);
-    const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");
-    g_autofree char *cache_home =
-        g_build_filename(build_dir != NULL ? build_dir : g_get_tmp_dir(), "xdg-cache-home", NULL);
-    g_setenv("XDG_CACHE_HOME", cache_home, TRUE);
-    registry = lmn_registry_new();
-    lmn_registry_scan(registry, NULL);
-    if (vulkan) {
-#if defined(__SANITIZE_ADDRESS__)
-        /* lavapipe keeps a process-wide allocation that becomes unreachable when the loader
-         * unloads it, which LeakSanitizer would report (see tests/vulkan/vk-test-setup.h). */
-        dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
-#endif
-        g_autoptr(GError) error = NULL;
-        LmnBackend *vk = lmn_backend_new(registry, "vulkan", NULL, "lavapipe", &error);
-        if (vk == NULL) {
-            g_printerr("SKIP: no Vulkan device 'lavapipe': %s\n", error->message);
-            lmn_registry_free(registry);
-            return 77;
-        }
-        lmn_backend_unref(vk);
-    }
+    /* the registry (with the build's cache), and with --vulkan lavapipe or exit 77 */
+    LmnBackend *cpu_backend = NULL, *vk_backend = NULL;
+    if (!e2e_open_backends(vulkan, &registry, &cpu_backend, &vk_backend))
+        return 77;
+    lmn_backend_unref(cpu_backend);
+    if (vk_backend)
+        lmn_backend_unref(vk_backend);
     tmp_dir = g_dir_make_tmp("lamina-finetune-XXXXXX", NULL);
     g_test_add_data_func("/e2e/finetune/frozen-byte-identical", "trainable = false\n",
                          test_frozen_identical);

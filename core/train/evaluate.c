@@ -353,10 +353,10 @@ static gboolean prob_run_views(LmnModel *model, const LmnDataset *ds, gint loss,
         }
         if (!lmn_tensor_read(pred, p->logits, cells * sizeof(float), error))
             return FALSE;
-        lmn_metrics_softmax(p->logits, m, n_classes, p->logits);
-        lmn_metrics_accumulate(p->sum, p->logits, cells);
+        lmn_class_metrics_softmax(p->logits, m, n_classes, p->logits);
+        lmn_class_metrics_accumulate(p->sum, p->logits, cells);
     }
-    lmn_metrics_mean(p->sum, cells, tta_views(tta), p->probs);
+    lmn_class_metrics_mean(p->sum, cells, tta_views(tta), p->probs);
     return TRUE;
 }
 

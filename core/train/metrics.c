@@ -4,13 +4,13 @@
 
 #include <math.h>
 
-struct LmnMetrics {
+struct LmnClassMetrics {
     gint64 n_classes, top_k;
     gint64 samples, top1, topk;
     gint64 *confusion; /* [n_classes, n_classes], rows = true class */
 };
 
-gint64 lmn_metrics_rank(const float *row, gint64 n_classes, gint64 label)
+gint64 lmn_class_metrics_rank(const float *row, gint64 n_classes, gint64 label)
 {
     g_return_val_if_fail(row && label >= 0 && label < n_classes, 0);
     const float v = row[label];
@@ -20,7 +20,7 @@ gint64 lmn_metrics_rank(const float *row, gint64 n_classes, gint64 label)
     return rank;
 }
 
-gint64 lmn_metrics_argmax(const float *row, gint64 n_classes)
+gint64 lmn_class_metrics_argmax(const float *row, gint64 n_classes)
 {
     g_return_val_if_fail(row && n_classes > 0, 0);
     gint64 best = 0;
@@ -30,7 +30,7 @@ gint64 lmn_metrics_argmax(const float *row, gint64 n_classes)
     return best;
 }
 
-void lmn_metrics_softmax(const float *logits, gint64 n, gint64 n_classes, float *probs)
+void lmn_class_metrics_softmax(const float *logits, gint64 n, gint64 n_classes, float *probs)
 {
     g_return_if_fail((logits && probs) || n == 0);
     for (gint64 i = 0; i < n; i++) {
@@ -47,20 +47,20 @@ void lmn_metrics_softmax(const float *logits, gint64 n, gint64 n_classes, float 
     }
 }
 
-void lmn_metrics_accumulate(double *sum, const float *probs, gsize count)
+void lmn_class_metrics_accumulate(double *sum, const float *probs, gsize count)
 {
     for (gsize i = 0; i < count; i++)
         sum[i] += (double) probs[i];
 }
 
-void lmn_metrics_mean(const double *sum, gsize count, guint n, float *out)
+void lmn_class_metrics_mean(const double *sum, gsize count, guint n, float *out)
 {
     g_return_if_fail(n > 0);
     for (gsize i = 0; i < count; i++)
         out[i] = (float) (sum[i] / (double) n);
 }
 
-LmnMetrics *lmn_metrics_new(gint64 n_classes, gint64 top_k, GError **error)
+LmnClassMetrics *lmn_class_metrics_new(gint64 n_classes, gint64 top_k, GError **error)
 {
     gsize cells = 0;
     if (n_classes < 1 || !g_size_checked_mul(&cells, (gsize) n_classes, (gsize) n_classes) ||
@@ -78,7 +78,7 @@ LmnMetrics *lmn_metrics_new(gint64 n_classes, gint64 top_k, GError **error)
                     top_k, n_classes);
         return NULL;
     }
-    LmnMetrics *m = g_new0(LmnMetrics, 1);
+    LmnClassMetrics *m = g_new0(LmnClassMetrics, 1);
     m->n_classes = n_classes;
     m->top_k = top_k;
     m->confusion = g_try_malloc0(cells);
@@ -92,7 +92,7 @@ LmnMetrics *lmn_metrics_new(gint64 n_classes, gint64 top_k, GError **error)
     return m;
 }
 
-void lmn_metrics_free(LmnMetrics *m)
+void lmn_class_metrics_free(LmnClassMetrics *m)
 {
     if (!m)
         return;
@@ -101,8 +101,8 @@ void lmn_metrics_free(LmnMetrics *m)
 }
 
 /* Checks every row and label first, so a bad batch adds nothing. */
-static gboolean check_batch(const LmnMetrics *m, const float *probs, const gint32 *labels, gint64 n,
-                            GError **error)
+static gboolean check_batch(const LmnClassMetrics *m, const float *probs, const gint32 *labels,
+                            gint64 n, GError **error)
 {
     for (gint64 i = 0; i < n; i++) {
         if (labels[i] < 0 || labels[i] >= m->n_classes) {
@@ -123,16 +123,16 @@ static gboolean check_batch(const LmnMetrics *m, const float *probs, const gint3
     return TRUE;
 }
 
-gboolean lmn_metrics_add(LmnMetrics *m, const float *probs, const gint32 *labels, gint64 n,
-                         GError **error)
+gboolean lmn_class_metrics_add(LmnClassMetrics *m, const float *probs, const gint32 *labels,
+                               gint64 n, GError **error)
 {
     g_return_val_if_fail(m && n >= 0 && ((probs && labels) || n == 0), FALSE);
     if (!check_batch(m, probs, labels, n, error))
         return FALSE;
     for (gint64 i = 0; i < n; i++) {
         const float *row = probs + i * m->n_classes;
-        gint64 pred = lmn_metrics_argmax(row, m->n_classes);
-        gint64 rank = lmn_metrics_rank(row, m->n_classes, labels[i]);
+        gint64 pred = lmn_class_metrics_argmax(row, m->n_classes);
+        gint64 rank = lmn_class_metrics_rank(row, m->n_classes, labels[i]);
         m->confusion[labels[i] * m->n_classes + pred]++;
         m->top1 += rank == 0;
         m->topk += rank < m->top_k;
@@ -141,32 +141,32 @@ gboolean lmn_metrics_add(LmnMetrics *m, const float *probs, const gint32 *labels
     return TRUE;
 }
 
-gint64 lmn_metrics_get_n_classes(const LmnMetrics *m)
+gint64 lmn_class_metrics_get_n_classes(const LmnClassMetrics *m)
 {
     return m->n_classes;
 }
 
-gint64 lmn_metrics_get_top_k(const LmnMetrics *m)
+gint64 lmn_class_metrics_get_top_k(const LmnClassMetrics *m)
 {
     return m->top_k;
 }
 
-gint64 lmn_metrics_get_samples(const LmnMetrics *m)
+gint64 lmn_class_metrics_get_samples(const LmnClassMetrics *m)
 {
     return m->samples;
 }
 
-double lmn_metrics_get_accuracy(const LmnMetrics *m)
+double lmn_class_metrics_get_accuracy(const LmnClassMetrics *m)
 {
     return m->samples ? (double) m->top1 / (double) m->samples : NAN;
 }
 
-double lmn_metrics_get_top_k_accuracy(const LmnMetrics *m)
+double lmn_class_metrics_get_top_k_accuracy(const LmnClassMetrics *m)
 {
     return m->samples ? (double) m->topk / (double) m->samples : NAN;
 }
 
-const gint64 *lmn_metrics_get_confusion(const LmnMetrics *m)
+const gint64 *lmn_class_metrics_get_confusion(const LmnClassMetrics *m)
 {
     return m->confusion;
 }
@@ -177,8 +177,8 @@ static double ratio(double a, double b)
     return b > 0 ? a / b : 0;
 }
 
-void lmn_metrics_get_class(const LmnMetrics *m, gint64 c, double *precision_out, double *recall_out,
-                           double *f1_out, gint64 *support_out)
+void lmn_class_metrics_get_class(const LmnClassMetrics *m, gint64 c, double *precision_out,
+                                 double *recall_out, double *f1_out, gint64 *support_out)
 {
     g_return_if_fail(m && c >= 0 && c < m->n_classes);
     gint64 tp = m->confusion[c * m->n_classes + c], predicted = 0, support = 0;
@@ -197,14 +197,14 @@ void lmn_metrics_get_class(const LmnMetrics *m, gint64 c, double *precision_out,
         *support_out = support;
 }
 
-void lmn_metrics_get_macro(const LmnMetrics *m, double *precision_out, double *recall_out,
-                           double *f1_out)
+void lmn_class_metrics_get_macro(const LmnClassMetrics *m, double *precision_out,
+                                 double *recall_out, double *f1_out)
 {
     g_return_if_fail(m);
     double sp = 0, sr = 0, sf = 0;
     for (gint64 c = 0; c < m->n_classes; c++) {
         double p, r, f;
-        lmn_metrics_get_class(m, c, &p, &r, &f, NULL);
+        lmn_class_metrics_get_class(m, c, &p, &r, &f, NULL);
         sp += p;
         sr += r;
         sf += f;

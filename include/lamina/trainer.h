@@ -100,10 +100,10 @@ gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, 
  * @LMN_TTA_NONE: one view, the sample itself
  * @LMN_TTA_HFLIP: two views of an image [C, H, W]: itself and its horizontal mirror
  * @LMN_TTA_CROPS: ten views of an image [C, H, W]: the image zero-padded by P pixels on every
- *   side, its four corner crops and its centre crop of size H x W (the centre crop is the image
- *   itself), and the mirror of each.  Crop (dy, dx) is lmn_augment_shift() by (dy, dx), for
- *   (dy, dx) in (P, P), (P, -P), (-P, P), (-P, -P), (0, 0); its mirror is lmn_augment_hflip() of
- *   it.
+ *   side, its centre crop and its four corner crops of size H x W (the centre crop is the image
+ *   itself), then the mirror of each, in that order.  The crops are lmn_augment_shift() by
+ *   (dy, dx) = (0, 0), (P, P), (P, -P), (-P, P), (-P, -P) (a shift by (P, P) is the top-left
+ *   crop of the padded image); the mirrors lmn_augment_hflip() of them.
  * Test-time augmentation: the views of a sample whose class probabilities are averaged.
  */
 typedef enum {
@@ -143,7 +143,7 @@ gint64 lmn_evaluate_get_n_classes(const LmnModel *model);
  * @pad: P of LMN_TTA_CROPS (ignored otherwise)
  * @func: called once per batch, in order
  * Runs @model in evaluation mode over @ds in batches of @batch, once per view of @tta, and
- * passes @func each batch's class probabilities: the softmax (lmn_metrics_softmax()) of the
+ * passes @func each batch's class probabilities: the softmax (lmn_class_metrics_softmax()) of the
  * logits of the first loss whose target holds class labels, averaged over the views, with that
  * loss's labels.  Only one batch of inputs and probabilities is held on the host.
  * Returns: FALSE with LMN_DATA_ERROR_VALUE when the model has no such loss, with

@@ -39,8 +39,8 @@ static void *read_case(const char *c, const char *name, hid_t type, gsize elem, 
     return read_dataset(path, type, elem, dims);
 }
 
-/* The members' mean through lmn_metrics_accumulate() and lmn_metrics_mean() equals NumPy's
- * (summed in float64, rounded to float32) bit for bit. */
+/* The members' mean through lmn_class_metrics_accumulate() and lmn_class_metrics_mean() equals
+ * NumPy's (summed in float64, rounded to float32) bit for bit. */
 static float *check_mean(const char *c, gint64 *n_out, gint64 *k_out)
 {
     hsize_t dims[3] = {0};
@@ -49,9 +49,9 @@ static float *check_mean(const char *c, gint64 *n_out, gint64 *k_out)
     gsize cells = (gsize) (dims[1] * dims[2]);
     g_autofree double *sum = g_new0(double, cells);
     for (hsize_t m = 0; m < dims[0]; m++)
-        lmn_metrics_accumulate(sum, probs + m * cells, cells);
+        lmn_class_metrics_accumulate(sum, probs + m * cells, cells);
     float *mean = g_new(float, cells);
-    lmn_metrics_mean(sum, cells, (guint) dims[0], mean);
+    lmn_class_metrics_mean(sum, cells, (guint) dims[0], mean);
     for (gsize i = 0; i < cells; i++)
         g_assert_cmpfloat(mean[i], ==, want[i]);
     *n_out = (gint64) dims[1];
@@ -59,7 +59,7 @@ static float *check_mean(const char *c, gint64 *n_out, gint64 *k_out)
     return mean;
 }
 
-static void check_class_figures(const char *c, const LmnMetrics *m, gint64 k)
+static void check_class_figures(const char *c, const LmnClassMetrics *m, gint64 k)
 {
     g_autofree double *precision = read_case(c, "precision", H5T_NATIVE_DOUBLE, 8, NULL);
     g_autofree double *recall = read_case(c, "recall", H5T_NATIVE_DOUBLE, 8, NULL);
@@ -69,14 +69,14 @@ static void check_class_figures(const char *c, const LmnMetrics *m, gint64 k)
     for (gint64 j = 0; j < k; j++) {
         double p, r, f;
         gint64 s;
-        lmn_metrics_get_class(m, j, &p, &r, &f, &s);
+        lmn_class_metrics_get_class(m, j, &p, &r, &f, &s);
         g_assert_cmpfloat_with_epsilon(p, precision[j], 1e-12);
         g_assert_cmpfloat_with_epsilon(r, recall[j], 1e-12);
         g_assert_cmpfloat_with_epsilon(f, f1[j], 1e-12);
         g_assert_cmpint(s, ==, support[j]);
     }
     double mp, mr, mf;
-    lmn_metrics_get_macro(m, &mp, &mr, &mf);
+    lmn_class_metrics_get_macro(m, &mp, &mr, &mf);
     g_assert_cmpfloat_with_epsilon(mp, macro[0], 1e-12);
     g_assert_cmpfloat_with_epsilon(mr, macro[1], 1e-12);
     g_assert_cmpfloat_with_epsilon(mf, macro[2], 1e-12);
@@ -94,17 +94,17 @@ static void test_case(gconstpointer data)
     g_autofree gint64 *confusion = read_case(c, "confusion", H5T_NATIVE_INT64, 8, NULL);
     for (gint64 top = 1; top <= k; top++) {
         g_autoptr(GError) error = NULL;
-        g_autoptr(LmnMetrics) m = lmn_metrics_new(k, top, &error);
+        g_autoptr(LmnClassMetrics) m = lmn_class_metrics_new(k, top, &error);
         g_assert_no_error(error);
         for (gint64 start = 0; start < n; start += 13) {
             gint64 b = MIN(13, n - start);
-            g_assert_true(lmn_metrics_add(m, mean + start * k, labels + start, b, &error));
+            g_assert_true(lmn_class_metrics_add(m, mean + start * k, labels + start, b, &error));
             g_assert_no_error(error);
         }
-        g_assert_cmpint(lmn_metrics_get_samples(m), ==, n);
-        g_assert_cmpfloat(lmn_metrics_get_top_k_accuracy(m), ==, (double) hits[top - 1] / n);
-        g_assert_cmpfloat(lmn_metrics_get_accuracy(m), ==, (double) hits[0] / n);
-        const gint64 *got = lmn_metrics_get_confusion(m);
+        g_assert_cmpint(lmn_class_metrics_get_samples(m), ==, n);
+        g_assert_cmpfloat(lmn_class_metrics_get_top_k_accuracy(m), ==, (double) hits[top - 1] / n);
+        g_assert_cmpfloat(lmn_class_metrics_get_accuracy(m), ==, (double) hits[0] / n);
+        const gint64 *got = lmn_class_metrics_get_confusion(m);
         for (gint64 i = 0; i < k * k; i++)
             g_assert_cmpint(got[i], ==, confusion[i]);
         check_class_figures(c, m, k);
@@ -115,11 +115,11 @@ static void test_case(gconstpointer data)
 static void test_ties(void)
 {
     const float row[4] = {0.25f, 0.5f, 0.5f, 0.25f};
-    g_assert_cmpint(lmn_metrics_argmax(row, 4), ==, 1);
-    g_assert_cmpint(lmn_metrics_rank(row, 4, 1), ==, 0);
-    g_assert_cmpint(lmn_metrics_rank(row, 4, 2), ==, 1);
-    g_assert_cmpint(lmn_metrics_rank(row, 4, 0), ==, 2);
-    g_assert_cmpint(lmn_metrics_rank(row, 4, 3), ==, 3);
+    g_assert_cmpint(lmn_class_metrics_argmax(row, 4), ==, 1);
+    g_assert_cmpint(lmn_class_metrics_rank(row, 4, 1), ==, 0);
+    g_assert_cmpint(lmn_class_metrics_rank(row, 4, 2), ==, 1);
+    g_assert_cmpint(lmn_class_metrics_rank(row, 4, 0), ==, 2);
+    g_assert_cmpint(lmn_class_metrics_rank(row, 4, 3), ==, 3);
 }
 
 /* Out-of-range K, classes and labels, and non-finite scores are errors; a bad batch adds
@@ -127,42 +127,42 @@ static void test_ties(void)
 static void test_errors(void)
 {
     g_autoptr(GError) error = NULL;
-    g_assert_null(lmn_metrics_new(3, 0, &error));
+    g_assert_null(lmn_class_metrics_new(3, 0, &error));
     g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
     g_clear_error(&error);
-    g_assert_null(lmn_metrics_new(3, 4, &error));
+    g_assert_null(lmn_class_metrics_new(3, 4, &error));
     g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
     g_clear_error(&error);
-    g_assert_null(lmn_metrics_new(0, 1, &error));
+    g_assert_null(lmn_class_metrics_new(0, 1, &error));
     g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
     g_clear_error(&error);
-    g_assert_null(lmn_metrics_new(G_MAXINT64, 1, &error));
+    g_assert_null(lmn_class_metrics_new(G_MAXINT64, 1, &error));
     g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
     g_clear_error(&error);
-    g_autoptr(LmnMetrics) m = lmn_metrics_new(2, 1, &error);
+    g_autoptr(LmnClassMetrics) m = lmn_class_metrics_new(2, 1, &error);
     g_assert_no_error(error);
-    g_assert_true(isnan(lmn_metrics_get_accuracy(m)));
+    g_assert_true(isnan(lmn_class_metrics_get_accuracy(m)));
     double p = -1, r = -1, f = -1;
-    lmn_metrics_get_macro(m, &p, &r, &f);
+    lmn_class_metrics_get_macro(m, &p, &r, &f);
     g_assert_cmpfloat(p, ==, 0);
     g_assert_cmpfloat(r, ==, 0);
     g_assert_cmpfloat(f, ==, 0);
     const float probs[4] = {0.5f, 0.5f, NAN, 1};
     const gint32 good[2] = {0, 1}, bad[2] = {0, 2};
-    g_assert_false(lmn_metrics_add(m, probs, bad, 2, &error));
+    g_assert_false(lmn_class_metrics_add(m, probs, bad, 2, &error));
     g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
     g_assert_nonnull(strstr(error->message, "label 2"));
     g_clear_error(&error);
-    g_assert_false(lmn_metrics_add(m, probs, good, 2, &error));
+    g_assert_false(lmn_class_metrics_add(m, probs, good, 2, &error));
     g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
-    g_assert_cmpint(lmn_metrics_get_samples(m), ==, 0);
+    g_assert_cmpint(lmn_class_metrics_get_samples(m), ==, 0);
 }
 
 /* The softmax against hand values, in place. */
 static void test_softmax(void)
 {
     float z[6] = {0, 0, 0, 1000, 1001, 1000};
-    lmn_metrics_softmax(z, 2, 3, z);
+    lmn_class_metrics_softmax(z, 2, 3, z);
     for (int j = 0; j < 3; j++)
         g_assert_cmpfloat_with_epsilon(z[j], 1.0 / 3, 1e-7);
     g_assert_cmpfloat_with_epsilon(z[4], M_E / (2 + M_E), 1e-7);

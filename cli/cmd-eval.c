@@ -173,6 +173,12 @@ static gboolean member_open(Member *m, LmnRegistry *registry, const char *data, 
 /* Members must agree with the first on the input shape and the class count. */
 static gboolean member_check_agrees(const Member *m, const Member *first, GError **error)
 {
+    if (lmn_dataset_get_length(m->ds) != lmn_dataset_get_length(first->ds)) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: the split changed length while the ensemble was evaluated",
+                    lmn_dataset_get_spec(m->ds));
+        return FALSE;
+    }
     if (lmn_shape_equal(&m->input, &first->input) && m->n_classes == first->n_classes)
         return TRUE;
     g_autofree char *a = lmn_shape_to_string(&first->input);

@@ -372,8 +372,16 @@ gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint6
                     "class probabilities need a loss whose target holds class labels");
         return FALSE;
     }
-    if (!lmn_evaluate_check_tta(lmn_model_get_input_shape(model), tta, pad, error) ||
-        !lmn_model_prepare(model, batch, error))
+    const LmnShape *input = lmn_model_get_input_shape(model);
+    if (lmn_shape_numel(lmn_dataset_get_sample_shape(ds)) != lmn_shape_numel(input)) {
+        g_autofree char *a = lmn_shape_to_string(lmn_dataset_get_sample_shape(ds));
+        g_autofree char *b = lmn_shape_to_string(input);
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: samples %s do not fit the model's input %s", lmn_dataset_get_spec(ds), a,
+                    b);
+        return FALSE;
+    }
+    if (!lmn_evaluate_check_tta(input, tta, pad, error) || !lmn_model_prepare(model, batch, error))
         return FALSE;
     ProbBuffers p = {0};
     gboolean ok = prob_buffers_init(&p, model, ds, batch, n_classes, error);

@@ -147,6 +147,7 @@ gint64 lmn_evaluate_get_n_classes(const LmnModel *model);
  * logits of the first loss whose target holds class labels, averaged over the views, with that
  * loss's labels.  Only one batch of inputs and probabilities is held on the host.
  * Returns: FALSE with LMN_DATA_ERROR_VALUE when the model has no such loss, with
+ *   LMN_DATA_ERROR_SHAPE when @ds's samples have another size than the model's input, with
  *   lmn_evaluate_check_tta()'s errors, the data's or the backend's, or @func's
  */
 gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnTta tta,

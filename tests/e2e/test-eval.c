@@ -344,6 +344,10 @@ static void test_tta(void)
     g_autofree char *hm =
         eval_json(fx.ckpt[0], "--data", mirrored, "--top-k", "2", "--tta", "hflip", NULL);
     g_assert_cmpstr(strstr(hm, "\"metrics\": {"), ==, strstr(h, "\"metrics\": {"));
+    /* Batches of 7 (the last one short) change nothing. */
+    g_autofree char *h7 = eval_json(fx.ckpt[0], "--data", test, "--top-k", "2", "--tta", "hflip",
+                                    "--batch-size", "7", NULL);
+    g_assert_cmpstr(strstr(h7, "\"metrics\": {"), ==, strstr(h, "\"metrics\": {"));
     /* An ensemble with TTA: each member's views, then the members' mean. */
     double p1[N * C], q1[N * C];
     oracle_probs(fx.ckpt[1], fx.x, fx.y, p1);
@@ -413,6 +417,21 @@ static void test_errors(void)
     expect_failure(1, classes, (const char *[]){a, fx.wide_ckpt, "--data", test, NULL});
 }
 
+/* The text form: each member's line, the ensemble's accuracies, matrix and table. */
+static void test_text(void)
+{
+    g_autofree char *test = spec("test");
+    g_autofree char *out = NULL, *err = NULL;
+    g_assert_cmpint(e2e_run_lamina(&out, &err, "eval", fx.ckpt[0], fx.ckpt[1], "--data", test,
+                                   "--top-k", "2", "--backend", "cpu", NULL),
+                    ==, 0);
+    g_autofree char *a = g_strdup_printf("%s: loss ", fx.ckpt[0]);
+    g_assert_nonnull(strstr(out, a));
+    g_assert_nonnull(strstr(out, "ensemble of 2 (tta none): top-1 "));
+    g_assert_nonnull(strstr(out, "confusion matrix (rows: true class, columns: predicted class)"));
+    g_assert_nonnull(strstr(out, "   macro "));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -421,6 +440,7 @@ int main(int argc, char **argv)
     setup();
     g_test_add_func("/e2e/eval/ensemble", test_ensemble);
     g_test_add_func("/e2e/eval/tta", test_tta);
+    g_test_add_func("/e2e/eval/text", test_text);
     g_test_add_func("/e2e/eval/errors", test_errors);
     int status = g_test_run();
     e2e_remove_tree(fx.dir);

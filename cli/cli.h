@@ -16,7 +16,8 @@ int lmn_cli_plugins(int argc, char **argv);
 int lmn_cli_convert(int argc, char **argv);
 /** lmn_cli_train: `lamina train CONFIG [--output DIR] [options]` */
 int lmn_cli_train(int argc, char **argv);
-/** lmn_cli_eval: `lamina eval CKPT --data FILE:/split [--json]` */
+/** lmn_cli_eval: `lamina eval CKPT [CKPT...] --data FILE:/split [--top-k K] [--tta MODE] [--json]`
+ */
 int lmn_cli_eval(int argc, char **argv);
 /**
  * lmn_cli_attack:

@@ -2,6 +2,9 @@
  * trainer shares. */
 #include "trainer-private.h"
 
+#include <lamina/augment.h>
+#include <lamina/metrics.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -179,4 +182,216 @@ gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, 
     *loss_out = n ? loss_sum / (double) n : NAN;
     *accuracy_out = labels && n ? c / (double) n : NAN;
     return TRUE;
+}
+
+gboolean lmn_evaluate_check_tta(const LmnShape *input_shape, LmnTta tta, gint64 pad, GError **error)
+{
+    if (tta == LMN_TTA_NONE)
+        return TRUE;
+    if (input_shape->ndim != 3) {
+        g_autofree char *s = lmn_shape_to_string(input_shape);
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "test-time augmentation needs image inputs [C, H, W], not %s", s);
+        return FALSE;
+    }
+    gint64 side = MIN(input_shape->dims[1], input_shape->dims[2]);
+    if (tta == LMN_TTA_CROPS && (pad < 0 || pad >= side)) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "crop padding %" G_GINT64_FORMAT ": expected 0 to %" G_GINT64_FORMAT
+                    " (below the image's height and width)",
+                    pad, side - 1);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gint64 lmn_evaluate_get_n_classes(const LmnModel *model)
+{
+    gint loss = lmn_train_accuracy_loss(model);
+    return loss < 0 ? -1 : lmn_model_get_loss_n_classes(model, (guint) loss);
+}
+
+static guint tta_views(LmnTta tta)
+{
+    return tta == LMN_TTA_CROPS ? 10 : tta == LMN_TTA_HFLIP ? 2 : 1;
+}
+
+/* View @view of @tta of @n samples of @shape from @src into @dst (see LmnTta). */
+static void make_view(const float *src, float *dst, gint64 n, const LmnShape *shape, LmnTta tta,
+                      guint view, gint64 pad)
+{
+    gint64 numel = lmn_shape_numel(shape);
+    if (tta == LMN_TTA_NONE || view == 0) {
+        memcpy(dst, src, (gsize) (n * numel) * sizeof(float));
+        return;
+    }
+    gint64 c = shape->dims[0], h = shape->dims[1], w = shape->dims[2];
+    static const gint64 shifts[5][2] = {{0, 0}, {1, 1}, {1, -1}, {-1, 1}, {-1, -1}};
+    /* hflip: view 1 mirrors; crops: views 0-4 are the crops, 5-9 their mirrors. */
+    guint crop = tta == LMN_TTA_CROPS ? view % 5 : 0;
+    gboolean mirror = tta == LMN_TTA_HFLIP || view >= 5;
+    for (gint64 i = 0; i < n; i++) {
+        float *out = dst + i * numel;
+        const float *in = src + i * numel;
+        if (crop)
+            lmn_augment_shift(in, out, c, h, w, shifts[crop][0] * pad, shifts[crop][1] * pad);
+        else
+            memcpy(out, in, (gsize) numel * sizeof(float));
+        if (mirror)
+            lmn_augment_hflip(out, c, h, w);
+    }
+}
+
+/* The host buffers of lmn_evaluate_probabilities(), one batch each. */
+typedef struct {
+    float *x, *view, *logits, *probs;
+    double *sum;
+    void *y, *t;
+    void **t_dst;
+    guint32 *idx;
+    gint32 *labels;
+} ProbBuffers;
+
+static void prob_buffers_clear(ProbBuffers *p)
+{
+    g_free(p->x);
+    g_free(p->view);
+    g_free(p->logits);
+    g_free(p->probs);
+    g_free(p->sum);
+    g_free(p->y);
+    g_free(p->t);
+    g_free(p->t_dst);
+    g_free(p->idx);
+    g_free(p->labels);
+}
+
+/* g_try_malloc0 of @a * @b * @size bytes, NULL on overflow or exhaustion. */
+static void *alloc3(gint64 a, gint64 b, gsize size)
+{
+    gsize n = 0;
+    if (a < 0 || b < 0 || !g_size_checked_mul(&n, (gsize) a, (gsize) b) ||
+        !g_size_checked_mul(&n, n, size))
+        return NULL;
+    return g_try_malloc0(MAX(n, 1));
+}
+
+static gboolean prob_buffers_init(ProbBuffers *p, LmnModel *model, const LmnDataset *ds,
+                                  gint64 batch, gint64 n_classes, GError **error)
+{
+    gint64 x_numel = lmn_shape_numel(lmn_model_get_input_shape(model));
+    gint64 t_numel = 1;
+    for (guint t = 0; t < lmn_model_get_n_targets(model); t++) {
+        const LmnTensorInfo *info = lmn_model_get_target_info_at(model, t);
+        t_numel = MAX(t_numel, info->dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&info->shape));
+    }
+    p->x = alloc3(batch, x_numel, sizeof(float));
+    p->view = alloc3(batch, x_numel, sizeof(float));
+    p->logits = alloc3(batch, n_classes, sizeof(float));
+    p->probs = alloc3(batch, n_classes, sizeof(float));
+    p->sum = alloc3(batch, n_classes, sizeof(double));
+    p->y = alloc3(batch, t_numel, 4);
+    p->t = alloc3(batch, t_numel, 4);
+    p->t_dst = alloc3(MAX(lmn_dataset_get_n_targets(ds), 1), 1, sizeof(void *));
+    p->idx = alloc3(batch, 1, sizeof(guint32));
+    p->labels = alloc3(batch, 1, sizeof(gint32));
+    if (p->x && p->view && p->logits && p->probs && p->sum && p->y && p->t && p->t_dst && p->idx &&
+        p->labels)
+        return TRUE;
+    g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                "a batch of %" G_GINT64_FORMAT " samples does not fit in memory", batch);
+    return FALSE;
+}
+
+/* Loads batch [@start, @start + @m) into x (on the host) and the model's targets, and reads
+ * back the labels of loss @loss. */
+static gboolean prob_load_batch(LmnModel *model, const LmnDataset *ds, gint loss, gint64 start,
+                                gint64 m, ProbBuffers *p, GError **error)
+{
+    for (gint64 i = 0; i < m; i++)
+        p->idx[i] = (guint32) (start + i);
+    LmnTensor *x, *y;
+    lmn_model_set_batch(model, m, &x, &y);
+    lmn_dataset_gather(ds, p->idx, (gsize) m, p->x, p->y);
+    if (!lmn_tensor_write(y, p->y, lmn_tensor_nbytes(y), error) ||
+        !load_extra_targets(model, ds, p->idx, m, p->t, p->t_dst, error))
+        return FALSE;
+    gint t = lmn_model_get_loss_target(model, (guint) loss);
+    LmnTensor *labels = lmn_model_get_target(model, t < 0 ? 0 : (guint) t);
+    if (lmn_tensor_numel(labels) != m) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: class probabilities need one label per sample", lmn_dataset_get_spec(ds));
+        return FALSE;
+    }
+    return lmn_tensor_read(labels, p->labels, (gsize) m * sizeof(gint32), error);
+}
+
+/* Runs every view of the loaded batch and leaves the mean probabilities in p->probs. */
+static gboolean prob_run_views(LmnModel *model, const LmnDataset *ds, gint loss, gint64 m,
+                               gint64 n_classes, LmnTta tta, gint64 pad, ProbBuffers *p,
+                               GError **error)
+{
+    const LmnShape *shape = lmn_model_get_input_shape(model);
+    gsize cells = (gsize) (m * n_classes);
+    memset(p->sum, 0, cells * sizeof(double));
+    for (guint v = 0; v < tta_views(tta); v++) {
+        make_view(p->x, p->view, m, shape, tta, v, pad);
+        LmnTensor *x, *y;
+        lmn_model_set_batch(model, m, &x, &y);
+        if (!lmn_model_check_input(model, p->view, m, p->idx, error)) {
+            g_prefix_error(error, "%s: ", lmn_dataset_get_spec(ds));
+            return FALSE;
+        }
+        if (!lmn_tensor_write(x, p->view, lmn_tensor_nbytes(x), error))
+            return FALSE;
+        lmn_model_forward(model, FALSE, 0, 0);
+        LmnTensor *pred = lmn_model_get_loss_prediction(model, (guint) loss);
+        if ((gsize) lmn_tensor_numel(pred) != cells) {
+            g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                        "class probabilities need one row of logits per sample");
+            return FALSE;
+        }
+        if (!lmn_tensor_read(pred, p->logits, cells * sizeof(float), error))
+            return FALSE;
+        lmn_class_metrics_softmax(p->logits, m, n_classes, p->logits);
+        lmn_class_metrics_accumulate(p->sum, p->logits, cells);
+    }
+    lmn_class_metrics_mean(p->sum, cells, tta_views(tta), p->probs);
+    return TRUE;
+}
+
+gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnTta tta,
+                                    gint64 pad, LmnProbabilitiesFunc func, gpointer user_data,
+                                    GError **error)
+{
+    g_return_val_if_fail(model && ds && batch > 0 && func, FALSE);
+    gint loss = lmn_train_accuracy_loss(model);
+    gint64 n_classes = lmn_evaluate_get_n_classes(model);
+    if (loss < 0 || n_classes < 1) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "class probabilities need a loss whose target holds class labels");
+        return FALSE;
+    }
+    const LmnShape *input = lmn_model_get_input_shape(model);
+    if (lmn_shape_numel(lmn_dataset_get_sample_shape(ds)) != lmn_shape_numel(input)) {
+        g_autofree char *a = lmn_shape_to_string(lmn_dataset_get_sample_shape(ds));
+        g_autofree char *b = lmn_shape_to_string(input);
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: samples %s do not fit the model's input %s", lmn_dataset_get_spec(ds), a,
+                    b);
+        return FALSE;
+    }
+    if (!lmn_evaluate_check_tta(input, tta, pad, error) || !lmn_model_prepare(model, batch, error))
+        return FALSE;
+    ProbBuffers p = {0};
+    gboolean ok = prob_buffers_init(&p, model, ds, batch, n_classes, error);
+    gint64 n = lmn_dataset_get_length(ds);
+    for (gint64 start = 0; ok && start < n; start += batch) {
+        gint64 m = MIN(batch, n - start);
+        ok = prob_load_batch(model, ds, loss, start, m, &p, error) &&
+             prob_run_views(model, ds, loss, m, n_classes, tta, pad, &p, error) &&
+             func(start, m, p.probs, p.labels, user_data, error);
+    }
+    prob_buffers_clear(&p);
+    return ok;
 }

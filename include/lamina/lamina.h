@@ -22,4 +22,5 @@
 #include <lamina/checkpoint.h>
 #include <lamina/trainer.h>
 #include <lamina/attack.h>
+#include <lamina/metrics.h>
 #include <lamina/export.h>

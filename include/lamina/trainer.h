@@ -95,4 +95,63 @@ gboolean lmn_evaluate(LmnModel *model, const LmnDataset *ds, gint64 batch, doubl
 gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
                            double *accuracy_out, double *losses_out, GError **error);
 
+/**
+ * LmnTta:
+ * @LMN_TTA_NONE: one view, the sample itself
+ * @LMN_TTA_HFLIP: two views of an image [C, H, W]: itself and its horizontal mirror
+ * @LMN_TTA_CROPS: ten views of an image [C, H, W]: the image zero-padded by P pixels on every
+ *   side, its centre crop and its four corner crops of size H x W (the centre crop is the image
+ *   itself), then the mirror of each, in that order.  The crops are lmn_augment_shift() by
+ *   (dy, dx) = (0, 0), (P, P), (P, -P), (-P, P), (-P, -P) (a shift by (P, P) is the top-left
+ *   crop of the padded image); the mirrors lmn_augment_hflip() of them.
+ * Test-time augmentation: the views of a sample whose class probabilities are averaged.
+ */
+typedef enum {
+    LMN_TTA_NONE,
+    LMN_TTA_HFLIP,
+    LMN_TTA_CROPS,
+} LmnTta;
+
+/**
+ * LmnProbabilitiesFunc:
+ * @start: the index in the split of the batch's first sample
+ * @n: the batch's samples
+ * @probs: [@n, n_classes]: each sample's class probabilities (averaged over its views)
+ * @labels: [@n]: each sample's class label
+ * Receives one batch of lmn_evaluate_probabilities(); the arrays are valid during the call.
+ * Returns: FALSE with @error set to stop the evaluation
+ */
+typedef gboolean (*LmnProbabilitiesFunc)(gint64 start, gint64 n, const float *probs,
+                                         const gint32 *labels, gpointer user_data, GError **error);
+
+/**
+ * lmn_evaluate_check_tta:
+ * Returns: FALSE with LMN_DATA_ERROR_SHAPE when @tta is not LMN_TTA_NONE and @input_shape is not
+ *   an image [C, H, W], or with LMN_DATA_ERROR_VALUE when @tta is LMN_TTA_CROPS and @pad is not
+ *   in [0, min(H, W))
+ */
+gboolean lmn_evaluate_check_tta(const LmnShape *input_shape, LmnTta tta, gint64 pad,
+                                GError **error);
+/**
+ * lmn_evaluate_get_n_classes:
+ * Returns: the class count of @model's first loss whose target holds class labels (the loss
+ *   lmn_evaluate_full()'s accuracy is of), or -1 when none does
+ */
+gint64 lmn_evaluate_get_n_classes(const LmnModel *model);
+/**
+ * lmn_evaluate_probabilities:
+ * @pad: P of LMN_TTA_CROPS (ignored otherwise)
+ * @func: called once per batch, in order
+ * Runs @model in evaluation mode over @ds in batches of @batch, once per view of @tta, and
+ * passes @func each batch's class probabilities: the softmax (lmn_class_metrics_softmax()) of the
+ * logits of the first loss whose target holds class labels, averaged over the views, with that
+ * loss's labels.  Only one batch of inputs and probabilities is held on the host.
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE when the model has no such loss, with
+ *   LMN_DATA_ERROR_SHAPE when @ds's samples have another size than the model's input, with
+ *   lmn_evaluate_check_tta()'s errors, the data's or the backend's, or @func's
+ */
+gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnTta tta,
+                                    gint64 pad, LmnProbabilitiesFunc func, gpointer user_data,
+                                    GError **error);
+
 G_END_DECLS

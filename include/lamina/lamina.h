@@ -23,3 +23,5 @@
 #include <lamina/trainer.h>
 #include <lamina/attack.h>
 #include <lamina/export.h>
+#include <lamina/image.h>
+#include <lamina/predict.h>

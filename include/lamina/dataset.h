@@ -330,6 +330,17 @@ gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *outpu
                          gboolean overwrite, gboolean normalize, GError **error);
 
 /**
+ * lmn_dataset_set_classes:
+ * @spec: an existing split "FILE:/split" with integer class labels
+ * @classes: (array zero-terminated=1): the class names, name i for label i
+ * Stores @classes as y's string-array attribute 'classes' (lmn_dataset_get_classes()), rewriting
+ * the file atomically with its other contents kept.  `lamina convert --classes` uses it.
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE (fewer names than classes, or y not class labels),
+ *   _WRITE, or an error opening the split
+ */
+gboolean lmn_dataset_set_classes(const char *spec, const char *const *classes, GError **error);
+
+/**
  * lmn_npy_read_samples:
  * @path: a .npy file of float32, float64 or uint8 elements, C order (as lmn_convert_npy() reads)
  * @sample_shape: one sample's shape (the model's input)

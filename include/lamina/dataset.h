@@ -6,6 +6,8 @@
  *                uint64), or float32 targets [N, K...]
  *   optional attributes on x: scale (uint8 values are multiplied by it), mean, std (a scalar or
  *   one value per channel, channel = dimension 1): decoded x = (raw * scale - mean) / std.
+ *   optional attribute on y: classes, a string array of class names (name i for label i).
+ *   y may be absent for inference only (lmn_dataset_open_inputs()).
  *   /<split>/NAME  further targets that losses read ([layer] target = NAME): like y, integer
  *                class labels [N] or float32 targets [N, K...], one row per sample of x
  * A split is named "FILE:/split" on the command line and in configs.

@@ -38,6 +38,10 @@ static void corrupt(GError **error, const char *path, const char *kind, const ch
 typedef struct {
     jmp_buf jump;
     char message[200];
+    /* freed after a jump: libpng holds this struct's address, so they are in memory when the
+     * jump comes, unlike locals that may sit in registers */
+    guint8 *pixels;
+    png_bytep *rows;
 } PngFail;
 
 static void png_fail(png_structp png, png_const_charp msg)
@@ -84,7 +88,9 @@ static gboolean png_decode_rows(png_structp png, png_infop info, Decoded *out, c
         return FALSE;
     }
     out->pixels = g_malloc(bytes);
-    g_autofree png_bytep *rows = g_new(png_bytep, out->height);
+    ((PngFail *) png_get_error_ptr(png))->pixels = out->pixels;
+    /* Not g_autofree: a jump out of png_read_image would skip its cleanup. */
+    png_bytep *rows = ((PngFail *) png_get_error_ptr(png))->rows = g_new(png_bytep, out->height);
     for (gsize y = 0; y < out->height; y++)
         rows[y] = out->pixels + y * rowbytes;
     png_read_image(png, rows);
@@ -94,7 +100,7 @@ static gboolean png_decode_rows(png_structp png, png_infop info, Decoded *out, c
 
 static gboolean png_decode(FILE *fp, const char *path, Decoded *out, GError **error)
 {
-    PngFail fail = {.message = ""};
+    PngFail fail = {.message = "", .pixels = NULL, .rows = NULL};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &fail, png_fail, png_quiet);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (info == NULL) {
@@ -105,13 +111,16 @@ static gboolean png_decode(FILE *fp, const char *path, Decoded *out, GError **er
     /* @out lives in the caller's frame, so its members survive the longjmp. */
     if (setjmp(fail.jump)) {
         png_destroy_read_struct(&png, &info, NULL);
-        g_clear_pointer(&out->pixels, g_free);
+        g_free(fail.pixels);
+        g_free(fail.rows);
+        out->pixels = NULL;
         corrupt(error, path, "PNG", fail.message);
         return FALSE;
     }
     png_init_io(png, fp);
     png_read_info(png, info);
     gboolean ok = png_decode_rows(png, info, out, path, error);
+    g_free(fail.rows);
     png_destroy_read_struct(&png, &info, NULL);
     return ok;
 }
@@ -122,6 +131,7 @@ typedef struct {
     struct jpeg_error_mgr mgr;
     jmp_buf jump;
     char message[JMSG_LENGTH_MAX];
+    guint8 *pixels; /* freed after a jump (see PngFail) */
 } JpegFail;
 
 static void jpeg_fail(j_common_ptr cinfo)
@@ -157,6 +167,7 @@ static gboolean jpeg_decode_rows(struct jpeg_decompress_struct *c, Decoded *out,
         return FALSE;
     }
     out->pixels = g_malloc(bytes);
+    ((JpegFail *) c->err)->pixels = out->pixels;
     while (c->output_scanline < c->output_height) {
         JSAMPROW row = out->pixels + (gsize) c->output_scanline * out->width * out->channels;
         jpeg_read_scanlines(c, &row, 1);
@@ -169,12 +180,14 @@ static gboolean jpeg_decode(FILE *fp, const char *path, Decoded *out, GError **e
 {
     struct jpeg_decompress_struct c;
     JpegFail fail;
+    fail.pixels = NULL;
     c.err = jpeg_std_error(&fail.mgr);
     fail.mgr.error_exit = jpeg_fail;
     fail.mgr.emit_message = jpeg_message;
     if (setjmp(fail.jump)) {
         jpeg_destroy_decompress(&c);
-        g_clear_pointer(&out->pixels, g_free);
+        g_free(fail.pixels);
+        out->pixels = NULL;
         corrupt(error, path, "JPEG", fail.message);
         return FALSE;
     }

@@ -24,9 +24,18 @@ typedef struct {
     LmnImageResize resize;
 } Predictor;
 
-/* The preprocessing of uint8 pixels: x = (pixel * scale - mean[c]) / std[c], c = dimension 1. */
-static void preprocess(Predictor *p, const char *what, float *x, gint64 n, gint64 numel)
+/* Index of element @i's channel among @n_values per-channel values (1: one for all): the
+ * training split's channels are its dimension 1, so n_values consecutive runs of a sample. */
+static gint64 channel_of(gint64 i, gint64 numel, gsize n_values)
 {
+    return n_values <= 1 ? 0 : (i % numel) / (numel / (gint64) n_values);
+}
+
+/* The preprocessing of uint8 pixels: x = (pixel * scale - mean[c]) / std[c]. */
+static gboolean preprocess(Predictor *p, const char *what, float *x, gint64 n, gint64 numel,
+                           GError **error)
+{
+    const LmnCheckpointData *d = &p->data;
     if (!p->have_data && !p->noticed) {
         fprintf(stderr,
                 "lamina predict: the checkpoint records no preprocessing and its "
@@ -34,17 +43,38 @@ static void preprocess(Predictor *p, const char *what, float *x, gint64 n, gint6
                 what);
         p->noticed = TRUE;
     }
-    const LmnShape *shape = lmn_model_get_input_shape(p->model);
-    gint64 channels = shape->ndim > 0 ? shape->dims[0] : 1;
-    gint64 per = channels > 0 ? numel / channels : numel;
-    const LmnCheckpointData *d = &p->data;
+    if ((d->mean && numel % (gint64) d->n_mean) || (d->std && numel % (gint64) d->n_std)) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: the training split's mean or std has %zu values, which do not divide "
+                    "the model's %" G_GINT64_FORMAT " inputs into channels",
+                    what, d->mean ? d->n_mean : d->n_std, numel);
+        return FALSE;
+    }
     double scale = p->have_data ? d->scale : 1.0 / 255.0;
     for (gint64 i = 0; i < n * numel; i++) {
-        gint64 c = per > 0 ? (i % numel) / per : 0;
-        double m = d->mean ? d->mean[d->n_mean == 1 ? 0 : c] : 0.0;
-        double s = d->std ? d->std[d->n_std == 1 ? 0 : c] : 1.0;
+        double m = d->mean ? d->mean[channel_of(i, numel, d->n_mean)] : 0.0;
+        double s = d->std ? d->std[channel_of(i, numel, d->n_std)] : 1.0;
         x[i] = (float) (((double) x[i] * scale - m) / s);
     }
+    return TRUE;
+}
+
+/* Makes room for @n more rows in @in.  Returns: the first new value, or NULL with @error when
+ * the inputs would outgrow what one array holds. */
+static float *grow(Inputs *in, gint64 n, const char *what, GError **error)
+{
+    guint64 values = 0;
+    guint64 old = in->x->len;
+    if (!g_uint64_checked_mul(&values, (guint64) n, (guint64) in->numel) ||
+        values > G_MAXUINT - old) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: %" G_GINT64_FORMAT " samples are more than predict holds at once; "
+                    "split the input",
+                    what, n);
+        return NULL;
+    }
+    g_array_set_size(in->x, (guint) (old + values));
+    return &g_array_index(in->x, float, old);
 }
 
 /* Every row of the split @spec (y optional), named FILE:/split[i]. */
@@ -53,23 +83,17 @@ static gboolean add_split(Predictor *p, Inputs *in, const char *spec, GError **e
     LmnDataset *ds = lmn_dataset_open_inputs(spec, -1, error);
     gboolean ok = ds && lmn_dataset_check_model(ds, lmn_model_get_input_shape(p->model), -1, error);
     gint64 n = ok ? lmn_dataset_get_length(ds) : 0;
-    gsize total = 0;
-    if (ok && !g_size_checked_mul(&total, (gsize) n, (gsize) in->numel)) {
-        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE, "%s: too many values", spec);
-        ok = FALSE;
-    }
-    if (ok) {
+    float *dst = ok ? grow(in, n, spec, error) : NULL;
+    if (dst) {
         g_autofree guint32 *idx = g_new(guint32, n);
         for (gint64 i = 0; i < n; i++)
             idx[i] = (guint32) i;
-        guint old = in->x->len;
-        g_array_set_size(in->x, old + total);
-        ok = lmn_dataset_read(ds, idx, (gsize) n, &g_array_index(in->x, float, old), NULL, error);
+        ok = lmn_dataset_read(ds, idx, (gsize) n, dst, NULL, error);
         for (gint64 i = 0; ok && i < n; i++)
             g_ptr_array_add(in->names, g_strdup_printf("%s[%" G_GINT64_FORMAT "]", spec, i));
     }
     lmn_dataset_free(ds);
-    return ok;
+    return dst != NULL && ok;
 }
 
 /* The samples of a .npy file, named FILE[i] (FILE alone for a single sample). */
@@ -79,12 +103,13 @@ static gboolean add_npy(Predictor *p, Inputs *in, const char *path, GError **err
     gboolean u8 = FALSE;
     g_autofree float *x =
         lmn_npy_read_samples(path, lmn_model_get_input_shape(p->model), &n, &u8, error);
-    if (x == NULL)
-        return FALSE;
     /* Float arrays are taken as model inputs; uint8 ones are pixels, preprocessed as images. */
-    if (u8)
-        preprocess(p, path, x, n, in->numel);
-    g_array_append_vals(in->x, x, (guint) (n * in->numel));
+    if (x == NULL || (u8 && !preprocess(p, path, x, n, in->numel, error)))
+        return FALSE;
+    float *dst = grow(in, n, path, error);
+    if (dst == NULL)
+        return FALSE;
+    memcpy(dst, x, (gsize) (n * in->numel) * sizeof(float));
     for (gint64 i = 0; i < n; i++)
         g_ptr_array_add(in->names, n == 1 ? g_strdup(path)
                                           : g_strdup_printf("%s[%" G_GINT64_FORMAT "]", path, i));
@@ -102,13 +127,13 @@ static gboolean add_image(Predictor *p, Inputs *in, const char *path, GError **e
     }
     g_autofree guint8 *pixels =
         lmn_image_read(path, shape->dims[0], shape->dims[1], shape->dims[2], p->resize, error);
-    if (pixels == NULL)
+    float *x = pixels ? grow(in, 1, path, error) : NULL;
+    if (x == NULL)
         return FALSE;
-    g_autofree float *x = g_new(float, in->numel);
     for (gint64 i = 0; i < in->numel; i++)
         x[i] = pixels[i];
-    preprocess(p, path, x, 1, in->numel);
-    g_array_append_vals(in->x, x, (guint) in->numel);
+    if (!preprocess(p, path, x, 1, in->numel, error))
+        return FALSE;
     g_ptr_array_add(in->names, g_strdup(path));
     return TRUE;
 }

@@ -14,7 +14,8 @@ predict-MODEL.h5, for MODEL in mlp, bce, lenet, resnet, lstm: a Lamina checkpoin
   PIL and NumPy (Image.open().convert('L'), resized with Image.NEAREST where the name says so).
 
 predict-images/*.png, *.jpg: small images made with PIL: grey, RGB and RGBA PNGs, grey and RGB
-  JPEGs, larger and smaller ones for --resize nearest, a corrupt PNG and a truncated JPEG.
+  JPEGs, larger and smaller ones for --resize nearest, a corrupt PNG, a truncated JPEG and a PNG
+  whose header claims 60000 x 60000 pixels.
 predict-images.h5: /pixels/NAME/cC (C = 1, 3) uint8 [C, H, W]: PIL's decode of image NAME,
   convert('L') or convert('RGB'), at its own size; /resized/NAME/cC the same after
   resize((12, 12), Image.NEAREST).
@@ -22,8 +23,9 @@ predict-images.h5: /pixels/NAME/cC (C = 1, 3) uint8 [C, H, W]: PIL's decode of i
 Run with Debian's Python (python3-torch, python3-h5py, python3-pil):
     /usr/bin/python3 scripts/make-predict-fixtures.py
 """
-import io
 import os
+import struct
+import zlib
 
 import h5py
 import numpy as np
@@ -190,6 +192,13 @@ def make_images(rng):
     open(os.path.join(IMAGES, "corrupt.png"), "wb").write(bytes(raw))
     data = open(names["rgb.jpg"], "rb").read()
     open(os.path.join(IMAGES, "truncated.jpg"), "wb").write(data[:len(data) // 2])
+    # A PNG whose header claims 60000 x 60000 RGBA pixels (14 GB) over a few bytes of data.
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body +
+                struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+    huge = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    open(os.path.join(IMAGES, "huge.png"), "wb").write(huge)
     return names
 
 

@@ -34,6 +34,14 @@ static void corrupt(GError **error, const char *path, const char *kind, const ch
                 path, kind, why);
 }
 
+static void too_large(GError **error, const char *path, const Decoded *d)
+{
+    g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_FORMAT,
+                "%s: %zu x %zu pixels of %d channels are more than an input image may hold (%zu "
+                "bytes)",
+                path, d->width, d->height, d->channels, MAX_IMAGE_BYTES);
+}
+
 /* libpng's errors jump back to png_decode with the message kept here. */
 typedef struct {
     jmp_buf jump;
@@ -84,7 +92,7 @@ static gboolean png_decode_rows(png_structp png, png_infop info, Decoded *out, c
     gsize rowbytes = png_get_rowbytes(png, info);
     if (!image_bytes(out->width, out->height, (gsize) out->channels, &bytes) ||
         rowbytes != out->width * (gsize) out->channels) {
-        corrupt(error, path, "PNG", "its size is too large");
+        too_large(error, path, out);
         return FALSE;
     }
     out->pixels = g_malloc(bytes);
@@ -163,7 +171,7 @@ static gboolean jpeg_decode_rows(struct jpeg_decompress_struct *c, Decoded *out,
     out->channels = c->output_components;
     gsize bytes = 0;
     if (!image_bytes(out->width, out->height, (gsize) out->channels, &bytes)) {
-        corrupt(error, path, "JPEG", "its size is too large");
+        too_large(error, path, out);
         return FALSE;
     }
     out->pixels = g_malloc(bytes);

@@ -226,6 +226,7 @@ static void test_errors(void)
     g_autofree char *resnet = fixture("predict-resnet.h5");
     g_autofree char *big = image("big.png"), *grey = image("grey.png");
     g_autofree char *corrupt = image("corrupt.png"), *trunc = image("truncated.jpg");
+    g_autofree char *huge = image("huge.png");
     g_autofree char *split = g_strdup_printf("%s:/test", lenet);
     g_autofree char *npy = g_build_filename(tmpdir, "wrong.npy", NULL);
     /* A [2, 5] float32 array: rows of 5 for a model of 6 inputs. */
@@ -245,6 +246,7 @@ static void test_errors(void)
         {"another channel count", 1, "2 channels", {resnet, grey}},
         {"corrupt PNG", 1, "not a readable PNG", {lenet, corrupt}},
         {"truncated JPEG", 1, "not a readable JPEG", {lenet, trunc}},
+        {"a huge PNG header", 1, "60000 x 60000", {lenet, huge, "--resize", "nearest"}},
         {"npy of the wrong shape", 1, "does not fit the model's input [6]", {mlp, npy}},
         {"--top 0", 2, "--top", {lenet, grey, "--top", "0"}},
         {"--top above C", 2, "more than the model's 10 classes", {lenet, grey, "--top", "11"}},

@@ -22,6 +22,7 @@ typedef struct {
     gboolean noticed;   /* the 1/255 notice was printed */
     LmnPredictActivation act;
     LmnImageResize resize;
+    guint head; /* the loss whose input is the prediction */
 } Predictor;
 
 /* Index of element @i's channel among @n_values per-channel values (1: one for all): the
@@ -178,15 +179,15 @@ static gboolean load_data_info(Predictor *p, const char *ckpt, const LmnConfig *
     return TRUE;
 }
 
-/* The prediction tensor of the current batch: the first loss's input, else the output. */
-static LmnTensor *prediction_tensor(LmnModel *model)
+/* The prediction tensor of the current batch: the head loss's input, else the output. */
+static LmnTensor *prediction_tensor(LmnModel *model, guint head)
 {
-    return lmn_model_has_loss(model) ? lmn_model_get_prediction(model)
+    return lmn_model_has_loss(model) ? lmn_model_get_loss_prediction(model, head)
                                      : lmn_model_get_output(model);
 }
 
 /* Runs the model over @in in batches of @batch; *@k_out is a row's prediction values. */
-static float *run_model(LmnModel *model, const Inputs *in, gint64 batch, gint64 *k_out,
+static float *run_model(LmnModel *model, guint head, const Inputs *in, gint64 batch, gint64 *k_out,
                         GError **error)
 {
     gint64 n = (gint64) in->names->len;
@@ -202,7 +203,7 @@ static float *run_model(LmnModel *model, const Inputs *in, gint64 batch, gint64 
         if (!lmn_tensor_write(x, src, (gsize) (b * in->numel) * sizeof(float), error))
             break;
         lmn_model_forward_inference(model);
-        LmnTensor *pred = prediction_tensor(model);
+        LmnTensor *pred = prediction_tensor(model, head);
         gint64 k = lmn_tensor_numel(pred) / b;
         if (out == NULL) {
             *k_out = k;
@@ -324,6 +325,7 @@ typedef struct {
     char *output;
     gint64 top, batch;
     gboolean json;
+    char *head;
 } PredictOptions;
 
 /* Writes or prints @probs.  Returns: the exit status. */
@@ -354,6 +356,31 @@ static int report(const Predictor *p, const Inputs *in, float *probs, gint64 k,
     return fflush(stdout) == 0 ? 0 : lmn_cli_fail("predict", NULL);
 }
 
+/* The loss named @head (NULL: the first) and its activation.  Returns: 0, or 2 after a usage
+ * message when @head names no loss layer. */
+static int choose_head(Predictor *p, const char *head)
+{
+    guint n = lmn_model_get_n_losses(p->model);
+    g_autoptr(GString) names = g_string_new(NULL);
+    for (p->head = 0; head && p->head < n; p->head++) {
+        const char *name = lmn_layer_get_name(lmn_model_get_loss_layer(p->model, p->head));
+        if (g_str_equal(name, head))
+            break;
+        g_string_append_printf(names, "%s%s", names->len ? ", " : "", name);
+    }
+    if (head && p->head == n) {
+        fprintf(stderr,
+                "lamina predict: --head %s is not a loss layer of the model (its losses: "
+                "%s; see lamina predict --help)\n",
+                head, names->len ? names->str : "none");
+        return 2;
+    }
+    p->act = n > 0 ? lmn_predict_activation_for_loss(
+                         lmn_layer_get_type_name(lmn_model_get_loss_layer(p->model, p->head)))
+                   : LMN_PREDICT_NONE;
+    return 0;
+}
+
 /* Builds the model, gathers the inputs, runs and reports.  Returns: the exit status. */
 static int predict(const char *ckpt, char **args, LmnRegistry *registry, LmnBackend *b,
                    LmnConfig *cfg, Predictor *p, const PredictOptions *o)
@@ -363,18 +390,16 @@ static int predict(const char *ckpt, char **args, LmnRegistry *registry, LmnBack
     if (p->model == NULL || !lmn_checkpoint_load_weights(ckpt, p->model, &error) ||
         !load_data_info(p, ckpt, cfg, &error))
         return lmn_cli_fail("predict", error);
-    if (lmn_model_has_loss(p->model)) /* the first loss's input is the prediction */
-        p->act = lmn_predict_activation_for_loss(
-            lmn_layer_get_type_name(lmn_model_get_loss_layer(p->model, 0)));
-    else
-        p->act = LMN_PREDICT_NONE;
+    int usage = choose_head(p, o->head);
+    if (usage != 0)
+        return usage;
     Inputs in = {g_ptr_array_new_with_free_func(g_free), g_array_new(FALSE, FALSE, sizeof(float)),
                  lmn_shape_numel(lmn_model_get_input_shape(p->model))};
     int status = 0;
     gint64 k = 0;
     g_autofree float *out = NULL;
     if (!gather_inputs(p, &in, args, &error) ||
-        !(out = run_model(p->model, &in, o->batch, &k, &error)))
+        !(out = run_model(p->model, p->head, &in, o->batch, &k, &error)))
         status = lmn_cli_fail("predict", error);
     if (status == 0) {
         lmn_predict_apply(p->act, out, (gint64) in.names->len, k, out);
@@ -395,7 +420,7 @@ int lmn_cli_predict(int argc, char **argv)
 {
     g_auto(GStrv) plugin_dirs = NULL;
     g_autofree char *backend = NULL, *device = NULL, *resize = NULL;
-    PredictOptions o = {NULL, 3, 256, FALSE};
+    PredictOptions o = {NULL, 3, 256, FALSE, NULL};
     GOptionEntry entries[] = {
         {"output", 'o', 0, G_OPTION_ARG_FILENAME, &o.output,
          "write /probabilities, /predictions and /inputs to this HDF5 file instead of printing",
@@ -407,6 +432,8 @@ int lmn_cli_predict(int argc, char **argv)
          NULL},
         {"batch", 0, 0, G_OPTION_ARG_INT64, &o.batch, "samples per forward pass (default 256)",
          "N"},
+        {"head", 0, 0, G_OPTION_ARG_STRING, &o.head,
+         "predict with the input of this loss layer (default: the first loss)", "LAYER"},
         {"backend", 0, 0, G_OPTION_ARG_STRING, &backend, "backend (default: auto)", "NAME"},
         {"device", 0, 0, G_OPTION_ARG_STRING, &device, "device for GPU backends", "DEV"},
         {"resize", 0, 0, G_OPTION_ARG_STRING, &resize,
@@ -446,5 +473,6 @@ int lmn_cli_predict(int argc, char **argv)
         lmn_backend_unref(b);
     lmn_config_free(cfg);
     g_free(o.output);
+    g_free(o.head);
     return status;
 }

@@ -99,10 +99,21 @@ LmnModel *lmn_cli_inference_model(const LmnConfig *cfg, LmnRegistry *registry, L
 {
     LmnTensorInfo labels = {lmn_shape_make(0), LMN_DTYPE_I32};
     GError *first = NULL;
-    LmnModel *model =
-        lmn_model_new_full(cfg, registry, b, &labels, LMN_MODEL_ALLOW_NO_LOSS, &first);
+    guint n_targets = lmn_config_get_n_targets(cfg);
+    LmnModel *model = NULL;
+    if (n_targets > 1) {
+        /* Losses reading other targets ([layer] target = NAME): class labels, all of them. */
+        g_autofree LmnTensorInfo *all = g_new(LmnTensorInfo, n_targets);
+        for (guint t = 0; t < n_targets; t++)
+            all[t] = labels;
+        model = lmn_model_new_with_targets(cfg, registry, b, n_targets, all,
+                                           LMN_MODEL_ALLOW_NO_LOSS, &first);
+    } else {
+        model = lmn_model_new_full(cfg, registry, b, &labels, LMN_MODEL_ALLOW_NO_LOSS, &first);
+    }
     LmnTensorInfo pred;
-    if (model == NULL && prediction_info(cfg, registry, b, &pred) && pred.dtype == LMN_DTYPE_F32) {
+    if (model == NULL && n_targets == 1 && prediction_info(cfg, registry, b, &pred) &&
+        pred.dtype == LMN_DTYPE_F32) {
         model = lmn_model_new_full(cfg, registry, b, &pred, LMN_MODEL_ALLOW_NO_LOSS, NULL);
     }
     if (model == NULL)

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the fixtures of tests/e2e/test-predict.c (`lamina predict`) in tests/fixtures/:
 
-predict-MODEL.h5, for MODEL in mlp, bce, lenet, resnet, lstm: a Lamina checkpoint as h5py can
+predict-MODEL.h5, for MODEL in mlp, bce, lenet, resnet, lstm, multi (two heads, the second's loss
+  reading another target): a Lamina checkpoint as h5py can
   write one (the root's format attributes, /config, /model/LAYER/PARAM in PyTorch's names and
   shapes, /data with the training split's preprocessing), plus what the test compares with:
     /test/x        float32 [N, input...]  inputs, a split without labels
@@ -9,6 +10,7 @@ predict-MODEL.h5, for MODEL in mlp, bce, lenet, resnet, lstm: a Lamina checkpoin
                                           sigmoid for bce), computed in float64 from the stored
                                           float32 weights and inputs
     /top3          int32 [N, 3]           NumPy's three most likely classes of each row
+    /expected_coarse  (multi) the second head's probabilities (--head coarse)
   lenet's /data records scale 1/255, mean 0.5, std 0.25 and ten class names; its /images/NAME
   holds PyTorch's probabilities for image NAME of predict-images/, decoded and preprocessed by
   PIL and NumPy (Image.open().convert('L'), resized with Image.NEAREST where the name says so).
@@ -121,6 +123,25 @@ class Lstm(torch.nn.Module):
         return self.fc(out[:, -1, :])
 
 
+class Multi(torch.nn.Module):
+    # Two heads; the second loss reads the split's /coarse, so the model has two targets.
+    config = ("[model]\ninput = 6\n[layer fc1]\ntype = dense\nunits = 8\n[layer act]\n"
+              "type = tanh\n[layer fine_fc]\ntype = dense\nunits = 4\n[layer fine]\n"
+              "type = softmax_cross_entropy\n[layer coarse_fc]\ntype = dense\nunits = 2\n"
+              "input = act\n[layer coarse]\ntype = softmax_cross_entropy\ntarget = coarse\n")
+    shape = (6,)
+    head = "fine_fc"
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(6, 8)
+        self.fine_fc = torch.nn.Linear(8, 4)
+        self.coarse_fc = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return getattr(self, self.head)(torch.tanh(self.fc1(x)))
+
+
 def lamina_state(module):
     # Lamina's lstm layer names its parameters without PyTorch's "_l0" suffix.
     return {k.replace("_l0", ""): v for k, v in module.state_dict().items()}
@@ -156,6 +177,9 @@ def write_checkpoint(path, module, x32, data):
         f["test/x"] = x32.numpy()
         f["expected"] = probabilities(module, x32)
         f["top3"] = top3(f["expected"][:])
+        if isinstance(module, Multi):
+            module.head = "coarse_fc"
+            f["expected_coarse"] = probabilities(module, x32)
 
 
 def save(img, name, **kwargs):
@@ -221,7 +245,8 @@ def main():
 
     plain = {"scale": 1.0, "x_dtype": "float", "source": "absent.h5:/train"}
     for seed, (name, cls) in enumerate((("mlp", Mlp), ("bce", Bce), ("lenet", Lenet),
-                                        ("resnet", Resnet), ("lstm", Lstm))):
+                                        ("resnet", Resnet), ("lstm", Lstm),
+                                        ("multi", Multi))):
         torch.manual_seed(seed + 1)
         module = cls()
         x32 = torch.rand(7, *cls.shape, dtype=torch.float32) * 2 - 1

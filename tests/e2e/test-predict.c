@@ -77,6 +77,25 @@ static void assert_close(const float *got, const double *want, gsize n, double t
     g_assert_cmpfloat(worst, <=, tol);
 }
 
+/* A two-head model whose second loss reads another target: each head against PyTorch. */
+static void test_heads(void)
+{
+    g_autofree char *ckpt = fixture("predict-multi.h5");
+    g_autofree char *split = g_strdup_printf("%s:/test", ckpt);
+    const char *heads[] = {NULL, "fine", "coarse"};
+    const char *expected[] = {"expected", "expected", "expected_coarse"};
+    for (guint h = 0; h < G_N_ELEMENTS(heads); h++) {
+        g_autofree char *out = g_build_filename(tmpdir, "heads.h5", NULL);
+        const char *args[] = {ckpt, split, "-o", out, heads[h] ? "--head" : NULL, heads[h], NULL};
+        g_assert_cmpint(predict(NULL, NULL, args), ==, 0);
+        gsize n = 0, m = 0;
+        g_autofree float *probs = e2e_read_floats(out, "probabilities", &n);
+        g_autofree double *want = read_doubles(ckpt, expected[h], &m);
+        g_assert_cmpuint(n, ==, m);
+        assert_close(probs, want, n, 1e-5);
+    }
+}
+
 /* Probabilities of the checkpoint's /test split against PyTorch's, in batches of 3 (7 rows). */
 static void test_torch(gconstpointer data)
 {
@@ -253,6 +272,7 @@ static void test_errors(void)
         {"a split that does not fit", 1, "the model's input is [6]", {mlp, split}},
         {"an unreadable checkpoint", 1, "bad-ckpt.h5", {bad_ckpt, grey}},
         {"no input", 2, "at least one INPUT", {lenet}},
+        {"--head naming no loss", 2, "not a loss layer", {mlp, grey, "--head", "fc1"}},
         {"--resize bilinear", 2, "--resize takes nearest", {lenet, grey, "--resize", "bilinear"}},
     };
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -434,6 +454,7 @@ int main(int argc, char **argv)
         g_autofree char *path = g_strdup_printf("/predict/torch/%s", models[i]);
         g_test_add_data_func(path, models[i], test_torch);
     }
+    g_test_add_func("/predict/heads", test_heads);
     g_test_add_func("/predict/decode", test_decode);
     g_test_add_func("/predict/images", test_images);
     g_test_add_func("/predict/top", test_top);

@@ -57,5 +57,22 @@ int lmn_cli_fail(const char *cmd, const GError *error);
  *   @registry, or NULL with @error (`lamina eval` and `lamina attack` rebuild its model)
  */
 LmnConfig *lmn_cli_checkpoint_config(const char *ckpt, LmnRegistry *registry, GError **error);
+/**
+ * lmn_cli_inference_model:
+ * The checkpoint config's model for inference (`lamina export`, `lamina predict`).  No targets
+ * are read, but a loss layer cannot be built without their info: class labels (i32 []) are tried
+ * first, then f32 targets shaped like the last layer's prediction (mse, binary cross-entropy).
+ * A model without a loss takes either.  A config whose losses read several targets ([layer]
+ * target = NAME) is built with class labels for every target.
+ * Returns: (transfer full): the model, unprepared and uninitialised, or NULL with @error (the
+ *   first attempt's)
+ */
+LmnModel *lmn_cli_inference_model(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *b,
+                                  GError **error);
+/**
+ * lmn_cli_predict:
+ * `lamina predict CKPT INPUT... [--output FILE.h5] [--top K] [--json] [--head LAYER]`
+ */
+int lmn_cli_predict(int argc, char **argv);
 
 G_END_DECLS

@@ -69,12 +69,12 @@ int lmn_cli_convert(int argc, char **argv)
     gboolean header = FALSE;
     gboolean normalize = FALSE;
     g_autofree char *label_column = NULL;
+    g_autofree char *classes = NULL;
     GOptionEntry entries[] = {
         {"label-column", 0, 0, G_OPTION_ARG_STRING, &label_column,
          "csv: the label's column, a 0-based index (negative from the end) or a header name",
          "N|NAME"},
-        {"header", 0, 0, G_OPTION_ARG_NONE, &header, "csv: the first line names the columns",
-         NULL},
+        {"header", 0, 0, G_OPTION_ARG_NONE, &header, "csv: the first line names the columns", NULL},
         {"normalize", 0, 0, G_OPTION_ARG_NONE, &normalize,
          "csv, npy: store the per-feature mean/std as x's mean and std attributes, so reading "
          "normalises",
@@ -82,6 +82,10 @@ int lmn_cli_convert(int argc, char **argv)
         {"output", 'o', 0, G_OPTION_ARG_FILENAME, &output,
          "the split to write, as FILE:/split (FILE is created or the split is added to it)",
          "FILE:/split"},
+        {"classes", 0, 0, G_OPTION_ARG_STRING, &classes,
+         "record the class names, comma-separated, name i for label i, as y's 'classes' "
+         "attribute (lamina predict prints them)",
+         "NAME,NAME,..."},
         {"overwrite", 0, 0, G_OPTION_ARG_NONE, &overwrite,
          "replace the split when FILE already has one of that name", NULL},
         {NULL},
@@ -115,7 +119,11 @@ int lmn_cli_convert(int argc, char **argv)
     g_autofree char *split = NULL;
     if (!lmn_split_spec(output, &file, &split, &error))
         return usage_error("--output: %s", error->message);
-    if (!convert(argv, label_column, header, output, overwrite, normalize, &error))
+    g_auto(GStrv) names = classes ? g_strsplit(classes, ",", -1) : NULL;
+    if (names && (names[0] == NULL || g_strv_contains((const char *const *) names, "")))
+        return usage_error("--classes: an empty class name in '%s'", classes);
+    if (!convert(argv, label_column, header, output, overwrite, normalize, &error) ||
+        (names && !lmn_dataset_set_classes(output, (const char *const *) names, &error)))
         return lmn_cli_fail("convert", error);
     /* Read the result back: it proves the file opens, and gives the numbers to report. */
     LmnDataset *ds = lmn_dataset_open(output, &error);

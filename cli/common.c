@@ -42,3 +42,83 @@ LmnConfig *lmn_cli_checkpoint_config(const char *ckpt, LmnRegistry *registry, GE
         g_propagate_error(error, g_steal_pointer(&local));
     return NULL;
 }
+
+/* Per-sample info of node @name among the standalone layers built so far. */
+static const LmnTensorInfo *node_info(GHashTable *infos, const char *name)
+{
+    return g_hash_table_lookup(infos, name);
+}
+
+/*
+ * The per-sample info of the last layer's first input (a loss's prediction), found by building
+ * the layers before it standalone: a regression loss's target has that shape, which the
+ * checkpoint does not record.  Returns FALSE when a layer does not build.
+ */
+static gboolean prediction_info(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *b,
+                                LmnTensorInfo *out)
+{
+    guint n = lmn_config_get_n_layers(cfg);
+    g_autoptr(GHashTable) infos = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
+    LmnTensorInfo *input = g_new(LmnTensorInfo, 1);
+    *input = (LmnTensorInfo){*lmn_config_get_input_shape(cfg), LMN_DTYPE_F32};
+    g_hash_table_insert(infos, "input", input);
+    gboolean ok = n > 0;
+    for (guint i = 0; ok && i + 1 < n; i++) {
+        const LmnLayerConfig *lc = lmn_config_get_layer(cfg, i);
+        guint n_in = g_strv_length(lc->inputs);
+        g_autofree LmnTensorInfo *in = g_new0(LmnTensorInfo, MAX(n_in, 1));
+        for (guint k = 0; ok && k < n_in; k++) {
+            const LmnTensorInfo *info = node_info(infos, lc->inputs[k]);
+            ok = info != NULL;
+            if (ok)
+                in[k] = *info;
+        }
+        LmnLayer *layer =
+            ok ? lmn_layer_new(registry, lc->type, lc->name, i, lc->params, b, n_in, in, NULL)
+               : NULL;
+        ok = layer != NULL;
+        if (ok)
+            g_hash_table_insert(infos, lc->name,
+                                g_memdup2(lmn_layer_get_output_info(layer), sizeof(LmnTensorInfo)));
+        lmn_layer_free(layer);
+    }
+    const LmnTensorInfo *pred =
+        ok ? node_info(infos, lmn_config_get_layer(cfg, n - 1)->inputs[0]) : NULL;
+    if (pred != NULL)
+        *out = *pred;
+    return pred != NULL;
+}
+
+/*
+ * The checkpoint's model.  Inference needs no targets, but a loss layer cannot be built without
+ * their info: class labels (i32 []) are tried first, then f32 targets shaped like the
+ * prediction (mse, binary cross-entropy).  A model without a loss takes either.
+ */
+LmnModel *lmn_cli_inference_model(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *b,
+                                  GError **error)
+{
+    LmnTensorInfo labels = {lmn_shape_make(0), LMN_DTYPE_I32};
+    GError *first = NULL;
+    guint n_targets = lmn_config_get_n_targets(cfg);
+    LmnModel *model = NULL;
+    if (n_targets > 1) {
+        /* Losses reading other targets ([layer] target = NAME): class labels, all of them. */
+        g_autofree LmnTensorInfo *all = g_new(LmnTensorInfo, n_targets);
+        for (guint t = 0; t < n_targets; t++)
+            all[t] = labels;
+        model = lmn_model_new_with_targets(cfg, registry, b, n_targets, all,
+                                           LMN_MODEL_ALLOW_NO_LOSS, &first);
+    } else {
+        model = lmn_model_new_full(cfg, registry, b, &labels, LMN_MODEL_ALLOW_NO_LOSS, &first);
+    }
+    LmnTensorInfo pred;
+    if (model == NULL && n_targets == 1 && prediction_info(cfg, registry, b, &pred) &&
+        pred.dtype == LMN_DTYPE_F32) {
+        model = lmn_model_new_full(cfg, registry, b, &pred, LMN_MODEL_ALLOW_NO_LOSS, NULL);
+    }
+    if (model == NULL)
+        g_propagate_error(error, first);
+    else
+        g_clear_error(&first);
+    return model;
+}

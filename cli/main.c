@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"devices", lmn_cli_devices, "list backend devices and the one auto picks: lamina devices"},
     {"plot", lmn_cli_plot,
      "learning curves as a picture: lamina plot OUTPUT_DIR [--output curves.png|.svg]"},
+    {"predict", lmn_cli_predict, "predict: lamina predict CKPT INPUT... [--output FILE.h5]"},
     {"export", lmn_cli_export, "export to ONNX: lamina export CKPT --format onnx --output FILE"},
     {"inspect", lmn_cli_inspect, "show what a checkpoint holds: lamina inspect CKPT"},
     {"plugins", lmn_cli_plugins, "list plugins, or describe one: lamina plugins [describe NAME]"},

@@ -10,8 +10,8 @@ set -euo pipefail
 packages=(
   gcc libc6-dev meson ninja-build pkg-config
   libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
-  # examples/gan writes its grid of samples as PNG
-  libpng-dev
+  # examples/gan writes its grid of samples as PNG; lamina predict reads PNG and JPEG images
+  libpng-dev libjpeg62-turbo-dev
   libvulkan-dev mesa-vulkan-drivers glslang-tools spirv-tools vulkan-validationlayers vulkan-tools
   dataset-fashion-mnist
   # lamina plot: cairo draws the curves, with a font for their labels
@@ -21,6 +21,8 @@ packages=(
   protobuf-c-compiler libprotobuf-c-dev python3-onnx
   # Without these the PyTorch half of the interop test (e2e-interop-torch) is skipped.
   python3-torch python3-h5py python3-numpy
+  # scripts/make-predict-fixtures.py makes and decodes the images of the predict test with PIL
+  python3-pil
 )
 if [ "${1:-}" = "--fuzz" ]; then
   packages+=(clang libclang-rt-14-dev)

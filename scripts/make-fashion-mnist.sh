@@ -37,12 +37,14 @@ mkdir -p "$(dirname "$output")"
 tmp="$(dirname "$output")/.$(basename "$output").new.$$"
 trap 'rm -f "$tmp"' EXIT INT TERM
 rm -f "$tmp"
+# Fashion-MNIST's class names, label 0 to 9, which `lamina predict` prints.
+classes="T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"
 # `lamina convert` reports "wrote N samples [shape] to TMP:/split"; show the final name instead.
 done=$("$lamina" convert idx "$src/train-images-idx3-ubyte.gz" "$src/train-labels-idx1-ubyte.gz" \
-    --output "$tmp:/train")
+    --classes "$classes" --output "$tmp:/train")
 echo "${done%% to *} to $output:/train"
 done=$("$lamina" convert idx "$src/t10k-images-idx3-ubyte.gz" "$src/t10k-labels-idx1-ubyte.gz" \
-    --output "$tmp:/test")
+    --classes "$classes" --output "$tmp:/test")
 echo "${done%% to *} to $output:/test"
 mv -f "$tmp" "$output"
 trap - EXIT INT TERM

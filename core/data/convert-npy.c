@@ -381,3 +381,64 @@ gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *outpu
     y = H5I_INVALID_HID;
     return lmn_split_writer_commit(w, error);
 }
+
+/* The number of samples of @sample_shape in an array of shape @a: one when the shapes are equal,
+ * else the first dimension when the rest holds one sample's values; -1 when neither. */
+static gint64 npy_samples(const LmnNpyArray *a, const LmnShape *sample_shape)
+{
+    gboolean equal = a->ndim == (int) sample_shape->ndim;
+    for (int i = 0; equal && i < a->ndim; i++)
+        equal = a->shape[i] == sample_shape->dims[i];
+    if (equal)
+        return 1;
+    gint64 numel = lmn_shape_numel(sample_shape);
+    if (a->ndim < 1 || a->shape[0] == 0)
+        return -1;
+    gint64 rest = a->count / a->shape[0];
+    return (a->ndim >= 2 || numel == 1) && rest == numel ? a->shape[0] : -1;
+}
+
+static char *npy_shape_text(const LmnNpyArray *a)
+{
+    GString *s = g_string_new("(");
+    for (int i = 0; i < a->ndim; i++)
+        g_string_append_printf(s, "%s%" G_GINT64_FORMAT, i ? ", " : "", a->shape[i]);
+    g_string_append(s, a->ndim == 1 ? ",)" : ")");
+    return g_string_free(s, FALSE);
+}
+
+float *lmn_npy_read_samples(const char *path, const LmnShape *sample_shape, gint64 *n_out,
+                            gboolean *is_uint8_out, GError **error)
+{
+    g_return_val_if_fail(path != NULL && sample_shape != NULL && n_out != NULL, NULL);
+    g_autoptr(GMappedFile) map = map_file(path, error);
+    if (map == NULL)
+        return NULL;
+    LmnNpyArray a;
+    if (!lmn_npy_parse((const guint8 *) g_mapped_file_get_contents(map),
+                       g_mapped_file_get_length(map), path, &a, error))
+        return NULL;
+    if (a.kind != 'f' && !(a.kind == 'u' && a.item_size == 1)) {
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_DTYPE,
+                    "%s: integer elements of %d bytes; inputs must be float32, float64 or uint8",
+                    path, a.item_size);
+        return NULL;
+    }
+    gint64 n = npy_samples(&a, sample_shape);
+    if (n < 1) {
+        g_autofree char *have = npy_shape_text(&a);
+        g_autofree char *want = lmn_shape_to_string(sample_shape);
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_SHAPE,
+                    "%s: shape %s does not fit the model's input %s; it must hold N samples "
+                    "of that shape (N first) or be one sample",
+                    path, have, want);
+        return NULL;
+    }
+    float *x = decode_x(&a, path, error);
+    if (x == NULL)
+        return NULL;
+    *n_out = n;
+    if (is_uint8_out)
+        *is_uint8_out = a.kind == 'u';
+    return x;
+}

@@ -218,3 +218,48 @@ gboolean lmn_dataset_write(const char *output, const float *x, gint64 n,
     lmn_h5_close(yd);
     return lmn_split_writer_commit(w, error);
 }
+
+/* The names must cover every label of @spec's y. */
+static gboolean check_classes(const char *spec, gint64 n, GError **error)
+{
+    /* A tiny budget: x streams, only y is read. */
+    LmnDataset *ds = lmn_dataset_open_with_budget(spec, 1e-6, error);
+    if (ds == NULL)
+        return FALSE;
+    gboolean labels = lmn_dataset_has_class_labels(ds);
+    gint64 max = lmn_dataset_get_max_label(ds);
+    lmn_dataset_free(ds);
+    if (!labels)
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "%s: y holds float targets, not classes to name", spec);
+    else if (n <= max)
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "%s: %" G_GINT64_FORMAT " class names for labels up to %" G_GINT64_FORMAT
+                    "; name every class",
+                    spec, n, max);
+    return labels && n > max;
+}
+
+gboolean lmn_dataset_set_classes(const char *spec, const char *const *classes, GError **error)
+{
+    g_return_val_if_fail(spec != NULL && classes != NULL, FALSE);
+    if (!check_classes(spec, g_strv_length((char **) classes), error))
+        return FALSE;
+    g_autofree char *file = NULL, *split = NULL;
+    if (!lmn_split_spec(spec, &file, &split, error))
+        return FALSE;
+    LmnH5Errors errs = lmn_h5_errors_data(file);
+    g_autoptr(LmnH5AtomicFile) af = lmn_h5_atomic_file_new(file, TRUE, &errs, error);
+    if (af == NULL)
+        return FALSE;
+    g_autofree char *y_path = lmn_h5_path_join(split, "y");
+    g_auto(LmnH5Id) y = H5Dopen2(lmn_h5_atomic_file_peek_id(af), y_path, H5P_DEFAULT);
+    if (y < 0) {
+        g_autofree char *why = lmn_h5_error_text();
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_WRITE, "%s:%s: cannot open: %s", file,
+                    y_path, why);
+        return FALSE;
+    }
+    return lmn_h5_attr_write_strings(y, "classes", classes, &errs, error) &&
+           lmn_h5_atomic_file_commit(af, error);
+}

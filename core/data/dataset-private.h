@@ -69,6 +69,10 @@ struct _LmnDataset {
     /* the other targets, in the order they were asked for (target 1 + i) */
     guint n_extra;
     LmnDatasetTarget *extra;
+    /* appended: y's optional 'classes' attribute (NULL-terminated, or NULL), and whether the
+     * split has y at all (lmn_dataset_open_inputs() opens splits without one) */
+    char **classes;
+    gboolean has_y;
 };
 
 /**

@@ -116,6 +116,7 @@ void lmn_dataset_free(LmnDataset *ds)
         g_free(ds->extra[i].values);
     }
     g_free(ds->extra);
+    g_strfreev(ds->classes);
     decode_clear(&ds->decode);
     source_unref(ds->source);
     g_free(ds);
@@ -907,15 +908,32 @@ static gboolean extra_read(const Reader *rd, hid_t group, const char *name, gint
     return ok;
 }
 
+/* Reads y's optional 'classes' attribute, the class names `lamina convert --classes` records. */
+static gboolean read_classes(const Reader *rd, hid_t group, LmnDataset *ds, GError **error)
+{
+    g_auto(LmnH5Id) y = H5Dopen2(group, "y", H5P_DEFAULT);
+    if (y < 0 || !lmn_h5_attr_exists(y, "classes")) {
+        H5Eclear2(H5E_DEFAULT);
+        return TRUE;
+    }
+    ds->classes = lmn_h5_attr_read_strings(y, "classes", &rd->errs, error);
+    return ds->classes != NULL;
+}
+
 /* Opens, checks and reads the split (see lmn_dataset_open_with_targets()). */
 static gboolean open_split(LmnDataset *ds, const Reader *rd, hid_t h5, hid_t group,
-                           const char *const *names, double budget, GError **error)
+                           const char *const *names, double budget, gboolean y_optional,
+                           GError **error)
 {
     g_autoptr(GPtrArray) extra = extra_names(names);
     gint64 n = 0;
     gint64 y_bytes = 0;
+    ds->has_y = !y_optional || lmn_h5_path_exists(group, "y");
+    if (!ds->has_y)
+        return read_x(rd, h5, group, ds, budget, 0, &ds->length, error);
     /* Check the targets' presence and size before decoding x, which may take a while. */
-    if (!y_check_budget(rd, group, "y", budget, &y_bytes, error))
+    if (!y_check_budget(rd, group, "y", budget, &y_bytes, error) ||
+        !read_classes(rd, group, ds, error))
         return FALSE;
     for (guint i = 0; i < extra->len; i++) {
         gint64 bytes = 0;
@@ -936,8 +954,9 @@ static gboolean open_split(LmnDataset *ds, const Reader *rd, hid_t h5, hid_t gro
     return TRUE;
 }
 
-LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *names,
-                                          double budget_mb, GError **error)
+/* Opens @spec (lmn_dataset_open_with_targets(), lmn_dataset_open_inputs()). */
+static LmnDataset *open_dataset(const char *spec, const char *const *names, double budget_mb,
+                                gboolean y_optional, GError **error)
 {
     g_return_val_if_fail(spec != NULL, NULL);
     g_autofree char *file = NULL;
@@ -967,7 +986,7 @@ LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *n
 
     g_autoptr(LmnDataset) ds = g_new0(LmnDataset, 1);
     ds->spec = g_strdup(spec);
-    if (!open_split(ds, &rd, h5, group, names, budget_bytes(budget_mb), error)) {
+    if (!open_split(ds, &rd, h5, group, names, budget_bytes(budget_mb), y_optional, error)) {
         return NULL;
     }
     gint64 n = ds->length;
@@ -982,6 +1001,55 @@ LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *n
         return NULL;
     }
     return g_steal_pointer(&ds);
+}
+
+LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *names,
+                                          double budget_mb, GError **error)
+{
+    return open_dataset(spec, names, budget_mb, FALSE, error);
+}
+
+LmnDataset *lmn_dataset_open_inputs(const char *spec, double budget_mb, GError **error)
+{
+    return open_dataset(spec, NULL, budget_mb, TRUE, error);
+}
+
+gboolean lmn_dataset_has_y(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, FALSE);
+    return ds->has_y;
+}
+
+double lmn_dataset_get_scale(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, 1.0);
+    return ds->decode.scale;
+}
+
+const double *lmn_dataset_get_mean(const LmnDataset *ds, gsize *n_out)
+{
+    g_return_val_if_fail(ds != NULL && n_out != NULL, NULL);
+    *n_out = ds->decode.mean != NULL ? ds->decode.n_mean : 0;
+    return ds->decode.mean;
+}
+
+const double *lmn_dataset_get_std(const LmnDataset *ds, gsize *n_out)
+{
+    g_return_val_if_fail(ds != NULL && n_out != NULL, NULL);
+    *n_out = ds->decode.std != NULL ? ds->decode.n_std : 0;
+    return ds->decode.std;
+}
+
+gboolean lmn_dataset_is_uint8(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, FALSE);
+    return ds->decode.is_u8;
+}
+
+const char *const *lmn_dataset_get_classes(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, NULL);
+    return (const char *const *) ds->classes;
 }
 
 guint lmn_dataset_get_n_targets(const LmnDataset *ds)
@@ -1330,6 +1398,8 @@ LmnDataset *lmn_dataset_split(LmnDataset *ds, double fraction, guint64 seed, GEr
 
     LmnDataset *out = g_new0(LmnDataset, 1);
     out->spec = g_strdup(ds->spec);
+    out->classes = g_strdupv(ds->classes);
+    out->has_y = ds->has_y;
     decode_copy(&out->decode, &ds->decode);
     out->chunk_rows = ds->chunk_rows;
     out->budget_bytes = ds->budget_bytes;

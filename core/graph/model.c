@@ -749,6 +749,23 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
     model->last_training = training;
 }
 
+void lmn_model_forward_inference(LmnModel *model)
+{
+    g_return_if_fail(model != NULL && model->batch > 0);
+    LmnTensor *ins[16];
+    LmnLayerIO io;
+    /* A loss feeds no layer, so skipping every loss leaves each prediction complete; the
+     * targets are never read, so the caller need not fill them. */
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        if (n->is_loss)
+            continue;
+        fill_io(model, n, ins, &io, FALSE, 0, 0);
+        lmn_layer_forward(n->layer, &io);
+    }
+    model->last_training = FALSE;
+}
+
 /* Backward seeds a loss with its weight: the loss layer computes d(loss)/d(inputs) (its output
  * gradient is implicitly 1), so the input gradients it wrote are scaled by the weight, which
  * equals seeding with the weight.  A weight of 1 is left alone, so single-loss models run the

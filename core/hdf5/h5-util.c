@@ -579,6 +579,102 @@ char *lmn_h5_attr_read_string(hid_t obj, const char *name, const LmnH5Errors *er
     return result;
 }
 
+static hid_t utf8_vlen_type(void)
+{
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    return type;
+}
+
+gboolean lmn_h5_attr_write_strings(hid_t obj, const char *name, const char *const *values,
+                                   const LmnH5Errors *errs, GError **error)
+{
+    g_return_val_if_fail(name != NULL && values != NULL && values[0] != NULL, FALSE);
+    g_return_val_if_fail(errs != NULL, FALSE);
+    lmn_h5_init();
+    g_auto(LmnH5Id) type = utf8_vlen_type();
+    hsize_t dim = g_strv_length((char **) values);
+    g_auto(LmnH5Id) space = H5Screate_simple(1, &dim, NULL);
+    return attr_write(obj, name, type, type, space, values, errs, error);
+}
+
+/* Reads @count fixed-length strings of @type from @attr. */
+static char **read_fixed_strings(hid_t attr, hid_t type, hssize_t count)
+{
+    size_t size = H5Tget_size(type);
+    g_auto(LmnH5Id) mem_type = H5Tcopy(H5T_C_S1);
+    H5Tset_cset(mem_type, H5Tget_cset(type));
+    H5Tset_size(mem_type, size + 1);
+    H5Tset_strpad(mem_type, H5T_STR_NULLTERM);
+    gsize total = 0;
+    if (!g_size_checked_mul(&total, size + 1, (gsize) count))
+        return NULL;
+    g_autofree char *buf = g_malloc0(MAX(total, 1));
+    if (H5Aread(attr, mem_type, buf) < 0)
+        return NULL;
+    char **out = g_new0(char *, count + 1);
+    for (hssize_t i = 0; i < count; i++)
+        out[i] = g_strndup(buf + (gsize) i * (size + 1), size);
+    return out;
+}
+
+char **lmn_h5_attr_read_strings(hid_t obj, const char *name, const LmnH5Errors *errs,
+                                GError **error)
+{
+    g_return_val_if_fail(name != NULL && errs != NULL, NULL);
+    g_auto(LmnH5Id) type = H5I_INVALID_HID;
+    hssize_t count = 0;
+    g_auto(LmnH5Id) attr = attr_open(obj, name, &type, &count, errs, error);
+    if (attr < 0)
+        return NULL;
+    if (H5Tget_class(type) != H5T_STRING) {
+        g_autofree char *tname = lmn_h5_type_name(type);
+        set_error(error, errs, errs->code_dtype, obj, NULL,
+                  "the attribute '%s' holds %s; strings were expected", name, tname);
+        return NULL;
+    }
+    char **out = NULL;
+    if (H5Tis_variable_str(type) > 0) {
+        g_autofree char **raw = g_new0(char *, count + 1);
+        g_auto(LmnH5Id) mem_type = utf8_vlen_type();
+        H5Tset_cset(mem_type, H5Tget_cset(type));
+        if (H5Aread(attr, mem_type, raw) >= 0) {
+            out = g_new0(char *, count + 1);
+            for (hssize_t i = 0; i < count; i++) {
+                out[i] = g_strdup(raw[i] != NULL ? raw[i] : "");
+                H5free_memory(raw[i]);
+            }
+        }
+    } else {
+        out = read_fixed_strings(attr, type, count);
+    }
+    if (out == NULL)
+        attr_read_failed(obj, name, errs, error);
+    return out;
+}
+
+gboolean lmn_h5_write_strings_dataset(hid_t loc, const char *name, const char *const *values,
+                                      gsize n, const LmnH5Errors *errs, GError **error)
+{
+    g_return_val_if_fail(name != NULL && (values != NULL || n == 0) && errs != NULL, FALSE);
+    lmn_h5_init();
+    if (lmn_h5_path_exists(loc, name)) {
+        set_error(error, errs, errs->code_write, loc, name, "already exists");
+        return FALSE;
+    }
+    g_auto(LmnH5Id) type = utf8_vlen_type();
+    hsize_t dim = n;
+    g_auto(LmnH5Id) space = H5Screate_simple(1, &dim, NULL);
+    g_auto(LmnH5Id) ds = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0 || (n > 0 && H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) < 0)) {
+        g_autofree char *why = lmn_h5_error_text();
+        set_error(error, errs, errs->code_write, loc, name, "cannot write: %s", why);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 gboolean lmn_h5_write_float_dataset(hid_t loc, const char *name, const LmnShape *shape,
                                     const float *data, const LmnH5Errors *errs, GError **error)
 {

@@ -145,6 +145,32 @@ gboolean lmn_h5_attr_write_string(hid_t obj, const char *name, const char *value
  */
 char *lmn_h5_attr_read_string(hid_t obj, const char *name, const LmnH5Errors *errs, GError **error);
 
+/**
+ * lmn_h5_attr_write_strings:
+ * Writes (or replaces) a one-dimensional attribute of variable-length UTF-8 strings, which h5py
+ * reads as an array of str (class names).  @values holds at least one string.
+ * Returns: FALSE with @errs->code_write
+ */
+gboolean lmn_h5_attr_write_strings(hid_t obj, const char *name, const char *const *values,
+                                   const LmnH5Errors *errs, GError **error);
+/**
+ * lmn_h5_attr_read_strings:
+ * Reads a string attribute of any shape (fixed or variable length; a scalar is one string),
+ * flattened.
+ * Returns: (transfer full): a NULL-terminated array, or NULL with @errs->code_missing /
+ *   code_dtype
+ */
+char **lmn_h5_attr_read_strings(hid_t obj, const char *name, const LmnH5Errors *errs,
+                                GError **error);
+/**
+ * lmn_h5_write_strings_dataset:
+ * Creates dataset @name under @loc as a one-dimensional array of the @n variable-length UTF-8
+ * strings @values (@n may be 0).  An existing object of that name is an error.
+ * Returns: FALSE with @errs->code_write
+ */
+gboolean lmn_h5_write_strings_dataset(hid_t loc, const char *name, const char *const *values,
+                                      gsize n, const LmnH5Errors *errs, GError **error);
+
 /** lmn_h5_attr_write_double: writes (or replaces) a scalar float64 attribute. Returns: FALSE with
  *  @errs->code_write */
 gboolean lmn_h5_attr_write_double(hid_t obj, const char *name, double value,

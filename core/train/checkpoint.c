@@ -231,6 +231,50 @@ void lmn_train_state_clear_init(LmnTrainState *state)
     state->init_skipped = 0;
 }
 
+void lmn_checkpoint_data_clear(LmnCheckpointData *data)
+{
+    g_return_if_fail(data != NULL);
+    g_free(data->mean);
+    g_free(data->std);
+    g_strfreev(data->classes);
+    g_free(data->source);
+    *data = (LmnCheckpointData){.scale = 1.0};
+}
+
+void lmn_checkpoint_data_from_dataset(LmnCheckpointData *data, const LmnDataset *ds)
+{
+    g_return_if_fail(data != NULL && ds != NULL);
+    lmn_checkpoint_data_clear(data);
+    const double *mean = lmn_dataset_get_mean(ds, &data->n_mean);
+    const double *std = lmn_dataset_get_std(ds, &data->n_std);
+    data->scale = lmn_dataset_get_scale(ds);
+    data->mean = mean ? g_memdup2(mean, data->n_mean * sizeof(double)) : NULL;
+    data->std = std ? g_memdup2(std, data->n_std * sizeof(double)) : NULL;
+    data->classes = g_strdupv((char **) lmn_dataset_get_classes(ds));
+    data->source = g_strdup(lmn_dataset_get_spec(ds));
+    data->is_uint8 = lmn_dataset_is_uint8(ds);
+}
+
+/* /data: the training split's decoding and class names (checkpoint.h), for `lamina predict`. */
+static gboolean write_data(hid_t file, const LmnDataset *ds, const LmnH5Errors *errs,
+                           GError **error)
+{
+    LmnCheckpointData d = {.scale = 1.0};
+    lmn_checkpoint_data_from_dataset(&d, ds);
+    g_auto(LmnH5Id) group = lmn_h5_group_create(file, "/data", errs, error);
+    gboolean ok =
+        group >= 0 && lmn_h5_attr_write_double(group, "scale", d.scale, errs, error) &&
+        (d.mean == NULL ||
+         lmn_h5_attr_write_doubles(group, "mean", d.mean, d.n_mean, errs, error)) &&
+        (d.std == NULL || lmn_h5_attr_write_doubles(group, "std", d.std, d.n_std, errs, error)) &&
+        lmn_h5_attr_write_string(group, "x_dtype", d.is_uint8 ? "uint8" : "float", errs, error) &&
+        lmn_h5_attr_write_string(group, "source", d.source, errs, error) &&
+        (d.classes == NULL || d.classes[0] == NULL ||
+         lmn_h5_attr_write_strings(group, "classes", (const char *const *) d.classes, errs, error));
+    lmn_checkpoint_data_clear(&d);
+    return ok;
+}
+
 gboolean lmn_checkpoint_save(const char *path, const char *config_text, LmnModel *model,
                              LmnOptimizer *opt, LmnSchedule *sched, const LmnTrainState *state,
                              GError **error)
@@ -255,6 +299,8 @@ gboolean lmn_checkpoint_save(const char *path, const char *config_text, LmnModel
     if (opt && !write_optimizer(file, model, opt, &errs, error))
         return FALSE;
     if (state && !write_train(file, model, sched, state, &errs, error))
+        return FALSE;
+    if (state && state->train_data && !write_data(file, state->train_data, &errs, error))
         return FALSE;
     if (!lmn_checkpoint_write_plugins(file, model, opt, sched, &errs, error))
         return FALSE;
@@ -302,6 +348,54 @@ static hid_t open_checkpoint(const char *path, gboolean require_format, GError *
         return H5I_INVALID_HID;
     }
     return file;
+}
+
+/* Reads /data's attributes into @d; absent optional ones keep their defaults. */
+static gboolean read_data_attrs(hid_t group, LmnCheckpointData *d, const LmnH5Errors *errs,
+                                GError **error)
+{
+    if (!lmn_h5_attr_read_double(group, "scale", &d->scale, errs, error))
+        return FALSE;
+    if (lmn_h5_attr_exists(group, "mean") &&
+        !(d->mean = lmn_h5_attr_read_doubles(group, "mean", &d->n_mean, errs, error)))
+        return FALSE;
+    if (lmn_h5_attr_exists(group, "std") &&
+        !(d->std = lmn_h5_attr_read_doubles(group, "std", &d->n_std, errs, error)))
+        return FALSE;
+    if (lmn_h5_attr_exists(group, "classes") &&
+        !(d->classes = lmn_h5_attr_read_strings(group, "classes", errs, error)))
+        return FALSE;
+    if (lmn_h5_attr_exists(group, "source") &&
+        !(d->source = lmn_h5_attr_read_string(group, "source", errs, error)))
+        return FALSE;
+    if (lmn_h5_attr_exists(group, "x_dtype")) {
+        g_autofree char *dtype = lmn_h5_attr_read_string(group, "x_dtype", errs, error);
+        if (dtype == NULL)
+            return FALSE;
+        d->is_uint8 = g_str_equal(dtype, "uint8");
+    }
+    return TRUE;
+}
+
+gboolean lmn_checkpoint_read_data(const char *path, LmnCheckpointData *data_out,
+                                  gboolean *found_out, GError **error)
+{
+    g_return_val_if_fail(path != NULL && data_out != NULL && found_out != NULL, FALSE);
+    *data_out = (LmnCheckpointData){.scale = 1.0};
+    *found_out = FALSE;
+    g_auto(LmnH5Id) file = open_checkpoint(path, TRUE, error);
+    if (file < 0)
+        return FALSE;
+    if (!lmn_h5_path_exists(file, "/data"))
+        return TRUE;
+    LmnH5Errors errs = lmn_h5_errors_checkpoint(path);
+    g_auto(LmnH5Id) group = lmn_h5_group_open(file, "/data", &errs, error);
+    if (group < 0 || !read_data_attrs(group, data_out, &errs, error)) {
+        lmn_checkpoint_data_clear(data_out);
+        return FALSE;
+    }
+    *found_out = TRUE;
+    return TRUE;
 }
 
 char *lmn_checkpoint_read_config(const char *path, GError **error)

@@ -125,6 +125,7 @@ gboolean lmn_train_setup_output(LmnTrainer *t, GError **error)
 gboolean lmn_train_save_checkpoint(LmnTrainer *t, const char *name, GError **error)
 {
     g_autofree char *path = g_build_filename(t->output_dir, name, NULL);
+    t->state.train_data = t->train; /* /data: what `lamina predict` preprocesses images with */
     return lmn_checkpoint_save(path, t->config_text, t->model, t->opt, t->sched, &t->state, error);
 }
 /* Opened at the first row, so a run that fails before finishing anything leaves an earlier

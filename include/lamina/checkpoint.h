@@ -13,6 +13,12 @@
  *                              parameters and buffers, to restore them after a resumed run
  *   /plugins/layers/<layer>    attrs type, plugin, version: the plugin that provided each
  *   /plugins/initializers/<layer>.<param>, /plugins/optimizer, /plugins/schedule  likewise
+ *   /data                      (written by `lamina train` since predict existed) the training
+ *                              split's preprocessing, for `lamina predict`: attrs scale (double),
+ *                              mean and std (double arrays, one value or one per channel; absent
+ *                              = 0 and 1), x_dtype ("uint8" or "float"), source (the [data] train
+ *                              spec) and, when y had them, classes (string array, name i for
+ *                              label i).  Decoded input = (raw * scale - mean[c]) / std[c].
  *
  * Exact resume needs no random-number state: every random stream is a pure function of (seed,
  * stream) — the shuffle permutation of epoch E is Philox stream LMN_STREAM(SHUFFLE, E), the
@@ -63,7 +69,47 @@ typedef struct {
     gint64 init_loaded;       /* parameters and buffers loaded from @init_from */
     gint64 init_skipped;      /* those left to their initializers (0 without --init-partial) */
     char *init_skipped_names; /* "LAYER.NAME, ..." of the skipped ones, "" when none */
+    /* appended: (nullable, borrowed) the training split, whose decoding and class names
+     * lmn_checkpoint_save() records in /data, so that `lamina predict` preprocesses images as
+     * the model was trained; NULL writes no /data */
+    const LmnDataset *train_data;
 } LmnTrainState;
+
+/**
+ * LmnCheckpointData:
+ * What a checkpoint's /data group records of the training split (see the top comment).
+ * @scale: x's scale (1 when the split had none)
+ * @mean, @std: (nullable): @n_mean / @n_std values (one, or one per channel); NULL: 0 and 1
+ * @classes: (nullable): NULL-terminated class names, name i for label i
+ * @source: (nullable): the training split, "FILE:/split" as the config named it
+ * @is_uint8: whether the split's x was uint8 (pixels)
+ */
+typedef struct {
+    double scale;
+    double *mean, *std;
+    gsize n_mean, n_std;
+    char **classes;
+    char *source;
+    gboolean is_uint8;
+} LmnCheckpointData;
+
+/** lmn_checkpoint_data_clear: frees @data's members and resets it to scale 1, nothing else. */
+void lmn_checkpoint_data_clear(LmnCheckpointData *data);
+/**
+ * lmn_checkpoint_data_from_dataset:
+ * Fills @data (which it first clears) from @ds's decoding attributes and class names; @source is
+ * lmn_dataset_get_spec(@ds).
+ */
+void lmn_checkpoint_data_from_dataset(LmnCheckpointData *data, const LmnDataset *ds);
+/**
+ * lmn_checkpoint_read_data:
+ * @data_out: (out caller-allocates): filled when the checkpoint has /data; clear it with
+ *   lmn_checkpoint_data_clear()
+ * Returns: TRUE with *@found_out TRUE when /data was read, TRUE with *@found_out FALSE for a
+ *   checkpoint written before /data existed, FALSE with LMN_CHECKPOINT_ERROR_OPEN / _FORMAT
+ */
+gboolean lmn_checkpoint_read_data(const char *path, LmnCheckpointData *data_out,
+                                  gboolean *found_out, GError **error);
 
 /** lmn_train_state_clear_init: frees @state's --init record and sets it to "none". */
 void lmn_train_state_clear_init(LmnTrainState *state);

@@ -6,6 +6,8 @@
  *                uint64), or float32 targets [N, K...]
  *   optional attributes on x: scale (uint8 values are multiplied by it), mean, std (a scalar or
  *   one value per channel, channel = dimension 1): decoded x = (raw * scale - mean) / std.
+ *   optional attribute on y: classes, a string array of class names (name i for label i).
+ *   y may be absent for inference only (lmn_dataset_open_inputs()).
  *   /<split>/NAME  further targets that losses read ([layer] target = NAME): like y, integer
  *                class labels [N] or float32 targets [N, K...], one row per sample of x
  * A split is named "FILE:/split" on the command line and in configs.
@@ -66,6 +68,37 @@ LmnDataset *lmn_dataset_open_with_budget(const char *spec, double budget_mb, GEr
  */
 LmnDataset *lmn_dataset_open_with_targets(const char *spec, const char *const *names,
                                           double budget_mb, GError **error);
+/**
+ * lmn_dataset_open_inputs:
+ * @budget_mb: as lmn_dataset_open_with_budget()
+ * Opens a split for inference (`lamina predict`): like lmn_dataset_open_with_budget(), but y is
+ * optional.  A split without y has no targets: lmn_dataset_has_y() is FALSE,
+ * lmn_dataset_has_class_labels() FALSE, its target shape [] and its targets must not be read
+ * (pass NULL for @y_out).
+ * Returns: (transfer full): the dataset, or NULL with @error (as lmn_dataset_open)
+ */
+LmnDataset *lmn_dataset_open_inputs(const char *spec, double budget_mb, GError **error);
+/** lmn_dataset_has_y: Returns: FALSE only for a split without y (lmn_dataset_open_inputs()). */
+gboolean lmn_dataset_has_y(const LmnDataset *ds);
+/** lmn_dataset_get_scale: Returns: x's 'scale' attribute, 1 when absent. */
+double lmn_dataset_get_scale(const LmnDataset *ds);
+/**
+ * lmn_dataset_get_mean:
+ * @n_out: (out): 0 when absent, 1 for a scalar, else one value per channel
+ * Returns: (transfer none) (nullable): x's 'mean' attribute, NULL when absent (mean 0)
+ */
+const double *lmn_dataset_get_mean(const LmnDataset *ds, gsize *n_out);
+/** lmn_dataset_get_std: as lmn_dataset_get_mean(), for x's 'std' attribute (NULL: std 1). */
+const double *lmn_dataset_get_std(const LmnDataset *ds, gsize *n_out);
+/** lmn_dataset_is_uint8: Returns: whether x is stored as uint8 (pixels). */
+gboolean lmn_dataset_is_uint8(const LmnDataset *ds);
+/**
+ * lmn_dataset_get_classes:
+ * Returns: (transfer none) (nullable) (array zero-terminated=1): the class names of y's
+ *   'classes' attribute (a string array, name i for label i, as `lamina convert --classes`
+ *   writes it), or NULL when it has none
+ */
+const char *const *lmn_dataset_get_classes(const LmnDataset *ds);
 /** lmn_dataset_get_n_targets: Returns: the number of targets, y included (>= 1). */
 guint lmn_dataset_get_n_targets(const LmnDataset *ds);
 /** lmn_dataset_get_target_name: Returns: (transfer none): target @index's dataset name. */
@@ -297,6 +330,33 @@ gboolean lmn_convert_csv(const char *csv, const char *label_column, gboolean hea
  */
 gboolean lmn_convert_npy(const char *x_npy, const char *y_npy, const char *output,
                          gboolean overwrite, gboolean normalize, GError **error);
+
+/**
+ * lmn_dataset_set_classes:
+ * @spec: an existing split "FILE:/split" with integer class labels
+ * @classes: (array zero-terminated=1): the class names, name i for label i
+ * Stores @classes as y's string-array attribute 'classes' (lmn_dataset_get_classes()), rewriting
+ * the file atomically with its other contents kept.  `lamina convert --classes` uses it.
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE (fewer names than classes, or y not class labels),
+ *   _WRITE, or an error opening the split
+ */
+gboolean lmn_dataset_set_classes(const char *spec, const char *const *classes, GError **error);
+
+/**
+ * lmn_npy_read_samples:
+ * @path: a .npy file of float32, float64 or uint8 elements, C order (as lmn_convert_npy() reads)
+ * @sample_shape: one sample's shape (the model's input)
+ * @n_out: (out): the number of samples
+ * @is_uint8_out: (out) (optional): whether the file held uint8 (pixels, still to preprocess)
+ * Reads inputs for `lamina predict`: an array shaped exactly @sample_shape is one sample; one of
+ * two or more dimensions whose every row holds a sample's element count ([N, sample...], or a
+ * flat [N, numel]) is N samples.
+ * Returns: (transfer full): *@n_out * numel floats (uint8 as 0..255), or NULL with
+ *   LMN_DATA_ERROR_SHAPE (naming the file's shape and the model's), _DTYPE, _VALUE (NaN/Inf),
+ *   _FORMAT or _OPEN, naming the file
+ */
+float *lmn_npy_read_samples(const char *path, const LmnShape *sample_shape, gint64 *n_out,
+                            gboolean *is_uint8_out, GError **error);
 
 /**
  * lmn_dataset_write:

@@ -24,3 +24,5 @@
 #include <lamina/attack.h>
 #include <lamina/metrics.h>
 #include <lamina/export.h>
+#include <lamina/image.h>
+#include <lamina/predict.h>

@@ -131,6 +131,17 @@ void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTe
 /** lmn_model_forward: runs every layer forward. */
 void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed);
 /**
+ * lmn_model_forward_inference:
+ * Runs forward in evaluation mode (dropout the identity, batch normalisation with its running
+ * statistics) for inference: every layer but the loss layers, so the targets need not be filled
+ * (a layer other than a loss that reads them would read whatever they hold).  Afterwards
+ * lmn_model_get_prediction() and lmn_model_get_loss_prediction() hold each loss's input (the
+ * logits) and lmn_model_get_output() a loss-free model's output; the loss values are those of
+ * an earlier forward, and lmn_model_backward() must not follow (run lmn_model_forward() first).
+ * `lamina predict` uses it.
+ */
+void lmn_model_forward_inference(LmnModel *model);
+/**
  * lmn_model_backward:
  * Runs the layers backward, filling the flat gradient tensor.  It differentiates the last
  * lmn_model_forward() in that forward's mode: after an evaluation forward (training FALSE) the

@@ -39,6 +39,6 @@ int lmn_cli_plot(int argc, char **argv)
     lmn_plot_shutdown();
     if (!ok)
         return lmn_cli_fail("plot", error);
-    printf("wrote %s (%u epochs)\n", output, m->n_rows);
+    printf("wrote %s (%u epoch%s)\n", output, m->n_rows, m->n_rows == 1 ? "" : "s");
     return 0;
 }

@@ -514,6 +514,71 @@ static void test_gemm_batched(void)
         }
 }
 
+/* The training GEMMs of the reference MLP at batch 128 (forward, dX, dW of its 784-256 layer),
+ * large enough for the GEMM library to block and thread them: every trans combination, beta 0
+ * on NaN garbage and beta 1 (gradient accumulation), offsets, and a batch of two.  Each product
+ * also runs twice from the same C, which must give the same bits (run-to-run determinism). */
+static void test_gemm_training_shapes(void)
+{
+    const Dims dims[] = {{128, 256, 784}, {128, 784, 256}, {784, 256, 128}};
+    for (gsize d = 0; d < G_N_ELEMENTS(dims); d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int beta_one = 0; beta_one < 2; beta_one++) {
+                    LmnGemm g = {.trans_a = ta,
+                                 .trans_b = tb,
+                                 .m = dims[d].m,
+                                 .n = dims[d].n,
+                                 .k = dims[d].k,
+                                 .alpha = 1.0f,
+                                 .beta = beta_one ? 1.0f : 0.0f,
+                                 .a_offset = 16,
+                                 .b_offset = 3,
+                                 .c_offset = 1,
+                                 .batch = d == 0 ? 2 : 1};
+                    const gint64 mk = g.m * g.k, kn = g.k * g.n, mn = g.m * g.n;
+                    g.stride_a = mk;
+                    g.stride_b = kn + 7;
+                    g.stride_c = mn + 2;
+                    const gint64 a_size = 16 + g.batch * mk, b_size = 3 + g.batch * (kn + 7);
+                    const gint64 c_size = 1 + g.batch * (mn + 2);
+                    check_gemm(g, a_size, b_size, c_size, !beta_one);
+
+                    g_autofree float *a = random_floats(a_size, -1, 1);
+                    g_autofree float *b = random_floats(b_size, -1, 1);
+                    g_autofree float *c0 = random_floats(c_size, -1, 1);
+                    LmnTensor *ta_t = tensor_f32(a_size, a), *tb_t = tensor_f32(b_size, b);
+                    g.struct_size = sizeof(LmnGemm);
+                    g.a = ta_t;
+                    g.b = tb_t;
+                    float *runs[2];
+                    for (int r = 0; r < 2; r++) {
+                        LmnTensor *tc = tensor_f32(c_size, c0);
+                        g.c = tc;
+                        lmn_op_gemm(&g);
+                        runs[r] = read_all(tc);
+                        lmn_tensor_unref(tc);
+                    }
+                    g_assert_cmpmem(runs[0], c_size * sizeof(float), runs[1],
+                                    c_size * sizeof(float));
+                    g_free(runs[0]);
+                    g_free(runs[1]);
+                    lmn_tensor_unref(ta_t);
+                    lmn_tensor_unref(tb_t);
+                }
+}
+
+/* The description names the GEMM library the build chose (-Donednn). */
+static void test_gemm_library(void)
+{
+    const char *desc = lmn_backend_describe(backend);
+#ifdef TEST_ONEDNN
+    g_assert_nonnull(strstr(desc, ", oneDNN "));
+#else
+    g_assert_null(strstr(desc, "oneDNN"));
+#endif
+}
+
 /* ---- bias ---- */
 
 static void test_bias(void)
@@ -2448,6 +2513,8 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/cpu/fill-copy", test_fill_copy);
     g_test_add_func("/ops/cpu/gemm/transposes", test_gemm);
     g_test_add_func("/ops/cpu/gemm/batched", test_gemm_batched);
+    g_test_add_func("/ops/cpu/gemm/training-shapes", test_gemm_training_shapes);
+    g_test_add_func("/ops/cpu/gemm/library", test_gemm_library);
     g_test_add_func("/ops/cpu/bias", test_bias);
     g_test_add_func("/ops/cpu/unary/forward", test_unary_forward);
     g_test_add_func("/ops/cpu/unary/backward", test_unary_backward);

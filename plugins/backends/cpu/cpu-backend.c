@@ -1,8 +1,9 @@
 /* Lamina CPU backend — the plugin descriptor, the vtable, memory and device description.
  *
  * The reference backend every other backend is tested against.  Memory is 64-byte aligned host
- * memory (so host_pointer lets the core skip copies), GEMM is OpenBLAS, everything else is in
- * cpu-ops.c on one thread pool.  Work runs synchronously, so there are never deferred errors.
+ * memory (so host_pointer lets the core skip copies), GEMM is oneDNN (where the build has it) or
+ * OpenBLAS, everything else is in cpu-ops.c on one thread pool.  Work runs synchronously, so there
+ * are never deferred errors.
  */
 #include "cpu-ops.h"
 
@@ -10,6 +11,9 @@
 
 #include <cblas.h>
 #include <stdlib.h>
+#ifdef LMN_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
 #include <string.h>
 #include <unistd.h>
 
@@ -18,14 +22,18 @@
 
 static const LmnParamSpec cpu_params[] = {
     LMN_PARAM_SPEC_INT("threads", "0", 0, CPU_MAX_THREADS, 0,
-                       "threads for element-wise ops and BLAS; 0 = one per core"),
+                       "threads for element-wise ops and GEMM; 0 = one per core"),
     LMN_PARAM_SPEC_END,
 };
 
-/* "OpenBLAS 0.3.21" from openblas_get_config()'s "OpenBLAS 0.3.21 DYNAMIC_ARCH ...". */
+/* The GEMM library: "oneDNN 2.6.3 sgemm", or "OpenBLAS 0.3.21" from openblas_get_config()'s
+ * "OpenBLAS 0.3.21 DYNAMIC_ARCH ...". */
 static char *blas_name(void)
 {
-#ifdef LMN_HAVE_OPENBLAS
+#if defined(LMN_HAVE_ONEDNN)
+    const dnnl_version_t *v = dnnl_version();
+    return g_strdup_printf("oneDNN %d.%d.%d sgemm", v->major, v->minor, v->patch);
+#elif defined(LMN_HAVE_OPENBLAS)
     const char *config = openblas_get_config();
     if (config != NULL) {
         g_auto(GStrv) words = g_strsplit(config, " ", 3);
@@ -93,7 +101,15 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
         return NULL;
     }
     g_mutex_init(&c->exec_lock);
+#if defined(LMN_HAVE_ONEDNN)
+    /* One thread budget for oneDNN (OpenMP) and the pool; an explicit OMP_NUM_THREADS wins.
+     * OpenBLAS is only the fallback of a failed oneDNN call: one thread, so its workers never
+     * wake beside OpenMP's. */
+    c->gemm_threads = g_getenv("OMP_NUM_THREADS") == NULL ? (int) c->n_threads : 0;
 #ifdef LMN_HAVE_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
+#elif defined(LMN_HAVE_OPENBLAS)
     /* One thread budget for both BLAS and the pool; an explicit OPENBLAS_NUM_THREADS wins. */
     if (g_getenv("OPENBLAS_NUM_THREADS") == NULL)
         openblas_set_num_threads((int) c->n_threads);
@@ -233,7 +249,7 @@ static const LmnBackendVTable cpu_vtable = {
 
 static const LmnFeatureDesc cpu_features[] = {
     LMN_FEATURE(LMN_FEATURE_BACKEND, "cpu",
-                "Reference CPU backend: OpenBLAS GEMM, vectorised loops, one thread pool",
+                "Reference CPU backend: oneDNN or OpenBLAS GEMM, vectorised loops, one thread pool",
                 cpu_params, &cpu_vtable),
 };
 

@@ -4,7 +4,8 @@
  * function is hoisted out of the loops.  Large loops are split across the pool (cpu-pool.h);
  * reductions are summed in double over fixed-size blocks whose layout depends only on the
  * element count, then the block sums are added in order, so results do not depend on the
- * thread count.  GEMM goes to BLAS.  Nothing here allocates.
+ * thread count.  GEMM goes to oneDNN where the build has it, to BLAS otherwise.  Nothing here
+ * allocates.
  */
 #include "cpu-ops.h"
 
@@ -12,6 +13,10 @@
 
 #include <cblas.h>
 #include <math.h>
+#ifdef LMN_HAVE_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#endif
 #include <string.h>
 
 #define EXEC_BEGIN(c) g_mutex_lock(&(c)->exec_lock)
@@ -136,6 +141,12 @@ void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
     float *cm = fptr(g->c) + g->c_offset;
 
     EXEC_BEGIN(c);
+#ifdef LMN_HAVE_ONEDNN
+    /* OpenMP's thread count is per calling thread, and ops may come from any thread or from two
+     * backends opened with different counts: set it here, where it is one cheap call. */
+    if (c->gemm_threads > 0 && omp_get_max_threads() != c->gemm_threads)
+        omp_set_num_threads(c->gemm_threads);
+#endif
     for (gint64 i = 0; i < batch; i++) {
         float *ci = cm + i * g->stride_c;
         if (k == 0) {
@@ -145,6 +156,18 @@ void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
                 ci[e] = g->beta == 0.0f ? 0.0f : g->beta * ci[e];
             continue;
         }
+#ifdef LMN_HAVE_ONEDNN
+        /* dnnl_sgemm rather than matmul primitives: it takes LmnGemm as it is (row-major,
+         * 'N'/'T', leading dimensions, alpha and beta) with no per-shape primitive to create,
+         * cache and key on trans/alpha/beta/strides, and it runs the same JIT-compiled AVX2 /
+         * AVX-512 kernels the f32 matmul falls back on.  A batch is a loop: the batches Lamina
+         * issues are few and large (per-image convolution GEMMs).  On an error (it has none for
+         * valid arguments) the product falls back on BLAS, so C is always written. */
+        if (dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', m, n, k, g->alpha,
+                       a + i * g->stride_a, lda, b + i * g->stride_b, ldb, g->beta, ci,
+                       n) == dnnl_success)
+            continue;
+#endif
         cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
                     g->trans_b ? CblasTrans : CblasNoTrans, m, n, k, g->alpha, a + i * g->stride_a,
                     lda, b + i * g->stride_b, ldb, g->beta, ci, n);

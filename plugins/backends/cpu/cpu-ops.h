@@ -19,6 +19,8 @@ G_BEGIN_DECLS
 typedef struct {
     LmnCpuPool *pool;
     guint n_threads;
+    /* OpenMP threads for oneDNN's GEMM, or 0 to leave OpenMP's own setting (OMP_NUM_THREADS). */
+    int gemm_threads;
     char *description;
     /* Serialises ops from different threads: the pool runs one loop at a time, the partial sums
      * below are shared, and BLAS must never run beside pool work (they would fight for cores). */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #ifdef LMN_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #endif
 #include <string.h>
 #include <unistd.h>
@@ -105,7 +106,8 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     /* One thread budget for oneDNN (OpenMP) and the pool; an explicit OMP_NUM_THREADS wins.
      * OpenBLAS is only the fallback of a failed oneDNN call: one thread, so its workers never
      * wake beside OpenMP's. */
-    c->gemm_threads = g_getenv("OMP_NUM_THREADS") == NULL ? (int) c->n_threads : 0;
+    c->gemm_threads =
+        g_getenv("OMP_NUM_THREADS") == NULL ? (int) c->n_threads : omp_get_max_threads();
 #ifdef LMN_HAVE_OPENBLAS
     openblas_set_num_threads(1);
 #endif

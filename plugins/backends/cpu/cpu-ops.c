@@ -125,6 +125,77 @@ void lmn_cpu_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src)
 
 /* ---- GEMM ---- */
 
+/* An empty product (k == 0): C = beta * C.  Handled here because BLAS rejects lda = 0 on some
+ * implementations; beta == 0 overwrites, as BLAS does. */
+static void gemm_empty(float *c, gsize mn, float beta)
+{
+    for (gsize e = 0; e < mn; e++)
+        c[e] = beta == 0.0f ? 0.0f : beta * c[e];
+}
+
+typedef struct {
+    const LmnGemm *g;
+    const float *a, *b;
+    float *c;
+    int m, n, k, lda, ldb;
+} GemmJob;
+
+/* Batch entries [begin, end) of @data, a GemmJob. */
+static void gemm_range(gsize begin, gsize end, gpointer data)
+{
+    const GemmJob *j = data;
+    const LmnGemm *g = j->g;
+    for (gsize i = begin; i < end; i++) {
+        float *ci = j->c + (gint64) i * g->stride_c;
+        if (j->k == 0) {
+            gemm_empty(ci, (gsize) j->m * (gsize) j->n, g->beta);
+            continue;
+        }
+        const float *ai = j->a + (gint64) i * g->stride_a;
+        const float *bi = j->b + (gint64) i * g->stride_b;
+#ifdef LMN_HAVE_ONEDNN
+        /* dnnl_sgemm rather than matmul primitives: it takes LmnGemm as it is (row-major,
+         * 'N'/'T', leading dimensions, alpha and beta) with no per-shape primitive to create,
+         * cache and key on trans/alpha/beta/strides, and it runs oneDNN's JIT-compiled AVX2 /
+         * AVX-512 GEMM kernels.  On an error (it has none for valid arguments) the product falls
+         * back on BLAS, so C is always written. */
+        if (dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', j->m, j->n, j->k, g->alpha,
+                       ai, j->lda, bi, j->ldb, g->beta, ci, j->n) == dnnl_success)
+            continue;
+#endif
+        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                    g->trans_b ? CblasTrans : CblasNoTrans, j->m, j->n, j->k, g->alpha, ai, j->lda,
+                    bi, j->ldb, g->beta, ci, j->n);
+    }
+}
+
+#ifdef LMN_HAVE_ONEDNN
+/* Below this many multiply-adds a GEMM runs on one OpenMP thread: forking a team costs more than
+ * it saves (OpenBLAS draws its line at the same place, 4 * 65536). */
+#define GEMM_SMALL_MNK 262144.0
+
+/* oneDNN sizes its team from OpenMP's thread count, which is per calling thread: set it where it
+ * differs (one cheap call) rather than once, since ops come from any thread, from pool workers
+ * and from backends opened with different counts. */
+static void gemm_set_threads(int n)
+{
+    if (omp_get_max_threads() != n)
+        omp_set_num_threads(n);
+}
+
+/* Small batch entries split across OpenMP's team, each GEMM on one thread (oneDNN runs
+ * single-threaded inside a parallel region).  OpenMP rather than the pool: its workers are the
+ * ones still spinning after the last large GEMM, and waking the pool's beside them would put two
+ * busy threads on one core. */
+static void gemm_batch_omp(GemmJob *j, gsize batch, int threads)
+{
+    const gint64 n = (gint64) batch;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (gint64 i = 0; i < n; i++)
+        gemm_range((gsize) i, (gsize) i + 1, j);
+}
+#endif
+
 void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
 {
     LmnCpuContext *c = ctx;
@@ -132,46 +203,32 @@ void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
         return;
     /* CBLAS takes int dimensions. */
     g_return_if_fail(g->m <= G_MAXINT && g->n <= G_MAXINT && g->k <= G_MAXINT);
-    const int m = (int) g->m, n = (int) g->n, k = (int) g->k;
-    const int lda = MAX(g->trans_a ? m : k, 1);
-    const int ldb = MAX(g->trans_b ? k : n, 1);
-    const gint64 batch = MAX(g->batch, 1);
-    const float *a = fptr(g->a) + g->a_offset;
-    const float *b = fptr(g->b) + g->b_offset;
-    float *cm = fptr(g->c) + g->c_offset;
+    GemmJob j = {.g = g,
+                 .a = fptr(g->a) + g->a_offset,
+                 .b = fptr(g->b) + g->b_offset,
+                 .c = fptr(g->c) + g->c_offset,
+                 .m = (int) g->m,
+                 .n = (int) g->n,
+                 .k = (int) g->k};
+    j.lda = MAX(g->trans_a ? j.m : j.k, 1);
+    j.ldb = MAX(g->trans_b ? j.k : j.n, 1);
+    const gsize batch = (gsize) MAX(g->batch, 1);
 
     EXEC_BEGIN(c);
 #ifdef LMN_HAVE_ONEDNN
-    /* OpenMP's thread count is per calling thread, and ops may come from any thread or from two
-     * backends opened with different counts: set it here, where it is one cheap call. */
-    if (c->gemm_threads > 0 && omp_get_max_threads() != c->gemm_threads)
-        omp_set_num_threads(c->gemm_threads);
-#endif
-    for (gint64 i = 0; i < batch; i++) {
-        float *ci = cm + i * g->stride_c;
-        if (k == 0) {
-            /* An empty product: C = beta * C.  Handled here because BLAS rejects lda = 0 on
-             * some implementations; beta == 0 overwrites, as BLAS does. */
-            for (gsize e = 0; e < (gsize) m * (gsize) n; e++)
-                ci[e] = g->beta == 0.0f ? 0.0f : g->beta * ci[e];
-            continue;
-        }
-#ifdef LMN_HAVE_ONEDNN
-        /* dnnl_sgemm rather than matmul primitives: it takes LmnGemm as it is (row-major,
-         * 'N'/'T', leading dimensions, alpha and beta) with no per-shape primitive to create,
-         * cache and key on trans/alpha/beta/strides, and it runs the same JIT-compiled AVX2 /
-         * AVX-512 kernels the f32 matmul falls back on.  A batch is a loop: the batches Lamina
-         * issues are few and large (per-image convolution GEMMs).  On an error (it has none for
-         * valid arguments) the product falls back on BLAS, so C is always written. */
-        if (dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', m, n, k, g->alpha,
-                       a + i * g->stride_a, lda, b + i * g->stride_b, ldb, g->beta, ci,
-                       n) == dnnl_success)
-            continue;
-#endif
-        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                    g->trans_b ? CblasTrans : CblasNoTrans, m, n, k, g->alpha, a + i * g->stride_a,
-                    lda, b + i * g->stride_b, ldb, g->beta, ci, n);
+    const gboolean small = (double) j.m * j.n * j.k < GEMM_SMALL_MNK;
+    if (small && batch > 1 && c->gemm_threads > 1 && g->stride_c >= g->m * g->n) {
+        /* A batch of small GEMMs writing disjoint C (convolutions, one GEMM per image) is split
+         * across threads, each entry a one-thread GEMM: every C is computed the same way
+         * whatever thread runs it, so results do not depend on the split. */
+        gemm_batch_omp(&j, batch, c->gemm_threads);
+    } else {
+        gemm_set_threads(small ? 1 : c->gemm_threads);
+        gemm_range(0, batch, &j);
     }
+#else
+    gemm_range(0, batch, &j);
+#endif
     EXEC_END(c);
 }
 

@@ -18,7 +18,10 @@ best_lamina=0
 best_torch=0
 echo "reference MLP 784-256-256-10, SGD momentum 0.9, batch 128, $steps steps, fp32, CPU"
 for t in 1 "$cores"; do
-  l=$(OPENBLAS_NUM_THREADS=$t "$build/bench/bench-train-step" bench/mlp-sgd.ini --steps "$steps")
+  # OpenBLAS reads OPENBLAS_NUM_THREADS, oneDNN (OpenMP) OMP_NUM_THREADS: set both, whichever GEMM
+  # library the build uses.
+  l=$(OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t "$build/bench/bench-train-step" bench/mlp-sgd.ini \
+    --steps "$steps")
   echo "lamina  threads=$t: $l"
   best_lamina=$(awk -v a="$best_lamina" -v b="$(echo "$l" | value)" 'BEGIN { print (b > a ? b : a) }')
   p=$(OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t /usr/bin/python3 bench/torch_train_step.py mlp \

@@ -6,9 +6,9 @@
  * decoded into up to 16 edits of those objects (delete; an attribute or dataset replaced by an
  * integer, a float, a string, an array or a dataset of another shape or type; values refilled
  * with the bytes, NaN and infinities included; a huge declared extent without data), and every
- * reader runs on the result: lmn_checkpoint_describe, lmn_checkpoint_read_plugins and
- * lmn_checkpoint_explain_missing, lmn_checkpoint_read_config (and the config
- * it returns through lmn_config_validate), lmn_checkpoint_load_weights, and
+ * reader runs on the result: lmn_checkpoint_describe, lmn_checkpoint_read_plugins,
+ * lmn_checkpoint_explain_missing, lmn_checkpoint_read_data, lmn_checkpoint_read_config (and the
+ * config it returns through lmn_config_validate), lmn_checkpoint_load_weights, and
  * lmn_checkpoint_load_training with and without reset_optimizer, each with and without
  * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE.  An all-zero input is the
  * template itself, which must load.
@@ -322,6 +322,10 @@ void fuzz_checkpoint_one(LmnRegistry *registry, const guint8 *data, size_t size)
     if (plugins)
         g_ptr_array_unref(plugins);
     g_free(lmn_checkpoint_explain_missing(fx.work, registry));
+    LmnCheckpointData decoding;
+    gboolean data_found = FALSE;
+    if (lmn_checkpoint_read_data(fx.work, &decoding, &data_found, NULL) && data_found)
+        lmn_checkpoint_data_clear(&decoding);
     char *text = lmn_checkpoint_read_config(fx.work, NULL);
     if (text != NULL) {
         LmnConfig *cfg = lmn_config_new_from_data(text, -1, "fuzz:/config", NULL);

@@ -350,6 +350,30 @@ static hid_t open_checkpoint(const char *path, gboolean require_format, GError *
     return file;
 }
 
+/* The decoding predict applies to inputs: a scale, means and standard deviations it can use
+ * (finite, the divisors non-zero, at least one value each), or a format error naming them. */
+static gboolean check_values(const double *v, gsize n, gboolean divisor, const char *name,
+                             const char *path, GError **error)
+{
+    gboolean ok = n >= 1;
+    for (gsize i = 0; ok && i < n; i++)
+        ok = isfinite(v[i]) && (!divisor || v[i] != 0.0);
+    if (!ok)
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT,
+                    "%s: /data %s: expected finite numbers%s (one, or one per channel), got %zu "
+                    "value%s%s; the checkpoint is damaged: retrain or re-save it",
+                    path, name, divisor ? " other than 0" : "", n, n == 1 ? "" : "s",
+                    n >= 1 ? ", not all of them such" : "");
+    return ok;
+}
+
+static gboolean check_data_attrs(const LmnCheckpointData *d, const char *path, GError **error)
+{
+    return check_values(&d->scale, 1, TRUE, "scale", path, error) &&
+           (!d->mean || check_values(d->mean, d->n_mean, FALSE, "mean", path, error)) &&
+           (!d->std || check_values(d->std, d->n_std, TRUE, "std", path, error));
+}
+
 /* Reads /data's attributes into @d; absent optional ones keep their defaults. */
 static gboolean read_data_attrs(hid_t group, LmnCheckpointData *d, const LmnH5Errors *errs,
                                 GError **error)
@@ -374,7 +398,7 @@ static gboolean read_data_attrs(hid_t group, LmnCheckpointData *d, const LmnH5Er
             return FALSE;
         d->is_uint8 = g_str_equal(dtype, "uint8");
     }
-    return TRUE;
+    return check_data_attrs(d, errs->filename, error);
 }
 
 gboolean lmn_checkpoint_read_data(const char *path, LmnCheckpointData *data_out,

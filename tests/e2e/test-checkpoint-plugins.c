@@ -1,4 +1,5 @@
-/* Checkpoints record which plugin and version provided each component (/plugins): the record
+/* Checkpoints record which plugin and version provided each component (/plugins) and the
+ * training data's decoding (/data): the plugin record
  * matches the registry that trained the model, `lamina inspect` lists it, and a checkpoint whose
  * component is not available names the plugin to load; files without the record, or with a
  * damaged one, are handled without it. */
@@ -6,6 +7,7 @@
 
 #include <glib/gstdio.h>
 #include <lamina/lamina.h>
+#include <math.h>
 #include <string.h>
 
 static char *tmp_dir;
@@ -151,6 +153,60 @@ static void test_absent_and_damaged(void)
     g_assert_nonnull(strstr(out, "plugins: not readable"));
 }
 
+/* Replaces attribute @name of /data in @path with @n doubles (n = 0: an empty array). */
+static void set_data_attr(const char *path, const char *name, const double *v, hsize_t n)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    hid_t g = H5Gopen2(f, "/data", H5P_DEFAULT);
+    g_assert_cmpint(g, >=, 0);
+    if (H5Aexists(g, name) > 0)
+        g_assert_cmpint(H5Adelete(g, name), >=, 0);
+    hid_t space = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    hid_t a = H5Acreate2(g, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (n > 0)
+        g_assert_cmpint(H5Awrite(a, H5T_NATIVE_DOUBLE, v), >=, 0);
+    H5Aclose(a);
+    H5Sclose(space);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+/* /data (the training split's decoding, for `lamina predict`) is untrusted like the rest: a
+ * scale of 0, an empty mean, a std holding 0 or NaN are format errors naming the attribute, and
+ * `lamina predict` reports them instead of dividing by zero. */
+static void test_damaged_data(void)
+{
+    static const double zero = 0.0, bad_std[] = {1.0, 0.0}, nan_mean[] = {NAN};
+    static const struct {
+        const char *name;
+        const double *v;
+        hsize_t n;
+    } cases[] = {
+        {"scale", &zero, 1}, {"mean", NULL, 0}, {"std", bad_std, 2}, {"mean", nan_mean, 1}};
+    g_autofree char *bytes = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(ckpt, &bytes, &len, NULL));
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *copy = g_strdup_printf("%s/data-%u.h5", tmp_dir, i);
+        g_assert_true(g_file_set_contents(copy, bytes, (gssize) len, NULL));
+        set_data_attr(copy, cases[i].name, cases[i].v, cases[i].n);
+        LmnCheckpointData d;
+        gboolean found = TRUE;
+        g_autoptr(GError) error = NULL;
+        g_assert_false(lmn_checkpoint_read_data(copy, &d, &found, &error));
+        g_assert_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_FORMAT);
+        g_autofree char *want = g_strdup_printf("/data %s:", cases[i].name);
+        if (!strstr(error->message, want) || !strstr(error->message, copy))
+            g_error("case %u: %s", i, error->message);
+        g_autofree char *spec = g_strdup_printf("%s:/train", data_file);
+        g_autofree char *err = NULL;
+        g_assert_cmpint(e2e_run_lamina(NULL, &err, "predict", copy, spec, "--backend", "cpu", NULL),
+                        ==, 1);
+        g_assert_nonnull(strstr(err, want));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -159,6 +215,7 @@ int main(int argc, char **argv)
     g_test_add_func("/e2e/checkpoint-plugins/record", test_record);
     g_test_add_func("/e2e/checkpoint-plugins/missing-plugin", test_missing_plugin);
     g_test_add_func("/e2e/checkpoint-plugins/absent-and-damaged", test_absent_and_damaged);
+    g_test_add_func("/e2e/checkpoint-plugins/damaged-data", test_damaged_data);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(tmp_dir);

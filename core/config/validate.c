@@ -775,7 +775,8 @@ static gboolean validate_augment(LmnConfig *cfg, GError **error)
     if (!ap)
         return FALSE;
     lmn_augment_config_from_params(ap, &cfg->augment);
-    return TRUE;
+    g_autofree char *where = lmn_config_dup_where(cfg, "augment", NULL);
+    return lmn_augment_config_check(&cfg->augment, where, error);
 }
 
 gboolean lmn_config_validate(LmnConfig *cfg, LmnRegistry *registry, GError **error)

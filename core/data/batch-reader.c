@@ -339,7 +339,8 @@ LmnBatchReader *lmn_batch_reader_new(LmnDataset *ds, const LmnBatchReaderOptions
         }
         r->aug = *options->augment;
         r->augment = TRUE;
-        r->aug_scratch = g_new(float, ds->sample_numel);
+        r->aug_scratch =
+            g_new(float, lmn_augment_scratch_floats(options->augment, &ds->sample_shape));
         if (r->aug.pca_std > 0 && !compute_pca(r, error)) {
             return NULL;
         }

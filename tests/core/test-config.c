@@ -291,6 +291,43 @@ static void test_augment_group(void)
     g_autofree char *group = g_strconcat(base, "[augmnet]\nhflip = 0.5\n", NULL);
     expect_invalid(group, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_UNKNOWN_KEY,
                    (const char *const[]){"[augmnet]", "did you mean [augment]", NULL});
+    /* The newer transforms: values, defaults, and the checks across keys. */
+    g_autofree char *more = g_strconcat(base,
+                                        "[augment]\nresized_crop = true\naffine_shear = 10\n"
+                                        "elastic_alpha = 34\nhue = 0.1\n",
+                                        NULL);
+    cfg = load(more);
+    g_assert_true(lmn_config_validate(cfg, registry, NULL));
+    aug = lmn_config_get_augment(cfg);
+    g_assert_true(aug->resized_crop);
+    g_assert_cmpfloat(aug->resized_crop_scale[0], ==, 0.08);
+    g_assert_cmpfloat(aug->resized_crop_ratio[1], ==, 1.3333333333333333);
+    g_assert_cmpfloat(aug->affine_shear, ==, 10);
+    g_assert_cmpfloat(aug->elastic_sigma, ==, 4);
+    g_assert_cmpfloat(aug->hue, ==, 0.1);
+    lmn_config_free(cfg);
+    g_autofree char *order = g_strconcat(base,
+                                         "[augment]\nresized_crop = true\n"
+                                         "resized_crop_scale_min = 0.9\n"
+                                         "resized_crop_scale_max = 0.5\n",
+                                         NULL);
+    expect_invalid(order, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"model.ini", "[augment]", "resized_crop_scale_min",
+                                         "resized_crop_scale_max", NULL});
+    g_autofree char *ratio = g_strconcat(base,
+                                         "[augment]\nresized_crop = true\n"
+                                         "resized_crop_ratio_min = 2\n"
+                                         "resized_crop_ratio_max = 1\n",
+                                         NULL);
+    expect_invalid(ratio, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[augment]", "resized_crop_ratio_min", NULL});
+    g_autofree char *hue = g_strconcat(base, "[augment]\nhue = 0.7\n", NULL);
+    expect_invalid(hue, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[augment]", "hue", "0.7", NULL});
+    g_autofree char *sigma = g_strconcat(base, "[augment]\nelastic_sigma = 0\n", NULL);
+    expect_invalid(sigma, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                   (const char *const[]){"[augment]", "elastic_sigma", NULL});
+
     g_autofree char *budget = replace(base, "train = d.h5:/train\n",
                                       "train = d.h5:/train\nmemory_budget_mb = -1\n");
     expect_invalid(budget, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,

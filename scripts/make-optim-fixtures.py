@@ -198,6 +198,12 @@ OPTIMIZERS = {
         ("centered_momentum", dict(lr=0.005, momentum=0.5, centered=True, weight_decay=0.01)),
         ("maximize", dict(lr=0.01, momentum=0.5, maximize=True)),
         ("steplr", dict(lr=0.01, momentum=0.5)),
+        # Lamina's nesterov option: torch has none, so Algorithm 8.6 itself is the oracle
+        ("nesterov", dict(lr=0.005, momentum=0.9, nesterov=True), "RMSpropNesterov"),
+        ("nesterov_centered", dict(lr=0.005, momentum=0.5, centered=True, weight_decay=0.01,
+                                   nesterov=True), "RMSpropNesterov"),
+        ("nesterov_maximize", dict(lr=0.005, momentum=0.7, alpha=0.9, maximize=True,
+                                   nesterov=True), "RMSpropNesterov"),
     ]),
     "adam": (torch.optim.Adam, [
         ("plain", dict(lr=0.02)),
@@ -255,6 +261,55 @@ OPTIMIZERS = {
 }
 
 
+class RMSpropNesterov(torch.optim.Optimizer):
+    """RMSprop with Nesterov momentum as Goodfellow, Bengio and Courville write it (Deep
+    Learning, Algorithm 8.6), with torch.optim.RMSprop's eps, weight decay, centered and maximize
+    options, in float64:
+
+        (the caller evaluates the gradient at the interim point theta + momentum * v)
+        r = alpha r + (1 - alpha) g^2;  v = momentum v - lr g / (sqrt(r) + eps);  theta += v
+
+    The parameter it exposes is that interim point, theta + momentum * v, so that the next
+    gradient is taken there.  Its state holds square_avg, grad_avg (centered) and
+    momentum_buffer = -v / lr: the slots of Lamina's change of variables, for a constant lr.
+    """
+
+    def __init__(self, params, lr, momentum, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                 centered=False, maximize=False, nesterov=True, foreach=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      weight_decay=weight_decay, centered=centered,
+                                      maximize=maximize))
+        self.aux = {}
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, m, a = group["lr"], group["momentum"], group["alpha"]
+            for p in group["params"]:
+                pt = p.detach().double()
+                if p not in self.aux:
+                    zero = torch.zeros_like(pt)
+                    self.aux[p] = dict(theta=pt.clone(), v=zero, r=zero, ga=zero)
+                s = self.aux[p]
+                g = p.grad.double()
+                g = -g if group["maximize"] else g
+                g = g + group["weight_decay"] * pt  # the L2 penalty's gradient, at the same point
+                s["r"] = s["r"] * a + (1 - a) * g * g
+                if group["centered"]:
+                    s["ga"] = s["ga"] * a + (1 - a) * g
+                    avg = torch.sqrt(s["r"] - s["ga"] * s["ga"]) + group["eps"]
+                else:
+                    avg = torch.sqrt(s["r"]) + group["eps"]
+                s["v"] = m * s["v"] - lr * g / avg
+                s["theta"] = s["theta"] + s["v"]
+                p.copy_((s["theta"] + m * s["v"]).float())
+                st = self.state[p]
+                st["square_avg"] = s["r"].float()
+                st["momentum_buffer"] = (-s["v"] / lr).float()
+                if group["centered"]:
+                    st["grad_avg"] = s["ga"].float()
+
+
 def make_problem_n(n, seed):
     g = torch.Generator().manual_seed(seed)
     m = torch.randn(n, n, generator=g, dtype=torch.float64)
@@ -307,9 +362,11 @@ def write_optimizer(out, name):
         f.attrs["generator"] = "scripts/make-optim-fixtures.py"
         f.attrs["torch_version"] = str(torch.__version__)
         f.attrs["optimizer"] = name
-        for case, hyper in cases:
-            grads, params, lrs, slots, host = run_optimizer(cls, hyper, case == "steplr", a, b,
-                                                            p0)
+        for entry in cases:
+            case, hyper = entry[0], entry[1]
+            case_cls = globals()[entry[2]] if len(entry) > 2 else cls
+            grads, params, lrs, slots, host = run_optimizer(case_cls, hyper, case == "steplr",
+                                                            a, b, p0)
             g = f.create_group(case)
             g.attrs["steps"] = STEPS
             g.attrs["n"] = N_OPT

@@ -11,9 +11,17 @@
  *         avg = sqrt(sq) + eps
  *     if momentum > 0:
  *         buf = buf * momentum;  buf = buf + d / avg
- *         param = param + (-lr) * buf
+ *         if nesterov:  param = param + (-lr) * (d / avg + momentum * buf)
+ *         else:         param = param + (-lr) * buf
  *     else:
  *         param = param + ((-lr) * d) / avg
+ *
+ * nesterov (Lamina's own; torch has none) is RMSprop with Nesterov momentum, Goodfellow, Bengio
+ * and Courville's Algorithm 8.6, in the change of variables torch.optim.SGD uses for its Nesterov
+ * option: the parameters held are the look-ahead point theta + momentum * v at which 8.6 takes
+ * the gradient, and v = -lr * buf.  With a constant lr the two are the same sequence of points
+ * (scripts/make-optim-fixtures.py runs 8.6 itself as the oracle); the algebra is
+ * theta' + m v' = (theta + m v) - lr ((1 + m) buf' - m buf) = ... - lr (d / avg + m buf').
  *
  * Slots: torch creates momentum_buffer only with momentum > 0 and grad_avg only when centered; a
  * Lamina optimizer declares its slots once, so they always exist and stay 0 when unused.
@@ -31,6 +39,7 @@ enum {
     RMSPROP_CENTERED,     /* 1 or 0 */
     RMSPROP_USE_MOMENTUM, /* 1 when momentum > 0 */
     RMSPROP_USE_DECAY,    /* 1 when weight_decay != 0 */
+    RMSPROP_NESTEROV,     /* 1 or 0 */
     RMSPROP_N_SCALARS
 };
 
@@ -47,6 +56,8 @@ rmsprop_loop(gsize begin, gsize end, float *restrict param, const float *restric
     const float wd = scalars[RMSPROP_WEIGHT_DECAY];
     const float momentum = scalars[RMSPROP_MOMENTUM];
     const float sign = scalars[RMSPROP_SIGN];
+    /* Loop-invariant, so the branch below costs nothing per element. */
+    const gboolean nesterov = scalars[RMSPROP_NESTEROV] != 0.0f;
 
     for (gsize i = begin; i < end; i++) {
         float d = sign * grad[i];
@@ -69,7 +80,11 @@ rmsprop_loop(gsize begin, gsize end, float *restrict param, const float *restric
             float b = momentum_buffer[i] * momentum;
             b = b + d / avg; /* addcdiv with value 1: 1 * d is exactly d */
             momentum_buffer[i] = b;
-            param[i] = param[i] + neg_lr * b;
+            if (nesterov) {
+                param[i] = param[i] + neg_lr * (d / avg + momentum * b);
+            } else {
+                param[i] = param[i] + neg_lr * b;
+            }
         } else {
             param[i] = param[i] + (neg_lr * d) / avg;
         }
@@ -103,6 +118,7 @@ static void rmsprop_prepare(const LmnParams *hyper, double lr, gint64 step, doub
     scalars[RMSPROP_CENTERED] = lmn_opt_flag(lmn_params_get_bool(hyper, "centered"));
     scalars[RMSPROP_USE_MOMENTUM] = lmn_opt_flag(momentum > 0.0);
     scalars[RMSPROP_USE_DECAY] = lmn_opt_flag(weight_decay != 0.0);
+    scalars[RMSPROP_NESTEROV] = lmn_opt_flag(lmn_params_get_bool(hyper, "nesterov"));
 }
 
 #ifdef LMN_HAVE_SPIRV
@@ -114,8 +130,24 @@ static const char *const rmsprop_slots[] = {"square_avg", "momentum_buffer", "gr
 
 LMN_OPT_KERNEL(rmsprop, RMSPROP_N_SCALARS);
 
-/* torch.optim.RMSprop checks each value on its own; the schema does that. */
-static const LmnOptimizerVTable rmsprop_vtable = {LMN_OPT_VTABLE_BASE(rmsprop)};
+/* torch.optim.RMSprop checks each value on its own; the schema does that.  Nesterov momentum
+ * needs a momentum, as torch.optim.SGD's does. */
+static gboolean rmsprop_validate(const LmnParams *hyper, GError **error)
+{
+    if (lmn_params_get_bool(hyper, "nesterov") && lmn_params_get_float(hyper, "momentum") <= 0) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "nesterov = true requires momentum > 0 (momentum is %g): set momentum, "
+                    "e.g. momentum = 0.9",
+                    lmn_params_get_float(hyper, "momentum"));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static const LmnOptimizerVTable rmsprop_vtable = {
+    LMN_OPT_VTABLE_BASE(rmsprop),
+    .validate = rmsprop_validate,
+};
 
 static const LmnParamSpec rmsprop_specs[] = {
     LMN_OPT_SPEC_LR("0.01"),
@@ -127,14 +159,18 @@ static const LmnParamSpec rmsprop_specs[] = {
     LMN_OPT_SPEC_BOOL("centered", "false",
                       "normalise by the estimated variance of the gradient instead of its second "
                       "moment"),
+    LMN_OPT_SPEC_BOOL(
+        "nesterov", "false",
+        "Nesterov momentum (Goodfellow et al., Algorithm 8.6); requires momentum > 0"),
     LMN_OPT_SPEC_MAXIMIZE,
     LMN_PARAM_SPEC_END,
 };
 
 static const LmnFeatureDesc rmsprop_features[] = {
-    LMN_FEATURE(LMN_FEATURE_OPTIMIZER, "rmsprop",
-                "RMSprop with momentum and the centered variant (torch.optim.RMSprop)",
-                rmsprop_specs, &rmsprop_vtable),
+    LMN_FEATURE(
+        LMN_FEATURE_OPTIMIZER, "rmsprop",
+        "RMSprop with momentum, the centered variant (torch.optim.RMSprop) and Nesterov momentum",
+        rmsprop_specs, &rmsprop_vtable),
 };
 
 LMN_OPT_PLUGIN(rmsprop, "lamina.rmsprop", "RMSprop (torch.optim.RMSprop)")

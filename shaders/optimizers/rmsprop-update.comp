@@ -1,14 +1,14 @@
 #version 450
 // rmsprop.update (rmsprop.c): the CPU kernel's float operations in its order; `precise` forbids
 // fused multiply-adds, which the CPU path never forms.  Scalars: neg_lr, alpha, 1 - alpha, eps,
-// weight_decay, momentum, sign, centered, use_momentum, use_decay.
+// weight_decay, momentum, sign, centered, use_momentum, use_decay, nesterov.
 layout(local_size_x_id = 0) in;
 layout(std430, set = 0, binding = 0) buffer Param { float param[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Grad { float grad[]; };
 layout(std430, set = 0, binding = 2) buffer SquareAvg { float square_avg[]; };
 layout(std430, set = 0, binding = 3) buffer MomentumBuffer { float momentum_buffer[]; };
 layout(std430, set = 0, binding = 4) buffer GradAvg { float grad_avg[]; };
-layout(push_constant) uniform P { uint n; uint offset; float s[10]; } p;
+layout(push_constant) uniform P { uint n; uint offset; float s[11]; } p;
 void main()
 {
     if (gl_GlobalInvocationID.x >= p.n)
@@ -36,7 +36,10 @@ void main()
         precise float b = momentum_buffer[i] * p.s[5];
         b = b + d / avg;
         momentum_buffer[i] = b;
-        r = pv + p.s[0] * b;
+        if (p.s[10] != 0.0)
+            r = pv + p.s[0] * (d / avg + p.s[5] * b);
+        else
+            r = pv + p.s[0] * b;
     } else {
         r = pv + (p.s[0] * d) / avg;
     }

@@ -21,7 +21,7 @@ static LmnBackend *backend;
  * its defaults as torch.optim declares them. */
 typedef struct {
     const char *name;
-    const char *cases[10];
+    const char *cases[12];
     const char *defaults[10][2];
 } OptimizerCases;
 
@@ -37,14 +37,15 @@ static const OptimizerCases optimizers[] = {
       {"maximize", "false"}}},
     {"rmsprop",
      {"plain", "alpha", "weight_decay", "momentum", "centered", "centered_momentum", "maximize",
-      "steplr"},
+      "steplr", "nesterov", "nesterov_centered", "nesterov_maximize"},
      {{"lr", "0.01"},
       {"alpha", "0.99"},
       {"eps", "1e-8"},
       {"weight_decay", "0"},
       {"momentum", "0"},
       {"centered", "false"},
-      {"maximize", "false"}}},
+      {"maximize", "false"},
+      {"nesterov", "false"}}},
     {"adam",
      {"plain", "betas", "eps", "weight_decay", "amsgrad", "maximize",
       "amsgrad_weight_decay_maximize", "steplr"},
@@ -407,6 +408,7 @@ static void test_errors(void)
         {"rmsprop", "alpha", "-0.5"},
         {"rmsprop", "momentum", "-0.9"},
         {"rmsprop", "centered", "maybe"},
+        {"rmsprop", "nesterov", "maybe"},
         {"adadelta", "rho", "1.5"},
         {"adadelta", "eps", "-1"},
         {"adam", "betas", "0.9"},
@@ -427,6 +429,20 @@ static void test_errors(void)
         g_assert_nonnull(strstr(error->message, "model.ini"));
         g_clear_error(&error);
     }
+    /* A relation between keys: rmsprop's Nesterov momentum needs a momentum. */
+    const LmnFeature *f = optimizer_feature("rmsprop");
+    const char *keys[] = {"nesterov", NULL};
+    const char *values[] = {"true", NULL};
+    g_autoptr(LmnParams) hyper =
+        lmn_registry_validate_params(f, keys, values, "model.ini [optimizer]", &error);
+    g_assert_no_error(error);
+    g_autoptr(LmnTensor) p = lmn_tensor_new(backend, LMN_DTYPE_F32, &(LmnShape){1, {4}}, &error);
+    g_autoptr(LmnTensor) g = lmn_tensor_new(backend, LMN_DTYPE_F32, &(LmnShape){1, {4}}, &error);
+    g_assert_no_error(error);
+    g_assert_null(lmn_optimizer_new(registry, "rmsprop", hyper, p, g, &error));
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID);
+    g_assert_nonnull(strstr(error->message, "rmsprop"));
+    g_assert_nonnull(strstr(error->message, "nesterov = true requires momentum > 0"));
 }
 
 /* A model-sized vector, split across the CPU backend's threads, against a naive double-free

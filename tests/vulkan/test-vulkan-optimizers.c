@@ -65,7 +65,7 @@ static const OptimizerCases optimizers[] = {
     {"rmsprop",
      1e-2,
      {{{"", "centered=true"}},
-      {{"", "momentum=0.9"}},
+      {{"", "momentum=0.9", "momentum=0.8,nesterov=true"}},
       {{"", "weight_decay=0.01"}},
       {{"", "maximize=true"}}}},
     /* torch 1.13's NAdam and RAdam have no maximize option. */

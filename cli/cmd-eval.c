@@ -78,6 +78,7 @@ static void print_result(gboolean json, const EvalResult *r, const LmnDataset *d
 typedef struct {
     gint64 batch, top_k, pad;
     gboolean top_k_given, json;
+    gboolean ema; /* the parameters from /ema, the moving average */
     LmnTta tta;
     const char *tta_name;
     const char *data;
@@ -245,7 +246,9 @@ static gboolean evaluate_member(Member *m, LmnRegistry *registry, LmnBackend *b,
                   lmn_dataset_check_model(m->ds, lmn_model_get_input_shape(model),
                                           lmn_model_get_n_classes(model), error) &&
                   lmn_model_check_targets(model, m->ds, error) &&
-                  lmn_checkpoint_load_weights(m->ckpt, model, error) &&
+                  lmn_checkpoint_load_weights_full(
+                      m->ckpt, model,
+                      o->ema ? LMN_CHECKPOINT_LOAD_EMA : LMN_CHECKPOINT_LOAD_DEFAULT, error) &&
                   lmn_evaluate_full(model, m->ds, o->batch, &r->loss, &r->acc, r->losses, error);
     if (ok && m->metrics)
         ok = lmn_evaluate_probabilities(model, m->ds, o->batch, o->tta, o->pad, sink_batch, sink,
@@ -472,6 +475,10 @@ int lmn_cli_eval(int argc, char **argv)
         {"tta", 0, 0, G_OPTION_ARG_STRING, &tta,
          "test-time augmentation of images: none (default), hflip (2 views) or crops (10 views)",
          "MODE"},
+        {"ema", 0, 0, G_OPTION_ARG_NONE, &o.ema,
+         "evaluate the moving average of the weights (/ema, written by runs with [train] "
+         "ema_decay) instead of /model",
+         NULL},
         {"tta-pad", 0, 0, G_OPTION_ARG_INT64, &o.pad,
          "--tta crops: pixels of zero padding the crops are taken from (default 4)", "P"},
         {"batch-size", 0, 0, G_OPTION_ARG_INT64, &o.batch, "samples per batch (default 256)", "N"},

@@ -25,6 +25,7 @@ static void layer_config_free(gpointer p)
     g_free(lc->tuning_where);
     g_free(lc->target);
     g_free(lc->loss_where);
+    g_free(lc->reg_where);
     g_free(lc);
 }
 

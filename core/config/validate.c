@@ -84,6 +84,13 @@ static const LmnParamSpec train_specs[] = {
                          "w of the training loss w * J(x) + (1 - w) * J(x_adversarial)"),
     LMN_PARAM_SPEC_BOOL("adversarial_random_start", "false",
                         "pgd starts from a uniform random point of the eps-ball"),
+    LMN_PARAM_SPEC_FLOAT("weight_noise", "0", 0, INFINITY, 0,
+                         "standard deviation of Gaussian noise added to the trainable parameters "
+                         "for each step's forward and backward passes only (Graves 2011); 0 = off"),
+    LMN_PARAM_SPEC_FLOAT("ema_decay", "0", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
+                         "keep an exponential moving average of the parameters, ema = d * ema + "
+                         "(1 - d) * params after each step, saved as /ema and evaluated too; "
+                         "0 = off"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -105,6 +112,13 @@ static const LmnParamSpec layer_core_specs[] = {
     LMN_PARAM_SPEC_STRING("target", "y", 0,
                           "loss layers only: the dataset of the split's HDF5 group this loss "
                           "compares against (its implicit last input); y by default"),
+    LMN_PARAM_SPEC_FLOAT("max_norm", "0", 0, INFINITY, 0,
+                         "after every step, rescale each output unit's incoming weight vector "
+                         "to L2 norm <= max_norm (torch.renorm, Keras' MaxNorm); 0 = off"),
+    LMN_PARAM_SPEC_FLOAT("activity_l1", "0", 0, INFINITY, 0,
+                         "add activity_l1 * sum |output| / batch size to the training loss"),
+    LMN_PARAM_SPEC_FLOAT("activity_l2", "0", 0, INFINITY, 0,
+                         "add activity_l2 * sum output^2 / batch size to the training loss"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -392,6 +406,9 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
     lc->lr_mult = lmn_params_get_float(core, "lr_mult");
     lc->loss_weight = lmn_params_get_float(core, "weight");
     lc->target = g_strdup(lmn_params_get_string(core, "target"));
+    lc->max_norm = lmn_params_get_float(core, "max_norm");
+    lc->activity_l1 = lmn_params_get_float(core, "activity_l1");
+    lc->activity_l2 = lmn_params_get_float(core, "activity_l2");
     g_strstrip(lc->target);
     for (guint i = 0; i + 1 < k.core.keys->len; i++) {
         const char *key = g_ptr_array_index(k.core.keys, i);
@@ -399,6 +416,12 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
             if (!lc->loss_where) {
                 g_autofree char *where = lmn_config_dup_where(cfg, group, key);
                 lc->loss_where = g_strdup_printf("%s %s", where, key);
+            }
+        } else if (g_str_equal(key, "max_norm") || g_str_equal(key, "activity_l1") ||
+                   g_str_equal(key, "activity_l2")) {
+            if (!lc->reg_where) {
+                g_autofree char *where = lmn_config_dup_where(cfg, group, key);
+                lc->reg_where = g_strdup_printf("%s %s", where, key);
             }
         } else if (g_str_equal(key, "l1"))
             lc->l1 = lmn_params_get_float(core, "l1");
@@ -677,6 +700,8 @@ static void read_train_config(LmnTrainConfig *t, const LmnParams *tp, const LmnP
     t->adversarial_clip_max = n_clip == 2 ? clip[1] : INFINITY;
     t->adversarial_weight = lmn_params_get_float(tp, "adversarial_weight");
     t->adversarial_random_start = lmn_params_get_bool(tp, "adversarial_random_start");
+    t->weight_noise = lmn_params_get_float(tp, "weight_noise");
+    t->ema_decay = lmn_params_get_float(tp, "ema_decay");
 }
 
 /* The adversarial_* keys: meaningful only together with adversarial, and consistent. */

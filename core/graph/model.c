@@ -40,6 +40,11 @@ typedef struct {
     LmnTensor **edge_full;
     LmnTensor **edge;
     gboolean grad_written; /* during backward: has any consumer written ->grad yet */
+    /* Activity regularisation ([layer] activity_l1 / activity_l2): the coefficients, and a
+     * scratch like the output for sign(output), live only during the node's backward pass. */
+    float activity_l1, activity_l2;
+    LmnTensor *act_full;
+    LmnTensor *act;
 } Node;
 
 struct _LmnModel {
@@ -100,6 +105,7 @@ static void clear_batch_views(LmnModel *m)
         Node *n = node_at(m, i);
         g_clear_pointer(&n->out, lmn_tensor_unref);
         g_clear_pointer(&n->grad, lmn_tensor_unref);
+        g_clear_pointer(&n->act, lmn_tensor_unref);
         for (guint j = 0; j < n->n_inputs; j++)
             if (n->edge)
                 g_clear_pointer(&n->edge[j], lmn_tensor_unref);
@@ -119,6 +125,7 @@ void lmn_model_free(LmnModel *model)
         g_free(n->inputs);
         g_clear_pointer(&n->out_full, lmn_tensor_unref);
         g_clear_pointer(&n->grad_full, lmn_tensor_unref);
+        g_clear_pointer(&n->act_full, lmn_tensor_unref);
         for (guint j = 0; j < n->n_inputs; j++)
             if (n->edge_full)
                 g_clear_pointer(&n->edge_full[j], lmn_tensor_unref);
@@ -212,6 +219,15 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
     n->frozen = !lc->trainable;
     n->is_loss = lmn_layer_is_loss(n->layer);
     n->weight = n->is_loss ? (float) lc->loss_weight : 1.0f;
+    n->activity_l1 = (float) lc->activity_l1;
+    n->activity_l2 = (float) lc->activity_l2;
+    if (n->is_loss && (n->activity_l1 > 0 || n->activity_l2 > 0)) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s: layer '%s' is a loss; activity_l1 and activity_l2 regularise the output "
+                    "of another layer (put them on the layer whose activations to penalise)",
+                    lc->reg_where, lc->name);
+        return FALSE;
+    }
     return TRUE;
 }
 
@@ -345,7 +361,20 @@ static gboolean collect_losses(LmnModel *m, GError **error)
                     where_of(m, m->losses[0]));
         return FALSE;
     }
-    if (m->n_losses > 1 || (m->has_loss && node_at(m, m->losses[0])->weight != 1.0f)) {
+    gboolean activity = FALSE;
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
+        const Node *n = node_at(m, i);
+        activity = activity || n->activity_l1 > 0 || n->activity_l2 > 0;
+        if (!m->has_loss && (n->activity_l1 > 0 || n->activity_l2 > 0)) {
+            g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                        "%s: activity regularisation enters the loss, but this model has no "
+                        "loss layer",
+                        where_of(m, i));
+            return FALSE;
+        }
+    }
+    /* The activity penalties are added to the sum, so it needs its own scalar then too. */
+    if (m->n_losses > 1 || activity || (m->has_loss && node_at(m, m->losses[0])->weight != 1.0f)) {
         LmnShape one = lmn_shape_make(0);
         m->loss_total = lmn_tensor_new(m->backend, LMN_DTYPE_F32, &one, error);
         if (!m->loss_total)
@@ -495,7 +524,7 @@ gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error)
  * enough that a model gets one or a few of them. */
 #define ARENA_SEGMENT_BYTES ((gint64) 256 << 20)
 
-typedef enum { BUF_OUT, BUF_GRAD, BUF_EDGE } BufKind;
+typedef enum { BUF_OUT, BUF_GRAD, BUF_EDGE, BUF_ACT } BufKind;
 
 /* One tensor of the arena: which node's buffer it becomes, and its planned place. */
 typedef struct {
@@ -565,6 +594,10 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
         if (n->needs_grad)
             plan_item(items, blocks, BUF_GRAD, i, 0, &batched, n->info.dtype,
                       time_backward(m, last_consumer[i]), time_backward(m, i));
+        /* sign(output) for activity_l1, used while the node's gradient is completed */
+        if (n->needs_grad && n->activity_l1 > 0)
+            plan_item(items, blocks, BUF_ACT, i, 0, &batched, LMN_DTYPE_F32, time_backward(m, i),
+                      time_backward(m, i));
     }
     for (guint i = m->first_layer; i < n_nodes; i++) {
         const Node *n = node_at(m, i);
@@ -587,6 +620,7 @@ static void clear_buffers(LmnModel *m)
         Node *n = node_at(m, i);
         g_clear_pointer(&n->out_full, lmn_tensor_unref);
         g_clear_pointer(&n->grad_full, lmn_tensor_unref);
+        g_clear_pointer(&n->act_full, lmn_tensor_unref);
         for (guint j = 0; j < n->n_inputs; j++)
             if (n->edge_full)
                 g_clear_pointer(&n->edge_full[j], lmn_tensor_unref);
@@ -594,6 +628,33 @@ static void clear_buffers(LmnModel *m)
     m->max_batch = 0;
     m->arena_bytes = m->arena_unshared_bytes = m->arena_peak_bytes = 0;
     m->arena_segments = 0;
+}
+
+/* Gives planned buffer @it its view of the arena (@b's segment and offset). */
+static void assign_buffer(LmnModel *model, const ArenaItem *it, const LmnArenaBlock *b,
+                          GPtrArray *segments)
+{
+    LmnTensor *v =
+        lmn_tensor_new_view(g_ptr_array_index(segments, b->segment), b->offset, &it->shape);
+    /* Segments are f32; an i32 buffer (class labels) reinterprets its bytes, which only works
+     * because both dtypes have the same size. */
+    G_STATIC_ASSERT(sizeof(gint32) == sizeof(float));
+    v->dtype = it->dtype;
+    Node *n = node_at(model, it->node);
+    switch (it->kind) {
+    case BUF_OUT:
+        n->out_full = v;
+        break;
+    case BUF_GRAD:
+        n->grad_full = v;
+        break;
+    case BUF_EDGE:
+        n->edge_full[it->input] = v;
+        break;
+    case BUF_ACT:
+        n->act_full = v;
+        break;
+    }
 }
 
 gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
@@ -631,28 +692,9 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
             n->edge = g_new0(LmnTensor *, n->n_inputs);
         }
     }
-    for (guint k = 0; k < items->len; k++) {
-        const ArenaItem *it = &g_array_index(items, ArenaItem, k);
-        const LmnArenaBlock *b = &g_array_index(blocks, LmnArenaBlock, k);
-        LmnTensor *v =
-            lmn_tensor_new_view(g_ptr_array_index(segments, b->segment), b->offset, &it->shape);
-        /* Segments are f32; an i32 buffer (class labels) reinterprets its bytes, which only
-         * works because both dtypes have the same size. */
-        G_STATIC_ASSERT(sizeof(gint32) == sizeof(float));
-        v->dtype = it->dtype;
-        Node *n = node_at(model, it->node);
-        switch (it->kind) {
-        case BUF_OUT:
-            n->out_full = v;
-            break;
-        case BUF_GRAD:
-            n->grad_full = v;
-            break;
-        case BUF_EDGE:
-            n->edge_full[it->input] = v;
-            break;
-        }
-    }
+    for (guint k = 0; k < items->len; k++)
+        assign_buffer(model, &g_array_index(items, ArenaItem, k),
+                      &g_array_index(blocks, LmnArenaBlock, k), segments);
     for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
         for (guint j = 0; j < n->n_inputs; j++) {
@@ -695,6 +737,8 @@ void lmn_model_set_batch(LmnModel *model, gint64 batch, LmnTensor **x_out, LmnTe
             n->out = n->is_loss ? lmn_tensor_ref(n->out_full) : batch_view(n->out_full, batch);
             if (n->grad_full)
                 n->grad = batch_view(n->grad_full, batch);
+            if (n->act_full)
+                n->act = batch_view(n->act_full, batch);
         }
         for (guint i = model->first_layer; i < model->nodes->len; i++) {
             Node *n = node_at(model, i);
@@ -731,6 +775,38 @@ static void fill_io(LmnModel *model, Node *n, LmnTensor **ins, LmnLayerIO *io, g
     io->seed = seed;
 }
 
+/* Activity regularisation, a training loss term like the weight penalties (evaluation losses
+ * leave it out): activity_l1 * sum |a| + activity_l2 * sum a^2 per layer output a, over the
+ * batch and divided by its size, as Keras' activity_regularizer. */
+static void add_activity_penalties(LmnModel *model)
+{
+    float per_sample = 1.0f / (float) model->batch;
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
+        const Node *n = node_at(model, i);
+        if (n->activity_l1 > 0)
+            lmn_op_reduce(LMN_REDUCE_SUM_ABS, n->out, model->loss_total,
+                          n->activity_l1 * per_sample, 1.0f);
+        if (n->activity_l2 > 0)
+            lmn_op_reduce(LMN_REDUCE_SUM_SQUARES, n->out, model->loss_total,
+                          n->activity_l2 * per_sample, 1.0f);
+    }
+}
+
+/* The activity penalties' gradient, added to the node's output gradient once its consumers
+ * have written it: activity_l1 sign(a) + 2 activity_l2 a, over the batch size. */
+static void add_activity_grads(LmnModel *model, Node *n)
+{
+    if (!model->last_training || !n->grad)
+        return;
+    float per_sample = 1.0f / (float) model->batch;
+    if (n->activity_l2 > 0)
+        lmn_op_axpby(2.0f * n->activity_l2 * per_sample, n->out, 1.0f, n->grad);
+    if (n->activity_l1 > 0) {
+        lmn_op_unary(LMN_UNARY_SIGN, n->out, n->act, 0.0f);
+        lmn_op_axpby(n->activity_l1 * per_sample, n->act, 1.0f, n->grad);
+    }
+}
+
 void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64 seed)
 {
     g_return_if_fail(model->batch > 0);
@@ -746,6 +822,8 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
         const Node *n = node_at(model, model->losses[k]);
         lmn_op_axpby(n->weight, n->out, k == 0 ? 0.0f : 1.0f, model->loss_total);
     }
+    if (training)
+        add_activity_penalties(model);
     model->last_training = training;
 }
 
@@ -811,6 +889,8 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
             io.input_grads = edges;
         }
         io.skip_param_grads = input_only || n->frozen;
+        if (n->activity_l1 > 0 || n->activity_l2 > 0)
+            add_activity_grads(model, n);
         lmn_layer_backward(n->layer, &io);
         if (n->is_loss)
             scale_loss_grads(n);

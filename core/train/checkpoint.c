@@ -165,6 +165,29 @@ static gboolean visit_best(LmnModel *model, const LmnTrainState *st, BestVisit v
     return TRUE;
 }
 
+/* Visits the moving average's parameters: each one's slice of @st->ema_params, stored as
+ * /ema/<layer>/<param>. */
+static gboolean visit_ema(LmnModel *model, const LmnTrainState *st, BestVisit visit, gpointer data,
+                          GError **error)
+{
+    LmnTensor *flat = lmn_model_get_params(model);
+    for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
+        LmnLayer *l = lmn_model_get_layer(model, i);
+        for (guint k = 0; k < lmn_layer_get_n_params(l); k++) {
+            LmnTensor *t = lmn_layer_get_param(l, k);
+            g_autoptr(LmnTensor) view =
+                lmn_tensor_new_view(st->ema_params, flat_offset(flat, t), &t->shape);
+            const char *name = lmn_layer_get_param_name(l, k);
+            g_autofree char *h5path = g_strdup_printf("/ema/%s/%s", lmn_layer_get_name(l), name);
+            g_autofree char *what = g_strdup_printf("moving average of layer '%s' parameter '%s'",
+                                                    lmn_layer_get_name(l), name);
+            if (!visit(view, h5path, what, data, error))
+                return FALSE;
+        }
+    }
+    return TRUE;
+}
+
 typedef struct {
     hid_t file;
     const LmnH5Errors *errs;
@@ -216,6 +239,11 @@ static gboolean write_train(hid_t file, LmnModel *model, LmnSchedule *sched,
     if (st->has_best_weights && st->best_params) {
         WriteCtx ctx = {file, errs};
         if (!visit_best(model, st, write_best_one, &ctx, error))
+            return FALSE;
+    }
+    if (st->has_ema && st->ema_params) {
+        WriteCtx ctx = {file, errs};
+        if (!visit_ema(model, st, write_best_one, &ctx, error))
             return FALSE;
     }
     return TRUE;
@@ -640,6 +668,14 @@ static gboolean load_weights(const char *path, LmnModel *model, LmnCheckpointLoa
     g_auto(LmnH5Id) file = open_checkpoint(path, FALSE, error);
     if (file < 0)
         return FALSE;
+    gboolean ema = (flags & LMN_CHECKPOINT_LOAD_EMA) != 0;
+    if (ema && !lmn_h5_path_exists(file, "/ema")) {
+        g_set_error(error, LMN_CHECKPOINT_ERROR, LMN_CHECKPOINT_ERROR_MISMATCH,
+                    "%s: has no /ema, the moving average of the weights (the run that wrote it "
+                    "had no [train] ema_decay); evaluate its /model weights without --ema",
+                    path);
+        return FALSE;
+    }
     g_autoptr(GArray) pending = g_array_new(FALSE, TRUE, sizeof(PendingWrite));
     g_array_set_clear_func(pending, pending_clear);
     guint n_tensors = 0;
@@ -651,8 +687,8 @@ static gboolean load_weights(const char *path, LmnModel *model, LmnCheckpointLoa
             LmnTensor *t = is_param ? lmn_layer_get_param(l, k) : lmn_layer_get_buffer(l, k - np);
             const char *pname = is_param ? lmn_layer_get_param_name(l, k)
                                          : lmn_layer_get_buffer_name(l, k - np);
-            g_autofree char *h5path =
-                g_strdup_printf("/model/%s/%s", lmn_layer_get_name(l), pname);
+            g_autofree char *h5path = g_strdup_printf(
+                "/%s/%s/%s", is_param && ema ? "ema" : "model", lmn_layer_get_name(l), pname);
             n_tensors++;
             if (report) {
                 /* Only absence and another shape are a mismatch; a tensor that is there with
@@ -991,6 +1027,7 @@ static gboolean apply_training(TrainingRead *r, LmnOptimizer *opt, LmnSchedule *
     state->stopped_early = st->stopped_early;
     state->monitor = st->monitor;
     state->has_best_weights = st->has_best_weights;
+    state->has_ema = st->has_ema;
     lmn_train_state_clear_init(state);
     state->init_from = g_steal_pointer(&st->init_from);
     state->init_skipped_names = g_steal_pointer(&st->init_skipped_names);
@@ -1031,6 +1068,12 @@ gboolean lmn_checkpoint_load_training(const char *path, LmnModel *model, LmnOpti
     if (r.state.has_best_weights) {
         ReadCtx ctx = {file, path, r.pending, r.views, flags};
         if (!visit_best(model, state, read_best_one, &ctx, error))
+            return FALSE;
+    }
+    r.state.has_ema = state->ema_params && lmn_h5_path_exists(file, "/ema");
+    if (r.state.has_ema) {
+        ReadCtx ctx = {file, path, r.pending, r.views, flags};
+        if (!visit_ema(model, state, read_best_one, &ctx, error))
             return FALSE;
     }
     return read_schedule_state(tg, path, sched, &errs, &r, error) &&

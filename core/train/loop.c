@@ -196,6 +196,8 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
     if (!next_batch(t, m, skip, &xh, &yh, error))
         return FALSE;
     gboolean adversarial = t->adv_work != NULL;
+    /* Weight noise holds for this step's passes; the update applies to the clean weights. */
+    lmn_train_weight_noise_add(t);
     if (adversarial) {
         if (!lmn_train_adversarial_step(t, ep->index, m, xh, yh, error))
             return FALSE;
@@ -208,6 +210,7 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
         lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
         lmn_train_accumulate_losses(t, m);
     }
+    lmn_train_weight_noise_remove(t);
     if (!lmn_train_process_gradients(t, m, error))
         return FALSE;
     ep->lr = lmn_schedule_get_lr(t->sched, t->state.step, ep->index, steps_per_epoch);
@@ -215,6 +218,7 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
         return bad_lr_error(t, ep, error);
     lmn_optimizer_step(t->opt, ep->lr);
     t->state.step++;
+    lmn_train_after_update(t);
     /* (adversarial training counted the clean batch's correct answers before the attack) */
     if (!adversarial)
         lmn_train_count_correct(t->model, t->acc_loss, t->correct_acc);
@@ -312,6 +316,8 @@ static gboolean end_epoch(LmnTrainer *t, Epoch *ep, GError **error)
     ep->val_acc = NAN;
     if (t->val && !lmn_train_evaluate(t, t->val, &ep->val_loss, &ep->val_acc, t->val_losses, error))
         return FALSE;
+    if (t->val && !lmn_train_evaluate_ema(t, t->val, &t->ema_val_loss, &t->ema_val_acc, error))
+        return FALSE;
     ep->improved = FALSE;
     if (!ep->reached_end)
         return TRUE;
@@ -340,8 +346,10 @@ static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error
         lmn_train_csv_value(metrics, ep->lr) && lmn_train_csv_value(metrics, ep->train_loss) &&
         lmn_train_csv_value(metrics, ep->train_acc) && lmn_train_csv_value(metrics, ep->val_loss) &&
         lmn_train_csv_value(metrics, ep->val_acc) && lmn_train_csv_value(metrics, ep->seconds) &&
-        lmn_train_write_loss_values(t, metrics) && fputc('\n', metrics) != EOF &&
-        fflush(metrics) == 0;
+        lmn_train_write_loss_values(t, metrics) &&
+        (!t->ema || (lmn_train_csv_value(metrics, t->ema_val_loss) &&
+                     lmn_train_csv_value(metrics, t->ema_val_acc))) &&
+        fputc('\n', metrics) != EOF && fflush(metrics) == 0;
     if (!ok) {
         int e = errno;
         g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
@@ -370,6 +378,11 @@ static void print_epoch(LmnTrainer *t, const Epoch *ep)
             printf("  val_acc %.2f%%", 100 * ep->val_acc);
         if (ep->improved)
             printf(" *");
+        if (t->ema && !isnan(t->ema_val_loss)) {
+            printf("  ema val_loss %.4f", t->ema_val_loss);
+            if (labels)
+                printf("  ema val_acc %.2f%%", 100 * t->ema_val_acc);
+        }
     }
     /* The share of the epoch spent waiting for batches the prefetch thread had not decoded yet:
      * a high value means the data pipeline, not the model, limits the speed. */
@@ -457,6 +470,14 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
             if (!isnan(ta))
                 printf("  acc %.2f%%", 100 * ta);
             printf("  (%s)\n", lmn_dataset_get_spec(t->test));
+        }
+        if (t->ema && !lmn_train_evaluate_ema(t, t->test, &tl, &ta, error))
+            return FALSE;
+        if (t->ema && !isnan(tl) && !t->opts.quiet) {
+            printf("test  loss %.4f", tl);
+            if (!isnan(ta))
+                printf("  acc %.2f%%", 100 * ta);
+            printf("  (the moving average of the weights, /ema)\n");
         }
     }
     if (!t->opts.quiet)

@@ -63,6 +63,17 @@ struct _LmnTrainer {
     struct _LmnAttackWork *adv_work;
     LmnTensor *adv_grads;
     gint32 *adv_labels;
+    /* Regularisers on the weights (regularisers.c), NULL / 0 when off: the max_norm rows
+     * (start, length, bound per row), weight noise's clean copy of the parameters, its noise and
+     * one view of the noise per parameter slot, and the parameters' moving average (laid out like
+     * the flat parameters) with the last validation figures of the averaged weights. */
+    gsize mn_rows;
+    LmnTensor *mn_start, *mn_len, *mn_max;
+    LmnTensor *clean_params;
+    LmnTensor *wn_noise;
+    GPtrArray *wn_views;
+    LmnTensor *ema;
+    double ema_val_loss, ema_val_acc;
 };
 
 /* A parameter as the training loop's gradient processing sees it.  The tensors are views into
@@ -140,6 +151,24 @@ void lmn_train_free_adversarial(LmnTrainer *t);
  * clean batch) are accumulated. */
 gboolean lmn_train_adversarial_step(LmnTrainer *t, gint64 epoch, gint64 m, const float *x,
                                     const gint32 *labels, GError **error);
+
+/* ---- regularisers.c ---- */
+
+/* The moving average's tensor ([train] ema_decay), before a resume loads it. */
+gboolean lmn_train_setup_ema(LmnTrainer *t, GError **error);
+/* The max_norm rows and weight noise's buffers, once the gradient slots exist; FALSE with an
+ * error naming the layer and key for max_norm on a layer without a weight matrix, or frozen. */
+gboolean lmn_train_setup_regularisers(LmnTrainer *t, GError **error);
+void lmn_train_free_regularisers(LmnTrainer *t);
+/* Weight noise: the step's noise onto the trainable parameters (keeping the clean ones) before
+ * the forward pass, and the clean parameters back after the backward pass. */
+void lmn_train_weight_noise_add(LmnTrainer *t);
+void lmn_train_weight_noise_remove(LmnTrainer *t);
+/* After each optimizer update: the max_norm constraints, then the moving average. */
+void lmn_train_after_update(LmnTrainer *t);
+/* @ds's loss and accuracy with the averaged parameters (NAN, NAN without an average yet). */
+gboolean lmn_train_evaluate_ema(LmnTrainer *t, const LmnDataset *ds, double *loss, double *acc,
+                                GError **error);
 
 /* ---- loop.c ---- */
 

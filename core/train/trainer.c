@@ -57,6 +57,7 @@ void lmn_trainer_free(LmnTrainer *t)
     g_clear_pointer(&t->best_params, lmn_tensor_unref);
     g_clear_pointer(&t->best_buffers, lmn_tensor_unref);
     lmn_train_free_adversarial(t);
+    lmn_train_free_regularisers(t);
     lmn_train_state_clear_init(&t->state);
     lmn_schedule_free(t->sched);
     lmn_optimizer_free(t->opt);
@@ -356,11 +357,11 @@ static gboolean build_update(LmnTrainer *t, GError **error)
     gint64 n = lmn_dataset_get_length(t->train), batch = t->tc->batch_size;
     lmn_schedule_set_run_length(t->sched, t->tc->epochs, (n + batch - 1) / batch,
                                 t->tc->max_steps);
-    if (!setup_best_weights(t, error))
+    if (!setup_best_weights(t, error) || !lmn_train_setup_ema(t, error))
         return FALSE;
     if (t->opts.resume_checkpoint && !resume(t, error))
         return FALSE;
-    return lmn_train_setup_gradients(t, error);
+    return lmn_train_setup_gradients(t, error) && lmn_train_setup_regularisers(t, error);
 }
 
 /* The model's activations for a batch, LSUV on a fresh initialisation, the host staging buffers,

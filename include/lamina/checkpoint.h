@@ -11,6 +11,9 @@
  *                              init_skipped_names (see LmnTrainState)
  *   /train/best/<layer>/<name> (only with early stopping and restore_best) the best epoch's
  *                              parameters and buffers, to restore them after a resumed run
+ *   /ema/<layer>/<param>       (only with [train] ema_decay) the parameters' moving average,
+ *                              PyTorch names and shapes like /model (parameters only: buffers
+ *                              such as running statistics are the live ones under /model)
  *   /plugins/layers/<layer>    attrs type, plugin, version: the plugin that provided each
  *   /plugins/initializers/<layer>.<param>, /plugins/optimizer, /plugins/schedule  likewise
  *   /data                      (written by `lamina train` since predict existed) the training
@@ -73,6 +76,12 @@ typedef struct {
      * lmn_checkpoint_save() records in /data, so that `lamina predict` preprocesses images as
      * the model was trained; NULL writes no /data */
     const LmnDataset *train_data;
+    /* appended: (nullable, borrowed) the parameters' exponential moving average ([train]
+     * ema_decay), laid out like the model's flat parameter tensor; saved as /ema/<layer>/<param>
+     * when @has_ema, and loaded from there by lmn_checkpoint_load_training() (which sets
+     * @has_ema when the file has it) */
+    LmnTensor *ema_params;
+    gboolean has_ema;
 } LmnTrainState;
 
 /**
@@ -140,10 +149,14 @@ char *lmn_checkpoint_read_config(const char *path, GError **error);
  * @LMN_CHECKPOINT_LOAD_REQUIRE_FINITE: refuse a tensor holding NaN or an infinity
  *   (LMN_CHECKPOINT_ERROR_NON_FINITE, naming it and counting them); training sets it unless
  *   `--allow-nonfinite` is given
+ * @LMN_CHECKPOINT_LOAD_EMA: take the parameters from /ema instead of /model (buffers still come
+ *   from /model): the moving average of a run with [train] ema_decay, as `lamina eval --ema`
+ *   does; a file without /ema is LMN_CHECKPOINT_ERROR_MISMATCH
  */
 typedef enum {
     LMN_CHECKPOINT_LOAD_DEFAULT = 0,
     LMN_CHECKPOINT_LOAD_REQUIRE_FINITE = 1 << 0,
+    LMN_CHECKPOINT_LOAD_EMA = 1 << 1,
 } LmnCheckpointLoadFlags;
 
 /**

@@ -55,6 +55,17 @@ typedef struct {
     double loss_weight;
     char *target;
     char *loss_where;
+    /* appended: training-loop regularisers.  @max_norm > 0 rescales, after every step, each
+     * output unit's incoming weight vector (each row of a weight parameter viewed as
+     * [dims[0], rest]) whose L2 norm exceeds it to that norm, as torch.renorm(p=2, dim=0) and
+     * Keras' MaxNorm; @activity_l1 / @activity_l2 add activity_l1 * sum |a| and activity_l2 *
+     * sum a^2 of the layer's output a, divided by the batch size, to the training loss (as Keras'
+     * activity_regularizer); 0 = off.  @reg_where is "FILE:LINE [layer NAME] KEY" of the first of
+     * them the group sets (NULL when none), for the model's and the trainer's messages. */
+    double max_norm;
+    double activity_l1;
+    double activity_l2;
+    char *reg_where;
 } LmnLayerConfig;
 
 /* The input name of a loss's target node for a dataset other than y: "target:NAME" (layer names
@@ -126,6 +137,15 @@ typedef struct {
     double adversarial_clip_max;
     double adversarial_weight;         /* w, in [0, 1]; default 0.5 */
     gboolean adversarial_random_start; /* PGD from a uniform point of the eps-ball */
+    /* appended: [train] weight_noise = sigma adds N(0, sigma^2) noise to the trainable
+     * parameters for each step's forward and backward passes only (Graves 2011): the gradient
+     * is taken at the noisy weights and applied to the clean ones.  0 = off. */
+    double weight_noise;
+    /* appended: [train] ema_decay = d keeps an exponential moving average of the parameters,
+     * ema = d * ema + (1 - d) * params after every step (the first step copies them, as
+     * torch.optim.swa_utils.AveragedModel and Keras' use_ema do), saved under /ema of every
+     * checkpoint and evaluated next to the live weights.  0 = off; in [0, 1). */
+    double ema_decay;
 } LmnTrainConfig;
 
 /**

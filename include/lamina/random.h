@@ -55,6 +55,7 @@ typedef enum {
     LMN_STREAM_AUGMENT = 5, /* augmentation; index = epoch */
     LMN_STREAM_LAYER = 6,   /* stochastic layers (dropout); index = layer index */
     LMN_STREAM_ATTACK = 7,  /* adversarial random starts; index = sample index in its dataset */
+    LMN_STREAM_WEIGHT_NOISE = 8, /* [train] weight_noise; index = step */
 } LmnStreamPurpose;
 
 #define LMN_STREAM(purpose, index) ((((guint64) (purpose)) << 32) | (guint64) (guint32) (index))

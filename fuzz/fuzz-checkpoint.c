@@ -8,7 +8,8 @@
  * with the bytes, NaN and infinities included; a huge declared extent without data), and every
  * reader runs on the result: lmn_checkpoint_describe, lmn_checkpoint_read_plugins,
  * lmn_checkpoint_explain_missing, lmn_checkpoint_read_data, lmn_checkpoint_read_config (and the
- * config it returns through lmn_config_validate), lmn_checkpoint_load_weights, and
+ * config it returns through lmn_config_validate), lmn_checkpoint_load_weights (of /model and,
+ * with LMN_CHECKPOINT_LOAD_EMA, of /ema), and
  * lmn_checkpoint_load_training with and without reset_optimizer, each with and without
  * LMN_CHECKPOINT_LOAD_REQUIRE_FINITE.  An all-zero input is the
  * template itself, which must load.
@@ -142,6 +143,12 @@ static void fixture_init(LmnRegistry *registry)
     g_assert(fx.sched != NULL);
     fx.state = (LmnTrainState){.epoch = 1, .step = 10, .seed = 1, .best_metric = 0.5,
                                .best_epoch = 1, .monitor = LMN_MONITOR_VAL_LOSS};
+    /* A moving average too, so /ema is written and read back like the weights. */
+    LmnTensor *flat = lmn_model_get_params(fx.model);
+    fx.state.ema_params = lmn_tensor_new(fx.backend, LMN_DTYPE_F32, &flat->shape, &error);
+    g_assert(fx.state.ema_params != NULL);
+    lmn_op_copy(fx.state.ema_params, flat);
+    fx.state.has_ema = TRUE;
 
     g_autofree char *dir = g_dir_make_tmp("lamina-fuzz-ckpt-XXXXXX", NULL);
     g_assert(dir != NULL);
@@ -336,10 +343,12 @@ void fuzz_checkpoint_one(LmnRegistry *registry, const guint8 *data, size_t size)
         g_free(text);
     }
     gboolean loaded = lmn_checkpoint_load_weights_full(fx.work, fx.model, flags, NULL);
+    gboolean loaded_ema =
+        lmn_checkpoint_load_weights_full(fx.work, fx.model, flags | LMN_CHECKPOINT_LOAD_EMA, NULL);
     LmnTrainState st = fx.state;
     gboolean resumed =
         lmn_checkpoint_load_training(fx.work, fx.model, fx.opt, fx.sched, &st, reset, flags, NULL);
     /* The template itself must load: a reader that refuses a valid file is a finding too. */
     if (n_edits == 0)
-        g_assert(loaded && resumed);
+        g_assert(loaded && loaded_ema && resumed);
 }

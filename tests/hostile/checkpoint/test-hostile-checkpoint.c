@@ -65,14 +65,15 @@ static void run_clear(Run *r)
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Run, run_clear)
 
-/* Trains the model for one epoch into a fresh directory: the genuine checkpoint to damage. */
-static void train_once(Run *r, const char *name)
+/* Trains the model for one epoch into a fresh directory, with @extra [train] keys: the genuine
+ * checkpoint to damage. */
+static void train_once_with(Run *r, const char *name, const char *extra)
 {
     g_autofree char *data_name = g_strdup_printf("%s.h5", name);
     r->data = g_build_filename(tmp_dir, data_name, NULL);
     e2e_write_blobs(r->data, "train", 64, 7, FALSE);
     g_autofree char *cfg_name = g_strdup_printf("%s.ini", name);
-    r->config = write_config(cfg_name, r->data, NULL);
+    r->config = write_config(cfg_name, r->data, extra);
     g_autofree char *out_name = g_strdup_printf("%s-out", name);
     r->out = g_build_filename(tmp_dir, out_name, NULL);
     r->final = g_build_filename(r->out, "final.h5", NULL);
@@ -81,6 +82,11 @@ static void train_once(Run *r, const char *name)
                                 "--backend", "cpu", NULL);
     if (status != 0)
         g_error("%s: the first training failed (%d):\n%s", name, status, err);
+}
+
+static void train_once(Run *r, const char *name)
+{
+    train_once_with(r, name, NULL);
 }
 
 /* A byte copy of @src named @name in the temporary directory. */
@@ -271,6 +277,42 @@ static void test_nonfinite_weight(void)
     expect_failure("nonfinite-weight --init", args, keys);
 }
 
+/* The moving average (/ema) is read with the same checks as the weights: --resume refuses a
+ * poisoned one and a misshapen one naming the tensor, and eval --ema fails cleanly on NaN. */
+static void test_bad_ema(void)
+{
+    g_auto(Run) r = {0};
+    train_once_with(&r, "bad-ema", "ema_decay = 0.9\n");
+    g_autofree char *bad = copy_file(r.final, "bad-ema-nan.h5");
+    poison(bad, "/ema/fc1/weight");
+    const char *keys[] = {"bad-ema-nan.h5:/ema/fc1/weight",
+                          "moving average of layer 'fc1' parameter 'weight'",
+                          "3 of 16 values are not finite", NULL};
+    expect_resume_failure("bad-ema-nan", &r, bad, "--epochs=2", keys);
+    g_autofree char *spec = g_strdup_printf("%s:/train", r.data);
+    const char *eval_args[] = {"eval", bad, "--data", spec, "--ema", NULL, NULL, NULL};
+    /* eval takes weights as they are (as for /model) and stops at the first non-finite score. */
+    const char *eval_keys[] = {"bad-ema-nan.h5", "not finite", NULL};
+    expect_failure("bad-ema-nan eval", eval_args, eval_keys);
+
+    g_autofree char *shape = copy_file(r.final, "bad-ema-shape.h5");
+    hid_t f = H5Fopen(shape, H5F_ACC_RDWR, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    g_assert_cmpint(H5Ldelete(f, "/ema/fc/bias", H5P_DEFAULT), >=, 0);
+    hsize_t dims[1] = {7};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    hid_t ds = H5Dcreate2(f, "/ema/fc/bias", H5T_NATIVE_FLOAT, space, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    g_assert_cmpint(ds, >=, 0);
+    float zeros[7] = {0};
+    g_assert_cmpint(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros), >=, 0);
+    H5Dclose(ds);
+    H5Sclose(space);
+    H5Fclose(f);
+    const char *shape_keys[] = {"bad-ema-shape.h5:/ema/fc/bias", "[7]", "[4]", NULL};
+    expect_resume_failure("bad-ema-shape", &r, shape, "--epochs=2", shape_keys);
+}
+
 static void test_nonfinite_slot(void)
 {
     g_auto(Run) r = {0};
@@ -344,6 +386,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hostile/checkpoint/finished-run", test_finished_run);
     g_test_add_func("/hostile/checkpoint/nonfinite-weight", test_nonfinite_weight);
     g_test_add_func("/hostile/checkpoint/nonfinite-slot", test_nonfinite_slot);
+    g_test_add_func("/hostile/checkpoint/bad-ema", test_bad_ema);
     g_test_add_func("/hostile/checkpoint/nonfinite-init-allowed", test_nonfinite_init_allowed);
     g_test_add_func("/hostile/checkpoint/gradient-overflow", test_gradient_overflow);
     int rc = g_test_run();

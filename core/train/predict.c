@@ -8,7 +8,8 @@
 LmnPredictActivation lmn_predict_activation_for_loss(const char *type)
 {
     g_return_val_if_fail(type != NULL, LMN_PREDICT_NONE);
-    if (g_str_equal(type, "softmax_cross_entropy"))
+    /* nll's input holds log-probabilities: their softmax is their exp. */
+    if (g_str_equal(type, "softmax_cross_entropy") || g_str_equal(type, "nll"))
         return LMN_PREDICT_SOFTMAX;
     if (g_str_equal(type, "binary_cross_entropy_with_logits"))
         return LMN_PREDICT_SIGMOID;

@@ -558,20 +558,20 @@ int main(int argc, char **argv)
         return 77;
     g_clear_pointer(&vk, lmn_backend_unref);
     configs = g_ptr_array_new_with_free_func((GDestroyNotify) lmn_config_free);
-    tmp_dir = g_dir_make_tmp("lamina-regularisers-XXXXXX", NULL);
+    tmp_dir = g_dir_make_tmp("lamina-weight-regularisers-XXXXXX", NULL);
     blobs = g_build_filename(tmp_dir, "blobs.h5", NULL);
     e2e_write_blobs(blobs, "train", 256, 9, FALSE);
     if (!vulkan) {
-        g_test_add_func("/e2e/regularisers/activity", test_activity);
-        g_test_add_func("/e2e/regularisers/activity-errors", test_activity_errors);
-        g_test_add_func("/e2e/regularisers/errors", test_regulariser_errors);
-        g_test_add_func("/e2e/regularisers/eval-ema", test_eval_ema);
-        g_test_add_func("/e2e/regularisers/ema-report", test_ema_report);
+        g_test_add_func("/e2e/weight-regularisers/activity", test_activity);
+        g_test_add_func("/e2e/weight-regularisers/activity-errors", test_activity_errors);
+        g_test_add_func("/e2e/weight-regularisers/errors", test_regulariser_errors);
+        g_test_add_func("/e2e/weight-regularisers/eval-ema", test_eval_ema);
+        g_test_add_func("/e2e/weight-regularisers/ema-report", test_ema_report);
     }
     /* These run on the configured backend: with --vulkan, lavapipe's kernels. */
-    g_test_add_func("/e2e/regularisers/max-norm", test_max_norm);
-    g_test_add_func("/e2e/regularisers/weight-noise", test_weight_noise);
-    g_test_add_func("/e2e/regularisers/ema", test_ema);
+    g_test_add_func("/e2e/weight-regularisers/max-norm", test_max_norm);
+    g_test_add_func("/e2e/weight-regularisers/weight-noise", test_weight_noise);
+    g_test_add_func("/e2e/weight-regularisers/ema", test_ema);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(tmp_dir);

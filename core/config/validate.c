@@ -87,6 +87,9 @@ static const LmnParamSpec train_specs[] = {
     LMN_PARAM_SPEC_FLOAT("weight_noise", "0", 0, INFINITY, 0,
                          "standard deviation of Gaussian noise added to the trainable parameters "
                          "for each step's forward and backward passes only (Graves 2011); 0 = off"),
+    LMN_PARAM_SPEC_INT("top_k", "0", 0, 1e9, 0,
+                       "also report the top-K accuracy of the validation and test splits "
+                       "(classification); 0 = off"),
     LMN_PARAM_SPEC_FLOAT("ema_decay", "0", 0, 1, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
                          "keep an exponential moving average of the parameters, ema = d * ema + "
                          "(1 - d) * params after each step, saved as /ema and evaluated too; "
@@ -702,6 +705,7 @@ static void read_train_config(LmnTrainConfig *t, const LmnParams *tp, const LmnP
     t->adversarial_random_start = lmn_params_get_bool(tp, "adversarial_random_start");
     t->weight_noise = lmn_params_get_float(tp, "weight_noise");
     t->ema_decay = lmn_params_get_float(tp, "ema_decay");
+    t->top_k = lmn_params_get_int(tp, "top_k");
 }
 
 /* The adversarial_* keys: meaningful only together with adversarial, and consistent. */

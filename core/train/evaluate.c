@@ -77,14 +77,12 @@ static gboolean load_extra_targets(LmnModel *model, const LmnDataset *ds, const 
     return TRUE;
 }
 
-/* The loss and target the accuracy is of: with one loss, the prediction and y whenever y holds
- * class labels (as always); with several, the first loss whose target holds class labels.
- * Returns: the loss's index, or -1 for no accuracy. */
+/* The loss and target the accuracy is of: the first loss whose own target holds class labels
+ * (with one loss reading y, the prediction and y whenever y holds them, as always; a loss on
+ * another dataset is judged by that one, so a regression on `target = z` has no accuracy even
+ * when y holds labels).  Returns: the loss's index, or -1 for no accuracy. */
 gint lmn_train_accuracy_loss(const LmnModel *model)
 {
-    const LmnTensorInfo *ti = lmn_model_get_target_info(model);
-    if (lmn_model_get_n_losses(model) == 1)
-        return ti && ti->dtype == LMN_DTYPE_I32 ? 0 : -1;
     for (guint i = 0; i < lmn_model_get_n_losses(model); i++) {
         gint t = lmn_model_get_loss_target(model, i);
         if (t >= 0 && lmn_model_get_target_info_at(model, (guint) t)->dtype == LMN_DTYPE_I32)
@@ -394,4 +392,46 @@ gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint6
     }
     prob_buffers_clear(&p);
     return ok;
+}
+
+gboolean lmn_train_check_top_k(LmnTrainer *t, GError **error)
+{
+    gint64 k = t->tc->top_k;
+    t->val_top_k = NAN;
+    if (k == 0)
+        return TRUE;
+    gint64 n_classes = lmn_evaluate_get_n_classes(t->model);
+    if (n_classes >= 1 && k <= n_classes)
+        return TRUE;
+    g_autofree char *where = lmn_config_dup_where(t->cfg, "train", "top_k");
+    if (n_classes < 1)
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s top_k: the model has no loss on class labels, so there is no top-K "
+                    "accuracy; remove top_k",
+                    where);
+    else
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s top_k: %" G_GINT64_FORMAT " is more than the model's %" G_GINT64_FORMAT
+                    " classes; use a top_k of 1 to %" G_GINT64_FORMAT,
+                    where, k, n_classes, n_classes);
+    return FALSE;
+}
+
+static gboolean add_top_k(gint64 start, gint64 n, const float *probs, const gint32 *labels,
+                          gpointer data, GError **error)
+{
+    (void) start;
+    return lmn_class_metrics_add(data, probs, labels, n, error);
+}
+
+gboolean lmn_train_evaluate_top_k(LmnTrainer *t, const LmnDataset *ds, double *acc, GError **error)
+{
+    *acc = NAN;
+    g_autoptr(LmnClassMetrics) m =
+        lmn_class_metrics_new(lmn_evaluate_get_n_classes(t->model), t->tc->top_k, error);
+    if (!m || !lmn_evaluate_probabilities(t->model, ds, t->tc->batch_size, LMN_TTA_NONE, 0,
+                                          add_top_k, m, error))
+        return FALSE;
+    *acc = lmn_class_metrics_get_top_k_accuracy(m);
+    return TRUE;
 }

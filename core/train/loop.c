@@ -318,6 +318,8 @@ static gboolean end_epoch(LmnTrainer *t, Epoch *ep, GError **error)
         return FALSE;
     if (t->val && !lmn_train_evaluate_ema(t, t->val, &t->ema_val_loss, &t->ema_val_acc, error))
         return FALSE;
+    if (t->val && t->tc->top_k > 0 && !lmn_train_evaluate_top_k(t, t->val, &t->val_top_k, error))
+        return FALSE;
     ep->improved = FALSE;
     if (!ep->reached_end)
         return TRUE;
@@ -349,6 +351,7 @@ static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error
         lmn_train_write_loss_values(t, metrics) &&
         (!t->ema || (lmn_train_csv_value(metrics, t->ema_val_loss) &&
                      lmn_train_csv_value(metrics, t->ema_val_acc))) &&
+        (t->tc->top_k == 0 || lmn_train_csv_value(metrics, t->val_top_k)) &&
         fputc('\n', metrics) != EOF && fflush(metrics) == 0;
     if (!ok) {
         int e = errno;
@@ -376,6 +379,8 @@ static void print_epoch(LmnTrainer *t, const Epoch *ep)
         lmn_train_print_losses(t, t->val_losses);
         if (labels)
             printf("  val_acc %.2f%%", 100 * ep->val_acc);
+        if (t->tc->top_k > 0)
+            printf("  val_top%" G_GINT64_FORMAT " %.2f%%", t->tc->top_k, 100 * t->val_top_k);
         if (ep->improved)
             printf(" *");
         if (t->ema && !isnan(t->ema_val_loss)) {
@@ -465,10 +470,15 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
         double tl, ta;
         if (!lmn_evaluate(t->model, t->test, tc->batch_size, &tl, &ta, error))
             return FALSE;
+        double top = NAN;
+        if (tc->top_k > 0 && !lmn_train_evaluate_top_k(t, t->test, &top, error))
+            return FALSE;
         if (!t->opts.quiet) {
             printf("test  loss %.4f", tl);
             if (!isnan(ta))
                 printf("  acc %.2f%%", 100 * ta);
+            if (!isnan(top))
+                printf("  top%" G_GINT64_FORMAT " %.2f%%", tc->top_k, 100 * top);
             printf("  (%s)\n", lmn_dataset_get_spec(t->test));
         }
         if (t->ema && !lmn_train_evaluate_ema(t, t->test, &tl, &ta, error))

@@ -74,6 +74,8 @@ struct _LmnTrainer {
     GPtrArray *wn_views;
     LmnTensor *ema;
     double ema_val_loss, ema_val_acc;
+    /* [train] top_k: the last validation top-K accuracy (NAN when off or not yet measured). */
+    double val_top_k;
 };
 
 /* A parameter as the training loop's gradient processing sees it.  The tensors are views into
@@ -118,6 +120,11 @@ gboolean lmn_train_write_loss_values(LmnTrainer *t, FILE *f);
 gint lmn_train_accuracy_loss(const LmnModel *model);
 /* Adds the batch's correct predictions of loss @loss (-1: nothing) to @correct. */
 void lmn_train_count_correct(LmnModel *model, gint loss, LmnTensor *correct);
+/* [train] top_k against the model: it needs class labels and at most as many as the classes;
+ * FALSE with an error naming the key otherwise. */
+gboolean lmn_train_check_top_k(LmnTrainer *t, GError **error);
+/* @ds's top-K accuracy, K = [train] top_k, from the model's class probabilities. */
+gboolean lmn_train_evaluate_top_k(LmnTrainer *t, const LmnDataset *ds, double *acc, GError **error);
 /* Reads the one value of @t (a device-side accumulator) as a double. */
 gboolean lmn_train_read_scalar(LmnTensor *t, double *out, GError **error);
 

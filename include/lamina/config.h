@@ -146,6 +146,9 @@ typedef struct {
      * torch.optim.swa_utils.AveragedModel and Keras' use_ema do), saved under /ema of every
      * checkpoint and evaluated next to the live weights.  0 = off; in [0, 1). */
     double ema_decay;
+    /* appended: [train] top_k = K also reports the top-K accuracy of the validation and test
+     * splits (val_topK_accuracy in metrics.csv); 0 = off */
+    gint64 top_k;
 } LmnTrainConfig;
 
 /**

@@ -45,7 +45,9 @@ void main()
             uvec4 w = philox(uvec4(lo, hi, p.stream0, p.stream1), uvec2(p.key0, p.key1));
             float u1 = (float(w.x >> 8) + 1.0) * (1.0 / 16777216.0);
             float u2 = float(w.y >> 8) * (1.0 / 16777216.0);
-            float z = sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+            // log may err by 2^-21 near 1 (the spec's bound), so -2 log(u1) can come out
+            // slightly negative for u1 just below 1: clamped, sqrt never sees it.
+            float z = sqrt(max(-2.0 * log(u1), 0.0)) * cos(6.283185307179586 * u2);
             y[p.off_y + j] = p.mean + p.stddev * z;
         }
     }

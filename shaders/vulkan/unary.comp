@@ -1,4 +1,5 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
 // y = f(x) for every LmnUnaryOp; op codes match ops.h.  y may alias x (same index read first).
 // Op 100 is clamp to [alpha, beta] (comparisons, so NaN propagates as in torch.clamp).
 layout(local_size_x_id = 0) in;
@@ -8,29 +9,7 @@ layout(push_constant) uniform P {
     uint n; uint off_x; uint off_y; uint op; float alpha; float beta;
 } p;
 
-// GLSL has no erf.  The Maclaurin series (|x| < 2) and the continued fraction of erfc (beyond)
-// stay within a few float ulps of the CPU's erff, so GELU matches the reference closely.
-float erf_approx(float v)
-{
-    float a = abs(v);
-    float r;
-    if (a < 2.0) {
-        // Taylor series: converges fast enough below 2 in float.
-        float t = a, s = a, a2 = a * a;
-        for (int k = 1; k < 40; k++) {
-            t *= -a2 / float(k);
-            s += t / float(2 * k + 1);
-        }
-        r = s * 1.1283791670955126;
-    } else {
-        // Continued fraction for erfc.
-        float f = a;
-        for (int k = 30; k >= 1; k--)
-            f = a + (float(k) * 0.5) / f;
-        r = 1.0 - exp(-a * a) / (f * 1.7724538509055159);
-    }
-    return v < 0.0 ? -r : r;
-}
+#include "erf.glsl"
 
 float f(float v, uint op, float a)
 {
@@ -38,11 +17,13 @@ float f(float v, uint op, float a)
     case 0: return v;
     case 1: return v <= 0.0 ? 0.0 : v; // NaN passes through, as in torch.relu
     case 2: return 1.0 / (1.0 + exp(-v));
-    case 3: return tanh(v);
+    // The spec lets tanh inherit exp's behaviour, which overflows beyond |x| ~ 88 (inf / inf);
+    // tanh(+-10) is already +-1 in float.
+    case 3: return isnan(v) ? v : tanh(clamp(v, -10.0, 10.0));
     case 4: return v > 0.0 ? v : a * v;
     case 5: return v > 0.0 ? v : a * (exp(v) - 1.0);
     case 6: { float bx = a * v; return bx > 20.0 ? v : log(1.0 + exp(bx)) / a; }
-    case 7: return 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+    case 7: return 0.5 * v * (1.0 + lmn_erf(v * 0.70710678118654752));
     case 8: return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : v); // 0, -0 and NaN as they are
     case 9: return abs(v);
     case 10: return v * v;

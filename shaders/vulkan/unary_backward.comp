@@ -1,4 +1,5 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
 // dx = dy * f'(x) (or of the saved output y); op codes match ops.h.  dx may alias dy.
 layout(local_size_x_id = 0) in;
 layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
@@ -9,25 +10,7 @@ layout(push_constant) uniform P {
     uint n; uint off_x; uint off_y; uint off_dy; uint off_dx; uint op; float alpha;
 } p;
 
-float erf_approx(float v)
-{
-    float a = abs(v);
-    float r;
-    if (a < 2.0) {
-        float t = a, s = a, a2 = a * a;
-        for (int k = 1; k < 40; k++) {
-            t *= -a2 / float(k);
-            s += t / float(2 * k + 1);
-        }
-        r = s * 1.1283791670955126;
-    } else {
-        float f = a;
-        for (int k = 30; k >= 1; k--)
-            f = a + (float(k) * 0.5) / f;
-        r = 1.0 - exp(-a * a) / (f * 1.7724538509055159);
-    }
-    return v < 0.0 ? -r : r;
-}
+#include "erf.glsl"
 
 float g(float xv, float yv, float d, uint op, float a)
 {
@@ -40,7 +23,7 @@ float g(float xv, float yv, float d, uint op, float a)
     case 5: return xv <= 0.0 ? d * a * exp(xv) : d; // at NaN: d, as in torch
     case 6: { float bx = a * xv; float z = exp(bx); return bx > 20.0 ? d : d * z / (z + 1.0); }
     case 7: {
-        float cdf = 0.5 * (1.0 + erf_approx(xv * 0.70710678118654752));
+        float cdf = 0.5 * (1.0 + lmn_erf(xv * 0.70710678118654752));
         float pdf = 0.3989422804014327 * exp(-0.5 * xv * xv);
         return d * (cdf + xv * pdf);
     }

@@ -1,0 +1,163 @@
+/* The Vulkan shaders' transcendental formulas under the error bounds the Vulkan spec allows a
+ * real GPU, evaluated here in float32 on a dense grid against the CPU backend's formulas with the
+ * op tests' tolerance (|vulkan - cpu| <= 2e-6 + 2e-5 |cpu|, tests/vulkan/test-vulkan-ops.c).
+ * lavapipe computes exp, log and division exactly, so its runs cannot show these errors.
+ *
+ * The bounds (Vulkan spec, "Precision and Operation of SPIR-V Instructions"): exp within
+ * 3 + 2|x| ulp, log within 3 ulp outside [0.5, 2] and 2^-21 absolute inside, division within
+ * 2.5 ulp, tanh inherited from (e^x - e^-x) / (e^x + e^-x).  Each grid point is evaluated with
+ * every error at its two extremes and at 0.
+ *
+ * erf comes from shaders/vulkan/erf.glsl itself, compiled here as C (abs and exp are macros), so
+ * the test checks the code the GPU runs; the other formulas are transcribed from unary.comp,
+ * unary_backward.comp and random.comp.
+ */
+#include <glib.h>
+#include <math.h>
+
+static int err_dir; /* -1, 0 or 1: every perturbed result moves this way by its bound */
+
+static float ulp_of(float v)
+{
+    int e = 0;
+    frexpf(fabsf(v), &e);
+    return v == 0.0f ? 1e-45f : ldexpf(1.0f, e - 24);
+}
+
+static float spec_exp(float x)
+{
+    float r = expf(x);
+    if (!isfinite(r))
+        return r;
+    return (float) (r + err_dir * (3.0 + 2.0 * fabs(x)) * ulp_of(r));
+}
+
+static float spec_log(float x)
+{
+    float r = logf(x);
+    double bound = x >= 0.5f && x <= 2.0f ? ldexp(1.0, -21) : 3.0 * ulp_of(r);
+    return (float) (r + err_dir * bound);
+}
+
+static float spec_div(float a, float b)
+{
+    float q = a / b;
+    return isfinite(q) ? (float) (q + err_dir * 2.5 * ulp_of(q)) : q;
+}
+
+float lmn_erf(float v); /* defined by erf.glsl below */
+#define abs fabsf
+#define exp spec_exp
+#include "erf.glsl"
+#undef exp
+#undef abs
+
+static gboolean close_enough(float gpu, float cpu)
+{
+    if ((isnan(gpu) && isnan(cpu)) || gpu == cpu)
+        return TRUE;
+    return fabs((double) gpu - (double) cpu) <= 2e-6 + 2e-5 * fabs((double) cpu);
+}
+
+/* The grid: [-12, 12] in steps of 2^-11, and the special values. */
+#define GRID_N (24 * 2048 + 1)
+static float grid(int i)
+{
+    return -12.0f + (float) i / 2048.0f;
+}
+
+static void test_gelu(void)
+{
+    const float c = 0.70710678118654752f;
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    int failures = 0;
+    for (err_dir = -1; err_dir <= 1; err_dir++) {
+        for (int i = 0; i < GRID_N; i++) {
+            float x = grid(i);
+            /* unary.comp op 7 and unary_backward.comp op 7 (d = 1) */
+            float gpu_y = 0.5f * x * (1.0f + lmn_erf(x * c));
+            float cdf = 0.5f * (1.0f + lmn_erf(x * c));
+            float gpu_dx = cdf + x * (inv_sqrt_2pi * spec_exp(-0.5f * x * x));
+            /* cpu-ops.c */
+            float cpu_y = 0.5f * x * (1.0f + erff(x * (float) M_SQRT1_2));
+            float cpu_cdf = 0.5f * (1.0f + erff(x * (float) M_SQRT1_2));
+            float cpu_dx = cpu_cdf + x * (inv_sqrt_2pi * expf(-0.5f * x * x));
+            if (!close_enough(gpu_y, cpu_y) || !close_enough(gpu_dx, cpu_dx)) {
+                if (failures++ < 5)
+                    g_test_message("x = %.9g (error %d): y %.9g vs %.9g, dx %.9g vs %.9g", x,
+                                   err_dir, gpu_y, cpu_y, gpu_dx, cpu_dx);
+            }
+        }
+    }
+    err_dir = 0;
+    g_assert_cmpint(failures, ==, 0);
+}
+
+/* erf itself: within 1e-6 of the exact value everywhere, and the special values. */
+static void test_erf(void)
+{
+    err_dir = 0;
+    double worst = 0;
+    for (int i = 0; i < GRID_N; i++) {
+        float v = grid(i) * 0.5f;
+        worst = MAX(worst, fabs((double) lmn_erf(v) - erf((double) v)));
+    }
+    g_test_message("erf: worst absolute error %.3g", worst);
+    g_assert_cmpfloat(worst, <, 1e-6);
+    g_assert_true(isnan(lmn_erf(NAN)));
+    g_assert_cmpfloat(lmn_erf(INFINITY), ==, 1.0f);
+    g_assert_cmpfloat(lmn_erf(-INFINITY), ==, -1.0f);
+    g_assert_cmpfloat(lmn_erf(0.0f), ==, 0.0f);
+    g_assert_cmpfloat(lmn_erf(3.92f), ==, 1.0f);
+}
+
+/* Sigmoid and tanh (unary.comp ops 2 and 3) on [-100, 100]. */
+static void test_sigmoid_tanh(void)
+{
+    int failures = 0;
+    for (err_dir = -1; err_dir <= 1; err_dir++) {
+        for (int i = 0; i <= 200 * 64; i++) {
+            float v = -100.0f + (float) i / 64.0f;
+            float sig = spec_div(1.0f, 1.0f + spec_exp(-v));
+            /* tanh as the spec lets a GPU derive it, on the clamped argument */
+            float t = fminf(fmaxf(v, -10.0f), 10.0f);
+            float ep = spec_exp(t), em = spec_exp(-t);
+            float th = spec_div(ep - em, ep + em);
+            if (!close_enough(sig, 1.0f / (1.0f + expf(-v))) || !close_enough(th, tanhf(v)))
+                failures++;
+        }
+    }
+    err_dir = 0;
+    g_assert_cmpint(failures, ==, 0);
+    /* Without the clamp the derived tanh is inf / inf beyond |x| ~ 88. */
+    float ep = spec_exp(90.0f), em = spec_exp(-90.0f);
+    g_assert_true(isnan(spec_div(ep - em, ep + em)));
+}
+
+/* Box-Muller (random.comp): u1 = ((w >> 8) + 1) 2^-24 reaches 1, where log's allowed error
+ * makes -2 log(u1) positive or negative; the clamp keeps every normal finite. */
+static void test_box_muller(void)
+{
+    int unclamped_nan = 0;
+    for (err_dir = -1; err_dir <= 1; err_dir++) {
+        for (guint32 top = (1u << 24) - 4096; top < (1u << 24); top++) {
+            float u1 = ((float) top + 1.0f) * (1.0f / 16777216.0f);
+            float l = -2.0f * spec_log(u1);
+            float z = sqrtf(fmaxf(l, 0.0f)) * cosf(0.5f);
+            g_assert_true(isfinite(z));
+            unclamped_nan += isnan(sqrtf(l));
+        }
+    }
+    err_dir = 0;
+    g_assert_cmpint(unclamped_nan, >, 0); /* what the clamp is for */
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/ops/shader-precision/erf", test_erf);
+    g_test_add_func("/ops/shader-precision/gelu", test_gelu);
+    g_test_add_func("/ops/shader-precision/sigmoid-tanh", test_sigmoid_tanh);
+    g_test_add_func("/ops/shader-precision/box-muller", test_box_muller);
+    return g_test_run();
+}

@@ -1,39 +1,94 @@
 #!/usr/bin/env bash
-# Side-by-side training throughput: Lamina's CPU backend and PyTorch (CPU), same model, batch,
-# optimizer and synthetic data, in one run.  Each framework runs with 1 thread and with all
-# cores (PyTorch's multi-threaded CPU path is sometimes slower than its single-threaded one on a
-# small machine); the best of each is compared, and every figure is printed.
-#   bench/run.sh [BUILD_DIR]        (needs PyTorch: scripts/install-deps.sh)
+# Side-by-side training throughput and memory: Lamina's CPU backend and PyTorch (CPU), same
+# model, batch, optimizer and synthetic data, in one run, for the reference MLP
+# (bench/mlp-sgd.ini), LeNet-5 (bench/lenet5.ini) and the residual CNN (bench/resnet.ini).
+# Each framework runs at 1 thread and at all cores, and PyTorch also with this environment's
+# OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (they hold its OpenBLAS to older kernels); RUNS
+# interleaved runs of each setting give min / median / max, and each framework's best median is
+# compared.  Peak RSS is that of one benchmark process (model, optimizer state, one batch),
+# Lamina at all cores against PyTorch at its best setting.
+#   bench/run.sh [BUILD_DIR] [MODELS...]     (default: mlp lenet5 resnet)
+#   LMN_BENCH_RUNS (default 5), LMN_BENCH_STEPS (default: 300 for the MLP, 100 for the CNNs)
+# Needs PyTorch (scripts/install-deps.sh) and GNU time (/usr/bin/time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
+shift || true
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(mlp lenet5 resnet)
 cores=$(nproc)
-steps=${LMN_BENCH_STEPS:-300}
+runs=${LMN_BENCH_RUNS:-5}
 ninja -C "$build" bench/bench-train-step >/dev/null
 # Run from the build tree, so the build tree's plugins are used.
 unset LAMINA_PLUGIN_SYSTEM_PATH LAMINA_PLUGIN_PATH
 
 value() { sed -n 's/.*samples_per_s=\([0-9.]*\).*/\1/p'; }
-best_lamina=0
-best_torch=0
-echo "reference MLP 784-256-256-10, SGD momentum 0.9, batch 128, $steps steps, fp32, CPU"
-for t in 1 "$cores"; do
-  # OpenBLAS reads OPENBLAS_NUM_THREADS, oneDNN (OpenMP) OMP_NUM_THREADS: set both, whichever GEMM
-  # library the build uses.
-  l=$(OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t "$build/bench/bench-train-step" bench/mlp-sgd.ini \
-    --steps "$steps")
-  echo "lamina  threads=$t: $l"
-  best_lamina=$(awk -v a="$best_lamina" -v b="$(echo "$l" | value)" 'BEGIN { print (b > a ? b : a) }')
-  p=$(OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t /usr/bin/python3 bench/torch_train_step.py mlp \
-    --batch 128 --steps "$steps" --threads "$t" --optimizer sgd --lr 0.05)
-  echo "pytorch threads=$t: $p"
-  best_torch=$(awk -v a="$best_torch" -v b="$(echo "$p" | value)" 'BEGIN { print (b > a ? b : a) }')
-  # PyTorch at its best: also without this environment's OpenBLAS core-type pinning
-  u=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t \
-    /usr/bin/python3 bench/torch_train_step.py mlp --batch 128 --steps "$steps" --threads "$t" \
-    --optimizer sgd --lr 0.05)
-  echo "pytorch threads=$t (OPENBLAS_CORETYPE/L2_SIZE unset): $u"
-  best_torch=$(awk -v a="$best_torch" -v b="$(echo "$u" | value)" 'BEGIN { print (b > a ? b : a) }')
+# min / median / max of the numbers on stdin
+stats() { sort -g | awk '{ v[NR] = $1 } END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+  printf "%.0f / %.0f / %.0f", v[1], m, v[NR] }'; }
+median() { stats | awk -F' / ' '{ print $2 }'; }
+
+# model -> config, optimizer, lr, default steps
+declare -A config=([mlp]=bench/mlp-sgd.ini [lenet5]=bench/lenet5.ini [resnet]=bench/resnet.ini)
+declare -A optim=([mlp]="sgd --lr 0.05" [lenet5]="sgd --lr 0.05" [resnet]="adam --lr 0.002")
+declare -A default_steps=([mlp]=300 [lenet5]=100 [resnet]=100)
+
+lamina_run() { # MODEL THREADS STEPS
+  OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 "$build/bench/bench-train-step" "${config[$1]}" \
+    --steps "$3" | value
+}
+torch_run() { # MODEL THREADS STEPS [env -u ...]
+  local m=$1 t=$2 s=$3
+  shift 3
+  env "$@" OPENBLAS_NUM_THREADS="$t" OMP_NUM_THREADS="$t" /usr/bin/python3 \
+    bench/torch_train_step.py "$m" --batch 128 --steps "$s" --threads "$t" \
+    --optimizer ${optim[$m]} | value
+}
+rss_kib() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1; }
+
+summary=()
+for m in "${models[@]}"; do
+  steps=${LMN_BENCH_STEPS:-${default_steps[$m]}}
+  echo "== $m (${config[$m]}), batch 128, $steps steps, fp32, CPU, $runs runs: samples/s min / median / max"
+  best_l=0 best_t=0 best_l_name="" best_t_name="" best_t_env=""
+  for t in 1 "$cores"; do
+    declare -a L=() T=() U=()
+    for r in $(seq "$runs"); do
+      L+=("$(lamina_run "$m" "$t" "$steps")")
+      T+=("$(torch_run "$m" "$t" "$steps")")
+      U+=("$(torch_run "$m" "$t" "$steps" -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)")
+    done
+    for side in L T U; do
+      declare -n arr=$side
+      s=$(printf '%s\n' "${arr[@]}" | stats)
+      med=$(printf '%s\n' "${arr[@]}" | median)
+      case $side in
+        L) name="lamina  threads=$t" ;;
+        T) name="pytorch threads=$t" ;;
+        U) name="pytorch threads=$t, OPENBLAS_CORETYPE/L2_SIZE unset" ;;
+      esac
+      echo "$name: $s"
+      if [ "$side" = L ]; then
+        if awk -v a="$med" -v b="$best_l" 'BEGIN { exit !(a > b) }'; then best_l=$med; best_l_name=$name; fi
+      elif awk -v a="$med" -v b="$best_t" 'BEGIN { exit !(a > b) }'; then
+        best_t=$med best_t_name=$name best_t_threads=$t best_t_env=$side
+      fi
+    done
+  done
+  # Peak memory of one run each: Lamina at all cores, PyTorch at its best setting.
+  l_rss=$(OPENBLAS_NUM_THREADS=$cores OMP_NUM_THREADS=$cores rss_kib "$build/bench/bench-train-step" \
+    "${config[$m]}" --steps 20 --warmup 5)
+  unset_env=()
+  [ "$best_t_env" = U ] && unset_env=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+  t_rss=$(rss_kib env "${unset_env[@]}" OPENBLAS_NUM_THREADS="$best_t_threads" \
+    OMP_NUM_THREADS="$best_t_threads" /usr/bin/python3 bench/torch_train_step.py "$m" --batch 128 \
+    --steps 20 --warmup 5 --threads "$best_t_threads" --optimizer ${optim[$m]})
+  line=$(awk -v m="$m" -v a="$best_l" -v b="$best_t" -v la="$best_l_name" -v tb="$best_t_name" \
+    -v lr="$l_rss" -v tr="$t_rss" \
+    'BEGIN { printf "%s: lamina %.0f samples/s (%s), pytorch %.0f (%s): ratio %.2f; peak RSS lamina %.0f MiB, pytorch %.0f MiB (%.2f)",
+      m, a, la, b, tb, a / b, lr / 1024, tr / 1024, lr / tr }')
+  echo "$line"
+  summary+=("$line")
 done
-awk -v a="$best_lamina" -v b="$best_torch" \
-  'BEGIN { printf "best: lamina %.0f samples/s, pytorch %.0f samples/s, ratio lamina/pytorch %.2f\n", a, b, a / b }'
+echo "== best medians, each framework at its best setting"
+printf '%s\n' "${summary[@]}"

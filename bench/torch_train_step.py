@@ -36,8 +36,30 @@ def lenet5():
         torch.nn.Linear(84, 10))
 
 
+class ResNetLite(torch.nn.Module):
+    """The residual CNN of examples/resnet-fashion-mnist.ini and bench/resnet.ini: a 3x3 stem
+    with batch norm and max pooling, one basic block (two 3x3 convolutions with batch norm, the
+    identity shortcut), max pooling and a linear classifier."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU(), nn.MaxPool2d(2))
+        self.block = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(16), nn.ReLU(),
+                                   nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(16))
+        self.head = nn.Sequential(nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
+
+    def forward(self, x):
+        s = self.stem(x)
+        return self.head(torch.relu(self.block(s) + s))
+
+
 MODELS = {"mlp": (mlp, (1, 28, 28), 10)}
 MODELS["lenet5"] = (lenet5, (1, 28, 28), 10)
+MODELS["resnet"] = (ResNetLite, (1, 28, 28), 10)
 
 
 def main():

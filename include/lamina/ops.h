@@ -343,6 +343,22 @@ gboolean lmn_broadcast_init(LmnBroadcast *bc, const LmnShape *a, const LmnShape 
 LmnShape lmn_broadcast_out_shape(const LmnBroadcast *bc);
 
 /**
+ * LmnBroadcastPlan:
+ * An #LmnBroadcast as loops for backend authors: size-1 output dims dropped and neighbouring
+ * dims of the same broadcast pattern merged (so the innermost loop is as long as possible),
+ * with element strides: @so of the contiguous output, @sa and @sb of the operands, 0 along
+ * their broadcast dims.  @nd >= 1.
+ */
+typedef struct {
+    guint nd;
+    gint64 dims[LMN_BROADCAST_MAX_DIMS];
+    gint64 so[LMN_BROADCAST_MAX_DIMS], sa[LMN_BROADCAST_MAX_DIMS], sb[LMN_BROADCAST_MAX_DIMS];
+} LmnBroadcastPlan;
+
+/** lmn_broadcast_plan: fills @plan from @bc (see #LmnBroadcastPlan). */
+void lmn_broadcast_plan(const LmnBroadcast *bc, LmnBroadcastPlan *plan);
+
+/**
  * lmn_op_binary_broadcast:
  * out = a OP b with NumPy broadcasting as described by @bc (@a has bc->a's element count, @b
  * bc->b's, @out bc->out's).  @out may alias an operand of the output's shape.

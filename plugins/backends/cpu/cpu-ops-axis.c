@@ -3,10 +3,9 @@
  *
  * Every sum runs in double in an order fixed by the shapes alone (each output element is summed
  * by one thread, front to back), so results do not depend on the thread count.  Broadcasting
- * loops run over a coalesced plan (cpu-broadcast.h) whose innermost dim is contiguous in the
+ * loops run over a coalesced plan (lmn_broadcast_plan) whose innermost dim is contiguous in the
  * output.  Nothing here allocates: per-thread accumulators live on the stack in tiles.
  */
-#include "cpu-broadcast.h"
 #include "cpu-ops.h"
 
 #include <math.h>
@@ -159,7 +158,7 @@ void lmn_cpu_reduce_axis_backward(gpointer ctx, LmnAxisReduceOp op, const LmnTen
 
 typedef struct {
     LmnBinaryOp op;
-    LmnCpuBroadcastPlan p;
+    LmnBroadcastPlan p;
     const float *a, *b, *dy;
     float *out;
     gboolean grad_b; /* backward: which operand's gradient */
@@ -188,7 +187,7 @@ static inline float apply(LmnBinaryOp op, float x, float y)
 }
 
 /* Element offsets of row @r (all plan dims but the last) in the output, a and b. */
-static void row_offsets(const LmnCpuBroadcastPlan *p, gsize r, gsize *oo, gsize *oa, gsize *ob)
+static void row_offsets(const LmnBroadcastPlan *p, gsize r, gsize *oo, gsize *oa, gsize *ob)
 {
     *oo = *oa = *ob = 0;
     for (gint k = (gint) p->nd - 2; k >= 0; k--) {
@@ -245,7 +244,7 @@ static void bcast_row(LmnBinaryOp op, const float *a, const float *b, float *o, 
 static void bcast_rows(gsize begin, gsize end, gpointer data)
 {
     const BcastJob *j = data;
-    const LmnCpuBroadcastPlan *p = &j->p;
+    const LmnBroadcastPlan *p = &j->p;
     const guint L = p->nd - 1;
     const gsize n = (gsize) p->dims[L];
     for (gsize r = begin; r < end; r++) {
@@ -260,7 +259,7 @@ void lmn_cpu_binary_broadcast(gpointer ctx, LmnBinaryOp op, const LmnTensor *a, 
 {
     LmnCpuContext *c = ctx;
     BcastJob j = {.op = op, .a = fptr(a), .b = fptr(b), .out = fptr(out)};
-    lmn_cpu_broadcast_plan(bc, &j.p);
+    lmn_broadcast_plan(bc, &j.p);
     const gsize n = (gsize) j.p.dims[j.p.nd - 1];
     if (numel(out) == 0)
         return;
@@ -301,7 +300,7 @@ static inline double grad_term(LmnBinaryOp op, gboolean grad_b, float d, float x
  * every coordinate of the operand's broadcast dims among the others, in row-major order. */
 static void grad_tile(const BcastJob *j, const gsize base[3], gsize q0, gsize n, double *acc)
 {
-    const LmnCpuBroadcastPlan *p = &j->p;
+    const LmnBroadcastPlan *p = &j->p;
     const gint64 *sx = j->grad_b ? p->sb : p->sa;
     const guint L = p->nd - 1;
     const gboolean last_kept = sx[L] != 0;
@@ -339,7 +338,7 @@ static void grad_tile(const BcastJob *j, const gsize base[3], gsize q0, gsize n,
 static void grad_units(gsize begin, gsize end, gpointer data)
 {
     const BcastJob *j = data;
-    const LmnCpuBroadcastPlan *p = &j->p;
+    const LmnBroadcastPlan *p = &j->p;
     const gint64 *sx = j->grad_b ? p->sb : p->sa;
     const guint L = p->nd - 1;
     float *out = j->out;
@@ -366,7 +365,7 @@ static void grad_units(gsize begin, gsize end, gpointer data)
 
 static void broadcast_grad(LmnCpuContext *c, BcastJob *j, LmnTensor *dx, gboolean grad_b)
 {
-    const LmnCpuBroadcastPlan *p = &j->p;
+    const LmnBroadcastPlan *p = &j->p;
     const gint64 *sx = grad_b ? p->sb : p->sa;
     const guint L = p->nd - 1;
     gsize rows = 1;
@@ -394,7 +393,7 @@ void lmn_cpu_binary_broadcast_backward(gpointer ctx, LmnBinaryOp op, const LmnTe
 {
     LmnCpuContext *c = ctx;
     BcastJob j = {.op = op, .a = fptr(a), .b = fptr(b), .dy = fptr(dy)};
-    lmn_cpu_broadcast_plan(bc, &j.p);
+    lmn_broadcast_plan(bc, &j.p);
     EXEC_BEGIN(c);
     if (da != NULL)
         broadcast_grad(c, &j, da, FALSE);

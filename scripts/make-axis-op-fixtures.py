@@ -16,6 +16,9 @@ Groups (float32 datasets unless noted; attributes in brackets):
                      out = a OP b, dy (out's shape), da, db (summed to a's and b's shapes)
     /norm/<case>     [eps]  x [rows, cols], y, mean [rows], rstd [rows], dy, dx
     /clamp/<case>    [lo, hi]  x, dy, y = hardtanh(x), dx
+    /topk/<case>     [outer, axis, inner, k]  x [outer, axis, inner], values, idx int32
+                     [outer, k, inner] (torch.sort(dim=1, descending=True, stable=True)'s first
+                     k, whose values torch.topk(dim=1) equals), dy, dx
 
 /bcast holds every pair of disjoint broadcast-axis subsets of a and b for 1- to 4-D shapes
 (the six ops in turn), operands of lower rank than the output, 5-D shapes, and ties
@@ -189,12 +192,34 @@ def write_clamp(root):
         write(g, x=x, dy=dy, y=y, dx=x.grad)
 
 
+def write_topk(root):
+    for outer, axis, inner, k in ((1, 5, 1, 1), (3, 7, 1, 3), (2, 9, 4, 9), (4, 33, 3, 5),
+                                  (2, 64, 2, 64)):
+        x = rand((outer, axis, inner), -3, 3)
+        x = torch.round(x * 2) / 2  # ties: the lower index first
+        if axis > 5:
+            x[0, 2, 0] = float("nan")  # NaN sorts above every number
+        x = x.clone().requires_grad_(True)
+        # torch.topk leaves the order of equal values unspecified (and its CPU kernel does not
+        # keep the lower index first for larger k); Lamina's order is a stable descending sort's.
+        idx = torch.sort(x.detach(), dim=1, descending=True, stable=True).indices[:, :k]
+        values = torch.gather(x, 1, idx)
+        ref = torch.topk(x.detach(), k, dim=1, largest=True, sorted=True).values
+        assert torch.equal(torch.nan_to_num(values.detach(), 9.0), torch.nan_to_num(ref, 9.0))
+        dy = rand(values.shape)
+        values.backward(dy)
+        g = root.create_group(f"{outer}x{axis}x{inner}-k{k}")
+        g.attrs["outer"], g.attrs["axis"], g.attrs["inner"], g.attrs["k"] = outer, axis, inner, k
+        write(g, x=x, values=values, idx=idx, dy=dy, dx=x.grad)
+
+
 def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/ops-axis.h5"
     # The latest format keeps the per-dataset overhead of a few hundred small datasets small.
     with h5py.File(path, "w", libver="latest") as f:
         for name, fn in (("unary", write_unary), ("reduce", write_reduce), ("bcast", write_bcast),
-                         ("norm", write_norm), ("clamp", write_clamp)):
+                         ("norm", write_norm), ("clamp", write_clamp),
+                         ("topk", write_topk)):
             fn(f.create_group(name))
 
 

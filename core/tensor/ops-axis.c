@@ -215,6 +215,38 @@ void lmn_op_reduce_to_shape(const LmnTensor *x, LmnTensor *out, const LmnBroadca
     lmn_op_binary_broadcast_backward(LMN_BINARY_ADD, NULL, NULL, x, out, NULL, bc);
 }
 
+/* ---- top-k ---- */
+
+/* Whether x is [outer, axis, inner] and the other tensors (@i32 indices) [outer, k, inner]. */
+static gboolean topk_shapes_ok(const LmnTensor *x, const LmnTensor *v, const LmnTensor *idx,
+                               gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    if (k < 1 || k > axis || !axis_dims_ok(outer, axis, inner, NUMEL(x)))
+        return FALSE;
+    return idx->dtype == LMN_DTYPE_I32 && NUMEL(idx) == outer * k * inner &&
+           (v == NULL || NUMEL(v) == outer * k * inner);
+}
+
+void lmn_op_topk(const LmnTensor *x, LmnTensor *values, LmnTensor *indices, gint64 outer,
+                 gint64 axis, gint64 inner, gint64 k)
+{
+    g_return_if_fail(x != NULL && values != NULL && indices != NULL && x->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(values, x) && SAME_BACKEND(indices, x));
+    g_return_if_fail(IS_F32(x) && IS_F32(values));
+    g_return_if_fail(topk_shapes_ok(x, values, indices, outer, axis, inner, k));
+    DISPATCH_OPTIONAL(x->backend, topk, x, values, indices, outer, axis, inner, k);
+}
+
+void lmn_op_topk_backward(const LmnTensor *dy, const LmnTensor *indices, LmnTensor *dx,
+                          gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    g_return_if_fail(dy != NULL && indices != NULL && dx != NULL && dx->backend != NULL);
+    g_return_if_fail(SAME_BACKEND(dy, dx) && SAME_BACKEND(indices, dx));
+    g_return_if_fail(IS_F32(dy) && IS_F32(dx));
+    g_return_if_fail(topk_shapes_ok(dx, dy, indices, outer, axis, inner, k));
+    DISPATCH_OPTIONAL(dx->backend, topk_backward, dy, indices, dx, outer, axis, inner, k);
+}
+
 /* ---- row normalisation, clamp gradient ---- */
 
 void lmn_op_normalize_rows(const LmnTensor *x, LmnTensor *y, LmnTensor *mean, LmnTensor *rstd,

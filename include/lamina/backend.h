@@ -142,6 +142,10 @@ typedef struct {
                                     const LmnTensor *dy, LmnTensor *dx, gint64 rows, gint64 cols);
     void (*clamp_backward)(gpointer ctx, const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx,
                            float lo, float hi);
+    void (*topk)(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                 gint64 outer, gint64 axis, gint64 inner, gint64 k);
+    void (*topk_backward)(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                          LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
     /* ---- end of the ABI 1.3 axis/broadcast block ---- */
 } LmnBackendVTable;
 

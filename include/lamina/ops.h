@@ -406,4 +406,23 @@ void lmn_op_normalize_rows_backward(const LmnTensor *y, const LmnTensor *rstd, c
 void lmn_op_clamp_backward(const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx, float lo,
                            float hi);
 
+/**
+ * lmn_op_topk:
+ * The @k largest values along the middle axis of x viewed as [@outer, @axis, @inner], sorted
+ * in descending order, into @values (f32) and their positions along the axis into @indices
+ * (i32), both [@outer, @k, @inner].  The values are torch.topk(largest=True, sorted=True)'s,
+ * NaN counting as larger than every number; among equal values the lower index comes first
+ * (torch.topk leaves that order unspecified; torch.sort(descending=True, stable=True) matches
+ * it), so every backend returns the same indices.  1 <= @k <= @axis.
+ */
+void lmn_op_topk(const LmnTensor *x, LmnTensor *values, LmnTensor *indices, gint64 outer,
+                 gint64 axis, gint64 inner, gint64 k);
+/**
+ * lmn_op_topk_backward:
+ * dx (overwritten, [@outer, @axis, @inner]) = dy ([@outer, @k, @inner]) at the positions in
+ * @indices, 0 elsewhere.
+ */
+void lmn_op_topk_backward(const LmnTensor *dy, const LmnTensor *indices, LmnTensor *dx,
+                          gint64 outer, gint64 axis, gint64 inner, gint64 k);
+
 G_END_DECLS

@@ -4,9 +4,9 @@
  * Oracles: PyTorch values in tests/fixtures/ops-axis.h5 (scripts/make-axis-op-fixtures.py),
  * which cover every pattern of broadcast axes for 1- to 4-D shapes; double-precision
  * references written here for shapes large enough to use the thread pool; and bitwise equality
- * between 1 and 3 threads (the sums have a fixed order).  Also: mismatched broadcast shapes are
- * refused with a message naming both shapes, and a backend without the ops reports
- * UNSUPPORTED naming the op.
+ * between 1 and 3 threads; top-k against torch.topk (the sums have a fixed order).  Also:
+ * mismatched broadcast shapes are refused with a message naming both shapes, and a backend without
+ * the ops reports UNSUPPORTED naming the op.
  */
 #include <lamina/lamina.h>
 
@@ -469,6 +469,43 @@ static void test_clamp_backward(void)
     g_assert_cmpuint(for_each_case("clamp", clamp_case), ==, 2);
 }
 
+/* ---- top-k ---- */
+
+static void topk_case(hid_t g, const char *name)
+{
+    const gint64 outer = (gint64) read_attr(g, "outer"), axis = (gint64) read_attr(g, "axis"),
+                 inner = (gint64) read_attr(g, "inner"), k = (gint64) read_attr(g, "k");
+    LmnShape sx, sv;
+    g_autofree float *x = read_f32(g, "x", &sx);
+    g_autofree float *values = read_f32(g, "values", &sv);
+    g_autofree gint32 *idx = read_dataset(g, "idx", H5T_NATIVE_INT32, &sv);
+    g_autofree float *dy = read_f32(g, "dy", NULL);
+    g_autofree float *dx = read_f32(g, "dx", NULL);
+    for (guint t = 0; t < 2; t++) {
+        LmnBackend *be = t == 0 ? backend : backend_1;
+        LmnTensor *tx = tensor_shaped(be, LMN_DTYPE_F32, &sx, x);
+        LmnTensor *tv = tensor_shaped(be, LMN_DTYPE_F32, &sv, NULL);
+        LmnTensor *ti = tensor_shaped(be, LMN_DTYPE_I32, &sv, NULL);
+        LmnTensor *tdy = tensor_shaped(be, LMN_DTYPE_F32, &sv, dy);
+        LmnTensor *tdx = tensor_shaped(be, LMN_DTYPE_F32, &sx, NULL);
+        lmn_op_fill(tdx, NAN); /* must be overwritten */
+        lmn_op_topk(tx, tv, ti, outer, axis, inner, k);
+        assert_tensor_close(name, tv, values, 0, 0);
+        g_autofree gint32 *got = read_all(ti);
+        g_assert_cmpmem(got, lmn_shape_numel(&sv) * 4, idx, lmn_shape_numel(&sv) * 4);
+        lmn_op_topk_backward(tdy, ti, tdx, outer, axis, inner, k);
+        assert_tensor_close("topk backward", tdx, dx, 0, 0);
+        LmnTensor *all[] = {tx, tv, ti, tdy, tdx};
+        for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+            lmn_tensor_unref(all[i]);
+    }
+}
+
+static void test_topk(void)
+{
+    g_assert_cmpuint(for_each_case("topk", topk_case), ==, 5);
+}
+
 /* ---- a backend without the ABI 1.3 ops ---- */
 
 static LmnBackend *open_fake(void)
@@ -546,6 +583,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/cpu/axis/broadcast/errors", test_broadcast_errors);
     g_test_add_func("/ops/cpu/axis/normalize-rows", test_normalize_rows);
     g_test_add_func("/ops/cpu/axis/clamp-backward", test_clamp_backward);
+    g_test_add_func("/ops/cpu/axis/topk", test_topk);
     g_test_add_func("/ops/axis/unsupported", test_unsupported);
 
     int rc = g_test_run();

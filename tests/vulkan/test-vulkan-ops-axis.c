@@ -1,6 +1,7 @@
 /* Tests of the Vulkan backend's ABI 1.3 ops against the CPU backend on the same random inputs:
  * reductions over one axis, broadcasting binary ops and their gradients over every pattern of
- * broadcast axes for 1- to 4-D shapes (and 5-D), row normalisation and the clamp gradient; then
+ * broadcast axes for 1- to 4-D shapes (and 5-D), row normalisation, the clamp gradient and top-k
+ * (ties and NaN); then
  * all of them again with maxStorageBufferRange lowered to 4 KiB, so they run in chunks (and
  * broadcast boxes are cut below their outermost dim), and the refusal of a slice larger than
  * the range.
@@ -285,6 +286,43 @@ static void test_normalize_clamp(void)
     check_clamp_backward(vk, 4001);
 }
 
+/* ---- top-k ---- */
+
+static void check_topk(LmnBackend *vb, gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    LmnShape sx = lmn_shape_make(1, outer * axis * inner),
+             sv = lmn_shape_make(1, outer * k * inner);
+    Pair x = pair_new(vb, LMN_DTYPE_F32, &sx, -3, 3), v = pair_new(vb, LMN_DTYPE_F32, &sv, 0, 1);
+    Pair idx = pair_new(vb, LMN_DTYPE_I32, &sv, 0, 0), dy = pair_new(vb, LMN_DTYPE_F32, &sv, -1, 1);
+    Pair dx = pair_new(vb, LMN_DTYPE_F32, &sx, 0, 1);
+    /* Values on a 0.5 grid, so ties are common; a NaN. */
+    g_autofree float *h = g_new(float, x.n);
+    lmn_tensor_read(x.c, h, x.n * 4, NULL);
+    for (gsize i = 0; i < x.n; i++)
+        h[i] = roundf(h[i] * 2) / 2;
+    h[x.n / 2] = NAN;
+    lmn_tensor_write(x.c, h, x.n * 4, NULL);
+    lmn_tensor_write(x.v, h, x.n * 4, NULL);
+    lmn_op_topk(x.c, v.c, idx.c, outer, axis, inner, k);
+    lmn_op_topk(x.v, v.v, idx.v, outer, axis, inner, k);
+    assert_close(&v, 0, 0, "topk values");
+    assert_equal_i32(&idx, "topk indices");
+    lmn_op_topk_backward(dy.c, idx.c, dx.c, outer, axis, inner, k);
+    lmn_op_topk_backward(dy.v, idx.v, dx.v, outer, axis, inner, k);
+    assert_close(&dx, 0, 0, "topk_backward");
+    sync_ok(vb);
+    Pair *all[] = {&x, &v, &idx, &dy, &dx};
+    for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+        pair_free(all[i]);
+}
+
+static void test_topk(void)
+{
+    const gint64 shapes[][4] = {{1, 1, 1, 1}, {3, 7, 1, 3}, {2, 9, 4, 9}, {5, 100, 7, 5}};
+    for (guint s = 0; s < G_N_ELEMENTS(shapes); s++)
+        check_topk(vk, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
+}
+
 /* ---- chunked ---- */
 
 static void test_chunked(void)
@@ -305,6 +343,7 @@ static void test_chunked(void)
             check_broadcast(vk_small, &pairs[k][0], &pairs[k][1], op);
     check_normalize(vk_small, 40, 300);
     check_clamp_backward(vk_small, 10007);
+    check_topk(vk_small, 160, 7, 9, 4);
 
     /* An [axis, inner] slice larger than the range is refused, naming the op. */
     g_autoptr(GError) error = NULL;
@@ -339,6 +378,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops-axis/reduce-axis", test_reduce_axis);
     g_test_add_func("/vulkan/ops-axis/broadcast", test_broadcast_patterns);
     g_test_add_func("/vulkan/ops-axis/normalize-clamp", test_normalize_clamp);
+    g_test_add_func("/vulkan/ops-axis/topk", test_topk);
     g_test_add_func("/vulkan/ops-axis/chunked", test_chunked);
 
     int rc = g_test_run();

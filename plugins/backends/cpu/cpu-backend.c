@@ -255,6 +255,8 @@ static const LmnBackendVTable cpu_vtable = {
     .normalize_rows = lmn_cpu_normalize_rows,
     .normalize_rows_backward = lmn_cpu_normalize_rows_backward,
     .clamp_backward = lmn_cpu_clamp_backward,
+    .topk = lmn_cpu_topk,
+    .topk_backward = lmn_cpu_topk_backward,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

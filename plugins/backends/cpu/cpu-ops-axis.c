@@ -525,3 +525,102 @@ void lmn_cpu_clamp_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *d
     run(c, numel(dx), 1, clamp_backward_range, &j);
     EXEC_END(c);
 }
+
+/* ---- top-k ---- */
+
+typedef struct {
+    const float *x, *dy;
+    float *values, *dx;
+    gint32 *idx;
+    const gint32 *idx_in;
+    gsize axis, inner, k;
+} TopkJob;
+
+/* Whether (va, ia) comes before (vb, ib): larger first, NaN above every number, ties by the
+ * lower index (torch.topk's order). */
+static inline gboolean topk_before(float va, gint32 ia, float vb, gint32 ib)
+{
+    if (isnan(va) != isnan(vb))
+        return isnan(va);
+    if (!isnan(va) && va != vb)
+        return va > vb;
+    return ia < ib;
+}
+
+/* Units are (o, i): an insertion sort of the axis into the k output slots, strided by inner. */
+static void topk_units(gsize begin, gsize end, gpointer data)
+{
+    const TopkJob *j = data;
+    for (gsize u = begin; u < end; u++) {
+        const gsize o = u / j->inner, i = u % j->inner;
+        const float *x = j->x + o * j->axis * j->inner + i;
+        float *v = j->values + o * j->k * j->inner + i;
+        gint32 *idx = j->idx + o * j->k * j->inner + i;
+        gsize filled = 0;
+        for (gsize a = 0; a < j->axis; a++) {
+            const float xv = x[a * j->inner];
+            gsize at = filled;
+            while (at > 0 &&
+                   topk_before(xv, (gint32) a, v[(at - 1) * j->inner], idx[(at - 1) * j->inner]))
+                at--;
+            if (at >= j->k)
+                continue;
+            for (gsize s = MIN(filled, j->k - 1); s > at; s--) {
+                v[s * j->inner] = v[(s - 1) * j->inner];
+                idx[s * j->inner] = idx[(s - 1) * j->inner];
+            }
+            v[at * j->inner] = xv;
+            idx[at * j->inner] = (gint32) a;
+            filled = MIN(filled + 1, j->k);
+        }
+    }
+}
+
+void lmn_cpu_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                  gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    LmnCpuContext *c = ctx;
+    TopkJob j = {.x = fptr(x),
+                 .values = fptr(values),
+                 .idx = iptr(indices),
+                 .axis = (gsize) axis,
+                 .inner = (gsize) inner,
+                 .k = (gsize) k};
+    EXEC_BEGIN(c);
+    run(c, (gsize) (outer * inner), (gsize) (axis * k), topk_units, &j);
+    EXEC_END(c);
+}
+
+/* Units are rows (o, a) of dx: each element looks for its position among the k indices. */
+static void topk_backward_rows(gsize begin, gsize end, gpointer data)
+{
+    const TopkJob *j = data;
+    for (gsize r = begin; r < end; r++) {
+        const gsize o = r / j->axis, a = r % j->axis;
+        float *dx = j->dx + r * j->inner;
+        for (gsize q = 0; q < j->inner; q++)
+            dx[q] = 0.0f;
+        for (gsize s = 0; s < j->k; s++) {
+            const gint32 *idx = j->idx_in + (o * j->k + s) * j->inner;
+            const float *dy = j->dy + (o * j->k + s) * j->inner;
+            for (gsize q = 0; q < j->inner; q++)
+                if (idx[q] == (gint32) a)
+                    dx[q] = dy[q];
+        }
+    }
+}
+
+void lmn_cpu_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                           LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    LmnCpuContext *c = ctx;
+    TopkJob j = {.dy = fptr(dy),
+                 .dx = fptr(dx),
+                 .idx_in = iptr(indices),
+                 .axis = (gsize) axis,
+                 .inner = (gsize) inner,
+                 .k = (gsize) k};
+    EXEC_BEGIN(c);
+    run(c, (gsize) (outer * axis), (gsize) (inner * k), topk_backward_rows, &j);
+    EXEC_END(c);
+}

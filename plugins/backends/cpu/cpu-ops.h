@@ -106,6 +106,10 @@ void lmn_cpu_normalize_rows_backward(gpointer ctx, const LmnTensor *y, const Lmn
                                      const LmnTensor *dy, LmnTensor *dx, gint64 rows, gint64 cols);
 void lmn_cpu_clamp_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx,
                             float lo, float hi);
+void lmn_cpu_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                  gint64 outer, gint64 axis, gint64 inner, gint64 k);
+void lmn_cpu_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                           LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
 /* ---- end of the ABI 1.3 axis/broadcast block ---- */
 
 G_END_DECLS

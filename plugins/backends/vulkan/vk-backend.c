@@ -191,6 +191,8 @@ static const LmnBackendVTable vk_vtable = {
     .normalize_rows = lmn_vk_normalize_rows,
     .normalize_rows_backward = lmn_vk_normalize_rows_backward,
     .clamp_backward = lmn_vk_clamp_backward,
+    .topk = lmn_vk_topk,
+    .topk_backward = lmn_vk_topk_backward,
 };
 
 static const LmnFeatureDesc vk_features[] = {

@@ -38,6 +38,7 @@
 #include "vk-shader-softmax.h"
 #include "vk-shader-softmax_xent.h"
 #include "vk-shader-softmax_xent_backward.h"
+#include "vk-shader-topk.h"
 #include "vk-shader-unary.h"
 #include "vk-shader-unary_backward.h"
 
@@ -82,6 +83,7 @@ static const struct {
     SHADER(LMN_VK_SHADER_REDUCE_AXIS, reduce_axis),
     SHADER(LMN_VK_SHADER_BROADCAST, broadcast),
     SHADER(LMN_VK_SHADER_NORMALIZE, normalize),
+    SHADER(LMN_VK_SHADER_TOPK, topk),
 #undef SHADER
 };
 

@@ -359,3 +359,53 @@ void lmn_vk_clamp_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy
     }
     UNLOCK(c);
 }
+
+/* ---- top-k ---- */
+
+/* topk.comp over chunks of whole outer slices: x spans [axis, inner] per slice and the values
+ * and indices [k, inner] (backward: dy and the indices [k, inner], dx [axis, inner]). */
+static void topk_chunks(LmnVkContext *c, const LmnTensor *x, LmnTensor *v, const LmnTensor *idx,
+                        gint64 outer, gint64 axis, gint64 inner, gint64 k, gboolean backward,
+                        const char *op)
+{
+    const gsize in = (gsize) inner, big = (gsize) axis * in, small = (gsize) k * in;
+    if (outer <= 0 || inner <= 0 || c->error != NULL)
+        return;
+    const gsize per = max_elems(c) / big;
+    if (per == 0) {
+        too_large(c, op, "an [axis, inner] slice", big);
+        return;
+    }
+    const gsize x_slice = backward ? small : big, v_slice = backward ? big : small;
+    for (gsize o0 = 0; o0 < (gsize) outer; o0 += per) {
+        const gsize no = MIN(per, (gsize) outer - o0);
+        const gsize n = backward ? no * big : no * in;
+        guint32 push[8] = {(guint32) n,       0, 0, 0, (guint32) axis, (guint32) inner, (guint32) k,
+                           backward ? 1u : 0u};
+        LmnVkBinding b[3];
+        if (!bind(c, x, o0 * x_slice, no * x_slice, FALSE, &b[0], &push[1], op) ||
+            !bind(c, v, o0 * v_slice, no * v_slice, TRUE, &b[1], &push[2], op) ||
+            !bind(c, idx, o0 * small, no * small, !backward, &b[2], &push[3], op))
+            return;
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_TOPK), b, 3, push, sizeof push,
+                        groups_for(n), 1, 1);
+    }
+}
+
+void lmn_vk_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                 gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    topk_chunks(c, x, values, indices, outer, axis, inner, k, FALSE, "topk");
+    UNLOCK(c);
+}
+
+void lmn_vk_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                          LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k)
+{
+    LmnVkContext *c = ctx;
+    LOCK(c);
+    topk_chunks(c, dy, dx, indices, outer, axis, inner, k, TRUE, "topk_backward");
+    UNLOCK(c);
+}

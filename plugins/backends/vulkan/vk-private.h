@@ -110,6 +110,7 @@ typedef enum {
     LMN_VK_SHADER_REDUCE_AXIS,
     LMN_VK_SHADER_BROADCAST,
     LMN_VK_SHADER_NORMALIZE,
+    LMN_VK_SHADER_TOPK,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -389,6 +390,10 @@ void lmn_vk_normalize_rows_backward(gpointer ctx, const LmnTensor *y, const LmnT
                                     const LmnTensor *dy, LmnTensor *dx, gint64 rows, gint64 cols);
 void lmn_vk_clamp_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx,
                            float lo, float hi);
+void lmn_vk_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                 gint64 outer, gint64 axis, gint64 inner, gint64 k);
+void lmn_vk_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                          LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
 /* ---- end of the ABI 1.3 axis/broadcast block ---- */
 
 /* vk-gemm.c */

@@ -295,6 +295,41 @@ static inline double grad_term(LmnBinaryOp op, gboolean grad_b, float d, float x
     return 0.0;
 }
 
+/* Adds the gradient terms of @len positions along the last plan dim to acc[q], or all of them
+ * to acc[0] with @into_one; @x and @y step by @sx and @sy (0 or 1) and may be NULL for ADD and
+ * SUB.  The common functions have their own loops, which vectorise. */
+static void grad_run(const BcastJob *j, const float *dy, const float *x, const float *y, gsize sx,
+                     gsize sy, gsize len, double *acc, gboolean into_one)
+{
+    if (j->op == LMN_BINARY_ADD || j->op == LMN_BINARY_SUB) {
+        const double sign = j->op == LMN_BINARY_SUB && j->grad_b ? -1.0 : 1.0;
+        double s = 0.0;
+        for (gsize q = 0; q < len; q++) {
+            if (into_one)
+                s += (double) dy[q];
+            else
+                acc[q] += sign * dy[q];
+        }
+        acc[0] += into_one ? sign * s : 0.0;
+        return;
+    }
+    if (j->op == LMN_BINARY_MUL) {
+        const float *f = j->grad_b ? x : y; /* the other operand is the factor */
+        const gsize sf = j->grad_b ? sx : sy;
+        double s = 0.0;
+        for (gsize q = 0; q < len; q++) {
+            if (into_one)
+                s += (double) dy[q] * f[q * sf];
+            else
+                acc[q] += (double) dy[q] * f[q * sf];
+        }
+        acc[0] += s;
+        return;
+    }
+    for (gsize q = 0; q < len; q++)
+        acc[into_one ? 0 : q] += grad_term(j->op, j->grad_b, dy[q], x[q * sx], y[q * sy]);
+}
+
 /* Sums the gradient terms of one tile of the gradient operand: @n positions along the last plan
  * dim from @q0 (or, with the last dim broadcast for the operand, all of it into acc[0]), over
  * every coordinate of the operand's broadcast dims among the others, in row-major order. */
@@ -304,6 +339,7 @@ static void grad_tile(const BcastJob *j, const gsize base[3], gsize q0, gsize n,
     const gint64 *sx = j->grad_b ? p->sb : p->sa;
     const guint L = p->nd - 1;
     const gboolean last_kept = sx[L] != 0;
+    const gsize sa = (gsize) p->sa[L], sb = (gsize) p->sb[L], at = last_kept ? q0 : 0;
     gsize coord[LMN_BROADCAST_MAX_DIMS] = {0};
     for (;;) {
         gsize oo = base[0], oa = base[1], ob = base[2];
@@ -313,13 +349,9 @@ static void grad_tile(const BcastJob *j, const gsize base[3], gsize q0, gsize n,
                 oa += coord[k] * (gsize) p->sa[k];
                 ob += coord[k] * (gsize) p->sb[k];
             }
-        const gsize len = last_kept ? n : (gsize) p->dims[L];
-        for (gsize q = 0; q < len; q++) {
-            const gsize at = last_kept ? q0 + q : q;
-            const float x = j->a != NULL ? j->a[oa + at * (gsize) p->sa[L]] : 0.0f;
-            const float y = j->b != NULL ? j->b[ob + at * (gsize) p->sb[L]] : 0.0f;
-            acc[last_kept ? q : 0] += grad_term(j->op, j->grad_b, j->dy[oo + at], x, y);
-        }
+        grad_run(j, j->dy + oo + at, j->a != NULL ? j->a + oa + at * sa : NULL,
+                 j->b != NULL ? j->b + ob + at * sb : NULL, sa, sb,
+                 last_kept ? n : (gsize) p->dims[L], acc, !last_kept);
         /* Next coordinate of the broadcast dims before the last (an odometer). */
         gint k = (gint) L - 1;
         for (; k >= 0; k--) {

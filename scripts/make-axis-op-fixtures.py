@@ -23,7 +23,7 @@ Groups (float32 datasets unless noted; attributes in brackets):
 /bcast holds every pair of disjoint broadcast-axis subsets of a and b for 1- to 4-D shapes
 (the six ops in turn), operands of lower rank than the output, 5-D shapes, and ties
 for maximum/minimum.  References are computed in float64 from the stored float32 inputs and
-stored as float32.  Everything is seeded: the file is the same on every run.
+stored as float32.  Everything is seeded: every run writes the same values.
 """
 import itertools
 import sys

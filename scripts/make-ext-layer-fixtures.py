@@ -17,7 +17,7 @@ and float32 datasets
     param_<name>, grad_<name>   each parameter in Lamina's order with its gradient
 
 Values are computed in float64 from the stored float32 inputs and stored as float32.
-Everything is seeded: the file is the same on every run.
+Everything is seeded: every run writes the same values.
 """
 import sys
 

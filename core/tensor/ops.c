@@ -85,6 +85,8 @@ void lmn_op_unary(LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha)
     g_return_if_fail(x->dtype == LMN_DTYPE_F32 && y->dtype == LMN_DTYPE_F32);
     g_return_if_fail(NUMEL(x) == NUMEL(y));
     LmnBackend *be = y->backend;
+    /* A backend built before ABI 1.3 would not know these functions and write nothing; the
+     * ABI 1.3 vtable block (clamp_backward is in it) says it does. */
     if (op >= LMN_UNARY_SQRT && !LMN_VTABLE_HAS(be->vtable, clamp_backward)) {
         lmn_backend_record_unsupported(be, "unary (an ABI 1.3 function)");
         return;

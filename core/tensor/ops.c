@@ -85,6 +85,12 @@ void lmn_op_unary(LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha)
     g_return_if_fail(x->dtype == LMN_DTYPE_F32 && y->dtype == LMN_DTYPE_F32);
     g_return_if_fail(NUMEL(x) == NUMEL(y));
     LmnBackend *be = y->backend;
+    /* A backend built before ABI 1.3 would not know these functions and write nothing; the
+     * ABI 1.3 vtable block (clamp_backward is in it) says it does. */
+    if (op >= LMN_UNARY_SQRT && !LMN_VTABLE_HAS(be->vtable, clamp_backward)) {
+        lmn_backend_record_unsupported(be, "unary (an ABI 1.3 function)");
+        return;
+    }
     be->vtable->unary(be->context, op, x, y, alpha);
 }
 
@@ -100,6 +106,10 @@ void lmn_op_unary_backward(LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y
     gint64 n = NUMEL(dx);
     g_return_if_fail(NUMEL(x) == n && NUMEL(y) == n && NUMEL(dy) == n);
     LmnBackend *be = dx->backend;
+    if (op >= LMN_UNARY_SQRT && !LMN_VTABLE_HAS(be->vtable, clamp_backward)) {
+        lmn_backend_record_unsupported(be, "unary_backward (an ABI 1.3 function)");
+        return;
+    }
     be->vtable->unary_backward(be->context, op, x, y, dy, dx, alpha);
 }
 
@@ -111,6 +121,13 @@ void lmn_op_binary(LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b, LmnTe
     g_return_if_fail(a->dtype == LMN_DTYPE_F32 && b->dtype == LMN_DTYPE_F32 &&
                      out->dtype == LMN_DTYPE_F32);
     g_return_if_fail(NUMEL(a) == NUMEL(out) && NUMEL(b) == NUMEL(out));
+    if (op > LMN_BINARY_MUL) {
+        /* The binary member predates these functions: they run as a one-axis broadcast. */
+        LmnBroadcast bc = {.struct_size = sizeof bc, .ndim = 1};
+        bc.a[0] = bc.b[0] = bc.out[0] = NUMEL(out);
+        lmn_op_binary_broadcast(op, a, b, out, &bc);
+        return;
+    }
     LmnBackend *be = out->backend;
     be->vtable->binary(be->context, op, a, b, out);
 }

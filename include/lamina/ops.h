@@ -24,9 +24,18 @@ typedef enum {
     LMN_UNARY_SOFTPLUS = 6,   /* alpha = beta; threshold 20 as in PyTorch */
     LMN_UNARY_GELU = 7,       /* exact erf form */
     /* ABI 1.1 */
-    LMN_UNARY_SIGN = 8,   /* -1, 0, 1; derivative 0 (L1 penalties) */
-    LMN_UNARY_ABS = 9,    /* derivative sign(x) */
+    LMN_UNARY_SIGN = 8,    /* -1, 0, 1; derivative 0 (L1 penalties) */
+    LMN_UNARY_ABS = 9,     /* derivative sign(x) */
     LMN_UNARY_SQUARE = 10, /* derivative 2x */
+    /* ABI 1.3: a backend whose vtable predates the ABI 1.3 block gets
+     * LMN_BACKEND_ERROR_UNSUPPORTED for these instead of a silent no-op. */
+    LMN_UNARY_SQRT = 11,       /* derivative 1 / (2 y) */
+    LMN_UNARY_RSQRT = 12,      /* 1 / sqrt(x); derivative -y^3 / 2 */
+    LMN_UNARY_RECIPROCAL = 13, /* derivative -y^2 */
+    LMN_UNARY_EXP = 14,        /* derivative y */
+    LMN_UNARY_LOG = 15,        /* natural log; derivative 1 / x */
+    LMN_UNARY_SILU = 16,       /* x sigmoid(x) */
+    LMN_UNARY_MISH = 17,       /* x tanh(softplus(x)), softplus threshold 20 as in PyTorch */
     LMN_UNARY_COUNT
 } LmnUnaryOp;
 
@@ -35,6 +44,10 @@ typedef enum {
     LMN_BINARY_ADD = 0,
     LMN_BINARY_SUB = 1,
     LMN_BINARY_MUL = 2,
+    /* ABI 1.3: lmn_op_binary runs these through the backend's binary_broadcast member. */
+    LMN_BINARY_DIV = 3,
+    LMN_BINARY_MAXIMUM = 4, /* NaN propagates, as torch.maximum */
+    LMN_BINARY_MINIMUM = 5, /* NaN propagates, as torch.minimum */
     LMN_BINARY_COUNT
 } LmnBinaryOp;
 
@@ -272,5 +285,144 @@ void lmn_op_bce_logits(const LmnTensor *x, const LmnTensor *target, LmnTensor *l
 /** lmn_op_bce_logits_backward: dx = scale * (sigmoid(x) - t). */
 void lmn_op_bce_logits_backward(const LmnTensor *x, const LmnTensor *target, LmnTensor *dx,
                                 float scale);
+
+/* ---- ABI 1.3: axis reductions, broadcasting binary ops, row normalisation and the hardtanh
+ * gradient.  Optional vtable members: a backend built against an older ABI lacks them and the
+ * core records LMN_BACKEND_ERROR_UNSUPPORTED naming the op. */
+
+/** LmnAxisReduceOp: reductions over the middle axis of an [outer, axis, inner] view. */
+typedef enum {
+    LMN_AXIS_SUM = 0,
+    LMN_AXIS_MEAN = 1,
+    LMN_AXIS_MAX = 2, /* with i32 argmax indices; the first maximum wins, NaN counts as maximum */
+    LMN_AXIS_COUNT
+} LmnAxisReduceOp;
+
+/**
+ * lmn_op_reduce_axis:
+ * out[o, i] = reduce over a < @axis of x[o, a, i], x viewed as [@outer, @axis, @inner] and @out
+ * as [@outer, @inner].  Sums run in a fixed order (the CPU accumulates in double, Vulkan in
+ * float), so results do not depend on the thread count.  For LMN_AXIS_MAX, @indices (i32, like
+ * @out) receives the argmax a; it is ignored (may be NULL) otherwise.  @axis must be > 0.
+ */
+void lmn_op_reduce_axis(LmnAxisReduceOp op, const LmnTensor *x, LmnTensor *out, LmnTensor *indices,
+                        gint64 outer, gint64 axis, gint64 inner);
+/**
+ * lmn_op_reduce_axis_backward:
+ * dx (overwritten, [@outer, @axis, @inner]) from dy ([@outer, @inner]): SUM broadcasts dy,
+ * MEAN broadcasts dy / axis, MAX routes dy to the argmax in @indices (zeros elsewhere).
+ */
+void lmn_op_reduce_axis_backward(LmnAxisReduceOp op, const LmnTensor *dy, const LmnTensor *indices,
+                                 LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner);
+
+#define LMN_BROADCAST_MAX_DIMS LMN_MAX_DIMS
+
+/**
+ * LmnBroadcast:
+ * The shapes of a broadcasting binary op, right-aligned to @ndim dims as NumPy aligns them:
+ * for every k, a[k] and b[k] are each out[k] or 1, and out[k] = max(a[k], b[k]).  Build it
+ * with lmn_broadcast_init(), which rejects incompatible shapes.
+ */
+typedef struct {
+    guint32 struct_size;
+    guint32 ndim; /* 1 .. LMN_BROADCAST_MAX_DIMS */
+    gint64 a[LMN_BROADCAST_MAX_DIMS];
+    gint64 b[LMN_BROADCAST_MAX_DIMS];
+    gint64 out[LMN_BROADCAST_MAX_DIMS];
+    gpointer reserved[4];
+} LmnBroadcast;
+
+/**
+ * lmn_broadcast_init:
+ * Fills @bc for operands of shapes @a and @b under NumPy's rules (align on the right; sizes
+ * equal or 1).  Returns: FALSE with LMN_BACKEND_ERROR_FAILED naming both shapes and the first
+ * mismatched dimension when they do not broadcast, or when the output size overflows
+ */
+gboolean lmn_broadcast_init(LmnBroadcast *bc, const LmnShape *a, const LmnShape *b, GError **error);
+/** lmn_broadcast_out_shape: Returns: the output shape of @bc. */
+LmnShape lmn_broadcast_out_shape(const LmnBroadcast *bc);
+
+/**
+ * LmnBroadcastPlan:
+ * An #LmnBroadcast as loops for backend authors: size-1 output dims dropped and neighbouring
+ * dims of the same broadcast pattern merged (so the innermost loop is as long as possible),
+ * with element strides: @so of the contiguous output, @sa and @sb of the operands, 0 along
+ * their broadcast dims.  @nd >= 1.
+ */
+typedef struct {
+    guint nd;
+    gint64 dims[LMN_BROADCAST_MAX_DIMS];
+    gint64 so[LMN_BROADCAST_MAX_DIMS], sa[LMN_BROADCAST_MAX_DIMS], sb[LMN_BROADCAST_MAX_DIMS];
+} LmnBroadcastPlan;
+
+/** lmn_broadcast_plan: fills @plan from @bc (see #LmnBroadcastPlan). */
+void lmn_broadcast_plan(const LmnBroadcast *bc, LmnBroadcastPlan *plan);
+
+/**
+ * lmn_op_binary_broadcast:
+ * out = a OP b with NumPy broadcasting as described by @bc (@a has bc->a's element count, @b
+ * bc->b's, @out bc->out's).  @out may alias an operand of the output's shape.
+ */
+void lmn_op_binary_broadcast(LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b, LmnTensor *out,
+                             const LmnBroadcast *bc);
+/**
+ * lmn_op_binary_broadcast_backward:
+ * From dy (bc->out's shape), da and db (overwritten; either may be NULL) are the gradients of
+ * out = a OP b, each summed over the axes its operand was broadcast along, in a fixed order.
+ * MAXIMUM and MINIMUM route the gradient to the winning operand and split it in half at ties,
+ * as PyTorch does.  @a and @b may be NULL for ADD and SUB, which do not read them.
+ */
+void lmn_op_binary_broadcast_backward(LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b,
+                                      const LmnTensor *dy, LmnTensor *da, LmnTensor *db,
+                                      const LmnBroadcast *bc);
+/**
+ * lmn_op_reduce_to_shape:
+ * out = x summed over the axes along which bc->a was broadcast to bc->out (x has bc->out's
+ * shape, out bc->a's): the gradient of a broadcast operand.  It is the ADD case of
+ * lmn_op_binary_broadcast_backward.
+ */
+void lmn_op_reduce_to_shape(const LmnTensor *x, LmnTensor *out, const LmnBroadcast *bc);
+
+/**
+ * lmn_op_normalize_rows:
+ * For x viewed as [@rows, @cols]: y = (x - mean) * rstd row-wise, with rstd = 1 / sqrt(var +
+ * eps) and var the biased variance (layer, group and instance normalisation).  @mean and @rstd
+ * ([@rows], f32) receive the statistics for the backward.  @y may be @x.
+ */
+void lmn_op_normalize_rows(const LmnTensor *x, LmnTensor *y, LmnTensor *mean, LmnTensor *rstd,
+                           gint64 rows, gint64 cols, float eps);
+/**
+ * lmn_op_normalize_rows_backward:
+ * dx = rstd * (dy - mean(dy) - y * mean(dy * y)) row-wise, @y the normalised output of
+ * lmn_op_normalize_rows.  @dx may be @dy.
+ */
+void lmn_op_normalize_rows_backward(const LmnTensor *y, const LmnTensor *rstd, const LmnTensor *dy,
+                                    LmnTensor *dx, gint64 rows, gint64 cols);
+/**
+ * lmn_op_clamp_backward:
+ * dx = dy where lo < x < hi, else 0 (the gradient of lmn_op_clamp and of hardtanh, as
+ * PyTorch's hardtanh_backward).  @dx may be @dy.
+ */
+void lmn_op_clamp_backward(const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx, float lo,
+                           float hi);
+
+/**
+ * lmn_op_topk:
+ * The @k largest values along the middle axis of x viewed as [@outer, @axis, @inner], sorted
+ * in descending order, into @values (f32) and their positions along the axis into @indices
+ * (i32), both [@outer, @k, @inner].  The values are torch.topk(largest=True, sorted=True)'s,
+ * NaN counting as larger than every number; among equal values the lower index comes first
+ * (torch.topk leaves that order unspecified; torch.sort(descending=True, stable=True) matches
+ * it), so every backend returns the same indices.  1 <= @k <= @axis.
+ */
+void lmn_op_topk(const LmnTensor *x, LmnTensor *values, LmnTensor *indices, gint64 outer,
+                 gint64 axis, gint64 inner, gint64 k);
+/**
+ * lmn_op_topk_backward:
+ * dx (overwritten, [@outer, @axis, @inner]) = dy ([@outer, @k, @inner]) at the positions in
+ * @indices, 0 elsewhere.
+ */
+void lmn_op_topk_backward(const LmnTensor *dy, const LmnTensor *indices, LmnTensor *dx,
+                          gint64 outer, gint64 axis, gint64 inner, gint64 k);
 
 G_END_DECLS

@@ -27,6 +27,13 @@ float f(float v, uint op, float a)
     case 8: return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : v); // 0, -0 and NaN as they are
     case 9: return abs(v);
     case 10: return v * v;
+    case 11: return sqrt(v);
+    case 12: return 1.0 / sqrt(v);
+    case 13: return 1.0 / v;
+    case 14: return exp(v);
+    case 15: return log(v);
+    case 16: return v / (1.0 + exp(-v));
+    case 17: { float sp = v > 20.0 ? v : log(1.0 + exp(v)); return v * tanh(sp); }
     }
     return v;
 }

@@ -102,6 +102,21 @@ static const Case cases[] = {
     {"batch_norm", "batch_norm", "", 1, {F32(3, 4, 3)}, 2, .n_tensors = 3},
     {"batch_norm-eval", "batch_norm", "eps=0.01", 1, {F32(3, 2, 3)}, 2, .eval = TRUE,
      .n_tensors = 3},
+    /* Layers on the ABI 1.3 ops. */
+    {"layer_norm", "layer_norm", "", 1, {F32(3, 5)}, 2, .n_tensors = 3},
+    {"layer_norm-2d-plain", "layer_norm", "normalized_dims=2;elementwise_affine=false", 1,
+     {F32(2, 3, 4)}, 2, .n_tensors = 1},
+    {"group_norm", "group_norm", "groups=2", 1, {F32(4, 3, 2)}, 2, .n_tensors = 3},
+    {"instance_norm", "instance_norm", "affine=true", 1, {F32(3, 5)}, 2, .n_tensors = 3},
+    {"multiply", "multiply", "", 2, {F32(3, 1, 4), F32(3, 2, 1)}, 2, .n_tensors = 2},
+    {"subtract", "subtract", "", 2, {F32(1, 4), F32(3, 4)}, 2, .n_tensors = 2},
+    {"scale", "scale", "per_channel=true", 1, {F32(3, 4)}, 2, .n_tensors = 2},
+    {"mean", "mean", "axis=0;keepdim=true", 1, {F32(3, 4)}, 2, .n_tensors = 1},
+    {"sum", "sum", "axis=-1", 1, {F32(3, 4)}, 2, .n_tensors = 1},
+    {"silu", "silu", "", 1, {F32(7)}, 2, .n_tensors = 1},
+    {"mish", "mish", "", 1, {F32(7)}, 2, .n_tensors = 1},
+    {"hardtanh", "hardtanh", "min_val=-2;max_val=2", 1, {F32(7)}, 2, .n_tensors = 1},
+    {"log_softmax", "log_softmax", "", 1, {F32(2, 5)}, 2, .n_tensors = 1},
 };
 /* clang-format on */
 

@@ -247,6 +247,16 @@ static const LmnBackendVTable cpu_vtable = {
     .scatter_add_rows = lmn_cpu_scatter_add_rows,
     .bce_logits = lmn_cpu_bce_logits,
     .bce_logits_backward = lmn_cpu_bce_logits_backward,
+    /* ABI 1.3: axis reductions, broadcasting, row normalisation */
+    .reduce_axis = lmn_cpu_reduce_axis,
+    .reduce_axis_backward = lmn_cpu_reduce_axis_backward,
+    .binary_broadcast = lmn_cpu_binary_broadcast,
+    .binary_broadcast_backward = lmn_cpu_binary_broadcast_backward,
+    .normalize_rows = lmn_cpu_normalize_rows,
+    .normalize_rows_backward = lmn_cpu_normalize_rows_backward,
+    .clamp_backward = lmn_cpu_clamp_backward,
+    .topk = lmn_cpu_topk,
+    .topk_backward = lmn_cpu_topk_backward,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

@@ -381,6 +381,45 @@ typedef struct {
     float alpha;
 } UnaryJob;
 
+/* The ABI 1.3 functions of unary_range (same contract: x may be y). */
+static void unary13_range(LmnUnaryOp op, const float *x, float *y, gsize begin, gsize end)
+{
+    switch (op) {
+    case LMN_UNARY_SQRT:
+        for (gsize i = begin; i < end; i++)
+            y[i] = sqrtf(x[i]);
+        break;
+    case LMN_UNARY_RSQRT:
+        for (gsize i = begin; i < end; i++)
+            y[i] = 1.0f / sqrtf(x[i]);
+        break;
+    case LMN_UNARY_RECIPROCAL:
+        for (gsize i = begin; i < end; i++)
+            y[i] = 1.0f / x[i];
+        break;
+    case LMN_UNARY_EXP:
+        for (gsize i = begin; i < end; i++)
+            y[i] = expf(x[i]);
+        break;
+    case LMN_UNARY_LOG:
+        for (gsize i = begin; i < end; i++)
+            y[i] = logf(x[i]);
+        break;
+    case LMN_UNARY_SILU:
+        for (gsize i = begin; i < end; i++)
+            y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
+    case LMN_UNARY_MISH:
+        for (gsize i = begin; i < end; i++) {
+            const float sp = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
+            y[i] = x[i] * tanhf(sp);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 static void unary_range(gsize begin, gsize end, gpointer data)
 {
     const UnaryJob *j = data;
@@ -438,6 +477,15 @@ static void unary_range(gsize begin, gsize end, gpointer data)
         for (gsize i = begin; i < end; i++)
             y[i] = x[i] * x[i];
         break;
+    case LMN_UNARY_SQRT:
+    case LMN_UNARY_RSQRT:
+    case LMN_UNARY_RECIPROCAL:
+    case LMN_UNARY_EXP:
+    case LMN_UNARY_LOG:
+    case LMN_UNARY_SILU:
+    case LMN_UNARY_MISH:
+        unary13_range(j->op, x, y, begin, end);
+        break;
     case LMN_UNARY_COUNT:
         break;
     }
@@ -450,6 +498,50 @@ void lmn_cpu_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y
     EXEC_BEGIN(c);
     run(c, numel(y), 1, unary_range, &j);
     EXEC_END(c);
+}
+
+/* The ABI 1.3 derivatives of unary_backward_range (dx may be dy). */
+static void unary13_backward_range(LmnUnaryOp op, const float *x, const float *y, const float *dy,
+                                   float *dx, gsize begin, gsize end)
+{
+    switch (op) {
+    case LMN_UNARY_SQRT:
+        for (gsize i = begin; i < end; i++)
+            dx[i] = dy[i] * 0.5f / y[i];
+        break;
+    case LMN_UNARY_RSQRT:
+        for (gsize i = begin; i < end; i++)
+            dx[i] = -0.5f * dy[i] * y[i] * y[i] * y[i];
+        break;
+    case LMN_UNARY_RECIPROCAL:
+        for (gsize i = begin; i < end; i++)
+            dx[i] = -dy[i] * y[i] * y[i];
+        break;
+    case LMN_UNARY_EXP:
+        for (gsize i = begin; i < end; i++)
+            dx[i] = dy[i] * y[i];
+        break;
+    case LMN_UNARY_LOG:
+        for (gsize i = begin; i < end; i++)
+            dx[i] = dy[i] / x[i];
+        break;
+    case LMN_UNARY_SILU:
+        for (gsize i = begin; i < end; i++) {
+            const float s = 1.0f / (1.0f + expf(-x[i]));
+            dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case LMN_UNARY_MISH:
+        /* d/dx x tanh(sp(x)) = t + x sigmoid(x) (1 - t^2), with t = tanh(sp(x)). */
+        for (gsize i = begin; i < end; i++) {
+            const float sp = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
+            const float t = tanhf(sp), s = 1.0f / (1.0f + expf(-x[i]));
+            dx[i] = dy[i] * (t + x[i] * s * (1.0f - t * t));
+        }
+        break;
+    default:
+        break;
+    }
 }
 
 static void unary_backward_range(gsize begin, gsize end, gpointer data)
@@ -514,6 +606,15 @@ static void unary_backward_range(gsize begin, gsize end, gpointer data)
         for (gsize i = begin; i < end; i++)
             dx[i] = 2.0f * x[i] * dy[i];
         break;
+    case LMN_UNARY_SQRT:
+    case LMN_UNARY_RSQRT:
+    case LMN_UNARY_RECIPROCAL:
+    case LMN_UNARY_EXP:
+    case LMN_UNARY_LOG:
+    case LMN_UNARY_SILU:
+    case LMN_UNARY_MISH:
+        unary13_backward_range(j->op, x, y, dy, dx, begin, end);
+        break;
     case LMN_UNARY_COUNT:
         break;
     }
@@ -558,7 +659,11 @@ static void binary_range(gsize begin, gsize end, gpointer data)
         for (gsize i = begin; i < end; i++)
             out[i] = a[i] * b[i];
         break;
+    case LMN_BINARY_DIV:
+    case LMN_BINARY_MAXIMUM:
+    case LMN_BINARY_MINIMUM:
     case LMN_BINARY_COUNT:
+        /* The core runs these through binary_broadcast (cpu-ops-axis.c). */
         break;
     }
 }

@@ -89,4 +89,27 @@ void lmn_cpu_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *targe
 void lmn_cpu_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
                                  LmnTensor *dx, float scale);
 
+/* ---- ABI 1.3: axis reductions, broadcasting, row normalisation (cpu-ops-axis.c) ---- */
+void lmn_cpu_reduce_axis(gpointer ctx, LmnAxisReduceOp op, const LmnTensor *x, LmnTensor *out,
+                         LmnTensor *indices, gint64 outer, gint64 axis, gint64 inner);
+void lmn_cpu_reduce_axis_backward(gpointer ctx, LmnAxisReduceOp op, const LmnTensor *dy,
+                                  const LmnTensor *indices, LmnTensor *dx, gint64 outer,
+                                  gint64 axis, gint64 inner);
+void lmn_cpu_binary_broadcast(gpointer ctx, LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b,
+                              LmnTensor *out, const LmnBroadcast *bc);
+void lmn_cpu_binary_broadcast_backward(gpointer ctx, LmnBinaryOp op, const LmnTensor *a,
+                                       const LmnTensor *b, const LmnTensor *dy, LmnTensor *da,
+                                       LmnTensor *db, const LmnBroadcast *bc);
+void lmn_cpu_normalize_rows(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mean,
+                            LmnTensor *rstd, gint64 rows, gint64 cols, float eps);
+void lmn_cpu_normalize_rows_backward(gpointer ctx, const LmnTensor *y, const LmnTensor *rstd,
+                                     const LmnTensor *dy, LmnTensor *dx, gint64 rows, gint64 cols);
+void lmn_cpu_clamp_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx,
+                            float lo, float hi);
+void lmn_cpu_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                  gint64 outer, gint64 axis, gint64 inner, gint64 k);
+void lmn_cpu_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                           LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
+/* ---- end of the ABI 1.3 axis/broadcast block ---- */
+
 G_END_DECLS

@@ -183,6 +183,16 @@ static const LmnBackendVTable vk_vtable = {
     .scatter_add_rows = lmn_vk_scatter_add_rows,
     .bce_logits = lmn_vk_bce_logits,
     .bce_logits_backward = lmn_vk_bce_logits_backward,
+    /* ABI 1.3: axis reductions, broadcasting, row normalisation */
+    .reduce_axis = lmn_vk_reduce_axis,
+    .reduce_axis_backward = lmn_vk_reduce_axis_backward,
+    .binary_broadcast = lmn_vk_binary_broadcast,
+    .binary_broadcast_backward = lmn_vk_binary_broadcast_backward,
+    .normalize_rows = lmn_vk_normalize_rows,
+    .normalize_rows_backward = lmn_vk_normalize_rows_backward,
+    .clamp_backward = lmn_vk_clamp_backward,
+    .topk = lmn_vk_topk,
+    .topk_backward = lmn_vk_topk_backward,
 };
 
 static const LmnFeatureDesc vk_features[] = {

@@ -22,6 +22,7 @@
 #include "vk-private.h"
 
 #include "vk-shader-binary.h"
+#include "vk-shader-broadcast.h"
 #include "vk-shader-batchnorm.h"
 #include "vk-shader-bce.h"
 #include "vk-shader-bias_add.h"
@@ -29,12 +30,15 @@
 #include "vk-shader-conv.h"
 #include "vk-shader-copy.h"
 #include "vk-shader-fill.h"
+#include "vk-shader-normalize.h"
 #include "vk-shader-random.h"
+#include "vk-shader-reduce_axis.h"
 #include "vk-shader-reduce.h"
 #include "vk-shader-rows.h"
 #include "vk-shader-softmax.h"
 #include "vk-shader-softmax_xent.h"
 #include "vk-shader-softmax_xent_backward.h"
+#include "vk-shader-topk.h"
 #include "vk-shader-unary.h"
 #include "vk-shader-unary_backward.h"
 
@@ -76,6 +80,10 @@ static const struct {
     SHADER(LMN_VK_SHADER_ROWS, rows),
     SHADER(LMN_VK_SHADER_CONV, conv),
     SHADER(LMN_VK_SHADER_BATCHNORM, batchnorm),
+    SHADER(LMN_VK_SHADER_REDUCE_AXIS, reduce_axis),
+    SHADER(LMN_VK_SHADER_BROADCAST, broadcast),
+    SHADER(LMN_VK_SHADER_NORMALIZE, normalize),
+    SHADER(LMN_VK_SHADER_TOPK, topk),
 #undef SHADER
 };
 

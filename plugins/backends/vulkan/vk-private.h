@@ -106,6 +106,11 @@ typedef enum {
     LMN_VK_SHADER_ROWS,
     LMN_VK_SHADER_CONV,
     LMN_VK_SHADER_BATCHNORM,
+    /* ABI 1.3 (vk-ops-axis.c) */
+    LMN_VK_SHADER_REDUCE_AXIS,
+    LMN_VK_SHADER_BROADCAST,
+    LMN_VK_SHADER_NORMALIZE,
+    LMN_VK_SHADER_TOPK,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -368,6 +373,28 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
                                const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
                                LmnTensor *dx, LmnTensor *dweight, LmnTensor *dbias, float eps,
                                gint64 outer, gint64 channels, gint64 inner);
+/* ---- ABI 1.3: axis reductions, broadcasting, row normalisation (vk-ops-axis.c) ---- */
+void lmn_vk_reduce_axis(gpointer ctx, LmnAxisReduceOp op, const LmnTensor *x, LmnTensor *out,
+                        LmnTensor *indices, gint64 outer, gint64 axis, gint64 inner);
+void lmn_vk_reduce_axis_backward(gpointer ctx, LmnAxisReduceOp op, const LmnTensor *dy,
+                                 const LmnTensor *indices, LmnTensor *dx, gint64 outer, gint64 axis,
+                                 gint64 inner);
+void lmn_vk_binary_broadcast(gpointer ctx, LmnBinaryOp op, const LmnTensor *a, const LmnTensor *b,
+                             LmnTensor *out, const LmnBroadcast *bc);
+void lmn_vk_binary_broadcast_backward(gpointer ctx, LmnBinaryOp op, const LmnTensor *a,
+                                      const LmnTensor *b, const LmnTensor *dy, LmnTensor *da,
+                                      LmnTensor *db, const LmnBroadcast *bc);
+void lmn_vk_normalize_rows(gpointer ctx, const LmnTensor *x, LmnTensor *y, LmnTensor *mean,
+                           LmnTensor *rstd, gint64 rows, gint64 cols, float eps);
+void lmn_vk_normalize_rows_backward(gpointer ctx, const LmnTensor *y, const LmnTensor *rstd,
+                                    const LmnTensor *dy, LmnTensor *dx, gint64 rows, gint64 cols);
+void lmn_vk_clamp_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *dy, LmnTensor *dx,
+                           float lo, float hi);
+void lmn_vk_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor *indices,
+                 gint64 outer, gint64 axis, gint64 inner, gint64 k);
+void lmn_vk_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
+                          LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
+/* ---- end of the ABI 1.3 axis/broadcast block ---- */
 
 /* vk-gemm.c */
 /* Picks the GEMM kernel and tile sizes for the opened device (c->desc, limits) and reads

@@ -10,6 +10,7 @@ layout(push_constant) uniform P {
 } p;
 
 #include "erf.glsl"
+#include "transcendental.glsl"
 
 float f(float v, uint op, float a)
 {
@@ -17,12 +18,10 @@ float f(float v, uint op, float a)
     case 0: return v;
     case 1: return v <= 0.0 ? 0.0 : v; // NaN passes through, as in torch.relu
     case 2: return 1.0 / (1.0 + exp(-v));
-    // The spec lets tanh inherit exp's behaviour, which overflows beyond |x| ~ 88 (inf / inf);
-    // tanh(+-10) is already +-1 in float.
-    case 3: return isnan(v) ? v : tanh(clamp(v, -10.0, 10.0));
+    case 3: return lmn_tanh(v);
     case 4: return v > 0.0 ? v : a * v;
     case 5: return v > 0.0 ? v : a * (exp(v) - 1.0);
-    case 6: { float bx = a * v; return bx > 20.0 ? v : log(1.0 + exp(bx)) / a; }
+    case 6: { float bx = a * v; return bx > 20.0 ? v : lmn_log1p_exp(bx) / a; }
     case 7: return 0.5 * v * (1.0 + lmn_erf(v * 0.70710678118654752));
     case 8: return v > 0.0 ? 1.0 : (v < 0.0 ? -1.0 : v); // 0, -0 and NaN as they are
     case 9: return abs(v);
@@ -33,7 +32,7 @@ float f(float v, uint op, float a)
     case 14: return exp(v);
     case 15: return log(v);
     case 16: return v / (1.0 + exp(-v));
-    case 17: { float sp = v > 20.0 ? v : log(1.0 + exp(v)); return v * tanh(sp); }
+    case 17: { float sp = v > 20.0 ? v : lmn_log1p_exp(v); return v * lmn_tanh(sp); }
     }
     return v;
 }

@@ -12,6 +12,7 @@ layout(push_constant) uniform P {
 } p;
 
 #include "erf.glsl"
+#include "transcendental.glsl"
 
 float g(float xv, float yv, float d, uint op, float a)
 {
@@ -38,8 +39,8 @@ float g(float xv, float yv, float d, uint op, float a)
     case 15: return d / xv;
     case 16: { float s = 1.0 / (1.0 + exp(-xv)); return d * s * (1.0 + xv * (1.0 - s)); }
     case 17: {
-        float sp = xv > 20.0 ? xv : log(1.0 + exp(xv));
-        float t = tanh(sp), s = 1.0 / (1.0 + exp(-xv));
+        float sp = xv > 20.0 ? xv : lmn_log1p_exp(xv);
+        float t = lmn_tanh(sp), s = 1.0 / (1.0 + exp(-xv));
         return d * (t + xv * s * (1.0 - t * t));
     }
     // 100: the gradient of clamp to [alpha, beta] (hardtanh): d strictly inside, else 0.

@@ -8,9 +8,10 @@
  * 2.5 ulp, tanh inherited from (e^x - e^-x) / (e^x + e^-x).  Each grid point is evaluated with
  * every error at its two extremes and at 0.
  *
- * erf comes from shaders/vulkan/erf.glsl itself, compiled here as C (abs and exp are macros), so
- * the test checks the code the GPU runs; the other formulas are transcribed from unary.comp,
- * unary_backward.comp and random.comp.
+ * erf, softplus's log(1 + exp) and tanh come from shaders/vulkan/erf.glsl and
+ * transcendental.glsl themselves, compiled here as C (exp, log and tanh are macros for their
+ * worst-case versions), so the test checks the code the GPU runs; the expressions around them
+ * are transcribed from unary.comp, unary_backward.comp and random.comp.
  */
 #include <glib.h>
 #include <math.h>
@@ -45,10 +46,27 @@ static float spec_div(float a, float b)
     return isfinite(q) ? (float) (q + err_dir * 2.5 * ulp_of(q)) : q;
 }
 
-float lmn_erf(float v); /* defined by erf.glsl below */
+/* tanh as the spec lets a GPU derive it: (e^x - e^-x) / (e^x + e^-x). */
+static float spec_tanh(float x)
+{
+    float ep = spec_exp(x), em = spec_exp(-x);
+    return spec_div(ep - em, ep + em);
+}
+
+/* The shaders' functions, from the shader sources themselves. */
+float lmn_erf(float v);
+float lmn_log1p_exp(float z);
+float lmn_tanh(float v);
 #define abs fabsf
 #define exp spec_exp
+#define log spec_log
+#define tanh spec_tanh
+#define clamp(x, lo, hi) fminf(fmaxf((x), (lo)), (hi))
 #include "erf.glsl"
+#include "transcendental.glsl"
+#undef clamp
+#undef tanh
+#undef log
 #undef exp
 #undef abs
 
@@ -119,19 +137,56 @@ static void test_sigmoid_tanh(void)
         for (int i = 0; i <= 200 * 64; i++) {
             float v = -100.0f + (float) i / 64.0f;
             float sig = spec_div(1.0f, 1.0f + spec_exp(-v));
-            /* tanh as the spec lets a GPU derive it, on the clamped argument */
-            float t = fminf(fmaxf(v, -10.0f), 10.0f);
-            float ep = spec_exp(t), em = spec_exp(-t);
-            float th = spec_div(ep - em, ep + em);
-            if (!close_enough(sig, 1.0f / (1.0f + expf(-v))) || !close_enough(th, tanhf(v)))
+            if (!close_enough(sig, 1.0f / (1.0f + expf(-v))) ||
+                !close_enough(lmn_tanh(v), tanhf(v)))
                 failures++;
+        }
+        /* near 0, where a derived tanh cancels */
+        for (int i = -2000; i <= 2000; i++) {
+            float v = (float) i * 1e-4f;
+            failures += !close_enough(lmn_tanh(v), tanhf(v));
         }
     }
     err_dir = 0;
     g_assert_cmpint(failures, ==, 0);
+    g_assert_true(isnan(lmn_tanh(NAN)));
+    g_assert_cmpfloat(lmn_tanh(INFINITY), ==, 1.0f);
     /* Without the clamp the derived tanh is inf / inf beyond |x| ~ 88. */
-    float ep = spec_exp(90.0f), em = spec_exp(-90.0f);
-    g_assert_true(isnan(spec_div(ep - em, ep + em)));
+    g_assert_true(isnan(spec_tanh(90.0f)));
+}
+
+/* Softplus with beta (unary.comp op 6) and mish (op 17, and its gradient in
+ * unary_backward.comp) against cpu-ops.c's log1pf formulas: log(1 + e) for a small e is where
+ * log's absolute error near 1 would leave the tolerance. */
+static void test_softplus_mish(void)
+{
+    const float betas[] = {1.0f, 2.0f, 0.1f};
+    int failures = 0;
+    for (err_dir = -1; err_dir <= 1; err_dir++) {
+        for (int i = 0; i < GRID_N; i++) {
+            float v = grid(i) * 2.0f;
+            for (guint b = 0; b < G_N_ELEMENTS(betas); b++) {
+                float a = betas[b], bx = a * v;
+                float gpu = bx > 20.0f ? v : lmn_log1p_exp(bx) / a;
+                float cpu = bx > 20.0f ? v : log1pf(expf(bx)) / a;
+                failures += !close_enough(gpu, cpu);
+            }
+            float sp = v > 20.0f ? v : lmn_log1p_exp(v);
+            float t = lmn_tanh(sp), s = spec_div(1.0f, 1.0f + spec_exp(-v));
+            float cpu_sp = v > 20.0f ? v : log1pf(expf(v));
+            float cpu_t = tanhf(cpu_sp), cpu_s = 1.0f / (1.0f + expf(-v));
+            failures += !close_enough(v * t, v * cpu_t);
+            failures += !close_enough(t + v * s * (1.0f - t * t),
+                                      cpu_t + v * cpu_s * (1.0f - cpu_t * cpu_t));
+        }
+    }
+    err_dir = 0;
+    g_assert_cmpint(failures, ==, 0);
+    /* log(1 + e) itself would not do: at v = -8 its error alone is above the tolerance. */
+    err_dir = 1;
+    float naive = -8.0f * spec_tanh(spec_log(1.0f + spec_exp(-8.0f)));
+    err_dir = 0;
+    g_assert_false(close_enough(naive, -8.0f * tanhf(log1pf(expf(-8.0f)))));
 }
 
 /* Box-Muller (random.comp): u1 = ((w >> 8) + 1) 2^-24 reaches 1, where log's allowed error
@@ -158,6 +213,7 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/shader-precision/erf", test_erf);
     g_test_add_func("/ops/shader-precision/gelu", test_gelu);
     g_test_add_func("/ops/shader-precision/sigmoid-tanh", test_sigmoid_tanh);
+    g_test_add_func("/ops/shader-precision/softplus-mish", test_softplus_mish);
     g_test_add_func("/ops/shader-precision/box-muller", test_box_muller);
     return g_test_run();
 }

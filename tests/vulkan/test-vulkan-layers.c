@@ -102,6 +102,21 @@ static const Case cases[] = {
     {"batch_norm", "batch_norm", "", 1, {F32(3, 4, 3)}, 2, .n_tensors = 3},
     {"batch_norm-eval", "batch_norm", "eps=0.01", 1, {F32(3, 2, 3)}, 2, .eval = TRUE,
      .n_tensors = 3},
+    {"conv_transpose2d", "conv_transpose2d", "out_channels=3;kernel_size=3", 1, {F32(2, 3, 4)},
+     2, .n_tensors = 3},
+    {"conv_transpose2d-strided", "conv_transpose2d",
+     "out_channels=4;kernel_size=3;stride=2;padding=1;output_padding=1;groups=2;bias=false", 1,
+     {F32(2, 3, 3)}, 2, .n_tensors = 2},
+    {"conv_transpose2d-1x1", "conv_transpose2d", "out_channels=2;kernel_size=1", 1,
+     {F32(3, 2, 3)}, 2, .n_tensors = 3},
+    {"dense-3d", "dense", "units=3", 1, {F32(2, 2, 4)}, 2, .n_tensors = 3},
+    {"pad-constant", "pad", "padding=1, 2, 0, 1;value=0.5", 1, {F32(2, 3, 3)}, 2, .n_tensors = 1},
+    {"pad-reflect", "pad", "padding=2, 1, 1, 2;mode=reflect", 1, {F32(2, 3, 4)}, 2,
+     .n_tensors = 1},
+    {"pad-replicate", "pad", "padding=2, 0, 1, 1;mode=replicate", 1, {F32(1, 3, 3)}, 2,
+     .n_tensors = 1},
+    {"crop", "crop", "cropping=1, 0, 2, 1", 1, {F32(2, 5, 4)}, 2, .n_tensors = 1},
+    {"gaussian_noise", "gaussian_noise", "std=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
 };
 /* clang-format on */
 

@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Record PyTorch's forward and backward of Lamina's spatial layers for its tests.
+
+Run with Debian's Python (it has torch and h5py):
+
+    /usr/bin/python3 scripts/make-spatial-layer-fixtures.py [tests/fixtures/layers-spatial.h5]
+
+The layout is that of scripts/make-layer-fixtures.py, one group per case:
+
+    /<case>              attrs: type (the Lamina layer type), params (the layer's config keys as
+                                "key=value;key=value"), training (0 or 1)
+      x                  float32 [N, per-sample shape]   the input
+      r                  float32 like y                  the fixed random weights of the objective
+      y                  float32                         the output
+      dx                 float32 like x                  d sum(y * r) / dx
+      param/<name>       float32, PyTorch's names and shapes (weight, bias)
+      grad/<name>        float32                         d sum(y * r) / d param
+
+Every reference is computed in float64 from the float32 values stored, so the file is an oracle
+for a float32 implementation.  Everything is seeded: the file is the same on every run.
+"""
+import sys
+
+import h5py
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(20261202)
+GEN = torch.Generator().manual_seed(5151)
+
+
+def rand(*shape):
+    """float32 values rounded through float32, returned as float64 tensors."""
+    return torch.randn(*shape, generator=GEN, dtype=torch.float32).double()
+
+
+def rounded(m):
+    """A fresh module in float64 whose parameters are float32 values."""
+    m = m.double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(p.float().double())
+    return m
+
+
+def convt_case(in_shape, lamina_params, **kw):
+    m = rounded(torch.nn.ConvTranspose2d(in_shape[1], **kw))
+    return "conv_transpose2d", lamina_params, m, rand(*in_shape)
+
+
+class Pad(torch.nn.Module):
+    def __init__(self, pad, mode, value=0.0):
+        super().__init__()
+        self.pad, self.mode, self.value = pad, mode, value
+
+    def forward(self, x):
+        if self.mode == "constant":
+            return F.pad(x, self.pad, mode="constant", value=self.value)
+        return F.pad(x, self.pad, mode=self.mode)
+
+
+class Crop(torch.nn.Module):
+    def __init__(self, left, right, top, bottom):
+        super().__init__()
+        self.c = (left, right, top, bottom)
+
+    def forward(self, x):
+        l, r, t, b = self.c
+        return x[:, :, t:x.shape[2] - b, l:x.shape[3] - r]
+
+
+def cases():
+    yield "convt_basic", convt_case((2, 3, 4, 5), "out_channels=4;kernel_size=3",
+                                    out_channels=4, kernel_size=3)
+    yield "convt_stride_padding", convt_case(
+        (2, 3, 4, 3), "out_channels=2;kernel_size=3, 2;stride=2;padding=1, 0;output_padding=1",
+        out_channels=2, kernel_size=(3, 2), stride=2, padding=(1, 0), output_padding=1)
+    yield "convt_dilation_groups", convt_case(
+        (3, 4, 3, 4), "out_channels=6;kernel_size=2, 3;dilation=2;groups=2;stride=1, 2",
+        out_channels=6, kernel_size=(2, 3), dilation=2, groups=2, stride=(1, 2))
+    # output_padding may reach the stride when it stays below the dilation (PyTorch's rule).
+    yield "convt_output_padding_dilation", convt_case(
+        (2, 2, 3, 3), "out_channels=3;kernel_size=2;dilation=3;output_padding=2",
+        out_channels=3, kernel_size=2, dilation=3, output_padding=2)
+    yield "convt_1x1_no_bias", convt_case((2, 4, 3, 5), "out_channels=3;kernel_size=1;bias=false",
+                                          out_channels=3, kernel_size=1, bias=False)
+    yield "dense_3d", ("dense", "units=5", rounded(torch.nn.Linear(4, 5)), rand(2, 3, 2, 4))
+    yield "pad_constant", ("pad", "padding=1, 2, 0, 3;value=0.5", Pad((1, 2, 0, 3), "constant",
+                                                                      0.5), rand(2, 3, 4, 5))
+    yield "pad_reflect", ("pad", "padding=2, 1, 3, 1;mode=reflect",
+                          Pad((2, 1, 3, 1), "reflect"), rand(2, 2, 5, 4))
+    yield "pad_replicate", ("pad", "padding=3, 0, 1, 2;mode=replicate",
+                            Pad((3, 0, 1, 2), "replicate"), rand(2, 2, 3, 4))
+    yield "crop", ("crop", "cropping=1, 2, 0, 3", Crop(1, 2, 0, 3), rand(2, 3, 6, 5))
+
+
+def store(f, name, layer_type, params, module, x):
+    g = f.create_group(name)
+    g.attrs["type"] = layer_type
+    g.attrs["params"] = params
+    g.attrs["training"] = 1
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    r = rand(*y.shape)
+    (y * r).sum().backward()
+    g.create_dataset("x", data=x.detach().float().numpy())
+    g.create_dataset("r", data=r.float().numpy())
+    g.create_dataset("y", data=y.detach().float().numpy())
+    g.create_dataset("dx", data=x.grad.float().numpy())
+    for pname, p in module.named_parameters():
+        g.create_dataset("param/" + pname, data=p.detach().float().numpy())
+        g.create_dataset("grad/" + pname, data=p.grad.float().numpy())
+
+
+def main():
+    path = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/layers-spatial.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["generator"] = ("scripts/make-spatial-layer-fixtures.py (torch %s)"
+                                % torch.__version__)
+        for name, (layer_type, params, module, x) in cases():
+            store(f, name, layer_type, params, module, x)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -92,6 +92,19 @@ def cases():
     yield "pad_replicate", ("pad", "padding=3, 0, 1, 2;mode=replicate",
                             Pad((3, 0, 1, 2), "replicate"), rand(2, 2, 3, 4))
     yield "crop", ("crop", "cropping=1, 2, 0, 3", Crop(1, 2, 0, 3), rand(2, 3, 6, 5))
+    up = torch.nn.Upsample
+    yield "upsample_nearest", ("upsample", "scale_factor=2", up(scale_factor=2), rand(2, 3, 3, 4))
+    # A scale factor whose output size is rounded down: the source scale is 1 / 1.5, not in / out.
+    yield "upsample_nearest_fraction", ("upsample", "scale_factor=1.5, 2.5",
+                                        up(scale_factor=(1.5, 2.5)), rand(2, 2, 3, 3))
+    yield "upsample_nearest_size", ("upsample", "size=5, 7", up(size=(5, 7)), rand(2, 2, 3, 4))
+    yield "upsample_bilinear", ("upsample", "mode=bilinear;scale_factor=2",
+                                up(scale_factor=2, mode="bilinear"), rand(2, 3, 3, 4))
+    yield "upsample_bilinear_align", ("upsample", "mode=bilinear;size=7, 5;align_corners=true",
+                                      up(size=(7, 5), mode="bilinear", align_corners=True),
+                                      rand(2, 2, 3, 4))
+    yield "upsample_bilinear_down", ("upsample", "mode=bilinear;size=3, 2",
+                                     up(size=(3, 2), mode="bilinear"), rand(2, 2, 5, 7))
 
 
 def store(f, name, layer_type, params, module, x):

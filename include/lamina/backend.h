@@ -123,6 +123,12 @@ typedef struct {
                        LmnTensor *loss);
     void (*bce_logits_backward)(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
                                 LmnTensor *dx, float scale);
+
+    /* ---- ABI 1.3: spatial resampling (upsample layer).  Optional, like the 1.1 ops. ---- */
+    void (*upsample2d)(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                       const LmnUpsampleGeom *g);
+    void (*upsample2d_backward)(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
+                                LmnTensor *dx, const LmnUpsampleGeom *g);
 } LmnBackendVTable;
 
 /**

@@ -1,5 +1,5 @@
-/* Spatial layers on the CPU backend: conv_transpose2d, pad, crop, gaussian_noise and dense on
- * inputs of any rank.
+/* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, gaussian_noise and
+ * dense on inputs of any rank.
  *
  * Oracles: finite-difference gradient checks (gradcheck.h) of inputs and parameters over several
  * geometries; forward and backward against PyTorch, recorded in float64 by
@@ -358,11 +358,22 @@ static void test_pytorch_case(gconstpointer data)
 }
 
 static const char *const pytorch_cases[] = {
-    "convt_basic",           "convt_stride_padding",
-    "convt_dilation_groups", "convt_output_padding_dilation",
-    "convt_1x1_no_bias",     "dense_3d",
-    "pad_constant",          "pad_reflect",
-    "pad_replicate",         "crop",
+    "convt_basic",
+    "convt_stride_padding",
+    "convt_dilation_groups",
+    "convt_output_padding_dilation",
+    "convt_1x1_no_bias",
+    "dense_3d",
+    "pad_constant",
+    "pad_reflect",
+    "pad_replicate",
+    "crop",
+    "upsample_nearest",
+    "upsample_nearest_fraction",
+    "upsample_nearest_size",
+    "upsample_bilinear",
+    "upsample_bilinear_align",
+    "upsample_bilinear_down",
 };
 
 /* ---- gradient checks ---- */
@@ -403,6 +414,16 @@ static void test_gradcheck_pad_crop(void)
     check_grads("pad", "padding=3, 0, 1, 2;mode=replicate", image(2, 3, 4), 2, 602, TRUE, 1);
     check_grads("pad", "padding=1;mode=replicate", image(1, 1, 1), 3, 603, TRUE, 1);
     check_grads("crop", "cropping=1, 2, 0, 3", image(2, 6, 5), 2, 604, TRUE, 1);
+}
+
+static void test_gradcheck_upsample(void)
+{
+    check_grads("upsample", "scale_factor=2, 3", image(2, 3, 2), 2, 800, TRUE, 1);
+    check_grads("upsample", "size=2, 7", image(2, 5, 3), 2, 801, TRUE, 1);
+    check_grads("upsample", "mode=bilinear;scale_factor=1.5", image(2, 3, 4), 2, 802, TRUE, 1);
+    check_grads("upsample", "mode=bilinear;size=5, 3;align_corners=true", image(1, 3, 4), 2, 803,
+                TRUE, 1);
+    check_grads("upsample", "mode=bilinear;size=2, 3", image(2, 5, 7), 2, 804, TRUE, 1);
 }
 
 static void test_gradcheck_dense_rank(void)
@@ -568,6 +589,36 @@ static void test_pad_crop_errors(void)
     g_assert_nonnull(strstr(error->message, "mode"));
 }
 
+static void test_upsample_errors(void)
+{
+    const char *t = "upsample";
+    assert_build_error(t, "", image(1, 4, 4), LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                       NEEDLES(t, "exactly one of scale_factor and size"));
+    assert_build_error(t, "scale_factor=2;size=8", image(1, 4, 4), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_INVALID, NEEDLES("exactly one of scale_factor and size"));
+    assert_build_error(t, "scale_factor=2, 2, 2", image(1, 4, 4), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_INVALID, NEEDLES("scale_factor", "height, width"));
+    assert_build_error(t, "size=4.5", image(1, 4, 4), LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                       NEEDLES("size", "whole numbers"));
+    assert_build_error(t, "scale_factor=0.1", image(1, 4, 4), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_INVALID, NEEDLES("scale_factor", "no pixel"));
+    assert_build_error(t, "scale_factor=2;align_corners=true", image(1, 4, 4), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_INVALID, NEEDLES("align_corners", "bilinear"));
+    assert_build_error(t, "scale_factor=2", f32_info(2, (gint64[]){4, 4}), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH, NEEDLES(t, "[4, 4]", "[channels, height, width]"));
+    assert_build_error(t, "scale_factor=1000000", image(64, 1 << 16, 1 << 16), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_INVALID, NEEDLES("scale_factor", "2^31 - 1"));
+    assert_build_error(t, "size=2147483647", image(64, 2, 2), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH, NEEDLES(t, "its output"));
+    g_autoptr(GError) error = NULL;
+    const char *keys[] = {"scale_factor", "mode", NULL};
+    const char *values[] = {"2", "bicubic", NULL};
+    LmnParams *p = params_from(t, keys, values, &error);
+    g_assert_null(p);
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID);
+    g_assert_nonnull(strstr(error->message, "mode"));
+}
+
 static void test_other_errors(void)
 {
     assert_build_error("dense", "units=3", f32_info(0, NULL), LMN_CONFIG_ERROR,
@@ -600,6 +651,7 @@ int main(int argc, char **argv)
 
     g_test_add_func("/layers/spatial/gradcheck/conv-transpose2d", test_gradcheck_conv_transpose);
     g_test_add_func("/layers/spatial/gradcheck/pad-crop", test_gradcheck_pad_crop);
+    g_test_add_func("/layers/spatial/gradcheck/upsample", test_gradcheck_upsample);
     g_test_add_func("/layers/spatial/gradcheck/dense-noise", test_gradcheck_dense_rank);
     for (guint i = 0; i < G_N_ELEMENTS(pytorch_cases); i++) {
         g_autofree char *path = g_strdup_printf("/layers/spatial/pytorch/%s", pytorch_cases[i]);
@@ -609,6 +661,7 @@ int main(int argc, char **argv)
     g_test_add_func("/layers/spatial/gaussian-noise/statistics", test_noise_statistics);
     g_test_add_func("/layers/spatial/errors/conv-transpose2d", test_conv_transpose_errors);
     g_test_add_func("/layers/spatial/errors/pad-crop", test_pad_crop_errors);
+    g_test_add_func("/layers/spatial/errors/upsample", test_upsample_errors);
     g_test_add_func("/layers/spatial/errors/other", test_other_errors);
 
     int rc = g_test_run();

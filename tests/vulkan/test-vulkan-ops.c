@@ -1042,6 +1042,102 @@ static void test_pool(void)
     mark("pool2d_backward", "max via argmax and avg, one invocation per input pixel");
 }
 
+/* ---- ABI 1.3: spatial resampling ---- */
+
+/* Geometries: integer and fractional factors, sizes, align_corners, downsampling, one-pixel
+ * axes (scale 0 with align_corners) and planes that do not divide a chunk. */
+static const struct {
+    gint64 planes, ih, iw, oh, ow;
+    float sh, sw;
+    gboolean align;
+} up_geoms[] = {
+    {6, 3, 4, 6, 8, 0.5f, 0.5f, FALSE},        {4, 3, 3, 4, 7, 1 / 1.5f, 1 / 2.5f, FALSE},
+    {3, 3, 4, 5, 7, 0.6f, 4 / 7.0f, FALSE},    {2, 5, 7, 3, 2, 5 / 3.0f, 3.5f, FALSE},
+    {3, 3, 4, 7, 5, 2 / 6.0f, 3 / 4.0f, TRUE}, {2, 1, 4, 3, 9, 0.0f, 3 / 8.0f, TRUE},
+    {5, 17, 13, 34, 26, 0.5f, 0.5f, FALSE},
+};
+
+static LmnUpsampleGeom up_geom(guint i)
+{
+    return (LmnUpsampleGeom){.struct_size = sizeof(LmnUpsampleGeom),
+                             .planes = up_geoms[i].planes,
+                             .in_h = up_geoms[i].ih,
+                             .in_w = up_geoms[i].iw,
+                             .out_h = up_geoms[i].oh,
+                             .out_w = up_geoms[i].ow,
+                             .scale_h = up_geoms[i].sh,
+                             .scale_w = up_geoms[i].sw,
+                             .align_corners = up_geoms[i].align};
+}
+
+/* Forward and backward of both modes on @b against the CPU. */
+static void check_upsample(LmnBackend *b, const LmnUpsampleGeom *g, const char *what)
+{
+    const gsize nx = (gsize) (g->planes * g->in_h * g->in_w);
+    const gsize ny = (gsize) (g->planes * g->out_h * g->out_w);
+    for (guint m = 0; m < 2; m++) {
+        const LmnUpsampleMode mode = m == 0 ? LMN_UPSAMPLE_NEAREST : LMN_UPSAMPLE_BILINEAR;
+        Pair x = pair_random_on(b, nx, -2, 2), y = pair_random_on(b, ny, 7, 8);
+        BOTH(lmn_op_upsample2d(mode, x.c, y.c, g), lmn_op_upsample2d(mode, x.v, y.v, g));
+        sync_ok(b);
+        g_autofree char *f = g_strdup_printf("%s upsample2d mode %u", what, m);
+        assert_close(&y, 1e-6, 1e-6, f);
+        Pair dy = pair_random_on(b, ny, -1, 1), dx = pair_random_on(b, nx, 9, 10);
+        BOTH(lmn_op_upsample2d_backward(mode, dy.c, dx.c, g),
+             lmn_op_upsample2d_backward(mode, dy.v, dx.v, g));
+        sync_ok(b);
+        g_autofree char *bw = g_strdup_printf("%s upsample2d_backward mode %u", what, m);
+        /* The same loops in the same order as the CPU: equal up to rounding. */
+        assert_close(&dx, 1e-5, 1e-5, bw);
+        pair_free(&x);
+        pair_free(&y);
+        pair_free(&dy);
+        pair_free(&dx);
+    }
+}
+
+static void test_upsample(void)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(up_geoms); i++) {
+        const LmnUpsampleGeom g = up_geom(i);
+        g_autofree char *what = g_strdup_printf("geometry %u", i);
+        check_upsample(vk, &g, what);
+    }
+    mark("upsample2d", "nearest and bilinear, 7 geometries (fractional factors, align_corners, "
+                       "downsampling, one-pixel axes), chunked planes");
+    mark("upsample2d_backward", "both modes, a gather per input pixel, chunked planes");
+}
+
+/* Above a lowered maxStorageBufferRange (4 KiB = 1024 floats) the planes go in chunks: geometry 6
+ * has 34 * 26 = 884 output floats per plane, so each chunk holds one plane of five. */
+static void test_upsample_chunked(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_setenv("LAMINA_VK_MAX_STORAGE_RANGE", "4096", TRUE);
+    g_autoptr(LmnBackend) small = open_vulkan("lavapipe", FALSE, &error);
+    g_unsetenv("LAMINA_VK_MAX_STORAGE_RANGE");
+    g_assert_no_error(error);
+    const LmnUpsampleGeom g = up_geom(6);
+    check_upsample(small, &g, "chunked");
+    /* One plane larger than the range cannot be split: UNSUPPORTED naming the op. */
+    const LmnUpsampleGeom big = {.struct_size = sizeof big,
+                                 .planes = 1,
+                                 .in_h = 20,
+                                 .in_w = 20,
+                                 .out_h = 40,
+                                 .out_w = 40,
+                                 .scale_h = 0.5f,
+                                 .scale_w = 0.5f};
+    Pair x = pair_random_on(small, 400, -1, 1), y = pair_random_on(small, 1600, -1, 1);
+    lmn_op_upsample2d(LMN_UPSAMPLE_NEAREST, x.v, y.v, &big);
+    g_assert_false(lmn_backend_synchronize(small, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(error->message, "upsample2d"));
+    g_assert_nonnull(strstr(error->message, "maxStorageBufferRange"));
+    pair_free(&x);
+    pair_free(&y);
+}
+
 /* Per-channel statistics, the forward with and without affine parameters, and the backward
  * (dx may be dy) on shapes [outer, channels, inner] including inner == 1 and one channel; the
  * CPU sums in double, Vulkan in float in a fixed order. */
@@ -1253,6 +1349,9 @@ static void write_op_table(const char *path)
         "scatter_add_rows",
         "bce_logits",
         "bce_logits_backward",
+        /* ABI 1.3: spatial resampling */
+        "upsample2d",
+        "upsample2d_backward",
     };
     const LmnBackendVTable *vt = lmn_backend_get_vtable(vk);
     GString *s = g_string_new(
@@ -1310,6 +1409,8 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops/im2col-col2im", test_im2col_col2im);
     g_test_add_func("/vulkan/ops/pool2d", test_pool);
     g_test_add_func("/vulkan/ops/batchnorm", test_batchnorm);
+    g_test_add_func("/vulkan/ops/upsample2d", test_upsample);
+    g_test_add_func("/vulkan/chunked/upsample2d", test_upsample_chunked);
     g_test_add_func("/vulkan/kernels/optimizers", test_optimizers);
     g_test_add_func("/vulkan/chunked/elementwise", test_chunked);
     g_test_add_func("/vulkan/train/mlp-sgd", test_training);

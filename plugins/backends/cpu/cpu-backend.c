@@ -247,6 +247,9 @@ static const LmnBackendVTable cpu_vtable = {
     .scatter_add_rows = lmn_cpu_scatter_add_rows,
     .bce_logits = lmn_cpu_bce_logits,
     .bce_logits_backward = lmn_cpu_bce_logits_backward,
+    /* ABI 1.3: spatial resampling */
+    .upsample2d = lmn_cpu_upsample2d,
+    .upsample2d_backward = lmn_cpu_upsample2d_backward,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

@@ -89,4 +89,10 @@ void lmn_cpu_bce_logits(gpointer ctx, const LmnTensor *x, const LmnTensor *targe
 void lmn_cpu_bce_logits_backward(gpointer ctx, const LmnTensor *x, const LmnTensor *target,
                                  LmnTensor *dx, float scale);
 
+/* ABI 1.3: spatial resampling (cpu-ops-spatial.c) */
+void lmn_cpu_upsample2d(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                        const LmnUpsampleGeom *g);
+void lmn_cpu_upsample2d_backward(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
+                                 LmnTensor *dx, const LmnUpsampleGeom *g);
+
 G_END_DECLS

@@ -183,6 +183,9 @@ static const LmnBackendVTable vk_vtable = {
     .scatter_add_rows = lmn_vk_scatter_add_rows,
     .bce_logits = lmn_vk_bce_logits,
     .bce_logits_backward = lmn_vk_bce_logits_backward,
+    /* ABI 1.3: spatial resampling */
+    .upsample2d = lmn_vk_upsample2d,
+    .upsample2d_backward = lmn_vk_upsample2d_backward,
 };
 
 static const LmnFeatureDesc vk_features[] = {

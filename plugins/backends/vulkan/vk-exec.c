@@ -37,6 +37,7 @@
 #include "vk-shader-softmax_xent_backward.h"
 #include "vk-shader-unary.h"
 #include "vk-shader-unary_backward.h"
+#include "vk-shader-upsample.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -76,6 +77,7 @@ static const struct {
     SHADER(LMN_VK_SHADER_ROWS, rows),
     SHADER(LMN_VK_SHADER_CONV, conv),
     SHADER(LMN_VK_SHADER_BATCHNORM, batchnorm),
+    SHADER(LMN_VK_SHADER_UPSAMPLE, upsample),
 #undef SHADER
 };
 

@@ -106,6 +106,8 @@ typedef enum {
     LMN_VK_SHADER_ROWS,
     LMN_VK_SHADER_CONV,
     LMN_VK_SHADER_BATCHNORM,
+    /* ABI 1.3: spatial resampling */
+    LMN_VK_SHADER_UPSAMPLE,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -376,5 +378,11 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
 const char *lmn_vk_gemm_select(LmnVkContext *c);
 /* Destroys the GEMM pipelines and frees the split-K scratch (before lmn_vk_memory_cleanup). */
 void lmn_vk_gemm_cleanup(LmnVkContext *c);
+
+/* vk-ops-spatial.c: the ABI 1.3 resampling ops. */
+void lmn_vk_upsample2d(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                       const LmnUpsampleGeom *g);
+void lmn_vk_upsample2d_backward(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
+                                LmnTensor *dx, const LmnUpsampleGeom *g);
 
 G_END_DECLS

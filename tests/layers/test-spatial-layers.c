@@ -1,5 +1,5 @@
-/* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, gaussian_noise and
- * dense on inputs of any rank.
+/* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, dropout2d,
+ * gaussian_noise and dense on inputs of any rank.
  *
  * Oracles: finite-difference gradient checks (gradcheck.h) of inputs and parameters over several
  * geometries; forward and backward against PyTorch, recorded in float64 by
@@ -431,6 +431,8 @@ static void test_gradcheck_dense_rank(void)
     check_grads("dense", "units=3", f32_info(2, (gint64[]){4, 5}), 2, 700, TRUE, 3);
     check_grads("dense", "units=2;bias=false", f32_info(3, (gint64[]){2, 3, 4}), 2, 701, TRUE, 2);
     check_grads("gaussian_noise", "std=0.5", image(2, 3, 4), 2, 702, TRUE, 1);
+    check_grads("dropout2d", "p=0.4", image(5, 3, 2), 3, 704, TRUE, 1);
+    check_grads("dropout2d", "p=0.4", f32_info(2, (gint64[]){4, 3}), 2, 705, FALSE, 1);
     check_grads("gaussian_noise", "std=0.5", f32_info(1, (gint64[]){6}), 2, 703, FALSE, 1);
 }
 
@@ -516,6 +518,59 @@ static void test_noise_statistics(void)
     g_assert_cmpfloat(fabs(sum / n - 1.0), <, 5 * 0.5 / sqrt((double) n));
     g_assert_cmpfloat(fabs(sqrt(sum2 / n) - 0.5), <, 5 * 0.5 / sqrt(2.0 * n));
     g_assert_cmpint(same, <, 10);
+}
+
+/* ---- dropout2d ---- */
+
+/*
+ * Whole channels are zeroed or scaled by 1 / (1 - p): 2000 channels of 6 pixels at p = 0.3 drop
+ * 600 +- 20.5 (one standard deviation), so [500, 700] is a 5-sigma band; the next step draws
+ * another mask, and evaluation is the identity.
+ */
+static float *dropout2d_run(gboolean training, guint64 step, gint64 channels)
+{
+    LmnTensorInfo in = image(channels, 2, 3);
+    scoped_layer l = layer_make("dropout2d", "p=0.3", &in, 4);
+    g_autoptr(GError) error = NULL;
+    g_assert_true(lmn_layer_prepare_batch(l, 1, &error));
+    g_autoptr(LmnTensor) x = tensor_make(&in.shape, 1, NULL);
+    g_autoptr(LmnTensor) y = tensor_make(&in.shape, 1, NULL);
+    lmn_op_fill(x, 2.0f);
+    LmnTensor *ins[1] = {x};
+    LmnLayerIO io = {
+        .struct_size = sizeof(LmnLayerIO),
+        .n_inputs = 1,
+        .inputs = ins,
+        .output = y,
+        .batch = 1,
+        .training = training,
+        .step = step,
+        .seed = 5,
+    };
+    lmn_layer_forward(l, &io);
+    return tensor_get(y);
+}
+
+static void test_dropout2d_channels(void)
+{
+    const gint64 channels = 2000;
+    g_autofree float *a = dropout2d_run(TRUE, 0, channels);
+    g_autofree float *b = dropout2d_run(TRUE, 1, channels);
+    g_autofree float *e = dropout2d_run(FALSE, 0, channels);
+    gint64 dropped = 0, differ = 0;
+    for (gint64 c = 0; c < channels; c++) {
+        const float *plane = a + c * 6;
+        g_assert_true(plane[0] == 0.0f || fabsf(plane[0] - 2.0f / 0.7f) < 1e-6f);
+        for (int i = 1; i < 6; i++)
+            g_assert_cmpfloat(plane[i], ==, plane[0]);
+        dropped += plane[0] == 0.0f;
+        differ += (plane[0] == 0.0f) != (b[c * 6] == 0.0f);
+        for (int i = 0; i < 6; i++)
+            g_assert_cmpfloat(e[c * 6 + i], ==, 2.0f);
+    }
+    g_assert_cmpint(dropped, >=, 500);
+    g_assert_cmpint(dropped, <=, 700);
+    g_assert_cmpint(differ, >, 500); /* independent masks differ on 2 p (1 - p) = 42% */
 }
 
 /* ---- build errors ---- */
@@ -623,6 +678,8 @@ static void test_other_errors(void)
 {
     assert_build_error("dense", "units=3", f32_info(0, NULL), LMN_CONFIG_ERROR,
                        LMN_CONFIG_ERROR_GRAPH, NEEDLES("dense", "scalar", "[..., features]"));
+    assert_build_error("dropout2d", "p=0.2", f32_info(1, (gint64[]){7}), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH, NEEDLES("dropout2d", "[7]", "[channels, ...]"));
     assert_build_error("gaussian_noise", "std=0.1",
                        (LmnTensorInfo){.shape = {.ndim = 1, .dims = {3}}, .dtype = LMN_DTYPE_I32},
                        LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH, NEEDLES("gaussian_noise", "i32"));
@@ -659,6 +716,7 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/layers/spatial/init/conv-transpose2d", test_conv_transpose_init);
     g_test_add_func("/layers/spatial/gaussian-noise/statistics", test_noise_statistics);
+    g_test_add_func("/layers/spatial/dropout2d/channels", test_dropout2d_channels);
     g_test_add_func("/layers/spatial/errors/conv-transpose2d", test_conv_transpose_errors);
     g_test_add_func("/layers/spatial/errors/pad-crop", test_pad_crop_errors);
     g_test_add_func("/layers/spatial/errors/upsample", test_upsample_errors);

@@ -117,6 +117,7 @@ static const Case cases[] = {
      .n_tensors = 1},
     {"crop", "crop", "cropping=1, 0, 2, 1", 1, {F32(2, 5, 4)}, 2, .n_tensors = 1},
     {"gaussian_noise", "gaussian_noise", "std=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
+    {"dropout2d", "dropout2d", "p=0.4", 1, {F32(5, 2, 3)}, 3, .n_tensors = 1},
     {"upsample-nearest", "upsample", "scale_factor=2, 1.5", 1, {F32(2, 3, 4)}, 2,
      .n_tensors = 1},
     {"upsample-bilinear", "upsample", "mode=bilinear;scale_factor=2", 1, {F32(2, 3, 3)}, 2,

@@ -92,6 +92,13 @@ def cases():
     yield "pad_replicate", ("pad", "padding=3, 0, 1, 2;mode=replicate",
                             Pad((3, 0, 1, 2), "replicate"), rand(2, 2, 3, 4))
     yield "crop", ("crop", "cropping=1, 2, 0, 3", Crop(1, 2, 0, 3), rand(2, 3, 6, 5))
+    lrn = torch.nn.LocalResponseNorm
+    yield "lrn_size5", ("local_response_norm", "size=5;alpha=0.01;beta=0.75;k=2",
+                        lrn(5, alpha=0.01, beta=0.75, k=2.0), 2.0 * rand(2, 7, 3, 4))
+    # An even window is asymmetric (size/2 channels before, (size-1)/2 after).
+    yield "lrn_size2", ("local_response_norm", "size=2;alpha=0.5;beta=0.6;k=1.5",
+                        lrn(2, alpha=0.5, beta=0.6, k=1.5), rand(2, 4, 2, 3))
+    yield "lrn_1d", ("local_response_norm", "size=3", lrn(3), 10.0 * rand(3, 5, 4))
     up = torch.nn.Upsample
     yield "upsample_nearest", ("upsample", "scale_factor=2", up(scale_factor=2), rand(2, 3, 3, 4))
     # A scale factor whose output size is rounded down: the source scale is 1 / 1.5, not in / out.

@@ -1,5 +1,5 @@
 /* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, dropout2d,
- * gaussian_noise and dense on inputs of any rank.
+ * local_response_norm, gaussian_noise and dense on inputs of any rank.
  *
  * Oracles: finite-difference gradient checks (gradcheck.h) of inputs and parameters over several
  * geometries; forward and backward against PyTorch, recorded in float64 by
@@ -374,6 +374,9 @@ static const char *const pytorch_cases[] = {
     "upsample_bilinear",
     "upsample_bilinear_align",
     "upsample_bilinear_down",
+    "lrn_size5",
+    "lrn_size2",
+    "lrn_1d",
 };
 
 /* ---- gradient checks ---- */
@@ -432,6 +435,9 @@ static void test_gradcheck_dense_rank(void)
     check_grads("dense", "units=2;bias=false", f32_info(3, (gint64[]){2, 3, 4}), 2, 701, TRUE, 2);
     check_grads("gaussian_noise", "std=0.5", image(2, 3, 4), 2, 702, TRUE, 1);
     check_grads("dropout2d", "p=0.4", image(5, 3, 2), 3, 704, TRUE, 1);
+    check_grads("local_response_norm", "size=3;alpha=0.5;k=2", image(6, 2, 3), 2, 706, TRUE, 1);
+    check_grads("local_response_norm", "size=4;alpha=0.3;beta=0.5", f32_info(2, (gint64[]){5, 3}),
+                2, 707, TRUE, 1);
     check_grads("dropout2d", "p=0.4", f32_info(2, (gint64[]){4, 3}), 2, 705, FALSE, 1);
     check_grads("gaussian_noise", "std=0.5", f32_info(1, (gint64[]){6}), 2, 703, FALSE, 1);
 }
@@ -680,6 +686,9 @@ static void test_other_errors(void)
                        LMN_CONFIG_ERROR_GRAPH, NEEDLES("dense", "scalar", "[..., features]"));
     assert_build_error("dropout2d", "p=0.2", f32_info(1, (gint64[]){7}), LMN_CONFIG_ERROR,
                        LMN_CONFIG_ERROR_GRAPH, NEEDLES("dropout2d", "[7]", "[channels, ...]"));
+    assert_build_error("local_response_norm", "size=3", f32_info(1, (gint64[]){7}),
+                       LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                       NEEDLES("local_response_norm", "[7]", "[channels, ...]"));
     assert_build_error("gaussian_noise", "std=0.1",
                        (LmnTensorInfo){.shape = {.ndim = 1, .dims = {3}}, .dtype = LMN_DTYPE_I32},
                        LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH, NEEDLES("gaussian_noise", "i32"));

@@ -118,6 +118,11 @@ static const Case cases[] = {
     {"crop", "crop", "cropping=1, 0, 2, 1", 1, {F32(2, 5, 4)}, 2, .n_tensors = 1},
     {"gaussian_noise", "gaussian_noise", "std=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
     {"dropout2d", "dropout2d", "p=0.4", 1, {F32(5, 2, 3)}, 3, .n_tensors = 1},
+    /* The LRN kernels ship SPIR-V: no fallback. */
+    {"local_response_norm", "local_response_norm", "size=3;alpha=0.5;k=2", 1, {F32(5, 2, 3)},
+     2, .n_tensors = 1},
+    {"local_response_norm-even", "local_response_norm", "size=4;alpha=0.3;beta=0.5", 1,
+     {F32(6, 4)}, 2, .n_tensors = 1},
     {"upsample-nearest", "upsample", "scale_factor=2, 1.5", 1, {F32(2, 3, 4)}, 2,
      .n_tensors = 1},
     {"upsample-bilinear", "upsample", "mode=bilinear;scale_factor=2", 1, {F32(2, 3, 3)}, 2,

@@ -16,6 +16,8 @@ The layout is that of scripts/make-layer-fixtures.py, one group per case:
       param/<name>       float32, PyTorch's names and shapes (weight, bias)
       grad/<name>        float32                         d sum(y * r) / d param
 
+and /unpool_<case> for max_unpool2d, which needs the maxpool2d it undoes (unpool_cases).
+
 Every reference is computed in float64 from the float32 values stored, so the file is an oracle
 for a float32 implementation.  Everything is seeded: the file is the same on every run.
 """
@@ -114,6 +116,24 @@ def cases():
                                      up(size=(3, 2), mode="bilinear"), rand(2, 2, 5, 7))
 
 
+def unpool_cases(f):
+    """max_unpool2d after the maxpool2d it names: /unpool_<case> with attrs pool (the maxpool2d's
+    keys), x, y = unpool(pool(x)), r and dx = d sum(y * r) / dx through both layers."""
+    for name, shape, k, st, pad in (("unpool_basic", (2, 3, 6, 7), 2, 2, 0),
+                                    ("unpool_padded", (2, 2, 7, 8), 3, 3, 1)):
+        x = rand(*shape).requires_grad_(True)
+        pooled, idx = F.max_pool2d(x, k, st, pad, return_indices=True)
+        y = F.max_unpool2d(pooled, idx, k, st, pad, output_size=shape[2:])
+        r = rand(*y.shape)
+        (y * r).sum().backward()
+        g = f.create_group(name)
+        g.attrs["pool"] = "kernel_size=%d;stride=%d;padding=%d" % (k, st, pad)
+        g.create_dataset("x", data=x.detach().float().numpy())
+        g.create_dataset("y", data=y.detach().float().numpy())
+        g.create_dataset("r", data=r.float().numpy())
+        g.create_dataset("dx", data=x.grad.float().numpy())
+
+
 def store(f, name, layer_type, params, module, x):
     g = f.create_group(name)
     g.attrs["type"] = layer_type
@@ -139,6 +159,7 @@ def main():
                                 % torch.__version__)
         for name, (layer_type, params, module, x) in cases():
             store(f, name, layer_type, params, module, x)
+        unpool_cases(f)
     print("wrote", path)
 
 

@@ -1,5 +1,6 @@
 /* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, dropout2d,
- * local_response_norm, gaussian_noise and dense on inputs of any rank.
+ * local_response_norm, max_unpool2d (in a model, after the maxpool2d it names), gaussian_noise and
+ * dense on inputs of any rank.
  *
  * Oracles: finite-difference gradient checks (gradcheck.h) of inputs and parameters over several
  * geometries; forward and backward against PyTorch, recorded in float64 by
@@ -579,7 +580,7 @@ static void test_dropout2d_channels(void)
     g_assert_cmpint(differ, >, 500); /* independent masks differ on 2 p (1 - p) = 42% */
 }
 
-/* ---- build errors ---- */
+/* ---- build-error helpers ---- */
 
 static void assert_build_error(const char *type, const char *params, LmnTensorInfo in,
                                GQuark domain, gint code, const char *const *needles)
@@ -598,6 +599,110 @@ static void assert_build_error(const char *type, const char *params, LmnTensorIn
 }
 
 #define NEEDLES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* ---- max_unpool2d: a model of the maxpool2d it names and itself ---- */
+
+/* A loss-free model from config @text on @b, or NULL with @error; the model reads its config,
+ * which *@cfg receives (free it after the model). */
+static LmnModel *model_try(LmnBackend *b, const char *text, LmnConfig **cfg, GError **error)
+{
+    *cfg = lmn_config_new_from_data(text, -1, "test.ini", error);
+    if (*cfg == NULL || !lmn_config_validate(*cfg, registry, error))
+        return NULL;
+    return lmn_model_new_full(*cfg, registry, b, NULL, LMN_MODEL_ALLOW_NO_LOSS, error);
+}
+
+static char *unpool_config(const char *pool, const LmnShape *in)
+{
+    g_autofree char *keys = g_strdelimit(g_strdup(pool), ";", '\n');
+    return g_strdup_printf("[model]\ninput = %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
+                           ", %" G_GINT64_FORMAT "\n[layer pool]\ntype = maxpool2d\n%s\n"
+                           "[layer up]\ntype = max_unpool2d\nindices = pool\n"
+                           "[optimizer]\ntype = sgd\n[train]\nbackend = cpu\n"
+                           "[data]\ntrain = unused.h5:/train\n",
+                           in->dims[1], in->dims[2], in->dims[3], keys);
+}
+
+/* y = unpool(pool(x)) and dx = d sum(y * r) / dx against PyTorch's max_unpool2d. */
+static void test_unpool_case(gconstpointer data)
+{
+    const char *case_name = data;
+    g_autofree char *path = fixture_path();
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t group = H5Gopen2(file, case_name, H5P_DEFAULT);
+    g_assert_cmpint(group, >=, 0);
+    g_autofree char *pool = read_attr_string(group, "pool");
+    LmnShape xs, rs;
+    g_autofree float *x = read_f32(group, "x", &xs);
+    g_autofree float *r = read_f32(group, "r", &rs);
+    g_autofree char *text = unpool_config(pool, &xs);
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = NULL;
+    LmnModel *m = model_try(backend, text, &cfg, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_model_set_input_grad(m, TRUE, &error));
+    g_assert_true(lmn_model_prepare(m, xs.dims[0], &error));
+    LmnTensor *xt = NULL, *yt = NULL;
+    lmn_model_set_batch(m, xs.dims[0], &xt, &yt);
+    write_checked(xt, x, &xs, "x");
+    lmn_model_forward(m, TRUE, 0, 1);
+    compare_tensor(lmn_model_get_output(m), group, "y", case_name);
+    g_autoptr(LmnTensor) rt = tensor_make(&lmn_model_get_output(m)->shape, 1, NULL);
+    g_autoptr(LmnTensor) rv = lmn_tensor_new_view(rt, 0, &rs);
+    write_checked(rv, r, &rs, "r");
+    g_assert_true(lmn_model_backward_from(m, rv, 0, 1, &error));
+    g_assert_no_error(error);
+    compare_tensor(lmn_model_get_input_grad(m), group, "dx", case_name);
+    lmn_model_free(m);
+    lmn_config_free(cfg);
+    H5Gclose(group);
+    H5Fclose(file);
+}
+
+static void assert_model_error(const char *text, const char *const *needles)
+{
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = NULL;
+    LmnModel *m = model_try(backend, text, &cfg, &error);
+    g_clear_pointer(&cfg, lmn_config_free);
+    g_assert_null(m);
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH);
+    g_test_message("%s", error->message);
+    for (guint i = 0; needles[i] != NULL; i++) {
+        if (strstr(error->message, needles[i]) == NULL)
+            g_error("'%s' not in: %s", needles[i], error->message);
+    }
+}
+
+#define UNPOOL_TAIL                                                                                \
+    "[optimizer]\ntype = sgd\n[train]\nbackend = cpu\n[data]\ntrain = unused.h5:/train\n"
+
+static void test_unpool_errors(void)
+{
+    assert_model_error(
+        "[model]\ninput = 1, 4, 4\n[layer pool]\ntype = maxpool2d\n"
+        "kernel_size = 2\n[layer up]\ntype = max_unpool2d\nindices = poool\n" UNPOOL_TAIL,
+        NEEDLES("'up'", "max_unpool2d", "poool", "names no layer"));
+    assert_model_error(
+        "[model]\ninput = 1, 4, 4\n[layer pool]\ntype = avgpool2d\n"
+        "kernel_size = 2\n[layer up]\ntype = max_unpool2d\nindices = pool\n" UNPOOL_TAIL,
+        NEEDLES("'up'", "indices = pool", "not a maxpool2d"));
+    /* A layer further down is not built yet: it cannot be the one undone. */
+    assert_model_error(
+        "[model]\ninput = 1, 4, 4\n[layer up]\ntype = max_unpool2d\n"
+        "indices = pool\n[layer pool]\ntype = maxpool2d\nkernel_size = 2\n" UNPOOL_TAIL,
+        NEEDLES("'up'", "names no layer above"));
+    assert_model_error(
+        "[model]\ninput = 1, 4, 4\n[layer pool]\ntype = maxpool2d\n"
+        "kernel_size = 2\n[layer c]\ntype = conv2d\nout_channels = 3\n"
+        "kernel_size = 1\n[layer up]\ntype = max_unpool2d\nindices = pool\n" UNPOOL_TAIL,
+        NEEDLES("'up'", "outputs [1, 2, 2]", "[3, 2, 2]"));
+    /* A standalone layer has no model to find the pooling in. */
+    assert_build_error("max_unpool2d", "indices=pool", image(1, 2, 2), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH, NEEDLES("max_unpool2d", "names no layer"));
+}
+
+/* ---- build errors ---- */
 
 static void test_conv_transpose_errors(void)
 {
@@ -729,6 +834,10 @@ int main(int argc, char **argv)
     g_test_add_func("/layers/spatial/errors/conv-transpose2d", test_conv_transpose_errors);
     g_test_add_func("/layers/spatial/errors/pad-crop", test_pad_crop_errors);
     g_test_add_func("/layers/spatial/errors/upsample", test_upsample_errors);
+    g_test_add_func("/layers/spatial/errors/max-unpool2d", test_unpool_errors);
+    g_test_add_data_func("/layers/spatial/pytorch/unpool_basic", "unpool_basic", test_unpool_case);
+    g_test_add_data_func("/layers/spatial/pytorch/unpool_padded", "unpool_padded",
+                         test_unpool_case);
     g_test_add_func("/layers/spatial/errors/other", test_other_errors);
 
     int rc = g_test_run();

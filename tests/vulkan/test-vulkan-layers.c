@@ -557,6 +557,71 @@ static void test_recurrent(gconstpointer data)
     lmn_params_unref(p);
 }
 
+/* ---- max_unpool2d: in a model, after the maxpool2d it names ---- */
+
+/* Output and input gradient of maxpool2d (kernel 3, stride 3, padding 1) then max_unpool2d on
+ * backend @b for input @x [2, 2, 7, 8] and output gradient @r; a standalone layer cannot be
+ * checked, since the unpooling reads its pooling layer's argmax.  Returns y and dx. */
+static void unpool_run(LmnBackend *b, const float *x, const float *r, float **y, float **dx)
+{
+    static const char text[] = "[model]\ninput = 2, 7, 8\n"
+                               "[layer pool]\ntype = maxpool2d\nkernel_size = 3\npadding = 1\n"
+                               "[layer up]\ntype = max_unpool2d\nindices = pool\n"
+                               "[optimizer]\ntype = sgd\n[train]\nbackend = cpu\n"
+                               "[data]\ntrain = unused.h5:/train\n";
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_data(text, -1, "unpool.ini", &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    LmnModel *m = lmn_model_new_full(cfg, registry, b, NULL, LMN_MODEL_ALLOW_NO_LOSS, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_model_set_input_grad(m, TRUE, &error));
+    g_assert_true(lmn_model_prepare(m, 2, &error));
+    LmnTensor *xt = NULL, *unused = NULL;
+    lmn_model_set_batch(m, 2, &xt, &unused);
+    g_assert_true(lmn_tensor_write(xt, x, lmn_tensor_nbytes(xt), &error));
+    lmn_model_forward(m, TRUE, 0, 1);
+    LmnTensor *out = lmn_model_get_output(m);
+    LmnTensor *rt = tensor_with(b, &out->shape, r);
+    g_assert_true(lmn_model_backward_from(m, rt, 0, 1, &error));
+    g_assert_no_error(error);
+    *y = read_all(out);
+    *dx = read_all(lmn_model_get_input_grad(m));
+    lmn_tensor_unref(rt);
+    lmn_model_free(m);
+    lmn_config_free(cfg);
+}
+
+static void test_unpool(void)
+{
+    const gint64 n = 2 * 2 * 7 * 8;
+    g_autofree float *x = g_new(float, n);
+    g_autofree float *r = g_new(float, n);
+    GRand *rng = g_rand_new_with_seed(77);
+    for (gint64 i = 0; i < n; i++) {
+        x[i] = (float) g_rand_double_range(rng, -1, 1);
+        r[i] = (float) g_rand_double_range(rng, -1, 1);
+    }
+    g_rand_free(rng);
+    float *yc, *dxc, *yv, *dxv;
+    gint before = n_fallback_warnings;
+    unpool_run(cpu, x, r, &yc, &dxc);
+    unpool_run(vk, x, r, &yv, &dxv);
+    /* The unpooling's kernel ships SPIR-V: it must not fall back to the CPU. */
+    g_assert_cmpint(n_fallback_warnings, ==, before);
+    gint64 nonzero = 0;
+    for (gint64 i = 0; i < n; i++) {
+        g_assert_cmpfloat(yv[i], ==, yc[i]);
+        g_assert_cmpfloat(dxv[i], ==, dxc[i]);
+        nonzero += dxc[i] != 0.0f;
+    }
+    g_assert_cmpint(nonzero, >, n / 20); /* one pixel of each 3x3 window */
+    g_free(yc);
+    g_free(dxc);
+    g_free(yv);
+    g_free(dxv);
+}
+
 static LmnBackend *open_lavapipe(GError **error)
 {
     const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", error);
@@ -609,6 +674,7 @@ int main(int argc, char **argv)
             g_strdup_printf("/vulkan/layers/recurrent/%s", recurrent_cases[i].name);
         g_test_add_data_func(path, &recurrent_cases[i], test_recurrent);
     }
+    g_test_add_func("/vulkan/layers/model/max_unpool2d", test_unpool);
     int rc = g_test_run();
     lmn_backend_unref(vk_recurrent);
     lmn_backend_unref(vk);

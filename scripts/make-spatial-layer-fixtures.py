@@ -71,6 +71,20 @@ class Crop(torch.nn.Module):
         return x[:, :, t:x.shape[2] - b, l:x.shape[3] - r]
 
 
+class Slice(torch.nn.Module):
+    """x[..., start:end, ...] along per-sample axis @axis (the batch is dimension 0)."""
+
+    def __init__(self, axis, start, end):
+        super().__init__()
+        self.axis, self.start, self.end = axis, start, end
+
+    def forward(self, x):
+        dim = self.axis + 1 if self.axis >= 0 else self.axis
+        index = [slice(None)] * x.dim()
+        index[dim] = slice(self.start, self.end)
+        return x[tuple(index)]
+
+
 def cases():
     yield "convt_basic", convt_case((2, 3, 4, 5), "out_channels=4;kernel_size=3",
                                     out_channels=4, kernel_size=3)
@@ -94,6 +108,8 @@ def cases():
     yield "pad_replicate", ("pad", "padding=3, 0, 1, 2;mode=replicate",
                             Pad((3, 0, 1, 2), "replicate"), rand(2, 2, 3, 4))
     yield "crop", ("crop", "cropping=1, 2, 0, 3", Crop(1, 2, 0, 3), rand(2, 3, 6, 5))
+    yield "slice_middle", ("slice", "axis=1;start=1;end=-1", Slice(1, 1, -1), rand(2, 3, 5, 4))
+    yield "slice_last", ("slice", "axis=-1;start=2", Slice(-1, 2, None), rand(3, 4, 6))
     lrn = torch.nn.LocalResponseNorm
     yield "lrn_size5", ("local_response_norm", "size=5;alpha=0.01;beta=0.75;k=2",
                         lrn(5, alpha=0.01, beta=0.75, k=2.0), 2.0 * rand(2, 7, 3, 4))

@@ -1,5 +1,6 @@
 /* Lamina — spatial padding and cropping of [C, H, W] images: pad (torch.nn.functional.pad with
- * mode constant, reflect or replicate) and crop (its inverse, slicing a border off).
+ * mode constant, reflect or replicate) and crop (its inverse, slicing a border off); and slice,
+ * a range of one axis of any input (x[..., start:end, ...]).
  *
  * Both are built from lmn_op_copy_block, in two passes through a saved [C, H, OW] (or [C, OH,
  * W]) intermediate: a copy_block moves rows of equal stride, and the rows of one pass are
@@ -257,6 +258,103 @@ static void crop_backward(LmnLayer *layer, const LmnLayerIO *io)
                       0.0f);
 }
 
+/* ---- slice: y = x[:, ..., start:end, ...] along one per-sample axis ---- */
+
+typedef struct {
+    gint64 outer, dim, inner; /* per sample: prod(dims before axis), the axis, prod(after) */
+    gint64 start, len;
+} Slice;
+
+/* Python's reading of a slice bound: negative counts from the end, then clamped to [0, dim]. */
+static gint64 slice_bound(gint64 v, gint64 dim)
+{
+    if (v < 0)
+        v += dim;
+    return CLAMP(v, 0, dim);
+}
+
+static gboolean slice_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                            LmnTensorInfo *output, GError **error)
+{
+    const LmnParams *p = lmn_layer_get_params(layer);
+    const LmnShape *s = &inputs[0].shape;
+    gint64 axis = lmn_params_get_int(p, "axis"), ndim = (gint64) s->ndim;
+    g_autofree char *shape = lmn_shape_to_string(s);
+    if (axis < -ndim || axis >= ndim || inputs[0].dtype != LMN_DTYPE_F32) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (slice): axis = %" G_GINT64_FORMAT " does not name an axis of "
+                    "its %s input %s (per-sample axes %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT
+                    ", f32)",
+                    lmn_layer_get_name(layer), axis, lmn_dtype_name(inputs[0].dtype), shape, -ndim,
+                    ndim - 1);
+        return FALSE;
+    }
+    axis = axis < 0 ? axis + ndim : axis;
+    Slice sl = {.outer = 1, .dim = s->dims[axis], .inner = 1};
+    for (gint64 d = 0; d < ndim; d++) {
+        if (d < axis)
+            sl.outer *= s->dims[d]; /* the input fits a tensor: no overflow */
+        else if (d > axis)
+            sl.inner *= s->dims[d];
+    }
+    sl.start = slice_bound(lmn_params_get_int(p, "start"), sl.dim);
+    gint64 end = slice_bound(lmn_params_get_int(p, "end"), sl.dim);
+    if (end <= sl.start) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                    "layer '%s' (slice): start = %" G_GINT64_FORMAT " and end = %" G_GINT64_FORMAT
+                    " select nothing of axis %" G_GINT64_FORMAT " (size %" G_GINT64_FORMAT
+                    ") of its input %s; end must come after start",
+                    lmn_layer_get_name(layer), lmn_params_get_int(p, "start"),
+                    lmn_params_get_int(p, "end"), axis, sl.dim, shape);
+        return FALSE;
+    }
+    sl.len = end - sl.start;
+    lmn_layer_set_private(layer, g_memdup2(&sl, sizeof sl), g_free);
+    output->shape = *s;
+    output->shape.dims[axis] = sl.len;
+    output->dtype = LMN_DTYPE_F32;
+    return TRUE;
+}
+
+/* Rows of the copy: every (sample, outer index); a row is len * inner contiguous values. */
+static void slice_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Slice *sl = lmn_layer_get_private(layer);
+    lmn_op_copy_block(io->output, 0, sl->len * sl->inner, io->inputs[0], sl->start * sl->inner,
+                      sl->dim * sl->inner, io->batch * sl->outer, sl->len * sl->inner, 0.0f);
+}
+
+static void slice_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const Slice *sl = lmn_layer_get_private(layer);
+    LmnTensor *dx = io->input_grads[0];
+    if (dx == NULL)
+        return;
+    lmn_op_fill(dx, 0.0f);
+    lmn_op_copy_block(dx, sl->start * sl->inner, sl->dim * sl->inner, io->output_grad, 0,
+                      sl->len * sl->inner, io->batch * sl->outer, sl->len * sl->inner, 0.0f);
+}
+
+static const LmnParamSpec slice_params[] = {
+    LMN_PARAM_SPEC_INT("axis", NULL, -LMN_MAX_DIMS, LMN_MAX_DIMS - 1, LMN_PARAM_FLAG_REQUIRED,
+                       "the per-sample axis sliced (0 is the first after the batch; -1 the last)"),
+    LMN_PARAM_SPEC_INT("start", "0", -(double) G_MAXINT32, (double) G_MAXINT32, 0,
+                       "first index kept; negative counts from the end"),
+    LMN_PARAM_SPEC_INT("end", "2147483647", -(double) G_MAXINT32, (double) G_MAXINT32, 0,
+                       "index after the last kept (clamped to the axis); negative counts from "
+                       "the end"),
+    LMN_PARAM_SPEC_END,
+};
+
+static const LmnLayerVTable slice_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .build = slice_build,
+    .forward = slice_forward,
+    .backward = slice_backward,
+};
+
 static const char *const pad_modes[] = {"constant", "reflect", "replicate", NULL};
 
 static const LmnParamSpec pad_params[] = {
@@ -303,7 +401,11 @@ static const LmnFeatureDesc pad_features[] = {
     LMN_FEATURE(LMN_FEATURE_LAYER, "crop",
                 "removes a border from [C, H, W] images (x[:, :, top:H-bottom, left:W-right])",
                 crop_params, &crop_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "slice",
+                "keeps indices start..end-1 of one axis (x[..., start:end, ...], Python's "
+                "bounds)",
+                slice_params, &slice_vtable),
 };
 
 LMN_PLUGIN_DEFINE_FEATURES("lamina.pad", LMN_VERSION_STRING, "MIT",
-                           "Spatial padding and cropping layers", pad_features)
+                           "Padding, cropping and slicing layers", pad_features)

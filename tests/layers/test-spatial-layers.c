@@ -1,4 +1,4 @@
-/* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, dropout2d,
+/* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, slice, dropout2d,
  * local_response_norm, max_unpool2d (in a model, after the maxpool2d it names), gaussian_noise and
  * dense on inputs of any rank.
  *
@@ -378,6 +378,8 @@ static const char *const pytorch_cases[] = {
     "lrn_size5",
     "lrn_size2",
     "lrn_1d",
+    "slice_middle",
+    "slice_last",
 };
 
 /* ---- gradient checks ---- */
@@ -418,6 +420,8 @@ static void test_gradcheck_pad_crop(void)
     check_grads("pad", "padding=3, 0, 1, 2;mode=replicate", image(2, 3, 4), 2, 602, TRUE, 1);
     check_grads("pad", "padding=1;mode=replicate", image(1, 1, 1), 3, 603, TRUE, 1);
     check_grads("crop", "cropping=1, 2, 0, 3", image(2, 6, 5), 2, 604, TRUE, 1);
+    check_grads("slice", "axis=1;start=1;end=-1", image(2, 5, 3), 2, 605, TRUE, 1);
+    check_grads("slice", "axis=0;start=-2", f32_info(2, (gint64[]){4, 3}), 3, 606, TRUE, 1);
 }
 
 static void test_gradcheck_upsample(void)
@@ -745,6 +749,12 @@ static void test_pad_crop_errors(void)
                        LMN_CONFIG_ERROR_GRAPH, NEEDLES("crop", "cropping = 1, 2, 0, 0", "4x3"));
     assert_build_error("crop", "cropping=1, 1, 1", image(1, 4, 3), LMN_CONFIG_ERROR,
                        LMN_CONFIG_ERROR_INVALID, NEEDLES("cropping", "3 values"));
+    assert_build_error("slice", "axis=3", image(1, 4, 3), LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
+                       NEEDLES("slice", "axis = 3", "[1, 4, 3]", "-3 to 2"));
+    assert_build_error("slice", "axis=1;start=3;end=2", image(1, 4, 3), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH, NEEDLES("slice", "start = 3", "end = 2", "size 4"));
+    assert_build_error("slice", "axis=-1;start=5", image(1, 4, 3), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH, NEEDLES("start = 5", "select nothing"));
     /* The schema names the key of an unknown mode. */
     g_autoptr(GError) error = NULL;
     const char *keys[] = {"padding", "mode", NULL};

@@ -116,6 +116,7 @@ static const Case cases[] = {
     {"pad-replicate", "pad", "padding=2, 0, 1, 1;mode=replicate", 1, {F32(1, 3, 3)}, 2,
      .n_tensors = 1},
     {"crop", "crop", "cropping=1, 0, 2, 1", 1, {F32(2, 5, 4)}, 2, .n_tensors = 1},
+    {"slice", "slice", "axis=1;start=1;end=4", 1, {F32(2, 5, 3)}, 2, .n_tensors = 1},
     {"gaussian_noise", "gaussian_noise", "std=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
     {"dropout2d", "dropout2d", "p=0.4", 1, {F32(5, 2, 3)}, 3, .n_tensors = 1},
     /* The LRN kernels ship SPIR-V: no fallback. */

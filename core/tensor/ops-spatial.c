@@ -13,9 +13,11 @@ static gboolean upsample_geom_ok(const LmnUpsampleGeom *g, const LmnTensor *x, c
     if (g == NULL || g->planes <= 0 || g->in_h <= 0 || g->in_w <= 0 || g->out_h <= 0 ||
         g->out_w <= 0 || !(g->scale_h >= 0.0f) || !(g->scale_w >= 0.0f))
         return FALSE;
+    /* Divisions only: a product of the geometry's sizes could overflow. */
     gint64 nx = lmn_shape_numel(&x->shape), ny = lmn_shape_numel(&y->shape);
-    return nx / g->planes / g->in_h == g->in_w && nx % (g->planes * g->in_h) == 0 &&
-           ny / g->planes / g->out_h == g->out_w && ny % (g->planes * g->out_h) == 0;
+    return nx % g->planes == 0 && nx / g->planes % g->in_h == 0 &&
+           nx / g->planes / g->in_h == g->in_w && ny % g->planes == 0 &&
+           ny / g->planes % g->out_h == 0 && ny / g->planes / g->out_h == g->out_w;
 }
 
 static void upsample_dispatch(LmnBackend *be, gboolean backward, LmnUpsampleMode mode,

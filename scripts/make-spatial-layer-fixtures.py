@@ -71,6 +71,14 @@ class Crop(torch.nn.Module):
         return x[:, :, t:x.shape[2] - b, l:x.shape[3] - r]
 
 
+def prelu(m):
+    """nn.PReLU with slopes of both signs instead of the default 0.25, as float32 values."""
+    m = m.double()
+    with torch.no_grad():
+        m.weight.copy_((0.6 * rand(*m.weight.shape)).float().double())
+    return m
+
+
 class Slice(torch.nn.Module):
     """x[..., start:end, ...] along per-sample axis @axis (the batch is dimension 0)."""
 
@@ -110,6 +118,11 @@ def cases():
     yield "crop", ("crop", "cropping=1, 2, 0, 3", Crop(1, 2, 0, 3), rand(2, 3, 6, 5))
     yield "slice_middle", ("slice", "axis=1;start=1;end=-1", Slice(1, 1, -1), rand(2, 3, 5, 4))
     yield "slice_last", ("slice", "axis=-1;start=2", Slice(-1, 2, None), rand(3, 4, 6))
+    yield "prelu_one", ("prelu", "", prelu(torch.nn.PReLU()), rand(2, 3, 4, 5))
+    yield "prelu_channels", ("prelu", "num_parameters=3", prelu(torch.nn.PReLU(3)),
+                             rand(2, 3, 4, 5))
+    yield "prelu_features", ("prelu", "num_parameters=16", prelu(torch.nn.PReLU(16)),
+                             rand(4, 16))
     lrn = torch.nn.LocalResponseNorm
     yield "lrn_size5", ("local_response_norm", "size=5;alpha=0.01;beta=0.75;k=2",
                         lrn(5, alpha=0.01, beta=0.75, k=2.0), 2.0 * rand(2, 7, 3, 4))

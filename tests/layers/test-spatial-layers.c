@@ -1,6 +1,6 @@
 /* Spatial layers on the CPU backend: conv_transpose2d, upsample, pad, crop, slice, dropout2d,
- * local_response_norm, max_unpool2d (in a model, after the maxpool2d it names), gaussian_noise and
- * dense on inputs of any rank.
+ * local_response_norm, prelu, max_unpool2d (in a model, after the maxpool2d it names),
+ * gaussian_noise and dense on inputs of any rank.
  *
  * Oracles: finite-difference gradient checks (gradcheck.h) of inputs and parameters over several
  * geometries; forward and backward against PyTorch, recorded in float64 by
@@ -380,6 +380,9 @@ static const char *const pytorch_cases[] = {
     "lrn_1d",
     "slice_middle",
     "slice_last",
+    "prelu_one",
+    "prelu_channels",
+    "prelu_features",
 };
 
 /* ---- gradient checks ---- */
@@ -440,6 +443,9 @@ static void test_gradcheck_dense_rank(void)
     check_grads("dense", "units=2;bias=false", f32_info(3, (gint64[]){2, 3, 4}), 2, 701, TRUE, 2);
     check_grads("gaussian_noise", "std=0.5", image(2, 3, 4), 2, 702, TRUE, 1);
     check_grads("dropout2d", "p=0.4", image(5, 3, 2), 3, 704, TRUE, 1);
+    check_grads("prelu", "", image(3, 4, 5), 3, 708, TRUE, 2);
+    check_grads("prelu", "num_parameters=3", image(3, 4, 5), 2, 709, TRUE, 2);
+    check_grads("prelu", "num_parameters=6;init=-0.3", f32_info(1, (gint64[]){6}), 4, 710, TRUE, 2);
     check_grads("local_response_norm", "size=3;alpha=0.5;k=2", image(6, 2, 3), 2, 706, TRUE, 1);
     check_grads("local_response_norm", "size=4;alpha=0.3;beta=0.5", f32_info(2, (gint64[]){5, 3}),
                 2, 707, TRUE, 1);
@@ -804,6 +810,9 @@ static void test_other_errors(void)
     assert_build_error("local_response_norm", "size=3", f32_info(1, (gint64[]){7}),
                        LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
                        NEEDLES("local_response_norm", "[7]", "[channels, ...]"));
+    assert_build_error("prelu", "num_parameters=4", image(3, 4, 5), LMN_CONFIG_ERROR,
+                       LMN_CONFIG_ERROR_GRAPH,
+                       NEEDLES("prelu", "num_parameters = 4", "[3, 4, 5]", "channel count"));
     assert_build_error("gaussian_noise", "std=0.1",
                        (LmnTensorInfo){.shape = {.ndim = 1, .dims = {3}}, .dtype = LMN_DTYPE_I32},
                        LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH, NEEDLES("gaussian_noise", "i32"));

@@ -119,6 +119,9 @@ static const Case cases[] = {
     {"slice", "slice", "axis=1;start=1;end=4", 1, {F32(2, 5, 3)}, 2, .n_tensors = 1},
     {"gaussian_noise", "gaussian_noise", "std=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
     {"dropout2d", "dropout2d", "p=0.4", 1, {F32(5, 2, 3)}, 3, .n_tensors = 1},
+    {"prelu", "prelu", "", 1, {F32(3, 2, 4)}, 2, .n_tensors = 2},
+    {"prelu-channels", "prelu", "num_parameters=3;init=-0.2", 1, {F32(3, 2, 4)}, 2,
+     .n_tensors = 2},
     /* The LRN kernels ship SPIR-V: no fallback. */
     {"local_response_norm", "local_response_norm", "size=3;alpha=0.5;k=2", 1, {F32(5, 2, 3)},
      2, .n_tensors = 1},

@@ -10,6 +10,22 @@
 
 G_BEGIN_DECLS
 
+/**
+ * LmnLayerPeerLookup:
+ * Returns: (nullable): the already built layer named @name of the model behind @data, or NULL
+ */
+typedef LmnLayer *(*LmnLayerPeerLookup)(gpointer data, const char *name);
+
+/**
+ * lmn_layer_new_in_model:
+ * lmn_layer_new() for a layer of a model: during its build(), lmn_layer_find_peer() asks @lookup
+ * (with @lookup_data) for the model's layers built before it.
+ */
+LmnLayer *lmn_layer_new_in_model(LmnRegistry *registry, const char *type, const char *name,
+                                 guint index, const LmnParams *params, LmnBackend *backend,
+                                 guint n_inputs, const LmnTensorInfo *inputs,
+                                 LmnLayerPeerLookup lookup, gpointer lookup_data, GError **error);
+
 /** lmn_layer_reset_buffers: fills every buffer of @layer with its declared initial value. */
 void lmn_layer_reset_buffers(LmnLayer *layer);
 

@@ -66,6 +66,9 @@ struct _LmnLayer {
     gint64 *index_limits; /* per input: indices must be in [0, limit); 0 = not indices */
     gpointer priv;
     GDestroyNotify priv_destroy;
+    /* During build() only: finds the layers of the same model built before this one. */
+    LmnLayerPeerLookup peer_lookup;
+    gpointer peer_data;
 };
 
 static void layer_param_clear(gpointer p)
@@ -527,6 +530,15 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
                         const LmnParams *params, LmnBackend *backend, guint n_inputs,
                         const LmnTensorInfo *inputs, GError **error)
 {
+    return lmn_layer_new_in_model(registry, type, name, index, params, backend, n_inputs, inputs,
+                                  NULL, NULL, error);
+}
+
+LmnLayer *lmn_layer_new_in_model(LmnRegistry *registry, const char *type, const char *name,
+                                 guint index, const LmnParams *params, LmnBackend *backend,
+                                 guint n_inputs, const LmnTensorInfo *inputs,
+                                 LmnLayerPeerLookup lookup, gpointer lookup_data, GError **error)
+{
     g_return_val_if_fail(registry != NULL, NULL);
     g_return_val_if_fail(type != NULL, NULL);
     g_return_val_if_fail(name != NULL, NULL);
@@ -551,6 +563,8 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
     g_array_set_clear_func(layer->saved_list, layer_saved_clear);
     layer->n_inputs = n_inputs;
     layer->inputs = g_memdup2(inputs, sizeof(LmnTensorInfo) * n_inputs);
+    layer->peer_lookup = lookup;
+    layer->peer_data = lookup_data;
 
     if (params != NULL) {
         layer->params = lmn_params_ref((LmnParams *) params);
@@ -565,7 +579,34 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
         lmn_layer_free(layer);
         return NULL;
     }
+    layer->peer_lookup = NULL; /* peers are found while building only */
+    layer->peer_data = NULL;
     return layer;
+}
+
+LmnLayer *lmn_layer_find_peer(LmnLayer *layer, const char *name)
+{
+    g_return_val_if_fail(layer != NULL && name != NULL, NULL);
+    g_return_val_if_fail(layer->building, NULL);
+    if (layer->peer_lookup == NULL)
+        return NULL;
+    return layer->peer_lookup(layer->peer_data, name);
+}
+
+gint lmn_layer_find_saved(const LmnLayer *layer, const char *name)
+{
+    g_return_val_if_fail(layer != NULL && name != NULL, -1);
+    for (guint i = 0; i < layer->saved_list->len; i++) {
+        if (g_str_equal(g_array_index(layer->saved_list, LayerSaved, i).name, name))
+            return (gint) i;
+    }
+    return -1;
+}
+
+const LmnTensorInfo *lmn_layer_get_input_info(const LmnLayer *layer, guint index)
+{
+    g_return_val_if_fail(layer != NULL && index < layer->n_inputs, NULL);
+    return &layer->inputs[index];
 }
 
 void lmn_layer_free(LmnLayer *layer)

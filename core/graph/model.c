@@ -1,5 +1,6 @@
 /* Lamina — the model graph: nodes, activation and gradient buffers, flat parameters. */
 #include "arena-private.h"
+#include "layer-private.h"
 
 #include <lamina/lamina.h>
 #include <math.h>
@@ -98,6 +99,19 @@ static Node *node_at(const LmnModel *m, guint i)
 }
 
 static gint loss_target_node(const LmnModel *model, guint index);
+
+/* LmnLayerPeerLookup: the built layer named @name (layers are built in config order, so a node
+ * not built yet has no layer). */
+static LmnLayer *model_peer(gpointer data, const char *name)
+{
+    const LmnModel *m = data;
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
+        LmnLayer *l = node_at(m, i)->layer;
+        if (l != NULL && g_str_equal(lmn_layer_get_name(l), name))
+            return l;
+    }
+    return NULL;
+}
 
 static void clear_batch_views(LmnModel *m)
 {
@@ -203,8 +217,8 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
         node_at(m, n->inputs[j])->n_consumers++;
     }
     g_autoptr(GError) local = NULL;
-    n->layer = lmn_layer_new(m->registry, lc->type, lc->name, i, lc->params, m->backend,
-                             n->n_inputs, infos, &local);
+    n->layer = lmn_layer_new_in_model(m->registry, lc->type, lc->name, i, lc->params, m->backend,
+                                      n->n_inputs, infos, model_peer, m, &local);
     if (!n->layer) {
         g_set_error(error, local->domain, local->code, "%s: %s", lc->where, local->message);
         return FALSE;

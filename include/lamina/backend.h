@@ -147,6 +147,11 @@ typedef struct {
     void (*topk_backward)(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
                           LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
     /* ---- end of the ABI 1.3 axis/broadcast block ---- */
+    /* ---- ABI 1.3: spatial resampling (upsample layer).  Optional, like the 1.1 ops. ---- */
+    void (*upsample2d)(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                       const LmnUpsampleGeom *g);
+    void (*upsample2d_backward)(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
+                                LmnTensor *dx, const LmnUpsampleGeom *g);
 } LmnBackendVTable;
 
 /**

@@ -160,6 +160,24 @@ void lmn_layer_declare_index_input(LmnLayer *layer, guint input, gint64 n_indice
 /** lmn_layer_get_index_limit: Returns: @n_indices declared for input @input, or 0. */
 gint64 lmn_layer_get_index_limit(const LmnLayer *layer, guint input);
 
+/**
+ * lmn_layer_find_peer:
+ * @name: another layer's name in the model
+ * During build() only: a layer that works with another one's state (max_unpool2d reading a
+ * maxpool2d's argmax) finds it here.  Only layers built earlier (above this one in the config)
+ * are found, and a standalone layer (lmn_layer_new(), gradient checks) has no peers.  The
+ * pointer stays valid while the model lives, and the peer's saved tensors for the current batch
+ * (lmn_layer_get_saved()) are ready in this layer's forward and backward, since the peer runs
+ * forward before it and backward after it.
+ * Returns: (transfer none) (nullable): the layer, or NULL when there is none of that name
+ */
+LmnLayer *lmn_layer_find_peer(LmnLayer *layer, const char *name);
+/** lmn_layer_find_saved: Returns: the index of @layer's saved tensor @name, or -1. */
+gint lmn_layer_find_saved(const LmnLayer *layer, const char *name);
+/** lmn_layer_get_input_info: Returns: (transfer none): input @index's per-sample shape and dtype.
+ */
+const LmnTensorInfo *lmn_layer_get_input_info(const LmnLayer *layer, guint index);
+
 /** lmn_layer_get_param: Returns: (transfer none): parameter @index's value tensor. */
 LmnTensor *lmn_layer_get_param(LmnLayer *layer, guint index);
 /** lmn_layer_get_grad: Returns: (transfer none): parameter @index's gradient tensor. */

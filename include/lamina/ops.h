@@ -424,5 +424,42 @@ void lmn_op_topk(const LmnTensor *x, LmnTensor *values, LmnTensor *indices, gint
  */
 void lmn_op_topk_backward(const LmnTensor *dy, const LmnTensor *indices, LmnTensor *dx,
                           gint64 outer, gint64 axis, gint64 inner, gint64 k);
+/* ---- ABI 1.3: resampling ops of the spatial layers (upsample).  Optional members of the
+ * backend vtable: a backend without them records LMN_BACKEND_ERROR_UNSUPPORTED naming the op. */
+
+/** LmnUpsampleMode: interpolation of lmn_op_upsample2d.  Append only. */
+typedef enum {
+    LMN_UPSAMPLE_NEAREST = 0,  /* PyTorch's mode='nearest': src = min(floor(dst * scale), in - 1) */
+    LMN_UPSAMPLE_BILINEAR = 1, /* PyTorch's mode='bilinear' */
+} LmnUpsampleMode;
+
+/**
+ * LmnUpsampleGeom:
+ * @planes: batch * channels: x is [planes, in_h, in_w], y [planes, out_h, out_w]
+ * @scale_h, @scale_w: input pixels per output pixel as PyTorch computes them: with
+ *   @align_corners (in - 1) / (out - 1) (0 when out is 1), else 1 / scale_factor when the
+ *   layer was given one, or in / out
+ * @align_corners: bilinear only: src = dst * scale, else src = max((dst + 0.5) * scale - 0.5, 0)
+ * Bilinear reads rows/columns i0 = floor(src) and i1 = min(i0 + 1, in - 1) with weights
+ * 1 - (src - i0) and src - i0, exactly as torch.nn.functional.interpolate.
+ */
+typedef struct {
+    guint32 struct_size;
+    gint64 planes, in_h, in_w, out_h, out_w;
+    float scale_h, scale_w;
+    gboolean align_corners;
+    gpointer reserved[4];
+} LmnUpsampleGeom;
+
+/** lmn_op_upsample2d: y (overwritten) = x resampled to [out_h, out_w] by @mode. */
+void lmn_op_upsample2d(LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                       const LmnUpsampleGeom *g);
+/**
+ * lmn_op_upsample2d_backward:
+ * dx (overwritten) = the adjoint of lmn_op_upsample2d applied to dy: each input pixel gathers
+ * the output pixels that read it, times their weights (deterministic, no atomics).
+ */
+void lmn_op_upsample2d_backward(LmnUpsampleMode mode, const LmnTensor *dy, LmnTensor *dx,
+                                const LmnUpsampleGeom *g);
 
 G_END_DECLS

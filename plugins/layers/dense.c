@@ -1,5 +1,9 @@
 /* Lamina — the dense (fully connected) layer: y = x W^T + b, as torch.nn.Linear.
  *
+ * As nn.Linear, it applies to the last axis of an input of any rank: a per-sample input
+ * [d1, ..., dk, in] is `outer` = d1 * ... * dk rows of `in` features, so the GEMMs below see
+ * N * outer rows, and the output is [d1, ..., dk, units].
+ *
  * Parameters use PyTorch's names and shapes (weight [units, in], bias [units]) and PyTorch's
  * default initialisation, so a checkpoint loads into nn.Linear by name and a fresh model starts
  * from the same distribution.
@@ -14,6 +18,8 @@ enum { SAVED_ONES = 0 };
 typedef struct {
     gint64 in;
     gint64 units;
+    gint64 outer; /* rows per sample: the product of every axis but the last */
+    guint rank;   /* of the per-sample input */
     gboolean bias;
 } Dense;
 
@@ -22,12 +28,11 @@ static gboolean dense_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
 {
     const LmnParams *p = lmn_layer_get_params(layer);
     const LmnShape *s = &inputs[0].shape;
-    if (s->ndim != 1) {
-        g_autofree char *shape = lmn_shape_to_string(s);
+    if (s->ndim == 0) {
         g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH,
-                    "layer '%s' (dense): its input has per-sample shape %s, but dense takes a 1-D "
-                    "input [features]; add a flatten layer before it",
-                    lmn_layer_get_name(layer), shape);
+                    "layer '%s' (dense): its input is a scalar per sample, but dense takes an "
+                    "input [..., features] and maps its last axis; reshape it to [1] first",
+                    lmn_layer_get_name(layer));
         return FALSE;
     }
     if (inputs[0].dtype != LMN_DTYPE_F32) {
@@ -38,8 +43,13 @@ static gboolean dense_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
     }
 
     Dense *d = g_new0(Dense, 1);
-    d->in = s->dims[0];
+    d->in = s->dims[s->ndim - 1];
     d->units = lmn_params_get_int(p, "units");
+    /* The core checked that the input fits a tensor, so this product cannot overflow. */
+    d->rank = s->ndim;
+    d->outer = 1;
+    for (guint i = 0; i + 1 < s->ndim; i++)
+        d->outer *= s->dims[i];
     d->bias = lmn_params_get_bool(p, "bias");
     lmn_layer_set_private(layer, d, g_free);
 
@@ -57,11 +67,15 @@ static gboolean dense_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
         lmn_layer_add_param(layer, "bias", &b, LMN_PARAM_ROLE_BIAS, "he_uniform",
                             "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
         /* A column of ones: the bias enters the output through the same GEMM machinery. */
-        LmnShape one = lmn_shape_make(1, (gint64) 1);
+        LmnShape one = lmn_shape_make(1, d->outer);
         lmn_layer_add_saved(layer, "ones", &one, LMN_DTYPE_F32, TRUE);
     }
 
-    output->shape = lmn_shape_make(1, d->units);
+    output->shape = *s;
+    output->shape.dims[s->ndim - 1] = d->units;
+    if (!lmn_layer_check_size(layer, "its output", &output->shape, TRUE, LMN_DTYPE_F32,
+                              "use fewer units", error))
+        return FALSE;
     output->dtype = LMN_DTYPE_F32;
     return TRUE;
 }
@@ -79,7 +93,7 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
         lmn_op_fill(ones, 1.0f);
         LmnGemm g = {
             .struct_size = sizeof(LmnGemm),
-            .m = io->batch,
+            .m = io->batch * d->outer,
             .n = d->units,
             .k = 1,
             .alpha = 1.0f,
@@ -94,7 +108,7 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
     LmnGemm g = {
         .struct_size = sizeof(LmnGemm),
         .trans_b = TRUE,
-        .m = io->batch,
+        .m = io->batch * d->outer,
         .n = d->units,
         .k = d->in,
         .alpha = 1.0f,
@@ -115,7 +129,7 @@ static void dense_param_grads(LmnLayer *layer, const Dense *d, const LmnLayerIO 
         .trans_a = TRUE,
         .m = d->units,
         .n = d->in,
-        .k = io->batch,
+        .k = io->batch * d->outer,
         .alpha = 1.0f,
         .beta = 0.0f,
         .a = io->output_grad,
@@ -124,8 +138,8 @@ static void dense_param_grads(LmnLayer *layer, const Dense *d, const LmnLayerIO 
     };
     lmn_op_gemm(&gw);
     if (d->bias) {
-        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad, io->batch,
-                         d->units, 1, 0.0f);
+        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad,
+                         io->batch * d->outer, d->units, 1, 0.0f);
     }
 }
 
@@ -139,7 +153,7 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
         /* dx [N, in] = dy [N, units] W [units, in] */
         LmnGemm gx = {
             .struct_size = sizeof(LmnGemm),
-            .m = io->batch,
+            .m = io->batch * d->outer,
             .n = d->in,
             .k = d->units,
             .alpha = 1.0f,
@@ -159,6 +173,24 @@ static const LmnParamSpec dense_params[] = {
     LMN_PARAM_SPEC_END,
 };
 
+/* A higher-rank input: MatMul broadcasts over the leading axes, where Gemm takes only 2-D. */
+static void dense_export_matmul(LmnLayer *layer, LmnExport *ex, const char *x, const char *w,
+                                const char *b, const char *output)
+{
+    const char *wt = lmn_export_value_name(ex, layer, "weight_t");
+    const gint64 perm[] = {1, 0};
+    const LmnExportAttr tattrs[] = {LMN_EXPORT_ATTR_IS("perm", perm, 2), LMN_EXPORT_ATTRS_END};
+    lmn_export_add_node(ex, "Transpose", (const char *const[]){w, NULL},
+                        (const char *const[]){wt, NULL}, tattrs);
+    const char *mm = b != NULL ? lmn_export_value_name(ex, layer, "matmul") : output;
+    lmn_export_add_node(ex, "MatMul", (const char *const[]){x, wt, NULL},
+                        (const char *const[]){mm, NULL}, NULL);
+    if (b != NULL) {
+        lmn_export_add_node(ex, "Add", (const char *const[]){mm, b, NULL},
+                            (const char *const[]){output, NULL}, NULL);
+    }
+}
+
 /* nn.Linear's y = x W^T + b is ONNX's Gemm with transB = 1, reading the weight as stored. */
 static gboolean dense_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
                              const char *output, GError **error)
@@ -168,6 +200,10 @@ static gboolean dense_export(LmnLayer *layer, LmnExport *ex, const char *const *
     const char *b = w && d->bias ? lmn_export_add_param(ex, layer, "bias", error) : NULL;
     if (w == NULL || (d->bias && b == NULL))
         return FALSE;
+    if (d->rank > 1) {
+        dense_export_matmul(layer, ex, inputs[0], w, b, output);
+        return TRUE;
+    }
     const char *in[] = {inputs[0], w, b, NULL};
     const char *out[] = {output, NULL};
     const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("transB", 1), LMN_EXPORT_ATTRS_END};
@@ -187,10 +223,11 @@ static const LmnLayerVTable dense_vtable = {
 };
 
 static const LmnFeatureDesc dense_features[] = {
-    LMN_FEATURE(LMN_FEATURE_LAYER, "dense",
-                "fully connected layer y = x W^T + b on 1-D inputs (torch.nn.Linear); "
-                "weight_init / bias_init choose other initializers",
-                dense_params, &dense_vtable),
+    LMN_FEATURE(
+        LMN_FEATURE_LAYER, "dense",
+        "fully connected layer y = x W^T + b on the last axis of its input (torch.nn.Linear); "
+        "weight_init / bias_init choose other initializers",
+        dense_params, &dense_vtable),
 };
 
 LMN_PLUGIN_DEFINE_FEATURES("lamina.dense", LMN_VERSION_STRING, "MIT",

@@ -75,6 +75,34 @@ def op_conv(x, w, b=None, **a):
     return y
 
 
+def op_conv_transpose(x, w, b=None, **a):
+    n, c, h, wd = x.shape
+    cin, og, kh, kw = w.shape
+    kernel, strides, pads, dil = spatial_params(a, (kh, kw))
+    opad = list(a.get("output_padding", [0, 0]))
+    g = a.get("group", 1)
+    assert c == cin and c % g == 0
+    cg = c // g
+    # The full output before the padding is cropped: every input pixel scatters its kernel.
+    fh = strides[0] * (h - 1) + dil[0] * (kh - 1) + 1 + opad[0]
+    fw = strides[1] * (wd - 1) + dil[1] * (kw - 1) + 1 + opad[1]
+    full = np.zeros((n, og * g, fh, fw))
+    for gi in range(g):
+        xs = x[:, gi * cg:(gi + 1) * cg]
+        for i in range(kh):
+            for j in range(kw):
+                ws = w[gi * cg:(gi + 1) * cg, :, i, j]
+                contrib = np.einsum("nchw,co->nohw", xs, ws)
+                r0, c0 = i * dil[0], j * dil[1]
+                full[:, gi * og:(gi + 1) * og,
+                     r0:r0 + strides[0] * (h - 1) + 1:strides[0],
+                     c0:c0 + strides[1] * (wd - 1) + 1:strides[1]] += contrib
+    y = full[:, :, pads[0]:fh - pads[2], pads[1]:fw - pads[3]]
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return y
+
+
 def op_pool(x, mode, **a):
     n, c, h, wd = x.shape
     kernel, strides, pads, dil = spatial_params(a, None)
@@ -190,6 +218,8 @@ def op_squeeze(x, axes=None, **a):
 OPS = {
     "Gemm": op_gemm,
     "Conv": op_conv,
+    "ConvTranspose": op_conv_transpose,
+    "MatMul": lambda x, y, **a: np.matmul(x, y),
     "MaxPool": lambda x, **a: op_pool(x, "max", **a),
     "AveragePool": lambda x, **a: op_pool(x, "avg", **a),
     "GlobalAveragePool": lambda x, **a: np.mean(x, axis=(2, 3), keepdims=True),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs Lamina into a temporary prefix, builds examples/plugin-layer (nn.PReLU, which Lamina
-# does not ship) against the *installed* SDK through pkg-config, and checks the layer end to end:
+# Installs Lamina into a temporary prefix, builds examples/plugin-layer (nn.PReLU, which the
+# --plugin-path below puts ahead of Lamina's own prelu) against the *installed* SDK through
+# pkg-config, and checks the layer end to end:
 # `lamina plugins describe` lists it, `lamina gradcheck` passes with one slope and with one per
 # channel, its forward and backward equal PyTorch's recorded values (tests/fixtures/prelu.h5,
 # scripts/make-prelu-fixtures.py) through the example's prelu-check program, and a short

@@ -8,7 +8,8 @@
  * activation, dropout and a 1-D batch norm; a LeNet-like CNN with batch norm, max and average
  * pooling (padding counted in the average), a grouped dilated strided convolution and global
  * average pooling; a residual block with add, concat, reshape and softmax; an embedding with a
- * binary cross-entropy head; an mse regression.  Also: layers without an ONNX equivalent are
+ * binary cross-entropy head; an mse regression; transposed convolutions with a dense layer on a
+ * 3-D input.  Also: layers without an ONNX equivalent are
  * named, and bad arguments give usage errors.
  */
 #include "e2e-util.h"
@@ -61,6 +62,20 @@ static const char cnn_cfg[] =
     "[layer flat]\ntype = flatten\ninput = p2\n"
     "[layer cat]\ntype = concat\ninput = flat, gap\n"
     "[layer fc]\ntype = dense\nunits = 3\n"
+    "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
+
+static const char spatial_cfg[] =
+    "[model]\ninput = 2, 5, 6\n"
+    "[layer t1]\ntype = conv_transpose2d\nout_channels = 4\nkernel_size = 3\nstride = 2\n"
+    "padding = 1\noutput_padding = 1\ngroups = 2\n"
+    "[layer noise]\ntype = gaussian_noise\nstd = 0.1\n"
+    "[layer r1]\ntype = relu\n"
+    "[layer drop]\ntype = dropout2d\np = 0.2\n"
+    "[layer t2]\ntype = conv_transpose2d\nout_channels = 3\nkernel_size = 2, 3\n"
+    "dilation = 2\nstride = 1, 2\nbias = false\n"
+    "[layer fc1]\ntype = dense\nunits = 4\n"
+    "[layer flat]\ntype = flatten\n"
+    "[layer fc2]\ntype = dense\nunits = 3\nbias = false\n"
     "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
 
 static const char residual_cfg[] = "[model]\ninput = 8\n"
@@ -323,6 +338,15 @@ static void test_cnn(void)
     check_model(cnn_cfg, HEAD_SOFTMAX, 0, names);
 }
 
+/* conv_transpose2d (groups, output padding, dilation), dense on a 3-D input (MatMul), and the
+ * training-only layers gaussian_noise and dropout2d, which export as nothing. */
+static void test_spatial(void)
+{
+    const char *names[] = {"t1.weight",     "t1.bias", "t2.weight", "fc1.weight", "fc1.bias",
+                           "ConvTranspose", "MatMul",  "Transpose", NULL};
+    check_model(spatial_cfg, HEAD_SOFTMAX, 0, names);
+}
+
 static void test_residual(void)
 {
     const char *names[] = {"a.weight", "b.bias", "out.weight", "Add", "Reshape", "Softmax", NULL};
@@ -444,6 +468,7 @@ int main(int argc, char **argv)
     g_assert_no_error(error);
     g_test_add_func("/export/onnx/mlp", test_mlp);
     g_test_add_func("/export/onnx/cnn", test_cnn);
+    g_test_add_func("/export/onnx/spatial", test_spatial);
     g_test_add_func("/export/onnx/residual", test_residual);
     g_test_add_func("/export/onnx/embedding", test_embedding);
     g_test_add_func("/export/onnx/recurrent", test_recurrent);

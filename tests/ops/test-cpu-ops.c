@@ -2370,7 +2370,7 @@ static void test_bce_logits(void)
     }
 }
 
-/* ---- a backend without the 1.1 ops ---- */
+/* ---- a backend without the 1.1 and 1.3 ops ---- */
 
 static void test_unsupported_op(void)
 {
@@ -2415,6 +2415,33 @@ static void test_unsupported_op(void)
     lmn_tensor_unref(x);
     lmn_tensor_unref(cols);
     lmn_backend_unref(b);
+
+    /* an ABI 1.3 op, and its backward on a fresh backend */
+    const LmnUpsampleGeom ug = {.struct_size = sizeof ug,
+                                .planes = 2,
+                                .in_h = 2,
+                                .in_w = 2,
+                                .out_h = 4,
+                                .out_w = 4,
+                                .scale_h = 0.5f,
+                                .scale_w = 0.5f};
+    for (int backward = 0; backward < 2; backward++) {
+        b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);
+        g_assert_no_error(error);
+        LmnTensor *small = tensor_on(b, 8, NULL), *big = tensor_on(b, 32, NULL);
+        if (backward)
+            lmn_op_upsample2d_backward(LMN_UPSAMPLE_BILINEAR, big, small, &ug);
+        else
+            lmn_op_upsample2d(LMN_UPSAMPLE_NEAREST, small, big, &ug);
+        g_assert_false(lmn_backend_synchronize(b, &error));
+        g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED);
+        g_assert_nonnull(
+            strstr(error->message, backward ? "'upsample2d_backward'" : "'upsample2d'"));
+        g_clear_error(&error);
+        lmn_tensor_unref(small);
+        lmn_tensor_unref(big);
+        lmn_backend_unref(b);
+    }
 }
 
 /* The fake backends of test-backends-plugin.c exercise the core paths the CPU backend does not:

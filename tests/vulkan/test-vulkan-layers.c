@@ -117,6 +117,37 @@ static const Case cases[] = {
     {"mish", "mish", "", 1, {F32(7)}, 2, .n_tensors = 1},
     {"hardtanh", "hardtanh", "min_val=-2;max_val=2", 1, {F32(7)}, 2, .n_tensors = 1},
     {"log_softmax", "log_softmax", "", 1, {F32(2, 5)}, 2, .n_tensors = 1},
+    {"conv_transpose2d", "conv_transpose2d", "out_channels=3;kernel_size=3", 1, {F32(2, 3, 4)},
+     2, .n_tensors = 3},
+    {"conv_transpose2d-strided", "conv_transpose2d",
+     "out_channels=4;kernel_size=3;stride=2;padding=1;output_padding=1;groups=2;bias=false", 1,
+     {F32(2, 3, 3)}, 2, .n_tensors = 2},
+    {"conv_transpose2d-1x1", "conv_transpose2d", "out_channels=2;kernel_size=1", 1,
+     {F32(3, 2, 3)}, 2, .n_tensors = 3},
+    {"dense-3d", "dense", "units=3", 1, {F32(2, 2, 4)}, 2, .n_tensors = 3},
+    {"pad-constant", "pad", "padding=1, 2, 0, 1;value=0.5", 1, {F32(2, 3, 3)}, 2, .n_tensors = 1},
+    {"pad-reflect", "pad", "padding=2, 1, 1, 2;mode=reflect", 1, {F32(2, 3, 4)}, 2,
+     .n_tensors = 1},
+    {"pad-replicate", "pad", "padding=2, 0, 1, 1;mode=replicate", 1, {F32(1, 3, 3)}, 2,
+     .n_tensors = 1},
+    {"crop", "crop", "cropping=1, 0, 2, 1", 1, {F32(2, 5, 4)}, 2, .n_tensors = 1},
+    {"slice", "slice", "axis=1;start=1;end=4", 1, {F32(2, 5, 3)}, 2, .n_tensors = 1},
+    {"gaussian_noise", "gaussian_noise", "std=0.3", 1, {F32(2, 3, 4)}, 3, .n_tensors = 1},
+    {"dropout2d", "dropout2d", "p=0.4", 1, {F32(5, 2, 3)}, 3, .n_tensors = 1},
+    {"prelu", "prelu", "", 1, {F32(3, 2, 4)}, 2, .n_tensors = 2},
+    {"prelu-channels", "prelu", "num_parameters=3;init=-0.2", 1, {F32(3, 2, 4)}, 2,
+     .n_tensors = 2},
+    /* The LRN kernels ship SPIR-V: no fallback. */
+    {"local_response_norm", "local_response_norm", "size=3;alpha=0.5;k=2", 1, {F32(5, 2, 3)},
+     2, .n_tensors = 1},
+    {"local_response_norm-even", "local_response_norm", "size=4;alpha=0.3;beta=0.5", 1,
+     {F32(6, 4)}, 2, .n_tensors = 1},
+    {"upsample-nearest", "upsample", "scale_factor=2, 1.5", 1, {F32(2, 3, 4)}, 2,
+     .n_tensors = 1},
+    {"upsample-bilinear", "upsample", "mode=bilinear;scale_factor=2", 1, {F32(2, 3, 3)}, 2,
+     .n_tensors = 1},
+    {"upsample-bilinear-align", "upsample", "mode=bilinear;size=5, 3;align_corners=true", 1,
+     {F32(2, 3, 4)}, 2, .n_tensors = 1},
 };
 /* clang-format on */
 
@@ -545,6 +576,71 @@ static void test_recurrent(gconstpointer data)
     lmn_params_unref(p);
 }
 
+/* ---- max_unpool2d: in a model, after the maxpool2d it names ---- */
+
+/* Output and input gradient of maxpool2d (kernel 3, stride 3, padding 1) then max_unpool2d on
+ * backend @b for input @x [2, 2, 7, 8] and output gradient @r; a standalone layer cannot be
+ * checked, since the unpooling reads its pooling layer's argmax.  Returns y and dx. */
+static void unpool_run(LmnBackend *b, const float *x, const float *r, float **y, float **dx)
+{
+    static const char text[] = "[model]\ninput = 2, 7, 8\n"
+                               "[layer pool]\ntype = maxpool2d\nkernel_size = 3\npadding = 1\n"
+                               "[layer up]\ntype = max_unpool2d\nindices = pool\n"
+                               "[optimizer]\ntype = sgd\n[train]\nbackend = cpu\n"
+                               "[data]\ntrain = unused.h5:/train\n";
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_data(text, -1, "unpool.ini", &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    LmnModel *m = lmn_model_new_full(cfg, registry, b, NULL, LMN_MODEL_ALLOW_NO_LOSS, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_model_set_input_grad(m, TRUE, &error));
+    g_assert_true(lmn_model_prepare(m, 2, &error));
+    LmnTensor *xt = NULL, *unused = NULL;
+    lmn_model_set_batch(m, 2, &xt, &unused);
+    g_assert_true(lmn_tensor_write(xt, x, lmn_tensor_nbytes(xt), &error));
+    lmn_model_forward(m, TRUE, 0, 1);
+    LmnTensor *out = lmn_model_get_output(m);
+    LmnTensor *rt = tensor_with(b, &out->shape, r);
+    g_assert_true(lmn_model_backward_from(m, rt, 0, 1, &error));
+    g_assert_no_error(error);
+    *y = read_all(out);
+    *dx = read_all(lmn_model_get_input_grad(m));
+    lmn_tensor_unref(rt);
+    lmn_model_free(m);
+    lmn_config_free(cfg);
+}
+
+static void test_unpool(void)
+{
+    const gint64 n = 2 * 2 * 7 * 8;
+    g_autofree float *x = g_new(float, n);
+    g_autofree float *r = g_new(float, n);
+    GRand *rng = g_rand_new_with_seed(77);
+    for (gint64 i = 0; i < n; i++) {
+        x[i] = (float) g_rand_double_range(rng, -1, 1);
+        r[i] = (float) g_rand_double_range(rng, -1, 1);
+    }
+    g_rand_free(rng);
+    float *yc, *dxc, *yv, *dxv;
+    gint before = n_fallback_warnings;
+    unpool_run(cpu, x, r, &yc, &dxc);
+    unpool_run(vk, x, r, &yv, &dxv);
+    /* The unpooling's kernel ships SPIR-V: it must not fall back to the CPU. */
+    g_assert_cmpint(n_fallback_warnings, ==, before);
+    gint64 nonzero = 0;
+    for (gint64 i = 0; i < n; i++) {
+        g_assert_cmpfloat(yv[i], ==, yc[i]);
+        g_assert_cmpfloat(dxv[i], ==, dxc[i]);
+        nonzero += dxc[i] != 0.0f;
+    }
+    g_assert_cmpint(nonzero, >, n / 20); /* one pixel of each 3x3 window */
+    g_free(yc);
+    g_free(dxc);
+    g_free(yv);
+    g_free(dxv);
+}
+
 static LmnBackend *open_lavapipe(GError **error)
 {
     const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", error);
@@ -597,6 +693,7 @@ int main(int argc, char **argv)
             g_strdup_printf("/vulkan/layers/recurrent/%s", recurrent_cases[i].name);
         g_test_add_data_func(path, &recurrent_cases[i], test_recurrent);
     }
+    g_test_add_func("/vulkan/layers/model/max_unpool2d", test_unpool);
     int rc = g_test_run();
     lmn_backend_unref(vk_recurrent);
     lmn_backend_unref(vk);

@@ -1047,6 +1047,102 @@ static void test_pool(void)
     mark("pool2d_backward", "max via argmax and avg, one invocation per input pixel");
 }
 
+/* ---- ABI 1.3: spatial resampling ---- */
+
+/* Geometries: integer and fractional factors, sizes, align_corners, downsampling, one-pixel
+ * axes (scale 0 with align_corners) and planes that do not divide a chunk. */
+static const struct {
+    gint64 planes, ih, iw, oh, ow;
+    float sh, sw;
+    gboolean align;
+} up_geoms[] = {
+    {6, 3, 4, 6, 8, 0.5f, 0.5f, FALSE},        {4, 3, 3, 4, 7, 1 / 1.5f, 1 / 2.5f, FALSE},
+    {3, 3, 4, 5, 7, 0.6f, 4 / 7.0f, FALSE},    {2, 5, 7, 3, 2, 5 / 3.0f, 3.5f, FALSE},
+    {3, 3, 4, 7, 5, 2 / 6.0f, 3 / 4.0f, TRUE}, {2, 1, 4, 3, 9, 0.0f, 3 / 8.0f, TRUE},
+    {5, 17, 13, 34, 26, 0.5f, 0.5f, FALSE},
+};
+
+static LmnUpsampleGeom up_geom(guint i)
+{
+    return (LmnUpsampleGeom){.struct_size = sizeof(LmnUpsampleGeom),
+                             .planes = up_geoms[i].planes,
+                             .in_h = up_geoms[i].ih,
+                             .in_w = up_geoms[i].iw,
+                             .out_h = up_geoms[i].oh,
+                             .out_w = up_geoms[i].ow,
+                             .scale_h = up_geoms[i].sh,
+                             .scale_w = up_geoms[i].sw,
+                             .align_corners = up_geoms[i].align};
+}
+
+/* Forward and backward of both modes on @b against the CPU. */
+static void check_upsample(LmnBackend *b, const LmnUpsampleGeom *g, const char *what)
+{
+    const gsize nx = (gsize) (g->planes * g->in_h * g->in_w);
+    const gsize ny = (gsize) (g->planes * g->out_h * g->out_w);
+    for (guint m = 0; m < 2; m++) {
+        const LmnUpsampleMode mode = m == 0 ? LMN_UPSAMPLE_NEAREST : LMN_UPSAMPLE_BILINEAR;
+        Pair x = pair_random_on(b, nx, -2, 2), y = pair_random_on(b, ny, 7, 8);
+        BOTH(lmn_op_upsample2d(mode, x.c, y.c, g), lmn_op_upsample2d(mode, x.v, y.v, g));
+        sync_ok(b);
+        g_autofree char *f = g_strdup_printf("%s upsample2d mode %u", what, m);
+        assert_close(&y, 1e-6, 1e-6, f);
+        Pair dy = pair_random_on(b, ny, -1, 1), dx = pair_random_on(b, nx, 9, 10);
+        BOTH(lmn_op_upsample2d_backward(mode, dy.c, dx.c, g),
+             lmn_op_upsample2d_backward(mode, dy.v, dx.v, g));
+        sync_ok(b);
+        g_autofree char *bw = g_strdup_printf("%s upsample2d_backward mode %u", what, m);
+        /* The same loops in the same order as the CPU: equal up to rounding. */
+        assert_close(&dx, 1e-5, 1e-5, bw);
+        pair_free(&x);
+        pair_free(&y);
+        pair_free(&dy);
+        pair_free(&dx);
+    }
+}
+
+static void test_upsample(void)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(up_geoms); i++) {
+        const LmnUpsampleGeom g = up_geom(i);
+        g_autofree char *what = g_strdup_printf("geometry %u", i);
+        check_upsample(vk, &g, what);
+    }
+    mark("upsample2d", "nearest and bilinear, 7 geometries (fractional factors, align_corners, "
+                       "downsampling, one-pixel axes), chunked planes");
+    mark("upsample2d_backward", "both modes, a gather per input pixel, chunked planes");
+}
+
+/* Above a lowered maxStorageBufferRange (4 KiB = 1024 floats) the planes go in chunks: geometry 6
+ * has 34 * 26 = 884 output floats per plane, so each chunk holds one plane of five. */
+static void test_upsample_chunked(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_setenv("LAMINA_VK_MAX_STORAGE_RANGE", "4096", TRUE);
+    g_autoptr(LmnBackend) small = open_vulkan("lavapipe", FALSE, &error);
+    g_unsetenv("LAMINA_VK_MAX_STORAGE_RANGE");
+    g_assert_no_error(error);
+    const LmnUpsampleGeom g = up_geom(6);
+    check_upsample(small, &g, "chunked");
+    /* One plane larger than the range cannot be split: UNSUPPORTED naming the op. */
+    const LmnUpsampleGeom big = {.struct_size = sizeof big,
+                                 .planes = 1,
+                                 .in_h = 20,
+                                 .in_w = 20,
+                                 .out_h = 40,
+                                 .out_w = 40,
+                                 .scale_h = 0.5f,
+                                 .scale_w = 0.5f};
+    Pair x = pair_random_on(small, 400, -1, 1), y = pair_random_on(small, 1600, -1, 1);
+    lmn_op_upsample2d(LMN_UPSAMPLE_NEAREST, x.v, y.v, &big);
+    g_assert_false(lmn_backend_synchronize(small, &error));
+    g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED);
+    g_assert_nonnull(strstr(error->message, "upsample2d"));
+    g_assert_nonnull(strstr(error->message, "maxStorageBufferRange"));
+    pair_free(&x);
+    pair_free(&y);
+}
+
 /* Per-channel statistics, the forward with and without affine parameters, and the backward
  * (dx may be dy) on shapes [outer, channels, inner] including inner == 1 and one channel; the
  * CPU sums in double, Vulkan in float in a fixed order. */
@@ -1224,41 +1320,88 @@ static void test_optimizers(void)
 
 /* ---- the op-support table ---- */
 
+/* Every op in vtable order with its member's offset: the required ones (memory and the ABI 1.0
+ * ops) are always there, the optional ones only when the backend fills them in. */
+#define OP(name)                                                                                   \
+    {                                                                                              \
+#name, G_STRUCT_OFFSET(LmnBackendVTable, name)                                             \
+    }
+typedef struct {
+    const char *name;
+    gsize offset;
+} OpSlot;
+
+static const OpSlot op_slots[] = {
+    OP(fill),
+    OP(copy),
+    OP(gemm),
+    OP(bias_add),
+    OP(bias_grad),
+    OP(unary),
+    OP(unary_backward),
+    OP(binary),
+    OP(axpby),
+    OP(reduce),
+    OP(softmax_xent),
+    OP(softmax_xent_backward),
+    OP(count_correct),
+    OP(kernel),
+    /* ABI 1.1 */
+    OP(im2col),
+    OP(col2im),
+    OP(pool2d),
+    OP(pool2d_backward),
+    OP(batchnorm_stats),
+    OP(batchnorm_forward),
+    OP(batchnorm_backward),
+    OP(dropout),
+    OP(random_normal),
+    OP(clamp),
+    OP(softmax),
+    OP(softmax_backward),
+    OP(copy_block),
+    OP(gather_rows),
+    OP(scatter_add_rows),
+    OP(bce_logits),
+    OP(bce_logits_backward),
+    /* ABI 1.3: spatial resampling (tested here) */
+    OP(upsample2d),
+    OP(upsample2d_backward),
+};
+
+/* The ABI 1.3 axis/broadcast block, tested by test-vulkan-ops-axis (its own program, which also
+ * runs every op in chunks under a lowered maxStorageBufferRange); its coverage notes live here so
+ * that one program writes the whole table. */
+static const struct {
+    OpSlot slot;
+    const char *note;
+} axis_ops[] = {
+    {OP(reduce_axis), "sum, mean, max with argmax; 5 shapes incl. inner 1 and axis 300; chunks of "
+                      "outer slices"},
+    {OP(reduce_axis_backward), "as reduce_axis; max routed through the argmax"},
+    {OP(binary_broadcast), "all 6 functions over every pattern of broadcast axes for 1- to 4-D "
+                           "shapes, 5-D, lower-rank operands, U-Net shapes; boxes cut below the "
+                           "outermost dim"},
+    {OP(binary_broadcast_backward), "as binary_broadcast, both gradients, ties of "
+                                    "maximum/minimum; runs accumulated over a broadcast dim"},
+    {OP(normalize_rows), "5 shapes up to 3000 columns; chunks of rows"},
+    {OP(normalize_rows_backward), "as normalize_rows, dx aliasing dy"},
+    {OP(clamp_backward), "the bounds themselves give 0; chunks of elements"},
+    {OP(topk), "4 shapes, k = 1 .. axis, ties on a 0.5 grid (lower index first), NaN; chunks of "
+               "outer slices"},
+    {OP(topk_backward), "as topk"},
+};
+#undef OP
+
+static gboolean vtable_has(const LmnBackendVTable *vt, const OpSlot *op)
+{
+    if (op->offset < G_STRUCT_OFFSET(LmnBackendVTable, im2col))
+        return TRUE;
+    return *(const gpointer *) ((const char *) vt + op->offset) != NULL;
+}
+
 static void write_op_table(const char *path)
 {
-    static const char *ops[] = {
-        "fill",
-        "copy",
-        "gemm",
-        "bias_add",
-        "bias_grad",
-        "unary",
-        "unary_backward",
-        "binary",
-        "axpby",
-        "reduce",
-        "softmax_xent",
-        "softmax_xent_backward",
-        "count_correct",
-        "kernel",
-        "im2col",
-        "col2im",
-        "pool2d",
-        "pool2d_backward",
-        "batchnorm_stats",
-        "batchnorm_forward",
-        "batchnorm_backward",
-        "dropout",
-        "random_normal",
-        "clamp",
-        "softmax",
-        "softmax_backward",
-        "copy_block",
-        "gather_rows",
-        "scatter_add_rows",
-        "bce_logits",
-        "bce_logits_backward",
-    };
     const LmnBackendVTable *vt = lmn_backend_get_vtable(vk);
     GString *s = g_string_new(
         "# Op support by backend\n\n"
@@ -1266,20 +1409,28 @@ static void write_op_table(const char *path)
         "(on lavapipe).\nThe CPU backend implements every op and is the reference.  "
         "\"tested\" means the Vulkan result was compared with the CPU backend's.\n\n"
         "| op | cpu | vulkan | vulkan test coverage |\n|---|---|---|---|\n");
-    const gsize first_optional = G_STRUCT_OFFSET(LmnBackendVTable, im2col);
-    for (guint i = 0; i < G_N_ELEMENTS(ops); i++) {
-        const char *note = g_hash_table_lookup(tested_ops, ops[i]);
-        gboolean present = TRUE;
-        if (i >= 14) {
-            const gsize off = first_optional + (i - 14) * sizeof(gpointer);
-            present = *(const gpointer *) ((const char *) vt + off) != NULL;
-        }
-        g_string_append_printf(s, "| %s | yes | %s | %s |\n", ops[i],
-                               !present ? "no (UNSUPPORTED)"
-                               : note   ? "yes"
-                                        : "untested",
+    for (guint i = 0; i < G_N_ELEMENTS(op_slots); i++) {
+        const char *note = g_hash_table_lookup(tested_ops, op_slots[i].name);
+        g_string_append_printf(s, "| %s | yes | %s | %s |\n", op_slots[i].name,
+                               !vtable_has(vt, &op_slots[i]) ? "no (UNSUPPORTED)"
+                               : note                        ? "yes"
+                                                             : "untested",
                                note ? note : "-");
     }
+    g_string_append(
+        s, "\n## ABI 1.3 axis and broadcasting ops\n\n"
+           "Compared by `test-vulkan-ops-axis` (suite vulkan), also with maxStorageBufferRange "
+           "lowered to\n4 KiB so that every op runs in chunks.  The CPU backend is tested against "
+           "PyTorch values\n(`test-cpu-ops-axis`, fixtures from "
+           "`scripts/make-axis-op-fixtures.py`).\n\n"
+           "| op | cpu | vulkan | vulkan test coverage |\n|---|---|---|---|\n");
+    for (guint i = 0; i < G_N_ELEMENTS(axis_ops); i++)
+        g_string_append_printf(s, "| %s | yes | %s | %s |\n", axis_ops[i].slot.name,
+                               vtable_has(vt, &axis_ops[i].slot) ? "yes" : "no (UNSUPPORTED)",
+                               axis_ops[i].note);
+    g_string_append(s, "\nVulkan sums in float in a fixed order, the CPU in double: the two agree "
+                       "to rounding.  Refused\nwith UNSUPPORTED naming the op: one `[axis, inner]` "
+                       "slice or one row larger than the range.\n");
     g_autoptr(GError) error = NULL;
     g_file_set_contents(path, s->str, -1, &error);
     g_assert_no_error(error);
@@ -1315,6 +1466,8 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops/im2col-col2im", test_im2col_col2im);
     g_test_add_func("/vulkan/ops/pool2d", test_pool);
     g_test_add_func("/vulkan/ops/batchnorm", test_batchnorm);
+    g_test_add_func("/vulkan/ops/upsample2d", test_upsample);
+    g_test_add_func("/vulkan/chunked/upsample2d", test_upsample_chunked);
     g_test_add_func("/vulkan/kernels/optimizers", test_optimizers);
     g_test_add_func("/vulkan/chunked/elementwise", test_chunked);
     g_test_add_func("/vulkan/train/mlp-sgd", test_training);

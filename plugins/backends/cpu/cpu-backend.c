@@ -257,6 +257,9 @@ static const LmnBackendVTable cpu_vtable = {
     .clamp_backward = lmn_cpu_clamp_backward,
     .topk = lmn_cpu_topk,
     .topk_backward = lmn_cpu_topk_backward,
+    /* ABI 1.3: spatial resampling */
+    .upsample2d = lmn_cpu_upsample2d,
+    .upsample2d_backward = lmn_cpu_upsample2d_backward,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

@@ -111,5 +111,10 @@ void lmn_cpu_topk(gpointer ctx, const LmnTensor *x, LmnTensor *values, LmnTensor
 void lmn_cpu_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *indices,
                            LmnTensor *dx, gint64 outer, gint64 axis, gint64 inner, gint64 k);
 /* ---- end of the ABI 1.3 axis/broadcast block ---- */
+/* ABI 1.3: spatial resampling (cpu-ops-spatial.c) */
+void lmn_cpu_upsample2d(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                        const LmnUpsampleGeom *g);
+void lmn_cpu_upsample2d_backward(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
+                                 LmnTensor *dx, const LmnUpsampleGeom *g);
 
 G_END_DECLS

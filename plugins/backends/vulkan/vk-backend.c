@@ -193,6 +193,9 @@ static const LmnBackendVTable vk_vtable = {
     .clamp_backward = lmn_vk_clamp_backward,
     .topk = lmn_vk_topk,
     .topk_backward = lmn_vk_topk_backward,
+    /* ABI 1.3: spatial resampling */
+    .upsample2d = lmn_vk_upsample2d,
+    .upsample2d_backward = lmn_vk_upsample2d_backward,
 };
 
 static const LmnFeatureDesc vk_features[] = {

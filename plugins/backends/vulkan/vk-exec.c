@@ -41,6 +41,7 @@
 #include "vk-shader-topk.h"
 #include "vk-shader-unary.h"
 #include "vk-shader-unary_backward.h"
+#include "vk-shader-upsample.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -84,6 +85,7 @@ static const struct {
     SHADER(LMN_VK_SHADER_BROADCAST, broadcast),
     SHADER(LMN_VK_SHADER_NORMALIZE, normalize),
     SHADER(LMN_VK_SHADER_TOPK, topk),
+    SHADER(LMN_VK_SHADER_UPSAMPLE, upsample),
 #undef SHADER
 };
 

@@ -111,6 +111,8 @@ typedef enum {
     LMN_VK_SHADER_BROADCAST,
     LMN_VK_SHADER_NORMALIZE,
     LMN_VK_SHADER_TOPK,
+    /* ABI 1.3: spatial resampling */
+    LMN_VK_SHADER_UPSAMPLE,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -403,5 +405,11 @@ void lmn_vk_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *in
 const char *lmn_vk_gemm_select(LmnVkContext *c);
 /* Destroys the GEMM pipelines and frees the split-K scratch (before lmn_vk_memory_cleanup). */
 void lmn_vk_gemm_cleanup(LmnVkContext *c);
+
+/* vk-ops-spatial.c: the ABI 1.3 resampling ops. */
+void lmn_vk_upsample2d(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
+                       const LmnUpsampleGeom *g);
+void lmn_vk_upsample2d_backward(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
+                                LmnTensor *dx, const LmnUpsampleGeom *g);
 
 G_END_DECLS

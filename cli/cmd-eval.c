@@ -25,6 +25,8 @@ typedef struct {
     guint n_losses;
     char **names; /* the loss layers' names */
     double *losses;
+    gboolean has_iou; /* a segmentation loss (binary_cross_entropy_with_logits on a mask) */
+    LmnSegmentationIoU iou;
 } EvalResult;
 
 static void eval_result_clear(EvalResult *r)
@@ -250,6 +252,11 @@ static gboolean evaluate_member(Member *m, LmnRegistry *registry, LmnBackend *b,
                       m->ckpt, model,
                       o->ema ? LMN_CHECKPOINT_LOAD_EMA : LMN_CHECKPOINT_LOAD_DEFAULT, error) &&
                   lmn_evaluate_full(model, m->ds, o->batch, &r->loss, &r->acc, r->losses, error);
+    gint seg = model ? lmn_evaluate_find_segmentation_loss(model) : -1;
+    if (ok && seg >= 0) {
+        r->has_iou = TRUE;
+        ok = lmn_evaluate_segmentation_iou(model, m->ds, o->batch, seg, &r->iou, error);
+    }
     if (ok && m->metrics)
         ok = lmn_evaluate_probabilities(model, m->ds, o->batch, o->tta, o->pad, sink_batch, sink,
                                         error);
@@ -347,9 +354,24 @@ static void print_json_string(const char *key, const char *value)
 }
 
 /* One checkpoint: the figures of old, then K, the views and the metrics of the probabilities. */
+/* The IoU of a segmentation: JSON members after the others, or a line of text. */
+static void print_iou(gboolean json, const LmnSegmentationIoU *iou)
+{
+    char a[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE], c[G_ASCII_DTOSTR_BUF_SIZE];
+    if (json)
+        printf(", \"mean_iou\": %s, \"iou\": {\"background\": %s, \"foreground\": %s}",
+               json_num(a, iou->mean), json_num(b, iou->background), json_num(c, iou->foreground));
+    else
+        printf("mean IoU %.4f (background %.4f, foreground %.4f) over %" G_GINT64_FORMAT
+               " pixels\n",
+               iou->mean, iou->background, iou->foreground, iou->pixels);
+}
+
 static void print_single(const EvalOptions *o, const Member *m)
 {
     print_result(o->json, &m->r, m->ds, o->data);
+    if (m->r.has_iou)
+        print_iou(o->json, &m->r.iou);
     if (o->json) {
         if (m->metrics) {
             printf(", \"top_k\": %" G_GINT64_FORMAT ", ", o->top_k);

@@ -435,3 +435,11 @@ gboolean lmn_train_evaluate_top_k(LmnTrainer *t, const LmnDataset *ds, double *a
     *acc = lmn_class_metrics_get_top_k_accuracy(m);
     return TRUE;
 }
+
+gboolean lmn_train_load_eval_batch(LmnModel *model, const LmnDataset *ds, const guint32 *idx,
+                                   gint64 n, float *x_host, void *y_host, void *t_host,
+                                   void **t_dst, GError **error)
+{
+    return load_batch(model, ds, idx, n, x_host, y_host, error) &&
+           load_extra_targets(model, ds, idx, n, t_host, t_dst, error);
+}

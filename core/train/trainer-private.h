@@ -125,6 +125,12 @@ void lmn_train_count_correct(LmnModel *model, gint loss, LmnTensor *correct);
 gboolean lmn_train_check_top_k(LmnTrainer *t, GError **error);
 /* @ds's top-K accuracy, K = [train] top_k, from the model's class probabilities. */
 gboolean lmn_train_evaluate_top_k(LmnTrainer *t, const LmnDataset *ds, double *acc, GError **error);
+/* Loads the batch @idx of @ds into the model: x and y through @x_host / @y_host when the
+ * backend's memory is not host memory, the other targets through @t_host (a batch of the largest
+ * of them); @t_dst has lmn_dataset_get_n_targets(@ds) slots. */
+gboolean lmn_train_load_eval_batch(LmnModel *model, const LmnDataset *ds, const guint32 *idx,
+                                   gint64 n, float *x_host, void *y_host, void *t_host,
+                                   void **t_dst, GError **error);
 /* Reads the one value of @t (a device-side accumulator) as a double. */
 gboolean lmn_train_read_scalar(LmnTensor *t, double *out, GError **error);
 

@@ -1,0 +1,120 @@
+/* The IoU of a binary segmentation (lmn_evaluate_segmentation_iou, `lamina eval`'s mean_iou)
+ * against its closed form: a model whose logits are its inputs (scale by a constant 1, then
+ * binary_cross_entropy_with_logits on a mask), so the predicted foreground is x > 0 and the
+ * counts can be made by hand; a mask value other than 0 or 1 is refused naming the sample. */
+#include "e2e-util.h"
+
+#include <glib/gstdio.h>
+#include <lamina/lamina.h>
+#include <math.h>
+#include <string.h>
+
+#define N 7
+#define P 6
+
+static const char config_text[] = "[model]\ninput = 6\n"
+                                  "[layer logits]\ntype = scale\nvalue = 1\nlearnable = false\n"
+                                  "[layer loss]\ntype = binary_cross_entropy_with_logits\n"
+                                  "target = mask\n"
+                                  "[optimizer]\ntype = sgd\n[train]\nbackend = cpu\n"
+                                  "[data]\ntrain = unused.h5:/train\n";
+
+static char *tmp_dir;
+
+/* x and mask of N samples of P pixels, and the closed form of their IoU. */
+static void make_data(float *x, float *mask, gint32 *y, double *fg, double *bg)
+{
+    LmnRandom r;
+    lmn_random_init(&r, 5, 0);
+    gint64 tp = 0, fp = 0, fn = 0, tn = 0;
+    for (int i = 0; i < N * P; i++) {
+        x[i] = (float) lmn_random_normal(&r);
+        mask[i] = lmn_random_uniform_double(&r) < 0.4 ? 1.0f : 0.0f;
+        gboolean p = x[i] > 0, g = mask[i] == 1.0f;
+        tp += p && g, fp += p && !g, fn += !p && g, tn += !p && !g;
+    }
+    for (int i = 0; i < N; i++)
+        y[i] = 0;
+    *fg = (double) tp / (double) (tp + fp + fn);
+    *bg = (double) tn / (double) (tn + fp + fn);
+}
+
+static void test_iou(void)
+{
+    float x[N * P], mask[N * P];
+    gint32 y[N];
+    double fg, bg;
+    make_data(x, mask, y, &fg, &bg);
+    g_autofree char *data = g_build_filename(tmp_dir, "seg.h5", NULL);
+    e2e_write_split(data, "test", x, N, P, y);
+    e2e_write_target(data, "test", "mask", mask, N, P);
+
+    LmnRegistry *registry = NULL;
+    LmnBackend *cpu = NULL, *vk = NULL;
+    g_assert_true(e2e_open_backends(FALSE, &registry, &cpu, &vk));
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_data(config_text, -1, "seg.ini", &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    g_autofree char *spec = g_strdup_printf("%s:/test", data);
+    const char *targets[] = {"mask", NULL};
+    LmnDataset *ds = lmn_dataset_open_with_targets(spec, targets, 0, &error);
+    g_assert_no_error(error);
+    LmnModel *model = lmn_model_new_for_dataset(cfg, registry, cpu, ds, &error);
+    g_assert_no_error(error);
+    gint loss = lmn_evaluate_find_segmentation_loss(model);
+    g_assert_cmpint(loss, ==, 0);
+    /* Batches of 3: the last one is short. */
+    LmnSegmentationIoU iou;
+    g_assert_true(lmn_evaluate_segmentation_iou(model, ds, 3, loss, &iou, &error));
+    g_assert_no_error(error);
+    g_assert_cmpfloat(fabs(iou.foreground - fg), <, 1e-12);
+    g_assert_cmpfloat(fabs(iou.background - bg), <, 1e-12);
+    g_assert_cmpfloat(fabs(iou.mean - (fg + bg) / 2), <, 1e-12);
+    g_assert_cmpint(iou.pixels, ==, N * P);
+
+    /* The same through `lamina eval` on a checkpoint of the model. */
+    g_autofree char *ckpt = g_build_filename(tmp_dir, "seg-model.h5", NULL);
+    g_autofree char *text = lmn_config_to_data(cfg);
+    g_assert_true(lmn_checkpoint_save(ckpt, text, model, NULL, NULL, NULL, &error));
+    g_assert_no_error(error);
+    g_autofree char *out = NULL, *err = NULL;
+    int status = e2e_run_lamina(&out, &err, "eval", ckpt, "--data", spec, "--json", "--backend",
+                                "cpu", NULL);
+    if (status != 0)
+        g_error("lamina eval failed (%d): %s", status, err);
+    const char *p = strstr(out, "\"mean_iou\": ");
+    g_assert_nonnull(p);
+    g_assert_cmpfloat(fabs(g_ascii_strtod(p + strlen("\"mean_iou\": "), NULL) - (fg + bg) / 2), <,
+                      1e-6);
+
+    /* A mask that is not 0/1 is refused, naming the sample. */
+    mask[2 * P + 1] = 0.5f;
+    g_autofree char *bad = g_build_filename(tmp_dir, "seg-bad.h5", NULL);
+    e2e_write_split(bad, "test", x, N, P, y);
+    e2e_write_target(bad, "test", "mask", mask, N, P);
+    g_autofree char *bad_spec = g_strdup_printf("%s:/test", bad);
+    LmnDataset *bds = lmn_dataset_open_with_targets(bad_spec, targets, 0, &error);
+    g_assert_no_error(error);
+    g_assert_false(lmn_evaluate_segmentation_iou(model, bds, 3, loss, &iou, &error));
+    g_assert_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE);
+    g_assert_nonnull(strstr(error->message, "sample 2"));
+    g_assert_nonnull(strstr(error->message, "seg-bad.h5"));
+    lmn_dataset_free(bds);
+    lmn_model_free(model);
+    lmn_dataset_free(ds);
+    lmn_config_free(cfg);
+    lmn_backend_unref(cpu);
+    lmn_registry_free(registry);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    tmp_dir = g_dir_make_tmp("lamina-segmentation-XXXXXX", NULL);
+    g_test_add_func("/e2e/segmentation/iou", test_iou);
+    int rc = g_test_run();
+    e2e_remove_tree(tmp_dir);
+    g_free(tmp_dir);
+    return rc;
+}

@@ -1,23 +1,31 @@
 /* Lamina benchmark: training-step throughput of a model config on synthetic data.
  *
  *   bench-train-step CONFIG [--steps N] [--warmup N] [--backend NAME] [--input-grad]
+ *                    [--float-target C,H,W]
  *
  * Builds the model from CONFIG (its [data] group is not read), fills one batch with random
  * inputs and labels, and times forward + backward + optimizer step, the same work
  * bench/torch_train_step.py times in PyTorch.  With --input-grad the backward pass also computes
  * dL/d(input) (lmn_model_set_input_grad), as torch_train_step.py --input-grad does with an input
- * that requires a gradient.  Prints one line: "samples_per_s=...".
+ * that requires a gradient.  With --float-target the model's target (its y, whatever dataset the
+ * config's loss names) is float32 of that per-sample shape, filled with random 0s and 1s (a
+ * segmentation mask), instead of class labels.  Prints one line: "samples_per_s=...".
+
  */
 #include <lamina/lamina.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
     gint64 steps = 200, warmup = 20;
     g_autofree char *backend_name = NULL;
     gboolean input_grad = FALSE;
+    g_autofree char *float_target = NULL;
     GOptionEntry entries[] = {
+        {"float-target", 0, 0, G_OPTION_ARG_STRING, &float_target,
+         "the target is float32 of this per-sample shape, random 0/1", "C,H,W"},
         {"steps", 0, 0, G_OPTION_ARG_INT64, &steps, "timed steps", "N"},
         {"warmup", 0, 0, G_OPTION_ARG_INT64, &warmup, "untimed steps first", "N"},
         {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "backend (default cpu)", "NAME"},
@@ -45,8 +53,27 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
-    LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
-    LmnModel *model = lmn_model_new(cfg, reg, b, &target, &error);
+    LmnTensorInfo mask = {lmn_shape_make(0), LMN_DTYPE_F32};
+    if (float_target) {
+        g_auto(GStrv) dims = g_strsplit(float_target, ",", LMN_MAX_DIMS + 1);
+        mask.shape.ndim = g_strv_length(dims);
+        for (guint d = 0; d < mask.shape.ndim && d < LMN_MAX_DIMS; d++)
+            mask.shape.dims[d] = g_ascii_strtoll(dims[d], NULL, 10);
+        if (mask.shape.ndim > LMN_MAX_DIMS || lmn_shape_numel(&mask.shape) <= 0) {
+            fprintf(stderr, "bench: --float-target %s is not a shape\n", float_target);
+            return 2;
+        }
+    }
+    /* y holds class labels unless it is the one target and --float-target is given; every other
+     * target the config's losses name is the float mask. */
+    guint n_targets = MAX(lmn_config_get_n_targets(cfg), 1);
+    g_autofree LmnTensorInfo *targets = g_new(LmnTensorInfo, n_targets);
+    for (guint k = 0; k < n_targets; k++)
+        targets[k] = k > 0 || (float_target && n_targets == 1)
+                         ? mask
+                         : (LmnTensorInfo){lmn_shape_make(0), LMN_DTYPE_I32};
+    LmnModel *model =
+        lmn_model_new_with_targets(cfg, reg, b, n_targets, targets, LMN_MODEL_FLAGS_NONE, &error);
     if (!model || !lmn_model_init_params(model, 1, &error) ||
         !lmn_model_set_input_grad(model, input_grad, &error) ||
         !lmn_model_prepare(model, tc->batch_size, &error)) {
@@ -62,18 +89,31 @@ int main(int argc, char **argv)
         return 1;
     }
     gint64 batch = tc->batch_size;
-    gint64 classes = lmn_model_get_n_classes(model);
+    gint64 classes = MAX(lmn_model_get_n_classes(model), 1);
     LmnTensor *x, *y;
     lmn_model_set_batch(model, batch, &x, &y);
     gint64 xn = lmn_tensor_numel(x);
     g_autofree float *xh = g_new(float, xn);
-    g_autofree gint32 *yh = g_new(gint32, batch);
     LmnRandom r;
     lmn_random_init(&r, 42, 0);
     for (gint64 i = 0; i < xn; i++)
         xh[i] = lmn_random_uniform(&r);
-    for (gint64 i = 0; i < batch; i++)
-        yh[i] = (gint32) lmn_random_below(&r, (guint64) classes);
+    /* Each target's batch on the host: random labels, or random 0/1 for a float target. */
+    g_autoptr(GPtrArray) hosts = g_ptr_array_new_with_free_func(g_free);
+    for (guint k = 0; k < n_targets; k++) {
+        LmnTensor *t = lmn_model_get_target(model, k);
+        gint64 n = lmn_tensor_numel(t);
+        gint32 *h = g_new(gint32, MAX(n, 1));
+        for (gint64 i = 0; i < n; i++) {
+            if (t->dtype == LMN_DTYPE_F32) {
+                float v = lmn_random_below(&r, 2) ? 1.0f : 0.0f;
+                memcpy(&h[i], &v, sizeof v);
+            } else {
+                h[i] = (gint32) lmn_random_below(&r, (guint64) classes);
+            }
+        }
+        g_ptr_array_add(hosts, h);
+    }
     double lr = lmn_params_get_float(lmn_config_get_optimizer_params(cfg), "lr");
     gint64 t0 = 0;
     for (gint64 s = 0; s < warmup + steps; s++) {
@@ -83,7 +123,10 @@ int main(int argc, char **argv)
         }
         /* Uploading the batch is part of the step, as it is for the PyTorch loop. */
         lmn_tensor_write(x, xh, xn * sizeof(float), NULL);
-        lmn_tensor_write(y, yh, batch * sizeof(gint32), NULL);
+        for (guint k = 0; k < n_targets; k++) {
+            LmnTensor *t = lmn_model_get_target(model, k);
+            lmn_tensor_write(t, g_ptr_array_index(hosts, k), lmn_tensor_nbytes(t), NULL);
+        }
         lmn_model_forward(model, TRUE, (guint64) s, 1);
         lmn_model_backward(model, (guint64) s, 1);
         lmn_optimizer_step(opt, lr);

@@ -57,9 +57,34 @@ class ResNetLite(torch.nn.Module):
         return self.head(torch.relu(self.block(s) + s))
 
 
+class UNet(torch.nn.Module):
+    """The U-Net of examples/unet-fashion-mnist-seg.ini: one logit per pixel, trained with
+    BCEWithLogitsLoss against a 0/1 mask."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.enc1 = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU())
+        self.enc2 = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU())
+        self.mid = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU())
+        self.up2 = nn.ConvTranspose2d(64, 32, 2, stride=2)
+        self.dec2 = nn.Sequential(nn.Conv2d(64, 32, 3, padding=1), nn.ReLU())
+        self.up1 = nn.ConvTranspose2d(32, 16, 2, stride=2)
+        self.dec1 = nn.Sequential(nn.Conv2d(32, 16, 3, padding=1), nn.ReLU())
+        self.head = nn.Conv2d(16, 1, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        d2 = self.dec2(torch.cat([self.up2(self.mid(e2)), e2], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        return self.head(d1)
+
+
 MODELS = {"mlp": (mlp, (1, 28, 28), 10)}
 MODELS["lenet5"] = (lenet5, (1, 28, 28), 10)
 MODELS["resnet"] = (ResNetLite, (1, 28, 28), 10)
+MODELS["unet"] = (UNet, (1, 28, 28), None)  # None: a per-pixel 0/1 mask, BCEWithLogitsLoss
 
 
 def main():
@@ -88,9 +113,13 @@ def main():
         opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.rand((a.batch,) + shape, device=dev)
-    y = torch.randint(0, classes, (a.batch,), device=dev)
+    if classes is None:
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        y = torch.randint(0, 2, (a.batch,) + shape, device=dev).float()
+    else:
+        loss_fn = torch.nn.CrossEntropyLoss()
+        y = torch.randint(0, classes, (a.batch,), device=dev)
     if a.input_grad:
         x.requires_grad_(True)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Record PyTorch's values of the loss layers in plugins/layers/robust-losses.c (l1, huber,
-smooth_l1, nll) for tests/layers/test-losses.c.
+smooth_l1, nll, kl_div) for tests/layers/test-losses.c.
 
 Run with Debian's Python (it has torch and h5py):
 
@@ -77,6 +77,25 @@ def nll(f, name, n, k, gen):
     g.create_dataset("dx", data=f32(xr.grad))
 
 
+def kl_div(f, name, shape, reduction, gen):
+    logits = (torch.rand(shape, generator=gen, dtype=DT) * 2 - 1) * 3
+    x = q(torch.log_softmax(logits, dim=-1))
+    t = torch.rand(shape, generator=gen, dtype=DT)
+    t.view(-1)[::5] = 0.0  # zero probabilities contribute nothing (torch's xlogy)
+    t = q(t / t.sum(dim=-1, keepdim=True))
+    xr = x.clone().requires_grad_(True)
+    tr = t.clone().requires_grad_(True)
+    loss = torch.nn.KLDivLoss(reduction=reduction)(xr, tr)
+    loss.backward()
+    g = f.create_group(name)
+    g.attrs["type"] = "kl_div"
+    g.attrs["key"] = "reduction"
+    g.attrs["value"] = reduction
+    # dt at t = 0 is NaN in torch (d/dt of xlogy at 0); Lamina's is finite: the test skips those.
+    for k, v in (("x", xr), ("t", tr), ("loss", loss), ("dx", xr.grad), ("dt", tr.grad)):
+        g.create_dataset(k, data=f32(v))
+
+
 def main(path):
     gen = torch.Generator().manual_seed(20261202)
     with h5py.File(path, "w") as f:
@@ -94,6 +113,8 @@ def main(path):
                    (4, 6), 2.0, gen)
         nll(f, "nll", 6, 5, gen)
         nll(f, "nll-wide", 3, 12, gen)
+        kl_div(f, "kl_div", (4, 6), "mean", gen)
+        kl_div(f, "kl_div-batchmean", (3, 2, 5), "batchmean", gen)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-/* Lamina — more loss layers: l1, huber, smooth_l1 (regression) and nll (classification on
- * log-probabilities), with PyTorch's definitions and reduction = 'mean'.
+/* Lamina — more loss layers: l1, huber, smooth_l1 (regression), nll (classification on
+ * log-probabilities) and kl_div, with PyTorch's definitions and reduction = 'mean' (kl_div also
+ * 'batchmean').
  *
  * As in losses.c, the last input is the target, the output is one f32 scalar and backward starts
  * the chain with d(loss)/d(loss) = 1.  Everything runs on the op set, so every backend has them.
  */
 #include <lamina/lamina.h>
 
+#include <float.h>
 #include <math.h>
 
 /* A regression loss compares two f32 tensors of one per-sample shape. */
@@ -260,6 +262,81 @@ static const LmnLayerVTable nll_vtable = {
     .export_onnx = nll_export,
 };
 
+/* ---- kl_div: sum of t (log t - x) over the mean's count, x log-probabilities, t probabilities
+ *
+ * As torch's xlogy, a zero target contributes 0: log t is taken of max(t, FLT_MIN), and the
+ * product with t = 0 is 0.  d/dx = -t; d/dt = log t + 1 - x (finite at t = 0, where torch's is
+ * NaN). */
+
+enum { KL_SAVED_LOGT = 0, KL_SAVED_TERM = 1 };
+
+static gboolean kl_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
+                         LmnTensorInfo *output, GError **error)
+{
+    if (!check_pair(layer, "kl_div", inputs, error))
+        return FALSE;
+    lmn_layer_add_saved(layer, "log_target", &inputs[0].shape, LMN_DTYPE_F32, TRUE);
+    lmn_layer_add_saved(layer, "term", &inputs[0].shape, LMN_DTYPE_F32, TRUE);
+    scalar_output(output);
+    return TRUE;
+}
+
+/* 1 / the mean's count: every element ('mean'), or the batch ('batchmean', the true KL). */
+static double kl_scale(LmnLayer *layer, const LmnLayerIO *io)
+{
+    const char *r = lmn_params_get_string(lmn_layer_get_params(layer), "reduction");
+    return 1.0 /
+           (double) (g_str_equal(r, "batchmean") ? io->batch : lmn_tensor_numel(io->inputs[0]));
+}
+
+static void kl_forward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    LmnTensor *logt = lmn_layer_get_saved(layer, KL_SAVED_LOGT);
+    LmnTensor *term = lmn_layer_get_saved(layer, KL_SAVED_TERM);
+    lmn_op_copy(logt, io->inputs[1]);
+    lmn_op_clamp(logt, FLT_MIN, INFINITY);
+    lmn_op_unary(LMN_UNARY_LOG, logt, logt, 0.0f);
+    lmn_op_binary(LMN_BINARY_SUB, logt, io->inputs[0], term);
+    lmn_op_binary(LMN_BINARY_MUL, term, io->inputs[1], term);
+    lmn_op_fill(io->output, 0.0f);
+    lmn_op_reduce(LMN_REDUCE_SUM, term, io->output, (float) kl_scale(layer, io), 0.0f);
+}
+
+static void kl_backward(LmnLayer *layer, const LmnLayerIO *io)
+{
+    float scale = (float) kl_scale(layer, io);
+    if (io->input_grads[0] != NULL)
+        lmn_op_axpby(-scale, io->inputs[1], 0.0f, io->input_grads[0]);
+    if (io->input_grads[1] != NULL) {
+        /* (log t + 1 - x) scale, from the saved log t */
+        LmnTensor *g = io->input_grads[1];
+        lmn_op_binary(LMN_BINARY_SUB, lmn_layer_get_saved(layer, KL_SAVED_LOGT), io->inputs[0], g);
+        lmn_op_axpby(scale, g, 0.0f, g);
+        LmnTensor *term = lmn_layer_get_saved(layer, KL_SAVED_TERM);
+        lmn_op_fill(term, scale);
+        lmn_op_binary(LMN_BINARY_ADD, g, term, g);
+    }
+}
+
+static const LmnLayerVTable kl_vtable = {
+    .struct_size = sizeof(LmnLayerVTable),
+    .flags = LMN_LAYER_FLAG_LOSS,
+    .min_inputs = 2,
+    .max_inputs = 2,
+    .build = kl_build,
+    .forward = kl_forward,
+    .backward = kl_backward,
+    .export_onnx = identity_export,
+};
+
+static const char *const kl_reductions[] = {"mean", "batchmean", NULL};
+static const LmnParamSpec kl_params[] = {
+    LMN_PARAM_SPEC_ENUM("reduction", "mean", kl_reductions,
+                        "mean over every element (torch's default) or batchmean, over the batch "
+                        "(the true KL divergence)"),
+    LMN_PARAM_SPEC_END,
+};
+
 static const LmnFeatureDesc robust_loss_features[] = {
     LMN_FEATURE(LMN_FEATURE_LAYER, "l1",
                 "mean absolute error over all elements (nn.L1Loss); inputs: prediction, target "
@@ -277,7 +354,13 @@ static const LmnFeatureDesc robust_loss_features[] = {
                 "negative log-likelihood of log-probabilities [classes] against an integer "
                 "label, mean over the batch (nn.NLLLoss); inputs: log-probabilities, label",
                 NULL, &nll_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "kl_div",
+                "Kullback-Leibler divergence of target probabilities from log-probabilities "
+                "(nn.KLDivLoss); inputs: log-probabilities, target probabilities of the same "
+                "shape",
+                kl_params, &kl_vtable),
 };
 
 LMN_PLUGIN_DEFINE_FEATURES("lamina.robust-losses", LMN_VERSION_STRING, "MIT",
-                           "Loss layers: l1, huber, smooth_l1 and nll", robust_loss_features)
+                           "Loss layers: l1, huber, smooth_l1, nll and kl_div",
+                           robust_loss_features)

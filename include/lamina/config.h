@@ -126,6 +126,9 @@ typedef struct {
     double adversarial_clip_max;
     double adversarial_weight;         /* w, in [0, 1]; default 0.5 */
     gboolean adversarial_random_start; /* PGD from a uniform point of the eps-ball */
+    /* appended: data-parallel runs (docs/distributed.md) */
+    double bucket_mib;   /* gradient all-reduce bucket size in MiB; default 25 */
+    double comm_timeout; /* seconds a rank waits for another before it fails; default 300 */
 } LmnTrainConfig;
 
 /**

@@ -1,6 +1,8 @@
 /* Lamina — the training loop and evaluation. */
 #pragma once
 
+#include <lamina/communicator.h>
+
 #include <lamina/checkpoint.h>
 #include <lamina/config.h>
 #include <lamina/dataset.h>
@@ -27,6 +29,10 @@ typedef struct _LmnTrainer LmnTrainer;
  * @epoch_done: (nullable): called after each epoch's row of metrics.csv is written (and
  *   flushed), with the file's path and @epoch_done_data: `lamina train --plot` redraws its
  *   learning curves there.  It must not call back into the trainer.
+ * @comm: (nullable): the communicator of a data-parallel run (lmn_comm_open(), borrowed for the
+ *   trainer's life); NULL or one rank trains in this process alone.  With several ranks each
+ *   trains on its slice of every global batch, only rank 0 writes to @output_dir, and the
+ *   figures and decisions are those of the global batch (docs/distributed.md).
  */
 typedef struct {
     const char *output_dir;
@@ -41,6 +47,8 @@ typedef struct {
     /* appended */
     void (*epoch_done)(const char *metrics_path, gpointer epoch_done_data);
     gpointer epoch_done_data;
+    /* appended */
+    LmnComm *comm;
 } LmnTrainerOptions;
 
 /**

@@ -487,7 +487,7 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
             printf("  (%s)\n", lmn_dataset_get_spec(t->test));
         }
     }
-    if (!t->opts.quiet)
+    if (!t->opts.quiet && t->rank == 0)
         printf("saved %s/final.h5\n", t->output_dir);
     return TRUE;
 }

@@ -11,6 +11,8 @@
 #   kill          SIGKILL of one rank ends the job, naming it; earlier checkpoints stay intact
 #   hang          a stopped (not dead) rank: the others' deadline names it and ends the job
 #   mismatch      one rank with a different config: reported, the job stops
+#   vulkan        2 Vulkan ranks on lavapipe (gradients staged through host memory) against 2
+#                 CPU ranks
 #
 # Tolerances.  One process sums a batch's 48 per-sample gradient terms inside its GEMMs; N ranks
 # sum 48/N of them each and then add the N partial means in the ring's order.  Both are float32
@@ -165,6 +167,13 @@ kill | hang)
     "$lamina" inspect "$f" >/dev/null
   done
   echo "stopped after $elapsed s; $(ls "$tmp"/run/epoch-*.h5 | wc -l) checkpoints intact"
+  ;;
+vulkan)
+  # The CPU backend is the oracle of the Vulkan one; its GEMMs sum in another order, so the
+  # tolerance is the MLP's.
+  trainn 2 "$tmp/mlp.ini" "$tmp/cpu" -q
+  trainn 2 "$tmp/mlp.ini" "$tmp/vk" -q --backend vulkan --device lavapipe
+  "${compare[@]}" "$tmp/cpu" "$tmp/vk" --atol 1e-4 --loss-rtol 1e-4
   ;;
 mismatch)
   status=0

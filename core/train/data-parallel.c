@@ -276,17 +276,6 @@ gboolean lmn_train_evaluate_split(LmnTrainer *t, const LmnDataset *ds, double *l
     /* Per-rank batch-norm statistics: evaluation uses rank 0's, as its checkpoints do. */
     if (!broadcast_state(t, error))
         return FALSE;
-    gint64 n = lmn_dataset_get_length(ds), first, count;
-    lmn_train_slice(t, n, &first, &count);
-    guint n_losses = losses ? lmn_model_get_n_losses(t->model) : 0;
-    g_autofree double *sums = g_new0(double, 2 + n_losses);
-    if (!lmn_evaluate_sums(t->model, ds, t->tc->batch_size, first, count, &sums[0], &sums[1],
-                           n_losses ? sums + 2 : NULL, error) ||
-        !lmn_comm_allreduce_doubles(t->comm, sums, 2 + n_losses, error))
-        return FALSE;
-    *loss = n ? sums[0] / (double) n : NAN;
-    *acc = lmn_train_accuracy_loss(t->model) >= 0 && n ? sums[1] / (double) n : NAN;
-    for (guint k = 0; k < n_losses; k++)
-        losses[k] = n ? sums[2 + k] / (double) n : NAN;
-    return TRUE;
+    return lmn_evaluate_full_comm(t->model, ds, t->tc->batch_size, t->comm, loss, acc, losses,
+                                  error);
 }

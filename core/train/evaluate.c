@@ -222,16 +222,35 @@ gboolean lmn_evaluate_sums(LmnModel *model, const LmnDataset *ds, gint64 batch, 
 gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
                            double *accuracy_out, double *losses_out, GError **error)
 {
+    return lmn_evaluate_full_comm(model, ds, batch, NULL, loss_out, accuracy_out, losses_out,
+                                  error);
+}
+
+void lmn_evaluate_share(gint64 n, const LmnComm *comm, gint64 *first, gint64 *count)
+{
+    gint64 r = comm ? lmn_comm_get_rank(comm) : 0, size = comm ? lmn_comm_get_size(comm) : 1;
+    *first = r * n / size;
+    *count = (r + 1) * n / size - *first;
+}
+
+gboolean lmn_evaluate_full_comm(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnComm *comm,
+                                double *loss_out, double *accuracy_out, double *losses_out,
+                                GError **error)
+{
     g_return_val_if_fail(model && ds && batch > 0, FALSE);
-    gint64 n = lmn_dataset_get_length(ds);
-    double loss_sum = 0, c = 0;
-    if (!lmn_evaluate_sums(model, ds, batch, 0, n, &loss_sum, &c, losses_out, error))
-        return FALSE;
+    gint64 n = lmn_dataset_get_length(ds), first, count;
+    lmn_evaluate_share(n, comm, &first, &count);
     guint n_losses = losses_out ? lmn_model_get_n_losses(model) : 0;
+    /* [loss, correct, each loss...]: one reduction of every sum */
+    g_autofree double *sums = g_new0(double, 2 + n_losses);
+    if (!lmn_evaluate_sums(model, ds, batch, first, count, &sums[0], &sums[1],
+                           n_losses ? sums + 2 : NULL, error) ||
+        (comm && !lmn_comm_allreduce_doubles(comm, sums, 2 + n_losses, error)))
+        return FALSE;
     for (guint k = 0; k < n_losses; k++)
-        losses_out[k] = n ? losses_out[k] / (double) n : NAN;
-    *loss_out = n ? loss_sum / (double) n : NAN;
-    *accuracy_out = lmn_train_accuracy_loss(model) >= 0 && n ? c / (double) n : NAN;
+        losses_out[k] = n ? sums[2 + k] / (double) n : NAN;
+    *loss_out = n ? sums[0] / (double) n : NAN;
+    *accuracy_out = lmn_train_accuracy_loss(model) >= 0 && n ? sums[1] / (double) n : NAN;
     return TRUE;
 }
 
@@ -415,7 +434,18 @@ gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint6
                                     gint64 pad, LmnProbabilitiesFunc func, gpointer user_data,
                                     GError **error)
 {
+    return lmn_evaluate_probabilities_range(model, ds, batch, tta, pad, 0,
+                                            lmn_dataset_get_length(ds), func, user_data, error);
+}
+
+gboolean lmn_evaluate_probabilities_range(LmnModel *model, const LmnDataset *ds, gint64 batch,
+                                          LmnTta tta, gint64 pad, gint64 first, gint64 count,
+                                          LmnProbabilitiesFunc func, gpointer user_data,
+                                          GError **error)
+{
     g_return_val_if_fail(model && ds && batch > 0 && func, FALSE);
+    g_return_val_if_fail(first >= 0 && count >= 0 && first + count <= lmn_dataset_get_length(ds),
+                         FALSE);
     gint loss = lmn_train_accuracy_loss(model);
     gint64 n_classes = lmn_evaluate_get_n_classes(model);
     if (loss < 0 || n_classes < 1) {
@@ -436,8 +466,8 @@ gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint6
         return FALSE;
     ProbBuffers p = {0};
     gboolean ok = prob_buffers_init(&p, model, ds, batch, n_classes, error);
-    gint64 n = lmn_dataset_get_length(ds);
-    for (gint64 start = 0; ok && start < n; start += batch) {
+    gint64 n = first + count;
+    for (gint64 start = first; ok && start < n; start += batch) {
         gint64 m = MIN(batch, n - start);
         ok = prob_load_batch(model, ds, loss, start, m, &p, error) &&
              prob_run_views(model, ds, loss, m, n_classes, tta, pad, &p, error) &&

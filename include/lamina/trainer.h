@@ -147,6 +147,22 @@ gboolean lmn_evaluate_check_tta(const LmnShape *input_shape, LmnTta tta, gint64 
  */
 gint64 lmn_evaluate_get_n_classes(const LmnModel *model);
 /**
+ * lmn_evaluate_full_comm:
+ * @comm: (nullable): the ranks to share the work with; NULL or one rank is lmn_evaluate_full()
+ * Like lmn_evaluate_full(), with every rank of @comm evaluating its contiguous share of @ds
+ * (lmn_evaluate_share()) and the sums reduced, so every rank gets the figures of the whole
+ * split.  Every rank must call it with the same weights and split.
+ */
+gboolean lmn_evaluate_full_comm(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnComm *comm,
+                                double *loss_out, double *accuracy_out, double *losses_out,
+                                GError **error);
+/**
+ * lmn_evaluate_share:
+ * This rank's contiguous share [*@first, *@first + *@count) of @n samples (all of them with a
+ * NULL @comm): rank r of N takes r·n/N to (r+1)·n/N.
+ */
+void lmn_evaluate_share(gint64 n, const LmnComm *comm, gint64 *first, gint64 *count);
+/**
  * lmn_evaluate_probabilities:
  * @pad: P of LMN_TTA_CROPS (ignored otherwise)
  * @func: called once per batch, in order
@@ -161,5 +177,14 @@ gint64 lmn_evaluate_get_n_classes(const LmnModel *model);
 gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnTta tta,
                                     gint64 pad, LmnProbabilitiesFunc func, gpointer user_data,
                                     GError **error);
+/**
+ * lmn_evaluate_probabilities_range:
+ * lmn_evaluate_probabilities() over samples [@first, @first + @count) of @ds only (@func's
+ * start is an index into @ds), for sharing a split among ranks.
+ */
+gboolean lmn_evaluate_probabilities_range(LmnModel *model, const LmnDataset *ds, gint64 batch,
+                                          LmnTta tta, gint64 pad, gint64 first, gint64 count,
+                                          LmnProbabilitiesFunc func, gpointer user_data,
+                                          GError **error);
 
 G_END_DECLS

@@ -11,6 +11,7 @@
 #   kill          SIGKILL of one rank ends the job, naming it; earlier checkpoints stay intact
 #   hang          a stopped (not dead) rank: the others' deadline names it and ends the job
 #   mismatch      one rank with a different config: reported, the job stops
+#   eval          lamina eval with the split shared among ranks against one process
 #   vulkan        2 Vulkan ranks on lavapipe (gradients staged through host memory) against 2
 #                 CPU ranks
 #
@@ -167,6 +168,44 @@ kill | hang)
     "$lamina" inspect "$f" >/dev/null
   done
   echo "stopped after $elapsed s; $(ls "$tmp"/run/epoch-*.h5 | wc -l) checkpoints intact"
+  ;;
+eval)
+  # lamina eval with the split shared by 3 ranks (100 samples each) against one process: one
+  # report, the same figures (the loss is a sum in another grouping: 1e-6 relative); a
+  # 2-checkpoint ensemble with test-time augmentation likewise over 2 ranks.
+  train1 "$tmp/mlp.ini" "$tmp/a" -q
+  train1 "$tmp/mlp.ini" "$tmp/b" -q --seed 2
+  ev=("$lamina" eval --data "$tmp/small.h5:/test" --json --backend cpu)
+  "${ev[@]}" "$tmp/a/final.h5" --distributed none >"$tmp/e1"
+  "${mpirun[@]}" -np 3 "${ev[@]}" "$tmp/a/final.h5" >"$tmp/e3"
+  "${ev[@]}" "$tmp/a/final.h5" "$tmp/b/final.h5" --tta hflip --distributed none >"$tmp/f1"
+  "${mpirun[@]}" -np 2 "${ev[@]}" "$tmp/a/final.h5" "$tmp/b/final.h5" --tta hflip >"$tmp/f2"
+  for pair in "e1 e3" "f1 f2"; do
+    set -- $pair
+    "$python" - "$tmp/$1" "$tmp/$2" <<'EOF'
+import json
+import math
+import sys
+lines = [open(p).read().splitlines() for p in sys.argv[1:]]
+assert len(lines[1]) == 1, f"{len(lines[1])} reports from the ranks, expected one"
+a, b = (json.loads(x[0]) for x in lines)
+def walk(x, y, path):
+    if isinstance(x, dict):
+        assert sorted(x) == sorted(y), path
+        for k in x:
+            walk(x[k], y[k], path + "/" + k)
+    elif isinstance(x, list):
+        assert len(x) == len(y), path
+        for i, (u, v) in enumerate(zip(x, y)):
+            walk(u, v, f"{path}[{i}]")
+    elif isinstance(x, float) and "loss" in path:
+        assert math.isclose(x, y, rel_tol=1e-6), (path, x, y)
+    else:
+        assert x == y, (path, x, y)
+walk(a, b, "")
+print("ok:", sys.argv[2], "reports what one process does")
+EOF
+  done
   ;;
 vulkan)
   # The CPU backend is the oracle of the Vulkan one; its GEMMs sum in another order, so the

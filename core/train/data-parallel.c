@@ -58,12 +58,28 @@ static guint64 fnv(guint64 h, const void *data, gsize len)
     return h;
 }
 
-/* The job's identity: the full config text, every registered feature with its plugin and
- * version, and the parameter count. */
+/* FNV-1a of the config text without [train] device: one rank per GPU passes each rank its own
+ * --device, and which device a rank computes on does not change what it computes. */
+static guint64 config_hash(guint64 h, const char *text)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    gboolean in_train = FALSE;
+    for (guint i = 0; lines[i]; i++) {
+        const char *l = lines[i];
+        if (l[0] == '[')
+            in_train = g_str_equal(l, "[train]");
+        else if (in_train && g_str_has_prefix(l, "device="))
+            continue;
+        h = fnv(h, l, strlen(l) + 1);
+    }
+    return h;
+}
+
+/* The job's identity: the full config text (but the device), every registered feature with
+ * its plugin and version, and the parameter count. */
 static guint64 job_hash(LmnTrainer *t)
 {
-    guint64 h = 14695981039346656037ull;
-    h = fnv(h, t->config_text, strlen(t->config_text));
+    guint64 h = config_hash(14695981039346656037ull, t->config_text);
     for (guint k = 0; k < LMN_FEATURE_KIND_COUNT; k++) {
         g_autoptr(GPtrArray) all = lmn_registry_list(t->registry, k);
         for (guint i = 0; all && i < all->len; i++) {
@@ -93,11 +109,9 @@ static gboolean check_divisible(LmnTrainer *t, GError **error)
     return FALSE;
 }
 
-/* Rank 0's weights and buffers (batch-norm statistics) everywhere. */
-static gboolean broadcast_state(LmnTrainer *t, GError **error)
+/* Rank 0's buffers (batch-norm statistics) everywhere. */
+static gboolean broadcast_buffers(LmnTrainer *t, GError **error)
 {
-    if (!lmn_comm_broadcast_tensor(t->comm, lmn_model_get_params(t->model), 0, error))
-        return FALSE;
     for (guint i = 0; i < lmn_model_get_n_layers(t->model); i++) {
         LmnLayer *l = lmn_model_get_layer(t->model, i);
         for (guint b = 0; b < lmn_layer_get_n_buffers(l); b++)
@@ -105,6 +119,13 @@ static gboolean broadcast_state(LmnTrainer *t, GError **error)
                 return FALSE;
     }
     return TRUE;
+}
+
+/* Rank 0's weights and buffers everywhere. */
+static gboolean broadcast_state(LmnTrainer *t, GError **error)
+{
+    return lmn_comm_broadcast_tensor(t->comm, lmn_model_get_params(t->model), 0, error) &&
+           broadcast_buffers(t, error);
 }
 
 static void start_bucket(LmnTrainer *t, Bucket *b)
@@ -273,8 +294,9 @@ gboolean lmn_train_evaluate_split(LmnTrainer *t, const LmnDataset *ds, double *l
 {
     if (t->n_ranks <= 1)
         return lmn_evaluate_full(t->model, ds, t->tc->batch_size, loss, acc, losses, error);
-    /* Per-rank batch-norm statistics: evaluation uses rank 0's, as its checkpoints do. */
-    if (!broadcast_state(t, error))
+    /* Per-rank batch-norm statistics: evaluation uses rank 0's, as its checkpoints do (the
+     * weights are the same everywhere already). */
+    if (!broadcast_buffers(t, error))
         return FALSE;
     return lmn_evaluate_full_comm(t->model, ds, t->tc->batch_size, t->comm, loss, acc, losses,
                                   error);

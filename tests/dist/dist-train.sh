@@ -224,6 +224,11 @@ mismatch)
   grep -q "rank 1 (host .*) runs a different job from rank 0" "$tmp/log"
   grep -q "the config (with its overrides)" "$tmp/log"
   [ ! -e "$tmp/mm/final.h5" ]
+  # ranks on different devices (one rank per GPU) run the same job
+  "${mpirun[@]}" -np 1 "$lamina" train "$tmp/mlp.ini" --output "$tmp/dev" --backend cpu -q \
+    --device 0 --max-steps 2 : -np 1 "$lamina" train "$tmp/mlp.ini" --output "$tmp/dev" \
+    --backend cpu -q --max-steps 2
+  [ -e "$tmp/dev/final.h5" ]
   ;;
 *)
   echo "unknown case $case_" >&2

@@ -84,6 +84,8 @@ typedef struct {
     LmnTta tta;
     const char *tta_name;
     const char *data;
+    const char *distributed; /* --distributed */
+    LmnComm *comm;           /* the ranks sharing the split (one without mpirun) */
 } EvalOptions;
 
 /* One checkpoint of the evaluation, an ensemble member when there are several. */
@@ -226,6 +228,73 @@ static gboolean member_setup_metrics(Member *m, const Member *first, EvalOptions
 
 /* Builds the checkpoint's model on the backend, loads its weights, evaluates it on its split
  * (lmn_evaluate_full()) and, with class labels, feeds its probabilities to @sink. */
+/* Several ranks: each one's share of the split's probabilities and labels, placed into arrays
+ * of the whole split that are zero elsewhere, so that a sum over the ranks gathers them. */
+typedef struct {
+    float *probs;  /* [N, n_classes] */
+    float *labels; /* [N]: class indices, exact in float below 2^24 */
+    gint64 n_classes;
+} Gather;
+
+static gboolean gather_batch(gint64 start, gint64 n, const float *probs, const gint32 *labels,
+                             gpointer user_data, GError **error)
+{
+    (void) error;
+    Gather *g = user_data;
+    memcpy(g->probs + start * g->n_classes, probs, (gsize) (n * g->n_classes) * sizeof(float));
+    for (gint64 i = 0; i < n; i++)
+        g->labels[start + i] = (float) labels[i];
+    return TRUE;
+}
+
+/* The gathered probabilities, fed to @sink batch by batch as one process would. */
+static gboolean replay_gathered(const Gather *g, gint64 n, gint64 batch, ProbSink *sink,
+                                GError **error)
+{
+    g_autofree gint32 *labels = g_new(gint32, MAX(batch, 1));
+    for (gint64 start = 0; start < n; start += batch) {
+        gint64 m = MIN(batch, n - start);
+        for (gint64 i = 0; i < m; i++)
+            labels[i] = (gint32) g->labels[start + i];
+        if (!sink_batch(start, m, g->probs + start * g->n_classes, labels, sink, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+/* The class probabilities of @m's split for its metrics: with several ranks each computes its
+ * share and the shares are gathered (a sum of arrays zero outside each share). */
+static gboolean member_probabilities(Member *m, LmnModel *model, EvalOptions *o, ProbSink *sink,
+                                     GError **error)
+{
+    if (lmn_comm_get_size(o->comm) == 1)
+        return lmn_evaluate_probabilities(model, m->ds, o->batch, o->tta, o->pad, sink_batch, sink,
+                                          error);
+    gint64 n = lmn_dataset_get_length(m->ds), first, count;
+    gsize cells = 0, bytes = 0;
+    Gather g = {.n_classes = m->n_classes};
+    if (g_size_checked_mul(&cells, (gsize) n, (gsize) m->n_classes) &&
+        g_size_checked_mul(&bytes, cells, sizeof(float)))
+        g.probs = g_try_malloc0(MAX(bytes, 1));
+    g.labels = g.probs ? g_try_malloc0(MAX((gsize) n * sizeof(float), 1)) : NULL;
+    gboolean ok = g.labels != NULL;
+    if (!ok)
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "the probabilities of %" G_GINT64_FORMAT " samples and %" G_GINT64_FORMAT
+                    " classes do not fit in memory",
+                    n, m->n_classes);
+    lmn_evaluate_share(n, o->comm, &first, &count);
+    ok = ok &&
+         lmn_evaluate_probabilities_range(model, m->ds, o->batch, o->tta, o->pad, first, count,
+                                          gather_batch, &g, error) &&
+         lmn_comm_allreduce(o->comm, g.probs, cells, error) &&
+         lmn_comm_allreduce(o->comm, g.labels, (gsize) n, error) &&
+         replay_gathered(&g, n, o->batch, sink, error);
+    g_free(g.probs);
+    g_free(g.labels);
+    return ok;
+}
+
 static gboolean evaluate_member(Member *m, LmnRegistry *registry, LmnBackend *b, EvalOptions *o,
                                 ProbSink *sink, GError **error)
 {
@@ -251,15 +320,16 @@ static gboolean evaluate_member(Member *m, LmnRegistry *registry, LmnBackend *b,
                   lmn_checkpoint_load_weights_full(
                       m->ckpt, model,
                       o->ema ? LMN_CHECKPOINT_LOAD_EMA : LMN_CHECKPOINT_LOAD_DEFAULT, error) &&
-                  lmn_evaluate_full(model, m->ds, o->batch, &r->loss, &r->acc, r->losses, error);
+                  lmn_evaluate_full_comm(model, m->ds, o->batch, o->comm, &r->loss, &r->acc,
+                                         r->losses, error);
+    /* (every rank measures the IoU of the whole split; rank 0 reports it) */
     gint seg = model ? lmn_evaluate_find_segmentation_loss(model) : -1;
     if (ok && seg >= 0) {
         r->has_iou = TRUE;
         ok = lmn_evaluate_segmentation_iou(model, m->ds, o->batch, seg, &r->iou, error);
     }
     if (ok && m->metrics)
-        ok = lmn_evaluate_probabilities(model, m->ds, o->batch, o->tta, o->pad, sink_batch, sink,
-                                        error);
+        ok = member_probabilities(m, model, o, sink, error);
     lmn_model_free(model);
     return ok;
 }
@@ -439,11 +509,31 @@ static gboolean parse_tta(const char *name, EvalOptions *o)
 }
 
 /* Evaluates every checkpoint of @ckpts and prints the report.  Returns: the exit status. */
+/* The exit status of a failed evaluation.  One rank's failure among several is its alone, so it
+ * ends every rank (the others would wait for it). */
+static int eval_failed(const EvalOptions *o, const GError *error)
+{
+    if (error && error->domain == G_OPTION_ERROR)
+        return (fprintf(stderr, "lamina eval: %s (see lamina eval --help)\n", error->message), 2);
+    if (lmn_comm_get_size(o->comm) == 1)
+        return lmn_cli_fail("eval", error);
+    int rank = lmn_comm_get_rank(o->comm);
+    g_autofree char *msg = g_strdup_printf(
+        "lamina eval: rank %d of %d (host %s): %s", rank, lmn_comm_get_size(o->comm),
+        lmn_comm_get_host_name(o->comm, rank), error ? error->message : "failed");
+    lmn_comm_abort(o->comm, 1, msg);
+    return 1;
+}
+
 static int run_eval(char **ckpts, guint n, EvalOptions *o, char **plugin_dirs, const char *backend,
                     const char *device)
 {
     g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(plugin_dirs);
     g_autoptr(GError) error = NULL;
+    g_autoptr(LmnComm) comm = lmn_comm_open(registry, o->distributed, &error);
+    if (!comm)
+        return lmn_cli_fail("eval", error);
+    o->comm = comm;
     Member *members = g_new0(Member, n);
     ProbSink sink = {.first = &members[0], .ensemble = n > 1};
     LmnBackend *b = NULL;
@@ -461,15 +551,14 @@ static int run_eval(char **ckpts, guint n, EvalOptions *o, char **plugin_dirs, c
                               o->top_k, &error);
         ok = em != NULL;
     }
-    int status = 0;
-    if (ok && n > 1)
-        print_ensemble(o, members, n, em);
-    else if (ok)
-        print_single(o, &members[0]);
-    else if (error && error->domain == G_OPTION_ERROR)
-        status = (fprintf(stderr, "lamina eval: %s (see lamina eval --help)\n", error->message), 2);
-    else
-        status = lmn_cli_fail("eval", error);
+    int status = ok ? 0 : eval_failed(o, error);
+    /* Several ranks: every one has the figures of the whole split; rank 0 prints them. */
+    if (ok && lmn_comm_get_rank(o->comm) == 0) {
+        if (n > 1)
+            print_ensemble(o, members, n, em);
+        else
+            print_single(o, &members[0]);
+    }
     for (guint i = 0; i < n; i++)
         member_clear(&members[i]);
     g_free(members);
@@ -483,7 +572,7 @@ static int run_eval(char **ckpts, guint n, EvalOptions *o, char **plugin_dirs, c
 int lmn_cli_eval(int argc, char **argv)
 {
     g_auto(GStrv) plugin_dirs = NULL;
-    g_autofree char *data = NULL, *backend = NULL, *device = NULL, *tta = NULL;
+    g_autofree char *data = NULL, *backend = NULL, *device = NULL, *tta = NULL, *dist = NULL;
     EvalOptions o = {.batch = 256, .top_k = G_MININT64, .pad = 4};
     GOptionEntry entries[] = {
         {"data", 'd', 0, G_OPTION_ARG_STRING, &data, "the split to evaluate on (required)",
@@ -508,6 +597,10 @@ int lmn_cli_eval(int argc, char **argv)
         {"device", 0, 0, G_OPTION_ARG_STRING, &device, "device for GPU backends", "DEV"},
         {"plugin-path", 'P', 0, G_OPTION_ARG_FILENAME_ARRAY, &plugin_dirs,
          "also load plugins from DIR (repeatable)", "DIR"},
+        {"distributed", 0, 0, G_OPTION_ARG_STRING, &dist,
+         "several processes share the split: auto (the default: mpi when started by mpirun), "
+         "mpi, or none",
+         "NAME"},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("CHECKPOINT [CHECKPOINT...]");
@@ -536,5 +629,6 @@ int lmn_cli_eval(int argc, char **argv)
         return 2;
     }
     o.data = data;
+    o.distributed = dist;
     return run_eval(argv + 1, (guint) (argc - 1), &o, plugin_dirs, backend, device);
 }

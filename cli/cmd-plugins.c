@@ -10,7 +10,7 @@
 static const char *const kind_titles[LMN_FEATURE_KIND_COUNT] = {
     [LMN_FEATURE_BACKEND] = "Backends",     [LMN_FEATURE_LAYER] = "Layers",
     [LMN_FEATURE_OPTIMIZER] = "Optimizers", [LMN_FEATURE_INITIALIZER] = "Initializers",
-    [LMN_FEATURE_SCHEDULE] = "Schedules",
+    [LMN_FEATURE_SCHEDULE] = "Schedules",   [LMN_FEATURE_COMMUNICATOR] = "Communicators",
 };
 
 static int list_plugins(LmnRegistry *registry)

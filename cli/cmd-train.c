@@ -38,9 +38,10 @@ static void set_stop_handler(void (*handler)(int))
 /* The command line of `lamina train`. */
 typedef struct {
     GStrv plugin_dirs, sets;
-    char *output, *optimizer, *lr, *backend, *device, *init, *resume;
+    char *output, *optimizer, *lr, *backend, *device, *init, *resume, *distributed;
     gint64 epochs, batch, seed, max_steps;
-    gboolean reset_opt, quiet, no_progress, allow_nonfinite, init_partial, plot;
+    gboolean reset_opt, quiet, no_progress, allow_nonfinite, init_partial, plot, verbose;
+    LmnComm *comm; /* the ranks of a data-parallel run (one for a single process) */
 } TrainArgs;
 
 static void train_args_clear(TrainArgs *a)
@@ -54,6 +55,9 @@ static void train_args_clear(TrainArgs *a)
     g_free(a->device);
     g_free(a->init);
     g_free(a->resume);
+    g_free(a->distributed);
+    /* Leaves the job (MPI_Finalize) after the last collective. */
+    lmn_comm_free(a->comm);
 }
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(TrainArgs, train_args_clear)
 
@@ -95,6 +99,12 @@ static int parse_args(TrainArgs *a, int *argc, char ***argv)
         {"quiet", 'q', 0, G_OPTION_ARG_NONE, &a->quiet, "print nothing per epoch", NULL},
         {"no-progress", 0, 0, G_OPTION_ARG_NONE, &a->no_progress,
          "no progress bar even on a terminal", NULL},
+        {"distributed", 0, 0, G_OPTION_ARG_STRING, &a->distributed,
+         "several processes: auto (the default: mpi when started by mpirun), mpi, or none "
+         "(train alone even under mpirun)",
+         "NAME"},
+        {"verbose", 'v', 0, G_OPTION_ARG_NONE, &a->verbose,
+         "several processes: every rank prints its epochs, not only rank 0", NULL},
         {"plot", 0, 0, G_OPTION_ARG_NONE, &a->plot,
          "redraw OUTPUT/curves.png (as lamina plot does) after every epoch", NULL},
         {NULL},
@@ -174,19 +184,48 @@ static void plot_epoch(const char *metrics_path, gpointer data)
     }
 }
 
+/* A failure of one rank of several: every rank decides a stop request, the loss guard and a job
+ * mismatch alike, and those end the job normally (rank 0 reports them); any
+ * other failure is this rank's alone, so it is reported with the rank and host and ends every
+ * rank (MPI_Abort), where the others would wait for it.  Returns: the exit status. */
+static int fail_train(const TrainArgs *a, const GError *error, int status)
+{
+    LmnComm *comm = a->comm;
+    if (!comm || lmn_comm_get_size(comm) == 1) {
+        lmn_cli_fail("train", error);
+        return status;
+    }
+    int rank = lmn_comm_get_rank(comm);
+    gboolean collective = g_error_matches(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_INTERRUPTED) ||
+                          g_error_matches(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE) ||
+                          g_error_matches(error, LMN_COMM_ERROR, LMN_COMM_ERROR_MISMATCH);
+    if (collective) {
+        if (rank == 0 || a->verbose)
+            lmn_cli_fail("train", error);
+        return status;
+    }
+    g_autofree char *msg =
+        g_strdup_printf("lamina train: rank %d of %d (host %s): %s", rank, lmn_comm_get_size(comm),
+                        lmn_comm_get_host_name(comm, rank), error->message);
+    lmn_comm_abort(comm, status, msg);
+    return status;
+}
+
 /* Trains with Ctrl-C turned into a stop request.  Returns: the exit status. */
 static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a)
 {
     g_autoptr(GError) error = NULL;
+    int rank = lmn_comm_get_rank(a->comm);
     LmnTrainerOptions opts = {
         .output_dir = a->output ? a->output : "out",
         .init_checkpoint = a->init,
         .resume_checkpoint = a->resume,
         .reset_optimizer = a->reset_opt,
-        .progress = !a->quiet && !a->no_progress && isatty(STDOUT_FILENO),
-        .quiet = a->quiet,
+        .progress = !a->quiet && !a->no_progress && isatty(STDOUT_FILENO) && rank == 0,
+        .quiet = a->quiet || (rank != 0 && !a->verbose),
         .allow_nonfinite = a->allow_nonfinite,
         .init_partial = a->init_partial,
+        .comm = a->comm,
     };
     gboolean plot_failed = FALSE;
     if (a->plot) {
@@ -198,7 +237,7 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
     signal(SIGXFSZ, SIG_IGN);
     LmnTrainer *trainer = lmn_trainer_new(cfg, registry, &opts, &error);
     if (!trainer)
-        return lmn_cli_fail("train", error);
+        return fail_train(a, error, 1);
     running_trainer = trainer;
     stop_signals = 0;
     set_stop_handler(on_stop_signal);
@@ -210,8 +249,7 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
         lmn_plot_shutdown();
     if (!ok) {
         gboolean interrupted = g_error_matches(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_INTERRUPTED);
-        lmn_cli_fail("train", error);
-        return interrupted ? 130 : 1;
+        return fail_train(a, error, interrupted ? 130 : 1);
     }
     return 0;
 }
@@ -224,11 +262,14 @@ int lmn_cli_train(int argc, char **argv)
         return usage;
     g_autoptr(LmnRegistry) registry = lmn_cli_open_registry(a.plugin_dirs);
     g_autoptr(GError) error = NULL;
+    a.comm = lmn_comm_open(registry, a.distributed, &error);
+    if (!a.comm)
+        return lmn_cli_fail("train", error);
     LmnConfig *cfg = lmn_config_new_from_file(argv[1], &error);
     if (!cfg)
-        return lmn_cli_fail("train", error);
+        return fail_train(&a, error, 1);
     int status = apply_overrides(cfg, registry, &a, &error) ? run_trainer(cfg, registry, &a)
-                                                            : lmn_cli_fail("train", error);
+                                                            : fail_train(&a, error, 1);
     lmn_config_free(cfg);
     return status;
 }

@@ -21,6 +21,8 @@ packages=(
   # lamina export --format onnx: protobuf-c over Debian's onnx.proto; the export test checks
   # the model with onnx.checker
   protobuf-c-compiler libprotobuf-c-dev python3-onnx
+  # data-parallel training: the MPI communicator plugin and its tests (mpirun)
+  libopenmpi-dev openmpi-bin
   # Without these the PyTorch half of the interop test (e2e-interop-torch) is skipped.
   python3-torch python3-h5py python3-numpy
   # scripts/make-predict-fixtures.py makes and decodes the images of the predict test with PIL

@@ -24,6 +24,12 @@ static const LmnParamSpec train_specs[] = {
     LMN_PARAM_SPEC_BOOL("shuffle", "true", "reshuffle the training data each epoch"),
     LMN_PARAM_SPEC_INT("max_steps", "0", 0, 9.2e18, 0,
                        "stop after this many optimizer steps; 0 = no limit"),
+    LMN_PARAM_SPEC_FLOAT("bucket_mib", "25", 0.001, 4096, 0,
+                         "several processes: gradients are summed in buckets of this many MiB, "
+                         "each started as soon as backward has written it"),
+    LMN_PARAM_SPEC_FLOAT("comm_timeout", "300", 0.01, 1e7, 0,
+                         "several processes: seconds a rank waits for another before the run "
+                         "stops with an error naming it"),
     LMN_PARAM_SPEC_STRING(
         "backend", "auto", 0,
         "compute backend: auto (a GPU if one works, else cpu), cpu, vulkan, or a plugin's"),
@@ -665,6 +671,8 @@ static void read_train_config(LmnTrainConfig *t, const LmnParams *tp, const LmnP
     t->seed = (guint64) lmn_params_get_int(tp, "seed");
     t->shuffle = lmn_params_get_bool(tp, "shuffle");
     t->max_steps = lmn_params_get_int(tp, "max_steps");
+    t->bucket_mib = lmn_params_get_float(tp, "bucket_mib");
+    t->comm_timeout = lmn_params_get_float(tp, "comm_timeout");
     t->backend = g_strdup(lmn_params_get_string(tp, "backend"));
     t->device = get_string_or_null(tp, "device");
     t->checkpoint_every = lmn_params_get_int(tp, "checkpoint_every");

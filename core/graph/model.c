@@ -46,6 +46,9 @@ typedef struct {
     float activity_l1, activity_l2;
     LmnTensor *act_full;
     LmnTensor *act;
+    /* Where the node's parameters start in the flat tensors (where they would, without any):
+     * everything from there on belongs to this node and the ones after it. */
+    gint64 param_offset;
 } Node;
 
 struct _LmnModel {
@@ -91,6 +94,9 @@ struct _LmnModel {
     guint arena_segments;
     LmnRegistry *registry;
     const LmnConfig *cfg;
+    /* lmn_model_set_backward_hook() */
+    LmnModelBackwardHook backward_hook;
+    gpointer backward_hook_data;
 };
 
 static Node *node_at(const LmnModel *m, guint i)
@@ -335,6 +341,7 @@ static gboolean flatten_params(LmnModel *m, GError **error)
     gint64 off = 0;
     for (guint i = m->first_layer; i < m->nodes->len; i++) {
         LmnLayer *l = node_at(m, i)->layer;
+        node_at(m, i)->param_offset = off;
         for (guint p = 0; p < lmn_layer_get_n_params(l); p++) {
             /* A copy: binding releases the layer's own tensor, and its shape with it. */
             LmnShape shape = lmn_layer_get_param(l, p)->shape;
@@ -889,8 +896,13 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
     /* From the input node on: with input gradients on it collects its consumers' edges too. */
     for (guint i = 0; i < model->nodes->len; i++)
         node_at(model, i)->grad_written = FALSE;
+    /* The hook sees the gradients of a plain backward, which overwrites them; backward_from()
+     * adds earlier gradients back afterwards, so its values are final only at its end. */
+    LmnModelBackwardHook hook = input_only || output_grad ? NULL : model->backward_hook;
     for (guint i = model->nodes->len; i-- > model->first_layer;) {
         Node *n = node_at(model, i);
+        if (hook && i + 1 < model->nodes->len)
+            hook(model, node_at(model, i + 1)->param_offset, model->backward_hook_data);
         if (!n->runs_backward || (input_only && !n->reads_input))
             continue;
         fill_io(model, n, ins, &io, model->last_training, step, seed);
@@ -925,6 +937,14 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
             src->grad_written = TRUE;
         }
     }
+    if (hook)
+        hook(model, 0, model->backward_hook_data);
+}
+
+void lmn_model_set_backward_hook(LmnModel *model, LmnModelBackwardHook hook, gpointer data)
+{
+    model->backward_hook = hook;
+    model->backward_hook_data = data;
 }
 
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)

@@ -29,6 +29,7 @@
 
 #include <lamina/registry.h>
 #include <lamina/backend.h>
+#include <lamina/communicator.h>
 #include <lamina/initializer.h>
 #include <lamina/layer.h>
 #include <lamina/optimizer.h>
@@ -110,6 +111,8 @@ const char *lmn_feature_kind_name(LmnFeatureKind kind)
         return "initializer";
     case LMN_FEATURE_SCHEDULE:
         return "schedule";
+    case LMN_FEATURE_COMMUNICATOR:
+        return "communicator";
     case LMN_FEATURE_KIND_COUNT:
         break;
     }
@@ -285,6 +288,19 @@ static const Member schedule_required[] = {
     {"lr", G_STRUCT_OFFSET(LmnScheduleVTable, lr)},
 };
 
+/* clang-format off */
+#define COMM_MEMBER(m) {#m, G_STRUCT_OFFSET(LmnCommunicatorVTable, m)}
+/* clang-format on */
+static const Member communicator_required[] = {
+    COMM_MEMBER(detect),       COMM_MEMBER(open),
+    COMM_MEMBER(close),        COMM_MEMBER(rank),
+    COMM_MEMBER(size),         COMM_MEMBER(local_rank),
+    COMM_MEMBER(host_name),    COMM_MEMBER(allreduce_start),
+    COMM_MEMBER(request_test), COMM_MEMBER(request_wait),
+    COMM_MEMBER(broadcast),    COMM_MEMBER(barrier),
+    COMM_MEMBER(abort),
+};
+
 typedef struct {
     gsize min_size; /* through the last required member */
     const char *last_required;
@@ -303,6 +319,8 @@ static const KindRules kind_rules[LMN_FEATURE_KIND_COUNT] = {
                                  initializer_required, G_N_ELEMENTS(initializer_required)},
     [LMN_FEATURE_SCHEDULE] = {LMN_SIZE_THROUGH(LmnScheduleVTable, lr), "lr", schedule_required,
                               G_N_ELEMENTS(schedule_required)},
+    [LMN_FEATURE_COMMUNICATOR] = {LMN_SIZE_THROUGH(LmnCommunicatorVTable, abort), "abort",
+                                  communicator_required, G_N_ELEMENTS(communicator_required)},
 };
 
 static guint strv_length_const(const char *const *v)

@@ -28,7 +28,8 @@ static gboolean load_batch(LmnModel *model, const LmnDataset *ds, const guint32 
         return FALSE;
     return TRUE;
 }
-/* Each loss's batch means, weighted by the batch sizes and summed in double, as the total is. */
+/* Each loss's batch means, weighted by the batch sizes and summed in double, as the total is
+ * (sums, not means). */
 static gboolean read_per_loss(LmnTensor *each, guint n_losses, gint64 n_batches, gint64 batch,
                               gint64 n, double *out, GError **error)
 {
@@ -40,7 +41,7 @@ static gboolean read_per_loss(LmnTensor *each, guint n_losses, gint64 n_batches,
         double sum = 0;
         for (gint64 bi = 0; bi < n_batches; bi++)
             sum += (double) v[k * n_batches + bi] * (double) MIN(batch, n - bi * batch);
-        out[k] = n ? sum / (double) n : NAN;
+        out[k] = sum;
     }
     return TRUE;
 }
@@ -106,56 +107,61 @@ gboolean lmn_evaluate(LmnModel *model, const LmnDataset *ds, gint64 batch, doubl
     return lmn_evaluate_full(model, ds, batch, loss_out, accuracy_out, NULL, error);
 }
 
-gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
-                           double *accuracy_out, double *losses_out, GError **error)
+/* Host staging of one evaluation batch. */
+typedef struct {
+    float *x;
+    void *y, *t;
+    void **t_dst;
+    guint32 *idx;
+} EvalHost;
+
+static void eval_host_init(EvalHost *h, LmnModel *model, const LmnDataset *ds, gint64 batch)
 {
-    g_return_val_if_fail(model && ds && batch > 0, FALSE);
-    if (!lmn_model_prepare(model, batch, error))
-        return FALSE;
-    LmnBackend *b = lmn_model_get_backend(model);
-    LmnShape one = lmn_shape_make(0);
-    gint64 n = lmn_dataset_get_length(ds);
-    const gint64 n_batches = (n + batch - 1) / batch;
-    /* Each batch's mean loss is copied into its own slot on the device and all are read at the
-     * end, so evaluation costs one host wait, not one per batch (on a GPU that wait is what
-     * dominates).  The slots are summed in order in double on the host, as before. */
-    LmnShape slots = lmn_shape_make(1, MAX(n_batches, (gint64) 1));
-    g_autoptr(LmnTensor) losses = lmn_tensor_new(b, LMN_DTYPE_F32, &slots, error);
-    if (!losses)
-        return FALSE;
-    /* Each loss's own mean, likewise: [n_losses, n_batches] slots. */
-    guint n_losses = losses_out ? lmn_model_get_n_losses(model) : 0;
-    LmnShape each_shape = lmn_shape_make(1, MAX(n_batches * n_losses, (gint64) 1));
-    g_autoptr(LmnTensor) each =
-        n_losses ? lmn_tensor_new(b, LMN_DTYPE_F32, &each_shape, error) : NULL;
-    if (n_losses && !each)
-        return FALSE;
-    g_autoptr(LmnTensor) correct = lmn_tensor_new(b, LMN_DTYPE_F32, &one, error);
-    if (!correct)
-        return FALSE;
-    lmn_op_fill(correct, 0);
     gint64 x_numel = lmn_shape_numel(lmn_model_get_input_shape(model));
     const LmnTensorInfo *ti = lmn_model_get_target_info(model);
     gint64 y_numel = ti->dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&ti->shape);
-    g_autofree float *x_host = g_new(float, batch *x_numel);
-    g_autofree void *y_host = g_malloc(batch * y_numel * 4);
-    g_autofree guint32 *idx = g_new(guint32, batch);
-    gint acc_loss = lmn_train_accuracy_loss(model);
-    gboolean labels = acc_loss >= 0;
     gint64 t_numel = 1;
     for (guint t = 1; t < lmn_model_get_n_targets(model); t++) {
         const LmnTensorInfo *info = lmn_model_get_target_info_at(model, t);
         t_numel = MAX(t_numel, info->dtype == LMN_DTYPE_I32 ? 1 : lmn_shape_numel(&info->shape));
     }
-    g_autofree void *t_host = g_malloc(batch * t_numel * 4);
-    g_autofree void **t_dst = g_new0(void *, lmn_dataset_get_n_targets(ds));
-    for (gint64 start = 0, bi = 0; start < n; start += batch, bi++) {
+    h->x = g_new(float, batch *x_numel);
+    h->y = g_malloc(batch * y_numel * 4);
+    h->idx = g_new(guint32, batch);
+    h->t = g_malloc(batch * t_numel * 4);
+    h->t_dst = g_new0(void *, lmn_dataset_get_n_targets(ds));
+}
+
+static void eval_host_clear(EvalHost *h)
+{
+    g_free(h->x);
+    g_free(h->y);
+    g_free(h->idx);
+    g_free(h->t);
+    g_free(h->t_dst);
+}
+
+/* Runs the batches of samples [@first, @first + @n) of @ds, copying each batch's losses into
+ * @losses' and @each's slots on the device and counting correct answers into @correct. */
+static gboolean run_eval_batches(LmnModel *model, const LmnDataset *ds, gint64 batch, gint64 first,
+                                 gint64 n, LmnTensor *losses, LmnTensor *each, LmnTensor *correct,
+                                 GError **error)
+{
+    LmnShape one = lmn_shape_make(0);
+    const gint64 n_batches = (n + batch - 1) / batch;
+    guint n_losses = each ? lmn_model_get_n_losses(model) : 0;
+    gint acc_loss = lmn_train_accuracy_loss(model);
+    EvalHost h;
+    eval_host_init(&h, model, ds, batch);
+    gboolean ok = TRUE;
+    for (gint64 start = 0, bi = 0; ok && start < n; start += batch, bi++) {
         gint64 m = MIN(batch, n - start);
         for (gint64 i = 0; i < m; i++)
-            idx[i] = (guint32) (start + i);
-        if (!load_batch(model, ds, idx, m, x_host, y_host, error) ||
-            !load_extra_targets(model, ds, idx, m, t_host, t_dst, error))
-            return FALSE;
+            h.idx[i] = (guint32) (first + start + i);
+        ok = load_batch(model, ds, h.idx, m, h.x, h.y, error) &&
+             load_extra_targets(model, ds, h.idx, m, h.t, h.t_dst, error);
+        if (!ok)
+            break;
         lmn_model_forward(model, FALSE, 0, 0);
         g_autoptr(LmnTensor) slot = lmn_tensor_new_view(losses, bi, &one);
         lmn_op_copy(slot, lmn_model_get_loss(model));
@@ -165,20 +171,84 @@ gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, 
         }
         lmn_train_count_correct(model, acc_loss, correct);
     }
-    if (n_losses > 0 && !read_per_loss(each, n_losses, n_batches, batch, n, losses_out, error))
+    eval_host_clear(&h);
+    return ok;
+}
+
+gboolean lmn_evaluate_sums(LmnModel *model, const LmnDataset *ds, gint64 batch, gint64 first,
+                           gint64 n, double *loss_sum, double *correct_out, double *losses_sum,
+                           GError **error)
+{
+    if (!lmn_model_prepare(model, batch, error))
+        return FALSE;
+    LmnBackend *b = lmn_model_get_backend(model);
+    LmnShape one = lmn_shape_make(0);
+    const gint64 n_batches = (n + batch - 1) / batch;
+    /* Each batch's mean loss is copied into its own slot on the device and all are read at the
+     * end, so evaluation costs one host wait, not one per batch (on a GPU that wait is what
+     * dominates).  The slots are summed in order in double on the host, as before. */
+    LmnShape slots = lmn_shape_make(1, MAX(n_batches, (gint64) 1));
+    g_autoptr(LmnTensor) losses = lmn_tensor_new(b, LMN_DTYPE_F32, &slots, error);
+    if (!losses)
+        return FALSE;
+    /* Each loss's own mean, likewise: [n_losses, n_batches] slots. */
+    guint n_losses = losses_sum ? lmn_model_get_n_losses(model) : 0;
+    LmnShape each_shape = lmn_shape_make(1, MAX(n_batches * n_losses, (gint64) 1));
+    g_autoptr(LmnTensor) each =
+        n_losses ? lmn_tensor_new(b, LMN_DTYPE_F32, &each_shape, error) : NULL;
+    if (n_losses && !each)
+        return FALSE;
+    g_autoptr(LmnTensor) correct = lmn_tensor_new(b, LMN_DTYPE_F32, &one, error);
+    if (!correct)
+        return FALSE;
+    lmn_op_fill(correct, 0);
+    if (!run_eval_batches(model, ds, batch, first, n, losses, each, correct, error))
+        return FALSE;
+    if (n_losses > 0 && !read_per_loss(each, n_losses, n_batches, batch, n, losses_sum, error))
         return FALSE;
     g_autofree float *per_batch = g_new0(float, MAX(n_batches, (gint64) 1));
     if (n_batches > 0 &&
         !lmn_tensor_read(losses, per_batch, (gsize) n_batches * sizeof(float), error))
         return FALSE;
-    double loss_sum = 0;
+    double sum = 0;
     for (gint64 bi = 0; bi < n_batches; bi++)
-        loss_sum += (double) per_batch[bi] * (double) MIN(batch, n - bi * batch);
-    double c = 0;
-    if (!lmn_train_read_scalar(correct, &c, error))
+        sum += (double) per_batch[bi] * (double) MIN(batch, n - bi * batch);
+    *loss_sum = sum;
+    return lmn_train_read_scalar(correct, correct_out, error);
+}
+
+gboolean lmn_evaluate_full(LmnModel *model, const LmnDataset *ds, gint64 batch, double *loss_out,
+                           double *accuracy_out, double *losses_out, GError **error)
+{
+    return lmn_evaluate_full_comm(model, ds, batch, NULL, loss_out, accuracy_out, losses_out,
+                                  error);
+}
+
+void lmn_evaluate_share(gint64 n, const LmnComm *comm, gint64 *first, gint64 *count)
+{
+    gint64 r = comm ? lmn_comm_get_rank(comm) : 0, size = comm ? lmn_comm_get_size(comm) : 1;
+    *first = r * n / size;
+    *count = (r + 1) * n / size - *first;
+}
+
+gboolean lmn_evaluate_full_comm(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnComm *comm,
+                                double *loss_out, double *accuracy_out, double *losses_out,
+                                GError **error)
+{
+    g_return_val_if_fail(model && ds && batch > 0, FALSE);
+    gint64 n = lmn_dataset_get_length(ds), first, count;
+    lmn_evaluate_share(n, comm, &first, &count);
+    guint n_losses = losses_out ? lmn_model_get_n_losses(model) : 0;
+    /* [loss, correct, each loss...]: one reduction of every sum */
+    g_autofree double *sums = g_new0(double, 2 + n_losses);
+    if (!lmn_evaluate_sums(model, ds, batch, first, count, &sums[0], &sums[1],
+                           n_losses ? sums + 2 : NULL, error) ||
+        (comm && !lmn_comm_allreduce_doubles(comm, sums, 2 + n_losses, error)))
         return FALSE;
-    *loss_out = n ? loss_sum / (double) n : NAN;
-    *accuracy_out = labels && n ? c / (double) n : NAN;
+    for (guint k = 0; k < n_losses; k++)
+        losses_out[k] = n ? sums[2 + k] / (double) n : NAN;
+    *loss_out = n ? sums[0] / (double) n : NAN;
+    *accuracy_out = lmn_train_accuracy_loss(model) >= 0 && n ? sums[1] / (double) n : NAN;
     return TRUE;
 }
 
@@ -362,7 +432,18 @@ gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint6
                                     gint64 pad, LmnProbabilitiesFunc func, gpointer user_data,
                                     GError **error)
 {
+    return lmn_evaluate_probabilities_range(model, ds, batch, tta, pad, 0,
+                                            lmn_dataset_get_length(ds), func, user_data, error);
+}
+
+gboolean lmn_evaluate_probabilities_range(LmnModel *model, const LmnDataset *ds, gint64 batch,
+                                          LmnTta tta, gint64 pad, gint64 first, gint64 count,
+                                          LmnProbabilitiesFunc func, gpointer user_data,
+                                          GError **error)
+{
     g_return_val_if_fail(model && ds && batch > 0 && func, FALSE);
+    g_return_val_if_fail(first >= 0 && count >= 0 && first + count <= lmn_dataset_get_length(ds),
+                         FALSE);
     gint loss = lmn_train_accuracy_loss(model);
     gint64 n_classes = lmn_evaluate_get_n_classes(model);
     if (loss < 0 || n_classes < 1) {
@@ -383,8 +464,8 @@ gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint6
         return FALSE;
     ProbBuffers p = {0};
     gboolean ok = prob_buffers_init(&p, model, ds, batch, n_classes, error);
-    gint64 n = lmn_dataset_get_length(ds);
-    for (gint64 start = 0; ok && start < n; start += batch) {
+    gint64 n = first + count;
+    for (gint64 start = first; ok && start < n; start += batch) {
         gint64 m = MIN(batch, n - start);
         ok = prob_load_batch(model, ds, loss, start, m, &p, error) &&
              prob_run_views(model, ds, loss, m, n_classes, tta, pad, &p, error) &&

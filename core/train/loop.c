@@ -10,30 +10,35 @@ const char *lmn_train_monitor_name(LmnMonitor m)
 {
     return m == LMN_MONITOR_VAL_ACCURACY ? "val_accuracy" : "val_loss";
 }
-/* Fills the model's input and target tensors with the reader's next batch, leaving out its first
- * @skip samples; @m is the number of samples expected after them.  The batch goes straight
- * into backend memory when that is host memory and nothing is skipped.  *@x_out and *@y_out
- * point at the batch in host memory (there or in the staging buffers). */
-static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, const float **x_out,
+/* Fills the model's input and target tensors with the reader's next batch of @total samples,
+ * leaving out its first @skip samples; @m is the number of samples taken after them (the rest
+ * belongs to other ranks).  The batch goes straight into backend memory when that is host
+ * memory and it is taken whole.  *@x_out and *@y_out point at the batch in host memory (there
+ * or in the staging buffers).  With @m 0 the batch is only consumed. */
+static gboolean next_batch(LmnTrainer *t, gint64 m, gint64 skip, gint64 total, const float **x_out,
                            const void **y_out, GError **error)
 {
-    LmnTensor *x, *y;
-    lmn_model_set_batch(t->model, m, &x, &y);
-    float *xd = skip == 0 ? lmn_backend_host_pointer(x) : NULL;
-    void *yd = skip == 0 ? lmn_backend_host_pointer(y) : NULL;
-    void *const *targets = lmn_train_target_buffers(t, yd ? yd : t->y_host, skip);
+    LmnTensor *x = NULL, *y = NULL;
+    gboolean whole = skip == 0 && m == total;
+    if (m > 0)
+        lmn_model_set_batch(t->model, m, &x, &y);
+    float *xd = whole ? lmn_backend_host_pointer(x) : NULL;
+    void *yd = whole ? lmn_backend_host_pointer(y) : NULL;
+    void *const *targets = lmn_train_target_buffers(t, yd ? yd : t->y_host, whole ? 0 : -1);
     gint64 got =
         lmn_batch_reader_next_targets(t->reader, xd ? xd : t->x_host, targets, t->idx_host, error);
     if (got < 0)
         return FALSE;
-    if (got != skip + m) {
+    if (got != total) {
         /* The loop and the reader count the same epoch: a mismatch is a bug, not bad data. */
         g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
                     "%s: the batch reader delivered %" G_GINT64_FORMAT
                     " samples where %" G_GINT64_FORMAT " were expected",
-                    lmn_dataset_get_spec(t->train), got, skip + m);
+                    lmn_dataset_get_spec(t->train), got, total);
         return FALSE;
     }
+    if (m == 0)
+        return TRUE;
     const guint8 *xs = (const guint8 *) t->x_host + skip * (lmn_tensor_nbytes(x) / m);
     const guint8 *ys = (const guint8 *) t->y_host + skip * (lmn_tensor_nbytes(y) / m);
     /* Index inputs are checked here, where the batch is in host memory on every backend. */
@@ -145,6 +150,11 @@ static void print_start(LmnTrainer *t, gint64 n)
            "%.2f MiB live at most)\n",
            (double) arena / (1 << 20), segments, segments == 1 ? "" : "s",
            (double) unshared / (1 << 20), (double) peak / (1 << 20));
+    if (t->n_ranks > 1)
+        printf("data-parallel over %d ranks (%s): %" G_GINT64_FORMAT " samples of each batch per "
+               "rank, gradients summed in buckets of %g MiB\n",
+               t->n_ranks, lmn_comm_get_name(t->comm), t->tc->batch_size / t->n_ranks,
+               t->tc->bucket_mib);
     if (t->opts.resume_checkpoint)
         printf("resuming from %s at epoch %" G_GINT64_FORMAT ", step %" G_GINT64_FORMAT "\n",
                t->opts.resume_checkpoint, t->state.epoch + 1, t->state.step);
@@ -185,33 +195,50 @@ gboolean lmn_train_check_loss(LmnTrainer *t, gint64 epoch, GError **error)
         return non_finite_error(t, epoch, t->state.step + 1, *loss_host, error);
     return TRUE;
 }
-/* One optimizer step on the next @m samples (after skipping @skip of the reader's batch):
- * forward, the loss guard, backward (with adversarial training, those of the clean and the
- * attacked batch), gradient processing, the update, the accuracy count. */
+/* Forward, the loss guard and backward of a step (with adversarial training, those of the clean
+ * and the attacked batch) on the @m samples loaded; *@loss is the batch's loss where it is in
+ * host memory, for the collective guard of a data-parallel run. */
+static gboolean forward_backward(LmnTrainer *t, Epoch *ep, gint64 m, const float *xh,
+                                 const void *yh, double *loss, GError **error)
+{
+    if (t->adv_work)
+        return lmn_train_adversarial_step(t, ep->index, m, xh, yh, error);
+    guint64 step = (guint64) t->state.step;
+    lmn_model_forward(t->model, TRUE, step, t->state.seed);
+    const float *loss_host = lmn_backend_host_pointer(lmn_model_get_loss(t->model));
+    *loss = loss_host ? *loss_host : 0.0;
+    /* With several ranks the guard is decided by all of them after backward. */
+    if (t->n_ranks == 1 && !lmn_train_check_loss(t, ep->index, error))
+        return FALSE;
+    lmn_model_backward(t->model, step, t->state.seed);
+    lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
+    lmn_train_accumulate_losses(t, m);
+    return TRUE;
+}
+/* One optimizer step on the next @m samples (after skipping @skip of the reader's batch), of
+ * which this rank trains on its slice: forward and backward, the gradient's sum over the
+ * ranks, gradient processing, the update, the accuracy count. */
 static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint64 steps_per_epoch,
                            GError **error)
 {
-    const float *xh;
-    const void *yh;
-    if (!next_batch(t, m, skip, &xh, &yh, error))
+    const float *xh = NULL;
+    const void *yh = NULL;
+    gint64 first, local;
+    lmn_train_slice(t, m, &first, &local);
+    if (!next_batch(t, local, skip + first, skip + m, &xh, &yh, error))
         return FALSE;
-    gboolean adversarial = t->adv_work != NULL;
+    lmn_train_begin_gradients(t, local, m);
+    double loss = 0;
     /* Weight noise holds for this step's passes; the update applies to the clean weights. */
     lmn_train_weight_noise_add(t);
-    if (adversarial) {
-        if (!lmn_train_adversarial_step(t, ep->index, m, xh, yh, error))
-            return FALSE;
-    } else {
-        guint64 step = (guint64) t->state.step;
-        lmn_model_forward(t->model, TRUE, step, t->state.seed);
-        if (!lmn_train_check_loss(t, ep->index, error))
-            return FALSE;
-        lmn_model_backward(t->model, step, t->state.seed);
-        lmn_op_axpby((float) m, lmn_model_get_loss(t->model), 1.0f, t->loss_acc);
-        lmn_train_accumulate_losses(t, m);
-    }
+    /* (a rank whose slice of a last, short batch is empty contributes a zero gradient) */
+    if (local == 0)
+        lmn_model_zero_grads(t->model);
+    else if (!forward_backward(t, ep, local, xh, yh, &loss, error))
+        return FALSE;
     lmn_train_weight_noise_remove(t);
-    if (!lmn_train_process_gradients(t, m, error))
+    if (!lmn_train_reduce_gradients(t, loss, error) ||
+        !lmn_train_process_gradients(t, local, error))
         return FALSE;
     ep->lr = lmn_schedule_get_lr(t->sched, t->state.step, ep->index, steps_per_epoch);
     if (!isfinite(ep->lr) || ep->lr < 0)
@@ -220,7 +247,7 @@ static gboolean train_step(LmnTrainer *t, Epoch *ep, gint64 m, gint64 skip, gint
     t->state.step++;
     lmn_train_after_update(t);
     /* (adversarial training counted the clean batch's correct answers before the attack) */
-    if (!adversarial)
+    if (!t->adv_work && local > 0)
         lmn_train_count_correct(t->model, t->acc_loss, t->correct_acc);
     return TRUE;
 }
@@ -277,17 +304,18 @@ static gboolean train_epoch_steps(LmnTrainer *t, Epoch *ep, gint64 n, gint64 ste
 /* The epoch's training figures, read from the device once, and the loss guard over them. */
 static gboolean read_epoch_figures(LmnTrainer *t, Epoch *ep, GError **error)
 {
-    double loss_sum = 0, correct = 0;
-    if (!lmn_train_read_scalar(t->loss_acc, &loss_sum, error) ||
-        !lmn_train_read_scalar(t->correct_acc, &correct, error) ||
+    double sums[2] = {0, 0};
+    if (!lmn_train_read_scalar(t->loss_acc, &sums[0], error) ||
+        !lmn_train_read_scalar(t->correct_acc, &sums[1], error) ||
+        !lmn_train_reduce_figures(t, sums, 2, error) ||
         !lmn_train_read_losses(t, ep->seen, error) || !lmn_backend_synchronize(t->backend, error))
         return FALSE;
     gint64 elapsed_us = g_get_monotonic_time() - ep->t0;
     ep->data_seconds = lmn_batch_reader_get_wait_seconds(t->reader) - ep->wait0;
     ep->seconds = (double) elapsed_us / 1e6;
-    ep->train_loss = loss_sum / (double) ep->seen;
+    ep->train_loss = sums[0] / (double) ep->seen;
     gboolean labels = t->acc_loss >= 0;
-    ep->train_acc = labels ? correct / (double) ep->seen : NAN;
+    ep->train_acc = labels ? sums[1] / (double) ep->seen : NAN;
     if (!isfinite(ep->train_loss)) {
         g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_NON_FINITE,
                     "epoch %" G_GINT64_FORMAT ": the training loss is %g; stopped without "
@@ -429,11 +457,11 @@ static gboolean run_epoch(LmnTrainer *t, gint64 n, gint64 steps_per_epoch, gbool
         return TRUE;
     }
     if (!read_epoch_figures(t, &ep, error) || !end_epoch(t, &ep, error) ||
-        !write_metrics_row(t, &ep, error))
+        (t->rank == 0 && !write_metrics_row(t, &ep, error)))
         return FALSE;
     if (!t->opts.quiet)
         print_epoch(t, &ep);
-    if (t->opts.epoch_done) {
+    if (t->opts.epoch_done && t->rank == 0) {
         g_autofree char *path = g_build_filename(t->output_dir, "metrics.csv", NULL);
         t->opts.epoch_done(path, t->opts.epoch_done_data);
     }
@@ -468,7 +496,7 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
         return FALSE;
     if (t->test) {
         double tl, ta;
-        if (!lmn_evaluate(t->model, t->test, tc->batch_size, &tl, &ta, error))
+        if (!lmn_train_evaluate_split(t, t->test, &tl, &ta, NULL, error))
             return FALSE;
         double top = NAN;
         if (tc->top_k > 0 && !lmn_train_evaluate_top_k(t, t->test, &top, error))
@@ -490,7 +518,7 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
             printf("  (the moving average of the weights, /ema)\n");
         }
     }
-    if (!t->opts.quiet)
+    if (!t->opts.quiet && t->rank == 0)
         printf("saved %s/final.h5\n", t->output_dir);
     return TRUE;
 }

@@ -114,7 +114,12 @@ gboolean lmn_train_read_losses(LmnTrainer *t, gint64 seen, GError **error)
     if (!lmn_tensor_read(t->loss_accs, t->read_losses, t->n_losses * sizeof(float), error))
         return FALSE;
     for (guint k = 0; k < t->n_losses; k++)
-        t->train_losses[k] = (double) t->read_losses[k] / (double) seen;
+        t->train_losses[k] = (double) t->read_losses[k];
+    /* (with several ranks, the sums of all of them: @seen counts the global batches) */
+    if (!lmn_train_reduce_figures(t, t->train_losses, t->n_losses, error))
+        return FALSE;
+    for (guint k = 0; k < t->n_losses; k++)
+        t->train_losses[k] /= (double) seen;
     return TRUE;
 }
 
@@ -124,8 +129,7 @@ gboolean lmn_train_evaluate(LmnTrainer *t, const LmnDataset *ds, double *loss, d
     if (losses)
         for (guint k = 0; k < t->n_losses; k++)
             losses[k] = NAN;
-    return lmn_evaluate_full(t->model, ds, t->tc->batch_size, loss, acc,
-                             t->loss_accs ? losses : NULL, error);
+    return lmn_train_evaluate_split(t, ds, loss, acc, t->loss_accs ? losses : NULL, error);
 }
 
 /* "(main 0.4100, aux 0.6000)" after a loss figure, only with several losses. */

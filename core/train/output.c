@@ -94,6 +94,9 @@ static void remove_stale_temps(LmnTrainer *t)
  * temporary files, and shown to be writable before the first epoch rather than after it. */
 gboolean lmn_train_setup_output(LmnTrainer *t, GError **error)
 {
+    /* In a data-parallel run only rank 0 writes (checkpoints and metrics.csv). */
+    if (t->rank != 0)
+        return TRUE;
     if (g_mkdir_with_parents(t->output_dir, 0755) != 0) {
         int e = errno;
         g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
@@ -124,6 +127,8 @@ gboolean lmn_train_setup_output(LmnTrainer *t, GError **error)
 }
 gboolean lmn_train_save_checkpoint(LmnTrainer *t, const char *name, GError **error)
 {
+    if (t->rank != 0)
+        return TRUE;
     g_autofree char *path = g_build_filename(t->output_dir, name, NULL);
     t->state.train_data = t->train; /* /data: what `lamina predict` preprocesses images with */
     return lmn_checkpoint_save(path, t->config_text, t->model, t->opt, t->sched, &t->state, error);

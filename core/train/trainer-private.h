@@ -76,7 +76,15 @@ struct _LmnTrainer {
     double ema_val_loss, ema_val_acc;
     /* [train] top_k: the last validation top-K accuracy (NAN when off or not yet measured). */
     double val_top_k;
+    /* Data-parallel runs (data-parallel.c): the communicator (borrowed from the options; NULL
+     * for one process), this rank and the number of ranks, the gradient buckets (NULL with one
+     * rank). */
+    LmnComm *comm;
+    int rank;
+    int n_ranks;
+    struct _LmnDataParallel *dp;
 };
+typedef struct _LmnDataParallel LmnDataParallel;
 
 /* A parameter as the training loop's gradient processing sees it.  The tensors are views into
  * the model's flat tensors (and the scratch), so only real elements are touched: the padding
@@ -114,6 +122,13 @@ gboolean lmn_train_write_loss_header(LmnTrainer *t, FILE *f);
 gboolean lmn_train_write_loss_values(LmnTrainer *t, FILE *f);
 
 /* ---- evaluate.c ---- */
+
+/* The sums lmn_evaluate_full() divides: over samples [@first, @first + @n) of @ds, the loss
+ * (batch means times batch sizes, in double), the correct count and, with @losses_sum, each
+ * loss's sum likewise. */
+gboolean lmn_evaluate_sums(LmnModel *model, const LmnDataset *ds, gint64 batch, gint64 first,
+                           gint64 n, double *loss_sum, double *correct, double *losses_sum,
+                           GError **error);
 
 /* The loss whose accuracy is reported: with one loss, loss 0 when y holds class labels; with
  * several, the first whose target does.  Returns: its index, or -1 for no accuracy. */
@@ -209,3 +224,25 @@ gboolean lmn_train_setup_output(LmnTrainer *t, GError **error);
 
 /* Returns: the config name of @m ("val_loss", "val_accuracy"). */
 const char *lmn_train_monitor_name(LmnMonitor m);
+
+/* ---- data-parallel.c ---- */
+
+/* With several ranks: checks that every rank runs the same job and that the batch divides,
+ * broadcasts rank 0's weights, makes the gradient buckets and hooks them into backward.
+ * Nothing with one rank. */
+gboolean lmn_train_setup_data_parallel(LmnTrainer *t, GError **error);
+void lmn_train_free_data_parallel(LmnTrainer *t);
+/* This rank's contiguous slice [*first, *first + *count) of a global batch of @m samples. */
+void lmn_train_slice(const LmnTrainer *t, gint64 m, gint64 *first, gint64 *count);
+/* Before a step's backward: this rank trains on @local of the @global samples. */
+void lmn_train_begin_gradients(LmnTrainer *t, gint64 local, gint64 global);
+/* After backward: completes the sum of the gradient over the ranks (the global batch's mean),
+ * then decides the loss guard (@loss: this rank's, NAN when not known) and a stop request
+ * together.  Nothing with one rank. */
+gboolean lmn_train_reduce_gradients(LmnTrainer *t, double loss, GError **error);
+/* Sums @n figures (loss sums, counts) over the ranks, in double. */
+gboolean lmn_train_reduce_figures(LmnTrainer *t, double *values, guint n, GError **error);
+/* lmn_evaluate_full() of @ds, each rank evaluating its contiguous share and the sums reduced,
+ * so every rank gets the global figures. */
+gboolean lmn_train_evaluate_split(LmnTrainer *t, const LmnDataset *ds, double *loss, double *acc,
+                                  double *losses, GError **error);

@@ -56,6 +56,7 @@ void lmn_trainer_free(LmnTrainer *t)
     g_clear_pointer(&t->grad_sq, lmn_tensor_unref);
     g_clear_pointer(&t->best_params, lmn_tensor_unref);
     g_clear_pointer(&t->best_buffers, lmn_tensor_unref);
+    lmn_train_free_data_parallel(t);
     lmn_train_free_adversarial(t);
     lmn_train_free_regularisers(t);
     lmn_train_state_clear_init(&t->state);
@@ -433,10 +434,14 @@ LmnTrainer *lmn_trainer_new(LmnConfig *cfg, LmnRegistry *registry, const LmnTrai
     t->state = (LmnTrainState){0, 0, t->tc->seed, NAN, -1};
     t->state.monitor = t->tc->monitor;
     t->lock_fd = -1;
+    t->comm = options->comm;
+    t->rank = t->comm ? lmn_comm_get_rank(t->comm) : 0;
+    t->n_ranks = t->comm ? lmn_comm_get_size(t->comm) : 1;
 
     LmnTensorInfo target;
     if (!build_model(t, &target, error) || !build_update(t, error) || !check_batch_size(t, error) ||
-        !prepare_batches(t, &target, error) || !lmn_train_setup_output(t, error))
+        !prepare_batches(t, &target, error) || !lmn_train_setup_data_parallel(t, error) ||
+        !lmn_train_setup_output(t, error))
         goto fail;
     return t;
 fail:

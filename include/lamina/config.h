@@ -149,6 +149,9 @@ typedef struct {
     /* appended: [train] top_k = K also reports the top-K accuracy of the validation and test
      * splits (val_topK_accuracy in metrics.csv); 0 = off */
     gint64 top_k;
+    /* appended: data-parallel runs (docs/distributed.md) */
+    double bucket_mib;   /* gradient all-reduce bucket size in MiB; default 25 */
+    double comm_timeout; /* seconds a rank waits for another before it fails; default 300 */
 } LmnTrainConfig;
 
 /**

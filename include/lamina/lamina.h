@@ -26,3 +26,4 @@
 #include <lamina/export.h>
 #include <lamina/image.h>
 #include <lamina/predict.h>
+#include <lamina/communicator.h>

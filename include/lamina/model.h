@@ -154,6 +154,23 @@ void lmn_model_forward_inference(LmnModel *model);
  */
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed);
 /**
+ * LmnModelBackwardHook:
+ * @model: the model running backward
+ * @grads_final_from: an element offset into the flat gradient tensor
+ *   (lmn_model_get_grads()): every element from there on holds its final value of this
+ *   backward pass (the layers owning them have run; parameters are laid out in layer order and
+ *   backward runs in reverse).  The last call of a pass has 0: the whole gradient is final.
+ * @data: the hook's data
+ * Called between the layers of lmn_model_backward() and lmn_model_backward_params() (not of
+ * lmn_model_backward_input() or lmn_model_backward_from()), with offsets that never grow
+ * within a pass.  Data-parallel training starts summing the gradient's buckets there while
+ * backward goes on.  The hook may read the gradient (after lmn_backend_synchronize()) but must
+ * not change values before @grads_final_from.
+ */
+typedef void (*LmnModelBackwardHook)(LmnModel *model, gint64 grads_final_from, gpointer data);
+/** lmn_model_set_backward_hook: installs @hook (NULL: none) with @data. */
+void lmn_model_set_backward_hook(LmnModel *model, LmnModelBackwardHook hook, gpointer data);
+/**
  * lmn_model_backward_params:
  * Like lmn_model_backward(), but it does not compute dL/d(input) even when input gradients are
  * on (lmn_model_get_input_grad() is then unspecified: its memory is shared with gradients whose

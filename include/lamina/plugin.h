@@ -27,6 +27,7 @@ typedef enum {
     LMN_FEATURE_OPTIMIZER = 2,
     LMN_FEATURE_INITIALIZER = 3,
     LMN_FEATURE_SCHEDULE = 4,
+    LMN_FEATURE_COMMUNICATOR = 5, /* LmnCommunicatorVTable (lamina/communicator.h) */
     LMN_FEATURE_KIND_COUNT
 } LmnFeatureKind;
 

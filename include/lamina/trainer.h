@@ -1,6 +1,8 @@
 /* Lamina — the training loop and evaluation. */
 #pragma once
 
+#include <lamina/communicator.h>
+
 #include <lamina/checkpoint.h>
 #include <lamina/config.h>
 #include <lamina/dataset.h>
@@ -27,6 +29,10 @@ typedef struct _LmnTrainer LmnTrainer;
  * @epoch_done: (nullable): called after each epoch's row of metrics.csv is written (and
  *   flushed), with the file's path and @epoch_done_data: `lamina train --plot` redraws its
  *   learning curves there.  It must not call back into the trainer.
+ * @comm: (nullable): the communicator of a data-parallel run (lmn_comm_open(), borrowed for the
+ *   trainer's life); NULL or one rank trains in this process alone.  With several ranks each
+ *   trains on its slice of every global batch, only rank 0 writes to @output_dir, and the
+ *   figures and decisions are those of the global batch (docs/distributed.md).
  */
 typedef struct {
     const char *output_dir;
@@ -41,6 +47,8 @@ typedef struct {
     /* appended */
     void (*epoch_done)(const char *metrics_path, gpointer epoch_done_data);
     gpointer epoch_done_data;
+    /* appended */
+    LmnComm *comm;
 } LmnTrainerOptions;
 
 /**
@@ -167,6 +175,22 @@ gint lmn_evaluate_find_segmentation_loss(const LmnModel *model);
 gboolean lmn_evaluate_segmentation_iou(LmnModel *model, const LmnDataset *ds, gint64 batch,
                                        gint loss, LmnSegmentationIoU *iou_out, GError **error);
 /**
+ * lmn_evaluate_full_comm:
+ * @comm: (nullable): the ranks to share the work with; NULL or one rank is lmn_evaluate_full()
+ * Like lmn_evaluate_full(), with every rank of @comm evaluating its contiguous share of @ds
+ * (lmn_evaluate_share()) and the sums reduced, so every rank gets the figures of the whole
+ * split.  Every rank must call it with the same weights and split.
+ */
+gboolean lmn_evaluate_full_comm(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnComm *comm,
+                                double *loss_out, double *accuracy_out, double *losses_out,
+                                GError **error);
+/**
+ * lmn_evaluate_share:
+ * This rank's contiguous share [*@first, *@first + *@count) of @n samples (all of them with a
+ * NULL @comm): rank r of N takes r·n/N to (r+1)·n/N.
+ */
+void lmn_evaluate_share(gint64 n, const LmnComm *comm, gint64 *first, gint64 *count);
+/**
  * lmn_evaluate_probabilities:
  * @pad: P of LMN_TTA_CROPS (ignored otherwise)
  * @func: called once per batch, in order
@@ -181,5 +205,14 @@ gboolean lmn_evaluate_segmentation_iou(LmnModel *model, const LmnDataset *ds, gi
 gboolean lmn_evaluate_probabilities(LmnModel *model, const LmnDataset *ds, gint64 batch, LmnTta tta,
                                     gint64 pad, LmnProbabilitiesFunc func, gpointer user_data,
                                     GError **error);
+/**
+ * lmn_evaluate_probabilities_range:
+ * lmn_evaluate_probabilities() over samples [@first, @first + @count) of @ds only (@func's
+ * start is an index into @ds), for sharing a split among ranks.
+ */
+gboolean lmn_evaluate_probabilities_range(LmnModel *model, const LmnDataset *ds, gint64 batch,
+                                          LmnTta tta, gint64 pad, gint64 first, gint64 count,
+                                          LmnProbabilitiesFunc func, gpointer user_data,
+                                          GError **error);
 
 G_END_DECLS

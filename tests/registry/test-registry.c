@@ -292,6 +292,15 @@ static void test_bad_backend(void)
     g_free(check_bad_plugin("lamina-bad-backend.so", LMN_PLUGIN_ERROR_BAD_DESCRIPTOR, needles));
 }
 
+/* A communicator vtable without a required member is refused before any of it runs. */
+static void test_bad_communicator(void)
+{
+    const char *const needles[] = {"features[0] (communicator 'variant')",
+                                   "communicator vtable member 'request_wait' is NULL", NULL};
+    g_free(
+        check_bad_plugin("lamina-bad-communicator.so", LMN_PLUGIN_ERROR_BAD_DESCRIPTOR, needles));
+}
+
 /* A missing shared library: the dynamic loader's own words reach the user. */
 static void test_missing_dependency(void)
 {
@@ -752,6 +761,7 @@ static void test_kind_names(void)
     g_assert_cmpstr(lmn_feature_kind_name(LMN_FEATURE_OPTIMIZER), ==, "optimizer");
     g_assert_cmpstr(lmn_feature_kind_name(LMN_FEATURE_INITIALIZER), ==, "initializer");
     g_assert_cmpstr(lmn_feature_kind_name(LMN_FEATURE_SCHEDULE), ==, "schedule");
+    g_assert_cmpstr(lmn_feature_kind_name(LMN_FEATURE_COMMUNICATOR), ==, "communicator");
     g_assert_cmpstr(lmn_feature_kind_name(LMN_FEATURE_KIND_COUNT), ==, "unknown");
 }
 
@@ -776,6 +786,7 @@ int main(int argc, char **argv)
     g_test_add_func("/registry/descriptor/bad-default", test_bad_default);
     g_test_add_func("/registry/descriptor/bad-optimizer", test_bad_optimizer);
     g_test_add_func("/registry/descriptor/bad-backend", test_bad_backend);
+    g_test_add_func("/registry/descriptor/bad-communicator", test_bad_communicator);
     g_test_add_func("/registry/duplicate/same-dir", test_duplicate_same_dir);
     g_test_add_func("/registry/search-path/precedence", test_search_path_precedence);
     g_test_add_func("/registry/search-path/build-tree", test_search_path_build_tree);

@@ -5,11 +5,13 @@
  * OpenBLAS, everything else is in cpu-ops.c on one thread pool.  Work runs synchronously, so there
  * are never deferred errors.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "cpu-ops.h"
 
 #include <lamina/lamina.h>
 
 #include <cblas.h>
+#include <sched.h>
 #include <stdlib.h>
 #ifdef LMN_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -23,7 +25,8 @@
 
 static const LmnParamSpec cpu_params[] = {
     LMN_PARAM_SPEC_INT("threads", "0", 0, CPU_MAX_THREADS, 0,
-                       "threads for element-wise ops and GEMM; 0 = one per core"),
+                       "threads for element-wise ops and GEMM; 0 = one per core this process may "
+                       "run on"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -81,6 +84,20 @@ static gboolean device_matches(const char *device, const char *model)
     return strstr(m, d) != NULL;
 }
 
+/* The cores this process may run on (its affinity: taskset, or mpirun binding each rank of a
+ * data-parallel run to its cores), so that ranks sharing a machine do not each start a thread
+ * per core of it.  GLib's g_get_num_processors() counts the whole machine. */
+static guint usable_cores(void)
+{
+#ifdef CPU_COUNT
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return (guint) CPU_COUNT(&set);
+#endif
+    return g_get_num_processors();
+}
+
 static gpointer cpu_open(const LmnParams *params, const char *device, GError **error)
 {
     g_autofree char *model = cpu_model_name();
@@ -91,7 +108,7 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     }
     gint64 threads = params != NULL ? lmn_params_get_int(params, "threads") : 0;
     if (threads <= 0)
-        threads = g_get_num_processors();
+        threads = usable_cores();
     threads = CLAMP(threads, 1, CPU_MAX_THREADS);
 
     LmnCpuContext *c = g_new0(LmnCpuContext, 1);

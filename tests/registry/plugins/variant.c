@@ -2,6 +2,7 @@
  * tests/registry/meson.build).  Everything else is a valid one-initializer plugin, so each
  * registry failure the tests see has exactly one cause. */
 #include <lamina/backend.h>
+#include <lamina/communicator.h>
 #include <lamina/error.h>
 #include <lamina/initializer.h>
 #include <lamina/optimizer.h>
@@ -119,6 +120,31 @@ static const LmnBackendVTable backend_vtable = {
 #define FEATURE_PARAMS NULL
 #undef VTABLE
 #define VTABLE (&backend_vtable)
+#elif defined(VARIANT_BAD_COMMUNICATOR)
+/* Every member set except request_wait.  Never called, so one stub serves all. */
+static void stub(void)
+{
+}
+#define STUB(m) .m = (__typeof__(((LmnCommunicatorVTable *) 0)->m)) stub
+static const LmnCommunicatorVTable comm_vtable = {
+    .struct_size = sizeof(LmnCommunicatorVTable),
+    STUB(detect),
+    STUB(open),
+    STUB(close),
+    STUB(rank),
+    STUB(size),
+    STUB(local_rank),
+    STUB(host_name),
+    STUB(allreduce_start),
+    STUB(request_test),
+    STUB(broadcast),
+    STUB(barrier),
+    STUB(abort),
+};
+#define FEATURE_KIND LMN_FEATURE_COMMUNICATOR
+#define FEATURE_PARAMS NULL
+#undef VTABLE
+#define VTABLE (&comm_vtable)
 #else
 #define FEATURE_KIND LMN_FEATURE_INITIALIZER
 #define FEATURE_PARAMS params

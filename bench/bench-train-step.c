@@ -1,12 +1,13 @@
 /* Lamina benchmark: training-step throughput of a model config on synthetic data.
  *
- *   bench-train-step CONFIG [--steps N] [--warmup N] [--backend NAME] [--input-grad]
+ *   bench-train-step CONFIG [--steps N] [--warmup N] [--batch N] [--backend NAME] [--input-grad]
  *
  * Builds the model from CONFIG (its [data] group is not read), fills one batch with random
  * inputs and labels, and times forward + backward + optimizer step, the same work
  * bench/torch_train_step.py times in PyTorch.  With --input-grad the backward pass also computes
  * dL/d(input) (lmn_model_set_input_grad), as torch_train_step.py --input-grad does with an input
- * that requires a gradient.  Prints one line: "samples_per_s=...".
+ * that requires a gradient.  --batch overrides the config's batch_size (bench/gpu/device-check.sh
+ * times batch 128 and 1024).  Prints one line: "samples_per_s=...".
  */
 #include <lamina/lamina.h>
 #include <stdio.h>
@@ -14,12 +15,13 @@
 
 int main(int argc, char **argv)
 {
-    gint64 steps = 200, warmup = 20;
+    gint64 steps = 200, warmup = 20, batch_opt = 0;
     g_autofree char *backend_name = NULL;
     gboolean input_grad = FALSE;
     GOptionEntry entries[] = {
         {"steps", 0, 0, G_OPTION_ARG_INT64, &steps, "timed steps", "N"},
         {"warmup", 0, 0, G_OPTION_ARG_INT64, &warmup, "untimed steps first", "N"},
+        {"batch", 0, 0, G_OPTION_ARG_INT64, &batch_opt, "batch size (default: the config's)", "N"},
         {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "backend (default cpu)", "NAME"},
         {"input-grad", 0, 0, G_OPTION_ARG_NONE, &input_grad, "also compute dL/d(input)", NULL},
         {NULL},
@@ -28,7 +30,13 @@ int main(int argc, char **argv)
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) error = NULL;
     if (!g_option_context_parse(ctx, &argc, &argv, &error) || argc != 2) {
-        fprintf(stderr, "usage: bench-train-step CONFIG [--steps N] [--warmup N]\n");
+        fprintf(stderr, "usage: bench-train-step CONFIG [--steps N] [--warmup N] [--batch N]\n");
+        return 2;
+    }
+    if (batch_opt < 0 || batch_opt > (1 << 20)) {
+        fprintf(stderr,
+                "bench: --batch %" G_GINT64_FORMAT " is not in [1, 1048576] (0: the config's)\n",
+                batch_opt);
         return 2;
     }
     g_autoptr(LmnRegistry) reg = lmn_registry_new();
@@ -45,11 +53,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
+    const gint64 batch = batch_opt > 0 ? batch_opt : tc->batch_size;
     LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
     LmnModel *model = lmn_model_new(cfg, reg, b, &target, &error);
     if (!model || !lmn_model_init_params(model, 1, &error) ||
         !lmn_model_set_input_grad(model, input_grad, &error) ||
-        !lmn_model_prepare(model, tc->batch_size, &error)) {
+        !lmn_model_prepare(model, batch, &error)) {
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
@@ -61,7 +70,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
-    gint64 batch = tc->batch_size;
     gint64 classes = lmn_model_get_n_classes(model);
     LmnTensor *x, *y;
     lmn_model_set_batch(model, batch, &x, &y);

@@ -117,7 +117,7 @@ def table(doc):
            f"{doc['elapsed_s']} s of a {doc['budget_s']} s budget",
            f"pytorch cuda: {doc['pytorch_cuda']}", "", "stages:"]
     for s in doc["stages"]:
-        out.append(f"  {s['name']:<28} {s['status']:<11} {s['seconds']:>7.1f} s")
+        out.append(f"  {s['name']:<30} {s['status']:<11} {s['seconds']:>7.1f} s")
     out += ["", "tests (Vulkan against the CPU backend):"]
     for name, t in doc["tests"].items():
         if t:

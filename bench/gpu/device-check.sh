@@ -76,8 +76,10 @@ else
   if [ -f "$bundle" ]; then
     unpacked=$(mktemp -d)
     trap 'rm -rf "$unpacked"' EXIT
-    tar -C "$unpacked" -xJf "$bundle" ||
-      { echo "device-check: cannot unpack $bundle" >&2; exit 2; }
+    # Python's tarfile where the machine has no xz program.
+    tar -C "$unpacked" -xJf "$bundle" 2>/dev/null ||
+      "$python" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+        "$bundle" "$unpacked" || { echo "device-check: cannot unpack $bundle" >&2; exit 2; }
     bundle=$(dirname "$(find "$unpacked" -mindepth 2 -maxdepth 2 -name env.sh | head -1)")
   fi
   if [ ! -f "$bundle/env.sh" ]; then
@@ -100,6 +102,8 @@ log=$out/device-check.log
 : >"$work/stages.tsv"
 t_start=$(date +%s)
 export LMN_TEST_BUILD_DIR=$work LMN_VK_TEST_DEVICE=$device LAMINA_VK_DEVICE=$device
+# One pipeline cache for every stage, and none written into the user's ~/.cache.
+export XDG_CACHE_HOME=$work/xdg-cache-home
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 
 # run_stage NAME TIMEOUT_S CMD...: runs CMD under min(TIMEOUT_S, what is left of the budget),

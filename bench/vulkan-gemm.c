@@ -1,7 +1,7 @@
-/* GFLOP/s of the Vulkan GEMM kernels on the GEMM shapes of the reference MLP (bench/mlp-sgd.ini)
- * and LeNet-5 (bench/lenet5.ini) at batch 128 — forward, input gradient (dX) and weight gradient
- * (dW) of every dense and conv2d layer, as plugins/layers/dense.c and conv.c issue them — next to
- * the CPU backend (OpenBLAS) on the same shapes.
+/* GFLOP/s of the Vulkan GEMM kernels on the GEMM shapes of the reference MLP (bench/mlp-sgd.ini),
+ * LeNet-5 (bench/lenet5.ini) and the residual CNN (bench/resnet.ini) at batch 128 — forward, input
+ * gradient (dX) and weight gradient (dW) of every dense and conv2d layer, as plugins/layers/dense.c
+ * and conv.c issue them — next to the CPU backend (OpenBLAS) on the same shapes.
  *
  *   build/bench/bench-vulkan-gemm [--device lavapipe] [--kernels tiled,reg,splitk] [--time 0.1]
  *                                 [--filter "mlp fc1"] [--square 4096]
@@ -54,6 +54,10 @@ static const Shape shapes[] = {
     DENSE("lenet", "fc1", 400, 120),
     DENSE("lenet", "fc2", 120, 84),
     DENSE("lenet", "fc3", 84, 10),
+    /* bench/resnet.ini: the 3x3 stem on 28x28, the block's two 16-channel 3x3 convs on 14x14. */
+    CONV("resnet", "stem", 16, 9, 784, 9),
+    CONV("resnet", "b1conv", 16, 144, 196, 144),
+    DENSE("resnet", "fc", 784, 10),
 };
 
 typedef struct {

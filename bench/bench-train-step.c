@@ -1,16 +1,16 @@
 /* Lamina benchmark: training-step throughput of a model config on synthetic data.
  *
- *   bench-train-step CONFIG [--steps N] [--warmup N] [--backend NAME] [--input-grad]
+ *   bench-train-step CONFIG [--steps N] [--warmup N] [--batch N] [--backend NAME] [--input-grad]
  *                    [--float-target C,H,W]
  *
  * Builds the model from CONFIG (its [data] group is not read), fills one batch with random
  * inputs and labels, and times forward + backward + optimizer step, the same work
  * bench/torch_train_step.py times in PyTorch.  With --input-grad the backward pass also computes
  * dL/d(input) (lmn_model_set_input_grad), as torch_train_step.py --input-grad does with an input
- * that requires a gradient.  With --float-target the model's target (its y, whatever dataset the
- * config's loss names) is float32 of that per-sample shape, filled with random 0s and 1s (a
+ * that requires a gradient.  --batch overrides the config's batch_size (bench/gpu/device-check.sh
+ * times batch 128 and 1024).  With --float-target the model's target (its y, whatever dataset
+ * the config's loss names) is float32 of that per-sample shape, filled with random 0s and 1s (a
  * segmentation mask), instead of class labels.  Prints one line: "samples_per_s=...".
-
  */
 #include <lamina/lamina.h>
 #include <stdio.h>
@@ -19,7 +19,7 @@
 
 int main(int argc, char **argv)
 {
-    gint64 steps = 200, warmup = 20;
+    gint64 steps = 200, warmup = 20, batch_opt = 0;
     g_autofree char *backend_name = NULL;
     gboolean input_grad = FALSE;
     g_autofree char *float_target = NULL;
@@ -28,6 +28,7 @@ int main(int argc, char **argv)
          "the target is float32 of this per-sample shape, random 0/1", "C,H,W"},
         {"steps", 0, 0, G_OPTION_ARG_INT64, &steps, "timed steps", "N"},
         {"warmup", 0, 0, G_OPTION_ARG_INT64, &warmup, "untimed steps first", "N"},
+        {"batch", 0, 0, G_OPTION_ARG_INT64, &batch_opt, "batch size (default: the config's)", "N"},
         {"backend", 0, 0, G_OPTION_ARG_STRING, &backend_name, "backend (default cpu)", "NAME"},
         {"input-grad", 0, 0, G_OPTION_ARG_NONE, &input_grad, "also compute dL/d(input)", NULL},
         {NULL},
@@ -36,7 +37,13 @@ int main(int argc, char **argv)
     g_option_context_add_main_entries(ctx, entries, NULL);
     g_autoptr(GError) error = NULL;
     if (!g_option_context_parse(ctx, &argc, &argv, &error) || argc != 2) {
-        fprintf(stderr, "usage: bench-train-step CONFIG [--steps N] [--warmup N]\n");
+        fprintf(stderr, "usage: bench-train-step CONFIG [--steps N] [--warmup N] [--batch N]\n");
+        return 2;
+    }
+    if (batch_opt < 0 || batch_opt > (1 << 20)) {
+        fprintf(stderr,
+                "bench: --batch %" G_GINT64_FORMAT " is not in [1, 1048576] (0: the config's)\n",
+                batch_opt);
         return 2;
     }
     g_autoptr(LmnRegistry) reg = lmn_registry_new();
@@ -53,6 +60,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
+    const gint64 batch = batch_opt > 0 ? batch_opt : tc->batch_size;
     LmnTensorInfo mask = {lmn_shape_make(0), LMN_DTYPE_F32};
     if (float_target) {
         g_auto(GStrv) dims = g_strsplit(float_target, ",", LMN_MAX_DIMS + 1);
@@ -76,7 +84,7 @@ int main(int argc, char **argv)
         lmn_model_new_with_targets(cfg, reg, b, n_targets, targets, LMN_MODEL_FLAGS_NONE, &error);
     if (!model || !lmn_model_init_params(model, 1, &error) ||
         !lmn_model_set_input_grad(model, input_grad, &error) ||
-        !lmn_model_prepare(model, tc->batch_size, &error)) {
+        !lmn_model_prepare(model, batch, &error)) {
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
@@ -88,7 +96,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: %s\n", error->message);
         return 1;
     }
-    gint64 batch = tc->batch_size;
     gint64 classes = MAX(lmn_model_get_n_classes(model), 1);
     LmnTensor *x, *y;
     lmn_model_set_batch(model, batch, &x, &y);

@@ -1,15 +1,17 @@
-/* GFLOP/s of the Vulkan GEMM kernels on the GEMM shapes of the reference MLP (bench/mlp-sgd.ini)
- * and LeNet-5 (bench/lenet5.ini) at batch 128 — forward, input gradient (dX) and weight gradient
- * (dW) of every dense and conv2d layer, as plugins/layers/dense.c and conv.c issue them — next to
- * the CPU backend (OpenBLAS) on the same shapes.
+/* GFLOP/s of the Vulkan GEMM kernels on the GEMM shapes of the reference MLP (bench/mlp-sgd.ini),
+ * LeNet-5 (bench/lenet5.ini) and the residual CNN (bench/resnet.ini) at batch 128 — forward, input
+ * gradient (dX) and weight gradient (dW) of every dense and conv2d layer, as plugins/layers/dense.c
+ * and conv.c issue them — next to the CPU backend (OpenBLAS) on the same shapes.
  *
  *   build/bench/bench-vulkan-gemm [--device lavapipe] [--kernels tiled,reg,splitk] [--time 0.1]
- *                                 [--filter "mlp fc1"]
+ *                                 [--filter "mlp fc1"] [--square 4096]
  *
  * Each kernel is a LAMINA_VK_GEMM value ("splitk" forces split-K over the device's default
  * kernel).  Every figure is the mean over as many repetitions as fill --time seconds (at least
  * one), after a warm-up run that also compiles the pipelines; Vulkan repetitions are recorded
  * back to back and waited for once.  The ratio column is Vulkan / CPU for each kernel.
+ * --square N adds an N x N x N product (NN, row "square N"), the size at which a GPU's peak shows;
+ * the mean row stays that of the models' shapes.
  */
 #include <lamina/lamina.h>
 
@@ -52,6 +54,10 @@ static const Shape shapes[] = {
     DENSE("lenet", "fc1", 400, 120),
     DENSE("lenet", "fc2", 120, 84),
     DENSE("lenet", "fc3", 84, 10),
+    /* bench/resnet.ini: the 3x3 stem on 28x28, the block's two 16-channel 3x3 convs on 14x14. */
+    CONV("resnet", "stem", 16, 9, 784, 9),
+    CONV("resnet", "b1conv", 16, 144, 196, 144),
+    DENSE("resnet", "fc", 784, 10),
 };
 
 typedef struct {
@@ -152,12 +158,34 @@ static double measure(LmnBackend *be, const Shape *s, double seconds)
     return flops / t / 1e9;
 }
 
+/* Prints one row: @sh on the CPU and on every Vulkan backend; adds the figures to @sum. */
+static void report(const Shape *sh, LmnBackend *cpu, LmnBackend **vk, guint nk, double seconds,
+                   double *sum)
+{
+    char mnk[48];
+    g_snprintf(mnk, sizeof mnk, "%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT,
+               sh->m, sh->n, sh->k);
+    printf("%-6s %-6s %-7s %c%c  %15s %6" G_GINT64_FORMAT, sh->net, sh->layer, sh->pass,
+           sh->ta ? 'T' : 'N', sh->tb ? 'T' : 'N', mnk, MAX(sh->batch, 1));
+    const double c = measure(cpu, sh, seconds);
+    sum[0] += c;
+    printf(" %8.2f", c);
+    for (guint i = 0; i < nk; i++) {
+        const double v = measure(vk[i], sh, seconds);
+        sum[i + 1] += v;
+        printf(" %7.2f (%4.2fx)", v, v / c);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
 int main(int argc, char **argv)
 {
     g_autofree char *device = NULL;
     g_autofree char *kernels = NULL;
     g_autofree char *filter = NULL;
     double seconds = 0.1;
+    gint64 square = 0;
     GOptionEntry entries[] = {
         {"device", 0, 0, G_OPTION_ARG_STRING, &device, "Vulkan device (default: lavapipe)", "DEV"},
         {"kernels", 0, 0, G_OPTION_ARG_STRING, &kernels,
@@ -167,6 +195,7 @@ int main(int argc, char **argv)
         {"cpu-time", 0, 0, G_OPTION_ARG_NONE, &use_cpu_time,
          "rate per second of process CPU time rather than of wall time", NULL},
         {"time", 0, 0, G_OPTION_ARG_DOUBLE, &seconds, "seconds per measurement (default 0.1)", "S"},
+        {"square", 0, 0, G_OPTION_ARG_INT64, &square, "also an N x N x N product", "N"},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("- Vulkan GEMM GFLOP/s vs the CPU");
@@ -174,6 +203,11 @@ int main(int argc, char **argv)
     g_autoptr(GError) error = NULL;
     if (!g_option_context_parse(ctx, &argc, &argv, &error)) {
         fprintf(stderr, "bench-vulkan-gemm: %s\n", error->message);
+        return 2;
+    }
+    if (square < 0 || square > 32768) {
+        fprintf(stderr, "bench-vulkan-gemm: --square %" G_GINT64_FORMAT " is not in [1, 32768]\n",
+                square);
         return 2;
     }
     const char *dev = device != NULL ? device : g_getenv("LAMINA_VK_DEVICE");
@@ -217,21 +251,13 @@ int main(int argc, char **argv)
         if (filter != NULL && strstr(label, filter) == NULL)
             continue;
         n_run++;
-        char mnk[48];
-        g_snprintf(mnk, sizeof mnk, "%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT,
-                   sh->m, sh->n, sh->k);
-        printf("%-6s %-6s %-7s %c%c  %15s %6" G_GINT64_FORMAT, sh->net, sh->layer, sh->pass,
-               sh->ta ? 'T' : 'N', sh->tb ? 'T' : 'N', mnk, MAX(sh->batch, 1));
-        const double c = measure(cpu, sh, seconds);
-        sum[0] += c;
-        printf(" %8.2f", c);
-        for (guint i = 0; i < nk; i++) {
-            const double v = measure(vk[i], sh, seconds);
-            sum[i + 1] += v;
-            printf(" %7.2f (%4.2fx)", v, v / c);
-        }
-        printf("\n");
-        fflush(stdout);
+        report(sh, cpu, vk, nk, seconds, sum);
+    }
+    if (square > 0) {
+        g_autofree char *size = g_strdup_printf("%" G_GINT64_FORMAT, square);
+        const Shape sq = {"square", size, "fwd", FALSE, FALSE, square, square, square, 0, 0, 0, 0};
+        g_autofree double *ignored = g_new0(double, nk + 1);
+        report(&sq, cpu, vk, nk, seconds, ignored);
     }
     n_run = MAX(n_run, 1);
     printf("%-6s %-6s %-7s %-3s %15s %6s %8.2f", "mean", "", "", "", "", "", sum[0] / n_run);

@@ -27,6 +27,8 @@ packages=(
   python3-torch python3-h5py python3-numpy
   # scripts/make-predict-fixtures.py makes and decodes the images of the predict test with PIL
   python3-pil
+  # scripts/make-device-bundle.sh: RUNPATHs of the relocatable GPU bundle, and its archive
+  patchelf xz-utils
 )
 if [ "${1:-}" = "--fuzz" ]; then
   packages+=(clang libclang-rt-14-dev)

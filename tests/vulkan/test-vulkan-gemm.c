@@ -8,9 +8,9 @@
  * Every element of each C tensor is compared, including the padding around and between the
  * matrices, which must be left untouched.  Tolerances grow with K (each output is a K-term dot
  * product in float32 on both sides, summed in different orders).  Runs on lavapipe, opened by
- * name; the program is skipped (exit 77) without it.  Backends run with VK_LAYER_KHRONOS_validation
- * when it is installed (not under sanitizers: the layer leaks), and any validation error fails the
- * next synchronisation.
+ * name (or on the device LMN_VK_TEST_DEVICE names); the program is skipped (exit 77) without it.
+ * Backends run with VK_LAYER_KHRONOS_validation when it is installed (not under sanitizers: the
+ * layer leaks), and any validation error fails the next synchronisation.
  */
 #include <lamina/lamina.h>
 
@@ -43,7 +43,7 @@ static LmnBackend *open_vulkan(const char *gemm, const char *max_range, GError *
         g_setenv("LAMINA_VK_GEMM", gemm, TRUE);
     if (max_range != NULL)
         g_setenv("LAMINA_VK_MAX_STORAGE_RANGE", max_range, TRUE);
-    LmnBackend *b = lmn_backend_new(registry, "vulkan", params, "lavapipe", error);
+    LmnBackend *b = lmn_backend_new(registry, "vulkan", params, lmn_vk_test_device(), error);
     g_unsetenv("LAMINA_VK_GEMM");
     g_unsetenv("LAMINA_VK_MAX_STORAGE_RANGE");
     lmn_params_unref(params);
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
     g_autoptr(GError) error = NULL;
     LmnBackend *probe = open_vulkan(NULL, NULL, &error);
     if (probe == NULL) {
-        printf("1..0 # SKIP no Vulkan device 'lavapipe': %s\n", error->message);
+        printf("1..0 # SKIP no Vulkan device '%s': %s\n", lmn_vk_test_device(), error->message);
         return 77;
     }
     lmn_backend_unref(probe);

@@ -2,7 +2,8 @@
  * registered layer type on lavapipe, and each layer's forward output on Vulkan against the CPU
  * backend's for the same parameters, inputs, seed and step (so dropout masks must be identical).
  *
- * The whole program is skipped (exit 77) when no Vulkan device named "lavapipe" can be opened.
+ * The whole program is skipped (exit 77) when no Vulkan device named "lavapipe" (or the one
+ * LMN_VK_TEST_DEVICE names, see vk-test-setup.h) can be opened.
  * A layer whose ops the backend does not implement yet (LMN_BACKEND_ERROR_UNSUPPORTED) is
  * skipped with the backend's message, which names the op.  Shapes are small and at most
  * MAX_ELEMENTS elements per tensor are differentiated, because every finite difference is two
@@ -646,7 +647,7 @@ static LmnBackend *open_lavapipe(GError **error)
     const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "vulkan", error);
     if (f == NULL)
         return NULL;
-    return lmn_backend_new(registry, "vulkan", NULL, "lavapipe", error);
+    return lmn_backend_new(registry, "vulkan", NULL, lmn_vk_test_device(), error);
 }
 
 /* lavapipe with the validation layer on (the backend's "validation" parameter). */
@@ -660,7 +661,7 @@ static LmnBackend *open_lavapipe_validating(GError **error)
     LmnParams *params = lmn_registry_validate_params(f, keys, values, "test-vulkan-layers", error);
     if (params == NULL)
         return NULL;
-    LmnBackend *b = lmn_backend_new(registry, "vulkan", params, "lavapipe", error);
+    LmnBackend *b = lmn_backend_new(registry, "vulkan", params, lmn_vk_test_device(), error);
     lmn_params_unref(params);
     return b;
 }
@@ -672,7 +673,7 @@ int main(int argc, char **argv)
     g_autoptr(GError) error = NULL;
     vk = open_lavapipe(&error);
     if (vk == NULL) {
-        printf("1..0 # SKIP no Vulkan device 'lavapipe': %s\n", error->message);
+        printf("1..0 # SKIP no Vulkan device '%s': %s\n", lmn_vk_test_device(), error->message);
         lmn_backend_unref(cpu);
         lmn_registry_free(registry);
         return 77;

@@ -2,11 +2,11 @@
  * inputs, the chunked path for ranges above maxStorageBufferRange, plugin kernels through the
  * CPU fallback, and device-selection errors.
  *
- * Runs on Mesa's lavapipe (opened by name, as CI does); the whole program is skipped (exit 77)
- * when no such device can be opened.  The main backend runs with VK_LAYER_KHRONOS_validation
- * when it is installed: any validation error fails the next synchronisation, so every op test
- * below also asserts zero validation errors.  LMN_OP_TABLE=PATH writes the op-support table
- * (docs/op-support.md) from what the tests ran.
+ * Runs on Mesa's lavapipe (opened by name, as CI does; LMN_VK_TEST_DEVICE names another device,
+ * see vk-test-setup.h); the whole program is skipped (exit 77) when no such device can be opened.
+ * The main backend runs with VK_LAYER_KHRONOS_validation when it is installed: any validation error
+ * fails the next synchronisation, so every op test below also asserts zero validation errors.
+ * LMN_OP_TABLE=PATH writes the op-support table (docs/op-support.md) from what the tests ran.
  */
 #include <stdint.h> /* the generated header uses uint32_t */
 
@@ -424,7 +424,7 @@ static void test_gemm(void)
     g_autoptr(GError) error = NULL;
     const char *other = strstr(lmn_backend_describe(vk), "register-tiled") ? "tiled" : "reg";
     g_setenv("LAMINA_VK_GEMM", other, TRUE);
-    g_autoptr(LmnBackend) vk2 = open_vulkan("lavapipe", FALSE, &error);
+    g_autoptr(LmnBackend) vk2 = open_vulkan(lmn_vk_test_device(), FALSE, &error);
     g_unsetenv("LAMINA_VK_GEMM");
     g_assert_no_error(error);
     g_assert_cmpstr(strstr(lmn_backend_describe(vk), "register-tiled") ? "reg" : "tiled", !=,
@@ -759,7 +759,7 @@ static void test_chunked(void)
 {
     g_autoptr(GError) error = NULL;
     g_setenv("LAMINA_VK_MAX_STORAGE_RANGE", "4096", TRUE);
-    g_autoptr(LmnBackend) small = open_vulkan("lavapipe", FALSE, &error);
+    g_autoptr(LmnBackend) small = open_vulkan(lmn_vk_test_device(), FALSE, &error);
     g_unsetenv("LAMINA_VK_MAX_STORAGE_RANGE");
     g_assert_no_error(error);
     g_assert_nonnull(strstr(lmn_backend_describe(small), "4096"));
@@ -834,8 +834,8 @@ static void test_env_device(void)
     g_assert_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_NO_DEVICE);
     g_assert_nonnull(strstr(error->message, "bogus-device"));
     g_clear_error(&error);
-    /* The env selector is the default device: lavapipe by index through it. */
-    g_setenv("LAMINA_VK_DEVICE", "lavapipe", TRUE);
+    /* The env selector is the default device: the test device through it. */
+    g_setenv("LAMINA_VK_DEVICE", lmn_vk_test_device(), TRUE);
     b = open_vulkan(NULL, FALSE, &error);
     g_unsetenv("LAMINA_VK_DEVICE");
     g_assert_no_error(error);
@@ -896,7 +896,7 @@ static char *find_cache_file(void)
 static void test_pipeline_cache(void)
 {
     g_autoptr(GError) error = NULL;
-    LmnBackend *b = open_vulkan("lavapipe", FALSE, &error);
+    LmnBackend *b = open_vulkan(lmn_vk_test_device(), FALSE, &error);
     g_assert_no_error(error);
     Pair t = pair_random_on(b, 100, 0, 1);
     BOTH(lmn_op_fill(t.c, 1.0f), lmn_op_fill(t.v, 1.0f));
@@ -917,7 +917,7 @@ static void test_pipeline_cache(void)
     g_assert_cmpuint(header[1], ==, 1);
     /* A corrupt file is discarded: the backend still opens and runs. */
     g_assert_true(g_file_set_contents(path, "not a pipeline cache", -1, NULL));
-    b = open_vulkan("lavapipe", FALSE, &error);
+    b = open_vulkan(lmn_vk_test_device(), FALSE, &error);
     g_assert_no_error(error);
     t = pair_random_on(b, 100, 0, 1);
     BOTH(lmn_op_fill(t.c, 2.0f), lmn_op_fill(t.v, 2.0f));
@@ -1442,9 +1442,9 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     validating = lmn_vk_test_setup(&registry, &cpu);
     g_autoptr(GError) error = NULL;
-    vk = open_vulkan("lavapipe", validating, &error);
+    vk = open_vulkan(lmn_vk_test_device(), validating, &error);
     if (vk == NULL) {
-        printf("1..0 # SKIP no Vulkan device 'lavapipe': %s\n", error->message);
+        printf("1..0 # SKIP no Vulkan device '%s': %s\n", lmn_vk_test_device(), error->message);
         return 77;
     }
     rng = g_rand_new_with_seed(20261123);

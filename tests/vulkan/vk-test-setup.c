@@ -5,6 +5,12 @@
 #include <dlfcn.h>
 #endif
 
+const char *lmn_vk_test_device(void)
+{
+    const char *dev = g_getenv("LMN_VK_TEST_DEVICE");
+    return dev != NULL && *dev != '\0' ? dev : "lavapipe";
+}
+
 gboolean lmn_vk_test_setup(LmnRegistry **registry_out, LmnBackend **cpu_out)
 {
     const char *build_dir = g_getenv("LMN_TEST_BUILD_DIR");

@@ -22,4 +22,13 @@ G_BEGIN_DECLS
  */
 gboolean lmn_vk_test_setup(LmnRegistry **registry_out, LmnBackend **cpu_out);
 
+/**
+ * lmn_vk_test_device:
+ * The device the comparison programs open: LMN_VK_TEST_DEVICE when set and not empty (an index
+ * or a name substring, as --device takes), else "lavapipe", the device CI has.  The same programs
+ * then check a real GPU against the CPU backend (bench/gpu/device-check.sh sets it).
+ * Returns: (transfer none): the device selector
+ */
+const char *lmn_vk_test_device(void);
+
 G_END_DECLS

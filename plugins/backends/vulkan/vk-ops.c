@@ -1362,7 +1362,7 @@ void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, L
          * mean)^2) with w_k = n_k / N.  Deviations are taken around each chunk's own mean, so
          * no cancellation as in E[x^2] - E[x]^2; the order is fixed, so deterministic. */
         const gsize K = (O + per - 1) / per;
-        LmnTensor ms, vs, tmp;
+        LmnTensor ms = {0}, vs = {0}, tmp = {0}; /* filled by scratch_vec() */
         LmnVkBuffer *mb = scratch_vec(c, K * nc, &ms), *vb = scratch_vec(c, K * nc, &vs),
                     *tb = scratch_vec(c, nc, &tmp);
         const LmnTensor meanv = view_at(mean, c0), varv = view_at(var, c0);

@@ -23,6 +23,38 @@ static gboolean check_f32(LmnLayer *layer, const LmnTensorInfo *in, guint min_nd
     return FALSE;
 }
 
+/* ---- ONNX export: each as the opset's nodes (Mish and SiLU have none before opset 18) ---- */
+
+static const char *export_node(LmnExport *ex, const char *op, const char *a, const char *b,
+                               const char *y, const LmnExportAttr *attrs)
+{
+    const char *in[] = {a, b, NULL}, *out[] = {y, NULL};
+    lmn_export_add_node(ex, op, in, out, attrs);
+    return y;
+}
+
+/* x sigmoid(x) */
+static gboolean silu_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                            const char *output, GError **error)
+{
+    const char *s = export_node(ex, "Sigmoid", inputs[0], NULL,
+                                lmn_export_value_name(ex, layer, "sigmoid"), NULL);
+    export_node(ex, "Mul", inputs[0], s, output, NULL);
+    return TRUE;
+}
+
+/* x tanh(softplus(x)) */
+static gboolean mish_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                            const char *output, GError **error)
+{
+    const char *sp = export_node(ex, "Softplus", inputs[0], NULL,
+                                 lmn_export_value_name(ex, layer, "softplus"), NULL);
+    const char *t =
+        export_node(ex, "Tanh", sp, NULL, lmn_export_value_name(ex, layer, "tanh"), NULL);
+    export_node(ex, "Mul", inputs[0], t, output, NULL);
+    return TRUE;
+}
+
 /* ---- silu, mish ---- */
 
 #define UNARY_LAYER(prefix, op)                                                                    \
@@ -49,6 +81,7 @@ static gboolean check_f32(LmnLayer *layer, const LmnTensorInfo *in, guint min_nd
         .build = prefix##_build,                                                                   \
         .forward = prefix##_forward,                                                               \
         .backward = prefix##_backward,                                                             \
+        .export_onnx = prefix##_export,                                                            \
     }
 
 UNARY_LAYER(silu, LMN_UNARY_SILU);
@@ -93,6 +126,22 @@ static void hardtanh_backward(LmnLayer *layer, const LmnLayerIO *io)
         lmn_op_clamp_backward(io->inputs[0], io->output_grad, io->input_grads[0], h->lo, h->hi);
 }
 
+/* Clip with its bounds as inputs (opset 11). */
+static gboolean hardtanh_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                const char *output, GError **error)
+{
+    const Hardtanh *h = lmn_layer_get_private(layer);
+    LmnShape scalar = lmn_shape_make(0);
+    const char *lo =
+        lmn_export_add_floats(ex, lmn_export_value_name(ex, layer, "min"), &scalar, &h->lo);
+    const char *hi =
+        lmn_export_add_floats(ex, lmn_export_value_name(ex, layer, "max"), &scalar, &h->hi);
+    const char *in[] = {inputs[0], lo, hi, NULL}, *out[] = {output, NULL};
+    lmn_export_require_opset(ex, 11);
+    lmn_export_add_node(ex, "Clip", in, out, NULL);
+    return TRUE;
+}
+
 static const LmnLayerVTable hardtanh_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .min_inputs = 1,
@@ -100,6 +149,7 @@ static const LmnLayerVTable hardtanh_vtable = {
     .build = hardtanh_build,
     .forward = hardtanh_forward,
     .backward = hardtanh_backward,
+    .export_onnx = hardtanh_export,
 };
 
 /* ---- log_softmax ---- */
@@ -170,6 +220,15 @@ static void logsoftmax_backward(LmnLayer *layer, const LmnLayerIO *io)
     lmn_op_binary(LMN_BINARY_SUB, io->output_grad, work, dx);
 }
 
+static gboolean logsoftmax_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                  const char *output, GError **error)
+{
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", -1), LMN_EXPORT_ATTRS_END};
+    lmn_export_require_opset(ex, 13); /* axis = -1 means the last axis alone from opset 13 on */
+    export_node(ex, "LogSoftmax", inputs[0], NULL, output, attrs);
+    return TRUE;
+}
+
 static const LmnLayerVTable logsoftmax_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .min_inputs = 1,
@@ -177,6 +236,7 @@ static const LmnLayerVTable logsoftmax_vtable = {
     .build = logsoftmax_build,
     .forward = logsoftmax_forward,
     .backward = logsoftmax_backward,
+    .export_onnx = logsoftmax_export,
 };
 
 static const LmnParamSpec hardtanh_params[] = {

@@ -46,6 +46,25 @@ static void batch_broadcast(const LmnTensor *a, const LmnTensor *b, LmnBroadcast
     lmn_broadcast_init(bc, &a->shape, &b->shape, NULL);
 }
 
+/* ONNX's Mul and Sub broadcast as NumPy does, and the batch dimension lines up (equal ranks). */
+static gboolean merge_export(LmnExport *ex, const char *op_type, const char *const *inputs,
+                             const char *output)
+{
+    const char *in[] = {inputs[0], inputs[1], NULL}, *out[] = {output, NULL};
+    lmn_export_add_node(ex, op_type, in, out, NULL);
+    return TRUE;
+}
+static gboolean multiply_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                const char *output, GError **error)
+{
+    return merge_export(ex, "Mul", inputs, output);
+}
+static gboolean subtract_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                const char *output, GError **error)
+{
+    return merge_export(ex, "Sub", inputs, output);
+}
+
 #define MERGE_LAYER(prefix, op)                                                                    \
     static gboolean prefix##_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,   \
                                    LmnTensorInfo *output, GError **error)                          \
@@ -73,6 +92,7 @@ static void batch_broadcast(const LmnTensor *a, const LmnTensor *b, LmnBroadcast
         .build = prefix##_build,                                                                   \
         .forward = prefix##_forward,                                                               \
         .backward = prefix##_backward,                                                             \
+        .export_onnx = prefix##_export,                                                            \
     }
 
 MERGE_LAYER(multiply, LMN_BINARY_MUL);

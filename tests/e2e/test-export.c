@@ -90,6 +90,19 @@ static const char residual_cfg[] = "[model]\ninput = 8\n"
                                    "[layer out]\ntype = dense\nunits = 3\n"
                                    "[layer loss]\ntype = mse\n" TAIL;
 
+/* The ABI 1.3 element-wise layers: silu, mish, hardtanh, multiply, subtract, log_softmax. */
+static const char elementwise_cfg[] =
+    "[model]\ninput = 6\n"
+    "[layer a]\ntype = dense\nunits = 6\n"
+    "[layer s]\ntype = silu\n"
+    "[layer m]\ntype = mish\ninput = a\n"
+    "[layer h]\ntype = hardtanh\ninput = a\nmin_val = -0.5\nmax_val = 0.25\n"
+    "[layer mu]\ntype = multiply\ninput = s, m\n"
+    "[layer su]\ntype = subtract\ninput = mu, h\n"
+    "[layer out]\ntype = dense\nunits = 4\n"
+    "[layer ls]\ntype = log_softmax\n"
+    "[layer loss]\ntype = softmax_cross_entropy\n" TAIL;
+
 static const char embedding_cfg[] =
     "[model]\ninput = 5\n"
     "[layer emb]\ntype = embedding\nnum_embeddings = 11\nembedding_dim = 3\n"
@@ -353,6 +366,13 @@ static void test_residual(void)
     check_model(residual_cfg, HEAD_IDENTITY, 0, names);
 }
 
+static void test_elementwise(void)
+{
+    const char *names[] = {"a.weight", "Sigmoid", "Softplus",   "Tanh", "Clip",
+                           "Mul",      "Sub",     "LogSoftmax", NULL};
+    check_model(elementwise_cfg, HEAD_SOFTMAX, 0, names);
+}
+
 static void test_recurrent(void)
 {
     const char *names[] = {"lstm.weight_ih",
@@ -470,6 +490,7 @@ int main(int argc, char **argv)
     g_test_add_func("/export/onnx/cnn", test_cnn);
     g_test_add_func("/export/onnx/spatial", test_spatial);
     g_test_add_func("/export/onnx/residual", test_residual);
+    g_test_add_func("/export/onnx/elementwise", test_elementwise);
     g_test_add_func("/export/onnx/embedding", test_embedding);
     g_test_add_func("/export/onnx/recurrent", test_recurrent);
     g_test_add_func("/export/onnx/dropped-loss", test_dropped_loss);

@@ -1,5 +1,5 @@
-/* Lamina benchmark: layer_norm and broadcasting binary ops, forward + backward, at U-Net-like
- * shapes on the CPU backend (the work bench/torch_axis_ops.py times in PyTorch).
+/* Lamina benchmark: the U-Net's layers and ops, forward + backward, at U-Net-like shapes on the
+ * CPU backend (the work bench/torch_axis_ops.py times in PyTorch).
  *
  *   bench-axis-ops [--iters N] [--warmup N]
  *
@@ -7,7 +7,10 @@
  *   layer_norm:  the layer_norm layer over [C, H, W] (nn.LayerNorm([C, H, W])), forward and
  *                backward with every gradient;
  *   mul_channel: y = x * w, w [1, C, 1, 1], and both gradients;
- *   sub_spatial: y = x - m, m [32, 1, H, W], and both gradients.
+ *   sub_spatial: y = x - m, m [32, 1, H, W], and both gradients;
+ *   conv_transpose2d: C to C / 2 channels, kernel 2, stride 2 (the U-Net's up-step), every
+ *                gradient;
+ *   upsample:    bilinear, scale factor 2, and its backward.
  * Prints one line per case: "CASE CxHxW ms_per_iter=...".
  */
 #include <lamina/lamina.h>
@@ -56,16 +59,30 @@ static gboolean setup(LmnRegistry *reg, LmnBackend *b, const char *name, gint64 
     w->y = random_tensor(b, &xs, &r);
     w->dy = random_tensor(b, &xs, &r);
     w->dx = random_tensor(b, &xs, &r);
-    if (g_str_equal(name, "layer_norm")) {
-        const LmnFeature *f = lmn_registry_lookup(reg, LMN_FEATURE_LAYER, "layer_norm", error);
-        const char *keys[] = {"normalized_dims", NULL}, *values[] = {"3", NULL};
+    g_autofree char *half = g_strdup_printf("%" G_GINT64_FORMAT, c / 2);
+    const char *k_ln[] = {"normalized_dims", NULL}, *v_ln[] = {"3", NULL};
+    const char *k_ct[] = {"out_channels", "kernel_size", "stride", NULL},
+               *v_ct[] = {half, "2", "2", NULL};
+    const char *k_up[] = {"mode", "scale_factor", NULL}, *v_up[] = {"bilinear", "2", NULL};
+    const char *const *keys = g_str_equal(name, "layer_norm")         ? k_ln
+                              : g_str_equal(name, "conv_transpose2d") ? k_ct
+                              : g_str_equal(name, "upsample")         ? k_up
+                                                                      : NULL;
+    const char *const *values = keys == k_ln ? v_ln : keys == k_ct ? v_ct : v_up;
+    if (keys != NULL) {
+        const LmnFeature *f = lmn_registry_lookup(reg, LMN_FEATURE_LAYER, name, error);
         LmnParams *p = f ? lmn_registry_validate_params(f, keys, values, "bench", error) : NULL;
         LmnTensorInfo in = {lmn_shape_make(3, c, h, h), LMN_DTYPE_F32};
-        w->layer = p ? lmn_layer_new(reg, "layer_norm", "ln", 0, p, b, 1, &in, error) : NULL;
+        w->layer = p ? lmn_layer_new(reg, name, "layer", 0, p, b, 1, &in, error) : NULL;
         if (p != NULL)
             lmn_params_unref(p);
         if (w->layer == NULL || !lmn_layer_prepare_batch(w->layer, 32, error))
             return FALSE;
+        LmnShape ys = lmn_shape_prepend(&lmn_layer_get_output_info(w->layer)->shape, 32);
+        lmn_tensor_unref(w->y);
+        lmn_tensor_unref(w->dy);
+        w->y = random_tensor(b, &ys, &r);
+        w->dy = random_tensor(b, &ys, &r);
         w->io = (LmnLayerIO){.struct_size = sizeof(LmnLayerIO),
                              .n_inputs = 1,
                              .inputs = &w->x,
@@ -115,7 +132,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-axis-ops: %s\n", error->message);
         return 1;
     }
-    const char *cases[] = {"layer_norm", "mul_channel", "sub_spatial"};
+    const char *cases[] = {"layer_norm", "mul_channel", "sub_spatial", "conv_transpose2d",
+                           "upsample"};
     const gint64 shapes[][2] = {{16, 28}, {32, 14}, {64, 7}};
     for (guint k = 0; k < G_N_ELEMENTS(cases); k++)
         for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {

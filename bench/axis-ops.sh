@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# layer_norm and broadcasting binary ops (forward + backward) at U-Net-like shapes: Lamina's CPU
+# layer_norm, broadcasting binary ops, conv_transpose2d and upsample (forward + backward) at
+# U-Net-like shapes: Lamina's CPU
 # backend (bench-axis-ops) against PyTorch on the CPU (bench/torch_axis_ops.py), interleaved, RUNS
 # times.  PyTorch runs at 1 and 2 threads, each with this environment's OPENBLAS_CORETYPE /
 # OPENBLAS_L2_SIZE kept and unset; per run and case the fastest of those four is compared.

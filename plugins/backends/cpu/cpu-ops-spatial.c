@@ -69,48 +69,89 @@ typedef struct {
     LmnUpsampleGeom g;
 } UpJob;
 
+/* Every output index's taps along one axis, computed once per call rather than per pixel. */
+static Tap *axis_taps(LmnUpsampleMode mode, gboolean align, float scale, gint64 in, gint64 out)
+{
+    Tap *t = g_new(Tap, MAX(out, 1));
+    for (gint64 o = 0; o < out; o++)
+        t[o] = axis_tap(mode, align, scale, in, o);
+    return t;
+}
+
 static void upsample_planes(gsize begin, gsize end, gpointer data)
 {
     const UpJob *j = data;
     const LmnUpsampleGeom *g = &j->g;
+    g_autofree Tap *tys = axis_taps(j->mode, g->align_corners, g->scale_h, g->in_h, g->out_h);
+    g_autofree Tap *txs = axis_taps(j->mode, g->align_corners, g->scale_w, g->in_w, g->out_w);
     for (gsize u = begin; u < end; u++) {
         const float *x = j->src + u * (gsize) (g->in_h * g->in_w);
         float *y = j->dst + u * (gsize) (g->out_h * g->out_w);
         for (gint64 oy = 0; oy < g->out_h; oy++) {
-            Tap ty = axis_tap(j->mode, g->align_corners, g->scale_h, g->in_h, oy);
+            const Tap ty = tys[oy];
+            const float *r0 = x + ty.i0 * g->in_w, *r1 = x + ty.i1 * g->in_w;
+            float *yr = y + oy * g->out_w;
+            if (j->mode == LMN_UPSAMPLE_NEAREST) {
+                /* a copy, so that an infinity stays one (0 * inf would be NaN) */
+                for (gint64 ox = 0; ox < g->out_w; ox++)
+                    yr[ox] = r0[txs[ox].i0];
+                continue;
+            }
             for (gint64 ox = 0; ox < g->out_w; ox++) {
-                Tap tx = axis_tap(j->mode, g->align_corners, g->scale_w, g->in_w, ox);
-                const float *r0 = x + ty.i0 * g->in_w, *r1 = x + ty.i1 * g->in_w;
-                if (j->mode == LMN_UPSAMPLE_NEAREST) {
-                    /* a copy, so that an infinity stays one (0 * inf would be NaN) */
-                    y[oy * g->out_w + ox] = r0[tx.i0];
-                    continue;
-                }
-                y[oy * g->out_w + ox] = ty.l0 * (tx.l0 * r0[tx.i0] + tx.l1 * r0[tx.i1]) +
-                                        ty.l1 * (tx.l0 * r1[tx.i0] + tx.l1 * r1[tx.i1]);
+                const Tap tx = txs[ox];
+                yr[ox] = ty.l0 * (tx.l0 * r0[tx.i0] + tx.l1 * r0[tx.i1]) +
+                         ty.l1 * (tx.l0 * r1[tx.i0] + tx.l1 * r1[tx.i1]);
             }
         }
     }
 }
 
-/* dx[iy, ix] = sum over the windows of wy(oy) * (sum over ox of wx(ox) * dy[oy, ox]). */
-static float gather_pixel(const UpJob *j, const float *dy, gint64 iy, gint64 ix)
+/* The backward's per-call tables: every output index's taps and every input index's window. */
+typedef struct {
+    Tap *ty, *tx;
+    gint64 *ylo, *yhi, *xlo, *xhi;
+} GatherTables;
+
+static void gather_tables_init(const UpJob *j, GatherTables *t)
 {
     const LmnUpsampleGeom *g = &j->g;
-    gint64 ylo, yhi, xlo, xhi;
-    axis_window(j->mode, g->align_corners, g->scale_h, g->in_h, g->out_h, iy, &ylo, &yhi);
-    axis_window(j->mode, g->align_corners, g->scale_w, g->in_w, g->out_w, ix, &xlo, &xhi);
+    t->ty = axis_taps(j->mode, g->align_corners, g->scale_h, g->in_h, g->out_h);
+    t->tx = axis_taps(j->mode, g->align_corners, g->scale_w, g->in_w, g->out_w);
+    t->ylo = g_new(gint64, MAX(g->in_h, 1));
+    t->yhi = g_new(gint64, MAX(g->in_h, 1));
+    t->xlo = g_new(gint64, MAX(g->in_w, 1));
+    t->xhi = g_new(gint64, MAX(g->in_w, 1));
+    for (gint64 i = 0; i < g->in_h; i++)
+        axis_window(j->mode, g->align_corners, g->scale_h, g->in_h, g->out_h, i, &t->ylo[i],
+                    &t->yhi[i]);
+    for (gint64 i = 0; i < g->in_w; i++)
+        axis_window(j->mode, g->align_corners, g->scale_w, g->in_w, g->out_w, i, &t->xlo[i],
+                    &t->xhi[i]);
+}
+
+static void gather_tables_clear(GatherTables *t)
+{
+    g_free(t->ty);
+    g_free(t->tx);
+    g_free(t->ylo);
+    g_free(t->yhi);
+    g_free(t->xlo);
+    g_free(t->xhi);
+}
+
+/* dx[iy, ix] = sum over the windows of wy(oy) * (sum over ox of wx(ox) * dy[oy, ox]). */
+static float gather_pixel(const UpJob *j, const GatherTables *t, const float *dy, gint64 iy,
+                          gint64 ix)
+{
+    const gint64 out_w = j->g.out_w;
     float sum = 0.0f;
-    for (gint64 oy = ylo; oy <= yhi; oy++) {
-        Tap ty = axis_tap(j->mode, g->align_corners, g->scale_h, g->in_h, oy);
-        float wy = tap_weight(&ty, iy);
+    for (gint64 oy = t->ylo[iy]; oy <= t->yhi[iy]; oy++) {
+        float wy = tap_weight(&t->ty[oy], iy);
         if (wy == 0.0f)
             continue;
         float row = 0.0f;
-        for (gint64 ox = xlo; ox <= xhi; ox++) {
-            Tap tx = axis_tap(j->mode, g->align_corners, g->scale_w, g->in_w, ox);
-            row += tap_weight(&tx, ix) * dy[oy * g->out_w + ox];
-        }
+        for (gint64 ox = t->xlo[ix]; ox <= t->xhi[ix]; ox++)
+            row += tap_weight(&t->tx[ox], ix) * dy[oy * out_w + ox];
         sum += wy * row;
     }
     return sum;
@@ -120,13 +161,16 @@ static void upsample_backward_planes(gsize begin, gsize end, gpointer data)
 {
     const UpJob *j = data;
     const LmnUpsampleGeom *g = &j->g;
+    GatherTables t;
+    gather_tables_init(j, &t);
     for (gsize u = begin; u < end; u++) {
         const float *dy = j->src + u * (gsize) (g->out_h * g->out_w);
         float *dx = j->dst + u * (gsize) (g->in_h * g->in_w);
         for (gint64 iy = 0; iy < g->in_h; iy++)
             for (gint64 ix = 0; ix < g->in_w; ix++)
-                dx[iy * g->in_w + ix] = gather_pixel(j, dy, iy, ix);
+                dx[iy * g->in_w + ix] = gather_pixel(j, &t, dy, iy, ix);
     }
+    gather_tables_clear(&t);
 }
 
 static void upsample_run(LmnCpuContext *c, const UpJob *j, LmnCpuPoolFunc func, gsize per_plane)

@@ -348,6 +348,8 @@ static gboolean end_epoch(LmnTrainer *t, Epoch *ep, GError **error)
         return FALSE;
     if (t->val && t->tc->top_k > 0 && !lmn_train_evaluate_top_k(t, t->val, &t->val_top_k, error))
         return FALSE;
+    if (t->val && !lmn_train_evaluate_iou(t, t->val, &t->val_iou, error))
+        return FALSE;
     ep->improved = FALSE;
     if (!ep->reached_end)
         return TRUE;
@@ -380,6 +382,7 @@ static gboolean write_metrics_row(LmnTrainer *t, const Epoch *ep, GError **error
         (!t->ema || (lmn_train_csv_value(metrics, t->ema_val_loss) &&
                      lmn_train_csv_value(metrics, t->ema_val_acc))) &&
         (t->tc->top_k == 0 || lmn_train_csv_value(metrics, t->val_top_k)) &&
+        (t->seg_loss < 0 || lmn_train_csv_value(metrics, t->val_iou)) &&
         fputc('\n', metrics) != EOF && fflush(metrics) == 0;
     if (!ok) {
         int e = errno;
@@ -409,6 +412,8 @@ static void print_epoch(LmnTrainer *t, const Epoch *ep)
             printf("  val_acc %.2f%%", 100 * ep->val_acc);
         if (t->tc->top_k > 0)
             printf("  val_top%" G_GINT64_FORMAT " %.2f%%", t->tc->top_k, 100 * t->val_top_k);
+        if (t->seg_loss >= 0)
+            printf("  val_miou %.4f", t->val_iou);
         if (ep->improved)
             printf(" *");
         if (t->ema && !isnan(t->ema_val_loss)) {
@@ -498,8 +503,9 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
         double tl, ta;
         if (!lmn_train_evaluate_split(t, t->test, &tl, &ta, NULL, error))
             return FALSE;
-        double top = NAN;
-        if (tc->top_k > 0 && !lmn_train_evaluate_top_k(t, t->test, &top, error))
+        double top = NAN, miou = NAN;
+        if ((tc->top_k > 0 && !lmn_train_evaluate_top_k(t, t->test, &top, error)) ||
+            !lmn_train_evaluate_iou(t, t->test, &miou, error))
             return FALSE;
         if (!t->opts.quiet) {
             printf("test  loss %.4f", tl);
@@ -507,6 +513,8 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
                 printf("  acc %.2f%%", 100 * ta);
             if (!isnan(top))
                 printf("  top%" G_GINT64_FORMAT " %.2f%%", tc->top_k, 100 * top);
+            if (!isnan(miou))
+                printf("  mean IoU %.4f", miou);
             printf("  (%s)\n", lmn_dataset_get_spec(t->test));
         }
         if (t->ema && !lmn_train_evaluate_ema(t, t->test, &tl, &ta, error))

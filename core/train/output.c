@@ -155,7 +155,7 @@ FILE *lmn_train_open_metrics(LmnTrainer *t, GError **error)
          (t->ema && fputs(",val_loss_ema,val_accuracy_ema", f) < 0) ||
          (t->tc->top_k > 0 &&
           fprintf(f, ",val_top%" G_GINT64_FORMAT "_accuracy", t->tc->top_k) < 0) ||
-         fputc('\n', f) == EOF)) {
+         (t->seg_loss >= 0 && fputs(",val_mean_iou", f) < 0) || fputc('\n', f) == EOF)) {
         int e = errno;
         g_set_error(error, LMN_TRAIN_ERROR, LMN_TRAIN_ERROR_FAILED,
                     "cannot write %s: %s; free space on that disk or choose another --output", path,

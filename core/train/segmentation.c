@@ -106,3 +106,21 @@ gboolean lmn_evaluate_segmentation_iou(LmnModel *model, const LmnDataset *ds, gi
                              : iou_out->background;
     return TRUE;
 }
+
+void lmn_train_setup_segmentation(LmnTrainer *t)
+{
+    t->seg_loss = lmn_evaluate_find_segmentation_loss(t->model);
+    t->val_iou = NAN;
+}
+
+gboolean lmn_train_evaluate_iou(LmnTrainer *t, const LmnDataset *ds, double *miou, GError **error)
+{
+    *miou = NAN;
+    if (t->seg_loss < 0)
+        return TRUE;
+    LmnSegmentationIoU iou;
+    if (!lmn_evaluate_segmentation_iou(t->model, ds, t->tc->batch_size, t->seg_loss, &iou, error))
+        return FALSE;
+    *miou = iou.mean;
+    return TRUE;
+}

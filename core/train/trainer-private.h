@@ -76,6 +76,10 @@ struct _LmnTrainer {
     double ema_val_loss, ema_val_acc;
     /* [train] top_k: the last validation top-K accuracy (NAN when off or not yet measured). */
     double val_top_k;
+    /* A segmentation model (segmentation.c): its mask loss (-1 for none) and the validation
+     * split's last mean IoU. */
+    gint seg_loss;
+    double val_iou;
     /* Data-parallel runs (data-parallel.c): the communicator (borrowed from the options; NULL
      * for one process), this rank and the number of ranks, the gradient buckets (NULL with one
      * rank). */
@@ -146,6 +150,10 @@ gboolean lmn_train_evaluate_top_k(LmnTrainer *t, const LmnDataset *ds, double *a
 gboolean lmn_train_load_eval_batch(LmnModel *model, const LmnDataset *ds, const guint32 *idx,
                                    gint64 n, float *x_host, void *y_host, void *t_host,
                                    void **t_dst, GError **error);
+/* segmentation.c: finds the model's mask loss, if any (the epoch then reports a mean IoU). */
+void lmn_train_setup_segmentation(LmnTrainer *t);
+/* @ds's mean IoU of the mask loss (NAN for a model without one). */
+gboolean lmn_train_evaluate_iou(LmnTrainer *t, const LmnDataset *ds, double *miou, GError **error);
 /* Reads the one value of @t (a device-side accumulator) as a double. */
 gboolean lmn_train_read_scalar(LmnTensor *t, double *out, GError **error);
 

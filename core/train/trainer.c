@@ -399,6 +399,7 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
     LmnShape one = lmn_shape_make(0);
     t->loss_acc = lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error);
     t->correct_acc = t->loss_acc ? lmn_tensor_new(t->backend, LMN_DTYPE_F32, &one, error) : NULL;
+    lmn_train_setup_segmentation(t);
     return t->correct_acc != NULL && lmn_train_setup_losses(t, error) &&
            lmn_train_check_top_k(t, error);
 }

@@ -1,7 +1,8 @@
-/* The IoU of a binary segmentation (lmn_evaluate_segmentation_iou, `lamina eval`'s mean_iou)
- * against its closed form: a model whose logits are its inputs (scale by a constant 1, then
- * binary_cross_entropy_with_logits on a mask), so the predicted foreground is x > 0 and the
- * counts can be made by hand; a mask value other than 0 or 1 is refused naming the sample. */
+/* The IoU of a binary segmentation (lmn_evaluate_segmentation_iou, `lamina eval`'s mean_iou,
+ * the trainer's val_mean_iou) against its closed form: a model whose logits are its inputs (scale
+ * by a constant 1, then binary_cross_entropy_with_logits on a mask), so the predicted foreground is
+ * x > 0 and the counts can be made by hand; a mask value other than 0 or 1 is refused naming the
+ * sample. */
 #include "e2e-util.h"
 
 #include <glib/gstdio.h>
@@ -108,11 +109,57 @@ static void test_iou(void)
     lmn_registry_free(registry);
 }
 
+/* Training reports the validation split's mean IoU each epoch (val_miou, val_mean_iou in
+ * metrics.csv) and the test split's at the end, as lamina eval measures them. */
+static void test_training_report(void)
+{
+    float x[N * P], mask[N * P];
+    gint32 y[N];
+    double fg, bg;
+    make_data(x, mask, y, &fg, &bg);
+    g_autofree char *data = g_build_filename(tmp_dir, "seg-train.h5", NULL);
+    e2e_write_split(data, "train", x, N, P, y);
+    e2e_write_target(data, "train", "mask", mask, N, P);
+    g_autofree char *text = g_strdup_printf(
+        "[model]\ninput = 6\n[layer logits]\ntype = scale\nvalue = 1\n"
+        "[layer loss]\ntype = binary_cross_entropy_with_logits\ntarget = mask\n"
+        "[optimizer]\ntype = sgd\nlr = 0.1\n[train]\nepochs = 2\nbatch_size = 3\nbackend = cpu\n"
+        "[data]\ntrain = %s:/train\nvalidation = %s:/train\ntest = %s:/train\n",
+        data, data, data);
+    g_autofree char *cfg = g_build_filename(tmp_dir, "seg-train.ini", NULL);
+    g_assert_true(g_file_set_contents(cfg, text, -1, NULL));
+    g_autofree char *out_dir = g_build_filename(tmp_dir, "seg-train", NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    int status = e2e_run_lamina(&out, &err, "train", cfg, "--output", out_dir, NULL);
+    if (status != 0)
+        g_error("lamina train failed (%d): %s", status, err);
+    g_assert_nonnull(strstr(out, "val_miou "));
+    g_assert_nonnull(strstr(out, "mean IoU "));
+    g_autofree char *csv = g_build_filename(out_dir, "metrics.csv", NULL);
+    g_autofree char *contents = NULL;
+    g_assert_true(g_file_get_contents(csv, &contents, NULL, NULL));
+    g_assert_nonnull(strstr(contents, ",val_mean_iou\n"));
+    g_autoptr(GPtrArray) rows = e2e_csv_rows(csv);
+    g_assert_cmpuint(rows->len, ==, 2);
+    char **last = g_ptr_array_index(rows, 1);
+    double logged = g_ascii_strtod(last[g_strv_length(last) - 1], NULL);
+    g_autofree char *final = g_build_filename(out_dir, "final.h5", NULL);
+    g_autofree char *spec = g_strdup_printf("%s:/train", data);
+    g_autofree char *eval_out = NULL;
+    g_assert_cmpint(e2e_run_lamina(&eval_out, NULL, "eval", final, "--data", spec, "--json",
+                                   "--backend", "cpu", NULL),
+                    ==, 0);
+    const char *p = strstr(eval_out, "\"mean_iou\": ");
+    g_assert_nonnull(p);
+    g_assert_cmpfloat(fabs(logged - g_ascii_strtod(p + strlen("\"mean_iou\": "), NULL)), <, 1e-5);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     tmp_dir = g_dir_make_tmp("lamina-segmentation-XXXXXX", NULL);
     g_test_add_func("/e2e/segmentation/iou", test_iou);
+    g_test_add_func("/e2e/segmentation/training-report", test_training_report);
     int rc = g_test_run();
     e2e_remove_tree(tmp_dir);
     g_free(tmp_dir);

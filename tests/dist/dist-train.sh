@@ -10,6 +10,10 @@
 #                 false bit for bit; sync = false over 2 ranks must fail the same comparison; the
 #                 errors for sync on a dense layer and for a short last batch that leaves a rank
 #                 without samples
+#   regularisers  the MLP with ema_decay, weight_noise, max_norm and activity_l1/l2, 2 and 3 ranks
+#                 against one process: the weights and the moving average in /ema
+#   streaming     x streamed from the file (LAMINA_DATA_BUDGET): each of 2 ranks reads only its
+#                 slices, half of what one process reads, and trains what one process does
 #   tcp           2 ranks over TCP (--mca btl self,tcp) give the shared-memory run's bits
 #   indivisible   a batch_size that 3 ranks cannot share is a clear error
 #   resume        a 2-rank checkpoint resumed with 1 and 3 ranks
@@ -65,6 +69,7 @@ sed -e "s|data/fashion-mnist.h5|$tmp/small.h5|g" -e "s/^epochs = 5/epochs = 2/" 
   -e "s/^batch_size = 128/batch_size = 48/" "$src/examples/mlp-fashion-mnist.ini" >"$tmp/mlp.ini"
 sed -e "s|DATA|$tmp/small.h5|g" "$src/tests/dist/lenet-bn.ini" >"$tmp/lenet-bn.ini"
 sed -e "s|DATA|$tmp/small.h5|g" "$src/tests/dist/lenet-syncbn.ini" >"$tmp/syncbn.ini"
+sed -e "s|DATA|$tmp/small.h5|g" "$src/tests/dist/mlp-regularised.ini" >"$tmp/reg.ini"
 sed -e "s/^sync = true/sync = false/" "$tmp/syncbn.ini" >"$tmp/nosync.ini"
 
 train1() { # CONFIG OUT [args]
@@ -147,7 +152,58 @@ EOF
   grep -q "layer 'bn1' has sync = true" "$tmp/log"
 }
 
+# The regularisers act on weights every rank holds identically (weight noise is drawn from the
+# step, max_norm and the moving average follow the update) or, for the activity penalties, on
+# each rank's slice like the loss: N ranks are one process up to the MLP's rounding.
+regularisers() {
+  train1 "$tmp/reg.ini" "$tmp/one" -q
+  for n in 2 3; do
+    trainn "$n" "$tmp/reg.ini" "$tmp/n$n" -q
+    "${compare[@]}" "$tmp/one" "$tmp/n$n" --atol 1e-4 --loss-rtol 1e-4
+    "$python" - "$tmp/one/final.h5" "$tmp/n$n/final.h5" <<'EOF'
+import sys
+import h5py
+import numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:])
+names = []
+a["ema"].visititems(lambda k, o: names.append(k) if isinstance(o, h5py.Dataset) else None)
+assert sorted(names) == ["fc1/bias", "fc1/weight", "fc2/bias", "fc2/weight", "fc3/bias",
+                         "fc3/weight"], names
+worst = max(np.abs(a["ema"][k][()] - b["ema"][k][()]).max() for k in names)
+assert worst < 1e-4, worst
+# the average is not the weights themselves, and max_norm holds on fc1's rows (and binds)
+lag = max(np.abs(a["ema"][k][()] - a["model"][k][()]).max() for k in names)
+assert lag > 1e-3, lag
+norms = np.linalg.norm(b["model/fc1/weight"][()], axis=1)
+assert norms.max() <= 0.6 * (1 + 1e-5) and norms.max() > 0.6 * (1 - 1e-5), norms.max()
+print(f"ok: /ema within {worst:g} of one process (the average lags the weights by {lag:g})")
+EOF
+  done
+}
+
+# Streaming: one process reads every training sample once an epoch; each of 2 ranks reads its
+# slice of every batch (24 of 48), so exactly half, and the two halves make the whole.
+streaming() {
+  export LAMINA_DATA_BUDGET=0.1
+  train1 "$tmp/mlp.ini" "$tmp/one" | tee "$tmp/log1"
+  grep -q "960 samples streamed from the file" "$tmp/log1"
+  grep -q "^read 1920 training samples of x from the file" "$tmp/log1"
+  "${mpirun[@]}" -x LAMINA_DATA_BUDGET -np 2 "$lamina" train "$tmp/mlp.ini" --output "$tmp/n2" \
+    --backend cpu --no-progress -v | tee "$tmp/log2"
+  for r in 0 1; do
+    grep -q "^rank $r read 960 training samples of x from the file" "$tmp/log2"
+  done
+  "${compare[@]}" "$tmp/one" "$tmp/n2" --atol 1e-4 --loss-rtol 1e-4
+  unset LAMINA_DATA_BUDGET
+}
+
 case "$case_" in
+regularisers)
+  regularisers
+  ;;
+streaming)
+  streaming
+  ;;
 mlp | lenet-bn)
   agree "$case_" "$@"
   ;;

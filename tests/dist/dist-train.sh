@@ -5,6 +5,8 @@
 # CASE:
 #   mlp N...      the reference MLP with N ranks against one process, and N ranks twice
 #   lenet-bn N... LeNet with batch normalisation likewise (per-rank batch statistics)
+#   lstm N...     an LSTM on a 20-step adding problem likewise (the generator's path in
+#                 $LMN_GEN_ADDING)
 #   syncbn N...   LeNet with synchronised batch normalisation (sync = true, 2-d and 1-d) with N
 #                 ranks against one process, repeated; sync = true on one process is sync =
 #                 false bit for bit; sync = false over 2 ranks must fail the same comparison; the
@@ -203,6 +205,13 @@ regularisers)
   ;;
 streaming)
   streaming
+  ;;
+lstm)
+  [ -x "${LMN_GEN_ADDING:-}" ] || { echo "LMN_GEN_ADDING: no adding-problem generator" >&2; exit 1; }
+  sh "$src/scripts/make-adding-problem.sh" "$LMN_GEN_ADDING" "$tmp/adding.h5" --steps 20 \
+    --train 960 --test 96 >/dev/null
+  sed -e "s|DATA|$tmp/adding.h5|g" "$src/tests/dist/lstm-adding.ini" >"$tmp/lstm.ini"
+  agree lstm "$@"
   ;;
 mlp | lenet-bn)
   agree "$case_" "$@"

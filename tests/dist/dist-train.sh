@@ -12,7 +12,7 @@
 #                 false bit for bit; sync = false over 2 ranks must fail the same comparison; the
 #                 errors for sync on a dense layer and for a short last batch that leaves a rank
 #                 without samples
-#   regularisers  the MLP with ema_decay, weight_noise, max_norm and activity_l1/l2, 2 and 3 ranks
+#   regularisers  the MLP with ema_decay, weight_noise, max_norm and activity_l1/l2, 2 ranks
 #                 against one process: the weights and the moving average in /ema
 #   streaming     x streamed from the file (LAMINA_DATA_BUDGET): each of 2 ranks reads only its
 #                 slices, half of what one process reads, and trains what one process does
@@ -159,7 +159,7 @@ EOF
 # each rank's slice like the loss: N ranks are one process up to the MLP's rounding.
 regularisers() {
   train1 "$tmp/reg.ini" "$tmp/one" -q
-  for n in 2 3; do
+  for n in 2; do
     trainn "$n" "$tmp/reg.ini" "$tmp/n$n" -q
     "${compare[@]}" "$tmp/one" "$tmp/n$n" --atol 1e-4 --loss-rtol 1e-4
     "$python" - "$tmp/one/final.h5" "$tmp/n$n/final.h5" <<'EOF'

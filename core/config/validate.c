@@ -396,6 +396,27 @@ static void split_layer_keys(LmnConfig *cfg, const char *group, LayerKeys *k)
     entries_end(&k->core);
 }
 
+/* sync (synchronised batch statistics) on a layer type whose plugin does not declare it: a
+ * message that says what the key means and where it applies, rather than "unknown key". */
+static gboolean check_sync_key(const LmnConfig *cfg, const LmnFeature *f, const LmnLayerConfig *lc,
+                               const char *group, const Entries *plugin, GError **error)
+{
+    if (f->desc->params && lmn_param_spec_find(f->desc->params, "sync"))
+        return TRUE;
+    for (guint i = 0; i + 1 < plugin->keys->len; i++) {
+        if (!g_str_equal(g_ptr_array_index(plugin->keys, i), "sync"))
+            continue;
+        g_autofree char *where = lmn_config_dup_where(cfg, group, "sync");
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "%s sync: layer '%s' (%s) keeps no batch statistics to synchronise across "
+                    "processes; sync = true (torch.nn.SyncBatchNorm) applies to batch_norm "
+                    "layers only. Remove the key, or put it on a batch_norm layer",
+                    where, lc->name, lc->type);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 /* Initializer keys go to the layer's parameters' initializers, l1/l2, trainable and lr_mult to
  * the core's schema, the rest to the plugin's. */
 static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLayerConfig *lc,
@@ -441,6 +462,8 @@ static gboolean validate_layer_keys(LmnConfig *cfg, const LmnFeature *f, LmnLaye
             lc->tuning_where = g_strdup_printf("%s %s", where, key);
         }
     }
+    if (!check_sync_key(cfg, f, lc, group, &k.plugin, error))
+        return FALSE;
     /* What lmn_registry_validate_params() does, with each key's own line. */
     lc->params =
         lmn_params_new_from_strings_at(f->desc->params, ENTRIES_ARGS(k.plugin), lc->where, error);

@@ -36,6 +36,7 @@ struct _LmnBatchReader {
     LmnAugmentPca pca;
     gboolean prefetch;
     gint64 depth;
+    gint64 slice_rank, slice_count; /* x only for this rank's slice of each batch (count > 1) */
     gint64 n;
     gint64 batches;
     gint64 y_numel;
@@ -147,6 +148,48 @@ static void producer_reset(LmnBatchReader *r, gint64 b)
     }
 }
 
+/* Whether the sample at epoch position @pos gets its x: it lies in this rank's slice of its
+ * batch (lmn_train_slice()'s rule), or there are no slices. */
+static gboolean in_slice(const LmnBatchReader *r, gint64 pos)
+{
+    if (r->slice_count <= 1)
+        return TRUE;
+    gint64 s0 = pos / r->batch * r->batch;
+    gint64 m = MIN(r->batch, r->n - s0);
+    gint64 o = pos - s0;
+    return o >= r->slice_rank * m / r->slice_count && o < (r->slice_rank + 1) * m / r->slice_count;
+}
+
+/* Whether logical sample @li of a chunk is still to be delivered by this reader. */
+static gboolean wanted(const LmnBatchReader *r, gint64 li)
+{
+    return r->pos_of[li] >= r->start_pos && in_slice(r, r->pos_of[li]);
+}
+
+/* Reads the wanted samples of @ch into chunk_buf (at their offsets in the chunk): the whole
+ * chunk in one read without slices, else one hyperslab per run of wanted rows, so a rank reads
+ * its share of the file and no more.  Returns: FALSE with @error; *@any: whether it read any. */
+static gboolean read_chunk(LmnBatchReader *r, const Chunk *ch, gboolean *any, GError **error)
+{
+    gint64 numel = r->ds->sample_numel;
+    *any = FALSE;
+    for (gint64 k = 0; k < ch->n; k++) {
+        if (!wanted(r, ch->first + k))
+            continue;
+        gint64 end = k + 1;
+        while (end < ch->n && (r->slice_count <= 1 || wanted(r, ch->first + end)))
+            end++;
+        if (r->slice_count <= 1)
+            end = ch->n; /* (and k is the first wanted one: read the rest whole) */
+        if (!lmn_dataset_read_range(r->ds, ch->first + k, end - k, r->chunk_buf + k * numel,
+                                    r->scratch, error))
+            return FALSE;
+        *any = TRUE;
+        k = end - 1;
+    }
+    return TRUE;
+}
+
 /* Streaming: reads chunks in the planned order until logical sample @i is loaded. */
 static gboolean load_until(LmnBatchReader *r, gint64 i, GError **error)
 {
@@ -154,20 +197,18 @@ static gboolean load_until(LmnBatchReader *r, gint64 i, GError **error)
     while (r->slot_of[i] < 0) {
         g_assert(r->chunk_cursor < r->n_chunks);
         const Chunk *ch = &r->chunks[r->chunk_order[r->chunk_cursor++]];
-        /* Skip chunks whose samples were all delivered before the resume point. */
-        gboolean needed = FALSE;
-        for (gint64 k = ch->first; k < ch->first + ch->n && !needed; k++) {
-            needed = r->pos_of[k] >= r->start_pos;
-        }
-        if (!needed) {
-            continue;
-        }
-        if (!lmn_dataset_read_range(r->ds, ch->first, ch->n, r->chunk_buf, r->scratch, error)) {
+        /* Chunks whose samples were all delivered before the resume point, or belong to other
+         * ranks, are skipped. */
+        gboolean any;
+        if (!read_chunk(r, ch, &any, error)) {
             return FALSE;
+        }
+        if (!any) {
+            continue;
         }
         for (gint64 k = 0; k < ch->n; k++) {
             gint64 li = ch->first + k;
-            if (r->pos_of[li] < r->start_pos) {
+            if (!wanted(r, li)) {
                 continue;
             }
             g_assert(r->n_free > 0);
@@ -198,6 +239,8 @@ static gboolean produce(LmnBatchReader *r, Batch *out, GError **error)
     lmn_dataset_read_extra(ds, out->idx, (gsize) m, out->extra);
     if (lmn_dataset_is_streaming(ds)) {
         for (gint64 j = 0; j < m; j++) {
+            if (!in_slice(r, s0 + j))
+                continue;
             gint64 i = out->idx[j];
             if (!load_until(r, i, error)) {
                 return FALSE;
@@ -211,6 +254,8 @@ static gboolean produce(LmnBatchReader *r, Batch *out, GError **error)
     }
     if (r->augment) {
         for (gint64 j = 0; j < m; j++) {
+            if (!in_slice(r, s0 + j))
+                continue;
             lmn_augment_apply(&r->aug, &r->pca, &ds->sample_shape, r->seed, r->epoch, out->idx[j],
                               out->x + j * numel, r->aug_scratch);
         }
@@ -330,6 +375,8 @@ LmnBatchReader *lmn_batch_reader_new(LmnDataset *ds, const LmnBatchReaderOptions
     r->shuffle = options->shuffle;
     r->prefetch = options->prefetch;
     r->depth = options->depth > 0 ? options->depth : 2;
+    r->slice_count = MAX(options->slice_count, 1);
+    r->slice_rank = CLAMP(options->slice_rank, 0, r->slice_count - 1);
     r->n = lmn_dataset_get_length(ds);
     r->batches = (r->n + r->batch - 1) / r->batch;
     r->y_numel = ds->target_numel;

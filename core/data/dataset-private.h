@@ -73,6 +73,8 @@ struct _LmnDataset {
      * split has y at all (lmn_dataset_open_inputs() opens splits without one) */
     char **classes;
     gboolean has_y;
+    /* streaming: samples of x read so far (lmn_dataset_get_rows_read), under source->lock */
+    gint64 rows_read;
 };
 
 /**

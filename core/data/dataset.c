@@ -659,6 +659,8 @@ gboolean lmn_dataset_read_range(const LmnDataset *ds, gint64 first, gint64 n, fl
     lmn_h5_init();
     gboolean ok = read_rows(&rd, src->x, "x", ds->decode.is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT,
                             src->ndim, src->dims, row0, span, raw, error);
+    /* (a counter of reads, not of results: the dataset is const to its readers) */
+    ((LmnDataset *) ds)->rows_read += n;
     g_mutex_unlock(&src->lock);
     if (!ok || !decode_rows(&rd, ds, raw, span, row0, scratch, error)) {
         return FALSE;
@@ -1243,6 +1245,17 @@ void lmn_dataset_gather(const LmnDataset *ds, const guint32 *indices, gsize n, f
             memset(x_out, 0, n * (gsize) ds->sample_numel * sizeof(float));
         }
     }
+}
+
+gint64 lmn_dataset_get_rows_read(const LmnDataset *ds)
+{
+    g_return_val_if_fail(ds != NULL, 0);
+    if (ds->source == NULL)
+        return 0;
+    g_mutex_lock(&ds->source->lock);
+    gint64 n = ds->rows_read;
+    g_mutex_unlock(&ds->source->lock);
+    return n;
 }
 
 gboolean lmn_dataset_is_streaming(const LmnDataset *ds)

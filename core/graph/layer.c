@@ -69,6 +69,8 @@ struct _LmnLayer {
     /* During build() only: finds the layers of the same model built before this one. */
     LmnLayerPeerLookup peer_lookup;
     gpointer peer_data;
+    /* lmn_layer_set_collective(); n_ranks == 0: none (a single process) */
+    LmnCollective collective;
 };
 
 static void layer_param_clear(gpointer p)
@@ -591,6 +593,31 @@ LmnLayer *lmn_layer_find_peer(LmnLayer *layer, const char *name)
     if (layer->peer_lookup == NULL)
         return NULL;
     return layer->peer_lookup(layer->peer_data, name);
+}
+
+void lmn_layer_set_collective(LmnLayer *layer, const LmnCollective *collective)
+{
+    g_return_if_fail(layer != NULL);
+    g_return_if_fail(collective == NULL ||
+                     (collective->n_ranks >= 1 && collective->allreduce != NULL));
+    if (collective)
+        layer->collective = *collective;
+    else
+        memset(&layer->collective, 0, sizeof layer->collective);
+}
+
+int lmn_layer_get_n_ranks(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, 1);
+    return MAX(layer->collective.n_ranks, 1);
+}
+
+gboolean lmn_layer_allreduce(LmnLayer *layer, float *values, gsize count)
+{
+    g_return_val_if_fail(layer != NULL && (values != NULL || count == 0), FALSE);
+    if (layer->collective.n_ranks <= 1)
+        return TRUE;
+    return layer->collective.allreduce(layer->collective.data, values, count);
 }
 
 gint lmn_layer_find_saved(const LmnLayer *layer, const char *name)

@@ -947,6 +947,16 @@ void lmn_model_set_backward_hook(LmnModel *model, LmnModelBackwardHook hook, gpo
     model->backward_hook_data = data;
 }
 
+void lmn_model_set_collective(LmnModel *model, const LmnCollective *collective)
+{
+    g_return_if_fail(model != NULL);
+    for (guint i = 0; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        if (n->layer)
+            lmn_layer_set_collective(n->layer, collective);
+    }
+}
+
 void lmn_model_backward(LmnModel *model, guint64 step, guint64 seed)
 {
     g_return_if_fail(model->batch > 0);

@@ -45,8 +45,18 @@ static void free_dp(gpointer p)
 void lmn_train_free_data_parallel(LmnTrainer *t)
 {
     g_clear_pointer(&t->dp, free_dp);
-    if (t->model)
+    if (t->model) {
         lmn_model_set_backward_hook(t->model, NULL, NULL);
+        lmn_model_set_collective(t->model, NULL);
+    }
+}
+
+/* LmnCollective.allreduce for the layers (synchronised batch normalisation): a failure is kept
+ * with the backward hook's, so the step reports it from lmn_train_reduce_gradients(). */
+static gboolean layer_allreduce(gpointer data, float *values, gsize count)
+{
+    LmnTrainer *t = data;
+    return t->dp->error == NULL && lmn_comm_allreduce(t->comm, values, count, &t->dp->error);
 }
 
 /* FNV-1a over @len bytes, continuing from @h. */
@@ -106,6 +116,40 @@ static gboolean check_divisible(LmnTrainer *t, GError **error)
                 "); use a multiple of %" G_GINT64_FORMAT " such as %" G_GINT64_FORMAT
                 "%s%" G_GINT64_FORMAT ", or another number of processes",
                 where, batch, n, n, n, upper, lower > 0 ? " or " : "", lower > 0 ? lower : upper);
+    return FALSE;
+}
+
+/* The first layer whose statistics span the ranks (a true "sync" key, see #LmnCollective), or
+ * NULL. */
+static LmnLayer *find_sync_layer(LmnModel *model)
+{
+    for (guint i = 0; i < lmn_model_get_n_layers(model); i++) {
+        LmnLayer *l = lmn_model_get_layer(model, i);
+        const LmnParams *p = lmn_layer_get_params(l);
+        if (lmn_param_spec_find(lmn_params_get_schema(p), "sync") && lmn_params_get_bool(p, "sync"))
+            return l;
+    }
+    return NULL;
+}
+
+/* A rank whose slice of an epoch's short last batch is empty skips that step's passes, which a
+ * layer summing its statistics over the ranks cannot allow (the others would wait for it). */
+static gboolean check_sync_slices(LmnTrainer *t, GError **error)
+{
+    gint64 batch = t->tc->batch_size, n = t->n_ranks;
+    gint64 last = lmn_dataset_get_length(t->train) % batch;
+    LmnLayer *l = last > 0 && last < n ? find_sync_layer(t->model) : NULL;
+    if (!l)
+        return TRUE;
+    g_autofree char *where = lmn_config_dup_where(t->cfg, "train", "batch_size");
+    g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                "%s batch_size: the last batch of each epoch has %" G_GINT64_FORMAT
+                " of the %" G_GINT64_FORMAT " training samples, fewer than the %" G_GINT64_FORMAT
+                " processes, and layer "
+                "'%s' has sync = true, which needs a sample on every process; choose a batch "
+                "size that leaves a last batch of 0 or at least %" G_GINT64_FORMAT
+                " samples, or another number of processes",
+                where, last, lmn_dataset_get_length(t->train), n, lmn_layer_get_name(l), n);
     return FALSE;
 }
 
@@ -205,9 +249,14 @@ gboolean lmn_train_setup_data_parallel(LmnTrainer *t, GError **error)
                              "the config (with its overrides), the plugin set or the parameter "
                              "count",
                              error) ||
-        !check_divisible(t, error) || !broadcast_state(t, error))
+        !check_divisible(t, error) || !check_sync_slices(t, error) || !broadcast_state(t, error))
         return FALSE;
     make_buckets(t);
+    LmnCollective collective = {.struct_size = sizeof collective,
+                                .n_ranks = t->n_ranks,
+                                .allreduce = layer_allreduce,
+                                .data = t};
+    lmn_model_set_collective(t->model, &collective);
     /* Adversarial training runs several backward passes a step: its buckets start after them. */
     if (!t->adv_work)
         lmn_model_set_backward_hook(t->model, backward_hook, t);

@@ -475,6 +475,18 @@ static gboolean run_epoch(LmnTrainer *t, gint64 n, gint64 steps_per_epoch, gbool
     *stop = ep.stop;
     return TRUE;
 }
+/* What streaming the training split cost in reads (each rank reads only its slices). */
+static void print_rows_read(const LmnTrainer *t)
+{
+    gint64 n = lmn_dataset_get_rows_read(t->train);
+    if (t->n_ranks > 1)
+        printf("rank %d read %" G_GINT64_FORMAT " training samples of x from the file (its "
+               "slices of the batches)\n",
+               t->rank, n);
+    else
+        printf("read %" G_GINT64_FORMAT " training samples of x from the file\n", n);
+}
+
 /* After the last epoch: interrupted.h5 for a stop request, the early-stopping report and the
  * best weights, final.h5, and the test split's figures. */
 static gboolean finish_run(LmnTrainer *t, GError **error)
@@ -526,6 +538,8 @@ static gboolean finish_run(LmnTrainer *t, GError **error)
             printf("  (the moving average of the weights, /ema)\n");
         }
     }
+    if (!t->opts.quiet && lmn_dataset_is_streaming(t->train))
+        print_rows_read(t);
     if (!t->opts.quiet && t->rank == 0)
         printf("saved %s/final.h5\n", t->output_dir);
     return TRUE;

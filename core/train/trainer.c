@@ -392,6 +392,9 @@ static gboolean prepare_batches(LmnTrainer *t, const LmnTensorInfo *target, GErr
         .shuffle = t->tc->shuffle,
         .augment = lmn_augment_config_is_enabled(aug) ? aug : NULL,
         .prefetch = TRUE,
+        /* each rank takes its slice of every batch: only that part is read from the file */
+        .slice_rank = t->rank,
+        .slice_count = t->n_ranks,
     };
     t->reader = lmn_batch_reader_new(t->train, &ro, error);
     if (!t->reader)

@@ -129,6 +129,13 @@ gboolean lmn_dataset_read_targets(const LmnDataset *ds, const guint32 *indices, 
                                   float *x_out, void *const *targets_out, GError **error);
 /** lmn_dataset_is_streaming: Returns: TRUE when x is read from the file on demand. */
 gboolean lmn_dataset_is_streaming(const LmnDataset *ds);
+/**
+ * lmn_dataset_get_rows_read:
+ * Returns: the samples of x this dataset (this part of a split) has read from its file so far:
+ *   what a streaming dataset costs in reads, and what data-parallel training divides among the
+ *   ranks; 0 in memory mode, where x was read whole when the dataset was opened
+ */
+gint64 lmn_dataset_get_rows_read(const LmnDataset *ds);
 /** lmn_dataset_free: frees the dataset. */
 void lmn_dataset_free(LmnDataset *ds);
 /** lmn_dataset_get_spec: Returns: (transfer none): the "FILE:/split" it was opened from. */
@@ -213,6 +220,13 @@ typedef struct _LmnBatchReader LmnBatchReader;
  * @augment: (nullable): augmentation, or NULL for none; copied
  * @prefetch: decode batches in a background thread (@depth batches ahead, default 2 when 0)
  * @depth: prefetch depth in batches (0 = 2)
+ * @slice_rank, @slice_count: data-parallel training: with @slice_count > 1 only the rows
+ *   [@slice_rank m / @slice_count, (@slice_rank + 1) m / @slice_count) of each batch of m
+ *   samples (this rank's slice, as the trainer takes it) get their x; a streaming dataset reads
+ *   only those samples from the file (hyperslabs of the rows each needs, not whole chunks), and
+ *   the other rows' x are unspecified.  Labels, targets and indices cover the whole batch (they
+ *   are in memory).  0 or 1: every row.  In the place of a reserved pointer (two 32-bit
+ *   fields), so callers that zero the struct get every row.
  */
 typedef struct {
     gint64 batch_size;
@@ -221,7 +235,9 @@ typedef struct {
     const LmnAugmentConfig *augment;
     gboolean prefetch;
     gint64 depth;
-    gpointer reserved[4];
+    gint32 slice_rank;
+    gint32 slice_count;
+    gpointer reserved[3];
 } LmnBatchReaderOptions;
 
 /**

@@ -191,6 +191,58 @@ void lmn_layer_set_private(LmnLayer *layer, gpointer data, GDestroyNotify destro
 /** lmn_layer_get_private: Returns: (transfer none): the data set by lmn_layer_set_private. */
 gpointer lmn_layer_get_private(const LmnLayer *layer);
 
+/* ---- collectives: layers whose computation spans the ranks of a data-parallel run ----
+ *
+ * A layer such as synchronised batch normalisation needs a few values summed over every rank
+ * in the middle of its forward or backward.  The core gives each layer of a model the ranks'
+ * collective (lmn_model_set_collective(); the trainer sets it under mpirun), so a plugin never
+ * sees the communicator itself and one built against this header runs unchanged on one
+ * process, where the sum is the identity.  Added after ABI 1.3 without changing any descriptor
+ * or vtable, so older plugins and cores are unaffected.
+ *
+ * A layer type that sums across ranks does so behind a boolean key named "sync" (batch_norm's
+ * sync = true), which the core knows by that name: on a layer type without it the key is a
+ * config error that says where it applies, and data-parallel training refuses a batch size
+ * whose short last batch leaves a rank without samples (that rank would skip the step's passes
+ * and so the sums) while such a layer has sync = true.
+ */
+
+/**
+ * LmnCollective:
+ * @struct_size: sizeof(LmnCollective)
+ * @n_ranks: the number of ranks training together (>= 1)
+ * @allreduce: sums @count floats at @values (host memory) over every rank in place, in an order
+ *   fixed for @n_ranks, so every rank gets the same bits and repeated runs are bit-identical.
+ *   The provider keeps a failure's error itself (the trainer reports it after the step, naming
+ *   the rank and host) and answers FALSE to every later call of the same step without
+ *   communicating
+ * @data: passed to @allreduce
+ */
+typedef struct {
+    guint32 struct_size;
+    int n_ranks;
+    gboolean (*allreduce)(gpointer data, float *values, gsize count);
+    gpointer data;
+} LmnCollective;
+
+/**
+ * lmn_layer_get_n_ranks:
+ * Returns: the number of ranks the layer's model trains on: 1 for a single process, a
+ *   standalone layer (lmn_layer_new(), gradient checks) or a model without a collective
+ */
+int lmn_layer_get_n_ranks(const LmnLayer *layer);
+/**
+ * lmn_layer_allreduce:
+ * @values: (inout): @count floats in host memory (read a device tensor with lmn_tensor_read())
+ * Sums @values over every rank, in place (see #LmnCollective).  Meant for a layer's training
+ * forward and backward: every rank must make the same calls in the same order with the same
+ * @count, which holds for a layer whose calls depend only on its config and the pass (not on
+ * data values).  With one rank it returns TRUE at once and leaves @values as they are.
+ * Returns: FALSE when this reduction or an earlier one of the step failed; the step is then
+ *   discarded with the provider's error, and the layer may return without finishing its pass
+ */
+gboolean lmn_layer_allreduce(LmnLayer *layer, float *values, gsize count);
+
 /* ---- used by the core, tools and tests (gradient checks) ---- */
 
 /**
@@ -204,6 +256,12 @@ gpointer lmn_layer_get_private(const LmnLayer *layer);
 LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *name, guint index,
                         const LmnParams *params, LmnBackend *backend, guint n_inputs,
                         const LmnTensorInfo *inputs, GError **error);
+/**
+ * lmn_layer_set_collective:
+ * Makes @layer's lmn_layer_allreduce() use @collective (copied; its @data must outlive the
+ * layer or the next call).  NULL: a single process.
+ */
+void lmn_layer_set_collective(LmnLayer *layer, const LmnCollective *collective);
 /** lmn_layer_free: frees the layer, its tensors and private data. */
 void lmn_layer_free(LmnLayer *layer);
 /** lmn_layer_get_vtable: Returns: (transfer none): the layer type's vtable. */

@@ -171,6 +171,13 @@ typedef void (*LmnModelBackwardHook)(LmnModel *model, gint64 grads_final_from, g
 /** lmn_model_set_backward_hook: installs @hook (NULL: none) with @data. */
 void lmn_model_set_backward_hook(LmnModel *model, LmnModelBackwardHook hook, gpointer data);
 /**
+ * lmn_model_set_collective:
+ * Gives every layer of @model the ranks' collective (lmn_layer_allreduce(); see #LmnCollective),
+ * or NULL for a single process (the default).  Data-parallel training sets it; a layer that
+ * sums values across ranks does so only in a training pass, so evaluation stays per-rank.
+ */
+void lmn_model_set_collective(LmnModel *model, const LmnCollective *collective);
+/**
  * lmn_model_backward_params:
  * Like lmn_model_backward(), but it does not compute dL/d(input) even when input gradients are
  * on (lmn_model_get_input_grad() is then unspecified: its memory is shared with gradients whose

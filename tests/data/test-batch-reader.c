@@ -312,6 +312,73 @@ static void test_streaming_split(Fixture *f, gconstpointer data)
     lmn_dataset_free(mem);
 }
 
+/* Rank @rank's rows of each batch of an epoch of @n samples, as the trainer takes them. */
+static gboolean in_rank_slice(gint64 pos, gint64 n, int rank, int ranks)
+{
+    gint64 s0 = pos / BATCH * BATCH, m = MIN(BATCH, n - s0), o = pos - s0;
+    return o >= rank * m / ranks && o < (rank + 1) * m / ranks;
+}
+
+/* Data-parallel slices: a reader for rank r of R delivers the unsliced reader's order, labels
+ * and (in its slice) samples, and reads from the file only its slice: the ranks' reads add up
+ * to one reader's, each reads its share.  On the whole split and on the part a split keeps
+ * (row maps), with 2 and 3 ranks (the last batch of 5000 % 32 = 8 does not divide by 3). */
+static void test_streaming_slices(Fixture *f, gconstpointer data)
+{
+    int ranks = GPOINTER_TO_INT(data);
+    for (int split = 0; split < 2; split++) {
+        g_autoptr(GError) error = NULL;
+        LmnDataset *ds = lmn_dataset_open_with_budget(f->spec, TINY_MB, &error);
+        g_assert_no_error(error);
+        LmnDataset *held = split ? lmn_dataset_split(ds, 0.1, 3, &error) : NULL;
+        g_assert_no_error(error);
+        gint64 n = lmn_dataset_get_length(ds);
+        g_autofree Epoch *full = g_new0(Epoch, 1);
+        LmnBatchReader *r = reader(ds, 5, TRUE, TRUE);
+        read_epoch(r, 1, 0, full);
+        lmn_batch_reader_free(r);
+        g_assert_cmpint(lmn_dataset_get_rows_read(ds), ==, n);
+        gint64 total = 0;
+        for (int rank = 0; rank < ranks; rank++) {
+            LmnDataset *d = lmn_dataset_open_with_budget(f->spec, TINY_MB, &error);
+            g_assert_no_error(error);
+            LmnDataset *h = split ? lmn_dataset_split(d, 0.1, 3, &error) : NULL;
+            g_assert_no_error(error);
+            LmnBatchReaderOptions o = {.batch_size = BATCH,
+                                       .seed = 5,
+                                       .shuffle = TRUE,
+                                       .prefetch = rank % 2 == 0,
+                                       .slice_rank = rank,
+                                       .slice_count = ranks};
+            r = lmn_batch_reader_new(d, &o, &error);
+            g_assert_no_error(error);
+            g_autofree Epoch *part = g_new0(Epoch, 1);
+            read_epoch(r, 1, 0, part);
+            g_assert_true(same_order(full, part));
+            g_assert_cmpmem(full->y, (gsize) n * sizeof(gint32), part->y,
+                            (gsize) n * sizeof(gint32));
+            gint64 mine = 0;
+            for (gint64 pos = 0; pos < n; pos++) {
+                if (!in_rank_slice(pos, n, rank, ranks))
+                    continue;
+                mine++;
+                g_assert_cmpmem(full->x + pos * F, F * sizeof(float), part->x + pos * F,
+                                F * sizeof(float));
+            }
+            g_assert_cmpint(lmn_dataset_get_rows_read(d), ==, mine);
+            total += mine;
+            lmn_batch_reader_free(r);
+            if (h)
+                lmn_dataset_free(h);
+            lmn_dataset_free(d);
+        }
+        g_assert_cmpint(total, ==, n);
+        if (held)
+            lmn_dataset_free(held);
+        lmn_dataset_free(ds);
+    }
+}
+
 /* Augmentation depends on (seed, epoch, index) only: streaming with prefetch equals applying
  * it to the plain samples. */
 static void test_augment_through_reader(Fixture *f, gconstpointer data)
@@ -498,6 +565,8 @@ int main(int argc, char **argv)
     ADD("/data/reader/memory-order", test_memory_order, NULL);
     ADD("/data/reader/streaming-split", test_streaming_split, NULL);
     ADD("/data/reader/augment", test_augment_through_reader, NULL);
+    ADD("/data/reader/streaming-slices-2", test_streaming_slices, GINT_TO_POINTER(2));
+    ADD("/data/reader/streaming-slices-3", test_streaming_slices, GINT_TO_POINTER(3));
     ADD("/data/reader/streaming-nan", test_streaming_nan, NULL);
     ADD("/data/reader/targets-memory", test_targets, GINT_TO_POINTER(0));
     ADD("/data/reader/targets-streaming", test_targets, GINT_TO_POINTER(1));

@@ -676,21 +676,18 @@ gboolean lmn_dataset_read_range(const LmnDataset *ds, gint64 first, gint64 n, fl
     return TRUE;
 }
 
+static gboolean y_read_pixel_labels(const Reader *rd, const char *name, hid_t y, LmnDataset *ds,
+                                    const hsize_t *dims, int ndim, GError **error);
+
 /* Integer class labels [N] or [N, 1] to int32, range-checked, read block by block so the only
  * full-size buffer is the labels themselves. */
 static gboolean y_read_labels(const Reader *rd, const char *name, hid_t y, hid_t type,
                               LmnDataset *ds, const hsize_t *dims, int ndim, GError **error)
 {
     gint64 n = (gint64) dims[0];
-    /* [N], or [N, 1] as Keras-style label columns are written. */
-    if (ndim > 2 || (ndim == 2 && dims[1] != 1)) {
-        g_autofree char *tname = lmn_h5_type_name(type);
-        fail(error, rd, LMN_DATA_ERROR_SHAPE, name,
-             "holds %s values of shape [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT
-             "%s]; integer class labels must be [N] (store float32 for [N, K] targets)",
-             tname, n, (gint64) dims[1], ndim > 2 ? ", ..." : "");
-        return FALSE;
-    }
+    /* [N], or [N, 1] as Keras-style label columns are written; anything wider is per-pixel. */
+    if (ndim > 2 || (ndim == 2 && dims[1] != 1))
+        return y_read_pixel_labels(rd, name, y, ds, dims, ndim, error);
     ds->class_labels = TRUE;
     ds->target_shape.ndim = 0;
     ds->target_numel = 1;
@@ -770,6 +767,29 @@ static gboolean y_read_targets(const Reader *rd, const char *name, hid_t y, LmnD
         return FALSE;
     }
     return check_finite(rd, name, ds->targets, total, MAX(ds->target_numel, 1), 0, "", error);
+}
+
+/* Per-pixel class labels, integer data [N, d1..dk]: loaded as float targets holding the class
+ * indices (exact below 2^24), which softmax_cross_entropy takes against logits [C, d1..dk] and
+ * the segmentation IoU counts per class; negative values stay (an ignore_index such as -1).
+ * Whether each is a class of the model's loss is checked when training starts
+ * (lmn_dataset_check_pixel_labels). */
+static gboolean y_read_pixel_labels(const Reader *rd, const char *name, hid_t y, LmnDataset *ds,
+                                    const hsize_t *dims, int ndim, GError **error)
+{
+    if (!y_read_targets(rd, name, y, ds, dims, ndim, error))
+        return FALSE;
+    gint64 total = (gint64) dims[0] * ds->target_numel;
+    for (gint64 i = 0; i < total; i++) {
+        if (fabsf(ds->targets[i]) >= 16777216.0f) {
+            fail(error, rd, LMN_DATA_ERROR_VALUE, name,
+                 "per-pixel label %.0f of sample %" G_GINT64_FORMAT " is too large; labels must "
+                 "be below 2^24 in magnitude",
+                 (double) ds->targets[i], i / MAX(ds->target_numel, 1));
+            return FALSE;
+        }
+    }
+    return TRUE;
 }
 
 /* Reads y: integer class labels to int32 (range-checked) or float targets. */
@@ -1105,6 +1125,34 @@ gboolean lmn_dataset_check_target_labels(const LmnDataset *ds, guint index, gint
                         t->max_label + 1);
             return FALSE;
         }
+    }
+    return TRUE;
+}
+
+gboolean lmn_dataset_check_pixel_labels(const LmnDataset *ds, guint index, gint64 n_classes,
+                                        gint64 ignore_index, GError **error)
+{
+    g_return_val_if_fail(ds != NULL && index <= ds->n_extra, FALSE);
+    const LmnDatasetTarget *t = index > 0 ? &ds->extra[index - 1] : NULL;
+    const float *v = t ? t->values : ds->targets;
+    gint64 numel = t ? t->numel : ds->target_numel;
+    if (v == NULL || n_classes < 0)
+        return TRUE;
+    gint64 total = ds->length * numel; /* held in memory, so it fits */
+    for (gint64 i = 0; i < total; i++) {
+        float x = v[i];
+        if ((double) x == (double) ignore_index ||
+            (x >= 0.0f && (double) x < (double) n_classes && x == floorf(x)))
+            continue;
+        g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,
+                    "%s: target '%s': sample %" G_GINT64_FORMAT " has the per-pixel label %g at "
+                    "element %" G_GINT64_FORMAT ", but the loss has %" G_GINT64_FORMAT
+                    " classes: labels must be whole numbers 0..%" G_GINT64_FORMAT
+                    " or the loss's ignore_index (%" G_GINT64_FORMAT
+                    "); give the loss's input more channels or set ignore_index",
+                    ds->spec, lmn_dataset_get_target_name(ds, index), i / MAX(numel, 1), (double) x,
+                    i % MAX(numel, 1), n_classes, n_classes - 1, ignore_index);
+        return FALSE;
     }
     return TRUE;
 }

@@ -487,6 +487,23 @@ LmnModel *lmn_model_new_for_dataset(const LmnConfig *cfg, LmnRegistry *registry,
                                       error);
 }
 
+/* softmax_cross_entropy on per-pixel labels (float values from integer data): every value must
+ * be a class of its logits [C, ...] or the layer's ignore_index, since the kernels treat any
+ * other as ignored. */
+static gboolean check_pixel_labels(const LmnModel *model, const LmnDataset *ds, guint loss,
+                                   GError **error)
+{
+    gint t = lmn_model_get_loss_target(model, loss);
+    const Node *n = node_at(model, model->losses[loss]);
+    if (t < 0 || model->target_infos[t].dtype != LMN_DTYPE_F32 ||
+        !g_str_equal(lmn_layer_get_type_name(n->layer), "softmax_cross_entropy"))
+        return TRUE;
+    gint k = lmn_dataset_find_target(ds, lmn_model_get_target_name(model, (guint) t));
+    gint64 classes = node_at(model, n->inputs[0])->info.shape.dims[0];
+    gint64 ignore = lmn_params_get_int(lmn_layer_get_params(n->layer), "ignore_index");
+    return k < 0 || lmn_dataset_check_pixel_labels(ds, (guint) k, classes, ignore, error);
+}
+
 gboolean lmn_model_check_targets(const LmnModel *model, const LmnDataset *ds, GError **error)
 {
     g_return_val_if_fail(model && ds, FALSE);
@@ -520,6 +537,8 @@ gboolean lmn_model_check_targets(const LmnModel *model, const LmnDataset *ds, GE
             t > 0 ? lmn_dataset_find_target(ds, lmn_model_get_target_name(model, (guint) t)) : -1;
         if (k > 0 && !lmn_dataset_check_target_labels(
                          ds, (guint) k, lmn_model_get_loss_n_classes(model, i), error))
+            return FALSE;
+        if (!check_pixel_labels(model, ds, i, error))
             return FALSE;
     }
     return TRUE;

@@ -111,6 +111,17 @@ gint lmn_dataset_find_target(const LmnDataset *ds, const char *name);
  */
 LmnTensorInfo lmn_dataset_get_target_info_at(const LmnDataset *ds, guint index);
 /**
+ * lmn_dataset_check_pixel_labels:
+ * @index: a target holding float values (per-pixel labels loaded from integer data)
+ * @n_classes: the classes of the loss reading it
+ * @ignore_index: the loss's label that marks a value to ignore
+ * Checks every value of target @index is a whole number in [0, @n_classes) or @ignore_index.
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE naming the sample and value otherwise; TRUE for class
+ *   labels or a negative @n_classes
+ */
+gboolean lmn_dataset_check_pixel_labels(const LmnDataset *ds, guint index, gint64 n_classes,
+                                        gint64 ignore_index, GError **error);
+/**
  * lmn_dataset_check_target_labels:
  * For target @index > 0 holding class labels, checks that every label is below @n_classes
  * (-1 skips; target 0, y, is checked by lmn_dataset_check_model()).

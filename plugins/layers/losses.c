@@ -4,16 +4,27 @@
  * (PyTorch's reduction = 'mean', so learning rates transfer), and its backward starts the chain
  * with d(loss)/d(loss) = 1: there is no output_grad.
  */
+#include <math.h>
+
 #include <lamina/lamina.h>
 
-/* ---- softmax_cross_entropy ---- */
+#include "xent-pixel.h"
 
-enum { XENT_SAVED_PROBS = 0 };
+/* ---- softmax_cross_entropy ----
+ *
+ * Logits [classes] against one label per sample, with neither class weights nor an
+ * ignore_index, run on the backend's softmax_xent op; everything else (per-pixel logits
+ * [C, d1..dk], class_weight, ignore_index) on the general form of xent-pixel.c, which the
+ * layer's private data marks. */
+
+enum { XENT_SAVED_PROBS = LMN_XENT_SAVED_PROBS };
 
 static gboolean xent_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *inputs,
                            LmnTensorInfo *output, GError **error)
 {
     const char *name = lmn_layer_get_name(layer);
+    if (lmn_xent_pixel_wanted(layer, inputs))
+        return lmn_xent_pixel_build(layer, inputs, output, error);
     const LmnShape *logits = &inputs[0].shape;
     if (logits->ndim != 1 || inputs[0].dtype != LMN_DTYPE_F32) {
         g_autofree char *s = lmn_shape_to_string(logits);
@@ -44,12 +55,20 @@ static float xent_smoothing(LmnLayer *layer)
 
 static void xent_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
+    if (lmn_layer_get_private(layer) != NULL) {
+        lmn_xent_pixel_forward(layer, io);
+        return;
+    }
     lmn_op_softmax_xent(io->inputs[0], io->inputs[1], lmn_layer_get_saved(layer, XENT_SAVED_PROBS),
                         io->output, xent_smoothing(layer));
 }
 
 static void xent_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
+    if (lmn_layer_get_private(layer) != NULL) {
+        lmn_xent_pixel_backward(layer, io);
+        return;
+    }
     if (io->input_grads[0] != NULL) {
         lmn_op_softmax_xent_backward(lmn_layer_get_saved(layer, XENT_SAVED_PROBS), io->inputs[1],
                                      io->input_grads[0], (float) (1.0 / (double) io->batch),
@@ -61,6 +80,13 @@ static const LmnParamSpec xent_params[] = {
     LMN_PARAM_SPEC_FLOAT(
         "label_smoothing", "0.0", 0.0, 1.0, LMN_PARAM_FLAG_MAX_EXCLUSIVE,
         "target = (1 - s) * onehot + s / classes, as nn.CrossEntropyLoss(label_smoothing)"),
+    LMN_PARAM_SPEC_INT("ignore_index", "-100", G_MININT32, G_MAXINT32, 0,
+                       "pixels or samples with this label add neither loss nor gradient, and "
+                       "the mean runs over the others (nn.CrossEntropyLoss(ignore_index))"),
+    LMN_PARAM_SPEC_FLOAT_LIST("class_weight", NULL, 0, INFINITY, 0,
+                              "one weight per class; the mean divides by the summed weights of "
+                              "the targets (nn.CrossEntropyLoss(weight); named class_weight "
+                              "because weight is the loss's weight in the total)"),
     LMN_PARAM_SPEC_END,
 };
 
@@ -72,7 +98,8 @@ static gboolean xent_export(LmnLayer *layer, LmnExport *ex, const char *const *i
     const LmnShape *shape = lmn_export_input_shape(ex, 0);
     const char *probs = lmn_export_value_name(ex, layer, "probabilities");
     const char *in[] = {inputs[0], NULL}, *out[] = {probs, NULL};
-    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", -1), LMN_EXPORT_ATTRS_END};
+    /* The classes are axis 1 of [N, C, d1..dk]: the last axis only for [N, C]. */
+    const LmnExportAttr attrs[] = {LMN_EXPORT_ATTR_I("axis", 1), LMN_EXPORT_ATTRS_END};
     if (!lmn_export_add_output(ex, "logits", inputs[0], shape, error))
         return FALSE;
     lmn_export_add_node(ex, "Softmax", in, out, attrs);
@@ -223,8 +250,9 @@ static const LmnLayerVTable bce_vtable = {
 
 static const LmnFeatureDesc loss_features[] = {
     LMN_FEATURE(LMN_FEATURE_LAYER, "softmax_cross_entropy",
-                "softmax of logits [classes] and cross-entropy against an integer label, "
-                "mean over the batch (nn.CrossEntropyLoss); inputs: logits, label",
+                "softmax of logits [classes] (or [C, d1..dk], per pixel) and cross-entropy "
+                "against an integer label (or labels [d1..dk]), mean over the labels not "
+                "ignored (nn.CrossEntropyLoss); inputs: logits, label",
                 xent_params, &xent_vtable),
     LMN_FEATURE(LMN_FEATURE_LAYER, "mse",
                 "mean squared error over all elements (nn.MSELoss, reduction 'mean'); "

@@ -1,4 +1,6 @@
-/* Tests of the loss layers l1, huber, smooth_l1 and nll (plugins/layers/robust-losses.c):
+/* Tests of the loss layers l1, huber, smooth_l1 and nll (plugins/layers/robust-losses.c), and of
+ * softmax_cross_entropy's general form (per-pixel logits, ignore_index, class weights, label
+ * smoothing: plugins/layers/xent-pixel.c, tests/fixtures/losses-spatial.h5):
  * finite-difference gradient checks of every input, the loss and both gradients against
  * PyTorch (tests/fixtures/losses.h5, recorded by scripts/make-loss-fixtures.py; inputs include
  * exact matches and differences on the band's edge), a Vulkan run equal to the CPU with
@@ -257,6 +259,114 @@ static void test_pytorch(void)
     H5Fclose(file);
 }
 
+/* Parameters from ';'-separated keys and values ("" for none). */
+static LmnParams *params_from_lists(const char *type, const char *keys, const char *values)
+{
+    if (keys[0] == '\0')
+        return NULL;
+    g_auto(GStrv) k = g_strsplit(keys, ";", -1);
+    g_auto(GStrv) v = g_strsplit(values, ";", -1);
+    g_assert_cmpuint(g_strv_length(k), ==, g_strv_length(v));
+    g_autoptr(GError) error = NULL;
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_LAYER, type, &error);
+    g_assert_no_error(error);
+    LmnParams *p = lmn_registry_validate_params(f, (const char *const *) k, (const char *const *) v,
+                                                "test [layer]", &error);
+    g_assert_no_error(error);
+    return p;
+}
+
+/* softmax_cross_entropy's general form (xent-pixel.c) against nn.CrossEntropyLoss
+ * (tests/fixtures/losses-spatial.h5 from scripts/make-spatial-loss-fixtures.py): per-pixel
+ * logits with float labels, ignore_index, class weights and label smoothing. */
+static void check_general_case(hid_t file, const char *name)
+{
+    hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
+    g_assert_cmpint(g, >=, 0);
+    g_autofree char *keys = read_attr(g, "keys");
+    g_autofree char *values = read_attr(g, "values");
+    g_autoptr(LmnParams) p = params_from_lists("softmax_cross_entropy", keys, values);
+    LmnShape xs, ts, s;
+    g_autofree float *x = read_ds(g, "x", H5T_NATIVE_FLOAT, &xs);
+    gboolean int_labels = xs.ndim == 2;
+    g_autofree float *t =
+        read_ds(g, "labels", int_labels ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, &ts);
+    g_autofree float *loss = read_ds(g, "loss", H5T_NATIVE_FLOAT, &s);
+    g_autofree float *dx = read_ds(g, "dx", H5T_NATIVE_FLOAT, &s);
+    gint64 n = lmn_shape_numel(&xs);
+    g_autofree char *what = g_strdup_printf("%s (softmax_cross_entropy %s)", name, keys);
+    g_auto(LossRun) r = {0};
+    run_loss(cpu, "softmax_cross_entropy", p, &xs, x, &ts, t, int_labels, &r);
+    assert_close(what, &r.loss, loss, 1, 1e-5, 1e-6);
+    assert_close(what, r.dx, dx, n, 1e-4, 1e-7);
+    if (vk) {
+        g_auto(LossRun) v = {0};
+        run_loss(vk, "softmax_cross_entropy", p, &xs, x, &ts, t, int_labels, &v);
+        assert_close(what, &v.loss, &r.loss, 1, 1e-5, 1e-7);
+        assert_close(what, v.dx, r.dx, n, 1e-5, 1e-8);
+    }
+    H5Gclose(g);
+}
+
+static void test_pytorch_general_xent(void)
+{
+    g_autofree char *path =
+        g_build_filename(g_getenv("LMN_TEST_FIXTURES"), "losses-spatial.h5", NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g_assert_cmpint(file, >=, 0);
+    const char *cases[] = {"1d-weight", "1d-ignore", "1d-weight-smooth", "2d", "2d-smooth",
+                           "2d-ignore", "2d-all",    "1d-seq",           "3d"};
+    for (guint c = 0; c < G_N_ELEMENTS(cases); c++)
+        check_general_case(file, cases[c]);
+    H5Fclose(file);
+}
+
+/* Every pixel ignored: the loss is 0 / 0 (NaN, as PyTorch) and the gradient 0, never NaN; a
+ * label that is no class (the data check refuses it first) is ignored, not read out of range. */
+static void test_xent_all_ignored(void)
+{
+    g_autoptr(LmnParams) p = params_from_lists("softmax_cross_entropy", "ignore_index", "-1");
+    LmnShape xs = lmn_shape_make(4, (gint64) 2, (gint64) 3, (gint64) 2, (gint64) 2);
+    LmnShape ts = lmn_shape_make(3, (gint64) 2, (gint64) 2, (gint64) 2);
+    float x[24], t[8];
+    for (guint i = 0; i < 24; i++)
+        x[i] = (float) i / 7.0f - 1.0f;
+    for (guint i = 0; i < 8; i++)
+        t[i] = i % 2 ? -1.0f : (i % 4 ? 3.0f : 1.5f);
+    g_auto(LossRun) r = {0};
+    run_loss(cpu, "softmax_cross_entropy", p, &xs, x, &ts, t, FALSE, &r);
+    g_assert_true(isnan(r.loss));
+    for (guint i = 0; i < 24; i++)
+        g_assert_cmpfloat(r.dx[i], ==, 0.0f);
+}
+
+static void expect_graph_error_p(const char *type, const LmnParams *p, const LmnTensorInfo *in,
+                                 const char *frag)
+{
+    g_autoptr(GError) error = NULL;
+    LmnLayer *l = lmn_layer_new(registry, type, "bad", 0, p, cpu, 2, in, &error);
+    g_assert_null(l);
+    g_assert_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_GRAPH);
+    g_assert_nonnull(strstr(error->message, "layer 'bad'"));
+    g_assert_nonnull(strstr(error->message, frag));
+}
+
+static void test_xent_errors(void)
+{
+    LmnTensorInfo image[] = {{lmn_shape_make(3, (gint64) 4, (gint64) 5, (gint64) 6), LMN_DTYPE_F32},
+                             {lmn_shape_make(2, (gint64) 5, (gint64) 6), LMN_DTYPE_F32}};
+    g_autoptr(LmnParams) w3 = params_from_lists("softmax_cross_entropy", "class_weight", "1,2,3");
+    expect_graph_error_p("softmax_cross_entropy", w3, image, "class_weight has 3 values");
+    g_autoptr(LmnParams) w0 = params_from_lists("softmax_cross_entropy", "class_weight", "0,0,0,0");
+    expect_graph_error_p("softmax_cross_entropy", w0, image, "sums to 0");
+    LmnTensorInfo wrong[] = {{lmn_shape_make(3, (gint64) 4, (gint64) 5, (gint64) 6), LMN_DTYPE_F32},
+                             {lmn_shape_make(2, (gint64) 6, (gint64) 5), LMN_DTYPE_F32}};
+    expect_graph_error_p("softmax_cross_entropy", NULL, wrong, "labels [H, W]");
+    LmnTensorInfo flat_f32[] = {{lmn_shape_make(1, (gint64) 4), LMN_DTYPE_F32},
+                                {lmn_shape_make(0), LMN_DTYPE_F32}};
+    expect_graph_error_p("softmax_cross_entropy", w3, flat_f32, "i32 labels");
+}
+
 static void expect_graph_error(const char *type, const LmnTensorInfo *in, const char *frag)
 {
     g_autoptr(GError) error = NULL;
@@ -304,8 +414,11 @@ int main(int argc, char **argv)
     if (!vulkan) {
         g_test_add_func("/layers/losses/gradcheck", test_gradcheck);
         g_test_add_func("/layers/losses/graph-errors", test_graph_errors);
+        g_test_add_func("/layers/losses/xent-errors", test_xent_errors);
+        g_test_add_func("/layers/losses/xent-all-ignored", test_xent_all_ignored);
     }
     g_test_add_func("/layers/losses/pytorch", test_pytorch);
+    g_test_add_func("/layers/losses/pytorch-xent-general", test_pytorch_general_xent);
     int rc = g_test_run();
     if (vk)
         lmn_backend_unref(vk);

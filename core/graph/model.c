@@ -1173,6 +1173,12 @@ gint lmn_model_get_loss_target(const LmnModel *model, guint index)
     return node < 0 ? -1 : node - NODE_LABELS;
 }
 
+const LmnTensorInfo *lmn_model_get_loss_prediction_info(const LmnModel *model, guint index)
+{
+    g_return_val_if_fail(model != NULL && index < model->n_losses, NULL);
+    return &node_at(model, node_at(model, model->losses[index])->inputs[0])->info;
+}
+
 gint64 lmn_model_get_loss_n_classes(const LmnModel *model, guint index)
 {
     g_return_val_if_fail(model != NULL && index < model->n_losses, -1);

@@ -282,6 +282,12 @@ LmnTensor *lmn_model_get_loss_value(LmnModel *model, guint index);
  */
 LmnTensor *lmn_model_get_loss_prediction(LmnModel *model, guint index);
 /**
+ * lmn_model_get_loss_prediction_info:
+ * Returns: (transfer none): the per-sample shape and dtype of loss @index's first input (logits
+ *   [C, d1..dk] for a per-pixel softmax_cross_entropy), known from build on
+ */
+const LmnTensorInfo *lmn_model_get_loss_prediction_info(const LmnModel *model, guint index);
+/**
  * lmn_model_get_loss_target:
  * Returns: the target (index for lmn_model_get_target()) loss @index reads as its last input,
  *   or -1 when its last input is a layer (e.g. an mse between two layers' outputs)

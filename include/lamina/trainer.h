@@ -148,29 +148,37 @@ gboolean lmn_evaluate_check_tta(const LmnShape *input_shape, LmnTta tta, gint64 
 gint64 lmn_evaluate_get_n_classes(const LmnModel *model);
 /**
  * LmnSegmentationIoU:
- * Intersection over union of a binary segmentation, over every pixel of a split: a pixel is
- * predicted foreground when its logit is above 0 (a sigmoid above 0.5) and is foreground when
- * its target is 1.  IoU = TP / (TP + FP + FN) for the foreground, and likewise for the
- * background with the roles swapped; @mean the mean of the two (of the defined one when a class
- * is absent from both prediction and target, whose IoU is then NAN).
+ * Intersection over union of a segmentation, over every pixel of a split.
+ * Binary (binary_cross_entropy_with_logits on a mask): a pixel is predicted foreground when its
+ * logit is above 0 (a sigmoid above 0.5) and is foreground when its target is 1.  IoU = TP /
+ * (TP + FP + FN) for the foreground, and likewise for the background with the roles swapped;
+ * @mean the mean of the two (of the defined one when a class is absent from both prediction and
+ * target, whose IoU is then NAN); @classes is 2.
+ * Multi-class (softmax_cross_entropy on per-pixel labels): a pixel's prediction is the argmax
+ * of its C logits; IoU_k = |pred = k and label = k| / |pred = k or label = k| per class, pixels
+ * labelled ignore_index left out; @mean is the mean over the classes present in prediction or
+ * labels (mean IoU), @foreground that over classes 1.., @background class 0's; @classes is C.
+ * @pixels counts the pixels scored.
  */
 typedef struct {
     double foreground, background, mean;
     gint64 pixels;
+    gint64 classes;
 } LmnSegmentationIoU;
 /**
  * lmn_evaluate_find_segmentation_loss:
  * Returns: the index of @model's first binary_cross_entropy_with_logits loss on a float target
- *   (a mask), or -1 when it has none
+ *   (a mask) or softmax_cross_entropy loss on a float target (per-pixel labels), or -1 when it
+ *   has none
  */
 gint lmn_evaluate_find_segmentation_loss(const LmnModel *model);
 /**
  * lmn_evaluate_segmentation_iou:
  * Runs @model in evaluation mode over @ds in batches of @batch and measures the IoU of loss
  * @loss's logits against its target (see #LmnSegmentationIoU).
- * Returns: FALSE with LMN_DATA_ERROR_VALUE naming the sample when a target value is neither 0 nor
- *   1, or when @loss is not a binary_cross_entropy_with_logits loss on a float target; with the
- *   data's or the backend's errors
+ * Returns: FALSE with LMN_DATA_ERROR_VALUE naming the sample when a mask value is neither 0 nor
+ *   1 or a label is no class, or when @loss is not one lmn_evaluate_find_segmentation_loss()
+ *   finds; with the data's or the backend's errors
  */
 gboolean lmn_evaluate_segmentation_iou(LmnModel *model, const LmnDataset *ds, gint64 batch,
                                        gint loss, LmnSegmentationIoU *iou_out, GError **error);

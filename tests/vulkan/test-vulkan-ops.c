@@ -1279,8 +1279,9 @@ static void test_optimizers(void)
         g_test_trap_assert_stderr_unmatched("*no usable SPIR-V*");
         mark("kernel", "SPIR-V variants: the test kernel here, every optimizer's update "
                        "(vulkan-optimizers: all option combinations, 20-step trajectories), the "
-                       "rnn/lstm/gru gate kernels (vulkan-layers); CPU fallback with one warning "
-                       "naming the kernel");
+                       "rnn/lstm/gru gate kernels (vulkan-layers), the per-pixel "
+                       "softmax_cross_entropy kernels (layers-losses-vulkan); CPU fallback with "
+                       "one warning naming the kernel");
         return;
     }
     g_log_set_writer_func(counting_writer, NULL, NULL);

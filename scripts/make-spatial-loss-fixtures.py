@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Record PyTorch's values of softmax_cross_entropy in its general form (plugins/layers/
-xent-pixel.c: per-pixel logits, ignore_index, class weights, label smoothing) for
-tests/layers/test-losses.c.
+xent-pixel.c: per-pixel logits, ignore_index, class weights, label smoothing), of
+binary_cross_entropy_with_logits with pos_weight and of the dice loss (plugins/layers/
+mask-losses.c) for tests/layers/test-losses.c.
 
 Run with Debian's Python (it has torch and h5py):
 
@@ -9,11 +10,16 @@ Run with Debian's Python (it has torch and h5py):
 
 Every case is a group; attributes give Lamina's keys and values, ';'-separated:
 
-    /<case>            attrs: keys, values
+    /<case>            attrs: type, keys, values
       x                float32 [N, C, d1..dk]  logits
       labels           int32 [N] (k = 0) or float32 [N, d1..dk] (per-pixel labels) class indices
-      loss             float32 []              nn.CrossEntropyLoss's mean
-      dx               float32 [N, C, d1..dk]  its gradient
+                       (softmax_cross_entropy)
+      t                float32 [N, ...]        the mask (binary_cross_entropy_with_logits, dice)
+      loss             float32 []              the loss
+      dx, dt           float32                 its gradients (dt for the mask losses)
+
+dice is 1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth) with p = sigmoid(x) over the
+whole batch, written out in torch (autograd gives the gradients).
 
 Values are computed in float64 from the stored float32 logits and stored as float32.  Everything
 is seeded: the file is the same on every run.
@@ -51,6 +57,7 @@ def case(f, name, shape, gen, ignore=None, weight=None, smoothing=0.0, n_ignored
     loss = torch.nn.CrossEntropyLoss(**kwargs)(xr, labels)
     loss.backward()
     g = f.create_group(name)
+    g.attrs["type"] = "softmax_cross_entropy"
     g.attrs["keys"] = ";".join(keys)
     g.attrs["values"] = ";".join(values)
     g.create_dataset("x", data=xr.detach().to(torch.float32).numpy())
@@ -59,6 +66,30 @@ def case(f, name, shape, gen, ignore=None, weight=None, smoothing=0.0, n_ignored
                                      else labels.to(torch.int32)).numpy())
     g.create_dataset("loss", data=loss.detach().to(torch.float32).numpy())
     g.create_dataset("dx", data=xr.grad.to(torch.float32).numpy())
+
+
+def mask_case(f, name, type_, shape, gen, key="", value="", module=None):
+    x = ((torch.rand(shape, generator=gen, dtype=DT) * 2 - 1) * 4).to(torch.float32).to(DT)
+    t = (torch.rand(shape, generator=gen, dtype=DT) < 0.4).to(DT)
+    # soft targets too: a mask in [0, 1]
+    t.view(-1)[::7] = 0.25
+    xr = x.clone().requires_grad_(True)
+    tr = t.clone().requires_grad_(True)
+    loss = module(xr, tr)
+    loss.backward()
+    g = f.create_group(name)
+    g.attrs["type"] = type_
+    g.attrs["keys"] = key
+    g.attrs["values"] = value
+    for k, v in (("x", xr), ("t", tr), ("loss", loss), ("dx", xr.grad), ("dt", tr.grad)):
+        g.create_dataset(k, data=v.detach().to(torch.float32).numpy())
+
+
+def dice(smooth):
+    def f(x, t):
+        p = torch.sigmoid(x)
+        return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
+    return f
 
 
 def main(path):
@@ -75,6 +106,19 @@ def main(path):
              weight=[0.2, 1.0, 3.0, 0.7, 1.3], smoothing=0.15)
         case(f, "1d-seq", (2, 3, 7), gen, ignore=-100, n_ignored=3, weight=[1.0, 2.0, 0.5])
         case(f, "3d", (2, 3, 2, 3, 4), gen)
+        mask_case(f, "bce-pos-weight", "binary_cross_entropy_with_logits", (4, 3, 5, 5), gen,
+                  "pos_weight", "0.5, 2.0, 3.5",
+                  torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([0.5, 2.0, 3.5],
+                                                                     dtype=DT).view(3, 1, 1)))
+        mask_case(f, "bce-pos-weight-1", "binary_cross_entropy_with_logits", (6, 7), gen,
+                  "pos_weight", "2.5",
+                  torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.5], dtype=DT)))
+        mask_case(f, "bce-pos-weight-classes", "binary_cross_entropy_with_logits", (5, 4), gen,
+                  "pos_weight", "1.0, 0.2, 4.0, 1.5",
+                  torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([1.0, 0.2, 4.0, 1.5],
+                                                                     dtype=DT)))
+        mask_case(f, "dice", "dice", (3, 1, 6, 6), gen, module=dice(1.0))
+        mask_case(f, "dice-smooth", "dice", (4, 10), gen, "smooth", "0.01", module=dice(0.01))
 
 
 if __name__ == "__main__":

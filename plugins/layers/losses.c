@@ -1,4 +1,4 @@
-/* Lamina — loss layers: softmax_cross_entropy, mse and binary_cross_entropy_with_logits.
+/* Lamina — loss layers: softmax_cross_entropy, mse, binary_cross_entropy_with_logits and dice.
  *
  * A loss layer's last input is its target; it outputs one f32 scalar, the mean over the batch
  * (PyTorch's reduction = 'mean', so learning rates transfer), and its backward starts the chain
@@ -8,6 +8,7 @@
 
 #include <lamina/lamina.h>
 
+#include "mask-losses.h"
 #include "xent-pixel.h"
 
 /* ---- softmax_cross_entropy ----
@@ -203,16 +204,25 @@ static gboolean bce_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo *
     }
     output->shape = lmn_shape_make(0);
     output->dtype = LMN_DTYPE_F32;
-    return TRUE;
+    return !lmn_bce_weighted_wanted(layer) || lmn_bce_weighted_build(layer, inputs, error);
 }
 
+/* With pos_weight (the private data marks it) the loss runs on mask-losses.c's kernels. */
 static void bce_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
+    if (lmn_layer_get_private(layer) != NULL) {
+        lmn_bce_weighted_forward(layer, io);
+        return;
+    }
     lmn_op_bce_logits(io->inputs[0], io->inputs[1], io->output);
 }
 
 static void bce_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
+    if (lmn_layer_get_private(layer) != NULL) {
+        lmn_bce_weighted_backward(layer, io);
+        return;
+    }
     /* The mean runs over every element (PyTorch's reduction = 'mean'), not only the batch. */
     float scale = (float) (1.0 / (double) lmn_tensor_numel(io->inputs[0]));
     if (io->input_grads[0] != NULL) {
@@ -236,6 +246,14 @@ static gboolean bce_export(LmnLayer *layer, LmnExport *ex, const char *const *in
     lmn_export_add_node(ex, "Sigmoid", in, out, NULL);
     return lmn_export_add_output(ex, "probabilities", probs, shape, error);
 }
+
+static const LmnParamSpec bce_params[] = {
+    LMN_PARAM_SPEC_FLOAT_LIST("pos_weight", NULL, 0, INFINITY, 0,
+                              "weight of the positive term (t log sigmoid(x)): one for all "
+                              "elements or one per channel, the logits' first dimension "
+                              "(nn.BCEWithLogitsLoss(pos_weight))"),
+    LMN_PARAM_SPEC_END,
+};
 
 static const LmnLayerVTable bce_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
@@ -262,10 +280,15 @@ static const LmnFeatureDesc loss_features[] = {
                 "sigmoid and binary cross-entropy in one stable step, mean over all "
                 "elements (nn.BCEWithLogitsLoss); inputs: logits, f32 target of the same "
                 "shape",
-                NULL, &bce_vtable),
+                bce_params, &bce_vtable),
+    LMN_FEATURE(LMN_FEATURE_LAYER, "dice",
+                "soft Dice loss 1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth) with "
+                "p = sigmoid(logits), over the whole batch; inputs: logits, f32 mask of the same "
+                "shape",
+                lmn_dice_params, &lmn_dice_vtable),
 };
 
 LMN_PLUGIN_DEFINE_FEATURES("lamina.losses", LMN_VERSION_STRING, "MIT",
                            "Loss layers: softmax cross-entropy, mean squared error, binary "
-                           "cross-entropy with logits",
+                           "cross-entropy with logits, dice",
                            loss_features)

@@ -266,20 +266,19 @@ gboolean lmn_xent_pixel_build(LmnLayer *layer, const LmnTensorInfo *inputs, LmnT
     return TRUE;
 }
 
-/* Writes the class weights onto the layer's device tensor, WEIGHT_CHUNK per launch. */
-static void upload_weights(const XentPixel *x, LmnTensor *weights)
+void lmn_xent_upload_weights(const double *values, gint64 n, LmnTensor *weights)
 {
-    if (x->weights == NULL) {
+    if (values == NULL) {
         lmn_op_fill(weights, 1.0f);
         return;
     }
     LmnTensor *bufs[] = {weights};
-    for (gint64 c0 = 0; c0 < x->classes; c0 += WEIGHT_CHUNK) {
+    for (gint64 c0 = 0; c0 < n; c0 += WEIGHT_CHUNK) {
         float s[WEIGHT_CHUNK + 1] = {(float) c0};
-        gint64 n = MIN(WEIGHT_CHUNK, x->classes - c0);
-        for (gint64 k = 0; k < n; k++)
-            s[1 + k] = (float) x->weights[c0 + k];
-        lmn_op_kernel(&weights_kernel, (gsize) n, bufs, s);
+        gint64 m = MIN(WEIGHT_CHUNK, n - c0);
+        for (gint64 k = 0; k < m; k++)
+            s[1 + k] = (float) values[c0 + k];
+        lmn_op_kernel(&weights_kernel, (gsize) m, bufs, s);
     }
 }
 
@@ -292,7 +291,7 @@ void lmn_xent_pixel_forward(LmnLayer *layer, const LmnLayerIO *io)
     LmnTensor *sum = lmn_layer_get_saved(layer, SAVED_SUM);
     LmnTensor *denom = lmn_layer_get_saved(layer, SAVED_DENOM);
     /* Every forward pass: the tensor is a few floats, and no other hook runs before the first. */
-    upload_weights(x, weights);
+    lmn_xent_upload_weights(x->weights, x->classes, weights);
     LmnTensor *bufs[] = {
         io->inputs[0], io->inputs[1], weights, lmn_layer_get_saved(layer, SAVED_PROBS), terms, wy};
     lmn_op_kernel(&forward_kernel, (gsize) lmn_tensor_numel(terms), bufs, x->scalars);

@@ -12,5 +12,8 @@ gboolean lmn_xent_pixel_build(LmnLayer *layer, const LmnTensorInfo *inputs, LmnT
                               GError **error);
 void lmn_xent_pixel_forward(LmnLayer *layer, const LmnLayerIO *io);
 void lmn_xent_pixel_backward(LmnLayer *layer, const LmnLayerIO *io);
+/* Writes @n weights onto the device tensor @weights (all 1 when @values is NULL), through a
+ * kernel's scalar block: a layer has no other way to put constants on a device. */
+void lmn_xent_upload_weights(const double *values, gint64 n, LmnTensor *weights);
 /* The index of the layer's saved probabilities (the same slot for both forms). */
 #define LMN_XENT_SAVED_PROBS 0

@@ -800,11 +800,26 @@ static void test_open_bad_files(Fixture *f, gconstpointer data)
     assert_open_fails(big, ":/s", LMN_DATA_ERROR_VALUE, "big.h5:/s/y",
                       "label 18446744073709551615 at index 2");
 
-    /* Labels of shape [N, 2] are not class labels. */
-    guint8 y2[6] = {0};
+    /* Integer data of shape [N, 2] is per-pixel labels: float values [2] holding the classes. */
+    guint8 y2[6] = {0, 3, 1, 2, 7, 0};
     g_autofree char *wide = write_case(f, "wide.h5", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, xd, x,
                                        H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, xd, y2);
-    assert_open_fails(wide, ":/s", LMN_DATA_ERROR_SHAPE, "wide.h5:/s/y", "[N]");
+    g_autofree char *wide_spec = g_strconcat(wide, ":/s", NULL);
+    LmnDataset *ds = lmn_dataset_open(wide_spec, &error);
+    g_assert_no_error(error);
+    LmnTensorInfo info = lmn_dataset_get_target_info_at(ds, 0);
+    g_assert_cmpint(info.dtype, ==, LMN_DTYPE_F32);
+    g_assert_cmpuint(info.shape.ndim, ==, 1);
+    g_assert_cmpint(info.shape.dims[0], ==, 2);
+    float got[6];
+    guint32 idx[3] = {0, 1, 2};
+    void *targets[] = {got};
+    g_autofree float *xv = g_new(float, 3 * lmn_shape_numel(lmn_dataset_get_sample_shape(ds)));
+    g_assert_true(lmn_dataset_read_targets(ds, idx, 3, xv, targets, &error));
+    g_assert_no_error(error);
+    for (guint i = 0; i < 6; i++)
+        g_assert_cmpfloat(got[i], ==, (float) y2[i]);
+    lmn_dataset_free(ds);
 }
 
 static void test_check_model(Fixture *f, gconstpointer data)

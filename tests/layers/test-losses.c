@@ -39,10 +39,16 @@ static void test_gradcheck(void)
         const char *type, *key, *value;
         gboolean labels;
     } cases[] = {
-        {"l1", NULL, NULL, FALSE},           {"huber", NULL, NULL, FALSE},
-        {"huber", "delta", "0.4", FALSE},    {"smooth_l1", NULL, NULL, FALSE},
-        {"smooth_l1", "beta", "0.3", FALSE}, {"smooth_l1", "beta", "0", FALSE},
+        {"l1", NULL, NULL, FALSE},
+        {"huber", NULL, NULL, FALSE},
+        {"huber", "delta", "0.4", FALSE},
+        {"smooth_l1", NULL, NULL, FALSE},
+        {"smooth_l1", "beta", "0.3", FALSE},
+        {"smooth_l1", "beta", "0", FALSE},
         {"nll", NULL, NULL, TRUE},
+        {"dice", NULL, NULL, FALSE},
+        {"dice", "smooth", "0.1", FALSE},
+        {"binary_cross_entropy_with_logits", "pos_weight", "2.5", FALSE},
     };
     for (guint c = 0; c < G_N_ELEMENTS(cases); c++) {
         g_autoptr(LmnParams) p = params_for(cases[c].type, cases[c].key, cases[c].value);
@@ -276,34 +282,43 @@ static LmnParams *params_from_lists(const char *type, const char *keys, const ch
     return p;
 }
 
-/* softmax_cross_entropy's general form (xent-pixel.c) against nn.CrossEntropyLoss
+/* softmax_cross_entropy's general form (xent-pixel.c) against nn.CrossEntropyLoss, and
+ * binary_cross_entropy_with_logits with pos_weight and dice (mask-losses.c) against PyTorch
  * (tests/fixtures/losses-spatial.h5 from scripts/make-spatial-loss-fixtures.py): per-pixel
- * logits with float labels, ignore_index, class weights and label smoothing. */
+ * logits with float labels, ignore_index, class weights and label smoothing; per-channel, scalar
+ * and per-class pos_weight; dice with two smooth terms; the target gradients of the mask losses. */
 static void check_general_case(hid_t file, const char *name)
 {
     hid_t g = H5Gopen2(file, name, H5P_DEFAULT);
     g_assert_cmpint(g, >=, 0);
+    g_autofree char *type = read_attr(g, "type");
     g_autofree char *keys = read_attr(g, "keys");
     g_autofree char *values = read_attr(g, "values");
-    g_autoptr(LmnParams) p = params_from_lists("softmax_cross_entropy", keys, values);
+    g_autoptr(LmnParams) p = params_from_lists(type, keys, values);
+    gboolean xent = g_str_equal(type, "softmax_cross_entropy");
     LmnShape xs, ts, s;
     g_autofree float *x = read_ds(g, "x", H5T_NATIVE_FLOAT, &xs);
-    gboolean int_labels = xs.ndim == 2;
+    gboolean int_labels = xent && xs.ndim == 2;
     g_autofree float *t =
-        read_ds(g, "labels", int_labels ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, &ts);
+        read_ds(g, xent ? "labels" : "t", int_labels ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, &ts);
     g_autofree float *loss = read_ds(g, "loss", H5T_NATIVE_FLOAT, &s);
     g_autofree float *dx = read_ds(g, "dx", H5T_NATIVE_FLOAT, &s);
+    g_autofree float *dt = xent ? NULL : read_ds(g, "dt", H5T_NATIVE_FLOAT, &s);
     gint64 n = lmn_shape_numel(&xs);
-    g_autofree char *what = g_strdup_printf("%s (softmax_cross_entropy %s)", name, keys);
+    g_autofree char *what = g_strdup_printf("%s (%s %s)", name, type, keys);
     g_auto(LossRun) r = {0};
-    run_loss(cpu, "softmax_cross_entropy", p, &xs, x, &ts, t, int_labels, &r);
+    run_loss(cpu, type, p, &xs, x, &ts, t, int_labels, &r);
     assert_close(what, &r.loss, loss, 1, 1e-5, 1e-6);
     assert_close(what, r.dx, dx, n, 1e-4, 1e-7);
+    if (dt)
+        assert_close(what, r.dt, dt, n, 1e-4, 1e-7);
     if (vk) {
         g_auto(LossRun) v = {0};
-        run_loss(vk, "softmax_cross_entropy", p, &xs, x, &ts, t, int_labels, &v);
+        run_loss(vk, type, p, &xs, x, &ts, t, int_labels, &v);
         assert_close(what, &v.loss, &r.loss, 1, 1e-5, 1e-7);
         assert_close(what, v.dx, r.dx, n, 1e-5, 1e-8);
+        if (dt)
+            assert_close(what, v.dt, r.dt, n, 1e-5, 1e-8);
     }
     H5Gclose(g);
 }

@@ -10,7 +10,8 @@
  * that requires a gradient.  --batch overrides the config's batch_size (bench/gpu/device-check.sh
  * times batch 128 and 1024).  With --float-target the model's target (its y, whatever dataset
  * the config's loss names) is float32 of that per-sample shape, filled with random 0s and 1s (a
- * segmentation mask), instead of class labels.  Prints one line: "samples_per_s=...".
+ * segmentation mask), instead of class labels.  Prints one line: "samples_per_s=..." with
+ * host_us_per_step, the host time per step before the final wait (Vulkan: recording time).
  */
 #include <lamina/lamina.h>
 #include <stdio.h>
@@ -138,6 +139,9 @@ int main(int argc, char **argv)
         lmn_model_backward(model, (guint64) s, 1);
         lmn_optimizer_step(opt, lr);
     }
+    /* Host time per step before the final wait: recording (and, on the CPU backend, running) the
+     * ops; on Vulkan it is the cost of building the command stream. */
+    double host_us = (double) (g_get_monotonic_time() - t0) / (double) MAX(steps, 1);
     float loss = 0;
     if (!lmn_tensor_read(lmn_model_get_loss(model), &loss, sizeof loss, &error)) {
         fprintf(stderr, "bench: %s\n", error->message);
@@ -145,8 +149,9 @@ int main(int argc, char **argv)
     }
     double secs = (double) (g_get_monotonic_time() - t0) / 1e6;
     printf("samples_per_s=%.1f steps=%" G_GINT64_FORMAT " batch=%" G_GINT64_FORMAT
-           " seconds=%.3f final_loss=%.4f backend=\"%s\"\n",
-           (double) (steps * batch) / secs, steps, batch, secs, loss, lmn_backend_describe(b));
+           " seconds=%.3f final_loss=%.4f host_us_per_step=%.1f backend=\"%s\"\n",
+           (double) (steps * batch) / secs, steps, batch, secs, loss, host_us,
+           lmn_backend_describe(b));
     lmn_optimizer_free(opt);
     lmn_model_free(model);
     lmn_config_free(cfg);

@@ -587,6 +587,7 @@ gboolean lmn_vk_begin(LmnVkContext *c)
         return FALSE;
     }
     c->recording = TRUE;
+    c->bound_pipeline = VK_NULL_HANDLE;
     return TRUE;
 }
 
@@ -659,7 +660,10 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     track(c, bindings, n_bindings, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
     guint8 block[LMN_VK_PUSH_BYTES] = {0};
     memcpy(block, push, MIN(push_size, sizeof block));
-    c->fn.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+    if (pipeline != c->bound_pipeline) {
+        c->fn.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
+        c->bound_pipeline = pipeline;
+    }
     c->fn.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipeline_layout, 0, 1,
                                   &set, 0, NULL);
     c->fn.vkCmdPushConstants(c->cmd, c->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,

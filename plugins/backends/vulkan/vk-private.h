@@ -212,6 +212,9 @@ typedef struct {
     VkCommandBuffer cmd;   /* the current slot's command buffer */
     gboolean recording;
     guint n_recorded;
+    /* The pipeline last bound in the command buffer being recorded (VK_NULL_HANDLE after
+     * vkBeginCommandBuffer): consecutive dispatches of one kernel skip the rebind. */
+    VkPipeline bound_pipeline;
     GArray *pending_ranges; /* LmnVkRange written or read since the last barrier */
     GArray *batch_hulls;    /* per VkBuffer, the hull of the ranges the recorded batch touches */
     GError *error;          /* first deferred error */

@@ -5,6 +5,7 @@
  * selector means the first discrete, then integrated GPU; lavapipe (a CPU device) is used only
  * when asked for by index or name, so `backend = auto` falls back to the CPU backend quickly.
  */
+#include "vk-memory-type.h"
 #include "vk-private.h"
 
 #include <dlfcn.h>
@@ -335,35 +336,17 @@ static gint select_device(GArray *devices, const char *selector, GError **error)
     return -1;
 }
 
-/* The memory type for tensors: device-local, where compute is fast.  On devices sharing memory
- * with the host (integrated, CPU) a device-local type that is also host-visible and coherent is
- * preferred, so the host reaches tensors through a mapping; on a discrete GPU the first
- * device-local type on the largest device-local heap (plain VRAM; host-visible only with a
- * full-size resizable BAR), which the host reaches through the staging ring.  Host-visible
- * memory is the last resort. */
+/* The memory type for tensors (lmn_vk_memory_type_pick); the host reaches it through a mapping
+ * when it is host-visible and coherent, otherwise through the staging ring. */
 static guint32 pick_memory_type(LmnVkContext *c)
 {
     VkPhysicalDeviceMemoryProperties mem;
     c->fn.vkGetPhysicalDeviceMemoryProperties(c->desc.physical, &mem);
-    const VkMemoryPropertyFlags local = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
     const VkMemoryPropertyFlags host =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
     const gboolean shared = c->desc.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ||
                             c->desc.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
-    const VkMemoryPropertyFlags shared_order[] = {local | host, local, host};
-    const VkMemoryPropertyFlags discrete_order[] = {local, host};
-    const VkMemoryPropertyFlags *wanted = shared ? shared_order : discrete_order;
-    const guint n_wanted = shared ? G_N_ELEMENTS(shared_order) : G_N_ELEMENTS(discrete_order);
-    guint32 pick = G_MAXUINT32;
-    for (guint w = 0; w < n_wanted && pick == G_MAXUINT32; w++)
-        for (guint32 i = 0; i < mem.memoryTypeCount; i++) {
-            if ((mem.memoryTypes[i].propertyFlags & wanted[w]) != wanted[w])
-                continue;
-            /* A small device-local heap (the 256 MiB BAR window) loses to the big one. */
-            if (pick == G_MAXUINT32 || mem.memoryHeaps[mem.memoryTypes[i].heapIndex].size >
-                                           mem.memoryHeaps[mem.memoryTypes[pick].heapIndex].size)
-                pick = i;
-        }
+    const guint32 pick = lmn_vk_memory_type_pick(&mem, LMN_VK_MEMORY_DEVICE, shared, G_MAXUINT32);
     if (pick != G_MAXUINT32)
         c->mapped = (mem.memoryTypes[pick].propertyFlags & host) == host;
     return pick;

@@ -20,6 +20,7 @@
  * mapped memory, so lavapipe tests the discrete-GPU path; LAMINA_VK_STAGING_SIZE=BYTES sets the
  * ring size (default 16 MiB) so tests can exceed it.
  */
+#include "vk-memory-type.h"
 #include "vk-private.h"
 
 #include <string.h>
@@ -36,19 +37,12 @@ struct _LmnVkStaging {
     guint64 tail; /* bytes freed: everything before it was consumed by completed submissions */
 };
 
+/* The ring carries readbacks as well as uploads: host-cached memory, where reads are fast. */
 static guint32 ring_memory_type(LmnVkContext *c, guint32 type_bits)
 {
     VkPhysicalDeviceMemoryProperties mem;
     c->fn.vkGetPhysicalDeviceMemoryProperties(c->desc.physical, &mem);
-    const VkMemoryPropertyFlags host =
-        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-    const VkMemoryPropertyFlags wanted[] = {host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, host};
-    for (guint w = 0; w < G_N_ELEMENTS(wanted); w++)
-        for (guint32 i = 0; i < mem.memoryTypeCount; i++)
-            if ((type_bits & (1u << i)) &&
-                (mem.memoryTypes[i].propertyFlags & wanted[w]) == wanted[w])
-                return i;
-    return G_MAXUINT32;
+    return lmn_vk_memory_type_pick(&mem, LMN_VK_MEMORY_READBACK, FALSE, type_bits);
 }
 
 /* Creates the ring on first use (devices with mapped memory may never need it). */

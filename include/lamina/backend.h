@@ -152,6 +152,16 @@ typedef struct {
                        const LmnUpsampleGeom *g);
     void (*upsample2d_backward)(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *dy,
                                 LmnTensor *dx, const LmnUpsampleGeom *g);
+
+    /* ---- ABI 1.4: native convolution (see lmn_op_conv2d_* in ops.h).  Optional: without
+     * them the core runs a convolution as im2col + GEMM.  All three or none. ---- */
+    void (*conv2d_forward)(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                           const LmnTensor *weight, LmnTensor *y);
+    void (*conv2d_backward_data)(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *dy,
+                                 const LmnTensor *weight, LmnTensor *dx);
+    void (*conv2d_backward_weights)(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                                    const LmnTensor *dy, LmnTensor *dweight, float beta);
+    /* ---- end of the ABI 1.4 native convolution block ---- */
 } LmnBackendVTable;
 
 /**
@@ -177,6 +187,12 @@ const char *lmn_backend_describe(LmnBackend *backend);
 gboolean lmn_backend_synchronize(LmnBackend *backend, GError **error);
 /** lmn_backend_get_vtable: Returns: (transfer none): the backend's vtable (for op dispatch). */
 const LmnBackendVTable *lmn_backend_get_vtable(LmnBackend *backend);
+/**
+ * lmn_backend_has_native_conv2d:
+ * Returns: TRUE when @backend implements the ABI 1.4 convolution ops itself (the core then needs
+ *   no im2col scratch for lmn_op_conv2d_*)
+ */
+gboolean lmn_backend_has_native_conv2d(LmnBackend *backend);
 /** lmn_backend_get_context: Returns: (transfer none): the plugin's context. */
 gpointer lmn_backend_get_context(LmnBackend *backend);
 /**

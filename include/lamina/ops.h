@@ -185,6 +185,47 @@ void lmn_op_im2col(const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);
 /** lmn_op_col2im: the adjoint of im2col: dx (overwritten) = sum of cols entries per pixel. */
 void lmn_op_col2im(const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g);
 
+/**
+ * LmnConv2dDesc:
+ * A 2-D convolution (ABI 1.4), PyTorch's nn.Conv2d without bias: x [n, c, h, w], weight
+ * [k, c / groups, kernel_h, kernel_w], y [n, k, out_h, out_w] with out computed by the caller as
+ * for #LmnConv2dGeom.  c and k are multiples of @groups.
+ */
+typedef struct {
+    guint32 struct_size;
+    gint64 n, c, h, w, k;
+    gint64 kernel_h, kernel_w;
+    gint64 stride_h, stride_w;
+    gint64 pad_h, pad_w;
+    gint64 dilation_h, dilation_w;
+    gint64 groups;
+    gint64 out_h, out_w;
+    gpointer reserved[4];
+} LmnConv2dDesc;
+
+/**
+ * lmn_op_conv2d_cols_numel:
+ * Returns: the elements of the im2col scratch lmn_op_conv2d_* need for @d when the backend has
+ *   no native convolution (lmn_backend_has_native_conv2d()), else 0
+ */
+gint64 lmn_op_conv2d_cols_numel(LmnBackend *backend, const LmnConv2dDesc *d);
+/**
+ * lmn_op_conv2d_forward:
+ * y (overwritten) = conv2d(x, weight).  @cols: f32 scratch of lmn_op_conv2d_cols_numel()
+ * elements, or NULL when that is 0 (native convolution).
+ */
+void lmn_op_conv2d_forward(const LmnConv2dDesc *d, const LmnTensor *x, const LmnTensor *weight,
+                           LmnTensor *y, LmnTensor *cols);
+/** lmn_op_conv2d_backward_data: dx (overwritten) = the gradient of conv2d's input from dy. */
+void lmn_op_conv2d_backward_data(const LmnConv2dDesc *d, const LmnTensor *dy,
+                                 const LmnTensor *weight, LmnTensor *dx, LmnTensor *cols);
+/**
+ * lmn_op_conv2d_backward_weights:
+ * dweight = beta * dweight + the gradient of conv2d's weight from x and dy (beta 0 or 1).
+ */
+void lmn_op_conv2d_backward_weights(const LmnConv2dDesc *d, const LmnTensor *x, const LmnTensor *dy,
+                                    LmnTensor *dweight, float beta, LmnTensor *cols);
+
 /** LmnPoolMode: pooling functions.  Append only. */
 typedef enum {
     LMN_POOL_MAX = 0,

@@ -234,19 +234,6 @@ static void bce_backward(LmnLayer *layer, const LmnLayerIO *io)
     }
 }
 
-/* The logits and their sigmoid, the probabilities the loss compares with its target. */
-static gboolean bce_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
-                           const char *output, GError **error)
-{
-    const LmnShape *shape = lmn_export_input_shape(ex, 0);
-    const char *probs = lmn_export_value_name(ex, layer, "probabilities");
-    const char *in[] = {inputs[0], NULL}, *out[] = {probs, NULL};
-    if (!lmn_export_add_output(ex, "logits", inputs[0], shape, error))
-        return FALSE;
-    lmn_export_add_node(ex, "Sigmoid", in, out, NULL);
-    return lmn_export_add_output(ex, "probabilities", probs, shape, error);
-}
-
 static const LmnParamSpec bce_params[] = {
     LMN_PARAM_SPEC_FLOAT_LIST("pos_weight", NULL, 0, INFINITY, 0,
                               "weight of the positive term (t log sigmoid(x)): one for all "
@@ -263,7 +250,7 @@ static const LmnLayerVTable bce_vtable = {
     .build = bce_build,
     .forward = bce_forward,
     .backward = bce_backward,
-    .export_onnx = bce_export,
+    .export_onnx = lmn_loss_export_sigmoid,
 };
 
 static const LmnFeatureDesc loss_features[] = {

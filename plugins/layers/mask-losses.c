@@ -38,22 +38,11 @@ static inline float softplus_neg(float x)
 }
 
 #ifdef LMN_HAVE_SPIRV
-#include <stdint.h> /* the generated headers use uint32_t */
-
 #include "bce-weighted-backward-spv.h"
 #include "bce-weighted-forward-spv.h"
 #include "dice-backward-spv.h"
 #include "dice-loss-spv.h"
 #include "dice-terms-spv.h"
-#define SPIRV(words)                                                                               \
-    (&(const LmnKernelSpirv){                                                                      \
-        .struct_size = sizeof(LmnKernelSpirv),                                                     \
-        .code = words,                                                                             \
-        .code_size = sizeof words,                                                                 \
-        .entry_point = "main",                                                                     \
-    })
-#else
-#define SPIRV(words) NULL
 #endif
 
 #define KERNEL(var, name_, fn, access_, n_scalars_, spv)                                           \
@@ -310,9 +299,8 @@ static void dice_backward(LmnLayer *layer, const LmnLayerIO *io)
     lmn_op_kernel(&dice_backward_kernel, (gsize) lmn_tensor_numel(io->inputs[0]), bufs, d->scalars);
 }
 
-/* Inference has no target: the graph outputs the logits and their sigmoid. */
-static gboolean dice_export(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
-                            const char *output, GError **error)
+gboolean lmn_loss_export_sigmoid(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                 const char *output, GError **error)
 {
     const LmnShape *shape = lmn_export_input_shape(ex, 0);
     const char *probs = lmn_export_value_name(ex, layer, "probabilities");
@@ -331,7 +319,7 @@ const LmnLayerVTable lmn_dice_vtable = {
     .build = dice_build,
     .forward = dice_forward,
     .backward = dice_backward,
-    .export_onnx = dice_export,
+    .export_onnx = lmn_loss_export_sigmoid,
 };
 
 const LmnParamSpec lmn_dice_params[] = {

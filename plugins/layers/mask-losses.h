@@ -12,6 +12,11 @@ gboolean lmn_bce_weighted_build(LmnLayer *layer, const LmnTensorInfo *inputs, GE
 void lmn_bce_weighted_forward(LmnLayer *layer, const LmnLayerIO *io);
 void lmn_bce_weighted_backward(LmnLayer *layer, const LmnLayerIO *io);
 
+/* Inference has no target: the graph outputs the logits and their sigmoid (the mask losses'
+ * export_onnx). */
+gboolean lmn_loss_export_sigmoid(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
+                                 const char *output, GError **error);
+
 /* The dice layer. */
 extern const LmnLayerVTable lmn_dice_vtable;
 extern const LmnParamSpec lmn_dice_params[];

@@ -120,20 +120,9 @@ static void weights_cpu(gsize begin, gsize end, void *const *buffers, const floa
 }
 
 #ifdef LMN_HAVE_SPIRV
-#include <stdint.h> /* the generated headers use uint32_t */
-
 #include "xent-pixel-backward-spv.h"
 #include "xent-pixel-forward-spv.h"
 #include "xent-pixel-weights-spv.h"
-#define SPIRV(words)                                                                               \
-    (&(const LmnKernelSpirv){                                                                      \
-        .struct_size = sizeof(LmnKernelSpirv),                                                     \
-        .code = words,                                                                             \
-        .code_size = sizeof words,                                                                 \
-        .entry_point = "main",                                                                     \
-    })
-#else
-#define SPIRV(words) NULL
 #endif
 
 static const guint8 forward_access[] = {LMN_KERNEL_READ,  LMN_KERNEL_READ,  LMN_KERNEL_READ,

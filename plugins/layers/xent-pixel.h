@@ -4,6 +4,21 @@
 
 #include <lamina/lamina.h>
 
+/* A kernel's SPIR-V variant from the generated words (NULL in a build without shaders): the
+ * loss kernels of xent-pixel.c and mask-losses.c. */
+#ifdef LMN_HAVE_SPIRV
+#include <stdint.h> /* the generated headers use uint32_t */
+#define SPIRV(words)                                                                               \
+    (&(const LmnKernelSpirv){                                                                      \
+        .struct_size = sizeof(LmnKernelSpirv),                                                     \
+        .code = words,                                                                             \
+        .code_size = sizeof words,                                                                 \
+        .entry_point = "main",                                                                     \
+    })
+#else
+#define SPIRV(words) NULL
+#endif
+
 /* TRUE when @layer's options or shapes need the general form: logits [C, d1..dk] with k >= 1,
  * a class_weight, or an ignore_index that is a class (>= 0). */
 gboolean lmn_xent_pixel_wanted(LmnLayer *layer, const LmnTensorInfo *inputs);

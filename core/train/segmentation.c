@@ -110,6 +110,19 @@ static void class_means(const Counts *c, LmnSegmentationIoU *iou)
     iou->classes = c->classes;
 }
 
+/* A softmax_cross_entropy loss: its classes and ignore_index into @c; returns the logits per
+ * label (C, or 1 for a mask). */
+static gint64 setup_classes(LmnModel *model, gint loss, Counts *c)
+{
+    LmnLayer *layer = lmn_model_get_loss_layer(model, (guint) loss);
+    if (!g_str_equal(lmn_layer_get_type_name(layer), "softmax_cross_entropy"))
+        return 1;
+    /* Logits [C, d1..dk] against labels [d1..dk]: per_sample counts the labels. */
+    c->classes = lmn_model_get_loss_prediction_info(model, (guint) loss)->shape.dims[0];
+    c->ignore_index = lmn_params_get_int(lmn_layer_get_params(layer), "ignore_index");
+    return c->classes;
+}
+
 gboolean lmn_evaluate_segmentation_iou(LmnModel *model, const LmnDataset *ds, gint64 batch,
                                        gint loss, LmnSegmentationIoU *iou_out, GError **error)
 {
@@ -144,15 +157,7 @@ gboolean lmn_evaluate_segmentation_iou(LmnModel *model, const LmnDataset *ds, gi
     g_autofree void **t_dst = g_new0(void *, MAX(lmn_dataset_get_n_targets(ds), 1));
     g_autofree guint32 *idx = g_new(guint32, batch);
     Counts c = {0};
-    const LmnLayer *layer = lmn_model_get_loss_layer(model, (guint) loss);
-    gint64 classes = 1;
-    if (g_str_equal(lmn_layer_get_type_name(layer), "softmax_cross_entropy")) {
-        /* Logits [C, d1..dk] against labels [d1..dk]: per_sample counts the labels. */
-        classes = lmn_model_get_loss_prediction_info(model, (guint) loss)->shape.dims[0];
-        c.classes = classes;
-        c.ignore_index =
-            lmn_params_get_int(lmn_layer_get_params((LmnLayer *) layer), "ignore_index");
-    }
+    gint64 classes = setup_classes(model, loss, &c);
     gsize c_logits = 0;
     if (!g_size_checked_mul(&c_logits, c4, (gsize) classes)) {
         g_set_error(error, LMN_DATA_ERROR, LMN_DATA_ERROR_VALUE,

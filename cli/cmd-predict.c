@@ -378,6 +378,16 @@ static int choose_head(Predictor *p, const char *head)
     p->act = n > 0 ? lmn_predict_activation_for_loss(
                          lmn_layer_get_type_name(lmn_model_get_loss_layer(p->model, p->head)))
                    : LMN_PREDICT_NONE;
+    /* A per-pixel softmax_cross_entropy (logits [C, d1..dk]) has a softmax per pixel, not one
+     * over the sample's values: its raw logits are written instead of wrong probabilities. */
+    if (p->act == LMN_PREDICT_SOFTMAX &&
+        lmn_model_get_loss_prediction_info(p->model, p->head)->shape.ndim > 1) {
+        fprintf(stderr,
+                "lamina predict: loss '%s' classifies every pixel; writing its raw "
+                "logits (activation none; the classes are axis 1 of [N, C, ...])\n",
+                lmn_layer_get_name(lmn_model_get_loss_layer(p->model, p->head)));
+        p->act = LMN_PREDICT_NONE;
+    }
     return 0;
 }
 

@@ -89,32 +89,49 @@ static gboolean prediction_info(const LmnConfig *cfg, LmnRegistry *registry, Lmn
     return pred != NULL;
 }
 
+/* The model with every target given @info (@first_error set by the first failure only). */
+static LmnModel *model_with_targets(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *b,
+                                    const LmnTensorInfo *info, GError **first_error)
+{
+    guint n_targets = MAX(lmn_config_get_n_targets(cfg), 1);
+    g_autofree LmnTensorInfo *all = g_new(LmnTensorInfo, n_targets);
+    for (guint t = 0; t < n_targets; t++)
+        all[t] = *info;
+    GError *error = NULL;
+    LmnModel *model =
+        n_targets > 1 ? lmn_model_new_with_targets(cfg, registry, b, n_targets, all,
+                                                   LMN_MODEL_ALLOW_NO_LOSS, &error)
+                      : lmn_model_new_full(cfg, registry, b, info, LMN_MODEL_ALLOW_NO_LOSS, &error);
+    if (error != NULL && *first_error == NULL)
+        g_propagate_error(first_error, error);
+    else
+        g_clear_error(&error);
+    return model;
+}
+
 /*
  * The checkpoint's model.  Inference needs no targets, but a loss layer cannot be built without
  * their info: class labels (i32 []) are tried first, then f32 targets shaped like the
- * prediction (mse, binary cross-entropy).  A model without a loss takes either.
+ * prediction (mse, binary cross-entropy), then f32 targets shaped like the prediction less its
+ * first dimension (per-pixel labels of a softmax_cross_entropy on logits [C, H, W]).  A model
+ * without a loss takes either.
  */
 LmnModel *lmn_cli_inference_model(const LmnConfig *cfg, LmnRegistry *registry, LmnBackend *b,
                                   GError **error)
 {
     LmnTensorInfo labels = {lmn_shape_make(0), LMN_DTYPE_I32};
     GError *first = NULL;
-    guint n_targets = lmn_config_get_n_targets(cfg);
-    LmnModel *model = NULL;
-    if (n_targets > 1) {
-        /* Losses reading other targets ([layer] target = NAME): class labels, all of them. */
-        g_autofree LmnTensorInfo *all = g_new(LmnTensorInfo, n_targets);
-        for (guint t = 0; t < n_targets; t++)
-            all[t] = labels;
-        model = lmn_model_new_with_targets(cfg, registry, b, n_targets, all,
-                                           LMN_MODEL_ALLOW_NO_LOSS, &first);
-    } else {
-        model = lmn_model_new_full(cfg, registry, b, &labels, LMN_MODEL_ALLOW_NO_LOSS, &first);
-    }
+    LmnModel *model = model_with_targets(cfg, registry, b, &labels, &first);
     LmnTensorInfo pred;
-    if (model == NULL && n_targets == 1 && prediction_info(cfg, registry, b, &pred) &&
-        pred.dtype == LMN_DTYPE_F32) {
-        model = lmn_model_new_full(cfg, registry, b, &pred, LMN_MODEL_ALLOW_NO_LOSS, NULL);
+    if (model == NULL && prediction_info(cfg, registry, b, &pred) && pred.dtype == LMN_DTYPE_F32) {
+        model = model_with_targets(cfg, registry, b, &pred, &first);
+        if (model == NULL && pred.shape.ndim >= 2) {
+            LmnTensorInfo pixels = {lmn_shape_make(0), LMN_DTYPE_F32};
+            pixels.shape.ndim = pred.shape.ndim - 1;
+            for (guint i = 1; i < pred.shape.ndim; i++)
+                pixels.shape.dims[i - 1] = pred.shape.dims[i];
+            model = model_with_targets(cfg, registry, b, &pixels, &first);
+        }
     }
     if (model == NULL)
         g_propagate_error(error, first);

@@ -257,6 +257,20 @@ static void test_iou_classes(void)
         scored += labels[i] >= 0;
     g_assert_cmpint(iou.pixels, ==, scored);
 
+    /* lamina predict writes a per-pixel classifier's raw logits (a softmax over the whole
+     * sample would be wrong), saying so. */
+    g_autofree char *ckpt = g_build_filename(tmp_dir, "seg-classes-model.h5", NULL);
+    g_autofree char *text = lmn_config_to_data(cfg);
+    g_assert_true(lmn_checkpoint_save(ckpt, text, model, NULL, NULL, NULL, &error));
+    g_assert_no_error(error);
+    g_autofree char *out = NULL, *err = NULL;
+    int status =
+        e2e_run_lamina(&out, &err, "predict", ckpt, spec, "--json", "--backend", "cpu", NULL);
+    if (status != 0)
+        g_error("lamina predict failed (%d): %s", status, err);
+    g_assert_nonnull(strstr(err, "classifies every pixel"));
+    g_assert_nonnull(strstr(out, "\"outputs\""));
+
     /* A label that is neither a class nor ignore_index is refused before training, naming the
      * sample, the value and the classes. */
     labels[4 * P + 2] = C;

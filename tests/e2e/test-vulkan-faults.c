@@ -194,8 +194,25 @@ static void test_staged_training_matches_cpu(Fixture *fx, gconstpointer unused)
     g_assert_cmpfloat(g_array_index(b, double, 2), <, g_array_index(b, double, 0));
 }
 
-/* Runs @steps optimizer steps with LAMINA_VK_STATS=1; Returns: the fence waits it reports. */
-static guint64 fence_waits(Fixture *fx, int steps, const char *staging)
+/* What LAMINA_VK_STATS=1 reports of a run. */
+typedef struct {
+    guint64 fence_waits, dispatches, binds;
+} VkStats;
+
+static guint64 stat_before(const char *line, const char *label)
+{
+    /* "..., N label, ...": the digits right before @label (which starts with a space) */
+    const char *at = strstr(line, label);
+    g_assert_nonnull(at);
+    const char *end = at;
+    while (at > line && g_ascii_isdigit(at[-1]))
+        at--;
+    g_assert_true(at < end);
+    return g_ascii_strtoull(at, NULL, 10);
+}
+
+/* Runs @steps optimizer steps with LAMINA_VK_STATS=1; Returns: the counts it reports. */
+static VkStats run_stats(Fixture *fx, int steps, const char *staging)
 {
     g_autofree char *steps_text = g_strdup_printf("%d", steps);
     g_autofree char *out = g_strdup_printf("%s-%d", fx->out, steps);
@@ -212,21 +229,30 @@ static guint64 fence_waits(Fixture *fx, int steps, const char *staging)
     g_assert_nonnull(line);
     const char *at = strstr(line, " submissions, ");
     g_assert_nonnull(at);
-    guint64 waits = g_ascii_strtoull(at + strlen(" submissions, "), NULL, 10);
+    VkStats s = {g_ascii_strtoull(at + strlen(" submissions, "), NULL, 10),
+                 stat_before(line, " dispatches"), stat_before(line, " pipeline binds")};
     if (g_test_verbose())
         g_printerr("%d steps (LAMINA_VK_STAGING=%s): %s", steps, staging, line);
-    return waits;
+    return s;
 }
 
+/* Fence waits do not grow with the steps; every step records the same dispatches; a pipeline
+ * is bound at most once per dispatch (binds of the pipeline already bound are skipped). */
 static void test_fence_waits_per_step(Fixture *fx, gconstpointer unused)
 {
     /* 512 samples in batches of 32: 16 steps an epoch; both runs stop inside the first epoch,
      * so they differ by 12 training steps only (the final checkpoint reads are the same). */
     const char *modes[] = {"0", "1"};
     for (guint m = 0; m < G_N_ELEMENTS(modes); m++) {
-        const guint64 few = fence_waits(fx, 2, modes[m]), many = fence_waits(fx, 14, modes[m]);
-        g_assert_cmpuint(many, >=, few);
-        g_assert_cmpuint(many - few, <=, 12);
+        const VkStats few = run_stats(fx, 2, modes[m]), many = run_stats(fx, 14, modes[m]);
+        g_assert_cmpuint(many.fence_waits, >=, few.fence_waits);
+        g_assert_cmpuint(many.fence_waits - few.fence_waits, <=, 12);
+        g_assert_cmpuint(many.dispatches, >, few.dispatches);
+        g_assert_cmpuint((many.dispatches - few.dispatches) % 12, ==, 0);
+        g_assert_cmpuint(many.binds, <=, many.dispatches);
+        if (g_test_verbose())
+            g_printerr("%" G_GUINT64_FORMAT " dispatches per step\n",
+                       (many.dispatches - few.dispatches) / 12);
     }
 }
 

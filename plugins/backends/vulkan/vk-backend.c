@@ -4,7 +4,8 @@
  * (vk-exec.c).  Ops are recorded, not run (vk-ops.c); writes are recorded too, or copied through
  * the mapping (vk-staging.c); read and synchronize submit what is recorded, wait on one fence,
  * and report the first deferred failure.  After a device loss every call fails with that error.
- * LAMINA_VK_STATS=1 prints the submission, fence-wait, barrier and transfer counts at close.
+ * LAMINA_VK_STATS=1 prints the submission, fence-wait, barrier, transfer, dispatch and
+ * pipeline-bind counts at close.
  */
 #include "vk-private.h"
 
@@ -27,10 +28,10 @@ static void print_stats(LmnVkContext *c)
                " fence waits, %" G_GUINT64_FORMAT " barriers, %" G_GUINT64_FORMAT
                " direct writes, %" G_GUINT64_FORMAT " staged writes, %" G_GUINT64_FORMAT
                " staged reads, %" G_GUINT64_FORMAT " staged bytes, peak memory %" G_GUINT64_FORMAT
-               " bytes\n",
+               " bytes, %" G_GUINT64_FORMAT " dispatches, %" G_GUINT64_FORMAT " pipeline binds\n",
                c->desc.props.deviceName, c->n_submits, c->n_fence_waits, c->n_barriers,
                c->n_direct_writes, c->n_staged_writes, c->n_staged_reads, c->staged_bytes,
-               c->memory_peak);
+               c->memory_peak, c->n_dispatches, c->n_pipeline_binds);
 }
 
 static void vk_close(gpointer ctx)

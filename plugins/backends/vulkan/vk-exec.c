@@ -663,6 +663,7 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     if (pipeline != c->bound_pipeline) {
         c->fn.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
         c->bound_pipeline = pipeline;
+        c->n_pipeline_binds++;
     }
     c->fn.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipeline_layout, 0, 1,
                                   &set, 0, NULL);
@@ -670,6 +671,7 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
                              LMN_VK_PUSH_BYTES, block);
     c->fn.vkCmdDispatch(c->cmd, gx, gy, gz);
     c->n_recorded++;
+    c->n_dispatches++;
 }
 
 /* Submits the recorded batch (if any) and moves recording to the next slot, waiting for that

@@ -222,7 +222,7 @@ typedef struct {
     guint64 fault_lost_at;  /* LAMINA_VK_DEBUG_FAULT=device-lost:N, 0 = none */
     /* Counters (LAMINA_VK_STATS=1 prints them at close). */
     guint64 n_submits, n_fence_waits, n_barriers, n_direct_writes, n_staged_writes, n_staged_reads,
-        staged_bytes;
+        staged_bytes, n_dispatches, n_pipeline_binds;
     GMutex lock; /* serialises ops from different threads */
 
     /* vk-staging.c */

@@ -33,6 +33,9 @@ static const LmnParamSpec train_specs[] = {
     LMN_PARAM_SPEC_STRING(
         "backend", "auto", 0,
         "compute backend: auto (a GPU if one works, else cpu), cpu, vulkan, or a plugin's"),
+    LMN_PARAM_SPEC_INT("threads", "0", 0, 1024, 0,
+                       "threads of the cpu backend for every op, GEMM included; 0 = "
+                       "LAMINA_NUM_THREADS, else one per core the process may run on"),
     LMN_PARAM_SPEC_STRING(
         "device", "", 0,
         "device index or name substring for GPU backends; empty = the backend's choice"),
@@ -698,6 +701,7 @@ static void read_train_config(LmnTrainConfig *t, const LmnParams *tp, const LmnP
     t->comm_timeout = lmn_params_get_float(tp, "comm_timeout");
     t->backend = g_strdup(lmn_params_get_string(tp, "backend"));
     t->device = get_string_or_null(tp, "device");
+    t->threads = lmn_params_get_int(tp, "threads");
     t->checkpoint_every = lmn_params_get_int(tp, "checkpoint_every");
     t->train_data = g_strdup(lmn_params_get_string(dp, "train"));
     t->test_data = get_string_or_null(dp, "test");

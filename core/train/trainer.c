@@ -12,8 +12,24 @@
 /* GPU backends `auto` tries, in order, before falling back to the CPU. */
 static const char *const auto_backends[] = {"vulkan", NULL};
 
-LmnBackend *lmn_backend_new_for_config(LmnRegistry *registry, const char *name,
-                                       const char *device, GError **error)
+/* The cpu backend, on @threads threads when > 0. */
+static LmnBackend *open_cpu(LmnRegistry *registry, const char *device, gint64 threads,
+                            GError **error)
+{
+    if (threads <= 0)
+        return lmn_backend_new(registry, "cpu", NULL, device, error);
+    const LmnFeature *f = lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "cpu", error);
+    if (f == NULL)
+        return NULL;
+    g_autofree char *text = g_strdup_printf("%" G_GINT64_FORMAT, threads);
+    const char *keys[] = {"threads", NULL}, *values[] = {text, NULL};
+    g_autoptr(LmnParams) params =
+        lmn_registry_validate_params(f, keys, values, "[train] threads", error);
+    return params != NULL ? lmn_backend_new(registry, "cpu", params, device, error) : NULL;
+}
+
+LmnBackend *lmn_backend_new_for_config_threads(LmnRegistry *registry, const char *name,
+                                               const char *device, gint64 threads, GError **error)
 {
     if (!name || !*name || g_str_equal(name, "auto")) {
         for (guint i = 0; auto_backends[i]; i++) {
@@ -34,9 +50,17 @@ LmnBackend *lmn_backend_new_for_config(LmnRegistry *registry, const char *name,
                 g_printerr("notice: backend auto: %s unavailable (%s); using the cpu backend\n",
                            auto_backends[i], local->message);
         }
-        return lmn_backend_new(registry, "cpu", NULL, NULL, error);
+        return open_cpu(registry, NULL, threads, error);
     }
+    if (g_str_equal(name, "cpu"))
+        return open_cpu(registry, device, threads, error);
     return lmn_backend_new(registry, name, NULL, device, error);
+}
+
+LmnBackend *lmn_backend_new_for_config(LmnRegistry *registry, const char *name, const char *device,
+                                       GError **error)
+{
+    return lmn_backend_new_for_config_threads(registry, name, device, 0, error);
 }
 
 void lmn_trainer_free(LmnTrainer *t)
@@ -311,7 +335,8 @@ static gboolean build_model(LmnTrainer *t, LmnTensorInfo *target, GError **error
 {
     if (!open_data(t, error))
         return FALSE;
-    t->backend = lmn_backend_new_for_config(t->registry, t->tc->backend, t->tc->device, error);
+    t->backend = lmn_backend_new_for_config_threads(t->registry, t->tc->backend, t->tc->device,
+                                                    t->tc->threads, error);
     if (!t->backend)
         return FALSE;
     *target = target_info_of(t->train);

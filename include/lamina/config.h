@@ -152,6 +152,9 @@ typedef struct {
     /* appended: data-parallel runs (docs/distributed.md) */
     double bucket_mib;   /* gradient all-reduce bucket size in MiB; default 25 */
     double comm_timeout; /* seconds a rank waits for another before it fails; default 300 */
+    /* appended: [train] threads, the CPU backend's thread count for every op, GEMM included
+     * (lmn_backend_new_for_config_threads); 0 = LAMINA_NUM_THREADS, else one per usable core */
+    gint64 threads;
 } LmnTrainConfig;
 
 /**

@@ -58,6 +58,14 @@ typedef struct {
  */
 LmnBackend *lmn_backend_new_for_config(LmnRegistry *registry, const char *name,
                                        const char *device, GError **error);
+/**
+ * lmn_backend_new_for_config_threads:
+ * As lmn_backend_new_for_config(), with the cpu backend (named, or the fallback of "auto") on
+ * @threads threads for every op, GEMM included ([train] threads); 0 = its default
+ * (LAMINA_NUM_THREADS, else one per core the process may run on).  Other backends ignore it.
+ */
+LmnBackend *lmn_backend_new_for_config_threads(LmnRegistry *registry, const char *name,
+                                               const char *device, gint64 threads, GError **error);
 
 /**
  * lmn_trainer_new:

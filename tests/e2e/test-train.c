@@ -317,6 +317,57 @@ static void test_bad_configs(Fixture *fx, gconstpointer unused)
     g_assert_nonnull(strstr(err, "blobs.h5"));
 }
 
+/* [train] threads and LAMINA_NUM_THREADS size the cpu backend (its description in the start
+ * line shows the count), the key wins over the variable, a bad variable is an error naming it,
+ * and two runs at one thread count give bit-identical weights. */
+static void test_threads(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *cfg = write_config(fx, "blobs.ini", NULL);
+    g_autofree char *run = g_build_filename(fx->dir, "threads", NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    g_assert_cmpint(run_lamina(&out, NULL, "train", cfg, "--max-steps", "20", "--output", run,
+                               "--set", "train.threads=1", NULL),
+                    ==, 0);
+    g_assert_nonnull(strstr(out, "on cpu: 1 thread,"));
+    g_clear_pointer(&out, g_free);
+    g_setenv("LAMINA_NUM_THREADS", "3", TRUE);
+    g_assert_cmpint(
+        run_lamina(&out, NULL, "train", cfg, "--max-steps", "20", "--output", run, NULL), ==, 0);
+    g_assert_nonnull(strstr(out, "on cpu: 3 threads,"));
+    g_clear_pointer(&out, g_free);
+    g_assert_cmpint(run_lamina(&out, NULL, "train", cfg, "--max-steps", "20", "--output", run,
+                               "--set", "train.threads=2", NULL),
+                    ==, 0);
+    g_assert_nonnull(strstr(out, "on cpu: 2 threads,"));
+    g_setenv("LAMINA_NUM_THREADS", "many", TRUE);
+    g_assert_cmpint(
+        run_lamina(NULL, &err, "train", cfg, "--max-steps", "20", "--output", run, NULL), ==, 1);
+    g_unsetenv("LAMINA_NUM_THREADS");
+    g_assert_nonnull(strstr(err, "LAMINA_NUM_THREADS = 'many'"));
+    g_assert_nonnull(strstr(err, "whole number"));
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_lamina(NULL, &err, "train", cfg, "--max-steps", "20", "--output", run,
+                               "--set", "train.threads=-1", NULL),
+                    ==, 1);
+    g_assert_nonnull(strstr(err, "threads"));
+    g_assert_nonnull(strstr(err, "[train]"));
+
+    /* Same seed, same thread count: the same weights, bit for bit. */
+    g_autofree char *spec = g_strdup_printf("%s:/test", fx->data);
+    g_autofree char *ckpt = g_build_filename(run, "final.h5", NULL);
+    double loss[2];
+    for (guint i = 0; i < 2; i++) {
+        g_autofree char *json = NULL;
+        g_assert_cmpint(run_lamina(NULL, NULL, "train", cfg, "--max-steps", "20", "--output", run,
+                                   "--quiet", "--set", "train.threads=2", NULL),
+                        ==, 0);
+        g_assert_cmpint(run_lamina(&json, NULL, "eval", ckpt, "--data", spec, "--json", NULL), ==,
+                        0);
+        loss[i] = json_number(json, "loss");
+    }
+    g_assert_cmpfloat(loss[0], ==, loss[1]);
+}
+
 static void test_unknown_command(void)
 {
     g_autofree char *err = NULL;
@@ -335,6 +386,7 @@ int main(int argc, char **argv)
                test_init_foreign_weights, fixture_teardown);
     g_test_add("/e2e/train/bad-configs", Fixture, NULL, fixture_setup, test_bad_configs,
                fixture_teardown);
+    g_test_add("/e2e/train/threads", Fixture, NULL, fixture_setup, test_threads, fixture_teardown);
     g_test_add_func("/e2e/cli/unknown-command", test_unknown_command);
     return g_test_run();
 }

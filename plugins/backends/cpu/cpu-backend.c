@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #ifdef LMN_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
-#include <omp.h>
 #endif
 #include <string.h>
 #include <unistd.h>
@@ -25,7 +24,8 @@
 
 static const LmnParamSpec cpu_params[] = {
     LMN_PARAM_SPEC_INT("threads", "0", 0, CPU_MAX_THREADS, 0,
-                       "threads for element-wise ops and GEMM; 0 = one per core this process may "
+                       "threads for every op, GEMM included; 0 = LAMINA_NUM_THREADS, else one per "
+                       "core this process may "
                        "run on"),
     LMN_PARAM_SPEC_END,
 };
@@ -98,6 +98,26 @@ static guint usable_cores(void)
     return g_get_num_processors();
 }
 
+/* LAMINA_NUM_THREADS, the count where neither the backend's key nor [train] threads gives one:
+ * unset or empty leaves *threads as it is; anything but a whole number 1..CPU_MAX_THREADS is an
+ * error, not a silent default. */
+static gboolean threads_from_env(gint64 *threads, GError **error)
+{
+    const char *text = g_getenv("LAMINA_NUM_THREADS");
+    if (text == NULL || *text == '\0')
+        return TRUE;
+    gint64 v = 0;
+    if (!g_ascii_string_to_signed(text, 10, 1, CPU_MAX_THREADS, &v, NULL)) {
+        g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                    "LAMINA_NUM_THREADS = '%s': expected a whole number of threads from 1 to %d; "
+                    "unset it to use one thread per core",
+                    text, CPU_MAX_THREADS);
+        return FALSE;
+    }
+    *threads = v;
+    return TRUE;
+}
+
 static gpointer cpu_open(const LmnParams *params, const char *device, GError **error)
 {
     g_autofree char *model = cpu_model_name();
@@ -107,6 +127,8 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
         return NULL;
     }
     gint64 threads = params != NULL ? lmn_params_get_int(params, "threads") : 0;
+    if (threads <= 0 && !threads_from_env(&threads, error))
+        return NULL;
     if (threads <= 0)
         threads = usable_cores();
     threads = CLAMP(threads, 1, CPU_MAX_THREADS);
@@ -119,19 +141,10 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
         return NULL;
     }
     g_mutex_init(&c->exec_lock);
-#if defined(LMN_HAVE_ONEDNN)
-    /* One thread budget for oneDNN (OpenMP) and the pool; an explicit OMP_NUM_THREADS wins.
-     * OpenBLAS is only the fallback of a failed oneDNN call: one thread, so its workers never
-     * wake beside OpenMP's. */
-    c->gemm_threads =
-        g_getenv("OMP_NUM_THREADS") == NULL ? (int) c->n_threads : omp_get_max_threads();
 #ifdef LMN_HAVE_OPENBLAS
+    /* GEMM library calls run on one thread each, spread by the pool (lmn_cpu_gemm), so
+     * OpenBLAS's own workers never run: one thread count, the pool's, for everything. */
     openblas_set_num_threads(1);
-#endif
-#elif defined(LMN_HAVE_OPENBLAS)
-    /* One thread budget for both BLAS and the pool; an explicit OPENBLAS_NUM_THREADS wins. */
-    if (g_getenv("OPENBLAS_NUM_THREADS") == NULL)
-        openblas_set_num_threads((int) c->n_threads);
 #endif
     g_autofree char *blas = blas_name();
     c->description =

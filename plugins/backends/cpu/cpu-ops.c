@@ -138,63 +138,95 @@ typedef struct {
     const float *a, *b;
     float *c;
     int m, n, k, lda, ldb;
+    gboolean split_n; /* blocks of C's columns (else of its rows) for one large GEMM */
 } GemmJob;
 
-/* Batch entries [begin, end) of @data, a GemmJob. */
+/* One single-threaded product C[m, n] (leading dimension ldc) on the calling thread: oneDNN
+ * where the build has it, else BLAS (itself held to one thread when the backend opens). */
+static void sgemm_one(const LmnGemm *g, int m, int n, int k, const float *a, int lda,
+                      const float *b, int ldb, float *c, int ldc)
+{
+    if (k == 0) {
+        for (int r = 0; r < m; r++)
+            gemm_empty(c + (gsize) r * (gsize) ldc, (gsize) n, g->beta);
+        return;
+    }
+#ifdef LMN_HAVE_ONEDNN
+    /* dnnl_sgemm rather than matmul primitives: it takes LmnGemm as it is (row-major, 'N'/'T',
+     * leading dimensions, alpha and beta) with no per-shape primitive to create and cache, and
+     * it runs oneDNN's JIT-compiled AVX2 / AVX-512 kernels.  It sizes its OpenMP team from the
+     * calling thread's count, which is 1 here (see gemm_solo): the pool splits the work, so
+     * OpenMP never starts a worker.  On an error (it has none for valid arguments) the product
+     * falls back on BLAS, so C is always written. */
+    if (dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', m, n, k, g->alpha, a, lda, b,
+                   ldb, g->beta, c, ldc) == dnnl_success)
+        return;
+#endif
+    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                g->trans_b ? CblasTrans : CblasNoTrans, m, n, k, g->alpha, a, lda, b, ldb, g->beta,
+                c, ldc);
+}
+
+/* Holds oneDNN to one OpenMP thread on the calling thread for one GEMM call (the count is per
+ * thread, and the caller's own is restored), so no OpenMP team ever forms beside the pool. */
+static int gemm_solo_begin(void)
+{
+#ifdef LMN_HAVE_ONEDNN
+    int prev = omp_get_max_threads();
+    if (prev != 1)
+        omp_set_num_threads(1);
+    return prev;
+#else
+    return 1;
+#endif
+}
+
+static void gemm_solo_end(int prev)
+{
+#ifdef LMN_HAVE_ONEDNN
+    if (prev != 1)
+        omp_set_num_threads(prev);
+#else
+    (void) prev;
+#endif
+}
+
+/* Batch entries [begin, end) of @data, a GemmJob, each a whole product on this thread. */
 static void gemm_range(gsize begin, gsize end, gpointer data)
 {
     const GemmJob *j = data;
     const LmnGemm *g = j->g;
-    for (gsize i = begin; i < end; i++) {
-        float *ci = j->c + (gint64) i * g->stride_c;
-        if (j->k == 0) {
-            gemm_empty(ci, (gsize) j->m * (gsize) j->n, g->beta);
-            continue;
-        }
-        const float *ai = j->a + (gint64) i * g->stride_a;
-        const float *bi = j->b + (gint64) i * g->stride_b;
-#ifdef LMN_HAVE_ONEDNN
-        /* dnnl_sgemm rather than matmul primitives: it takes LmnGemm as it is (row-major,
-         * 'N'/'T', leading dimensions, alpha and beta) with no per-shape primitive to create,
-         * cache and key on trans/alpha/beta/strides, and it runs oneDNN's JIT-compiled AVX2 /
-         * AVX-512 GEMM kernels.  On an error (it has none for valid arguments) the product falls
-         * back on BLAS, so C is always written. */
-        if (dnnl_sgemm(g->trans_a ? 'T' : 'N', g->trans_b ? 'T' : 'N', j->m, j->n, j->k, g->alpha,
-                       ai, j->lda, bi, j->ldb, g->beta, ci, j->n) == dnnl_success)
-            continue;
-#endif
-        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
-                    g->trans_b ? CblasTrans : CblasNoTrans, j->m, j->n, j->k, g->alpha, ai, j->lda,
-                    bi, j->ldb, g->beta, ci, j->n);
+    int prev = gemm_solo_begin();
+    for (gsize i = begin; i < end; i++)
+        sgemm_one(g, j->m, j->n, j->k, j->a + (gint64) i * g->stride_a, j->lda,
+                  j->b + (gint64) i * g->stride_b, j->ldb, j->c + (gint64) i * g->stride_c, j->n);
+    gemm_solo_end(prev);
+}
+
+/* Columns (split_n) or rows [begin, end) of C for the one product of @data: each block reads
+ * its slice of B (columns) or A (rows) through the full leading dimensions, and every element
+ * of C is summed over the whole of k by one call, so a block's values depend only on the
+ * block layout, which depends only on the sizes and the thread count. */
+static void gemm_block_range(gsize begin, gsize end, gpointer data)
+{
+    const GemmJob *j = data;
+    const LmnGemm *g = j->g;
+    const gsize w = end - begin;
+    int prev = gemm_solo_begin();
+    if (j->split_n) {
+        const float *b = j->b + (g->trans_b ? begin * (gsize) j->ldb : begin);
+        sgemm_one(g, j->m, (int) w, j->k, j->a, j->lda, b, j->ldb, j->c + begin, j->n);
+    } else {
+        const float *a = j->a + (g->trans_a ? begin : begin * (gsize) j->lda);
+        sgemm_one(g, (int) w, j->n, j->k, a, j->lda, j->b, j->ldb, j->c + begin * (gsize) j->n,
+                  j->n);
     }
+    gemm_solo_end(prev);
 }
 
-#ifdef LMN_HAVE_ONEDNN
-/* Below this many multiply-adds a GEMM runs on one OpenMP thread: forking a team costs more than
- * it saves (OpenBLAS draws its line at the same place, 4 * 65536). */
+/* Below this many multiply-adds a GEMM runs on the calling thread alone: waking the pool costs
+ * more than it saves (OpenBLAS draws its line at the same place, 4 * 65536). */
 #define GEMM_SMALL_MNK 262144.0
-
-/* oneDNN sizes its team from OpenMP's thread count, which is per calling thread: set it where it
- * differs (one cheap call) rather than once, since ops come from any thread, from pool workers
- * and from backends opened with different counts. */
-static void gemm_set_threads(int n)
-{
-    if (omp_get_max_threads() != n)
-        omp_set_num_threads(n);
-}
-
-/* Small batch entries split across OpenMP's team, each GEMM on one thread (oneDNN runs
- * single-threaded inside a parallel region).  OpenMP rather than the pool: its workers are the
- * ones still spinning after the last large GEMM, and waking the pool's beside them would put two
- * busy threads on one core. */
-static void gemm_batch_omp(GemmJob *j, gsize batch, int threads)
-{
-    const gint64 n = (gint64) batch;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (gint64 i = 0; i < n; i++)
-        gemm_range((gsize) i, (gsize) i + 1, j);
-}
-#endif
 
 void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
 {
@@ -213,22 +245,29 @@ void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
     j.lda = MAX(g->trans_a ? j.m : j.k, 1);
     j.ldb = MAX(g->trans_b ? j.k : j.n, 1);
     const gsize batch = (gsize) MAX(g->batch, 1);
-
-    EXEC_BEGIN(c);
-#ifdef LMN_HAVE_ONEDNN
     const gboolean small = (double) j.m * j.n * j.k < GEMM_SMALL_MNK;
-    if (small && batch > 1 && c->gemm_threads > 1 && g->stride_c >= g->m * g->n) {
-        /* A batch of small GEMMs writing disjoint C (convolutions, one GEMM per image) is split
-         * across threads, each entry a one-thread GEMM: every C is computed the same way
-         * whatever thread runs it, so results do not depend on the split. */
-        gemm_batch_omp(&j, batch, c->gemm_threads);
+    /* One threading model: every GEMM library call runs on one thread, and the backend's own
+     * pool spreads the work, so no second set of workers spins while the pool runs (OpenMP's
+     * team waits busy after each parallel region, OpenBLAS's yields in a loop) and the thread
+     * count is the backend's alone.  Large products are cut into blocks of C; a batch of
+     * products writing disjoint C (a convolution's images) is cut into whole products. */
+    EXEC_BEGIN(c);
+    if (c->n_threads > 1 && batch > 1 && g->stride_c >= g->m * g->n &&
+        (double) batch * j.m * j.n * j.k >= GEMM_SMALL_MNK) {
+        lmn_cpu_pool_run(c->pool, batch, 1, gemm_range, &j);
+    } else if (c->n_threads > 1 && !small && MAX(j.m, j.n) >= 32) {
+        /* The wider side of C is cut: each block then reads the smaller share of the inputs. */
+        j.split_n = j.n >= j.m;
+        for (gsize i = 0; i < batch; i++) {
+            GemmJob e = j;
+            e.a = j.a + (gint64) i * g->stride_a;
+            e.b = j.b + (gint64) i * g->stride_b;
+            e.c = j.c + (gint64) i * g->stride_c;
+            lmn_cpu_pool_run(c->pool, (gsize) (j.split_n ? j.n : j.m), 16, gemm_block_range, &e);
+        }
     } else {
-        gemm_set_threads(small ? 1 : c->gemm_threads);
         gemm_range(0, batch, &j);
     }
-#else
-    gemm_range(0, batch, &j);
-#endif
     EXEC_END(c);
 }
 
@@ -559,8 +598,11 @@ static void unary_backward_range(gsize begin, gsize end, gpointer data)
     case LMN_UNARY_RELU:
         /* The derivative at 0 is 0, as in PyTorch; at NaN it passes dy through, as PyTorch's
          * threshold_backward does (its test is "output <= 0"). */
-        for (gsize i = begin; i < end; i++)
-            dx[i] = x[i] <= 0.0f ? 0.0f : dy[i];
+        for (gsize i = begin; i < end; i++) {
+            /* dy read unconditionally: a conditional load keeps the loop from vectorising. */
+            const float d = dy[i];
+            dx[i] = x[i] <= 0.0f ? 0.0f : d;
+        }
         break;
     case LMN_UNARY_SIGMOID:
         for (gsize i = begin; i < end; i++)
@@ -571,8 +613,10 @@ static void unary_backward_range(gsize begin, gsize end, gpointer data)
             dx[i] = dy[i] * (1.0f - y[i] * y[i]);
         break;
     case LMN_UNARY_LEAKY_RELU:
-        for (gsize i = begin; i < end; i++)
-            dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+        for (gsize i = begin; i < end; i++) {
+            const float d = dy[i];
+            dx[i] = x[i] > 0.0f ? d : a * d;
+        }
         break;
     case LMN_UNARY_ELU:
         for (gsize i = begin; i < end; i++)

@@ -19,8 +19,6 @@ G_BEGIN_DECLS
 typedef struct {
     LmnCpuPool *pool;
     guint n_threads;
-    /* OpenMP threads for oneDNN's large GEMMs: n_threads, or OMP_NUM_THREADS where it is set. */
-    int gemm_threads;
     char *description;
     /* Serialises ops from different threads: the pool runs one loop at a time, the partial sums
      * below are shared, and BLAS must never run beside pool work (they would fight for cores). */

@@ -20,6 +20,11 @@
  * input, so the GEMMs read the input and write dx directly.
  *
  * Every tensor is declared in build(), so forward and backward allocate nothing.
+ *
+ * A backend with the ABI 1.4 convolution ops (lmn_backend_has_native_conv2d: the CPU backend
+ * lowers image by image into cache-sized scratch; a GPU backend may run an implicit GEMM) runs
+ * all three products itself and the layer only adds the bias; the patch matrix declared here is
+ * then unused.
  */
 #include <math.h>
 
@@ -144,6 +149,35 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
     return TRUE;
 }
 
+/* The layer as an ABI 1.4 convolution of @batch images. */
+static LmnConv2dDesc conv_desc(const Conv *c, gint64 batch)
+{
+    const LmnConv2dGeom *g = &c->geom;
+    return (LmnConv2dDesc){.struct_size = sizeof(LmnConv2dDesc),
+                           .n = batch,
+                           .c = g->channels,
+                           .h = g->height,
+                           .w = g->width,
+                           .k = c->out_ch,
+                           .kernel_h = g->kernel_h,
+                           .kernel_w = g->kernel_w,
+                           .stride_h = g->stride_h,
+                           .stride_w = g->stride_w,
+                           .pad_h = g->pad_h,
+                           .pad_w = g->pad_w,
+                           .dilation_h = g->dilation_h,
+                           .dilation_w = g->dilation_w,
+                           .groups = c->groups,
+                           .out_h = g->out_h,
+                           .out_w = g->out_w};
+}
+
+/* The backend runs convolutions itself (ABI 1.4): no patch matrix, no GEMMs here. */
+static gboolean conv_native(const LmnLayerIO *io)
+{
+    return lmn_backend_has_native_conv2d(io->output->backend);
+}
+
 /* The patch matrix of this batch: the saved cols, or the input itself for a direct conv. */
 static LmnTensor *conv_patches(LmnLayer *layer, const Conv *c, const LmnLayerIO *io)
 {
@@ -153,6 +187,15 @@ static LmnTensor *conv_patches(LmnLayer *layer, const Conv *c, const LmnLayerIO 
 static void conv_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Conv *c = lmn_layer_get_private(layer);
+    if (conv_native(io)) {
+        LmnConv2dDesc d = conv_desc(c, io->batch);
+        lmn_op_conv2d_forward(&d, io->inputs[0], lmn_layer_get_param(layer, PARAM_WEIGHT),
+                              io->output, NULL);
+        if (c->bias)
+            lmn_op_bias_add(io->output, lmn_layer_get_param(layer, PARAM_BIAS), io->batch,
+                            c->out_ch, c->l);
+        return;
+    }
     LmnConv2dGeom g = c->geom;
     g.batch = io->batch;
     LmnTensor *cols = conv_patches(layer, c, io);
@@ -224,9 +267,29 @@ static void conv_param_grads(LmnLayer *layer, const Conv *c, const LmnLayerIO *i
     }
 }
 
+/* Backward through the backend's own convolution ops. */
+static void conv_backward_native(LmnLayer *layer, const Conv *c, const LmnLayerIO *io)
+{
+    LmnConv2dDesc d = conv_desc(c, io->batch);
+    if (!io->skip_param_grads) {
+        lmn_op_conv2d_backward_weights(&d, io->inputs[0], io->output_grad,
+                                       lmn_layer_get_grad(layer, PARAM_WEIGHT), 0.0f, NULL);
+        if (c->bias)
+            lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad, io->batch,
+                             c->out_ch, c->l, 0.0f);
+    }
+    if (io->input_grads[0] != NULL)
+        lmn_op_conv2d_backward_data(&d, io->output_grad, lmn_layer_get_param(layer, PARAM_WEIGHT),
+                                    io->input_grads[0], NULL);
+}
+
 static void conv_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Conv *c = lmn_layer_get_private(layer);
+    if (conv_native(io)) {
+        conv_backward_native(layer, c, io);
+        return;
+    }
     LmnConv2dGeom g = c->geom;
     g.batch = io->batch;
     LmnTensor *cols = conv_patches(layer, c, io);
@@ -328,4 +391,5 @@ static const LmnFeatureDesc conv_features[] = {
 };
 
 LMN_PLUGIN_DEFINE_FEATURES("lamina.conv", LMN_VERSION_STRING, "MIT",
-                           "Convolution layers (im2col + GEMM)", conv_features)
+                           "Convolution layers (the backend's convolution ops, or im2col + GEMM)",
+                           conv_features)

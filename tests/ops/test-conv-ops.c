@@ -2,7 +2,9 @@
  *
  * Each op is compared with a direct double-precision convolution written here with naive loops,
  * on strided, padded, dilated and grouped cases, and run twice to check that the same inputs
- * give bit-identical outputs.
+ * give bit-identical outputs.  meson runs it three times: the CPU backend's own ops on its
+ * default threads, on 3 threads (chunks of unequal size), and as its direct loops
+ * (LAMINA_CPU_CONV=direct).
  */
 #include <lamina/lamina.h>
 
@@ -25,6 +27,10 @@ static const ConvCase cases[] = {
     {"grouped", 2, 6, 8, 7, 4, 3, 3, 2, 1, 1, 1, 1, 1, 2},
     {"depthwise", 2, 4, 6, 6, 8, 3, 3, 1, 1, 1, 1, 2, 1, 4},
     {"lenet-c1", 4, 1, 28, 28, 6, 5, 5, 1, 1, 2, 2, 1, 1, 1},
+    /* Large enough for the CPU backend to split the images across its threads. */
+    {"lenet-c2-batch", 13, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, 1, 1, 1},
+    {"pointwise", 9, 8, 12, 10, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1},
+    {"pointwise-grouped", 7, 8, 12, 10, 12, 1, 1, 1, 1, 0, 0, 1, 1, 4},
 };
 
 static LmnConv2dDesc desc_of(const ConvCase *cc)

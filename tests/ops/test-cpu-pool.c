@@ -87,6 +87,46 @@ static void test_free(void)
     }
 }
 
+typedef struct {
+    gint *hits;
+    gint *chunk_of; /* the chunk each index ran in */
+} IndexedVisit;
+
+static void visit_indexed(gsize begin, gsize end, guint chunk, gpointer data)
+{
+    IndexedVisit *v = data;
+    for (gsize i = begin; i < end; i++) {
+        g_atomic_int_inc(&v->hits[i]);
+        v->chunk_of[i] = (gint) chunk;
+    }
+}
+
+/* The indexed loop: every index once, chunk numbers below lmn_cpu_pool_indexed_chunks(), in
+ * order over contiguous, equal chunks (the last shorter). */
+static void test_indexed(void)
+{
+    for (guint t = 1; t <= 5; t++) {
+        g_autoptr(GError) error = NULL;
+        LmnCpuPool *pool = lmn_cpu_pool_new(t, &error);
+        g_assert_no_error(error);
+        for (gsize n = 1; n <= 23; n++) {
+            gint hits[23] = {0}, chunk_of[23] = {0};
+            IndexedVisit v = {hits, chunk_of};
+            lmn_cpu_pool_run_indexed(pool, n, visit_indexed, &v);
+            guint chunks = lmn_cpu_pool_indexed_chunks(pool, n);
+            g_assert_cmpuint(chunks, >=, 1);
+            g_assert_cmpuint(chunks, <=, MIN(n, t));
+            gsize per = (n + chunks - 1) / chunks;
+            for (gsize i = 0; i < n; i++) {
+                g_assert_cmpint(hits[i], ==, 1);
+                g_assert_cmpint(chunk_of[i], ==, (gint) (i / per));
+            }
+            g_assert_cmpint(chunk_of[n - 1], ==, (gint) chunks - 1);
+        }
+        lmn_cpu_pool_free(pool);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -95,5 +135,6 @@ int main(int argc, char **argv)
     g_test_add_func("/cpu-pool/asleep", test_asleep);
     g_test_add_func("/cpu-pool/edge-of-sleep", test_edge_of_sleep);
     g_test_add_func("/cpu-pool/free", test_free);
+    g_test_add_func("/cpu-pool/indexed", test_indexed);
     return g_test_run();
 }

@@ -118,6 +118,20 @@ static gboolean threads_from_env(gint64 *threads, GError **error)
     return TRUE;
 }
 
+/* LAMINA_CPU_CONV: unset, or "direct" for the convolution ops' direct loops (cpu-conv.c). */
+static gboolean conv_mode_from_env(gboolean *direct, GError **error)
+{
+    const char *text = g_getenv("LAMINA_CPU_CONV");
+    *direct = g_strcmp0(text, "direct") == 0;
+    if (text == NULL || *text == '\0' || *direct)
+        return TRUE;
+    g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                "LAMINA_CPU_CONV = '%s': expected 'direct' (the convolution ops as direct loops, "
+                "for testing) or nothing; unset it",
+                text);
+    return FALSE;
+}
+
 static gpointer cpu_open(const LmnParams *params, const char *device, GError **error)
 {
     g_autofree char *model = cpu_model_name();
@@ -132,15 +146,23 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     if (threads <= 0)
         threads = usable_cores();
     threads = CLAMP(threads, 1, CPU_MAX_THREADS);
+    gboolean conv_direct = FALSE;
+    if (!conv_mode_from_env(&conv_direct, error))
+        return NULL;
 
     LmnCpuContext *c = g_new0(LmnCpuContext, 1);
     c->n_threads = (guint) threads;
+    c->conv_direct = conv_direct;
     c->pool = lmn_cpu_pool_new(c->n_threads, error);
     if (c->pool == NULL) {
         g_free(c);
         return NULL;
     }
     g_mutex_init(&c->exec_lock);
+    c->conv_cols = g_new0(float *, c->n_threads);
+    c->conv_cols_cap = g_new0(gsize, c->n_threads);
+    c->conv_dw = g_new0(float *, c->n_threads);
+    c->conv_dw_cap = g_new0(gsize, c->n_threads);
 #ifdef LMN_HAVE_OPENBLAS
     /* GEMM library calls run on one thread each, spread by the pool (lmn_cpu_gemm), so
      * OpenBLAS's own workers never run: one thread count, the pool's, for everything. */
@@ -156,6 +178,7 @@ static void cpu_close(gpointer ctx)
 {
     LmnCpuContext *c = ctx;
     lmn_cpu_pool_free(c->pool);
+    lmn_cpu_conv_scratch_free(c);
     g_mutex_clear(&c->exec_lock);
     g_free(c->description);
     g_free(c);
@@ -290,6 +313,9 @@ static const LmnBackendVTable cpu_vtable = {
     /* ABI 1.3: spatial resampling */
     .upsample2d = lmn_cpu_upsample2d,
     .upsample2d_backward = lmn_cpu_upsample2d_backward,
+    .conv2d_forward = lmn_cpu_conv2d_forward,
+    .conv2d_backward_data = lmn_cpu_conv2d_backward_data,
+    .conv2d_backward_weights = lmn_cpu_conv2d_backward_weights,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

@@ -224,6 +224,19 @@ static void gemm_block_range(gsize begin, gsize end, gpointer data)
     gemm_solo_end(prev);
 }
 
+void lmn_cpu_sgemm_serial(gboolean trans_a, gboolean trans_b, int m, int n, int k, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+    const LmnGemm g = {.struct_size = sizeof(LmnGemm),
+                       .trans_a = trans_a,
+                       .trans_b = trans_b,
+                       .alpha = 1.0f,
+                       .beta = beta};
+    int prev = gemm_solo_begin();
+    sgemm_one(&g, m, n, k, a, lda, b, ldb, c, ldc);
+    gemm_solo_end(prev);
+}
+
 /* Below this many multiply-adds a GEMM runs on the calling thread alone: waking the pool costs
  * more than it saves (OpenBLAS draws its line at the same place, 4 * 65536). */
 #define GEMM_SMALL_MNK 262144.0
@@ -1047,7 +1060,9 @@ static void im2col_planes(gsize begin, gsize end, gpointer data)
                     for (gint64 ow = 0; ow < lo; ow++)
                         r[ow] = 0.0f;
                     if (sw == 1)
-                        memcpy(r + lo, xr + lo, (gsize) (hi - lo) * sizeof(float));
+                        /* Rows are short (an image's width): a loop beats a memcpy call. */
+                        for (gint64 ow = lo; ow < hi; ow++)
+                            r[ow] = xr[ow];
                     else
                         for (gint64 ow = lo; ow < hi; ow++)
                             r[ow] = xr[ow * sw];
@@ -1056,6 +1071,12 @@ static void im2col_planes(gsize begin, gsize end, gpointer data)
                 }
             }
     }
+}
+
+void lmn_cpu_im2col_image(const float *x, float *cols, const LmnConv2dGeom *g)
+{
+    ConvJob j = {.x = x, .out = cols, .g = g};
+    im2col_planes(0, (gsize) g->channels, &j);
 }
 
 void lmn_cpu_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g)
@@ -1097,6 +1118,12 @@ static void col2im_planes(gsize begin, gsize end, gpointer data)
                 }
             }
     }
+}
+
+void lmn_cpu_col2im_image(const float *cols, float *dx, const LmnConv2dGeom *g)
+{
+    ConvJob j = {.x = cols, .out = dx, .g = g};
+    col2im_planes(0, (gsize) g->channels, &j);
 }
 
 void lmn_cpu_col2im(gpointer ctx, const LmnTensor *cols, LmnTensor *dx, const LmnConv2dGeom *g)

@@ -24,6 +24,13 @@ typedef struct {
      * below are shared, and BLAS must never run beside pool work (they would fight for cores). */
     GMutex exec_lock;
     double partials[LMN_CPU_MAX_PARTIALS];
+    /* Per pool chunk, the convolution ops' scratch (cpu-conv.c), grown on first use of a larger
+     * layer and kept: one image's patch matrix, and a partial weight gradient. */
+    gboolean conv_direct; /* LAMINA_CPU_CONV=direct: the direct loops, for testing them */
+    float **conv_cols;
+    gsize *conv_cols_cap;
+    float **conv_dw;
+    gsize *conv_dw_cap;
 } LmnCpuContext;
 
 void lmn_cpu_fill(gpointer ctx, LmnTensor *t, float value);
@@ -49,6 +56,24 @@ void lmn_cpu_count_correct(gpointer ctx, const LmnTensor *logits, const LmnTenso
                            LmnTensor *out);
 void lmn_cpu_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTensor *const *buffers,
                     const float *scalars);
+
+/* Serial pieces for the convolution ops (cpu-conv.c), run inside pool chunks: one image's
+ * patch matrix [channels * kh * kw, oh * ow] (g->batch is ignored), its col2im (dx overwritten),
+ * and one single-threaded product C = A B + beta C with alpha 1. */
+void lmn_cpu_im2col_image(const float *x, float *cols, const LmnConv2dGeom *g);
+void lmn_cpu_col2im_image(const float *cols, float *dx, const LmnConv2dGeom *g);
+void lmn_cpu_sgemm_serial(gboolean trans_a, gboolean trans_b, int m, int n, int k, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* ABI 1.4: native convolution (cpu-conv.c) */
+void lmn_cpu_conv2d_forward(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                            const LmnTensor *weight, LmnTensor *y);
+void lmn_cpu_conv2d_backward_data(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *dy,
+                                  const LmnTensor *weight, LmnTensor *dx);
+void lmn_cpu_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                                     const LmnTensor *dy, LmnTensor *dweight, float beta);
+/* Frees the convolution scratch (cpu_close). */
+void lmn_cpu_conv_scratch_free(gpointer ctx);
 
 /* ABI 1.1 */
 void lmn_cpu_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);

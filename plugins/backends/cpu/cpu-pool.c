@@ -49,6 +49,7 @@ struct _LmnCpuPool {
     /* The current loop, written by the caller before the generation changes and read by the
      * workers after they see it change. */
     LmnCpuPoolFunc func;
+    LmnCpuPoolIndexedFunc func_indexed; /* used instead of func when set */
     gpointer data;
     gsize n;
     gsize chunk;
@@ -105,7 +106,10 @@ static gpointer worker_main(gpointer user_data)
         if (w->index < pool->n_chunks) {
             gsize begin = w->index * pool->chunk;
             gsize end = MIN(pool->n, begin + pool->chunk);
-            pool->func(begin, end, pool->data);
+            if (pool->func_indexed != NULL)
+                pool->func_indexed(begin, end, w->index, pool->data);
+            else
+                pool->func(begin, end, pool->data);
         }
         if (g_atomic_int_dec_and_test(&pool->remaining) &&
             g_atomic_int_get(&pool->caller_sleeping)) {
@@ -194,6 +198,26 @@ static void wait_for_workers(LmnCpuPool *pool)
     g_mutex_unlock(&pool->lock);
 }
 
+/* Publishes a loop to the workers (its fields first, then the generation) and wakes any that
+ * sleep. */
+static void start_loop(LmnCpuPool *pool, LmnCpuPoolFunc func, LmnCpuPoolIndexedFunc func_indexed,
+                       gpointer data, gsize n, gsize chunk, guint n_chunks)
+{
+    pool->func = func;
+    pool->func_indexed = func_indexed;
+    pool->data = data;
+    pool->n = n;
+    pool->chunk = chunk;
+    pool->n_chunks = n_chunks;
+    g_atomic_int_set(&pool->remaining, (gint) pool->n_threads - 1);
+    g_atomic_int_inc(&pool->generation);
+    if (g_atomic_int_get(&pool->sleepers) > 0) {
+        g_mutex_lock(&pool->lock);
+        g_cond_broadcast(&pool->wake);
+        g_mutex_unlock(&pool->lock);
+    }
+}
+
 void lmn_cpu_pool_run(LmnCpuPool *pool, gsize n, gsize min_chunk, LmnCpuPoolFunc func,
                       gpointer data)
 {
@@ -214,19 +238,31 @@ void lmn_cpu_pool_run(LmnCpuPool *pool, gsize n, gsize min_chunk, LmnCpuPoolFunc
         return;
     }
 
-    pool->func = func;
-    pool->data = data;
-    pool->n = n;
-    pool->chunk = chunk;
-    pool->n_chunks = (guint) n_chunks;
-    g_atomic_int_set(&pool->remaining, (gint) pool->n_threads - 1);
-    g_atomic_int_inc(&pool->generation);
-    if (g_atomic_int_get(&pool->sleepers) > 0) {
-        g_mutex_lock(&pool->lock);
-        g_cond_broadcast(&pool->wake);
-        g_mutex_unlock(&pool->lock);
-    }
-
+    start_loop(pool, func, NULL, data, n, chunk, (guint) n_chunks);
     func(0, chunk, data);
+    wait_for_workers(pool);
+}
+
+guint lmn_cpu_pool_indexed_chunks(const LmnCpuPool *pool, gsize n)
+{
+    if (n == 0)
+        return 1;
+    /* Equal chunks of ceil(n / threads); with n = 4 on 3 threads that is 2 chunks of 2. */
+    gsize per = (n + pool->n_threads - 1) / pool->n_threads;
+    return (guint) ((n + per - 1) / per);
+}
+
+void lmn_cpu_pool_run_indexed(LmnCpuPool *pool, gsize n, LmnCpuPoolIndexedFunc func, gpointer data)
+{
+    if (n == 0)
+        return;
+    const guint n_chunks = lmn_cpu_pool_indexed_chunks(pool, n);
+    const gsize chunk = (n + n_chunks - 1) / n_chunks;
+    if (n_chunks == 1) {
+        func(0, n, 0, data);
+        return;
+    }
+    start_loop(pool, NULL, func, data, n, chunk, n_chunks);
+    func(0, chunk, 0, data);
     wait_for_workers(pool);
 }

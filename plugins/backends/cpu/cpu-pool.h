@@ -31,4 +31,18 @@ guint lmn_cpu_pool_get_n_threads(const LmnCpuPool *pool);
 void lmn_cpu_pool_run(LmnCpuPool *pool, gsize n, gsize min_chunk, LmnCpuPoolFunc func,
                       gpointer data);
 
+/** LmnCpuPoolIndexedFunc: runs indices [begin, end), chunk @chunk of the loop. */
+typedef void (*LmnCpuPoolIndexedFunc)(gsize begin, gsize end, guint chunk, gpointer data);
+
+/**
+ * lmn_cpu_pool_run_indexed:
+ * Runs @func over [0, @n) cut into min(@n, threads) chunks of equal size (the last shorter), each
+ * told its chunk number, so that it can use per-chunk scratch.  Chunk boundaries depend only on
+ * @n and the thread count.  Not reentrant, like lmn_cpu_pool_run().
+ */
+void lmn_cpu_pool_run_indexed(LmnCpuPool *pool, gsize n, LmnCpuPoolIndexedFunc func, gpointer data);
+/** lmn_cpu_pool_indexed_chunks: Returns: the chunks lmn_cpu_pool_run_indexed() cuts [0, @n) into.
+ */
+guint lmn_cpu_pool_indexed_chunks(const LmnCpuPool *pool, gsize n);
+
 G_END_DECLS

@@ -1,0 +1,318 @@
+/* Lamina CPU backend — the ABI 1.4 convolution ops, image by image.
+ *
+ * The pool takes whole images; each chunk lowers one image at a time into its own patch matrix
+ * [C * kh * kw, oh * ow] (an L2-sized scratch kept in the context, never the whole batch's) and
+ * runs one single-threaded GEMM per group on it, so the patches are still in cache when the GEMM
+ * reads them.  A 1x1 convolution with stride 1 and no padding reads the image itself.
+ *   forward:          y[n, g]  = W_g x cols[n, g]
+ *   backward data:    dx[n]    = col2im(W^T dy[n])
+ *   backward weights: dW       = sum over n of dy[n] cols[n]^T: each chunk sums its images into
+ *                     its own partial, and the partials are added in chunk order, so the result
+ *                     depends only on the batch and the thread count.
+ * The scratch grows on the first call with a larger layer; where it cannot be allocated, the op
+ * runs as direct loops instead (slow, never wrong; LAMINA_CPU_CONV=direct forces them, so the
+ * tests reach them).
+ */
+#include "cpu-ops.h"
+
+#include <string.h>
+
+#define EXEC_BEGIN(c) g_mutex_lock(&(c)->exec_lock)
+#define EXEC_END(c) g_mutex_unlock(&(c)->exec_lock)
+
+/* Below this many multiply-adds the whole op runs on the calling thread. */
+#define CONV_SMALL_MACS 262144.0
+
+static inline float *fptr(const LmnTensor *t)
+{
+    return (float *) ((char *) t->buffer + t->offset);
+}
+
+typedef struct {
+    const LmnConv2dDesc *d;
+    LmnConv2dGeom g;   /* one image */
+    gint64 ckk, kg, l; /* per group: patch rows, output channels; pixels per channel */
+    gboolean direct;   /* 1x1, stride 1, no padding: the image is its own patch matrix */
+    const float *x, *w, *dy;
+    float *y, *dx, *dw;
+    float **cols;    /* per chunk */
+    float **partial; /* per chunk, backward weights */
+} ConvRun;
+
+static ConvRun conv_run_of(const LmnConv2dDesc *d)
+{
+    ConvRun r = {.d = d};
+    r.g = (LmnConv2dGeom){.struct_size = sizeof(LmnConv2dGeom),
+                          .batch = 1,
+                          .channels = d->c,
+                          .height = d->h,
+                          .width = d->w,
+                          .kernel_h = d->kernel_h,
+                          .kernel_w = d->kernel_w,
+                          .stride_h = d->stride_h,
+                          .stride_w = d->stride_w,
+                          .pad_h = d->pad_h,
+                          .pad_w = d->pad_w,
+                          .dilation_h = d->dilation_h,
+                          .dilation_w = d->dilation_w,
+                          .out_h = d->out_h,
+                          .out_w = d->out_w};
+    r.ckk = d->c / d->groups * d->kernel_h * d->kernel_w;
+    r.kg = d->k / d->groups;
+    r.l = d->out_h * d->out_w;
+    r.direct = d->kernel_h == 1 && d->kernel_w == 1 && d->stride_h == 1 && d->stride_w == 1 &&
+               d->pad_h == 0 && d->pad_w == 0;
+    return r;
+}
+
+static double conv_macs(const ConvRun *r)
+{
+    return (double) r->d->n * (double) r->d->k * (double) r->ckk * (double) r->l;
+}
+
+/* Grows slot @i of a per-chunk scratch to @numel floats. */
+static gboolean ensure_slot(float **slots, gsize *caps, guint i, gsize numel)
+{
+    if (caps[i] >= numel)
+        return TRUE;
+    float *p = g_try_realloc(slots[i], numel * sizeof(float));
+    if (p == NULL)
+        return FALSE;
+    slots[i] = p;
+    caps[i] = numel;
+    return TRUE;
+}
+
+/* Scratch for @chunks chunks: patch matrices (unless direct) and, with @partials, weight
+ * gradients.  Points r->cols / r->partial at them. */
+static gboolean conv_scratch(LmnCpuContext *c, ConvRun *r, guint chunks, gboolean partials)
+{
+    const gsize cols = (gsize) (r->d->c * r->d->kernel_h * r->d->kernel_w) * (gsize) r->l;
+    const gsize dw = (gsize) (r->d->k * r->ckk);
+    if (c->conv_direct)
+        return FALSE;
+    for (guint i = 0; i < chunks; i++) {
+        if (!r->direct && !ensure_slot(c->conv_cols, c->conv_cols_cap, i, cols))
+            return FALSE;
+        if (partials && !ensure_slot(c->conv_dw, c->conv_dw_cap, i, dw))
+            return FALSE;
+    }
+    r->cols = c->conv_cols;
+    r->partial = c->conv_dw;
+    return TRUE;
+}
+
+/* Chunks the op is cut into: one for a small op, else one per thread (at most one per image). */
+static guint conv_chunks(const LmnCpuContext *c, const ConvRun *r)
+{
+    if (c->n_threads <= 1 || conv_macs(r) < CONV_SMALL_MACS)
+        return 1;
+    return lmn_cpu_pool_indexed_chunks(c->pool, (gsize) r->d->n);
+}
+
+/* Runs @func over the images on @chunks chunks. */
+static void conv_dispatch(LmnCpuContext *c, ConvRun *r, guint chunks, LmnCpuPoolIndexedFunc func)
+{
+    if (chunks == 1)
+        func(0, (gsize) r->d->n, 0, r);
+    else
+        lmn_cpu_pool_run_indexed(c->pool, (gsize) r->d->n, func, r);
+}
+
+/* This image's patch matrix: the image itself when direct, else lowered into the chunk's. */
+static const float *patches(const ConvRun *r, gsize n, guint chunk)
+{
+    const float *xn = r->x + n * (gsize) (r->d->c * r->d->h * r->d->w);
+    if (r->direct)
+        return xn;
+    lmn_cpu_im2col_image(xn, r->cols[chunk], &r->g);
+    return r->cols[chunk];
+}
+
+static void forward_images(gsize begin, gsize end, guint chunk, gpointer data)
+{
+    const ConvRun *r = data;
+    const LmnConv2dDesc *d = r->d;
+    for (gsize n = begin; n < end; n++) {
+        const float *cols = patches(r, n, chunk);
+        for (gint64 gi = 0; gi < d->groups; gi++)
+            lmn_cpu_sgemm_serial(FALSE, FALSE, (int) r->kg, (int) r->l, (int) r->ckk,
+                                 r->w + gi * r->kg * r->ckk, (int) r->ckk,
+                                 cols + gi * r->ckk * r->l, (int) r->l, 0.0f,
+                                 r->y + ((gint64) n * d->k + gi * r->kg) * r->l, (int) r->l);
+    }
+}
+
+static void backward_data_images(gsize begin, gsize end, guint chunk, gpointer data)
+{
+    const ConvRun *r = data;
+    const LmnConv2dDesc *d = r->d;
+    for (gsize n = begin; n < end; n++) {
+        float *dxn = r->dx + n * (gsize) (d->c * d->h * d->w);
+        /* W^T dy[n] straight into dx when direct, else into the patch matrix, then col2im. */
+        float *dcols = r->direct ? dxn : r->cols[chunk];
+        for (gint64 gi = 0; gi < d->groups; gi++)
+            lmn_cpu_sgemm_serial(TRUE, FALSE, (int) r->ckk, (int) r->l, (int) r->kg,
+                                 r->w + gi * r->kg * r->ckk, (int) r->ckk,
+                                 r->dy + ((gint64) n * d->k + gi * r->kg) * r->l, (int) r->l, 0.0f,
+                                 dcols + gi * r->ckk * r->l, (int) r->l);
+        if (!r->direct)
+            lmn_cpu_col2im_image(dcols, dxn, &r->g);
+    }
+}
+
+static void backward_weights_images(gsize begin, gsize end, guint chunk, gpointer data)
+{
+    const ConvRun *r = data;
+    const LmnConv2dDesc *d = r->d;
+    float *dw = r->partial[chunk];
+    for (gsize n = begin; n < end; n++) {
+        const float *cols = patches(r, n, chunk);
+        for (gint64 gi = 0; gi < d->groups; gi++)
+            lmn_cpu_sgemm_serial(FALSE, TRUE, (int) r->kg, (int) r->ckk, (int) r->l,
+                                 r->dy + ((gint64) n * d->k + gi * r->kg) * r->l, (int) r->l,
+                                 cols + gi * r->ckk * r->l, (int) r->l, n == begin ? 0.0f : 1.0f,
+                                 dw + gi * r->kg * r->ckk, (int) r->ckk);
+    }
+}
+
+/* ---- direct loops, where the scratch cannot be allocated ---- */
+
+/* Input row and column of output (oy, ox) at kernel tap (ky, kx); FALSE in the padding. */
+static inline gboolean tap(const LmnConv2dDesc *d, gint64 oy, gint64 ox, gint64 ky, gint64 kx,
+                           gint64 *iy, gint64 *ix)
+{
+    *iy = oy * d->stride_h - d->pad_h + ky * d->dilation_h;
+    *ix = ox * d->stride_w - d->pad_w + kx * d->dilation_w;
+    return *iy >= 0 && *iy < d->h && *ix >= 0 && *ix < d->w;
+}
+
+/* Visits every (image, output channel, output pixel, input channel, tap) term of the
+ * convolution in a fixed order: @fn gets the flat x, weight and y indices. */
+typedef void (*TermFunc)(const ConvRun *r, gsize xi, gsize wi, gsize yi);
+
+static void for_each_term(const ConvRun *r, TermFunc fn)
+{
+    const LmnConv2dDesc *d = r->d;
+    const gint64 cg = d->c / d->groups;
+    for (gint64 n = 0; n < d->n; n++)
+        for (gint64 k = 0; k < d->k; k++)
+            for (gint64 oy = 0; oy < d->out_h; oy++)
+                for (gint64 ox = 0; ox < d->out_w; ox++) {
+                    const gsize yi = (gsize) (((n * d->k + k) * d->out_h + oy) * d->out_w + ox);
+                    for (gint64 ci = 0; ci < cg; ci++) {
+                        const gint64 ch = k / r->kg * cg + ci;
+                        for (gint64 ky = 0; ky < d->kernel_h; ky++)
+                            for (gint64 kx = 0; kx < d->kernel_w; kx++) {
+                                gint64 iy, ix;
+                                if (!tap(d, oy, ox, ky, kx, &iy, &ix))
+                                    continue;
+                                fn(r, (gsize) (((n * d->c + ch) * d->h + iy) * d->w + ix),
+                                   (gsize) (((k * cg + ci) * d->kernel_h + ky) * d->kernel_w + kx),
+                                   yi);
+                            }
+                    }
+                }
+}
+
+static void term_forward(const ConvRun *r, gsize xi, gsize wi, gsize yi)
+{
+    r->y[yi] += r->x[xi] * r->w[wi];
+}
+
+static void term_backward_data(const ConvRun *r, gsize xi, gsize wi, gsize yi)
+{
+    r->dx[xi] += r->dy[yi] * r->w[wi];
+}
+
+static void term_backward_weights(const ConvRun *r, gsize xi, gsize wi, gsize yi)
+{
+    r->dw[wi] += r->dy[yi] * r->x[xi];
+}
+
+/* ---- the ops ---- */
+
+void lmn_cpu_conv2d_forward(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                            const LmnTensor *weight, LmnTensor *y)
+{
+    LmnCpuContext *c = ctx;
+    ConvRun r = conv_run_of(d);
+    r.x = fptr(x);
+    r.w = fptr(weight);
+    r.y = fptr(y);
+    EXEC_BEGIN(c);
+    guint chunks = conv_chunks(c, &r);
+    if (conv_scratch(c, &r, chunks, FALSE)) {
+        conv_dispatch(c, &r, chunks, forward_images);
+    } else {
+        memset(r.y, 0, (gsize) (d->n * d->k * r.l) * sizeof(float));
+        for_each_term(&r, term_forward);
+    }
+    EXEC_END(c);
+}
+
+void lmn_cpu_conv2d_backward_data(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *dy,
+                                  const LmnTensor *weight, LmnTensor *dx)
+{
+    LmnCpuContext *c = ctx;
+    ConvRun r = conv_run_of(d);
+    r.dy = fptr(dy);
+    r.w = fptr(weight);
+    r.dx = fptr(dx);
+    EXEC_BEGIN(c);
+    guint chunks = conv_chunks(c, &r);
+    if (conv_scratch(c, &r, chunks, FALSE)) {
+        conv_dispatch(c, &r, chunks, backward_data_images);
+    } else {
+        memset(r.dx, 0, (gsize) (d->n * d->c * d->h * d->w) * sizeof(float));
+        for_each_term(&r, term_backward_data);
+    }
+    EXEC_END(c);
+}
+
+void lmn_cpu_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                                     const LmnTensor *dy, LmnTensor *dweight, float beta)
+{
+    LmnCpuContext *c = ctx;
+    ConvRun r = conv_run_of(d);
+    r.x = fptr(x);
+    r.dy = fptr(dy);
+    float *out = fptr(dweight);
+    const gsize numel = (gsize) (d->k * r.ckk);
+    EXEC_BEGIN(c);
+    guint chunks = conv_chunks(c, &r);
+    if (conv_scratch(c, &r, chunks, TRUE)) {
+        conv_dispatch(c, &r, chunks, backward_weights_images);
+        /* beta 0 overwrites (NaN in dweight does not survive); partials in chunk order. */
+        for (gsize e = 0; e < numel; e++) {
+            float v = beta == 0.0f ? 0.0f : out[e];
+            for (guint i = 0; i < chunks; i++)
+                v += r.partial[i][e];
+            out[e] = v;
+        }
+    } else {
+        g_autofree float *acc = g_try_new0(float, numel);
+        /* Not even the gradient's size is free: accumulate into dweight itself. */
+        r.dw = acc != NULL ? acc : out;
+        if (acc == NULL && beta == 0.0f)
+            memset(out, 0, numel * sizeof(float));
+        for_each_term(&r, term_backward_weights);
+        if (acc != NULL)
+            for (gsize e = 0; e < numel; e++)
+                out[e] = (beta == 0.0f ? 0.0f : out[e]) + acc[e];
+    }
+    EXEC_END(c);
+}
+
+void lmn_cpu_conv_scratch_free(gpointer ctx)
+{
+    LmnCpuContext *c = ctx;
+    for (guint i = 0; i < c->n_threads; i++) {
+        g_free(c->conv_cols[i]);
+        g_free(c->conv_dw[i]);
+    }
+    g_free(c->conv_cols);
+    g_free(c->conv_cols_cap);
+    g_free(c->conv_dw);
+    g_free(c->conv_dw_cap);
+}

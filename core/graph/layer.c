@@ -71,6 +71,8 @@ struct _LmnLayer {
     gpointer peer_data;
     /* lmn_layer_set_collective(); n_ranks == 0: none (a single process) */
     LmnCollective collective;
+    gboolean profiling;
+    LmnLayerProfile profile;
 };
 
 static void layer_param_clear(gpointer p)
@@ -173,6 +175,12 @@ const char *lmn_layer_get_name(const LmnLayer *layer)
 {
     g_return_val_if_fail(layer != NULL, NULL);
     return layer->name;
+}
+
+LmnBackend *lmn_layer_get_backend(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, NULL);
+    return layer->backend;
 }
 
 const LmnParams *lmn_layer_get_params(const LmnLayer *layer)
@@ -1089,12 +1097,46 @@ gboolean lmn_layer_prepare_batch(LmnLayer *layer, gint64 batch, GError **error)
     return TRUE;
 }
 
+void lmn_layer_set_profiling(LmnLayer *layer, gboolean on)
+{
+    g_return_if_fail(layer != NULL);
+    layer->profiling = on;
+    layer->profile = (LmnLayerProfile){0};
+}
+
+const LmnLayerProfile *lmn_layer_get_profile(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, NULL);
+    return &layer->profile;
+}
+
+/* Starts timing a call: the backend's earlier work is finished first, so it is not counted
+ * here.  A deferred error stays with the backend for the caller's next synchronize. */
+static gint64 profile_begin(LmnLayer *layer)
+{
+    if (!layer->profiling)
+        return 0;
+    lmn_backend_synchronize(layer->backend, NULL);
+    return g_get_monotonic_time();
+}
+
+static gint64 profile_end(LmnLayer *layer, gint64 t0)
+{
+    lmn_backend_synchronize(layer->backend, NULL);
+    return g_get_monotonic_time() - t0;
+}
+
 void lmn_layer_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
     g_return_if_fail(layer != NULL && io != NULL);
     g_return_if_fail(io->n_inputs == layer->n_inputs);
     g_return_if_fail(layer->saved_list->len == 0 || io->batch == layer->batch);
+    gint64 t0 = profile_begin(layer);
     layer->vtable->forward(layer, io);
+    if (layer->profiling) {
+        layer->profile.forward_us += profile_end(layer, t0);
+        layer->profile.forward_calls++;
+    }
 }
 
 void lmn_layer_backward(LmnLayer *layer, const LmnLayerIO *io)
@@ -1102,5 +1144,10 @@ void lmn_layer_backward(LmnLayer *layer, const LmnLayerIO *io)
     g_return_if_fail(layer != NULL && io != NULL);
     g_return_if_fail(io->n_inputs == layer->n_inputs);
     g_return_if_fail(layer->saved_list->len == 0 || io->batch == layer->batch);
+    gint64 t0 = profile_begin(layer);
     layer->vtable->backward(layer, io);
+    if (layer->profiling) {
+        layer->profile.backward_us += profile_end(layer, t0);
+        layer->profile.backward_calls++;
+    }
 }

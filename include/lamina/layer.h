@@ -138,6 +138,13 @@ guint lmn_layer_add_param(LmnLayer *layer, const char *name, const LmnShape *sha
 guint lmn_layer_add_buffer(LmnLayer *layer, const char *name, const LmnShape *shape,
                            float initial_value);
 /**
+ * lmn_layer_get_backend:
+ * The backend the layer's tensors live on, known from build() on, so that a layer can declare
+ * only the scratch its backend's ops need (lmn_backend_has_native_conv2d, say).
+ * Returns: (transfer none): the backend
+ */
+LmnBackend *lmn_layer_get_backend(const LmnLayer *layer);
+/**
  * lmn_layer_add_saved:
  * Declares a per-batch tensor of per-sample shape @shape kept from forward to backward
  * (probabilities, masks, pre-activations); the core prepends the batch dimension.  When
@@ -262,6 +269,22 @@ LmnLayer *lmn_layer_new(LmnRegistry *registry, const char *type, const char *nam
  * layer or the next call).  NULL: a single process.
  */
 void lmn_layer_set_collective(LmnLayer *layer, const LmnCollective *collective);
+/**
+ * LmnLayerProfile:
+ * Wall time a layer spent in forward and backward since profiling was switched on, each call
+ * bracketed by lmn_backend_synchronize() so that a device backend's queued work is counted
+ * where it was recorded (which serialises that backend: a profile, not a benchmark).
+ */
+typedef struct {
+    gint64 forward_us, backward_us;
+    guint64 forward_calls, backward_calls;
+} LmnLayerProfile;
+
+/** lmn_layer_set_profiling: switches the profile of @layer on or off; either way it restarts
+ * from zero. */
+void lmn_layer_set_profiling(LmnLayer *layer, gboolean on);
+/** lmn_layer_get_profile: Returns: (transfer none): the times gathered since profiling began. */
+const LmnLayerProfile *lmn_layer_get_profile(const LmnLayer *layer);
 /** lmn_layer_free: frees the layer, its tensors and private data. */
 void lmn_layer_free(LmnLayer *layer);
 /** lmn_layer_get_vtable: Returns: (transfer none): the layer type's vtable. */

@@ -15,6 +15,10 @@
  * with a column of ones summing them, and a 1x1, stride-1, unpadded layer needs no im2col/col2im:
  * its patch matrix is the output itself.
  *
+ * A backend with the ABI 1.4 convolution ops runs the three passes as that conv2d's ops
+ * (forward = its backward-data, backward-data = its forward, dW = its backward-weights with the
+ * roles of input and output swapped) and no scratch is declared.
+ *
  * output_padding adds rows and columns at the bottom/right that no input pixel reaches (they
  * hold only the bias), which is why PyTorch requires it to be smaller than the stride or the
  * dilation: otherwise it would merely pad.
@@ -35,6 +39,7 @@ typedef struct {
     gint64 rows; /* rows of the whole patch matrix: OC * kh * kw */
     gboolean bias;
     gboolean direct; /* 1x1, stride 1, no padding: the output is its own patch matrix */
+    gboolean native; /* the backend runs the adjoint conv2d's ops (ABI 1.4); no scratch */
     guint saved_cols, saved_scratch, saved_ones;
 } ConvT;
 
@@ -153,6 +158,8 @@ static void convt_declare(LmnLayer *layer, ConvT *c, const LmnShape *w, const Lm
         lmn_layer_add_param(layer, "bias", &b, LMN_PARAM_ROLE_BIAS, "he_uniform",
                             "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
     }
+    if (c->native)
+        return;
     if (!c->direct)
         c->saved_cols = lmn_layer_add_saved(layer, "cols", cols, LMN_DTYPE_F32, TRUE);
     LmnShape scratch = lmn_shape_make(2, c->in_ch, c->k);
@@ -202,6 +209,7 @@ static gboolean convt_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
     c->rows = cols.dims[0];
     c->bias = lmn_params_get_bool(p, "bias");
     c->direct = direct;
+    c->native = lmn_backend_has_native_conv2d(lmn_layer_get_backend(layer));
     lmn_layer_set_private(layer, c, g_free);
     convt_declare(layer, c, &w, &cols);
     output->shape = out;
@@ -209,9 +217,63 @@ static gboolean convt_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
     return TRUE;
 }
 
+/* The adjoint conv2d of @batch images: its input is this layer's output (OC channels), its
+ * output this layer's input (C channels), its weight [C, OC/G, kh, kw] this layer's. */
+static LmnConv2dDesc convt_desc(const ConvT *c, gint64 batch)
+{
+    const LmnConv2dGeom *g = &c->geom;
+    return (LmnConv2dDesc){.struct_size = sizeof(LmnConv2dDesc),
+                           .n = batch,
+                           .c = c->out_ch,
+                           .h = g->height,
+                           .w = g->width,
+                           .k = c->in_ch,
+                           .kernel_h = g->kernel_h,
+                           .kernel_w = g->kernel_w,
+                           .stride_h = g->stride_h,
+                           .stride_w = g->stride_w,
+                           .pad_h = g->pad_h,
+                           .pad_w = g->pad_w,
+                           .dilation_h = g->dilation_h,
+                           .dilation_w = g->dilation_w,
+                           .groups = c->groups,
+                           .out_h = g->out_h,
+                           .out_w = g->out_w};
+}
+
+/* The three passes through the backend's conv2d ops, run backwards as above. */
+static void convt_forward_native(LmnLayer *layer, const ConvT *c, const LmnLayerIO *io)
+{
+    LmnConv2dDesc d = convt_desc(c, io->batch);
+    lmn_op_conv2d_backward_data(&d, io->inputs[0], lmn_layer_get_param(layer, PARAM_WEIGHT),
+                                io->output, NULL);
+    if (c->bias)
+        lmn_op_bias_add(io->output, lmn_layer_get_param(layer, PARAM_BIAS), io->batch, c->out_ch,
+                        c->geom.height * c->geom.width);
+}
+
+static void convt_backward_native(LmnLayer *layer, const ConvT *c, const LmnLayerIO *io)
+{
+    LmnConv2dDesc d = convt_desc(c, io->batch);
+    if (!io->skip_param_grads) {
+        lmn_op_conv2d_backward_weights(&d, io->output_grad, io->inputs[0],
+                                       lmn_layer_get_grad(layer, PARAM_WEIGHT), 0.0f, NULL);
+        if (c->bias)
+            lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad, io->batch,
+                             c->out_ch, c->geom.height * c->geom.width, 0.0f);
+    }
+    if (io->input_grads[0] != NULL)
+        lmn_op_conv2d_forward(&d, io->output_grad, lmn_layer_get_param(layer, PARAM_WEIGHT),
+                              io->input_grads[0], NULL);
+}
+
 static void convt_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const ConvT *c = lmn_layer_get_private(layer);
+    if (c->native) {
+        convt_forward_native(layer, c, io);
+        return;
+    }
     LmnConv2dGeom g = c->geom;
     g.batch = io->batch;
     LmnTensor *cols = c->direct ? io->output : lmn_layer_get_saved(layer, c->saved_cols);
@@ -305,6 +367,10 @@ static void convt_param_grads(LmnLayer *layer, const ConvT *c, const LmnLayerIO 
 static void convt_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const ConvT *c = lmn_layer_get_private(layer);
+    if (c->native) {
+        convt_backward_native(layer, c, io);
+        return;
+    }
     LmnConv2dGeom g = c->geom;
     g.batch = io->batch;
     LmnTensor *dx = io->input_grads[0];

@@ -23,8 +23,8 @@
  *
  * A backend with the ABI 1.4 convolution ops (lmn_backend_has_native_conv2d: the CPU backend
  * lowers image by image into cache-sized scratch; a GPU backend may run an implicit GEMM) runs
- * all three products itself and the layer only adds the bias; the patch matrix declared here is
- * then unused.
+ * all three products itself and the layer only adds the bias; the patch matrix and the other
+ * scratch of the GEMM path are then not declared at all.
  */
 #include <math.h>
 
@@ -43,6 +43,7 @@ typedef struct {
     gint64 rows;  /* rows of the whole patch matrix: C * kh * kw */
     gboolean bias;
     gboolean direct; /* 1x1, stride 1, no padding: the input is its own patch matrix */
+    gboolean native; /* the backend runs the convolution (ABI 1.4); no scratch declared */
     guint saved_cols, saved_scratch, saved_ones;
 } Conv;
 
@@ -96,6 +97,9 @@ static void conv_declare(LmnLayer *layer, Conv *c, const LmnShape *w, const LmnS
         lmn_layer_add_param(layer, "bias", &b, LMN_PARAM_ROLE_BIAS, "he_uniform",
                             "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
     }
+    /* A backend with its own convolution ops needs none of the GEMM path's scratch. */
+    if (c->native)
+        return;
     if (!c->direct)
         c->saved_cols = lmn_layer_add_saved(layer, "cols", cols, LMN_DTYPE_F32, TRUE);
     LmnShape scratch = lmn_shape_make(2, c->out_ch, c->k);
@@ -142,6 +146,7 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
     c->rows = cols.dims[0];
     c->bias = lmn_params_get_bool(p, "bias");
     c->direct = direct;
+    c->native = lmn_backend_has_native_conv2d(lmn_layer_get_backend(layer));
     lmn_layer_set_private(layer, c, g_free);
     conv_declare(layer, c, &w, &cols);
     output->shape = out;
@@ -172,12 +177,6 @@ static LmnConv2dDesc conv_desc(const Conv *c, gint64 batch)
                            .out_w = g->out_w};
 }
 
-/* The backend runs convolutions itself (ABI 1.4): no patch matrix, no GEMMs here. */
-static gboolean conv_native(const LmnLayerIO *io)
-{
-    return lmn_backend_has_native_conv2d(io->output->backend);
-}
-
 /* The patch matrix of this batch: the saved cols, or the input itself for a direct conv. */
 static LmnTensor *conv_patches(LmnLayer *layer, const Conv *c, const LmnLayerIO *io)
 {
@@ -187,7 +186,7 @@ static LmnTensor *conv_patches(LmnLayer *layer, const Conv *c, const LmnLayerIO 
 static void conv_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Conv *c = lmn_layer_get_private(layer);
-    if (conv_native(io)) {
+    if (c->native) {
         LmnConv2dDesc d = conv_desc(c, io->batch);
         lmn_op_conv2d_forward(&d, io->inputs[0], lmn_layer_get_param(layer, PARAM_WEIGHT),
                               io->output, NULL);
@@ -286,7 +285,7 @@ static void conv_backward_native(LmnLayer *layer, const Conv *c, const LmnLayerI
 static void conv_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Conv *c = lmn_layer_get_private(layer);
-    if (conv_native(io)) {
+    if (c->native) {
         conv_backward_native(layer, c, io);
         return;
     }

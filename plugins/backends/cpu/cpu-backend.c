@@ -162,6 +162,8 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     c->conv_cols = g_new0(float *, c->n_threads);
     c->conv_cols_cap = g_new0(gsize, c->n_threads);
     c->conv_dw = g_new0(float *, c->n_threads);
+    c->conv_out = g_new0(float *, c->n_threads);
+    c->conv_out_cap = g_new0(gsize, c->n_threads);
     c->conv_dw_cap = g_new0(gsize, c->n_threads);
 #ifdef LMN_HAVE_OPENBLAS
     /* GEMM library calls run on one thread each, spread by the pool (lmn_cpu_gemm), so

@@ -1,14 +1,17 @@
-/* Lamina CPU backend — the ABI 1.4 convolution ops, image by image.
+/* Lamina CPU backend — the ABI 1.4 convolution ops, a block of images at a time.
  *
- * The pool takes whole images; each chunk lowers one image at a time into its own patch matrix
- * [C * kh * kw, oh * ow] (an L2-sized scratch kept in the context, never the whole batch's) and
- * runs one single-threaded GEMM per group on it, so the patches are still in cache when the GEMM
- * reads them.  A 1x1 convolution with stride 1 and no padding reads the image itself.
- *   forward:          y[n, g]  = W_g x cols[n, g]
- *   backward data:    dx[n]    = col2im(W^T dy[n])
- *   backward weights: dW       = sum over n of dy[n] cols[n]^T: each chunk sums its images into
- *                     its own partial, and the partials are added in chunk order, so the result
- *                     depends only on the batch and the thread count.
+ * The pool takes whole images.  Each chunk lowers a block of B images into its own patch
+ * matrix [C * kh * kw, B * oh * ow] (the images side by side, B chosen from the sizes so that the
+ * block stays in L2) and runs one single-threaded GEMM per group on it: a small convolution's
+ * per-image product (LeNet's second, 16 x 100 x 150) is too small for a GEMM kernel to run
+ * fast, the block's (16 x 800 x 150) is not.  Outputs and output gradients pass through a
+ * [K, B * oh * ow] block too, copied from and to the [N, K, oh, ow] tensors.
+ *   forward:          Y_blk    = W_g x cols_blk
+ *   backward data:    dx[n]    = col2im(W_g^T dY_blk), image by image
+ *   backward weights: dW       = sum over blocks of dY_blk cols_blk^T: each chunk sums its blocks
+ *                     into its own partial, and the partials are added in chunk order, so the
+ *                     result depends only on the sizes and the thread count.
+ * A 1x1 convolution with stride 1 and no padding reads the image itself, one image at a time.
  * The scratch grows on the first call with a larger layer; where it cannot be allocated, the op
  * runs as direct loops instead (slow, never wrong; LAMINA_CPU_CONV=direct forces them, so the
  * tests reach them).
@@ -22,6 +25,8 @@
 
 /* Below this many multiply-adds the whole op runs on the calling thread. */
 #define CONV_SMALL_MACS 262144.0
+/* A block's patch matrix and outputs together stay under this many floats (512 KiB, L2). */
+#define CONV_BLOCK_FLOATS 131072
 
 static inline float *fptr(const LmnTensor *t)
 {
@@ -33,9 +38,11 @@ typedef struct {
     LmnConv2dGeom g;   /* one image */
     gint64 ckk, kg, l; /* per group: patch rows, output channels; pixels per channel */
     gboolean direct;   /* 1x1, stride 1, no padding: the image is its own patch matrix */
+    gint64 block;      /* images per block (1 when direct) */
     const float *x, *w, *dy;
     float *y, *dx, *dw;
-    float **cols;    /* per chunk */
+    float **cols;    /* per chunk: a block's patch matrices */
+    float **out;     /* per chunk: a block's outputs or output gradients */
     float **partial; /* per chunk, backward weights */
 } ConvRun;
 
@@ -62,6 +69,8 @@ static ConvRun conv_run_of(const LmnConv2dDesc *d)
     r.l = d->out_h * d->out_w;
     r.direct = d->kernel_h == 1 && d->kernel_w == 1 && d->stride_h == 1 && d->stride_w == 1 &&
                d->pad_h == 0 && d->pad_w == 0;
+    const double per_image = (double) (d->c * d->kernel_h * d->kernel_w + d->k) * (double) r.l;
+    r.block = r.direct ? 1 : CLAMP((gint64) (CONV_BLOCK_FLOATS / per_image), 1, d->n);
     return r;
 }
 
@@ -83,21 +92,25 @@ static gboolean ensure_slot(float **slots, gsize *caps, guint i, gsize numel)
     return TRUE;
 }
 
-/* Scratch for @chunks chunks: patch matrices (unless direct) and, with @partials, weight
- * gradients.  Points r->cols / r->partial at them. */
+/* Scratch for @chunks chunks: patch matrices and output blocks (unless direct) and, with
+ * @partials, weight gradients.  Points r->cols, r->out and r->partial at them. */
 static gboolean conv_scratch(LmnCpuContext *c, ConvRun *r, guint chunks, gboolean partials)
 {
-    const gsize cols = (gsize) (r->d->c * r->d->kernel_h * r->d->kernel_w) * (gsize) r->l;
+    const gsize ld = (gsize) (r->block * r->l);
+    const gsize cols = (gsize) (r->d->c * r->d->kernel_h * r->d->kernel_w) * ld;
+    const gsize out = (gsize) r->d->k * ld;
     const gsize dw = (gsize) (r->d->k * r->ckk);
     if (c->conv_direct)
         return FALSE;
     for (guint i = 0; i < chunks; i++) {
-        if (!r->direct && !ensure_slot(c->conv_cols, c->conv_cols_cap, i, cols))
+        if (!r->direct && (!ensure_slot(c->conv_cols, c->conv_cols_cap, i, cols) ||
+                           !ensure_slot(c->conv_out, c->conv_out_cap, i, out)))
             return FALSE;
         if (partials && !ensure_slot(c->conv_dw, c->conv_dw_cap, i, dw))
             return FALSE;
     }
     r->cols = c->conv_cols;
+    r->out = c->conv_out;
     r->partial = c->conv_dw;
     return TRUE;
 }
@@ -119,27 +132,56 @@ static void conv_dispatch(LmnCpuContext *c, ConvRun *r, guint chunks, LmnCpuPool
         lmn_cpu_pool_run_indexed(c->pool, (gsize) r->d->n, func, r);
 }
 
-/* This image's patch matrix: the image itself when direct, else lowered into the chunk's. */
-static const float *patches(const ConvRun *r, gsize n, guint chunk)
+/* The block of @nb images from @n0: their patch matrices side by side in the chunk's scratch
+ * (rows nb * l apart), or the image itself when direct (nb is 1 then). */
+static const float *patches(const ConvRun *r, gsize n0, gsize nb, guint chunk)
 {
-    const float *xn = r->x + n * (gsize) (r->d->c * r->d->h * r->d->w);
+    const gsize image = (gsize) (r->d->c * r->d->h * r->d->w);
     if (r->direct)
-        return xn;
-    lmn_cpu_im2col_image(xn, r->cols[chunk], &r->g);
+        return r->x + n0 * image;
+    const gsize ld = nb * (gsize) r->l;
+    for (gsize b = 0; b < nb; b++)
+        lmn_cpu_im2col_image(r->x + (n0 + b) * image, r->cols[chunk] + b * (gsize) r->l, ld, &r->g);
     return r->cols[chunk];
+}
+
+/* Copies images [n0, n0 + nb) of a [N, K, l] tensor into the [K, nb * l] block, or back. */
+static void block_copy(const ConvRun *r, float *tensor, float *blk, gsize n0, gsize nb,
+                       gboolean to_block)
+{
+    const gsize l = (gsize) r->l, k = (gsize) r->d->k, ld = nb * l;
+    for (gsize b = 0; b < nb; b++)
+        for (gsize kk = 0; kk < k; kk++) {
+            float *t = tensor + ((n0 + b) * k + kk) * l, *q = blk + kk * ld + b * l;
+            memcpy(to_block ? q : t, to_block ? t : q, l * sizeof(float));
+        }
+}
+
+/* The output gradients of a block, [K, nb * l]: dy itself for one image, else copied. */
+static const float *dy_block(const ConvRun *r, gsize n0, gsize nb, guint chunk)
+{
+    if (nb == 1)
+        return r->dy + n0 * (gsize) (r->d->k * r->l);
+    block_copy(r, (float *) r->dy, r->out[chunk], n0, nb, TRUE);
+    return r->out[chunk];
 }
 
 static void forward_images(gsize begin, gsize end, guint chunk, gpointer data)
 {
     const ConvRun *r = data;
     const LmnConv2dDesc *d = r->d;
-    for (gsize n = begin; n < end; n++) {
-        const float *cols = patches(r, n, chunk);
+    for (gsize n0 = begin; n0 < end; n0 += (gsize) r->block) {
+        const gsize nb = MIN((gsize) r->block, end - n0), ld = nb * (gsize) r->l;
+        const float *cols = patches(r, n0, nb, chunk);
+        /* One image: straight into y; a block: into the chunk's output block, then copied. */
+        float *out = nb == 1 ? r->y + n0 * (gsize) (d->k * r->l) : r->out[chunk];
         for (gint64 gi = 0; gi < d->groups; gi++)
-            lmn_cpu_sgemm_serial(FALSE, FALSE, (int) r->kg, (int) r->l, (int) r->ckk,
+            lmn_cpu_sgemm_serial(FALSE, FALSE, (int) r->kg, (int) ld, (int) r->ckk,
                                  r->w + gi * r->kg * r->ckk, (int) r->ckk,
-                                 cols + gi * r->ckk * r->l, (int) r->l, 0.0f,
-                                 r->y + ((gint64) n * d->k + gi * r->kg) * r->l, (int) r->l);
+                                 cols + (gsize) (gi * r->ckk) * ld, (int) ld, 0.0f,
+                                 out + (gsize) (gi * r->kg) * ld, (int) ld);
+        if (nb > 1)
+            block_copy(r, r->y, out, n0, nb, FALSE);
     }
 }
 
@@ -147,17 +189,20 @@ static void backward_data_images(gsize begin, gsize end, guint chunk, gpointer d
 {
     const ConvRun *r = data;
     const LmnConv2dDesc *d = r->d;
-    for (gsize n = begin; n < end; n++) {
-        float *dxn = r->dx + n * (gsize) (d->c * d->h * d->w);
-        /* W^T dy[n] straight into dx when direct, else into the patch matrix, then col2im. */
-        float *dcols = r->direct ? dxn : r->cols[chunk];
+    const gsize image = (gsize) (d->c * d->h * d->w);
+    for (gsize n0 = begin; n0 < end; n0 += (gsize) r->block) {
+        const gsize nb = MIN((gsize) r->block, end - n0), ld = nb * (gsize) r->l;
+        const float *dyb = dy_block(r, n0, nb, chunk);
+        /* W^T dY straight into dx when direct, else into the patch matrices, then col2im. */
+        float *dcols = r->direct ? r->dx + n0 * image : r->cols[chunk];
         for (gint64 gi = 0; gi < d->groups; gi++)
-            lmn_cpu_sgemm_serial(TRUE, FALSE, (int) r->ckk, (int) r->l, (int) r->kg,
+            lmn_cpu_sgemm_serial(TRUE, FALSE, (int) r->ckk, (int) ld, (int) r->kg,
                                  r->w + gi * r->kg * r->ckk, (int) r->ckk,
-                                 r->dy + ((gint64) n * d->k + gi * r->kg) * r->l, (int) r->l, 0.0f,
-                                 dcols + gi * r->ckk * r->l, (int) r->l);
+                                 dyb + (gsize) (gi * r->kg) * ld, (int) ld, 0.0f,
+                                 dcols + (gsize) (gi * r->ckk) * ld, (int) ld);
         if (!r->direct)
-            lmn_cpu_col2im_image(dcols, dxn, &r->g);
+            for (gsize b = 0; b < nb; b++)
+                lmn_cpu_col2im_image(dcols + b * (gsize) r->l, r->dx + (n0 + b) * image, ld, &r->g);
     }
 }
 
@@ -166,13 +211,15 @@ static void backward_weights_images(gsize begin, gsize end, guint chunk, gpointe
     const ConvRun *r = data;
     const LmnConv2dDesc *d = r->d;
     float *dw = r->partial[chunk];
-    for (gsize n = begin; n < end; n++) {
-        const float *cols = patches(r, n, chunk);
+    for (gsize n0 = begin; n0 < end; n0 += (gsize) r->block) {
+        const gsize nb = MIN((gsize) r->block, end - n0), ld = nb * (gsize) r->l;
+        const float *cols = patches(r, n0, nb, chunk);
+        const float *dyb = dy_block(r, n0, nb, chunk);
         for (gint64 gi = 0; gi < d->groups; gi++)
-            lmn_cpu_sgemm_serial(FALSE, TRUE, (int) r->kg, (int) r->ckk, (int) r->l,
-                                 r->dy + ((gint64) n * d->k + gi * r->kg) * r->l, (int) r->l,
-                                 cols + gi * r->ckk * r->l, (int) r->l, n == begin ? 0.0f : 1.0f,
-                                 dw + gi * r->kg * r->ckk, (int) r->ckk);
+            lmn_cpu_sgemm_serial(FALSE, TRUE, (int) r->kg, (int) r->ckk, (int) ld,
+                                 dyb + (gsize) (gi * r->kg) * ld, (int) ld,
+                                 cols + (gsize) (gi * r->ckk) * ld, (int) ld,
+                                 n0 == begin ? 0.0f : 1.0f, dw + gi * r->kg * r->ckk, (int) r->ckk);
     }
 }
 
@@ -309,10 +356,13 @@ void lmn_cpu_conv_scratch_free(gpointer ctx)
     LmnCpuContext *c = ctx;
     for (guint i = 0; i < c->n_threads; i++) {
         g_free(c->conv_cols[i]);
+        g_free(c->conv_out[i]);
         g_free(c->conv_dw[i]);
     }
     g_free(c->conv_cols);
     g_free(c->conv_cols_cap);
+    g_free(c->conv_out);
+    g_free(c->conv_out_cap);
     g_free(c->conv_dw);
     g_free(c->conv_dw_cap);
 }

@@ -309,7 +309,7 @@ static void bias_add_rows(gsize begin, gsize end, gpointer data)
 }
 
 /* inner > 1: units are the (o, c) planes of length inner. */
-static void bias_add_planes(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void bias_add_planes(gsize begin, gsize end, gpointer data)
 {
     const BiasJob *j = data;
     const gsize inner = j->inner;
@@ -389,7 +389,7 @@ static inline double sum_f64(const float *restrict x, gsize n, LmnReduceOp op)
 }
 
 /* inner > 1: units are channels; each sums outer planes of length inner. */
-static void bias_grad_channels(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void bias_grad_channels(gsize begin, gsize end, gpointer data)
 {
     const BiasJob *j = data;
     for (gsize ch = begin; ch < end; ch++) {
@@ -472,7 +472,7 @@ static void unary13_range(LmnUnaryOp op, const float *x, float *y, gsize begin, 
     }
 }
 
-static void unary_range(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void unary_range(gsize begin, gsize end, gpointer data)
 {
     const UnaryJob *j = data;
     const float *x = j->x;
@@ -596,7 +596,7 @@ static void unary13_backward_range(LmnUnaryOp op, const float *x, const float *y
     }
 }
 
-static void unary_backward_range(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void unary_backward_range(gsize begin, gsize end, gpointer data)
 {
     const UnaryJob *j = data;
     const float *x = j->x, *y = j->y, *dy = j->dy;
@@ -1029,23 +1029,25 @@ typedef struct {
     const float *x;
     float *out;
     const LmnConv2dGeom *g;
+    gsize ld; /* the patch matrix's row stride; 0 = oh * ow (rows packed) */
 } ConvJob;
 
 /* Units are (batch, channel) planes: plane u of x feeds exactly the kernel_h * kernel_w rows
  * of cols at u * kernel_h * kernel_w (cols is [batch, channels * kh * kw, oh * ow]), so planes
  * are independent in both directions. */
-static void im2col_planes(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void im2col_planes(gsize begin, gsize end, gpointer data)
 {
     const ConvJob *j = data;
     const LmnConv2dGeom *g = j->g;
     const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
     const gint64 sw = g->stride_w;
+    const gsize ld = j->ld != 0 ? j->ld : (gsize) (OH * OW);
     for (gsize u = begin; u < end; u++) {
         const float *xp = j->x + u * (gsize) (H * W);
-        float *cp = j->out + u * (gsize) (g->kernel_h * g->kernel_w * OH * OW);
+        float *cp = j->out + u * (gsize) (g->kernel_h * g->kernel_w) * ld;
         for (gint64 ki = 0; ki < g->kernel_h; ki++)
             for (gint64 kj = 0; kj < g->kernel_w; kj++) {
-                float *row = cp + (ki * g->kernel_w + kj) * OH * OW;
+                float *row = cp + (gsize) (ki * g->kernel_w + kj) * ld;
                 const gint64 off = kj * g->dilation_w - g->pad_w;
                 gint64 lo, hi;
                 valid_range(off, sw, W, OW, &lo, &hi);
@@ -1073,9 +1075,9 @@ static void im2col_planes(gsize begin, gsize end, gpointer data)
     }
 }
 
-void lmn_cpu_im2col_image(const float *x, float *cols, const LmnConv2dGeom *g)
+void lmn_cpu_im2col_image(const float *x, float *cols, gsize ld, const LmnConv2dGeom *g)
 {
-    ConvJob j = {.x = x, .out = cols, .g = g};
+    ConvJob j = {.x = x, .out = cols, .g = g, .ld = ld};
     im2col_planes(0, (gsize) g->channels, &j);
 }
 
@@ -1091,19 +1093,20 @@ void lmn_cpu_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const Lmn
 
 /* Each plane of dx is summed from its own rows of cols in a fixed order (kernel position, then
  * output pixel), so the result does not depend on the thread count. */
-static void col2im_planes(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void col2im_planes(gsize begin, gsize end, gpointer data)
 {
     const ConvJob *j = data;
     const LmnConv2dGeom *g = j->g;
     const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
     const gint64 sw = g->stride_w;
+    const gsize ld = j->ld != 0 ? j->ld : (gsize) (OH * OW);
     for (gsize u = begin; u < end; u++) {
         float *dp = j->out + u * (gsize) (H * W);
-        const float *cp = j->x + u * (gsize) (g->kernel_h * g->kernel_w * OH * OW);
+        const float *cp = j->x + u * (gsize) (g->kernel_h * g->kernel_w) * ld;
         memset(dp, 0, (gsize) (H * W) * sizeof(float));
         for (gint64 ki = 0; ki < g->kernel_h; ki++)
             for (gint64 kj = 0; kj < g->kernel_w; kj++) {
-                const float *row = cp + (ki * g->kernel_w + kj) * OH * OW;
+                const float *row = cp + (gsize) (ki * g->kernel_w + kj) * ld;
                 const gint64 off = kj * g->dilation_w - g->pad_w;
                 gint64 lo, hi;
                 valid_range(off, sw, W, OW, &lo, &hi);
@@ -1120,9 +1123,9 @@ static void col2im_planes(gsize begin, gsize end, gpointer data)
     }
 }
 
-void lmn_cpu_col2im_image(const float *cols, float *dx, const LmnConv2dGeom *g)
+void lmn_cpu_col2im_image(const float *cols, float *dx, gsize ld, const LmnConv2dGeom *g)
 {
-    ConvJob j = {.x = cols, .out = dx, .g = g};
+    ConvJob j = {.x = cols, .out = dx, .g = g, .ld = ld};
     col2im_planes(0, (gsize) g->channels, &j);
 }
 
@@ -1169,17 +1172,18 @@ static gboolean pool_is_2x2(const PoolJob *j)
            g->dilation_w == 1 && 2 * g->out_h <= g->height && 2 * g->out_w <= g->width;
 }
 
-/* The general loop's rule for one window: the first maximum in row-major order wins, a NaN
- * wins over numbers and the first NaN is kept. */
-static inline void pool_take(float v, gint64 at, float *best, gint64 *arg)
+/* The general rule as a select: @v replaces @best when it is greater, or a NaN over a number.
+ * A tournament (a vs b, c vs d, then the winners) under this rule gives exactly the sequential
+ * scan's winner: a later candidate wins only when strictly better, so ties and NaNs go to the
+ * first in window order. */
+static inline gboolean pool_better(float v, float best)
 {
-    if (v > *best || (isnan(v) && !isnan(*best))) {
-        *best = v;
-        *arg = at;
-    }
+    return v > best || (v != v && best == best);
 }
 
-static void pool_max_2x2(const PoolJob *j, gsize begin, gsize end)
+/* Branch-free, so that the compiler vectorises it across the output row (the AVX-512 clone
+ * handles 16 windows at once). */
+LMN_CPU_CLONES static void pool_max_2x2(const PoolJob *j, gsize begin, gsize end)
 {
     const LmnConv2dGeom *g = j->g;
     const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
@@ -1188,39 +1192,36 @@ static void pool_max_2x2(const PoolJob *j, gsize begin, gsize end)
         float *yp = j->y + u * (gsize) (OH * OW);
         gint32 *ap = j->argmax != NULL ? j->argmax + u * (gsize) (OH * OW) : NULL;
         for (gint64 oh = 0; oh < OH; oh++) {
-            const gint64 r0 = 2 * oh * W, r1 = r0 + W;
-            for (gint64 ow = 0; ow < OW; ow++) {
-                const gint64 c0 = 2 * ow;
-                const float a = xp[r0 + c0], b = xp[r0 + c0 + 1];
-                const float c = xp[r1 + c0], d = xp[r1 + c0 + 1];
-                float best;
-                gint64 arg;
-                if (G_LIKELY(!isnan(a + b + c + d))) {
-                    /* No NaN: a tournament in window order gives the first maximum, since a
-                     * later candidate replaces an earlier one only when strictly greater.  It
-                     * compiles to selects: on activations each comparison is a coin flip. */
-                    const float ab = b > a ? b : a, cd = d > c ? d : c;
-                    const gint64 iab = b > a ? r0 + c0 + 1 : r0 + c0;
-                    const gint64 icd = d > c ? r1 + c0 + 1 : r1 + c0;
-                    best = cd > ab ? cd : ab;
-                    arg = cd > ab ? icd : iab;
-                } else {
-                    best = a;
-                    arg = r0 + c0;
-                    pool_take(b, r0 + c0 + 1, &best, &arg);
-                    pool_take(c, r1 + c0, &best, &arg);
-                    pool_take(d, r1 + c0 + 1, &best, &arg);
+            const float *restrict x0 = xp + 2 * oh * W, *restrict x1 = x0 + W;
+            float *restrict y = yp + oh * OW;
+            const gint32 r0 = (gint32) (2 * oh * W), r1 = (gint32) (r0 + W);
+            if (ap == NULL) {
+                for (gint64 ow = 0; ow < OW; ow++) {
+                    const float a = x0[2 * ow], b = x0[2 * ow + 1];
+                    const float c = x1[2 * ow], d = x1[2 * ow + 1];
+                    const float ab = pool_better(b, a) ? b : a, cd = pool_better(d, c) ? d : c;
+                    y[ow] = pool_better(cd, ab) ? cd : ab;
                 }
-                yp[oh * OW + ow] = best;
-                if (ap != NULL)
-                    ap[oh * OW + ow] = (gint32) arg;
+                continue;
+            }
+            gint32 *restrict arg = ap + oh * OW;
+            for (gint64 ow = 0; ow < OW; ow++) {
+                const float a = x0[2 * ow], b = x0[2 * ow + 1];
+                const float c = x1[2 * ow], d = x1[2 * ow + 1];
+                const gint32 col = (gint32) (2 * ow);
+                const gboolean tb = pool_better(b, a), td = pool_better(d, c);
+                const float ab = tb ? b : a, cd = td ? d : c;
+                const gint32 iab = r0 + col + (tb ? 1 : 0), icd = r1 + col + (td ? 1 : 0);
+                const gboolean tc = pool_better(cd, ab);
+                y[ow] = tc ? cd : ab;
+                arg[ow] = tc ? icd : iab;
             }
         }
     }
 }
 
 /* Units are (batch, channel) planes; each output reads only its own input plane. */
-static void pool_planes(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void pool_planes(gsize begin, gsize end, gpointer data)
 {
     const PoolJob *j = data;
     if (pool_is_2x2(j)) {
@@ -1289,7 +1290,7 @@ void lmn_cpu_pool2d(gpointer ctx, LmnPoolMode mode, const LmnTensor *x, LmnTenso
 }
 
 /* Each dx plane is cleared and then accumulated from its own dy plane in output order. */
-static void pool_backward_planes(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void pool_backward_planes(gsize begin, gsize end, gpointer data)
 {
     const PoolJob *j = data;
     const LmnConv2dGeom *g = j->g;

@@ -9,6 +9,20 @@
 
 G_BEGIN_DECLS
 
+/* The memory-bound kernels (im2col, col2im, pooling, element-wise activations, bias) are built
+ * for AVX-512, AVX2 and the baseline, and the loader picks the best the processor runs: the
+ * plugin's baseline is x86-64's SSE2, so without them every such loop moves 16 bytes at a time.
+ * The plugin is compiled with -ffp-contract=off, so no clone fuses a multiply-add the baseline
+ * rounds twice: every clone gives the same bits. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define LMN_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef LMN_CPU_CLONES
+#define LMN_CPU_CLONES
+#endif
+
 /* Loops shorter than this run on the calling thread: waking workers costs more than it saves. */
 #define LMN_CPU_PARALLEL_MIN 32768
 /* The smallest piece of an element loop handed to one thread once a loop is split. */
@@ -25,12 +39,15 @@ typedef struct {
     GMutex exec_lock;
     double partials[LMN_CPU_MAX_PARTIALS];
     /* Per pool chunk, the convolution ops' scratch (cpu-conv.c), grown on first use of a larger
-     * layer and kept: one image's patch matrix, and a partial weight gradient. */
+     * layer and kept: a block of images' patch matrices, their outputs, and a partial weight
+     * gradient. */
     gboolean conv_direct; /* LAMINA_CPU_CONV=direct: the direct loops, for testing them */
     float **conv_cols;
     gsize *conv_cols_cap;
     float **conv_dw;
     gsize *conv_dw_cap;
+    float **conv_out; /* a block's outputs or output gradients, [K, images * oh * ow] */
+    gsize *conv_out_cap;
 } LmnCpuContext;
 
 void lmn_cpu_fill(gpointer ctx, LmnTensor *t, float value);
@@ -58,10 +75,11 @@ void lmn_cpu_kernel(gpointer ctx, const LmnKernelDesc *kernel, gsize n, LmnTenso
                     const float *scalars);
 
 /* Serial pieces for the convolution ops (cpu-conv.c), run inside pool chunks: one image's
- * patch matrix [channels * kh * kw, oh * ow] (g->batch is ignored), its col2im (dx overwritten),
- * and one single-threaded product C = A B + beta C with alpha 1. */
-void lmn_cpu_im2col_image(const float *x, float *cols, const LmnConv2dGeom *g);
-void lmn_cpu_col2im_image(const float *cols, float *dx, const LmnConv2dGeom *g);
+ * patch matrix [channels * kh * kw, oh * ow] with rows @ld apart (0 = packed; g->batch is
+ * ignored), so several images' matrices can sit side by side, its col2im (dx overwritten), and
+ * one single-threaded product C = A B + beta C with alpha 1. */
+void lmn_cpu_im2col_image(const float *x, float *cols, gsize ld, const LmnConv2dGeom *g);
+void lmn_cpu_col2im_image(const float *cols, float *dx, gsize ld, const LmnConv2dGeom *g);
 void lmn_cpu_sgemm_serial(gboolean trans_a, gboolean trans_b, int m, int n, int k, const float *a,
                           int lda, const float *b, int ldb, float beta, float *c, int ldc);
 

@@ -7,7 +7,8 @@
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (they hold its OpenBLAS to older kernels); RUNS
 # interleaved runs of each setting give min / median / max, and each framework's best median is
 # compared.  Peak RSS is that of one benchmark process (model, optimizer state, one batch),
-# Lamina at all cores against PyTorch at its best setting.
+# Lamina at all cores against PyTorch at its best setting.  For the MLP it also prints the GEMM
+# roofline (bench-gemm-roofline: the step's products alone) and Lamina's share of it.
 #   bench/run.sh [BUILD_DIR] [MODELS...]     (default: mlp lenet5 resnet unet)
 #   LMN_BENCH_RUNS (default 5), LMN_BENCH_STEPS (default: 300 for the MLP, 100 for the CNNs)
 # Needs PyTorch (scripts/install-deps.sh) and GNU time (/usr/bin/time).
@@ -19,7 +20,7 @@ models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(mlp lenet5 resnet unet)
 cores=$(nproc)
 runs=${LMN_BENCH_RUNS:-5}
-ninja -C "$build" bench/bench-train-step >/dev/null
+ninja -C "$build" bench/bench-train-step bench/bench-gemm-roofline >/dev/null
 # Run from the build tree, so the build tree's plugins are used.
 unset LAMINA_PLUGIN_SYSTEM_PATH LAMINA_PLUGIN_PATH
 
@@ -40,7 +41,7 @@ declare -A lamina_flags=([mlp]="" [lenet5]="" [resnet]="" [unet]="--float-target
 
 lamina_run() { # MODEL THREADS STEPS
   # shellcheck disable=SC2086
-  OPENBLAS_NUM_THREADS=$2 OMP_NUM_THREADS=$2 "$build/bench/bench-train-step" "${config[$1]}" \
+  LAMINA_NUM_THREADS=$2 "$build/bench/bench-train-step" "${config[$1]}" \
     --steps "$3" ${lamina_flags[$1]} | value
 }
 torch_run() { # MODEL THREADS STEPS [env -u ...]
@@ -83,7 +84,7 @@ for m in "${models[@]}"; do
   done
   # Peak memory of one run each: Lamina at all cores, PyTorch at its best setting.
   # shellcheck disable=SC2086
-  l_rss=$(OPENBLAS_NUM_THREADS=$cores OMP_NUM_THREADS=$cores rss_kib "$build/bench/bench-train-step" \
+  l_rss=$(LAMINA_NUM_THREADS=$cores rss_kib "$build/bench/bench-train-step" \
     "${config[$m]}" --steps 20 --warmup 5 ${lamina_flags[$m]})
   unset_env=()
   [ "$best_t_env" = U ] && unset_env=(-u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
@@ -94,6 +95,13 @@ for m in "${models[@]}"; do
     -v lr="$l_rss" -v tr="$t_rss" \
     'BEGIN { printf "%s: lamina %.0f samples/s (%s), pytorch %.0f (%s): ratio %.2f; peak RSS lamina %.0f MiB, pytorch %.0f MiB (%.2f)",
       m, a, la, b, tb, a / b, lr / 1024, tr / 1024, lr / tr }')
+  if [ "$m" = mlp ]; then
+    # The GEMM roofline: the step's eight products alone, on the same library and threads.
+    LAMINA_NUM_THREADS=$cores "$build/bench/bench-gemm-roofline" --batch "${batch[$m]}" | sed 's/^/  /'
+    bound=$(LAMINA_NUM_THREADS=$cores "$build/bench/bench-gemm-roofline" --batch "${batch[$m]}" |
+      sed -n 's/.*gemm_bound_samples_per_s=\([0-9.]*\).*/\1/p')
+    line="$line; GEMM bound $bound samples/s, lamina at $(awk -v a="$best_l" -v b="$bound" 'BEGIN { printf "%.0f", 100 * a / b }')% of it"
+  fi
   echo "$line"
   summary+=("$line")
 done

@@ -251,20 +251,19 @@ static gboolean build_node(LmnModel *m, guint i, GError **error)
     return TRUE;
 }
 
-/* Which layers backward runs and which outputs need a gradient.  Without frozen layers, every
- * layer runs and every layer output but the loss's needs one, as always.  With frozen layers, a
- * layer runs when it has parameters to train or an input that needs a gradient (in file order,
- * so that is known for its inputs first), and its output then needs one; the rest of the
- * backward pass, below the lowest layer that learns, is skipped. */
+/* Which layers backward runs and which outputs need a gradient: a layer runs when it has
+ * parameters to train or an input that needs a gradient (in file order, so that is known for
+ * its inputs first), and its output then needs one.  The rest of the backward pass, below the
+ * lowest layer that learns (frozen layers, or parameter-free layers reading the input such as a
+ * flatten), is skipped: the first dense layer of an MLP computes no input gradient, which would
+ * cost as much as its forward product.  With input gradients on, the input needs one, so every
+ * layer on its way runs. */
 static void plan_backward(LmnModel *m)
 {
-    gboolean any_frozen = FALSE;
-    for (guint i = m->first_layer; i < m->nodes->len; i++)
-        any_frozen = any_frozen || node_at(m, i)->frozen;
     node_at(m, NODE_INPUT)->reads_input = TRUE;
     for (guint i = m->first_layer; i < m->nodes->len; i++) {
         Node *n = node_at(m, i);
-        gboolean runs = !any_frozen || (!n->frozen && lmn_layer_get_n_params(n->layer) > 0);
+        gboolean runs = !n->frozen && lmn_layer_get_n_params(n->layer) > 0;
         for (guint j = 0; !runs && j < n->n_inputs; j++)
             runs = node_at(m, n->inputs[j])->needs_grad;
         n->runs_backward = runs;

@@ -21,6 +21,19 @@ ivec4 row_info(uint q, uint g)
                  (int(g) * p.KG + m) * p.CG * kk + r);
 }
 
+ivec2 row_extents()
+{
+    return ivec2(p.KW, p.KH);
+}
+
+void row_deltas(out ivec4 d0, out ivec4 d1, out ivec4 d2)
+{
+    int kk = p.KH * p.KW;
+    d0 = ivec4(0, 0, p.DW, 1);
+    d1 = ivec4(0, p.DH, -(p.KW - 1) * p.DW, 1);
+    d2 = ivec4(p.OH * p.OW, -(p.KH - 1) * p.DH, -(p.KW - 1) * p.DW, (p.CG - 1) * kk + 1);
+}
+
 // ty = iy + PH - FAR is negative: no output pixel.
 ivec4 row_invalid()
 {
@@ -37,10 +50,16 @@ ivec4 col_info(uint j, uint g)
 
 float b_val(ivec4 row, ivec4 col)
 {
-    int ty = col.y - row.y, tx = col.z - row.z;
-    if (ty < 0 || tx < 0 || ty % p.SH != 0 || tx % p.SW != 0)
+    int oy = col.y - row.y, ox = col.z - row.z;
+    if (oy < 0 || ox < 0)
         return 0.0;
-    int oy = ty / p.SH, ox = tx / p.SW;
+    // Unit strides (the common case, a uniform branch) skip the divisions.
+    if (p.SH != 1 || p.SW != 1) {
+        if (oy % p.SH != 0 || ox % p.SW != 0)
+            return 0.0;
+        oy /= p.SH;
+        ox /= p.SW;
+    }
     if (oy >= p.OH || ox >= p.OW)
         return 0.0;
     return b[p.off_b + uint(col.x + row.x + oy * p.OW + ox)];

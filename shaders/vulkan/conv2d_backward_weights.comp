@@ -20,6 +20,18 @@ ivec4 row_info(uint q, uint g)
                  (pix % p.OW) * p.SW - p.PW, (n * p.K + int(g) * p.KG) * ohw + pix);
 }
 
+ivec2 row_extents()
+{
+    return ivec2(p.OW, p.OH);
+}
+
+void row_deltas(out ivec4 d0, out ivec4 d1, out ivec4 d2)
+{
+    d0 = ivec4(0, 0, p.SW, 1);
+    d1 = ivec4(0, p.SH, -(p.OW - 1) * p.SW, 1);
+    d2 = ivec4(p.C * p.H * p.W, -(p.OH - 1) * p.SH, -(p.OW - 1) * p.SW, 1 + (p.K - 1) * p.OH * p.OW);
+}
+
 ivec4 row_invalid()
 {
     return ivec4(0, -FAR, 0, 0);

@@ -18,7 +18,9 @@
 //
 // The including shader defines, before #include: A_M_STRIDE, C_M_STRIDE (int expressions of p),
 // ivec4 row_info(uint q, uint g), ivec4 row_invalid() (a row whose b_val is 0 for every column),
-// ivec4 col_info(uint j, uint g) and float b_val(ivec4 row, ivec4 col).
+// ivec4 col_info(uint j, uint g), float b_val(ivec4 row, ivec4 col), and for stepping q without
+// divisions ivec2 row_extents() (q's innermost and middle extents) and row_deltas(d0, d1, d2)
+// (what row_info gains from q to q + 1 when neither, the innermost, or both of them wrap).
 
 const uint BK = 16u;
 const uint WG = RM * RN;
@@ -60,8 +62,15 @@ void main()
         uint mi[TM];
         for (uint i = 0u; i < TM; i++)
             mi[i] = min(row0 + ty + i * RM, p.m - 1u);
+        // The row info advances by additions: q is (outer, mid c1, inner c0) with extents
+        // row_extents(), and the step adds d0, or d1 when c0 wraps, or d2 when c1 wraps too
+        // (q is the same in every invocation, so the branches are uniform).
+        ivec2 ext = row_extents();
+        ivec4 d0, d1, d2;
+        row_deltas(d0, d1, d2);
+        ivec4 r = row_info(q0, g);
+        int c0 = int(q0) % ext.x, c1 = (int(q0) / ext.x) % ext.y;
         for (uint q = q0; q < q1; q++) {
-            ivec4 r = row_info(q, g);
             for (uint i = 0u; i < TM; i++)
                 va[i] = a_val(mi[i], r);
             for (uint j = 0u; j < TN; j++)
@@ -69,6 +78,17 @@ void main()
             for (uint i = 0u; i < TM; i++)
                 for (uint j = 0u; j < TN; j++)
                     acc[i * TN + j] = fma(va[i], vb[j], acc[i * TN + j]);
+            if (++c0 < ext.x) {
+                r += d0;
+            } else {
+                c0 = 0;
+                if (++c1 < ext.y) {
+                    r += d1;
+                } else {
+                    c1 = 0;
+                    r += d2;
+                }
+            }
         }
     } else {
         for (uint l = tid; l < BN; l += WG)

@@ -19,6 +19,18 @@ ivec4 row_info(uint q, uint g)
                  int(g) * p.KG * int(p.kdim) + qi);
 }
 
+ivec2 row_extents()
+{
+    return ivec2(p.KW, p.KH);
+}
+
+void row_deltas(out ivec4 d0, out ivec4 d1, out ivec4 d2)
+{
+    d0 = ivec4(0, 0, p.DW, 1);
+    d1 = ivec4(0, p.DH, -(p.KW - 1) * p.DW, 1);
+    d2 = ivec4(p.H * p.W, -(p.KH - 1) * p.DH, -(p.KW - 1) * p.DW, 1);
+}
+
 ivec4 row_invalid()
 {
     return ivec4(0, -FAR, 0, 0);

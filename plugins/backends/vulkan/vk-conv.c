@@ -45,11 +45,21 @@ typedef struct {
 } Tile;
 
 static const Tile tiles[LMN_VK_CONV_TILES] = {
-    {8, 16, 4, 4}, /* 32 x 64 */
-    {2, 64, 4, 4}, /* 8 x 256: few output channels, many pixels */
-    {8, 16, 1, 2}, /* 8 x 32: small outputs (weight gradients of small layers) */
-    {16, 8, 2, 4}, /* 32 x 32 */
+    {8, 16, 4, 4},  /* 32 x 64 */
+    {2, 64, 4, 4},  /* 8 x 256: few output channels, many pixels */
+    {8, 16, 1, 2},  /* 8 x 32: small outputs (weight gradients of small layers) */
+    {16, 8, 2, 4},  /* 32 x 32 */
+    {1, 128, 1, 4}, /* 1 x 512: one channel (a single-channel input's gradient) */
+    {1, 128, 8, 4}, /* 8 x 512: as 8 x 256 with twice the multiplies per load */
+    {2, 64, 8, 4},  /* 16 x 256 */
+    /* Workgroups of 16 and 32 invocations for the weight gradients of small layers (few outputs,
+     * long sums split over many workgroups), on CPU devices only (GPUs want fuller groups). */
+    {1, 16, 16, 1}, /* 16 x 16 */
+    {1, 32, 8, 1},  /* 8 x 32 */
 };
+
+/* Tiles of fewer invocations than this run on CPU devices only. */
+#define GPU_MIN_INVOCATIONS 64
 
 /* The push constants of conv2d_head.glsl. */
 typedef struct {
@@ -99,14 +109,27 @@ static gsize ceil_div(gsize a, gsize b)
     return (a + b - 1) / b;
 }
 
+/* Shared memory of a tile's kernel with SHARED set (conv2d_common.glsl: the A and B tiles of
+ * BK rows, padded by one, and the row and column tables). */
+static gsize shared_bytes(const Tile *t)
+{
+    const gsize bk = 16, bm = t->rm * t->tm, bn = t->rn * t->tn;
+    return 4 * (bk * (bm + 1) + bk * (bn + 1)) + 16 * (bk + bn);
+}
+
 /* The tile computing the m x n output with the least padded work, a small register tile
- * counting as extra work (it loads more per multiply). */
-static guint pick_tile(gsize m, gsize n)
+ * counting as extra work (it loads more per multiply); with the shared-memory kernels, among
+ * the tiles that fit the device's shared memory (tile 0 always does: 7.5 KiB) and have enough
+ * invocations. */
+static guint pick_tile(LmnVkContext *c, gsize m, gsize n)
 {
     guint best = 0;
     double best_cost = 0;
     for (guint i = 0; i < LMN_VK_CONV_TILES; i++) {
         const Tile *t = &tiles[i];
+        if (!c->gemm_reg && (shared_bytes(t) > c->desc.props.limits.maxComputeSharedMemorySize ||
+                             t->rm * t->rn < GPU_MIN_INVOCATIONS))
+            continue;
         const gsize bm = t->rm * t->tm, bn = t->rn * t->tn;
         double cost = (double) (ceil_div(m, bm) * bm) * (double) (ceil_div(n, bn) * bn) *
                       (1.0 + 4.0 / (double) (t->tm * t->tn));
@@ -204,7 +227,7 @@ static void dispatch_grid(LmnVkContext *c, VkPipeline pipeline, const LmnVkBindi
 static void run_gemm(LmnVkContext *c, ConvOp op, const LmnConv2dDesc *d, const LmnVkBinding *b,
                      ConvPush *p)
 {
-    const guint t = pick_tile(p->m, p->n);
+    const guint t = pick_tile(c, p->m, p->n);
     const Tile *tile = &tiles[t];
     VkPipeline pipeline = conv_pipeline(c, op, t);
     if (pipeline == VK_NULL_HANDLE)
@@ -288,10 +311,10 @@ void lmn_vk_conv2d_backward_data(gpointer ctx, const LmnConv2dDesc *d, const Lmn
  * and 32-bit indexing. */
 static guint32 split_count(LmnVkContext *c, const ConvPush *p, const LmnConv2dDesc *d, gsize wn)
 {
-    const Tile *t = &tiles[pick_tile(p->m, p->n)];
+    const Tile *t = &tiles[pick_tile(c, p->m, p->n)];
     const gsize groups =
         ceil_div(p->m, t->rm * t->tm) * ceil_div(p->n, t->rn * t->tn) * (gsize) d->groups;
-    gsize s = ceil_div((gsize) c->gemm_busy_groups * 4, groups);
+    gsize s = ceil_div((gsize) c->gemm_busy_groups * 16, groups);
     s = MIN(s, ceil_div(p->kdim, MIN_SLICE));
     s = MIN(s, MAX_SPLITS);
     s = MIN(s, MIN(max_elems(c), (gsize) G_MAXINT32) / MAX(wn, 1));

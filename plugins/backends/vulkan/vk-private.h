@@ -238,7 +238,7 @@ typedef struct {
 
     /* vk-conv.c: per op (forward, backward data, backward weights) and tile shape */
 #define LMN_VK_CONV_OPS 3
-#define LMN_VK_CONV_TILES 4
+#define LMN_VK_CONV_TILES 9
     VkPipeline conv_pipelines[LMN_VK_CONV_OPS * LMN_VK_CONV_TILES]; /* created on first use */
 } LmnVkContext;
 

@@ -5,7 +5,8 @@
  * the mapping (vk-staging.c); read and synchronize submit what is recorded, wait on one fence,
  * and report the first deferred failure.  After a device loss every call fails with that error.
  * LAMINA_VK_STATS=1 prints the submission, fence-wait, barrier, transfer, dispatch and
- * pipeline-bind counts at close.
+ * pipeline-bind counts at close.  The native convolution (vk-conv.c) is in the vtable unless
+ * LAMINA_VK_CONV=im2col, read by the plugin's init().
  */
 #include "vk-private.h"
 

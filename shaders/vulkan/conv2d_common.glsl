@@ -12,7 +12,9 @@
 // neighbouring columns of B and the same elements of A.  Workgroup z is (group, K slice): slice s
 // sums q in [s * slice, min(kdim, (s + 1) * slice)).  With SHARED the K loop steps through BK-row
 // tiles of A and B staged in shared memory (GPUs); without it every invocation reads its operands
-// directly (CPU devices such as lavapipe, where a barrier costs a coroutine switch).  Either way
+// directly (CPU devices such as lavapipe, where a barrier costs a coroutine switch).  llvmpipe
+// ends a shader after 65535 loop iterations in all, so vk-conv.c keeps each slice shorter than
+// that, splitting long reductions of every op.  Either way
 // each output is one invocation's fma chain over q in increasing order: no atomics, and the
 // result depends on the shape and the split count only, so it is bit-identical run to run.
 //
@@ -122,7 +124,7 @@ void main()
     }
 
     // Slice s of a split reduction writes its own copy of the output (vk-conv.c sums them).
-    const uint slice_off = s * uint(p.K) * p.n;
+    const uint slice_off = s * p.slice_stride;
     for (uint j = 0u; j < TN; j++) {
         uint cn = col0 + tx + j * RN;
         if (cn >= p.n)

@@ -13,14 +13,15 @@ layout(std430, set = 0, binding = 1) readonly buffer A { float a[]; };
 layout(std430, set = 0, binding = 2) buffer O { float o[]; };
 // C, K: channels of the whole input and output; CG, KG: per group.  m, n, kdim: the GEMM's
 // rows, columns and reduction length; slice: the reduction length per split slice, splits the
-// slices per group.  x0, y0, z0: the first workgroup of a dispatch split over the device's
-// workgroup-count limits.  beta: 0 overwrites the output, 1 accumulates (splits == 1 only).
+// slices per group, slice_stride the elements between their copies of the output.  x0, y0, z0:
+// the first workgroup of a dispatch split over the device's workgroup-count limits.  beta: 0
+// overwrites the output, 1 accumulates (splits == 1 only).
 layout(push_constant) uniform P {
     int C; int H; int W; int K; int KH; int KW; int SH; int SW; int PH; int PW; int DH; int DW;
     int OH; int OW; int CG; int KG;
     uint m; uint n; uint kdim; uint slice;
     uint off_a; uint off_b; uint off_c;
-    uint x0; uint y0; uint z0; uint splits;
+    uint x0; uint y0; uint z0; uint splits; uint slice_stride;
     float beta;
 } p;
 

@@ -1,13 +1,13 @@
 /* Tests of the Vulkan backend's native convolution (ABI 1.4, vk-conv.c) against the CPU backend
  * on the same random inputs: forward, backward data and backward weights (beta 0 onto a
  * NaN-filled dweight, beta 1 onto existing values) for plain, strided, padded, dilated, grouped,
- * depthwise, 1x1, LeNet and non-square geometries, batch 1 and 5, and a case needing several
- * workgroups in every dimension; each within 1e-5 of the sum of the absolute values of the terms
- * (the CPU convolution of |x| and |w|), and bit-identical when run again.  Then the same ops with
- * maxStorageBufferRange lowered to 4 KiB (chunks of images), the refusals (an image above the
- * range, sizes beyond 32-bit indexing) and LAMINA_VK_CONV (im2col leaves the ops out of the
- * vtable, anything else but native fails the backend's initialisation), in subprocesses since
- * the plugin reads it once per process.
+ * depthwise, 1x1, LeNet and non-square geometries, batch 1 and 5, a case needing several
+ * workgroups in every dimension and two beyond the workgroup-count limit; each within 1e-5 of the
+ * sum of the absolute values of the terms (the CPU convolution of |x| and |w|), and bit-identical
+ * when run again.  Then the same ops with maxStorageBufferRange lowered to 4 KiB (chunks of
+ * images), the refusals (an image above the range, sizes beyond 32-bit indexing) and LAMINA_VK_CONV
+ * (im2col leaves the ops out of the vtable, anything else but native fails the backend's
+ * initialisation), in subprocesses since the plugin reads it once per process.
  *
  * Runs on Mesa's lavapipe (opened by name, as CI does); the program exits 77 (skipped) when no
  * such device can be opened.  The main backend runs with the validation layer when installed.
@@ -51,6 +51,13 @@ static const ConvCase cases[] = {
     /* Forward: 48 x 578 per group, backward data 40 x 578, backward weights 48 x 360 over 578:
      * more than one workgroup along every grid dimension for every tile shape. */
     {"large-grouped", 2, 80, 17, 17, 96, 3, 3, 1, 1, 1, 1, 1, 1, 2},
+};
+
+/* Beyond 65535 workgroups (lavapipe's maxComputeWorkGroupCount) along y: 1.2M output channels
+ * (75000 row tiles of forward and backward weights), and along z: 70000 groups. */
+static const ConvCase grid_cases[] = {
+    {"1.2M-output-channels", 1, 1, 1, 1, 1200000, 1, 1, 1, 1, 0, 0, 1, 1, 1},
+    {"70000-groups", 1, 70000, 1, 1, 70000, 1, 1, 1, 1, 0, 0, 1, 1, 70000},
 };
 
 /* Images of 2 x 8 x 8 (128 elements) to 3 x 8 x 8: with a 4 KiB storage range, chunks of 5. */
@@ -412,6 +419,11 @@ int main(int argc, char **argv)
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *path = g_strdup_printf("/vulkan/conv-ops/case/%s", cases[i].name);
         g_test_add_data_func(path, &cases[i], test_case);
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(grid_cases); i++) {
+        g_autofree char *path =
+            g_strdup_printf("/vulkan/conv-ops/grid-limits/%s", grid_cases[i].name);
+        g_test_add_data_func(path, &grid_cases[i], test_case);
     }
     g_test_add_func("/vulkan/conv-ops/chunked", test_chunked);
     g_test_add_func("/vulkan/conv-ops/refuse/image-above-range", test_image_too_large);

@@ -1400,7 +1400,9 @@ static const struct {
 } conv_ops[] = {
     {OP(conv2d_forward), "implicit GEMM; 16 geometries (stride, padding, dilation, groups, "
                          "depthwise, 1x1, LeNet, non-square, several workgroups per grid "
-                         "dimension), NaN outputs overwritten, bit-identical reruns; both "
+                         "dimension), 1.2M output channels and 70000 groups (beyond the "
+                         "workgroup-count limit; reductions of 1.2M split), NaN outputs "
+                         "overwritten, bit-identical reruns; both "
                          "kernels; chunks of images"},
     {OP(conv2d_backward_data), "as conv2d_forward, a gather per input pixel"},
     {OP(conv2d_backward_weights), "as conv2d_forward, beta 0 over NaN and beta 1; K slices "

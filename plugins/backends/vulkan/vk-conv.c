@@ -8,7 +8,9 @@
  * Workgroups are (column tile, row tile, group x K slice).  Backward weights has a long
  * reduction and few outputs: it is split into K slices, each writing its own copy of dweight to
  * a scratch buffer, which gemm_reduce.comp then sums in slice order (applying beta), so the
- * result is deterministic; the split count depends on the shape and device only.
+ * result is deterministic; the split count depends on the shape and device only.  Any op's
+ * reduction longer than max_slice() is split the same way, because llvmpipe ends a shader after
+ * 65535 loop iterations.
  *
  * The tile (one of a few shapes) is picked per op to waste the least padding; the kernels stage
  * tiles in shared memory on GPUs and read operands directly on CPU devices, following the GEMM's
@@ -64,7 +66,7 @@ static const Tile tiles[LMN_VK_CONV_TILES] = {
 /* The push constants of conv2d_head.glsl. */
 typedef struct {
     gint32 c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, cg, kg;
-    guint32 m, n, kdim, slice, off_a, off_b, off_c, x0, y0, z0, splits;
+    guint32 m, n, kdim, slice, off_a, off_b, off_c, x0, y0, z0, splits, slice_stride;
     float beta;
 } ConvPush;
 G_STATIC_ASSERT(sizeof(ConvPush) <= LMN_VK_PUSH_BYTES);
@@ -77,7 +79,8 @@ typedef struct {
 
 /* The most dimension (and padded extent) the kernels' int arithmetic takes without overflow. */
 #define MAX_DIM (G_GINT64_CONSTANT(1) << 28)
-/* Split slices of the weight gradient: at most this many, each at least MIN_SLICE long. */
+/* Split slices of the weight gradient for parallelism: at most this many, each at least
+ * MIN_SLICE long (reductions longer than max_slice() are split further). */
 #define MAX_SPLITS 256u
 #define MIN_SLICE 256u
 
@@ -242,6 +245,58 @@ static gsize max_elems(LmnVkContext *c)
     return (gsize) ((c->max_range - c->alignment) / 4 + 1);
 }
 
+/* The longest reduction one slice may run: llvmpipe ends a shader after 65535 loop iterations
+ * in all (the direct kernels run one per reduction step, the shared-memory ones up to about 40
+ * per BK-row tile), so longer reductions of every op are split, on every device. */
+static gsize max_slice(LmnVkContext *c)
+{
+    return c->gemm_reg ? 49152 : 16384;
+}
+
+/* The output (@b[2], @out_n elements) = beta output + the GEMM of @p in @splits K slices:
+ * directly for one, else each slice's copy written to a scratch buffer and summed in slice
+ * order by gemm_reduce.comp (which applies beta).  The caller keeps splits x out_n within one
+ * binding. */
+static void split_gemm(LmnVkContext *c, ConvOp op, const LmnConv2dDesc *d, const LmnVkBinding *b,
+                       ConvPush *p, gsize out_n, gsize splits, float beta)
+{
+    p->slice = (guint32) ceil_div(p->kdim, splits);
+    p->splits = (guint32) ceil_div(p->kdim, p->slice); /* no empty slice */
+    if (p->splits == 1) {
+        p->beta = beta;
+        p->slice_stride = 0;
+        run_gemm(c, op, d, b, p);
+        return;
+    }
+    GError *e = NULL;
+    LmnVkBuffer *part = lmn_vk_buffer_alloc_uninit(c, (gsize) p->splits * out_n * 4, &e);
+    if (part == NULL) {
+        lmn_vk_set_error(c, e->domain, e->code, "vulkan: %s: %s", kernels[op].name, e->message);
+        g_error_free(e);
+        return;
+    }
+    LmnVkBinding sb[3] = {b[0], b[1], {lmn_vk_buffer_handle(part), part->offset, part->size, TRUE}};
+    ConvPush sp = *p;
+    sp.off_c = 0;
+    sp.beta = 0.0f;
+    sp.slice_stride = (guint32) out_n;
+    run_gemm(c, op, d, sb, &sp);
+    ReducePush rp = {.m = 1,
+                     .n = (guint32) out_n,
+                     .splits = p->splits,
+                     .ldc = (guint32) out_n,
+                     .off_c = p->off_c,
+                     .alpha = 1.0f,
+                     .beta = beta};
+    LmnVkBinding r[2] = {sb[2], b[2]};
+    r[0].write = FALSE;
+    VkPipeline reduce = lmn_vk_gemm_reduce_pipeline(c);
+    if (reduce != VK_NULL_HANDLE)
+        lmn_vk_dispatch(c, reduce, r, 2, &rp, sizeof rp,
+                        (guint32) MIN(ceil_div(out_n, LMN_VK_LOCAL_SIZE), c->max_groups_x), 1, 1);
+    lmn_vk_buffer_free_deferred(c, part);
+}
+
 /* Images per chunk so that @per_a and @per_b elements per image fit one binding; 0 (with the
  * deferred error set) when one image does not. */
 static gsize images_per_chunk(LmnVkContext *c, const LmnConv2dDesc *d, gsize per_a, gsize per_b,
@@ -264,25 +319,27 @@ static void image_op(LmnVkContext *c, ConvOp op, const LmnConv2dDesc *d, const L
 {
     if (c->error != NULL || !desc_fits(c, d, name))
         return;
-    const gsize per = images_per_chunk(c, d, per_img, per_out, name);
-    if (per == 0)
-        return;
-    const gsize wn = (gsize) (d->k * (d->c / d->groups) * d->kernel_h * d->kernel_w);
     ConvPush p = push_of(d);
-    LmnVkBinding b[3];
-    if (!lmn_vk_bind_tensor(c, weight, 0, wn, FALSE, &b[1], &p.off_a, name))
-        return;
     const gboolean fwd = op == OP_FORWARD;
     p.m = (guint32) (fwd ? p.kg : p.cg);
     p.kdim = (guint32) ((fwd ? p.cg : p.kg) * d->kernel_h * d->kernel_w);
-    p.slice = p.kdim;
+    /* Reductions above max_slice() (thousands of channels) run split, with a copy of the
+     * output chunk per slice: those have to fit one binding too. */
+    const gsize splits = ceil_div(p.kdim, max_slice(c));
+    const gsize per = images_per_chunk(c, d, per_img, per_out * splits, name);
+    if (per == 0)
+        return;
+    const gsize wn = (gsize) (d->k * (d->c / d->groups) * d->kernel_h * d->kernel_w);
+    LmnVkBinding b[3];
+    if (!lmn_vk_bind_tensor(c, weight, 0, wn, FALSE, &b[1], &p.off_a, name))
+        return;
     for (gsize n0 = 0; n0 < (gsize) d->n; n0 += per) {
         const gsize nb = MIN(per, (gsize) d->n - n0);
         p.n = (guint32) (nb * (fwd ? d->out_h * d->out_w : d->h * d->w));
         if (!lmn_vk_bind_tensor(c, img, n0 * per_img, nb * per_img, FALSE, &b[0], &p.off_b, name) ||
             !lmn_vk_bind_tensor(c, out, n0 * per_out, nb * per_out, TRUE, &b[2], &p.off_c, name))
             return;
-        run_gemm(c, op, d, b, &p);
+        split_gemm(c, op, d, b, &p, nb * per_out, splits, 0.0f);
     }
 }
 
@@ -321,45 +378,24 @@ static guint32 split_count(LmnVkContext *c, const ConvPush *p, const LmnConv2dDe
     return (guint32) MAX(s, 1);
 }
 
-/* dweight (whole in @b[2]) = beta dweight + the gradient over the images of one chunk, through
- * @splits slices summed by gemm_reduce.comp when there are several. */
-static void weights_chunk(LmnVkContext *c, const LmnConv2dDesc *d, const LmnVkBinding *b,
-                          ConvPush *p, gsize wn, float beta)
+/* Images per chunk of the weight gradient: within one binding (images_per_chunk), and each
+ * chunk's reduction of nb out_h out_w steps needs a slice per max_slice() of them, the slices'
+ * copies of dweight fitting one binding too.  0 (deferred error set) when one image does not. */
+static gsize weight_images_per_chunk(LmnVkContext *c, const LmnConv2dDesc *d, gsize wn,
+                                     const char *name)
 {
-    const guint32 splits = split_count(c, p, d, wn);
-    p->slice = (guint32) ceil_div(p->kdim, splits);
-    p->splits = (guint32) ceil_div(p->kdim, p->slice); /* no empty slice */
-    if (p->splits == 1) {
-        p->beta = beta;
-        run_gemm(c, OP_BACKWARD_WEIGHTS, d, b, p);
-        return;
-    }
-    GError *e = NULL;
-    LmnVkBuffer *part = lmn_vk_buffer_alloc_uninit(c, (gsize) p->splits * wn * 4, &e);
-    if (part == NULL) {
-        lmn_vk_set_error(c, e->domain, e->code, "vulkan: conv2d_backward_weights: %s", e->message);
-        g_error_free(e);
-        return;
-    }
-    LmnVkBinding sb[3] = {b[0], b[1], {lmn_vk_buffer_handle(part), part->offset, part->size, TRUE}};
-    ConvPush sp = *p;
-    sp.off_c = 0;
-    sp.beta = 0.0f;
-    run_gemm(c, OP_BACKWARD_WEIGHTS, d, sb, &sp);
-    ReducePush rp = {.m = 1,
-                     .n = (guint32) wn,
-                     .splits = p->splits,
-                     .ldc = (guint32) wn,
-                     .off_c = p->off_c,
-                     .alpha = 1.0f,
-                     .beta = beta};
-    LmnVkBinding r[2] = {sb[2], b[2]};
-    r[0].write = FALSE;
-    VkPipeline reduce = lmn_vk_gemm_reduce_pipeline(c);
-    if (reduce != VK_NULL_HANDLE)
-        lmn_vk_dispatch(c, reduce, r, 2, &rp, sizeof rp,
-                        (guint32) MIN(ceil_div(wn, LMN_VK_LOCAL_SIZE), c->max_groups_x), 1, 1);
-    lmn_vk_buffer_free_deferred(c, part);
+    const gsize per_x = (gsize) (d->c * d->h * d->w), per_dy = (gsize) (d->k * d->out_h * d->out_w);
+    gsize per = images_per_chunk(c, d, per_x, per_dy, name);
+    if (per == 0)
+        return 0;
+    const gsize ohw = (gsize) (d->out_h * d->out_w);
+    per = MIN(per, max_elems(c) / MAX(wn, 1) * max_slice(c) / ohw);
+    if (per == 0)
+        lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
+                         "vulkan: %s: the split reduction over one image (%" G_GSIZE_FORMAT
+                         " slices of %" G_GSIZE_FORMAT " weights) exceeds maxStorageBufferRange",
+                         name, ceil_div(ohw, max_slice(c)), wn);
+    return per;
 }
 
 void lmn_vk_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
@@ -369,9 +405,9 @@ void lmn_vk_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const 
     const char *name = "conv2d_backward_weights";
     g_mutex_lock(&c->lock);
     const gsize per_x = (gsize) (d->c * d->h * d->w), per_dy = (gsize) (d->k * d->out_h * d->out_w);
-    const gsize per =
-        c->error == NULL && desc_fits(c, d, name) ? images_per_chunk(c, d, per_x, per_dy, name) : 0;
     const gsize wn = (gsize) (d->k * (d->c / d->groups) * d->kernel_h * d->kernel_w);
+    const gsize per =
+        c->error == NULL && desc_fits(c, d, name) ? weight_images_per_chunk(c, d, wn, name) : 0;
     ConvPush p = push_of(d);
     LmnVkBinding b[3];
     if (per > 0 && lmn_vk_bind_tensor(c, dweight, 0, wn, TRUE, &b[2], &p.off_c, name)) {
@@ -384,7 +420,8 @@ void lmn_vk_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const 
             if (!lmn_vk_bind_tensor(c, x, n0 * per_x, nb * per_x, FALSE, &b[0], &p.off_b, name) ||
                 !lmn_vk_bind_tensor(c, dy, n0 * per_dy, nb * per_dy, FALSE, &b[1], &p.off_a, name))
                 break;
-            weights_chunk(c, d, b, &p, wn, n0 == 0 ? beta : 1.0f);
+            const gsize splits = MAX(split_count(c, &p, d, wn), ceil_div(p.kdim, max_slice(c)));
+            split_gemm(c, OP_BACKWARD_WEIGHTS, d, b, &p, wn, splits, n0 == 0 ? beta : 1.0f);
         }
     }
     g_mutex_unlock(&c->lock);

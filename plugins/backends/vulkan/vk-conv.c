@@ -25,8 +25,6 @@
 #include "vk-shader-conv2d_backward_weights.h"
 #include "vk-shader-conv2d_forward.h"
 
-#include <string.h>
-
 typedef enum { OP_FORWARD, OP_BACKWARD_DATA, OP_BACKWARD_WEIGHTS } ConvOp;
 
 static const struct {

@@ -5,7 +5,8 @@
  * the mapping (vk-staging.c); read and synchronize submit what is recorded, wait on one fence,
  * and report the first deferred failure.  After a device loss every call fails with that error.
  * LAMINA_VK_STATS=1 prints the submission, fence-wait, barrier, transfer, dispatch and
- * pipeline-bind counts at close.
+ * pipeline-bind counts at close.  The native convolution (vk-conv.c) is in the vtable unless
+ * LAMINA_VK_CONV=im2col, read by the plugin's init().
  */
 #include "vk-private.h"
 
@@ -139,7 +140,8 @@ static gboolean vk_synchronize(gpointer ctx, GError **error)
     return ok;
 }
 
-static const LmnBackendVTable vk_vtable = {
+/* Not const: LAMINA_VK_CONV=im2col clears the native convolution members at init. */
+static LmnBackendVTable vk_vtable = {
     .struct_size = sizeof(LmnBackendVTable),
     .open = vk_open,
     .close = vk_close,
@@ -197,6 +199,10 @@ static const LmnBackendVTable vk_vtable = {
     /* ABI 1.3: spatial resampling */
     .upsample2d = lmn_vk_upsample2d,
     .upsample2d_backward = lmn_vk_upsample2d_backward,
+    /* ABI 1.4: native convolution (vk-conv.c) */
+    .conv2d_forward = lmn_vk_conv2d_forward,
+    .conv2d_backward_data = lmn_vk_conv2d_backward_data,
+    .conv2d_backward_weights = lmn_vk_conv2d_backward_weights,
 };
 
 static const LmnFeatureDesc vk_features[] = {
@@ -205,5 +211,38 @@ static const LmnFeatureDesc vk_features[] = {
                 &vk_vtable),
 };
 
-LMN_PLUGIN_DEFINE_FEATURES("lamina.vulkan", LMN_VERSION_STRING, "MIT", "The Vulkan compute backend",
-                           vk_features)
+/* LAMINA_VK_CONV=im2col leaves the native convolution out of the vtable, so the core runs
+ * convolutions as im2col + GEMM (to compare the two paths); "native" or unset keeps it.  Read
+ * once per process, before the first backend opens: every Vulkan backend of a process agrees. */
+static gboolean vk_init(GError **error)
+{
+    const char *conv = g_getenv("LAMINA_VK_CONV");
+    if (conv == NULL || *conv == '\0' || g_str_equal(conv, "native"))
+        return TRUE;
+    if (g_str_equal(conv, "im2col")) {
+        vk_vtable.conv2d_forward = NULL;
+        vk_vtable.conv2d_backward_data = NULL;
+        vk_vtable.conv2d_backward_weights = NULL;
+        return TRUE;
+    }
+    g_set_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_INIT_FAILED,
+                "LAMINA_VK_CONV is '%s': expected 'native' (the implicit-GEMM convolution, the "
+                "default) or 'im2col' (the core's im2col + GEMM path); set one of them or unset it",
+                conv);
+    return FALSE;
+}
+
+static const LmnPluginDesc vk_plugin = {
+    .struct_size = sizeof(LmnPluginDesc),
+    .abi_major = LMN_ABI_MAJOR,
+    .abi_minor = LMN_ABI_MINOR,
+    .name = "lamina.vulkan",
+    .version = LMN_VERSION_STRING,
+    .license = "MIT",
+    .description = "The Vulkan compute backend",
+    .n_features = G_N_ELEMENTS(vk_features),
+    .features = vk_features,
+    .init = vk_init,
+};
+
+LMN_PLUGIN_DEFINE(vk_plugin)

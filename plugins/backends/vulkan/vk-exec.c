@@ -269,6 +269,7 @@ gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error)
 void lmn_vk_exec_cleanup(LmnVkContext *c)
 {
     lmn_vk_gemm_cleanup(c);
+    lmn_vk_conv_cleanup(c);
     if (c->device == VK_NULL_HANDLE)
         return;
     save_pipeline_cache(c);

@@ -215,7 +215,7 @@ static VkPipeline reg_pipeline(LmnVkContext *c, gboolean ta, gboolean tb)
     return c->gemm_pipelines[slot];
 }
 
-static VkPipeline reduce_pipeline(LmnVkContext *c)
+VkPipeline lmn_vk_gemm_reduce_pipeline(LmnVkContext *c)
 {
     if (c->gemm_pipelines[SLOT_REDUCE] == VK_NULL_HANDLE) {
         const guint32 spec[] = {LMN_VK_LOCAL_SIZE};
@@ -430,7 +430,8 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
                             &rp.off_c, "gemm"))
         return;
     const gint64 groups = MIN((mn + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE, 4096);
-    lmn_vk_dispatch(c, reduce_pipeline(c), r, 2, &rp, sizeof rp, (guint32) groups, 1, 1);
+    lmn_vk_dispatch(c, lmn_vk_gemm_reduce_pipeline(c), r, 2, &rp, sizeof rp, (guint32) groups, 1,
+                    1);
 }
 
 /* A piece whose bindings fit: split-K when it pays (or is forced), else direct. */

@@ -235,6 +235,11 @@ typedef struct {
     guint32 gemm_busy_groups;  /* workgroups that keep the device busy: below it, split-K */
     VkPipeline gemm_pipelines[LMN_VK_GEMM_PIPELINES]; /* created on first use */
     LmnVkBuffer *gemm_scratch; /* split-K partial products, grown on demand */
+
+    /* vk-conv.c: per op (forward, backward data, backward weights) and tile shape */
+#define LMN_VK_CONV_OPS 3
+#define LMN_VK_CONV_TILES 9
+    VkPipeline conv_pipelines[LMN_VK_CONV_OPS * LMN_VK_CONV_TILES]; /* created on first use */
 } LmnVkContext;
 
 /* vk-device.c */
@@ -408,6 +413,19 @@ void lmn_vk_topk_backward(gpointer ctx, const LmnTensor *dy, const LmnTensor *in
 const char *lmn_vk_gemm_select(LmnVkContext *c);
 /* Destroys the GEMM pipelines and frees the split-K scratch (before lmn_vk_memory_cleanup). */
 void lmn_vk_gemm_cleanup(LmnVkContext *c);
+/* gemm_reduce.comp's pipeline (C = alpha * the sum of split slices in order + beta C); also
+ * sums vk-conv.c's weight-gradient slices.  VK_NULL_HANDLE (deferred error set) on failure. */
+VkPipeline lmn_vk_gemm_reduce_pipeline(LmnVkContext *c);
+
+/* vk-conv.c: the ABI 1.4 native convolution (implicit GEMMs, conv2d_*.comp). */
+void lmn_vk_conv2d_forward(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                           const LmnTensor *weight, LmnTensor *y);
+void lmn_vk_conv2d_backward_data(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *dy,
+                                 const LmnTensor *weight, LmnTensor *dx);
+void lmn_vk_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
+                                    const LmnTensor *dy, LmnTensor *dweight, float beta);
+/* Destroys the convolution pipelines (with the other pipelines, in lmn_vk_exec_cleanup). */
+void lmn_vk_conv_cleanup(LmnVkContext *c);
 
 /* vk-ops-spatial.c: the ABI 1.3 resampling ops. */
 void lmn_vk_upsample2d(gpointer ctx, LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,

@@ -355,6 +355,7 @@ VkPipeline lmn_vk_pipeline_new(LmnVkContext *c, const guint32 *code, gsize code_
                          "cannot create the compute pipeline of '%s' (VkResult %d)", name, (int) r);
         return VK_NULL_HANDLE;
     }
+    lmn_vk_guard_name_pipeline(c, pipeline, name);
     return pipeline;
 }
 
@@ -642,8 +643,11 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     VkWriteDescriptorSet writes[LMN_VK_MAX_BINDINGS];
     for (guint i = 0; i < LMN_VK_MAX_BINDINGS; i++) {
         if (i < n_bindings)
-            infos[i] =
-                (VkDescriptorBufferInfo){bindings[i].buffer, bindings[i].offset, bindings[i].range};
+            infos[i] = (VkDescriptorBufferInfo){bindings[i].buffer, bindings[i].offset,
+                                                c->guard ? lmn_vk_guard_widen(c, bindings[i].buffer,
+                                                                              bindings[i].offset,
+                                                                              bindings[i].range)
+                                                         : bindings[i].range};
         else
             infos[i] = (VkDescriptorBufferInfo){lmn_vk_buffer_handle(c->dummy), c->dummy->offset,
                                                 c->dummy->size};
@@ -673,6 +677,8 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     c->fn.vkCmdDispatch(c->cmd, gx, gy, gz);
     c->n_recorded++;
     c->n_dispatches++;
+    if (c->guard)
+        lmn_vk_guard_after_dispatch(c, pipeline);
 }
 
 /* Submits the recorded batch (if any) and moves recording to the next slot, waiting for that
@@ -730,8 +736,10 @@ static void submit(LmnVkContext *c, gboolean wait)
             waited |= slot_wait(c, &c->slots[(c->slot + i) % LMN_VK_SLOTS]);
         if (waited)
             c->n_fence_waits++;
-        /* Everything completed and the fences made it visible: no barrier needed against it. */
-        g_array_set_size(c->pending_ranges, 0);
+        /* Everything completed and the fences made it visible: no barrier needed against it.
+         * (No array yet when the backend failed to open before lmn_vk_exec_init.) */
+        if (c->pending_ranges != NULL)
+            g_array_set_size(c->pending_ranges, 0);
     }
 }
 

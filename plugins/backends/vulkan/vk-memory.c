@@ -189,8 +189,12 @@ static LmnVkBuffer *buffer_alloc(LmnVkContext *c, gsize nbytes, gboolean zero, G
     VkDeviceSize size = (MAX(nbytes, 4) + c->alignment - 1) / c->alignment * c->alignment;
     LmnVkBuffer *buf = g_new0(LmnVkBuffer, 1);
     buf->size = size;
-    if (size > block_size(c)) {
-        buf->block = block_new(c, size, TRUE, error);
+    if (c->guard)
+        buf->guard = (LMN_VK_GUARD_BYTES + c->alignment - 1) / c->alignment * c->alignment;
+    /* The span holds the buffer and its guard; only the buffer is ever bound. */
+    const VkDeviceSize span = size + buf->guard;
+    if (span > block_size(c)) {
+        buf->block = block_new(c, span, TRUE, error);
         if (buf->block == NULL) {
             g_free(buf);
             return NULL;
@@ -200,7 +204,7 @@ static LmnVkBuffer *buffer_alloc(LmnVkContext *c, gsize nbytes, gboolean zero, G
     } else {
         for (guint i = 0; i < c->blocks->len && buf->block == NULL; i++) {
             LmnVkBlock *b = c->blocks->pdata[i];
-            if (b->free_spans != NULL && block_take(b, size, &buf->offset))
+            if (b->free_spans != NULL && block_take(b, span, &buf->offset))
                 buf->block = b;
         }
         if (buf->block == NULL) {
@@ -209,7 +213,7 @@ static LmnVkBuffer *buffer_alloc(LmnVkContext *c, gsize nbytes, gboolean zero, G
             if (c->memory_limit != 0 && c->memory_used + bs > c->memory_limit) {
                 const guint64 left =
                     c->memory_limit > c->memory_used ? c->memory_limit - c->memory_used : 0;
-                bs = MAX(size, left / c->alignment * c->alignment);
+                bs = MAX(span, left / c->alignment * c->alignment);
             }
             LmnVkBlock *b = block_new(c, bs, FALSE, error);
             if (b == NULL) {
@@ -217,7 +221,7 @@ static LmnVkBuffer *buffer_alloc(LmnVkContext *c, gsize nbytes, gboolean zero, G
                 return NULL;
             }
             g_ptr_array_add(c->blocks, b);
-            block_take(b, size, &buf->offset);
+            block_take(b, span, &buf->offset);
             buf->block = b;
         }
     }
@@ -231,6 +235,8 @@ static LmnVkBuffer *buffer_alloc(LmnVkContext *c, gsize nbytes, gboolean zero, G
         else
             lmn_vk_record_fill(c, buf->block->buffer, buf->offset, size, 0);
     }
+    if (buf->guard > 0)
+        lmn_vk_guard_arm(c, buf);
     return buf;
 }
 
@@ -247,11 +253,13 @@ LmnVkBuffer *lmn_vk_buffer_alloc_uninit(LmnVkContext *c, gsize nbytes, GError **
 void lmn_vk_buffer_release(LmnVkContext *c, LmnVkBuffer *buf)
 {
     LmnVkBlock *b = buf->block;
+    if (buf->guard > 0)
+        lmn_vk_guard_forget(c, buf);
     if (b->free_spans == NULL) {
         g_ptr_array_remove_fast(c->blocks, b);
         block_free(c, b);
     } else {
-        block_give(b, buf->offset, buf->size);
+        block_give(b, buf->offset, buf->size + buf->guard);
     }
     g_free(buf);
 }
@@ -287,6 +295,16 @@ VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b)
     return b->block->buffer;
 }
 
+VkDeviceSize lmn_vk_block_size_of(LmnVkContext *c, VkBuffer buffer)
+{
+    for (guint i = 0; i < c->blocks->len; i++) {
+        const LmnVkBlock *b = c->blocks->pdata[i];
+        if (b->buffer == buffer)
+            return b->size;
+    }
+    return 0;
+}
+
 void *lmn_vk_buffer_map(const LmnVkBuffer *b)
 {
     return b->block->mapped != NULL ? (char *) b->block->mapped + b->offset : NULL;
@@ -307,6 +325,8 @@ gboolean lmn_vk_memory_init(LmnVkContext *c, GError **error)
     const char *limit = g_getenv("LAMINA_VK_MEMORY_LIMIT");
     if (limit != NULL && *limit != '\0')
         c->memory_limit = g_ascii_strtoull(limit, NULL, 10);
+    if (!lmn_vk_guard_init(c, error))
+        return FALSE;
     c->blocks = g_ptr_array_new();
     c->pending_frees = g_ptr_array_new();
     /* The dummy binding is never read for its contents: no zeroing (nothing records yet). */
@@ -329,4 +349,5 @@ void lmn_vk_memory_cleanup(LmnVkContext *c)
     g_ptr_array_unref(c->blocks);
     g_ptr_array_unref(c->pending_frees);
     c->blocks = NULL;
+    lmn_vk_guard_cleanup(c);
 }

@@ -139,6 +139,7 @@ typedef struct {
     VkDeviceSize offset;
     VkDeviceSize size;
     guint64 free_after; /* freed: released once submission serial free_after completed */
+    VkDeviceSize guard; /* LAMINA_VK_GUARD: bytes of guard pattern after the span, 0 = none */
 } LmnVkBuffer;
 
 /* One binding of a dispatch: a range of a VkBuffer and whether the shader writes it. */
@@ -189,6 +190,9 @@ typedef struct {
     guint64 memory_limit;   /* LAMINA_VK_MEMORY_LIMIT, 0 = none */
     guint64 memory_used;    /* bytes of device memory held by blocks */
     guint64 memory_peak;
+    gboolean guard;             /* LAMINA_VK_GUARD=1: guard bytes after every buffer (vk-guard.c) */
+    GPtrArray *guarded;         /* LmnVkBuffer*, the live buffers with a guard */
+    GHashTable *pipeline_names; /* VkPipeline -> kernel name, with the guard on */
     GPtrArray *blocks;        /* LmnVkBlock*, shared blocks with free spans */
     GPtrArray *pending_frees; /* LmnVkBuffer* freed while recorded work may still use them */
     LmnVkBuffer *dummy;       /* bound to unused binding slots */
@@ -263,6 +267,8 @@ LmnVkBuffer *lmn_vk_buffer_alloc_uninit(LmnVkContext *c, gsize nbytes, GError **
 VkBuffer lmn_vk_buffer_handle(const LmnVkBuffer *b);
 /* The host address of @b, or NULL when its memory is not mapped (c->mapped is FALSE). */
 void *lmn_vk_buffer_map(const LmnVkBuffer *b);
+/* The size of the block whose VkBuffer is @buffer, 0 when none is (the staging ring's). */
+VkDeviceSize lmn_vk_block_size_of(LmnVkContext *c, VkBuffer buffer);
 
 /* vk-staging.c: host transfers.  Writes are copied into the staging ring and recorded as
  * vkCmdCopyBuffer (no wait), or copied through the mapping when c->direct and the recorded
@@ -287,6 +293,27 @@ void lmn_vk_set_error(LmnVkContext *c, GQuark domain, gint code, const char *for
 void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *bindings,
                      guint n_bindings, const void *push, gsize push_size, guint32 gx, guint32 gy,
                      guint32 gz);
+/* vk-guard.c: LAMINA_VK_GUARD, the out-of-bounds write check.  Every buffer gets guard bytes
+ * after its span, filled with a pattern; every dispatch is submitted and waited for on its own
+ * and the guards checked, so a kernel writing past a tensor fails with an error naming it. */
+#define LMN_VK_GUARD_BYTES 65536
+#define LMN_VK_GUARD_PATTERN 0xA5
+gboolean lmn_vk_guard_init(LmnVkContext *c, GError **error);
+void lmn_vk_guard_cleanup(LmnVkContext *c);
+/* Fills @buf's guard and keeps it checked until lmn_vk_guard_forget(). */
+void lmn_vk_guard_arm(LmnVkContext *c, LmnVkBuffer *buf);
+/* Checks @buf's guard one last time (a deferred error when damaged) and stops tracking it. */
+void lmn_vk_guard_forget(LmnVkContext *c, LmnVkBuffer *buf);
+/* Names @pipeline for the guard's messages. */
+void lmn_vk_guard_name_pipeline(LmnVkContext *c, VkPipeline pipeline, const char *name);
+/* The range a binding gets with the guard on: @range plus the guard, within the block and
+ * maxStorageBufferRange, so that an overrun lands in the guard even on devices that discard
+ * writes outside a descriptor's range (lavapipe does). */
+VkDeviceSize lmn_vk_guard_widen(LmnVkContext *c, VkBuffer buffer, VkDeviceSize offset,
+                                VkDeviceSize range);
+/* After a dispatch of @pipeline: waits for it and checks every guard. */
+void lmn_vk_guard_after_dispatch(LmnVkContext *c, VkPipeline pipeline);
+
 VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader);
 VkPipeline lmn_vk_kernel_pipeline(LmnVkContext *c, const LmnKernelDesc *kernel);
 /* Creates a compute pipeline for @code with specialization constants 0..n_spec-1 set to @spec

@@ -221,24 +221,7 @@ static gboolean convt_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
  * output this layer's input (C channels), its weight [C, OC/G, kh, kw] this layer's. */
 static LmnConv2dDesc convt_desc(const ConvT *c, gint64 batch)
 {
-    const LmnConv2dGeom *g = &c->geom;
-    return (LmnConv2dDesc){.struct_size = sizeof(LmnConv2dDesc),
-                           .n = batch,
-                           .c = c->out_ch,
-                           .h = g->height,
-                           .w = g->width,
-                           .k = c->in_ch,
-                           .kernel_h = g->kernel_h,
-                           .kernel_w = g->kernel_w,
-                           .stride_h = g->stride_h,
-                           .stride_w = g->stride_w,
-                           .pad_h = g->pad_h,
-                           .pad_w = g->pad_w,
-                           .dilation_h = g->dilation_h,
-                           .dilation_w = g->dilation_w,
-                           .groups = c->groups,
-                           .out_h = g->out_h,
-                           .out_w = g->out_w};
+    return lmn_spatial_conv_desc(&c->geom, batch, c->out_ch, c->in_ch, c->groups);
 }
 
 /* The three passes through the backend's conv2d ops, run backwards as above. */

@@ -157,24 +157,7 @@ static gboolean conv_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo 
 /* The layer as an ABI 1.4 convolution of @batch images. */
 static LmnConv2dDesc conv_desc(const Conv *c, gint64 batch)
 {
-    const LmnConv2dGeom *g = &c->geom;
-    return (LmnConv2dDesc){.struct_size = sizeof(LmnConv2dDesc),
-                           .n = batch,
-                           .c = g->channels,
-                           .h = g->height,
-                           .w = g->width,
-                           .k = c->out_ch,
-                           .kernel_h = g->kernel_h,
-                           .kernel_w = g->kernel_w,
-                           .stride_h = g->stride_h,
-                           .stride_w = g->stride_w,
-                           .pad_h = g->pad_h,
-                           .pad_w = g->pad_w,
-                           .dilation_h = g->dilation_h,
-                           .dilation_w = g->dilation_w,
-                           .groups = c->groups,
-                           .out_h = g->out_h,
-                           .out_w = g->out_w};
+    return lmn_spatial_conv_desc(&c->geom, batch, c->geom.channels, c->out_ch, c->groups);
 }
 
 /* The patch matrix of this batch: the saved cols, or the input itself for a direct conv. */

@@ -100,3 +100,28 @@ static inline gboolean lmn_spatial_geometry(LmnLayer *layer, const char *type,
     g->out_w = span_w / g->stride_w + 1;
     return TRUE;
 }
+
+/* The ABI 1.4 convolution of @batch images with @g's window: input [@in_ch, g->height,
+ * g->width], output [@out_ch, g->out_h, g->out_w], weight [@out_ch, @in_ch / @groups, kh, kw]
+ * (conv2d's own, or the adjoint conv2d a conv_transpose2d runs backwards). */
+static inline LmnConv2dDesc lmn_spatial_conv_desc(const LmnConv2dGeom *g, gint64 batch,
+                                                  gint64 in_ch, gint64 out_ch, gint64 groups)
+{
+    return (LmnConv2dDesc){.struct_size = sizeof(LmnConv2dDesc),
+                           .n = batch,
+                           .c = in_ch,
+                           .h = g->height,
+                           .w = g->width,
+                           .k = out_ch,
+                           .kernel_h = g->kernel_h,
+                           .kernel_w = g->kernel_w,
+                           .stride_h = g->stride_h,
+                           .stride_w = g->stride_w,
+                           .pad_h = g->pad_h,
+                           .pad_w = g->pad_w,
+                           .dilation_h = g->dilation_h,
+                           .dilation_w = g->dilation_w,
+                           .groups = groups,
+                           .out_h = g->out_h,
+                           .out_w = g->out_w};
+}

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #ifdef LMN_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 #endif
 #include <string.h>
 #include <unistd.h>
@@ -98,6 +99,25 @@ static guint usable_cores(void)
     return g_get_num_processors();
 }
 
+#ifdef LMN_HAVE_ONEDNN
+/* oneDNN initialises its settings (ISA detection, verbosity) and JIT kernels lazily on the first
+ * calls.  The pool's threads call dnnl_sgemm concurrently, so the first calls are made here, on
+ * one thread, for every transpose combination and both betas. */
+static void gemm_warm_up(void)
+{
+    float a[16] = {0}, b[16] = {0}, c[16] = {0};
+    static const char t[] = {'N', 'T'};
+    /* On one OpenMP thread, as every later call: no team is ever started. */
+    const int prev = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int beta = 0; beta < 2; beta++)
+                dnnl_sgemm(t[i], t[j], 4, 4, 4, 1.0f, a, 4, b, 4, (float) beta, c, 4);
+    omp_set_num_threads(prev);
+}
+#endif
+
 /* LAMINA_NUM_THREADS, the count where neither the backend's key nor [train] threads gives one:
  * unset or empty leaves *threads as it is; anything but a whole number 1..CPU_MAX_THREADS is an
  * error, not a silent default. */
@@ -169,6 +189,9 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     /* GEMM library calls run on one thread each, spread by the pool (lmn_cpu_gemm), so
      * OpenBLAS's own workers never run: one thread count, the pool's, for everything. */
     openblas_set_num_threads(1);
+#endif
+#ifdef LMN_HAVE_ONEDNN
+    gemm_warm_up();
 #endif
     g_autofree char *blas = blas_name();
     c->description =

@@ -10,7 +10,7 @@ set -euo pipefail
 packages=(
   gcc libc6-dev meson ninja-build pkg-config
   libglib2.0-dev libhdf5-dev hdf5-tools libopenblas-dev
-  # the CPU backend's optional GEMM through oneDNN (-Donednn=enabled; OpenBLAS by default)
+  # the CPU backend's GEMM through oneDNN (used where installed; -Donednn=disabled keeps OpenBLAS)
   libdnnl-dev
   # examples/gan writes its grid of samples as PNG; lamina predict reads PNG and JPEG images
   libpng-dev libjpeg62-turbo-dev

@@ -231,6 +231,9 @@ static void run_suite(LmnBackend *vb, const char *label)
     /* A long K with a small output (what split-K is for when not forced). */
     run_case(vb, &(Case){TRUE, FALSE, 4, 12, 4096, 1.0f, 0.0f}, label, NULL, NULL);
     run_case(vb, &(Case){FALSE, TRUE, 3, 5, 3001, 1.0f, 1.0f, .off = 1}, label, NULL, NULL);
+    /* K beyond what one shader may loop over on llvmpipe (65535 iterations): K pieces. */
+    run_case(vb, &(Case){FALSE, FALSE, 2, 3, 200000, 1.0f, 0.0f}, label, NULL, NULL);
+    run_case(vb, &(Case){TRUE, TRUE, 3, 2, 70001, -1.0f, 1.0f, 2, .pad = 1}, label, NULL, NULL);
     sync_ok(vb);
 }
 

@@ -474,13 +474,23 @@ static gint64 round_extent(gint64 v)
     return v >= 64 ? v / 64 * 64 : v >= 4 ? v / 4 * 4 : v;
 }
 
-/* Splits one batch entry of @p (batch 1) into M x N x K pieces whose bindings fit. */
+/* The longest K one dispatch runs: llvmpipe ends a shader after 65535 loop iterations in all,
+ * and the register-tiled kernel runs one per K step (the shared-memory one up to about four per
+ * step of a BK tile), so a longer product would silently come out wrong there.  Longer K runs
+ * as K pieces accumulating with beta 1, on every device, so results do not depend on it. */
+static gint64 max_k(const LmnVkContext *c)
+{
+    return c->gemm_reg ? 49152 : 16384;
+}
+
+/* Splits one batch entry of @p (batch 1) into M x N x K pieces whose bindings fit and whose K
+ * stays within max_k(). */
 static void run_chunked(LmnVkContext *c, const Piece *p)
 {
     const gint64 cap = range_cap(c);
     gint64 mc = MIN(p->m, (gint64) 65535 * MIN_TILE);
     gint64 nc = MIN(p->n, (gint64) c->max_groups_x * MIN_TILE);
-    gint64 kc = p->k;
+    gint64 kc = MIN(p->k, max_k(c));
     /* Shrinking only ever lowers extents, which never makes another operand's span larger: one
      * pass reaches a size where all three fit. */
     if (p->ta)
@@ -541,8 +551,8 @@ void lmn_vk_gemm(gpointer ctx, const LmnGemm *g)
     const gint64 cap = range_cap(c);
     const gint64 spans[3] = {span_a(&p, p.m, p.k), span_b(&p, p.k, p.n), span(p.m, p.n, p.ldc)};
     const gint64 strides[3] = {p.sa, p.sb, p.sc};
-    gboolean entry_fits =
-        p.m <= (gint64) 65535 * MIN_TILE && p.n <= (gint64) c->max_groups_x * MIN_TILE;
+    gboolean entry_fits = p.m <= (gint64) 65535 * MIN_TILE &&
+                          p.n <= (gint64) c->max_groups_x * MIN_TILE && p.k <= max_k(c);
     /* Batch entries per dispatch group: as many as every operand's binding holds. */
     gint64 group = p.batch;
     for (guint i = 0; i < 3 && entry_fits; i++) {

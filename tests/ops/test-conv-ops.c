@@ -213,6 +213,23 @@ static void test_backward_weights_overwrites(void)
         lmn_tensor_unref(cols);
 }
 
+/* LAMINA_CPU_CONV takes "direct" or nothing: anything else is refused when the backend opens,
+ * naming the variable. */
+static void test_bad_conv_env(void)
+{
+    g_autofree char *saved = g_strdup(g_getenv("LAMINA_CPU_CONV"));
+    g_setenv("LAMINA_CPU_CONV", "fast", TRUE);
+    g_autoptr(GError) error = NULL;
+    LmnBackend *b = lmn_backend_new(registry, "cpu", NULL, NULL, &error);
+    if (saved != NULL)
+        g_setenv("LAMINA_CPU_CONV", saved, TRUE);
+    else
+        g_unsetenv("LAMINA_CPU_CONV");
+    g_assert_null(b);
+    g_assert_nonnull(error);
+    g_assert_nonnull(strstr(error->message, "LAMINA_CPU_CONV = 'fast'"));
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -235,6 +252,7 @@ int main(int argc, char **argv)
     }
     g_test_add_func("/ops/conv2d/cpu/backward-weights-overwrites",
                     test_backward_weights_overwrites);
+    g_test_add_func("/ops/conv2d/cpu/bad-env", test_bad_conv_env);
     int rc = g_test_run();
     lmn_backend_unref(backend);
     lmn_registry_free(registry);

@@ -511,6 +511,20 @@ static void test_gemm_batched(void)
             g.beta = 0.0f;
             g.stride_c = g.m * g.n;
             check_gemm(g, 2 + 4 * g.stride_a, 1 + g.k * g.n, 3 + 4 * g.stride_c, TRUE);
+            /* Enough small entries for the backend to split the batch across its threads
+             * (each entry a whole product on one thread), with gaps and a shared A. */
+            LmnGemm many = {.trans_a = ta,
+                            .trans_b = tb,
+                            .m = 20,
+                            .n = 30,
+                            .k = 25,
+                            .alpha = 1.0f,
+                            .beta = 1.0f,
+                            .batch = 40};
+            many.stride_a = 0;
+            many.stride_b = many.k * many.n + 3;
+            many.stride_c = many.m * many.n + 1;
+            check_gemm(many, many.m * many.k, 40 * many.stride_b, 40 * many.stride_c, FALSE);
         }
 }
 

@@ -29,4 +29,11 @@ struct _LmnBackend {
  */
 void lmn_backend_record_unsupported(LmnBackend *backend, const char *op);
 
+/**
+ * lmn_gemm_args_ok:
+ * lmn_op_gemm's checks of @g (one backend, sizes within the operands); a g_return_val_if_fail
+ * names the first that fails.  Returns: TRUE when the product may run
+ */
+gboolean lmn_gemm_args_ok(const LmnGemm *g);
+
 G_END_DECLS

@@ -39,16 +39,26 @@ static inline gboolean gemm_operand_fits(const LmnTensor *t, gint64 offset, gint
     return offset + (batch - 1) * stride + rows * cols <= NUMEL(t);
 }
 
+gboolean lmn_gemm_args_ok(const LmnGemm *g)
+{
+    g_return_val_if_fail(g != NULL && g->a != NULL && g->b != NULL && g->c != NULL, FALSE);
+    g_return_val_if_fail(g->c->backend != NULL, FALSE);
+    g_return_val_if_fail(SAME_BACKEND(g->a, g->c) && SAME_BACKEND(g->b, g->c), FALSE);
+    g_return_val_if_fail(g->m >= 0 && g->n >= 0 && g->k >= 0 && g->batch >= 0, FALSE);
+    gint64 batch = g->batch > 1 ? g->batch : 1;
+    g_return_val_if_fail(gemm_operand_fits(g->a, g->a_offset, g->stride_a, batch, g->m, g->k),
+                         FALSE);
+    g_return_val_if_fail(gemm_operand_fits(g->b, g->b_offset, g->stride_b, batch, g->k, g->n),
+                         FALSE);
+    g_return_val_if_fail(gemm_operand_fits(g->c, g->c_offset, g->stride_c, batch, g->m, g->n),
+                         FALSE);
+    return TRUE;
+}
+
 void lmn_op_gemm(const LmnGemm *g)
 {
-    g_return_if_fail(g != NULL && g->a != NULL && g->b != NULL && g->c != NULL);
-    g_return_if_fail(g->c->backend != NULL);
-    g_return_if_fail(SAME_BACKEND(g->a, g->c) && SAME_BACKEND(g->b, g->c));
-    g_return_if_fail(g->m >= 0 && g->n >= 0 && g->k >= 0 && g->batch >= 0);
-    gint64 batch = g->batch > 1 ? g->batch : 1;
-    g_return_if_fail(gemm_operand_fits(g->a, g->a_offset, g->stride_a, batch, g->m, g->k));
-    g_return_if_fail(gemm_operand_fits(g->b, g->b_offset, g->stride_b, batch, g->k, g->n));
-    g_return_if_fail(gemm_operand_fits(g->c, g->c_offset, g->stride_c, batch, g->m, g->n));
+    if (!lmn_gemm_args_ok(g))
+        return;
     LmnBackend *be = g->c->backend;
     be->vtable->gemm(be->context, g);
 }

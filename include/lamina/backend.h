@@ -162,6 +162,11 @@ typedef struct {
     void (*conv2d_backward_weights)(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
                                     const LmnTensor *dy, LmnTensor *dweight, float beta);
     /* ---- end of the ABI 1.4 native convolution block ---- */
+
+    /* ---- ABI 1.5: lmn_op_gemm_ex (see ops.h).  Optional: without it the core composes gemm,
+     * bias_add, unary and bias_grad.  The core has validated @g and @e (never NULL here) as
+     * lmn_op_gemm_ex documents. ---- */
+    void (*gemm_ex)(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e);
 } LmnBackendVTable;
 
 /**

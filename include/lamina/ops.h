@@ -503,4 +503,41 @@ void lmn_op_upsample2d(LmnUpsampleMode mode, const LmnTensor *x, LmnTensor *y,
 void lmn_op_upsample2d_backward(LmnUpsampleMode mode, const LmnTensor *dy, LmnTensor *dx,
                                 const LmnUpsampleGeom *g);
 
+/* ---- ABI 1.5: a GEMM with its epilogue.  An optional member of the backend vtable: without it
+ * lmn_op_gemm_ex composes lmn_op_gemm, bias_add, unary and bias_grad, with the same results. */
+
+/**
+ * LmnGemmEpilogue:
+ * What lmn_op_gemm_ex does around the product, so a backend can do it while each block of C is
+ * still in its cache or registers instead of in separate passes over memory:
+ * @bias: NULL or an f32 tensor of @n elements: C[i, j] = t[i, j] + bias[j], where t is the
+ *   product's alpha op(A) op(B) + beta C
+ * @activation: applied last, as lmn_op_unary(@activation, C, C, @activation_alpha);
+ *   LMN_UNARY_IDENTITY for none
+ * @a_row_sums: NULL or an f32 tensor of @m elements: a_row_sums[i] = @row_sums_beta *
+ *   a_row_sums[i] + sum over q of op(A)[i, q] (beta 0 overwrites without reading), exactly as
+ *   lmn_op_bias_grad sums (a dense layer's bias gradient comes out of its weight-gradient GEMM,
+ *   whose op(A) is the output gradient transposed).  It must not overlap A, B or C.
+ * Zero-initialise the struct ({0} is "no epilogue") and set struct_size.
+ */
+typedef struct {
+    guint32 struct_size;
+    const LmnTensor *bias;
+    LmnUnaryOp activation;
+    float activation_alpha;
+    LmnTensor *a_row_sums;
+    float row_sums_beta;
+    gpointer reserved[4];
+} LmnGemmEpilogue;
+
+/**
+ * lmn_op_gemm_ex:
+ * lmn_op_gemm(@g), then @e (NULL: none).  With an epilogue the product must be one unbatched
+ * product (batch 0 or 1) from the start of C (c_offset 0: C's first m * n elements), and with
+ * @a_row_sums A's first m * k elements (a_offset 0) must be op(A).  The result equals
+ * lmn_op_gemm followed by lmn_op_bias_add, lmn_op_unary and lmn_op_bias_grad on the same
+ * backend (bit for bit on the CPU backend).
+ */
+void lmn_op_gemm_ex(const LmnGemm *g, const LmnGemmEpilogue *e);
+
 G_END_DECLS

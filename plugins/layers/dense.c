@@ -13,7 +13,6 @@
 #include <lamina/lamina.h>
 
 enum { PARAM_WEIGHT = 0, PARAM_BIAS = 1 };
-enum { SAVED_ONES = 0 };
 
 typedef struct {
     gint64 in;
@@ -66,9 +65,6 @@ static gboolean dense_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
         LmnShape b = lmn_shape_make(1, d->units);
         lmn_layer_add_param(layer, "bias", &b, LMN_PARAM_ROLE_BIAS, "he_uniform",
                             "a=2.23606797749979, mode=fan_in", fan_in, fan_out);
-        /* A column of ones: the bias enters the output through the same GEMM machinery. */
-        LmnShape one = lmn_shape_make(1, d->outer);
-        lmn_layer_add_saved(layer, "ones", &one, LMN_DTYPE_F32, TRUE);
     }
 
     output->shape = *s;
@@ -80,31 +76,14 @@ static gboolean dense_build(LmnLayer *layer, guint n_inputs, const LmnTensorInfo
     return TRUE;
 }
 
+/*
+ * The bias is the GEMM's epilogue, added to each block of y as it is computed, and db comes out
+ * of the weight-gradient GEMM as the row sums of its dy^T: no separate pass over y or dy where
+ * the backend fuses them (lmn_op_gemm_ex composes the same ops where it does not).
+ */
 static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Dense *d = lmn_layer_get_private(layer);
-    float beta = 0.0f;
-    if (d->bias) {
-        /*
-         * y = ones[N, 1] * b[1, units] first, then y += x W^T with beta = 1: the bias costs no
-         * separate read-modify-write pass over y, as a bias_add after the GEMM would.
-         */
-        LmnTensor *ones = lmn_layer_get_saved(layer, SAVED_ONES);
-        lmn_op_fill(ones, 1.0f);
-        LmnGemm g = {
-            .struct_size = sizeof(LmnGemm),
-            .m = io->batch * d->outer,
-            .n = d->units,
-            .k = 1,
-            .alpha = 1.0f,
-            .beta = 0.0f,
-            .a = ones,
-            .b = lmn_layer_get_param(layer, PARAM_BIAS),
-            .c = io->output,
-        };
-        lmn_op_gemm(&g);
-        beta = 1.0f;
-    }
     LmnGemm g = {
         .struct_size = sizeof(LmnGemm),
         .trans_b = TRUE,
@@ -112,15 +91,19 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
         .n = d->units,
         .k = d->in,
         .alpha = 1.0f,
-        .beta = beta,
+        .beta = 0.0f,
         .a = io->inputs[0],
         .b = lmn_layer_get_param(layer, PARAM_WEIGHT),
         .c = io->output,
     };
-    lmn_op_gemm(&g);
+    const LmnGemmEpilogue e = {
+        .struct_size = sizeof(LmnGemmEpilogue),
+        .bias = d->bias ? lmn_layer_get_param(layer, PARAM_BIAS) : NULL,
+    };
+    lmn_op_gemm_ex(&g, &e);
 }
 
-/* dW = dy^T x and db from the output gradient. */
+/* dW = dy^T x, and db = the row sums of dy^T. */
 static void dense_param_grads(LmnLayer *layer, const Dense *d, const LmnLayerIO *io)
 {
     /* dW [units, in] = dy^T [units, N] x [N, in] */
@@ -136,11 +119,11 @@ static void dense_param_grads(LmnLayer *layer, const Dense *d, const LmnLayerIO 
         .b = io->inputs[0],
         .c = lmn_layer_get_grad(layer, PARAM_WEIGHT),
     };
-    lmn_op_gemm(&gw);
-    if (d->bias) {
-        lmn_op_bias_grad(lmn_layer_get_grad(layer, PARAM_BIAS), io->output_grad,
-                         io->batch * d->outer, d->units, 1, 0.0f);
-    }
+    const LmnGemmEpilogue e = {
+        .struct_size = sizeof(LmnGemmEpilogue),
+        .a_row_sums = d->bias ? lmn_layer_get_grad(layer, PARAM_BIAS) : NULL,
+    };
+    lmn_op_gemm_ex(&gw, &e);
 }
 
 static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)

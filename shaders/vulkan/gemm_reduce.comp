@@ -1,14 +1,22 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
 // Split-K reduction: C = alpha * sum_s partial[s] + beta * C over an m x n matrix (leading
 // dimension ldc), the partial products of `splits` K slices stored one m x n block after another.
 // The slices are summed in index order by one invocation per element, so the result is
 // deterministic: it depends on the split count (a function of the shape and device) only.
 layout(local_size_x_id = 0) in;
+// The GEMM's epilogue, as in gemm_tiled.comp: + bias[off_bias + column], then activation EPI_ACT.
+layout(constant_id = 1) const uint EPI_BIAS = 0;
+layout(constant_id = 2) const uint EPI_ACT = 0;
 layout(std430, set = 0, binding = 0) readonly buffer Partial { float part[]; };
 layout(std430, set = 0, binding = 1) buffer C { float c[]; };
+layout(std430, set = 0, binding = 2) readonly buffer Bias { float bias[]; };
 layout(push_constant) uniform P {
     uint m; uint n; uint splits; uint ldc; uint off_c; float alpha; float beta;
+    uint off_bias; float act_alpha;
 } p;
+
+#include "unary_f.glsl"
 
 void main()
 {
@@ -22,6 +30,10 @@ void main()
         float v = p.alpha * s;
         if (p.beta != 0.0)
             v += p.beta * c[ci];
+        if (EPI_BIAS != 0u)
+            v += bias[p.off_bias + i % p.n];
+        if (EPI_ACT != 0u)
+            v = lmn_unary_f(v, EPI_ACT, p.act_alpha);
         c[ci] = v;
     }
 }

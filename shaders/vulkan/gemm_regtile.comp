@@ -1,4 +1,5 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
 // C = alpha op(A) op(B) + beta C (fp32) without shared memory, for CPU Vulkan devices (lavapipe),
 // where a workgroup barrier costs a coroutine switch per invocation and "global memory" is the
 // CPU cache; gemm_tiled.comp is the GPU kernel.  Same push constants as gemm_tiled.comp (see
@@ -13,10 +14,15 @@ layout(constant_id = 1) const uint TM = 4;
 layout(constant_id = 2) const uint TN = 4;
 layout(constant_id = 3) const uint TRANS_A = 0;
 layout(constant_id = 4) const uint TRANS_B = 0;
+// The epilogue (lmn_op_gemm_ex) is specialised in: EPI_BIAS adds bias[off_bias + column], then
+// EPI_ACT (an LmnUnaryOp, 0 for none) applies that function with act_alpha, as unary.comp does.
+layout(constant_id = 5) const uint EPI_BIAS = 0;
+layout(constant_id = 6) const uint EPI_ACT = 0;
 
 layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
 layout(std430, set = 0, binding = 2) buffer C { float c[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Bias { float bias[]; };
 layout(push_constant) uniform P {
     uint m; uint n; uint k; uint k_last; uint z_last;
     uint lda; uint ldb; uint ldc;
@@ -24,7 +30,10 @@ layout(push_constant) uniform P {
     uint off_a; uint off_b; uint off_c;
     uint stride_a; uint stride_b; uint stride_c;
     uint z0;
+    uint off_bias; float act_alpha;
 } p;
+
+#include "unary_f.glsl"
 
 void main()
 {
@@ -75,6 +84,10 @@ void main()
                 float v = p.alpha * acc[i * TN + j];
                 if (p.beta != 0.0)
                     v += p.beta * c[ci];
+                if (EPI_BIAS != 0u)
+                    v += bias[p.off_bias + cc];
+                if (EPI_ACT != 0u)
+                    v = lmn_unary_f(v, EPI_ACT, p.act_alpha);
                 c[ci] = v;
             }
         }

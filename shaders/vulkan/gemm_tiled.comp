@@ -1,4 +1,5 @@
 #version 450
+#extension GL_GOOGLE_include_directive : require
 // C = alpha op(A) op(B) + beta C (fp32), the GPU kernel.  A workgroup computes a BM x BN block of
 // C, stepping through K in BK slices staged in shared memory; each invocation accumulates a
 // TM x TN register tile.  Rows and columns of the register tile are strided by BM/TM and BN/TN
@@ -24,6 +25,10 @@ layout(constant_id = 6) const uint TRANS_A = 0;
 layout(constant_id = 7) const uint TRANS_B = 0;
 layout(constant_id = 8) const uint VEC_A = 0;
 layout(constant_id = 9) const uint VEC_B = 0;
+// The epilogue (lmn_op_gemm_ex) is specialised in: EPI_BIAS adds bias[off_bias + column], then
+// EPI_ACT (an LmnUnaryOp, 0 for none) applies that function with act_alpha, as unary.comp does.
+layout(constant_id = 10) const uint EPI_BIAS = 0;
+layout(constant_id = 11) const uint EPI_ACT = 0;
 
 const uint WG = (BM / TM) * (BN / TN); // == local_size_x (set by the host from the same table)
 const uint RM = BM / TM;               // register-tile row stride
@@ -39,6 +44,7 @@ layout(std430, set = 0, binding = 0) readonly buffer A4 { vec4 a4[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B4 { vec4 b4[]; };
 layout(std430, set = 0, binding = 2) buffer C { float c[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Bias { float bias[]; };
 layout(push_constant) uniform P {
     uint m; uint n; uint k; uint k_last; uint z_last;
     uint lda; uint ldb; uint ldc;
@@ -46,7 +52,10 @@ layout(push_constant) uniform P {
     uint off_a; uint off_b; uint off_c;
     uint stride_a; uint stride_b; uint stride_c;
     uint z0;
+    uint off_bias; float act_alpha;
 } p;
+
+#include "unary_f.glsl"
 
 shared float sa[BK * SA];
 shared float sb[BK * SB];
@@ -199,6 +208,10 @@ void main()
                 float v = p.alpha * acc[r * TN + q];
                 if (p.beta != 0.0)
                     v += p.beta * c[ci];
+                if (EPI_BIAS != 0u)
+                    v += bias[p.off_bias + gj];
+                if (EPI_ACT != 0u)
+                    v = lmn_unary_f(v, EPI_ACT, p.act_alpha);
                 c[ci] = v;
             }
         }

@@ -5,14 +5,19 @@
  *   lmn_tensor_read/write go through the vtable's read/write; opened on device "fail", its
  *   synchronize reports a deferred LMN_BACKEND_ERROR_DEVICE_LOST, as a GPU backend would after a
  *   lost device.
+ *   Its ops compute nothing except fill, but gemm, bias_add, bias_grad and unary append a line
+ *   each to the log that starts the context (a NUL-terminated string, lmn_backend_get_context),
+ *   so a test sees how the core composed lmn_op_gemm_ex for a backend without gemm_ex.
  * lamina-test-incomplete.so (TEST_INCOMPLETE defined), feature "test_incomplete": a vtable that
  *   lacks the required gemm member; the core must refuse it.
  */
 #include <lamina/lamina.h>
 
+#include <stdarg.h>
 #include <string.h>
 
 typedef struct {
+    char log[1024]; /* first, so a test reads it through the context pointer */
     gboolean fail;
     gint n_synchronize;
 } FakeContext;
@@ -81,21 +86,41 @@ static void fake_fill(gpointer ctx, LmnTensor *t, float value)
 static void fake_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src)
 {
 }
+
+G_GNUC_PRINTF(2, 3) static void fake_log(gpointer ctx, const char *format, ...)
+{
+    FakeContext *c = ctx;
+    const gsize used = strlen(c->log);
+    va_list args;
+    va_start(args, format);
+    g_vsnprintf(c->log + used, sizeof c->log - used, format, args);
+    va_end(args);
+}
+
 #ifndef TEST_INCOMPLETE
 static void fake_gemm(gpointer ctx, const LmnGemm *g)
 {
+    fake_log(ctx, "gemm %" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "x%" G_GINT64_FORMAT "\n", g->m,
+             g->n, g->k);
 }
 #endif
 static void fake_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
                           gint64 channels, gint64 inner)
 {
+    fake_log(ctx, "bias_add %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+             " of %" G_GINT64_FORMAT "\n", outer, channels, inner, lmn_tensor_numel(y));
 }
 static void fake_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,
                            gint64 channels, gint64 inner, float beta)
 {
+    fake_log(ctx, "bias_grad %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+             " of %" G_GINT64_FORMAT " beta %g\n", outer, channels, inner, lmn_tensor_numel(dy),
+             beta);
 }
 static void fake_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha)
 {
+    fake_log(ctx, "unary %d %g in place %d of %" G_GINT64_FORMAT "\n", (int) op, alpha,
+             x->buffer == y->buffer && x->offset == y->offset, lmn_tensor_numel(y));
 }
 static void fake_unary_backward(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, const LmnTensor *y,
                                 const LmnTensor *dy, LmnTensor *dx, float alpha)

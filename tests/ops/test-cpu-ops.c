@@ -582,6 +582,197 @@ static void test_gemm_training_shapes(void)
                 }
 }
 
+/* ---- GEMM with an epilogue (ABI 1.5) ---- */
+
+/* One lmn_op_gemm_ex case on @be: the fused op against the composition lmn_op_gemm_ex specifies
+ * (lmn_op_gemm, then bias_add, unary and bias_grad on exact views), bit for bit.  @extra
+ * elements after C's m x n (a partial last batch) must stay untouched. */
+static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean tb, float beta,
+                          gboolean bias, LmnUnaryOp act, float act_alpha, gboolean row_sums,
+                          float sums_beta, gint64 extra)
+{
+    g_autoptr(GError) error = NULL;
+    const gint64 mk = d->m * d->k, kn = d->k * d->n, mn = d->m * d->n;
+    g_autofree float *a = random_floats(mk + extra, -2, 2);
+    g_autofree float *b = random_floats(kn, -1, 1);
+    g_autofree float *c0 = random_floats(mn + extra, -1, 1);
+    g_autofree float *bv = random_floats(d->n, -1, 1);
+    g_autofree float *s0 = random_floats(d->m, -1, 1);
+    LmnTensor *at = tensor_on(be, mk + extra, a), *bt = tensor_on(be, kn, b);
+    LmnTensor *biast = tensor_on(be, d->n, bv);
+    LmnGemm g = {.struct_size = sizeof(LmnGemm),
+                 .trans_a = ta,
+                 .trans_b = tb,
+                 .m = d->m,
+                 .n = d->n,
+                 .k = d->k,
+                 .alpha = 0.75f,
+                 .beta = beta,
+                 .a = at,
+                 .b = bt};
+    float *got[2], *sums[2];
+    for (int fused = 0; fused < 2; fused++) {
+        LmnTensor *ct = tensor_on(be, mn + extra, c0), *st = tensor_on(be, d->m, s0);
+        g.c = ct;
+        if (fused) {
+            const LmnGemmEpilogue e = {.struct_size = sizeof e,
+                                       .bias = bias ? biast : NULL,
+                                       .activation = act,
+                                       .activation_alpha = act_alpha,
+                                       .a_row_sums = row_sums ? st : NULL,
+                                       .row_sums_beta = sums_beta};
+            lmn_op_gemm_ex(&g, &e);
+        } else {
+            lmn_op_gemm(&g);
+            LmnShape cs = lmn_shape_make(2, d->m, d->n);
+            LmnTensor *cv = lmn_tensor_new_view(ct, 0, &cs);
+            if (bias)
+                lmn_op_bias_add(cv, biast, d->m, d->n, 1);
+            if (act != LMN_UNARY_IDENTITY)
+                lmn_op_unary(act, cv, cv, act_alpha);
+            LmnShape as = ta ? lmn_shape_make(2, d->k, d->m) : lmn_shape_make(2, d->m, d->k);
+            LmnTensor *av = lmn_tensor_new_view(at, 0, &as);
+            if (row_sums && ta)
+                lmn_op_bias_grad(st, av, d->k, d->m, 1, sums_beta);
+            else if (row_sums)
+                lmn_op_bias_grad(st, av, 1, d->m, d->k, sums_beta);
+            lmn_tensor_unref(av);
+            lmn_tensor_unref(cv);
+        }
+        g_assert_true(lmn_backend_synchronize(be, &error));
+        got[fused] = read_all(ct);
+        sums[fused] = read_all(st);
+        lmn_tensor_unref(ct);
+        lmn_tensor_unref(st);
+    }
+    g_assert_cmpmem(got[0], (mn + extra) * sizeof(float), got[1], (mn + extra) * sizeof(float));
+    g_assert_cmpmem(sums[0], d->m * sizeof(float), sums[1], d->m * sizeof(float));
+    g_assert_cmpmem(got[1] + mn, extra * sizeof(float), c0 + mn, extra * sizeof(float));
+    if (!row_sums)
+        g_assert_cmpmem(sums[1], d->m * sizeof(float), s0, d->m * sizeof(float));
+    /* Against double precision: the row sums of op(A), and one element of C. */
+    if (row_sums) {
+        for (gint64 i = 0; i < d->m; i++) {
+            double want = sums_beta * (double) s0[i];
+            for (gint64 q = 0; q < d->k; q++)
+                want += a[ta ? q * d->m + i : i * d->k + q];
+            g_assert_cmpfloat_with_epsilon(sums[1][i], want, 1e-4 * (1 + d->k));
+        }
+    }
+    if (act == LMN_UNARY_IDENTITY && mn > 0) {
+        const gint64 i = d->m - 1, j = d->n / 2;
+        double want = beta * (double) c0[i * d->n + j] + (bias ? bv[j] : 0.0);
+        for (gint64 q = 0; q < d->k; q++)
+            want += 0.75 * (double) a[ta ? q * d->m + i : i * d->k + q] *
+                    (double) b[tb ? j * d->k + q : q * d->n + j];
+        g_assert_cmpfloat_with_epsilon(got[1][i * d->n + j], want, 1e-4 * (1 + d->k));
+    }
+    for (int r = 0; r < 2; r++) {
+        g_free(got[r]);
+        g_free(sums[r]);
+    }
+    lmn_tensor_unref(at);
+    lmn_tensor_unref(bt);
+    lmn_tensor_unref(biast);
+}
+
+static void test_gemm_ex(void)
+{
+    /* One thread's product, a product split by columns (n >= m) and one split by rows. */
+    const Dims dims[] = {{5, 7, 3}, {128, 256, 784}, {784, 256, 128}, {300, 10, 256}, {2, 3, 0}};
+    const struct {
+        LmnUnaryOp op;
+        float alpha;
+    } acts[] = {{LMN_UNARY_IDENTITY, 0}, {LMN_UNARY_RELU, 0},       {LMN_UNARY_SIGMOID, 0},
+                {LMN_UNARY_TANH, 0},     {LMN_UNARY_LEAKY_RELU, 0.1f}, {LMN_UNARY_ELU, 1.0f},
+                {LMN_UNARY_GELU, 0}};
+    guint n = 0;
+    for (gsize d = 0; d < G_N_ELEMENTS(dims); d++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (gsize a = 0; a < G_N_ELEMENTS(acts); a++, n++) {
+                    LmnBackend *be = n % 2 ? backend : backend_1;
+                    check_gemm_ex(be, &dims[d], ta, tb, n % 3 == 0 ? 1.0f : 0.0f, n % 4 != 1,
+                                  acts[a].op, acts[a].alpha, n % 5 != 2, n % 2 ? 0.0f : 1.0f,
+                                  n % 3 == 1 ? 5 : 0);
+                }
+    /* Every part alone, and row sums without bias or activation (a dense layer's dW GEMM). */
+    check_gemm_ex(backend, &dims[1], TRUE, FALSE, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0, 0);
+    check_gemm_ex(backend, &dims[1], FALSE, TRUE, 0.0f, TRUE, LMN_UNARY_IDENTITY, 0, FALSE, 0, 0);
+    check_gemm_ex(backend, &dims[2], FALSE, TRUE, 0.0f, FALSE, LMN_UNARY_RELU, 0, FALSE, 0, 0);
+}
+
+/* A backend without gemm_ex gets the composition: the fake backend logs the ops it was given. */
+static void test_gemm_ex_composed(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *plugin = g_build_filename(TEST_PLUGIN_DIR, "lamina-test-backends.so", NULL);
+    if (lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "test_fake", NULL) == NULL) {
+        g_assert_true(lmn_registry_load_file(registry, plugin, &error));
+        g_assert_no_error(error);
+    }
+    LmnBackend *b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);
+    g_assert_no_error(error);
+    const char *log = lmn_backend_get_context(b);
+    LmnTensor *a = tensor_on(b, 6 * 4 + 3, NULL), *w = tensor_on(b, 4 * 5, NULL);
+    LmnTensor *c = tensor_on(b, 6 * 5 + 10, NULL), *bias = tensor_on(b, 5, NULL);
+    LmnTensor *s = tensor_on(b, 6, NULL);
+    LmnGemm g = {.struct_size = sizeof g, .m = 6, .n = 5, .k = 4, .alpha = 1, .a = a, .b = w, .c = c};
+    LmnGemmEpilogue e = {.struct_size = sizeof e,
+                         .bias = bias,
+                         .activation = LMN_UNARY_LEAKY_RELU,
+                         .activation_alpha = 0.25f,
+                         .a_row_sums = s,
+                         .row_sums_beta = 1.0f};
+    lmn_op_gemm_ex(&g, &e);
+    g_assert_cmpstr(log, ==,
+                    "gemm 6x5x4\nbias_add 6 5 1 of 30\nunary 4 0.25 in place 1 of 30\n"
+                    "bias_grad 1 6 4 of 24 beta 1\n");
+    /* op(A) = A^T: the sums run down A's columns; no epilogue is a plain gemm. */
+    memset((char *) log, 0, 1);
+    g.trans_a = TRUE;
+    e.bias = NULL;
+    e.activation = LMN_UNARY_IDENTITY;
+    e.row_sums_beta = 0.0f;
+    lmn_op_gemm_ex(&g, &e);
+    lmn_op_gemm_ex(&g, NULL);
+    g_assert_cmpstr(log, ==, "gemm 6x5x4\nbias_grad 4 6 1 of 24 beta 0\ngemm 6x5x4\n");
+    g_assert_true(lmn_backend_synchronize(b, &error));
+    lmn_tensor_unref(a);
+    lmn_tensor_unref(w);
+    lmn_tensor_unref(c);
+    lmn_tensor_unref(bias);
+    lmn_tensor_unref(s);
+    lmn_backend_unref(b);
+}
+
+/* Epilogues lmn_op_gemm_ex refuses (a programming error, a critical): batched, C at an offset,
+ * a bias of the wrong length, row sums overlapping C. */
+static void test_gemm_ex_refused(gconstpointer data)
+{
+    const int which = GPOINTER_TO_INT(data);
+    if (g_test_subprocess()) {
+        LmnTensor *a = tensor_f32(12, NULL), *b = tensor_f32(16, NULL);
+        LmnTensor *c = tensor_f32(24, NULL), *bias = tensor_f32(which == 2 ? 3 : 4, NULL);
+        LmnGemm g = {.struct_size = sizeof g, .m = 3, .n = 4, .k = 4, .alpha = 1, .a = a, .b = b, .c = c};
+        LmnGemmEpilogue e = {.struct_size = sizeof e, .bias = bias};
+        if (which == 0) {
+            g.batch = 2, g.stride_a = 0, g.stride_b = 0, g.stride_c = 12;
+        } else if (which == 1) {
+            g.c_offset = 12;
+        } else if (which == 3) {
+            LmnShape sh = lmn_shape_make(1, (gint64) 3);
+            e.bias = NULL;
+            e.a_row_sums = lmn_tensor_new_view(c, 2, &sh);
+        }
+        lmn_op_gemm_ex(&g, &e);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*lmn_op_gemm_ex*epilogue_ok*");
+}
+
 /* The description names the GEMM library the build chose (-Donednn). */
 static void test_gemm_library(void)
 {
@@ -2557,6 +2748,16 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/cpu/gemm/batched", test_gemm_batched);
     g_test_add_func("/ops/cpu/gemm/training-shapes", test_gemm_training_shapes);
     g_test_add_func("/ops/cpu/gemm/library", test_gemm_library);
+    g_test_add_func("/ops/cpu/gemm-ex/fused", test_gemm_ex);
+    g_test_add_func("/ops/cpu/gemm-ex/composed", test_gemm_ex_composed);
+    g_test_add_data_func("/ops/cpu/gemm-ex/refused/batched", GINT_TO_POINTER(0),
+                         test_gemm_ex_refused);
+    g_test_add_data_func("/ops/cpu/gemm-ex/refused/c-offset", GINT_TO_POINTER(1),
+                         test_gemm_ex_refused);
+    g_test_add_data_func("/ops/cpu/gemm-ex/refused/bias-length", GINT_TO_POINTER(2),
+                         test_gemm_ex_refused);
+    g_test_add_data_func("/ops/cpu/gemm-ex/refused/sums-overlap-c", GINT_TO_POINTER(3),
+                         test_gemm_ex_refused);
     g_test_add_func("/ops/cpu/bias", test_bias);
     g_test_add_func("/ops/cpu/unary/forward", test_unary_forward);
     g_test_add_func("/ops/cpu/unary/backward", test_unary_backward);

@@ -448,6 +448,80 @@ static void test_gemm(void)
                  "vulkan-gemm)");
 }
 
+/* lmn_op_gemm_ex on @vb against the CPU backend's (itself bit-identical to the composed ops,
+ * test-cpu-ops): @extra elements after C's m x n must stay as they were. */
+static void gemm_ex_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gint64 n, gint64 k,
+                         float beta, gboolean bias, LmnUnaryOp act, float act_alpha,
+                         gboolean row_sums, gint64 extra)
+{
+    Pair a = pair_random_on(vb, (gsize) (m * k + extra), -1, 1);
+    Pair b = pair_random_on(vb, (gsize) (k * n), -1, 1);
+    Pair c = pair_random_on(vb, (gsize) (m * n + extra), -1, 1);
+    Pair bv = pair_random_on(vb, (gsize) n, -1, 1);
+    Pair s = pair_random_on(vb, (gsize) m, -1, 1);
+    LmnGemm g = {.struct_size = sizeof(LmnGemm),
+                 .trans_a = ta,
+                 .trans_b = tb,
+                 .m = m,
+                 .n = n,
+                 .k = k,
+                 .alpha = 1.0f,
+                 .beta = beta};
+    LmnGemmEpilogue e = {.struct_size = sizeof e,
+                         .activation = act,
+                         .activation_alpha = act_alpha,
+                         .row_sums_beta = beta};
+    LmnGemm gc = g, gv = g;
+    LmnGemmEpilogue ec = e, ev = e;
+    gc.a = a.c, gc.b = b.c, gc.c = c.c, ec.bias = bias ? bv.c : NULL, ec.a_row_sums = row_sums ? s.c : NULL;
+    gv.a = a.v, gv.b = b.v, gv.c = c.v, ev.bias = bias ? bv.v : NULL, ev.a_row_sums = row_sums ? s.v : NULL;
+    BOTH(lmn_op_gemm_ex(&gc, &ec), lmn_op_gemm_ex(&gv, &ev));
+    assert_close(&c, 1e-5 * (double) k, 1e-5, "gemm_ex");
+    assert_close(&s, 1e-5 * (double) k, 1e-5, "gemm_ex row sums");
+    pair_free(&a);
+    pair_free(&b);
+    pair_free(&c);
+    pair_free(&bv);
+    pair_free(&s);
+}
+
+static void test_gemm_ex(void)
+{
+    /* Both kernels, and split-K forced (the epilogue then runs in the reduction). */
+    g_autoptr(GError) error = NULL;
+    const char *other = strstr(lmn_backend_describe(vk), "register-tiled") ? "tiled" : "reg";
+    g_setenv("LAMINA_VK_GEMM", other, TRUE);
+    g_autoptr(LmnBackend) vk2 = open_vulkan(lmn_vk_test_device(), FALSE, &error);
+    g_assert_no_error(error);
+    g_setenv("LAMINA_VK_GEMM", "reg,splitk", TRUE);
+    g_autoptr(LmnBackend) vk3 = open_vulkan(lmn_vk_test_device(), FALSE, &error);
+    g_unsetenv("LAMINA_VK_GEMM");
+    g_assert_no_error(error);
+    const LmnUnaryOp acts[] = {LMN_UNARY_IDENTITY, LMN_UNARY_RELU, LMN_UNARY_TANH,
+                               LMN_UNARY_LEAKY_RELU, LMN_UNARY_GELU};
+    LmnBackend *backends[] = {vk, vk2, vk3};
+    for (guint i = 0; i < G_N_ELEMENTS(backends); i++) {
+        LmnBackend *vb = backends[i];
+        for (gint t = 0; t < 4; t++)
+            for (guint a = 0; a < G_N_ELEMENTS(acts); a++) {
+                const gboolean odd = (t + a) % 2;
+                gemm_ex_case(vb, t & 1, t & 2, 37, 70, 33, odd ? 1.0f : 0.0f, a != 2, acts[a],
+                             0.2f, odd, odd ? 5 : 0);
+            }
+        /* The reference MLP's shapes: fc1 forward (bias) and its dW with the bias gradient. */
+        gemm_ex_case(vb, FALSE, TRUE, 128, 256, 784, 0.0f, TRUE, LMN_UNARY_IDENTITY, 0, FALSE, 0);
+        gemm_ex_case(vb, TRUE, FALSE, 256, 784, 128, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0);
+        sync_ok(vb);
+    }
+    /* K beyond one dispatch's (49152 on the register-tiled kernel): the product runs in K pieces
+     * and the epilogue as bias_add and unary dispatches after it. */
+    gemm_ex_case(vk, FALSE, FALSE, 3, 5, 50000, 0.0f, TRUE, LMN_UNARY_RELU, 0, TRUE, 2);
+    sync_ok(vk);
+    mark("gemm_ex", "bias, 5 activations and row sums against the CPU, all transposes, beta 0/1, "
+                    "a longer C left untouched; both kernels, split-K (epilogue in the "
+                    "reduction), K pieces (epilogue as separate ops)");
+}
+
 /* A plugin-style kernel without SPIR-V: y[i] = s0 * x[i] + y[i] through the CPU fallback. */
 static void axpy_cpu(gsize begin, gsize end, void *const *buffers, const float *scalars)
 {
@@ -1368,6 +1442,8 @@ static const OpSlot op_slots[] = {
     /* ABI 1.3: spatial resampling (tested here) */
     OP(upsample2d),
     OP(upsample2d_backward),
+    /* ABI 1.5: the GEMM with an epilogue */
+    OP(gemm_ex),
 };
 
 /* The ABI 1.3 axis/broadcast block, tested by test-vulkan-ops-axis (its own program, which also
@@ -1488,6 +1564,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops/reduce", test_reduce);
     g_test_add_func("/vulkan/ops/softmax-xent", test_softmax_xent);
     g_test_add_func("/vulkan/ops/gemm", test_gemm);
+    g_test_add_func("/vulkan/ops/gemm-ex", test_gemm_ex);
     g_test_add_func("/vulkan/ops/kernel-fallback", test_kernel_fallback);
     g_test_add_func("/vulkan/ops/kernel-spirv", test_kernel_spirv);
     g_test_add_func("/vulkan/ops/clamp-softmax", test_clamp_softmax);

@@ -341,6 +341,7 @@ static const LmnBackendVTable cpu_vtable = {
     .conv2d_forward = lmn_cpu_conv2d_forward,
     .conv2d_backward_data = lmn_cpu_conv2d_backward_data,
     .conv2d_backward_weights = lmn_cpu_conv2d_backward_weights,
+    .gemm_ex = lmn_cpu_gemm_ex,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

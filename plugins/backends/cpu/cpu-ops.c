@@ -139,7 +139,11 @@ typedef struct {
     float *c;
     int m, n, k, lda, ldb;
     gboolean split_n; /* blocks of C's columns (else of its rows) for one large GEMM */
+    const LmnGemmEpilogue *epilogue; /* NULL, or bias/activation applied per block of C */
 } GemmJob;
+
+static void gemm_epilogue(const LmnGemmEpilogue *e, float *c, gsize ldc, gsize rows, gsize col0,
+                          gsize cols);
 
 /* One single-threaded product C[m, n] (leading dimension ldc) on the calling thread: oneDNN
  * where the build has it, else BLAS (itself held to one thread when the backend opens). */
@@ -197,9 +201,13 @@ static void gemm_range(gsize begin, gsize end, gpointer data)
     const GemmJob *j = data;
     const LmnGemm *g = j->g;
     int prev = gemm_solo_begin();
-    for (gsize i = begin; i < end; i++)
+    for (gsize i = begin; i < end; i++) {
+        float *c = j->c + (gint64) i * g->stride_c;
         sgemm_one(g, j->m, j->n, j->k, j->a + (gint64) i * g->stride_a, j->lda,
-                  j->b + (gint64) i * g->stride_b, j->ldb, j->c + (gint64) i * g->stride_c, j->n);
+                  j->b + (gint64) i * g->stride_b, j->ldb, c, j->n);
+        if (j->epilogue != NULL)
+            gemm_epilogue(j->epilogue, c, (gsize) j->n, (gsize) j->m, 0, (gsize) j->n);
+    }
     gemm_solo_end(prev);
 }
 
@@ -216,10 +224,15 @@ static void gemm_block_range(gsize begin, gsize end, gpointer data)
     if (j->split_n) {
         const float *b = j->b + (g->trans_b ? begin * (gsize) j->ldb : begin);
         sgemm_one(g, j->m, (int) w, j->k, j->a, j->lda, b, j->ldb, j->c + begin, j->n);
+        /* The block's epilogue runs while its columns are still in this core's cache. */
+        if (j->epilogue != NULL)
+            gemm_epilogue(j->epilogue, j->c, (gsize) j->n, (gsize) j->m, begin, w);
     } else {
         const float *a = j->a + (g->trans_a ? begin : begin * (gsize) j->lda);
-        sgemm_one(g, (int) w, j->n, j->k, a, j->lda, j->b, j->ldb, j->c + begin * (gsize) j->n,
-                  j->n);
+        float *c = j->c + begin * (gsize) j->n;
+        sgemm_one(g, (int) w, j->n, j->k, a, j->lda, j->b, j->ldb, c, j->n);
+        if (j->epilogue != NULL)
+            gemm_epilogue(j->epilogue, c, (gsize) j->n, w, 0, (gsize) j->n);
     }
     gemm_solo_end(prev);
 }
@@ -241,9 +254,9 @@ void lmn_cpu_sgemm_serial(gboolean trans_a, gboolean trans_b, int m, int n, int 
  * more than it saves (OpenBLAS draws its line at the same place, 4 * 65536). */
 #define GEMM_SMALL_MNK 262144.0
 
-void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
+/* The product of @g, with @epi (NULL or bias and activation) applied to each block of C. */
+static void gemm_run(LmnCpuContext *c, const LmnGemm *g, const LmnGemmEpilogue *epi)
 {
-    LmnCpuContext *c = ctx;
     if (g->m == 0 || g->n == 0)
         return;
     /* CBLAS takes int dimensions. */
@@ -254,7 +267,8 @@ void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
                  .c = fptr(g->c) + g->c_offset,
                  .m = (int) g->m,
                  .n = (int) g->n,
-                 .k = (int) g->k};
+                 .k = (int) g->k,
+                 .epilogue = epi};
     j.lda = MAX(g->trans_a ? j.m : j.k, 1);
     j.ldb = MAX(g->trans_b ? j.k : j.n, 1);
     const gsize batch = (gsize) MAX(g->batch, 1);
@@ -282,6 +296,11 @@ void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
         gemm_range(0, batch, &j);
     }
     EXEC_END(c);
+}
+
+void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g)
+{
+    gemm_run(ctx, g, NULL);
 }
 
 /* ---- bias ---- */
@@ -550,6 +569,42 @@ void lmn_cpu_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y
     EXEC_BEGIN(c);
     run(c, numel(y), 1, unary_range, &j);
     EXEC_END(c);
+}
+
+/* ---- GEMM with an epilogue (ABI 1.5) ---- */
+
+/* Columns [col0, col0 + cols) of @rows rows of C (@ldc apart): + bias[col], then the activation,
+ * each exactly as lmn_cpu_bias_add and lmn_cpu_unary compute it, so the fused product is bit for
+ * bit the composed one. */
+static void gemm_epilogue(const LmnGemmEpilogue *e, float *c, gsize ldc, gsize rows, gsize col0,
+                          gsize cols)
+{
+    const float *bias = e->bias != NULL ? fptr(e->bias) + col0 : NULL;
+    for (gsize r = 0; r < rows; r++) {
+        float *restrict y = c + r * ldc + col0;
+        if (bias != NULL)
+            for (gsize q = 0; q < cols; q++)
+                y[q] += bias[q];
+        if (e->activation != LMN_UNARY_IDENTITY) {
+            const UnaryJob u = {.op = e->activation, .x = y, .out = y, .alpha = e->activation_alpha};
+            unary_range(0, cols, (gpointer) &u);
+        }
+    }
+}
+
+void lmn_cpu_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e)
+{
+    LmnCpuContext *c = ctx;
+    const gboolean per_block = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY;
+    gemm_run(c, g, per_block ? e : NULL);
+    /* The row sums are lmn_cpu_bias_grad's, in its order: op(A) is A [k, m] transposed (sums
+     * down its columns) or A [m, k] itself. */
+    if (e->a_row_sums != NULL) {
+        if (g->trans_a)
+            lmn_cpu_bias_grad(ctx, e->a_row_sums, g->a, g->k, g->m, 1, e->row_sums_beta);
+        else
+            lmn_cpu_bias_grad(ctx, e->a_row_sums, g->a, 1, g->m, g->k, e->row_sums_beta);
+    }
 }
 
 /* The ABI 1.3 derivatives of unary_backward_range (dx may be dy). */

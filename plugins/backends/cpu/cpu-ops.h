@@ -53,6 +53,7 @@ typedef struct {
 void lmn_cpu_fill(gpointer ctx, LmnTensor *t, float value);
 void lmn_cpu_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
 void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g);
+void lmn_cpu_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e);
 void lmn_cpu_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
                       gint64 channels, gint64 inner);
 void lmn_cpu_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,

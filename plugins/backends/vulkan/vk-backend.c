@@ -203,6 +203,8 @@ static LmnBackendVTable vk_vtable = {
     .conv2d_forward = lmn_vk_conv2d_forward,
     .conv2d_backward_data = lmn_vk_conv2d_backward_data,
     .conv2d_backward_weights = lmn_vk_conv2d_backward_weights,
+    /* ABI 1.5: the GEMM with a fused epilogue (vk-gemm.c) */
+    .gemm_ex = lmn_vk_gemm_ex,
 };
 
 static const LmnFeatureDesc vk_features[] = {

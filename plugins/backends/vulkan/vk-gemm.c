@@ -18,6 +18,11 @@
  * bindings would exceed maxStorageBufferRange (c->max_range) is split: batch entries into groups
  * that fit, then each entry into M x N x K pieces sized from the bounding box of each operand's
  * sub-matrix; K pieces after the first accumulate with beta = 1.
+ *
+ * lmn_op_gemm_ex's bias and activation run in the kernel that writes C (the GEMM itself, or the
+ * split-K reduction), specialised per epilogue; a product that has to be cut into pieces gets
+ * them as separate bias_add / unary dispatches afterwards, and the row sums of op(A) are always
+ * bias_grad's dispatch.
  */
 #include "vk-private.h"
 
@@ -82,11 +87,20 @@ typedef struct {
     guint32 off_a, off_b, off_c;
     guint32 stride_a, stride_b, stride_c;
     guint32 z0;
+    guint32 off_bias, act_alpha;
 } GemmPush;
 
 typedef struct {
     guint32 m, n, splits, ldc, off_c, alpha, beta;
+    guint32 off_bias, act_alpha;
 } ReducePush;
+
+/* A fused epilogue: NULL bias for none, activation 0 (identity) for none. */
+typedef struct {
+    const LmnTensor *bias;
+    LmnUnaryOp activation;
+    float alpha;
+} Epilogue;
 
 /* A GEMM, or a piece of one: sub-matrices of the caller's operands at element offsets oa, ob, oc
  * (of the first batch entry), with the caller's leading dimensions. */
@@ -99,6 +113,7 @@ typedef struct {
     LmnTensor *c;
     gint64 oa, ob, oc;
     gint64 batch, sa, sb, sc;
+    const Epilogue *epi; /* NULL, or applied where C is written (whole products only) */
 } Piece;
 
 static guint32 fbits(float f)
@@ -182,20 +197,54 @@ void lmn_vk_gemm_cleanup(LmnVkContext *c)
             c->fn.vkDestroyPipeline(c->device, c->gemm_pipelines[i], NULL);
             c->gemm_pipelines[i] = VK_NULL_HANDLE;
         }
+    if (c->gemm_epilogue_pipelines != NULL) {
+        GHashTableIter it;
+        gpointer value;
+        g_hash_table_iter_init(&it, c->gemm_epilogue_pipelines);
+        while (g_hash_table_iter_next(&it, NULL, &value))
+            c->fn.vkDestroyPipeline(c->device, (VkPipeline) value, NULL);
+        g_clear_pointer(&c->gemm_epilogue_pipelines, g_hash_table_unref);
+    }
     if (c->gemm_scratch != NULL) {
         lmn_vk_buffer_free_deferred(c, c->gemm_scratch);
         c->gemm_scratch = NULL;
     }
 }
 
+/* The variant of pipeline @slot (of @code) specialised for @epi: spec constants @spec, then
+ * EPI_BIAS and EPI_ACT.  Cached by slot and epilogue. */
+static VkPipeline epilogue_pipeline(LmnVkContext *c, guint slot, const Epilogue *epi,
+                                    const guint32 *code, gsize code_size, const guint32 *spec,
+                                    guint n_spec, const char *name)
+{
+    if (c->gemm_epilogue_pipelines == NULL)
+        c->gemm_epilogue_pipelines = g_hash_table_new(NULL, NULL);
+    const guint key = slot << 6 | (epi->bias != NULL) << 5 | (guint) epi->activation;
+    G_STATIC_ASSERT(LMN_UNARY_COUNT <= 32);
+    VkPipeline pl = g_hash_table_lookup(c->gemm_epilogue_pipelines, GUINT_TO_POINTER(key));
+    if (pl != VK_NULL_HANDLE)
+        return pl;
+    guint32 all[16];
+    g_assert(n_spec + 2 <= G_N_ELEMENTS(all));
+    memcpy(all, spec, n_spec * sizeof(guint32));
+    all[n_spec] = epi->bias != NULL;
+    all[n_spec + 1] = (guint32) epi->activation;
+    pl = lmn_vk_pipeline_new(c, code, code_size, "main", all, n_spec + 2, name);
+    if (pl != VK_NULL_HANDLE)
+        g_hash_table_insert(c->gemm_epilogue_pipelines, GUINT_TO_POINTER(key), pl);
+    return pl;
+}
+
 static VkPipeline tiled_pipeline(LmnVkContext *c, guint role, gboolean ta, gboolean tb, gboolean va,
-                                 gboolean vb)
+                                 gboolean vb, const Epilogue *epi)
 {
     const guint slot = SLOT_TILED(role, ta, tb, va, vb);
+    const Tile *t = &tiles[c->gemm_tiles[role]];
+    const guint32 spec[] = {tile_invocations(t), t->bm, t->bn, t->bk, t->tm, t->tn, ta, tb, va, vb};
+    if (epi != NULL)
+        return epilogue_pipeline(c, slot, epi, vk_spv_gemm_tiled, sizeof vk_spv_gemm_tiled, spec,
+                                 G_N_ELEMENTS(spec), "gemm_tiled");
     if (c->gemm_pipelines[slot] == VK_NULL_HANDLE) {
-        const Tile *t = &tiles[c->gemm_tiles[role]];
-        const guint32 spec[] = {
-            tile_invocations(t), t->bm, t->bn, t->bk, t->tm, t->tn, ta, tb, va, vb};
         c->gemm_pipelines[slot] =
             lmn_vk_pipeline_new(c, vk_spv_gemm_tiled, sizeof vk_spv_gemm_tiled, "main", spec,
                                 G_N_ELEMENTS(spec), "gemm_tiled");
@@ -203,16 +252,28 @@ static VkPipeline tiled_pipeline(LmnVkContext *c, guint role, gboolean ta, gbool
     return c->gemm_pipelines[slot];
 }
 
-static VkPipeline reg_pipeline(LmnVkContext *c, gboolean ta, gboolean tb)
+static VkPipeline reg_pipeline(LmnVkContext *c, gboolean ta, gboolean tb, const Epilogue *epi)
 {
     const guint slot = SLOT_REG(ta, tb);
+    const guint32 spec[] = {REG_LX, REG_TM, REG_TN, ta, tb};
+    if (epi != NULL)
+        return epilogue_pipeline(c, slot, epi, vk_spv_gemm_regtile, sizeof vk_spv_gemm_regtile,
+                                 spec, G_N_ELEMENTS(spec), "gemm_regtile");
     if (c->gemm_pipelines[slot] == VK_NULL_HANDLE) {
-        const guint32 spec[] = {REG_LX, REG_TM, REG_TN, ta, tb};
         c->gemm_pipelines[slot] =
             lmn_vk_pipeline_new(c, vk_spv_gemm_regtile, sizeof vk_spv_gemm_regtile, "main", spec,
                                 G_N_ELEMENTS(spec), "gemm_regtile");
     }
     return c->gemm_pipelines[slot];
+}
+
+static VkPipeline reduce_pipeline(LmnVkContext *c, const Epilogue *epi)
+{
+    const guint32 spec[] = {LMN_VK_LOCAL_SIZE};
+    if (epi != NULL)
+        return epilogue_pipeline(c, SLOT_REDUCE, epi, vk_spv_gemm_reduce, sizeof vk_spv_gemm_reduce,
+                                 spec, G_N_ELEMENTS(spec), "gemm_reduce");
+    return lmn_vk_gemm_reduce_pipeline(c);
 }
 
 VkPipeline lmn_vk_gemm_reduce_pipeline(LmnVkContext *c)
@@ -270,14 +331,15 @@ static guint choose_role(const LmnVkContext *c, const Piece *p, gint64 batch)
     return ROLE_SMALL;
 }
 
-/* The pipeline for @p dispatched over @nz z slices with @push, and its workgroups per slice. */
+/* The pipeline for @p dispatched over @nz z slices with @push and epilogue @epi (NULL: none),
+ * and its workgroups per slice. */
 static VkPipeline kernel_for(LmnVkContext *c, const Piece *p, const GemmPush *push, gint64 nz,
-                             guint32 *gx, guint32 *gy)
+                             const Epilogue *epi, guint32 *gx, guint32 *gy)
 {
     if (c->gemm_reg) {
         *gx = (guint32) ((p->n + REG_LX * REG_TN - 1) / (REG_LX * REG_TN));
         *gy = (guint32) ((p->m + REG_TM - 1) / REG_TM);
-        return reg_pipeline(c, p->ta, p->tb);
+        return reg_pipeline(c, p->ta, p->tb, epi);
     }
     const guint role = choose_role(c, p, nz);
     const Tile *t = &tiles[c->gemm_tiles[role]];
@@ -285,7 +347,19 @@ static VkPipeline kernel_for(LmnVkContext *c, const Piece *p, const GemmPush *pu
     *gy = (guint32) ((p->m + t->bm - 1) / t->bm);
     const gboolean va = vec_ok(p->ta ? p->m : p->k, p->lda, push->off_a, push->stride_a, nz);
     const gboolean vb = vec_ok(p->tb ? p->k : p->n, p->ldb, push->off_b, push->stride_b, nz);
-    return tiled_pipeline(c, role, p->ta, p->tb, va, vb);
+    return tiled_pipeline(c, role, p->ta, p->tb, va, vb, epi);
+}
+
+/* The bias binding of @epi (NULL: none) over @n columns, and its push constants. */
+static gboolean bind_epilogue(LmnVkContext *c, const Epilogue *epi, gint64 n, LmnVkBinding *b,
+                              guint *n_bindings, guint32 *off_bias, guint32 *act_alpha)
+{
+    *off_bias = 0;
+    *act_alpha = fbits(epi != NULL ? epi->alpha : 0.0f);
+    if (epi == NULL || epi->bias == NULL)
+        return TRUE;
+    *n_bindings += 1;
+    return lmn_vk_bind_tensor(c, epi->bias, 0, (gsize) n, FALSE, b, off_bias, "gemm");
 }
 
 /* One dispatch per 65535 batch entries of a piece whose bindings fit. */
@@ -307,7 +381,7 @@ static void run_direct(LmnVkContext *c, const Piece *p)
         .stride_b = (guint32) p->sb,
         .stride_c = (guint32) p->sc,
     };
-    LmnVkBinding b[3];
+    LmnVkBinding b[4];
     if (!lmn_vk_bind_tensor(c, p->a, (gsize) p->oa,
                             (gsize) ((nb - 1) * p->sa + span_a(p, p->m, p->k)), FALSE, &b[0],
                             &push.off_a, "gemm") ||
@@ -318,11 +392,14 @@ static void run_direct(LmnVkContext *c, const Piece *p)
                             (gsize) ((nb - 1) * p->sc + span(p->m, p->n, p->ldc)), TRUE, &b[2],
                             &push.off_c, "gemm"))
         return;
+    guint n_bindings = 3;
+    if (!bind_epilogue(c, p->epi, p->n, &b[3], &n_bindings, &push.off_bias, &push.act_alpha))
+        return;
     guint32 gx, gy;
-    VkPipeline pipeline = kernel_for(c, p, &push, nb, &gx, &gy);
+    VkPipeline pipeline = kernel_for(c, p, &push, nb, p->epi, &gx, &gy);
     for (gint64 z0 = 0; z0 < nb; z0 += 65535) {
         push.z0 = (guint32) z0;
-        lmn_vk_dispatch(c, pipeline, b, 3, &push, sizeof push, gx, gy,
+        lmn_vk_dispatch(c, pipeline, b, n_bindings, &push, sizeof push, gx, gy,
                         (guint32) MIN(nb - z0, 65535));
     }
 }
@@ -413,7 +490,8 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
     b[2] =
         (LmnVkBinding){lmn_vk_buffer_handle(s), s->offset, (VkDeviceSize) (splits * mn * 4), TRUE};
     guint32 gx, gy;
-    VkPipeline pipeline = kernel_for(c, p, &push, splits, &gx, &gy);
+    /* The slices are raw partial products: the epilogue belongs to the reduction. */
+    VkPipeline pipeline = kernel_for(c, p, &push, splits, NULL, &gx, &gy);
     lmn_vk_dispatch(c, pipeline, b, 3, &push, sizeof push, gx, gy, (guint32) splits);
 
     ReducePush rp = {
@@ -424,14 +502,17 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
         .alpha = fbits(p->alpha),
         .beta = fbits(p->beta),
     };
-    LmnVkBinding r[2] = {b[2]};
+    LmnVkBinding r[3] = {b[2]};
     r[0].write = FALSE;
     if (!lmn_vk_bind_tensor(c, p->c, (gsize) p->oc, (gsize) span(p->m, p->n, p->ldc), TRUE, &r[1],
                             &rp.off_c, "gemm"))
         return;
+    guint n_bindings = 2;
+    if (!bind_epilogue(c, p->epi, p->n, &r[2], &n_bindings, &rp.off_bias, &rp.act_alpha))
+        return;
     const gint64 groups = MIN((mn + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE, 4096);
-    lmn_vk_dispatch(c, lmn_vk_gemm_reduce_pipeline(c), r, 2, &rp, sizeof rp, (guint32) groups, 1,
-                    1);
+    lmn_vk_dispatch(c, reduce_pipeline(c, p->epi), r, n_bindings, &rp, sizeof rp,
+                    (guint32) groups, 1, 1);
 }
 
 /* A piece whose bindings fit: split-K when it pays (or is forced), else direct. */
@@ -521,11 +602,12 @@ static void run_chunked(LmnVkContext *c, const Piece *p)
     }
 }
 
-void lmn_vk_gemm(gpointer ctx, const LmnGemm *g)
+/* The product of @g with @epi (NULL: none) fused where the product runs whole.  Returns: FALSE
+ * when it was cut into pieces with the epilogue left undone (the caller applies it). */
+static gboolean gemm_run(LmnVkContext *c, const LmnGemm *g, const Epilogue *epi)
 {
-    LmnVkContext *c = ctx;
     if (g->m <= 0 || g->n <= 0)
-        return;
+        return TRUE;
     Piece p = {
         .ta = g->trans_a != FALSE,
         .tb = g->trans_b != FALSE,
@@ -561,9 +643,12 @@ void lmn_vk_gemm(gpointer ctx, const LmnGemm *g)
         else if (strides[i] > 0)
             group = MIN(group, (cap - spans[i]) / strides[i] + 1);
     }
+    /* The epilogue needs the whole of C from one kernel: one unbatched entry that fits. */
+    const gboolean fused = epi != NULL && entry_fits && p.batch == 1;
     g_mutex_lock(&c->lock);
     for (gint64 e0 = 0; e0 < p.batch; e0 += entry_fits ? group : 1) {
         Piece q = p;
+        q.epi = fused ? epi : NULL;
         q.batch = entry_fits ? MIN(group, p.batch - e0) : 1;
         q.oa += e0 * p.sa, q.ob += e0 * p.sb, q.oc += e0 * p.sc;
         if (entry_fits)
@@ -572,4 +657,43 @@ void lmn_vk_gemm(gpointer ctx, const LmnGemm *g)
             run_chunked(c, &q);
     }
     g_mutex_unlock(&c->lock);
+    return epi == NULL || fused;
+}
+
+void lmn_vk_gemm(gpointer ctx, const LmnGemm *g)
+{
+    gemm_run(ctx, g, NULL);
+}
+
+/* @t's first @rows x @cols elements as a tensor of that shape (the ops below size their work
+ * from the shape; C or A may be longer, as for a partial last batch). */
+static LmnTensor exact_view(const LmnTensor *t, gint64 rows, gint64 cols)
+{
+    LmnTensor v = *t;
+    v.shape = lmn_shape_make(2, rows, cols);
+    return v;
+}
+
+void lmn_vk_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e)
+{
+    LmnVkContext *c = ctx;
+    const Epilogue epi = {e->bias, e->activation, e->activation_alpha};
+    const gboolean has_epi = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY;
+    if (!gemm_run(c, g, has_epi ? &epi : NULL)) {
+        LmnTensor cv = exact_view(g->c, g->m, g->n);
+        if (e->bias != NULL)
+            lmn_vk_bias_add(c, &cv, e->bias, g->m, g->n, 1);
+        if (e->activation != LMN_UNARY_IDENTITY)
+            lmn_vk_unary(c, e->activation, &cv, &cv, e->activation_alpha);
+    }
+    if (e->a_row_sums != NULL) {
+        /* op(A) is A [k, m] transposed (sums down its columns) or A [m, k] itself. */
+        if (g->trans_a) {
+            const LmnTensor av = exact_view(g->a, g->k, g->m);
+            lmn_vk_bias_grad(c, e->a_row_sums, &av, g->k, g->m, 1, e->row_sums_beta);
+        } else {
+            const LmnTensor av = exact_view(g->a, g->m, g->k);
+            lmn_vk_bias_grad(c, e->a_row_sums, &av, 1, g->m, g->k, e->row_sums_beta);
+        }
+    }
 }

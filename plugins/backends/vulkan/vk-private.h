@@ -238,6 +238,7 @@ typedef struct {
     guint gemm_tiles[3];       /* the small, medium and large tiles (indices into vk-gemm.c's table) */
     guint32 gemm_busy_groups;  /* workgroups that keep the device busy: below it, split-K */
     VkPipeline gemm_pipelines[LMN_VK_GEMM_PIPELINES]; /* created on first use */
+    GHashTable *gemm_epilogue_pipelines; /* variants with a fused epilogue, by slot and epilogue */
     LmnVkBuffer *gemm_scratch; /* split-K partial products, grown on demand */
 
     /* vk-conv.c: per op (forward, backward data, backward weights) and tile shape */
@@ -356,6 +357,7 @@ gboolean lmn_vk_bind_tensor(LmnVkContext *c, const LmnTensor *t, gsize e0, gsize
 void lmn_vk_fill(gpointer ctx, LmnTensor *t, float value);
 void lmn_vk_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
 void lmn_vk_gemm(gpointer ctx, const LmnGemm *g);
+void lmn_vk_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e);
 void lmn_vk_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
                      gint64 channels, gint64 inner);
 void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,

@@ -35,6 +35,12 @@ static gboolean epilogue_ok(const LmnGemm *g, const LmnGemmEpilogue *e)
     if (e->bias != NULL &&
         (e->bias->backend != be || e->bias->dtype != LMN_DTYPE_F32 || NUMEL(e->bias) != g->n))
         return FALSE;
+    if (e->activated != NULL) {
+        const LmnTensor *t = e->activated;
+        if (t->backend != be || t->dtype != LMN_DTYPE_F32 || NUMEL(t) < g->m * g->n ||
+            e->activation == LMN_UNARY_IDENTITY || overlap(t, g->m * g->n, g->c, g->m * g->n))
+            return FALSE;
+    }
     if (e->a_row_sums != NULL) {
         const LmnTensor *s = e->a_row_sums;
         if (s->backend != be || s->dtype != LMN_DTYPE_F32 || NUMEL(s) != g->m || g->a_offset != 0)
@@ -76,8 +82,13 @@ void lmn_op_gemm_ex(const LmnGemm *g, const LmnGemmEpilogue *e)
         LmnTensor *c = exact_view(g->c, g->m, g->n);
         if (e->bias != NULL)
             lmn_op_bias_add(c, e->bias, g->m, g->n, 1);
-        if (e->activation != LMN_UNARY_IDENTITY)
+        if (e->activated != NULL) {
+            LmnTensor *y = exact_view(e->activated, g->m, g->n);
+            lmn_op_unary(e->activation, c, y, e->activation_alpha);
+            lmn_tensor_unref(y);
+        } else if (e->activation != LMN_UNARY_IDENTITY) {
             lmn_op_unary(e->activation, c, c, e->activation_alpha);
+        }
         lmn_tensor_unref(c);
     }
     if (e->a_row_sums != NULL) {

@@ -514,6 +514,10 @@ void lmn_op_upsample2d_backward(LmnUpsampleMode mode, const LmnTensor *dy, LmnTe
  *   product's alpha op(A) op(B) + beta C
  * @activation: applied last, as lmn_op_unary(@activation, C, C, @activation_alpha);
  *   LMN_UNARY_IDENTITY for none
+ * @activated: NULL, or where the activation's result goes instead: C then keeps the value
+ *   before it and @activated (at least m * n f32 elements, its first m * n written, not
+ *   overlapping C) receives f(C), as lmn_op_unary(@activation, C, @activated, ...) would (a
+ *   layer that computes the activation layer after it, which reads both)
  * @a_row_sums: NULL or an f32 tensor of @m elements: a_row_sums[i] = @row_sums_beta *
  *   a_row_sums[i] + sum over q of op(A)[i, q] (beta 0 overwrites without reading), exactly as
  *   lmn_op_bias_grad sums (a dense layer's bias gradient comes out of its weight-gradient GEMM,
@@ -527,6 +531,7 @@ typedef struct {
     float activation_alpha;
     LmnTensor *a_row_sums;
     float row_sums_beta;
+    LmnTensor *activated;
     gpointer reserved[4];
 } LmnGemmEpilogue;
 

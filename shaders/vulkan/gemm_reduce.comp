@@ -8,12 +8,14 @@ layout(local_size_x_id = 0) in;
 // The GEMM's epilogue, as in gemm_tiled.comp: + bias[off_bias + column], then activation EPI_ACT.
 layout(constant_id = 1) const uint EPI_BIAS = 0;
 layout(constant_id = 2) const uint EPI_ACT = 0;
+layout(constant_id = 3) const uint EPI_SEPARATE = 0; // f(C) into act_out, C keeping the value
 layout(std430, set = 0, binding = 0) readonly buffer Partial { float part[]; };
 layout(std430, set = 0, binding = 1) buffer C { float c[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Bias { float bias[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer Act { float act_out[]; };
 layout(push_constant) uniform P {
     uint m; uint n; uint splits; uint ldc; uint off_c; float alpha; float beta;
-    uint off_bias; float act_alpha;
+    uint off_bias; float act_alpha; uint off_act;
 } p;
 
 #include "unary_f.glsl"
@@ -32,7 +34,9 @@ void main()
             v += p.beta * c[ci];
         if (EPI_BIAS != 0u)
             v += bias[p.off_bias + i % p.n];
-        if (EPI_ACT != 0u)
+        if (EPI_ACT != 0u && EPI_SEPARATE != 0u)
+            act_out[p.off_act + (i / p.n) * p.ldc + i % p.n] = lmn_unary_f(v, EPI_ACT, p.act_alpha);
+        else if (EPI_ACT != 0u)
             v = lmn_unary_f(v, EPI_ACT, p.act_alpha);
         c[ci] = v;
     }

@@ -15,14 +15,17 @@ layout(constant_id = 2) const uint TN = 4;
 layout(constant_id = 3) const uint TRANS_A = 0;
 layout(constant_id = 4) const uint TRANS_B = 0;
 // The epilogue (lmn_op_gemm_ex) is specialised in: EPI_BIAS adds bias[off_bias + column], then
-// EPI_ACT (an LmnUnaryOp, 0 for none) applies that function with act_alpha, as unary.comp does.
+// EPI_ACT (an LmnUnaryOp, 0 for none) applies that function with act_alpha, as unary.comp does,
+// to C itself or, with EPI_SEPARATE, into act_out (laid out as C from off_act), C keeping t.
 layout(constant_id = 5) const uint EPI_BIAS = 0;
 layout(constant_id = 6) const uint EPI_ACT = 0;
+layout(constant_id = 7) const uint EPI_SEPARATE = 0;
 
 layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
 layout(std430, set = 0, binding = 2) buffer C { float c[]; };
 layout(std430, set = 0, binding = 3) readonly buffer Bias { float bias[]; };
+layout(std430, set = 0, binding = 4) writeonly buffer Act { float act_out[]; };
 layout(push_constant) uniform P {
     uint m; uint n; uint k; uint k_last; uint z_last;
     uint lda; uint ldb; uint ldc;
@@ -30,7 +33,7 @@ layout(push_constant) uniform P {
     uint off_a; uint off_b; uint off_c;
     uint stride_a; uint stride_b; uint stride_c;
     uint z0;
-    uint off_bias; float act_alpha;
+    uint off_bias; float act_alpha; uint off_act;
 } p;
 
 #include "unary_f.glsl"
@@ -86,7 +89,9 @@ void main()
                     v += p.beta * c[ci];
                 if (EPI_BIAS != 0u)
                     v += bias[p.off_bias + cc];
-                if (EPI_ACT != 0u)
+                if (EPI_ACT != 0u && EPI_SEPARATE != 0u)
+                    act_out[p.off_act + r * p.ldc + cc] = lmn_unary_f(v, EPI_ACT, p.act_alpha);
+                else if (EPI_ACT != 0u)
                     v = lmn_unary_f(v, EPI_ACT, p.act_alpha);
                 c[ci] = v;
             }

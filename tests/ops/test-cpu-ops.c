@@ -591,6 +591,9 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
                           gboolean bias, LmnUnaryOp act, float act_alpha, gboolean row_sums,
                           float sums_beta, gint64 extra)
 {
+    /* With an activation, every other case sends it to a separate output. */
+    static guint n_cases;
+    const gboolean separate = act != LMN_UNARY_IDENTITY && n_cases++ % 2 == 0;
     g_autoptr(GError) error = NULL;
     const gint64 mk = d->m * d->k, kn = d->k * d->n, mn = d->m * d->n;
     g_autofree float *a = random_floats(mk + extra, -2, 2);
@@ -598,6 +601,7 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
     g_autofree float *c0 = random_floats(mn + extra, -1, 1);
     g_autofree float *bv = random_floats(d->n, -1, 1);
     g_autofree float *s0 = random_floats(d->m, -1, 1);
+    g_autofree float *y0 = random_floats(mn + extra, -1, 1);
     LmnTensor *at = tensor_on(be, mk + extra, a), *bt = tensor_on(be, kn, b);
     LmnTensor *biast = tensor_on(be, d->n, bv);
     LmnGemm g = {.struct_size = sizeof(LmnGemm),
@@ -610,9 +614,10 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
                  .beta = beta,
                  .a = at,
                  .b = bt};
-    float *got[2], *sums[2];
+    float *got[2], *sums[2], *acts[2];
     for (int fused = 0; fused < 2; fused++) {
         LmnTensor *ct = tensor_on(be, mn + extra, c0), *st = tensor_on(be, d->m, s0);
+        LmnTensor *yt = tensor_on(be, mn + extra, y0);
         g.c = ct;
         if (fused) {
             const LmnGemmEpilogue e = {.struct_size = sizeof e,
@@ -620,7 +625,8 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
                                        .activation = act,
                                        .activation_alpha = act_alpha,
                                        .a_row_sums = row_sums ? st : NULL,
-                                       .row_sums_beta = sums_beta};
+                                       .row_sums_beta = sums_beta,
+                                       .activated = separate ? yt : NULL};
             lmn_op_gemm_ex(&g, &e);
         } else {
             lmn_op_gemm(&g);
@@ -628,8 +634,10 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
             LmnTensor *cv = lmn_tensor_new_view(ct, 0, &cs);
             if (bias)
                 lmn_op_bias_add(cv, biast, d->m, d->n, 1);
+            LmnTensor *yv = lmn_tensor_new_view(yt, 0, &cs);
             if (act != LMN_UNARY_IDENTITY)
-                lmn_op_unary(act, cv, cv, act_alpha);
+                lmn_op_unary(act, cv, separate ? yv : cv, act_alpha);
+            lmn_tensor_unref(yv);
             LmnShape as = ta ? lmn_shape_make(2, d->k, d->m) : lmn_shape_make(2, d->m, d->k);
             LmnTensor *av = lmn_tensor_new_view(at, 0, &as);
             if (row_sums && ta)
@@ -642,9 +650,16 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
         g_assert_true(lmn_backend_synchronize(be, &error));
         got[fused] = read_all(ct);
         sums[fused] = read_all(st);
+        acts[fused] = read_all(yt);
         lmn_tensor_unref(ct);
         lmn_tensor_unref(st);
+        lmn_tensor_unref(yt);
     }
+    g_assert_cmpmem(acts[0], (mn + extra) * sizeof(float), acts[1], (mn + extra) * sizeof(float));
+    if (!separate)
+        g_assert_cmpmem(acts[1], (mn + extra) * sizeof(float), y0, (mn + extra) * sizeof(float));
+    else
+        g_assert_cmpmem(acts[1] + mn, extra * sizeof(float), y0 + mn, extra * sizeof(float));
     g_assert_cmpmem(got[0], (mn + extra) * sizeof(float), got[1], (mn + extra) * sizeof(float));
     g_assert_cmpmem(sums[0], d->m * sizeof(float), sums[1], d->m * sizeof(float));
     g_assert_cmpmem(got[1] + mn, extra * sizeof(float), c0 + mn, extra * sizeof(float));
@@ -670,6 +685,7 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
     for (int r = 0; r < 2; r++) {
         g_free(got[r]);
         g_free(sums[r]);
+        g_free(acts[r]);
     }
     lmn_tensor_unref(at);
     lmn_tensor_unref(bt);

@@ -459,6 +459,10 @@ static void gemm_ex_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gin
     Pair c = pair_random_on(vb, (gsize) (m * n + extra), -1, 1);
     Pair bv = pair_random_on(vb, (gsize) n, -1, 1);
     Pair s = pair_random_on(vb, (gsize) m, -1, 1);
+    Pair y = pair_random_on(vb, (gsize) (m * n + extra), -1, 1);
+    /* An activation goes to a separate output in every other case. */
+    static guint n_cases;
+    const gboolean separate = act != LMN_UNARY_IDENTITY && n_cases++ % 2 == 0;
     LmnGemm g = {.struct_size = sizeof(LmnGemm),
                  .trans_a = ta,
                  .trans_b = tb,
@@ -473,16 +477,20 @@ static void gemm_ex_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gin
                          .row_sums_beta = beta};
     LmnGemm gc = g, gv = g;
     LmnGemmEpilogue ec = e, ev = e;
-    gc.a = a.c, gc.b = b.c, gc.c = c.c, ec.bias = bias ? bv.c : NULL, ec.a_row_sums = row_sums ? s.c : NULL;
-    gv.a = a.v, gv.b = b.v, gv.c = c.v, ev.bias = bias ? bv.v : NULL, ev.a_row_sums = row_sums ? s.v : NULL;
+    gc.a = a.c, gc.b = b.c, gc.c = c.c, ec.bias = bias ? bv.c : NULL;
+    ec.a_row_sums = row_sums ? s.c : NULL, ec.activated = separate ? y.c : NULL;
+    gv.a = a.v, gv.b = b.v, gv.c = c.v, ev.bias = bias ? bv.v : NULL;
+    ev.a_row_sums = row_sums ? s.v : NULL, ev.activated = separate ? y.v : NULL;
     BOTH(lmn_op_gemm_ex(&gc, &ec), lmn_op_gemm_ex(&gv, &ev));
     assert_close(&c, 1e-5 * (double) k, 1e-5, "gemm_ex");
     assert_close(&s, 1e-5 * (double) k, 1e-5, "gemm_ex row sums");
+    assert_close(&y, 1e-5 * (double) k, 1e-5, "gemm_ex activated output");
     pair_free(&a);
     pair_free(&b);
     pair_free(&c);
     pair_free(&bv);
     pair_free(&s);
+    pair_free(&y);
 }
 
 static void test_gemm_ex(void)
@@ -517,7 +525,8 @@ static void test_gemm_ex(void)
      * and the epilogue as bias_add and unary dispatches after it. */
     gemm_ex_case(vk, FALSE, FALSE, 3, 5, 50000, 0.0f, TRUE, LMN_UNARY_RELU, 0, TRUE, 2);
     sync_ok(vk);
-    mark("gemm_ex", "bias, 5 activations and row sums against the CPU, all transposes, beta 0/1, "
+    mark("gemm_ex", "bias, 5 activations (in place and into a separate output) and row sums "
+                    "against the CPU, all transposes, beta 0/1, "
                     "a longer C left untouched; both kernels, split-K (epilogue in the "
                     "reduction), K pieces (epilogue as separate ops)");
 }

@@ -142,7 +142,7 @@ typedef struct {
     const LmnGemmEpilogue *epilogue; /* NULL, or bias/activation applied per block of C */
 } GemmJob;
 
-static void gemm_epilogue(const LmnGemmEpilogue *e, float *c, gsize ldc, gsize rows, gsize col0,
+static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsize col0,
                           gsize cols);
 
 /* One single-threaded product C[m, n] (leading dimension ldc) on the calling thread: oneDNN
@@ -206,7 +206,7 @@ static void gemm_range(gsize begin, gsize end, gpointer data)
         sgemm_one(g, j->m, j->n, j->k, j->a + (gint64) i * g->stride_a, j->lda,
                   j->b + (gint64) i * g->stride_b, j->ldb, c, j->n);
         if (j->epilogue != NULL)
-            gemm_epilogue(j->epilogue, c, (gsize) j->n, (gsize) j->m, 0, (gsize) j->n);
+            gemm_epilogue(j, c, (gsize) j->n, (gsize) j->m, 0, (gsize) j->n);
     }
     gemm_solo_end(prev);
 }
@@ -226,13 +226,13 @@ static void gemm_block_range(gsize begin, gsize end, gpointer data)
         sgemm_one(g, j->m, (int) w, j->k, j->a, j->lda, b, j->ldb, j->c + begin, j->n);
         /* The block's epilogue runs while its columns are still in this core's cache. */
         if (j->epilogue != NULL)
-            gemm_epilogue(j->epilogue, j->c, (gsize) j->n, (gsize) j->m, begin, w);
+            gemm_epilogue(j, j->c, (gsize) j->n, (gsize) j->m, begin, w);
     } else {
         const float *a = j->a + (g->trans_a ? begin : begin * (gsize) j->lda);
         float *c = j->c + begin * (gsize) j->n;
         sgemm_one(g, (int) w, j->n, j->k, a, j->lda, j->b, j->ldb, c, j->n);
         if (j->epilogue != NULL)
-            gemm_epilogue(j->epilogue, c, (gsize) j->n, w, 0, (gsize) j->n);
+            gemm_epilogue(j, c, (gsize) j->n, w, 0, (gsize) j->n);
     }
     gemm_solo_end(prev);
 }
@@ -576,17 +576,23 @@ void lmn_cpu_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y
 /* Columns [col0, col0 + cols) of @rows rows of C (@ldc apart): + bias[col], then the activation,
  * each exactly as lmn_cpu_bias_add and lmn_cpu_unary compute it, so the fused product is bit for
  * bit the composed one. */
-static void gemm_epilogue(const LmnGemmEpilogue *e, float *c, gsize ldc, gsize rows, gsize col0,
+static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsize col0,
                           gsize cols)
 {
+    const LmnGemmEpilogue *e = j->epilogue;
     const float *bias = e->bias != NULL ? fptr(e->bias) + col0 : NULL;
+    /* @c is within C (j->c, one product); the activated output is laid out as C is. */
+    float *act = e->activated != NULL ? fptr(e->activated) + (c - j->c) : NULL;
     for (gsize r = 0; r < rows; r++) {
         float *restrict y = c + r * ldc + col0;
         if (bias != NULL)
             for (gsize q = 0; q < cols; q++)
                 y[q] += bias[q];
         if (e->activation != LMN_UNARY_IDENTITY) {
-            const UnaryJob u = {.op = e->activation, .x = y, .out = y, .alpha = e->activation_alpha};
+            const UnaryJob u = {.op = e->activation,
+                                .x = y,
+                                .out = act != NULL ? act + r * ldc + col0 : y,
+                                .alpha = e->activation_alpha};
             unary_range(0, cols, (gpointer) &u);
         }
     }

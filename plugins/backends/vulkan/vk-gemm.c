@@ -87,12 +87,12 @@ typedef struct {
     guint32 off_a, off_b, off_c;
     guint32 stride_a, stride_b, stride_c;
     guint32 z0;
-    guint32 off_bias, act_alpha;
+    guint32 off_bias, act_alpha, off_act;
 } GemmPush;
 
 typedef struct {
     guint32 m, n, splits, ldc, off_c, alpha, beta;
-    guint32 off_bias, act_alpha;
+    guint32 off_bias, act_alpha, off_act;
 } ReducePush;
 
 /* A fused epilogue: NULL bias for none, activation 0 (identity) for none. */
@@ -100,6 +100,7 @@ typedef struct {
     const LmnTensor *bias;
     LmnUnaryOp activation;
     float alpha;
+    LmnTensor *activated; /* NULL: the activation overwrites C */
 } Epilogue;
 
 /* A GEMM, or a piece of one: sub-matrices of the caller's operands at element offsets oa, ob, oc
@@ -212,24 +213,26 @@ void lmn_vk_gemm_cleanup(LmnVkContext *c)
 }
 
 /* The variant of pipeline @slot (of @code) specialised for @epi: spec constants @spec, then
- * EPI_BIAS and EPI_ACT.  Cached by slot and epilogue. */
+ * EPI_BIAS, EPI_ACT and EPI_SEPARATE.  Cached by slot and epilogue. */
 static VkPipeline epilogue_pipeline(LmnVkContext *c, guint slot, const Epilogue *epi,
                                     const guint32 *code, gsize code_size, const guint32 *spec,
                                     guint n_spec, const char *name)
 {
     if (c->gemm_epilogue_pipelines == NULL)
         c->gemm_epilogue_pipelines = g_hash_table_new(NULL, NULL);
-    const guint key = slot << 6 | (epi->bias != NULL) << 5 | (guint) epi->activation;
+    const guint key = slot << 7 | (epi->activated != NULL) << 6 | (epi->bias != NULL) << 5 |
+                      (guint) epi->activation;
     G_STATIC_ASSERT(LMN_UNARY_COUNT <= 32);
     VkPipeline pl = g_hash_table_lookup(c->gemm_epilogue_pipelines, GUINT_TO_POINTER(key));
     if (pl != VK_NULL_HANDLE)
         return pl;
     guint32 all[16];
-    g_assert(n_spec + 2 <= G_N_ELEMENTS(all));
+    g_assert(n_spec + 3 <= G_N_ELEMENTS(all));
     memcpy(all, spec, n_spec * sizeof(guint32));
     all[n_spec] = epi->bias != NULL;
     all[n_spec + 1] = (guint32) epi->activation;
-    pl = lmn_vk_pipeline_new(c, code, code_size, "main", all, n_spec + 2, name);
+    all[n_spec + 2] = epi->activated != NULL;
+    pl = lmn_vk_pipeline_new(c, code, code_size, "main", all, n_spec + 3, name);
     if (pl != VK_NULL_HANDLE)
         g_hash_table_insert(c->gemm_epilogue_pipelines, GUINT_TO_POINTER(key), pl);
     return pl;
@@ -350,16 +353,26 @@ static VkPipeline kernel_for(LmnVkContext *c, const Piece *p, const GemmPush *pu
     return tiled_pipeline(c, role, p->ta, p->tb, va, vb, epi);
 }
 
-/* The bias binding of @epi (NULL: none) over @n columns, and its push constants. */
-static gboolean bind_epilogue(LmnVkContext *c, const Epilogue *epi, gint64 n, LmnVkBinding *b,
-                              guint *n_bindings, guint32 *off_bias, guint32 *act_alpha)
+/* The bindings of @epi (NULL: none) after C's at @b: the bias over @n columns, then the
+ * activated output laid out as C (@c_span elements); without a bias its slot repeats @unread, a
+ * binding the kernel already reads, since the kernel never touches it. */
+static gboolean bind_epilogue(LmnVkContext *c, const Epilogue *epi, gint64 n, gint64 c_span,
+                              const LmnVkBinding *unread, LmnVkBinding *b, guint *n_bindings,
+                              guint32 *off_bias, guint32 *act_alpha, guint32 *off_act)
 {
-    *off_bias = 0;
+    *off_bias = 0, *off_act = 0;
     *act_alpha = fbits(epi != NULL ? epi->alpha : 0.0f);
-    if (epi == NULL || epi->bias == NULL)
+    if (epi == NULL || (epi->bias == NULL && epi->activated == NULL))
         return TRUE;
     *n_bindings += 1;
-    return lmn_vk_bind_tensor(c, epi->bias, 0, (gsize) n, FALSE, b, off_bias, "gemm");
+    if (epi->bias == NULL)
+        b[0] = *unread;
+    else if (!lmn_vk_bind_tensor(c, epi->bias, 0, (gsize) n, FALSE, &b[0], off_bias, "gemm"))
+        return FALSE;
+    if (epi->activated == NULL)
+        return TRUE;
+    *n_bindings += 1;
+    return lmn_vk_bind_tensor(c, epi->activated, 0, (gsize) c_span, TRUE, &b[1], off_act, "gemm");
 }
 
 /* One dispatch per 65535 batch entries of a piece whose bindings fit. */
@@ -381,7 +394,7 @@ static void run_direct(LmnVkContext *c, const Piece *p)
         .stride_b = (guint32) p->sb,
         .stride_c = (guint32) p->sc,
     };
-    LmnVkBinding b[4];
+    LmnVkBinding b[5];
     if (!lmn_vk_bind_tensor(c, p->a, (gsize) p->oa,
                             (gsize) ((nb - 1) * p->sa + span_a(p, p->m, p->k)), FALSE, &b[0],
                             &push.off_a, "gemm") ||
@@ -393,7 +406,8 @@ static void run_direct(LmnVkContext *c, const Piece *p)
                             &push.off_c, "gemm"))
         return;
     guint n_bindings = 3;
-    if (!bind_epilogue(c, p->epi, p->n, &b[3], &n_bindings, &push.off_bias, &push.act_alpha))
+    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &b[1], &b[3], &n_bindings,
+                       &push.off_bias, &push.act_alpha, &push.off_act))
         return;
     guint32 gx, gy;
     VkPipeline pipeline = kernel_for(c, p, &push, nb, p->epi, &gx, &gy);
@@ -502,13 +516,14 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
         .alpha = fbits(p->alpha),
         .beta = fbits(p->beta),
     };
-    LmnVkBinding r[3] = {b[2]};
+    LmnVkBinding r[4] = {b[2]};
     r[0].write = FALSE;
     if (!lmn_vk_bind_tensor(c, p->c, (gsize) p->oc, (gsize) span(p->m, p->n, p->ldc), TRUE, &r[1],
                             &rp.off_c, "gemm"))
         return;
     guint n_bindings = 2;
-    if (!bind_epilogue(c, p->epi, p->n, &r[2], &n_bindings, &rp.off_bias, &rp.act_alpha))
+    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &r[0], &r[2], &n_bindings,
+                       &rp.off_bias, &rp.act_alpha, &rp.off_act))
         return;
     const gint64 groups = MIN((mn + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE, 4096);
     lmn_vk_dispatch(c, reduce_pipeline(c, p->epi), r, n_bindings, &rp, sizeof rp,
@@ -677,14 +692,18 @@ static LmnTensor exact_view(const LmnTensor *t, gint64 rows, gint64 cols)
 void lmn_vk_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e)
 {
     LmnVkContext *c = ctx;
-    const Epilogue epi = {e->bias, e->activation, e->activation_alpha};
+    const Epilogue epi = {e->bias, e->activation, e->activation_alpha, e->activated};
     const gboolean has_epi = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY;
     if (!gemm_run(c, g, has_epi ? &epi : NULL)) {
         LmnTensor cv = exact_view(g->c, g->m, g->n);
         if (e->bias != NULL)
             lmn_vk_bias_add(c, &cv, e->bias, g->m, g->n, 1);
-        if (e->activation != LMN_UNARY_IDENTITY)
+        if (e->activated != NULL) {
+            LmnTensor yv = exact_view(e->activated, g->m, g->n);
+            lmn_vk_unary(c, e->activation, &cv, &yv, e->activation_alpha);
+        } else if (e->activation != LMN_UNARY_IDENTITY) {
             lmn_vk_unary(c, e->activation, &cv, &cv, e->activation_alpha);
+        }
     }
     if (e->a_row_sums != NULL) {
         /* op(A) is A [k, m] transposed (sums down its columns) or A [m, k] itself. */

@@ -29,4 +29,13 @@ LmnLayer *lmn_layer_new_in_model(LmnRegistry *registry, const char *type, const 
 /** lmn_layer_reset_buffers: fills every buffer of @layer with its declared initial value. */
 void lmn_layer_reset_buffers(LmnLayer *layer);
 
+/** lmn_layer_fuses_activation: Returns: whether @layer's forward honours LmnLayerIO.fusion. */
+gboolean lmn_layer_fuses_activation(const LmnLayer *layer);
+/**
+ * lmn_layer_as_unary:
+ * Returns: TRUE, with @op and @alpha, when @layer's forward is exactly lmn_op_unary on its input
+ *   (its vtable's optional as_unary says so)
+ */
+gboolean lmn_layer_as_unary(LmnLayer *layer, LmnUnaryOp *op, float *alpha);
+
 G_END_DECLS

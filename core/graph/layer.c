@@ -689,6 +689,20 @@ gboolean lmn_layer_is_loss(const LmnLayer *layer)
     return (layer->vtable->flags & LMN_LAYER_FLAG_LOSS) != 0;
 }
 
+gboolean lmn_layer_fuses_activation(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, FALSE);
+    return (layer->vtable->flags & LMN_LAYER_FLAG_FUSES_ACTIVATION) != 0;
+}
+
+gboolean lmn_layer_as_unary(LmnLayer *layer, LmnUnaryOp *op, float *alpha)
+{
+    g_return_val_if_fail(layer != NULL && op != NULL && alpha != NULL, FALSE);
+    if (!LMN_VTABLE_HAS(layer->vtable, as_unary) || !layer->vtable->as_unary(layer, op, alpha))
+        return FALSE;
+    return (guint) *op < LMN_UNARY_COUNT;
+}
+
 guint lmn_layer_get_n_params(const LmnLayer *layer)
 {
     g_return_val_if_fail(layer != NULL, 0);

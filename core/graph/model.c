@@ -49,6 +49,11 @@ typedef struct {
     /* Where the node's parameters start in the flat tensors (where they would, without any):
      * everything from there on belongs to this node and the ones after it. */
     gint64 param_offset;
+    /* Forward fusion (plan_fusion): this node also computes the next one's forward, described
+     * by @fusion; or this node's forward is computed by the node before it. */
+    gboolean has_fusion;
+    LmnLayerFusion fusion;
+    gboolean fused_forward;
 } Node;
 
 struct _LmnModel {
@@ -315,6 +320,43 @@ static gboolean check_consumers(LmnModel *m, LmnModelFlags flags, GError **error
     return TRUE;
 }
 
+/* Forward fusion: an element-wise activation layer (relu, tanh, ...) whose one input is the
+ * layer just before it, and that layer's only consumer, is computed by that layer when it fuses
+ * activations (dense: in its GEMM's epilogue, while each block of the output is in cache or
+ * registers).  Both outputs are still written, so the activation's backward, the layer outputs a
+ * caller reads and activity penalties see the same values; on the CPU backend the results are
+ * bit-identical to unfused runs.  Nothing else runs between the two, and forward outputs live
+ * for the whole step (list_buffers), so writing the activation's output early is safe.
+ * LAMINA_FUSE=0 turns it off (to compare). */
+static gboolean plan_fusion(LmnModel *m, GError **error)
+{
+    const char *env = g_getenv("LAMINA_FUSE");
+    if (env != NULL && *env != '\0' && !g_str_equal(env, "1") && !g_str_equal(env, "0")) {
+        g_set_error(error, LMN_CONFIG_ERROR, LMN_CONFIG_ERROR_INVALID,
+                    "LAMINA_FUSE is '%s': expected 1 (fuse activations into the layer before "
+                    "them, the default) or 0 (run every layer on its own); set one or unset it",
+                    env);
+        return FALSE;
+    }
+    if (g_strcmp0(env, "0") == 0)
+        return TRUE;
+    for (guint i = m->first_layer; i + 1 < m->nodes->len; i++) {
+        Node *p = node_at(m, i), *a = node_at(m, i + 1);
+        LmnUnaryOp op;
+        float alpha;
+        if (p->is_loss || a->is_loss || p->fused_forward || p->n_consumers != 1 ||
+            a->n_inputs != 1 || a->inputs[0] != i || p->info.dtype != LMN_DTYPE_F32 ||
+            a->info.dtype != LMN_DTYPE_F32)
+            continue;
+        if (!lmn_layer_fuses_activation(p->layer) || !lmn_layer_as_unary(a->layer, &op, &alpha))
+            continue;
+        p->has_fusion = TRUE;
+        p->fusion = (LmnLayerFusion){.struct_size = sizeof(LmnLayerFusion), .op = op, .alpha = alpha};
+        a->fused_forward = TRUE;
+    }
+    return TRUE;
+}
+
 /* One flat tensor for all parameters, one for their gradients; each layer's parameters become
  * views into them at PARAM_ALIGN_ELEMS-aligned offsets. */
 static gboolean flatten_params(LmnModel *m, GError **error)
@@ -456,7 +498,8 @@ LmnModel *lmn_model_new_with_targets(const LmnConfig *cfg, LmnRegistry *registry
         if (!build_node(m, i, error))
             goto fail;
     m->loss_node = m->first_layer + n_layers - 1;
-    if (!collect_losses(m, error) || !check_consumers(m, flags, error) || !flatten_params(m, error))
+    if (!collect_losses(m, error) || !check_consumers(m, flags, error) ||
+        !flatten_params(m, error) || !plan_fusion(m, error))
         goto fail;
     return m;
 fail:
@@ -814,6 +857,17 @@ static void fill_io(LmnModel *model, Node *n, LmnTensor **ins, LmnLayerIO *io, g
     io->seed = seed;
 }
 
+/* Points @io at node @i's fusion, if any, with the fused node's output of this batch. */
+static void set_fusion(LmnModel *model, guint i, LmnLayerFusion *fusion, LmnLayerIO *io)
+{
+    const Node *n = node_at(model, i);
+    if (!n->has_fusion)
+        return;
+    *fusion = n->fusion;
+    fusion->output = node_at(model, i + 1)->out;
+    io->fusion = fusion;
+}
+
 /* Activity regularisation, a training loss term like the weight penalties (evaluation losses
  * leave it out): activity_l1 * sum |a| + activity_l2 * sum a^2 per layer output a, over the
  * batch and divided by its size, as Keras' activity_regularizer. */
@@ -853,7 +907,11 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
     LmnLayerIO io;
     for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
+        if (n->fused_forward)
+            continue;
         fill_io(model, n, ins, &io, training, step, seed);
+        LmnLayerFusion fusion;
+        set_fusion(model, i, &fusion, &io);
         lmn_layer_forward(n->layer, &io);
     }
     /* In file order, so the sum rounds the same way on every backend and every run. */
@@ -875,9 +933,11 @@ void lmn_model_forward_inference(LmnModel *model)
      * targets are never read, so the caller need not fill them. */
     for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
-        if (n->is_loss)
+        if (n->is_loss || n->fused_forward)
             continue;
         fill_io(model, n, ins, &io, FALSE, 0, 0);
+        LmnLayerFusion fusion;
+        set_fusion(model, i, &fusion, &io);
         lmn_layer_forward(n->layer, &io);
     }
     model->last_training = FALSE;

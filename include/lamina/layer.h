@@ -34,7 +34,24 @@ typedef enum {
     LMN_LAYER_FLAG_NONE = 0,
     LMN_LAYER_FLAG_LOSS = 1 << 0,     /* output is the scalar batch mean; last input = target */
     LMN_LAYER_FLAG_IN_PLACE = 1 << 1, /* reserved: may share its output with its input */
+    /* ABI 1.5: forward honours LmnLayerIO.fusion (computes the activation layer after it) */
+    LMN_LAYER_FLAG_FUSES_ACTIVATION = 1 << 2,
 } LmnLayerFlags;
+
+/**
+ * LmnLayerFusion:
+ * An element-wise activation layer whose forward the core hands to the layer before it (ABI
+ * 1.5): that layer writes its own output as always and, from it, @output = f(its output) as
+ * lmn_op_unary(@op, its output, @output, @alpha) would, typically in the same pass (a GEMM's
+ * epilogue).  The activation layer's forward then does not run; its backward runs as before.
+ */
+typedef struct {
+    guint32 struct_size;
+    LmnTensor *output; /* the activation layer's output, [N, ...] like this layer's */
+    LmnUnaryOp op;
+    float alpha;
+    gpointer reserved[2];
+} LmnLayerFusion;
 
 /** LmnParamRole: how the training loop treats a parameter (L1/L2 penalties skip biases). */
 typedef enum {
@@ -64,6 +81,9 @@ typedef enum {
  *   does), so the layer may skip computing them and leave them as they are; computing them
  *   anyway is correct, only slower.  Appended in the place of a reserved pointer, so plugins
  *   built before it see it as reserved and compute every gradient.
+ * @fusion: forward only, NULL unless the layer's vtable has LMN_LAYER_FLAG_FUSES_ACTIVATION:
+ *   the activation layer whose forward this one computes too (see #LmnLayerFusion).  In the
+ *   place of a reserved pointer (ABI 1.5).
  */
 typedef struct {
     guint32 struct_size;
@@ -77,7 +97,8 @@ typedef struct {
     guint64 step;
     guint64 seed;
     gboolean skip_param_grads;
-    gpointer reserved[3];
+    const LmnLayerFusion *fusion;
+    gpointer reserved[2];
 } LmnLayerIO;
 
 /**
@@ -105,6 +126,10 @@ typedef struct {
     void (*backward)(LmnLayer *layer, const LmnLayerIO *io);
     gboolean (*export_onnx)(LmnLayer *layer, LmnExport *ex, const char *const *inputs,
                             const char *output, GError **error);
+    /* (optional, ABI 1.5) For a built layer whose forward is exactly lmn_op_unary(*op, input,
+     * output, *alpha) on its one input: sets @op and @alpha and returns TRUE, so the core may
+     * fuse that forward into the layer before it (#LmnLayerFusion). */
+    gboolean (*as_unary)(LmnLayer *layer, LmnUnaryOp *op, float *alpha);
 } LmnLayerVTable;
 
 /* ---- used by layer plugins ---- */

@@ -39,6 +39,15 @@ static void activation_forward(LmnLayer *layer, const LmnLayerIO *io)
     lmn_op_unary(a->op, io->inputs[0], io->output, a->alpha);
 }
 
+/* The core may fuse the forward into the layer before (a dense layer's GEMM epilogue). */
+static gboolean activation_as_unary(LmnLayer *layer, LmnUnaryOp *op, float *alpha)
+{
+    const Activation *a = lmn_layer_get_private(layer);
+    *op = a->op;
+    *alpha = a->alpha;
+    return TRUE;
+}
+
 static void activation_backward(LmnLayer *layer, const LmnLayerIO *io)
 {
     const Activation *a = lmn_layer_get_private(layer);
@@ -158,6 +167,7 @@ static gboolean activation_export(LmnLayer *layer, LmnExport *ex, const char *co
         .forward = activation_forward,                                                             \
         .backward = activation_backward,                                                           \
         .export_onnx = activation_export,                                                          \
+        .as_unary = activation_as_unary,                                                           \
     }
 
 ACTIVATION(relu, LMN_UNARY_RELU, NULL);

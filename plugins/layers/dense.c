@@ -96,9 +96,14 @@ static void dense_forward(LmnLayer *layer, const LmnLayerIO *io)
         .b = lmn_layer_get_param(layer, PARAM_WEIGHT),
         .c = io->output,
     };
+    /* A fused activation layer's output comes from the same epilogue (y stays as it is). */
+    const LmnLayerFusion *f = io->fusion;
     const LmnGemmEpilogue e = {
         .struct_size = sizeof(LmnGemmEpilogue),
         .bias = d->bias ? lmn_layer_get_param(layer, PARAM_BIAS) : NULL,
+        .activation = f != NULL ? f->op : LMN_UNARY_IDENTITY,
+        .activation_alpha = f != NULL ? f->alpha : 0.0f,
+        .activated = f != NULL ? f->output : NULL,
     };
     lmn_op_gemm_ex(&g, &e);
 }
@@ -196,7 +201,7 @@ static gboolean dense_export(LmnLayer *layer, LmnExport *ex, const char *const *
 
 static const LmnLayerVTable dense_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
-    .flags = LMN_LAYER_FLAG_NONE,
+    .flags = LMN_LAYER_FLAG_FUSES_ACTIVATION,
     .min_inputs = 1,
     .max_inputs = 1,
     .build = dense_build,

@@ -562,6 +562,80 @@ static void test_backward_skips_input_side(void)
     lmn_config_free(cfg);
 }
 
+/* The reference MLP (flatten, dense, relu, dense, relu, dense, loss) with forward fusion on
+ * and off (LAMINA_FUSE, read when the model is made): with it, the relu layers' forward never
+ * runs (their dense layers compute them) while their backward does; every layer output, the
+ * loss, the parameter gradients and the input gradient are bit-identical either way. */
+static void test_fusion_outputs(void)
+{
+    g_autofree char *path =
+        g_build_filename(g_getenv("LMN_SOURCE_ROOT"), "examples", "mlp-fashion-mnist.ini", NULL);
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = lmn_config_new_from_file(path, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
+    const gint64 batch = 5;
+    const gsize n_x = (gsize) batch * 784;
+    g_autofree float *x0 = g_new(float, n_x);
+    for (gsize i = 0; i < n_x; i++)
+        x0[i] = (float) ((i * 7919) % 1000) / 500.0f - 1.0f;
+    const gint32 y0[5] = {3, 1, 4, 1, 5};
+    GPtrArray *runs[2];
+    for (int fuse = 0; fuse < 2; fuse++) {
+        g_setenv("LAMINA_FUSE", fuse ? "1" : "0", TRUE);
+        LmnModel *m = lmn_model_new(cfg, registry, cpu, &target, &error);
+        g_unsetenv("LAMINA_FUSE");
+        g_assert_no_error(error);
+        g_assert_true(lmn_model_init_params(m, 11, &error));
+        g_assert_true(lmn_model_prepare(m, 8, &error));
+        g_assert_true(lmn_model_set_input_grad(m, TRUE, &error));
+        for (guint i = 0; i < lmn_model_get_n_layers(m); i++)
+            lmn_layer_set_profiling(lmn_model_get_layer(m, i), TRUE);
+        LmnTensor *x, *y;
+        lmn_model_set_batch(m, batch, &x, &y);
+        g_assert_true(lmn_tensor_write(x, x0, n_x * sizeof(float), &error));
+        g_assert_true(lmn_tensor_write(y, y0, sizeof y0, &error));
+        lmn_model_forward(m, TRUE, 0, 1);
+        lmn_model_backward(m, 0, 1);
+        runs[fuse] = g_ptr_array_new_with_free_func(g_free);
+        for (guint i = 0; i < lmn_model_get_n_layers(m); i++) {
+            LmnLayer *l = lmn_model_get_layer(m, i);
+            LmnTensor *out = lmn_model_get_layer_output(m, i);
+            float *v = g_new(float, lmn_tensor_numel(out));
+            g_assert_true(lmn_tensor_read(out, v, lmn_tensor_nbytes(out), &error));
+            g_ptr_array_add(runs[fuse], v);
+            const LmnLayerProfile *p = lmn_layer_get_profile(l);
+            const gboolean relu = g_str_equal(lmn_layer_get_type_name(l), "relu");
+            g_assert_cmpuint(p->forward_calls, ==, relu && fuse ? 0 : 1);
+            if (relu)
+                g_assert_cmpuint(p->backward_calls, ==, 1);
+        }
+        LmnTensor *dx = lmn_model_get_input_grad(m);
+        float *v = g_new(float, lmn_tensor_numel(dx));
+        g_assert_true(lmn_tensor_read(dx, v, lmn_tensor_nbytes(dx), &error));
+        g_ptr_array_add(runs[fuse], v);
+        LmnTensor *grads = lmn_model_get_grads(m);
+        v = g_new(float, lmn_tensor_numel(grads));
+        g_assert_true(lmn_tensor_read(grads, v, lmn_tensor_nbytes(grads), &error));
+        g_ptr_array_add(runs[fuse], v);
+        if (fuse) {
+            /* sizes, from the last model */
+            for (guint i = 0; i < runs[0]->len; i++) {
+                LmnTensor *t = i < lmn_model_get_n_layers(m) ? lmn_model_get_layer_output(m, i)
+                               : i == lmn_model_get_n_layers(m) ? dx
+                                                                : grads;
+                g_assert_cmpmem(runs[0]->pdata[i], lmn_tensor_nbytes(t), runs[1]->pdata[i],
+                                lmn_tensor_nbytes(t));
+            }
+        }
+        lmn_model_free(m);
+    }
+    g_ptr_array_unref(runs[0]);
+    g_ptr_array_unref(runs[1]);
+    lmn_config_free(cfg);
+}
+
 int main(int argc, char **argv)
 {
     gboolean vulkan = argc > 1 && g_str_equal(argv[argc - 1], "--vulkan");
@@ -589,6 +663,7 @@ int main(int argc, char **argv)
         g_test_add_func("/e2e/input-grad/enable-after-prepare", test_enable_after_prepare);
         g_test_add_func("/e2e/input-grad/backward-skips-input-side",
                         test_backward_skips_input_side);
+        g_test_add_func("/e2e/fusion/outputs-and-gradients", test_fusion_outputs);
     }
     int rc = g_test_run();
     g_clear_pointer(&vk, lmn_backend_unref);

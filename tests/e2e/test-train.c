@@ -368,6 +368,76 @@ static void test_threads(Fixture *fx, gconstpointer unused)
     g_assert_cmpfloat(loss[0], ==, loss[1]);
 }
 
+/* Every element of float dataset @path in the HDF5 file @file (freed by the caller). */
+static float *read_floats(const char *file, const char *path, gsize *n_out)
+{
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT);
+    g_assert_cmpint(f, >=, 0);
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    g_assert_cmpint(d, >=, 0);
+    hid_t sp = H5Dget_space(d);
+    const hssize_t n = H5Sget_simple_extent_npoints(sp);
+    g_assert_cmpint(n, >, 0);
+    float *v = g_new(float, n);
+    g_assert_cmpint(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), >=, 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    H5Fclose(f);
+    *n_out = (gsize) n;
+    return v;
+}
+
+/* Forward fusion (a dense layer computing the activation after it in its GEMM's epilogue)
+ * changes no number: training with it and with LAMINA_FUSE=0 gives the same weights bit for
+ * bit, through relu, leaky_relu (its slope) and tanh, at 1 and 2 threads, with a partial last
+ * batch.  A bad LAMINA_FUSE is an error naming it. */
+static void test_fusion(Fixture *fx, gconstpointer unused)
+{
+    g_autofree char *text = g_strdup_printf(
+        "[model]\ninput = 2\n"
+        "[layer fc1]\ntype = dense\nunits = 48\n[layer a1]\ntype = relu\n"
+        "[layer fc2]\ntype = dense\nunits = 40\n[layer a2]\ntype = leaky_relu\n"
+        "negative_slope = 0.2\n"
+        "[layer fc3]\ntype = dense\nunits = 36\n[layer a3]\ntype = tanh\n"
+        "[layer fc4]\ntype = dense\nunits = 4\n"
+        "[layer loss]\ntype = softmax_cross_entropy\n"
+        "[optimizer]\ntype = adam\nlr = 0.01\n"
+        "[train]\nepochs = 2\nbatch_size = 96\nseed = 5\nbackend = cpu\n"
+        "[data]\ntrain = %s:/train\n",
+        fx->data);
+    g_autofree char *cfg = g_build_filename(fx->dir, "fusion.ini", NULL);
+    g_assert_true(g_file_set_contents(cfg, text, -1, NULL));
+    const char *params[] = {"/model/fc1/weight", "/model/fc1/bias", "/model/fc2/weight",
+                            "/model/fc3/bias",   "/model/fc4/weight"};
+    for (guint t = 1; t <= 2; t++) {
+        g_autofree char *threads = g_strdup_printf("train.threads=%u", t);
+        float *w[2][G_N_ELEMENTS(params)];
+        gsize n[G_N_ELEMENTS(params)];
+        for (guint fuse = 0; fuse < 2; fuse++) {
+            g_autofree char *run = g_strdup_printf("%s/fusion-%u-%u", fx->dir, t, fuse);
+            g_setenv("LAMINA_FUSE", fuse ? "1" : "0", TRUE);
+            g_assert_cmpint(run_lamina(NULL, NULL, "train", cfg, "--output", run, "--quiet",
+                                       "--set", threads, NULL),
+                            ==, 0);
+            g_unsetenv("LAMINA_FUSE");
+            g_autofree char *ckpt = g_build_filename(run, "final.h5", NULL);
+            for (guint p = 0; p < G_N_ELEMENTS(params); p++)
+                w[fuse][p] = read_floats(ckpt, params[p], &n[p]);
+        }
+        for (guint p = 0; p < G_N_ELEMENTS(params); p++) {
+            g_assert_cmpmem(w[0][p], n[p] * sizeof(float), w[1][p], n[p] * sizeof(float));
+            g_free(w[0][p]);
+            g_free(w[1][p]);
+        }
+    }
+    g_autofree char *err = NULL;
+    g_autofree char *run = g_build_filename(fx->dir, "fusion-bad", NULL);
+    g_setenv("LAMINA_FUSE", "yes", TRUE);
+    g_assert_cmpint(run_lamina(NULL, &err, "train", cfg, "--output", run, NULL), ==, 1);
+    g_unsetenv("LAMINA_FUSE");
+    g_assert_nonnull(strstr(err, "LAMINA_FUSE is 'yes'"));
+}
+
 static void test_unknown_command(void)
 {
     g_autofree char *err = NULL;
@@ -387,6 +457,7 @@ int main(int argc, char **argv)
     g_test_add("/e2e/train/bad-configs", Fixture, NULL, fixture_setup, test_bad_configs,
                fixture_teardown);
     g_test_add("/e2e/train/threads", Fixture, NULL, fixture_setup, test_threads, fixture_teardown);
+    g_test_add("/e2e/train/fusion", Fixture, NULL, fixture_setup, test_fusion, fixture_teardown);
     g_test_add_func("/e2e/cli/unknown-command", test_unknown_command);
     return g_test_run();
 }

@@ -212,18 +212,20 @@ static guint64 stat_before(const char *line, const char *label)
 }
 
 /* Runs @steps optimizer steps with LAMINA_VK_STATS=1; Returns: the counts it reports. */
-static VkStats run_stats(Fixture *fx, int steps, const char *staging)
+static VkStats run_stats(Fixture *fx, int steps, const char *staging, const char *fuse)
 {
     g_autofree char *steps_text = g_strdup_printf("%d", steps);
     g_autofree char *out = g_strdup_printf("%s-%d", fx->out, steps);
     g_setenv("LAMINA_VK_STATS", "1", TRUE);
     g_setenv("LAMINA_VK_STAGING", staging, TRUE);
+    g_setenv("LAMINA_FUSE", fuse, TRUE);
     g_autofree char *err = NULL;
     int status =
         e2e_run_lamina(NULL, &err, "train", fx->config, "--output", out, "--backend", "vulkan",
                        "--device", "lavapipe", "--max-steps", steps_text, "--quiet", NULL);
     g_unsetenv("LAMINA_VK_STATS");
     g_unsetenv("LAMINA_VK_STAGING");
+    g_unsetenv("LAMINA_FUSE");
     g_assert_cmpint(status, ==, 0);
     const char *line = strstr(err, "vulkan stats: ");
     g_assert_nonnull(line);
@@ -236,15 +238,16 @@ static VkStats run_stats(Fixture *fx, int steps, const char *staging)
     return s;
 }
 
-/* Fence waits do not grow with the steps; every step records the same dispatches; a pipeline
- * is bound at most once per dispatch (binds of the pipeline already bound are skipped). */
+/* Fence waits do not grow with the steps; every step records the same dispatches, exactly as
+ * many as counted below (with and without forward fusion); a pipeline is bound at most once per
+ * dispatch (binds of the pipeline already bound are skipped). */
 static void test_fence_waits_per_step(Fixture *fx, gconstpointer unused)
 {
     /* 512 samples in batches of 32: 16 steps an epoch; both runs stop inside the first epoch,
      * so they differ by 12 training steps only (the final checkpoint reads are the same). */
     const char *modes[] = {"0", "1"};
     for (guint m = 0; m < G_N_ELEMENTS(modes); m++) {
-        const VkStats few = run_stats(fx, 2, modes[m]), many = run_stats(fx, 14, modes[m]);
+        const VkStats few = run_stats(fx, 2, modes[m], "1"), many = run_stats(fx, 14, modes[m], "1");
         g_assert_cmpuint(many.fence_waits, >=, few.fence_waits);
         g_assert_cmpuint(many.fence_waits - few.fence_waits, <=, 12);
         g_assert_cmpuint(many.dispatches, >, few.dispatches);
@@ -253,7 +256,14 @@ static void test_fence_waits_per_step(Fixture *fx, gconstpointer unused)
         if (g_test_verbose())
             g_printerr("%" G_GUINT64_FORMAT " dispatches per step\n",
                        (many.dispatches - few.dispatches) / 12);
+        /* 3 forward (each dense layer one GEMM with its bias, and the tanh, in its epilogue;
+         * softmax_xent), 7 backward (the loss's gradient, fc2's dW and db, its dx, tanh's
+         * derivative, fc1's dW and db) and 7 for the update and the step's loss and accuracy. */
+        g_assert_cmpuint(many.dispatches - few.dispatches, ==, 12 * 17);
     }
+    /* Unfused, the tanh is one dispatch more per step. */
+    const VkStats few = run_stats(fx, 2, "0", "0"), many = run_stats(fx, 14, "0", "0");
+    g_assert_cmpuint(many.dispatches - few.dispatches, ==, 12 * 18);
 }
 
 int main(int argc, char **argv)

@@ -351,7 +351,8 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
         if (!lmn_layer_fuses_activation(p->layer) || !lmn_layer_as_unary(a->layer, &op, &alpha))
             continue;
         p->has_fusion = TRUE;
-        p->fusion = (LmnLayerFusion){.struct_size = sizeof(LmnLayerFusion), .op = op, .alpha = alpha};
+        p->fusion =
+            (LmnLayerFusion){.struct_size = sizeof(LmnLayerFusion), .op = op, .alpha = alpha};
         a->fused_forward = TRUE;
     }
     return TRUE;

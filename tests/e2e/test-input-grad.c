@@ -622,7 +622,7 @@ static void test_fusion_outputs(void)
         if (fuse) {
             /* sizes, from the last model */
             for (guint i = 0; i < runs[0]->len; i++) {
-                LmnTensor *t = i < lmn_model_get_n_layers(m) ? lmn_model_get_layer_output(m, i)
+                LmnTensor *t = i < lmn_model_get_n_layers(m)    ? lmn_model_get_layer_output(m, i)
                                : i == lmn_model_get_n_layers(m) ? dx
                                                                 : grads;
                 g_assert_cmpmem(runs[0]->pdata[i], lmn_tensor_nbytes(t), runs[1]->pdata[i],

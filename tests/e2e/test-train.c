@@ -393,22 +393,22 @@ static float *read_floats(const char *file, const char *path, gsize *n_out)
  * batch.  A bad LAMINA_FUSE is an error naming it. */
 static void test_fusion(Fixture *fx, gconstpointer unused)
 {
-    g_autofree char *text = g_strdup_printf(
-        "[model]\ninput = 2\n"
-        "[layer fc1]\ntype = dense\nunits = 48\n[layer a1]\ntype = relu\n"
-        "[layer fc2]\ntype = dense\nunits = 40\n[layer a2]\ntype = leaky_relu\n"
-        "negative_slope = 0.2\n"
-        "[layer fc3]\ntype = dense\nunits = 36\n[layer a3]\ntype = tanh\n"
-        "[layer fc4]\ntype = dense\nunits = 4\n"
-        "[layer loss]\ntype = softmax_cross_entropy\n"
-        "[optimizer]\ntype = adam\nlr = 0.01\n"
-        "[train]\nepochs = 2\nbatch_size = 96\nseed = 5\nbackend = cpu\n"
-        "[data]\ntrain = %s:/train\n",
-        fx->data);
+    g_autofree char *text =
+        g_strdup_printf("[model]\ninput = 2\n"
+                        "[layer fc1]\ntype = dense\nunits = 48\n[layer a1]\ntype = relu\n"
+                        "[layer fc2]\ntype = dense\nunits = 40\n[layer a2]\ntype = leaky_relu\n"
+                        "negative_slope = 0.2\n"
+                        "[layer fc3]\ntype = dense\nunits = 36\n[layer a3]\ntype = tanh\n"
+                        "[layer fc4]\ntype = dense\nunits = 4\n"
+                        "[layer loss]\ntype = softmax_cross_entropy\n"
+                        "[optimizer]\ntype = adam\nlr = 0.01\n"
+                        "[train]\nepochs = 2\nbatch_size = 96\nseed = 5\nbackend = cpu\n"
+                        "[data]\ntrain = %s:/train\n",
+                        fx->data);
     g_autofree char *cfg = g_build_filename(fx->dir, "fusion.ini", NULL);
     g_assert_true(g_file_set_contents(cfg, text, -1, NULL));
     const char *params[] = {"/model/fc1/weight", "/model/fc1/bias", "/model/fc2/weight",
-                            "/model/fc3/bias",   "/model/fc4/weight"};
+                            "/model/fc3/bias", "/model/fc4/weight"};
     for (guint t = 1; t <= 2; t++) {
         g_autofree char *threads = g_strdup_printf("train.threads=%u", t);
         float *w[2][G_N_ELEMENTS(params)];

@@ -247,7 +247,8 @@ static void test_fence_waits_per_step(Fixture *fx, gconstpointer unused)
      * so they differ by 12 training steps only (the final checkpoint reads are the same). */
     const char *modes[] = {"0", "1"};
     for (guint m = 0; m < G_N_ELEMENTS(modes); m++) {
-        const VkStats few = run_stats(fx, 2, modes[m], "1"), many = run_stats(fx, 14, modes[m], "1");
+        const VkStats few = run_stats(fx, 2, modes[m], "1"),
+                      many = run_stats(fx, 14, modes[m], "1");
         g_assert_cmpuint(many.fence_waits, >=, few.fence_waits);
         g_assert_cmpuint(many.fence_waits - few.fence_waits, <=, 12);
         g_assert_cmpuint(many.dispatches, >, few.dispatches);

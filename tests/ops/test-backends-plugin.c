@@ -107,15 +107,18 @@ static void fake_gemm(gpointer ctx, const LmnGemm *g)
 static void fake_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
                           gint64 channels, gint64 inner)
 {
-    fake_log(ctx, "bias_add %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
-             " of %" G_GINT64_FORMAT "\n", outer, channels, inner, lmn_tensor_numel(y));
+    fake_log(ctx,
+             "bias_add %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+             " of %" G_GINT64_FORMAT "\n",
+             outer, channels, inner, lmn_tensor_numel(y));
 }
 static void fake_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,
                            gint64 channels, gint64 inner, float beta)
 {
-    fake_log(ctx, "bias_grad %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
-             " of %" G_GINT64_FORMAT " beta %g\n", outer, channels, inner, lmn_tensor_numel(dy),
-             beta);
+    fake_log(ctx,
+             "bias_grad %" G_GINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT
+             " of %" G_GINT64_FORMAT " beta %g\n",
+             outer, channels, inner, lmn_tensor_numel(dy), beta);
 }
 static void fake_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y, float alpha)
 {

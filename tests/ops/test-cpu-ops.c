@@ -699,7 +699,7 @@ static void test_gemm_ex(void)
     const struct {
         LmnUnaryOp op;
         float alpha;
-    } acts[] = {{LMN_UNARY_IDENTITY, 0}, {LMN_UNARY_RELU, 0},       {LMN_UNARY_SIGMOID, 0},
+    } acts[] = {{LMN_UNARY_IDENTITY, 0}, {LMN_UNARY_RELU, 0},          {LMN_UNARY_SIGMOID, 0},
                 {LMN_UNARY_TANH, 0},     {LMN_UNARY_LEAKY_RELU, 0.1f}, {LMN_UNARY_ELU, 1.0f},
                 {LMN_UNARY_GELU, 0}};
     guint n = 0;
@@ -733,7 +733,8 @@ static void test_gemm_ex_composed(void)
     LmnTensor *a = tensor_on(b, 6 * 4 + 3, NULL), *w = tensor_on(b, 4 * 5, NULL);
     LmnTensor *c = tensor_on(b, 6 * 5 + 10, NULL), *bias = tensor_on(b, 5, NULL);
     LmnTensor *s = tensor_on(b, 6, NULL);
-    LmnGemm g = {.struct_size = sizeof g, .m = 6, .n = 5, .k = 4, .alpha = 1, .a = a, .b = w, .c = c};
+    LmnGemm g = {
+        .struct_size = sizeof g, .m = 6, .n = 5, .k = 4, .alpha = 1, .a = a, .b = w, .c = c};
     LmnGemmEpilogue e = {.struct_size = sizeof e,
                          .bias = bias,
                          .activation = LMN_UNARY_LEAKY_RELU,
@@ -770,7 +771,8 @@ static void test_gemm_ex_refused(gconstpointer data)
     if (g_test_subprocess()) {
         LmnTensor *a = tensor_f32(12, NULL), *b = tensor_f32(16, NULL);
         LmnTensor *c = tensor_f32(24, NULL), *bias = tensor_f32(which == 2 ? 3 : 4, NULL);
-        LmnGemm g = {.struct_size = sizeof g, .m = 3, .n = 4, .k = 4, .alpha = 1, .a = a, .b = b, .c = c};
+        LmnGemm g = {
+            .struct_size = sizeof g, .m = 3, .n = 4, .k = 4, .alpha = 1, .a = a, .b = b, .c = c};
         LmnGemmEpilogue e = {.struct_size = sizeof e, .bias = bias};
         if (which == 0) {
             g.batch = 2, g.stride_a = 0, g.stride_b = 0, g.stride_c = 12;

@@ -513,12 +513,15 @@ static void test_gemm_ex(void)
         for (gint t = 0; t < 4; t++)
             for (guint a = 0; a < G_N_ELEMENTS(acts); a++) {
                 const gboolean odd = (t + a) % 2;
-                gemm_ex_case(vb, t & 1, t & 2, 37, 70, 33, odd ? 1.0f : 0.0f, a != 2, acts[a],
-                             0.2f, odd, odd ? 5 : 0);
+                gemm_ex_case(vb, t & 1, t & 2, 37, 70, 33, odd ? 1.0f : 0.0f, a != 2, acts[a], 0.2f,
+                             odd, odd ? 5 : 0);
             }
         /* The reference MLP's shapes: fc1 forward (bias) and its dW with the bias gradient. */
         gemm_ex_case(vb, FALSE, TRUE, 128, 256, 784, 0.0f, TRUE, LMN_UNARY_IDENTITY, 0, FALSE, 0);
         gemm_ex_case(vb, TRUE, FALSE, 256, 784, 128, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0);
+        /* LeNet-5's fc2 and fc3 dW GEMMs at 24 samples (small, several workgroup rows). */
+        gemm_ex_case(vb, TRUE, FALSE, 84, 120, 24, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0);
+        gemm_ex_case(vb, TRUE, FALSE, 10, 84, 24, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0);
         sync_ok(vb);
     }
     /* K beyond one dispatch's (49152 on the register-tiled kernel): the product runs in K pieces

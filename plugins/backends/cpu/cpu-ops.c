@@ -576,8 +576,7 @@ void lmn_cpu_unary(gpointer ctx, LmnUnaryOp op, const LmnTensor *x, LmnTensor *y
 /* Columns [col0, col0 + cols) of @rows rows of C (@ldc apart): + bias[col], then the activation,
  * each exactly as lmn_cpu_bias_add and lmn_cpu_unary compute it, so the fused product is bit for
  * bit the composed one. */
-static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsize col0,
-                          gsize cols)
+static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsize col0, gsize cols)
 {
     const LmnGemmEpilogue *e = j->epilogue;
     const float *bias = e->bias != NULL ? fptr(e->bias) + col0 : NULL;

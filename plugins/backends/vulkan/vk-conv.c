@@ -73,6 +73,7 @@ G_STATIC_ASSERT(sizeof(ConvPush) <= LMN_VK_PUSH_BYTES);
 typedef struct {
     guint32 m, n, splits, ldc, off_c;
     float alpha, beta;
+    guint32 off_bias, act_alpha, off_act; /* the epilogue's, unused here */
 } ReducePush;
 
 /* The most dimension (and padded extent) the kernels' int arithmetic takes without overflow. */
@@ -286,11 +287,14 @@ static void split_gemm(LmnVkContext *c, ConvOp op, const LmnConv2dDesc *d, const
                      .off_c = p->off_c,
                      .alpha = 1.0f,
                      .beta = beta};
-    LmnVkBinding r[2] = {sb[2], b[2]};
+    /* gemm_reduce.comp's epilogue slots (bias, activated output), unused here, repeat the
+     * partials and C: a writable slot must not be the shared dummy buffer (vk-gemm.c). */
+    LmnVkBinding r[4] = {sb[2], b[2], sb[2], b[2]};
     r[0].write = FALSE;
+    r[2].write = FALSE;
     VkPipeline reduce = lmn_vk_gemm_reduce_pipeline(c);
     if (reduce != VK_NULL_HANDLE)
-        lmn_vk_dispatch(c, reduce, r, 2, &rp, sizeof rp,
+        lmn_vk_dispatch(c, reduce, r, 4, &rp, sizeof rp,
                         (guint32) MIN(ceil_div(out_n, LMN_VK_LOCAL_SIZE), c->max_groups_x), 1, 1);
     lmn_vk_buffer_free_deferred(c, part);
 }

@@ -21,8 +21,8 @@
  *
  * lmn_op_gemm_ex's bias and activation run in the kernel that writes C (the GEMM itself, or the
  * split-K reduction), specialised per epilogue; a product that has to be cut into pieces gets
- * them as separate bias_add / unary dispatches afterwards, and the row sums of op(A) are always
- * bias_grad's dispatch.
+ * them as separate bias_add / unary dispatches afterwards, and the row sums of op(A) (a dense
+ * layer's bias gradient) are always bias_grad's dispatch.
  */
 #include "vk-private.h"
 
@@ -213,7 +213,8 @@ void lmn_vk_gemm_cleanup(LmnVkContext *c)
 }
 
 /* The variant of pipeline @slot (of @code) specialised for @epi: spec constants @spec, then
- * EPI_BIAS, EPI_ACT and EPI_SEPARATE.  Cached by slot and epilogue. */
+ * EPI_BIAS, EPI_ACT, EPI_SEPARATE and EPI_ROWSUMS (which the reduction does not have: it never
+ * gets row sums).  Cached by slot and epilogue. */
 static VkPipeline epilogue_pipeline(LmnVkContext *c, guint slot, const Epilogue *epi,
                                     const guint32 *code, gsize code_size, const guint32 *spec,
                                     guint n_spec, const char *name)
@@ -354,25 +355,27 @@ static VkPipeline kernel_for(LmnVkContext *c, const Piece *p, const GemmPush *pu
 }
 
 /* The bindings of @epi (NULL: none) after C's at @b: the bias over @n columns, then the
- * activated output laid out as C (@c_span elements); without a bias its slot repeats @unread, a
- * binding the kernel already reads, since the kernel never touches it. */
+ * activated output laid out as C (@c_span elements).  Every slot is filled, even when the kernel
+ * leaves it alone: an unused bias slot repeats @unread (a binding the kernel already reads) and
+ * an unused output slot repeats @c, since a slot the shader declares writable must never be the
+ * shared dummy buffer (concurrent dispatches would all "write" it, a hazard to the validation
+ * layer's synchronisation checks). */
 static gboolean bind_epilogue(LmnVkContext *c, const Epilogue *epi, gint64 n, gint64 c_span,
-                              const LmnVkBinding *unread, LmnVkBinding *b, guint *n_bindings,
+                              const LmnVkBinding *unread, const LmnVkBinding *cb, LmnVkBinding *b,
                               guint32 *off_bias, guint32 *act_alpha, guint32 *off_act)
 {
     *off_bias = 0, *off_act = 0;
     *act_alpha = fbits(epi != NULL ? epi->alpha : 0.0f);
-    if (epi == NULL || (epi->bias == NULL && epi->activated == NULL))
-        return TRUE;
-    *n_bindings += 1;
-    if (epi->bias == NULL)
-        b[0] = *unread;
-    else if (!lmn_vk_bind_tensor(c, epi->bias, 0, (gsize) n, FALSE, &b[0], off_bias, "gemm"))
+    b[0] = *unread;
+    b[0].write = FALSE;
+    b[1] = *cb;
+    if (epi != NULL && epi->bias != NULL &&
+        !lmn_vk_bind_tensor(c, epi->bias, 0, (gsize) n, FALSE, &b[0], off_bias, "gemm"))
         return FALSE;
-    if (epi->activated == NULL)
-        return TRUE;
-    *n_bindings += 1;
-    return lmn_vk_bind_tensor(c, epi->activated, 0, (gsize) c_span, TRUE, &b[1], off_act, "gemm");
+    if (epi != NULL && epi->activated != NULL)
+        return lmn_vk_bind_tensor(c, epi->activated, 0, (gsize) c_span, TRUE, &b[1], off_act,
+                                  "gemm");
+    return TRUE;
 }
 
 /* One dispatch per 65535 batch entries of a piece whose bindings fit. */
@@ -405,8 +408,8 @@ static void run_direct(LmnVkContext *c, const Piece *p)
                             (gsize) ((nb - 1) * p->sc + span(p->m, p->n, p->ldc)), TRUE, &b[2],
                             &push.off_c, "gemm"))
         return;
-    guint n_bindings = 3;
-    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &b[1], &b[3], &n_bindings,
+    const guint n_bindings = 5;
+    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &b[1], &b[2], &b[3],
                        &push.off_bias, &push.act_alpha, &push.off_act))
         return;
     guint32 gx, gy;
@@ -494,7 +497,7 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
         .stride_c = (guint32) mn,
         .z0 = 0,
     };
-    LmnVkBinding b[3];
+    LmnVkBinding b[5];
     if (!lmn_vk_bind_tensor(c, p->a, (gsize) p->oa, (gsize) span_a(p, p->m, p->k), FALSE, &b[0],
                             &push.off_a, "gemm") ||
         !lmn_vk_bind_tensor(c, p->b, (gsize) p->ob, (gsize) span_b(p, p->k, p->n), FALSE, &b[1],
@@ -506,7 +509,8 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
     guint32 gx, gy;
     /* The slices are raw partial products: the epilogue belongs to the reduction. */
     VkPipeline pipeline = kernel_for(c, p, &push, splits, NULL, &gx, &gy);
-    lmn_vk_dispatch(c, pipeline, b, 3, &push, sizeof push, gx, gy, (guint32) splits);
+    b[3] = b[1], b[4] = b[2]; /* the unused epilogue slots (see bind_epilogue) */
+    lmn_vk_dispatch(c, pipeline, b, 5, &push, sizeof push, gx, gy, (guint32) splits);
 
     ReducePush rp = {
         .m = (guint32) p->m,
@@ -521,9 +525,9 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
     if (!lmn_vk_bind_tensor(c, p->c, (gsize) p->oc, (gsize) span(p->m, p->n, p->ldc), TRUE, &r[1],
                             &rp.off_c, "gemm"))
         return;
-    guint n_bindings = 2;
-    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &r[0], &r[2], &n_bindings,
-                       &rp.off_bias, &rp.act_alpha, &rp.off_act))
+    const guint n_bindings = 4;
+    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &r[0], &r[1], &r[2], &rp.off_bias,
+                       &rp.act_alpha, &rp.off_act))
         return;
     const gint64 groups = MIN((mn + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE, 4096);
     lmn_vk_dispatch(c, reduce_pipeline(c, p->epi), r, n_bindings, &rp, sizeof rp,

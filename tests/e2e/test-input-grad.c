@@ -522,7 +522,8 @@ static void test_enable_after_prepare(void)
  * that reads the input runs no backward and fc1 computes no input gradient unless input
  * gradients are on.  Seen through the layers' profiles (lmn_layer_set_profiling), which also
  * restart from zero when switched. */
-static void test_backward_skips_input_side(void)
+/* examples/mlp-fashion-mnist.ini, validated: flatten, dense, relu, dense, relu, dense, loss. */
+static LmnConfig *example_mlp_config(void)
 {
     g_autofree char *path =
         g_build_filename(g_getenv("LMN_SOURCE_ROOT"), "examples", "mlp-fashion-mnist.ini", NULL);
@@ -530,6 +531,13 @@ static void test_backward_skips_input_side(void)
     LmnConfig *cfg = lmn_config_new_from_file(path, &error);
     g_assert_no_error(error);
     g_assert_true(lmn_config_validate(cfg, registry, &error));
+    return cfg;
+}
+
+static void test_backward_skips_input_side(void)
+{
+    g_autoptr(GError) error = NULL;
+    LmnConfig *cfg = example_mlp_config();
     LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
     LmnModel *m = lmn_model_new(cfg, registry, cpu, &target, &error);
     g_assert_no_error(error);
@@ -568,12 +576,8 @@ static void test_backward_skips_input_side(void)
  * loss, the parameter gradients and the input gradient are bit-identical either way. */
 static void test_fusion_outputs(void)
 {
-    g_autofree char *path =
-        g_build_filename(g_getenv("LMN_SOURCE_ROOT"), "examples", "mlp-fashion-mnist.ini", NULL);
     g_autoptr(GError) error = NULL;
-    LmnConfig *cfg = lmn_config_new_from_file(path, &error);
-    g_assert_no_error(error);
-    g_assert_true(lmn_config_validate(cfg, registry, &error));
+    LmnConfig *cfg = example_mlp_config();
     LmnTensorInfo target = {lmn_shape_make(0), LMN_DTYPE_I32};
     const gint64 batch = 5;
     const gsize n_x = (gsize) batch * 784;

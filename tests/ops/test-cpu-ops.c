@@ -20,6 +20,17 @@ static GRand *rng;
 
 /* ---- helpers ---- */
 
+/* Loads lamina-test-backends.so (feature "test_fake") once. */
+static void load_fake_backends(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *plugin = g_build_filename(TEST_PLUGIN_DIR, "lamina-test-backends.so", NULL);
+    if (lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "test_fake", NULL) == NULL) {
+        g_assert_true(lmn_registry_load_file(registry, plugin, &error));
+        g_assert_no_error(error);
+    }
+}
+
 static const LmnFeature *cpu_feature(void)
 {
     g_autoptr(GError) error = NULL;
@@ -722,11 +733,7 @@ static void test_gemm_ex(void)
 static void test_gemm_ex_composed(void)
 {
     g_autoptr(GError) error = NULL;
-    g_autofree char *plugin = g_build_filename(TEST_PLUGIN_DIR, "lamina-test-backends.so", NULL);
-    if (lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "test_fake", NULL) == NULL) {
-        g_assert_true(lmn_registry_load_file(registry, plugin, &error));
-        g_assert_no_error(error);
-    }
+    load_fake_backends();
     LmnBackend *b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);
     g_assert_no_error(error);
     const char *log = lmn_backend_get_context(b);
@@ -2598,11 +2605,7 @@ static void test_bce_logits(void)
 static void test_unsupported_op(void)
 {
     g_autoptr(GError) error = NULL;
-    g_autofree char *plugin = g_build_filename(TEST_PLUGIN_DIR, "lamina-test-backends.so", NULL);
-    if (lmn_registry_lookup(registry, LMN_FEATURE_BACKEND, "test_fake", NULL) == NULL) {
-        g_assert_true(lmn_registry_load_file(registry, plugin, &error));
-        g_assert_no_error(error);
-    }
+    load_fake_backends();
 
     /* clamp: recorded, reported at synchronisation naming the op and the backend, and kept */
     LmnBackend *b = lmn_backend_new(registry, "test_fake", NULL, NULL, &error);

@@ -11,8 +11,8 @@
 
 static gboolean epilogue_is_empty(const LmnGemmEpilogue *e)
 {
-    return e == NULL ||
-           (e->bias == NULL && e->activation == LMN_UNARY_IDENTITY && e->a_row_sums == NULL);
+    return e == NULL || (e->bias == NULL && e->activation == LMN_UNARY_IDENTITY &&
+                         e->a_row_sums == NULL && e->activation_grad == LMN_UNARY_IDENTITY);
 }
 
 /* Whether the @na and @nb elements from tensors @a and @b share any byte of memory. */
@@ -28,7 +28,8 @@ static gboolean overlap(const LmnTensor *a, gint64 na, const LmnTensor *b, gint6
 static gboolean epilogue_ok(const LmnGemm *g, const LmnGemmEpilogue *e)
 {
     const LmnBackend *be = g->c->backend;
-    if (e->struct_size < sizeof(LmnGemmEpilogue) || (guint) e->activation >= LMN_UNARY_COUNT)
+    if (e->struct_size < sizeof(LmnGemmEpilogue) || (guint) e->activation >= LMN_UNARY_COUNT ||
+        (guint) e->activation_grad >= LMN_UNARY_COUNT)
         return FALSE;
     if (g->batch > 1 || g->c_offset != 0)
         return FALSE;
@@ -40,6 +41,16 @@ static gboolean epilogue_ok(const LmnGemm *g, const LmnGemmEpilogue *e)
         if (t->backend != be || t->dtype != LMN_DTYPE_F32 || NUMEL(t) < g->m * g->n ||
             e->activation == LMN_UNARY_IDENTITY || overlap(t, g->m * g->n, g->c, g->m * g->n))
             return FALSE;
+    }
+    if (e->activation_grad != LMN_UNARY_IDENTITY) {
+        if (e->bias != NULL || e->activation != LMN_UNARY_IDENTITY || e->activated != NULL ||
+            g->beta != 0.0f || e->grad_x == NULL || e->grad_y == NULL)
+            return FALSE;
+        const LmnTensor *xy[] = {e->grad_x, e->grad_y};
+        for (guint i = 0; i < 2; i++)
+            if (xy[i]->backend != be || xy[i]->dtype != LMN_DTYPE_F32 ||
+                NUMEL(xy[i]) < g->m * g->n || overlap(xy[i], g->m * g->n, g->c, g->m * g->n))
+                return FALSE;
     }
     if (e->a_row_sums != NULL) {
         const LmnTensor *s = e->a_row_sums;
@@ -89,6 +100,14 @@ void lmn_op_gemm_ex(const LmnGemm *g, const LmnGemmEpilogue *e)
         } else if (e->activation != LMN_UNARY_IDENTITY) {
             lmn_op_unary(e->activation, c, c, e->activation_alpha);
         }
+        lmn_tensor_unref(c);
+    }
+    if (e->activation_grad != LMN_UNARY_IDENTITY) {
+        LmnTensor *c = exact_view(g->c, g->m, g->n);
+        LmnTensor *x = exact_view(e->grad_x, g->m, g->n), *y = exact_view(e->grad_y, g->m, g->n);
+        lmn_op_unary_backward(e->activation_grad, x, y, c, c, e->activation_alpha);
+        lmn_tensor_unref(x);
+        lmn_tensor_unref(y);
         lmn_tensor_unref(c);
     }
     if (e->a_row_sums != NULL) {

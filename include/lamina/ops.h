@@ -82,7 +82,11 @@ typedef struct {
 
 /** lmn_op_fill: sets every element of @t (f32 or i32) to @value. */
 void lmn_op_fill(LmnTensor *t, float value);
-/** lmn_op_copy: copies @src into @dst (equal byte sizes; shapes may differ). */
+/**
+ * lmn_op_copy: copies @src into @dst (equal byte sizes; shapes may differ).  A copy onto the
+ * same bytes (@dst and @src views of one buffer at one offset) does nothing; other overlaps are
+ * not allowed.
+ */
 void lmn_op_copy(LmnTensor *dst, const LmnTensor *src);
 /** lmn_op_gemm: general matrix multiply, see #LmnGemm. */
 void lmn_op_gemm(const LmnGemm *g);
@@ -522,6 +526,13 @@ void lmn_op_upsample2d_backward(LmnUpsampleMode mode, const LmnTensor *dy, LmnTe
  *   a_row_sums[i] + sum over q of op(A)[i, q] (beta 0 overwrites without reading), exactly as
  *   lmn_op_bias_grad sums (a dense layer's bias gradient comes out of its weight-gradient GEMM,
  *   whose op(A) is the output gradient transposed).  It must not overlap A, B or C.
+ * @activation_grad: the backward of an activation instead of a forward one:
+ *   lmn_op_unary_backward(@activation_grad, @grad_x, @grad_y, C, C, @activation_alpha) applied
+ *   to the product t, so C = t * f'(x) (a layer's input gradient flowing straight through the
+ *   activation layer before it); LMN_UNARY_IDENTITY for none.  It excludes @bias, @activation
+ *   and @activated, and needs beta 0 (it scales the whole of C).
+ * @grad_x, @grad_y: the activation's input and saved output, each at least m * n f32 elements
+ *   laid out as C, neither overlapping C; both must be given, as for lmn_op_unary_backward
  * Zero-initialise the struct ({0} is "no epilogue") and set struct_size.
  */
 typedef struct {
@@ -532,7 +543,10 @@ typedef struct {
     LmnTensor *a_row_sums;
     float row_sums_beta;
     LmnTensor *activated;
-    gpointer reserved[4];
+    LmnUnaryOp activation_grad;
+    const LmnTensor *grad_x;
+    const LmnTensor *grad_y;
+    gpointer reserved[2];
 } LmnGemmEpilogue;
 
 /**
@@ -540,8 +554,8 @@ typedef struct {
  * lmn_op_gemm(@g), then @e (NULL: none).  With an epilogue the product must be one unbatched
  * product (batch 0 or 1) from the start of C (c_offset 0: C's first m * n elements), and with
  * @a_row_sums A's first m * k elements (a_offset 0) must be op(A).  The result equals
- * lmn_op_gemm followed by lmn_op_bias_add, lmn_op_unary and lmn_op_bias_grad on the same
- * backend (bit for bit on the CPU backend).
+ * lmn_op_gemm followed by lmn_op_bias_add, lmn_op_unary (or lmn_op_unary_backward) and
+ * lmn_op_bias_grad on the same backend (bit for bit on the CPU backend).
  */
 void lmn_op_gemm_ex(const LmnGemm *g, const LmnGemmEpilogue *e);
 

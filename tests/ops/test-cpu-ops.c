@@ -703,6 +703,77 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
     lmn_tensor_unref(biast);
 }
 
+/* The backward form of the epilogue: C = t * f'(x, y) (beta 0), against lmn_op_gemm and then
+ * lmn_op_unary_backward on views of C, bit for bit; the @extra elements after C stay as they
+ * were, and one element of a ReLU case is checked in double precision. */
+static void check_gemm_ex_grad(LmnBackend *be, const Dims *d, gboolean ta, gboolean tb,
+                               LmnUnaryOp op, float alpha, gint64 extra)
+{
+    g_autoptr(GError) error = NULL;
+    const gint64 mk = d->m * d->k, kn = d->k * d->n, mn = d->m * d->n;
+    g_autofree float *a = random_floats(mk, -2, 2);
+    g_autofree float *b = random_floats(kn, -1, 1);
+    g_autofree float *c0 = random_floats(mn + extra, -1, 1);
+    /* x around 0, so both sides of ReLU-like functions occur; y in (0, 1) for sigmoid's form. */
+    g_autofree float *x = random_floats(mn + extra, -2, 2);
+    g_autofree float *y = random_floats(mn + extra, 0.05, 0.95);
+    LmnTensor *at = tensor_on(be, mk, a), *bt = tensor_on(be, kn, b);
+    LmnTensor *xt = tensor_on(be, mn + extra, x), *yt = tensor_on(be, mn + extra, y);
+    LmnGemm g = {.struct_size = sizeof(LmnGemm),
+                 .trans_a = ta,
+                 .trans_b = tb,
+                 .m = d->m,
+                 .n = d->n,
+                 .k = d->k,
+                 .alpha = 1.0f,
+                 .beta = 0.0f,
+                 .a = at,
+                 .b = bt};
+    float *got[2];
+    for (int fused = 0; fused < 2; fused++) {
+        LmnTensor *ct = tensor_on(be, mn + extra, c0);
+        g.c = ct;
+        if (fused) {
+            const LmnGemmEpilogue e = {.struct_size = sizeof e,
+                                       .activation_grad = op,
+                                       .activation_alpha = alpha,
+                                       .grad_x = xt,
+                                       .grad_y = yt};
+            lmn_op_gemm_ex(&g, &e);
+        } else {
+            lmn_op_gemm(&g);
+            LmnShape cs = lmn_shape_make(2, d->m, d->n);
+            LmnTensor *cv = lmn_tensor_new_view(ct, 0, &cs), *xv = lmn_tensor_new_view(xt, 0, &cs);
+            LmnTensor *yv = lmn_tensor_new_view(yt, 0, &cs);
+            lmn_op_unary_backward(op, xv, yv, cv, cv, alpha);
+            lmn_tensor_unref(cv);
+            lmn_tensor_unref(xv);
+            lmn_tensor_unref(yv);
+        }
+        g_assert_true(lmn_backend_synchronize(be, &error));
+        got[fused] = read_all(ct);
+        lmn_tensor_unref(ct);
+    }
+    g_assert_cmpmem(got[0], (mn + extra) * sizeof(float), got[1], (mn + extra) * sizeof(float));
+    g_assert_cmpmem(got[1] + mn, extra * sizeof(float), c0 + mn, extra * sizeof(float));
+    if (op == LMN_UNARY_RELU && mn > 0) {
+        for (gint64 i = d->m - 1, j = 0; j < MIN(d->n, 8); j++) {
+            double want = 0.0;
+            for (gint64 q = 0; q < d->k; q++)
+                want += (double) a[ta ? q * d->m + i : i * d->k + q] *
+                        (double) b[tb ? j * d->k + q : q * d->n + j];
+            want = x[i * d->n + j] <= 0.0f ? 0.0 : want;
+            g_assert_cmpfloat_with_epsilon(got[1][i * d->n + j], want, 1e-4 * (1 + d->k));
+        }
+    }
+    g_free(got[0]);
+    g_free(got[1]);
+    lmn_tensor_unref(at);
+    lmn_tensor_unref(bt);
+    lmn_tensor_unref(xt);
+    lmn_tensor_unref(yt);
+}
+
 static void test_gemm_ex(void)
 {
     /* One thread's product, a product split by columns (n >= m) and one split by rows. */
@@ -727,6 +798,17 @@ static void test_gemm_ex(void)
     check_gemm_ex(backend, &dims[1], TRUE, FALSE, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0, 0);
     check_gemm_ex(backend, &dims[1], FALSE, TRUE, 0.0f, TRUE, LMN_UNARY_IDENTITY, 0, FALSE, 0, 0);
     check_gemm_ex(backend, &dims[2], FALSE, TRUE, 0.0f, FALSE, LMN_UNARY_RELU, 0, FALSE, 0, 0);
+    /* The backward form, as a dense layer's input-gradient product (dy W: no transposes) and
+     * every other transpose, for the activations whose derivative reads x and those reading y. */
+    const LmnUnaryOp grads[] = {LMN_UNARY_RELU,       LMN_UNARY_SIGMOID, LMN_UNARY_TANH,
+                                LMN_UNARY_LEAKY_RELU, LMN_UNARY_GELU,    LMN_UNARY_SILU};
+    n = 0;
+    for (gsize d = 0; d < G_N_ELEMENTS(dims); d++)
+        for (int t = 0; t < 4; t++)
+            for (gsize o = 0; o < G_N_ELEMENTS(grads); o++, n++)
+                check_gemm_ex_grad(n % 2 ? backend : backend_1, &dims[d], t & 1, t >> 1, grads[o],
+                                   grads[o] == LMN_UNARY_LEAKY_RELU ? 0.1f : 0.0f,
+                                   n % 3 == 1 ? 5 : 0);
 }
 
 /* A backend without gemm_ex gets the composition: the fake backend logs the ops it was given. */
@@ -771,7 +853,8 @@ static void test_gemm_ex_composed(void)
 }
 
 /* Epilogues lmn_op_gemm_ex refuses (a programming error, a critical): batched, C at an offset,
- * a bias of the wrong length, row sums overlapping C. */
+ * a bias of the wrong length, row sums overlapping C, an activation's backward with a bias or
+ * reading C's own memory. */
 static void test_gemm_ex_refused(gconstpointer data)
 {
     const int which = GPOINTER_TO_INT(data);
@@ -789,6 +872,13 @@ static void test_gemm_ex_refused(gconstpointer data)
             LmnShape sh = lmn_shape_make(1, (gint64) 3);
             e.bias = NULL;
             e.a_row_sums = lmn_tensor_new_view(c, 2, &sh);
+        } else if (which >= 4) {
+            /* An activation's backward: never with a bias; its operands apart from C. */
+            e.activation_grad = LMN_UNARY_RELU;
+            e.grad_x = which == 5 ? c : a;
+            e.grad_y = a;
+            if (which == 5)
+                e.bias = NULL;
         }
         lmn_op_gemm_ex(&g, &e);
         return;
@@ -2778,6 +2868,10 @@ int main(int argc, char **argv)
     g_test_add_data_func("/ops/cpu/gemm-ex/refused/bias-length", GINT_TO_POINTER(2),
                          test_gemm_ex_refused);
     g_test_add_data_func("/ops/cpu/gemm-ex/refused/sums-overlap-c", GINT_TO_POINTER(3),
+                         test_gemm_ex_refused);
+    g_test_add_data_func("/ops/cpu/gemm-ex/refused/grad-with-bias", GINT_TO_POINTER(4),
+                         test_gemm_ex_refused);
+    g_test_add_data_func("/ops/cpu/gemm-ex/refused/grad-overlaps-c", GINT_TO_POINTER(5),
                          test_gemm_ex_refused);
     g_test_add_func("/ops/cpu/bias", test_bias);
     g_test_add_func("/ops/cpu/unary/forward", test_unary_forward);

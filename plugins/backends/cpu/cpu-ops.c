@@ -144,6 +144,7 @@ typedef struct {
 
 static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsize col0,
                           gsize cols);
+LMN_CPU_CLONES static void unary_backward_range(gsize begin, gsize end, gpointer data);
 
 /* One single-threaded product C[m, n] (leading dimension ldc) on the calling thread: oneDNN
  * where the build has it, else BLAS (itself held to one thread when the backend opens). */
@@ -580,8 +581,24 @@ static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsi
 {
     const LmnGemmEpilogue *e = j->epilogue;
     const float *bias = e->bias != NULL ? fptr(e->bias) + col0 : NULL;
-    /* @c is within C (j->c, one product); the activated output is laid out as C is. */
-    float *act = e->activated != NULL ? fptr(e->activated) + (c - j->c) : NULL;
+    /* @c is within C (j->c, one product); the activated output, and an activation gradient's
+     * x and y, are laid out as C is. */
+    const gsize at = (gsize) (c - j->c);
+    float *act = e->activated != NULL ? fptr(e->activated) + at : NULL;
+    if (e->activation_grad != LMN_UNARY_IDENTITY) {
+        const float *gx = fptr(e->grad_x) + at, *gy = fptr(e->grad_y) + at;
+        for (gsize r = 0; r < rows; r++) {
+            float *dx = c + r * ldc + col0;
+            const UnaryJob u = {.op = e->activation_grad,
+                                .x = gx + r * ldc + col0,
+                                .y = gy + r * ldc + col0,
+                                .dy = dx,
+                                .out = dx,
+                                .alpha = e->activation_alpha};
+            unary_backward_range(0, cols, (gpointer) &u);
+        }
+        return;
+    }
     for (gsize r = 0; r < rows; r++) {
         float *restrict y = c + r * ldc + col0;
         if (bias != NULL)
@@ -600,7 +617,8 @@ static void gemm_epilogue(const GemmJob *j, float *c, gsize ldc, gsize rows, gsi
 void lmn_cpu_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e)
 {
     LmnCpuContext *c = ctx;
-    const gboolean per_block = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY;
+    const gboolean per_block = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY ||
+                               e->activation_grad != LMN_UNARY_IDENTITY;
     gemm_run(c, g, per_block ? e : NULL);
     /* The row sums are lmn_cpu_bias_grad's, in its order: op(A) is A [k, m] transposed (sums
      * down its columns) or A [m, k] itself. */

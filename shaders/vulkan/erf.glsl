@@ -8,6 +8,8 @@
 // The coefficients are least-squares fits in double on Chebyshev nodes (relative error of P
 // 4e-11, absolute error of Q 2e-10), rounded to float.
 // Written in the common subset of GLSL and C (abs and exp are macros there).
+#ifndef LMN_ERF_GLSL
+#define LMN_ERF_GLSL
 float lmn_erf(float v)
 {
     float a = abs(v);
@@ -43,3 +45,4 @@ float lmn_erf(float v)
         return v < 0.0f ? -1.0f : 1.0f;
     return v; // NaN
 }
+#endif

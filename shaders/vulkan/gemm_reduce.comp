@@ -9,6 +9,8 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint EPI_BIAS = 0;
 layout(constant_id = 2) const uint EPI_ACT = 0;
 layout(constant_id = 3) const uint EPI_SEPARATE = 0; // f(C) into act_out, C keeping the value
+// t * f'(x) of LmnUnaryOp EPI_GRAD, its input or output read through Bias laid out as C.
+layout(constant_id = 4) const uint EPI_GRAD = 0;
 layout(std430, set = 0, binding = 0) readonly buffer Partial { float part[]; };
 layout(std430, set = 0, binding = 1) buffer C { float c[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Bias { float bias[]; };
@@ -19,6 +21,7 @@ layout(push_constant) uniform P {
 } p;
 
 #include "unary_f.glsl"
+#include "unary_grad_f.glsl"
 
 void main()
 {
@@ -34,6 +37,10 @@ void main()
             v += p.beta * c[ci];
         if (EPI_BIAS != 0u)
             v += bias[p.off_bias + i % p.n];
+        if (EPI_GRAD != 0u) {
+            float xy = bias[p.off_bias + (i / p.n) * p.ldc + i % p.n];
+            v = lmn_unary_grad_f(xy, xy, v, EPI_GRAD, p.act_alpha, 0.0);
+        }
         if (EPI_ACT != 0u && EPI_SEPARATE != 0u)
             act_out[p.off_act + (i / p.n) * p.ldc + i % p.n] = lmn_unary_f(v, EPI_ACT, p.act_alpha);
         else if (EPI_ACT != 0u)

@@ -17,9 +17,17 @@ layout(constant_id = 4) const uint TRANS_B = 0;
 // The epilogue (lmn_op_gemm_ex) is specialised in: EPI_BIAS adds bias[off_bias + column], then
 // EPI_ACT (an LmnUnaryOp, 0 for none) applies that function with act_alpha, as unary.comp does,
 // to C itself or, with EPI_SEPARATE, into act_out (laid out as C from off_act), C keeping t.
+// EPI_GRAD (an LmnUnaryOp, 0 for none; never with the others) multiplies t by that function's
+// derivative, as unary_backward.comp does, from the one of its input or output it needs, read
+// through the Bias binding laid out as C from off_bias.
 layout(constant_id = 5) const uint EPI_BIAS = 0;
 layout(constant_id = 6) const uint EPI_ACT = 0;
 layout(constant_id = 7) const uint EPI_SEPARATE = 0;
+layout(constant_id = 8) const uint EPI_GRAD = 0;
+// EPI_ROWSUMS (never with EPI_SEPARATE): act_out[off_act + i] = the sum over q of op(A)[i, q]
+// (lmn_op_gemm_ex's a_row_sums, beta 0), summed in q order with compensation (sum.glsl) by the
+// first column of workgroups.
+layout(constant_id = 9) const uint EPI_ROWSUMS = 0;
 
 layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
@@ -37,6 +45,8 @@ layout(push_constant) uniform P {
 } p;
 
 #include "unary_f.glsl"
+#include "unary_grad_f.glsl"
+#include "sum.glsl"
 
 void main()
 {
@@ -74,6 +84,15 @@ void main()
                 acc[i * TN + j] = fma(va[i], vb[j], acc[i * TN + j]);
     }
 
+    if (EPI_ROWSUMS != 0u && gl_WorkGroupID.x == 0u && gl_LocalInvocationID.x < TM &&
+        row0 + gl_LocalInvocationID.x < p.m) {
+        uint i = gl_LocalInvocationID.x;
+        LmnSum s = lmn_sum_new();
+        for (uint q = 0u; q < kz; q++)
+            s = lmn_sum_add(s, a[ia[i] + q * step_a]);
+        act_out[p.off_act + row0 + i] = lmn_sum_value(s);
+    }
+
     uint bc = p.off_c + z * p.stride_c;
     for (uint i = 0u; i < TM; i++) {
         uint r = row0 + i;
@@ -89,6 +108,10 @@ void main()
                     v += p.beta * c[ci];
                 if (EPI_BIAS != 0u)
                     v += bias[p.off_bias + cc];
+                if (EPI_GRAD != 0u) {
+                    float xy = bias[p.off_bias + r * p.ldc + cc];
+                    v = lmn_unary_grad_f(xy, xy, v, EPI_GRAD, p.act_alpha, 0.0);
+                }
                 if (EPI_ACT != 0u && EPI_SEPARATE != 0u)
                     act_out[p.off_act + r * p.ldc + cc] = lmn_unary_f(v, EPI_ACT, p.act_alpha);
                 else if (EPI_ACT != 0u)

@@ -28,9 +28,18 @@ layout(constant_id = 9) const uint VEC_B = 0;
 // The epilogue (lmn_op_gemm_ex) is specialised in: EPI_BIAS adds bias[off_bias + column], then
 // EPI_ACT (an LmnUnaryOp, 0 for none) applies that function with act_alpha, as unary.comp does,
 // to C itself or, with EPI_SEPARATE, into act_out (laid out as C from off_act), C keeping t.
+// EPI_GRAD (an LmnUnaryOp, 0 for none; never with the others) multiplies t by that function's
+// derivative, as unary_backward.comp does, from the one of its input or output it needs, read
+// through the Bias binding laid out as C from off_bias.
 layout(constant_id = 10) const uint EPI_BIAS = 0;
 layout(constant_id = 11) const uint EPI_ACT = 0;
 layout(constant_id = 12) const uint EPI_SEPARATE = 0;
+layout(constant_id = 13) const uint EPI_GRAD = 0;
+// EPI_ROWSUMS (never with EPI_SEPARATE): act_out[off_act + i] = the sum over q of op(A)[i, q]
+// (lmn_op_gemm_ex's a_row_sums, beta 0), summed in q order with compensation (sum.glsl) by the
+// first column of workgroups,
+// one invocation per row.
+layout(constant_id = 14) const uint EPI_ROWSUMS = 0;
 
 const uint WG = (BM / TM) * (BN / TN); // == local_size_x (set by the host from the same table)
 const uint RM = BM / TM;               // register-tile row stride
@@ -59,6 +68,8 @@ layout(push_constant) uniform P {
 } p;
 
 #include "unary_f.glsl"
+#include "unary_grad_f.glsl"
+#include "sum.glsl"
 
 shared float sa[BK * SA];
 shared float sb[BK * SB];
@@ -198,6 +209,16 @@ void main()
         barrier();
     }
 
+    if (EPI_ROWSUMS != 0u && gl_WorkGroupID.x == 0u) {
+        for (uint i = tid; i < BM && row0 + i < p.m; i += WG) {
+            uint gi = row0 + i;
+            LmnSum s = lmn_sum_new();
+            for (uint q = 0u; q < kz; q++)
+                s = lmn_sum_add(s, a[ba + (TRANS_A != 0u ? q * p.lda + gi : gi * p.lda + q)]);
+            act_out[p.off_act + gi] = lmn_sum_value(s);
+        }
+    }
+
     uint bc = p.off_c + z * p.stride_c;
     for (uint r = 0u; r < TM; r++) {
         uint gi = row0 + ty + r * RM;
@@ -213,6 +234,10 @@ void main()
                     v += p.beta * c[ci];
                 if (EPI_BIAS != 0u)
                     v += bias[p.off_bias + gj];
+                if (EPI_GRAD != 0u) {
+                    float xy = bias[p.off_bias + gi * p.ldc + gj];
+                    v = lmn_unary_grad_f(xy, xy, v, EPI_GRAD, p.act_alpha, 0.0);
+                }
                 if (EPI_ACT != 0u && EPI_SEPARATE != 0u)
                     act_out[p.off_act + gi * p.ldc + gj] = lmn_unary_f(v, EPI_ACT, p.act_alpha);
                 else if (EPI_ACT != 0u)

@@ -3,6 +3,8 @@
 // be derived from exp (so it overflows to inf / inf beyond |x| ~ 88 and cancels near 0).
 // tests/ops/test-shader-precision.c evaluates this very file as C with every error at its bound.
 // Written in the common subset of GLSL and C (exp, log, tanh, clamp are macros there).
+#ifndef LMN_TRANSCENDENTAL_GLSL
+#define LMN_TRANSCENDENTAL_GLSL
 
 // log(1 + exp(z)), the softplus of z, for z <= 20 (callers return z itself beyond): the series of
 // log(1 + e) while e = exp(z) < 0.1 (truncation below 1.2e-10), log(1 + e) above.
@@ -40,3 +42,4 @@ float lmn_tanh(float v)
     }
     return tanh(clamp(v, -10.0f, 10.0f));
 }
+#endif

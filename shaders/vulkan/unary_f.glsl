@@ -1,5 +1,7 @@
 // f(v) of every LmnUnaryOp (op codes as in ops.h), shared by unary.comp and the GEMM kernels'
 // fused epilogue, so an activation applied in a GEMM equals the unary op's bit for bit.
+#ifndef LMN_UNARY_F_GLSL
+#define LMN_UNARY_F_GLSL
 #include "erf.glsl"
 #include "transcendental.glsl"
 
@@ -27,3 +29,4 @@ float lmn_unary_f(float v, uint op, float a)
     }
     return v;
 }
+#endif

@@ -493,6 +493,37 @@ static void gemm_ex_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gin
     pair_free(&y);
 }
 
+/* The backward form (C = t * f'(x, y), beta 0) on @vb against the CPU backend's. */
+static void gemm_ex_grad_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gint64 n,
+                              gint64 k, LmnUnaryOp op, float alpha, gint64 extra)
+{
+    Pair a = pair_random_on(vb, (gsize) (m * k), -1, 1);
+    Pair b = pair_random_on(vb, (gsize) (k * n), -1, 1);
+    Pair c = pair_random_on(vb, (gsize) (m * n + extra), -1, 1);
+    Pair x = pair_random_on(vb, (gsize) (m * n + extra), -2, 2);
+    Pair y = pair_random_on(vb, (gsize) (m * n + extra), 0.05f, 0.95f);
+    LmnGemm g = {.struct_size = sizeof(LmnGemm),
+                 .trans_a = ta,
+                 .trans_b = tb,
+                 .m = m,
+                 .n = n,
+                 .k = k,
+                 .alpha = 1.0f,
+                 .beta = 0.0f};
+    LmnGemmEpilogue e = {.struct_size = sizeof e, .activation_grad = op, .activation_alpha = alpha};
+    LmnGemm gc = g, gv = g;
+    LmnGemmEpilogue ec = e, ev = e;
+    gc.a = a.c, gc.b = b.c, gc.c = c.c, ec.grad_x = x.c, ec.grad_y = y.c;
+    gv.a = a.v, gv.b = b.v, gv.c = c.v, ev.grad_x = x.v, ev.grad_y = y.v;
+    BOTH(lmn_op_gemm_ex(&gc, &ec), lmn_op_gemm_ex(&gv, &ev));
+    assert_close(&c, 1e-5 * (double) k, 1e-5, "gemm_ex activation gradient");
+    pair_free(&a);
+    pair_free(&b);
+    pair_free(&c);
+    pair_free(&x);
+    pair_free(&y);
+}
+
 static void test_gemm_ex(void)
 {
     /* Both kernels, and split-K forced (the epilogue then runs in the reduction). */
@@ -522,14 +553,25 @@ static void test_gemm_ex(void)
         /* LeNet-5's fc2 and fc3 dW GEMMs at 24 samples (small, several workgroup rows). */
         gemm_ex_case(vb, TRUE, FALSE, 84, 120, 24, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0);
         gemm_ex_case(vb, TRUE, FALSE, 10, 84, 24, 0.0f, FALSE, LMN_UNARY_IDENTITY, 0, TRUE, 0);
+        /* The backward form: derivatives from x (relu, leaky relu, gelu) and from y (sigmoid,
+         * tanh), all transposes; the MLP's fc3 and fc2 input-gradient products. */
+        const LmnUnaryOp grads[] = {LMN_UNARY_RELU, LMN_UNARY_SIGMOID, LMN_UNARY_TANH,
+                                    LMN_UNARY_LEAKY_RELU, LMN_UNARY_GELU};
+        for (gint t = 0; t < 4; t++)
+            for (guint o = 0; o < G_N_ELEMENTS(grads); o++)
+                gemm_ex_grad_case(vb, t & 1, t & 2, 37, 70, 33, grads[o], 0.1f,
+                                  (t + o) % 2 ? 3 : 0);
+        gemm_ex_grad_case(vb, FALSE, FALSE, 128, 128, 10, LMN_UNARY_RELU, 0, 0);
+        gemm_ex_grad_case(vb, FALSE, FALSE, 128, 256, 128, LMN_UNARY_RELU, 0, 0);
         sync_ok(vb);
     }
     /* K beyond one dispatch's (49152 on the register-tiled kernel): the product runs in K pieces
      * and the epilogue as bias_add and unary dispatches after it. */
     gemm_ex_case(vk, FALSE, FALSE, 3, 5, 50000, 0.0f, TRUE, LMN_UNARY_RELU, 0, TRUE, 2);
+    gemm_ex_grad_case(vk, FALSE, FALSE, 3, 5, 50000, LMN_UNARY_TANH, 0, 2);
     sync_ok(vk);
-    mark("gemm_ex", "bias, 5 activations (in place and into a separate output) and row sums "
-                    "against the CPU, all transposes, beta 0/1, "
+    mark("gemm_ex", "bias, 5 activations (in place and into a separate output), 5 activation "
+                    "gradients and row sums against the CPU, all transposes, beta 0/1, "
                     "a longer C left untouched; both kernels, split-K (epilogue in the "
                     "reduction), K pieces (epilogue as separate ops)");
 }

@@ -95,12 +95,20 @@ typedef struct {
     guint32 off_bias, act_alpha, off_act;
 } ReducePush;
 
-/* A fused epilogue: NULL bias for none, activation 0 (identity) for none. */
+/* A fused epilogue: NULL bias for none, activation 0 (identity) for none; or, alone, the
+ * backward of activation @grad (0 for none) from @grad_xy, whichever of its input and output it
+ * needs (see grad_operand). */
 typedef struct {
     const LmnTensor *bias;
     LmnUnaryOp activation;
     float alpha;
     LmnTensor *activated; /* NULL: the activation overwrites C */
+    LmnUnaryOp grad;
+    const LmnTensor *grad_xy;
+    /* NULL, or the row sums of op(A) (beta 0) where the product's kernel can write them: then
+     * *@row_sums_done is set */
+    LmnTensor *row_sums;
+    gboolean *row_sums_done;
 } Epilogue;
 
 /* A GEMM, or a piece of one: sub-matrices of the caller's operands at element offsets oa, ob, oc
@@ -213,27 +221,31 @@ void lmn_vk_gemm_cleanup(LmnVkContext *c)
 }
 
 /* The variant of pipeline @slot (of @code) specialised for @epi: spec constants @spec, then
- * EPI_BIAS, EPI_ACT, EPI_SEPARATE and EPI_ROWSUMS (which the reduction does not have: it never
- * gets row sums).  Cached by slot and epilogue. */
+ * EPI_BIAS, EPI_ACT, EPI_SEPARATE, EPI_GRAD and (not in the reduction) EPI_ROWSUMS.  Cached by
+ * slot and epilogue. */
 static VkPipeline epilogue_pipeline(LmnVkContext *c, guint slot, const Epilogue *epi,
                                     const guint32 *code, gsize code_size, const guint32 *spec,
                                     guint n_spec, const char *name)
 {
     if (c->gemm_epilogue_pipelines == NULL)
         c->gemm_epilogue_pipelines = g_hash_table_new(NULL, NULL);
-    const guint key = slot << 7 | (epi->activated != NULL) << 6 | (epi->bias != NULL) << 5 |
+    const gboolean rows = epi->row_sums != NULL && slot != SLOT_REDUCE;
+    const guint key = slot << 13 | rows << 12 | (guint) epi->grad << 7 |
+                      (epi->activated != NULL) << 6 | (epi->bias != NULL) << 5 |
                       (guint) epi->activation;
     G_STATIC_ASSERT(LMN_UNARY_COUNT <= 32);
     VkPipeline pl = g_hash_table_lookup(c->gemm_epilogue_pipelines, GUINT_TO_POINTER(key));
     if (pl != VK_NULL_HANDLE)
         return pl;
     guint32 all[16];
-    g_assert(n_spec + 3 <= G_N_ELEMENTS(all));
+    g_assert(n_spec + 5 <= G_N_ELEMENTS(all));
     memcpy(all, spec, n_spec * sizeof(guint32));
     all[n_spec] = epi->bias != NULL;
     all[n_spec + 1] = (guint32) epi->activation;
     all[n_spec + 2] = epi->activated != NULL;
-    pl = lmn_vk_pipeline_new(c, code, code_size, "main", all, n_spec + 3, name);
+    all[n_spec + 3] = (guint32) epi->grad;
+    all[n_spec + 4] = rows; /* the reduction has no EPI_ROWSUMS */
+    pl = lmn_vk_pipeline_new(c, code, code_size, "main", all, n_spec + (rows ? 5 : 4), name);
     if (pl != VK_NULL_HANDLE)
         g_hash_table_insert(c->gemm_epilogue_pipelines, GUINT_TO_POINTER(key), pl);
     return pl;
@@ -354,8 +366,9 @@ static VkPipeline kernel_for(LmnVkContext *c, const Piece *p, const GemmPush *pu
     return tiled_pipeline(c, role, p->ta, p->tb, va, vb, epi);
 }
 
-/* The bindings of @epi (NULL: none) after C's at @b: the bias over @n columns, then the
- * activated output laid out as C (@c_span elements).  Every slot is filled, even when the kernel
+/* The bindings of @epi (NULL: none) after C's at @b: the bias over @n columns (or an activation
+ * gradient's operand laid out as C, @c_span elements), then the activated output laid out as
+ * C.  Every slot is filled, even when the kernel
  * leaves it alone: an unused bias slot repeats @unread (a binding the kernel already reads) and
  * an unused output slot repeats @c, since a slot the shader declares writable must never be the
  * shared dummy buffer (concurrent dispatches would all "write" it, a hazard to the validation
@@ -372,10 +385,23 @@ static gboolean bind_epilogue(LmnVkContext *c, const Epilogue *epi, gint64 n, gi
     if (epi != NULL && epi->bias != NULL &&
         !lmn_vk_bind_tensor(c, epi->bias, 0, (gsize) n, FALSE, &b[0], off_bias, "gemm"))
         return FALSE;
+    if (epi != NULL && epi->grad != LMN_UNARY_IDENTITY &&
+        !lmn_vk_bind_tensor(c, epi->grad_xy, 0, (gsize) c_span, FALSE, &b[0], off_bias, "gemm"))
+        return FALSE;
     if (epi != NULL && epi->activated != NULL)
         return lmn_vk_bind_tensor(c, epi->activated, 0, (gsize) c_span, TRUE, &b[1], off_act,
                                   "gemm");
     return TRUE;
+}
+
+/* The row sums' binding in the activated output's slot @b (see Epilogue.row_sums), for @m
+ * rows. */
+static gboolean bind_row_sums(LmnVkContext *c, const Epilogue *epi, gint64 m, LmnVkBinding *b,
+                              guint32 *off_act)
+{
+    if (epi == NULL || epi->row_sums == NULL)
+        return TRUE;
+    return lmn_vk_bind_tensor(c, epi->row_sums, 0, (gsize) m, TRUE, b, off_act, "gemm");
 }
 
 /* One dispatch per 65535 batch entries of a piece whose bindings fit. */
@@ -410,10 +436,13 @@ static void run_direct(LmnVkContext *c, const Piece *p)
         return;
     const guint n_bindings = 5;
     if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &b[1], &b[2], &b[3],
-                       &push.off_bias, &push.act_alpha, &push.off_act))
+                       &push.off_bias, &push.act_alpha, &push.off_act) ||
+        !bind_row_sums(c, p->epi, p->m, &b[4], &push.off_act))
         return;
     guint32 gx, gy;
     VkPipeline pipeline = kernel_for(c, p, &push, nb, p->epi, &gx, &gy);
+    if (pipeline != VK_NULL_HANDLE && p->epi != NULL && p->epi->row_sums != NULL)
+        *p->epi->row_sums_done = TRUE;
     for (gint64 z0 = 0; z0 < nb; z0 += 65535) {
         push.z0 = (guint32) z0;
         lmn_vk_dispatch(c, pipeline, b, n_bindings, &push, sizeof push, gx, gy,
@@ -526,12 +555,17 @@ static void run_split(LmnVkContext *c, const Piece *p, gint64 splits, gint64 sli
                             &rp.off_c, "gemm"))
         return;
     const guint n_bindings = 4;
-    if (!bind_epilogue(c, p->epi, p->n, span(p->m, p->n, p->ldc), &r[0], &r[1], &r[2], &rp.off_bias,
+    /* The reduction leaves the row sums to a bias_grad dispatch (lmn_vk_gemm_ex). */
+    Epilogue re;
+    if (p->epi != NULL)
+        re = *p->epi, re.row_sums = NULL;
+    const Epilogue *epi = p->epi != NULL ? &re : NULL;
+    if (!bind_epilogue(c, epi, p->n, span(p->m, p->n, p->ldc), &r[0], &r[1], &r[2], &rp.off_bias,
                        &rp.act_alpha, &rp.off_act))
         return;
     const gint64 groups = MIN((mn + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE, 4096);
-    lmn_vk_dispatch(c, reduce_pipeline(c, p->epi), r, n_bindings, &rp, sizeof rp,
-                    (guint32) groups, 1, 1);
+    lmn_vk_dispatch(c, reduce_pipeline(c, epi), r, n_bindings, &rp, sizeof rp, (guint32) groups, 1,
+                    1);
 }
 
 /* A piece whose bindings fit: split-K when it pays (or is forced), else direct. */
@@ -693,13 +727,49 @@ static LmnTensor exact_view(const LmnTensor *t, gint64 rows, gint64 cols)
     return v;
 }
 
+/* Which of an activation's input and output its derivative reads (unary_grad_f.glsl): the
+ * output for those written in terms of it (sigmoid's y (1 - y), ...), else the input. */
+static gboolean grad_reads_output(LmnUnaryOp op)
+{
+    switch (op) {
+    case LMN_UNARY_SIGMOID:
+    case LMN_UNARY_TANH:
+    case LMN_UNARY_SQRT:
+    case LMN_UNARY_RSQRT:
+    case LMN_UNARY_RECIPROCAL:
+    case LMN_UNARY_EXP:
+        return TRUE;
+    default:
+        return FALSE;
+    }
+}
+
 void lmn_vk_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e)
 {
     LmnVkContext *c = ctx;
-    const Epilogue epi = {e->bias, e->activation, e->activation_alpha, e->activated};
-    const gboolean has_epi = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY;
+    /* The row sums go in the kernel when they overwrite (beta 0) and the activated output's
+     * binding is free; else, and wherever the kernel did not write them, bias_grad sums them. */
+    gboolean sums_done = FALSE;
+    LmnTensor *sums = e->a_row_sums != NULL && e->row_sums_beta == 0.0f && e->activated == NULL
+                          ? e->a_row_sums
+                          : NULL;
+    const Epilogue epi = {e->bias,
+                          e->activation,
+                          e->activation_alpha,
+                          e->activated,
+                          e->activation_grad,
+                          grad_reads_output(e->activation_grad) ? e->grad_y : e->grad_x,
+                          sums,
+                          &sums_done};
+    const gboolean has_epi = e->bias != NULL || e->activation != LMN_UNARY_IDENTITY ||
+                             e->activation_grad != LMN_UNARY_IDENTITY || sums != NULL;
     if (!gemm_run(c, g, has_epi ? &epi : NULL)) {
         LmnTensor cv = exact_view(g->c, g->m, g->n);
+        if (e->activation_grad != LMN_UNARY_IDENTITY) {
+            const LmnTensor xv = exact_view(e->grad_x, g->m, g->n);
+            const LmnTensor yv = exact_view(e->grad_y, g->m, g->n);
+            lmn_vk_unary_backward(c, e->activation_grad, &xv, &yv, &cv, &cv, e->activation_alpha);
+        }
         if (e->bias != NULL)
             lmn_vk_bias_add(c, &cv, e->bias, g->m, g->n, 1);
         if (e->activated != NULL) {
@@ -709,7 +779,7 @@ void lmn_vk_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e)
             lmn_vk_unary(c, e->activation, &cv, &cv, e->activation_alpha);
         }
     }
-    if (e->a_row_sums != NULL) {
+    if (e->a_row_sums != NULL && !sums_done) {
         /* op(A) is A [k, m] transposed (sums down its columns) or A [m, k] itself. */
         if (g->trans_a) {
             const LmnTensor av = exact_view(g->a, g->k, g->m);

@@ -32,6 +32,15 @@ void lmn_layer_reset_buffers(LmnLayer *layer);
 /** lmn_layer_fuses_activation: Returns: whether @layer's forward honours LmnLayerIO.fusion. */
 gboolean lmn_layer_fuses_activation(const LmnLayer *layer);
 /**
+ * lmn_layer_fuses_activation_grad:
+ * Returns: whether @layer's backward honours LmnLayerIO.fusion
+ * (LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD).
+ */
+gboolean lmn_layer_fuses_activation_grad(const LmnLayer *layer);
+/** lmn_layer_is_reshape: Returns: whether @layer's output is its input's bytes
+ * (LMN_LAYER_FLAG_RESHAPE). */
+gboolean lmn_layer_is_reshape(const LmnLayer *layer);
+/**
  * lmn_layer_as_unary:
  * Returns: TRUE, with @op and @alpha, when @layer's forward is exactly lmn_op_unary on its input
  *   (its vtable's optional as_unary says so)

@@ -695,6 +695,18 @@ gboolean lmn_layer_fuses_activation(const LmnLayer *layer)
     return (layer->vtable->flags & LMN_LAYER_FLAG_FUSES_ACTIVATION) != 0;
 }
 
+gboolean lmn_layer_fuses_activation_grad(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, FALSE);
+    return (layer->vtable->flags & LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD) != 0;
+}
+
+gboolean lmn_layer_is_reshape(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, FALSE);
+    return (layer->vtable->flags & LMN_LAYER_FLAG_RESHAPE) != 0;
+}
+
 gboolean lmn_layer_as_unary(LmnLayer *layer, LmnUnaryOp *op, float *alpha)
 {
     g_return_val_if_fail(layer != NULL && op != NULL && alpha != NULL, FALSE);

@@ -54,6 +54,15 @@ typedef struct {
     gboolean has_fusion;
     LmnLayerFusion fusion;
     gboolean fused_forward;
+    /* Backward fusion (plan_fusion): this activation node's backward is computed by its one
+     * consumer, node @grad_fused_into (0: not fused); that consumer has @grad_fusion_of, the
+     * activation's index, and @grad_fusion, its function. */
+    guint grad_fused_into;
+    guint grad_fusion_of;
+    LmnLayerFusion grad_fusion;
+    /* A reshaping layer (LMN_LAYER_FLAG_RESHAPE) whose output is a view of its input's
+     * memory: the planner gives it no buffer of its own (plan_fusion). */
+    gboolean aliases_input;
 } Node;
 
 struct _LmnModel {
@@ -327,7 +336,19 @@ static gboolean check_consumers(LmnModel *m, LmnModelFlags flags, GError **error
  * caller reads and activity penalties see the same values; on the CPU backend the results are
  * bit-identical to unfused runs.  Nothing else runs between the two, and forward outputs live
  * for the whole step (list_buffers), so writing the activation's output early is safe.
- * LAMINA_FUSE=0 turns it off (to compare). */
+ *
+ * Backward fusion: such an activation layer whose input feeds nothing else, whose output feeds
+ * exactly one layer and that layer through its only input, and which has no activity penalty
+ * (that would add to the gradient between the two), has its backward computed by that consumer
+ * when it fuses activation gradients (dense: its input-gradient GEMM's epilogue multiplies by
+ * f').  The consumer then writes the activation's input gradient directly, earlier in the step
+ * than the activation would have: list_buffers starts that buffer's lifetime there.
+ *
+ * A reshaping layer (flatten) gets its input's memory as its output, so its forward copy does
+ * nothing; it never writes that memory otherwise, and its input lives for the whole step like
+ * every forward output.  Its gradients keep their own buffers.
+ *
+ * LAMINA_FUSE=0 turns all three off (to compare). */
 static gboolean plan_fusion(LmnModel *m, GError **error)
 {
     const char *env = g_getenv("LAMINA_FUSE");
@@ -354,6 +375,36 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
         p->fusion =
             (LmnLayerFusion){.struct_size = sizeof(LmnLayerFusion), .op = op, .alpha = alpha};
         a->fused_forward = TRUE;
+    }
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
+        Node *r = node_at(m, i);
+        const Node *in = r->n_inputs == 1 ? node_at(m, r->inputs[0]) : NULL;
+        r->aliases_input = in != NULL && !r->is_loss && lmn_layer_is_reshape(r->layer) &&
+                           r->info.dtype == in->info.dtype &&
+                           lmn_shape_numel(&r->info.shape) == lmn_shape_numel(&in->info.shape);
+    }
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
+        Node *a = node_at(m, i);
+        LmnUnaryOp op;
+        float alpha;
+        if (a->is_loss || a->n_inputs != 1 || a->n_consumers != 1 || a->activity_l1 > 0 ||
+            a->activity_l2 > 0 || a->info.dtype != LMN_DTYPE_F32 ||
+            node_at(m, a->inputs[0])->n_consumers != 1 ||
+            !lmn_layer_as_unary(a->layer, &op, &alpha))
+            continue;
+        guint c = i + 1;
+        while (c < m->nodes->len &&
+               !(node_at(m, c)->n_inputs == 1 && node_at(m, c)->inputs[0] == i))
+            c++;
+        if (c >= m->nodes->len)
+            continue; /* its consumer reads it among several inputs */
+        Node *cn = node_at(m, c);
+        if (cn->is_loss || !lmn_layer_fuses_activation_grad(cn->layer))
+            continue;
+        a->grad_fused_into = c;
+        cn->grad_fusion_of = i;
+        cn->grad_fusion =
+            (LmnLayerFusion){.struct_size = sizeof(LmnLayerFusion), .op = op, .alpha = alpha};
     }
     return TRUE;
 }
@@ -671,12 +722,15 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
         if (n->is_loss) {
             LmnShape one = lmn_shape_make(0);
             plan_item(items, blocks, BUF_OUT, i, 0, &one, LMN_DTYPE_F32, 0, time_end(m));
-        } else {
+        } else if (!n->aliases_input) {
             plan_item(items, blocks, BUF_OUT, i, 0, &batched, n->info.dtype, 0, time_end(m));
         }
+        /* The input of an activation whose backward its consumer computes is written then. */
+        const Node *lc = node_at(m, last_consumer[i]);
+        const guint writer = lc->grad_fused_into != 0 ? lc->grad_fused_into : last_consumer[i];
         if (n->needs_grad)
             plan_item(items, blocks, BUF_GRAD, i, 0, &batched, n->info.dtype,
-                      time_backward(m, last_consumer[i]), time_backward(m, i));
+                      time_backward(m, writer), time_backward(m, i));
         /* sign(output) for activity_l1, used while the node's gradient is completed */
         if (n->needs_grad && n->activity_l1 > 0)
             plan_item(items, blocks, BUF_ACT, i, 0, &batched, LMN_DTYPE_F32, time_backward(m, i),
@@ -778,6 +832,14 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
     for (guint k = 0; k < items->len; k++)
         assign_buffer(model, &g_array_index(items, ArenaItem, k),
                       &g_array_index(blocks, LmnArenaBlock, k), segments);
+    /* In node order, so a reshape of a reshape finds its input's view made. */
+    for (guint i = model->first_layer; i < model->nodes->len; i++) {
+        Node *n = node_at(model, i);
+        if (!n->aliases_input)
+            continue;
+        const LmnShape batched = lmn_shape_prepend(&n->info.shape, max_batch);
+        n->out_full = lmn_tensor_new_view(node_at(model, n->inputs[0])->out_full, 0, &batched);
+    }
     for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
         for (guint j = 0; j < n->n_inputs; j++) {
@@ -982,7 +1044,7 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
         Node *n = node_at(model, i);
         if (hook && i + 1 < model->nodes->len)
             hook(model, node_at(model, i + 1)->param_offset, model->backward_hook_data);
-        if (!n->runs_backward || (input_only && !n->reads_input))
+        if (!n->runs_backward || (input_only && !n->reads_input) || n->grad_fused_into != 0)
             continue;
         fill_io(model, n, ins, &io, model->last_training, step, seed);
         io.output_grad = n->is_loss ? NULL : i == model->loss_node ? output_grad : n->grad;
@@ -992,6 +1054,18 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
             for (guint j = 0; j < n->n_inputs; j++)
                 edges[j] = n->inputs[j] == NODE_INPUT ? NULL : n->edge[j];
             io.input_grads = edges;
+        }
+        LmnLayerFusion grad_fusion;
+        if (n->grad_fusion_of != 0 && io.input_grads[0] != NULL) {
+            /* The activation before this layer: its input gradient, written here (see
+             * plan_fusion), is its one edge, or nothing in a pass that skips the input's. */
+            const Node *a = node_at(model, n->grad_fusion_of);
+            const gboolean skip = mode == BACKWARD_PARAMS_ONLY && a->inputs[0] == NODE_INPUT;
+            edges[0] = skip ? NULL : a->edge[0];
+            io.input_grads = edges;
+            grad_fusion = n->grad_fusion;
+            grad_fusion.input = node_at(model, a->inputs[0])->out;
+            io.fusion = edges[0] != NULL ? &grad_fusion : NULL;
         }
         io.skip_param_grads = input_only || n->frozen;
         if (n->activity_l1 > 0 || n->activity_l2 > 0)

@@ -36,21 +36,37 @@ typedef enum {
     LMN_LAYER_FLAG_IN_PLACE = 1 << 1, /* reserved: may share its output with its input */
     /* ABI 1.5: forward honours LmnLayerIO.fusion (computes the activation layer after it) */
     LMN_LAYER_FLAG_FUSES_ACTIVATION = 1 << 2,
+    /* ABI 1.5: backward honours LmnLayerIO.fusion (computes the backward of the activation
+     * layer before it); only read on a layer with one input */
+    LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD = 1 << 3,
+    /* ABI 1.5: the output is its one input's bytes in another shape (flatten), so the core may
+     * give the output the input's memory; forward's lmn_op_copy(output, input) is then a copy
+     * onto the same bytes, which does nothing */
+    LMN_LAYER_FLAG_RESHAPE = 1 << 4,
 } LmnLayerFlags;
 
 /**
  * LmnLayerFusion:
- * An element-wise activation layer whose forward the core hands to the layer before it (ABI
- * 1.5): that layer writes its own output as always and, from it, @output = f(its output) as
- * lmn_op_unary(@op, its output, @output, @alpha) would, typically in the same pass (a GEMM's
- * epilogue).  The activation layer's forward then does not run; its backward runs as before.
+ * An element-wise activation layer whose work the core hands to a neighbour (ABI 1.5).
+ *
+ * In forward, to the layer before it (flag LMN_LAYER_FLAG_FUSES_ACTIVATION): that layer writes
+ * its own output as always and, from it, @output = f(its output) as lmn_op_unary(@op, its
+ * output, @output, @alpha) would, typically in the same pass (a GEMM's epilogue).  The
+ * activation layer's forward then does not run.
+ *
+ * In backward, to the layer after it (flag LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD), whose one
+ * input is the activation's output: that layer writes into input_grads[0] not dL/d(its input)
+ * g but the gradient at the activation's input, as lmn_op_unary_backward(@op, @input, inputs[0],
+ * g, input_grads[0], @alpha) would make it from g (a GEMM's epilogue again).  The activation
+ * layer's backward then does not run.  @output is NULL in backward, @input NULL in forward.
  */
 typedef struct {
     guint32 struct_size;
-    LmnTensor *output; /* the activation layer's output, [N, ...] like this layer's */
+    LmnTensor *output; /* forward: the activation layer's output, [N, ...] like this layer's */
     LmnUnaryOp op;
     float alpha;
-    gpointer reserved[2];
+    const LmnTensor *input; /* backward: the activation layer's input, shaped as inputs[0] */
+    gpointer reserved[1];
 } LmnLayerFusion;
 
 /** LmnParamRole: how the training loop treats a parameter (L1/L2 penalties skip biases). */
@@ -81,9 +97,10 @@ typedef enum {
  *   does), so the layer may skip computing them and leave them as they are; computing them
  *   anyway is correct, only slower.  Appended in the place of a reserved pointer, so plugins
  *   built before it see it as reserved and compute every gradient.
- * @fusion: forward only, NULL unless the layer's vtable has LMN_LAYER_FLAG_FUSES_ACTIVATION:
- *   the activation layer whose forward this one computes too (see #LmnLayerFusion).  In the
- *   place of a reserved pointer (ABI 1.5).
+ * @fusion: NULL unless the layer's vtable has LMN_LAYER_FLAG_FUSES_ACTIVATION (in forward) or
+ *   LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD (in backward): the activation layer whose forward, or
+ *   backward, this one computes too (see #LmnLayerFusion).  In the place of a reserved pointer
+ *   (ABI 1.5).
  */
 typedef struct {
     guint32 struct_size;

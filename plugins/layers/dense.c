@@ -150,7 +150,18 @@ static void dense_backward(LmnLayer *layer, const LmnLayerIO *io)
             .b = lmn_layer_get_param(layer, PARAM_WEIGHT),
             .c = io->input_grads[0],
         };
-        lmn_op_gemm(&gx);
+        /* A fused activation before this layer: its backward is this product's epilogue, so
+         * input_grads[0] is the gradient at the activation's input (f' from its input and
+         * output, the latter being this layer's input). */
+        const LmnLayerFusion *f = io->fusion;
+        const LmnGemmEpilogue e = {
+            .struct_size = sizeof(LmnGemmEpilogue),
+            .activation_grad = f != NULL ? f->op : LMN_UNARY_IDENTITY,
+            .activation_alpha = f != NULL ? f->alpha : 0.0f,
+            .grad_x = f != NULL ? f->input : NULL,
+            .grad_y = f != NULL ? io->inputs[0] : NULL,
+        };
+        lmn_op_gemm_ex(&gx, &e);
     }
 }
 
@@ -201,7 +212,7 @@ static gboolean dense_export(LmnLayer *layer, LmnExport *ex, const char *const *
 
 static const LmnLayerVTable dense_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
-    .flags = LMN_LAYER_FLAG_FUSES_ACTIVATION,
+    .flags = LMN_LAYER_FLAG_FUSES_ACTIVATION | LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD,
     .min_inputs = 1,
     .max_inputs = 1,
     .build = dense_build,

@@ -2,7 +2,8 @@
  *
  * Row-major storage makes this a relabelling of the same bytes.  The layer API hands a layer its
  * output tensor rather than letting it return a view of its input, so forward and backward are
- * plain copies (one pass, no arithmetic).
+ * plain copies (one pass, no arithmetic); with LMN_LAYER_FLAG_RESHAPE a model gives the output
+ * the input's own memory, and the forward copy, onto the same bytes, does nothing.
  */
 #include <lamina/lamina.h>
 
@@ -40,7 +41,7 @@ static gboolean flatten_export(LmnLayer *layer, LmnExport *ex, const char *const
 
 static const LmnLayerVTable flatten_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
-    .flags = LMN_LAYER_FLAG_NONE,
+    .flags = LMN_LAYER_FLAG_RESHAPE,
     .min_inputs = 1,
     .max_inputs = 1,
     .build = flatten_build,

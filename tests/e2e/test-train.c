@@ -387,49 +387,80 @@ static float *read_floats(const char *file, const char *path, gsize *n_out)
     return v;
 }
 
-/* Forward fusion (a dense layer computing the activation after it in its GEMM's epilogue)
- * changes no number: training with it and with LAMINA_FUSE=0 gives the same weights bit for
- * bit, through relu, leaky_relu (its slope) and tanh, at 1 and 2 threads, with a partial last
- * batch.  A bad LAMINA_FUSE is an error naming it. */
-static void test_fusion(Fixture *fx, gconstpointer unused)
+/* Trains @model_text (the [model] and [layer] groups) with LAMINA_FUSE=0 and 1 at 1 and 2
+ * threads; the parameters named in @params must come out bit-identical.  Returns: the config. */
+static char *check_fusion(Fixture *fx, const char *name, const char *model_text,
+                          const char *const *params, guint n_params)
 {
-    g_autofree char *text =
-        g_strdup_printf("[model]\ninput = 2\n"
-                        "[layer fc1]\ntype = dense\nunits = 48\n[layer a1]\ntype = relu\n"
-                        "[layer fc2]\ntype = dense\nunits = 40\n[layer a2]\ntype = leaky_relu\n"
-                        "negative_slope = 0.2\n"
-                        "[layer fc3]\ntype = dense\nunits = 36\n[layer a3]\ntype = tanh\n"
-                        "[layer fc4]\ntype = dense\nunits = 4\n"
-                        "[layer loss]\ntype = softmax_cross_entropy\n"
-                        "[optimizer]\ntype = adam\nlr = 0.01\n"
-                        "[train]\nepochs = 2\nbatch_size = 96\nseed = 5\nbackend = cpu\n"
-                        "[data]\ntrain = %s:/train\n",
-                        fx->data);
-    g_autofree char *cfg = g_build_filename(fx->dir, "fusion.ini", NULL);
+    g_autofree char *text = g_strdup_printf("%s[layer loss]\ntype = softmax_cross_entropy\n"
+                                            "[optimizer]\ntype = adam\nlr = 0.01\n"
+                                            "[train]\nepochs = 2\nbatch_size = 96\nseed = 5\n"
+                                            "backend = cpu\n[data]\ntrain = %s:/train\n",
+                                            model_text, fx->data);
+    g_autofree char *file = g_strdup_printf("%s.ini", name);
+    char *cfg = g_build_filename(fx->dir, file, NULL);
     g_assert_true(g_file_set_contents(cfg, text, -1, NULL));
-    const char *params[] = {"/model/fc1/weight", "/model/fc1/bias", "/model/fc2/weight",
-                            "/model/fc3/bias", "/model/fc4/weight"};
     for (guint t = 1; t <= 2; t++) {
         g_autofree char *threads = g_strdup_printf("train.threads=%u", t);
-        float *w[2][G_N_ELEMENTS(params)];
-        gsize n[G_N_ELEMENTS(params)];
+        float *w[2][8];
+        gsize n[8];
+        g_assert_cmpuint(n_params, <=, 8);
         for (guint fuse = 0; fuse < 2; fuse++) {
-            g_autofree char *run = g_strdup_printf("%s/fusion-%u-%u", fx->dir, t, fuse);
+            g_autofree char *run = g_strdup_printf("%s/%s-%u-%u", fx->dir, name, t, fuse);
             g_setenv("LAMINA_FUSE", fuse ? "1" : "0", TRUE);
             g_assert_cmpint(run_lamina(NULL, NULL, "train", cfg, "--output", run, "--quiet",
                                        "--set", threads, NULL),
                             ==, 0);
             g_unsetenv("LAMINA_FUSE");
             g_autofree char *ckpt = g_build_filename(run, "final.h5", NULL);
-            for (guint p = 0; p < G_N_ELEMENTS(params); p++)
+            for (guint p = 0; p < n_params; p++)
                 w[fuse][p] = read_floats(ckpt, params[p], &n[p]);
         }
-        for (guint p = 0; p < G_N_ELEMENTS(params); p++) {
+        for (guint p = 0; p < n_params; p++) {
             g_assert_cmpmem(w[0][p], n[p] * sizeof(float), w[1][p], n[p] * sizeof(float));
             g_free(w[0][p]);
             g_free(w[1][p]);
         }
     }
+    return cfg;
+}
+
+/* Fusion (a dense layer computing the activation after it in its GEMM's epilogue, and the
+ * activation's backward in its input-gradient GEMM's) changes no number: training with it and
+ * with LAMINA_FUSE=0 gives the same weights bit for bit, through relu, leaky_relu (its slope),
+ * tanh and sigmoid, at 1 and 2 threads, with a partial last batch.  A bad LAMINA_FUSE is an
+ * error naming it. */
+static void test_fusion(Fixture *fx, gconstpointer unused)
+{
+    /* Every activation fused: forward into the dense layer before it, backward into the one
+     * after it. */
+    const char *params[] = {"/model/fc1/weight", "/model/fc1/bias", "/model/fc2/weight",
+                            "/model/fc3/bias", "/model/fc4/weight"};
+    g_autofree char *cfg =
+        check_fusion(fx, "fusion",
+                     "[model]\ninput = 2\n"
+                     "[layer fc1]\ntype = dense\nunits = 48\n[layer a1]\ntype = relu\n"
+                     "[layer fc2]\ntype = dense\nunits = 40\n[layer a2]\ntype = leaky_relu\n"
+                     "negative_slope = 0.2\n"
+                     "[layer fc3]\ntype = dense\nunits = 36\n[layer a3]\ntype = tanh\n"
+                     "[layer fc4]\ntype = dense\nunits = 4\n",
+                     params, G_N_ELEMENTS(params));
+    /* The cases fusion leaves alone, in part or whole: a relu on the data (its gradient is
+     * never needed), a tanh with an activity penalty (forward fused, backward not: the penalty
+     * adds to its gradient), a relu whose input also feeds an add (neither), and a sigmoid
+     * after that add (backward only: its derivative reads its output). */
+    const char *params2[] = {"/model/fc1/weight", "/model/fc2/weight", "/model/fc2/bias",
+                             "/model/fc3/weight", "/model/fc4/weight", "/model/fc4/bias"};
+    g_autofree char *cfg2 =
+        check_fusion(fx, "fusion-partial",
+                     "[model]\ninput = 2\n[layer a0]\ntype = relu\n"
+                     "[layer fc1]\ntype = dense\nunits = 32\n"
+                     "[layer a1]\ntype = tanh\nactivity_l2 = 0.01\n"
+                     "[layer fc2]\ntype = dense\nunits = 32\n[layer a2]\ntype = relu\n"
+                     "[layer fc3]\ntype = dense\nunits = 32\n"
+                     "[layer sum]\ntype = add\ninput = fc3, fc2\n[layer a3]\ntype = sigmoid\n"
+                     "[layer fc4]\ntype = dense\nunits = 4\n",
+                     params2, G_N_ELEMENTS(params2));
     g_autofree char *err = NULL;
     g_autofree char *run = g_build_filename(fx->dir, "fusion-bad", NULL);
     g_setenv("LAMINA_FUSE", "yes", TRUE);

@@ -41,6 +41,12 @@ gboolean lmn_layer_fuses_activation_grad(const LmnLayer *layer);
  * (LMN_LAYER_FLAG_RESHAPE). */
 gboolean lmn_layer_is_reshape(const LmnLayer *layer);
 /**
+ * lmn_layer_loss_grad_in_forward:
+ * Returns: whether @layer's training forward writes its input gradients when given them
+ *   (LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD)
+ */
+gboolean lmn_layer_loss_grad_in_forward(const LmnLayer *layer);
+/**
  * lmn_layer_as_unary:
  * Returns: TRUE, with @op and @alpha, when @layer's forward is exactly lmn_op_unary on its input
  *   (its vtable's optional as_unary says so)

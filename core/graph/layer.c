@@ -701,6 +701,12 @@ gboolean lmn_layer_fuses_activation_grad(const LmnLayer *layer)
     return (layer->vtable->flags & LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD) != 0;
 }
 
+gboolean lmn_layer_loss_grad_in_forward(const LmnLayer *layer)
+{
+    g_return_val_if_fail(layer != NULL, FALSE);
+    return (layer->vtable->flags & LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD) != 0;
+}
+
 gboolean lmn_layer_is_reshape(const LmnLayer *layer)
 {
     g_return_val_if_fail(layer != NULL, FALSE);

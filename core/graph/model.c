@@ -63,6 +63,10 @@ typedef struct {
     /* A reshaping layer (LMN_LAYER_FLAG_RESHAPE) whose output is a view of its input's
      * memory: the planner gives it no buffer of its own (plan_fusion). */
     gboolean aliases_input;
+    /* A loss whose training forward writes its input gradients (plan_fusion), and whether the
+     * last forward did, so backward skips the layer. */
+    gboolean loss_grad_in_forward;
+    gboolean loss_grad_ready;
 } Node;
 
 struct _LmnModel {
@@ -348,7 +352,15 @@ static gboolean check_consumers(LmnModel *m, LmnModelFlags flags, GError **error
  * nothing; it never writes that memory otherwise, and its input lives for the whole step like
  * every forward output.  Its gradients keep their own buffers.
  *
- * LAMINA_FUSE=0 turns all three off (to compare). */
+ * A loss layer that can (softmax_cross_entropy: in the pass that computes its probabilities)
+ * writes its input gradient in a training forward, and backward then skips it: the gradient
+ * no longer waits for a separate pass over the probabilities.  Only at weight 1 (no scaling
+ * after it) and where no input has an activity penalty (which backward adds to the same
+ * gradient).  The gradient then lives from the forward to the end of the step in memory of its
+ * own, so a second backward of the same forward (an attack's input-gradient pass, then the
+ * parameters') finds it intact.
+ *
+ * LAMINA_FUSE=0 turns all four off (to compare). */
 static gboolean plan_fusion(LmnModel *m, GError **error)
 {
     const char *env = g_getenv("LAMINA_FUSE");
@@ -375,6 +387,17 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
         p->fusion =
             (LmnLayerFusion){.struct_size = sizeof(LmnLayerFusion), .op = op, .alpha = alpha};
         a->fused_forward = TRUE;
+    }
+    for (guint i = m->first_layer; i < m->nodes->len; i++) {
+        Node *l = node_at(m, i);
+        if (!l->is_loss || l->weight != 1.0f || !lmn_layer_loss_grad_in_forward(l->layer))
+            continue;
+        gboolean penalties = FALSE;
+        for (guint j = 0; j < l->n_inputs; j++) {
+            const Node *src = node_at(m, l->inputs[j]);
+            penalties = penalties || src->activity_l1 > 0 || src->activity_l2 > 0;
+        }
+        l->loss_grad_in_forward = !penalties;
     }
     for (guint i = m->first_layer; i < m->nodes->len; i++) {
         Node *r = node_at(m, i);
@@ -725,12 +748,15 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
         } else if (!n->aliases_input) {
             plan_item(items, blocks, BUF_OUT, i, 0, &batched, n->info.dtype, 0, time_end(m));
         }
-        /* The input of an activation whose backward its consumer computes is written then. */
+        /* The input of an activation whose backward its consumer computes is written then; a
+         * loss's input gradient written in forward lives for the whole step (plan_fusion). */
         const Node *lc = node_at(m, last_consumer[i]);
         const guint writer = lc->grad_fused_into != 0 ? lc->grad_fused_into : last_consumer[i];
+        const gboolean whole = n->n_consumers == 1 && lc->loss_grad_in_forward;
         if (n->needs_grad)
             plan_item(items, blocks, BUF_GRAD, i, 0, &batched, n->info.dtype,
-                      time_backward(m, writer), time_backward(m, i));
+                      whole ? 0 : time_backward(m, writer),
+                      whole ? time_end(m) : time_backward(m, i));
         /* sign(output) for activity_l1, used while the node's gradient is completed */
         if (n->needs_grad && n->activity_l1 > 0)
             plan_item(items, blocks, BUF_ACT, i, 0, &batched, LMN_DTYPE_F32, time_backward(m, i),
@@ -743,8 +769,11 @@ static void list_buffers(const LmnModel *m, gint64 max_batch, GArray *items, GAr
             if (!src->needs_grad || src->n_consumers == 1)
                 continue;
             LmnShape batched = lmn_shape_prepend(&src->info.shape, max_batch);
-            plan_item(items, blocks, BUF_EDGE, i, j, &batched, src->info.dtype, time_backward(m, i),
-                      time_backward(m, i));
+            if (n->loss_grad_in_forward)
+                plan_item(items, blocks, BUF_EDGE, i, j, &batched, src->info.dtype, 0, time_end(m));
+            else
+                plan_item(items, blocks, BUF_EDGE, i, j, &batched, src->info.dtype,
+                          time_backward(m, i), time_backward(m, i));
         }
     }
 }
@@ -975,6 +1004,9 @@ void lmn_model_forward(LmnModel *model, gboolean training, guint64 step, guint64
         fill_io(model, n, ins, &io, training, step, seed);
         LmnLayerFusion fusion;
         set_fusion(model, i, &fusion, &io);
+        n->loss_grad_ready = training && n->loss_grad_in_forward && n->edge != NULL;
+        if (n->loss_grad_ready)
+            io.input_grads = n->edge;
         lmn_layer_forward(n->layer, &io);
     }
     /* In file order, so the sum rounds the same way on every backend and every run. */
@@ -996,6 +1028,7 @@ void lmn_model_forward_inference(LmnModel *model)
      * targets are never read, so the caller need not fill them. */
     for (guint i = model->first_layer; i < model->nodes->len; i++) {
         Node *n = node_at(model, i);
+        n->loss_grad_ready = FALSE;
         if (n->is_loss || n->fused_forward)
             continue;
         fill_io(model, n, ins, &io, FALSE, 0, 0);
@@ -1070,7 +1103,10 @@ static void run_backward(LmnModel *model, LmnTensor *output_grad, guint64 step, 
         io.skip_param_grads = input_only || n->frozen;
         if (n->activity_l1 > 0 || n->activity_l2 > 0)
             add_activity_grads(model, n);
-        lmn_layer_backward(n->layer, &io);
+        /* A loss whose last forward wrote its input gradients has nothing left to do but the
+         * fan-out below. */
+        if (!n->loss_grad_ready)
+            lmn_layer_backward(n->layer, &io);
         if (n->is_loss)
             scale_loss_grads(n);
         /* A frozen layer runs only for the layers below it; the gradient of its own parameters

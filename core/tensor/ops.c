@@ -187,6 +187,28 @@ void lmn_op_softmax_xent(const LmnTensor *logits, const LmnTensor *labels, LmnTe
     be->vtable->softmax_xent(be->context, logits, labels, probs, loss, smoothing);
 }
 
+void lmn_op_softmax_xent_grad(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *probs,
+                              LmnTensor *loss, float smoothing, LmnTensor *dx, float scale)
+{
+    g_return_if_fail(logits != NULL && labels != NULL && probs != NULL && loss != NULL);
+    g_return_if_fail(dx != NULL && logits->backend != NULL && SAME_BACKEND(dx, logits));
+    g_return_if_fail(dx->dtype == LMN_DTYPE_F32 && NUMEL(dx) == NUMEL(logits));
+    g_return_if_fail(dx->buffer != probs->buffer || dx->offset != probs->offset);
+    LmnBackend *be = logits->backend;
+    if (!LMN_VTABLE_HAS(be->vtable, softmax_xent_grad)) {
+        lmn_op_softmax_xent(logits, labels, probs, loss, smoothing);
+        lmn_op_softmax_xent_backward(probs, labels, dx, scale, smoothing);
+        return;
+    }
+    g_return_if_fail(SAME_BACKEND(labels, logits) && SAME_BACKEND(probs, logits) &&
+                     SAME_BACKEND(loss, logits));
+    g_return_if_fail(logits->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32 &&
+                     probs->dtype == LMN_DTYPE_F32 && loss->dtype == LMN_DTYPE_F32);
+    g_return_if_fail(NUMEL(labels) == logit_rows(logits) && NUMEL(probs) == NUMEL(logits));
+    g_return_if_fail(NUMEL(loss) == 1);
+    be->vtable->softmax_xent_grad(be->context, logits, labels, probs, loss, smoothing, dx, scale);
+}
+
 void lmn_op_softmax_xent_backward(const LmnTensor *probs, const LmnTensor *labels, LmnTensor *dx,
                                   float scale, float smoothing)
 {

@@ -167,6 +167,11 @@ typedef struct {
      * bias_add, unary and bias_grad.  The core has validated @g and @e (never NULL here) as
      * lmn_op_gemm_ex documents. ---- */
     void (*gemm_ex)(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e);
+    /* ABI 1.5: lmn_op_softmax_xent_grad (see ops.h).  Optional: without it the core composes
+     * softmax_xent and softmax_xent_backward.  Arguments validated by the core. */
+    void (*softmax_xent_grad)(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                              LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
+                              float scale);
 } LmnBackendVTable;
 
 /**

@@ -43,6 +43,9 @@ typedef enum {
      * give the output the input's memory; forward's lmn_op_copy(output, input) is then a copy
      * onto the same bytes, which does nothing */
     LMN_LAYER_FLAG_RESHAPE = 1 << 4,
+    /* ABI 1.5: a loss layer whose forward, given LmnLayerIO.input_grads (training only), also
+     * writes them exactly as its backward would; the core then skips its backward */
+    LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD = 1 << 5,
 } LmnLayerFlags;
 
 /**
@@ -82,8 +85,10 @@ typedef enum {
  * @output_grad: backward only: dL/d(output); NULL for loss layers.  Read-only: a layer must not
  *   use it as scratch, since it may be the caller's tensor (lmn_model_backward_from() passes the
  *   given gradient to the last layer as it is)
- * @input_grads: backward only: where to write dL/d(input i), overwriting; an entry is NULL when
- *   that gradient is not needed (data inputs, labels).  In a model an input gradient never
+ * @input_grads: backward: where to write dL/d(input i), overwriting; an entry is NULL when
+ *   that gradient is not needed (data inputs, labels).  NULL in forward, except for a loss layer
+ *   with LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD in a training forward, which then writes them as
+ *   its backward would (ABI 1.5).  In a model an input gradient never
  *   shares memory with @output_grad, with another input gradient (even when two inputs are the
  *   same layer), or with any input or output: the activation arena planner keeps them all live
  *   while the layer's backward runs, so they get disjoint places.  A layer may therefore write

@@ -144,6 +144,16 @@ void lmn_op_softmax_xent(const LmnTensor *logits, const LmnTensor *labels, LmnTe
 void lmn_op_softmax_xent_backward(const LmnTensor *probs, const LmnTensor *labels,
                                   LmnTensor *dx, float scale, float smoothing);
 /**
+ * lmn_op_softmax_xent_grad:
+ * lmn_op_softmax_xent(@logits, @labels, @probs, @loss, @smoothing) and then
+ * lmn_op_softmax_xent_backward(@probs, @labels, @dx, @scale, @smoothing), with the same results
+ * (bit for bit on the CPU backend), in one pass where the backend has it (ABI 1.5): a loss layer
+ * whose training forward also writes its input gradient.  @dx (like @logits) must not overlap
+ * @probs or @loss.
+ */
+void lmn_op_softmax_xent_grad(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *probs,
+                              LmnTensor *loss, float smoothing, LmnTensor *dx, float scale);
+/**
  * lmn_op_count_correct:
  * out[0] += number of rows of @logits [N, K] whose argmax (first maximum) equals the i32 label.
  * @out is a one-element f32 or i32 tensor.

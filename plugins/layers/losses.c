@@ -54,14 +54,27 @@ static float xent_smoothing(LmnLayer *layer)
     return (float) lmn_params_get_float(lmn_layer_get_params(layer), "label_smoothing");
 }
 
+static void xent_backward(LmnLayer *layer, const LmnLayerIO *io);
+
+/* With input gradients given (LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD), the plain loss writes its
+ * gradient in the same pass as the probabilities (lmn_op_softmax_xent_grad); the per-pixel,
+ * weighted and ignore_index forms run their backward after their forward. */
 static void xent_forward(LmnLayer *layer, const LmnLayerIO *io)
 {
+    const gboolean grad = io->input_grads != NULL && io->input_grads[0] != NULL;
     if (lmn_layer_get_private(layer) != NULL) {
         lmn_xent_pixel_forward(layer, io);
+        if (grad)
+            xent_backward(layer, io);
         return;
     }
-    lmn_op_softmax_xent(io->inputs[0], io->inputs[1], lmn_layer_get_saved(layer, XENT_SAVED_PROBS),
-                        io->output, xent_smoothing(layer));
+    LmnTensor *probs = lmn_layer_get_saved(layer, XENT_SAVED_PROBS);
+    if (grad)
+        lmn_op_softmax_xent_grad(io->inputs[0], io->inputs[1], probs, io->output,
+                                 xent_smoothing(layer), io->input_grads[0],
+                                 (float) (1.0 / (double) io->batch));
+    else
+        lmn_op_softmax_xent(io->inputs[0], io->inputs[1], probs, io->output, xent_smoothing(layer));
 }
 
 static void xent_backward(LmnLayer *layer, const LmnLayerIO *io)
@@ -109,7 +122,7 @@ static gboolean xent_export(LmnLayer *layer, LmnExport *ex, const char *const *i
 
 static const LmnLayerVTable xent_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
-    .flags = LMN_LAYER_FLAG_LOSS,
+    .flags = LMN_LAYER_FLAG_LOSS | LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD,
     .min_inputs = 2,
     .max_inputs = 2,
     .build = xent_build,

@@ -1,14 +1,18 @@
 #version 450
 // One workgroup per row of logits [rows, k]: probs = softmax(row), and row_loss[r] the
 // cross-entropy against (1 - s) onehot(label) + s / k.  Mode 1 instead writes hit[r] = 1 when the
-// row's first maximum equals the label (count_correct); probs is then unused.
+// row's first maximum equals the label (count_correct); probs is then unused.  Mode 2 is mode 0
+// that also writes dx = scale (probs - target), as softmax_xent_backward.comp computes it from
+// the stored probabilities (lmn_op_softmax_xent_grad).
 layout(local_size_x_id = 0) in;
 layout(std430, set = 0, binding = 0) readonly buffer X { float x[]; };
 layout(std430, set = 0, binding = 1) readonly buffer L { int labels[]; };
 layout(std430, set = 0, binding = 2) buffer PR { float probs[]; };
 layout(std430, set = 0, binding = 3) buffer RL { float row_loss[]; };
+layout(std430, set = 0, binding = 4) writeonly buffer DX { float dx[]; };
 layout(push_constant) uniform P {
     uint rows; uint k; uint off_x; uint off_l; uint off_p; uint off_rl; float s; uint mode;
+    uint off_dx; float scale;
 } p;
 shared float sh[1024];
 shared uint shi[1024];
@@ -94,8 +98,17 @@ void main()
     se = tree_sum(se);
     sx = tree_sum(sx);
     float inv = 1.0 / se;
-    for (uint q = t; q < p.k; q += gl_WorkGroupSize.x)
-        probs[p.off_p + r * p.k + q] *= inv;
+    float off = p.s / float(p.k);
+    for (uint q = t; q < p.k; q += gl_WorkGroupSize.x) {
+        float pv = probs[p.off_p + r * p.k + q] * inv;
+        probs[p.off_p + r * p.k + q] = pv;
+        if (p.mode == 2u) {
+            float v = p.scale * (pv - off);
+            if (label == int(q))
+                v -= p.scale * (1.0 - p.s);
+            dx[p.off_dx + r * p.k + q] = v;
+        }
+    }
     if (t == 0u) {
         float loss = m + log(se);
         if (p.s != 0.0)

@@ -642,8 +642,11 @@ static void test_fusion_outputs(void)
 
 /* Backward fusion at the data: a relu on the input, whose backward the dense layer after it
  * computes (writing the input gradient itself) when input gradients are on, and a tanh between
- * two dense layers.  lmn_model_backward's input and parameter gradients and
- * lmn_model_backward_params' parameter gradients are bit-identical with fusion on and off. */
+ * two dense layers; and the loss's gradient, written by its training forward.  Bit-identical
+ * with fusion on and off: lmn_model_backward's input and parameter gradients, then
+ * lmn_model_backward_params' parameter gradients (a second backward of the same forward, which
+ * finds the loss's gradient intact), then the gradients after an evaluation forward (whose
+ * backward runs the loss layer's own backward). */
 static void test_fusion_at_input(void)
 {
     const char *text = "[model]\ninput = 6\n[layer a0]\ntype = relu\n"
@@ -656,8 +659,8 @@ static void test_fusion_at_input(void)
     for (guint i = 0; i < G_N_ELEMENTS(x0); i++)
         x0[i] = (float) ((i * 37) % 11) / 5.0f - 1.0f;
     const gint32 y0[4] = {2, 0, 1, 2};
-    float *got[2][3];
-    gsize sizes[3];
+    float *got[2][4];
+    gsize sizes[4];
     for (int fuse = 0; fuse < 2; fuse++) {
         LmnConfig *cfg;
         g_setenv("LAMINA_FUSE", fuse ? "1" : "0", TRUE);
@@ -666,7 +669,9 @@ static void test_fusion_at_input(void)
         g_assert_true(lmn_model_prepare(m, batch, &error));
         g_assert_true(lmn_model_set_input_grad(m, TRUE, &error));
         LmnLayer *a0 = lmn_model_get_layer(m, 0);
+        LmnLayer *loss = lmn_model_get_layer(m, lmn_model_get_n_layers(m) - 1);
         lmn_layer_set_profiling(a0, TRUE);
+        lmn_layer_set_profiling(loss, TRUE);
         LmnTensor *x, *y;
         lmn_model_set_batch(m, batch, &x, &y);
         g_assert_true(lmn_tensor_write(x, x0, sizeof x0, &error));
@@ -680,14 +685,20 @@ static void test_fusion_at_input(void)
             got[fuse][k] = g_malloc(sizes[k]);
             g_assert_true(lmn_tensor_read(outs[k], got[fuse][k], sizes[k], &error));
         }
+        g_assert_cmpuint(lmn_layer_get_profile(loss)->backward_calls, ==, fuse ? 0 : 1);
         lmn_model_backward_params(m, 0, 1);
-        sizes[2] = sizes[1];
+        sizes[2] = sizes[3] = sizes[1];
         got[fuse][2] = g_malloc(sizes[2]);
         g_assert_true(lmn_tensor_read(outs[1], got[fuse][2], sizes[2], &error));
+        lmn_model_forward(m, FALSE, 0, 1);
+        lmn_model_backward(m, 0, 1);
+        g_assert_cmpuint(lmn_layer_get_profile(loss)->backward_calls, ==, fuse ? 1 : 3);
+        got[fuse][3] = g_malloc(sizes[3]);
+        g_assert_true(lmn_tensor_read(outs[1], got[fuse][3], sizes[3], &error));
         lmn_model_free(m);
         lmn_config_free(cfg);
     }
-    for (guint k = 0; k < 3; k++) {
+    for (guint k = 0; k < 4; k++) {
         g_assert_cmpmem(got[0][k], sizes[k], got[1][k], sizes[k]);
         g_free(got[0][k]);
         g_free(got[1][k]);

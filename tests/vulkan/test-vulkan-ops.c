@@ -350,6 +350,31 @@ static void test_softmax_xent(void)
             BOTH(lmn_op_softmax_xent_backward(p.c, l.c, dx.c, 1.0f / (float) rows, sm_v),
                  lmn_op_softmax_xent_backward(p.v, l.v, dx.v, 1.0f / (float) rows, sm_v));
             assert_close(&dx, 1e-7, 1e-5, "softmax_xent_backward");
+            /* The one-pass form: against the CPU, and bit for bit the two ops above here. */
+            Pair p2 = pair_matrix(rows, k, 0, 1), loss2 = pair_random(1, 0, 1);
+            Pair dx2 = pair_matrix(rows, k, 0, 1);
+            BOTH(
+                lmn_op_softmax_xent_grad(x.c, l.c, p2.c, loss2.c, sm_v, dx2.c, 1.0f / (float) rows),
+                lmn_op_softmax_xent_grad(x.v, l.v, p2.v, loss2.v, sm_v, dx2.v,
+                                         1.0f / (float) rows));
+            assert_close(&p2, 1e-7, 1e-5, "softmax_xent_grad probs");
+            assert_close(&loss2, 1e-5, 1e-5, "softmax_xent_grad loss");
+            assert_close(&dx2, 1e-7, 1e-5, "softmax_xent_grad dx");
+            const gsize nb = (gsize) (rows * k) * sizeof(float);
+            g_autofree float *v1 = g_malloc(nb), *v2 = g_malloc(nb);
+            float l1 = 0, l2 = 0;
+            const Pair *same[][2] = {{&p, &p2}, {&dx, &dx2}};
+            for (guint i = 0; i < G_N_ELEMENTS(same); i++) {
+                g_assert_true(lmn_tensor_read(same[i][0]->v, v1, nb, NULL));
+                g_assert_true(lmn_tensor_read(same[i][1]->v, v2, nb, NULL));
+                g_assert_cmpmem(v1, nb, v2, nb);
+            }
+            g_assert_true(lmn_tensor_read(loss.v, &l1, 4, NULL));
+            g_assert_true(lmn_tensor_read(loss2.v, &l2, 4, NULL));
+            g_assert_cmpfloat(l1, ==, l2);
+            pair_free(&p2);
+            pair_free(&loss2);
+            pair_free(&dx2);
             /* count_correct into f32 and i32 counters (accumulating). */
             Pair cf = pair_random(1, 0, 0);
             g_autofree gint32 *seven = g_new(gint32, 1);
@@ -379,6 +404,7 @@ static void test_softmax_xent(void)
     pair_free(&cf);
     mark("softmax_xent", "1x1 .. 4x1000, smoothing 0 and 0.1");
     mark("softmax_xent_backward", "as softmax_xent");
+    mark("softmax_xent_grad", "as softmax_xent; bit-identical to softmax_xent and its backward");
     mark("count_correct", "f32 and i32 counters, ties");
 }
 
@@ -1496,8 +1522,9 @@ static const OpSlot op_slots[] = {
     /* ABI 1.3: spatial resampling (tested here) */
     OP(upsample2d),
     OP(upsample2d_backward),
-    /* ABI 1.5: the GEMM with an epilogue */
+    /* ABI 1.5: the GEMM with an epilogue, the loss with its gradient */
     OP(gemm_ex),
+    OP(softmax_xent_grad),
 };
 
 /* The ABI 1.3 axis/broadcast block, tested by test-vulkan-ops-axis (its own program, which also

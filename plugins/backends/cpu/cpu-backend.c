@@ -342,6 +342,7 @@ static const LmnBackendVTable cpu_vtable = {
     .conv2d_backward_data = lmn_cpu_conv2d_backward_data,
     .conv2d_backward_weights = lmn_cpu_conv2d_backward_weights,
     .gemm_ex = lmn_cpu_gemm_ex,
+    .softmax_xent_grad = lmn_cpu_softmax_xent_grad,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

@@ -902,7 +902,10 @@ typedef struct {
     float smoothing;
     float scale;
     double *partials;
+    float *dx; /* softmax_xent_grad: also dx = scale (p - target), row by row */
 } XentJob;
+
+static void xent_backward_row(const XentJob *j, const float *p, float *dx, gint32 label);
 
 /* Row loss = logsumexp(x) - (1 - s) x[y] - (s / K) sum_j x[j], the cross-entropy against the
  * smoothed target (1 - s) onehot(y) + s / K.  The max is subtracted before exponentiating, so
@@ -939,16 +942,36 @@ static void xent_blocks(gsize begin, gsize end, gpointer data)
     for (gsize b = begin; b < end; b++) {
         const gsize r0 = b * j->block, r1 = MIN(j->rows, r0 + j->block);
         double s = 0.0;
-        for (gsize r = r0; r < r1; r++)
+        for (gsize r = r0; r < r1; r++) {
             s += softmax_row(j->x + r * j->k, j->out + r * j->k, j->k, j->labels[r], j->smoothing);
+            /* The row's gradient while its probabilities are in cache. */
+            if (j->dx != NULL)
+                xent_backward_row(j, j->out + r * j->k, j->dx + r * j->k, j->labels[r]);
+        }
         j->partials[b] = s;
     }
 }
 
+static void xent_run(LmnCpuContext *c, const LmnTensor *logits, const LmnTensor *labels,
+                     LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
+                     float scale);
+
 void lmn_cpu_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
                           LmnTensor *probs, LmnTensor *loss, float smoothing)
 {
-    LmnCpuContext *c = ctx;
+    xent_run(ctx, logits, labels, probs, loss, smoothing, NULL, 0.0f);
+}
+
+void lmn_cpu_softmax_xent_grad(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                               LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
+                               float scale)
+{
+    xent_run(ctx, logits, labels, probs, loss, smoothing, dx, scale);
+}
+
+static void xent_run(LmnCpuContext *c, const LmnTensor *logits, const LmnTensor *labels,
+                     LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx, float scale)
+{
     const gsize rows = numel(labels);
     const gsize n = numel(logits);
     float *lo = fptr(loss);
@@ -963,7 +986,9 @@ void lmn_cpu_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor
                  .k = n / rows,
                  .block = block_size(rows, 1),
                  .smoothing = smoothing,
-                 .partials = c->partials};
+                 .scale = scale,
+                 .partials = c->partials,
+                 .dx = dx != NULL ? fptr(dx) : NULL};
     const gsize n_blocks = (rows + j.block - 1) / j.block;
     EXEC_BEGIN(c);
     run(c, n_blocks, j.block * j.k, xent_blocks, &j);
@@ -971,21 +996,23 @@ void lmn_cpu_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor
     EXEC_END(c);
 }
 
-static void xent_backward_rows(gsize begin, gsize end, gpointer data)
+/* dx = scale (p - target) for one row of probabilities @p. */
+static void xent_backward_row(const XentJob *j, const float *p, float *dx, gint32 label)
 {
-    const XentJob *j = data;
     const gsize k = j->k;
     const float off = j->smoothing / (float) k;
     const float hit = j->scale * (1.0f - j->smoothing);
-    for (gsize r = begin; r < end; r++) {
-        const float *p = j->x + r * k;
-        float *dx = j->out + r * k;
-        for (gsize q = 0; q < k; q++)
-            dx[q] = j->scale * (p[q] - off);
-        const gint32 label = j->labels[r];
-        if (label >= 0 && (gsize) label < k)
-            dx[label] -= hit;
-    }
+    for (gsize q = 0; q < k; q++)
+        dx[q] = j->scale * (p[q] - off);
+    if (label >= 0 && (gsize) label < k)
+        dx[label] -= hit;
+}
+
+static void xent_backward_rows(gsize begin, gsize end, gpointer data)
+{
+    const XentJob *j = data;
+    for (gsize r = begin; r < end; r++)
+        xent_backward_row(j, j->x + r * j->k, j->out + r * j->k, j->labels[r]);
 }
 
 void lmn_cpu_softmax_xent_backward(gpointer ctx, const LmnTensor *probs, const LmnTensor *labels,

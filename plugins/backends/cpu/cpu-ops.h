@@ -54,6 +54,9 @@ void lmn_cpu_fill(gpointer ctx, LmnTensor *t, float value);
 void lmn_cpu_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
 void lmn_cpu_gemm(gpointer ctx, const LmnGemm *g);
 void lmn_cpu_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e);
+void lmn_cpu_softmax_xent_grad(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                               LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
+                               float scale);
 void lmn_cpu_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
                       gint64 channels, gint64 inner);
 void lmn_cpu_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,

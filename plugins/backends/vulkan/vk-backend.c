@@ -205,6 +205,7 @@ static LmnBackendVTable vk_vtable = {
     .conv2d_backward_weights = lmn_vk_conv2d_backward_weights,
     /* ABI 1.5: the GEMM with a fused epilogue (vk-gemm.c) */
     .gemm_ex = lmn_vk_gemm_ex,
+    .softmax_xent_grad = lmn_vk_softmax_xent_grad,
 };
 
 static const LmnFeatureDesc vk_features[] = {

@@ -422,7 +422,7 @@ void lmn_vk_reduce(gpointer ctx, LmnReduceOp op, const LmnTensor *x, LmnTensor *
 }
 
 typedef struct {
-    guint32 rows, k, off_x, off_l, off_p, off_rl, s, mode;
+    guint32 rows, k, off_x, off_l, off_p, off_rl, s, mode, off_dx, scale;
 } XentPush;
 
 /* softmax_xent.comp over @rows rows into a scratch row buffer, then its sum into @out.  Rows
@@ -430,7 +430,7 @@ typedef struct {
  * lands at its index, so the sum is the same however the rows were chunked. */
 static void xent_rows(LmnVkContext *c, const LmnTensor *logits, const LmnTensor *labels,
                       LmnTensor *probs, LmnTensor *out, float smoothing, guint32 mode, float alpha,
-                      float beta, const char *op)
+                      float beta, LmnTensor *dx, float scale, const char *op)
 {
     const gsize rows = numel(labels);
     const gsize k = numel(logits) / rows;
@@ -442,7 +442,7 @@ static void xent_rows(LmnVkContext *c, const LmnTensor *logits, const LmnTensor 
                          op, k);
         return;
     }
-    LmnVkBinding b[4];
+    LmnVkBinding b[5];
     LmnVkBuffer *row_buf = scratch(c, rows, &b[3]);
     if (row_buf == NULL)
         return;
@@ -450,7 +450,11 @@ static void xent_rows(LmnVkContext *c, const LmnTensor *logits, const LmnTensor 
     gboolean ok = TRUE;
     for (gsize r0 = 0; r0 < rows && ok; r0 += per) {
         const gsize nr = MIN(per, rows - r0);
-        XentPush p = {.rows = (guint32) nr, .k = (guint32) k, .s = fbits(smoothing), .mode = mode};
+        XentPush p = {.rows = (guint32) nr,
+                      .k = (guint32) k,
+                      .s = fbits(smoothing),
+                      .mode = dx != NULL ? 2u : mode,
+                      .scale = fbits(scale)};
         ok = bind(c, logits, r0 * k, nr * k, FALSE, &b[0], &p.off_x, op) &&
              bind(c, labels, r0, nr, FALSE, &b[1], &p.off_l, op) &&
              bind(c, &rt, r0, nr, TRUE, &b[3], &p.off_rl, op);
@@ -458,8 +462,12 @@ static void xent_rows(LmnVkContext *c, const LmnTensor *logits, const LmnTensor 
             ok = bind(c, probs, r0 * k, nr * k, TRUE, &b[2], &p.off_p, op);
         else if (ok)
             b[2] = b[3]; /* count_correct writes no probs; a writable slot gets written scratch */
+        if (ok && dx != NULL)
+            ok = bind(c, dx, r0 * k, nr * k, TRUE, &b[4], &p.off_dx, op);
+        else if (ok)
+            b[4] = b[2]; /* no dx: the slot repeats a written binding (never the dummy) */
         if (ok)
-            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT), b, 4, &p,
+            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SOFTMAX_XENT), b, 5, &p,
                             sizeof p, (guint32) nr, 1, 1);
     }
     if (ok) {
@@ -486,8 +494,23 @@ void lmn_vk_softmax_xent(gpointer ctx, const LmnTensor *logits, const LmnTensor 
         elementwise(c, LMN_VK_SHADER_FILL, a, 1, 1, 1, &zero, 1, "softmax_xent");
     } else {
         xent_rows(c, logits, labels, probs, loss, smoothing, 0, (float) (1.0 / (double) rows), 0.0f,
-                  "softmax_xent");
+                  NULL, 0.0f, "softmax_xent");
     }
+    UNLOCK(c);
+}
+
+void lmn_vk_softmax_xent_grad(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                              LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
+                              float scale)
+{
+    LmnVkContext *c = ctx;
+    if (numel(labels) == 0 || numel(logits) == 0) {
+        lmn_vk_softmax_xent(ctx, logits, labels, probs, loss, smoothing);
+        return;
+    }
+    LOCK(c);
+    xent_rows(c, logits, labels, probs, loss, smoothing, 0, (float) (1.0 / (double) numel(labels)),
+              0.0f, dx, scale, "softmax_xent");
     UNLOCK(c);
 }
 
@@ -498,7 +521,7 @@ void lmn_vk_count_correct(gpointer ctx, const LmnTensor *logits, const LmnTensor
     if (numel(labels) == 0 || numel(logits) == 0)
         return;
     LOCK(c);
-    xent_rows(c, logits, labels, NULL, out, 0.0f, 1, 1.0f, 1.0f, "count_correct");
+    xent_rows(c, logits, labels, NULL, out, 0.0f, 1, 1.0f, 1.0f, NULL, 0.0f, "count_correct");
     UNLOCK(c);
 }
 

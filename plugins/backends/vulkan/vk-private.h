@@ -358,6 +358,9 @@ void lmn_vk_fill(gpointer ctx, LmnTensor *t, float value);
 void lmn_vk_copy(gpointer ctx, LmnTensor *dst, const LmnTensor *src);
 void lmn_vk_gemm(gpointer ctx, const LmnGemm *g);
 void lmn_vk_gemm_ex(gpointer ctx, const LmnGemm *g, const LmnGemmEpilogue *e);
+void lmn_vk_softmax_xent_grad(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
+                              LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
+                              float scale);
 void lmn_vk_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 outer,
                      gint64 channels, gint64 inner);
 void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,

@@ -748,6 +748,11 @@ void lmn_vk_wait_idle(LmnVkContext *c)
     submit(c, TRUE);
 }
 
+void lmn_vk_submit_now(LmnVkContext *c)
+{
+    submit(c, FALSE);
+}
+
 gboolean lmn_vk_flush(LmnVkContext *c, GError **error)
 {
     submit(c, TRUE);

@@ -342,6 +342,9 @@ gboolean lmn_vk_check_lost(LmnVkContext *c, GError **error);
 gboolean lmn_vk_flush(LmnVkContext *c, GError **error);
 /* Submits recorded work and waits, keeping any error deferred (for host access inside ops). */
 void lmn_vk_wait_idle(LmnVkContext *c);
+/* Submits the recorded batch, if any, without waiting for it (a slot reused may wait for its
+ * previous submission).  Call with c->lock held. */
+void lmn_vk_submit_now(LmnVkContext *c);
 /* Waits for the oldest submission still in flight; FALSE when none is. */
 gboolean lmn_vk_wait_oldest(LmnVkContext *c);
 /* The local size every built-in 1-D shader is specialised with. */

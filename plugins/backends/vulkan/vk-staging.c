@@ -35,7 +35,13 @@ struct _LmnVkStaging {
     VkDeviceSize size;
     guint64 head; /* bytes reserved since creation; the ring offset is head % size */
     guint64 tail; /* bytes freed: everything before it was consumed by completed submissions */
+    guint64 submitted; /* head when the last submission was made */
 };
+
+/* A batch is submitted once it has staged a quarter of the ring: the device starts on it while
+ * the host records on, and by the time the ring comes round to that span its submission has
+ * usually completed, where waiting for a full ring would have left the device idle meanwhile. */
+#define RING_SUBMIT_FRACTION 4u
 
 /* The ring carries readbacks as well as uploads: host-cached memory, where reads are fast. */
 static guint32 ring_memory_type(LmnVkContext *c, guint32 type_bits)
@@ -156,6 +162,8 @@ void lmn_vk_host_write(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offse
         at += n;
         nbytes -= n;
     }
+    if (s->head - s->submitted >= s->size / RING_SUBMIT_FRACTION)
+        lmn_vk_submit_now(c);
 }
 
 gboolean lmn_vk_host_read(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize offset, void *dst,
@@ -196,7 +204,10 @@ gboolean lmn_vk_host_read(LmnVkContext *c, const LmnVkBuffer *b, VkDeviceSize of
 
 guint64 lmn_vk_staging_mark(LmnVkContext *c)
 {
-    return c->staging != NULL ? c->staging->head : 0;
+    if (c->staging == NULL)
+        return 0;
+    c->staging->submitted = c->staging->head; /* only submissions take marks */
+    return c->staging->head;
 }
 
 void lmn_vk_staging_retire(LmnVkContext *c, guint64 mark)

@@ -639,18 +639,18 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     VkDescriptorSet set = allocate_set(c);
     if (set == VK_NULL_HANDLE)
         return;
+    /* Only the bindings the kernel declares are written: a descriptor the pipeline never uses
+     * may stay unwritten, and every kernel is dispatched with exactly its bindings (the
+     * validation layer, on in the tests, reports one that is used but not written). */
+    g_assert(n_bindings <= LMN_VK_MAX_BINDINGS);
     VkDescriptorBufferInfo infos[LMN_VK_MAX_BINDINGS];
     VkWriteDescriptorSet writes[LMN_VK_MAX_BINDINGS];
-    for (guint i = 0; i < LMN_VK_MAX_BINDINGS; i++) {
-        if (i < n_bindings)
-            infos[i] = (VkDescriptorBufferInfo){bindings[i].buffer, bindings[i].offset,
-                                                c->guard ? lmn_vk_guard_widen(c, bindings[i].buffer,
-                                                                              bindings[i].offset,
-                                                                              bindings[i].range)
-                                                         : bindings[i].range};
-        else
-            infos[i] = (VkDescriptorBufferInfo){lmn_vk_buffer_handle(c->dummy), c->dummy->offset,
-                                                c->dummy->size};
+    for (guint i = 0; i < n_bindings; i++) {
+        infos[i] = (VkDescriptorBufferInfo){
+            bindings[i].buffer, bindings[i].offset,
+            c->guard
+                ? lmn_vk_guard_widen(c, bindings[i].buffer, bindings[i].offset, bindings[i].range)
+                : bindings[i].range};
         writes[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -660,10 +660,13 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
             .pBufferInfo = &infos[i],
         };
     }
-    c->fn.vkUpdateDescriptorSets(c->device, LMN_VK_MAX_BINDINGS, writes, 0, NULL);
+    c->fn.vkUpdateDescriptorSets(c->device, n_bindings, writes, 0, NULL);
 
     track(c, bindings, n_bindings, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
+    /* The kernel's push constants only (rounded up to whole words), not the layout's whole
+     * LMN_VK_PUSH_BYTES range. */
     guint8 block[LMN_VK_PUSH_BYTES] = {0};
+    const guint32 push_bytes = (guint32) MIN((push_size + 3) / 4 * 4, sizeof block);
     memcpy(block, push, MIN(push_size, sizeof block));
     if (pipeline != c->bound_pipeline) {
         c->fn.vkCmdBindPipeline(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline);
@@ -672,8 +675,9 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
     }
     c->fn.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipeline_layout, 0, 1,
                                   &set, 0, NULL);
-    c->fn.vkCmdPushConstants(c->cmd, c->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                             LMN_VK_PUSH_BYTES, block);
+    if (push_bytes > 0)
+        c->fn.vkCmdPushConstants(c->cmd, c->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                                 push_bytes, block);
     c->fn.vkCmdDispatch(c->cmd, gx, gy, gz);
     c->n_recorded++;
     c->n_dispatches++;

@@ -29,23 +29,12 @@ LmnLayer *lmn_layer_new_in_model(LmnRegistry *registry, const char *type, const 
 /** lmn_layer_reset_buffers: fills every buffer of @layer with its declared initial value. */
 void lmn_layer_reset_buffers(LmnLayer *layer);
 
-/** lmn_layer_fuses_activation: Returns: whether @layer's forward honours LmnLayerIO.fusion. */
-gboolean lmn_layer_fuses_activation(const LmnLayer *layer);
 /**
- * lmn_layer_fuses_activation_grad:
- * Returns: whether @layer's backward honours LmnLayerIO.fusion
- * (LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD).
+ * lmn_layer_has_flag:
+ * Returns: whether @layer's vtable has @flag (one of LmnLayerFlags: what the core may fuse or
+ *   alias around it)
  */
-gboolean lmn_layer_fuses_activation_grad(const LmnLayer *layer);
-/** lmn_layer_is_reshape: Returns: whether @layer's output is its input's bytes
- * (LMN_LAYER_FLAG_RESHAPE). */
-gboolean lmn_layer_is_reshape(const LmnLayer *layer);
-/**
- * lmn_layer_loss_grad_in_forward:
- * Returns: whether @layer's training forward writes its input gradients when given them
- *   (LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD)
- */
-gboolean lmn_layer_loss_grad_in_forward(const LmnLayer *layer);
+gboolean lmn_layer_has_flag(const LmnLayer *layer, LmnLayerFlags flag);
 /**
  * lmn_layer_as_unary:
  * Returns: TRUE, with @op and @alpha, when @layer's forward is exactly lmn_op_unary on its input

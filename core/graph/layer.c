@@ -689,28 +689,10 @@ gboolean lmn_layer_is_loss(const LmnLayer *layer)
     return (layer->vtable->flags & LMN_LAYER_FLAG_LOSS) != 0;
 }
 
-gboolean lmn_layer_fuses_activation(const LmnLayer *layer)
+gboolean lmn_layer_has_flag(const LmnLayer *layer, LmnLayerFlags flag)
 {
     g_return_val_if_fail(layer != NULL, FALSE);
-    return (layer->vtable->flags & LMN_LAYER_FLAG_FUSES_ACTIVATION) != 0;
-}
-
-gboolean lmn_layer_fuses_activation_grad(const LmnLayer *layer)
-{
-    g_return_val_if_fail(layer != NULL, FALSE);
-    return (layer->vtable->flags & LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD) != 0;
-}
-
-gboolean lmn_layer_loss_grad_in_forward(const LmnLayer *layer)
-{
-    g_return_val_if_fail(layer != NULL, FALSE);
-    return (layer->vtable->flags & LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD) != 0;
-}
-
-gboolean lmn_layer_is_reshape(const LmnLayer *layer)
-{
-    g_return_val_if_fail(layer != NULL, FALSE);
-    return (layer->vtable->flags & LMN_LAYER_FLAG_RESHAPE) != 0;
+    return (layer->vtable->flags & flag) != 0;
 }
 
 gboolean lmn_layer_as_unary(LmnLayer *layer, LmnUnaryOp *op, float *alpha)

@@ -381,7 +381,8 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
             a->n_inputs != 1 || a->inputs[0] != i || p->info.dtype != LMN_DTYPE_F32 ||
             a->info.dtype != LMN_DTYPE_F32)
             continue;
-        if (!lmn_layer_fuses_activation(p->layer) || !lmn_layer_as_unary(a->layer, &op, &alpha))
+        if (!lmn_layer_has_flag(p->layer, LMN_LAYER_FLAG_FUSES_ACTIVATION) ||
+            !lmn_layer_as_unary(a->layer, &op, &alpha))
             continue;
         p->has_fusion = TRUE;
         p->fusion =
@@ -390,7 +391,8 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
     }
     for (guint i = m->first_layer; i < m->nodes->len; i++) {
         Node *l = node_at(m, i);
-        if (!l->is_loss || l->weight != 1.0f || !lmn_layer_loss_grad_in_forward(l->layer))
+        if (!l->is_loss || l->weight != 1.0f ||
+            !lmn_layer_has_flag(l->layer, LMN_LAYER_FLAG_LOSS_GRAD_IN_FORWARD))
             continue;
         gboolean penalties = FALSE;
         for (guint j = 0; j < l->n_inputs; j++) {
@@ -402,7 +404,8 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
     for (guint i = m->first_layer; i < m->nodes->len; i++) {
         Node *r = node_at(m, i);
         const Node *in = r->n_inputs == 1 ? node_at(m, r->inputs[0]) : NULL;
-        r->aliases_input = in != NULL && !r->is_loss && lmn_layer_is_reshape(r->layer) &&
+        r->aliases_input = in != NULL && !r->is_loss &&
+                           lmn_layer_has_flag(r->layer, LMN_LAYER_FLAG_RESHAPE) &&
                            r->info.dtype == in->info.dtype &&
                            lmn_shape_numel(&r->info.shape) == lmn_shape_numel(&in->info.shape);
     }
@@ -422,7 +425,7 @@ static gboolean plan_fusion(LmnModel *m, GError **error)
         if (c >= m->nodes->len)
             continue; /* its consumer reads it among several inputs */
         Node *cn = node_at(m, c);
-        if (cn->is_loss || !lmn_layer_fuses_activation_grad(cn->layer))
+        if (cn->is_loss || !lmn_layer_has_flag(cn->layer, LMN_LAYER_FLAG_FUSES_ACTIVATION_GRAD))
             continue;
         a->grad_fused_into = c;
         cn->grad_fusion_of = i;

@@ -172,17 +172,29 @@ static inline gint64 logit_rows(const LmnTensor *logits)
     return logits->shape.ndim >= 2 ? logits->shape.dims[0] : 1;
 }
 
+/* The arguments lmn_op_softmax_xent documents (each failure a critical). */
+static gboolean xent_args_ok(const LmnTensor *logits, const LmnTensor *labels,
+                             const LmnTensor *probs, const LmnTensor *loss)
+{
+    g_return_val_if_fail(logits != NULL && labels != NULL && probs != NULL && loss != NULL, FALSE);
+    g_return_val_if_fail(logits->backend != NULL, FALSE);
+    g_return_val_if_fail(SAME_BACKEND(labels, logits) && SAME_BACKEND(probs, logits) &&
+                             SAME_BACKEND(loss, logits),
+                         FALSE);
+    g_return_val_if_fail(logits->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32 &&
+                             probs->dtype == LMN_DTYPE_F32 && loss->dtype == LMN_DTYPE_F32,
+                         FALSE);
+    g_return_val_if_fail(NUMEL(labels) == logit_rows(logits) && NUMEL(probs) == NUMEL(logits),
+                         FALSE);
+    g_return_val_if_fail(NUMEL(loss) == 1, FALSE);
+    return TRUE;
+}
+
 void lmn_op_softmax_xent(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *probs,
                          LmnTensor *loss, float smoothing)
 {
-    g_return_if_fail(logits != NULL && labels != NULL && probs != NULL && loss != NULL);
-    g_return_if_fail(logits->backend != NULL);
-    g_return_if_fail(SAME_BACKEND(labels, logits) && SAME_BACKEND(probs, logits) &&
-                     SAME_BACKEND(loss, logits));
-    g_return_if_fail(logits->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32 &&
-                     probs->dtype == LMN_DTYPE_F32 && loss->dtype == LMN_DTYPE_F32);
-    g_return_if_fail(NUMEL(labels) == logit_rows(logits) && NUMEL(probs) == NUMEL(logits));
-    g_return_if_fail(NUMEL(loss) == 1);
+    if (!xent_args_ok(logits, labels, probs, loss))
+        return;
     LmnBackend *be = logits->backend;
     be->vtable->softmax_xent(be->context, logits, labels, probs, loss, smoothing);
 }
@@ -190,8 +202,9 @@ void lmn_op_softmax_xent(const LmnTensor *logits, const LmnTensor *labels, LmnTe
 void lmn_op_softmax_xent_grad(const LmnTensor *logits, const LmnTensor *labels, LmnTensor *probs,
                               LmnTensor *loss, float smoothing, LmnTensor *dx, float scale)
 {
-    g_return_if_fail(logits != NULL && labels != NULL && probs != NULL && loss != NULL);
-    g_return_if_fail(dx != NULL && logits->backend != NULL && SAME_BACKEND(dx, logits));
+    if (!xent_args_ok(logits, labels, probs, loss))
+        return;
+    g_return_if_fail(dx != NULL && SAME_BACKEND(dx, logits));
     g_return_if_fail(dx->dtype == LMN_DTYPE_F32 && NUMEL(dx) == NUMEL(logits));
     g_return_if_fail(dx->buffer != probs->buffer || dx->offset != probs->offset);
     LmnBackend *be = logits->backend;
@@ -200,12 +213,6 @@ void lmn_op_softmax_xent_grad(const LmnTensor *logits, const LmnTensor *labels, 
         lmn_op_softmax_xent_backward(probs, labels, dx, scale, smoothing);
         return;
     }
-    g_return_if_fail(SAME_BACKEND(labels, logits) && SAME_BACKEND(probs, logits) &&
-                     SAME_BACKEND(loss, logits));
-    g_return_if_fail(logits->dtype == LMN_DTYPE_F32 && labels->dtype == LMN_DTYPE_I32 &&
-                     probs->dtype == LMN_DTYPE_F32 && loss->dtype == LMN_DTYPE_F32);
-    g_return_if_fail(NUMEL(labels) == logit_rows(logits) && NUMEL(probs) == NUMEL(logits));
-    g_return_if_fail(NUMEL(loss) == 1);
     be->vtable->softmax_xent_grad(be->context, logits, labels, probs, loss, smoothing, dx, scale);
 }
 

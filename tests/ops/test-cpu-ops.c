@@ -595,6 +595,22 @@ static void test_gemm_training_shapes(void)
 
 /* ---- GEMM with an epilogue (ABI 1.5) ---- */
 
+/* An unbatched product of @d's sizes on @a and @b (C set by the caller). */
+static LmnGemm gemm_desc(const Dims *d, gboolean ta, gboolean tb, float alpha, float beta,
+                         LmnTensor *a, LmnTensor *b)
+{
+    return (LmnGemm){.struct_size = sizeof(LmnGemm),
+                     .trans_a = ta,
+                     .trans_b = tb,
+                     .m = d->m,
+                     .n = d->n,
+                     .k = d->k,
+                     .alpha = alpha,
+                     .beta = beta,
+                     .a = a,
+                     .b = b};
+}
+
 /* One lmn_op_gemm_ex case on @be: the fused op against the composition lmn_op_gemm_ex specifies
  * (lmn_op_gemm, then bias_add, unary and bias_grad on exact views), bit for bit.  @extra
  * elements after C's m x n (a partial last batch) must stay untouched. */
@@ -615,16 +631,7 @@ static void check_gemm_ex(LmnBackend *be, const Dims *d, gboolean ta, gboolean t
     g_autofree float *y0 = random_floats(mn + extra, -1, 1);
     LmnTensor *at = tensor_on(be, mk + extra, a), *bt = tensor_on(be, kn, b);
     LmnTensor *biast = tensor_on(be, d->n, bv);
-    LmnGemm g = {.struct_size = sizeof(LmnGemm),
-                 .trans_a = ta,
-                 .trans_b = tb,
-                 .m = d->m,
-                 .n = d->n,
-                 .k = d->k,
-                 .alpha = 0.75f,
-                 .beta = beta,
-                 .a = at,
-                 .b = bt};
+    LmnGemm g = gemm_desc(d, ta, tb, 0.75f, beta, at, bt);
     float *got[2], *sums[2], *acts[2];
     for (int fused = 0; fused < 2; fused++) {
         LmnTensor *ct = tensor_on(be, mn + extra, c0), *st = tensor_on(be, d->m, s0);
@@ -719,16 +726,7 @@ static void check_gemm_ex_grad(LmnBackend *be, const Dims *d, gboolean ta, gbool
     g_autofree float *y = random_floats(mn + extra, 0.05, 0.95);
     LmnTensor *at = tensor_on(be, mk, a), *bt = tensor_on(be, kn, b);
     LmnTensor *xt = tensor_on(be, mn + extra, x), *yt = tensor_on(be, mn + extra, y);
-    LmnGemm g = {.struct_size = sizeof(LmnGemm),
-                 .trans_a = ta,
-                 .trans_b = tb,
-                 .m = d->m,
-                 .n = d->n,
-                 .k = d->k,
-                 .alpha = 1.0f,
-                 .beta = 0.0f,
-                 .a = at,
-                 .b = bt};
+    LmnGemm g = gemm_desc(d, ta, tb, 1.0f, 0.0f, at, bt);
     float *got[2];
     for (int fused = 0; fused < 2; fused++) {
         LmnTensor *ct = tensor_on(be, mn + extra, c0);

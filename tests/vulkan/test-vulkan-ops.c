@@ -474,6 +474,19 @@ static void test_gemm(void)
                  "vulkan-gemm)");
 }
 
+/* An unbatched m x n x k product with alpha 1 (operands set by the caller). */
+static LmnGemm gemm_desc(gboolean ta, gboolean tb, gint64 m, gint64 n, gint64 k, float beta)
+{
+    return (LmnGemm){.struct_size = sizeof(LmnGemm),
+                     .trans_a = ta,
+                     .trans_b = tb,
+                     .m = m,
+                     .n = n,
+                     .k = k,
+                     .alpha = 1.0f,
+                     .beta = beta};
+}
+
 /* lmn_op_gemm_ex on @vb against the CPU backend's (itself bit-identical to the composed ops,
  * test-cpu-ops): @extra elements after C's m x n must stay as they were. */
 static void gemm_ex_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gint64 n, gint64 k,
@@ -489,14 +502,7 @@ static void gemm_ex_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m, gin
     /* An activation goes to a separate output in every other case. */
     static guint n_cases;
     const gboolean separate = act != LMN_UNARY_IDENTITY && n_cases++ % 2 == 0;
-    LmnGemm g = {.struct_size = sizeof(LmnGemm),
-                 .trans_a = ta,
-                 .trans_b = tb,
-                 .m = m,
-                 .n = n,
-                 .k = k,
-                 .alpha = 1.0f,
-                 .beta = beta};
+    LmnGemm g = gemm_desc(ta, tb, m, n, k, beta);
     LmnGemmEpilogue e = {.struct_size = sizeof e,
                          .activation = act,
                          .activation_alpha = act_alpha,
@@ -528,14 +534,7 @@ static void gemm_ex_grad_case(LmnBackend *vb, gboolean ta, gboolean tb, gint64 m
     Pair c = pair_random_on(vb, (gsize) (m * n + extra), -1, 1);
     Pair x = pair_random_on(vb, (gsize) (m * n + extra), -2, 2);
     Pair y = pair_random_on(vb, (gsize) (m * n + extra), 0.05f, 0.95f);
-    LmnGemm g = {.struct_size = sizeof(LmnGemm),
-                 .trans_a = ta,
-                 .trans_b = tb,
-                 .m = m,
-                 .n = n,
-                 .k = k,
-                 .alpha = 1.0f,
-                 .beta = 0.0f};
+    LmnGemm g = gemm_desc(ta, tb, m, n, k, 0.0f);
     LmnGemmEpilogue e = {.struct_size = sizeof e, .activation_grad = op, .activation_alpha = alpha};
     LmnGemm gc = g, gv = g;
     LmnGemmEpilogue ec = e, ev = e;

@@ -1464,6 +1464,25 @@ static void test_softmax_xent(void)
         }
 }
 
+/* lmn_op_softmax_xent_grad refuses (a critical) dx in the probabilities' memory, which the
+ * one pass would read back after overwriting, and a dx of the wrong size. */
+static void test_softmax_xent_grad_refused(gconstpointer data)
+{
+    const int which = GPOINTER_TO_INT(data);
+    if (g_test_subprocess()) {
+        float x[6] = {0};
+        const gint32 y[2] = {0, 1};
+        LmnTensor *tx = tensor_2d(2, 3, x), *tp = tensor_2d(2, 3, x);
+        LmnTensor *ty = tensor_i32(2, y), *tl = tensor_f32(1, NULL);
+        LmnTensor *dx = which == 0 ? lmn_tensor_ref(tp) : tensor_f32(5, NULL);
+        lmn_op_softmax_xent_grad(tx, ty, tp, tl, 0.0f, dx, 0.5f);
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDIN);
+    g_test_trap_assert_failed();
+    g_test_trap_assert_stderr("*lmn_op_softmax_xent_grad*");
+}
+
 static void test_count_correct(void)
 {
     /* Ties: the first maximum wins. */
@@ -2905,6 +2924,10 @@ int main(int argc, char **argv)
     g_test_add_func("/ops/cpu/binary-axpby", test_binary_axpby);
     g_test_add_func("/ops/cpu/reduce", test_reduce);
     g_test_add_func("/ops/cpu/softmax-xent", test_softmax_xent);
+    g_test_add_data_func("/ops/cpu/softmax-xent-grad/refused/dx-is-probs", GINT_TO_POINTER(0),
+                         test_softmax_xent_grad_refused);
+    g_test_add_data_func("/ops/cpu/softmax-xent-grad/refused/dx-size", GINT_TO_POINTER(1),
+                         test_softmax_xent_grad_refused);
     g_test_add_func("/ops/cpu/count-correct", test_count_correct);
     g_test_add_func("/ops/cpu/kernel", test_kernel);
     g_test_add_func("/ops/cpu/kernel/split", test_kernel_split);

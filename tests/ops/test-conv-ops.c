@@ -8,17 +8,14 @@
  */
 #include <lamina/lamina.h>
 
+#include "conv-case.h"
+
 #include <math.h>
 #include <string.h>
 
 static LmnRegistry *registry;
 static LmnBackend *backend;
 static GRand *rng;
-
-typedef struct {
-    const char *name;
-    gint64 n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups;
-} ConvCase;
 
 static const ConvCase cases[] = {
     {"plain", 2, 3, 7, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1},
@@ -32,28 +29,6 @@ static const ConvCase cases[] = {
     {"pointwise", 9, 8, 12, 10, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1},
     {"pointwise-grouped", 7, 8, 12, 10, 12, 1, 1, 1, 1, 0, 0, 1, 1, 4},
 };
-
-static LmnConv2dDesc desc_of(const ConvCase *cc)
-{
-    LmnConv2dDesc d = {.struct_size = sizeof d,
-                       .n = cc->n,
-                       .c = cc->c,
-                       .h = cc->h,
-                       .w = cc->w,
-                       .k = cc->k,
-                       .kernel_h = cc->kh,
-                       .kernel_w = cc->kw,
-                       .stride_h = cc->sh,
-                       .stride_w = cc->sw,
-                       .pad_h = cc->ph,
-                       .pad_w = cc->pw,
-                       .dilation_h = cc->dh,
-                       .dilation_w = cc->dw,
-                       .groups = cc->groups};
-    d.out_h = (d.h + 2 * d.pad_h - d.dilation_h * (d.kernel_h - 1) - 1) / d.stride_h + 1;
-    d.out_w = (d.w + 2 * d.pad_w - d.dilation_w * (d.kernel_w - 1) - 1) / d.stride_w + 1;
-    return d;
-}
 
 static LmnTensor *tensor_new(gint64 n, const float *data)
 {
@@ -140,7 +115,7 @@ static void assert_close(const char *what, const float *got, const double *want,
 static void check_case(gconstpointer p)
 {
     const ConvCase *cc = p;
-    LmnConv2dDesc d = desc_of(cc);
+    LmnConv2dDesc d = conv_case_desc(cc);
     gint64 nx = d.n * d.c * d.h * d.w, nw = d.k * (d.c / d.groups) * d.kernel_h * d.kernel_w;
     gint64 ny = d.n * d.k * d.out_h * d.out_w;
     g_autofree float *x = random_floats(nx), *w = random_floats(nw), *dy = random_floats(ny);
@@ -190,7 +165,7 @@ static void check_case(gconstpointer p)
 /* beta 0 overwrites dweight whatever it held. */
 static void test_backward_weights_overwrites(void)
 {
-    LmnConv2dDesc d = desc_of(&cases[1]);
+    LmnConv2dDesc d = conv_case_desc(&cases[1]);
     gint64 nx = d.n * d.c * d.h * d.w, nw = d.k * d.c * d.kernel_h * d.kernel_w;
     gint64 ny = d.n * d.k * d.out_h * d.out_w;
     g_autofree float *x = random_floats(nx), *dy = random_floats(ny);

@@ -14,6 +14,8 @@
  */
 #include <lamina/lamina.h>
 
+#include "../ops/conv-case.h"
+
 #include "vk-test-setup.h"
 
 #include <math.h>
@@ -26,11 +28,6 @@ static LmnBackend *vk;
 static LmnBackend *vk_small; /* LAMINA_VK_MAX_STORAGE_RANGE=4096 */
 static gboolean validating;
 static GRand *rng;
-
-typedef struct {
-    const char *name;
-    gint64 n, c, h, w, k, kh, kw, sh, sw, ph, pw, dh, dw, groups;
-} ConvCase;
 
 static const ConvCase cases[] = {
     {"plain-3x3", 2, 3, 7, 6, 4, 3, 3, 1, 1, 0, 0, 1, 1, 1},
@@ -77,28 +74,6 @@ static LmnBackend *open_vulkan(gboolean validation, GError **error)
     LmnBackend *b = lmn_backend_new(registry, "vulkan", params, lmn_vk_test_device(), error);
     lmn_params_unref(params);
     return b;
-}
-
-static LmnConv2dDesc desc_of(const ConvCase *cc)
-{
-    LmnConv2dDesc d = {.struct_size = sizeof d,
-                       .n = cc->n,
-                       .c = cc->c,
-                       .h = cc->h,
-                       .w = cc->w,
-                       .k = cc->k,
-                       .kernel_h = cc->kh,
-                       .kernel_w = cc->kw,
-                       .stride_h = cc->sh,
-                       .stride_w = cc->sw,
-                       .pad_h = cc->ph,
-                       .pad_w = cc->pw,
-                       .dilation_h = cc->dh,
-                       .dilation_w = cc->dw,
-                       .groups = cc->groups};
-    d.out_h = (d.h + 2 * d.pad_h - d.dilation_h * (d.kernel_h - 1) - 1) / d.stride_h + 1;
-    d.out_w = (d.w + 2 * d.pad_w - d.dilation_w * (d.kernel_w - 1) - 1) / d.stride_w + 1;
-    return d;
 }
 
 /* ---- tensors ---- */
@@ -218,7 +193,7 @@ static void assert_close(const char *what, const float *got, const float *want, 
 static void check_op(LmnBackend *vb, const ConvCase *cc, Op op, const float *a, const float *w,
                      const float *init, float beta)
 {
-    LmnConv2dDesc d = desc_of(cc);
+    LmnConv2dDesc d = conv_case_desc(cc);
     Sizes s = sizes_of(&d);
     const gint64 na = op == BACKWARD_DATA ? s.ny : s.nx;
     const gint64 nw = op == BACKWARD_WEIGHTS ? s.ny : s.nw;
@@ -237,7 +212,7 @@ static void check_op(LmnBackend *vb, const ConvCase *cc, Op op, const float *a, 
 
 static void check_case(LmnBackend *vb, const ConvCase *cc)
 {
-    LmnConv2dDesc d = desc_of(cc);
+    LmnConv2dDesc d = conv_case_desc(cc);
     Sizes s = sizes_of(&d);
     g_autofree float *x = random_floats(s.nx), *w = random_floats(s.nw);
     g_autofree float *dy = random_floats(s.ny), *dw0 = random_floats(s.nw);
@@ -252,7 +227,7 @@ static void check_case(LmnBackend *vb, const ConvCase *cc)
 static void test_case(gconstpointer data)
 {
     /* Native: the core allocates no im2col scratch for the Vulkan backend. */
-    LmnConv2dDesc d = desc_of(data);
+    LmnConv2dDesc d = conv_case_desc(data);
     g_assert_true(lmn_backend_has_native_conv2d(vk));
     g_assert_cmpint(lmn_op_conv2d_cols_numel(vk, &d), ==, 0);
     check_case(vk, data);
@@ -308,7 +283,7 @@ static void assert_refused(const GError *error, Op op, const char *because)
 static void test_image_too_large(void)
 {
     const ConvCase big = {"big-image", 2, 3, 24, 24, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-    LmnConv2dDesc d = desc_of(&big);
+    LmnConv2dDesc d = conv_case_desc(&big);
     for (Op op = FORWARD; op <= BACKWARD_WEIGHTS; op++) {
         g_autoptr(GError) error = op_error("4096", op, &d, FALSE);
         assert_refused(error, op, "one image (1728 elements) exceeds maxStorageBufferRange");
@@ -319,7 +294,7 @@ static void test_image_too_large(void)
 static void test_beyond_32_bits(void)
 {
     const ConvCase huge = {"huge", 70000, 64, 32, 32, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-    LmnConv2dDesc d = desc_of(&huge);
+    LmnConv2dDesc d = conv_case_desc(&huge);
     for (Op op = FORWARD; op <= BACKWARD_WEIGHTS; op++) {
         g_autoptr(GError) error = op_error(NULL, op, &d, TRUE);
         assert_refused(error, op, "beyond the kernels' 32-bit indexing");
@@ -343,7 +318,7 @@ static void test_env_im2col(void)
         vk = open_with_conv_env("im2col", &error);
         g_assert_no_error(error);
         /* The core's im2col + GEMM path, on the same backend, still matches the CPU. */
-        LmnConv2dDesc d = desc_of(&cases[1]);
+        LmnConv2dDesc d = conv_case_desc(&cases[1]);
         g_assert_false(lmn_backend_has_native_conv2d(vk));
         g_assert_cmpint(lmn_op_conv2d_cols_numel(vk, &d), >, 0);
         check_case(vk, &cases[1]);

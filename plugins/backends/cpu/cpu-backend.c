@@ -138,16 +138,20 @@ static gboolean threads_from_env(gint64 *threads, GError **error)
     return TRUE;
 }
 
-/* LAMINA_CPU_CONV: unset, or "direct" for the convolution ops' direct loops (cpu-conv.c). */
-static gboolean conv_mode_from_env(gboolean *direct, GError **error)
+/* LAMINA_CPU_CONV: unset (oneDNN's JIT kernels where the build has oneDNN, else the blocked
+ * im2col + GEMM path), "blocked" for that path even with oneDNN, or "direct" for the direct
+ * loops (cpu-conv.c); the last two are there to test the paths oneDNN otherwise hides. */
+static gboolean conv_mode_from_env(gboolean *direct, gboolean *blocked, GError **error)
 {
     const char *text = g_getenv("LAMINA_CPU_CONV");
     *direct = g_strcmp0(text, "direct") == 0;
-    if (text == NULL || *text == '\0' || *direct)
+    *blocked = g_strcmp0(text, "blocked") == 0;
+    if (text == NULL || *text == '\0' || *direct || *blocked)
         return TRUE;
     g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
-                "LAMINA_CPU_CONV = '%s': expected 'direct' (the convolution ops as direct loops, "
-                "for testing) or nothing; unset it",
+                "LAMINA_CPU_CONV = '%s': expected 'blocked' (im2col + GEMM, not oneDNN's "
+                "convolution kernels) or 'direct' (direct loops), both for testing, or nothing; "
+                "unset it",
                 text);
     return FALSE;
 }
@@ -166,8 +170,8 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     if (threads <= 0)
         threads = usable_cores();
     threads = CLAMP(threads, 1, CPU_MAX_THREADS);
-    gboolean conv_direct = FALSE;
-    if (!conv_mode_from_env(&conv_direct, error))
+    gboolean conv_direct = FALSE, conv_blocked = FALSE;
+    if (!conv_mode_from_env(&conv_direct, &conv_blocked, error))
         return NULL;
 
     LmnCpuContext *c = g_new0(LmnCpuContext, 1);
@@ -192,10 +196,15 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
 #endif
 #ifdef LMN_HAVE_ONEDNN
     gemm_warm_up();
+    /* Without an engine (it needs no device, so only a failed allocation stops it) the
+     * convolutions keep to the blocked path. */
+    if (!conv_direct && !conv_blocked)
+        c->dnnl = lmn_cpu_dnnl_new(c->n_threads);
 #endif
     g_autofree char *blas = blas_name();
     c->description =
-        g_strdup_printf("cpu: %u thread%s, %s", c->n_threads, c->n_threads == 1 ? "" : "s", blas);
+        g_strdup_printf("cpu: %u thread%s, %s%s", c->n_threads, c->n_threads == 1 ? "" : "s", blas,
+                        c->dnnl != NULL ? ", oneDNN JIT convolutions" : "");
     return c;
 }
 
@@ -204,6 +213,9 @@ static void cpu_close(gpointer ctx)
     LmnCpuContext *c = ctx;
     lmn_cpu_pool_free(c->pool);
     lmn_cpu_conv_scratch_free(c);
+#ifdef LMN_HAVE_ONEDNN
+    lmn_cpu_dnnl_free(c->dnnl);
+#endif
     g_mutex_clear(&c->exec_lock);
     g_free(c->description);
     g_free(c);

@@ -279,6 +279,20 @@ static void term_backward_weights(const ConvRun *r, gsize xi, gsize wi, gsize yi
 
 /* ---- the ops ---- */
 
+/* oneDNN's JIT kernels where the build has them and they take the shape (cpu-conv-dnnl.c). */
+static gboolean dnnl_conv(LmnCpuContext *c, guint chunks, LmnCpuDnnlConvKind kind,
+                          const LmnConv2dDesc *d, const float *in0, const float *in1, float *out,
+                          float beta)
+{
+#ifdef LMN_HAVE_ONEDNN
+    return c->dnnl != NULL &&
+           lmn_cpu_dnnl_conv(c->dnnl, c->pool, chunks, kind, d, in0, in1, out, beta);
+#else
+    (void) c, (void) chunks, (void) kind, (void) d, (void) in0, (void) in1, (void) out, (void) beta;
+    return FALSE;
+#endif
+}
+
 void lmn_cpu_conv2d_forward(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
                             const LmnTensor *weight, LmnTensor *y)
 {
@@ -289,7 +303,9 @@ void lmn_cpu_conv2d_forward(gpointer ctx, const LmnConv2dDesc *d, const LmnTenso
     r.y = fptr(y);
     EXEC_BEGIN(c);
     guint chunks = conv_chunks(c, &r);
-    if (conv_scratch(c, &r, chunks, FALSE)) {
+    if (dnnl_conv(c, chunks, LMN_CPU_DNNL_CONV_FORWARD, d, r.x, r.w, r.y, 0.0f)) {
+        /* done by oneDNN */
+    } else if (conv_scratch(c, &r, chunks, FALSE)) {
         conv_dispatch(c, &r, chunks, forward_images);
     } else {
         memset(r.y, 0, (gsize) (d->n * d->k * r.l) * sizeof(float));
@@ -308,7 +324,9 @@ void lmn_cpu_conv2d_backward_data(gpointer ctx, const LmnConv2dDesc *d, const Lm
     r.dx = fptr(dx);
     EXEC_BEGIN(c);
     guint chunks = conv_chunks(c, &r);
-    if (conv_scratch(c, &r, chunks, FALSE)) {
+    if (dnnl_conv(c, chunks, LMN_CPU_DNNL_CONV_BACKWARD_DATA, d, r.dy, r.w, r.dx, 0.0f)) {
+        /* done by oneDNN */
+    } else if (conv_scratch(c, &r, chunks, FALSE)) {
         conv_dispatch(c, &r, chunks, backward_data_images);
     } else {
         memset(r.dx, 0, (gsize) (d->n * d->c * d->h * d->w) * sizeof(float));
@@ -328,7 +346,9 @@ void lmn_cpu_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const
     const gsize numel = (gsize) (d->k * r.ckk);
     EXEC_BEGIN(c);
     guint chunks = conv_chunks(c, &r);
-    if (conv_scratch(c, &r, chunks, TRUE)) {
+    if (dnnl_conv(c, chunks, LMN_CPU_DNNL_CONV_BACKWARD_WEIGHTS, d, r.x, r.dy, out, beta)) {
+        /* done by oneDNN */
+    } else if (conv_scratch(c, &r, chunks, TRUE)) {
         conv_dispatch(c, &r, chunks, backward_weights_images);
         /* beta 0 overwrites (NaN in dweight does not survive); partials in chunk order. */
         for (gsize e = 0; e < numel; e++) {

@@ -30,6 +30,9 @@ G_BEGIN_DECLS
 /* Blocked reductions use at most this many partial sums, so they need no allocation. */
 #define LMN_CPU_MAX_PARTIALS 4096
 
+/* oneDNN's JIT convolutions (cpu-conv-dnnl.c), where the build has oneDNN. */
+typedef struct _LmnCpuDnnl LmnCpuDnnl;
+
 typedef struct {
     LmnCpuPool *pool;
     guint n_threads;
@@ -48,6 +51,9 @@ typedef struct {
     gsize *conv_dw_cap;
     float **conv_out; /* a block's outputs or output gradients, [K, images * oh * ow] */
     gsize *conv_out_cap;
+    /* oneDNN's convolution kernels and their plans, or NULL: the blocked path (no oneDNN in the
+     * build, or LAMINA_CPU_CONV=blocked or direct). */
+    LmnCpuDnnl *dnnl;
 } LmnCpuContext;
 
 void lmn_cpu_fill(gpointer ctx, LmnTensor *t, float value);
@@ -96,6 +102,31 @@ void lmn_cpu_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const
                                      const LmnTensor *dy, LmnTensor *dweight, float beta);
 /* Frees the convolution scratch (cpu_close). */
 void lmn_cpu_conv_scratch_free(gpointer ctx);
+
+/* The three convolution ops in oneDNN's terms: the operands in0, in1 and out of
+ * lmn_cpu_dnnl_conv() are x, weight, y (forward); dy, weight, dx (backward data); and x, dy,
+ * dweight (backward weights). */
+typedef enum {
+    LMN_CPU_DNNL_CONV_FORWARD,
+    LMN_CPU_DNNL_CONV_BACKWARD_DATA,
+    LMN_CPU_DNNL_CONV_BACKWARD_WEIGHTS,
+} LmnCpuDnnlConvKind;
+
+#ifdef LMN_HAVE_ONEDNN
+/* The engine and one stream per thread; NULL where oneDNN cannot make them. */
+LmnCpuDnnl *lmn_cpu_dnnl_new(guint n_threads);
+void lmn_cpu_dnnl_free(LmnCpuDnnl *dn);
+/* Runs @kind on @d with oneDNN's JIT kernels, the images cut into @chunks pool chunks (1, or
+ * lmn_cpu_pool_indexed_chunks() of the batch), and returns TRUE; or returns FALSE having written
+ * nothing the caller relies on (oneDNN has no JIT kernel for the shape, or a call failed), and
+ * the caller runs its own path.  Backward weights: out = beta * out + the gradient (beta 0 or
+ * 1).  Called under the context's exec lock. */
+gboolean lmn_cpu_dnnl_conv(LmnCpuDnnl *dn, LmnCpuPool *pool, guint chunks, LmnCpuDnnlConvKind kind,
+                           const LmnConv2dDesc *d, const float *in0, const float *in1, float *out,
+                           float beta);
+/* The plans made so far (each shape, op and chunk size), for the tests. */
+guint lmn_cpu_dnnl_n_plans(LmnCpuDnnl *dn);
+#endif
 
 /* ABI 1.1 */
 void lmn_cpu_im2col(gpointer ctx, const LmnTensor *x, LmnTensor *cols, const LmnConv2dGeom *g);

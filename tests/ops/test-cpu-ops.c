@@ -2116,6 +2116,49 @@ static void test_pool(void)
         lmn_tensor_unref(y2);
         lmn_tensor_unref(a2);
     }
+    /* The fast path on many ties: values in {0, 1, 2}, odd height and width (the last row and
+     * column dropped), planes of 65 output rows of 100 input columns (more than its buffer's 40
+     * rows at a time), split across the pool; the first maximum in window order wins. */
+    {
+        const GeomCase many = {{3, 4, 131, 101, 2, 2, 2, 2, 0, 0, 1, 1}};
+        LmnConv2dGeom g3 = make_geom(&many);
+        const gint64 nx = geom_x_size(&g3), ny = geom_y_size(&g3);
+        g_autofree float *xs = random_floats((gsize) nx, 0, 3);
+        for (gint64 i = 0; i < nx; i++)
+            xs[i] = floorf(xs[i]);
+        g_autofree double *want = g_new(double, ny);
+        g_autofree gint32 *want_arg = g_new(gint32, ny);
+        pool_reference(LMN_POOL_MAX, &g3, xs, want, want_arg);
+        LmnTensor *x3 = tensor_f32(nx, xs), *y3 = tensor_f32(ny, NULL), *a3 = tensor_i32(ny, NULL);
+        lmn_op_pool2d(LMN_POOL_MAX, x3, y3, a3, &g3);
+        g_autofree float *yv = read_all(y3);
+        g_autofree gint32 *av = read_all_i32(a3);
+        for (gint64 o = 0; o < ny; o++) {
+            g_assert_cmpfloat(yv[o], ==, want[o]);
+            g_assert_cmpint(av[o], ==, want_arg[o]);
+        }
+        lmn_tensor_unref(x3);
+        lmn_tensor_unref(y3);
+        lmn_tensor_unref(a3);
+    }
+    /* Signed zeros tie: the first in window order is kept, sign and all. */
+    {
+        const GeomCase two = {{1, 1, 2, 4, 2, 2, 2, 2, 0, 0, 1, 1}};
+        LmnConv2dGeom g4 = make_geom(&two);
+        const float xs[8] = {-0.0f, -1,    0.0f,  0.0f, /* window 0: -0 at 0; window 1: +0 at 2 */
+                             0.0f,  -0.0f, -0.0f, -0.0f};
+        LmnTensor *x4 = tensor_f32(8, xs), *y4 = tensor_f32(2, NULL), *a4 = tensor_i32(2, NULL);
+        lmn_op_pool2d(LMN_POOL_MAX, x4, y4, a4, &g4);
+        g_autofree float *yv = read_all(y4);
+        g_autofree gint32 *av = read_all_i32(a4);
+        g_assert_true(signbit(yv[0]));
+        g_assert_cmpint(av[0], ==, 0);
+        g_assert_false(signbit(yv[1]));
+        g_assert_cmpint(av[1], ==, 2);
+        lmn_tensor_unref(x4);
+        lmn_tensor_unref(y4);
+        lmn_tensor_unref(a4);
+    }
     /* AVG counts the padding in the divisor (PyTorch's count_include_pad): corner = 4 / 9. */
     lmn_op_fill(tx, 1.0f);
     lmn_op_pool2d(LMN_POOL_AVG, tx, ty, NULL, &g);

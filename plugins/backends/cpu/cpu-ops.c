@@ -1266,6 +1266,9 @@ static inline void pool_window(const LmnConv2dGeom *g, gint64 oh, gint64 ow, gin
     valid_range(*w0, g->dilation_w, g->width, g->kernel_w, j0, j1);
 }
 
+/* Floats (and as many indices) of pool_max_2x2()'s per-thread buffer, on the stack. */
+#define POOL_2X2_BUF 4096
+
 /* Whether max pooling is the common 2x2, stride-2 case with every window inside the image, for
  * which pool_max_2x2() avoids the general window arithmetic (LeNet-style models spend a tenth of
  * a step pooling). */
@@ -1274,7 +1277,8 @@ static gboolean pool_is_2x2(const PoolJob *j)
     const LmnConv2dGeom *g = j->g;
     return j->mode == LMN_POOL_MAX && g->kernel_h == 2 && g->kernel_w == 2 && g->stride_h == 2 &&
            g->stride_w == 2 && g->pad_h == 0 && g->pad_w == 0 && g->dilation_h == 1 &&
-           g->dilation_w == 1 && 2 * g->out_h <= g->height && 2 * g->out_w <= g->width;
+           g->dilation_w == 1 && 2 * g->out_h <= g->height && 2 * g->out_w <= g->width &&
+           2 * g->out_w <= POOL_2X2_BUF;
 }
 
 /* The general rule as a select: @v replaces @best when it is greater, or a NaN over a number.
@@ -1286,40 +1290,61 @@ static inline gboolean pool_better(float v, float best)
     return v > best || (v != v && best == best);
 }
 
-/* Branch-free, so that the compiler vectorises it across the output row (the AVX-512 clone
- * handles 16 windows at once). */
+/* Whether the right of two vertical winners @l and @r (indices @li and @ri in the plane) wins:
+ * it is strictly better, or they tie (equal, or both NaN) and it comes first in window order.
+ * Bitwise, not short-circuit, so that the loops around it vectorise. */
+static inline int pool_pick_right(float l, float r, gint32 li, gint32 ri)
+{
+    const int lnan = l != l, rnan = r != r;
+    const int r_better = (r > l) | (rnan & !lnan), l_better = (l > r) | (lnan & !rnan);
+    return r_better | (!r_better & !l_better & (ri < li));
+}
+
+/* In two stages, each a loop the compiler vectorises (the AVX-512 clone takes 16 at once):
+ * first the vertical winner of each input column pair of rows 2oh and 2oh + 1, with its index in
+ * the plane, into a buffer; then, over the whole block of output rows as one flat loop (an output
+ * row is too short a loop: 14 windows in the residual CNN's stem), the winner of each horizontal
+ * pair.  The result is the sequential scan's: a later candidate wins only when strictly better
+ * (pool_better()), and where the two vertical winners tie (equal, or both NaN) the one first in
+ * window order wins, which is the one with the smaller index in the plane. */
 LMN_CPU_CLONES static void pool_max_2x2(const PoolJob *j, gsize begin, gsize end)
 {
     const LmnConv2dGeom *g = j->g;
     const gint64 H = g->height, W = g->width, OH = g->out_h, OW = g->out_w;
+    const gint64 W2 = 2 * OW; /* the input columns the windows cover */
+    const gint64 rows = MAX(POOL_2X2_BUF / W2, 1);
+    float v[POOL_2X2_BUF];
+    gint32 vi[POOL_2X2_BUF];
     for (gsize u = begin; u < end; u++) {
         const float *xp = j->x + u * (gsize) (H * W);
-        float *yp = j->y + u * (gsize) (OH * OW);
-        gint32 *ap = j->argmax != NULL ? j->argmax + u * (gsize) (OH * OW) : NULL;
-        for (gint64 oh = 0; oh < OH; oh++) {
-            const float *restrict x0 = xp + 2 * oh * W, *restrict x1 = x0 + W;
-            float *restrict y = yp + oh * OW;
-            const gint32 r0 = (gint32) (2 * oh * W), r1 = (gint32) (r0 + W);
-            if (ap == NULL) {
-                for (gint64 ow = 0; ow < OW; ow++) {
-                    const float a = x0[2 * ow], b = x0[2 * ow + 1];
-                    const float c = x1[2 * ow], d = x1[2 * ow + 1];
-                    const float ab = pool_better(b, a) ? b : a, cd = pool_better(d, c) ? d : c;
-                    y[ow] = pool_better(cd, ab) ? cd : ab;
+        for (gint64 oh0 = 0; oh0 < OH; oh0 += rows) {
+            const gint64 nr = MIN(rows, OH - oh0);
+            for (gint64 r = 0; r < nr; r++) {
+                const gint64 oh = oh0 + r;
+                const float *restrict x0 = xp + 2 * oh * W, *restrict x1 = x0 + W;
+                float *restrict vr = v + r * W2;
+                gint32 *restrict ir = vi + r * W2;
+                const gint32 base = (gint32) (2 * oh * W);
+                for (gint64 i = 0; i < W2; i++) {
+                    const gboolean low = pool_better(x1[i], x0[i]);
+                    vr[i] = low ? x1[i] : x0[i];
+                    ir[i] = base + (gint32) i + (low ? (gint32) W : 0);
                 }
+            }
+            const gsize out0 = u * (gsize) (OH * OW) + (gsize) (oh0 * OW), n = (gsize) (nr * OW);
+            float *restrict y = j->y + out0;
+            gint32 *restrict arg = j->argmax != NULL ? j->argmax + out0 : NULL;
+            if (arg == NULL) {
+                for (gsize t = 0; t < n; t++)
+                    y[t] = pool_pick_right(v[2 * t], v[2 * t + 1], vi[2 * t], vi[2 * t + 1])
+                               ? v[2 * t + 1]
+                               : v[2 * t];
                 continue;
             }
-            gint32 *restrict arg = ap + oh * OW;
-            for (gint64 ow = 0; ow < OW; ow++) {
-                const float a = x0[2 * ow], b = x0[2 * ow + 1];
-                const float c = x1[2 * ow], d = x1[2 * ow + 1];
-                const gint32 col = (gint32) (2 * ow);
-                const gboolean tb = pool_better(b, a), td = pool_better(d, c);
-                const float ab = tb ? b : a, cd = td ? d : c;
-                const gint32 iab = r0 + col + (tb ? 1 : 0), icd = r1 + col + (td ? 1 : 0);
-                const gboolean tc = pool_better(cd, ab);
-                y[ow] = tc ? cd : ab;
-                arg[ow] = tc ? icd : iab;
+            for (gsize t = 0; t < n; t++) {
+                const int right = pool_pick_right(v[2 * t], v[2 * t + 1], vi[2 * t], vi[2 * t + 1]);
+                y[t] = right ? v[2 * t + 1] : v[2 * t];
+                arg[t] = right ? vi[2 * t + 1] : vi[2 * t];
             }
         }
     }
@@ -1467,27 +1492,68 @@ static inline float bn_invstd(float var, float eps)
     return (float) (1.0 / sqrt((double) var + (double) eps));
 }
 
-/* Sum of (x - m)^2 in double with four interleaved accumulators (a fixed order). */
+/* Eight doubles as one value (GCC's vector extension): the compiler keeps interleaved
+ * accumulators in registers as vectors, one zmm in the AVX-512 clone, where it leaves an array of
+ * eight scalars on the stack.  Lane by lane the operations are the scalar ones, so every clone
+ * gives the same bits. */
+typedef float LmnV8f __attribute__((vector_size(32)));
+typedef double LmnV8d __attribute__((vector_size(64)));
+
+/* Macros, not functions: a function taking or returning a 64-byte vector has no fixed ABI
+ * across the clones (GCC's -Wpsabi). */
+#define LOAD8_F64(p)                                                                               \
+    ({                                                                                             \
+        LmnV8f f8_;                                                                                \
+        memcpy(&f8_, (p), sizeof f8_);                                                             \
+        __builtin_convertvector(f8_, LmnV8d);                                                      \
+    })
+#define HSUM8_F64(a)                                                                               \
+    ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + ((a)[6] + (a)[7])))
+
+/* Sum of (x - m)^2 in double with eight interleaved accumulators, as sum_f64(). */
 static inline double sum_sqdev_f64(const float *restrict x, gsize n, double m)
 {
-    double acc[4] = {0};
+    LmnV8d acc = {0};
     gsize i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (gsize q = 0; q < 4; q++) {
-            const double d = (double) x[i + q] - m;
-            acc[q] += d * d;
-        }
+    for (; i + 8 <= n; i += 8) {
+        const LmnV8d d = LOAD8_F64(x + i) - m;
+        acc += d * d;
+    }
     double tail = 0.0;
     for (; i < n; i++) {
         const double d = (double) x[i] - m;
         tail += d * d;
     }
-    return (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
+    return HSUM8_F64(acc) + tail;
+}
+
+/* sum(dy) and sum(dy * (x - m)) over @n elements in double, eight interleaved accumulators each
+ * (sixteen, in two vectors, measured slower). */
+static inline void sum_dy_dyx_f64(const float *restrict x, const float *restrict dy, gsize n,
+                                  float m, double *sdy, double *sdyx)
+{
+    LmnV8d a = {0}, b = {0};
+    const double md = m;
+    gsize i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const LmnV8d g = LOAD8_F64(dy + i);
+        a += g;
+        b += g * (LOAD8_F64(x + i) - md);
+    }
+    double ta = 0.0, tb = 0.0;
+    for (; i < n; i++) {
+        ta += dy[i];
+        tb += (double) dy[i] * ((double) x[i] - md);
+    }
+    *sdy += HSUM8_F64(a) + ta;
+    *sdyx += HSUM8_F64(b) + tb;
 }
 
 /* Two passes (mean, then squared deviations from it) in double: one-pass E[x^2] - E[x]^2 loses
- * the variance to cancellation when |mean| >> std. */
-static void bn_stats_channels(gsize begin, gsize end, gpointer data)
+ * the variance to cancellation when |mean| >> std.  Cloned (LMN_CPU_CLONES) like every loop
+ * below: the baseline's SSE2 converts and adds two doubles at a time, and these loops are
+ * compute-bound (a channel's planes stay in L2 between the passes). */
+LMN_CPU_CLONES static void bn_stats_channels(gsize begin, gsize end, gpointer data)
 {
     const BnJob *j = data;
     const double count = (double) (j->outer * j->inner);
@@ -1557,7 +1623,7 @@ void lmn_cpu_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, 
 
 /* y = (x - mean) * (weight * invstd) + bias: subtracting the mean first keeps the precision
  * that the folded form x * scale + shift would lose when |mean| >> std. */
-static void bn_forward_planes(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void bn_forward_planes(gsize begin, gsize end, gpointer data)
 {
     const BnJob *j = data;
     const gsize inner = j->inner;
@@ -1620,7 +1686,7 @@ void lmn_cpu_batchnorm_forward(gpointer ctx, const LmnTensor *x, const LmnTensor
 /* With xhat = (x - mean) * invstd and M = outer * inner samples per channel:
  * dx = weight * invstd * (dy - sum(dy) / M - xhat * sum(dy * xhat) / M),
  * dweight = sum(dy * xhat), dbias = sum(dy); the sums in double, one channel per unit. */
-static void bn_backward_channels(gsize begin, gsize end, gpointer data)
+LMN_CPU_CLONES static void bn_backward_channels(gsize begin, gsize end, gpointer data)
 {
     const BnJob *j = data;
     const gsize inner = j->inner, C = j->channels;
@@ -1629,23 +1695,9 @@ static void bn_backward_channels(gsize begin, gsize end, gpointer data)
         const float m = j->mean[ch];
         const float invstd = bn_invstd(j->var[ch], j->eps);
         double sdy = 0.0, sdyx = 0.0;
-        for (gsize o = 0; o < j->outer; o++) {
-            const float *restrict x = j->x + (o * C + ch) * inner;
-            const float *restrict dy = j->dy + (o * C + ch) * inner;
-            double a[4] = {0}, b[4] = {0};
-            gsize i = 0;
-            for (; i + 4 <= inner; i += 4)
-                for (gsize q = 0; q < 4; q++) {
-                    a[q] += dy[i + q];
-                    b[q] += (double) dy[i + q] * ((double) x[i + q] - m);
-                }
-            for (; i < inner; i++) {
-                a[0] += dy[i];
-                b[0] += (double) dy[i] * ((double) x[i] - m);
-            }
-            sdy += (a[0] + a[1]) + (a[2] + a[3]);
-            sdyx += (b[0] + b[1]) + (b[2] + b[3]);
-        }
+        for (gsize o = 0; o < j->outer; o++)
+            sum_dy_dyx_f64(j->x + (o * C + ch) * inner, j->dy + (o * C + ch) * inner, inner, m,
+                           &sdy, &sdyx);
         sdyx *= invstd; /* sum(dy * xhat) */
         const float k = invstd * (j->weight ? j->weight[ch] : 1.0f);
         const float mdy = (float) (sdy / count), mdyx = (float) (sdyx / count);

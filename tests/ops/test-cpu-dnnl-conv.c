@@ -161,6 +161,31 @@ static void check_case(gconstpointer data)
     }
 }
 
+/* Past 256 plans the cache starts over: 300 batch sizes of one small convolution, each a plan of
+ * its own, never hold more than 256, and each result is still right. */
+static void test_plan_cache_bound(void)
+{
+    for (gint64 n = 1; n <= 300; n++) {
+        const ConvCase cc = {"cache", n, 16, 6, 6, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+        const LmnConv2dDesc d = conv_case_desc(&cc);
+        const gsize nx = (gsize) (n * 16 * 36), nw = 16 * 16 * 9;
+        g_autofree float *x = g_new(float, nx), *w = g_new(float, nw), *y = g_new(float, nx);
+        g_autoptr(GRand) rng = g_rand_new_with_seed((guint32) n);
+        fill(x, nx, rng);
+        fill(w, nw, rng);
+        if (!lmn_cpu_dnnl_conv(dnnl, pool, 1, LMN_CPU_DNNL_CONV_FORWARD, &d, x, w, y, 0.0f))
+            g_error("batch %" G_GINT64_FORMAT ": oneDNN did not take a 16-channel 3x3 convolution", n);
+        g_assert_cmpuint(lmn_cpu_dnnl_n_plans(dnnl), <=, 256);
+        if (n % 50 == 0) {
+            g_autofree double *ry = g_new0(double, nx), *rdx = g_new0(double, nx);
+            g_autofree double *rdw = g_new0(double, nw);
+            g_autofree float *dy = g_new0(float, nx);
+            reference(&d, x, w, dy, ry, rdx, rdw);
+            assert_close("y", y, ry, nx);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -174,6 +199,7 @@ int main(int argc, char **argv)
         g_autofree char *path = g_strdup_printf("/cpu/dnnl-conv/%s", cases[i].shape.name);
         g_test_add_data_func(path, &cases[i], check_case);
     }
+    g_test_add_func("/cpu/dnnl-conv/plan-cache-bound", test_plan_cache_bound);
     const int rc = g_test_run();
     lmn_cpu_dnnl_free(dnnl);
     lmn_cpu_pool_free(pool);

@@ -312,8 +312,6 @@ static Plan *plan_get(LmnCpuDnnl *dn, LmnCpuDnnlConvKind kind, const LmnConv2dDe
     Plan *p = g_hash_table_lookup(dn->plans, key);
     if (p != NULL)
         return p;
-    if (g_hash_table_size(dn->plans) >= DNNL_MAX_PLANS)
-        g_hash_table_remove_all(dn->plans);
     p = g_new0(Plan, 1);
     /* oneDNN sizes a kernel's thread partition when its primitive descriptor is created, from
      * the OpenMP count then: one, as when it runs on a pool chunk, or each chunk would start a
@@ -476,6 +474,10 @@ gboolean lmn_cpu_dnnl_conv(LmnCpuDnnl *dn, LmnCpuPool *pool, guint chunks, LmnCp
      * last one shorter. */
     const gsize per = (n + chunks - 1) / chunks, last = n - (chunks - 1) * per;
     DnnlRun r = {.dn = dn, .kind = kind, .per_chunk = per, .in0 = in0, .in1 = in1, .out = out};
+    /* Room for this call's two plans, made before either is looked up, so that the second
+     * lookup never frees the first. */
+    if (g_hash_table_size(dn->plans) + 2 > DNNL_MAX_PLANS)
+        g_hash_table_remove_all(dn->plans);
     r.plans[0] = plan_get(dn, kind, d, (gint64) per);
     r.plans[1] = last == per ? r.plans[0] : plan_get(dn, kind, d, (gint64) last);
     if (!r.plans[0]->usable || !r.plans[1]->usable)

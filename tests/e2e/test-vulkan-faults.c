@@ -196,7 +196,8 @@ static void test_staged_training_matches_cpu(Fixture *fx, gconstpointer unused)
 
 /* What LAMINA_VK_STATS=1 reports of a run. */
 typedef struct {
-    guint64 fence_waits, dispatches, binds, submissions, staged_bytes;
+    guint64 fence_waits, dispatches, binds, submissions, staged_bytes, sets;
+    gboolean push; /* descriptors pushed into the command buffer, not allocated sets */
 } VkStats;
 
 static guint64 stat_before(const char *line, const char *label)
@@ -232,8 +233,12 @@ static VkStats run_stats(Fixture *fx, int steps, const char *staging, const char
     const char *at = strstr(line, " submissions, ");
     g_assert_nonnull(at);
     VkStats s = {g_ascii_strtoull(at + strlen(" submissions, "), NULL, 10),
-                 stat_before(line, " dispatches"), stat_before(line, " pipeline binds"),
-                 stat_before(line, " submissions"), stat_before(line, " staged bytes")};
+                 stat_before(line, " dispatches"),
+                 stat_before(line, " pipeline binds"),
+                 stat_before(line, " submissions"),
+                 stat_before(line, " staged bytes"),
+                 stat_before(line, " descriptor sets allocated"),
+                 strstr(line, "(push descriptors)") != NULL};
     if (g_test_verbose())
         g_printerr("%d steps (LAMINA_VK_STAGING=%s): %s", steps, staging, line);
     return s;
@@ -285,6 +290,23 @@ static void test_fence_waits_per_step(Fixture *fx, gconstpointer unused)
     g_assert_cmpuint(small.submissions, >, large.submissions + small.staged_bytes / 1024);
 }
 
+/* lavapipe offers VK_KHR_push_descriptor: dispatches push their descriptors and no set is
+ * allocated; with LAMINA_VK_PUSH_DESCRIPTORS=0 every dispatch allocates one from the pools, and
+ * the run records the same dispatches. */
+static void test_push_descriptors(Fixture *fx, gconstpointer unused)
+{
+    const VkStats pushed = run_stats(fx, 2, "0", "1");
+    g_assert_true(pushed.push);
+    g_assert_cmpuint(pushed.sets, ==, 0);
+    g_setenv("LAMINA_VK_PUSH_DESCRIPTORS", "0", TRUE);
+    const VkStats pooled = run_stats(fx, 3, "0", "1");
+    g_unsetenv("LAMINA_VK_PUSH_DESCRIPTORS");
+    g_assert_false(pooled.push);
+    g_assert_cmpuint(pooled.sets, ==, pooled.dispatches);
+    /* One step more: 13 dispatches more (test_fence_waits_per_step counts them). */
+    g_assert_cmpuint(pooled.dispatches, ==, pushed.dispatches + 13);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -305,5 +327,7 @@ int main(int argc, char **argv)
                test_staged_training_matches_cpu, fixture_teardown);
     g_test_add("/e2e/vulkan/fence-waits-per-step", Fixture, NULL, fixture_setup,
                test_fence_waits_per_step, fixture_teardown);
+    g_test_add("/e2e/vulkan/push-descriptors", Fixture, NULL, fixture_setup, test_push_descriptors,
+               fixture_teardown);
     return g_test_run();
 }

@@ -29,10 +29,12 @@ static void print_stats(LmnVkContext *c)
                " fence waits, %" G_GUINT64_FORMAT " barriers, %" G_GUINT64_FORMAT
                " direct writes, %" G_GUINT64_FORMAT " staged writes, %" G_GUINT64_FORMAT
                " staged reads, %" G_GUINT64_FORMAT " staged bytes, peak memory %" G_GUINT64_FORMAT
-               " bytes, %" G_GUINT64_FORMAT " dispatches, %" G_GUINT64_FORMAT " pipeline binds\n",
+               " bytes, %" G_GUINT64_FORMAT " dispatches, %" G_GUINT64_FORMAT
+               " pipeline binds, %" G_GUINT64_FORMAT " descriptor sets allocated (%s)\n",
                c->desc.props.deviceName, c->n_submits, c->n_fence_waits, c->n_barriers,
                c->n_direct_writes, c->n_staged_writes, c->n_staged_reads, c->staged_bytes,
-               c->memory_peak, c->n_dispatches, c->n_pipeline_binds);
+               c->memory_peak, c->n_dispatches, c->n_pipeline_binds, c->n_sets_allocated,
+               c->push_descriptors ? "push descriptors" : "descriptor pools");
 }
 
 static void vk_close(gpointer ctx)

@@ -352,6 +352,21 @@ static guint32 pick_memory_type(LmnVkContext *c)
     return pick;
 }
 
+/* Whether the chosen physical device offers device extension @name. */
+static gboolean has_device_extension(LmnVkContext *c, const char *name)
+{
+    guint32 n = 0;
+    if (c->fn.vkEnumerateDeviceExtensionProperties(c->desc.physical, NULL, &n, NULL) != VK_SUCCESS)
+        return FALSE;
+    g_autofree VkExtensionProperties *props = g_new0(VkExtensionProperties, MAX(n, 1));
+    if (c->fn.vkEnumerateDeviceExtensionProperties(c->desc.physical, NULL, &n, props) != VK_SUCCESS)
+        return FALSE;
+    for (guint32 i = 0; i < n; i++)
+        if (g_str_equal(props[i].extensionName, name))
+            return TRUE;
+    return FALSE;
+}
+
 gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **error)
 {
     g_autoptr(GArray) devices = lmn_vk_enumerate(c, error);
@@ -385,10 +400,15 @@ gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **erro
         .queueCount = 1,
         .pQueuePriorities = &priority,
     };
+    const char *push_ext = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
+    c->push_descriptors = g_strcmp0(g_getenv("LAMINA_VK_PUSH_DESCRIPTORS"), "0") != 0 &&
+                          has_device_extension(c, push_ext);
     VkDeviceCreateInfo di = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
+        .enabledExtensionCount = c->push_descriptors ? 1 : 0,
+        .ppEnabledExtensionNames = c->push_descriptors ? &push_ext : NULL,
     };
     VkResult r = c->fn.vkCreateDevice(c->desc.physical, &di, NULL, &c->device);
     if (r != VK_SUCCESS) {
@@ -398,6 +418,13 @@ gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **erro
         return FALSE;
     }
     c->fn.vkGetDeviceQueue(c->device, c->queue_family, 0, &c->queue);
+    if (c->push_descriptors) {
+        /* Through the instance: it dispatches to the device the command buffer belongs to. */
+        c->fn.vkCmdPushDescriptorSetKHR =
+            (PFN_vkCmdPushDescriptorSetKHR) c->fn.vkGetInstanceProcAddr(
+                c->instance, "vkCmdPushDescriptorSetKHR");
+        c->push_descriptors = c->fn.vkCmdPushDescriptorSetKHR != NULL;
+    }
 
     const VkPhysicalDeviceLimits *lim = &c->desc.props.limits;
     c->max_range = lim->maxStorageBufferRange;

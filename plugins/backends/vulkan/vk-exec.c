@@ -128,6 +128,10 @@ static void record_result(LmnVkContext *c, VkResult r, const char *what)
 
 static char *cache_path(LmnVkContext *c)
 {
+    /* LAMINA_VK_PIPELINE_CACHE names the file instead (tests that corrupt it use their own). */
+    const char *override = g_getenv("LAMINA_VK_PIPELINE_CACHE");
+    if (override != NULL && *override != '\0')
+        return g_strdup(override);
     GString *uuid = g_string_new(NULL);
     for (guint i = 0; i < VK_UUID_SIZE; i++)
         g_string_append_printf(uuid, "%02x", c->desc.uuid[i]);
@@ -169,6 +173,7 @@ static VkResult create_layouts(LmnVkContext *c)
         };
     VkDescriptorSetLayoutCreateInfo li = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .flags = c->push_descriptors ? VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR : 0,
         .bindingCount = LMN_VK_MAX_BINDINGS,
         .pBindings = b,
     };
@@ -414,8 +419,10 @@ static VkDescriptorSet allocate_set(LmnVkContext *c)
             .pSetLayouts = &c->set_layout,
         };
         VkDescriptorSet set;
-        if (c->fn.vkAllocateDescriptorSets(c->device, &ai, &set) == VK_SUCCESS)
+        if (c->fn.vkAllocateDescriptorSets(c->device, &ai, &set) == VK_SUCCESS) {
+            c->n_sets_allocated++;
             return set;
+        }
         s->pool_index++; /* this pool is full: the next one (created on demand) */
     }
 }
@@ -636,8 +643,8 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
 {
     if (pipeline == VK_NULL_HANDLE || gx == 0 || gy == 0 || gz == 0 || !lmn_vk_begin_command(c))
         return;
-    VkDescriptorSet set = allocate_set(c);
-    if (set == VK_NULL_HANDLE)
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    if (!c->push_descriptors && (set = allocate_set(c)) == VK_NULL_HANDLE)
         return;
     /* Only the bindings the kernel declares are written: a descriptor the pipeline never uses
      * may stay unwritten, and every kernel is dispatched with exactly its bindings (the
@@ -660,7 +667,8 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
             .pBufferInfo = &infos[i],
         };
     }
-    c->fn.vkUpdateDescriptorSets(c->device, n_bindings, writes, 0, NULL);
+    if (!c->push_descriptors)
+        c->fn.vkUpdateDescriptorSets(c->device, n_bindings, writes, 0, NULL);
 
     track(c, bindings, n_bindings, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT);
     /* The kernel's push constants only (rounded up to whole words), not the layout's whole
@@ -673,8 +681,16 @@ void lmn_vk_dispatch(LmnVkContext *c, VkPipeline pipeline, const LmnVkBinding *b
         c->bound_pipeline = pipeline;
         c->n_pipeline_binds++;
     }
-    c->fn.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipeline_layout, 0, 1,
-                                  &set, 0, NULL);
+    /* Pushed descriptors stay bound across a pipeline change (the layout is the same), and so
+     * do bound sets; either way each dispatch gives its own. */
+    if (c->push_descriptors) {
+        if (n_bindings > 0)
+            c->fn.vkCmdPushDescriptorSetKHR(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE,
+                                            c->pipeline_layout, 0, n_bindings, writes);
+    } else {
+        c->fn.vkCmdBindDescriptorSets(c->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c->pipeline_layout, 0,
+                                      1, &set, 0, NULL);
+    }
     if (push_bytes > 0)
         c->fn.vkCmdPushConstants(c->cmd, c->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
                                  push_bytes, block);

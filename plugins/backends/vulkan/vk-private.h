@@ -24,6 +24,7 @@ G_BEGIN_DECLS
     X(vkGetPhysicalDeviceProperties2)                                                              \
     X(vkGetPhysicalDeviceMemoryProperties)                                                         \
     X(vkGetPhysicalDeviceQueueFamilyProperties)                                                    \
+    X(vkEnumerateDeviceExtensionProperties)                                                        \
     X(vkCreateDevice)                                                                              \
     X(vkDestroyDevice)                                                                             \
     X(vkGetDeviceQueue)                                                                            \
@@ -81,6 +82,8 @@ typedef struct {
     LMN_VK_GLOBAL_FNS(LMN_VK_DECLARE_FN)
     LMN_VK_INSTANCE_FNS(LMN_VK_DECLARE_FN)
     LMN_VK_OPTIONAL_FNS(LMN_VK_DECLARE_FN)
+    /* VK_KHR_push_descriptor's, where the device has it and it is enabled. */
+    PFN_vkCmdPushDescriptorSetKHR vkCmdPushDescriptorSetKHR;
 } LmnVkFns;
 #undef LMN_VK_DECLARE_FN
 
@@ -199,6 +202,9 @@ typedef struct {
 
     /* vk-exec.c */
     VkDescriptorSetLayout set_layout;
+    /* VK_KHR_push_descriptor: each dispatch writes its descriptors into the command buffer, with
+     * no set to allocate and update (LAMINA_VK_PUSH_DESCRIPTORS=0 turns it off, for tests). */
+    gboolean push_descriptors;
     VkPipelineLayout pipeline_layout;
     VkPipelineCache pipeline_cache;
     char *pipeline_cache_path;
@@ -226,7 +232,7 @@ typedef struct {
     guint64 fault_lost_at;  /* LAMINA_VK_DEBUG_FAULT=device-lost:N, 0 = none */
     /* Counters (LAMINA_VK_STATS=1 prints them at close). */
     guint64 n_submits, n_fence_waits, n_barriers, n_direct_writes, n_staged_writes, n_staged_reads,
-        staged_bytes, n_dispatches, n_pipeline_binds;
+        staged_bytes, n_dispatches, n_pipeline_binds, n_sets_allocated;
     GMutex lock; /* serialises ops from different threads */
 
     /* vk-staging.c */

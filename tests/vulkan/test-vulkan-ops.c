@@ -1303,12 +1303,15 @@ static void test_upsample_chunked(void)
  * CPU sums in double, Vulkan in float in a fixed order. */
 static void test_batchnorm(void)
 {
-    const gint64 shapes[][3] = {{4, 3, 5}, {64, 10, 1}, {2, 1, 1000}, {1, 5, 1}, {3, 2, 37}};
+    /* The last two have enough samples per channel (8192 and more) for several workgroups per
+     * channel (the split modes); LAMINA_VK_BN_SPLITS forces them on all (vulkan-ops-bn-splits). */
+    const gint64 shapes[][3] = {{4, 3, 5},  {64, 10, 1},  {2, 1, 1000}, {1, 5, 1},
+                                {3, 2, 37}, {64, 3, 600}, {32, 2, 520}};
     for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {
         const gint64 outer = shapes[s][0], C = shapes[s][1], inner = shapes[s][2];
         const gsize n = (gsize) (outer * C * inner);
         /* A large mean with a small spread: a one-pass variance would lose it. */
-        const double centre = s == 2 ? 1000.0 : 0.5;
+        const double centre = s == 2 || s == 5 ? 1000.0 : 0.5;
         Pair x = pair_random(n, centre - 1, centre + 1);
         Pair mean = pair_random((gsize) C, 0, 1), var = pair_random((gsize) C, 0, 1);
         BOTH(lmn_op_batchnorm_stats(x.c, mean.c, var.c, outer, C, inner),
@@ -1370,10 +1373,11 @@ static void test_batchnorm(void)
     pair_free(&x0);
     pair_free(&m0);
     pair_free(&v0);
-    mark("batchnorm_stats",
-         "5 shapes incl. inner 1 and a mean far above the spread (two-pass), no samples (NaN)");
-    mark("batchnorm_forward", "5 shapes, with and without weight/bias");
-    mark("batchnorm_backward", "5 shapes, with and without dweight/dbias, dx aliasing dy");
+    mark("batchnorm_stats", "7 shapes incl. inner 1, a mean far above the spread (two-pass) and "
+                            "several workgroups per channel, no samples (NaN)");
+    mark("batchnorm_forward", "7 shapes, with and without weight/bias");
+    mark("batchnorm_backward", "7 shapes, with and without dweight/dbias, dx aliasing dy, "
+                               "several workgroups per channel");
 }
 
 /* ---- optimizer kernels (SPIR-V variants of sgd/adam/adamw update) ---- */

@@ -1222,6 +1222,7 @@ void lmn_vk_pool2d_backward(gpointer ctx, LmnPoolMode mode, const LmnTensor *dy,
 typedef struct {
     guint32 mode, outer, channels, inner, eps, has_weight, has_bias, has_out1, has_out2;
     guint32 off_x, off_dy, off_mean, off_var, off_w, off_b, off_y, off_o1, off_o2;
+    guint32 splits, nparts, off_part; /* modes 3-7: workgroups per channel, the partials */
 } BnPush;
 
 /* Binds @t (@n elements from element @e0) at @slot, or the dummy buffer when @t is NULL. */
@@ -1238,12 +1239,13 @@ static gboolean bind_opt(LmnVkContext *c, const LmnTensor *t, gsize e0, gsize n,
 /* One batchnorm.comp dispatch on a piece of the tensors: the per-sample operands (@x, @dy, @y)
  * bound from element @e0 over @span elements, the per-channel ones from channel @c0 over @nc;
  * per-channel modes run @nc workgroups (the push constants' channels is the stride). */
-static void bn_op(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTensor *dy,
-                  const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
-                  const LmnTensor *bias, LmnTensor *y, LmnTensor *out1, LmnTensor *out2, gsize e0,
-                  gsize span, gsize c0, gsize nc, const char *op)
+static void bn_op_split(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTensor *dy,
+                        const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
+                        const LmnTensor *bias, LmnTensor *y, LmnTensor *out1, LmnTensor *out2,
+                        gsize e0, gsize span, gsize c0, gsize nc, const LmnVkBinding *part,
+                        guint32 groups_y, const char *op)
 {
-    LmnVkBinding b[9];
+    LmnVkBinding b[10];
     p->has_weight = weight != NULL;
     p->has_bias = bias != NULL;
     p->has_out1 = out1 != NULL;
@@ -1258,21 +1260,48 @@ static void bn_op(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTenso
         !bind_opt(c, out1, c0, nc, TRUE, &b[7], &p->off_o1, op) ||
         !bind_opt(c, out2, c0, nc, TRUE, &b[8], &p->off_o2, op))
         return;
+    if (part != NULL)
+        b[9] = *part;
     /* The writable slots count as written by the shader (synchronization validation): an
      * unused one gets a written binding of this dispatch rather than the shared dummy, which
      * would look written to every later dispatch that reads it. */
-    LmnTensor *const outs[3] = {y, out1, out2};
+    const gboolean written[4] = {y != NULL, out1 != NULL, out2 != NULL, part != NULL};
     gint used = -1;
-    for (gint k = 0; k < 3 && used < 0; k++)
-        if (outs[k] != NULL)
+    for (gint k = 0; k < 4 && used < 0; k++)
+        if (written[k])
             used = k;
-    for (gint k = 0; k < 3 && used >= 0; k++)
-        if (outs[k] == NULL)
+    for (gint k = 0; k < 4 && used >= 0; k++)
+        if (!written[k])
             b[6 + k] = b[6 + used];
-    /* Modes 0 and 2 run one workgroup per channel; mode 1 is element-wise. */
+    /* Modes 0 and 2 run one workgroup per channel (3-7 @groups_y per channel); mode 1 is
+     * element-wise. */
     const guint32 groups = p->mode == 1 ? groups_for(span) : (guint32) nc;
-    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BATCHNORM), b, 9, p, sizeof *p,
-                    groups, 1, 1);
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BATCHNORM), b, 10, p, sizeof *p,
+                    groups, groups_y, 1);
+}
+
+/* Modes 0-2 (see bn_op_split). */
+static void bn_op(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTensor *dy,
+                  const LmnTensor *mean, const LmnTensor *var, const LmnTensor *weight,
+                  const LmnTensor *bias, LmnTensor *y, LmnTensor *out1, LmnTensor *out2, gsize e0,
+                  gsize span, gsize c0, gsize nc, const char *op)
+{
+    bn_op_split(c, p, x, dy, mean, var, weight, bias, y, out1, out2, e0, span, c0, nc, NULL, 1, op);
+}
+
+/* Workgroups per channel for a per-channel pass over @count samples: one per 8192 samples, at
+ * most 64, so that the 16 channels of a [128, 16, 28, 28] batch run as 192 workgroups, not 16
+ * (a GPU has a hundred or more compute units).  It depends on the shape only, so results do too.
+ * LAMINA_VK_BN_SPLITS=N forces N (tests: the split modes on small shapes). */
+static guint32 bn_splits(gsize count)
+{
+    const char *forced = g_getenv("LAMINA_VK_BN_SPLITS");
+    if (forced != NULL && *forced != '\0') {
+        guint64 v = g_ascii_strtoull(forced, NULL, 10);
+        if (v >= 1 && v <= 64)
+            return (guint32) MIN(v, MAX(count, 1));
+    }
+    return (guint32) CLAMP(count / 8192, 1, 64);
 }
 
 /* Whether the sizes fit the shader's 32-bit indexing. */
@@ -1373,6 +1402,26 @@ void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, L
         const gsize nc = MIN(cg, C - c0);
         const LmnTensor xv = view_at(x, c0 * in);
         BnPush p = {.mode = 0, .channels = (guint32) C, .inner = (guint32) in};
+        const guint32 S = bn_splits(O * in);
+        if (per >= O && S > 1) {
+            /* Split: partial sums of x (mode 3), then of squared deviations from the mean (4),
+             * then the mean and variance (5). */
+            LmnVkBinding pb;
+            LmnVkBuffer *buf = scratch(c, 2 * nc * S, &pb);
+            if (buf == NULL)
+                break;
+            const gsize span = (O - 1) * plane + nc * in;
+            p.outer = (guint32) O;
+            p.splits = S;
+            p.nparts = (guint32) (nc * S);
+            for (guint32 mode = 3; mode <= 5; mode++) {
+                p.mode = mode;
+                bn_op_split(c, &p, &xv, NULL, NULL, NULL, NULL, NULL, NULL, mode == 5 ? mean : NULL,
+                            mode == 5 ? var : NULL, 0, span, c0, nc, &pb, mode == 5 ? 1 : S, op);
+            }
+            scratch_done(c, buf);
+            continue;
+        }
         if (per >= O) {
             /* The whole group's samples in one binding: the shader's two passes. */
             p.outer = (guint32) O;
@@ -1582,9 +1631,29 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
                 LmnTensor dwv = dweight != NULL ? view_at(dweight, c0) : mv;
                 LmnTensor dbv = dbias != NULL ? view_at(dbias, c0) : mv;
                 const gsize span = O == 0 ? 0 : (O - 1) * (C * in) + nc * in;
-                bn_op(c, &p, &xv, &dyv, &mv, &vv, weight != NULL ? &wv : NULL, NULL,
-                      (LmnTensor *) &dxv, dweight != NULL ? &dwv : NULL,
-                      dbias != NULL ? &dbv : NULL, 0, span, 0, nc, op);
+                const guint32 S = bn_splits(O * in);
+                if (S == 1) {
+                    bn_op(c, &p, &xv, &dyv, &mv, &vv, weight != NULL ? &wv : NULL, NULL,
+                          (LmnTensor *) &dxv, dweight != NULL ? &dwv : NULL,
+                          dbias != NULL ? &dbv : NULL, 0, span, 0, nc, op);
+                    continue;
+                }
+                /* Split: the slices' partial sums (mode 6), then dx over each slice from the
+                 * channel's sums, dweight and dbias (7). */
+                LmnVkBinding pb;
+                LmnVkBuffer *buf = scratch(c, 2 * nc * S, &pb);
+                if (buf == NULL)
+                    break;
+                p.splits = S;
+                p.nparts = (guint32) (nc * S);
+                p.mode = 6;
+                bn_op_split(c, &p, &xv, &dyv, &mv, &vv, NULL, NULL, NULL, NULL, NULL, 0, span, 0,
+                            nc, &pb, S, op);
+                p.mode = 7;
+                bn_op_split(c, &p, &xv, &dyv, &mv, &vv, weight != NULL ? &wv : NULL, NULL,
+                            (LmnTensor *) &dxv, dweight != NULL ? &dwv : NULL,
+                            dbias != NULL ? &dbv : NULL, 0, span, 0, nc, &pb, S, op);
+                scratch_done(c, buf);
             } else {
                 bn_backward_group(c, x, dy, mean, var, weight, dx, dweight, dbias, eps, O, C, in,
                                   c0, nc, per, op);

@@ -283,7 +283,9 @@ static void test_binary_axpby(void)
 
 static void test_bias(void)
 {
-    const gint64 shapes[][3] = {{5, 7, 1}, {3, 4, 33}, {1, 1, 1}, {64, 10, 1}};
+    /* The last has 32,768 samples per channel: 4 workgroups per channel for bias_grad (8192 a
+     * workgroup; LAMINA_VK_CHANNEL_SPLITS forces it on all, vulkan-ops-channel-splits). */
+    const gint64 shapes[][3] = {{5, 7, 1}, {3, 4, 33}, {1, 1, 1}, {64, 10, 1}, {64, 3, 512}};
     for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {
         const gint64 o = shapes[s][0], ch = shapes[s][1], in = shapes[s][2];
         Pair y = pair_random((gsize) (o * ch * in), -1, 1), b = pair_random((gsize) ch, -1, 1);
@@ -299,7 +301,7 @@ static void test_bias(void)
         pair_free(&b);
     }
     mark("bias_add", "inner 1 and > 1");
-    mark("bias_grad", "beta 0 and 0.5");
+    mark("bias_grad", "beta 0 and 0.5, several workgroups per channel");
 }
 
 static void test_reduce(void)
@@ -1304,7 +1306,8 @@ static void test_upsample_chunked(void)
 static void test_batchnorm(void)
 {
     /* The last two have enough samples per channel (8192 and more) for several workgroups per
-     * channel (the split modes); LAMINA_VK_BN_SPLITS forces them on all (vulkan-ops-bn-splits). */
+     * channel (the split modes); LAMINA_VK_CHANNEL_SPLITS forces them on all
+     * (vulkan-ops-channel-splits). */
     const gint64 shapes[][3] = {{4, 3, 5},  {64, 10, 1},  {2, 1, 1000}, {1, 5, 1},
                                 {3, 2, 37}, {64, 3, 600}, {32, 2, 520}};
     for (guint s = 0; s < G_N_ELEMENTS(shapes); s++) {

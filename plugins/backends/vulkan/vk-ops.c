@@ -271,6 +271,44 @@ void lmn_vk_bias_add(gpointer ctx, LmnTensor *y, const LmnTensor *bias, gint64 o
     UNLOCK(c);
 }
 
+/* A scratch buffer for partial results, released after the batch that uses it. */
+static LmnVkBuffer *scratch(LmnVkContext *c, gsize n_floats, LmnVkBinding *b)
+{
+    GError *e = NULL;
+    LmnVkBuffer *buf = lmn_vk_buffer_alloc_uninit(c, n_floats * 4, &e);
+    if (buf == NULL) {
+        if (c->error == NULL)
+            c->error = e;
+        else
+            g_error_free(e);
+        return NULL;
+    }
+    *b = (LmnVkBinding){lmn_vk_buffer_handle(buf), buf->offset, buf->size, TRUE};
+    return buf;
+}
+
+static void scratch_done(LmnVkContext *c, LmnVkBuffer *buf)
+{
+    if (buf != NULL)
+        lmn_vk_buffer_free_deferred(c, buf);
+}
+
+/* Workgroups per channel for a per-channel pass (batch norm, bias gradient) over @count samples:
+ * one per 8192 samples, at most 64, so that the 16 channels of a [128, 16, 28, 28] batch run as
+ * 192 workgroups, not 16 (a GPU has a hundred or more compute units).  It depends on the shape
+ * only, so results do too.
+ * LAMINA_VK_CHANNEL_SPLITS=N forces N (tests: the split modes on small shapes). */
+static guint32 channel_splits(gsize count)
+{
+    const char *forced = g_getenv("LAMINA_VK_CHANNEL_SPLITS");
+    if (forced != NULL && *forced != '\0') {
+        guint64 v = g_ascii_strtoull(forced, NULL, 10);
+        if (v >= 1 && v <= 64)
+            return (guint32) MIN(v, MAX(count, 1));
+    }
+    return (guint32) CLAMP(count / 8192, 1, 64);
+}
+
 void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 outer,
                       gint64 channels, gint64 inner, float beta)
 {
@@ -300,19 +338,38 @@ void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 o
         do {
             const gint64 no = MIN((gint64) per, outer - o0);
             const gsize span = no <= 0 ? 0 : (gsize) (no - 1) * plane + nc * in;
-            guint32 push[6] = {0,
+            /* off_db, off_dy, outer, channels, inner, beta, mode, splits, off_part */
+            guint32 push[9] = {0,
                                0,
                                (guint32) MAX(no, 0),
                                (guint32) channels,
                                (guint32) inner,
-                               fbits(o0 == 0 ? beta : 1.0f)};
-            LmnVkBinding b[2];
+                               fbits(o0 == 0 ? beta : 1.0f),
+                               0,
+                               1,
+                               0};
+            LmnVkBinding b[3];
             if (!bind(c, &dbv, 0, nc, TRUE, &b[0], &push[0], "bias_grad") ||
                 !bind(c, &dyv, (gsize) MAX(o0, 0) * plane, span, FALSE, &b[1], &push[1],
                       "bias_grad"))
                 break;
-            lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BIAS_GRAD), b, 2, push,
-                            sizeof push, (guint32) nc, 1, 1);
+            /* The whole of the channels' samples in one binding and enough of them: several
+             * workgroups per channel (mode 1), then their partials in order (mode 2). */
+            const guint32 S = no == outer ? channel_splits((gsize) MAX(no, 0) * in) : 1;
+            LmnVkBuffer *pb = S > 1 ? scratch(c, nc * S, &b[2]) : NULL;
+            if (S > 1 && pb == NULL)
+                break;
+            if (pb == NULL)
+                b[2] = b[0]; /* unused by mode 0: a written binding of this dispatch */
+            VkPipeline pipe = lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_BIAS_GRAD);
+            if (S > 1) {
+                push[6] = 1;
+                push[7] = S;
+                lmn_vk_dispatch(c, pipe, b, 3, push, sizeof push, (guint32) nc, S, 1);
+                push[6] = 2;
+            }
+            lmn_vk_dispatch(c, pipe, b, 3, push, sizeof push, (guint32) nc, 1, 1);
+            scratch_done(c, pb);
             o0 += MAX(no, 1);
         } while (o0 < outer);
     }
@@ -342,28 +399,6 @@ static void reduce_final(LmnVkContext *c, const LmnVkBinding *part, guint32 off_
     b[3] = b[2];
     lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p, 1, 1,
                     1);
-}
-
-/* A scratch buffer for partial results, released after the batch that uses it. */
-static LmnVkBuffer *scratch(LmnVkContext *c, gsize n_floats, LmnVkBinding *b)
-{
-    GError *e = NULL;
-    LmnVkBuffer *buf = lmn_vk_buffer_alloc_uninit(c, n_floats * 4, &e);
-    if (buf == NULL) {
-        if (c->error == NULL)
-            c->error = e;
-        else
-            g_error_free(e);
-        return NULL;
-    }
-    *b = (LmnVkBinding){lmn_vk_buffer_handle(buf), buf->offset, buf->size, TRUE};
-    return buf;
-}
-
-static void scratch_done(LmnVkContext *c, LmnVkBuffer *buf)
-{
-    if (buf != NULL)
-        lmn_vk_buffer_free_deferred(c, buf);
 }
 
 /* Both passes of reduce.comp over the @n floats of @x.  The block layout depends on n (and on
@@ -1289,21 +1324,6 @@ static void bn_op(LmnVkContext *c, BnPush *p, const LmnTensor *x, const LmnTenso
     bn_op_split(c, p, x, dy, mean, var, weight, bias, y, out1, out2, e0, span, c0, nc, NULL, 1, op);
 }
 
-/* Workgroups per channel for a per-channel pass over @count samples: one per 8192 samples, at
- * most 64, so that the 16 channels of a [128, 16, 28, 28] batch run as 192 workgroups, not 16
- * (a GPU has a hundred or more compute units).  It depends on the shape only, so results do too.
- * LAMINA_VK_BN_SPLITS=N forces N (tests: the split modes on small shapes). */
-static guint32 bn_splits(gsize count)
-{
-    const char *forced = g_getenv("LAMINA_VK_BN_SPLITS");
-    if (forced != NULL && *forced != '\0') {
-        guint64 v = g_ascii_strtoull(forced, NULL, 10);
-        if (v >= 1 && v <= 64)
-            return (guint32) MIN(v, MAX(count, 1));
-    }
-    return (guint32) CLAMP(count / 8192, 1, 64);
-}
-
 /* Whether the sizes fit the shader's 32-bit indexing. */
 static gboolean bn_check(LmnVkContext *c, gint64 outer, gint64 channels, gint64 inner,
                          const char *op)
@@ -1402,7 +1422,7 @@ void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, L
         const gsize nc = MIN(cg, C - c0);
         const LmnTensor xv = view_at(x, c0 * in);
         BnPush p = {.mode = 0, .channels = (guint32) C, .inner = (guint32) in};
-        const guint32 S = bn_splits(O * in);
+        const guint32 S = channel_splits(O * in);
         if (per >= O && S > 1) {
             /* Split: partial sums of x (mode 3), then of squared deviations from the mean (4),
              * then the mean and variance (5). */
@@ -1631,7 +1651,7 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
                 LmnTensor dwv = dweight != NULL ? view_at(dweight, c0) : mv;
                 LmnTensor dbv = dbias != NULL ? view_at(dbias, c0) : mv;
                 const gsize span = O == 0 ? 0 : (O - 1) * (C * in) + nc * in;
-                const guint32 S = bn_splits(O * in);
+                const guint32 S = channel_splits(O * in);
                 if (S == 1) {
                     bn_op(c, &p, &xv, &dyv, &mv, &vv, weight != NULL ? &wv : NULL, NULL,
                           (LmnTensor *) &dxv, dweight != NULL ? &dwv : NULL,

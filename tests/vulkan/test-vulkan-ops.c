@@ -18,8 +18,10 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #define VALIDATION_LAYER_JSON LMN_VK_TEST_VALIDATION_LAYER_JSON
 
@@ -1037,6 +1039,70 @@ static void test_validation_clean(void)
 
 /* ---- the persistent pipeline cache ---- */
 
+/* Restores an environment variable saved as @value (NULL: unset). */
+static void env_restore(const char *name, const char *value)
+{
+    if (value != NULL)
+        g_setenv(name, value, TRUE);
+    else
+        g_unsetenv(name);
+}
+
+/* The staging ring grows for a write of more than a quarter of it: a 20 MiB write through a
+ * 16 MiB ring grows it once, to 128 MiB (four times the write, a power of two), the data
+ * arrives whole, and a second such write grows nothing.  LAMINA_VK_STATS' line at close says
+ * so; it is read from this process's stderr, sent to a file meanwhile. */
+static void test_staging_grows(void)
+{
+    g_autofree char *staging = g_strdup(g_getenv("LAMINA_VK_STAGING"));
+    g_autofree char *size = g_strdup(g_getenv("LAMINA_VK_STAGING_SIZE"));
+    g_autofree char *stats = g_strdup(g_getenv("LAMINA_VK_STATS"));
+    g_setenv("LAMINA_VK_STAGING", "1", TRUE);
+    g_unsetenv("LAMINA_VK_STAGING_SIZE");
+    g_setenv("LAMINA_VK_STATS", "1", TRUE);
+    g_autoptr(GError) error = NULL;
+    LmnBackend *b = open_vulkan(lmn_vk_test_device(), FALSE, &error);
+    g_assert_no_error(error);
+    const gint64 n = 5 << 20; /* 20 MiB of floats */
+    LmnShape shape = lmn_shape_make(1, n);
+    LmnTensor *t = lmn_tensor_new(b, LMN_DTYPE_F32, &shape, &error);
+    g_assert_no_error(error);
+    g_autofree float *in = g_new(float, n), *out = g_new(float, n);
+    for (gint64 round = 0; round < 2; round++) {
+        for (gint64 i = 0; i < n; i++)
+            in[i] = (float) (i % 1000003) * 0.5f + (float) round;
+        g_assert_true(lmn_tensor_write(t, in, (gsize) n * 4, &error));
+        g_assert_no_error(error);
+        g_assert_true(lmn_tensor_read(t, out, (gsize) n * 4, &error));
+        g_assert_no_error(error);
+        g_assert_cmpmem(in, (gsize) n * 4, out, (gsize) n * 4);
+    }
+    lmn_tensor_unref(t);
+    g_autofree char *dir = g_dir_make_tmp("lmn-vk-stats-XXXXXX", &error);
+    g_assert_no_error(error);
+    g_autofree char *path = g_build_filename(dir, "stderr", NULL);
+    fflush(stderr);
+    const int saved = dup(2);
+    const int fd = g_open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(saved, >=, 0);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(dup2(fd, 2), ==, 2);
+    lmn_backend_unref(b); /* prints the stats */
+    fflush(stderr);
+    g_assert_cmpint(dup2(saved, 2), ==, 2);
+    close(fd);
+    close(saved);
+    env_restore("LAMINA_VK_STAGING", staging);
+    env_restore("LAMINA_VK_STAGING_SIZE", size);
+    env_restore("LAMINA_VK_STATS", stats);
+    g_autofree char *text = NULL;
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    g_test_message("%s", text);
+    g_assert_nonnull(strstr(text, "staging ring 134217728 bytes (grown 1 times)"));
+    g_assert_cmpint(g_unlink(path), ==, 0);
+    g_assert_cmpint(g_rmdir(dir), ==, 0);
+}
+
 /* Saved, read back, and a corrupt file discarded.  In a file of this process's own
  * (LAMINA_VK_PIPELINE_CACHE): the op suite runs in several processes at once (its variants),
  * and one corrupting the shared file would fail another's check. */
@@ -1668,6 +1734,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/chunked/elementwise", test_chunked);
     g_test_add_func("/vulkan/train/mlp-sgd", test_training);
     g_test_add_func("/vulkan/pipeline-cache/persisted", test_pipeline_cache);
+    g_test_add_func("/vulkan/staging/ring-grows", test_staging_grows);
     g_test_add_func("/vulkan/device/unknown", test_unknown_device);
     g_test_add_func("/vulkan/device/env", test_env_device);
     g_test_add_func("/vulkan/device/auto-skips-lavapipe", test_auto_skips_lavapipe);

@@ -30,11 +30,14 @@ static void print_stats(LmnVkContext *c)
                " direct writes, %" G_GUINT64_FORMAT " staged writes, %" G_GUINT64_FORMAT
                " staged reads, %" G_GUINT64_FORMAT " staged bytes, peak memory %" G_GUINT64_FORMAT
                " bytes, %" G_GUINT64_FORMAT " dispatches, %" G_GUINT64_FORMAT
-               " pipeline binds, %" G_GUINT64_FORMAT " descriptor sets allocated (%s)\n",
+               " pipeline binds, %" G_GUINT64_FORMAT
+               " descriptor sets allocated (%s), staging ring %" G_GUINT64_FORMAT
+               " bytes (grown %" G_GUINT64_FORMAT " times)\n",
                c->desc.props.deviceName, c->n_submits, c->n_fence_waits, c->n_barriers,
                c->n_direct_writes, c->n_staged_writes, c->n_staged_reads, c->staged_bytes,
                c->memory_peak, c->n_dispatches, c->n_pipeline_binds, c->n_sets_allocated,
-               c->push_descriptors ? "push descriptors" : "descriptor pools");
+               c->push_descriptors ? "push descriptors" : "descriptor pools",
+               (guint64) lmn_vk_staging_size(c), c->n_staging_grows);
 }
 
 static void vk_close(gpointer ctx)

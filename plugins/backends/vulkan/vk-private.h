@@ -232,7 +232,7 @@ typedef struct {
     guint64 fault_lost_at;  /* LAMINA_VK_DEBUG_FAULT=device-lost:N, 0 = none */
     /* Counters (LAMINA_VK_STATS=1 prints them at close). */
     guint64 n_submits, n_fence_waits, n_barriers, n_direct_writes, n_staged_writes, n_staged_reads,
-        staged_bytes, n_dispatches, n_pipeline_binds, n_sets_allocated;
+        staged_bytes, n_dispatches, n_pipeline_binds, n_sets_allocated, n_staging_grows;
     GMutex lock; /* serialises ops from different threads */
 
     /* vk-staging.c */
@@ -291,6 +291,8 @@ guint64 lmn_vk_staging_mark(LmnVkContext *c);
 /* Called when the submission that recorded @mark completed: the ring up to @mark is free. */
 void lmn_vk_staging_retire(LmnVkContext *c, guint64 mark);
 void lmn_vk_staging_cleanup(LmnVkContext *c);
+/* The staging ring's size in bytes (0 before its first use). */
+VkDeviceSize lmn_vk_staging_size(LmnVkContext *c);
 
 /* vk-exec.c */
 gboolean lmn_vk_exec_init(LmnVkContext *c, GError **error);

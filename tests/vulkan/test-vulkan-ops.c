@@ -1103,6 +1103,27 @@ static void test_staging_grows(void)
     g_assert_cmpint(g_rmdir(dir), ==, 0);
 }
 
+/* The test knobs refuse what they do not take, naming the variable, when the backend opens. */
+static void test_bad_knobs(void)
+{
+    const char *cases[][3] = {{"LAMINA_VK_CHANNEL_SPLITS", "65", "from 1 to 64"},
+                              {"LAMINA_VK_CHANNEL_SPLITS", "0", "from 1 to 64"},
+                              {"LAMINA_VK_CHANNEL_SPLITS", "3x", "from 1 to 64"},
+                              {"LAMINA_VK_PUSH_DESCRIPTORS", "yes", "expected 0"}};
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *saved = g_strdup(g_getenv(cases[i][0]));
+        g_setenv(cases[i][0], cases[i][1], TRUE);
+        g_autoptr(GError) error = NULL;
+        LmnBackend *b = open_vulkan(lmn_vk_test_device(), FALSE, &error);
+        env_restore(cases[i][0], saved);
+        g_assert_null(b);
+        g_assert_nonnull(error);
+        g_autofree char *expect = g_strdup_printf("%s = '%s'", cases[i][0], cases[i][1]);
+        g_assert_nonnull(strstr(error->message, expect));
+        g_assert_nonnull(strstr(error->message, cases[i][2]));
+    }
+}
+
 /* Saved, read back, and a corrupt file discarded.  In a file of this process's own
  * (LAMINA_VK_PIPELINE_CACHE): the op suite runs in several processes at once (its variants),
  * and one corrupting the shared file would fail another's check. */
@@ -1735,6 +1756,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/train/mlp-sgd", test_training);
     g_test_add_func("/vulkan/pipeline-cache/persisted", test_pipeline_cache);
     g_test_add_func("/vulkan/staging/ring-grows", test_staging_grows);
+    g_test_add_func("/vulkan/knobs/refused", test_bad_knobs);
     g_test_add_func("/vulkan/device/unknown", test_unknown_device);
     g_test_add_func("/vulkan/device/env", test_env_device);
     g_test_add_func("/vulkan/device/auto-skips-lavapipe", test_auto_skips_lavapipe);

@@ -352,6 +352,40 @@ static guint32 pick_memory_type(LmnVkContext *c)
     return pick;
 }
 
+/* LAMINA_VK_PUSH_DESCRIPTORS (0 or 1, default 1) and LAMINA_VK_CHANNEL_SPLITS (1 to 64, default
+ * from the shape: c->channel_splits 0), read once when the device opens; anything else is an
+ * error naming the variable, not a silent default. */
+static gboolean read_test_knobs(LmnVkContext *c, GError **error)
+{
+    const char *push = g_getenv("LAMINA_VK_PUSH_DESCRIPTORS");
+    c->push_descriptors = TRUE;
+    if (push != NULL && *push != '\0') {
+        if (!g_str_equal(push, "0") && !g_str_equal(push, "1")) {
+            g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                        "LAMINA_VK_PUSH_DESCRIPTORS = '%s': expected 0 (descriptor sets from "
+                        "pools) or 1 (push descriptors where the device has them); unset it",
+                        push);
+            return FALSE;
+        }
+        c->push_descriptors = g_str_equal(push, "1");
+    }
+    const char *splits = g_getenv("LAMINA_VK_CHANNEL_SPLITS");
+    c->channel_splits = 0;
+    if (splits != NULL && *splits != '\0') {
+        guint64 v = 0;
+        if (!g_ascii_string_to_unsigned(splits, 10, 1, 64, &v, NULL)) {
+            g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                        "LAMINA_VK_CHANNEL_SPLITS = '%s': expected a whole number of workgroups "
+                        "per channel from 1 to 64; unset it for the default (one per 8192 "
+                        "samples)",
+                        splits);
+            return FALSE;
+        }
+        c->channel_splits = (guint32) v;
+    }
+    return TRUE;
+}
+
 /* Whether the chosen physical device offers device extension @name. */
 static gboolean has_device_extension(LmnVkContext *c, const char *name)
 {
@@ -400,9 +434,10 @@ gboolean lmn_vk_open_device(LmnVkContext *c, const char *selector, GError **erro
         .queueCount = 1,
         .pQueuePriorities = &priority,
     };
+    if (!read_test_knobs(c, error))
+        return FALSE;
     const char *push_ext = VK_KHR_PUSH_DESCRIPTOR_EXTENSION_NAME;
-    c->push_descriptors = g_strcmp0(g_getenv("LAMINA_VK_PUSH_DESCRIPTORS"), "0") != 0 &&
-                          has_device_extension(c, push_ext);
+    c->push_descriptors = c->push_descriptors && has_device_extension(c, push_ext);
     VkDeviceCreateInfo di = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .queueCreateInfoCount = 1,

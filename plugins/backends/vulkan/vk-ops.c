@@ -297,15 +297,12 @@ static void scratch_done(LmnVkContext *c, LmnVkBuffer *buf)
  * one per 8192 samples, at most 64, so that the 16 channels of a [128, 16, 28, 28] batch run as
  * 192 workgroups, not 16 (a GPU has a hundred or more compute units).  It depends on the shape
  * only, so results do too.
- * LAMINA_VK_CHANNEL_SPLITS=N forces N (tests: the split modes on small shapes). */
-static guint32 channel_splits(gsize count)
+ * LAMINA_VK_CHANNEL_SPLITS=N (c->channel_splits) forces N (tests: the split modes on small
+ * shapes). */
+static guint32 channel_splits(const LmnVkContext *c, gsize count)
 {
-    const char *forced = g_getenv("LAMINA_VK_CHANNEL_SPLITS");
-    if (forced != NULL && *forced != '\0') {
-        guint64 v = g_ascii_strtoull(forced, NULL, 10);
-        if (v >= 1 && v <= 64)
-            return (guint32) MIN(v, MAX(count, 1));
-    }
+    if (c->channel_splits > 0)
+        return (guint32) MIN(c->channel_splits, MAX(count, 1));
     return (guint32) CLAMP(count / 8192, 1, 64);
 }
 
@@ -355,7 +352,7 @@ void lmn_vk_bias_grad(gpointer ctx, LmnTensor *db, const LmnTensor *dy, gint64 o
                 break;
             /* The whole of the channels' samples in one binding and enough of them: several
              * workgroups per channel (mode 1), then their partials in order (mode 2). */
-            const guint32 S = no == outer ? channel_splits((gsize) MAX(no, 0) * in) : 1;
+            const guint32 S = no == outer ? channel_splits(c, (gsize) MAX(no, 0) * in) : 1;
             LmnVkBuffer *pb = S > 1 ? scratch(c, nc * S, &b[2]) : NULL;
             if (S > 1 && pb == NULL)
                 break;
@@ -1422,7 +1419,7 @@ void lmn_vk_batchnorm_stats(gpointer ctx, const LmnTensor *x, LmnTensor *mean, L
         const gsize nc = MIN(cg, C - c0);
         const LmnTensor xv = view_at(x, c0 * in);
         BnPush p = {.mode = 0, .channels = (guint32) C, .inner = (guint32) in};
-        const guint32 S = channel_splits(O * in);
+        const guint32 S = channel_splits(c, O * in);
         if (per >= O && S > 1) {
             /* Split: partial sums of x (mode 3), then of squared deviations from the mean (4),
              * then the mean and variance (5). */
@@ -1651,7 +1648,7 @@ void lmn_vk_batchnorm_backward(gpointer ctx, const LmnTensor *x, const LmnTensor
                 LmnTensor dwv = dweight != NULL ? view_at(dweight, c0) : mv;
                 LmnTensor dbv = dbias != NULL ? view_at(dbias, c0) : mv;
                 const gsize span = O == 0 ? 0 : (O - 1) * (C * in) + nc * in;
-                const guint32 S = channel_splits(O * in);
+                const guint32 S = channel_splits(c, O * in);
                 if (S == 1) {
                     bn_op(c, &p, &xv, &dyv, &mv, &vv, weight != NULL ? &wv : NULL, NULL,
                           (LmnTensor *) &dxv, dweight != NULL ? &dwv : NULL,

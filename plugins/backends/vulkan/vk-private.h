@@ -205,6 +205,9 @@ typedef struct {
     /* VK_KHR_push_descriptor: each dispatch writes its descriptors into the command buffer, with
      * no set to allocate and update (LAMINA_VK_PUSH_DESCRIPTORS=0 turns it off, for tests). */
     gboolean push_descriptors;
+    /* LAMINA_VK_CHANNEL_SPLITS: workgroups per channel forced on the per-channel passes
+     * (vk-ops.c), 0 to choose them from the shape. */
+    guint32 channel_splits;
     VkPipelineLayout pipeline_layout;
     VkPipelineCache pipeline_cache;
     char *pipeline_cache_path;

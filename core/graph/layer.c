@@ -1111,6 +1111,20 @@ gboolean lmn_layer_prepare_batch(LmnLayer *layer, gint64 batch, GError **error)
     return TRUE;
 }
 
+gboolean lmn_layer_plan_batch(LmnLayer *layer, gint64 batch, GError **error)
+{
+    g_return_val_if_fail(layer != NULL, FALSE);
+    g_return_val_if_fail(batch >= 1, FALSE);
+    if (!LMN_VTABLE_HAS(layer->vtable, prepare_batch))
+        return TRUE;
+    if (!layer->vtable->prepare_batch(layer, batch, error)) {
+        g_prefix_error(error, "layer '%s': readying its ops for a batch of %" G_GINT64_FORMAT ": ",
+                       layer->name, batch);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 void lmn_layer_set_profiling(LmnLayer *layer, gboolean on)
 {
     g_return_if_fail(layer != NULL);

@@ -830,7 +830,7 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
 {
     g_return_val_if_fail(max_batch > 0, FALSE);
     if (max_batch <= model->max_batch)
-        return TRUE;
+        return lmn_model_plan_batch(model, max_batch, error);
     clear_buffers(model);
 
     /* One plan for all buffers, then one allocation per segment and a view per buffer: a step
@@ -892,6 +892,20 @@ gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error)
             return FALSE;
         }
     model->max_batch = max_batch;
+    if (!lmn_model_plan_batch(model, max_batch, error)) {
+        clear_buffers(model);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean lmn_model_plan_batch(LmnModel *model, gint64 batch, GError **error)
+{
+    g_return_val_if_fail(model != NULL, FALSE);
+    g_return_val_if_fail(batch >= 1 && batch <= model->max_batch, FALSE);
+    for (guint i = model->first_layer; i < model->nodes->len; i++)
+        if (!lmn_layer_plan_batch(node_at(model, i)->layer, batch, error))
+            return FALSE;
     return TRUE;
 }
 

@@ -42,6 +42,15 @@ gint64 lmn_op_conv2d_cols_numel(LmnBackend *backend, const LmnConv2dDesc *d)
     return d->n * d->c * d->kernel_h * d->kernel_w * d->out_h * d->out_w;
 }
 
+gboolean lmn_op_conv2d_prepare(LmnBackend *backend, const LmnConv2dDesc *d, GError **error)
+{
+    g_return_val_if_fail(backend != NULL && desc_ok(d), FALSE);
+    const LmnBackendVTable *v = backend->vtable;
+    if (!lmn_backend_has_native_conv2d(backend) || !LMN_VTABLE_HAS(v, conv2d_prepare))
+        return TRUE;
+    return v->conv2d_prepare(backend->context, d, error);
+}
+
 static LmnConv2dGeom geom_of(const LmnConv2dDesc *d)
 {
     return (LmnConv2dGeom){.struct_size = sizeof(LmnConv2dGeom),

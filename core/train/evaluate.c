@@ -151,6 +151,9 @@ static gboolean run_eval_batches(LmnModel *model, const LmnDataset *ds, gint64 b
     const gint64 n_batches = (n + batch - 1) / batch;
     guint n_losses = each ? lmn_model_get_n_losses(model) : 0;
     gint acc_loss = lmn_train_accuracy_loss(model);
+    /* The last, shorter batch's kernels now, not in its forward (lmn_model_plan_batch). */
+    if (n % batch != 0 && !lmn_model_plan_batch(model, n % batch, error))
+        return FALSE;
     EvalHost h;
     eval_host_init(&h, model, ds, batch);
     gboolean ok = TRUE;

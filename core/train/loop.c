@@ -266,6 +266,28 @@ static gboolean update_progress(LmnTrainer *t, Epoch *ep, gint64 done, gint64 n,
     *last_draw = now;
     return TRUE;
 }
+/* Readies the model's ops for each size this rank's steps over samples [@first, @n) take in
+ * batches of @batch, the first @skip short (lmn_model_plan_batch), so that no step of the epoch
+ * makes a backend plan: the full slice, an epoch's last partial one and a resumed epoch's
+ * first.  A size already planned costs a lookup per layer. */
+static gboolean plan_epoch_batches(LmnTrainer *t, gint64 first, gint64 n, gint64 batch, gint64 skip,
+                                   GError **error)
+{
+    if (first >= n)
+        return TRUE;
+    const gint64 head = MIN(batch - skip, n - first), rest = n - first - head;
+    const gint64 sizes[] = {head, rest > 0 ? MIN(batch, rest) : 0, rest % batch};
+    for (gsize i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        gint64 slice_first, local;
+        if (sizes[i] == 0)
+            continue;
+        lmn_train_slice(t, sizes[i], &slice_first, &local);
+        if (local > 0 && !lmn_model_plan_batch(t->model, local, error))
+            return FALSE;
+    }
+    return TRUE;
+}
+
 /* Trains the steps of epoch ep->index that are left, from the position the state records. */
 static gboolean train_epoch_steps(LmnTrainer *t, Epoch *ep, gint64 n, gint64 steps_per_epoch,
                                   GError **error)
@@ -281,6 +303,8 @@ static gboolean train_epoch_steps(LmnTrainer *t, Epoch *ep, gint64 n, gint64 ste
     /* Only a batch size changed on resume puts the position inside a batch: the rest of that
      * batch comes first, as a smaller batch, so no sample is seen twice or skipped. */
     gint64 skip = first % batch;
+    if (!plan_epoch_batches(t, first, n, batch, skip, error))
+        return FALSE;
     ep->reached_end = TRUE;
     for (gint64 start = first; start < n;) {
         if ((tc->max_steps > 0 && t->state.step >= tc->max_steps) ||

@@ -172,6 +172,12 @@ typedef struct {
     void (*softmax_xent_grad)(gpointer ctx, const LmnTensor *logits, const LmnTensor *labels,
                               LmnTensor *probs, LmnTensor *loss, float smoothing, LmnTensor *dx,
                               float scale);
+
+    /* ---- ABI 1.6: lmn_op_conv2d_prepare (see ops.h).  Optional, and only read from a backend
+     * with the ABI 1.4 convolution block: makes ahead of time what the three convolution ops
+     * would otherwise make on their first call at @d's shape (kernels, layouts, scratch).  The
+     * core has validated @d.  An error means the backend cannot run the convolution at all. */
+    gboolean (*conv2d_prepare)(gpointer ctx, const LmnConv2dDesc *d, GError **error);
 } LmnBackendVTable;
 
 /**

@@ -152,6 +152,12 @@ typedef struct {
      * output, *alpha) on its one input: sets @op and @alpha and returns TRUE, so the core may
      * fuse that forward into the layer before it (#LmnLayerFusion). */
     gboolean (*as_unary)(LmnLayer *layer, LmnUnaryOp *op, float *alpha);
+    /* (optional, ABI 1.6) Makes ahead of a batch of @batch samples what the layer's ops would
+     * otherwise make in the step that first uses that size (the backend's convolution plans,
+     * lmn_op_conv2d_prepare()).  The core calls it after the layer's saved tensors exist, from
+     * lmn_model_prepare() for the largest batch and from lmn_model_plan_batch() for the other
+     * sizes a run will use; never from a step.  FALSE with @error fails the preparation. */
+    gboolean (*prepare_batch)(LmnLayer *layer, gint64 batch, GError **error);
 } LmnLayerVTable;
 
 /* ---- used by layer plugins ---- */
@@ -416,6 +422,12 @@ gboolean lmn_layer_init_params(LmnLayer *layer, LmnRegistry *registry, guint64 s
  * Allocates the saved tensors for batch size @batch (reuses them when it does not grow).
  */
 gboolean lmn_layer_prepare_batch(LmnLayer *layer, gint64 batch, GError **error);
+/**
+ * lmn_layer_plan_batch:
+ * Runs the plugin's prepare_batch hook (ABI 1.6) for @batch samples, when it has one; the error
+ * is prefixed with the layer's name.  Returns: FALSE with @error when the hook fails.
+ */
+gboolean lmn_layer_plan_batch(LmnLayer *layer, gint64 batch, GError **error);
 /** lmn_layer_forward: runs the plugin's forward. */
 void lmn_layer_forward(LmnLayer *layer, const LmnLayerIO *io);
 /** lmn_layer_backward: runs the plugin's backward. */

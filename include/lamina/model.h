@@ -119,8 +119,24 @@ gboolean lmn_model_has_loss(const LmnModel *model);
 void lmn_model_free(LmnModel *model);
 /** lmn_model_init_params: initialises every parameter and buffer from @seed (see layer.h). */
 gboolean lmn_model_init_params(LmnModel *model, guint64 seed, GError **error);
-/** lmn_model_prepare: allocates activations for batches of up to @max_batch samples. */
+/**
+ * lmn_model_prepare:
+ * Allocates activations for batches of up to @max_batch samples, and readies the layers' ops
+ * for @max_batch (lmn_model_plan_batch()).
+ */
 gboolean lmn_model_prepare(LmnModel *model, gint64 max_batch, GError **error);
+/**
+ * lmn_model_plan_batch:
+ * @batch: a batch size from 1 to the prepared maximum
+ * Readies the layers' ops for batches of @batch samples, as lmn_model_prepare() does for the
+ * largest: a backend that builds kernels per shape (the CPU backend's oneDNN convolutions)
+ * builds them now rather than in the first step of that size.  The current batch is unchanged,
+ * and a size already planned costs a lookup per layer.  `lamina train` and lmn_evaluate() plan
+ * an epoch's last, partial batch this way; a size that was never planned still works, its
+ * kernels made on first use.
+ * Returns: FALSE with @error (prefixed with the layer's name) when a layer's hook fails
+ */
+gboolean lmn_model_plan_batch(LmnModel *model, gint64 batch, GError **error);
 /**
  * lmn_model_set_batch:
  * Makes the next forward/backward use @batch (<= the prepared maximum) samples.

@@ -224,6 +224,19 @@ typedef struct {
  */
 gint64 lmn_op_conv2d_cols_numel(LmnBackend *backend, const LmnConv2dDesc *d);
 /**
+ * lmn_op_conv2d_prepare:
+ * @backend: the backend the convolution will run on
+ * @d: the convolution, for batches of @d->n images
+ * Readies @backend's convolution ops for @d (ABI 1.6), so that their first call at that shape
+ * creates nothing: the CPU backend makes its oneDNN primitives, layouts and per-thread scratch
+ * here.  A conv layer calls it from its prepare_batch hook (#LmnLayerVTable), which
+ * lmn_model_prepare() and lmn_model_plan_batch() run before any step.  Without it, or on a
+ * backend without native convolution, the ops make what they need on their first call, as
+ * before; the results are the same either way.
+ * Returns: FALSE with @error only when the backend cannot run the convolution at all
+ */
+gboolean lmn_op_conv2d_prepare(LmnBackend *backend, const LmnConv2dDesc *d, GError **error);
+/**
  * lmn_op_conv2d_forward:
  * y (overwritten) = conv2d(x, weight).  @cols: f32 scratch of lmn_op_conv2d_cols_numel()
  * elements, or NULL when that is 0 (native convolution).

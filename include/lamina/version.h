@@ -8,4 +8,4 @@
 
 #define LMN_VERSION_STRING "0.1.0"
 #define LMN_ABI_MAJOR 1
-#define LMN_ABI_MINOR 5
+#define LMN_ABI_MINOR 6

@@ -444,6 +444,17 @@ static gboolean convt_export(LmnLayer *layer, LmnExport *ex, const char *const *
     return TRUE;
 }
 
+/* The backend's plans for the adjoint convolution of @batch images, made before any step runs
+ * (ABI 1.6). */
+static gboolean convt_prepare_batch(LmnLayer *layer, gint64 batch, GError **error)
+{
+    const ConvT *c = lmn_layer_get_private(layer);
+    if (!c->native)
+        return TRUE;
+    LmnConv2dDesc d = convt_desc(c, batch);
+    return lmn_op_conv2d_prepare(lmn_layer_get_backend(layer), &d, error);
+}
+
 static const LmnLayerVTable convt_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -453,6 +464,7 @@ static const LmnLayerVTable convt_vtable = {
     .forward = convt_forward,
     .backward = convt_backward,
     .export_onnx = convt_export,
+    .prepare_batch = convt_prepare_batch,
 };
 
 static const LmnFeatureDesc convt_features[] = {

@@ -353,6 +353,16 @@ static gboolean conv_export(LmnLayer *layer, LmnExport *ex, const char *const *i
     return TRUE;
 }
 
+/* The backend's convolution plans for @batch images, made before any step runs (ABI 1.6). */
+static gboolean conv_prepare_batch(LmnLayer *layer, gint64 batch, GError **error)
+{
+    const Conv *c = lmn_layer_get_private(layer);
+    if (!c->native)
+        return TRUE;
+    LmnConv2dDesc d = conv_desc(c, batch);
+    return lmn_op_conv2d_prepare(lmn_layer_get_backend(layer), &d, error);
+}
+
 static const LmnLayerVTable conv_vtable = {
     .struct_size = sizeof(LmnLayerVTable),
     .flags = LMN_LAYER_FLAG_NONE,
@@ -362,6 +372,7 @@ static const LmnLayerVTable conv_vtable = {
     .forward = conv_forward,
     .backward = conv_backward,
     .export_onnx = conv_export,
+    .prepare_batch = conv_prepare_batch,
 };
 
 static const LmnFeatureDesc conv_features[] = {

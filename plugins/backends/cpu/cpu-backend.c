@@ -208,9 +208,26 @@ static gpointer cpu_open(const LmnParams *params, const char *device, GError **e
     return c;
 }
 
+/* LAMINA_CPU_STATS=1: at close, how many oneDNN convolution plans were made ahead of a step
+ * (conv2d_prepare) and how many by an op in a step, which a prepared run keeps at 0. */
+static void print_stats(const LmnCpuContext *c)
+{
+    const char *env = g_getenv("LAMINA_CPU_STATS");
+    if (env == NULL || !g_str_equal(env, "1"))
+        return;
+    guint ahead = 0, on_call = 0;
+#ifdef LMN_HAVE_ONEDNN
+    if (c->dnnl != NULL)
+        lmn_cpu_dnnl_plan_counts(c->dnnl, &ahead, &on_call);
+#endif
+    g_printerr("cpu stats: %s: %u oneDNN convolution plans made ahead, %u made in a step\n",
+               c->description, ahead, on_call);
+}
+
 static void cpu_close(gpointer ctx)
 {
     LmnCpuContext *c = ctx;
+    print_stats(c);
     lmn_cpu_pool_free(c->pool);
     lmn_cpu_conv_scratch_free(c);
 #ifdef LMN_HAVE_ONEDNN
@@ -355,6 +372,7 @@ static const LmnBackendVTable cpu_vtable = {
     .conv2d_backward_weights = lmn_cpu_conv2d_backward_weights,
     .gemm_ex = lmn_cpu_gemm_ex,
     .softmax_xent_grad = lmn_cpu_softmax_xent_grad,
+    .conv2d_prepare = lmn_cpu_conv2d_prepare,
 };
 
 static const LmnFeatureDesc cpu_features[] = {

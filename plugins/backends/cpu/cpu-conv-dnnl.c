@@ -11,8 +11,10 @@
  * OpenMP team forms).  Backward weights gives each chunk its own partial gradient, and the
  * partials are added in chunk order: the result depends only on the shapes and the thread count.
  *
- * A plan (the primitives and layouts for one op at one shape and chunk size) is created on the
- * op's first call and kept, so a training step after the first creates nothing.  A shape for
+ * A plan (the primitives and layouts for one op at one shape and chunk size) is created ahead
+ * of the first step by lmn_cpu_dnnl_prepare() (the ABI 1.6 conv2d_prepare, which a conv layer
+ * calls when its model is prepared), or else on the op's first call, and kept: a step creates
+ * nothing once its shapes are planned.  A shape for
  * which oneDNN has only its GEMM-based or reference implementation gets a plan that says so, and
  * the op keeps to cpu-conv.c's path, as it does when any oneDNN call fails.
  */
@@ -59,6 +61,8 @@ struct _LmnCpuDnnl {
     GHashTable *plans; /* key string -> Plan */
     gpointer *slots[N_SLOTS];
     gsize *caps[N_SLOTS];
+    /* Plans made by lmn_cpu_dnnl_prepare() and by an op's own call (LAMINA_CPU_STATS). */
+    guint made_ahead, made_on_call;
 };
 
 static gpointer aligned_grow(gpointer *slot, gsize *cap, gsize bytes)
@@ -296,9 +300,10 @@ out:
     dnnl_primitive_attr_destroy(attr);
 }
 
-/* The plan for @kind on @d with @images images per chunk: from the cache, else made now. */
+/* The plan for @kind on @d with @images images per chunk: from the cache, else made now (by
+ * lmn_cpu_dnnl_prepare() when @ahead). */
 static Plan *plan_get(LmnCpuDnnl *dn, LmnCpuDnnlConvKind kind, const LmnConv2dDesc *d,
-                      gint64 images)
+                      gint64 images, gboolean ahead)
 {
     char key[320];
     g_snprintf(key, sizeof key,
@@ -327,12 +332,76 @@ static Plan *plan_get(LmnCpuDnnl *dn, LmnCpuDnnlConvKind kind, const LmnConv2dDe
         p = verdict;
     }
     g_hash_table_insert(dn->plans, g_strdup(key), p);
+    if (ahead)
+        dn->made_ahead++;
+    else
+        dn->made_on_call++;
     return p;
 }
 
 guint lmn_cpu_dnnl_n_plans(LmnCpuDnnl *dn)
 {
     return g_hash_table_size(dn->plans);
+}
+
+void lmn_cpu_dnnl_plan_counts(const LmnCpuDnnl *dn, guint *ahead, guint *on_call)
+{
+    *ahead = dn->made_ahead;
+    *on_call = dn->made_on_call;
+}
+
+/* The chunk sizes lmn_cpu_pool_run_indexed cuts @n images into with @chunks chunks:
+ * ceil(n / chunks) each, the last one shorter. */
+static void chunk_sizes(gsize n, guint chunks, gsize *per, gsize *last)
+{
+    *per = (n + chunks - 1) / chunks;
+    *last = n - (chunks - 1) * *per;
+}
+
+/* Grows chunk @chunk's scratch to what @p needs, as run_chunk would on its first call. */
+static gboolean plan_reserve(LmnCpuDnnl *dn, const Plan *p, LmnCpuDnnlConvKind kind, guint chunk)
+{
+    const struct {
+        guint slot;
+        gboolean needed;
+        gsize bytes;
+    } needs[] = {
+        {SLOT_SCRATCHPAD, p->scratchpad_bytes > 0, p->scratchpad_bytes},
+        {SLOT_IN0, p->in0.reorder != NULL, p->in0.inner_bytes},
+        {SLOT_IN1, kind == LMN_CPU_DNNL_CONV_BACKWARD_WEIGHTS && p->in1.reorder != NULL,
+         p->in1.inner_bytes},
+        {SLOT_OUT, p->out.reorder != NULL, p->out.inner_bytes},
+        {SLOT_PARTIAL, kind == LMN_CPU_DNNL_CONV_BACKWARD_WEIGHTS,
+         dnnl_memory_desc_get_size(&p->out.user)},
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS(needs); i++)
+        if (needs[i].needed &&
+            aligned_grow(&dn->slots[needs[i].slot][chunk], &dn->caps[needs[i].slot][chunk],
+                         needs[i].bytes) == NULL)
+            return FALSE;
+    return TRUE;
+}
+
+gboolean lmn_cpu_dnnl_prepare(LmnCpuDnnl *dn, guint chunks, const LmnConv2dDesc *d,
+                              gboolean usable[3])
+{
+    const gsize n = (gsize) d->n;
+    if (dn == NULL || n == 0 || chunks == 0 || chunks > dn->n_streams)
+        return FALSE;
+    gsize per, last;
+    chunk_sizes(n, chunks, &per, &last);
+    /* Room for the six plans, so that no lookup below frees one made before it. */
+    if (g_hash_table_size(dn->plans) + 6 > DNNL_MAX_PLANS)
+        g_hash_table_remove_all(dn->plans);
+    for (int kind = 0; kind < 3; kind++) {
+        const Plan *full = plan_get(dn, kind, d, (gint64) per, TRUE);
+        const Plan *tail = last == per ? full : plan_get(dn, kind, d, (gint64) last, TRUE);
+        usable[kind] = full->usable && tail->usable;
+        for (guint i = 0; usable[kind] && i < chunks; i++)
+            if (!plan_reserve(dn, i + 1 == chunks ? tail : full, kind, i))
+                return FALSE;
+    }
+    return TRUE;
 }
 
 /* ---- running ---- */
@@ -470,16 +539,15 @@ gboolean lmn_cpu_dnnl_conv(LmnCpuDnnl *dn, LmnCpuPool *pool, guint chunks, LmnCp
     const gsize n = (gsize) d->n;
     if (dn == NULL || n == 0 || chunks == 0)
         return FALSE;
-    /* The chunks lmn_cpu_pool_run_indexed cuts the images into: ceil(n / chunks) each, the
-     * last one shorter. */
-    const gsize per = (n + chunks - 1) / chunks, last = n - (chunks - 1) * per;
+    gsize per, last;
+    chunk_sizes(n, chunks, &per, &last);
     DnnlRun r = {.dn = dn, .kind = kind, .per_chunk = per, .in0 = in0, .in1 = in1, .out = out};
     /* Room for this call's two plans, made before either is looked up, so that the second
      * lookup never frees the first. */
     if (g_hash_table_size(dn->plans) + 2 > DNNL_MAX_PLANS)
         g_hash_table_remove_all(dn->plans);
-    r.plans[0] = plan_get(dn, kind, d, (gint64) per);
-    r.plans[1] = last == per ? r.plans[0] : plan_get(dn, kind, d, (gint64) last);
+    r.plans[0] = plan_get(dn, kind, d, (gint64) per, FALSE);
+    r.plans[1] = last == per ? r.plans[0] : plan_get(dn, kind, d, (gint64) last, FALSE);
     if (!r.plans[0]->usable || !r.plans[1]->usable)
         return FALSE;
     const gsize src = (gsize) (d->c * d->h * d->w), dst = (gsize) (d->k * d->out_h * d->out_w);

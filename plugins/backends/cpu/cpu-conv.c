@@ -371,6 +371,27 @@ void lmn_cpu_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const
     EXEC_END(c);
 }
 
+gboolean lmn_cpu_conv2d_prepare(gpointer ctx, const LmnConv2dDesc *d, GError **error)
+{
+    (void) error; /* every path below can run @d, if only as the direct loops */
+    LmnCpuContext *c = ctx;
+    ConvRun r = conv_run_of(d);
+    EXEC_BEGIN(c);
+    const guint chunks = conv_chunks(c, &r);
+    gboolean usable[3] = {FALSE, FALSE, FALSE};
+#ifdef LMN_HAVE_ONEDNN
+    if (c->dnnl != NULL && !lmn_cpu_dnnl_prepare(c->dnnl, chunks, d, usable))
+        usable[0] = usable[1] = usable[2] = FALSE;
+#endif
+    /* What oneDNN does not take runs on the blocked path: its scratch now, not in a step.  A
+     * failed allocation here is tried again (and, failing, met) by the op itself. */
+    if (!usable[LMN_CPU_DNNL_CONV_FORWARD] || !usable[LMN_CPU_DNNL_CONV_BACKWARD_DATA] ||
+        !usable[LMN_CPU_DNNL_CONV_BACKWARD_WEIGHTS])
+        (void) conv_scratch(c, &r, chunks, !usable[LMN_CPU_DNNL_CONV_BACKWARD_WEIGHTS]);
+    EXEC_END(c);
+    return TRUE;
+}
+
 void lmn_cpu_conv_scratch_free(gpointer ctx)
 {
     LmnCpuContext *c = ctx;

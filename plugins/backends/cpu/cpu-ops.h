@@ -100,6 +100,8 @@ void lmn_cpu_conv2d_backward_data(gpointer ctx, const LmnConv2dDesc *d, const Lm
                                   const LmnTensor *weight, LmnTensor *dx);
 void lmn_cpu_conv2d_backward_weights(gpointer ctx, const LmnConv2dDesc *d, const LmnTensor *x,
                                      const LmnTensor *dy, LmnTensor *dweight, float beta);
+/* ABI 1.6 conv2d_prepare: oneDNN's plans for @d, or the blocked path's scratch. */
+gboolean lmn_cpu_conv2d_prepare(gpointer ctx, const LmnConv2dDesc *d, GError **error);
 /* Frees the convolution scratch (cpu_close). */
 void lmn_cpu_conv_scratch_free(gpointer ctx);
 
@@ -124,8 +126,16 @@ void lmn_cpu_dnnl_free(LmnCpuDnnl *dn);
 gboolean lmn_cpu_dnnl_conv(LmnCpuDnnl *dn, LmnCpuPool *pool, guint chunks, LmnCpuDnnlConvKind kind,
                            const LmnConv2dDesc *d, const float *in0, const float *in1, float *out,
                            float beta);
+/* Makes the plans of all three kinds for @d cut into @chunks chunks, and grows the per-chunk
+ * scratch their calls will use, so that lmn_cpu_dnnl_conv() on @d creates and allocates
+ * nothing.  usable[kind]: whether oneDNN runs that kind (else the caller's path will).  FALSE
+ * when the scratch cannot be allocated.  Called under the context's exec lock. */
+gboolean lmn_cpu_dnnl_prepare(LmnCpuDnnl *dn, guint chunks, const LmnConv2dDesc *d,
+                              gboolean usable[3]);
 /* The plans made so far (each shape, op and chunk size), for the tests. */
 guint lmn_cpu_dnnl_n_plans(LmnCpuDnnl *dn);
+/* How many plans lmn_cpu_dnnl_prepare() made and how many an op's own call had to make. */
+void lmn_cpu_dnnl_plan_counts(const LmnCpuDnnl *dn, guint *ahead, guint *on_call);
 #endif
 
 /* ABI 1.1 */

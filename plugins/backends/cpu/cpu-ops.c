@@ -1492,61 +1492,65 @@ static inline float bn_invstd(float var, float eps)
     return (float) (1.0 / sqrt((double) var + (double) eps));
 }
 
-/* Eight doubles as one value (GCC's vector extension): the compiler keeps interleaved
- * accumulators in registers as vectors, one zmm in the AVX-512 clone, where it leaves an array of
- * eight scalars on the stack.  Lane by lane the operations are the scalar ones, so every clone
- * gives the same bits. */
-typedef float LmnV8f __attribute__((vector_size(32)));
-typedef double LmnV8d __attribute__((vector_size(64)));
+/* Eight interleaved double accumulators, held as two vectors of four (GCC's vector extension):
+ * lanes 0-3 in lo, 4-7 in hi, so that each clone keeps them in registers (two ymm with AVX2 or
+ * AVX-512; a single 64-byte vector left the AVX2 clone spilling it to the stack every
+ * iteration, three times slower).  Lane by lane the operations are the scalar ones, summed in a
+ * fixed order, so every clone gives the same bits. */
+typedef float LmnV4f __attribute__((vector_size(16)));
+typedef double LmnV4d __attribute__((vector_size(32)));
 
-/* Macros, not functions: a function taking or returning a 64-byte vector has no fixed ABI
+/* Macros, not functions: a function taking or returning a 32-byte vector has no fixed ABI
  * across the clones (GCC's -Wpsabi). */
-#define LOAD8_F64(p)                                                                               \
+#define LOAD4_F64(p)                                                                               \
     ({                                                                                             \
-        LmnV8f f8_;                                                                                \
-        memcpy(&f8_, (p), sizeof f8_);                                                             \
-        __builtin_convertvector(f8_, LmnV8d);                                                      \
+        LmnV4f f4_;                                                                                \
+        memcpy(&f4_, (p), sizeof f4_);                                                             \
+        __builtin_convertvector(f4_, LmnV4d);                                                      \
     })
-#define HSUM8_F64(a)                                                                               \
-    ((((a)[0] + (a)[1]) + ((a)[2] + (a)[3])) + (((a)[4] + (a)[5]) + ((a)[6] + (a)[7])))
+#define HSUM8_F64(lo, hi)                                                                          \
+    ((((lo)[0] + (lo)[1]) + ((lo)[2] + (lo)[3])) + (((hi)[0] + (hi)[1]) + ((hi)[2] + (hi)[3])))
 
 /* Sum of (x - m)^2 in double with eight interleaved accumulators, as sum_f64(). */
 static inline double sum_sqdev_f64(const float *restrict x, gsize n, double m)
 {
-    LmnV8d acc = {0};
+    LmnV4d lo = {0}, hi = {0};
     gsize i = 0;
     for (; i + 8 <= n; i += 8) {
-        const LmnV8d d = LOAD8_F64(x + i) - m;
-        acc += d * d;
+        const LmnV4d d0 = LOAD4_F64(x + i) - m, d1 = LOAD4_F64(x + i + 4) - m;
+        lo += d0 * d0;
+        hi += d1 * d1;
     }
     double tail = 0.0;
     for (; i < n; i++) {
         const double d = (double) x[i] - m;
         tail += d * d;
     }
-    return HSUM8_F64(acc) + tail;
+    return HSUM8_F64(lo, hi) + tail;
 }
 
 /* sum(dy) and sum(dy * (x - m)) over @n elements in double, eight interleaved accumulators each
- * (sixteen, in two vectors, measured slower). */
+ * (sixteen measured slower). */
 static inline void sum_dy_dyx_f64(const float *restrict x, const float *restrict dy, gsize n,
                                   float m, double *sdy, double *sdyx)
 {
-    LmnV8d a = {0}, b = {0};
+    LmnV4d a_lo = {0}, a_hi = {0}, b_lo = {0}, b_hi = {0};
     const double md = m;
     gsize i = 0;
     for (; i + 8 <= n; i += 8) {
-        const LmnV8d g = LOAD8_F64(dy + i);
-        a += g;
-        b += g * (LOAD8_F64(x + i) - md);
+        const LmnV4d g0 = LOAD4_F64(dy + i), g1 = LOAD4_F64(dy + i + 4);
+        a_lo += g0;
+        a_hi += g1;
+        b_lo += g0 * (LOAD4_F64(x + i) - md);
+        b_hi += g1 * (LOAD4_F64(x + i + 4) - md);
     }
     double ta = 0.0, tb = 0.0;
     for (; i < n; i++) {
         ta += dy[i];
         tb += (double) dy[i] * ((double) x[i] - md);
     }
-    *sdy += HSUM8_F64(a) + ta;
-    *sdyx += HSUM8_F64(b) + tb;
+    *sdy += HSUM8_F64(a_lo, a_hi) + ta;
+    *sdyx += HSUM8_F64(b_lo, b_hi) + tb;
 }
 
 /* Two passes (mean, then squared deviations from it) in double: one-pass E[x^2] - E[x]^2 loses

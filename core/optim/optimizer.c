@@ -12,6 +12,7 @@
 #include <lamina/optimizer.h>
 #include <lamina/registry.h>
 #include <lamina/tensor.h>
+#include <math.h>
 #include <string.h>
 
 struct _LmnOptimizer {
@@ -25,6 +26,10 @@ struct _LmnOptimizer {
     double *host_state;
     gint64 step;
     guint64 n_launches;
+    /* lmn_optimizer_set_grad_scale() for the next step, 1 otherwise; fused: the kernel applies
+     * it (LMN_OPTIMIZER_FLAG_GRAD_SCALE within the plugin's struct_size) */
+    float grad_scale;
+    gboolean fused_scale;
     /* lmn_optimizer_set_ranges(): NULL for one launch over everything, else n_ranges entries of
      * (n_slots + 2) views: param, grad, then the slots, as the update kernel binds them */
     gboolean use_ranges;
@@ -32,6 +37,14 @@ struct _LmnOptimizer {
     LmnOptimizerRange *ranges;
     LmnTensor **range_views;
 };
+
+/* Whether @vt declares (ABI 1.6, inside its struct_size) that its kernel scales the gradients. */
+static gboolean optimizer_fuses_scale(const LmnOptimizerVTable *vt)
+{
+    return vt->struct_size >= G_STRUCT_OFFSET(LmnOptimizerVTable, grad_scale_scalar) +
+                                  sizeof(vt->grad_scale_scalar) &&
+           (vt->flags & LMN_OPTIMIZER_FLAG_GRAD_SCALE) != 0;
+}
 
 /* Checks what the core relies on before any of the plugin's code runs. */
 static gboolean optimizer_check_vtable(const LmnFeature *feature, GError **error)
@@ -66,6 +79,9 @@ static gboolean optimizer_check_vtable(const LmnFeature *feature, GError **error
                 break;
             }
     }
+    if (problem == NULL && optimizer_fuses_scale(vt) &&
+        vt->grad_scale_scalar >= vt->update->n_scalars)
+        problem = "grad_scale_scalar is outside the update kernel's scalar block";
     if (problem == NULL)
         return TRUE;
     g_set_error(error, LMN_PLUGIN_ERROR, LMN_PLUGIN_ERROR_BAD_DESCRIPTOR,
@@ -110,6 +126,8 @@ LmnOptimizer *lmn_optimizer_new(LmnRegistry *registry, const char *type, const L
     opt->hyper = lmn_params_ref((LmnParams *) hyper);
     opt->params = lmn_tensor_ref(params);
     opt->grads = lmn_tensor_ref(grads);
+    opt->grad_scale = 1.0f;
+    opt->fused_scale = optimizer_fuses_scale(opt->vtable);
     opt->n_slots = opt->vtable->update->n_buffers - 2;
     opt->slots = g_new0(LmnTensor *, opt->n_slots + 1);
     opt->host_state = g_new0(double, MAX(opt->vtable->n_host_state, 1));
@@ -168,6 +186,8 @@ static void step_ranges(LmnOptimizer *opt, double lr)
         double mult = opt->n_ranges > 0 ? opt->ranges[r].lr_mult : 1.0;
         memcpy(opt->host_state, before, n_host * sizeof(double));
         vt->prepare(opt->hyper, mult * lr, opt->step, opt->host_state, scalars);
+        if (opt->fused_scale)
+            scalars[vt->grad_scale_scalar] = opt->grad_scale;
         if (opt->n_ranges == 0)
             break; /* everything frozen: only the host state advances */
         LmnTensor **v = opt->range_views + r * (opt->n_slots + 2);
@@ -185,11 +205,19 @@ void lmn_optimizer_step(LmnOptimizer *opt, double lr)
     LmnTensor *buffers[LMN_KERNEL_MAX_BUFFERS];
 
     opt->step++;
+    /* Without the kernel's scaling, the gradients are scaled in place first, as they always
+     * were; with it, they are read scaled (the same float32 product) and left as they are. */
+    if (opt->grad_scale != 1.0f && !opt->fused_scale)
+        lmn_op_axpby(opt->grad_scale, opt->grads, 0.0f, opt->grads);
     if (opt->use_ranges) {
         step_ranges(opt, lr);
+        opt->grad_scale = 1.0f;
         return;
     }
     vt->prepare(opt->hyper, lr, opt->step, opt->host_state, scalars);
+    if (opt->fused_scale)
+        scalars[vt->grad_scale_scalar] = opt->grad_scale;
+    opt->grad_scale = 1.0f;
 
     buffers[0] = opt->params;
     buffers[1] = opt->grads;
@@ -197,6 +225,19 @@ void lmn_optimizer_step(LmnOptimizer *opt, double lr)
         buffers[2 + i] = opt->slots[i];
     lmn_op_kernel(vt->update, (gsize) lmn_tensor_numel(opt->params), buffers, scalars);
     opt->n_launches++;
+}
+
+void lmn_optimizer_set_grad_scale(LmnOptimizer *opt, float scale)
+{
+    g_return_if_fail(opt != NULL);
+    g_return_if_fail(isfinite(scale) && scale >= 0.0f);
+    opt->grad_scale = scale;
+}
+
+gboolean lmn_optimizer_fuses_grad_scale(const LmnOptimizer *opt)
+{
+    g_return_val_if_fail(opt != NULL, FALSE);
+    return opt->fused_scale;
 }
 
 void lmn_optimizer_set_ranges(LmnOptimizer *opt, const LmnOptimizerRange *ranges, guint n_ranges)

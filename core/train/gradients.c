@@ -182,8 +182,12 @@ gboolean lmn_train_process_gradients(LmnTrainer *t, gint64 m, GError **error)
         if (!isfinite(norm_sq))
             return lmn_train_non_finite_gradient(t, t->state.step + 1, norm_sq, error);
         double coef = tc->clip_norm / (sqrt(norm_sq) + 1e-6);
-        if (coef < 1.0)
+        /* The optimizer's kernel applies the coefficient as it reads each gradient, unless a
+         * clamp by value comes after it, which needs the scaled gradients in memory. */
+        if (coef < 1.0 && tc->clip_value > 0)
             lmn_op_axpby((float) coef, grads, 0.0f, grads);
+        else if (coef < 1.0)
+            lmn_optimizer_set_grad_scale(t->opt, (float) coef);
     } else if (!guard_gradients(t, grads, error)) {
         return FALSE;
     }

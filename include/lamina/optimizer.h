@@ -30,6 +30,13 @@ G_BEGIN_DECLS
  * @validate: (optional) checks relations between hyperparameters that a per-key schema cannot
  *   express (SGD: nesterov needs momentum > 0 and dampening = 0); sets a
  *   LMN_CONFIG_ERROR_INVALID error naming the keys.  Called before training starts.
+ * @flags: (ABI 1.6) #LmnOptimizerFlags
+ * @grad_scale_scalar: (ABI 1.6) with LMN_OPTIMIZER_FLAG_GRAD_SCALE, the index in the scalar
+ *   block of the factor the kernel multiplies every gradient element by before any other use
+ *   of it (`g = grad[i] * scalars[grad_scale_scalar]`, one float32 rounding, as PyTorch's
+ *   clip_grad_norm_ scales the gradients in place); prepare() sets it to 1 and the core then
+ *   writes the step's factor there (lmn_optimizer_set_grad_scale()), so gradient clipping by norm
+ *   costs no pass of its own over the gradients
  */
 typedef struct {
     guint32 struct_size;
@@ -41,7 +48,19 @@ typedef struct {
                     float *scalars);
     double (*slot_initial_value)(const LmnParams *hyper, guint slot);
     gboolean (*validate)(const LmnParams *hyper, GError **error);
+    guint32 flags;
+    guint grad_scale_scalar;
 } LmnOptimizerVTable;
+
+/**
+ * LmnOptimizerFlags:
+ * @LMN_OPTIMIZER_FLAG_GRAD_SCALE: the update kernel reads its gradients scaled by the scalar
+ *   at #LmnOptimizerVTable.grad_scale_scalar (ABI 1.6)
+ */
+typedef enum {
+    LMN_OPTIMIZER_FLAG_NONE = 0,
+    LMN_OPTIMIZER_FLAG_GRAD_SCALE = 1 << 0,
+} LmnOptimizerFlags;
 
 /* ---- the core's optimizer object (used by the training loop, custom loops, tools, tests) ---- */
 
@@ -66,6 +85,24 @@ void lmn_optimizer_free(LmnOptimizer *opt);
 /** lmn_optimizer_step: one update with learning rate @lr: step += 1, prepare, one launch
  * (one per range with lmn_optimizer_set_ranges()). */
 void lmn_optimizer_step(LmnOptimizer *opt, double lr);
+
+/**
+ * lmn_optimizer_set_grad_scale:
+ * @scale: a finite factor >= 0
+ * Makes the next lmn_optimizer_step() (and only that one) update with every gradient multiplied
+ * by @scale, the coefficient clip_grad_norm_ computes.  An optimizer with
+ * LMN_OPTIMIZER_FLAG_GRAD_SCALE does the multiplication in its update kernel and leaves the
+ * gradient tensor as it is; for one without it the step first scales the gradient tensor in
+ * place (lmn_op_axpby), as clipping always did.  The updated parameters and state are the same
+ * bits either way.  @scale 1 (the default) multiplies nothing.
+ */
+void lmn_optimizer_set_grad_scale(LmnOptimizer *opt, float scale);
+/**
+ * lmn_optimizer_fuses_grad_scale:
+ * Returns: whether @opt's kernel applies lmn_optimizer_set_grad_scale() itself
+ *   (LMN_OPTIMIZER_FLAG_GRAD_SCALE), with no pass over the gradients
+ */
+gboolean lmn_optimizer_fuses_grad_scale(const LmnOptimizer *opt);
 
 /**
  * LmnOptimizerRange:

@@ -16,8 +16,9 @@ enum {
     ADADELTA_ONE_MINUS_RHO,
     ADADELTA_EPS,
     ADADELTA_WEIGHT_DECAY,
-    ADADELTA_SIGN,      /* -1 with maximize, else 1 */
-    ADADELTA_USE_DECAY, /* 1 when weight_decay != 0 */
+    ADADELTA_SIGN,       /* -1 with maximize, else 1 */
+    ADADELTA_USE_DECAY,  /* 1 when weight_decay != 0 */
+    ADADELTA_GRAD_SCALE, /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     ADADELTA_N_SCALARS
 };
 
@@ -33,8 +34,9 @@ adadelta_loop(gsize begin, gsize end, float *restrict param, const float *restri
     const float wd = scalars[ADADELTA_WEIGHT_DECAY];
     const float sign = scalars[ADADELTA_SIGN];
 
+    const float grad_scale = scalars[ADADELTA_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float sq = square_avg[i] * rho;
@@ -60,6 +62,7 @@ static void adadelta_update_cpu(gsize begin, gsize end, void *const *buffers, co
 static void adadelta_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                              float *scalars)
 {
+    scalars[ADADELTA_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double rho = lmn_params_get_float(hyper, "rho");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
 
@@ -82,7 +85,8 @@ static const char *const adadelta_slots[] = {"square_avg", "acc_delta", NULL};
 LMN_OPT_KERNEL(adadelta, ADADELTA_N_SCALARS);
 
 /* torch.optim.Adadelta checks each value on its own; the schema does that. */
-static const LmnOptimizerVTable adadelta_vtable = {LMN_OPT_VTABLE_BASE(adadelta)};
+static const LmnOptimizerVTable adadelta_vtable = {
+    LMN_OPT_VTABLE_BASE(adadelta, ADADELTA_GRAD_SCALE)};
 
 static const LmnParamSpec adadelta_specs[] = {
     LMN_OPT_SPEC_FLOAT("lr", "1.0",

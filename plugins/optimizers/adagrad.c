@@ -15,8 +15,9 @@ enum {
     ADAGRAD_NEG_CLR, /* -lr / (1 + (t - 1) * lr_decay) */
     ADAGRAD_EPS,
     ADAGRAD_WEIGHT_DECAY,
-    ADAGRAD_SIGN,      /* -1 with maximize, else 1 */
-    ADAGRAD_USE_DECAY, /* 1 when weight_decay != 0 */
+    ADAGRAD_SIGN,       /* -1 with maximize, else 1 */
+    ADAGRAD_USE_DECAY,  /* 1 when weight_decay != 0 */
+    ADAGRAD_GRAD_SCALE, /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     ADAGRAD_N_SCALARS
 };
 
@@ -29,8 +30,9 @@ adagrad_loop(gsize begin, gsize end, float *restrict param, const float *restric
     const float wd = scalars[ADAGRAD_WEIGHT_DECAY];
     const float sign = scalars[ADAGRAD_SIGN];
 
+    const float grad_scale = scalars[ADAGRAD_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float s = sum[i] + d * d; /* addcmul with value 1: 1 * d is exactly d */
@@ -50,6 +52,7 @@ static void adagrad_update_cpu(gsize begin, gsize end, void *const *buffers, con
 static void adagrad_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                             float *scalars)
 {
+    scalars[ADAGRAD_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double lr_decay = lmn_params_get_float(hyper, "lr_decay");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
 
@@ -76,7 +79,7 @@ LMN_OPT_KERNEL(adagrad, ADAGRAD_N_SCALARS);
 
 /* torch.optim.Adagrad checks each value on its own; the schema does that. */
 static const LmnOptimizerVTable adagrad_vtable = {
-    LMN_OPT_VTABLE_BASE(adagrad),
+    LMN_OPT_VTABLE_BASE(adagrad, ADAGRAD_GRAD_SCALE),
     .slot_initial_value = adagrad_slot_initial_value,
 };
 

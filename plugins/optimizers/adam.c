@@ -27,9 +27,10 @@ enum {
     ADAM_BETA2,
     ADAM_ONE_MINUS_BETA2,
     ADAM_WEIGHT_DECAY,
-    ADAM_SIGN,      /* -1 with maximize, else 1 */
-    ADAM_AMSGRAD,   /* 1 or 0 */
-    ADAM_USE_DECAY, /* 1 when weight_decay != 0 */
+    ADAM_SIGN,       /* -1 with maximize, else 1 */
+    ADAM_AMSGRAD,    /* 1 or 0 */
+    ADAM_USE_DECAY,  /* 1 when weight_decay != 0 */
+    ADAM_GRAD_SCALE, /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     ADAM_N_SCALARS
 };
 
@@ -49,8 +50,9 @@ adam_loop(gsize begin, gsize end, float *restrict param, const float *restrict g
     const float wd = scalars[ADAM_WEIGHT_DECAY];
     const float sign = scalars[ADAM_SIGN];
 
+    const float grad_scale = scalars[ADAM_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float m = exp_avg[i] * beta1;
@@ -85,6 +87,7 @@ static void adam_update_cpu(gsize begin, gsize end, void *const *buffers, const 
 static void adam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                          float *scalars)
 {
+    scalars[ADAM_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double beta1 = lmn_params_get_float(hyper, "beta1");
     double beta2 = lmn_params_get_float(hyper, "beta2");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
@@ -114,7 +117,7 @@ static const char *const adam_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_s
 LMN_OPT_KERNEL(adam, ADAM_N_SCALARS);
 
 /* torch.optim.Adam checks each value on its own; the schema does that. */
-static const LmnOptimizerVTable adam_vtable = {LMN_OPT_VTABLE_BASE(adam)};
+static const LmnOptimizerVTable adam_vtable = {LMN_OPT_VTABLE_BASE(adam, ADAM_GRAD_SCALE)};
 
 static const LmnParamSpec adam_specs[] = {
     LMN_OPT_SPEC_LR("0.001"),

@@ -16,8 +16,9 @@ enum {
     ADAMAX_ONE_MINUS_BETA1,
     ADAMAX_BETA2,
     ADAMAX_WEIGHT_DECAY,
-    ADAMAX_SIGN,      /* -1 with maximize, else 1 */
-    ADAMAX_USE_DECAY, /* 1 when weight_decay != 0 */
+    ADAMAX_SIGN,       /* -1 with maximize, else 1 */
+    ADAMAX_USE_DECAY,  /* 1 when weight_decay != 0 */
+    ADAMAX_GRAD_SCALE, /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     ADAMAX_N_SCALARS
 };
 
@@ -34,8 +35,9 @@ adamax_loop(gsize begin, gsize end, float *restrict param, const float *restrict
     const float wd = scalars[ADAMAX_WEIGHT_DECAY];
     const float sign = scalars[ADAMAX_SIGN];
 
+    const float grad_scale = scalars[ADAMAX_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float m = exp_avg[i] * beta1;
@@ -60,6 +62,7 @@ static void adamax_update_cpu(gsize begin, gsize end, void *const *buffers, cons
 static void adamax_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                            float *scalars)
 {
+    scalars[ADAMAX_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double beta1 = lmn_params_get_float(hyper, "beta1");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
 
@@ -83,7 +86,7 @@ static const char *const adamax_slots[] = {"exp_avg", "exp_inf", NULL};
 LMN_OPT_KERNEL(adamax, ADAMAX_N_SCALARS);
 
 /* torch.optim.Adamax checks each value on its own; the schema does that. */
-static const LmnOptimizerVTable adamax_vtable = {LMN_OPT_VTABLE_BASE(adamax)};
+static const LmnOptimizerVTable adamax_vtable = {LMN_OPT_VTABLE_BASE(adamax, ADAMAX_GRAD_SCALE)};
 
 static const LmnParamSpec adamax_specs[] = {
     LMN_OPT_SPEC_LR("0.002"),

@@ -29,6 +29,7 @@ enum {
     ADAMW_DECAY_FACTOR, /* 1 - lr * weight_decay */
     ADAMW_SIGN,         /* -1 with maximize, else 1 */
     ADAMW_AMSGRAD,      /* 1 or 0 */
+    ADAMW_GRAD_SCALE,   /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     ADAMW_N_SCALARS
 };
 
@@ -48,10 +49,11 @@ adamw_loop(gsize begin, gsize end, float *restrict param, const float *restrict 
     const float decay_factor = scalars[ADAMW_DECAY_FACTOR];
     const float sign = scalars[ADAMW_SIGN];
 
+    const float grad_scale = scalars[ADAMW_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
         /* torch multiplies by 1 - lr * weight_decay even when it is 1: exact, so always do */
         float p = param[i] * decay_factor;
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         float m = exp_avg[i] * beta1;
         m = m + omb1 * d;
         exp_avg[i] = m;
@@ -82,6 +84,7 @@ static void adamw_update_cpu(gsize begin, gsize end, void *const *buffers, const
 static void adamw_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                           float *scalars)
 {
+    scalars[ADAMW_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double beta1 = lmn_params_get_float(hyper, "beta1");
     double beta2 = lmn_params_get_float(hyper, "beta2");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
@@ -110,7 +113,7 @@ static const char *const adamw_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_
 LMN_OPT_KERNEL(adamw, ADAMW_N_SCALARS);
 
 /* torch.optim.AdamW checks each value on its own; the schema does that. */
-static const LmnOptimizerVTable adamw_vtable = {LMN_OPT_VTABLE_BASE(adamw)};
+static const LmnOptimizerVTable adamw_vtable = {LMN_OPT_VTABLE_BASE(adamw, ADAMW_GRAD_SCALE)};
 
 static const LmnParamSpec adamw_specs[] = {
     LMN_OPT_SPEC_LR("0.001"),

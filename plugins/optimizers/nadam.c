@@ -27,7 +27,8 @@ enum {
     NADAM_BETA2,
     NADAM_ONE_MINUS_BETA2,
     NADAM_WEIGHT_DECAY,
-    NADAM_USE_DECAY, /* 1 when weight_decay != 0 */
+    NADAM_USE_DECAY,  /* 1 when weight_decay != 0 */
+    NADAM_GRAD_SCALE, /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     NADAM_N_SCALARS
 };
 
@@ -48,8 +49,9 @@ nadam_loop(gsize begin, gsize end, float *restrict param, const float *restrict 
     const float omb2 = scalars[NADAM_ONE_MINUS_BETA2];
     const float wd = scalars[NADAM_WEIGHT_DECAY];
 
+    const float grad_scale = scalars[NADAM_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = grad[i];
+        float d = (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float m = exp_avg[i] * beta1;
@@ -75,6 +77,7 @@ static void nadam_update_cpu(gsize begin, gsize end, void *const *buffers, const
 static void nadam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                           float *scalars)
 {
+    scalars[NADAM_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double beta1 = lmn_params_get_float(hyper, "beta1");
     double beta2 = lmn_params_get_float(hyper, "beta2");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
@@ -113,7 +116,7 @@ LMN_OPT_KERNEL(nadam, NADAM_N_SCALARS);
 
 /* torch.optim.NAdam checks each value on its own; the schema does that. */
 static const LmnOptimizerVTable nadam_vtable = {
-    LMN_OPT_VTABLE_BASE(nadam),
+    LMN_OPT_VTABLE_BASE(nadam, NADAM_GRAD_SCALE),
     .n_host_state = NADAM_N_HOST_STATE,
     .host_state_names = nadam_host_state_names,
 };

@@ -84,15 +84,20 @@ static const guint8 lmn_opt_access[LMN_KERNEL_MAX_BUFFERS] = {
 /**
  * LMN_OPT_VTABLE_BASE:
  * @prefix: the optimizer's identifier prefix
+ * @grad_scale_: the index of the scalar its kernel multiplies each gradient by
  * The members of an #LmnOptimizerVTable initializer that every optimizer here sets the same way:
- * struct_size, slots (prefix_slots), update (&prefix_kernel) and prepare (prefix_prepare).  The
+ * struct_size, slots (prefix_slots), update (&prefix_kernel), prepare (prefix_prepare), and the
+ * ABI 1.6 gradient scale (LMN_OPTIMIZER_FLAG_GRAD_SCALE at @grad_scale_: every kernel here reads
+ * its gradient as grad[i] * scalars[@grad_scale_] before anything else, and prepare() sets that
+ * scalar to 1).  The
  * members left out stay 0/NULL: no host state, every slot starts at 0, and no validate(), which
  * is right for every torch optimizer that checks each hyperparameter on its own (the schema's
  * ranges do that); an optimizer that needs one of them adds it after this macro.
  */
-#define LMN_OPT_VTABLE_BASE(prefix)                                                                \
+#define LMN_OPT_VTABLE_BASE(prefix, grad_scale_)                                                   \
     .struct_size = sizeof(LmnOptimizerVTable), .slots = prefix##_slots,                            \
-    .update = &prefix##_kernel, .prepare = prefix##_prepare
+    .update = &prefix##_kernel, .prepare = prefix##_prepare,                                       \
+    .flags = LMN_OPTIMIZER_FLAG_GRAD_SCALE, .grad_scale_scalar = (grad_scale_)
 
 /* ---- the plugin ---- */
 

@@ -30,8 +30,9 @@ enum {
     RADAM_BETA2,
     RADAM_ONE_MINUS_BETA2,
     RADAM_WEIGHT_DECAY,
-    RADAM_RECTIFY,   /* 1 when rho_t > 5 */
-    RADAM_USE_DECAY, /* 1 when weight_decay != 0 */
+    RADAM_RECTIFY,    /* 1 when rho_t > 5 */
+    RADAM_USE_DECAY,  /* 1 when weight_decay != 0 */
+    RADAM_GRAD_SCALE, /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     RADAM_N_SCALARS
 };
 
@@ -51,8 +52,9 @@ radam_loop(gsize begin, gsize end, float *restrict param, const float *restrict 
     const float omb2 = scalars[RADAM_ONE_MINUS_BETA2];
     const float wd = scalars[RADAM_WEIGHT_DECAY];
 
+    const float grad_scale = scalars[RADAM_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = grad[i];
+        float d = (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float m = exp_avg[i] * beta1;
@@ -85,6 +87,7 @@ static void radam_update_cpu(gsize begin, gsize end, void *const *buffers, const
 static void radam_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                           float *scalars)
 {
+    scalars[RADAM_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double beta1 = lmn_params_get_float(hyper, "beta1");
     double beta2 = lmn_params_get_float(hyper, "beta2");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
@@ -122,7 +125,7 @@ static const char *const radam_slots[] = {"exp_avg", "exp_avg_sq", NULL};
 LMN_OPT_KERNEL(radam, RADAM_N_SCALARS);
 
 /* torch.optim.RAdam checks each value on its own; the schema does that. */
-static const LmnOptimizerVTable radam_vtable = {LMN_OPT_VTABLE_BASE(radam)};
+static const LmnOptimizerVTable radam_vtable = {LMN_OPT_VTABLE_BASE(radam, RADAM_GRAD_SCALE)};
 
 static const LmnParamSpec radam_specs[] = {
     LMN_OPT_SPEC_LR("0.001"), LMN_OPT_SPEC_BETA1,           LMN_OPT_SPEC_BETA2,

@@ -40,6 +40,7 @@ enum {
     RMSPROP_USE_MOMENTUM, /* 1 when momentum > 0 */
     RMSPROP_USE_DECAY,    /* 1 when weight_decay != 0 */
     RMSPROP_NESTEROV,     /* 1 or 0 */
+    RMSPROP_GRAD_SCALE,   /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     RMSPROP_N_SCALARS
 };
 
@@ -59,8 +60,9 @@ rmsprop_loop(gsize begin, gsize end, float *restrict param, const float *restric
     /* Loop-invariant, so the branch below costs nothing per element. */
     const gboolean nesterov = scalars[RMSPROP_NESTEROV] != 0.0f;
 
+    const float grad_scale = scalars[RMSPROP_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         float sq = square_avg[i] * alpha;
@@ -104,6 +106,7 @@ static void rmsprop_update_cpu(gsize begin, gsize end, void *const *buffers, con
 static void rmsprop_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                             float *scalars)
 {
+    scalars[RMSPROP_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double alpha = lmn_params_get_float(hyper, "alpha");
     double momentum = lmn_params_get_float(hyper, "momentum");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
@@ -145,7 +148,7 @@ static gboolean rmsprop_validate(const LmnParams *hyper, GError **error)
 }
 
 static const LmnOptimizerVTable rmsprop_vtable = {
-    LMN_OPT_VTABLE_BASE(rmsprop),
+    LMN_OPT_VTABLE_BASE(rmsprop, RMSPROP_GRAD_SCALE),
     .validate = rmsprop_validate,
 };
 

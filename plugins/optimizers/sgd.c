@@ -24,6 +24,7 @@ enum {
     SGD_SIGN,         /* -1 with maximize, else 1 */
     SGD_MODE,         /* SgdMode */
     SGD_USE_DECAY,    /* 1 when weight_decay != 0 */
+    SGD_GRAD_SCALE,   /* the gradient's factor (ABI 1.6, gradient clipping); 1 */
     SGD_N_SCALARS
 };
 
@@ -47,8 +48,9 @@ sgd_loop(gsize begin, gsize end, float *restrict param, const float *restrict gr
     const float momentum = scalars[SGD_MOMENTUM];
     const float sign = scalars[SGD_SIGN];
 
+    const float grad_scale = scalars[SGD_GRAD_SCALE];
     for (gsize i = begin; i < end; i++) {
-        float d = sign * grad[i];
+        float d = sign * (grad[i] * grad_scale);
         if (decay)
             d = d + wd * param[i];
         if (mode != SGD_MODE_PLAIN) {
@@ -86,6 +88,7 @@ static void sgd_update_cpu(gsize begin, gsize end, void *const *buffers, const f
 static void sgd_prepare(const LmnParams *hyper, double lr, gint64 step, double *host_state,
                         float *scalars)
 {
+    scalars[SGD_GRAD_SCALE] = 1.0f; /* the core writes clipping's factor over it */
     double momentum = lmn_params_get_float(hyper, "momentum");
     double dampening = lmn_params_get_float(hyper, "dampening");
     double weight_decay = lmn_params_get_float(hyper, "weight_decay");
@@ -129,7 +132,7 @@ static gboolean sgd_validate(const LmnParams *hyper, GError **error)
 }
 
 static const LmnOptimizerVTable sgd_vtable = {
-    LMN_OPT_VTABLE_BASE(sgd),
+    LMN_OPT_VTABLE_BASE(sgd, SGD_GRAD_SCALE),
     .validate = sgd_validate,
 };
 

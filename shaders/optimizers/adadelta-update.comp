@@ -1,20 +1,20 @@
 #version 450
 // adadelta.update (adadelta.c): the CPU kernel's float operations in its order; `precise` forbids
 // fused multiply-adds, which the CPU path never forms.  Scalars: neg_lr, rho, 1 - rho, eps,
-// weight_decay, sign, use_decay.
+// weight_decay, sign, use_decay, grad_scale.
 layout(local_size_x_id = 0) in;
 layout(std430, set = 0, binding = 0) buffer Param { float param[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Grad { float grad[]; };
 layout(std430, set = 0, binding = 2) buffer SquareAvg { float square_avg[]; };
 layout(std430, set = 0, binding = 3) buffer AccDelta { float acc_delta[]; };
-layout(push_constant) uniform P { uint n; uint offset; float s[7]; } p;
+layout(push_constant) uniform P { uint n; uint offset; float s[8]; } p;
 void main()
 {
     if (gl_GlobalInvocationID.x >= p.n)
         return;
     uint i = p.offset + gl_GlobalInvocationID.x;
     precise float pv = param[i];
-    precise float d = p.s[5] * grad[i];
+    precise float d = p.s[5] * (grad[i] * p.s[7]);
     if (p.s[6] != 0.0)
         d = d + p.s[4] * pv;
     precise float sq = square_avg[i] * p.s[1];

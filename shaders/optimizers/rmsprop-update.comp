@@ -1,21 +1,21 @@
 #version 450
 // rmsprop.update (rmsprop.c): the CPU kernel's float operations in its order; `precise` forbids
 // fused multiply-adds, which the CPU path never forms.  Scalars: neg_lr, alpha, 1 - alpha, eps,
-// weight_decay, momentum, sign, centered, use_momentum, use_decay, nesterov.
+// weight_decay, momentum, sign, centered, use_momentum, use_decay, nesterov, grad_scale.
 layout(local_size_x_id = 0) in;
 layout(std430, set = 0, binding = 0) buffer Param { float param[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Grad { float grad[]; };
 layout(std430, set = 0, binding = 2) buffer SquareAvg { float square_avg[]; };
 layout(std430, set = 0, binding = 3) buffer MomentumBuffer { float momentum_buffer[]; };
 layout(std430, set = 0, binding = 4) buffer GradAvg { float grad_avg[]; };
-layout(push_constant) uniform P { uint n; uint offset; float s[11]; } p;
+layout(push_constant) uniform P { uint n; uint offset; float s[12]; } p;
 void main()
 {
     if (gl_GlobalInvocationID.x >= p.n)
         return;
     uint i = p.offset + gl_GlobalInvocationID.x;
     precise float pv = param[i];
-    precise float d = p.s[6] * grad[i];
+    precise float d = p.s[6] * (grad[i] * p.s[11]);
     if (p.s[9] != 0.0)
         d = d + p.s[4] * pv;
     precise float sq = square_avg[i] * p.s[1];

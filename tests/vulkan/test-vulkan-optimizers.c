@@ -2,7 +2,8 @@
  *
  * For each optimizer Lamina ships, every combination of the options its kernel branches on
  * (maximize, weight decay, momentum variants, centered, amsgrad, ...) runs 20 steps on both
- * backends from the same initial parameters and the same gradient sequence; the parameters and
+ * backends from the same initial parameters and the same gradient sequence, every third step
+ * with its gradient scaled as gradient clipping scales it; the parameters and
  * every state slot must then agree to 1e-5 relative.  The update must run as SPIR-V: the kernel
  * ships a variant, and the backend prints no CPU-fallback warning (each optimizer runs in a
  * subprocess whose stderr is checked, and which counts warnings itself).
@@ -231,6 +232,12 @@ static void run_case(const OptimizerCases *oc, guint index, GRand *rng, Diff *di
         g_assert_true(lmn_tensor_write(gv, g, sizeof g, &error));
         /* A learning-rate schedule changes the host-computed scalars every step. */
         const double lr = oc->lr * (1.0 - 0.02 * s);
+        /* Every third step clipped by norm: the kernels read the gradient scaled (ABI 1.6). */
+        if (s % 3 == 1) {
+            g_assert_true(lmn_optimizer_fuses_grad_scale(oc_vk));
+            lmn_optimizer_set_grad_scale(oc_cpu, 0.3f);
+            lmn_optimizer_set_grad_scale(oc_vk, 0.3f);
+        }
         lmn_optimizer_step(oc_cpu, lr);
         lmn_optimizer_step(oc_vk, lr);
     }

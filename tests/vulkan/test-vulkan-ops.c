@@ -745,6 +745,41 @@ static void test_random(void)
     mark("random_normal", "Philox Box-Muller, 3 seeds, 64-bit stream");
 }
 
+/* scatter_add_rows on an embedding-sized table: 3000 rows of 33, 1000 source rows (not a power
+ * of two: the sort pads), one row hit 300 times, a few hundred others once or more, some
+ * indices out of range.  Each row's additions run in index order on both backends (the Vulkan
+ * backend sorts the indices, or with LAMINA_VK_SCATTER=scan scans them per table element), so
+ * the table must be bit-identical to the CPU's; and again with a batch of one row. */
+static void test_scatter_rows_large(void)
+{
+    const gint64 v = 3000, dim = 33, counts[] = {1000, 1};
+    for (guint c = 0; c < G_N_ELEMENTS(counts); c++) {
+        const gint64 n = counts[c];
+        g_autofree gint32 *ii = g_new(gint32, n);
+        g_autofree float *fi = g_new(float, n);
+        for (gint64 i = 0; i < n; i++) {
+            const gint32 pick = g_rand_int_range(rng, 0, 10);
+            ii[i] = pick < 3    ? 17                                    /* one hot row */
+                    : pick == 3 ? (i % 2 ? -5 : (gint32) (v + i))       /* out of range */
+                                : g_rand_int_range(rng, 0, (gint32) v); /* anywhere */
+            fi[i] = (float) ii[i];
+        }
+        Pair idx_i = pair_new_on(vk, LMN_DTYPE_I32, (gsize) n, ii);
+        Pair idx_f = pair_new_on(vk, LMN_DTYPE_F32, (gsize) n, fi);
+        Pair table = pair_random((gsize) (v * dim), -1, 1);
+        Pair src = pair_random((gsize) (n * dim), -1, 1);
+        Pair *idx[] = {&idx_i, &idx_f};
+        for (guint k = 0; k < 2; k++) {
+            BOTH(lmn_op_scatter_add_rows(table.c, idx[k]->c, src.c, n, dim),
+                 lmn_op_scatter_add_rows(table.v, idx[k]->v, src.v, n, dim));
+            assert_close(&table, 0, 0, "scatter_add_rows (3000-row table)");
+        }
+        Pair *all[] = {&idx_i, &idx_f, &table, &src};
+        for (guint i = 0; i < G_N_ELEMENTS(all); i++)
+            pair_free(all[i]);
+    }
+}
+
 static void test_rows_and_bce(void)
 {
     const gint64 v = 11, dim = 5, n = 17;
@@ -805,7 +840,9 @@ static void test_rows_and_bce(void)
     for (guint i = 0; i < G_N_ELEMENTS(all); i++)
         pair_free(all[i]);
     mark("gather_rows", "i32 and f32 indices, out-of-range rows give zeros");
-    mark("scatter_add_rows", "i32 and f32 indices, repeated rows, deterministic order");
+    mark("scatter_add_rows", "i32 and f32 indices, repeated rows, deterministic order; a "
+                             "3000-row table bit-identical to the CPU, by sorting and by "
+                             "scanning (vulkan-ops-scatter-scan)");
     mark("copy_block", "strided, beta 0/1, overlapping rows of one tensor, disjoint views of one "
                        "tensor");
     mark("bce_logits", "x in [-30, 30], 5001 elements");
@@ -1109,7 +1146,8 @@ static void test_bad_knobs(void)
     const char *cases[][3] = {{"LAMINA_VK_CHANNEL_SPLITS", "65", "from 1 to 64"},
                               {"LAMINA_VK_CHANNEL_SPLITS", "0", "from 1 to 64"},
                               {"LAMINA_VK_CHANNEL_SPLITS", "3x", "from 1 to 64"},
-                              {"LAMINA_VK_PUSH_DESCRIPTORS", "yes", "expected 0"}};
+                              {"LAMINA_VK_PUSH_DESCRIPTORS", "yes", "expected 0"},
+                              {"LAMINA_VK_SCATTER", "fast", "expected 'sort'"}};
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *saved = g_strdup(g_getenv(cases[i][0]));
         g_setenv(cases[i][0], cases[i][1], TRUE);
@@ -1746,6 +1784,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops/clamp-softmax", test_clamp_softmax);
     g_test_add_func("/vulkan/ops/random", test_random);
     g_test_add_func("/vulkan/ops/rows-bce", test_rows_and_bce);
+    g_test_add_func("/vulkan/ops/scatter-rows-large", test_scatter_rows_large);
     g_test_add_func("/vulkan/ops/im2col-col2im", test_im2col_col2im);
     g_test_add_func("/vulkan/ops/pool2d", test_pool);
     g_test_add_func("/vulkan/ops/batchnorm", test_batchnorm);

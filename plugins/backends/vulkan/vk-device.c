@@ -352,9 +352,10 @@ static guint32 pick_memory_type(LmnVkContext *c)
     return pick;
 }
 
-/* LAMINA_VK_PUSH_DESCRIPTORS (0 or 1, default 1) and LAMINA_VK_CHANNEL_SPLITS (1 to 64, default
- * from the shape: c->channel_splits 0), read once when the device opens; anything else is an
- * error naming the variable, not a silent default. */
+/* LAMINA_VK_PUSH_DESCRIPTORS (0 or 1, default 1), LAMINA_VK_CHANNEL_SPLITS (1 to 64, default
+ * from the shape: c->channel_splits 0) and LAMINA_VK_SCATTER (sort or scan, default sort), read
+ * once when the device opens; anything else is an error naming the variable, not a silent
+ * default. */
 static gboolean read_test_knobs(LmnVkContext *c, GError **error)
 {
     const char *push = g_getenv("LAMINA_VK_PUSH_DESCRIPTORS");
@@ -382,6 +383,19 @@ static gboolean read_test_knobs(LmnVkContext *c, GError **error)
             return FALSE;
         }
         c->channel_splits = (guint32) v;
+    }
+    const char *scatter = g_getenv("LAMINA_VK_SCATTER");
+    c->scatter_scan = FALSE;
+    if (scatter != NULL && *scatter != '\0') {
+        if (!g_str_equal(scatter, "sort") && !g_str_equal(scatter, "scan")) {
+            g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                        "LAMINA_VK_SCATTER = '%s': expected 'sort' (scatter_add_rows by sorting "
+                        "its indices, the default) or 'scan' (one invocation per table element "
+                        "scanning every index, for comparison); unset it",
+                        scatter);
+            return FALSE;
+        }
+        c->scatter_scan = g_str_equal(scatter, "scan");
     }
     return TRUE;
 }

@@ -35,6 +35,7 @@
 #include "vk-shader-reduce_axis.h"
 #include "vk-shader-reduce.h"
 #include "vk-shader-rows.h"
+#include "vk-shader-scatter_rows.h"
 #include "vk-shader-softmax.h"
 #include "vk-shader-softmax_xent.h"
 #include "vk-shader-softmax_xent_backward.h"
@@ -86,6 +87,7 @@ static const struct {
     SHADER(LMN_VK_SHADER_NORMALIZE, normalize),
     SHADER(LMN_VK_SHADER_TOPK, topk),
     SHADER(LMN_VK_SHADER_UPSAMPLE, upsample),
+    SHADER(LMN_VK_SHADER_SCATTER_ROWS, scatter_rows),
 #undef SHADER
 };
 

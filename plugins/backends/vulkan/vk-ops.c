@@ -948,6 +948,56 @@ static void scatter_chunks(LmnVkContext *c, const LmnTensor *tg, const LmnTensor
     }
 }
 
+typedef struct {
+    guint32 total, off_s, off_if, off_ii, off_o, mode, n, dim, rows, is_int, j, k;
+} ScatterPush;
+
+/* Whether scatter_rows.comp takes the op: every operand bound whole, the sorted keys r * n + i
+ * below 2^32 - 1 (the empty key), and the padded key array within one binding. */
+static gboolean scatter_sorted_fits(LmnVkContext *c, gsize n, gsize dim, gsize v, gsize padded)
+{
+    const gsize me = max_elems(c);
+    return n <= G_MAXUINT32 / dim && n * dim <= me && v * dim <= me && padded <= me &&
+           (guint64) v * n < G_MAXUINT32;
+}
+
+/* scatter_add_rows through a sort (scatter_rows.comp): the keys of the @n source rows, a bitonic
+ * sort of them padded to @padded (a power of two), then one pass summing each table row's
+ * source rows in index order: O(n log^2 n + n dim) work, where one invocation per table element
+ * scanning every index (rows.comp mode 1) was O(v n dim). */
+static void scatter_sorted(LmnVkContext *c, LmnTensor *tg, const LmnTensor *indices,
+                           const LmnTensor *src, gsize n, gsize dim, gsize v, gsize padded)
+{
+    const char *op = "scatter_add_rows";
+    LmnVkBinding b[5];
+    LmnVkBuffer *keys = scratch(c, padded, &b[3]);
+    if (keys == NULL)
+        return;
+    ScatterPush p = {.n = (guint32) n, .dim = (guint32) dim, .rows = (guint32) v};
+    p.is_int = indices->dtype == LMN_DTYPE_I32;
+    bind_dummy(c, &b[1]);
+    bind_dummy(c, &b[2]);
+    if (bind(c, src, 0, n * dim, FALSE, &b[0], &p.off_s, op) &&
+        bind(c, tg, 0, v * dim, TRUE, &b[4], &p.off_o, op) &&
+        bind(c, indices, 0, n, FALSE, &b[p.is_int ? 2 : 1], p.is_int ? &p.off_ii : &p.off_if, op)) {
+        VkPipeline pipe = lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_SCATTER_ROWS);
+        p.mode = 0;
+        p.total = (guint32) padded;
+        lmn_vk_dispatch(c, pipe, b, 5, &p, sizeof p, groups_for(padded), 1, 1);
+        p.mode = 1;
+        for (gsize k = 2; k <= padded; k *= 2)
+            for (gsize j = k / 2; j > 0; j /= 2) {
+                p.k = (guint32) k;
+                p.j = (guint32) j;
+                lmn_vk_dispatch(c, pipe, b, 5, &p, sizeof p, groups_for(padded), 1, 1);
+            }
+        p.mode = 2;
+        p.total = (guint32) (n * dim);
+        lmn_vk_dispatch(c, pipe, b, 5, &p, sizeof p, groups_for(n * dim), 1, 1);
+    }
+    scratch_done(c, keys);
+}
+
 void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTensor *indices,
                              const LmnTensor *src, gint64 n, gint64 dim)
 {
@@ -957,10 +1007,16 @@ void lmn_vk_scatter_add_rows(gpointer ctx, LmnTensor *table_grad, const LmnTenso
     const gsize v = numel(table_grad) / (gsize) dim, D = (gsize) dim, me = max_elems(c);
     if (v == 0)
         return;
+    gsize padded = 1;
+    while (padded < (gsize) n && padded <= G_MAXSIZE / 2)
+        padded *= 2;
     LOCK(c);
-    /* One invocation per table element scanning the indices in order: the additions land in
-     * index order, as on the CPU, so the result is deterministic. */
-    if (D > me) {
+    /* Every table row receives its source rows' additions in index order, as on the CPU, so the
+     * result is deterministic: by sorting where the operands fit (and LAMINA_VK_SCATTER is not
+     * "scan"), else one invocation per table element scanning every index. */
+    if (D <= me && !c->scatter_scan && scatter_sorted_fits(c, (gsize) n, D, v, padded)) {
+        scatter_sorted(c, table_grad, indices, src, (gsize) n, D, v, padded);
+    } else if (D > me) {
         lmn_vk_set_error(c, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_UNSUPPORTED,
                          "vulkan: scatter_add_rows: a row of %" G_GINT64_FORMAT
                          " elements exceeds maxStorageBufferRange",

@@ -116,6 +116,8 @@ typedef enum {
     LMN_VK_SHADER_TOPK,
     /* ABI 1.3: spatial resampling */
     LMN_VK_SHADER_UPSAMPLE,
+    /* scatter_add_rows by sorting (vk-ops.c) */
+    LMN_VK_SHADER_SCATTER_ROWS,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -208,6 +210,8 @@ typedef struct {
     /* LAMINA_VK_CHANNEL_SPLITS: workgroups per channel forced on the per-channel passes
      * (vk-ops.c), 0 to choose them from the shape. */
     guint32 channel_splits;
+    /* LAMINA_VK_SCATTER=scan: scatter_add_rows by its O(rows n dim) scan, not the sort */
+    gboolean scatter_scan;
     VkPipelineLayout pipeline_layout;
     VkPipelineCache pipeline_cache;
     char *pipeline_cache_path;

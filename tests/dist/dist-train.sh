@@ -92,8 +92,16 @@ agree() { # MODEL N...: N ranks against one process, and N ranks repeated
   [ "$model" = lenet-bn ] && tol=(--atol 1 --loss-rtol 0.05)
   train1 "$tmp/$model.ini" "$tmp/one" -q
   for n in "$@"; do
-    trainn "$n" "$tmp/$model.ini" "$tmp/n$n" | tee "$tmp/log$n"
+    LAMINA_CPU_STATS=1 trainn "$n" "$tmp/$model.ini" "$tmp/n$n" 2>"$tmp/stats$n" |
+      tee "$tmp/log$n" || { cat "$tmp/stats$n" >&2; exit 1; }
     grep -q "data-parallel over $n ranks" "$tmp/log$n"
+    # Each rank made its convolution plans (its slice of a batch, the test split's short batch)
+    # before its first step: every rank's backend reports none made in a step.
+    if [ "$(grep -c 'cpu stats: .* made ahead, 0 made in a step' "$tmp/stats$n")" -ne "$n" ]; then
+      cat "$tmp/stats$n"
+      echo "not every rank reported 0 convolution plans made in a step" >&2
+      exit 1
+    fi
     [ "$(grep -c '^epoch ' "$tmp/log$n")" -eq 2 ] || { echo "rank 0 alone prints epochs"; exit 1; }
     "${compare[@]}" "$tmp/one" "$tmp/n$n" "${tol[@]}"
     trainn "$n" "$tmp/$model.ini" "$tmp/n$n-again" -q

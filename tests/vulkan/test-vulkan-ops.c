@@ -780,6 +780,59 @@ static void test_scatter_rows_large(void)
     }
 }
 
+static void env_restore(const char *name, const char *value);
+
+/* Reductions ending in subgroup shuffles (reduce_subgroup.comp, lavapipe has them) against the
+ * shared-memory tree of a second device opened with LAMINA_VK_SUBGROUPS=0: the same pairing,
+ * so the same bits, at sizes below, at and above a workgroup and over many workgroups. */
+static void test_subgroup_reduce(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *saved = g_strdup(g_getenv("LAMINA_VK_SUBGROUPS"));
+    g_setenv("LAMINA_VK_SUBGROUPS", "0", TRUE);
+    LmnBackend *shared = open_vulkan(lmn_vk_test_device(), FALSE, &error);
+    env_restore("LAMINA_VK_SUBGROUPS", saved);
+    g_assert_no_error(error);
+    g_assert_null(strstr(lmn_backend_describe(shared), "subgroup reductions"));
+    const gboolean on = strstr(lmn_backend_describe(vk), "subgroup reductions") != NULL;
+    g_test_message("%s", lmn_backend_describe(vk));
+    if (g_strcmp0(g_getenv("LAMINA_VK_SUBGROUPS"), "0") != 0 &&
+        strstr(lmn_backend_describe(vk), "llvmpipe") != NULL)
+        g_assert_true(on); /* lavapipe has shuffle-relative subgroup operations */
+    const gsize sizes[] = {1, 100, 128, 129, 1000, 100003};
+    const LmnReduceOp ops[] = {LMN_REDUCE_SUM, LMN_REDUCE_SUM_SQUARES, LMN_REDUCE_SUM_ABS};
+    LmnShape one = lmn_shape_make(0);
+    for (gsize i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        g_autofree float *h = g_new(float, sizes[i]);
+        for (gsize e = 0; e < sizes[i]; e++)
+            h[e] = (float) g_rand_double_range(rng, -3, 3);
+        LmnShape sh = lmn_shape_make(1, (gint64) sizes[i]);
+        LmnTensor *xa = lmn_tensor_new(vk, LMN_DTYPE_F32, &sh, &error);
+        LmnTensor *xb = lmn_tensor_new(shared, LMN_DTYPE_F32, &sh, &error);
+        LmnTensor *ra = lmn_tensor_new(vk, LMN_DTYPE_F32, &one, &error);
+        LmnTensor *rb = lmn_tensor_new(shared, LMN_DTYPE_F32, &one, &error);
+        g_assert_no_error(error);
+        g_assert_true(lmn_tensor_write(xa, h, sizes[i] * 4, &error));
+        g_assert_true(lmn_tensor_write(xb, h, sizes[i] * 4, &error));
+        for (gsize o = 0; o < G_N_ELEMENTS(ops); o++) {
+            float a = 0, b = 0;
+            lmn_op_reduce(ops[o], xa, ra, 0.5f, 0.0f);
+            lmn_op_reduce(ops[o], xb, rb, 0.5f, 0.0f);
+            g_assert_true(lmn_tensor_read(ra, &a, 4, &error));
+            g_assert_true(lmn_tensor_read(rb, &b, 4, &error));
+            g_assert_no_error(error);
+            if (memcmp(&a, &b, 4) != 0)
+                g_error("reduce op %d over %zu: %.9g with subgroups, %.9g without", (int) ops[o],
+                        sizes[i], (double) a, (double) b);
+        }
+        lmn_tensor_unref(xa);
+        lmn_tensor_unref(xb);
+        lmn_tensor_unref(ra);
+        lmn_tensor_unref(rb);
+    }
+    lmn_backend_unref(shared);
+}
+
 static void test_rows_and_bce(void)
 {
     const gint64 v = 11, dim = 5, n = 17;
@@ -1147,7 +1200,8 @@ static void test_bad_knobs(void)
                               {"LAMINA_VK_CHANNEL_SPLITS", "0", "from 1 to 64"},
                               {"LAMINA_VK_CHANNEL_SPLITS", "3x", "from 1 to 64"},
                               {"LAMINA_VK_PUSH_DESCRIPTORS", "yes", "expected 0"},
-                              {"LAMINA_VK_SCATTER", "fast", "expected 'sort'"}};
+                              {"LAMINA_VK_SCATTER", "fast", "expected 'sort'"},
+                              {"LAMINA_VK_SUBGROUPS", "on", "expected 0"}};
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *saved = g_strdup(g_getenv(cases[i][0]));
         g_setenv(cases[i][0], cases[i][1], TRUE);
@@ -1785,6 +1839,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops/random", test_random);
     g_test_add_func("/vulkan/ops/rows-bce", test_rows_and_bce);
     g_test_add_func("/vulkan/ops/scatter-rows-large", test_scatter_rows_large);
+    g_test_add_func("/vulkan/ops/subgroup-reduce", test_subgroup_reduce);
     g_test_add_func("/vulkan/ops/im2col-col2im", test_im2col_col2im);
     g_test_add_func("/vulkan/ops/pool2d", test_pool);
     g_test_add_func("/vulkan/ops/batchnorm", test_batchnorm);

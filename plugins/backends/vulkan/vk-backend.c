@@ -80,7 +80,8 @@ static gpointer vk_open(const LmnParams *params, const char *device, GError **er
         return NULL;
     }
     char *d =
-        g_strdup_printf("%s, %s host transfers", c->description, c->direct ? "mapped" : "staged");
+        g_strdup_printf("%s, %s host transfers%s", c->description, c->direct ? "mapped" : "staged",
+                        c->subgroup_reduce ? ", subgroup reductions" : "");
     g_free(c->description);
     c->description = d;
     return c;

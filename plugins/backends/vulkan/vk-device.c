@@ -250,6 +250,11 @@ GArray *lmn_vk_enumerate(LmnVkContext *c, GError **error)
         c->fn.vkGetPhysicalDeviceProperties2(phys[i], &p2);
         memcpy(d.uuid, id.deviceUUID, VK_UUID_SIZE);
         d.subgroup_size = sub.subgroupSize;
+        d.subgroup_shuffle =
+            (sub.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0 &&
+            (sub.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_RELATIVE_BIT) != 0 &&
+            sub.subgroupSize >= 2 && sub.subgroupSize <= LMN_VK_LOCAL_SIZE &&
+            (sub.subgroupSize & (sub.subgroupSize - 1)) == 0;
         g_strlcpy(d.driver_name, drv.driverName[0] ? drv.driverName : "unknown",
                   sizeof d.driver_name);
         g_strlcpy(d.driver_info, drv.driverInfo, sizeof d.driver_info);
@@ -353,7 +358,8 @@ static guint32 pick_memory_type(LmnVkContext *c)
 }
 
 /* LAMINA_VK_PUSH_DESCRIPTORS (0 or 1, default 1), LAMINA_VK_CHANNEL_SPLITS (1 to 64, default
- * from the shape: c->channel_splits 0) and LAMINA_VK_SCATTER (sort or scan, default sort), read
+ * from the shape: c->channel_splits 0), LAMINA_VK_SUBGROUPS (0 or 1, default 1: where the device
+ * has them) and LAMINA_VK_SCATTER (sort or scan, default sort), read
  * once when the device opens; anything else is an error naming the variable, not a silent
  * default. */
 static gboolean read_test_knobs(LmnVkContext *c, GError **error)
@@ -383,6 +389,18 @@ static gboolean read_test_knobs(LmnVkContext *c, GError **error)
             return FALSE;
         }
         c->channel_splits = (guint32) v;
+    }
+    const char *subgroups = g_getenv("LAMINA_VK_SUBGROUPS");
+    c->subgroup_reduce = c->desc.subgroup_shuffle;
+    if (subgroups != NULL && *subgroups != '\0') {
+        if (!g_str_equal(subgroups, "0") && !g_str_equal(subgroups, "1")) {
+            g_set_error(error, LMN_BACKEND_ERROR, LMN_BACKEND_ERROR_FAILED,
+                        "LAMINA_VK_SUBGROUPS = '%s': expected 0 (reductions in shared memory "
+                        "only) or 1 (subgroup shuffles where the device has them); unset it",
+                        subgroups);
+            return FALSE;
+        }
+        c->subgroup_reduce = c->desc.subgroup_shuffle && g_str_equal(subgroups, "1");
     }
     const char *scatter = g_getenv("LAMINA_VK_SCATTER");
     c->scatter_scan = FALSE;

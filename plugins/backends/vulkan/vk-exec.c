@@ -34,6 +34,7 @@
 #include "vk-shader-random.h"
 #include "vk-shader-reduce_axis.h"
 #include "vk-shader-reduce.h"
+#include "vk-shader-reduce_subgroup.h"
 #include "vk-shader-rows.h"
 #include "vk-shader-scatter_rows.h"
 #include "vk-shader-softmax.h"
@@ -88,6 +89,7 @@ static const struct {
     SHADER(LMN_VK_SHADER_TOPK, topk),
     SHADER(LMN_VK_SHADER_UPSAMPLE, upsample),
     SHADER(LMN_VK_SHADER_SCATTER_ROWS, scatter_rows),
+    SHADER(LMN_VK_SHADER_REDUCE_SUBGROUP, reduce_subgroup),
 #undef SHADER
 };
 

@@ -118,6 +118,8 @@ typedef enum {
     LMN_VK_SHADER_UPSAMPLE,
     /* scatter_add_rows by sorting (vk-ops.c) */
     LMN_VK_SHADER_SCATTER_ROWS,
+    /* reduce.comp ending in subgroup shuffles (vk-ops.c) */
+    LMN_VK_SHADER_REDUCE_SUBGROUP,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -163,6 +165,9 @@ typedef struct {
     char driver_info[VK_MAX_DRIVER_INFO_SIZE];
     guint8 uuid[VK_UUID_SIZE];
     guint32 subgroup_size;
+    /* compute shaders have subgroup shuffle-down (SHUFFLE_RELATIVE) at a power-of-two
+     * subgroup size within LMN_VK_LOCAL_SIZE: reduce_subgroup.comp can run */
+    gboolean subgroup_shuffle;
     guint64 memory_bytes;
     gboolean is_lavapipe;
 } LmnVkDeviceDesc;
@@ -212,6 +217,9 @@ typedef struct {
     guint32 channel_splits;
     /* LAMINA_VK_SCATTER=scan: scatter_add_rows by its O(rows n dim) scan, not the sort */
     gboolean scatter_scan;
+    /* reductions end with subgroup shuffles (desc.subgroup_shuffle, unless
+     * LAMINA_VK_SUBGROUPS=0) */
+    gboolean subgroup_reduce;
     VkPipelineLayout pipeline_layout;
     VkPipelineCache pipeline_cache;
     char *pipeline_cache_path;

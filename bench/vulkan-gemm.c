@@ -189,7 +189,9 @@ int main(int argc, char **argv)
     GOptionEntry entries[] = {
         {"device", 0, 0, G_OPTION_ARG_STRING, &device, "Vulkan device (default: lavapipe)", "DEV"},
         {"kernels", 0, 0, G_OPTION_ARG_STRING, &kernels,
-         "comma-separated LAMINA_VK_GEMM values (default: tiled,reg,splitk)", "LIST"},
+         "comma-separated LAMINA_VK_GEMM values (default: tiled,reg,splitk; tiled:tile=N forces "
+         "tile N of vk-gemm.c's table)",
+         "LIST"},
         {"filter", 0, 0, G_OPTION_ARG_STRING, &filter,
          "only the shapes whose \"net layer pass\" contains TEXT", "TEXT"},
         {"cpu-time", 0, 0, G_OPTION_ARG_NONE, &use_cpu_time,

@@ -242,7 +242,9 @@ if [ "$tiny" = 1 ]; then
 elif [ "$lavapipe" = 1 ]; then
   gemm_bench=(--filter "mlp fc2" --square 256 --time 0.05)
 else
-  gemm_bench=(--square 4096 --time 0.2)
+  # The default choice, then the large and medium tiles forced on every shape (which tile wins
+  # where, for vk-gemm.c's choice), the register-tiled kernel and split-K.
+  gemm_bench=(--kernels tiled,tiled:tile=0,tiled:tile=1,reg,splitk --square 4096 --time 0.2)
 fi
 run_stage gemm-vulkan 150 "$bench_dir/bench-vulkan-gemm" --device "$device" "${gemm_bench[@]}"
 if [ "$cuda" = 1 ]; then

@@ -310,6 +310,18 @@ int main(int argc, char **argv)
     static const char *const tiled_split[] = {"tiled,splitk", "shared-memory tiled (split-K"};
     static const char *const reg_split[] = {"reg,splitk", "register-tiled (split-K"};
     g_test_add_data_func("/vulkan/gemm/tiled", tiled, test_variant);
+    /* Each of gemm_tiled.comp's tiles (vk-gemm.c's table) in every role: the 8 x 8 and 4 x 4
+     * register tiles, BK 8 and 16, and a non-square workgroup tile. */
+    static const char *const tile_variants[][2] = {
+        {"tiled,tile=0", "(128x128 to 128x128 tiles)"},
+        {"tiled,tile=1", "(64x64 to 64x64 tiles)"},
+        {"tiled,tile=2", "(32x32 to 32x32 tiles)"},
+        {"tiled,tile=3", "(64x32 to 64x32 tiles)"},
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(tile_variants); i++) {
+        g_autofree char *path = g_strdup_printf("/vulkan/gemm/tiled/tile%u", i);
+        g_test_add_data_func(path, tile_variants[i], test_variant);
+    }
     g_test_add_data_func("/vulkan/gemm/reg", reg, test_variant);
     g_test_add_data_func("/vulkan/gemm/tiled-splitk", tiled_split, test_variant);
     g_test_add_data_func("/vulkan/gemm/reg-splitk", reg_split, test_variant);

@@ -1,10 +1,11 @@
 /* Lamina Vulkan backend — the fp32 GEMM (LmnGemm) as compute dispatches.
  *
  * Kernels (all with the same push constants, see shaders/vulkan/gemm_tiled.comp):
- * - gemm_tiled.comp, for GPUs: BM x BN workgroup tiles over BK slices in padded shared memory,
- *   TM x TN register tiles per invocation, vec4 loads where an operand allows them; tiles,
- *   transposes and the vec4 paths are specialization constants.  Three tiles (small, medium,
- *   large) are chosen per device from its limits, and one of them per GEMM from its shape.
+ * - gemm_tiled.comp, for GPUs: BM x BN workgroup tiles over BK slices in double-buffered,
+ *   swizzled shared memory, TM x TN register tiles of 4 x 4 blocks read as vec4s, vec4 global
+ *   loads where an operand allows them; tiles, transposes and the vec4 paths are specialization
+ *   constants.  Three tiles (small, medium, large) are chosen per device from its limits, and one
+ *   of them per GEMM from its shape.
  * - gemm_regtile.comp, for CPU devices (lavapipe): register tiles without shared memory, since a
  *   barrier costs a coroutine switch per invocation there.
  * - split-K: a GEMM whose output has too few tiles to keep the device busy but a long K runs its
@@ -38,19 +39,20 @@ typedef struct {
 } Tile;
 
 static const Tile tiles[] = {
-    {128, 128, 16, 8, 8}, /* 256 invocations, 16.3 KiB of shared memory */
-    {64, 64, 16, 4, 4},   /* 256 invocations, 8.3 KiB */
-    {32, 32, 16, 4, 4},   /* 64 invocations, 4.3 KiB */
-    {32, 32, 16, 2, 2},   /* 256 invocations */
-    {16, 16, 16, 2, 2},   /* 64 invocations, 2.3 KiB: within every device's minimum limits */
+    {128, 128, 8, 8, 8}, /* 256 invocations, 16 KiB of shared memory (two buffers) */
+    {64, 64, 16, 4, 4},  /* 256 invocations, 16 KiB */
+    {32, 32, 16, 4, 4},  /* 64 invocations, 8 KiB: within every device's minimum limits */
+    {64, 32, 16, 4, 4},  /* 128 invocations, 12 KiB */
 };
-#define TILE_FALLBACK 4u
+#define TILE_FALLBACK 2u
+/* The kernel's register tiles are 4 x 4 blocks and its swizzle spans 8 vec4s (gemm_tiled.comp). */
+#define TILE_OK(t) ((t).tm % 4 == 0 && (t).tn % 4 == 0 && (t).bm % 32 == 0 && (t).bn % 32 == 0)
 
 /* Candidates for the large, medium and small roles, in order of preference. */
 static const guint role_candidates[3][4] = {
-    {0, 1, 3, 4},
-    {1, 3, 4, 4},
-    {2, 3, 4, 4},
+    {0, 1, 3, 2},
+    {1, 3, 2, 2},
+    {2, 3, 1, 2},
 };
 enum { ROLE_LARGE, ROLE_MEDIUM, ROLE_SMALL };
 
@@ -70,8 +72,8 @@ enum { ROLE_LARGE, ROLE_MEDIUM, ROLE_SMALL };
 #define SLOT_REDUCE 52u
 G_STATIC_ASSERT(SLOT_REDUCE < LMN_VK_GEMM_PIPELINES);
 
-/* Split-K: at most this many K slices, each at least MIN_SLICE long (a multiple of 16, the BK of
- * every tile, so every slice keeps the vec4 alignment of its operands). */
+/* Split-K: at most this many K slices, each at least MIN_SLICE long (a multiple of 16, which every
+ * tile's BK divides, so every slice keeps the vec4 alignment of its operands). */
 #define MAX_SPLITS 8
 #define MIN_SLICE 256
 #define SCRATCH_MAX ((gsize) 64 << 20)
@@ -139,7 +141,7 @@ static guint32 tile_invocations(const Tile *t)
 
 static guint32 tile_shared_bytes(const Tile *t)
 {
-    return t->bk * (t->bm + 2 + t->bn + 2) * 4;
+    return 2 * t->bk * (t->bm + t->bn) * 4; /* double-buffered */
 }
 
 static gboolean tile_fits(const LmnVkContext *c, const Tile *t, gboolean whole_subgroups)
@@ -165,6 +167,8 @@ static guint pick_tile(const LmnVkContext *c, const guint *candidates)
 
 const char *lmn_vk_gemm_select(LmnVkContext *c)
 {
+    for (guint i = 0; i < G_N_ELEMENTS(tiles); i++)
+        g_assert(TILE_OK(tiles[i]));
     for (guint r = 0; r < 3; r++)
         c->gemm_tiles[r] = pick_tile(c, role_candidates[r]);
     /* Core Vulkan does not report compute-unit counts: a few workgroups per unit of a typical
@@ -191,10 +195,24 @@ const char *lmn_vk_gemm_select(LmnVkContext *c)
         else if (strstr(env, "tiled") != NULL)
             c->gemm_reg = FALSE;
         c->gemm_splitk = strstr(env, "splitk") != NULL;
+        /* "tile=N": every role takes tile N where it fits the device, so tests run each tile. */
+        const char *forced = strstr(env, "tile=");
+        if (forced != NULL) {
+            const guint64 i = g_ascii_strtoull(forced + 5, NULL, 10);
+            if (i < G_N_ELEMENTS(tiles) && tile_fits(c, &tiles[i], FALSE))
+                for (guint r = 0; r < 3; r++)
+                    c->gemm_tiles[r] = (guint) i;
+        }
     }
     if (c->gemm_reg)
         return c->gemm_splitk ? "register-tiled (split-K forced)" : "register-tiled";
-    return c->gemm_splitk ? "shared-memory tiled (split-K forced)" : "shared-memory tiled";
+    if (c->gemm_splitk)
+        return "shared-memory tiled (split-K forced)";
+    /* The tiles in the description, so a forced tile shows there. */
+    const Tile *tl = &tiles[c->gemm_tiles[ROLE_LARGE]], *ts = &tiles[c->gemm_tiles[ROLE_SMALL]];
+    g_snprintf(c->gemm_desc, sizeof c->gemm_desc, "shared-memory tiled (%ux%u to %ux%u tiles)",
+               tl->bm, tl->bn, ts->bm, ts->bn);
+    return c->gemm_desc;
 }
 
 void lmn_vk_gemm_cleanup(LmnVkContext *c)

@@ -257,6 +257,7 @@ typedef struct {
 #define LMN_VK_GEMM_PIPELINES 53 /* 3 tiles x 16 tiled variants, 4 register-tiled, 1 reduction */
     gboolean gemm_splitk;      /* LAMINA_VK_GEMM=...splitk: every GEMM through split-K (tests) */
     guint gemm_tiles[3];       /* the small, medium and large tiles (indices into vk-gemm.c's table) */
+    char gemm_desc[64];        /* lmn_vk_gemm_select's description when it is formatted */
     guint32 gemm_busy_groups;  /* workgroups that keep the device busy: below it, split-K */
     VkPipeline gemm_pipelines[LMN_VK_GEMM_PIPELINES]; /* created on first use */
     GHashTable *gemm_epilogue_pipelines; /* variants with a fused epilogue, by slot and epilogue */

@@ -833,6 +833,150 @@ static void test_subgroup_reduce(void)
     lmn_backend_unref(shared);
 }
 
+/* A tensor of @n floats on @b holding @h (NULL: zeros). */
+static LmnTensor *tensor_from(LmnBackend *b, const float *h, gsize n)
+{
+    g_autoptr(GError) error = NULL;
+    LmnShape sh = lmn_shape_make(1, (gint64) n);
+    LmnTensor *t = lmn_tensor_new(b, LMN_DTYPE_F32, &sh, &error);
+    g_assert_no_error(error);
+    g_autofree float *zeros = h == NULL ? g_new0(float, n) : NULL;
+    g_assert_true(lmn_tensor_write(t, h != NULL ? h : zeros, n * 4, &error));
+    g_assert_no_error(error);
+    return t;
+}
+
+/* A [@rows, @cols] tensor of @dtype on @b holding @h. */
+static LmnTensor *matrix_from(LmnBackend *b, LmnDType dtype, const void *h, gint64 rows,
+                              gint64 cols)
+{
+    g_autoptr(GError) error = NULL;
+    LmnShape sh = cols > 0 ? lmn_shape_make(2, rows, cols) : lmn_shape_make(1, rows);
+    LmnTensor *t = lmn_tensor_new(b, dtype, &sh, &error);
+    g_assert_no_error(error);
+    g_assert_true(lmn_tensor_write(t, h, lmn_tensor_nbytes(t), &error));
+    g_assert_no_error(error);
+    return t;
+}
+
+/* @a (with subgroups) and @b (without) hold the same bits. */
+static void assert_same_bits(LmnTensor *a, LmnTensor *b, gsize n, const char *what)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree float *ha = g_new(float, n), *hb = g_new(float, n);
+    g_assert_true(lmn_tensor_read(a, ha, n * 4, &error));
+    g_assert_true(lmn_tensor_read(b, hb, n * 4, &error));
+    g_assert_no_error(error);
+    for (gsize i = 0; i < n; i++)
+        if (memcmp(&ha[i], &hb[i], 4) != 0)
+            g_error("%s: element %zu of %zu: %.9g with subgroups, %.9g without", what, i, n,
+                    (double) ha[i], (double) hb[i]);
+}
+
+/* The per-channel and per-row trees ending in subgroup shuffles (the *_subgroup.comp variants of
+ * bias_grad, batchnorm, softmax, softmax_xent and normalize) against the shared-memory trees on
+ * the same device, bit for bit: one and several workgroups per channel, channels shorter than a
+ * workgroup, rows shorter and longer than one. */
+static void test_subgroup_channels(void)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *saved = g_strdup(g_getenv("LAMINA_VK_SUBGROUPS"));
+    g_setenv("LAMINA_VK_SUBGROUPS", "0", TRUE);
+    LmnBackend *shared = open_vulkan(lmn_vk_test_device(), FALSE, &error);
+    env_restore("LAMINA_VK_SUBGROUPS", saved);
+    g_assert_no_error(error);
+    if (g_strcmp0(g_getenv("LAMINA_VK_SUBGROUPS"), "0") != 0 &&
+        strstr(lmn_backend_describe(vk), "llvmpipe") != NULL)
+        g_assert_nonnull(strstr(lmn_backend_describe(vk), "subgroup reductions"));
+    /* {outer, channels, inner} */
+    static const gint64 shapes[][3] = {
+        {7, 5, 33}, {64, 3, 196}, {2, 4, 1}, {128, 16, 1}, {1, 2, 5000}};
+    for (gsize s = 0; s < G_N_ELEMENTS(shapes); s++) {
+        const gint64 o = shapes[s][0], ch = shapes[s][1], in = shapes[s][2];
+        const gsize n = (gsize) (o * ch * in);
+        g_autofree float *hx = g_new(float, n), *hdy = g_new(float, n);
+        for (gsize e = 0; e < n; e++) {
+            hx[e] = (float) g_rand_double_range(rng, -2, 3);
+            hdy[e] = (float) g_rand_double_range(rng, -1, 1);
+        }
+        LmnBackend *devs[2] = {vk, shared};
+        LmnTensor *x[2], *dy[2], *db[2], *mean[2], *var[2], *dx[2], *dw[2], *dbias[2];
+        for (gint d = 0; d < 2; d++) {
+            x[d] = tensor_from(devs[d], hx, n);
+            dy[d] = tensor_from(devs[d], hdy, n);
+            dx[d] = tensor_from(devs[d], NULL, n);
+            db[d] = tensor_from(devs[d], NULL, (gsize) ch);
+            mean[d] = tensor_from(devs[d], NULL, (gsize) ch);
+            var[d] = tensor_from(devs[d], NULL, (gsize) ch);
+            dw[d] = tensor_from(devs[d], NULL, (gsize) ch);
+            dbias[d] = tensor_from(devs[d], NULL, (gsize) ch);
+            lmn_op_bias_grad(db[d], dy[d], o, ch, in, 0.0f);
+            lmn_op_batchnorm_stats(x[d], mean[d], var[d], o, ch, in);
+            lmn_op_batchnorm_backward(x[d], dy[d], mean[d], var[d], NULL, dx[d], dw[d], dbias[d],
+                                      1e-5f, o, ch, in);
+        }
+        assert_same_bits(db[0], db[1], (gsize) ch, "bias_grad");
+        assert_same_bits(mean[0], mean[1], (gsize) ch, "batchnorm mean");
+        assert_same_bits(var[0], var[1], (gsize) ch, "batchnorm variance");
+        assert_same_bits(dx[0], dx[1], n, "batchnorm dx");
+        assert_same_bits(dw[0], dw[1], (gsize) ch, "batchnorm dweight");
+        assert_same_bits(dbias[0], dbias[1], (gsize) ch, "batchnorm dbias");
+        /* softmax over rows of o * ch, forward and backward */
+        for (gint d = 0; d < 2; d++)
+            lmn_op_softmax(x[d], dx[d], o * ch, in);
+        assert_same_bits(dx[0], dx[1], n, "softmax");
+        for (gint d = 0; d < 2; d++) /* dx = y (dy - sum(dy y)), into x */
+            lmn_op_softmax_backward(dx[d], dy[d], x[d], o * ch, in);
+        assert_same_bits(x[0], x[1], n, "softmax backward");
+        /* Cross-entropy's fused softmax, and the row normalisation forward and backward, on rows
+         * of @in; the labels cover [0, in). */
+        const gint64 rows = o * ch;
+        g_autofree gint32 *hl = g_new(gint32, rows);
+        for (gint64 q = 0; q < rows; q++)
+            hl[q] = g_rand_int_range(rng, 0, (gint32) in);
+        LmnTensor *logits[2], *labels[2], *probs[2], *loss[2], *g[2], *y[2], *rm[2], *rs[2];
+        LmnShape one = lmn_shape_make(0);
+        for (gint d = 0; d < 2; d++) {
+            logits[d] = matrix_from(devs[d], LMN_DTYPE_F32, hx, rows, in);
+            labels[d] = matrix_from(devs[d], LMN_DTYPE_I32, hl, rows, 0);
+            probs[d] = matrix_from(devs[d], LMN_DTYPE_F32, hdy, rows, in);
+            g[d] = matrix_from(devs[d], LMN_DTYPE_F32, hdy, rows, in);
+            y[d] = matrix_from(devs[d], LMN_DTYPE_F32, hdy, rows, in);
+            rm[d] = matrix_from(devs[d], LMN_DTYPE_F32, hx, rows, 0);
+            rs[d] = matrix_from(devs[d], LMN_DTYPE_F32, hx, rows, 0);
+            loss[d] = lmn_tensor_new(devs[d], LMN_DTYPE_F32, &one, &error);
+            g_assert_no_error(error);
+            lmn_op_softmax_xent_grad(logits[d], labels[d], probs[d], loss[d], 0.1f, g[d],
+                                     1.0f / (float) rows);
+            lmn_op_normalize_rows(logits[d], y[d], rm[d], rs[d], rows, in, 1e-5f);
+            lmn_op_normalize_rows_backward(y[d], rs[d], dy[d], dx[d], rows, in);
+        }
+        assert_same_bits(probs[0], probs[1], n, "softmax_xent probabilities");
+        assert_same_bits(loss[0], loss[1], 1, "softmax_xent loss");
+        assert_same_bits(g[0], g[1], n, "softmax_xent gradient");
+        assert_same_bits(y[0], y[1], n, "normalize_rows");
+        assert_same_bits(rm[0], rm[1], (gsize) rows, "normalize_rows mean");
+        assert_same_bits(rs[0], rs[1], (gsize) rows, "normalize_rows rstd");
+        assert_same_bits(dx[0], dx[1], n, "normalize_rows backward");
+        for (gint d = 0; d < 2; d++) {
+            LmnTensor *all[] = {logits[d], labels[d], probs[d], loss[d], g[d], y[d], rm[d], rs[d]};
+            for (guint q = 0; q < G_N_ELEMENTS(all); q++)
+                lmn_tensor_unref(all[q]);
+        }
+        for (gint d = 0; d < 2; d++) {
+            lmn_tensor_unref(x[d]);
+            lmn_tensor_unref(dy[d]);
+            lmn_tensor_unref(dx[d]);
+            lmn_tensor_unref(db[d]);
+            lmn_tensor_unref(mean[d]);
+            lmn_tensor_unref(var[d]);
+            lmn_tensor_unref(dw[d]);
+            lmn_tensor_unref(dbias[d]);
+        }
+    }
+    lmn_backend_unref(shared);
+}
+
 static void test_rows_and_bce(void)
 {
     const gint64 v = 11, dim = 5, n = 17;
@@ -1840,6 +1984,7 @@ int main(int argc, char **argv)
     g_test_add_func("/vulkan/ops/rows-bce", test_rows_and_bce);
     g_test_add_func("/vulkan/ops/scatter-rows-large", test_scatter_rows_large);
     g_test_add_func("/vulkan/ops/subgroup-reduce", test_subgroup_reduce);
+    g_test_add_func("/vulkan/ops/subgroup-channels", test_subgroup_channels);
     g_test_add_func("/vulkan/ops/im2col-col2im", test_im2col_col2im);
     g_test_add_func("/vulkan/ops/pool2d", test_pool);
     g_test_add_func("/vulkan/ops/batchnorm", test_batchnorm);

@@ -35,6 +35,11 @@
 #include "vk-shader-reduce_axis.h"
 #include "vk-shader-reduce.h"
 #include "vk-shader-reduce_subgroup.h"
+#include "vk-shader-bias_grad_subgroup.h"
+#include "vk-shader-batchnorm_subgroup.h"
+#include "vk-shader-softmax_subgroup.h"
+#include "vk-shader-softmax_xent_subgroup.h"
+#include "vk-shader-normalize_subgroup.h"
 #include "vk-shader-rows.h"
 #include "vk-shader-scatter_rows.h"
 #include "vk-shader-softmax.h"
@@ -90,6 +95,11 @@ static const struct {
     SHADER(LMN_VK_SHADER_UPSAMPLE, upsample),
     SHADER(LMN_VK_SHADER_SCATTER_ROWS, scatter_rows),
     SHADER(LMN_VK_SHADER_REDUCE_SUBGROUP, reduce_subgroup),
+    SHADER(LMN_VK_SHADER_BIAS_GRAD_SUBGROUP, bias_grad_subgroup),
+    SHADER(LMN_VK_SHADER_BATCHNORM_SUBGROUP, batchnorm_subgroup),
+    SHADER(LMN_VK_SHADER_SOFTMAX_SUBGROUP, softmax_subgroup),
+    SHADER(LMN_VK_SHADER_SOFTMAX_XENT_SUBGROUP, softmax_xent_subgroup),
+    SHADER(LMN_VK_SHADER_NORMALIZE_SUBGROUP, normalize_subgroup),
 #undef SHADER
 };
 
@@ -376,6 +386,33 @@ static VkPipeline make_pipeline(LmnVkContext *c, const guint32 *code, gsize size
 
 VkPipeline lmn_vk_builtin_pipeline(LmnVkContext *c, LmnVkShader shader)
 {
+    /* The variants ending their trees in subgroup shuffles (the same bits, fewer barriers):
+     * c->subgroup_reduce holds only where the subgroup size is a power of two within
+     * LMN_VK_LOCAL_SIZE, so every workgroup is a whole number of subgroups. */
+    if (c->subgroup_reduce) {
+        switch (shader) {
+        case LMN_VK_SHADER_REDUCE:
+            shader = LMN_VK_SHADER_REDUCE_SUBGROUP;
+            break;
+        case LMN_VK_SHADER_BIAS_GRAD:
+            shader = LMN_VK_SHADER_BIAS_GRAD_SUBGROUP;
+            break;
+        case LMN_VK_SHADER_BATCHNORM:
+            shader = LMN_VK_SHADER_BATCHNORM_SUBGROUP;
+            break;
+        case LMN_VK_SHADER_SOFTMAX:
+            shader = LMN_VK_SHADER_SOFTMAX_SUBGROUP;
+            break;
+        case LMN_VK_SHADER_SOFTMAX_XENT:
+            shader = LMN_VK_SHADER_SOFTMAX_XENT_SUBGROUP;
+            break;
+        case LMN_VK_SHADER_NORMALIZE:
+            shader = LMN_VK_SHADER_NORMALIZE_SUBGROUP;
+            break;
+        default:
+            break;
+        }
+    }
     if (c->builtin[shader] == VK_NULL_HANDLE)
         c->builtin[shader] = make_pipeline(c, shaders[shader].code, shaders[shader].size, "main",
                                            LMN_VK_LOCAL_SIZE, shaders[shader].name);

@@ -100,13 +100,6 @@ static void bind_dummy(LmnVkContext *c, LmnVkBinding *b)
     *b = (LmnVkBinding){lmn_vk_buffer_handle(c->dummy), c->dummy->offset, c->dummy->size, FALSE};
 }
 
-/* reduce.comp, or where the device has subgroup shuffles its variant ending in them (the same
- * bits, fewer barriers). */
-static LmnVkShader reduce_shader(const LmnVkContext *c)
-{
-    return c->subgroup_reduce ? LMN_VK_SHADER_REDUCE_SUBGROUP : LMN_VK_SHADER_REDUCE;
-}
-
 static guint32 groups_for(gsize n)
 {
     gsize g = (n + LMN_VK_LOCAL_SIZE - 1) / LMN_VK_LOCAL_SIZE;
@@ -401,7 +394,8 @@ static void reduce_final(LmnVkContext *c, const LmnVkBinding *part, guint32 off_
     if (!bind(c, out, 0, 1, TRUE, &b[2], &p.off_out, op))
         return;
     b[3] = b[2];
-    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, reduce_shader(c)), b, 4, &p, sizeof p, 1, 1, 1);
+    lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p, 1, 1,
+                    1);
 }
 
 /* Both passes of reduce.comp over the @n floats of @x.  The block layout depends on n (and on
@@ -443,7 +437,7 @@ static void reduce_tensor(LmnVkContext *c, LmnReduceOp op, const LmnTensor *x, g
          * rather than the shared dummy, which would look written to every later dispatch. */
         b[2] = b[1];
         b[3] = b[1];
-        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, reduce_shader(c)), b, 4, &p, sizeof p,
+        lmn_vk_dispatch(c, lmn_vk_builtin_pipeline(c, LMN_VK_SHADER_REDUCE), b, 4, &p, sizeof p,
                         (guint32) ng, 1, 1);
     }
     reduce_final(c, &b[1], 0, (guint32) n_groups, out, alpha, beta, name);

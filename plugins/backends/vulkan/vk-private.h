@@ -118,8 +118,14 @@ typedef enum {
     LMN_VK_SHADER_UPSAMPLE,
     /* scatter_add_rows by sorting (vk-ops.c) */
     LMN_VK_SHADER_SCATTER_ROWS,
-    /* reduce.comp ending in subgroup shuffles (vk-ops.c) */
+    /* Variants whose trees end in subgroup shuffles (reduce.glsl, tree.glsl), which
+     * lmn_vk_builtin_pipeline() takes for the plain ones where c->subgroup_reduce is set */
     LMN_VK_SHADER_REDUCE_SUBGROUP,
+    LMN_VK_SHADER_BIAS_GRAD_SUBGROUP,
+    LMN_VK_SHADER_BATCHNORM_SUBGROUP,
+    LMN_VK_SHADER_SOFTMAX_SUBGROUP,
+    LMN_VK_SHADER_SOFTMAX_XENT_SUBGROUP,
+    LMN_VK_SHADER_NORMALIZE_SUBGROUP,
     LMN_VK_SHADER_COUNT
 } LmnVkShader;
 
@@ -217,8 +223,8 @@ typedef struct {
     guint32 channel_splits;
     /* LAMINA_VK_SCATTER=scan: scatter_add_rows by its O(rows n dim) scan, not the sort */
     gboolean scatter_scan;
-    /* reductions end with subgroup shuffles (desc.subgroup_shuffle, unless
-     * LAMINA_VK_SUBGROUPS=0) */
+    /* workgroup trees (reductions, per-channel and per-row passes) end with subgroup shuffles
+     * (desc.subgroup_shuffle, unless LAMINA_VK_SUBGROUPS=0): lmn_vk_builtin_pipeline() */
     gboolean subgroup_reduce;
     VkPipelineLayout pipeline_layout;
     VkPipelineCache pipeline_cache;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-static LmnTrainer *running_trainer;
+static LmnTrainer *volatile running_trainer; /* read by on_stop_signal */
 static volatile sig_atomic_t stop_signals;
 
 /* Only flags a request: the loop saves interrupted.h5 at the next step boundary.  A second
@@ -242,8 +242,13 @@ static int run_trainer(LmnConfig *cfg, LmnRegistry *registry, const TrainArgs *a
     stop_signals = 0;
     set_stop_handler(on_stop_signal);
     gboolean ok = lmn_trainer_run(trainer, &error);
-    set_stop_handler(SIG_DFL);
-    running_trainer = NULL;
+    running_trainer = NULL; /* the handler must not reach a trainer about to be freed */
+    /* After a stop request the run has saved interrupted.h5 and the process exits 130: the
+     * handler stays, so a second signal arriving now (a second Ctrl-C, or SIGINT after SIGTERM)
+     * only prints its notice rather than killing the process on its way out.  Otherwise the
+     * default action comes back. */
+    if (stop_signals == 0)
+        set_stop_handler(SIG_DFL);
     lmn_trainer_free(trainer);
     if (a->plot)
         lmn_plot_shutdown();

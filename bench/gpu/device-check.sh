@@ -244,7 +244,7 @@ elif [ "$lavapipe" = 1 ]; then
 else
   # The default choice, then the large and medium tiles forced on every shape (which tile wins
   # where, for vk-gemm.c's choice), the register-tiled kernel and split-K.
-  gemm_bench=(--kernels tiled,tiled:tile=0,tiled:tile=1,reg,splitk --square 4096 --time 0.2)
+  gemm_bench=(--kernels "tiled,tiled:tile=0,tiled:tile=1,reg,splitk" --square 4096 --time 0.2)
 fi
 run_stage gemm-vulkan 150 "$bench_dir/bench-vulkan-gemm" --device "$device" "${gemm_bench[@]}"
 if [ "$cuda" = 1 ]; then
